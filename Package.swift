@@ -1,0 +1,115 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Module layout (see README "Code map"): dependencies point one way, from the
+// executables down to the pure domain core, which imports nothing of ours.
+let package = Package(
+    name: "creditd",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "creditd", targets: ["creditd"]),
+        .executable(name: "creditctl", targets: ["creditctl"]),
+        .library(name: "CreditClient", targets: ["CreditClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // Pure billing rules: money, civil dates, periods, proration, credits.
+        .target(name: "CreditDomain"),
+        // Messages generated from proto/ (scripts/generate-proto.sh).
+        .target(
+            name: "CreditProto",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        // ttrpc framing, envelope and status codes; no sockets.
+        .target(
+            name: "CreditWire",
+            dependencies: [
+                "CreditProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        // Journal, snapshots and recovery on real files.
+        .target(name: "CreditStore"),
+        // Small C declarations Swift's Glibc module lacks (struct ucred).
+        .target(name: "CCreditSystem"),
+        // sd_notify, socket activation and journald logging without libsystemd.
+        .target(
+            name: "SystemdSupport",
+            dependencies: [
+                "CCreditSystem",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // NIO server: Unix socket, peer credentials, dispatch, limits.
+        .target(
+            name: "CreditServer",
+            dependencies: [
+                "CreditWire", "CreditProto", "CCreditSystem",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The daemon's application layer: ledger actor, handlers, persistence wiring.
+        .target(
+            name: "CreditService",
+            dependencies: [
+                "CreditDomain", "CreditStore", "CreditServer", "CreditWire", "CreditProto",
+                "CreditMonitoring", "SystemdSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        // Swift client used by creditctl and the tests.
+        .target(
+            name: "CreditClient",
+            dependencies: [
+                "CreditWire", "CreditProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // Nagios ranges and perfdata, Prometheus text exposition.
+        .target(name: "CreditMonitoring"),
+        .executableTarget(
+            name: "creditd",
+            dependencies: [
+                "CreditService", "CreditServer", "SystemdSupport", "CreditStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "creditctl",
+            dependencies: [
+                "CreditClient", "CreditMonitoring", "CreditProto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "CreditDomainTests", dependencies: ["CreditDomain"]),
+        .testTarget(
+            name: "CreditWireTests",
+            dependencies: ["CreditWire", "CreditProto", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(name: "CreditStoreTests", dependencies: ["CreditStore"]),
+        .testTarget(name: "CreditMonitoringTests", dependencies: ["CreditMonitoring"]),
+        .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport"]),
+        // End-to-end: the real creditd binary on a real Unix socket.
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: [
+                "CreditClient", "CreditWire", "CreditProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

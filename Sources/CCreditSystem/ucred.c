@@ -1,0 +1,9 @@
+#define _GNU_SOURCE
+#include <stddef.h>
+#include <sys/socket.h>
+#include "CCreditSystem.h"
+
+_Static_assert(sizeof(credit_ucred) == sizeof(struct ucred), "credit_ucred size");
+_Static_assert(offsetof(credit_ucred, pid) == offsetof(struct ucred, pid), "pid offset");
+_Static_assert(offsetof(credit_ucred, uid) == offsetof(struct ucred, uid), "uid offset");
+_Static_assert(offsetof(credit_ucred, gid) == offsetof(struct ucred, gid), "gid offset");

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Fails with STALE when a .proto changed without scripts/generate-proto.sh.
+# Toolchain-free: it only compares the sha256 stamped on line 1 of every
+# generated file with the .proto it names.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+status=0
+checked=0
+protos=$(cd proto && find . -name '*.proto' | sed 's|^\./||' | sort)
+for p in $protos; do
+  want=$(sha256sum "proto/$p" | cut -d' ' -f1)
+  for f in "Sources/CreditProto/$(echo "${p%.proto}" | tr / _).pb.swift" \
+           "Sources/CCreditClient/proto/${p%.proto}.pb-c.c" \
+           "Sources/CCreditClient/proto/${p%.proto}.pb-c.h"; do
+    checked=$((checked + 1))
+    if [ ! -f "$f" ]; then echo "STALE: $f is missing (run scripts/generate-proto.sh)"; status=1; continue; fi
+    got=$(head -1 "$f" | sed -n 's|^// proto-sha256: \([0-9a-f]*\) .*|\1|p')
+    if [ "$got" != "$want" ]; then echo "STALE: $f was generated from another version of proto/$p (run scripts/generate-proto.sh)"; status=1; fi
+  done
+done
+# Generated files whose .proto is gone.
+for f in Sources/CreditProto/*.pb.swift; do
+  src=$(head -1 "$f" | awk '{print $4}')
+  [ -f "proto/$src" ] || { echo "STALE: $f comes from proto/$src, which no longer exists"; status=1; }
+done
+[ $status -eq 0 ] && echo "proto: $checked generated files are fresh"
+exit $status
