@@ -55,6 +55,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
         // The daemon's application layer: ledger actor, handlers, persistence wiring.
@@ -74,14 +75,31 @@ let package = Package(
                 "CreditWire", "CreditProto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
         // Nagios ranges and perfdata, Prometheus text exposition.
         .target(name: "CreditMonitoring"),
+        // The system protobuf-c runtime, for the C client.
+        .systemLibrary(
+            name: "CProtobufC",
+            pkgConfig: "libprotobuf-c",
+            providers: [.apt(["libprotobuf-c-dev"])]
+        ),
+        // libcreditd-client, the C client (also built by clients/c/Makefile).
+        .target(
+            name: "CCreditClient",
+            dependencies: ["CProtobufC"],
+            cSettings: [.headerSearchPath("proto")]
+        ),
         .executableTarget(
             name: "creditd",
             dependencies: [
-                "CreditService", "CreditServer", "SystemdSupport", "CreditStore",
+                "CreditService", "CreditServer", "SystemdSupport", "CreditStore", "CreditWire", "CreditProto",
+                "CreditDomain", "CreditMonitoring",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -102,12 +120,21 @@ let package = Package(
         .testTarget(name: "CreditStoreTests", dependencies: ["CreditStore"]),
         .testTarget(name: "CreditMonitoringTests", dependencies: ["CreditMonitoring"]),
         .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport"]),
+        // The C client against fake servers, its C suite, and (opt-in) a daemon.
+        .testTarget(
+            name: "CClientTests",
+            dependencies: [
+                "CCreditClient", "CreditProto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
         // End-to-end: the real creditd binary on a real Unix socket.
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "CreditClient", "CreditWire", "CreditProto",
+                "CreditClient", "CreditWire", "CreditProto", "CreditDomain",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
     ],

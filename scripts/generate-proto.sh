@@ -21,20 +21,25 @@ if [ -z "$plugin" ]; then
     --scratch-path .build-protoc-gen-swift --product protoc-gen-swift
   plugin=.build-protoc-gen-swift/release/protoc-gen-swift
 fi
-protoc_c_version=$(protoc-c --version | head -1 | awk '{print $2}')
+protoc_c_version=$(protoc-c --version 2>/dev/null | awk 'NR==1 {print $2}' || true)
 
 protos=$(cd proto && find . -name '*.proto' | sed 's|^\./||' | sort)
+# The C client speaks only the public API; the daemon's internal journal
+# format stays out of its library.
+c_protos=$(echo "$protos" | grep -v '^creditd/journal/')
 
 rm -f "$swift_out"/*.pb.swift
 mkdir -p "$c_out"
 find "$c_out" -name '*.pb-c.*' -delete
+find "$c_out" -mindepth 1 -type d -empty -delete
 
 # Swift: one file per .proto, named after its path.
 protoc --plugin=protoc-gen-swift="$plugin" -I proto \
   --swift_opt=Visibility=Public --swift_opt=FileNaming=PathToUnderscores \
   --swift_out="$swift_out" $protos
-# C: the same files plus google/protobuf/any.proto, which status.proto imports.
-protoc-c -I proto -I /usr/include --c_out="$c_out" $protos google/protobuf/any.proto
+# C: the same files except the journal, plus google/protobuf/any.proto, which
+# status.proto imports.
+protoc-c -I proto -I /usr/include --c_out="$c_out" $c_protos google/protobuf/any.proto
 
 stamp() { # file, proto path relative to proto/ (or /usr/include), generator
   local file=$1 src=$2 gen=$3 sum
@@ -45,6 +50,8 @@ stamp() { # file, proto path relative to proto/ (or /usr/include), generator
 }
 for p in $protos; do
   stamp "$swift_out/$(echo "${p%.proto}" | tr / _).pb.swift" "$p" "protoc-gen-swift 1.39.0"
+done
+for p in $c_protos; do
   for ext in c h; do stamp "$c_out/${p%.proto}.pb-c.$ext" "$p" "protobuf-c $protoc_c_version"; done
 done
 for ext in c h; do stamp "$c_out/google/protobuf/any.pb-c.$ext" google/protobuf/any.proto "protobuf-c $protoc_c_version"; done

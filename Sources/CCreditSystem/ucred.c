@@ -7,3 +7,13 @@ _Static_assert(sizeof(credit_ucred) == sizeof(struct ucred), "credit_ucred size"
 _Static_assert(offsetof(credit_ucred, pid) == offsetof(struct ucred, pid), "pid offset");
 _Static_assert(offsetof(credit_ucred, uid) == offsetof(struct ucred, uid), "uid offset");
 _Static_assert(offsetof(credit_ucred, gid) == offsetof(struct ucred, gid), "gid offset");
+
+_Static_assert(sizeof(gid_t) == sizeof(uint32_t), "gid_t size");
+
+int credit_so_peergroups(void) {
+#ifdef SO_PEERGROUPS
+    return SO_PEERGROUPS;
+#else
+    return -1;
+#endif
+}

@@ -1,4 +1,4 @@
-// proto-sha256: 472dcee394c5b321e770adeaa2f7ff29ec11b5afaf7284a99ef2bd05450d0c4a creditd/journal/v1/journal.proto | protoc-gen-swift 1.39.0
+// proto-sha256: ac80b390d35469d0191da2b025d64c05e32584b911714ce8f1b468f8f3c3f125 creditd/journal/v1/journal.proto | protoc-gen-swift 1.39.0
 // DO NOT EDIT.
 // swift-format-ignore-file
 // swiftlint:disable all
@@ -15,6 +15,11 @@
 /// accepted it, with the instant and caller it was applied at. Replaying the
 /// entries in order through the pure domain reproduces the state exactly.
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -114,6 +119,28 @@ public nonisolated struct Creditd_Journal_V1_Tick: Sendable {
   // methods supported on all messages.
 
   public var manualClock: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A snapshot's payload (the store adds the header with format version,
+/// sequence number and CRC). The ledger itself is in the domain's compact
+/// encoding, named by ledger_encoding, so that a million subscriptions are
+/// written and read without building a message per credit.
+public nonisolated struct Creditd_Journal_V1_Snapshot: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the clock's reading when the snapshot was taken
+  public var clockUnixNanos: Int64 = 0
+
+  /// 1 = JSON of the domain's Codable values
+  public var ledgerEncoding: UInt32 = 0
+
+  public var ledger: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -299,6 +326,46 @@ nonisolated extension Creditd_Journal_V1_Tick: SwiftProtobuf.Message, SwiftProto
 
   public static func ==(lhs: Creditd_Journal_V1_Tick, rhs: Creditd_Journal_V1_Tick) -> Bool {
     if lhs.manualClock != rhs.manualClock {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Creditd_Journal_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Snapshot"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}clock_unix_nanos\0\u{3}ledger_encoding\0\u{1}ledger\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.clockUnixNanos) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.ledgerEncoding) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.ledger) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.clockUnixNanos != 0 {
+      try visitor.visitSingularInt64Field(value: self.clockUnixNanos, fieldNumber: 1)
+    }
+    if self.ledgerEncoding != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ledgerEncoding, fieldNumber: 2)
+    }
+    if !self.ledger.isEmpty {
+      try visitor.visitSingularBytesField(value: self.ledger, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Creditd_Journal_V1_Snapshot, rhs: Creditd_Journal_V1_Snapshot) -> Bool {
+    if lhs.clockUnixNanos != rhs.clockUnixNanos {return false}
+    if lhs.ledgerEncoding != rhs.ledgerEncoding {return false}
+    if lhs.ledger != rhs.ledger {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,1 +1,44 @@
-print("creditctl")
+// creditctl: the operators' CLI for creditd, and its monitoring probe.
+//
+// The entry point is written out (rather than `@main`) so that usage errors
+// exit with the codes of the operations spec instead of ArgumentParser's 64:
+// 2 in general, 1 for `health` (grpc_health_probe) and 3 for `check` (Nagios).
+import ArgumentParser
+import Foundation
+
+let arguments = Invocation.normalizedArguments(CommandLine.arguments)
+let probe = Invocation.probeKind(arguments)
+
+do {
+    var command = try CreditCtl.parseAsRoot(arguments)
+    if var asyncCommand = command as? any AsyncParsableCommand {
+        try await runAsync(&asyncCommand)
+    } else {
+        try command.run()
+    }
+} catch let exit as ExitCode {
+    Foundation.exit(exit.rawValue)
+} catch let failure as CommandFailure {
+    failure.report()
+    Foundation.exit(failure.exitCode)
+} catch {
+    let code = CreditCtl.exitCode(for: error)
+    let message = CreditCtl.fullMessage(for: error)
+    if code == .success {
+        // --help and --version: stdout; Nagios plugins exit UNKNOWN for them.
+        print(message)
+        Foundation.exit(probe == .check ? NagiosExit.unknown : 0)
+    }
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+    switch probe {
+    case .check: Foundation.exit(NagiosExit.unknown)
+    case .health: Foundation.exit(HealthExit.invalidArguments)
+    case .none: Foundation.exit(CtlExit.usage)
+    }
+}
+
+/// Calls the async `run()`; on an existential the synchronous default
+/// (which prints help) would win overload resolution.
+func runAsync<Command: AsyncParsableCommand>(_ command: inout Command) async throws {
+    try await command.run()
+}

@@ -11,4 +11,14 @@ typedef struct {
     uint32_t gid;
 } credit_ucred;
 
+/// Room for the peer's supplementary groups as SO_PEERGROUPS returns them (an array of
+/// gid_t). Peers in more groups than this make getsockopt fail with ERANGE.
+#define CREDIT_PEERGROUPS_MAX 256
+typedef struct {
+    uint32_t gids[CREDIT_PEERGROUPS_MAX];
+} credit_peergroups;
+
+/// The SO_PEERGROUPS option name (Linux >= 4.13), or -1 where it is unknown.
+int credit_so_peergroups(void);
+
 #endif

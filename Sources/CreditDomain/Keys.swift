@@ -1,0 +1,206 @@
+/// A string compared by its Unicode scalars (UTF-8 bytes), not by canonical equivalence:
+/// ids and keys that differ in any scalar are different (O2, I1), and the order is the
+/// code-point order.
+public struct ScalarString: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
+    public let value: String
+
+    public init(_ value: String) {
+        self.value = value
+    }
+
+    public static func == (lhs: ScalarString, rhs: ScalarString) -> Bool {
+        lhs.value.utf8.elementsEqual(rhs.value.utf8)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        var copy = value
+        copy.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        hasher.combine(value.utf8.count)
+    }
+
+    public static func < (lhs: ScalarString, rhs: ScalarString) -> Bool {
+        lhs.value.utf8.lexicographicallyPrecedes(rhs.value.utf8)
+    }
+
+    public var description: String { value }
+
+    public init(from decoder: any Decoder) throws {
+        self.value = try decoder.singleValueContainer().decode(String.self)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(value)
+    }
+}
+
+/// Subscription ids in sorted order for paging, as sorted chunks so that an insert moves at
+/// most one chunk instead of the whole list.
+struct SortedKeyIndex: Sendable {
+    private var chunks: [[ScalarString]] = []
+    /// The ledger slot of each key, chunked like `chunks`, so snapshots get the id order
+    /// without a hash lookup per key.
+    private var slotChunks: [[Int32]] = []
+    private static let maxChunk = 1_024
+
+    private(set) var count = 0
+
+    init() {}
+
+    /// The index of keys already in strictly increasing order with their slots, built without
+    /// searching (snapshot loading). Chunks start half full, as after a split.
+    init(sortedKeys: [ScalarString], slots: [Int32]) {
+        let size = SortedKeyIndex.maxChunk / 2
+        chunks.reserveCapacity((sortedKeys.count + size - 1) / size)
+        slotChunks.reserveCapacity(chunks.capacity)
+        var start = 0
+        while start < sortedKeys.count {
+            let end = min(start + size, sortedKeys.count)
+            chunks.append(Array(sortedKeys[start..<end]))
+            slotChunks.append(Array(slots[start..<end]))
+            start = end
+        }
+        count = sortedKeys.count
+    }
+
+    /// The slots of all keys, in key order.
+    var slotsInOrder: [Int32] {
+        var result: [Int32] = []
+        result.reserveCapacity(count)
+        for chunk in slotChunks { result += chunk }
+        return result
+    }
+
+    /// The first chunk whose last key is ≥ `key` (or the last chunk).
+    private func chunkIndex(for key: ScalarString) -> Int {
+        var low = 0
+        var high = chunks.count
+        while low < high {
+            let mid = (low + high) / 2
+            if chunks[mid].last! < key { low = mid + 1 } else { high = mid }
+        }
+        return min(low, chunks.count - 1)
+    }
+
+    private static func position(of key: ScalarString, in chunk: [ScalarString], strictlyAfter: Bool) -> Int {
+        var low = 0
+        var high = chunk.count
+        while low < high {
+            let mid = (low + high) / 2
+            if chunk[mid] < key || (strictlyAfter && chunk[mid] == key) { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
+
+    mutating func insert(_ key: ScalarString, slot: Int32) {
+        count += 1
+        guard !chunks.isEmpty else {
+            chunks = [[key]]
+            slotChunks = [[slot]]
+            return
+        }
+        let index = chunkIndex(for: key)
+        let position = SortedKeyIndex.position(of: key, in: chunks[index], strictlyAfter: false)
+        chunks[index].insert(key, at: position)
+        slotChunks[index].insert(slot, at: position)
+        if chunks[index].count > SortedKeyIndex.maxChunk {
+            let upper = Array(chunks[index][(SortedKeyIndex.maxChunk / 2)...])
+            chunks[index].removeSubrange((SortedKeyIndex.maxChunk / 2)...)
+            chunks.insert(upper, at: index + 1)
+            let upperSlots = Array(slotChunks[index][(SortedKeyIndex.maxChunk / 2)...])
+            slotChunks[index].removeSubrange((SortedKeyIndex.maxChunk / 2)...)
+            slotChunks.insert(upperSlots, at: index + 1)
+        }
+    }
+
+    /// Up to `limit` keys strictly after `key` (from the start when nil), and whether more follow.
+    func keys(after key: ScalarString?, limit: Int) -> (keys: [ScalarString], more: Bool) {
+        guard !chunks.isEmpty, limit > 0 else { return ([], false) }
+        var chunk = 0
+        var position = 0
+        if let key {
+            chunk = chunkIndex(for: key)
+            position = SortedKeyIndex.position(of: key, in: chunks[chunk], strictlyAfter: true)
+        }
+        var result: [ScalarString] = []
+        result.reserveCapacity(limit)
+        while chunk < chunks.count {
+            while position < chunks[chunk].count {
+                if result.count == limit { return (result, true) }
+                result.append(chunks[chunk][position])
+                position += 1
+            }
+            chunk += 1
+            position = 0
+        }
+        return (result, false)
+    }
+}
+
+/// A binary min-heap of (due instant, subscription slot). Entries go stale when a
+/// subscription's due instant changes; they are dropped when they reach the top.
+struct DueQueue: Sendable {
+    struct Entry: Sendable {
+        let due: Instant
+        let slot: Int32
+
+        static func < (lhs: Entry, rhs: Entry) -> Bool {
+            lhs.due < rhs.due || (lhs.due == rhs.due && lhs.slot < rhs.slot)
+        }
+    }
+
+    private(set) var entries: [Entry] = []
+
+    init() {}
+
+    /// A heap of `entries` in any order, built in linear time (snapshot loading). Pops come
+    /// out in the same order as after pushing them one by one.
+    init(unordered entries: [Entry]) {
+        self.entries = entries
+        var parent = entries.count / 2 - 1
+        while parent >= 0 {
+            siftDown(from: parent)
+            parent -= 1
+        }
+    }
+
+    var top: Entry? { entries.first }
+
+    mutating func push(_ entry: Entry) {
+        entries.append(entry)
+        var child = entries.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard entries[child] < entries[parent] else { break }
+            entries.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    @discardableResult
+    mutating func pop() -> Entry? {
+        guard !entries.isEmpty else { return nil }
+        entries.swapAt(0, entries.count - 1)
+        let entry = entries.removeLast()
+        siftDown(from: 0)
+        return entry
+    }
+
+    private mutating func siftDown(from start: Int) {
+        var parent = start
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var smallest = parent
+            if left < entries.count, entries[left] < entries[smallest] { smallest = left }
+            if right < entries.count, entries[right] < entries[smallest] { smallest = right }
+            if smallest == parent { break }
+            entries.swapAt(parent, smallest)
+            parent = smallest
+        }
+    }
+
+    mutating func removeAll() {
+        entries.removeAll()
+    }
+}

@@ -1,0 +1,370 @@
+/// The whole billing state: every subscription, the idempotency key table and the id counters.
+///
+/// `execute` is the one entry point for writes: `(state, command, now) → (state', response)`.
+/// It is deterministic, so replaying a journal of commands (and `advance` ticks) on an equal
+/// ledger gives an equal ledger.
+public struct Ledger: Sendable {
+    public static let defaultMaxSeats: Int64 = 100_000
+
+    /// The configured seat maximum (S1), at most `Int32.max` (seat counts are stored in 32 bits).
+    public var maxSeats: Int64 {
+        get { storedMaxSeats }
+        set { storedMaxSeats = min(max(newValue, 1), Ledger.seatLimit) }
+    }
+    public static let seatLimit = Int64(Int32.max)
+    private var storedMaxSeats: Int64
+    public private(set) var counters: SerialCounters
+    private var slots: [Subscription] = []
+    private var slotByID: [ScalarString: Int32] = [:]
+    private var idempotency = IdempotencyTable()
+    // Derived indexes, rebuilt on decode and left out of ==.
+    private var sortedIDs = SortedKeyIndex()
+    private var dueQueue = DueQueue()
+    /// One shared `TimeZoneRules` per zone id, so a million subscriptions share a few values.
+    private var zones: [String: TimeZoneRules] = [:]
+
+    public init(maxSeats: Int64 = Ledger.defaultMaxSeats) {
+        self.storedMaxSeats = min(max(maxSeats, 1), Ledger.seatLimit)
+        self.counters = SerialCounters()
+    }
+
+    /// Rebuilds a ledger from its parts (a snapshot).
+    public init(maxSeats: Int64, counters: SerialCounters, subscriptions: [Subscription],
+                idempotencyEntries: [IdempotencyEntry]) {
+        self.storedMaxSeats = min(max(maxSeats, 1), Ledger.seatLimit)
+        self.counters = counters
+        for subscription in subscriptions { insert(subscription) }
+        self.idempotency = IdempotencyTable(idempotencyEntries)
+    }
+
+    /// Rebuilds a ledger from decoded snapshot parts, building the indexes in bulk. The caller
+    /// has checked that `idOrder` lists every slot once and that the ids strictly increase in
+    /// that order; `zones` seeds the zone cache.
+    init(maxSeats: Int64, counters: SerialCounters, slots: [Subscription], idOrder: [Int32],
+         idempotencyEntries: [IdempotencyEntry], zones: [TimeZoneRules]) {
+        self.storedMaxSeats = min(max(maxSeats, 1), Ledger.seatLimit)
+        self.counters = counters
+        self.slots = slots
+        slotByID.reserveCapacity(slots.count)
+        var due: [DueQueue.Entry] = []
+        due.reserveCapacity(slots.count)
+        for slot in slots.indices {
+            slotByID[ScalarString(slots[slot].id)] = Int32(slot)
+            if let instant = slots[slot].nextDue { due.append(.init(due: instant, slot: Int32(slot))) }
+        }
+        sortedIDs = SortedKeyIndex(sortedKeys: idOrder.map { ScalarString(slots[Int($0)].id) }, slots: idOrder)
+        dueQueue = DueQueue(unordered: due)
+        for zone in zones { self.zones[zone.identifier] = zone }
+        idempotency = IdempotencyTable(idempotencyEntries)
+    }
+
+    /// The slots in id order (snapshots store it, so loading need not sort).
+    var slotsInIDOrder: [Int32] { sortedIDs.slotsInOrder }
+
+    /// The key table in order of first use, without building `idempotencyEntries` (snapshots).
+    func forEachIdempotencyEntry(_ body: (IdempotencyTable.Scope, IdempotencyTable.Stored) -> Void) {
+        idempotency.forEachInOrder(body)
+    }
+
+    // MARK: reads
+
+    public var subscriptionCount: Int { slots.count }
+    /// Every subscription in creation order.
+    public var subscriptions: [Subscription] { slots }
+    /// The key table in order of first use (for snapshots).
+    public var idempotencyEntries: [IdempotencyEntry] { idempotency.list }
+    public var idempotencyEntryCount: Int { idempotency.count }
+
+    /// GetSubscription (O1).
+    public func subscription(id: String) throws(DomainError) -> Subscription {
+        guard let slot = slotByID[ScalarString(id)] else { throw DomainError.subscriptionNotFound }
+        return slots[Int(slot)]
+    }
+
+    /// ListSubscriptions in id order (code-point order). `pageSize` 0 means 100, at most 1000;
+    /// `pageToken` is empty for the first page, else the previous page's `nextPageToken`.
+    public func listSubscriptions(pageSize: Int32, pageToken: String) throws(DomainError) -> SubscriptionPage {
+        guard pageSize >= 0 else { throw DomainError.invalid("page_size must not be negative") }
+        let limit = pageSize == 0 ? 100 : min(Int(pageSize), 1_000)
+        let page = sortedIDs.keys(after: pageToken.isEmpty ? nil : ScalarString(pageToken), limit: limit)
+        let list = page.keys.map { slots[Int(slotByID[$0]!)] }
+        return SubscriptionPage(subscriptions: list, nextPageToken: page.more ? (page.keys.last?.value ?? "") : "")
+    }
+
+    /// GetRefundStatus (L10) as of `asOf`. Reads recorded state only; no transition runs.
+    public func refundStatus(subscriptionId: String, creditId: String?, asOf: Instant) throws(DomainError) -> RefundStatus {
+        let creditId = creditId?.isEmpty == true ? nil : creditId
+        return try subscription(id: subscriptionId).refundStatus(creditId: creditId, asOf: asOf)
+    }
+
+    /// ListInvoices (L11), in order of issue.
+    public func invoices(subscriptionId: String) throws(DomainError) -> [Invoice] {
+        try subscription(id: subscriptionId).invoices
+    }
+
+    /// The earliest instant at which a time-driven transition falls due, nil when none can.
+    public func nextDueInstant() -> Instant? {
+        dueQueue.top?.due
+    }
+
+    // MARK: time
+
+    /// Runs every transition due at or before `now` for all subscriptions (T6). Returns how
+    /// many ran; the ledger changed exactly when this is > 0.
+    @discardableResult
+    public mutating func advance(to now: Instant) -> Int {
+        var total = 0
+        while let top = dueQueue.top, top.due <= now {
+            dueQueue.pop()
+            let slot = Int(top.slot)
+            guard slots[slot].nextDue == top.due else { continue }
+            total += slots[slot].advance(to: now, counters: &counters)
+            if let due = slots[slot].nextDue, due > now {
+                dueQueue.push(.init(due: due, slot: top.slot))
+            }
+        }
+        normalizeQueue()
+        return total
+    }
+
+    // MARK: writes
+
+    /// Handles one command at `now` for the caller `callerUID` (I2 scope). A dry run (S7)
+    /// answers as the commit would and records nothing, except the time-driven transitions due
+    /// at `now` (T6), which always run first and stay.
+    public mutating func execute(_ command: Command, at now: Instant, callerUID: UInt32, dryRun: Bool) -> CommandResult {
+        var transitions = 0
+        var slot: Int?
+        if case .create = command {
+            slot = nil
+        } else if let found = slotByID[ScalarString(command.subscriptionId)] {
+            slot = Int(found)
+            transitions = advanceSlot(Int(found), to: now)
+        }
+        let result: (outcome: Result<CommandResponse, DomainError>, changed: Bool, replayed: Bool)
+        switch command {
+        case .create(let request):
+            result = create(request, at: now, dryRun: dryRun)
+        case .cancel(let request):
+            let mode = request.mode.resolved(default: .immediate)
+            let fingerprint = RequestFingerprint.cancel(subscriptionId: ScalarString(request.subscriptionId),
+                                                        mode: mode?.rawValue ?? request.mode.wireValue)
+            let invalid: DomainError? = mode == nil ? DomainError.invalid("unknown cancel mode \(request.mode.wireValue)") : nil
+            result = runKeyed(.cancel, key: request.idempotencyKey, fingerprint: fingerprint, invalid: invalid,
+                              slot: slot, callerUID: callerUID, at: now, dryRun: dryRun) { subscription, counters throws(DomainError) in
+                let record = try subscription.cancel(mode: mode!, at: now, counters: &counters)
+                return (.cancelled(record), !record.alreadyCancelled)
+            }
+        case .changeSeats(let request):
+            let timing = request.timing.resolved(default: .now)
+            let fingerprint = RequestFingerprint.changeSeats(subscriptionId: ScalarString(request.subscriptionId),
+                                                             newSeats: request.newSeats,
+                                                             timing: timing?.rawValue ?? request.timing.wireValue)
+            var invalid: DomainError?
+            if timing == nil {
+                invalid = DomainError.invalid("unknown seat change timing \(request.timing.wireValue)")
+            } else if request.newSeats > maxSeats {
+                invalid = DomainError.invalid("new_seats above the maximum of \(maxSeats)")
+            }
+            result = runKeyed(.changeSeats, key: request.idempotencyKey, fingerprint: fingerprint, invalid: invalid,
+                              slot: slot, callerUID: callerUID, at: now, dryRun: dryRun) { subscription, counters throws(DomainError) in
+                let change = try subscription.changeSeats(to: request.newSeats, timing: timing!, at: now, counters: &counters)
+                return (.seatsChanged(change), change.outcome != .noChange)
+            }
+        case .resume:
+            result = runUnkeyed(slot: slot, dryRun: dryRun) { subscription, _ throws(DomainError) in
+                let changed = try subscription.resume()
+                return (.resumed(subscription), changed)
+            }
+        case .recordRefundOutcome(let request):
+            if let outcome = request.outcome.resolved(default: nil) {
+                result = runUnkeyed(slot: slot, dryRun: dryRun) { subscription, _ throws(DomainError) in
+                    let recorded = try subscription.recordRefundOutcome(creditId: request.creditId, outcome: outcome, at: now)
+                    return (.refundOutcomeRecorded(recorded), !recorded.ignored)
+                }
+            } else {
+                result = (.failure(DomainError.invalid("refund outcome must be succeeded or failed")), false, false)
+            }
+        }
+        normalizeQueue()
+        return CommandResult(outcome: result.outcome, stateChanged: transitions > 0 || result.changed,
+                             transitions: transitions, replayed: result.replayed)
+    }
+
+    private typealias Operation = (inout Subscription, inout SerialCounters) throws(DomainError) -> (CommandResponse, Bool)
+
+    /// Runs `operation` on the subscription in place (commit) or on a copy (dry run). The
+    /// operations throw before they change anything, so a failure leaves the state as it was.
+    private mutating func perform(slot: Int, dryRun: Bool, _ operation: Operation) -> (Result<CommandResponse, DomainError>, Bool) {
+        if dryRun {
+            var copy = slots[slot]
+            var counters = self.counters
+            do throws(DomainError) {
+                let (response, _) = try operation(&copy, &counters)
+                return (.success(response), false)
+            } catch {
+                return (.failure(error), false)
+            }
+        }
+        let dueBefore = slots[slot].nextDue
+        do throws(DomainError) {
+            let (response, changed) = try operation(&slots[slot], &counters)
+            if slots[slot].nextDue != dueBefore, let due = slots[slot].nextDue {
+                dueQueue.push(.init(due: due, slot: Int32(slot)))
+            }
+            return (.success(response), changed)
+        } catch {
+            return (.failure(error), false)
+        }
+    }
+
+    private mutating func runUnkeyed(slot: Int?, dryRun: Bool, _ operation: Operation)
+        -> (outcome: Result<CommandResponse, DomainError>, changed: Bool, replayed: Bool) {
+        guard let slot else { return (.failure(DomainError.subscriptionNotFound), false, false) }
+        let (outcome, changed) = perform(slot: slot, dryRun: dryRun, operation)
+        return (outcome, changed, false)
+    }
+
+    /// Cancel and ChangeSeats: the key table first (X2, I3, I4), then the request.
+    private mutating func runKeyed(_ operation: IdempotentOperation, key: String, fingerprint: RequestFingerprint,
+                                   invalid: DomainError?, slot: Int?, callerUID: UInt32, at now: Instant,
+                                   dryRun: Bool, _ body: Operation)
+        -> (outcome: Result<CommandResponse, DomainError>, changed: Bool, replayed: Bool) {
+        if key.unicodeScalars.count > 255 {
+            return (.failure(DomainError.invalid("idempotency_key is longer than 255 Unicode scalars")), false, false)
+        }
+        let scope = key.isEmpty ? nil : IdempotencyTable.Scope(callerUID: callerUID, operation: operation, key: ScalarString(key))
+        if let scope, let stored = idempotency.lookup(scope) {
+            if stored.fingerprint == fingerprint { return (stored.outcome.result, false, true) }
+            return (.failure(DomainError.keyReused), false, false)
+        }
+        if let invalid { return (.failure(invalid), false, false) }     // never stored (I3)
+        var outcome: Result<CommandResponse, DomainError>
+        var changed = false
+        if let slot {
+            (outcome, changed) = perform(slot: slot, dryRun: dryRun, body)
+        } else {
+            outcome = .failure(DomainError.subscriptionNotFound)
+        }
+        if let scope, !dryRun {
+            idempotency.record(scope, .init(fingerprint: fingerprint, outcome: StoredOutcome(outcome), firstUsedAt: now))
+            changed = true
+        }
+        return (outcome, changed, false)
+    }
+
+    private mutating func create(_ request: CreateSubscriptionRequest, at now: Instant, dryRun: Bool)
+        -> (outcome: Result<CommandResponse, DomainError>, changed: Bool, replayed: Bool) {
+        do throws(DomainError) {
+            let id = request.subscriptionId
+            let scalarCount = id.unicodeScalars.count
+            guard scalarCount >= 1, scalarCount <= 255 else {
+                throw DomainError.invalid("subscription_id must be 1 to 255 Unicode scalars")
+            }
+            guard request.seats >= 1, request.seats <= maxSeats else {
+                throw DomainError.invalid("seats must be 1 to \(maxSeats)")
+            }
+            guard request.unitPriceMinor >= 0 else { throw DomainError.invalid("unit_price_minor must not be negative") }
+            guard let currency = Currency(code: request.currency) else {
+                throw DomainError.invalid("unsupported currency \"\(request.currency)\"")
+            }
+            guard let zone = zoneRules(request.timeZone) else {
+                throw DomainError.invalid("unknown time zone \"\(request.timeZone)\"")
+            }
+            guard let interval = request.interval.resolved(default: nil) else {
+                throw DomainError.invalid("interval must be monthly or annual")
+            }
+            guard let policy = request.refundPolicy.resolved(default: .anytime) else {
+                throw DomainError.invalid("unknown refund policy \(request.refundPolicy.wireValue)")
+            }
+            if !request.startDate.isEmpty {
+                let today = zone.civilDate(of: now)
+                guard let sent = CivilDate(request.startDate), sent == today else {
+                    throw DomainError.invalid("start_date must be today's date in the time zone, \(today)")
+                }
+            }
+            guard slotByID[ScalarString(id)] == nil else { throw DomainError.subscriptionExists }
+            var counters = self.counters
+            let subscription = try Subscription.open(
+                id: id, customer: request.customer, plan: request.plan, seats: request.seats,
+                unitPriceMinor: request.unitPriceMinor, currency: currency, interval: interval, timeZone: zone,
+                refundPolicy: policy, at: now, counters: &counters)
+            let created = CreatedSubscription(subscription: subscription, purchaseInvoice: subscription.purchaseInvoice)
+            if !dryRun {
+                self.counters = counters
+                insert(subscription)
+            }
+            return (.success(.created(created)), !dryRun, false)
+        } catch {
+            return (.failure(error), false, false)
+        }
+    }
+
+    // MARK: bookkeeping
+
+    private mutating func zoneRules(_ identifier: String) -> TimeZoneRules? {
+        if let known = zones[identifier] { return known }
+        guard let rules = TimeZoneRules(identifier: identifier) else { return nil }
+        zones[identifier] = rules
+        return rules
+    }
+
+    private mutating func insert(_ subscription: Subscription) {
+        let key = ScalarString(subscription.id)
+        let slot = Int32(slots.count)
+        slots.append(subscription)
+        slotByID[key] = slot
+        sortedIDs.insert(key, slot: slot)
+        if let due = subscription.nextDue { dueQueue.push(.init(due: due, slot: slot)) }
+    }
+
+    private mutating func advanceSlot(_ slot: Int, to now: Instant) -> Int {
+        guard let due = slots[slot].nextDue, due <= now else { return 0 }
+        let count = slots[slot].advance(to: now, counters: &counters)
+        if let next = slots[slot].nextDue { dueQueue.push(.init(due: next, slot: Int32(slot))) }
+        return count
+    }
+
+    /// Keeps the queue's top current, so `nextDueInstant` is exact, and its size bounded.
+    private mutating func normalizeQueue() {
+        if dueQueue.entries.count > 2 * slots.count + 1_024 {
+            dueQueue.removeAll()
+            for (slot, subscription) in slots.enumerated() {
+                if let due = subscription.nextDue { dueQueue.push(.init(due: due, slot: Int32(slot))) }
+            }
+        }
+        while let top = dueQueue.top, slots[Int(top.slot)].nextDue != top.due {
+            dueQueue.pop()
+        }
+    }
+}
+
+extension Ledger: Equatable {
+    /// Equal billing state: the derived indexes are left out.
+    public static func == (lhs: Ledger, rhs: Ledger) -> Bool {
+        lhs.maxSeats == rhs.maxSeats && lhs.counters == rhs.counters && lhs.slots == rhs.slots
+            && lhs.idempotency.entries == rhs.idempotency.entries
+    }
+}
+
+extension Ledger: Codable {
+    private enum CodingKeys: String, CodingKey {
+        case maxSeats, counters, subscriptions, idempotencyEntries
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(maxSeats: try container.decode(Int64.self, forKey: .maxSeats),
+                  counters: try container.decode(SerialCounters.self, forKey: .counters),
+                  subscriptions: try container.decode([Subscription].self, forKey: .subscriptions),
+                  idempotencyEntries: try container.decode([IdempotencyEntry].self, forKey: .idempotencyEntries))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(maxSeats, forKey: .maxSeats)
+        try container.encode(counters, forKey: .counters)
+        try container.encode(slots, forKey: .subscriptions)
+        try container.encode(idempotency.list, forKey: .idempotencyEntries)
+    }
+}

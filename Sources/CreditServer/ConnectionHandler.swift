@@ -1,0 +1,453 @@
+import CreditProto
+import CreditWire
+import Logging
+import NIOCore
+
+/// One client connection: validates frames, dispatches calls to handlers running as tasks off
+/// the event loop, and writes their results back in completion order.
+///
+/// Everything here runs on the channel's event loop. Results come back through
+/// `eventLoop.execute`, and replies are written without flushing; one flush per read burst
+/// (channelReadComplete) or per batch of completions (a flush queued behind them on the loop)
+/// keeps the syscall count low when many calls are in flight.
+final class TTRPCConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = TTRPCInbound
+    typealias OutboundOut = TTRPCFrame
+
+    private struct OpenStream {
+        var service: String
+        var method: String
+        var kind: RPCMethodKind
+        var started: ContinuousClock.Instant
+        var task: Task<Void, Never>?
+        var deadlineTimer: Scheduled<Void>?
+    }
+
+    private let core: ServerCore
+    private let peer: PeerCredentials
+    private var logger: Logger
+    private var context: ChannelHandlerContext?
+    private var lastRequestID: UInt32 = 0
+    private var streams: [UInt32: OpenStream] = [:]
+    private var idleTimer: Scheduled<Void>?
+    private var unwritableTimer: Scheduled<Void>?
+    private var inReadBurst = false
+    private var needsFlush = false
+    private var flushQueued = false
+    private var draining = false
+    private var lastWrite: EventLoopFuture<Void>?
+
+    init(core: ServerCore, peer: PeerCredentials) {
+        self.core = core
+        self.peer = peer
+        var logger = core.logger
+        logger[metadataKey: "peer.pid"] = "\(peer.pid)"
+        logger[metadataKey: "peer.uid"] = "\(peer.uid)"
+        self.logger = logger
+    }
+
+    // MARK: channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { armIdleTimer() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        armIdleTimer()
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // EOF or a read error: cancel every handler of this connection. Committed writes stay
+        // committed; their late results are dropped because the streams are gone.
+        let open = streams
+        streams.removeAll()
+        for (_, stream) in open {
+            stream.deadlineTimer?.cancel()
+            stream.task?.cancel()
+            core.callEnded()
+            core.observer.callFinished(service: stream.service, method: stream.method, code: .cancelled, duration: ContinuousClock.now - stream.started)
+        }
+        idleTimer?.cancel()
+        idleTimer = nil
+        unwritableTimer?.cancel()
+        unwritableTimer = nil
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("connection error, closing", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is DrainConnectionEvent {
+            draining = true
+            closeIfDrained()
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            unwritableTimer?.cancel()
+            unwritableTimer = nil
+        } else if unwritableTimer == nil {
+            let limit = core.settings.unwritableTimeout
+            unwritableTimer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(clamping: limit)) { [self] in
+                logger.notice("closing connection: socket unwritable", metadata: ["limit": "\(limit)"])
+                self.context?.close(promise: nil)
+            }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        inReadBurst = true
+        if streams.isEmpty { armIdleTimer() }
+        switch unwrapInboundIn(data) {
+        case .oversize(let streamID, _, let length):
+            core.observer.protocolError(code: .resourceExhausted)
+            reply(streamID, RPCError.resourceExhausted(
+                "message length \(length) exceed maximum message size of \(TTRPCLimits.maxMessageLength)"
+            ))
+        case .frame(let frame):
+            guard frame.streamID & 1 == 1 else {
+                core.observer.protocolError(code: .invalidArgument)
+                reply(frame.streamID, RPCError.invalidArgument("StreamID must be odd for client initiated streams"))
+                return
+            }
+            switch frame.type {
+            case .request: handleRequest(frame, context: context)
+            case .data: handleData(frame)
+            default: break  // Response frames from a client and unknown types are ignored.
+            }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        inReadBurst = false
+        if needsFlush {
+            needsFlush = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    // MARK: requests
+
+    private func handleRequest(_ frame: TTRPCFrame, context: ChannelHandlerContext) {
+        let id = frame.streamID
+        guard id > lastRequestID else {
+            core.observer.protocolError(code: .invalidArgument)
+            reply(id, RPCError.invalidArgument("StreamID cannot be re-used and must increment"))
+            return
+        }
+        lastRequestID = id
+
+        let request: Ttrpc_Request
+        do {
+            request = try TTRPCEnvelope.decodeRequest(frame.payload)
+        } catch {
+            core.observer.protocolError(code: .invalidArgument)
+            reply(id, RPCError.invalidArgument("unmarshal request error: \(error)"))
+            return
+        }
+        guard let service = core.services[request.service] else {
+            core.observer.protocolError(code: .unimplemented)
+            reply(id, RPCError.unimplemented("service \(request.service)"))
+            return
+        }
+        guard let method = service.methods[request.method] else {
+            core.observer.protocolError(code: .unimplemented)
+            reply(id, RPCError.unimplemented("method \(request.method)"))
+            return
+        }
+        let received = ContinuousClock.now
+        let settings = core.settings
+
+        if draining || core.isDraining, service.name != HealthStatus.serviceName {
+            rejectCall(id, service.name, method.name, received, RPCError.unavailable("server is shutting down"))
+            return
+        }
+        let fullName = "\(service.name)/\(method.name)"
+        guard settings.authorizer.authorize(peer, method.role, fullName) else {
+            logger.warning("permission denied", metadata: [
+                "pid": "\(peer.pid)", "uid": "\(peer.uid)", "gid": "\(peer.gid)",
+                "method": "\(fullName)", "role": "\(method.role.rawValue)",
+            ])
+            rejectCall(id, service.name, method.name, received, RPCError.permissionDenied(
+                "permission denied: \(fullName) needs the \(method.role.rawValue) role (uid \(peer.uid))"
+            ))
+            return
+        }
+        var deadline: ContinuousClock.Instant?
+        if request.timeoutNano < 0 {
+            rejectCall(id, service.name, method.name, received, RPCError.deadlineExceeded("deadline exceeded before the call started"))
+            return
+        } else if request.timeoutNano > 0 {
+            deadline = received + .nanoseconds(request.timeoutNano)
+        } else if method.kind == .unary, let fallback = settings.defaultDeadline {
+            deadline = received + fallback
+        }
+        guard streams.count < settings.maxInFlightPerConnection else {
+            rejectCall(id, service.name, method.name, received, RPCError.resourceExhausted(
+                "too many calls in flight on this connection (limit \(settings.maxInFlightPerConnection))"
+            ))
+            return
+        }
+
+        let callContext = CallContext(
+            peer: peer,
+            service: service.name,
+            method: method.name,
+            metadata: request.metadata.map { (key: $0.key.lowercased(), value: $0.value) },
+            deadline: deadline,
+            streamID: id
+        )
+        start(id, method, callContext, payload: [UInt8](request.payload), received: received, context: context)
+    }
+
+    private func start(
+        _ id: UInt32,
+        _ method: RPCMethod,
+        _ callContext: CallContext,
+        payload: [UInt8],
+        received: ContinuousClock.Instant,
+        context: ChannelHandlerContext
+    ) {
+        idleTimer?.cancel()
+        idleTimer = nil
+        core.callStarted()
+
+        let eventLoop = context.eventLoop
+        let handler = NIOLoopBound(self, eventLoop: eventLoop)
+        var stream = OpenStream(service: callContext.service, method: callContext.method, kind: method.kind, started: received)
+
+        switch method.handler {
+        case .unary(let body):
+            stream.task = Task {
+                let result: Result<[UInt8], any Error>
+                do {
+                    result = .success(try await body(payload, callContext))
+                } catch {
+                    result = .failure(error)
+                }
+                eventLoop.execute { handler.value.finishUnary(id, result) }
+            }
+            // A read still running at its deadline is abandoned. A write is never cut off here:
+            // once committed it returns its real result, late or not.
+            if method.role == .reader, let deadline = callContext.deadline {
+                stream.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(
+                    in: TimeAmount(clamping: deadline - ContinuousClock.now)
+                ) { [self] in
+                    self.abandon(id)
+                }
+            }
+        case .serverStreaming(let body):
+            let writer = ServerStreamWriter { bytes in
+                try await eventLoop.submit { try handler.value.sendStreamMessage(id, bytes) }.get()
+            }
+            stream.task = Task {
+                let result: Result<Void, any Error>
+                do {
+                    try await body(payload, callContext, writer)
+                    result = .success(())
+                } catch {
+                    result = .failure(error)
+                }
+                eventLoop.execute { handler.value.finishStream(id, result) }
+            }
+        }
+        streams[id] = stream
+    }
+
+    /// Answers a call to a served method that is refused before its handler starts.
+    private func rejectCall(_ id: UInt32, _ service: String, _ method: String, _ received: ContinuousClock.Instant, _ error: RPCError) {
+        reply(id, error)
+        core.observer.callFinished(service: service, method: method, code: error.code, duration: ContinuousClock.now - received)
+    }
+
+    // MARK: data from the client
+
+    private func handleData(_ frame: TTRPCFrame) {
+        let id = frame.streamID
+        guard let stream = streams[id] else {
+            core.observer.protocolError(code: .invalidArgument)
+            reply(id, RPCError.invalidArgument("StreamID is no longer active"))
+            return
+        }
+        let emptyClose = frame.flags.contains(.remoteClosed) && frame.flags.contains(.noData) && frame.payload.readableBytes == 0
+        if stream.kind == .serverStreaming && emptyClose {
+            return  // the client closing its (unused) send side
+        }
+        let message = stream.kind == .unary
+            ? "data frame on unary stream \(id)"
+            : "server-streaming stream \(id) takes no data from the client"
+        endStream(id, RPCError.invalidArgument(message))
+    }
+
+    // MARK: completions (on the event loop)
+
+    private func finishUnary(_ id: UInt32, _ result: Result<[UInt8], any Error>) {
+        guard let stream = streams.removeValue(forKey: id) else { return }  // abandoned or connection gone
+        stream.deadlineTimer?.cancel()
+        let code: StatusCode
+        switch result {
+        case .success(let payload):
+            code = writeResponse(id, TTRPCEnvelope.successResponse(payload: payload))
+        case .failure(let error):
+            let status = statusError(error, stream)
+            writeResponse(id, TTRPCEnvelope.errorResponse(status))
+            code = status.code
+        }
+        streamEnded(stream, code: code)
+    }
+
+    private func finishStream(_ id: UInt32, _ result: Result<Void, any Error>) {
+        guard let stream = streams.removeValue(forKey: id) else { return }
+        let code: StatusCode
+        switch result {
+        case .success:
+            write(TTRPCFrame(streamID: id, type: .data, flags: [.remoteClosed, .noData], payload: ByteBuffer()))
+            code = .ok
+        case .failure(let error):
+            let status = statusError(error, stream)
+            writeResponse(id, TTRPCEnvelope.errorResponse(status))
+            code = status.code
+        }
+        streamEnded(stream, code: code)
+    }
+
+    private func sendStreamMessage(_ id: UInt32, _ bytes: [UInt8]) throws {
+        guard streams[id] != nil, let context else { throw CancellationError() }
+        guard bytes.count <= TTRPCLimits.maxMessageLength else {
+            throw RPCError.resourceExhausted(
+                "stream message length \(bytes.count) exceeds maximum message size of \(TTRPCLimits.maxMessageLength)"
+            )
+        }
+        var buffer = context.channel.allocator.buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        write(TTRPCFrame(streamID: id, type: .data, payload: buffer))
+    }
+
+    /// The deadline of a running read passed: answer now and cancel the handler.
+    private func abandon(_ id: UInt32) {
+        guard streams[id] != nil else { return }
+        endStream(id, RPCError.deadlineExceeded("deadline exceeded"))
+    }
+
+    /// Ends an open stream with an error reply and cancels its handler.
+    private func endStream(_ id: UInt32, _ error: RPCError) {
+        guard let stream = streams.removeValue(forKey: id) else { return }
+        stream.deadlineTimer?.cancel()
+        stream.task?.cancel()
+        reply(id, error)
+        streamEnded(stream, code: error.code)
+    }
+
+    private func streamEnded(_ stream: OpenStream, code: StatusCode) {
+        core.callEnded()
+        core.observer.callFinished(service: stream.service, method: stream.method, code: code, duration: ContinuousClock.now - stream.started)
+        if streams.isEmpty {
+            armIdleTimer()
+            closeIfDrained()
+        }
+    }
+
+    private func statusError(_ error: any Error, _ stream: OpenStream) -> RPCError {
+        switch error {
+        case let error as RPCError:
+            return error
+        case is CancellationError:
+            return RPCError(code: .cancelled, message: "call cancelled")
+        default:
+            logger.error("handler failed", metadata: [
+                "method": "\(stream.service)/\(stream.method)", "error": "\(String(reflecting: error))",
+            ])
+            return RPCError.internalError("internal error")
+        }
+    }
+
+    // MARK: writing
+
+    private func reply(_ id: UInt32, _ error: RPCError) {
+        writeResponse(id, TTRPCEnvelope.errorResponse(error))
+    }
+
+    /// Writes a Response, replacing it with RESOURCE_EXHAUSTED if it would exceed the frame
+    /// limit. Returns the status code actually sent.
+    @discardableResult
+    private func writeResponse(_ id: UInt32, _ response: Ttrpc_Response) -> StatusCode {
+        guard let context else { return .cancelled }
+        var sent = response
+        var buffer: ByteBuffer
+        do {
+            buffer = try TTRPCEnvelope.encode(response, allocator: context.channel.allocator)
+        } catch {
+            sent = TTRPCEnvelope.errorResponse(RPCError.internalError("cannot encode response: \(error)"))
+            buffer = (try? TTRPCEnvelope.encode(sent, allocator: context.channel.allocator)) ?? ByteBuffer()
+        }
+        if buffer.readableBytes > TTRPCLimits.maxMessageLength {
+            sent = TTRPCEnvelope.errorResponse(RPCError.resourceExhausted(
+                "response message length \(buffer.readableBytes) exceeds maximum message size of \(TTRPCLimits.maxMessageLength)"
+            ))
+            buffer = (try? TTRPCEnvelope.encode(sent, allocator: context.channel.allocator)) ?? ByteBuffer()
+        }
+        write(TTRPCFrame(streamID: id, type: .response, payload: buffer))
+        return sent.hasStatus ? StatusCode(wireValue: sent.status.code) : .ok
+    }
+
+    private func write(_ frame: TTRPCFrame) {
+        guard let context else { return }
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.write(wrapOutboundOut(frame), promise: promise)
+        lastWrite = promise.futureResult
+        scheduleFlush()
+    }
+
+    private func scheduleFlush() {
+        if inReadBurst {
+            needsFlush = true  // channelReadComplete flushes
+            return
+        }
+        guard !flushQueued, let context else { return }
+        flushQueued = true
+        // Queued behind the completions already waiting on the loop, so they share one flush.
+        context.eventLoop.assumeIsolated().execute { [self] in
+            self.flushQueued = false
+            self.context?.flush()
+        }
+    }
+
+    // MARK: idle and drain
+
+    private func armIdleTimer() {
+        idleTimer?.cancel()
+        idleTimer = nil
+        guard let context, let timeout = core.settings.idleTimeout else { return }
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(clamping: timeout)) { [self] in
+            guard self.streams.isEmpty else { return }
+            self.logger.debug("closing idle connection")
+            self.context?.close(promise: nil)
+        }
+    }
+
+    private func closeIfDrained() {
+        guard draining, streams.isEmpty, let context else { return }
+        context.flush()
+        // Close once everything written so far has reached the socket.
+        let channel = context.channel
+        if let lastWrite {
+            lastWrite.whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            context.close(promise: nil)
+        }
+    }
+}

@@ -1,0 +1,242 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The daemon's configuration: one value, loaded at start and again on reload, from built-in
+/// defaults, then the JSON config file, then command-line flags (each layer overrides the one
+/// before). Environment defaults (`$RUNTIME_DIRECTORY`, `$STATE_DIRECTORY`) apply beneath all.
+public struct DaemonConfiguration: Sendable, Hashable {
+    public enum ClockMode: String, Sendable, Hashable, Codable, CaseIterable {
+        case system
+        case manual
+    }
+
+    public var socketPath: String
+    public var stateDirectory: String
+    public var clock: ClockMode
+    /// Start instant of the manual clock (RFC 3339); nil starts it at the current time.
+    public var now: String?
+    public var logLevel: String
+    public var maxConnections: Int
+    public var maxInFlight: Int
+    /// Seconds; 0 keeps idle connections open.
+    public var idleTimeoutSeconds: Double
+    /// Seconds; the deadline of calls sent without timeout_nano; 0 for none.
+    public var defaultDeadlineSeconds: Double
+    /// Seconds a graceful shutdown waits for in-flight calls.
+    public var shutdownGraceSeconds: Double
+    public var maxSeats: Int64
+    public var writerUIDs: [UInt32]
+    public var writerGIDs: [UInt32]
+    public var readerUIDs: [UInt32]
+    public var readerGIDs: [UInt32]
+    /// Seconds between periodic snapshots (when something changed).
+    public var snapshotIntervalSeconds: Double
+    /// Journal records after which a snapshot is taken regardless of time.
+    public var snapshotEveryRecords: Int
+    /// Size at which a journal segment is closed and a new one started.
+    public var journalSegmentBytes: Int
+    /// A .prom file for node_exporter's textfile collector, rewritten every 30 s; nil for none.
+    public var metricsTextfile: String?
+
+    /// Every setting optional: the shape of the config file and of the flags.
+    public struct Layer: Sendable, Hashable, Codable {
+        public var socket: String?
+        public var stateDir: String?
+        public var clock: ClockMode?
+        public var now: String?
+        public var logLevel: String?
+        public var maxConnections: Int?
+        public var maxInFlight: Int?
+        public var idleTimeout: Double?
+        public var defaultDeadline: Double?
+        public var shutdownGrace: Double?
+        public var maxSeats: Int64?
+        public var writerUIDs: [UInt32]?
+        public var writerGIDs: [UInt32]?
+        public var readerUIDs: [UInt32]?
+        public var readerGIDs: [UInt32]?
+        public var snapshotInterval: Double?
+        public var snapshotEveryRecords: Int?
+        public var journalSegmentBytes: Int?
+        public var metricsTextfile: String?
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case socket
+            case stateDir = "state_dir"
+            case clock
+            case now
+            case logLevel = "log_level"
+            case maxConnections = "max_connections"
+            case maxInFlight = "max_in_flight"
+            case idleTimeout = "idle_timeout"
+            case defaultDeadline = "default_deadline"
+            case shutdownGrace = "shutdown_grace"
+            case maxSeats = "max_seats"
+            case writerUIDs = "writer_uids"
+            case writerGIDs = "writer_gids"
+            case readerUIDs = "reader_uids"
+            case readerGIDs = "reader_gids"
+            case snapshotInterval = "snapshot_interval"
+            case snapshotEveryRecords = "snapshot_every_records"
+            case journalSegmentBytes = "journal_segment_bytes"
+            case metricsTextfile = "metrics_textfile"
+        }
+
+        public init() {}
+    }
+
+    public enum LoadError: Error, Sendable, Hashable, CustomStringConvertible {
+        case unreadable(path: String, reason: String)
+        case invalid(path: String, reason: String)
+        case badValue(String)
+
+        public var description: String {
+            switch self {
+            case .unreadable(let path, let reason): "cannot read config file \(path): \(reason)"
+            case .invalid(let path, let reason): "invalid config file \(path): \(reason)"
+            case .badValue(let reason): "invalid configuration: \(reason)"
+            }
+        }
+    }
+
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+
+    /// Built-in defaults, with the systemd directory variables when set.
+    public static func defaults(environment: [String: String]) -> DaemonConfiguration {
+        let runtime = environment["RUNTIME_DIRECTORY"].flatMap { $0.split(separator: ":").first.map(String.init) }
+        let state = environment["STATE_DIRECTORY"].flatMap { $0.split(separator: ":").first.map(String.init) }
+        return DaemonConfiguration(
+            socketPath: runtime.map { "\($0)/creditd.sock" } ?? "./.creditd/creditd.sock",
+            stateDirectory: state ?? "./.creditd/state",
+            clock: .system,
+            now: nil,
+            logLevel: "info",
+            maxConnections: 256,
+            maxInFlight: 256,
+            idleTimeoutSeconds: 300,
+            defaultDeadlineSeconds: 120,
+            shutdownGraceSeconds: 10,
+            maxSeats: 100_000,
+            writerUIDs: [],
+            writerGIDs: [],
+            readerUIDs: [],
+            readerGIDs: [],
+            snapshotIntervalSeconds: 600,
+            snapshotEveryRecords: 100_000,
+            journalSegmentBytes: 64 << 20,
+            metricsTextfile: nil
+        )
+    }
+
+    /// Reads a JSON config file as a layer. Unknown keys are rejected so typos are not ignored.
+    public static func readFile(_ path: String) throws -> Layer {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw LoadError.unreadable(path: path, reason: "\(error.localizedDescription)")
+        }
+        do {
+            let keys = try JSONDecoder().decode(TopLevelKeys.self, from: data).keys
+            let known = Set(Layer.CodingKeys.allCases.map(\.rawValue))
+            if let unknown = keys.sorted().first(where: { !known.contains($0) }) {
+                throw LoadError.invalid(path: path, reason: "unknown key \"\(unknown)\"")
+            }
+            return try JSONDecoder().decode(Layer.self, from: data)
+        } catch let error as LoadError {
+            throw error
+        } catch {
+            throw LoadError.invalid(path: path, reason: "\(error)")
+        }
+    }
+
+    /// defaults < file < flags, then validated.
+    public static func resolve(configFile: String?, flags: Layer, environment: [String: String]) throws -> DaemonConfiguration {
+        var configuration = defaults(environment: environment)
+        if let configFile {
+            configuration.apply(try readFile(configFile))
+        }
+        configuration.apply(flags)
+        try configuration.validate()
+        return configuration
+    }
+
+    public mutating func apply(_ layer: Layer) {
+        if let value = layer.socket { socketPath = value }
+        if let value = layer.stateDir { stateDirectory = value }
+        if let value = layer.clock { clock = value }
+        if let value = layer.now { now = value }
+        if let value = layer.logLevel { logLevel = value }
+        if let value = layer.maxConnections { maxConnections = value }
+        if let value = layer.maxInFlight { maxInFlight = value }
+        if let value = layer.idleTimeout { idleTimeoutSeconds = value }
+        if let value = layer.defaultDeadline { defaultDeadlineSeconds = value }
+        if let value = layer.shutdownGrace { shutdownGraceSeconds = value }
+        if let value = layer.maxSeats { maxSeats = value }
+        if let value = layer.writerUIDs { writerUIDs = value }
+        if let value = layer.writerGIDs { writerGIDs = value }
+        if let value = layer.readerUIDs { readerUIDs = value }
+        if let value = layer.readerGIDs { readerGIDs = value }
+        if let value = layer.snapshotInterval { snapshotIntervalSeconds = value }
+        if let value = layer.snapshotEveryRecords { snapshotEveryRecords = value }
+        if let value = layer.journalSegmentBytes { journalSegmentBytes = value }
+        if let value = layer.metricsTextfile { metricsTextfile = value.isEmpty ? nil : value }
+    }
+
+    public func validate() throws {
+        guard !socketPath.isEmpty else { throw LoadError.badValue("socket path is empty") }
+        guard socketPath.utf8.count < 108 else { throw LoadError.badValue("socket path is longer than 107 bytes") }
+        guard Self.logLevels.contains(logLevel) else {
+            throw LoadError.badValue("log level \"\(logLevel)\" is not one of \(Self.logLevels.joined(separator: ", "))")
+        }
+        guard maxConnections > 0 else { throw LoadError.badValue("max connections must be > 0") }
+        guard maxInFlight > 0 else { throw LoadError.badValue("max in-flight must be > 0") }
+        guard idleTimeoutSeconds >= 0, idleTimeoutSeconds.isFinite else { throw LoadError.badValue("idle timeout must be >= 0") }
+        guard defaultDeadlineSeconds >= 0, defaultDeadlineSeconds.isFinite else { throw LoadError.badValue("default deadline must be >= 0") }
+        guard shutdownGraceSeconds >= 0, shutdownGraceSeconds.isFinite else { throw LoadError.badValue("shutdown grace must be >= 0") }
+        guard maxSeats > 0 else { throw LoadError.badValue("max seats must be > 0") }
+        guard snapshotIntervalSeconds > 0, snapshotIntervalSeconds.isFinite else { throw LoadError.badValue("snapshot interval must be > 0") }
+        guard snapshotEveryRecords > 0 else { throw LoadError.badValue("snapshot every records must be > 0") }
+        guard journalSegmentBytes >= 4096 else { throw LoadError.badValue("journal segment bytes must be at least 4096") }
+    }
+
+    /// The server settings this configuration asks for.
+    public var serverSettings: ServerSettings {
+        ServerSettings(
+            maxConnections: maxConnections,
+            maxInFlightPerConnection: maxInFlight,
+            idleTimeout: idleTimeoutSeconds > 0 ? .milliseconds(Int64(idleTimeoutSeconds * 1000)) : nil,
+            defaultDeadline: defaultDeadlineSeconds > 0 ? .milliseconds(Int64(defaultDeadlineSeconds * 1000)) : nil,
+            shutdownGracePeriod: .milliseconds(Int64(shutdownGraceSeconds * 1000)),
+            authorizer: .policy(authorizationPolicy)
+        )
+    }
+
+    public var authorizationPolicy: AuthorizationPolicy {
+        AuthorizationPolicy(
+            writerUIDs: Set(writerUIDs),
+            writerGIDs: Set(writerGIDs),
+            readerUIDs: Set(readerUIDs),
+            readerGIDs: Set(readerGIDs)
+        )
+    }
+}
+
+/// The keys of a JSON object, whatever their values.
+private struct TopLevelKeys: Decodable {
+    struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    let keys: [String]
+
+    init(from decoder: any Decoder) throws {
+        keys = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue)
+    }
+}

@@ -1,0 +1,26 @@
+import CreditWire
+import Synchronization
+
+/// Holds the application once its state is recovered. The server takes its
+/// socket first (so clients queue instead of failing, and health answers
+/// NOT_SERVING); calls that need the state get UNAVAILABLE until then.
+public final class ApplicationGate: Sendable {
+    private let slot = Mutex<CreditApplication?>(nil)
+
+    public init() {}
+
+    public func open(_ application: CreditApplication) {
+        slot.withLock { $0 = application }
+    }
+
+    public var application: CreditApplication? { slot.withLock { $0 } }
+
+    func require() throws(RPCError) -> CreditApplication {
+        guard let application = slot.withLock({ $0 }) else {
+            throw RPCError.unavailable("creditd is recovering its state; retry shortly")
+        }
+        return application
+    }
+
+    func keeper() throws(RPCError) -> LedgerKeeper { try require().keeper }
+}

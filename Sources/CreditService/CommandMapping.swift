@@ -1,0 +1,125 @@
+import CreditDomain
+import CreditProto
+
+/// Requests of the wire contract as domain commands: one mapping per message,
+/// used by the handlers and by journal replay alike, so that a replayed
+/// command is exactly the command that was acknowledged.
+enum CommandMapping {
+    static func command(_ request: Creditd_V1_CreateSubscriptionRequest) -> Command {
+        .create(CreateSubscriptionRequest(
+            subscriptionId: request.subscriptionID, customer: request.customer, plan: request.plan,
+            seats: request.seats, unitPriceMinor: request.unitPriceMinor, currency: request.currency,
+            interval: EnumField(wireValue: Int32(request.interval.rawValue)), timeZone: request.timeZone,
+            refundPolicy: EnumField(wireValue: Int32(request.refundPolicy.rawValue)), startDate: request.startDate))
+    }
+
+    static func command(_ request: Creditd_V1_CancelSubscriptionRequest) -> Command {
+        .cancel(CancelRequest(subscriptionId: request.subscriptionID,
+                              mode: EnumField(wireValue: Int32(request.mode.rawValue)),
+                              idempotencyKey: request.idempotencyKey))
+    }
+
+    static func command(_ request: Creditd_V1_ResumeSubscriptionRequest) -> Command {
+        .resume(ResumeRequest(subscriptionId: request.subscriptionID))
+    }
+
+    static func command(_ request: Creditd_V1_ChangeSeatsRequest) -> Command {
+        .changeSeats(ChangeSeatsRequest(subscriptionId: request.subscriptionID, newSeats: request.newSeats,
+                                        timing: EnumField(wireValue: Int32(request.timing.rawValue)),
+                                        idempotencyKey: request.idempotencyKey))
+    }
+
+    static func command(_ request: Creditd_V1_RecordRefundOutcomeRequest) -> Command {
+        .recordRefundOutcome(RecordRefundOutcomeRequest(
+            subscriptionId: request.subscriptionID, creditId: request.creditID,
+            outcome: EnumField(wireValue: Int32(request.outcome.rawValue))))
+    }
+}
+
+/// One journal record's meaning.
+enum JournalEntry: Equatable {
+    /// A command as executed: replay calls `Ledger.execute` with the same arguments.
+    case command(WireCommand, at: Instant, callerUID: UInt32, maxSeats: Int64)
+    /// Time-driven transitions due at `at` (and, for the manual clock, its new reading).
+    case tick(at: Instant, manualClock: Bool)
+
+    /// The command in its wire form, which is what the journal stores.
+    enum WireCommand: Equatable {
+        case create(Creditd_V1_CreateSubscriptionRequest)
+        case cancel(Creditd_V1_CancelSubscriptionRequest)
+        case resume(Creditd_V1_ResumeSubscriptionRequest)
+        case changeSeats(Creditd_V1_ChangeSeatsRequest)
+        case recordRefundOutcome(Creditd_V1_RecordRefundOutcomeRequest)
+
+        var domain: Command {
+            switch self {
+            case .create(let r): CommandMapping.command(r)
+            case .cancel(let r): CommandMapping.command(r)
+            case .resume(let r): CommandMapping.command(r)
+            case .changeSeats(let r): CommandMapping.command(r)
+            case .recordRefundOutcome(let r): CommandMapping.command(r)
+            }
+        }
+
+        var dryRun: Bool {
+            switch self {
+            case .cancel(let r): r.dryRun
+            case .changeSeats(let r): r.dryRun
+            default: false
+            }
+        }
+    }
+
+    var instant: Instant {
+        switch self {
+        case .command(_, let at, _, _): at
+        case .tick(let at, _): at
+        }
+    }
+
+    func encoded() throws -> [UInt8] {
+        var entry = Creditd_Journal_V1_JournalEntry()
+        switch self {
+        case .command(let command, let at, let uid, let maxSeats):
+            entry.atUnixNanos = at.nanosecondsSinceEpoch
+            entry.callerUid = uid
+            entry.maxSeats = maxSeats
+            switch command {
+            case .create(let r): entry.createSubscription = r
+            case .cancel(let r): entry.cancelSubscription = r
+            case .resume(let r): entry.resumeSubscription = r
+            case .changeSeats(let r): entry.changeSeats = r
+            case .recordRefundOutcome(let r): entry.recordRefundOutcome = r
+            }
+        case .tick(let at, let manual):
+            entry.atUnixNanos = at.nanosecondsSinceEpoch
+            var tick = Creditd_Journal_V1_Tick()
+            tick.manualClock = manual
+            entry.tick = tick
+        }
+        return try entry.serializedBytes()
+    }
+
+    struct DecodeError: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    init(decoding bytes: [UInt8]) throws {
+        let entry = try Creditd_Journal_V1_JournalEntry(serializedBytes: bytes)
+        let at = Instant(nanosecondsSinceEpoch: entry.atUnixNanos)
+        let command: WireCommand
+        switch entry.command {
+        case .createSubscription(let r): command = .create(r)
+        case .cancelSubscription(let r): command = .cancel(r)
+        case .resumeSubscription(let r): command = .resume(r)
+        case .changeSeats(let r): command = .changeSeats(r)
+        case .recordRefundOutcome(let r): command = .recordRefundOutcome(r)
+        case .tick(let tick):
+            self = .tick(at: at, manualClock: tick.manualClock)
+            return
+        case nil:
+            throw DecodeError(description: "journal entry without a command (written by a newer creditd?)")
+        }
+        self = .command(command, at: at, callerUID: entry.callerUid, maxSeats: entry.maxSeats)
+    }
+}

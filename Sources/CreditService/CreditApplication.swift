@@ -1,0 +1,209 @@
+import CreditDomain
+import CreditServer
+import CreditStore
+import CreditWire
+import Logging
+
+/// What the application layer needs to know from the configuration.
+public struct ApplicationConfiguration: Sendable {
+    public var stateDirectory: String
+    public var clockMode: DaemonClock.Mode
+    /// The manual clock's starting instant (default: where the journal left it, else now).
+    public var manualStart: Instant?
+    public var maxSeats: Int64
+    /// Take a snapshot when the last one is this old (and something changed)...
+    public var snapshotInterval: Duration
+    /// ...or when this many records were journaled since.
+    public var snapshotEveryRecords: Int
+    /// Truncate a damaged journal at its first bad record (after keeping a copy).
+    public var repair: Bool
+    public var storeOptions: StoreOptions
+    /// Told how long each snapshot took (metrics).
+    public var snapshotObserver: (@Sendable (Duration) -> Void)?
+
+    public init(stateDirectory: String, clockMode: DaemonClock.Mode = .system, manualStart: Instant? = nil,
+                maxSeats: Int64 = Ledger.defaultMaxSeats, snapshotInterval: Duration = .seconds(600),
+                snapshotEveryRecords: Int = 100_000, repair: Bool = false, storeOptions: StoreOptions = StoreOptions()) {
+        self.stateDirectory = stateDirectory
+        self.clockMode = clockMode
+        self.manualStart = manualStart
+        self.maxSeats = maxSeats
+        self.snapshotInterval = snapshotInterval
+        self.snapshotEveryRecords = snapshotEveryRecords
+        self.repair = repair
+        self.storeOptions = storeOptions
+    }
+}
+
+/// creditd's state and the services over it: recovery at start, the ledger
+/// keeper, the scheduler of time-driven transitions and snapshots.
+public final class CreditApplication: Sendable {
+    public static let version = "0.1.0"
+
+    public let keeper: LedgerKeeper
+    public let store: DurableStore
+    public let stateDirectory: String
+    public let recoveryReport: RecoveryReport
+    public let subscriptionsRecovered: Int
+    let startedAt = ContinuousClock.now
+    private let configuration: ApplicationConfiguration
+    private let logger: Logger
+
+    public enum StartError: Error, CustomStringConvertible {
+        case store(StoreError)
+        case snapshot(String)
+        case journal(sequence: UInt64, String)
+
+        public var description: String {
+            switch self {
+            case .store(let error): "cannot open the state directory: \(error)"
+            case .snapshot(let text): "cannot read the snapshot: \(text)"
+            case .journal(let sequence, let text): "cannot replay journal record \(sequence): \(text)"
+            }
+        }
+    }
+
+    /// Opens the state directory, loads the newest good snapshot and replays
+    /// the journal after it. Blocking I/O: call it before serving, off the
+    /// event loops.
+    public init(configuration: ApplicationConfiguration, logger: Logger) throws(StartError) {
+        var options = configuration.storeOptions
+        options.repair = configuration.repair
+        let store: DurableStore
+        let recovery: Recovery
+        do {
+            (store, recovery) = try DurableStore.open(directory: configuration.stateDirectory, options: options)
+        } catch {
+            throw .store(error)
+        }
+        for message in recovery.report.messages { logger.notice("\(message)") }
+
+        var ledger = Ledger(maxSeats: configuration.maxSeats)
+        var lastInstant: Instant?
+        if let snapshot = recovery.snapshot {
+            do {
+                let decoded = try SnapshotCodec.decode(snapshot.payload)
+                ledger = decoded.ledger
+                lastInstant = decoded.clock
+            } catch {
+                throw .snapshot("\(snapshot.fileName): \(error)")
+            }
+        }
+        for record in recovery.records {
+            do {
+                let entry = try JournalEntry(decoding: record.payload)
+                Self.replay(entry, into: &ledger)
+                lastInstant = max(lastInstant ?? entry.instant, entry.instant)
+            } catch {
+                throw .journal(sequence: record.sequence, "\(error)")
+            }
+        }
+        ledger.maxSeats = configuration.maxSeats
+
+        let clock: DaemonClock
+        switch configuration.clockMode {
+        case .system:
+            clock = DaemonClock(mode: .system)
+            if let lastInstant { clock.notBefore(lastInstant) }
+        case .manual:
+            // Time never moves back: a restart resumes where the journal left off.
+            let start = [configuration.manualStart, lastInstant].compactMap { $0 }.max() ?? DaemonClock.wallClock()
+            clock = DaemonClock(mode: .manual, start: start)
+        }
+        self.store = store
+        self.stateDirectory = configuration.stateDirectory
+        self.recoveryReport = recovery.report
+        self.subscriptionsRecovered = ledger.subscriptionCount
+        self.configuration = configuration
+        self.logger = logger
+        self.keeper = LedgerKeeper(ledger: ledger, store: store, clock: clock,
+                                   lastSequence: recovery.nextSequence - 1, logger: logger)
+        logger.info("state recovered", metadata: [
+            "subscriptions": "\(ledger.subscriptionCount)",
+            "snapshot": "\(recovery.snapshot?.fileName ?? "none")",
+            "journal_records": "\(recovery.records.count)",
+            "clock": "\(clock.mode.rawValue) \(clock.now().rfc3339)",
+        ])
+    }
+
+    /// Applies one journal record exactly as it was applied when written.
+    static func replay(_ entry: JournalEntry, into ledger: inout Ledger) {
+        switch entry {
+        case .command(let command, let at, let uid, let maxSeats):
+            let configured = ledger.maxSeats
+            if maxSeats > 0 { ledger.maxSeats = maxSeats }
+            _ = ledger.execute(command.domain, at: at, callerUID: uid, dryRun: command.dryRun)
+            ledger.maxSeats = configured
+        case .tick(let at, _):
+            ledger.advance(to: at)
+        }
+    }
+
+    /// "Service/Method" for every method of the Credits and Admin services.
+    public static var methodNames: Set<String> {
+        let inert = AdminHooks(serverStats: { ServerStats() },
+                               reload: { "" }, serving: { false }, metrics: { "" })
+        return Set(services(gate: ApplicationGate(), hooks: inert).flatMap { service in
+            service.methods.keys.map { "\(service.name)/\($0)" }
+        })
+    }
+
+    /// The Credits and Admin services, answering from whatever application
+    /// `gate` holds (UNAVAILABLE until recovery is done).
+    public static func services(gate: ApplicationGate, hooks: AdminHooks) -> [RPCService] {
+        [CreditsService.make(gate: gate), AdminService.make(gate: gate, hooks: hooks)]
+    }
+
+    /// Runs time-driven transitions as they fall due and takes periodic
+    /// snapshots, until the task is cancelled.
+    public func runScheduler() async {
+        var lastSnapshot = ContinuousClock.now
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: .seconds(1))
+            } catch {
+                return
+            }
+            if keeper.clock.mode == .system {
+                do {
+                    try await keeper.tick()
+                } catch {
+                    logger.error("time-driven transitions failed", metadata: ["error": "\(error)"])
+                }
+            }
+            let records = await keeper.journalRecordsSinceSnapshot
+            let due = records >= configuration.snapshotEveryRecords
+                || (records > 0 && ContinuousClock.now - lastSnapshot >= configuration.snapshotInterval)
+            if due {
+                do {
+                    let info = try await takeSnapshot()
+                    lastSnapshot = ContinuousClock.now
+                    logger.info("snapshot written", metadata: ["file": "\(info.fileName)", "bytes": "\(info.bytes)"])
+                } catch {
+                    logger.error("periodic snapshot failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    /// Writes a snapshot now and returns when it is durable.
+    public func takeSnapshot() async throws -> SnapshotInfo {
+        let started = ContinuousClock.now
+        let info = try await keeper.takeSnapshot()
+        configuration.snapshotObserver?(ContinuousClock.now - started)
+        return info
+    }
+
+    /// The final snapshot at shutdown, then closes the journal.
+    public func shutdown() async {
+        if await keeper.persistenceFault == nil {
+            do {
+                let info = try await takeSnapshot()
+                logger.info("final snapshot written", metadata: ["file": "\(info.fileName)"])
+            } catch {
+                logger.error("final snapshot failed; the journal still holds every change", metadata: ["error": "\(error)"])
+            }
+        }
+        await store.close()
+    }
+}

@@ -1,0 +1,146 @@
+import CreditDomain
+import CreditMonitoring
+import CreditServer
+import CreditWire
+
+/// creditd's metrics, rendered in the Prometheus text format 0.0.4.
+///
+/// Call metrics are recorded as calls finish (the server observer); gauges
+/// over the ledger and the journal are refreshed when the text is rendered,
+/// so an idle daemon does no metrics work at all.
+public final class DaemonMetrics: Sendable {
+    public let registry = MetricsRegistry(requiredNamePrefix: "creditd_")
+    let requests: CounterFamily
+    let duration: HistogramFamily
+    let connections: GaugeFamily
+    let connectionsRejected: CounterFamily
+    let inFlight: GaugeFamily
+    let protocolErrors: CounterFamily
+    let serving: GaugeFamily
+    let subscriptions: GaugeFamily
+    let credits: GaugeFamily
+    let creditAmounts: GaugeFamily
+    let creditsOverdue: GaugeFamily
+    let refundsOverdue: GaugeFamily
+    let journalBytes: GaugeFamily
+    let journalSegments: GaugeFamily
+    let journalRecords: GaugeFamily
+    let fsyncs: GaugeFamily
+    let snapshotAge: GaugeFamily
+    let snapshotDuration: HistogramFamily
+    let persistenceFault: GaugeFamily
+    /// Method label values: only methods the daemon serves, so a client's
+    /// made-up names never become label values.
+    let knownMethods: Set<String>
+
+    public init(knownMethods: Set<String>) {
+        self.knownMethods = knownMethods
+        let r = registry
+        // Registration of fixed, valid names cannot fail; a failure is a programming error.
+        func must<T>(_ make: () throws -> T) -> T {
+            do { return try make() } catch { fatalError("metric registration: \(error)") }
+        }
+        must { try r.gauge(name: "creditd_build_info", help: "Build information.", labelNames: ["version"]) }
+            .labels(CreditApplication.version).set(1)
+        requests = must { try r.counter(name: "creditd_rpc_requests_total", help: "Calls answered, by method and status code.", labelNames: ["method", "code"]) }
+        duration = must { try r.histogram(name: "creditd_rpc_duration_seconds", help: "Call latency by method.", labelNames: ["method"],
+                                          buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5]) }
+        connections = must { try r.gauge(name: "creditd_connections", help: "Open client connections.") }
+        connectionsRejected = must { try r.counter(name: "creditd_connections_rejected_total", help: "Connections closed at accept because of the connection limit.") }
+        inFlight = must { try r.gauge(name: "creditd_in_flight_calls", help: "Calls being handled.") }
+        protocolErrors = must { try r.counter(name: "creditd_protocol_errors_total", help: "Malformed or refused frames, by status code.", labelNames: ["code"]) }
+        serving = must { try r.gauge(name: "creditd_serving", help: "1 while health is SERVING.") }
+        subscriptions = must { try r.gauge(name: "creditd_subscriptions", help: "Subscriptions by status.", labelNames: ["status"]) }
+        credits = must { try r.gauge(name: "creditd_credits", help: "Credits by state.", labelNames: ["state"]) }
+        creditAmounts = must { try r.gauge(name: "creditd_credit_amount_minor", help: "Amount held in each credit state, in minor units of each currency.", labelNames: ["state", "currency"]) }
+        creditsOverdue = must { try r.gauge(name: "creditd_credits_overdue", help: "Credits past expected_by and still pending.") }
+        refundsOverdue = must { try r.gauge(name: "creditd_refunds_overdue", help: "Refunds past refund_expected_by and not refunded.") }
+        journalBytes = must { try r.gauge(name: "creditd_journal_bytes", help: "Bytes in journal segments.") }
+        journalSegments = must { try r.gauge(name: "creditd_journal_segments", help: "Journal segment files.") }
+        journalRecords = must { try r.gauge(name: "creditd_journal_last_sequence", help: "Sequence number of the newest journal record.") }
+        fsyncs = must { try r.gauge(name: "creditd_journal_fsyncs", help: "fdatasync calls of the journal since start.") }
+        snapshotAge = must { try r.gauge(name: "creditd_snapshot_age_seconds", help: "Seconds since the last snapshot (NaN before the first).") }
+        snapshotDuration = must { try r.histogram(name: "creditd_snapshot_duration_seconds", help: "Time to write a snapshot.",
+                                                  buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30]) }
+        persistenceFault = must { try r.gauge(name: "creditd_persistence_fault", help: "1 once the journal refused a write; writes are refused until restart.") }
+    }
+
+    /// The server observer that records calls and connections.
+    public var observer: any ServerObserver { Observer(metrics: self) }
+
+    struct Observer: ServerObserver {
+        let metrics: DaemonMetrics
+
+        func connectionOpened(peer: PeerCredentials, openConnections: Int) {
+            metrics.connections.labels().set(openConnections)
+        }
+
+        func connectionClosed(peer: PeerCredentials, openConnections: Int) {
+            metrics.connections.labels().set(openConnections)
+        }
+
+        func connectionRejected(openConnections: Int) {
+            metrics.connectionsRejected.labels().increment()
+        }
+
+        func callFinished(service: String, method: String, code: StatusCode, duration: Duration) {
+            let full = "\(service)/\(method)"
+            let label = metrics.knownMethods.contains(full) ? full : "unknown"
+            metrics.requests.labels(label, code.name).increment()
+            metrics.duration.labels(label).observe(duration)
+        }
+
+        func protocolError(code: StatusCode) {
+            metrics.protocolErrors.labels(code.name).increment()
+        }
+
+        func inFlightChanged(inFlightCalls: Int) {
+            metrics.inFlight.labels().set(inFlightCalls)
+        }
+    }
+
+    public func recordSnapshot(duration: Duration) {
+        snapshotDuration.labels().observe(duration)
+    }
+
+    /// Refreshes the state gauges and renders the exposition.
+    public func render(application: CreditApplication?, serving isServing: Bool) async -> String {
+        serving.labels().set(isServing ? 1 : 0)
+        if let application {
+            let summary = await application.keeper.ledgerSummary()
+            for status in SubscriptionStatus.allCases {
+                subscriptions.labels(Self.statusName(status)).set(summary.subscriptionsByStatus[status] ?? 0)
+            }
+            for state in CreditState.allCases {
+                credits.labels(state.name).set(summary.creditsByState[state] ?? 0)
+            }
+            for (key, amount) in summary.amountByStateAndCurrency {
+                creditAmounts.labels(key.state.name, key.currency.code).set(Double(amount))
+            }
+            creditsOverdue.labels().set(summary.creditsOverdue)
+            refundsOverdue.labels().set(summary.refundsOverdue)
+            let store = application.store.stats
+            journalBytes.labels().set(Double(store.journalBytes))
+            journalSegments.labels().set(store.segmentCount)
+            journalRecords.labels().set(Double(store.lastSequence))
+            fsyncs.labels().set(store.fsyncCount)
+            if let millis = store.lastSnapshotUnixMillis {
+                let now = DaemonClock.wallClock().nanosecondsSinceEpoch / 1_000_000
+                snapshotAge.labels().set(Double(max(0, now - millis)) / 1000)
+            } else {
+                snapshotAge.labels().set(Double.nan)
+            }
+            persistenceFault.labels().set(await application.keeper.persistenceFault == nil ? 0 : 1)
+        }
+        return registry.render()
+    }
+
+    static func statusName(_ status: SubscriptionStatus) -> String {
+        switch status {
+        case .active: "active"
+        case .cancelPending: "cancel_pending"
+        case .cancelled: "cancelled"
+        case .ended: "ended"
+        }
+    }
+}

@@ -1,0 +1,223 @@
+import CreditDomain
+import CreditProto
+
+/// Domain values as messages of the wire contract: one mapping per message,
+/// in one place (architecture: conversions happen at the handler edge).
+///
+/// Credits and invoices do not repeat their subscription's id, currency and
+/// time zone, so their mappings take the subscription as context.
+enum ProtoMapping {
+    struct Context {
+        let subscriptionID: String
+        let currency: Currency
+        let timeZone: TimeZoneRules
+
+        init(_ subscription: Subscription) {
+            subscriptionID = subscription.id
+            currency = subscription.currency
+            timeZone = subscription.timeZone
+        }
+    }
+
+    static func date(_ date: CivilDate?) -> String { date.map(String.init(describing:)) ?? "" }
+
+    static func rational(_ value: Rational) -> Creditd_V1_Rational {
+        var message = Creditd_V1_Rational()
+        message.numerator = String(value.numerator)
+        message.denominator = String(value.denominator)
+        return message
+    }
+
+    static func subscription(_ subscription: Subscription) -> Creditd_V1_Subscription {
+        var message = Creditd_V1_Subscription()
+        message.subscriptionID = subscription.id
+        message.customer = subscription.customer
+        message.plan = subscription.plan
+        message.status = Creditd_V1_SubscriptionStatus(rawValue: Int(subscription.status.rawValue)) ?? .unspecified
+        message.seats = subscription.seats
+        message.unitPriceMinor = subscription.unitPriceMinor
+        message.currency = subscription.currency.code
+        message.interval = Creditd_V1_BillingInterval(rawValue: Int(subscription.interval.rawValue)) ?? .unspecified
+        message.anchorDay = Int32(subscription.anchorDay)
+        message.anchorMonth = Int32(subscription.anchorMonth)
+        message.timeZone = subscription.timeZone.identifier
+        message.refundPolicy = Creditd_V1_RefundPolicy(rawValue: Int(subscription.refundPolicy.rawValue)) ?? .unspecified
+        message.startDate = date(subscription.startDate)
+        message.createdAtUnixNanos = subscription.createdAt.nanosecondsSinceEpoch
+        message.currentPeriod = period(subscription.period)
+        message.nextBillingDate = date(subscription.nextBillingDate)
+        message.scheduledSeats = subscription.scheduledSeats ?? 0
+        message.cancelEffectiveDate = date(subscription.cancelEffectiveDate)
+        return message
+    }
+
+    static func period(_ period: BillingPeriod) -> Creditd_V1_Period {
+        var message = Creditd_V1_Period()
+        message.periodStart = date(period.start)
+        message.periodEnd = date(period.end)
+        message.periodDays = period.days
+        message.chargedMinor = period.chargedMinor
+        message.chargedSeats = period.chargedSeats
+        return message
+    }
+
+    static func explanation(_ explanation: LineExplanation) -> Creditd_V1_LineExplanation {
+        var message = Creditd_V1_LineExplanation()
+        message.unitPrice = rational(explanation.unitPrice)
+        message.seatsDelta = explanation.seatsDelta
+        if let unused = explanation.unusedDays {
+            message.unusedDays = unused
+        } else {
+            message.unusedDaysDiffer = true
+        }
+        message.periodDays = explanation.periodDays
+        message.exact = rational(explanation.exact)
+        message.cumulativeExact = rational(explanation.cumulativeExact)
+        message.rounded = explanation.rounded
+        message.carry = rational(explanation.carry)
+        message.blocks = explanation.blocks.map { block in
+            var portion = Creditd_V1_SeatBlockPortion()
+            portion.seats = block.seats
+            portion.startDate = date(block.startDate)
+            portion.unusedDays = block.unusedDays
+            return portion
+        }
+        return message
+    }
+
+    static func line(_ line: LedgerLine) -> Creditd_V1_LedgerLine {
+        var message = Creditd_V1_LedgerLine()
+        message.amountMinor = line.amountMinor
+        message.effectiveDate = date(line.effectiveDate)
+        message.explanation = explanation(line.explanation)
+        return message
+    }
+
+    static func credit(_ credit: Credit, _ context: Context, asOf: CivilDate?) -> Creditd_V1_Credit {
+        var message = Creditd_V1_Credit()
+        message.creditID = credit.id
+        message.subscriptionID = context.subscriptionID
+        message.source = Creditd_V1_CreditSource(rawValue: Int(credit.source.rawValue)) ?? .unspecified
+        message.effectiveDate = date(credit.effectiveDate)
+        message.createdAtUnixNanos = credit.createdAt.nanosecondsSinceEpoch
+        message.eventSeq = credit.eventSeq
+        message.currency = context.currency.code
+        message.amountMinor = credit.amountMinor
+        message.remainingMinor = credit.remainingMinor
+        message.consumedMinor = credit.consumedMinor
+        message.refundedMinor = credit.refundedMinor
+        message.state = creditState(credit.state)
+        message.history = credit.history.map { change in
+            var entry = Creditd_V1_CreditStateChange()
+            entry.state = creditState(change.state)
+            entry.atUnixNanos = change.at.nanosecondsSinceEpoch
+            entry.date = date(context.timeZone.civilDate(of: change.at))
+            return entry
+        }
+        message.dueDate = date(credit.dueDate)
+        message.deadline = date(credit.deadline)
+        message.expectedBy = date(credit.expectedBy)
+        message.appliedDate = date(credit.appliedDate)
+        message.refundExpectedBy = date(credit.refundExpectedBy)
+        if let asOf {
+            message.overdue = credit.isOverdue(asOf: asOf)
+            message.refundOverdue = credit.isRefundOverdue(asOf: asOf)
+        }
+        message.explanation = explanation(credit.explanation)
+        return message
+    }
+
+    static func creditState(_ state: CreditState) -> Creditd_V1_CreditState {
+        Creditd_V1_CreditState(rawValue: Int(state.rawValue)) ?? .unspecified
+    }
+
+    static func invoice(_ invoice: Invoice, _ subscription: Subscription) -> Creditd_V1_Invoice {
+        self.invoice(invoice, Context(subscription))
+    }
+
+    static func invoice(_ invoice: Invoice, _ context: Context) -> Creditd_V1_Invoice {
+        var message = Creditd_V1_Invoice()
+        message.invoiceID = invoice.id
+        message.kind = Creditd_V1_InvoiceKind(rawValue: Int(invoice.kind.rawValue)) ?? .unspecified
+        message.issuedAtUnixNanos = invoice.issuedAt.nanosecondsSinceEpoch
+        message.issuedDate = date(invoice.issuedDate)
+        message.periodStart = date(invoice.periodStart)
+        message.periodEnd = date(invoice.periodEnd)
+        message.lines = invoice.lines.map { line in
+            var entry = Creditd_V1_InvoiceLine()
+            entry.kind = Creditd_V1_InvoiceLineKind(rawValue: Int(line.kind.rawValue)) ?? .unspecified
+            entry.amountMinor = line.amountMinor
+            entry.creditID = line.creditID ?? ""
+            entry.description_p = line.description
+            entry.effectiveDate = date(line.effectiveDate)
+            return entry
+        }
+        message.totalMinor = invoice.totalMinor
+        message.settlesOn = date(invoice.settlesOn)
+        message.settled = invoice.settled
+        message.currency = context.currency.code
+        return message
+    }
+
+    static func cancellation(_ record: CancellationRecord, _ context: Context) -> Creditd_V1_CancellationRecord {
+        var message = Creditd_V1_CancellationRecord()
+        message.mode = Creditd_V1_CancelMode(rawValue: Int(record.mode.rawValue)) ?? .unspecified
+        message.effectiveDate = date(record.effectiveDate)
+        message.requestedAtUnixNanos = record.requestedAt.nanosecondsSinceEpoch
+        message.entitlementEndsAtUnixNanos = record.entitlementEndsAt.nanosecondsSinceEpoch
+        if let line = record.line { message.line = self.line(line) }
+        // A record is answered as of its own instant; refund status gives live flags.
+        if let credit = record.credit { message.credit = self.credit(credit, context, asOf: nil) }
+        if let invoice = record.finalInvoice { message.finalInvoice = self.invoice(invoice, context) }
+        message.alreadyCancelled = record.alreadyCancelled
+        return message
+    }
+
+    static func seatChange(_ result: SeatChangeResult, _ context: Context) -> Creditd_V1_ChangeSeatsResponse {
+        var message = Creditd_V1_ChangeSeatsResponse()
+        message.outcome = Creditd_V1_SeatChangeOutcome(rawValue: Int(result.outcome.rawValue)) ?? .unspecified
+        message.previousSeats = result.previousSeats
+        message.newSeats = result.newSeats
+        message.seats = result.seats
+        message.effectiveDate = date(result.effectiveDate)
+        if let line = result.line { message.line = self.line(line) }
+        if let credit = result.credit { message.credit = self.credit(credit, context, asOf: nil) }
+        return message
+    }
+
+    static func refundStatus(_ status: RefundStatus, _ subscription: Subscription) -> Creditd_V1_GetRefundStatusResponse {
+        let context = Context(subscription)
+        var message = Creditd_V1_GetRefundStatusResponse()
+        message.subscriptionID = status.subscriptionId
+        message.asOfDate = date(status.asOfDate)
+        message.asOfUnixNanos = status.asOf.nanosecondsSinceEpoch
+        message.currency = status.currency.code
+        message.credits = status.credits.map { entry in
+            var credit = credit(entry.credit, context, asOf: nil)
+            credit.overdue = entry.overdue
+            credit.refundOverdue = entry.refundOverdue
+            return credit
+        }
+        var totals = Creditd_V1_CreditTotals()
+        totals.pendingMinor = status.totals.pendingMinor
+        totals.appliedMinor = status.totals.appliedMinor
+        totals.consumedMinor = status.totals.consumedMinor
+        totals.refundPendingMinor = status.totals.refundPendingMinor
+        totals.refundedMinor = status.totals.refundedMinor
+        message.totals = totals
+        return message
+    }
+
+    static func refundOutcome(_ result: RefundOutcomeResult, _ context: Context) -> Creditd_V1_RecordRefundOutcomeResponse {
+        var message = Creditd_V1_RecordRefundOutcomeResponse()
+        message.ignored = result.ignored
+        message.state = creditState(result.state)
+        message.remainingMinor = result.remainingMinor
+        message.refundedMinor = result.refundedMinor
+        var credit = credit(result.credit.credit, context, asOf: nil)
+        credit.overdue = result.credit.overdue
+        credit.refundOverdue = result.credit.refundOverdue
+        message.credit = credit
+        return message
+    }
+}

@@ -1,0 +1,728 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// How to open a state directory.
+public struct StoreOptions: Sendable {
+    /// A segment is rolled once appending would take it past this size (a single larger
+    /// record still gets a segment of its own).
+    public var segmentSize: Int = 64 << 20
+    /// Largest payload `append` accepts.
+    public var maxRecordSize: Int = 16 << 20
+    /// Truncate at the first damaged record (keeping a copy as `<segment>.corrupt-<ms>`) and move
+    /// later segments aside, instead of refusing to open. Loses the records after the damage.
+    public var repair: Bool = false
+    public var fileOperations: any FileOperations = POSIXFileOperations()
+    /// Called once, on the journal thread, when the journal enters its fault state (e.g. to flip
+    /// health to NOT_SERVING before the failed waiters are even resumed).
+    public var onFault: (@Sendable (StoreFault) -> Void)?
+
+    public init() {}
+}
+
+/// Counters for stats, metrics and health. Read with `DurableStore.stats`; never waits on I/O.
+public struct StoreStats: Sendable, Equatable {
+    /// Bytes of all journal segments (headers included).
+    public var journalBytes: Int64
+    public var segmentCount: Int
+    /// Last sequence number assigned by `append` (0: none yet).
+    public var lastSequence: UInt64
+    /// Highest sequence number written and fdatasync'ed.
+    public var lastDurableSequence: UInt64
+    public var lastSnapshotSequence: UInt64?
+    /// Wall-clock time of the last snapshot (recovered or written), Unix milliseconds.
+    public var lastSnapshotUnixMillis: Int64?
+    public var snapshotsWritten: Int
+    /// Torn tails cut off at open.
+    public var tornTailTruncations: Int
+    /// fdatasync calls on journal segments since open.
+    public var fsyncCount: Int
+    /// Records made durable since open.
+    public var recordsWritten: Int
+    /// Records appended but not yet durable.
+    public var pendingRecords: Int
+    public var fault: StoreFault?
+    /// `fault?.description`, for status pages.
+    public var faultDescription: String? { fault?.description }
+}
+
+/// A snapshot written by `writeSnapshot`.
+public struct SnapshotInfo: Sendable, Equatable {
+    public var sequence: UInt64
+    public var fileName: String
+    /// Header plus payload.
+    public var bytes: Int64
+    public var unixMillis: Int64
+    /// Journal segments deleted because the retained fallback snapshot covers them.
+    public var removedSegments: [String]
+    /// Older snapshots deleted (only the new one and its predecessor are kept).
+    public var removedSnapshots: [String]
+}
+
+/// The durable storage of creditd: an append-only, segmented journal with group commit, plus
+/// snapshots, in one state directory that it locks exclusively.
+///
+/// Blocking I/O runs only on two dedicated threads (journal writer, snapshot writer) and during
+/// `open`, never on the caller's executor: `append` only enqueues, and the async methods suspend.
+public final class DurableStore: Sendable {
+    private let core: StoreCore
+
+    private init(core: StoreCore) {
+        self.core = core
+    }
+
+    deinit {
+        core.requestClose()
+    }
+
+    /// Locks `directory` (creating it with mode 0700 if missing), recovers it and starts the
+    /// journal and snapshot threads. Blocks on I/O: call it before serving, off the event loops.
+    /// Throws `StoreError` when the directory is locked, damaged in a way that is not a torn tail,
+    /// or written by an unknown format version.
+    public static func open(directory: String, options: StoreOptions = StoreOptions()) throws(StoreError) -> (DurableStore, Recovery) {
+        let (core, recovery) = try StoreCore.open(directory: directory, options: options)
+        core.startThreads()
+        return (DurableStore(core: core), recovery)
+    }
+
+    /// Enqueues a record and returns its sequence number. Does not block on I/O. The record is
+    /// not durable until `waitDurable(upTo:)` returns for it.
+    /// Throws `.fault` once the journal has failed, `.closed`, or `.recordTooLarge`.
+    public func append(_ payload: [UInt8]) throws(StoreError) -> UInt64 {
+        try core.append(payload)
+    }
+
+    /// Returns once every record up to `sequence` is written and fdatasync'ed. Throws `.fault`
+    /// if the journal failed before that (the record is then never acknowledged), or
+    /// `.invalidSequence` for a number `append` has not returned. Not cancellable: durability
+    /// is a fact to wait for, not a request.
+    public func waitDurable(upTo sequence: UInt64) async throws(StoreError) {
+        try await core.waitDurable(upTo: sequence)
+    }
+
+    /// `append` then `waitDurable`; returns the record's sequence number.
+    public func appendAndWait(_ payload: [UInt8]) async throws(StoreError) -> UInt64 {
+        let sequence = try core.append(payload)
+        try await core.waitDurable(upTo: sequence)
+        return sequence
+    }
+
+    /// Writes a snapshot of the state after record `sequence`, which must be durable already.
+    /// `encode` runs on the snapshot thread, so the caller can hand over a copy-on-write value and
+    /// encode it off its own executor while appends continue. Afterwards keeps this snapshot and
+    /// the previous good one, and deletes journal segments the previous one fully covers (so that
+    /// the fallback can still replay to the present).
+    public func writeSnapshot(
+        sequence: UInt64, encode: @escaping @Sendable () throws -> [UInt8]
+    ) async throws -> SnapshotInfo {
+        try await core.writeSnapshot(sequence: sequence, encode: encode)
+    }
+
+    /// `writeSnapshot` with an already encoded payload.
+    public func writeSnapshot(sequence: UInt64, payload: [UInt8]) async throws -> SnapshotInfo {
+        try await core.writeSnapshot(sequence: sequence, encode: { payload })
+    }
+
+    public var stats: StoreStats { core.stats }
+    public var fault: StoreFault? { core.currentFault }
+    public var lastDurableSequence: UInt64 { core.stats.lastDurableSequence }
+    public var directory: String { core.directory }
+
+    /// Writes and syncs what is queued, stops the threads and releases the directory lock.
+    /// Later appends throw `.closed`. Queued snapshots still run.
+    public func close() async {
+        await core.close()
+    }
+}
+
+// MARK: - Shared state
+
+/// Sets the kernel's name of the calling thread (shown by top -H, gdb, /proc), at most 15 bytes.
+/// Through /proc because Glibc's module does not export pthread_setname_np and prctl is variadic.
+private func nameCurrentThread(_ name: String) {
+    #if os(Linux)
+    let descriptor = Glibc.open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+    guard descriptor >= 0 else { return }
+    _ = Array(name.utf8.prefix(15)).withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+    _ = Glibc.close(descriptor)
+    #endif
+}
+
+private struct Waiter {
+    var sequence: UInt64
+    var continuation: CheckedContinuation<Void, any Error>
+}
+
+private struct SnapshotJob {
+    var sequence: UInt64
+    var encode: @Sendable () throws -> [UInt8]
+    var continuation: CheckedContinuation<SnapshotInfo, any Error>
+}
+
+struct SegmentEntry {
+    var name: String
+    var firstSequence: UInt64
+    var bytes: Int64
+}
+
+/// State shared by callers, the journal thread and the snapshot thread. Every field is guarded
+/// by `condition` (an NSCondition rather than an actor, because the two threads must block in
+/// `wait()` while idle and callers of `append` must not suspend). I/O never runs under the lock.
+final class StoreCore: @unchecked Sendable {
+    let directory: String
+    let options: StoreOptions
+    let operations: any FileOperations
+    private let condition = NSCondition()
+    /// Wakes the snapshot thread (one signal per job or close), so that appends signal only the
+    /// journal thread, the sole waiter on `condition`.
+    private let snapshotWakeup = DispatchSemaphore(value: 0)
+
+    // Guarded by `condition`.
+    private var nextSequence: UInt64
+    private var pendingStart: UInt64
+    private var pending: [[UInt8]] = []
+    private var durableSequence: UInt64
+    private var fault: StoreFault?
+    private var closing = false
+    private var waiters: [Waiter] = []
+    private var segments: [SegmentEntry]
+    private var snapshotJobs: [SnapshotJob] = []
+    private var snapshotSequences: [UInt64]  // verified snapshots on disk, ascending
+    private var lastSnapshotSequence: UInt64?
+    private var lastSnapshotUnixMillis: Int64?
+    private var snapshotsWritten = 0
+    private var tornTailTruncations: Int
+    private var fsyncCount = 0
+    private var recordsWritten = 0
+    private var runningThreads = 0
+    private var threadsStarted = false
+    private var exitWaiters: [CheckedContinuation<Void, Never>] = []
+    private var lockFile: OpenFile?
+
+    // Touched only by the journal thread (and by `open` before it starts).
+    private var activeSegment: (file: OpenFile, firstSequence: UInt64, size: Int64, records: Int)?
+
+    private init(
+        directory: String, options: StoreOptions, lockFile: OpenFile, nextSequence: UInt64,
+        segments: [SegmentEntry], snapshotSequences: [UInt64], lastSnapshotUnixMillis: Int64?,
+        tornTailTruncations: Int
+    ) {
+        self.directory = directory
+        self.options = options
+        self.operations = options.fileOperations
+        self.lockFile = lockFile
+        self.nextSequence = nextSequence
+        self.pendingStart = nextSequence
+        self.durableSequence = nextSequence - 1
+        self.segments = segments
+        self.snapshotSequences = snapshotSequences
+        self.lastSnapshotSequence = snapshotSequences.last
+        self.lastSnapshotUnixMillis = lastSnapshotUnixMillis
+        self.tornTailTruncations = tornTailTruncations
+    }
+
+    private func path(_ name: String) -> String { directory + "/" + name }
+
+    // MARK: Open and recovery
+
+    static func open(directory: String, options: StoreOptions) throws(StoreError) -> (StoreCore, Recovery) {
+        let operations = options.fileOperations
+        let lockFile: OpenFile
+        do {
+            try operations.createDirectory(directory, mode: 0o700)
+            lockFile = try operations.open(directory + "/" + StoreFormat.lockName, flags: O_RDWR | O_CREAT, mode: 0o600)
+        } catch {
+            throw .io(error)
+        }
+        do {
+            guard try operations.tryLock(lockFile, exclusive: true) else { throw StoreError.locked(directory: directory) }
+            return try recover(directory: directory, options: options, lockFile: lockFile)
+        } catch let error as StoreError {
+            operations.close(lockFile)
+            throw error
+        } catch let error as FileOperationError {
+            operations.close(lockFile)
+            throw .io(error)
+        } catch {
+            operations.close(lockFile)
+            throw .io(FileOperationError(operation: "recover", path: directory, errno: EIO))
+        }
+    }
+
+    private static func recover(directory: String, options: StoreOptions, lockFile: OpenFile) throws -> (StoreCore, Recovery) {
+        let operations = options.fileOperations
+        var analysis = try analyzeStateDirectory(
+            directory, operations: operations, repair: options.repair, readCoveredSegments: false)
+        if let fatal = analysis.fatal { throw fatal }
+
+        var report = RecoveryReport(
+            usedSnapshot: analysis.chosenSnapshot?.name, skippedSnapshots: analysis.skippedSnapshots,
+            segmentsRead: analysis.keptSegments.map { analysis.segments[$0].name }, truncations: [],
+            repairs: [], removedFiles: [], warnings: analysis.warnings)
+        let stamp = StoreFormat.currentUnixMillis()
+        var directoryChanged = false
+        var movedAside = Set<String>()
+        var removed = Set<String>()
+        for action in analysis.actions {
+            switch action {
+            case .removeFile(let name, let reason):
+                try operations.remove(directory + "/" + name)
+                report.removedFiles.append("\(name) (\(reason))")
+                removed.insert(name)
+                directoryChanged = true
+            case .truncateTail(let truncation):
+                try truncate(directory + "/" + truncation.segment, to: truncation.offset, operations: operations)
+                report.truncations.append(truncation)
+            case .repairTruncate(let segment, let offset, let reason):
+                let copy = "\(segment).corrupt-\(stamp)"
+                try copyFile(from: directory + "/" + segment, to: directory + "/" + copy, operations: operations)
+                try truncate(directory + "/" + segment, to: offset, operations: operations)
+                report.repairs.append("\(segment): \(reason) at byte \(offset); copied to \(copy) and truncated at byte \(offset)")
+                directoryChanged = true
+            case .moveAside(let segment, let reason):
+                let aside = "\(segment).corrupt-\(stamp)"
+                try operations.rename(directory + "/" + segment, to: directory + "/" + aside)
+                report.repairs.append("\(segment): \(reason); moved to \(aside)")
+                movedAside.insert(segment)
+                directoryChanged = true
+            }
+        }
+        if directoryChanged { try operations.syncDirectory(directory) }
+
+        var records: [JournalRecord] = []
+        records.reserveCapacity(analysis.replay.count)
+        for (segmentIndex, recordIndex) in analysis.replay {
+            let scan = analysis.segments[segmentIndex]
+            let record = scan.records[recordIndex]
+            records.append(JournalRecord(sequence: record.sequence, payload: Array(scan.bytes[record.range])))
+        }
+
+        // Segments that remain on disk, for stats and pruning; covered ones are only sized.
+        var entries: [SegmentEntry] = []
+        for name in analysis.coveredSegmentNames {
+            if let first = StoreFormat.sequence(inName: name, prefix: StoreFormat.segmentPrefix, suffix: StoreFormat.segmentSuffix) {
+                entries.append(SegmentEntry(name: name, firstSequence: first, bytes: try operations.fileSize(directory + "/" + name)))
+            }
+        }
+        for index in analysis.keptSegments {
+            let scan = analysis.segments[index]
+            guard !movedAside.contains(scan.name), !removed.contains(scan.name) else { continue }
+            entries.append(SegmentEntry(name: scan.name, firstSequence: scan.nameSequence, bytes: Int64(scan.validLength)))
+        }
+
+        var snapshotSequences: [UInt64] = []
+        var snapshotMillis: Int64?
+        var recoveredSnapshot: RecoveredSnapshot?
+        if let chosen = analysis.chosenSnapshot, case .valid(let sequence, let millis, let payload) = chosen.state {
+            recoveredSnapshot = RecoveredSnapshot(sequence: sequence, payload: payload, unixMillis: millis, fileName: chosen.name)
+            snapshotSequences = [sequence]
+            snapshotMillis = millis
+        }
+        let core = StoreCore(
+            directory: directory, options: options, lockFile: lockFile, nextSequence: analysis.nextSequence,
+            segments: entries, snapshotSequences: snapshotSequences, lastSnapshotUnixMillis: snapshotMillis,
+            tornTailTruncations: report.truncations.count)
+        if let index = analysis.reusableSegment {
+            let scan = analysis.segments[index]
+            let file = try operations.open(directory + "/" + scan.name, flags: O_WRONLY, mode: 0)
+            core.activeSegment = (file, scan.nameSequence, Int64(scan.validLength), scan.records.count)
+        }
+        analysis.segments = []  // release file contents before replay
+        let recovery = Recovery(
+            snapshot: recoveredSnapshot, records: records, nextSequence: analysis.nextSequence, report: report)
+        return (core, recovery)
+    }
+
+    private static func truncate(_ path: String, to length: Int64, operations: any FileOperations) throws(FileOperationError) {
+        let file = try operations.open(path, flags: O_WRONLY, mode: 0)
+        defer { operations.close(file) }
+        try operations.truncate(file, to: length)
+        try operations.sync(file)
+    }
+
+    private static func copyFile(from source: String, to target: String, operations: any FileOperations) throws(FileOperationError) {
+        let bytes = try operations.readFile(source)
+        let file = try operations.open(target, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+        defer { operations.close(file) }
+        try operations.write(file, bytes, at: 0)
+        try operations.sync(file)
+    }
+
+    // MARK: Threads
+
+    func startThreads() {
+        condition.withLock {
+            runningThreads = 2
+            threadsStarted = true
+        }
+        Thread { [self] in
+            nameCurrentThread("creditd-journal")
+            runJournalWriter()
+        }.start()
+        Thread { [self] in
+            nameCurrentThread("creditd-snap")
+            runSnapshotWriter()
+        }.start()
+    }
+
+    func requestClose() {
+        condition.withLock {
+            closing = true
+            condition.signal()
+        }
+        snapshotWakeup.signal()
+    }
+
+    func close() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            condition.lock()
+            closing = true
+            condition.signal()
+            snapshotWakeup.signal()
+            if runningThreads == 0 {
+                condition.unlock()
+                continuation.resume()
+            } else {
+                exitWaiters.append(continuation)
+                condition.unlock()
+            }
+        }
+    }
+
+    /// Called by each thread as it exits; the last one releases the directory lock.
+    private func threadExited() {
+        condition.lock()
+        runningThreads -= 1
+        guard runningThreads == 0 else {
+            condition.unlock()
+            return
+        }
+        let file = lockFile
+        lockFile = nil
+        let waiting = exitWaiters
+        exitWaiters = []
+        condition.unlock()
+        if let file { operations.close(file) }
+        for waiter in waiting { waiter.resume() }
+    }
+
+    // MARK: Appending
+
+    func append(_ payload: [UInt8]) throws(StoreError) -> UInt64 {
+        guard payload.count <= options.maxRecordSize, payload.count <= Int(UInt32.max) else {
+            throw .recordTooLarge(size: payload.count, limit: options.maxRecordSize)
+        }
+        condition.lock()
+        defer { condition.unlock() }
+        if let fault { throw .fault(fault) }
+        if closing { throw .closed }
+        let sequence = nextSequence
+        nextSequence += 1
+        pending.append(payload)
+        condition.signal()
+        return sequence
+    }
+
+    private enum DurableCheck {
+        case durable
+        case failed(StoreError)
+        case pending
+    }
+
+    private func checkDurable(_ sequence: UInt64) -> DurableCheck {
+        condition.withLock {
+            if sequence <= durableSequence { return .durable }
+            if let fault { return .failed(.fault(fault)) }
+            if sequence >= nextSequence { return .failed(.invalidSequence(sequence)) }
+            return .pending
+        }
+    }
+
+    /// Registers the waiter unless the answer is already known (the journal thread may have
+    /// finished the batch since the fast-path check).
+    private func register(_ sequence: UInt64, _ continuation: CheckedContinuation<Void, any Error>) {
+        let check: DurableCheck = condition.withLock {
+            if sequence <= durableSequence { return .durable }
+            if let fault { return .failed(.fault(fault)) }
+            waiters.append(Waiter(sequence: sequence, continuation: continuation))
+            return .pending
+        }
+        switch check {
+        case .durable: continuation.resume()
+        case .failed(let error): continuation.resume(throwing: error)
+        case .pending: break
+        }
+    }
+
+    func waitDurable(upTo sequence: UInt64) async throws(StoreError) {
+        switch checkDurable(sequence) {
+        case .durable: return
+        case .failed(let error): throw error
+        case .pending: break
+        }
+        do {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                register(sequence, continuation)
+            }
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw .closed
+        }
+    }
+
+    var currentFault: StoreFault? { condition.withLock { fault } }
+
+    var stats: StoreStats {
+        condition.withLock {
+            StoreStats(
+                journalBytes: segments.reduce(0) { $0 + $1.bytes }, segmentCount: segments.count,
+                lastSequence: nextSequence - 1, lastDurableSequence: durableSequence,
+                lastSnapshotSequence: lastSnapshotSequence, lastSnapshotUnixMillis: lastSnapshotUnixMillis,
+                snapshotsWritten: snapshotsWritten, tornTailTruncations: tornTailTruncations,
+                fsyncCount: fsyncCount, recordsWritten: recordsWritten,
+                pendingRecords: Int(nextSequence - 1 - durableSequence), fault: fault)
+        }
+    }
+
+    // MARK: Journal thread
+
+    private func runJournalWriter() {
+        while true {
+            condition.lock()
+            while pending.isEmpty && !closing { condition.wait() }
+            if pending.isEmpty || fault != nil {
+                // Closing with nothing queued, or faulted (appends are refused, queue is empty).
+                if closing {
+                    condition.unlock()
+                    break
+                }
+                condition.unlock()
+                continue
+            }
+            let batch = pending
+            let start = pendingStart
+            pending = []
+            pendingStart += UInt64(batch.count)
+            condition.unlock()
+            writeBatch(batch, startingAt: start)
+        }
+        if let active = activeSegment {
+            operations.close(active.file)
+            activeSegment = nil
+        }
+        threadExited()
+    }
+
+    /// One write and one fdatasync for the whole batch, unless a segment roll splits it.
+    private func writeBatch(_ batch: [[UInt8]], startingAt start: UInt64) {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(batch.reduce(0) { $0 + StoreFormat.recordSize(payloadCount: $1.count) })
+        var bufferedRecords = 0
+        var sequence = start
+        do {
+            for payload in batch {
+                let size = Int64(StoreFormat.recordSize(payloadCount: payload.count))
+                if let active = activeSegment {
+                    let used = active.size + Int64(buffer.count)
+                    if active.records + bufferedRecords > 0 && used + size > Int64(options.segmentSize) {
+                        try flush(&buffer, records: &bufferedRecords, through: sequence - 1)
+                        try rollSegment(firstSequence: sequence)
+                    }
+                } else {
+                    try rollSegment(firstSequence: sequence)
+                }
+                StoreFormat.appendRecord(sequence: sequence, payload: payload, to: &buffer)
+                bufferedRecords += 1
+                sequence += 1
+            }
+            try flush(&buffer, records: &bufferedRecords, through: sequence - 1)
+        } catch {
+            enterFault(error)
+        }
+    }
+
+    private func flush(_ buffer: inout [UInt8], records: inout Int, through sequence: UInt64) throws(FileOperationError) {
+        guard records > 0, var active = activeSegment else { return }
+        try operations.write(active.file, buffer, at: active.size)
+        active.size += Int64(buffer.count)
+        active.records += records
+        activeSegment = active
+        setSegmentSize(active.size, name: active.file.path)
+        try operations.syncData(active.file)
+        let written = records
+        buffer.removeAll(keepingCapacity: true)
+        records = 0
+        markDurable(through: sequence, records: written)
+    }
+
+    private func setSegmentSize(_ size: Int64, name path: String) {
+        condition.withLock {
+            if let index = segments.lastIndex(where: { self.path($0.name) == path }) { segments[index].bytes = size }
+        }
+    }
+
+    private func rollSegment(firstSequence: UInt64) throws(FileOperationError) {
+        if let active = activeSegment {
+            operations.close(active.file)
+            activeSegment = nil
+        }
+        let name = StoreFormat.segmentName(firstSequence: firstSequence)
+        // O_EXCL: a segment with this first sequence must not exist; never overwrite records.
+        let file = try operations.open(path(name), flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+        activeSegment = (file, firstSequence, 0, 0)
+        let header = StoreFormat.segmentHeader(firstSequence: firstSequence)
+        condition.withLock { segments.append(SegmentEntry(name: name, firstSequence: firstSequence, bytes: 0)) }
+        try operations.write(file, header, at: 0)
+        activeSegment?.size = Int64(header.count)
+        setSegmentSize(Int64(header.count), name: file.path)
+        try operations.syncData(file)
+        condition.withLock { fsyncCount += 1 }
+        try operations.syncDirectory(directory)
+    }
+
+    private func markDurable(through sequence: UInt64, records: Int) {
+        condition.lock()
+        durableSequence = sequence
+        fsyncCount += 1
+        recordsWritten += records
+        var ready: [CheckedContinuation<Void, any Error>] = []
+        waiters.removeAll { waiter in
+            guard waiter.sequence <= sequence else { return false }
+            ready.append(waiter.continuation)
+            return true
+        }
+        condition.unlock()
+        for continuation in ready { continuation.resume() }
+    }
+
+    private func enterFault(_ error: FileOperationError) {
+        condition.lock()
+        let newFault = StoreFault(
+            operation: error.operation, path: error.path, errno: error.errno,
+            firstUnacknowledgedSequence: durableSequence + 1)
+        fault = newFault
+        // Nothing queued behind the failed batch may be written either: it would reach the disk
+        // after a hole, and its callers must learn it failed.
+        pendingStart += UInt64(pending.count)
+        pending = []
+        let failed = waiters
+        waiters = []
+        condition.unlock()
+        options.onFault?(newFault)
+        for waiter in failed { waiter.continuation.resume(throwing: StoreError.fault(newFault)) }
+    }
+
+    // MARK: Snapshot thread
+
+    func writeSnapshot(sequence: UInt64, encode: @escaping @Sendable () throws -> [UInt8]) async throws -> SnapshotInfo {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<SnapshotInfo, any Error>) in
+            condition.lock()
+            // Refused once closing: the snapshot thread may already have decided to exit.
+            if closing || !threadsStarted {
+                condition.unlock()
+                continuation.resume(throwing: StoreError.closed)
+                return
+            }
+            snapshotJobs.append(SnapshotJob(sequence: sequence, encode: encode, continuation: continuation))
+            condition.unlock()
+            snapshotWakeup.signal()
+        }
+    }
+
+    private func runSnapshotWriter() {
+        while true {
+            condition.lock()
+            if snapshotJobs.isEmpty {
+                let exit = closing
+                condition.unlock()
+                if exit { break }
+                snapshotWakeup.wait()
+                continue
+            }
+            let job = snapshotJobs.removeFirst()
+            condition.unlock()
+            do {
+                job.continuation.resume(returning: try performSnapshot(sequence: job.sequence, encode: job.encode))
+            } catch {
+                job.continuation.resume(throwing: error)
+            }
+        }
+        threadExited()
+    }
+
+    private func performSnapshot(sequence: UInt64, encode: @Sendable () throws -> [UInt8]) throws -> SnapshotInfo {
+        let previous: UInt64? = try condition.withLock { () throws(StoreError) -> UInt64? in
+            guard sequence <= durableSequence else {
+                throw .invalidSnapshotSequence(requested: sequence, reason: "only seq \(durableSequence) is durable")
+            }
+            if let newest = snapshotSequences.last, sequence < newest {
+                throw .invalidSnapshotSequence(requested: sequence, reason: "snapshot seq \(newest) is newer")
+            }
+            return snapshotSequences.last { $0 < sequence }
+        }
+        let payload = try encode()
+        let unixMillis = StoreFormat.currentUnixMillis()
+        let header = StoreFormat.snapshotHeader(sequence: sequence, payload: payload, unixMillis: unixMillis)
+        let name = StoreFormat.snapshotName(sequence: sequence)
+        let temporary = path(name + StoreFormat.temporarySuffix)
+        do throws(FileOperationError) {
+            let file = try operations.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+            do throws(FileOperationError) {
+                try operations.write(file, header, at: 0)
+                try operations.write(file, payload, at: Int64(header.count))
+                try operations.sync(file)
+                operations.close(file)
+            } catch {
+                operations.close(file)
+                throw error
+            }
+            try operations.rename(temporary, to: path(name))
+            try operations.syncDirectory(directory)
+        } catch {
+            try? operations.remove(temporary)
+            throw StoreError.io(error)
+        }
+
+        // Retention: keep this snapshot and the previous good one; the journal must still reach
+        // back to the previous one so that it stays a usable fallback.
+        let keep: Set<UInt64> = previous.map { [sequence, $0] } ?? [sequence]
+        var removedSnapshots: [String] = []
+        for entry in (try? operations.listDirectory(directory)) ?? [] {
+            guard let other = StoreFormat.sequence(inName: entry, prefix: StoreFormat.snapshotPrefix, suffix: StoreFormat.snapshotSuffix),
+                  !keep.contains(other) else { continue }
+            if (try? operations.remove(path(entry))) != nil { removedSnapshots.append(entry) }
+        }
+        let doomed: [SegmentEntry] = condition.withLock {
+            snapshotSequences = keep.sorted()
+            lastSnapshotSequence = sequence
+            lastSnapshotUnixMillis = unixMillis
+            snapshotsWritten += 1
+            guard let previous else { return [] }
+            var doomed: [SegmentEntry] = []
+            // A segment is covered when the next one starts at or before previous + 1; the last
+            // segment (the one being appended to) is never removed.
+            while segments.count >= 2 && segments[1].firstSequence <= previous + 1 {
+                doomed.append(segments.removeFirst())
+            }
+            return doomed
+        }
+        var removedSegments: [String] = []
+        for segment in doomed {
+            do {
+                try operations.remove(path(segment.name))
+                removedSegments.append(segment.name)
+            } catch {
+                // Harmless: recovery skips covered segments; the next snapshot retries.
+                condition.withLock { segments.insert(segment, at: 0) }
+            }
+        }
+        if !removedSnapshots.isEmpty || !removedSegments.isEmpty { try? operations.syncDirectory(directory) }
+        return SnapshotInfo(
+            sequence: sequence, fileName: name, bytes: Int64(header.count + payload.count), unixMillis: unixMillis,
+            removedSegments: removedSegments, removedSnapshots: removedSnapshots)
+    }
+}

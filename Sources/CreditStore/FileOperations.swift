@@ -1,0 +1,297 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+// The methods below share names with the C calls they wrap, hence these module-qualified shims.
+#if canImport(Glibc)
+private func systemOpen(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 { Glibc.open(path, flags, mode) }
+private func systemClose(_ descriptor: Int32) -> Int32 { Glibc.close(descriptor) }
+private func systemRename(_ from: String, _ to: String) -> Int32 { Glibc.rename(from, to) }
+private func systemRead(_ descriptor: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int {
+    Glibc.read(descriptor, buffer, count)
+}
+private func systemDataSync(_ descriptor: Int32) -> Int32 { fdatasync(descriptor) }
+#else
+private func systemOpen(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 { Darwin.open(path, flags, mode) }
+private func systemClose(_ descriptor: Int32) -> Int32 { Darwin.close(descriptor) }
+private func systemRename(_ from: String, _ to: String) -> Int32 { Darwin.rename(from, to) }
+private func systemRead(_ descriptor: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int {
+    Darwin.read(descriptor, buffer, count)
+}
+private func systemDataSync(_ descriptor: Int32) -> Int32 { fcntl(descriptor, F_FULLFSYNC) }
+#endif
+
+/// A failed system call, with the errno it returned and the file it concerned.
+public struct FileOperationError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var operation: String
+    public var path: String
+    public var errno: Int32
+
+    public init(operation: String, path: String, errno: Int32) {
+        self.operation = operation
+        self.path = path
+        self.errno = errno
+    }
+
+    public var description: String {
+        "\(operation) \(path): \(String(cString: strerror(errno))) (errno \(errno))"
+    }
+}
+
+/// An open file descriptor and the path it was opened from (kept for messages and for
+/// path-based fault injection).
+public struct OpenFile: Sendable, Equatable {
+    public var descriptor: Int32
+    public var path: String
+
+    public init(descriptor: Int32, path: String) {
+        self.descriptor = descriptor
+        self.path = path
+    }
+}
+
+/// The file system calls the store makes. The real implementation is `POSIXFileOperations`;
+/// tests swap in `FaultInjectingFileOperations` to make writes and syncs fail on demand.
+/// All methods block, so the store calls them only on its own threads or while opening.
+public protocol FileOperations: Sendable {
+    func open(_ path: String, flags: Int32, mode: mode_t) throws(FileOperationError) -> OpenFile
+    func close(_ file: OpenFile)
+    /// Writes all of `bytes` at `offset`, retrying short writes and EINTR.
+    func write(_ file: OpenFile, _ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(FileOperationError)
+    /// fdatasync(2): the data and the metadata needed to read it back (file size).
+    func syncData(_ file: OpenFile) throws(FileOperationError)
+    /// fsync(2): data and all metadata; also used on directories after rename/unlink/create.
+    func sync(_ file: OpenFile) throws(FileOperationError)
+    func truncate(_ file: OpenFile, to length: Int64) throws(FileOperationError)
+    func rename(_ from: String, to: String) throws(FileOperationError)
+    func remove(_ path: String) throws(FileOperationError)
+    func readFile(_ path: String) throws(FileOperationError) -> [UInt8]
+    func fileSize(_ path: String) throws(FileOperationError) -> Int64
+    /// Names (not paths) of the entries of a directory, without "." and "..".
+    func listDirectory(_ path: String) throws(FileOperationError) -> [String]
+    func createDirectory(_ path: String, mode: mode_t) throws(FileOperationError)
+    /// flock(2) without blocking; returns false when another open file description holds it.
+    func tryLock(_ file: OpenFile, exclusive: Bool) throws(FileOperationError) -> Bool
+}
+
+extension FileOperations {
+    /// fsync of a directory, so that creates, renames and unlinks in it survive a crash.
+    public func syncDirectory(_ path: String) throws(FileOperationError) {
+        let directory = try open(path, flags: O_RDONLY | O_DIRECTORY, mode: 0)
+        defer { close(directory) }
+        try sync(directory)
+    }
+
+    public func write(_ file: OpenFile, _ bytes: [UInt8], at offset: Int64) throws(FileOperationError) {
+        let failure = bytes.withUnsafeBytes { buffer -> FileOperationError? in
+            do throws(FileOperationError) { try write(file, buffer, at: offset) } catch { return error }
+            return nil
+        }
+        if let failure { throw failure }
+    }
+}
+
+/// The real system calls.
+public struct POSIXFileOperations: FileOperations {
+    public init() {}
+
+    public func open(_ path: String, flags: Int32, mode: mode_t) throws(FileOperationError) -> OpenFile {
+        while true {
+            let descriptor = systemOpen(path, flags | O_CLOEXEC, mode)
+            if descriptor >= 0 { return OpenFile(descriptor: descriptor, path: path) }
+            if errno != EINTR { throw FileOperationError(operation: "open", path: path, errno: errno) }
+        }
+    }
+
+    public func close(_ file: OpenFile) {
+        _ = systemClose(file.descriptor)
+    }
+
+    public func write(_ file: OpenFile, _ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(FileOperationError) {
+        var done = 0
+        while done < bytes.count {
+            let written = pwrite(file.descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw FileOperationError(operation: "write", path: file.path, errno: errno)
+            }
+            if written == 0 { throw FileOperationError(operation: "write", path: file.path, errno: EIO) }
+            done += written
+        }
+    }
+
+    public func syncData(_ file: OpenFile) throws(FileOperationError) {
+        // No retry on EINTR-like failures: after a failed sync the kernel may have dropped the
+        // dirty pages, so a second success would not prove the data is on disk.
+        if systemDataSync(file.descriptor) != 0 {
+            throw FileOperationError(operation: "fdatasync", path: file.path, errno: errno)
+        }
+    }
+
+    public func sync(_ file: OpenFile) throws(FileOperationError) {
+        if fsync(file.descriptor) != 0 {
+            throw FileOperationError(operation: "fsync", path: file.path, errno: errno)
+        }
+    }
+
+    public func truncate(_ file: OpenFile, to length: Int64) throws(FileOperationError) {
+        if ftruncate(file.descriptor, off_t(length)) != 0 {
+            throw FileOperationError(operation: "ftruncate", path: file.path, errno: errno)
+        }
+    }
+
+    public func rename(_ from: String, to: String) throws(FileOperationError) {
+        if systemRename(from, to) != 0 {
+            throw FileOperationError(operation: "rename to \(to)", path: from, errno: errno)
+        }
+    }
+
+    public func remove(_ path: String) throws(FileOperationError) {
+        if unlink(path) != 0 {
+            throw FileOperationError(operation: "unlink", path: path, errno: errno)
+        }
+    }
+
+    public func readFile(_ path: String) throws(FileOperationError) -> [UInt8] {
+        let file = try open(path, flags: O_RDONLY, mode: 0)
+        defer { close(file) }
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { systemRead(file.descriptor, $0.baseAddress!, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw FileOperationError(operation: "read", path: path, errno: errno)
+            }
+            if count == 0 { return result }
+            result.append(contentsOf: chunk[0..<count])
+        }
+    }
+
+    public func fileSize(_ path: String) throws(FileOperationError) -> Int64 {
+        var info = stat()
+        if stat(path, &info) != 0 {
+            throw FileOperationError(operation: "stat", path: path, errno: errno)
+        }
+        return Int64(info.st_size)
+    }
+
+    public func listDirectory(_ path: String) throws(FileOperationError) -> [String] {
+        guard let directory = opendir(path) else {
+            throw FileOperationError(operation: "opendir", path: path, errno: errno)
+        }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    public func createDirectory(_ path: String, mode: mode_t) throws(FileOperationError) {
+        if mkdir(path, mode) != 0 && errno != EEXIST {
+            throw FileOperationError(operation: "mkdir", path: path, errno: errno)
+        }
+    }
+
+    public func tryLock(_ file: OpenFile, exclusive: Bool) throws(FileOperationError) -> Bool {
+        while true {
+            if flock(file.descriptor, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0 { return true }
+            if errno == EINTR { continue }
+            if errno == EWOULDBLOCK { return false }
+            throw FileOperationError(operation: "flock", path: file.path, errno: errno)
+        }
+    }
+}
+
+/// Real file operations that fail `write` and/or `fdatasync`/`fsync` on demand, for tests of
+/// the fault path. Faults apply to files whose name ends with `pathSuffix` (default: journal
+/// segments), so directory syncs and snapshots can be targeted separately.
+public final class FaultInjectingFileOperations: FileOperations, @unchecked Sendable {
+    // Plain NSLock: the counters are touched from the writer thread and from test code.
+    private let lock = NSLock()
+    private let base = POSIXFileOperations()
+    private var writeErrno: Int32?
+    private var syncErrno: Int32?
+    private var faultSuffix: String
+    private var syncHook: (@Sendable (OpenFile) -> Void)?
+    private var dataSyncs = 0
+    private var writes = 0
+
+    public init(pathSuffix: String = ".log") {
+        faultSuffix = pathSuffix
+    }
+
+    /// From now on, writes to matching files fail with `errno` (nil: stop failing).
+    public func failWrites(errno: Int32?) { lock.withLock { writeErrno = errno } }
+    /// From now on, fdatasync/fsync of matching files fail with `errno` (nil: stop failing).
+    public func failSyncs(errno: Int32?) { lock.withLock { syncErrno = errno } }
+    /// Which files faults apply to, by name suffix.
+    public func setPathSuffix(_ suffix: String) { lock.withLock { faultSuffix = suffix } }
+    /// Runs before every fdatasync of a matching file (on the calling thread); lets a test hold
+    /// a sync open to observe batching deterministically.
+    public func onDataSync(_ hook: (@Sendable (OpenFile) -> Void)?) { lock.withLock { syncHook = hook } }
+    /// Successful fdatasync calls on matching files.
+    public var dataSyncCount: Int { lock.withLock { dataSyncs } }
+    /// Successful write calls on matching files.
+    public var writeCount: Int { lock.withLock { writes } }
+
+    private func matches(_ path: String) -> Bool { lock.withLock { path.hasSuffix(faultSuffix) } }
+
+    public func open(_ path: String, flags: Int32, mode: mode_t) throws(FileOperationError) -> OpenFile {
+        try base.open(path, flags: flags, mode: mode)
+    }
+
+    public func close(_ file: OpenFile) { base.close(file) }
+
+    public func write(_ file: OpenFile, _ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(FileOperationError) {
+        if matches(file.path) {
+            if let code = lock.withLock({ writeErrno }) {
+                throw FileOperationError(operation: "write", path: file.path, errno: code)
+            }
+            try base.write(file, bytes, at: offset)
+            lock.withLock { writes += 1 }
+            return
+        }
+        try base.write(file, bytes, at: offset)
+    }
+
+    public func syncData(_ file: OpenFile) throws(FileOperationError) {
+        guard matches(file.path) else { return try base.syncData(file) }
+        if let hook = lock.withLock({ syncHook }) { hook(file) }
+        if let code = lock.withLock({ syncErrno }) {
+            throw FileOperationError(operation: "fdatasync", path: file.path, errno: code)
+        }
+        try base.syncData(file)
+        lock.withLock { dataSyncs += 1 }
+    }
+
+    public func sync(_ file: OpenFile) throws(FileOperationError) {
+        if matches(file.path), let code = lock.withLock({ syncErrno }) {
+            throw FileOperationError(operation: "fsync", path: file.path, errno: code)
+        }
+        try base.sync(file)
+    }
+
+    public func truncate(_ file: OpenFile, to length: Int64) throws(FileOperationError) {
+        try base.truncate(file, to: length)
+    }
+
+    public func rename(_ from: String, to: String) throws(FileOperationError) { try base.rename(from, to: to) }
+    public func remove(_ path: String) throws(FileOperationError) { try base.remove(path) }
+    public func readFile(_ path: String) throws(FileOperationError) -> [UInt8] { try base.readFile(path) }
+    public func fileSize(_ path: String) throws(FileOperationError) -> Int64 { try base.fileSize(path) }
+    public func listDirectory(_ path: String) throws(FileOperationError) -> [String] { try base.listDirectory(path) }
+    public func createDirectory(_ path: String, mode: mode_t) throws(FileOperationError) {
+        try base.createDirectory(path, mode: mode)
+    }
+    public func tryLock(_ file: OpenFile, exclusive: Bool) throws(FileOperationError) -> Bool {
+        try base.tryLock(file, exclusive: exclusive)
+    }
+}

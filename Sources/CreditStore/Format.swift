@@ -1,0 +1,111 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// On-disk layout. All integers are little-endian.
+///
+/// Journal segment `journal-<firstSeq, 20 digits>.log`:
+///   header (32 bytes): magic "CREDJRNL", version u32, reserved u32, firstSeq u64,
+///                      CRC32C of the preceding 24 bytes u32, reserved u32
+///   records: length u32 (payload bytes), CRC32C u32 (over length, seq, payload), seq u64, payload
+///
+/// Snapshot `snapshot-<lastSeq, 20 digits>.snap`:
+///   header (48 bytes): magic "CREDSNAP", version u32, reserved u32, lastSeq u64,
+///                      payload length u64, wall time (Unix ms) i64, payload CRC32C u32,
+///                      CRC32C of the preceding 44 bytes u32
+///   payload
+enum StoreFormat {
+    static let segmentMagic: [UInt8] = Array("CREDJRNL".utf8)
+    static let snapshotMagic: [UInt8] = Array("CREDSNAP".utf8)
+    static let segmentVersion: UInt32 = 1
+    static let snapshotVersion: UInt32 = 1
+    static let segmentHeaderSize = 32
+    static let recordHeaderSize = 16
+    static let snapshotHeaderSize = 48
+
+    static let segmentPrefix = "journal-"
+    static let segmentSuffix = ".log"
+    static let snapshotPrefix = "snapshot-"
+    static let snapshotSuffix = ".snap"
+    static let temporarySuffix = ".tmp"
+    static let lockName = "LOCK"
+
+    static func segmentName(firstSequence: UInt64) -> String {
+        segmentPrefix + padded(firstSequence) + segmentSuffix
+    }
+
+    static func snapshotName(sequence: UInt64) -> String {
+        snapshotPrefix + padded(sequence) + snapshotSuffix
+    }
+
+    static func padded(_ value: UInt64) -> String {
+        let digits = String(value)
+        return String(repeating: "0", count: max(0, 20 - digits.count)) + digits
+    }
+
+    /// The sequence number in a file name of the given prefix and suffix, if it has that form.
+    static func sequence(inName name: String, prefix: String, suffix: String) -> UInt64? {
+        guard name.hasPrefix(prefix), name.hasSuffix(suffix) else { return nil }
+        let digits = name.dropFirst(prefix.count).dropLast(suffix.count)
+        guard digits.count == 20, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+        return UInt64(digits)
+    }
+
+    static func segmentHeader(firstSequence: UInt64) -> [UInt8] {
+        var bytes = segmentMagic
+        bytes.appendLittleEndian(segmentVersion)
+        bytes.appendLittleEndian(UInt32(0))
+        bytes.appendLittleEndian(firstSequence)
+        bytes.appendLittleEndian(CRC32C.checksum(bytes))
+        bytes.appendLittleEndian(UInt32(0))
+        return bytes
+    }
+
+    static func appendRecord(sequence: UInt64, payload: [UInt8], to buffer: inout [UInt8]) {
+        var covered: [UInt8] = []
+        covered.reserveCapacity(12)
+        covered.appendLittleEndian(UInt32(payload.count))
+        covered.appendLittleEndian(sequence)
+        let crc = CRC32C.update(CRC32C.checksum(covered), payload)
+        buffer.appendLittleEndian(UInt32(payload.count))
+        buffer.appendLittleEndian(crc)
+        buffer.appendLittleEndian(sequence)
+        buffer.append(contentsOf: payload)
+    }
+
+    static func recordSize(payloadCount: Int) -> Int { recordHeaderSize + payloadCount }
+
+    static func snapshotHeader(sequence: UInt64, payload: [UInt8], unixMillis: Int64) -> [UInt8] {
+        var bytes = snapshotMagic
+        bytes.appendLittleEndian(snapshotVersion)
+        bytes.appendLittleEndian(UInt32(0))
+        bytes.appendLittleEndian(sequence)
+        bytes.appendLittleEndian(UInt64(payload.count))
+        bytes.appendLittleEndian(UInt64(bitPattern: unixMillis))
+        bytes.appendLittleEndian(CRC32C.checksum(payload))
+        bytes.appendLittleEndian(CRC32C.checksum(bytes))
+        return bytes
+    }
+
+    static func currentUnixMillis() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+    }
+}
+
+extension Array where Element == UInt8 {
+    mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
+        Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
+    }
+
+    func readLittleEndian<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
+        var value: T = 0
+        for index in (0..<MemoryLayout<T>.size).reversed() {
+            value = value << 8 | T(self[offset + index])
+        }
+        return value
+    }
+}

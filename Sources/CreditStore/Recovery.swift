@@ -1,0 +1,473 @@
+/// One journal record handed to the caller for replay.
+public struct JournalRecord: Sendable, Equatable {
+    public var sequence: UInt64
+    public var payload: [UInt8]
+
+    public init(sequence: UInt64, payload: [UInt8]) {
+        self.sequence = sequence
+        self.payload = payload
+    }
+}
+
+/// The snapshot recovery starts from.
+public struct RecoveredSnapshot: Sendable, Equatable {
+    /// Last journal sequence number the snapshot includes.
+    public var sequence: UInt64
+    public var payload: [UInt8]
+    /// Wall-clock time the snapshot was written, Unix milliseconds.
+    public var unixMillis: Int64
+    public var fileName: String
+}
+
+/// A damaged journal tail that recovery cut off.
+public struct TailTruncation: Sendable, Equatable, CustomStringConvertible {
+    public var segment: String
+    /// Byte offset in the segment where the file now ends.
+    public var offset: Int64
+    public var removedBytes: Int64
+    public var reason: String
+
+    public var description: String {
+        "truncated torn journal tail: \(segment) at byte \(offset) (\(removedBytes) bytes removed: \(reason))"
+    }
+}
+
+/// What recovery found and did. `messages` is meant for the log.
+public struct RecoveryReport: Sendable {
+    /// File name of the snapshot used, if any.
+    public var usedSnapshot: String?
+    /// Snapshots that did not verify (newest first), with the reason; recovery fell back past them.
+    public var skippedSnapshots: [String]
+    /// Segments read for replay, oldest first.
+    public var segmentsRead: [String]
+    public var truncations: [TailTruncation]
+    /// Actions of `repair: true` (copies made, truncations, segments moved aside).
+    public var repairs: [String]
+    /// Leftover files removed (temporary snapshot files, segments torn while being created).
+    public var removedFiles: [String]
+    public var warnings: [String]
+
+    public var messages: [String] {
+        var lines: [String] = []
+        lines.append(usedSnapshot.map { "recovered from snapshot \($0)" } ?? "recovered without snapshot")
+        lines += skippedSnapshots.map { "skipped snapshot: \($0)" }
+        lines += truncations.map(\.description)
+        lines += repairs.map { "repair: \($0)" }
+        lines += removedFiles.map { "removed leftover file \($0)" }
+        lines += warnings.map { "warning: \($0)" }
+        return lines
+    }
+}
+
+/// The outcome of opening a state directory: replay `snapshot` (if any), then `records` in
+/// order, then append from `nextSequence` on.
+public struct Recovery: Sendable {
+    public var snapshot: RecoveredSnapshot?
+    /// Records with sequence > snapshot sequence, in order, continuous.
+    public var records: [JournalRecord]
+    /// The sequence number the next append gets.
+    public var nextSequence: UInt64
+    public var report: RecoveryReport
+}
+
+// MARK: - Scanning (read-only)
+
+enum SnapshotState {
+    case valid(sequence: UInt64, unixMillis: Int64, payload: [UInt8])
+    case corrupt(String)
+    case unsupportedVersion(UInt32)
+}
+
+struct SnapshotScan {
+    var name: String
+    var nameSequence: UInt64
+    var bytes: Int64
+    var state: SnapshotState
+}
+
+func scanSnapshot(_ bytes: [UInt8], name: String, nameSequence: UInt64) -> SnapshotScan {
+    func result(_ state: SnapshotState) -> SnapshotScan {
+        SnapshotScan(name: name, nameSequence: nameSequence, bytes: Int64(bytes.count), state: state)
+    }
+    let headerSize = StoreFormat.snapshotHeaderSize
+    guard bytes.count >= 12, Array(bytes[0..<8]) == StoreFormat.snapshotMagic else {
+        return result(.corrupt("bad magic or file too short (\(bytes.count) bytes)"))
+    }
+    let version = bytes.readLittleEndian(UInt32.self, at: 8)
+    guard version == StoreFormat.snapshotVersion else { return result(.unsupportedVersion(version)) }
+    guard bytes.count >= headerSize else { return result(.corrupt("header truncated (\(bytes.count) bytes)")) }
+    let headerCRC = bytes.readLittleEndian(UInt32.self, at: 44)
+    guard CRC32C.checksum(bytes[0..<44]) == headerCRC else { return result(.corrupt("header CRC mismatch")) }
+    let sequence = bytes.readLittleEndian(UInt64.self, at: 16)
+    let length = bytes.readLittleEndian(UInt64.self, at: 24)
+    let unixMillis = Int64(bitPattern: bytes.readLittleEndian(UInt64.self, at: 32))
+    let payloadCRC = bytes.readLittleEndian(UInt32.self, at: 40)
+    guard sequence == nameSequence else {
+        return result(.corrupt("header says seq \(sequence) but the file name says \(nameSequence)"))
+    }
+    guard length == UInt64(bytes.count - headerSize) else {
+        return result(.corrupt("payload length \(length) but file holds \(bytes.count - headerSize) payload bytes"))
+    }
+    let payload = Array(bytes[headerSize...])
+    guard CRC32C.checksum(payload) == payloadCRC else { return result(.corrupt("payload CRC mismatch")) }
+    return result(.valid(sequence: sequence, unixMillis: unixMillis, payload: payload))
+}
+
+enum SegmentHeaderState {
+    case valid(firstSequence: UInt64)
+    /// Shorter than or exactly a header and not valid: a crash while the segment was created.
+    case torn(String)
+    case corrupt(String)
+    case unsupportedVersion(UInt32)
+}
+
+struct BadRecord {
+    var offset: Int
+    var reason: String
+    /// A valid record (or a continuity error on a valid record) lies at or after the damage,
+    /// so the damage is not a torn tail.
+    var validDataFollows: Bool
+    var gap: (expected: UInt64, found: UInt64)?
+}
+
+struct SegmentScan {
+    var name: String
+    var nameSequence: UInt64
+    var fileSize: Int
+    var header: SegmentHeaderState
+    /// Valid, continuous records: sequence and payload range in `bytes`.
+    var records: [(sequence: UInt64, range: Range<Int>)] = []
+    var validLength: Int = 0
+    var bad: BadRecord?
+    var bytes: [UInt8]
+
+    var firstSequence: UInt64? {
+        if case .valid(let first) = header { return first }
+        return nil
+    }
+
+    /// The sequence a record appended to this segment would get.
+    var endSequence: UInt64? { firstSequence.map { $0 + UInt64(records.count) } }
+}
+
+func scanSegment(_ bytes: [UInt8], name: String, nameSequence: UInt64) -> SegmentScan {
+    var scan = SegmentScan(name: name, nameSequence: nameSequence, fileSize: bytes.count, header: .torn(""), bytes: bytes)
+    let headerSize = StoreFormat.segmentHeaderSize
+    let magicMatches = bytes.count >= 8 && Array(bytes[0..<8]) == StoreFormat.segmentMagic
+    if magicMatches && bytes.count >= 12 {
+        let version = bytes.readLittleEndian(UInt32.self, at: 8)
+        if version != StoreFormat.segmentVersion {
+            scan.header = .unsupportedVersion(version)
+            return scan
+        }
+    }
+    let headerProblem: String?
+    if !magicMatches {
+        headerProblem = "bad magic"
+    } else if bytes.count < headerSize {
+        headerProblem = "header truncated (\(bytes.count) bytes)"
+    } else if CRC32C.checksum(bytes[0..<24]) != bytes.readLittleEndian(UInt32.self, at: 24) {
+        headerProblem = "header CRC mismatch"
+    } else {
+        headerProblem = nil
+    }
+    if let headerProblem {
+        scan.header = bytes.count <= headerSize ? .torn(headerProblem) : .corrupt(headerProblem)
+        return scan
+    }
+    let firstSequence = bytes.readLittleEndian(UInt64.self, at: 16)
+    guard firstSequence == nameSequence else {
+        scan.header = .corrupt("header says first seq \(firstSequence) but the file name says \(nameSequence)")
+        return scan
+    }
+    scan.header = .valid(firstSequence: firstSequence)
+    var offset = headerSize
+    var expected = firstSequence
+    while offset < bytes.count {
+        switch checkRecord(bytes, at: offset) {
+        case .failure(let reason):
+            scan.bad = BadRecord(
+                offset: offset, reason: reason,
+                validDataFollows: validRecordExists(in: bytes, after: offset, minimumSequence: expected))
+        case .success(let (sequence, range)):
+            if sequence != expected {
+                scan.bad = BadRecord(
+                    offset: offset, reason: "record has seq \(sequence), expected \(expected)",
+                    validDataFollows: true, gap: (expected, sequence))
+            } else {
+                scan.records.append((sequence, range))
+                expected += 1
+                offset = range.upperBound
+            }
+        }
+        if scan.bad != nil { break }
+    }
+    scan.validLength = offset
+    return scan
+}
+
+enum RecordCheck {
+    case success((UInt64, Range<Int>))
+    case failure(String)
+}
+
+func checkRecord(_ bytes: [UInt8], at offset: Int) -> RecordCheck {
+    let remaining = bytes.count - offset
+    guard remaining >= StoreFormat.recordHeaderSize else {
+        return .failure("partial record header (\(remaining) bytes)")
+    }
+    let length = Int(bytes.readLittleEndian(UInt32.self, at: offset))
+    guard length <= remaining - StoreFormat.recordHeaderSize else {
+        return .failure("record of \(length) payload bytes extends past the end of the file")
+    }
+    let storedCRC = bytes.readLittleEndian(UInt32.self, at: offset + 4)
+    let sequence = bytes.readLittleEndian(UInt64.self, at: offset + 8)
+    let payloadStart = offset + StoreFormat.recordHeaderSize
+    var crc = CRC32C.checksum(bytes[offset..<(offset + 4)])
+    crc = CRC32C.update(crc, bytes[(offset + 8)..<(payloadStart + length)])
+    guard crc == storedCRC else { return .failure("CRC mismatch") }
+    return .success((sequence, payloadStart..<(payloadStart + length)))
+}
+
+/// Looks for any valid record starting after `offset` whose sequence number is plausible
+/// (at least `minimumSequence`, at most one per 16 remaining bytes beyond it). A hit means the
+/// damage at `offset` is followed by real data, so it is not a torn tail.
+func validRecordExists(in bytes: [UInt8], after offset: Int, minimumSequence: UInt64) -> Bool {
+    var position = offset + 1
+    while position + StoreFormat.recordHeaderSize <= bytes.count {
+        let sequence = bytes.readLittleEndian(UInt64.self, at: position + 8)
+        let plausibleMaximum = minimumSequence &+ UInt64((bytes.count - position) / StoreFormat.recordHeaderSize)
+        if sequence >= minimumSequence && sequence <= plausibleMaximum,
+           case .success = checkRecord(bytes, at: position) {
+            return true
+        }
+        position += 1
+    }
+    return false
+}
+
+// MARK: - Analysis
+
+/// What recovery must change on disk before the journal is consistent.
+enum RecoveryAction {
+    case removeFile(name: String, reason: String)
+    case truncateTail(TailTruncation)
+    /// repair: copy the segment aside, then truncate it at `offset`.
+    case repairTruncate(segment: String, offset: Int64, reason: String)
+    /// repair: rename a segment aside; its records come after damage and cannot be replayed.
+    case moveAside(segment: String, reason: String)
+}
+
+/// The read-only result of examining a state directory.
+struct DirectoryAnalysis {
+    var snapshots: [SnapshotScan] = []  // newest first
+    var chosenSnapshot: SnapshotScan?
+    var segments: [SegmentScan] = []  // oldest first; covered segments only when read
+    var coveredSegmentNames: [String] = []
+    var temporaryFiles: [String] = []
+    var fatal: StoreError?
+    var actions: [RecoveryAction] = []
+    var warnings: [String] = []
+    var skippedSnapshots: [String] = []
+    /// Records after the chosen snapshot, as (segment index, record index).
+    var replay: [(segment: Int, record: Int)] = []
+    var nextSequence: UInt64 = 1
+    /// Index into `segments` of the segment the writer may keep appending to.
+    var reusableSegment: Int?
+    var keptSegments: [Int] = []
+    var problemsInCoveredSegments: [String] = []
+}
+
+func analyzeStateDirectory(
+    _ directory: String, operations: any FileOperations, repair: Bool, readCoveredSegments: Bool
+) throws(FileOperationError) -> DirectoryAnalysis {
+    var analysis = DirectoryAnalysis()
+    let names = try operations.listDirectory(directory).sorted()
+    var segmentNames: [(String, UInt64)] = []
+    var snapshotNames: [(String, UInt64)] = []
+    for name in names {
+        if let sequence = StoreFormat.sequence(inName: name, prefix: StoreFormat.segmentPrefix, suffix: StoreFormat.segmentSuffix) {
+            segmentNames.append((name, sequence))
+        } else if let sequence = StoreFormat.sequence(inName: name, prefix: StoreFormat.snapshotPrefix, suffix: StoreFormat.snapshotSuffix) {
+            snapshotNames.append((name, sequence))
+        } else if name.hasSuffix(StoreFormat.temporarySuffix) {
+            analysis.temporaryFiles.append(name)
+        }
+    }
+    segmentNames.sort { $0.1 < $1.1 }
+    snapshotNames.sort { $0.1 > $1.1 }
+
+    // Snapshots: newest that verifies wins; an unknown version stops everything, because a newer
+    // build wrote it and falling back past it could resurrect older state.
+    for (name, sequence) in snapshotNames {
+        let bytes = try operations.readFile(directory + "/" + name)
+        let scan = scanSnapshot(bytes, name: name, nameSequence: sequence)
+        analysis.snapshots.append(scan)
+        if analysis.chosenSnapshot != nil || analysis.fatal != nil { continue }
+        switch scan.state {
+        case .valid:
+            analysis.chosenSnapshot = scan
+        case .corrupt(let reason):
+            analysis.skippedSnapshots.append("\(name): \(reason)")
+        case .unsupportedVersion(let version):
+            analysis.fatal = .unsupportedVersion(file: name, version: version, supported: StoreFormat.snapshotVersion)
+        }
+    }
+    if let fatal = analysis.fatal {
+        analysis.fatal = fatal
+        return analysis
+    }
+    let base = analysis.chosenSnapshot?.nameSequence ?? 0
+    for name in analysis.temporaryFiles {
+        analysis.actions.append(.removeFile(name: name, reason: "temporary file left by an interrupted snapshot"))
+    }
+
+    // Segments wholly at or below the snapshot are not needed: the next one starts at or before base + 1.
+    var firstRelevant = 0
+    while firstRelevant + 1 < segmentNames.count && segmentNames[firstRelevant + 1].1 <= base + 1 {
+        firstRelevant += 1
+    }
+    for index in 0..<segmentNames.count {
+        let (name, sequence) = segmentNames[index]
+        if index < firstRelevant {
+            analysis.coveredSegmentNames.append(name)
+            guard readCoveredSegments else { continue }
+        }
+        let bytes = try operations.readFile(directory + "/" + name)
+        analysis.segments.append(scanSegment(bytes, name: name, nameSequence: sequence))
+    }
+    let relevantStart = readCoveredSegments ? firstRelevant : 0
+    if readCoveredSegments {
+        for scan in analysis.segments[0..<relevantStart] {
+            if let problem = segmentProblem(scan) {
+                analysis.problemsInCoveredSegments.append("\(scan.name) (covered by the snapshot): \(problem)")
+            }
+        }
+    }
+
+    let relevant = Array(relevantStart..<analysis.segments.count)
+    var expected: UInt64? = nil
+    var journalEnd: UInt64? = nil
+    analysis.nextSequence = base + 1
+    if let firstIndex = relevant.first, analysis.segments[firstIndex].nameSequence > base + 1 {
+        let first = analysis.segments[firstIndex].nameSequence
+        if analysis.chosenSnapshot == nil {
+            let reason = analysis.snapshots.isEmpty ? "no snapshot files" : "no snapshot verifies"
+            analysis.fatal = .missingSnapshot(firstJournalSequence: first, reason: reason)
+        } else {
+            analysis.fatal = .journalMissingAfterSnapshot(snapshotSequence: base, firstJournalSequence: first)
+        }
+        return analysis
+    }
+
+    var stopped = false
+    for (position, index) in relevant.enumerated() {
+        let scan = analysis.segments[index]
+        let isLast = position == relevant.count - 1
+        if stopped {
+            analysis.actions.append(.moveAside(segment: scan.name, reason: "follows damaged journal data"))
+            continue
+        }
+        // Damage at the start of this segment: everything from here on is unusable.
+        func damage(_ error: StoreError, reason: String) {
+            if repair {
+                analysis.actions.append(.moveAside(segment: scan.name, reason: reason))
+                stopped = true
+            } else {
+                analysis.fatal = error
+            }
+        }
+        switch scan.header {
+        case .unsupportedVersion(let version):
+            analysis.fatal = .unsupportedVersion(file: scan.name, version: version, supported: StoreFormat.segmentVersion)
+            return analysis
+        case .torn(let reason):
+            if isLast {
+                analysis.actions.append(.removeFile(name: scan.name, reason: "segment torn while being created (\(reason))"))
+            } else {
+                damage(.corruptJournal(segment: scan.name, offset: 0, reason: "segment header: \(reason)"), reason: reason)
+            }
+            continue
+        case .corrupt(let reason):
+            damage(.corruptJournal(segment: scan.name, offset: 0, reason: "segment header: \(reason)"), reason: reason)
+            if analysis.fatal != nil { return analysis }
+            continue
+        case .valid(let firstSequence):
+            if let expected, firstSequence != expected, analysis.chosenSnapshot != nil, expected <= base + 1 {
+                // Records right after the snapshot are gone; repair cannot bridge that.
+                analysis.fatal = .journalMissingAfterSnapshot(snapshotSequence: base, firstJournalSequence: firstSequence)
+                return analysis
+            }
+            if let expected, firstSequence != expected {
+                damage(.sequenceGap(segment: scan.name, expected: expected, found: firstSequence),
+                       reason: "sequence gap: expected \(expected), found \(firstSequence)")
+                if analysis.fatal != nil { return analysis }
+                continue
+            }
+        }
+        analysis.keptSegments.append(index)
+        for (recordIndex, record) in scan.records.enumerated() where record.sequence > base {
+            analysis.replay.append((index, recordIndex))
+        }
+        if let last = scan.records.last { journalEnd = last.sequence }
+        if let bad = scan.bad {
+            let removed = Int64(scan.fileSize - bad.offset)
+            if isLast && !bad.validDataFollows {
+                analysis.actions.append(.truncateTail(TailTruncation(
+                    segment: scan.name, offset: Int64(bad.offset), removedBytes: removed, reason: bad.reason)))
+            } else if repair {
+                analysis.actions.append(.repairTruncate(segment: scan.name, offset: Int64(bad.offset), reason: bad.reason))
+                stopped = true
+            } else if let gap = bad.gap {
+                analysis.fatal = .sequenceGap(segment: scan.name, expected: gap.expected, found: gap.found)
+                return analysis
+            } else {
+                analysis.fatal = .corruptJournal(segment: scan.name, offset: Int64(bad.offset), reason: bad.reason)
+                return analysis
+            }
+        }
+        expected = scan.endSequence
+    }
+    let lastSequence = max(base, journalEnd ?? 0)
+    analysis.nextSequence = lastSequence + 1
+
+    // A snapshot newer than the journal's end exists but did not verify: its changes were
+    // acknowledged and cannot be rebuilt.
+    if let newest = analysis.snapshots.first, newest.nameSequence > lastSequence {
+        if repair {
+            analysis.warnings.append("snapshot \(newest.name) does not verify and the journal ends at seq \(lastSequence): changes up to seq \(newest.nameSequence) are lost")
+        } else {
+            analysis.fatal = .acknowledgedStateLost(snapshotSequence: newest.nameSequence, journalEnd: lastSequence)
+            return analysis
+        }
+    }
+    if let chosen = analysis.chosenSnapshot, let journalEnd, journalEnd < base {
+        analysis.warnings.append("journal ends at seq \(journalEnd), before snapshot \(chosen.name); continuing from the snapshot")
+    }
+
+    // The writer may continue the last kept segment only if its next record is exactly nextSequence.
+    if let last = analysis.keptSegments.last {
+        let scan = analysis.segments[last]
+        let truncatedAway = analysis.actions.contains {
+            if case .moveAside(let name, _) = $0 { return name == scan.name }
+            return false
+        }
+        if !truncatedAway, scan.endSequence == analysis.nextSequence {
+            analysis.reusableSegment = last
+        } else if !truncatedAway, scan.records.isEmpty {
+            analysis.actions.append(.removeFile(name: scan.name, reason: "empty segment that does not continue the journal"))
+            analysis.keptSegments.removeLast()
+        }
+    }
+    return analysis
+}
+
+func segmentProblem(_ scan: SegmentScan) -> String? {
+    switch scan.header {
+    case .unsupportedVersion(let version): return "format version \(version) (supported: \(StoreFormat.segmentVersion))"
+    case .torn(let reason), .corrupt(let reason): return "bad header: \(reason)"
+    case .valid:
+        if let bad = scan.bad { return "bad record at byte \(bad.offset): \(bad.reason)" }
+        return nil
+    }
+}

@@ -1,0 +1,138 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One snapshot file as `verifyStateDirectory` found it.
+public struct SnapshotCheck: Sendable, Equatable {
+    public var fileName: String
+    public var sequence: UInt64
+    public var bytes: Int64
+    public var unixMillis: Int64?
+    public var verified: Bool
+    public var problem: String?
+}
+
+/// One journal segment as `verifyStateDirectory` found it.
+public struct SegmentCheck: Sendable, Equatable {
+    public var fileName: String
+    public var firstSequence: UInt64
+    /// Last valid record's sequence number (nil: no valid records).
+    public var lastSequence: UInt64?
+    public var records: Int
+    public var bytes: Int64
+    /// Bytes that hold valid header and records.
+    public var validBytes: Int64
+    public var problem: String?
+}
+
+/// The result of a read-only check of a state directory (`creditd verify-state DIR`).
+public struct VerificationReport: Sendable, Equatable, CustomStringConvertible {
+    public var directory: String
+    public var snapshots: [SnapshotCheck]  // newest first
+    public var segments: [SegmentCheck]  // oldest first
+    /// Valid records in all segments.
+    public var recordCount: Int
+    public var firstSequence: UInt64?
+    public var lastSequence: UInt64?
+    /// The snapshot a normal open would recover from.
+    public var usableSnapshot: String?
+    /// The sequence number a normal open would continue with (nil when it would refuse).
+    public var nextSequence: UInt64?
+    /// Reasons a normal open would refuse to start.
+    public var problems: [String]
+    /// Findings a normal open handles on its own (torn tail it would truncate, snapshots it would
+    /// skip, leftover temporary files), or damage in segments the snapshot already covers.
+    public var warnings: [String]
+    /// Another process holds the directory's LOCK: the tail may be changing while it is read.
+    public var inUse: Bool
+
+    /// A normal open would succeed.
+    public var recoverable: Bool { problems.isEmpty }
+    /// Nothing at all to report.
+    public var isClean: Bool { problems.isEmpty && warnings.isEmpty }
+
+    public var description: String {
+        var lines = ["state directory \(directory)\(inUse ? " (in use by a running daemon)" : "")"]
+        for snapshot in snapshots {
+            lines.append("  snapshot \(snapshot.fileName): seq \(snapshot.sequence), \(snapshot.bytes) bytes, "
+                + (snapshot.verified ? "ok" : "BAD: \(snapshot.problem ?? "unknown")"))
+        }
+        for segment in segments {
+            let range = segment.lastSequence.map { "seq \(segment.firstSequence)...\($0)" } ?? "no records"
+            lines.append("  segment \(segment.fileName): \(range), \(segment.records) records, \(segment.bytes) bytes"
+                + (segment.problem.map { ", BAD: \($0)" } ?? ""))
+        }
+        let range = firstSequence.map { first in "seq \(first)...\(lastSequence ?? first)" } ?? "no records"
+        lines.append("  journal: \(recordCount) records, \(range)")
+        lines.append("  recovery would use: \(usableSnapshot ?? "no snapshot")"
+            + (nextSequence.map { ", continue at seq \($0)" } ?? ""))
+        lines += warnings.map { "  warning: \($0)" }
+        lines += problems.map { "  PROBLEM: \($0)" }
+        lines.append(recoverable ? (isClean ? "  result: OK" : "  result: recoverable") : "  result: NOT RECOVERABLE without intervention")
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Checks a state directory without changing it: every snapshot and segment is read and verified.
+/// Throws only when the directory cannot be listed or read.
+public func verifyStateDirectory(
+    _ path: String, fileOperations: any FileOperations = POSIXFileOperations()
+) throws(StoreError) -> VerificationReport {
+    let analysis: DirectoryAnalysis
+    var inUse = false
+    do {
+        if let lock = try? fileOperations.open(path + "/" + StoreFormat.lockName, flags: O_RDONLY, mode: 0) {
+            inUse = !((try? fileOperations.tryLock(lock, exclusive: false)) ?? true)
+            fileOperations.close(lock)
+        }
+        analysis = try analyzeStateDirectory(path, operations: fileOperations, repair: false, readCoveredSegments: true)
+    } catch {
+        throw .io(error)
+    }
+    var report = VerificationReport(
+        directory: path, snapshots: [], segments: [], recordCount: 0, firstSequence: nil, lastSequence: nil,
+        usableSnapshot: analysis.chosenSnapshot?.name, nextSequence: nil, problems: [], warnings: [], inUse: inUse)
+    for scan in analysis.snapshots {
+        var check = SnapshotCheck(
+            fileName: scan.name, sequence: scan.nameSequence, bytes: scan.bytes, unixMillis: nil, verified: false, problem: nil)
+        switch scan.state {
+        case .valid(_, let millis, _):
+            check.verified = true
+            check.unixMillis = millis
+        case .corrupt(let reason):
+            check.problem = reason
+        case .unsupportedVersion(let version):
+            check.problem = "format version \(version) (supported: \(StoreFormat.snapshotVersion))"
+        }
+        report.snapshots.append(check)
+    }
+    for scan in analysis.segments {
+        report.segments.append(SegmentCheck(
+            fileName: scan.name, firstSequence: scan.nameSequence, lastSequence: scan.records.last?.sequence,
+            records: scan.records.count, bytes: Int64(scan.fileSize), validBytes: Int64(scan.validLength),
+            problem: segmentProblem(scan)))
+        report.recordCount += scan.records.count
+        if let first = scan.records.first?.sequence, report.firstSequence == nil { report.firstSequence = first }
+        if let last = scan.records.last?.sequence { report.lastSequence = last }
+    }
+    if let fatal = analysis.fatal {
+        report.problems.append(fatal.description)
+    } else {
+        report.nextSequence = analysis.nextSequence
+    }
+    report.warnings += analysis.skippedSnapshots.map { "snapshot \($0) (recovery falls back past it)" }
+    report.warnings += analysis.problemsInCoveredSegments
+    report.warnings += analysis.warnings
+    if analysis.fatal == nil {
+        for action in analysis.actions {
+            switch action {
+            case .removeFile(let name, let reason): report.warnings.append("\(name): \(reason); open removes it")
+            case .truncateTail(let truncation): report.warnings.append("torn tail in \(truncation.segment) at byte \(truncation.offset) (\(truncation.reason)); open truncates \(truncation.removedBytes) bytes")
+            case .repairTruncate, .moveAside: break  // repair is off here
+            }
+        }
+    }
+    return report
+}

@@ -1,0 +1,159 @@
+import ArgumentParser
+import CreditProto
+import Foundation
+
+struct Stats: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stats", abstract: "Daemon counters and persistence state (journal, snapshots, faults).")
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        let response: Creditd_V1_GetStatsResponse = try await withSession(connection) {
+            try await $0.call(Session.admin, "GetStats", Creditd_V1_GetStatsRequest())
+        }
+        try emit(response, output.output) {
+            let p = response.persistence
+            var pairs: [(String, String)] = [
+                ("version", response.version),
+                ("serving", String(response.serving)),
+                ("clock", response.manualClock ? "manual" : "system"),
+                ("now", Instants.format(response.nowUnixNanos)),
+                ("uptime", String(format: "%.0f s", response.uptimeSeconds)),
+                ("subscriptions", String(response.subscriptions)),
+            ]
+            for (state, count) in response.creditsByState.sorted(by: { $0.key < $1.key }) {
+                pairs.append(("credits \(state)", String(count)))
+            }
+            pairs += [
+                ("credits overdue", String(response.creditsOverdue)),
+                ("refunds overdue", String(response.refundsOverdue)),
+                ("connections", String(response.connections)),
+                ("in-flight calls", String(response.inFlightCalls)),
+                ("journal bytes", String(p.journalBytes)),
+                ("journal segments", String(p.journalSegments)),
+                ("last sequence", String(p.lastSequence)),
+                ("last snapshot sequence", String(p.lastSnapshotSequence)),
+                ("last snapshot at", Instants.format(p.lastSnapshotAtUnixNanos)),
+                ("last snapshot age", p.lastSnapshotAtUnixNanos == 0 ? "-" : String(format: "%.0f s", p.lastSnapshotAgeSeconds)),
+                ("torn tail truncations", String(p.tornTailTruncations)),
+                ("records written", String(p.recordsWritten)),
+                ("fsyncs", String(p.fsyncs)),
+                ("persistence fault", p.fault.isEmpty ? "none" : p.fault),
+            ]
+            return fieldList(pairs)
+        }
+    }
+}
+
+struct TakeSnapshot: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "snapshot", abstract: "Write a snapshot now; returns when it is durable.")
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        let response: Creditd_V1_TakeSnapshotResponse = try await withSession(connection) {
+            try await $0.call(Session.admin, "TakeSnapshot", Creditd_V1_TakeSnapshotRequest())
+        }
+        try emit(response, output.output) {
+            fieldList([
+                ("sequence", String(response.sequence)),
+                ("path", response.path),
+                ("bytes", String(response.bytes)),
+                ("duration", String(format: "%.3f s", response.durationSeconds)),
+            ])
+        }
+    }
+}
+
+struct Clock: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "clock", abstract: "The daemon's current instant and clock mode.")
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        let response: Creditd_V1_GetClockResponse = try await withSession(connection) {
+            try await $0.call(Session.admin, "GetClock", Creditd_V1_GetClockRequest())
+        }
+        try emit(response, output.output) {
+            fieldList([("now", response.now), ("clock", response.manual ? "manual" : "system")])
+        }
+    }
+}
+
+struct AdvanceClock: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "advance-clock",
+        abstract: "Move the manual test clock forward and run the transitions that fall due.",
+        discussion: "Only for a daemon started with --clock manual.")
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+    @Option(help: "How far: a number with a unit, e.g. 90s, 15m, 12h, 30d.") var by: String?
+    @Option(help: "To this RFC 3339 instant, e.g. 2025-05-01T00:00:00Z.") var to: String?
+
+    func validate() throws {
+        guard (by == nil) != (to == nil) else { throw ValidationError("give exactly one of --by and --to") }
+        if let by, AdvanceClock.nanos(by) == nil { throw ValidationError("cannot read --by \(by): use e.g. 90s, 15m, 12h, 30d") }
+        if let to, Instants.parse(to) == nil { throw ValidationError("cannot read --to \(to): use RFC 3339, e.g. 2025-05-01T00:00:00Z") }
+    }
+
+    static func nanos(_ text: String) -> Int64? {
+        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        guard let unit = text.last, let seconds = units[unit], let count = Int64(text.dropLast()), count > 0 else { return nil }
+        let (total, overflow) = count.multipliedReportingOverflow(by: seconds * 1_000_000_000)
+        return overflow ? nil : total
+    }
+
+    func run() async throws {
+        var request = Creditd_V1_AdvanceClockRequest()
+        if let by { request.byNanos = AdvanceClock.nanos(by) ?? 0 }
+        if let to { request.toUnixNanos = Instants.parse(to) ?? 0 }
+        let response: Creditd_V1_AdvanceClockResponse = try await withSession(connection) {
+            try await $0.call(Session.admin, "AdvanceClock", request)
+        }
+        try emit(response, output.output) {
+            fieldList([("now", response.now), ("transitions", String(response.transitions))])
+        }
+    }
+}
+
+struct Reload: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reload",
+        abstract: "Re-read the daemon's configuration (limits, log level, authorization) without dropping connections.")
+
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        let response: Creditd_V1_ReloadResponse = try await withSession(connection) {
+            try await $0.call(Session.admin, "Reload", Creditd_V1_ReloadRequest())
+        }
+        print(response.message.isEmpty ? "reloaded" : response.message)
+    }
+}
+
+struct Metrics: AsyncParsableCommand {
+    enum Format: String, ExpressibleByArgument { case prometheus, json }
+
+    static let configuration = CommandConfiguration(
+        commandName: "metrics", abstract: "The daemon's metrics in the Prometheus text format 0.0.4.")
+
+    @OptionGroup var connection: ConnectionOptions
+    @Option(name: [.customShort("o"), .customLong("output")], help: "prometheus (default) or json.") var output: Format = .prometheus
+
+    func run() async throws {
+        let response: Creditd_V1_GetMetricsResponse = try await withSession(connection) {
+            try await $0.call(Session.admin, "GetMetrics", Creditd_V1_GetMetricsRequest())
+        }
+        switch output {
+        case .prometheus: print(response.prometheusText, terminator: "")
+        case .json: try emit(response, .json) { "" }
+        }
+    }
+}

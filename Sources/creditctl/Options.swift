@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+
+/// Where creditd listens and how long a call may take (operations spec §7).
+struct ConnectionOptions: ParsableArguments {
+    @Option(name: [.customShort("s"), .customLong("socket")],
+            help: "Socket: PATH, unix:PATH or unix:///PATH (default: $CREDITD_SOCKET, then /run/creditd/creditd.sock).")
+    var socket: String?
+
+    @Option(name: .customLong("timeout"), help: "Seconds the call may take; sets the call's deadline.")
+    var timeout: Double = 5
+
+    func socketPath() throws -> String {
+        try SocketAddress.path(from: socket ?? ProcessInfo.processInfo.environment["CREDITD_SOCKET"])
+    }
+
+    func validate() throws {
+        guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be a positive number of seconds") }
+        _ = try socketPath()
+    }
+
+    var timeoutDuration: Duration { .milliseconds(Int64((timeout * 1000).rounded(.up))) }
+}
+
+enum SocketAddress {
+    static let defaultPath = "/run/creditd/creditd.sock"
+
+    /// Accepts a bare path, `unix:PATH` or `unix:///PATH`. Abstract sockets
+    /// carry no permissions, so creditd never serves on one.
+    static func path(from spec: String?) throws -> String {
+        guard let spec, !spec.isEmpty else { return defaultPath }
+        if spec.hasPrefix("unix-abstract:") {
+            throw ValidationError("abstract sockets are not supported: \(spec)")
+        }
+        var path = spec
+        if path.hasPrefix("unix://") {
+            path = String(path.dropFirst("unix://".count))
+        } else if path.hasPrefix("unix:") {
+            path = String(path.dropFirst("unix:".count))
+        }
+        guard !path.isEmpty else { throw ValidationError("empty socket path in \(spec)") }
+        guard path.utf8.count < 104 else { throw ValidationError("socket path longer than 103 bytes: \(path)") }
+        return path
+    }
+}
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, json
+}
+
+struct OutputOptions: ParsableArguments {
+    @Option(name: [.customShort("o"), .customLong("output")], help: "Output format: table or json.")
+    var output: OutputFormat = .table
+}

@@ -1,0 +1,94 @@
+import CreditProto
+import Foundation
+import SwiftProtobuf
+
+/// Prints a response as JSON (one document, proto field names) or as text.
+func emit(_ message: some SwiftProtobuf.Message, _ format: OutputFormat, table: () -> String) throws {
+    switch format {
+    case .json:
+        var options = JSONEncodingOptions()
+        options.preserveProtoFieldNames = true
+        print(try message.jsonString(options: options))
+    case .table:
+        print(table(), terminator: "")
+    }
+}
+
+/// A plain text table: a header row and left-aligned columns.
+struct TextTable {
+    var header: [String]
+    var rows: [[String]] = []
+
+    init(_ header: String...) { self.header = header }
+
+    mutating func add(_ row: String...) { rows.append(row) }
+    mutating func add(_ row: [String]) { rows.append(row) }
+
+    var rendered: String {
+        let all = [header] + rows
+        let widths = header.indices.map { column in all.map { $0.indices.contains(column) ? $0[column].count : 0 }.max() ?? 0 }
+        return all.map { row in
+            row.enumerated().map { index, cell in
+                index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n") + "\n"
+    }
+}
+
+/// "key: value" lines, aligned.
+func fieldList(_ pairs: [(String, String)]) -> String {
+    let width = pairs.map(\.0.count).max() ?? 0
+    return pairs.map { "\($0.0.padding(toLength: width, withPad: " ", startingAt: 0))  \($0.1)" }.joined(separator: "\n") + "\n"
+}
+
+enum Money {
+    /// ISO 4217 minor-unit exponents of the currencies creditd accepts.
+    static let exponents: [String: Int] = [
+        "JPY": 0, "KRW": 0,
+        "AUD": 2, "CAD": 2, "CHF": 2, "DKK": 2, "EUR": 2, "GBP": 2, "NOK": 2, "SEK": 2, "USD": 2,
+        "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+    ]
+
+    /// 6667 USD -> "66.67 USD"; integer arithmetic only.
+    static func format(_ minor: Int64, _ currency: String) -> String {
+        let exponent = exponents[currency] ?? 0
+        guard exponent > 0 else { return "\(minor) \(currency)" }
+        let magnitude = minor.magnitude
+        var scale: UInt64 = 1
+        for _ in 0..<exponent { scale *= 10 }
+        let fraction = String(magnitude % scale)
+        let padded = String(repeating: "0", count: exponent - fraction.count) + fraction
+        return "\(minor < 0 ? "-" : "")\(magnitude / scale).\(padded) \(currency)"
+    }
+}
+
+enum Instants {
+    /// Nanoseconds since the epoch as RFC 3339 UTC; "-" when unset.
+    static func format(_ nanos: Int64) -> String {
+        guard nanos != 0 else { return "-" }
+        let seconds = nanos >= 0 ? nanos / 1_000_000_000 : (nanos - 999_999_999) / 1_000_000_000
+        let formatter = ISO8601DateFormatter()
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
+    }
+
+    static func parse(_ text: String) -> Int64? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        if let date = formatter.date(from: text) { return Int64(date.timeIntervalSince1970) * 1_000_000_000 }
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let date = formatter.date(from: text) { return Int64((date.timeIntervalSince1970 * 1000).rounded()) * 1_000_000 }
+        return nil
+    }
+}
+
+func orDash(_ text: String) -> String { text.isEmpty ? "-" : text }
+
+/// Generated enum cases as snake case: `.refundPending` -> "refund_pending".
+func snakeName(_ value: some SwiftProtobuf.Enum) -> String {
+    var result = ""
+    for character in "\(value)" {
+        if character.isUppercase { result += "_" + character.lowercased() } else { result.append(character) }
+    }
+    return result
+}

@@ -1,0 +1,200 @@
+import ArgumentParser
+import CreditClient
+import CreditMonitoring
+import CreditProto
+import CreditWire
+import Foundation
+
+/// `creditctl health`: grpc_health_probe's contract for exec probes.
+struct Health: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "health",
+        abstract: "Health check with grpc_health_probe's exit codes.",
+        discussion: "Exit codes: 0 SERVING, 1 invalid arguments, 2 connection failed or timed out, 3 RPC failed, 4 not SERVING.")
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+    @Option(name: [.customShort("S"), .customLong("service")], help: "Service name; empty for the whole server.") var service: String = ""
+
+    func run() async throws {
+        let path = try connection.socketPath()
+        let status: Grpc_Health_V1_HealthCheckResponse.ServingStatus
+        do {
+            let client = try await CreditClient.connect(socketPath: path, timeout: connection.timeoutDuration)
+            defer { Task { await client.close() } }
+            status = try await client.healthCheck(service: service, timeout: connection.timeoutDuration)
+        } catch {
+            let code: Int32
+            switch Failure.classify(error, socketPath: path) {
+            case .unavailable, .timedOut, .permissionDenied: code = HealthExit.connectionFailed
+            case .rpc, .other: code = HealthExit.rpcFailed
+            }
+            let failure = CommandFailure(error, socketPath: path)
+            FileHandle.standardError.write(Data("creditctl: error: \(failure.codeName): \(failure.message)\n".utf8))
+            throw ExitCode(code)
+        }
+        var response = Grpc_Health_V1_HealthCheckResponse()
+        response.status = status
+        try emit(response, output.output) { "status: \(Health.name(status))\n" }
+        if status != .serving { throw ExitCode(HealthExit.notServing) }
+    }
+
+    static func name(_ status: Grpc_Health_V1_HealthCheckResponse.ServingStatus) -> String {
+        switch status {
+        case .serving: return "SERVING"
+        case .notServing: return "NOT_SERVING"
+        case .serviceUnknown: return "SERVICE_UNKNOWN"
+        case .unknown: return "UNKNOWN"
+        case .UNRECOGNIZED(let value): return "UNRECOGNIZED(\(value))"
+        }
+    }
+}
+
+/// `creditctl check` (also installed as `check_creditd`): a Nagios plugin.
+///
+/// `-w`/`-c` apply to the response time, as the Monitoring Plugins
+/// guidelines and creditd's operations spec define; the named thresholds
+/// cover snapshot age, overdue credits and journal size.
+struct Check: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Nagios / Monitoring Plugins check: OK, WARNING, CRITICAL or UNKNOWN with perfdata.",
+        discussion: """
+            Ranges use the standard syntax [@]start:end (10, 10:, ~:10, @10:20). \
+            Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+            """,
+        version: "0.1.0")
+
+    @Option(name: [.customShort("s"), .customLong("socket")], help: "Socket path (default: $CREDITD_SOCKET, then /run/creditd/creditd.sock).")
+    var socket: String?
+    @Option(name: [.customShort("t"), .customLong("timeout")], help: "Seconds before the check is CRITICAL.") var timeout: Double = 10
+    @Option(name: [.customShort("w"), .customLong("warning")], help: "Response time range (seconds) for WARNING.") var warning: String?
+    @Option(name: [.customShort("c"), .customLong("critical")], help: "Response time range (seconds) for CRITICAL.") var critical: String?
+    @Option(name: [.customShort("S"), .customLong("service")], help: "Health service name (default: the whole server).") var service: String = ""
+    @Option(name: .customLong("snapshot-age-warning"), help: "Range (seconds) of last snapshot age for WARNING.") var snapshotAgeWarning: String?
+    @Option(name: .customLong("snapshot-age-critical"), help: "Range (seconds) of last snapshot age for CRITICAL.") var snapshotAgeCritical: String?
+    @Option(name: .customLong("overdue-warning"), help: "Range of overdue credits + refunds for WARNING.") var overdueWarning: String?
+    @Option(name: .customLong("overdue-critical"), help: "Range of overdue credits + refunds for CRITICAL.") var overdueCritical: String?
+    @Option(name: .customLong("journal-warning"), help: "Range (bytes) of journal size for WARNING.") var journalWarning: String?
+    @Option(name: .customLong("journal-critical"), help: "Range (bytes) of journal size for CRITICAL.") var journalCritical: String?
+    @Flag(name: [.customShort("v"), .customLong("verbose")], help: "More detail (may repeat up to 3 times).") var verbosity: Int
+
+    struct Thresholds {
+        var rtt: (NagiosRange?, NagiosRange?)
+        var snapshotAge: (NagiosRange?, NagiosRange?)
+        var overdue: (NagiosRange?, NagiosRange?)
+        var journal: (NagiosRange?, NagiosRange?)
+    }
+
+    func validate() throws {
+        guard timeout > 0, timeout.isFinite else { throw ValidationError("-t must be a positive number of seconds") }
+        _ = try thresholds()
+        _ = try SocketAddress.path(from: socket ?? ProcessInfo.processInfo.environment["CREDITD_SOCKET"])
+    }
+
+    func thresholds() throws -> Thresholds {
+        func range(_ text: String?, _ flag: String) throws -> NagiosRange? {
+            guard let text else { return nil }
+            do { return try NagiosRange(parsing: text) } catch { throw ValidationError("\(flag): \(error)") }
+        }
+        return Thresholds(
+            rtt: (try range(warning, "-w"), try range(critical, "-c")),
+            snapshotAge: (try range(snapshotAgeWarning, "--snapshot-age-warning"), try range(snapshotAgeCritical, "--snapshot-age-critical")),
+            overdue: (try range(overdueWarning, "--overdue-warning"), try range(overdueCritical, "--overdue-critical")),
+            journal: (try range(journalWarning, "--journal-warning"), try range(journalCritical, "--journal-critical")))
+    }
+
+    func run() async throws {
+        let result = await evaluate()
+        print(result.rendered(), terminator: "")
+        throw ExitCode(result.exitCode)
+    }
+
+    func evaluate() async -> PluginResult {
+        let limits: Thresholds
+        let path: String
+        do {
+            limits = try thresholds()
+            path = try SocketAddress.path(from: socket ?? ProcessInfo.processInfo.environment["CREDITD_SOCKET"])
+        } catch {
+            return PluginResult(state: .unknown, text: "\(error)")
+        }
+        let deadline = Duration.milliseconds(Int64((timeout * 1000).rounded(.up)))
+        let clock = ContinuousClock()
+        let started = clock.now
+        do {
+            let client = try await CreditClient.connect(socketPath: path, timeout: deadline)
+            defer { Task { await client.close() } }
+            let status = try await client.healthCheck(service: service, timeout: deadline - (clock.now - started))
+            let rtt = clock.now - started
+            let seconds = Double(rtt.components.seconds) + Double(rtt.components.attoseconds) / 1e18
+            guard status == .serving else {
+                return PluginResult(state: .critical, text: "\(Health.name(status))",
+                                    perfData: [PerfData(label: "rtt", seconds, unit: .seconds, warning: limits.rtt.0, critical: limits.rtt.1, minimum: 0)])
+            }
+            let stats = try await client.getStats(timeout: max(deadline - (clock.now - started), .milliseconds(1)))
+            return Check.judge(stats: stats, rttSeconds: seconds, limits: limits, verbosity: verbosity)
+        } catch {
+            switch Failure.classify(error, socketPath: path) {
+            case .permissionDenied(let message):
+                return PluginResult(state: .unknown, text: "permission denied: \(message)")
+            case .rpc(.permissionDenied, let message):
+                return PluginResult(state: .unknown, text: "permission denied: \(message)")
+            case .rpc(.notFound, let message) where !service.isEmpty:
+                return PluginResult(state: .unknown, text: "unknown service \(service): \(message)")
+            case .rpc(.deadlineExceeded, _), .timedOut:
+                return PluginResult(state: .critical, text: "no answer within \(timeout)s")
+            case .rpc(let code, let message):
+                return PluginResult(state: .critical, text: "\(code.name): \(message)")
+            case .unavailable(let message):
+                return PluginResult(state: .critical, text: message)
+            case .other(let message):
+                return PluginResult(state: .critical, text: message)
+            }
+        }
+    }
+
+    static func judge(stats: Creditd_V1_GetStatsResponse, rttSeconds: Double, limits: Thresholds, verbosity: Int) -> PluginResult {
+        let persistence = stats.persistence
+        let overdue = Double(stats.creditsOverdue + stats.refundsOverdue)
+        let journal = Double(persistence.journalBytes)
+        let snapshotAge: Double? = persistence.lastSnapshotAtUnixNanos == 0 ? nil : persistence.lastSnapshotAgeSeconds
+
+        var states: [(PluginState, String)] = []
+        func judge(_ value: Double?, _ pair: (NagiosRange?, NagiosRange?), _ what: String) {
+            guard let value else { return }
+            let state = PluginState.evaluate(value, warning: pair.0, critical: pair.1)
+            if state != .ok { states.append((state, what)) }
+        }
+        judge(rttSeconds, limits.rtt, String(format: "response time %.3fs", rttSeconds))
+        judge(overdue, limits.overdue, "\(Int64(overdue)) overdue")
+        judge(journal, limits.journal, "journal \(persistence.journalBytes) bytes")
+        if let snapshotAge {
+            judge(snapshotAge, limits.snapshotAge, String(format: "snapshot %.0fs old", snapshotAge))
+        } else if limits.snapshotAge.0 != nil || limits.snapshotAge.1 != nil {
+            states.append((.warning, "no snapshot yet"))
+        }
+        if !persistence.fault.isEmpty { states.append((.critical, "persistence fault: \(persistence.fault)")) }
+
+        let worst = states.map(\.0).max { $0.rawValue < $1.rawValue } ?? .ok
+        var text = "SERVING, \(stats.connections) connections"
+        let problems = states.filter { $0.0 == worst }.map(\.1)
+        if !problems.isEmpty { text += ", " + problems.joined(separator: ", ") }
+        let perf = [
+            PerfData(label: "rtt", rttSeconds, unit: .seconds, warning: limits.rtt.0, critical: limits.rtt.1, minimum: 0),
+            PerfData(label: "connections", Double(stats.connections), minimum: 0),
+            PerfData(label: "credits_overdue", Double(stats.creditsOverdue), warning: limits.overdue.0, critical: limits.overdue.1, minimum: 0),
+            PerfData(label: "refunds_overdue", Double(stats.refundsOverdue), minimum: 0),
+            PerfData(label: "snapshot_age", value: snapshotAge.map { .number($0) } ?? .unknown, unit: .seconds,
+                     warning: limits.snapshotAge.0, critical: limits.snapshotAge.1, minimum: 0),
+            PerfData(label: "journal", journal, unit: .bytes, warning: limits.journal.0, critical: limits.journal.1, minimum: 0),
+            PerfData(label: "subscriptions", Double(stats.subscriptions), minimum: 0),
+        ]
+        var long: [String] = []
+        if verbosity > 0 {
+            long.append("sequence \(persistence.lastSequence), snapshot sequence \(persistence.lastSnapshotSequence)")
+            long.append("in-flight calls \(stats.inFlightCalls), torn tails truncated \(persistence.tornTailTruncations)")
+        }
+        return PluginResult(state: worst, text: text, perfData: perf, longText: long)
+    }
+}

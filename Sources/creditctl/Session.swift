@@ -1,0 +1,89 @@
+import CreditClient
+import CreditProto
+import CreditWire
+import Foundation
+import SwiftProtobuf
+
+/// One connection to creditd for the length of one command.
+struct Session {
+    let client: CreditClient
+    let timeout: Duration
+
+    static let credits = "creditd.v1.Credits"
+    static let admin = "creditd.v1.Admin"
+    static let health = "grpc.health.v1.Health"
+
+    func call<Response: SwiftProtobuf.Message>(
+        _ service: String, _ method: String, _ request: some SwiftProtobuf.Message,
+        _ responseType: Response.Type = Response.self
+    ) async throws -> Response {
+        try await client.call(
+            service: service, method: method, request: request,
+            responseType: responseType, timeout: timeout)
+    }
+}
+
+/// Opens a session, runs `body` and turns every failure into the exit code
+/// and stderr line of the operations spec.
+func withSession<T>(
+    _ options: ConnectionOptions, _ body: (Session) async throws -> T
+) async throws -> T {
+    let path = try options.socketPath()
+    let client: CreditClient
+    do {
+        client = try await CreditClient.connect(socketPath: path, timeout: options.timeoutDuration)
+    } catch {
+        throw CommandFailure(error, socketPath: path)
+    }
+    do {
+        let result = try await body(Session(client: client, timeout: options.timeoutDuration))
+        await client.close()
+        return result
+    } catch {
+        await client.close()
+        if error is CommandFailure { throw error }
+        throw CommandFailure(error, socketPath: path)
+    }
+}
+
+/// A failed command: what goes to stderr and the exit code.
+struct CommandFailure: Error {
+    let exitCode: Int32
+    let codeName: String
+    let message: String
+
+    init(exitCode: Int32, codeName: String, message: String) {
+        self.exitCode = exitCode
+        self.codeName = codeName
+        self.message = message
+    }
+
+    init(_ error: any Error, socketPath: String) {
+        switch Failure.classify(error, socketPath: socketPath) {
+        case .rpc(let code, let message):
+            self.init(exitCode: CommandFailure.exitCode(for: code), codeName: code.name, message: message)
+        case .unavailable(let message):
+            self.init(exitCode: CtlExit.unavailable, codeName: "UNAVAILABLE", message: message)
+        case .permissionDenied(let message):
+            self.init(exitCode: CtlExit.permissionDenied, codeName: "PERMISSION_DENIED", message: message)
+        case .timedOut(let message):
+            self.init(exitCode: CtlExit.timeout, codeName: "DEADLINE_EXCEEDED", message: message)
+        case .other(let message):
+            self.init(exitCode: CtlExit.rpcFailed, codeName: "UNKNOWN", message: message)
+        }
+    }
+
+    static func exitCode(for code: StatusCode) -> Int32 {
+        switch code {
+        case .ok: return CtlExit.ok
+        case .unavailable: return CtlExit.unavailable
+        case .deadlineExceeded: return CtlExit.timeout
+        case .permissionDenied, .unauthenticated: return CtlExit.permissionDenied
+        default: return CtlExit.rpcFailed
+        }
+    }
+
+    func report() {
+        FileHandle.standardError.write(Data("creditctl: error: \(codeName): \(message)\n".utf8))
+    }
+}

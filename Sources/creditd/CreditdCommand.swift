@@ -1,0 +1,173 @@
+import ArgumentParser
+import CreditServer
+import CreditStore
+import Foundation
+import Logging
+import SystemdSupport
+
+@main
+struct CreditdCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "creditd",
+        abstract: "Subscription credit daemon serving ttrpc on a Unix socket.",
+        version: "0.1.0",
+        subcommands: [Serve.self, VerifyState.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+/// `creditd verify-state DIR`: checks a state directory offline, without
+/// taking its lock or changing a byte.
+struct VerifyState: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify-state",
+        abstract: "Check a state directory (snapshots and journal) without starting the server.",
+        discussion: "Exit 0 when creditd can recover the directory as it is, 1 otherwise."
+    )
+
+    @Argument(help: "The state directory.") var directory: String
+
+    func run() throws {
+        do {
+            let report = try verifyStateDirectory(directory)
+            print(report.description)
+            if !report.recoverable { throw ExitCode.failure }
+        } catch let error as StoreError {
+            print("cannot verify \(directory): \(error)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// `creditd [serve]`: runs the daemon.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the daemon (the default)."
+    )
+
+    @Option(name: .long, help: "JSON configuration file; flags override its values.")
+    var config: String?
+
+    @Option(name: [.short, .long], help: "Socket path (default ./.creditd/creditd.sock, or $RUNTIME_DIRECTORY/creditd.sock).")
+    var socket: String?
+
+    @Option(name: .long, help: "State directory (default ./.creditd/state, or $STATE_DIRECTORY).")
+    var stateDir: String?
+
+    @Option(name: .long, help: "Clock: system or manual.")
+    var clock: DaemonConfiguration.ClockMode?
+
+    @Option(name: .long, help: "Start instant of the manual clock (RFC 3339).")
+    var now: String?
+
+    @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String?
+
+    @Option(name: .long, help: "Most open connections; more are closed right after accept.")
+    var maxConnections: Int?
+
+    @Option(name: .long, help: "Most calls in flight per connection.")
+    var maxInFlight: Int?
+
+    @Option(name: .long, help: "Seconds before a connection with no open call is closed (0: never).")
+    var idleTimeout: Double?
+
+    @Option(name: .long, help: "Seconds allowed to calls sent without a timeout (0: no limit).")
+    var defaultDeadline: Double?
+
+    @Option(name: .long, help: "Seconds a shutdown waits for calls in flight.")
+    var shutdownGrace: Double?
+
+    @Option(name: .long, help: "Most seats per subscription.")
+    var maxSeats: Int64?
+
+    @Option(name: .long, parsing: .singleValue, help: "A uid allowed to write (repeatable, or comma-separated).")
+    var writerUid: [String] = []
+
+    @Option(name: .long, parsing: .singleValue, help: "A gid allowed to write (repeatable, or comma-separated).")
+    var writerGid: [String] = []
+
+    @Option(name: .long, parsing: .singleValue, help: "A uid allowed to read (default: any peer).")
+    var readerUid: [String] = []
+
+    @Option(name: .long, parsing: .singleValue, help: "A gid allowed to read (default: any peer).")
+    var readerGid: [String] = []
+
+    @Option(name: .long, help: "Seconds between periodic snapshots (default 600).")
+    var snapshotInterval: Double?
+
+    @Option(name: .long, help: "Journal records after which a snapshot is taken (default 100000).")
+    var snapshotEveryRecords: Int?
+
+    @Option(name: .long, help: "Size of a journal segment in bytes (default 64 MiB).")
+    var journalSegmentBytes: Int?
+
+    @Option(name: .long, help: "Write metrics to this .prom file every 30 s (node_exporter textfile collector).")
+    var metricsTextfile: String?
+
+    @Flag(name: .long, help: "Truncate a damaged journal at its first bad record, after keeping a copy of it.")
+    var repair = false
+
+    func run() async throws {
+        // Socket activation first: the variables are cleared before anything else can read them.
+        let activation: ListenFDs
+        do {
+            activation = try ListenFDs.takeFromProcessEnvironment()
+        } catch {
+            FileHandle.standardError.write(Data("creditd: socket activation: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        let environment = ProcessInfo.processInfo.environment
+        let flags = try flagLayer()
+        let logLevel = JournaldLogHandler.bootstrap(level: .info)
+        let logger = Logger(label: "creditd")
+        let daemon = Daemon(configFile: config, flags: flags, environment: environment, activation: activation,
+                            repair: repair, logLevel: logLevel, logger: logger)
+        do {
+            let configuration = try daemon.loadConfiguration()
+            logLevel.level = Logger.Level(rawValue: configuration.logLevel) ?? .info
+            try await daemon.run(configuration)
+        } catch {
+            logger.critical("cannot run: \(error)")
+            throw ExitCode.failure
+        }
+    }
+
+    private func flagLayer() throws -> DaemonConfiguration.Layer {
+        var layer = DaemonConfiguration.Layer()
+        layer.socket = socket
+        layer.stateDir = stateDir
+        layer.clock = clock
+        layer.now = now
+        layer.logLevel = logLevel
+        layer.maxConnections = maxConnections
+        layer.maxInFlight = maxInFlight
+        layer.idleTimeout = idleTimeout
+        layer.defaultDeadline = defaultDeadline
+        layer.shutdownGrace = shutdownGrace
+        layer.maxSeats = maxSeats
+        layer.writerUIDs = try Self.ids(writerUid, "--writer-uid")
+        layer.writerGIDs = try Self.ids(writerGid, "--writer-gid")
+        layer.readerUIDs = try Self.ids(readerUid, "--reader-uid")
+        layer.readerGIDs = try Self.ids(readerGid, "--reader-gid")
+        layer.snapshotInterval = snapshotInterval
+        layer.snapshotEveryRecords = snapshotEveryRecords
+        layer.journalSegmentBytes = journalSegmentBytes
+        layer.metricsTextfile = metricsTextfile
+        return layer
+    }
+
+    /// nil when the flag was not given, so the file's list stays in force.
+    private static func ids(_ values: [String], _ flag: String) throws -> [UInt32]? {
+        guard !values.isEmpty else { return nil }
+        return try values.flatMap { $0.split(separator: ",") }.map { part in
+            guard let id = UInt32(part.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("\(flag): \"\(part)\" is not a numeric id")
+            }
+            return id
+        }
+    }
+}
+
+extension DaemonConfiguration.ClockMode: ExpressibleByArgument {}

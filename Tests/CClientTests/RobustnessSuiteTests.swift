@@ -1,0 +1,61 @@
+import Foundation
+import XCTest
+
+/// Runs the C robustness suite (clients/c/tests/robustness.c) the way C
+/// users build it: `make check` with the system compiler and protobuf-c.
+final class RobustnessSuiteTests: XCTestCase {
+    func testCRobustnessSuitePasses() throws {
+        try runMake(target: "check")
+    }
+
+    /// The same suite under AddressSanitizer and UBSan: zero reports.
+    /// Opt-in (CREDITD_C_ASAN=1) because it rebuilds the library.
+    func testCRobustnessSuiteUnderAddressSanitizer() throws {
+        guard ProcessInfo.processInfo.environment["CREDITD_C_ASAN"] == "1" else {
+            throw XCTSkip("set CREDITD_C_ASAN=1 to run the suite under AddressSanitizer")
+        }
+        try runMake(target: "check-asan")
+    }
+
+    private func runMake(target: String) throws {
+        guard let make = Self.findExecutable("make"), Self.findExecutable("cc") != nil,
+              Self.findExecutable("pkg-config") != nil else {
+            throw XCTSkip("make, cc and pkg-config are needed to build the C suite")
+        }
+        let build = FileManager.default.temporaryDirectory
+            .appendingPathComponent("cclient-suite-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: build) }
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: make)
+        process.arguments = ["-s", "-C", Self.clientDirectory.path, "BUILD=\(build.path)", target]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        // Read to EOF before waiting, so a full pipe cannot stall the child.
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, "make \(target) failed:\n\(text)")
+        XCTAssertTrue(text.contains(", 0 failed checks"), text)
+        XCTAssertFalse(text.contains("FAIL"), text)
+    }
+
+    /// clients/c of the repository this file belongs to.
+    static var clientDirectory: URL {
+        URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
+            .deletingLastPathComponent() // CClientTests
+            .deletingLastPathComponent() // Tests
+            .deletingLastPathComponent() // repository root
+            .appendingPathComponent("clients/c")
+    }
+
+    static func findExecutable(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for directory in path.split(separator: ":") {
+            let candidate = "\(directory)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+}

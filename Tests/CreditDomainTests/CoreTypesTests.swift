@@ -1,0 +1,133 @@
+import XCTest
+@testable import CreditDomain
+
+final class CoreTypesTests: XCTestCase {
+    func testCivilDateRoundTripsAndArithmetic() {
+        XCTAssertEqual(CivilDate(epochDay: 0).description, "1970-01-01")
+        XCTAssertEqual(day("2000-03-01").epochDay, 11_017)
+        XCTAssertEqual(day("2024-02-29").adding(days: 1), day("2024-03-01"))
+        XCTAssertEqual(day("2025-02-01").days(to: day("2025-03-01")), 28)
+        XCTAssertNil(CivilDate("2025-02-29"))
+        XCTAssertNil(CivilDate("2025-2-01"))
+        XCTAssertNil(CivilDate("2025-13-01"))
+        XCTAssertNil(CivilDate("abcd-01-01"))
+        XCTAssertEqual(CivilDate("1969-12-31")?.epochDay, -1)
+        // Every day from 1600 to 2400 round-trips through (y, m, d).
+        var date = day("1600-01-01")
+        let end = day("2400-12-31")
+        while date <= end {
+            let (y, m, d) = date.components
+            XCTAssertEqual(CivilDate(year: y, month: m, day: d), date)
+            XCTAssertEqual(CivilDate(date.description), date)
+            date = date.adding(days: 1)
+        }
+    }
+
+    func testRoundingIsFloorOfXPlusHalf() {
+        // M3: ties toward +∞.
+        XCTAssertEqual(roundHalfUp(999, over: 2), 500)
+        XCTAssertEqual(roundHalfUp(-999, over: 2), -499)
+        XCTAssertEqual(roundHalfUp(-10000, over: 28), -357)
+        XCTAssertEqual(roundHalfUp(10000, over: 3), 3333)
+        XCTAssertEqual(roundHalfUp(-7, over: 2), -3)
+        XCTAssertEqual(roundHalfUp(-5, over: 3), -2)
+        XCTAssertEqual(roundHalfUp(0, over: 5), 0)
+        XCTAssertNil(roundHalfUp(Int128.max, over: 1))
+        XCTAssertEqual(Rational(-4000, 6), Rational(-2000, 3))
+        XCTAssertEqual(Rational(6, -4).description, "-3/2")
+        XCTAssertEqual(Rational(0, -7), Rational(0, 1))
+    }
+
+    func testCurrencyTableIsClosed() {
+        XCTAssertEqual(Currency(code: "USD")?.exponent, 2)
+        XCTAssertEqual(Currency(code: "JPY")?.exponent, 0)
+        XCTAssertEqual(Currency(code: "KWD")?.exponent, 3)
+        XCTAssertNil(Currency(code: "usd"))
+        XCTAssertNil(Currency(code: "BRL"))
+        XCTAssertEqual(Currency.allCases.count, 18)
+    }
+
+    func testSetupBMonthlyAnchor31() {
+        let schedule = BillingSchedule(interval: .monthly, startDate: day("2025-01-31"))
+        var boundary = day("2025-01-31")
+        var found: [String] = []
+        for _ in 0..<4 {
+            let next = schedule.billingDate(after: boundary)
+            found.append("\(boundary)..\(next)=\(boundary.days(to: next))")
+            boundary = next
+        }
+        XCTAssertEqual(found, ["2025-01-31..2025-02-28=28", "2025-02-28..2025-03-31=31",
+                               "2025-03-31..2025-04-30=30", "2025-04-30..2025-05-31=31"])
+        XCTAssertEqual(schedule.anchorDay, 31)
+    }
+
+    func testSetupCAnnualAnchorFeb29() {
+        let schedule = BillingSchedule(interval: .annual, startDate: day("2024-02-29"))
+        var boundary = day("2024-02-29")
+        var lengths: [Int] = []
+        var ends: [CivilDate] = []
+        for _ in 0..<4 {
+            let next = schedule.billingDate(after: boundary)
+            lengths.append(boundary.days(to: next))
+            ends.append(next)
+            boundary = next
+        }
+        XCTAssertEqual(lengths, [365, 365, 365, 366])
+        XCTAssertEqual(ends, [day("2025-02-28"), day("2026-02-28"), day("2027-02-28"), day("2028-02-29")])
+        // A monthly February 2024 period has 29 days.
+        let monthly = BillingSchedule(interval: .monthly, startDate: day("2024-01-01"))
+        let period = monthly.period(containing: day("2024-02-10"))
+        XCTAssertEqual(period.start.days(to: period.end), 29)
+    }
+
+    func testTimeZoneCivilDatesAndMidnights() {
+        let la = TimeZoneRules(identifier: "America/Los_Angeles")!
+        XCTAssertEqual(la.civilDate(of: utc("2025-03-01T05:00:00Z")), day("2025-02-28"))
+        XCTAssertEqual(la.civilDate(of: utc("2025-03-01T07:59:59Z")), day("2025-02-28"))
+        XCTAssertEqual(la.civilDate(of: utc("2025-03-01T08:00:00Z")), day("2025-03-01"))
+        XCTAssertEqual(la.startOfDay(day("2025-03-01")), utc("2025-03-01T08:00:00Z"))
+        XCTAssertEqual(la.startOfDay(day("2025-03-10")), utc("2025-03-10T07:00:00Z"))
+        // America/Santiago skips midnight in September: the day starts at 01:00 local (-03).
+        let santiago = TimeZoneRules(identifier: "America/Santiago")!
+        XCTAssertEqual(santiago.startOfDay(day("2025-09-07")), utc("2025-09-07T04:00:00Z"))
+        XCTAssertEqual(santiago.civilDate(of: utc("2025-09-07T04:00:00Z")), day("2025-09-07"))
+        XCTAssertEqual(santiago.civilDate(of: utc("2025-09-07T03:59:59Z")), day("2025-09-06"))
+        // In April midnight exists (the clocks fall back at 24:00 to 23:00 of the day before).
+        XCTAssertEqual(santiago.startOfDay(day("2025-04-06")), utc("2025-04-06T04:00:00Z"))
+        XCTAssertEqual(TimeZoneRules.utc.startOfDay(day("2025-04-01")), utc("2025-04-01"))
+        XCTAssertNil(TimeZoneRules(identifier: "Mars/Olympus"))
+        XCTAssertNil(TimeZoneRules(identifier: "GMT+5"))
+        XCTAssertNil(TimeZoneRules(identifier: "america/los_angeles"))
+        XCTAssertNotNil(TimeZoneRules(identifier: "Europe/Berlin"))
+        XCTAssertNotNil(TimeZoneRules(identifier: "Australia/Lord_Howe"))
+    }
+
+    func testInstantDescription() {
+        XCTAssertEqual(utc("2025-04-08T00:00:00Z").description, "2025-04-08T00:00:00Z")
+        XCTAssertEqual(Instant(nanosecondsSinceEpoch: -1).description, "1969-12-31T23:59:59.999999999Z")
+    }
+
+    func testCreditIDs() {
+        XCTAssertEqual(Credit.serial(fromID: "cr_42"), 42)
+        XCTAssertNil(Credit.serial(fromID: "cr_042"))
+        XCTAssertNil(Credit.serial(fromID: "cr_"))
+        XCTAssertNil(Credit.serial(fromID: "42"))
+        XCTAssertNil(Credit.serial(fromID: "cr_1x"))
+    }
+
+    func testErrorsCarryStableCodes() {
+        let error = DomainError.seatsMustBePositive
+        XCTAssertEqual(error.code, "seats_must_be_positive")
+        XCTAssertEqual(error.grpcStatusCode, 3)
+        XCTAssertEqual(error.wireMessage, "seats_must_be_positive: use Cancel to remove all seats")
+        XCTAssertEqual(DomainError.amountOverflow.grpcStatusCode, 11)
+        XCTAssertEqual(DomainError.keyReused.grpcStatusCode, 6)
+        XCTAssertEqual(DomainError.outsideWindow.grpcStatusCode, 9)
+    }
+
+    func testCompactLayouts() {
+        // Per-credit memory matters at 5,000,000 credits.
+        XCTAssertLessThanOrEqual(MemoryLayout<Credit>.stride, 200)
+        print("layout: Credit \(MemoryLayout<Credit>.stride), Subscription \(MemoryLayout<Subscription>.stride), Invoice \(MemoryLayout<Invoice>.stride), LineExplanation \(MemoryLayout<LineExplanation>.stride)")
+    }
+}

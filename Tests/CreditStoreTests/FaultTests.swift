@@ -1,0 +1,179 @@
+import CreditStore
+import Foundation
+import XCTest
+
+final class FaultTests: XCTestCase {
+    var directory = ""
+
+    override func setUpWithError() throws {
+        directory = try makeTemporaryDirectory()
+    }
+
+    override func tearDown() {
+        removeTemporaryDirectory(directory)
+    }
+
+    func expectFault(_ sequence: UInt64, in store: DurableStore, operation: String,
+                     file: StaticString = #filePath, line: UInt = #line) async {
+        do {
+            try await store.waitDurable(upTo: sequence)
+            XCTFail("seq \(sequence) must not be acknowledged", file: file, line: line)
+        } catch {
+            guard case .fault(let fault) = error else { return XCTFail("\(error)", file: file, line: line) }
+            XCTAssertEqual(fault.errno, EIO, file: file, line: line)
+            XCTAssertEqual(fault.operation, operation, file: file, line: line)
+        }
+    }
+
+    func runFaultScenario(operation: String, inject: (FaultInjectingFileOperations) -> Void) async throws -> Recovery {
+        let operations = FaultInjectingFileOperations()
+        let reported = FaultBox()
+        var options = StoreOptions()
+        options.fileOperations = operations
+        options.onFault = { reported.set($0) }
+        let (store, _) = try DurableStore.open(directory: directory, options: options)
+        for index in UInt64(1)...5 { _ = try await store.appendAndWait(payload(index)) }
+
+        inject(operations)
+        // The first append always gets in; later ones race with the failing batch and are either
+        // queued (then their wait fails) or refused outright.
+        var pending = [try store.append(payload(6))]
+        for index in UInt64(7)...9 {
+            do {
+                pending.append(try store.append(payload(index)))
+            } catch {
+                guard case .fault = error else { throw error }
+            }
+        }
+        XCTAssertEqual(pending, Array(6..<UInt64(6 + pending.count)))
+        for sequence in pending { await expectFault(sequence, in: store, operation: operation) }
+
+        let fault = try XCTUnwrap(store.fault)
+        XCTAssertEqual(fault.firstUnacknowledgedSequence, 6)
+        XCTAssertEqual(reported.value, fault)
+        XCTAssertEqual(store.stats.fault, fault)
+        XCTAssertEqual(store.stats.lastDurableSequence, 5)
+        XCTAssertTrue(store.stats.faultDescription!.contains("Input/output error"), fault.description)
+        XCTAssertTrue(fault.description.contains("seq 6"))
+        // Sticky: later appends are refused even once the disk "recovers"; acknowledged waits still succeed.
+        operations.failWrites(errno: nil)
+        operations.failSyncs(errno: nil)
+        XCTAssertThrowsError(try store.append(payload(10))) { XCTAssertEqual($0 as? StoreError, .fault(fault)) }
+        try await store.waitDurable(upTo: 5)
+        await expectFault(6, in: store, operation: operation)
+        await store.close()
+
+        let recovery = try await reopen(directory)
+        XCTAssertEqual(Array(recovery.records.prefix(5)), (1...5).map { JournalRecord(sequence: $0, payload: payload($0)) })
+        return recovery
+    }
+
+    func testWriteFailureFaultsAndLosesNothingAcknowledged() async throws {
+        let recovery = try await runFaultScenario(operation: "write") { $0.failWrites(errno: EIO) }
+        XCTAssertEqual(recovery.records.count, 5, "the failed write put nothing on disk")
+        XCTAssertEqual(recovery.nextSequence, 6)
+    }
+
+    func testSyncFailureFaultsAndLosesNothingAcknowledged() async throws {
+        let recovery = try await runFaultScenario(operation: "fdatasync") { $0.failSyncs(errno: EIO) }
+        // The written-but-unsynced batch may or may not be there; never anything acknowledged missing.
+        XCTAssertGreaterThanOrEqual(recovery.records.count, 5)
+        XCTAssertEqual(recovery.records.map(\.sequence), Array(1...UInt64(recovery.records.count)))
+    }
+
+    /// A failure while creating the next segment faults the journal the same way.
+    func testFailureDuringSegmentRollFaults() async throws {
+        let operations = FaultInjectingFileOperations()
+        var options = StoreOptions()
+        options.fileOperations = operations
+        options.segmentSize = 100
+        let (store, _) = try DurableStore.open(directory: directory, options: options)
+        var acknowledged: UInt64 = 0
+        for index in UInt64(1)...3 { acknowledged = try await store.appendAndWait(payload(index)) }
+        operations.failSyncs(errno: EIO)
+        var faulted = false
+        for index in UInt64(4)...12 {
+            do {
+                acknowledged = try await store.appendAndWait(payload(index))
+            } catch {
+                faulted = true
+                break
+            }
+        }
+        XCTAssertTrue(faulted)
+        XCTAssertNotNil(store.fault)
+        await store.close()
+        let recovery = try await reopen(directory, options: StoreOptions())
+        XCTAssertGreaterThanOrEqual(recovery.nextSequence - 1, acknowledged)
+    }
+
+    // MARK: LD_PRELOAD shim
+
+    static let childDirectoryVariable = "CREDITSTORE_SHIM_CHILD_DIR"
+
+    /// Runs only as the child of `testPreloadShimFaultsRealProcess`: appends under the shim, pulls
+    /// the trigger, and prints what the store reported.
+    func testShimChildProcess() async throws {
+        guard let childDirectory = ProcessInfo.processInfo.environment[Self.childDirectoryVariable],
+              let trigger = ProcessInfo.processInfo.environment["CREDITD_FAULTINJECT_TRIGGER"] else {
+            throw XCTSkip("runs only as a child process of testPreloadShimFaultsRealProcess")
+        }
+        let (store, _) = try DurableStore.open(directory: childDirectory)
+        for index in UInt64(1)...3 { _ = try await store.appendAndWait(payload(index)) }
+        print("CHILD ACKED 3")
+        XCTAssertTrue(FileManager.default.createFile(atPath: trigger, contents: Data()))
+        do {
+            _ = try await store.appendAndWait(payload(4))
+            print("CHILD UNEXPECTED ACK")
+        } catch {
+            if case .fault(let fault) = error { print("CHILD FAULT op=\(fault.operation) errno=\(fault.errno)") }
+        }
+        await store.close()
+    }
+
+    func testPreloadShimFaultsRealProcess() throws {
+        let testFile = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
+        let source = testFile.deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/faultinject/faultinject.c").path
+        guard FileManager.default.fileExists(atPath: source) else { throw XCTSkip("shim source not found at \(source)") }
+        let library = directory + "/faultinject.so"
+        let compiler = Process()
+        compiler.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        compiler.arguments = ["cc", "-shared", "-fPIC", "-o", library, source, "-ldl"]
+        try compiler.run()
+        compiler.waitUntilExit()
+        guard compiler.terminationStatus == 0 else { throw XCTSkip("no working C compiler") }
+
+        let state = directory + "/state"
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+        child.arguments = ["CreditStoreTests.FaultTests/testShimChildProcess"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["LD_PRELOAD"] = library
+        environment["CREDITD_FAULTINJECT_DIR"] = state
+        environment["CREDITD_FAULTINJECT_TRIGGER"] = directory + "/trigger"
+        environment["CREDITD_FAULTINJECT_OPS"] = "fsync"
+        environment[Self.childDirectoryVariable] = state
+        child.environment = environment
+        let output = Pipe()
+        child.standardOutput = output
+        child.standardError = output
+        try child.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        child.waitUntilExit()
+        XCTAssertTrue(text.contains("CHILD ACKED 3"), text)
+        XCTAssertTrue(text.contains("CHILD FAULT op=fdatasync errno=\(EIO)"), text)
+        XCTAssertFalse(text.contains("UNEXPECTED"), text)
+
+        let verification = try verifyStateDirectory(state)
+        XCTAssertTrue(verification.recoverable, verification.description)
+        XCTAssertGreaterThanOrEqual(verification.recordCount, 3)
+    }
+}
+
+final class FaultBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var fault: StoreFault?
+    func set(_ value: StoreFault) { lock.withLock { fault = value } }
+    var value: StoreFault? { lock.withLock { fault } }
+}

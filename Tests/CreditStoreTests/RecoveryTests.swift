@@ -1,0 +1,226 @@
+import CreditStore
+import Foundation
+import XCTest
+
+final class RecoveryTests: XCTestCase {
+    var directory = ""
+    let headerSize = 32
+    let recordHeaderSize = 16
+
+    override func setUpWithError() throws {
+        directory = try makeTemporaryDirectory()
+    }
+
+    override func tearDown() {
+        removeTemporaryDirectory(directory)
+    }
+
+    var firstSegment: String { directory + "/journal-00000000000000000001.log" }
+
+    /// Cutting the last record at every byte offset loses only that record; the file is truncated
+    /// back to the previous record's end and appending continues with the lost sequence number.
+    func testTornTailTruncatedAtEveryOffset() async throws {
+        try await populate(directory, count: 5)
+        let original = try readBytes(firstSegment)
+        let lastRecordSize = recordHeaderSize + payload(5).count
+        let lastStart = original.count - lastRecordSize
+        for cut in lastStart..<original.count {
+            try writeBytes(Array(original[0..<cut]), to: firstSegment)
+            let (store, recovery) = try DurableStore.open(directory: directory)
+            XCTAssertEqual(recovery.records.map(\.sequence), [1, 2, 3, 4], "cut at \(cut)")
+            XCTAssertEqual(recovery.records.last?.payload, payload(4))
+            XCTAssertEqual(recovery.nextSequence, 5)
+            if cut == lastStart {
+                XCTAssertTrue(recovery.report.truncations.isEmpty)
+            } else {
+                XCTAssertEqual(recovery.report.truncations.count, 1)
+                let truncation = try XCTUnwrap(recovery.report.truncations.first)
+                XCTAssertEqual(truncation.segment, "journal-00000000000000000001.log")
+                XCTAssertEqual(truncation.offset, Int64(lastStart))
+                XCTAssertEqual(truncation.removedBytes, Int64(cut - lastStart))
+                XCTAssertEqual(store.stats.tornTailTruncations, 1)
+                XCTAssertTrue(recovery.report.messages.contains { $0.contains("byte \(lastStart)") })
+            }
+            XCTAssertEqual(try readBytes(firstSegment).count, lastStart)
+            let sequence = try await store.appendAndWait(payload(5))
+            XCTAssertEqual(sequence, 5)
+            await store.close()
+            XCTAssertEqual(try readBytes(firstSegment), original, "rewritten journal matches, cut at \(cut)")
+        }
+    }
+
+    /// A flipped bit anywhere in the last record makes it a torn tail: truncated, earlier records kept.
+    func testFlippedBitInLastRecordIsTruncated() async throws {
+        try await populate(directory, count: 5)
+        let original = try readBytes(firstSegment)
+        let lastStart = original.count - (recordHeaderSize + payload(5).count)
+        for offset in lastStart..<original.count {
+            var damaged = original
+            damaged[offset] ^= 0x04
+            try writeBytes(damaged, to: firstSegment)
+            let recovery = try await reopen(directory)
+            XCTAssertEqual(recovery.records.map(\.sequence), [1, 2, 3, 4], "flip at \(offset)")
+            XCTAssertEqual(recovery.report.truncations.first?.offset, Int64(lastStart))
+        }
+    }
+
+    func testGarbageAfterLastRecordIsTruncated() async throws {
+        try await populate(directory, count: 3)
+        let original = try readBytes(firstSegment)
+        try writeBytes(original + [UInt8](repeating: 0, count: 4096), to: firstSegment)
+        let recovery = try await reopen(directory)
+        XCTAssertEqual(recovery.records.count, 3)
+        XCTAssertEqual(recovery.report.truncations.first?.removedBytes, 4096)
+        XCTAssertEqual(try readBytes(firstSegment), original)
+    }
+
+    /// Damage followed by valid records is not a torn tail: refuse; repair keeps a copy and truncates.
+    func testMidJournalCorruptionRefusedThenRepaired() async throws {
+        try await populate(directory, count: 10)
+        let original = try readBytes(firstSegment)
+        var offset = headerSize
+        for index in UInt64(1)..<5 { offset += recordHeaderSize + payload(index).count }
+        let fifthRecord = offset
+        try flipBit(in: firstSegment, at: fifthRecord + recordHeaderSize + 2)
+        let damaged = try readBytes(firstSegment)
+
+        assertThrowsStoreError({ _ = try DurableStore.open(directory: self.directory) }) {
+            guard case .corruptJournal(let segment, let at, _) = $0 else { return false }
+            return segment == "journal-00000000000000000001.log" && at == Int64(fifthRecord)
+        }
+        XCTAssertEqual(try readBytes(firstSegment), damaged, "refusing leaves the file alone")
+        let verification = try verifyStateDirectory(directory)
+        XCTAssertFalse(verification.recoverable)
+        XCTAssertEqual(verification.segments.first?.records, 4)
+        XCTAssertTrue(verification.description.contains("NOT RECOVERABLE"))
+
+        var options = StoreOptions()
+        options.repair = true
+        let (store, recovery) = try DurableStore.open(directory: directory, options: options)
+        XCTAssertEqual(recovery.records.map(\.sequence), [1, 2, 3, 4])
+        XCTAssertEqual(recovery.nextSequence, 5)
+        XCTAssertEqual(recovery.report.repairs.count, 1)
+        let copies = files(in: directory).filter { $0.hasPrefix("journal-00000000000000000001.log.corrupt-") }
+        XCTAssertEqual(copies.count, 1)
+        XCTAssertEqual(try readBytes(directory + "/" + copies[0]), damaged)
+        XCTAssertEqual(try readBytes(firstSegment), Array(original[0..<fifthRecord]))
+        _ = try await store.appendAndWait(payload(5))
+        await store.close()
+        let after = try await reopen(directory)
+        XCTAssertEqual(after.records.map(\.sequence), [1, 2, 3, 4, 5])
+    }
+
+    /// A bad last record in a segment that is followed by another segment is mid-journal damage.
+    func testCorruptionAtEndOfNonLastSegmentRefused() async throws {
+        var options = StoreOptions()
+        options.segmentSize = 120
+        try await populate(directory, count: 12, options: options)
+        let segments = segmentFiles(in: directory)
+        XCTAssertGreaterThan(segments.count, 2)
+        let first = directory + "/" + segments[0]
+        let size = try readBytes(first).count
+        try flipBit(in: first, at: size - 1)
+        assertThrowsStoreError({ _ = try DurableStore.open(directory: self.directory, options: options) }) {
+            if case .corruptJournal(let segment, _, _) = $0 { return segment == segments[0] }
+            return false
+        }
+
+        options.repair = true
+        let recovery = try await reopen(directory, options: options)
+        let moved = files(in: directory).filter { $0.contains(".corrupt-") }
+        XCTAssertEqual(moved.count, segments.count, "one copy of the damaged segment plus every later segment")
+        XCTAssertEqual(recovery.records.last?.sequence, recovery.nextSequence - 1)
+        XCTAssertEqual(segmentFiles(in: directory), [segments[0]])
+    }
+
+    func testSequenceGapBetweenSegmentsRefused() async throws {
+        var options = StoreOptions()
+        options.segmentSize = 120
+        try await populate(directory, count: 12, options: options)
+        let segments = segmentFiles(in: directory)
+        try FileManager.default.removeItem(atPath: directory + "/" + segments[1])
+        assertThrowsStoreError({ _ = try DurableStore.open(directory: self.directory, options: options) }) {
+            if case .sequenceGap(let segment, _, _) = $0 { return segment == segments[2] }
+            return false
+        }
+        XCTAssertFalse(try verifyStateDirectory(directory).recoverable)
+    }
+
+    func testJournalStartingAfterOneWithoutSnapshotRefused() async throws {
+        var options = StoreOptions()
+        options.segmentSize = 120
+        try await populate(directory, count: 12, options: options)
+        try FileManager.default.removeItem(atPath: directory + "/" + segmentFiles(in: directory)[0])
+        assertThrowsStoreError({ _ = try DurableStore.open(directory: self.directory, options: options) }) {
+            if case .missingSnapshot = $0 { return true }
+            return false
+        }
+        // Repair cannot invent the missing history either.
+        options.repair = true
+        assertThrowsStoreError({ _ = try DurableStore.open(directory: self.directory, options: options) }) {
+            if case .missingSnapshot = $0 { return true }
+            return false
+        }
+    }
+
+    func testUnknownSegmentVersionRefused() async throws {
+        try await populate(directory, count: 3)
+        var bytes = try readBytes(firstSegment)
+        bytes[8] = 9  // version u32 little-endian at offset 8
+        try writeBytes(bytes, to: firstSegment)
+        assertThrowsStoreError({ _ = try DurableStore.open(directory: self.directory) }) {
+            $0 == .unsupportedVersion(file: "journal-00000000000000000001.log", version: 9, supported: 1)
+        }
+        XCTAssertTrue(StoreError.unsupportedVersion(file: "x", version: 9, supported: 1).description.contains("version 9"))
+        var options = StoreOptions()
+        options.repair = true
+        assertThrowsStoreError({ _ = try DurableStore.open(directory: self.directory, options: options) }) {
+            if case .unsupportedVersion = $0 { return true }
+            return false
+        }
+    }
+
+    /// A crash while creating a segment leaves a file shorter than its header: removed at open.
+    func testSegmentTornDuringCreationRemoved() async throws {
+        try await populate(directory, count: 3)
+        let torn = directory + "/journal-00000000000000000004.log"
+        try writeBytes(Array("CREDJR".utf8), to: torn)
+        let (store, recovery) = try DurableStore.open(directory: directory)
+        XCTAssertEqual(recovery.records.count, 3)
+        XCTAssertEqual(recovery.report.removedFiles.count, 1)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: torn))
+        let sequence = try await store.appendAndWait(payload(4))
+        XCTAssertEqual(sequence, 4)
+        await store.close()
+        let after = try await reopen(directory)
+        XCTAssertEqual(after.records.count, 4)
+    }
+
+    func testVerifyReportsWithoutModifying() async throws {
+        var options = StoreOptions()
+        options.segmentSize = 150
+        try await populate(directory, count: 10, options: options)
+        let healthy = try verifyStateDirectory(directory)
+        XCTAssertTrue(healthy.isClean, healthy.description)
+        XCTAssertEqual(healthy.recordCount, 10)
+        XCTAssertEqual(healthy.firstSequence, 1)
+        XCTAssertEqual(healthy.lastSequence, 10)
+        XCTAssertEqual(healthy.nextSequence, 11)
+        XCTAssertEqual(healthy.segments.count, segmentFiles(in: directory).count)
+        XCTAssertFalse(healthy.inUse)
+
+        let last = directory + "/" + segmentFiles(in: directory).last!
+        let bytes = try readBytes(last)
+        try writeBytes(Array(bytes.dropLast(3)), to: last)
+        let torn = try verifyStateDirectory(directory)
+        XCTAssertTrue(torn.recoverable)
+        XCTAssertFalse(torn.isClean)
+        XCTAssertEqual(torn.recordCount, 9)
+        XCTAssertTrue(torn.warnings.contains { $0.contains("torn tail") }, torn.description)
+        XCTAssertEqual(try readBytes(last).count, bytes.count - 3, "verification is read-only")
+
+        let (store, _) = try DurableStore.open(directory: directory, options: options)
+        XCTAssertTrue(try verifyStateDirectory(directory).inUse)
+        await store.close()
+    }
+}

@@ -1,0 +1,255 @@
+import CreditStore
+import Foundation
+import XCTest
+
+final class SnapshotTests: XCTestCase {
+    var directory = ""
+
+    override func setUpWithError() throws {
+        directory = try makeTemporaryDirectory()
+    }
+
+    override func tearDown() {
+        removeTemporaryDirectory(directory)
+    }
+
+
+    func appendDurably(_ store: DurableStore, _ range: ClosedRange<UInt64>) async throws {
+        for index in range { XCTAssertEqual(try store.append(payload(index)), index) }
+        try await store.waitDurable(upTo: range.upperBound)
+    }
+
+    func testSnapshotThenJournalRecovery() async throws {
+        let (store, _) = try DurableStore.open(directory: directory)
+        try await appendDurably(store, 1...10)
+        let encodedOn = ThreadNameBox()
+        let info = try await store.writeSnapshot(sequence: 10) {
+            encodedOn.record()
+            return state(10)
+        }
+        XCTAssertEqual(encodedOn.name, "creditd-snap")
+        XCTAssertEqual(info.sequence, 10)
+        XCTAssertEqual(info.fileName, "snapshot-00000000000000000010.snap")
+        XCTAssertEqual(info.bytes, Int64(48 + state(10).count))
+        try await appendDurably(store, 11...15)
+        let stats = store.stats
+        XCTAssertEqual(stats.lastSnapshotSequence, 10)
+        XCTAssertEqual(stats.lastSnapshotUnixMillis, info.unixMillis)
+        XCTAssertEqual(stats.snapshotsWritten, 1)
+        await store.close()
+
+        let recovery = try await reopen(directory)
+        XCTAssertEqual(recovery.snapshot?.sequence, 10)
+        XCTAssertEqual(recovery.snapshot?.payload, state(10))
+        XCTAssertEqual(recovery.snapshot?.unixMillis, info.unixMillis)
+        XCTAssertEqual(recovery.records.map(\.sequence), Array(11...15))
+        XCTAssertEqual(recovery.nextSequence, 16)
+        XCTAssertEqual(recovery.report.usedSnapshot, info.fileName)
+        let verification = try verifyStateDirectory(directory)
+        XCTAssertTrue(verification.isClean, verification.description)
+        XCTAssertEqual(verification.usableSnapshot, info.fileName)
+    }
+
+    func testSnapshotMustBeDurableAndNotOlderThanNewest() async throws {
+        let (store, _) = try DurableStore.open(directory: directory)
+        try await appendDurably(store, 1...5)
+        do {
+            _ = try await store.writeSnapshot(sequence: 6, payload: state(6))
+            XCTFail("seq 6 is not durable")
+        } catch let error as StoreError {
+            guard case .invalidSnapshotSequence(6, _) = error else { return XCTFail("\(error)") }
+        }
+        _ = try await store.writeSnapshot(sequence: 5, payload: state(5))
+        do {
+            _ = try await store.writeSnapshot(sequence: 4, payload: state(4))
+            XCTFail("older than the newest snapshot")
+        } catch let error as StoreError {
+            guard case .invalidSnapshotSequence(4, _) = error else { return XCTFail("\(error)") }
+        }
+        struct EncodingFailed: Error {}
+        do {
+            _ = try await store.writeSnapshot(sequence: 5) { throw EncodingFailed() }
+            XCTFail("encoder error must surface")
+        } catch is EncodingFailed {}
+        XCTAssertEqual(snapshotFiles(in: directory), ["snapshot-00000000000000000005.snap"])
+        XCTAssertFalse(files(in: directory).contains { $0.hasSuffix(".tmp") })
+        await store.close()
+    }
+
+    /// Keeps the new snapshot and the previous one; deletes segments the previous one covers, so
+    /// a corrupt newest snapshot still falls back to a complete history.
+    func testSnapshotRetentionPruningAndFallback() async throws {
+        var options = StoreOptions()
+        options.segmentSize = 150
+        let (store, _) = try DurableStore.open(directory: directory, options: options)
+        try await appendDurably(store, 1...30)
+        let first = try await store.writeSnapshot(sequence: 20, payload: state(20))
+        XCTAssertEqual(first.removedSegments, [], "no fallback yet: the journal from seq 1 is the fallback")
+        let segmentsBefore = segmentFiles(in: directory)
+
+        try await appendDurably(store, 31...60)
+        let second = try await store.writeSnapshot(sequence: 50, payload: state(50))
+        XCTAssertFalse(second.removedSegments.isEmpty)
+        XCTAssertEqual(second.removedSnapshots, [])
+        XCTAssertEqual(snapshotFiles(in: directory), ["snapshot-00000000000000000020.snap", "snapshot-00000000000000000050.snap"])
+        // Every remaining segment holds a record after 20, and the first one reaches back to 21.
+        let remaining = segmentFiles(in: directory)
+        XCTAssertTrue(remaining.allSatisfy { segmentsBefore.contains($0) || !segmentsBefore.contains($0) })
+        let firsts = remaining.map { UInt64($0.dropFirst(8).prefix(20))! }
+        XCTAssertLessThanOrEqual(firsts[0], 21)
+        XCTAssertGreaterThan(firsts.count > 1 ? firsts[1] : 61, 21)
+        XCTAssertEqual(store.stats.segmentCount, remaining.count)
+
+        try await appendDurably(store, 61...70)
+        let third = try await store.writeSnapshot(sequence: 65, payload: state(65))
+        XCTAssertEqual(third.removedSnapshots, ["snapshot-00000000000000000020.snap"])
+        XCTAssertEqual(snapshotFiles(in: directory), ["snapshot-00000000000000000050.snap", "snapshot-00000000000000000065.snap"])
+        await store.close()
+
+        let recovery = try await reopen(directory, options: options)
+        XCTAssertEqual(recovery.snapshot?.sequence, 65)
+        XCTAssertEqual(recovery.records.map(\.sequence), Array(66...70))
+
+        // Newest snapshot damaged: fall back to the previous one and replay the journal after it.
+        let newest = directory + "/snapshot-00000000000000000065.snap"
+        try flipBit(in: newest, at: 50)
+        let fallback = try await reopen(directory, options: options)
+        XCTAssertEqual(fallback.snapshot?.sequence, 50)
+        XCTAssertEqual(fallback.snapshot?.payload, state(50))
+        XCTAssertEqual(fallback.records.map(\.sequence), Array(51...70))
+        XCTAssertEqual(fallback.records.first?.payload, payload(51))
+        XCTAssertEqual(fallback.report.skippedSnapshots.count, 1)
+        XCTAssertTrue(fallback.report.skippedSnapshots[0].contains("snapshot-00000000000000000065.snap"))
+        let verification = try verifyStateDirectory(directory)
+        XCTAssertTrue(verification.recoverable)
+        XCTAssertEqual(verification.snapshots.map(\.verified), [false, true])
+    }
+
+    func testCorruptSnapshotHeaderFallsBack() async throws {
+        let (store, _) = try DurableStore.open(directory: directory)
+        try await appendDurably(store, 1...4)
+        _ = try await store.writeSnapshot(sequence: 2, payload: state(2))
+        _ = try await store.writeSnapshot(sequence: 4, payload: state(4))
+        await store.close()
+        try flipBit(in: directory + "/snapshot-00000000000000000004.snap", at: 17)  // inside lastSeq
+        let recovery = try await reopen(directory)
+        XCTAssertEqual(recovery.snapshot?.sequence, 2)
+        XCTAssertEqual(recovery.records.map(\.sequence), [3, 4])
+    }
+
+    /// The newest snapshot does not verify and the journal no longer reaches its sequence:
+    /// recovering would silently lose acknowledged changes.
+    func testLostAcknowledgedStateRefused() async throws {
+        let (store, _) = try DurableStore.open(directory: directory)
+        try await appendDurably(store, 1...6)
+        _ = try await store.writeSnapshot(sequence: 6, payload: state(6))
+        await store.close()
+        try flipBit(in: directory + "/snapshot-00000000000000000006.snap", at: 49)
+        // Cut the journal back to 3 records (as if its tail had been lost).
+        let segment = directory + "/journal-00000000000000000001.log"
+        var bytes = try readBytes(segment)
+        var end = 32
+        for index in UInt64(1)...3 { end += 16 + payload(index).count }
+        bytes = Array(bytes[0..<end])
+        try writeBytes(bytes, to: segment)
+        assertThrowsStoreError({ _ = try DurableStore.open(directory: self.directory) }) {
+            $0 == .acknowledgedStateLost(snapshotSequence: 6, journalEnd: 3)
+        }
+    }
+
+    func testUnknownSnapshotVersionRefused() async throws {
+        let (store, _) = try DurableStore.open(directory: directory)
+        try await appendDurably(store, 1...2)
+        _ = try await store.writeSnapshot(sequence: 2, payload: state(2))
+        await store.close()
+        let name = "snapshot-00000000000000000002.snap"
+        var bytes = try readBytes(directory + "/" + name)
+        bytes[8] = 3
+        try writeBytes(bytes, to: directory + "/" + name)
+        assertThrowsStoreError({ _ = try DurableStore.open(directory: self.directory) }) {
+            $0 == .unsupportedVersion(file: name, version: 3, supported: 1)
+        }
+        let verification = try verifyStateDirectory(directory)
+        XCTAssertFalse(verification.recoverable)
+        XCTAssertTrue(verification.problems[0].contains("version 3"), verification.description)
+    }
+
+    func testJournalGapAfterSnapshotRefused() async throws {
+        var options = StoreOptions()
+        options.segmentSize = 150
+        let (store, _) = try DurableStore.open(directory: directory, options: options)
+        try await appendDurably(store, 1...30)
+        _ = try await store.writeSnapshot(sequence: 5, payload: state(5))
+        await store.close()
+        // Remove the segment holding seq 6.
+        let segments = segmentFiles(in: directory)
+        let firsts = segments.map { UInt64($0.dropFirst(8).prefix(20))! }
+        let holder = firsts.lastIndex { $0 <= 6 }!
+        try FileManager.default.removeItem(atPath: directory + "/" + segments[holder])
+        assertThrowsStoreError({ _ = try DurableStore.open(directory: self.directory, options: options) }) {
+            if case .journalMissingAfterSnapshot(5, _) = $0 { return true }
+            return false
+        }
+    }
+
+    /// A snapshot and no journal at all (e.g. restored from a backup of the snapshot alone).
+    func testSnapshotWithoutJournal() async throws {
+        let (store, _) = try DurableStore.open(directory: directory)
+        try await appendDurably(store, 1...3)
+        _ = try await store.writeSnapshot(sequence: 3, payload: state(3))
+        await store.close()
+        for segment in segmentFiles(in: directory) { try FileManager.default.removeItem(atPath: directory + "/" + segment) }
+        try writeBytes([1, 2, 3], to: directory + "/snapshot-00000000000000000009.snap.tmp")
+        let (again, recovery) = try DurableStore.open(directory: directory)
+        XCTAssertEqual(recovery.snapshot?.sequence, 3)
+        XCTAssertEqual(recovery.nextSequence, 4)
+        XCTAssertEqual(recovery.report.removedFiles.count, 1)
+        let sequence = try await again.appendAndWait(payload(4))
+        XCTAssertEqual(sequence, 4)
+        await again.close()
+        XCTAssertEqual(segmentFiles(in: directory), ["journal-00000000000000000004.log"])
+        let final = try await reopen(directory)
+        XCTAssertEqual(final.records.map(\.sequence), [4])
+    }
+
+    /// Appends keep flowing while the snapshot encoder runs.
+    func testSnapshotDoesNotBlockAppends() async throws {
+        let (store, _) = try DurableStore.open(directory: directory)
+        try await appendDurably(store, 1...3)
+        let encoderStarted = DispatchSemaphore(value: 0)
+        let releaseEncoder = DispatchSemaphore(value: 0)
+        async let snapshot = store.writeSnapshot(sequence: 3) {
+            encoderStarted.signal()
+            releaseEncoder.wait()
+            return state(3)
+        }
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                encoderStarted.wait()
+                done.resume()
+            }
+        }
+        let sequence = try await store.appendAndWait(payload(4))
+        XCTAssertEqual(sequence, 4)
+        releaseEncoder.signal()
+        let info = try await snapshot
+        XCTAssertEqual(info.sequence, 3)
+        await store.close()
+    }
+}
+
+func state(_ sequence: UInt64) -> [UInt8] { Array("state-after-\(sequence)".utf8) }
+
+final class ThreadNameBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var recorded: String?
+
+    func record() {
+        // The kernel's name of the calling thread.
+        let comm = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? ""
+        let current = comm.trimmingCharacters(in: .whitespacesAndNewlines)
+        lock.withLock { recorded = current }
+    }
+
+    var name: String? { lock.withLock { recorded } }
+}

@@ -1,0 +1,91 @@
+import CreditProto
+import CreditWire
+import NIOCore
+import SwiftProtobuf
+import XCTest
+
+final class EnvelopeTests: XCTestCase {
+    private let allocator = ByteBufferAllocator()
+
+    func testZeroLengthRequestDecodesAsEmpty() throws {
+        let request = try TTRPCEnvelope.decodeRequest(ByteBuffer())
+        XCTAssertEqual(request, Ttrpc_Request())
+        XCTAssertEqual(request.service, "")
+        XCTAssertEqual(request.timeoutNano, 0)
+    }
+
+    func testGarbageRequestFailsToDecode() {
+        XCTAssertThrowsError(try TTRPCEnvelope.decodeRequest(ByteBuffer(bytes: [0xFF, 0xFF, 0xFF, 0xFF])))
+    }
+
+    func testRequestRoundTrip() throws {
+        let request = Ttrpc_Request(service: "creditd.v1.Admin", method: "GetClock", payload: [1, 2],
+                                    timeoutNano: -5, metadata: [("k", "v"), ("k", "w")])
+        let frame = try TTRPCEnvelope.requestFrame(streamID: 3, request: request, allocator: allocator)
+        XCTAssertEqual(try TTRPCEnvelope.decodeRequest(frame.payload), request)
+    }
+
+    func testSuccessOmitsStatus() throws {
+        let response = TTRPCEnvelope.successResponse(payload: [0x08, 0x01])
+        XCTAssertFalse(response.hasStatus)
+        let encoded = try TTRPCEnvelope.encode(response, allocator: allocator)
+        XCTAssertEqual(Array(encoded.readableBytesView), [0x12, 0x02, 0x08, 0x01])
+
+        let empty = try TTRPCEnvelope.encode(TTRPCEnvelope.successResponse(payload: []), allocator: allocator)
+        XCTAssertEqual(empty.readableBytes, 0, "an empty success is zero bytes: no status, no payload")
+        XCTAssertEqual(TTRPCEnvelope.result(of: try TTRPCEnvelope.decodeResponse(empty)), .success([]))
+    }
+
+    func testExplicitOKStatusReadsAsSuccess() {
+        var response = Ttrpc_Response()
+        response.status = Google_Rpc_Status()
+        response.payload = Data([7])
+        XCTAssertEqual(TTRPCEnvelope.result(of: response), .success([7]))
+    }
+
+    func testErrorResponseMatchesSpecBytes() throws {
+        let error = RPCError.unimplemented("service creditd.v9.Nope")
+        let encoded = try TTRPCEnvelope.encode(TTRPCEnvelope.errorResponse(error), allocator: allocator)
+        XCTAssertEqual(Array(encoded.readableBytesView), [0x0A, 0x1B, 0x08, 0x0C, 0x12, 0x17] + Array("service creditd.v9.Nope".utf8))
+        XCTAssertEqual(TTRPCEnvelope.result(of: try TTRPCEnvelope.decodeResponse(encoded)), .failure(error))
+    }
+
+    func testDomainErrorCarriesReasonTwice() throws {
+        let error = RPCError.domain(.notFound, reason: "subscription_not_found", "no subscription s-1", metadata: ["id": "s-1"])
+        XCTAssertEqual(error.message, "subscription_not_found: no subscription s-1")
+        XCTAssertEqual(error.details.count, 1)
+        XCTAssertEqual(error.details[0].typeURL, "type.googleapis.com/creditd.v1.ErrorReason")
+        let decoded = try Creditd_V1_ErrorReason(serializedBytes: [UInt8](error.details[0].value))
+        XCTAssertEqual(decoded.reason, "subscription_not_found")
+        XCTAssertEqual(decoded.metadata, ["id": "s-1"])
+
+        // Through the wire and back: details preserved.
+        let wire = try TTRPCEnvelope.encode(TTRPCEnvelope.errorResponse(error), allocator: allocator)
+        guard case .failure(let back) = TTRPCEnvelope.result(of: try TTRPCEnvelope.decodeResponse(wire)) else {
+            return XCTFail("expected an error")
+        }
+        XCTAssertEqual(back.code, .notFound)
+        XCTAssertEqual(back.reason, "subscription_not_found")
+        XCTAssertEqual(back.errorReason?.metadata, ["id": "s-1"])
+    }
+
+    func testReasonFromMessagePrefix() {
+        XCTAssertEqual(RPCError(code: .invalidArgument, message: "seats_must_be_positive: use Cancel").reason, "seats_must_be_positive")
+        XCTAssertEqual(RPCError(code: .invalidArgument, message: "invalid_request").reason, "invalid_request")
+        XCTAssertNil(RPCError(code: .unimplemented, message: "service creditd.v9.Nope").reason)
+        XCTAssertNil(RPCError(code: .invalidArgument, message: "StreamID must be odd for client initiated streams").reason)
+        XCTAssertNil(RPCError(code: .internal, message: "a:b").reason)
+    }
+
+    func testStatusCodes() {
+        XCTAssertEqual(StatusCode.allCases.count, 17)
+        XCTAssertEqual(StatusCode.invalidArgument.rawValue, 3)
+        XCTAssertEqual(StatusCode.invalidArgument.name, "INVALID_ARGUMENT")
+        XCTAssertEqual(StatusCode.unauthenticated.rawValue, 16)
+        XCTAssertEqual(StatusCode(name: "RESOURCE_EXHAUSTED"), .resourceExhausted)
+        XCTAssertEqual(StatusCode(wireValue: 99), .unknown)
+        for code in StatusCode.allCases {
+            XCTAssertEqual(StatusCode(name: code.name), code)
+        }
+    }
+}

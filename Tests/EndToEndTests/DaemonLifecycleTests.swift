@@ -1,0 +1,234 @@
+import CreditClient
+import CreditProto
+import CreditWire
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Start-up, socket ownership, shutdown and the clock flag, each on its own daemon.
+final class DaemonLifecycleTests: XCTestCase {
+    func testSecondDaemonOnSameSocketRefusesToStart() throws {
+        let first = try DaemonProcess.start()
+        let (status, stderr) = try DaemonProcess.runToExit(arguments: ["--socket", first.socketPath])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(stderr.contains("another creditd is serving \(first.socketPath)"), stderr)
+        // The first one is untouched and still serving.
+        let c = try RawTTRPCConnection(path: first.socketPath)
+        XCTAssertEqual(try c.healthCheck(id: 1), .serving)
+        XCTAssertEqual(try first.stop(), 0)
+    }
+
+    func testStaleSocketFromKilledDaemonIsReplaced() async throws {
+        let directory = try DaemonProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let first = try DaemonProcess.start(directory: directory)
+        first.kill()
+        XCTAssertTrue(FileManager.default.fileExists(atPath: first.socketPath), "SIGKILL leaves the socket file behind")
+
+        // A client sees the stale socket as ECONNREFUSED.
+        do {
+            _ = try await CreditClient.connect(socketPath: first.socketPath, timeout: .seconds(2))
+            XCTFail("connect to a stale socket must fail")
+        } catch ClientError.connectFailed(_, let code) {
+            XCTAssertEqual(code, ECONNREFUSED)
+        }
+
+        let second = try DaemonProcess.start(directory: directory)
+        XCTAssertTrue(second.stderr.contains("replacing stale socket file"), second.stderr)
+        let client = try await CreditClient.connect(socketPath: second.socketPath)
+        let status = try await client.healthCheck()
+        XCTAssertEqual(status, .serving)
+        await client.close()
+        XCTAssertEqual(try second.stop(), 0)
+    }
+
+    func testSocketModeAndRemovalOnSIGTERM() throws {
+        let daemon = try DaemonProcess.start()
+        var info = stat()
+        XCTAssertEqual(lstat(daemon.socketPath, &info), 0)
+        XCTAssertEqual(info.st_mode & S_IFMT, S_IFSOCK)
+        XCTAssertEqual(info.st_mode & 0o7777, 0o660)
+        XCTAssertEqual(try daemon.stop(signal: SIGTERM), 0, daemon.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: daemon.socketPath), "the daemon removes its socket on exit")
+        XCTAssertTrue(daemon.stderr.contains("stopped"), daemon.stderr)
+    }
+
+    func testSIGINTAlsoExitsZero() throws {
+        let daemon = try DaemonProcess.start()
+        XCTAssertEqual(try daemon.stop(signal: SIGINT), 0, daemon.stderr)
+    }
+
+    func testRegularFileAtSocketPathIsNotReplaced() throws {
+        let directory = try DaemonProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("creditd.sock").path
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data("keep".utf8)))
+        let (status, stderr) = try DaemonProcess.runToExit(arguments: [], directory: directory)
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(stderr.contains("is not a socket"), stderr)
+        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), "keep")
+    }
+
+    func testClientConnectErrorsAreDistinguishable() async throws {
+        let directory = try DaemonProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        do {
+            _ = try await CreditClient.connect(socketPath: directory.appendingPathComponent("missing.sock").path)
+            XCTFail("expected ENOENT")
+        } catch ClientError.connectFailed(_, let code) {
+            XCTAssertEqual(code, ENOENT)
+        }
+    }
+
+    func testShutdownEndsWatchWithNotServingThenUnavailable() throws {
+        let daemon = try DaemonProcess.start()
+        let c = try RawTTRPCConnection(path: daemon.socketPath)
+        try c.sendRequest(id: 1, service: "grpc.health.v1.Health", method: "Watch", flags: 0x01)
+        XCTAssertEqual(try c.readFrame(), .init(streamID: 1, type: 3, flags: 0, data: [0x08, 0x01]))
+        kill(daemon.pid, SIGTERM)
+        XCTAssertEqual(try c.readFrame(), .init(streamID: 1, type: 3, flags: 0, data: [0x08, 0x02]))
+        let (id, result) = try c.readResponse()
+        XCTAssertEqual(id, 1)
+        guard case .failure(let error) = result else { return XCTFail("expected UNAVAILABLE") }
+        XCTAssertEqual(error.code, .unavailable)
+        XCTAssertTrue(c.waitForPeerClose(within: 10))
+        XCTAssertEqual(try daemon.waitForExit(), 0, daemon.stderr)
+    }
+
+    func testInFlightCallFinishesDuringGracefulShutdown() throws {
+        let daemon = try DaemonProcess.start()
+        let c = try RawTTRPCConnection(path: daemon.socketPath)
+        try c.sendRequest(id: 1, service: "creditd.test.Debug", method: "Echo", payload: [0x0A, 0x01, 0x07], metadata: [("sleep-ms", "500")])
+        // Make sure the call is running before the signal.
+        XCTAssertEqual(try c.healthCheck(id: 3), .serving)
+        kill(daemon.pid, SIGTERM)
+        let (id, result) = try c.readResponse()
+        XCTAssertEqual(id, 1)
+        XCTAssertEqual(try result.get(), [0x0A, 0x01, 0x07])
+        XCTAssertEqual(try daemon.waitForExit(), 0, daemon.stderr)
+    }
+
+    func testManualClock() async throws {
+        let daemon = try DaemonProcess.start(arguments: ["--clock", "manual", "--now", "2025-04-01T10:00:00+02:00"])
+        let client = try await CreditClient.connect(socketPath: daemon.socketPath)
+        var clock = try await client.getClock()
+        XCTAssertTrue(clock.manual)
+        XCTAssertEqual(clock.now, "2025-04-01T08:00:00Z")
+        XCTAssertEqual(clock.nowUnixNanos, 1_743_494_400_000_000_000)
+
+        var advance = Creditd_V1_AdvanceClockRequest()
+        advance.byNanos = 86_400 * 1_000_000_000
+        let advanced = try await client.advanceClock(advance)
+        XCTAssertEqual(advanced.now, "2025-04-02T08:00:00Z")
+        clock = try await client.getClock()
+        XCTAssertEqual(clock.nowUnixNanos, advanced.nowUnixNanos)
+
+        advance = Creditd_V1_AdvanceClockRequest()
+        advance.toUnixNanos = 1_743_494_400_000_000_000  // backwards
+        do {
+            _ = try await client.advanceClock(advance)
+            XCTFail("moving backwards must fail")
+        } catch let error as RPCError {
+            XCTAssertEqual(error.code, .invalidArgument)
+            XCTAssertEqual(error.reason, "invalid_request")
+            XCTAssertEqual(error.errorReason?.reason, "invalid_request")
+        }
+        await client.close()
+        XCTAssertEqual(try daemon.stop(), 0)
+    }
+
+    func testSystemClockRefusesAdvance() async throws {
+        let daemon = try DaemonProcess.start(arguments: ["--clock", "system"])
+        let client = try await CreditClient.connect(socketPath: daemon.socketPath)
+        let clock = try await client.getClock()
+        XCTAssertFalse(clock.manual)
+        XCTAssertGreaterThan(clock.nowUnixNanos, 1_700_000_000_000_000_000)
+        var advance = Creditd_V1_AdvanceClockRequest()
+        advance.byNanos = 1_000_000_000
+        do {
+            _ = try await client.advanceClock(advance)
+            XCTFail("the system clock cannot be advanced")
+        } catch let error as RPCError {
+            XCTAssertEqual(error.code, .failedPrecondition)
+        }
+        let stats = try await client.getStats()
+        XCTAssertFalse(stats.manualClock)
+        await client.close()
+        XCTAssertEqual(try daemon.stop(), 0)
+    }
+
+    func testConfigFileAndFlagPrecedence() async throws {
+        let directory = try DaemonProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = directory.appendingPathComponent("creditd.json")
+        try Data(#"{"clock": "manual", "now": "2030-01-01T00:00:00Z", "max_in_flight": 7}"#.utf8).write(to: config)
+        let daemon = try DaemonProcess.start(arguments: ["--config", config.path, "--now", "2031-06-01T12:00:00Z"], directory: directory)
+        let client = try await CreditClient.connect(socketPath: daemon.socketPath)
+        let clock = try await client.getClock()
+        XCTAssertTrue(clock.manual, "from the file")
+        XCTAssertEqual(clock.now, "2031-06-01T12:00:00Z", "the flag overrides the file")
+        await client.close()
+        XCTAssertEqual(try daemon.stop(), 0)
+
+        try Data(#"{"clock": "manual", "bogus_key": 1}"#.utf8).write(to: config)
+        let (status, stderr) = try DaemonProcess.runToExit(arguments: ["--config", config.path], directory: directory)
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(stderr.contains("unknown key \"bogus_key\""), stderr)
+    }
+
+    func testClientTimeoutIsEnforcedLocally() async throws {
+        let daemon = try DaemonProcess.start()
+        let client = try await CreditClient.connect(socketPath: daemon.socketPath)
+        do {
+            _ = try await client.callRaw(service: "creditd.test.Debug", method: "EchoWrite", payload: [],
+                                         timeout: .milliseconds(100), metadata: [("sleep-ms", "3000")])
+            XCTFail("expected a timeout")
+        } catch ClientError.timedOut {
+        }
+        // The connection stays usable, and the late Response is dropped.
+        let status = try await client.healthCheck()
+        XCTAssertEqual(status, .serving)
+        await client.close()
+        XCTAssertEqual(try daemon.stop(), 0)
+    }
+
+    func testReloadChangesLimitsWithoutDroppingConnections() async throws {
+        let directory = try DaemonProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = directory.appendingPathComponent("creditd.json")
+        try Data(#"{"max_in_flight": 1}"#.utf8).write(to: config)
+        let daemon = try DaemonProcess.start(arguments: ["--config", config.path], directory: directory)
+        let c = try RawTTRPCConnection(path: daemon.socketPath)
+        try c.sendRequest(id: 1, service: "grpc.health.v1.Health", method: "Watch", flags: 0x01)
+        XCTAssertEqual(try c.readFrame().data, [0x08, 0x01])
+        guard case .failure(let limited) = try c.call(id: 3, service: "grpc.health.v1.Health", method: "Check") else {
+            return XCTFail("expected RESOURCE_EXHAUSTED at max_in_flight 1")
+        }
+        XCTAssertEqual(limited.code, .resourceExhausted)
+
+        // Admin/Reload re-reads the file; the open connection (and its Watch) stays.
+        try Data(#"{"max_in_flight": 4}"#.utf8).write(to: config)
+        let client = try await CreditClient.connect(socketPath: daemon.socketPath)
+        let reloaded = try await client.reload()
+        XCTAssertEqual(reloaded.message, "configuration reloaded")
+        XCTAssertEqual(try c.healthCheck(id: 5), .serving)
+
+        // SIGHUP does the same.
+        try Data(#"{"max_in_flight": 1}"#.utf8).write(to: config)
+        kill(daemon.pid, SIGHUP)
+        var limitedAgain = false
+        var id: UInt32 = 7
+        for _ in 0..<250 where !limitedAgain {
+            if case .failure(let error) = try c.call(id: id, service: "grpc.health.v1.Health", method: "Check") {
+                limitedAgain = error.code == .resourceExhausted
+            }
+            id += 2
+            usleep(20_000)
+        }
+        XCTAssertTrue(limitedAgain, daemon.stderr)
+        await client.close()
+        XCTAssertEqual(try daemon.stop(), 0, daemon.stderr)
+    }
+}

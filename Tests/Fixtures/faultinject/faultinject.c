@@ -1,0 +1,126 @@
+/*
+ * LD_PRELOAD fault injector for creditd's end-to-end tests.
+ *
+ * While the file named by CREDITD_FAULTINJECT_TRIGGER exists, writes and/or syncs of files
+ * whose path starts with CREDITD_FAULTINJECT_DIR fail with CREDITD_FAULTINJECT_ERRNO
+ * (default EIO). CREDITD_FAULTINJECT_OPS selects what fails: "write", "fsync" or
+ * "write,fsync" (default). "fsync" covers fsync and fdatasync; "write" covers write, pwrite,
+ * pwrite64, writev and pwritev.
+ *
+ * Build: cc -shared -fPIC -o faultinject.so faultinject.c -ldl
+ * Use:   LD_PRELOAD=/path/faultinject.so CREDITD_FAULTINJECT_DIR=/var/lib/creditd \
+ *        CREDITD_FAULTINJECT_TRIGGER=/tmp/fail-now creditd ...   then: touch /tmp/fail-now
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+enum { FAIL_WRITE = 1, FAIL_SYNC = 2 };
+
+static int enabled_ops(void) {
+    const char *ops = getenv("CREDITD_FAULTINJECT_OPS");
+    if (ops == NULL || *ops == '\0') return FAIL_WRITE | FAIL_SYNC;
+    int result = 0;
+    if (strstr(ops, "write") != NULL) result |= FAIL_WRITE;
+    if (strstr(ops, "sync") != NULL) result |= FAIL_SYNC;
+    return result;
+}
+
+/* CREDITD_FAULTINJECT_DIR without symlinks, "//" or "..", to compare with /proc/self/fd links.
+ * Resolved once it exists; until then the raw value is used. */
+static const char *resolved_dir(void) {
+    static char resolved[PATH_MAX];
+    static int done;
+    const char *dir = getenv("CREDITD_FAULTINJECT_DIR");
+    if (dir == NULL || done) return done ? resolved : dir;
+    if (realpath(dir, resolved) != NULL) {
+        done = 1;
+        return resolved;
+    }
+    return dir;
+}
+
+/* Returns the errno to fail with, or 0 to let the call through. errno is preserved. */
+static int injected_error(int fd, int op) {
+    int saved = errno;
+    int result = 0;
+    const char *dir = resolved_dir();
+    const char *trigger = getenv("CREDITD_FAULTINJECT_TRIGGER");
+    if (dir != NULL && trigger != NULL && (enabled_ops() & op) && access(trigger, F_OK) == 0) {
+        char link[64];
+        char target[PATH_MAX];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t length = readlink(link, target, sizeof target - 1);
+        if (length > 0) {
+            target[length] = '\0';
+            size_t prefix = strlen(dir);
+            if (strncmp(target, dir, prefix) == 0 && (target[prefix] == '/' || target[prefix] == '\0')) {
+                const char *code = getenv("CREDITD_FAULTINJECT_ERRNO");
+                result = (code != NULL && atoi(code) > 0) ? atoi(code) : EIO;
+            }
+        }
+    }
+    errno = saved;
+    return result;
+}
+
+/* The next definition of `name` (libc's), looked up once. */
+#define REAL(name) \
+    static __typeof__(&name) real_##name; \
+    if (real_##name == NULL) real_##name = (__typeof__(&name))dlsym(RTLD_NEXT, #name)
+
+ssize_t write(int fd, const void *buffer, size_t count) {
+    REAL(write);
+    int code = injected_error(fd, FAIL_WRITE);
+    if (code != 0) { errno = code; return -1; }
+    return real_write(fd, buffer, count);
+}
+
+ssize_t pwrite(int fd, const void *buffer, size_t count, off_t offset) {
+    REAL(pwrite);
+    int code = injected_error(fd, FAIL_WRITE);
+    if (code != 0) { errno = code; return -1; }
+    return real_pwrite(fd, buffer, count, offset);
+}
+
+ssize_t pwrite64(int fd, const void *buffer, size_t count, off64_t offset) {
+    REAL(pwrite64);
+    int code = injected_error(fd, FAIL_WRITE);
+    if (code != 0) { errno = code; return -1; }
+    return real_pwrite64(fd, buffer, count, offset);
+}
+
+ssize_t writev(int fd, const struct iovec *vector, int count) {
+    REAL(writev);
+    int code = injected_error(fd, FAIL_WRITE);
+    if (code != 0) { errno = code; return -1; }
+    return real_writev(fd, vector, count);
+}
+
+ssize_t pwritev(int fd, const struct iovec *vector, int count, off_t offset) {
+    REAL(pwritev);
+    int code = injected_error(fd, FAIL_WRITE);
+    if (code != 0) { errno = code; return -1; }
+    return real_pwritev(fd, vector, count, offset);
+}
+
+int fsync(int fd) {
+    REAL(fsync);
+    int code = injected_error(fd, FAIL_SYNC);
+    if (code != 0) { errno = code; return -1; }
+    return real_fsync(fd);
+}
+
+int fdatasync(int fd) {
+    REAL(fdatasync);
+    int code = injected_error(fd, FAIL_SYNC);
+    if (code != 0) { errno = code; return -1; }
+    return real_fdatasync(fd);
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite: what CI runs (.ci/run) and what the README gives.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+if ! scripts/install-deps.sh; then
+  echo "test: some Debian packages are missing (see above); the tests that need them will fail" >&2
+fi
+
+step "generated code is fresh"
+scripts/check-proto.sh
+
+step "build (no warnings allowed in our code)"
+swift build --build-tests 2>&1 | tee /tmp/creditd-build.log | grep -vE "^\[[0-9]+/[0-9]+\]" || true
+if grep -E "^/[^ ]*/(Sources|Tests)/[^ ]*: (warning|error):" /tmp/creditd-build.log | grep -v "/.build/"; then
+  echo "the build produced warnings or errors in creditd's code" >&2; exit 1
+fi
+grep -q "Build complete" /tmp/creditd-build.log || { echo "build failed" >&2; exit 1; }
+
+step "systemd units"
+scripts/check-systemd-units.sh .build/debug
+
+step "C client: build, install, example"
+scripts/test-c-client.sh
+
+step "swift test"
+swift test --skip-build --parallel --num-workers 2
