@@ -118,6 +118,11 @@ let package = Package(
             dependencies: ["CreditWire", "CreditProto", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(name: "CreditStoreTests", dependencies: ["CreditStore"]),
+        .testTarget(
+            name: "CreditServiceTests",
+            dependencies: ["CreditService", "CreditDomain", "CreditStore", "CreditProto", "CreditWire",
+                           .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(name: "CreditMonitoringTests", dependencies: ["CreditMonitoring"]),
         .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport"]),
         // The C client against fake servers, its C suite, and (opt-in) a daemon.

@@ -4,8 +4,8 @@ import CreditProto
 /// Requests of the wire contract as domain commands: one mapping per message,
 /// used by the handlers and by journal replay alike, so that a replayed
 /// command is exactly the command that was acknowledged.
-enum CommandMapping {
-    static func command(_ request: Creditd_V1_CreateSubscriptionRequest) -> Command {
+public enum CommandMapping {
+    public static func command(_ request: Creditd_V1_CreateSubscriptionRequest) -> Command {
         .create(CreateSubscriptionRequest(
             subscriptionId: request.subscriptionID, customer: request.customer, plan: request.plan,
             seats: request.seats, unitPriceMinor: request.unitPriceMinor, currency: request.currency,
@@ -13,23 +13,23 @@ enum CommandMapping {
             refundPolicy: EnumField(wireValue: Int32(request.refundPolicy.rawValue)), startDate: request.startDate))
     }
 
-    static func command(_ request: Creditd_V1_CancelSubscriptionRequest) -> Command {
+    public static func command(_ request: Creditd_V1_CancelSubscriptionRequest) -> Command {
         .cancel(CancelRequest(subscriptionId: request.subscriptionID,
                               mode: EnumField(wireValue: Int32(request.mode.rawValue)),
                               idempotencyKey: request.idempotencyKey))
     }
 
-    static func command(_ request: Creditd_V1_ResumeSubscriptionRequest) -> Command {
+    public static func command(_ request: Creditd_V1_ResumeSubscriptionRequest) -> Command {
         .resume(ResumeRequest(subscriptionId: request.subscriptionID))
     }
 
-    static func command(_ request: Creditd_V1_ChangeSeatsRequest) -> Command {
+    public static func command(_ request: Creditd_V1_ChangeSeatsRequest) -> Command {
         .changeSeats(ChangeSeatsRequest(subscriptionId: request.subscriptionID, newSeats: request.newSeats,
                                         timing: EnumField(wireValue: Int32(request.timing.rawValue)),
                                         idempotencyKey: request.idempotencyKey))
     }
 
-    static func command(_ request: Creditd_V1_RecordRefundOutcomeRequest) -> Command {
+    public static func command(_ request: Creditd_V1_RecordRefundOutcomeRequest) -> Command {
         .recordRefundOutcome(RecordRefundOutcomeRequest(
             subscriptionId: request.subscriptionID, creditId: request.creditID,
             outcome: EnumField(wireValue: Int32(request.outcome.rawValue))))
@@ -37,21 +37,21 @@ enum CommandMapping {
 }
 
 /// One journal record's meaning.
-enum JournalEntry: Equatable {
+public enum JournalEntry: Equatable, Sendable {
     /// A command as executed: replay calls `Ledger.execute` with the same arguments.
     case command(WireCommand, at: Instant, callerUID: UInt32, maxSeats: Int64)
     /// Time-driven transitions due at `at` (and, for the manual clock, its new reading).
     case tick(at: Instant, manualClock: Bool)
 
     /// The command in its wire form, which is what the journal stores.
-    enum WireCommand: Equatable {
+    public enum WireCommand: Equatable, Sendable {
         case create(Creditd_V1_CreateSubscriptionRequest)
         case cancel(Creditd_V1_CancelSubscriptionRequest)
         case resume(Creditd_V1_ResumeSubscriptionRequest)
         case changeSeats(Creditd_V1_ChangeSeatsRequest)
         case recordRefundOutcome(Creditd_V1_RecordRefundOutcomeRequest)
 
-        var domain: Command {
+        public var domain: Command {
             switch self {
             case .create(let r): CommandMapping.command(r)
             case .cancel(let r): CommandMapping.command(r)
@@ -61,7 +61,7 @@ enum JournalEntry: Equatable {
             }
         }
 
-        var dryRun: Bool {
+        public var dryRun: Bool {
             switch self {
             case .cancel(let r): r.dryRun
             case .changeSeats(let r): r.dryRun
@@ -70,14 +70,14 @@ enum JournalEntry: Equatable {
         }
     }
 
-    var instant: Instant {
+    public var instant: Instant {
         switch self {
         case .command(_, let at, _, _): at
         case .tick(let at, _): at
         }
     }
 
-    func encoded() throws -> [UInt8] {
+    public func encoded() throws -> [UInt8] {
         var entry = Creditd_Journal_V1_JournalEntry()
         switch self {
         case .command(let command, let at, let uid, let maxSeats):
@@ -100,11 +100,11 @@ enum JournalEntry: Equatable {
         return try entry.serializedBytes()
     }
 
-    struct DecodeError: Error, CustomStringConvertible {
-        let description: String
+    public struct DecodeError: Error, CustomStringConvertible {
+        public let description: String
     }
 
-    init(decoding bytes: [UInt8]) throws {
+    public init(decoding bytes: [UInt8]) throws {
         let entry = try Creditd_Journal_V1_JournalEntry(serializedBytes: bytes)
         let at = Instant(nanosecondsSinceEpoch: entry.atUnixNanos)
         let command: WireCommand

@@ -127,7 +127,7 @@ public final class CreditApplication: Sendable {
     }
 
     /// Applies one journal record exactly as it was applied when written.
-    static func replay(_ entry: JournalEntry, into ledger: inout Ledger) {
+    public static func replay(_ entry: JournalEntry, into ledger: inout Ledger) {
         switch entry {
         case .command(let command, let at, let uid, let maxSeats):
             let configured = ledger.maxSeats

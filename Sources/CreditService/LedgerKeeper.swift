@@ -37,6 +37,8 @@ public actor LedgerKeeper {
         let preimages: [(id: String, subscription: Subscription?)]
         /// Idempotency keys the record added.
         let addedKeys: [KeyScope]
+        /// Id counters before the record, so a rollback reissues the same ids.
+        let counters: SerialCounters
     }
 
     struct KeyScope: Hashable {
@@ -64,6 +66,7 @@ public actor LedgerKeeper {
         let domainCommand = command.domain
         let id = domainCommand.subscriptionId
         let preimage = try? ledger.subscription(id: id)
+        let counters = ledger.counters
         let result = ledger.execute(domainCommand, at: now, callerUID: callerUID, dryRun: command.dryRun)
         let subscription = try? ledger.subscription(id: id)
         var waitFor = lastJournaled
@@ -71,7 +74,8 @@ public actor LedgerKeeper {
             let entry = JournalEntry.command(command, at: now, callerUID: callerUID, maxSeats: ledger.maxSeats)
             let undo = { (sequence: UInt64) in
                 Undo(sequence: sequence, preimages: [(id, preimage)],
-                     addedKeys: Self.addedKey(domainCommand, result: result, callerUID: callerUID, dryRun: command.dryRun))
+                     addedKeys: Self.addedKey(domainCommand, result: result, callerUID: callerUID, dryRun: command.dryRun),
+                     counters: counters)
             }
             waitFor = try journal(entry, undo: undo)
         }
@@ -116,12 +120,13 @@ public actor LedgerKeeper {
     private func advanceLedger(to now: Instant, manualClock: Bool) async throws(RPCError) -> Int {
         // Preimages of every subscription a transition may touch.
         let due = ledger.subscriptions.filter { $0.nextDue.map { $0 <= now } ?? false }
+        let counters = ledger.counters
         let transitions = ledger.advance(to: now)
         var waitFor = lastJournaled
         if transitions > 0 || manualClock {
             let preimages = due.map { (id: $0.id, subscription: Optional($0)) }
             waitFor = try journal(.tick(at: now, manualClock: manualClock)) { sequence in
-                Undo(sequence: sequence, preimages: preimages, addedKeys: [])
+                Undo(sequence: sequence, preimages: preimages, addedKeys: [], counters: counters)
             }
         }
         try await awaitDurable(waitFor)
@@ -205,7 +210,7 @@ public actor LedgerKeeper {
         let keys = ledger.idempotencyEntries.filter {
             !droppedKeys.contains(KeyScope(callerUID: $0.callerUID, operation: $0.operation, key: $0.key))
         }
-        ledger = Ledger(maxSeats: ledger.maxSeats, counters: ledger.counters,
+        ledger = Ledger(maxSeats: ledger.maxSeats, counters: lost.min { $0.sequence < $1.sequence }?.counters ?? ledger.counters,
                         subscriptions: subscriptions, idempotencyEntries: keys)
         lastJournaled = min(lastJournaled, firstLost - 1)
         logger.error("rolled back changes that were never acknowledged", metadata: ["records": "\(lost.count)"])

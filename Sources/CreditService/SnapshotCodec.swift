@@ -3,17 +3,17 @@ import CreditProto
 import Foundation
 
 /// The payload of a snapshot file: the clock reading and the whole ledger.
-enum SnapshotCodec {
+public enum SnapshotCodec {
     /// Ledger encodings this creditd reads; the newest is written.
     enum LedgerEncoding: UInt32 {
         case json = 1
     }
 
-    struct DecodeError: Error, CustomStringConvertible {
-        let description: String
+    public struct DecodeError: Error, CustomStringConvertible {
+        public let description: String
     }
 
-    static func encode(_ ledger: Ledger, clock: Instant) throws -> [UInt8] {
+    public static func encode(_ ledger: Ledger, clock: Instant) throws -> [UInt8] {
         var snapshot = Creditd_Journal_V1_Snapshot()
         snapshot.clockUnixNanos = clock.nanosecondsSinceEpoch
         snapshot.ledgerEncoding = LedgerEncoding.json.rawValue
@@ -23,7 +23,7 @@ enum SnapshotCodec {
         return try snapshot.serializedBytes()
     }
 
-    static func decode(_ bytes: [UInt8]) throws -> (ledger: Ledger, clock: Instant) {
+    public static func decode(_ bytes: [UInt8]) throws -> (ledger: Ledger, clock: Instant) {
         let snapshot = try Creditd_Journal_V1_Snapshot(serializedBytes: bytes)
         guard let encoding = LedgerEncoding(rawValue: snapshot.ledgerEncoding) else {
             throw DecodeError(description: "snapshot ledger encoding \(snapshot.ledgerEncoding) is unknown to this creditd")

@@ -1,0 +1,157 @@
+import CreditDomain
+import CreditProto
+import CreditStore
+import CreditWire
+import Foundation
+import Logging
+import XCTest
+
+@testable import CreditService
+
+/// The ledger keeper on real files: replay reproduces the live state, group
+/// commit shares fsyncs, and a failed fsync rolls back exactly what was not
+/// durable.
+final class LedgerKeeperTests: XCTestCase {
+    var directory: String!
+    let logger = Logger(label: "test")
+    static let start = Instant(rfc3339: "2025-04-01T09:00:00Z")!
+
+    override func setUpWithError() throws {
+        var template = Array("/tmp/creditd-keeper-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        directory = String(cString: try XCTUnwrap(made))
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    func open(_ operations: (any FileOperations)? = nil) throws -> CreditApplication {
+        var options = StoreOptions()
+        if let operations { options.fileOperations = operations }
+        return try CreditApplication(configuration: ApplicationConfiguration(
+            stateDirectory: directory, clockMode: .manual, manualStart: Self.start, storeOptions: options), logger: logger)
+    }
+
+    static func create(_ id: String, seats: Int64 = 10) -> JournalEntry.WireCommand {
+        var request = Creditd_V1_CreateSubscriptionRequest()
+        request.subscriptionID = id
+        request.seats = seats
+        request.unitPriceMinor = 1000
+        request.currency = "USD"
+        request.interval = .monthly
+        request.timeZone = "America/New_York"
+        return .create(request)
+    }
+
+    static func seats(_ id: String, _ count: Int64, key: String = "") -> JournalEntry.WireCommand {
+        var request = Creditd_V1_ChangeSeatsRequest()
+        request.subscriptionID = id
+        request.newSeats = count
+        request.idempotencyKey = key
+        return .changeSeats(request)
+    }
+
+    static func cancel(_ id: String) -> JournalEntry.WireCommand {
+        var request = Creditd_V1_CancelSubscriptionRequest()
+        request.subscriptionID = id
+        return .cancel(request)
+    }
+
+    func ledger(_ application: CreditApplication) async throws -> Ledger {
+        try await application.keeper.read { ledger, _ in ledger }.get()
+    }
+
+    func testJournalReplayAndSnapshotReproduceTheLiveState() async throws {
+        let first = try open()
+        let keeper = first.keeper
+        _ = try await keeper.execute(Self.create("a"), callerUID: 0)
+        _ = try await keeper.execute(Self.create("b", seats: 3), callerUID: 0)
+        _ = try await keeper.advanceClock(to: Instant(rfc3339: "2025-04-11T15:00:00Z")!)
+        _ = try await keeper.execute(Self.seats("a", 7, key: "k1"), callerUID: 0)
+        _ = try await first.takeSnapshot()
+        _ = try await keeper.execute(Self.cancel("b"), callerUID: 0)
+        _ = try await keeper.advanceClock(to: Instant(rfc3339: "2025-05-02T00:00:00Z")!)
+        let live = try await ledger(first)
+        await first.store.close()  // no final snapshot: the tail must come from the journal
+
+        let second = try open()
+        let recovered = try await ledger(second)
+        XCTAssertEqual(recovered, live)
+        XCTAssertEqual(second.keeper.clock.now(), Instant(rfc3339: "2025-05-02T00:00:00Z")!, "the manual clock resumes")
+        // A keyed retry after the restart replays instead of changing anything.
+        let retry = try await second.keeper.execute(Self.seats("a", 7, key: "k1"), callerUID: 0)
+        guard case .success(.seatsChanged(let result)) = retry.outcome else { return XCTFail("\(retry.outcome)") }
+        XCTAssertEqual(result.outcome, .credit)
+        await second.store.close()
+    }
+
+    func testConcurrentWritesShareFsyncs() async throws {
+        let operations = FaultInjectingFileOperations()
+        let application = try open(operations)
+        let keeper = application.keeper
+        await withTaskGroup(of: Void.self) { group in
+            for index in 0..<64 {
+                group.addTask { _ = try? await keeper.execute(Self.create("s\(index)"), callerUID: 0) }
+            }
+        }
+        let count = try await ledger(application).subscriptionCount
+        XCTAssertEqual(count, 64)
+        XCTAssertLessThan(operations.dataSyncCount, 64, "group commit: fewer fsyncs than records")
+        await application.store.close()
+    }
+
+    func testFailedFsyncRollsBackWhatWasNotDurable() async throws {
+        let operations = FaultInjectingFileOperations()
+        let application = try open(operations)
+        let keeper = application.keeper
+        _ = try await keeper.execute(Self.create("a"), callerUID: 0)
+        let before = try await ledger(application)
+
+        operations.failSyncs(errno: EIO)
+        // Several changes in flight when the fsync fails: none is acknowledged, all are undone.
+        let results = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await keeper.execute(Self.seats("a", 4, key: "k"), callerUID: 0)) != nil }
+            group.addTask { (try? await keeper.execute(Self.create("b"), callerUID: 0)) != nil }
+            group.addTask { (try? await keeper.execute(Self.cancel("a"), callerUID: 0)) != nil }
+            var acknowledged: [Bool] = []
+            for await result in group { acknowledged.append(result) }
+            return acknowledged
+        }
+        XCTAssertEqual(results, [false, false, false])
+        let after = try await ledger(application)
+        XCTAssertEqual(after, before, "reads show exactly the durable state")
+        XCTAssertEqual(after.idempotencyEntryCount, 0, "the key of a lost change is not recorded")
+        let fault = await keeper.persistenceFault
+        XCTAssertNotNil(fault)
+
+        // Writes stay refused even once the disk works again (no retry after a failed fsync).
+        operations.failSyncs(errno: nil)
+        do {
+            _ = try await keeper.execute(Self.create("c"), callerUID: 0)
+            XCTFail("writes are refused after a fault")
+        } catch {
+            XCTAssertEqual(error.code, .unavailable)
+        }
+        await application.store.close()
+    }
+
+    func testDryRunChangesNothingAndEqualsCommit() async throws {
+        let application = try open()
+        let keeper = application.keeper
+        _ = try await keeper.execute(Self.create("a"), callerUID: 0)
+        _ = try await keeper.advanceClock(to: Instant(rfc3339: "2025-04-16T12:00:00Z")!)
+        var dry = Creditd_V1_ChangeSeatsRequest()
+        dry.subscriptionID = "a"
+        dry.newSeats = 6
+        dry.dryRun = true
+        let before = try await ledger(application)
+        let preview = try await keeper.execute(.changeSeats(dry), callerUID: 0)
+        let unchanged = try await ledger(application)
+        XCTAssertEqual(unchanged, before)
+        dry.dryRun = false
+        let commit = try await keeper.execute(.changeSeats(dry), callerUID: 0)
+        XCTAssertEqual(try preview.outcome.get(), try commit.outcome.get())
+        await application.store.close()
+    }
+}
