@@ -4,6 +4,7 @@ import CreditStore
 import CreditWire
 import Foundation
 import Logging
+import Synchronization
 import XCTest
 
 @testable import CreditService
@@ -154,4 +155,67 @@ final class LedgerKeeperTests: XCTestCase {
         XCTAssertEqual(try preview.outcome.get(), try commit.outcome.get())
         await application.store.close()
     }
+}
+
+/// Snapshots are values: writing one of a large ledger does not stop the
+/// keeper from serving reads and writes.
+final class SnapshotWhileServingTests: XCTestCase {
+    func testServesReadsAndWritesWhileA100kSnapshotIsWritten() async throws {
+        var template = Array("/tmp/creditd-snapshot-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        let directory = String(cString: try XCTUnwrap(made))
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let start = Instant(rfc3339: "2025-04-01T09:00:00Z")!
+
+        // 100,000 subscriptions, written as the starting snapshot.
+        var ledger = Ledger()
+        for index in 0..<100_000 {
+            let result = ledger.execute(.create(CreateSubscriptionRequest(
+                subscriptionId: "sub-\(index)", seats: 5, unitPriceMinor: 1200, currency: "EUR",
+                interval: .known(.monthly), timeZone: "Europe/Berlin")), at: start, callerUID: 0, dryRun: false)
+            XCTAssertTrue(result.stateChanged)
+        }
+        do {
+            let (store, _) = try DurableStore.open(directory: directory)
+            let frozen = ledger
+            _ = try await store.writeSnapshot(sequence: 0) { try SnapshotCodec.encode(frozen, clock: start) }
+            await store.close()
+        }
+
+        let application = try CreditApplication(configuration: ApplicationConfiguration(
+            stateDirectory: directory, clockMode: .manual, manualStart: start), logger: Logger(label: "test"))
+        let keeper = application.keeper
+        let finished = Flag()
+        let snapshot = Task {
+            defer { finished.set() }
+            return try await application.takeSnapshot()
+        }
+        var reads = 0
+        var writes = 0
+        var index = 0
+        while true {
+            // Alternate writes and reads until the snapshot is durable.
+            let id = "sub-\(index % 100_000)"
+            let seats = Int64(1 + index % 4)
+            index += 1
+            let executed = try await keeper.execute(LedgerKeeperTests.seats(id, seats), callerUID: 0)
+            XCTAssertNotNil(try? executed.outcome.get())
+            writes += 1
+            let seen = try await keeper.read { ledger, _ throws(DomainError) in try ledger.subscription(id: id).seats }.get()
+            XCTAssertEqual(seen, seats)
+            reads += 1
+            if finished.isSet { break }
+        }
+        let info = try await snapshot.value
+        print("served \(writes) writes and \(reads) reads while a snapshot of 100,000 subscriptions (\(info.bytes) bytes) was written")
+        XCTAssertGreaterThan(writes, 1, "writes went on during the snapshot")
+        await application.store.close()
+    }
+}
+
+/// Set once, read from another task.
+final class Flag: Sendable {
+    private let value = Mutex(false)
+    func set() { value.withLock { $0 = true } }
+    var isSet: Bool { value.withLock { $0 } }
 }
