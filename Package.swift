@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Pure billing rules: money, civil dates, periods, proration, credits.
@@ -112,6 +113,35 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // libFuzzer targets (FUZZING.md, scripts/fuzz.sh); a plain build links an inert main.
+        .executableTarget(
+            name: "FuzzFrames",
+            dependencies: [
+                "CreditWire", "CreditProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .executableTarget(
+            name: "FuzzDispatch",
+            dependencies: [
+                "CreditService", "CreditDomain", "CreditWire", "CreditProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .executableTarget(name: "FuzzState", dependencies: ["CreditService", "CreditDomain", "CreditProto"]),
+        // Load generator and baselines (BENCHMARKS.md); build with -c release.
+        .executableTarget(
+            name: "creditbench",
+            dependencies: [
+                "CreditWire", "CreditProto", "CreditStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
         .testTarget(name: "CreditDomainTests", dependencies: ["CreditDomain"]),
         .testTarget(
             name: "CreditWireTests",
@@ -125,11 +155,11 @@ let package = Package(
         ),
         .testTarget(name: "CreditMonitoringTests", dependencies: ["CreditMonitoring"]),
         .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport"]),
-        // The C client against fake servers, its C suite, and (opt-in) a daemon.
+        // The C client against fake servers, its C suite, and the real daemon.
         .testTarget(
             name: "CClientTests",
             dependencies: [
-                "CCreditClient", "CreditProto",
+                "CCreditClient", "CreditProto", "CreditClient", "CreditWire",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),

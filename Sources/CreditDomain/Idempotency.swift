@@ -105,6 +105,18 @@ struct IdempotencyTable: Sendable {
         }
     }
 
+    /// Room for `count` entries (snapshot loading).
+    mutating func reserveCapacity(_ count: Int) {
+        entries.reserveCapacity(count)
+        order.reserveCapacity(count)
+    }
+
+    /// Adds an entry read from a snapshot, after those used before it; as in `init(_:)`, a
+    /// repeated scope keeps its place and takes the later value.
+    mutating func restore(_ scope: Scope, _ stored: Stored) {
+        if entries.updateValue(stored, forKey: scope) == nil { order.append(scope) }
+    }
+
     /// Calls `body` with each entry in order of first use, without building `list` (snapshots).
     func forEachInOrder(_ body: (Scope, Stored) -> Void) {
         for scope in order[orderStart...] {

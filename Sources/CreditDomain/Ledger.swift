@@ -37,25 +37,17 @@ public struct Ledger: Sendable {
         self.idempotency = IdempotencyTable(idempotencyEntries)
     }
 
-    /// Rebuilds a ledger from decoded snapshot parts, building the indexes in bulk. The caller
-    /// has checked that `idOrder` lists every slot once and that the ids strictly increase in
-    /// that order; `zones` seeds the zone cache.
-    init(maxSeats: Int64, counters: SerialCounters, slots: [Subscription], idOrder: [Int32],
-         idempotencyEntries: [IdempotencyEntry], zones: [TimeZoneRules]) {
+    /// Every stored part as given (snapshot decoding, which builds the indexes itself).
+    init(maxSeats: Int64, counters: SerialCounters, slots: [Subscription], slotByID: [ScalarString: Int32],
+         sortedIDs: SortedKeyIndex, dueQueue: DueQueue, idempotency: IdempotencyTable, zones: [String: TimeZoneRules]) {
         self.storedMaxSeats = min(max(maxSeats, 1), Ledger.seatLimit)
         self.counters = counters
         self.slots = slots
-        slotByID.reserveCapacity(slots.count)
-        var due: [DueQueue.Entry] = []
-        due.reserveCapacity(slots.count)
-        for slot in slots.indices {
-            slotByID[ScalarString(slots[slot].id)] = Int32(slot)
-            if let instant = slots[slot].nextDue { due.append(.init(due: instant, slot: Int32(slot))) }
-        }
-        sortedIDs = SortedKeyIndex(sortedKeys: idOrder.map { ScalarString(slots[Int($0)].id) }, slots: idOrder)
-        dueQueue = DueQueue(unordered: due)
-        for zone in zones { self.zones[zone.identifier] = zone }
-        idempotency = IdempotencyTable(idempotencyEntries)
+        self.slotByID = slotByID
+        self.sortedIDs = sortedIDs
+        self.dueQueue = dueQueue
+        self.idempotency = idempotency
+        self.zones = zones
     }
 
     /// The slots in id order (snapshots store it, so loading need not sort).

@@ -1,4 +1,4 @@
-// proto-sha256: ac80b390d35469d0191da2b025d64c05e32584b911714ce8f1b468f8f3c3f125 creditd/journal/v1/journal.proto | protoc-gen-swift 1.39.0
+// proto-sha256: 9aaa2b3a2702c3725d127d3d4e44370eabeb06af2fba4a23f437b6d4d310a0dc creditd/journal/v1/journal.proto | protoc-gen-swift 1.39.0
 // DO NOT EDIT.
 // swift-format-ignore-file
 // swiftlint:disable all
@@ -15,11 +15,6 @@
 /// accepted it, with the instant and caller it was applied at. Replaying the
 /// entries in order through the pure domain reproduces the state exactly.
 
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -125,10 +120,12 @@ public nonisolated struct Creditd_Journal_V1_Tick: Sendable {
   public init() {}
 }
 
-/// A snapshot's payload (the store adds the header with format version,
-/// sequence number and CRC). The ledger itself is in the domain's compact
-/// encoding, named by ledger_encoding, so that a million subscriptions are
-/// written and read without building a message per credit.
+/// The header of a snapshot's payload (the store adds the file header with
+/// format version, sequence number and CRC). The payload is: this message's
+/// length as a little-endian u32, this message, then the ledger in the
+/// domain's compact binary encoding named by ledger_encoding. The ledger is
+/// not a protobuf field so that a million subscriptions are written and read
+/// without building or copying a message of hundreds of megabytes.
 public nonisolated struct Creditd_Journal_V1_Snapshot: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -137,10 +134,8 @@ public nonisolated struct Creditd_Journal_V1_Snapshot: Sendable {
   /// the clock's reading when the snapshot was taken
   public var clockUnixNanos: Int64 = 0
 
-  /// 1 = JSON of the domain's Codable values
+  /// 1 = CreditDomain.LedgerCodec (format version inside)
   public var ledgerEncoding: UInt32 = 0
-
-  public var ledger: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -333,7 +328,7 @@ nonisolated extension Creditd_Journal_V1_Tick: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Creditd_Journal_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Snapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}clock_unix_nanos\0\u{3}ledger_encoding\0\u{1}ledger\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}clock_unix_nanos\0\u{3}ledger_encoding\0\u{c}\u{3}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -343,7 +338,6 @@ nonisolated extension Creditd_Journal_V1_Snapshot: SwiftProtobuf.Message, SwiftP
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularInt64Field(value: &self.clockUnixNanos) }()
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.ledgerEncoding) }()
-      case 3: try { try decoder.decodeSingularBytesField(value: &self.ledger) }()
       default: break
       }
     }
@@ -356,16 +350,12 @@ nonisolated extension Creditd_Journal_V1_Snapshot: SwiftProtobuf.Message, SwiftP
     if self.ledgerEncoding != 0 {
       try visitor.visitSingularUInt32Field(value: self.ledgerEncoding, fieldNumber: 2)
     }
-    if !self.ledger.isEmpty {
-      try visitor.visitSingularBytesField(value: self.ledger, fieldNumber: 3)
-    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Creditd_Journal_V1_Snapshot, rhs: Creditd_Journal_V1_Snapshot) -> Bool {
     if lhs.clockUnixNanos != rhs.clockUnixNanos {return false}
     if lhs.ledgerEncoding != rhs.ledgerEncoding {return false}
-    if lhs.ledger != rhs.ledger {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,12 +1,13 @@
 import CreditDomain
 import CreditProto
-import Foundation
 
-/// The payload of a snapshot file: the clock reading and the whole ledger.
+/// The payload of a snapshot file: a small protobuf header (the clock
+/// reading and the ledger encoding), then the whole ledger in the domain's
+/// binary encoding.
 public enum SnapshotCodec {
     /// Ledger encodings this creditd reads; the newest is written.
     enum LedgerEncoding: UInt32 {
-        case json = 1
+        case ledgerCodec = 1
     }
 
     public struct DecodeError: Error, CustomStringConvertible {
@@ -14,24 +15,38 @@ public enum SnapshotCodec {
     }
 
     public static func encode(_ ledger: Ledger, clock: Instant) throws -> [UInt8] {
-        var snapshot = Creditd_Journal_V1_Snapshot()
-        snapshot.clockUnixNanos = clock.nanosecondsSinceEpoch
-        snapshot.ledgerEncoding = LedgerEncoding.json.rawValue
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        snapshot.ledger = try encoder.encode(ledger)
-        return try snapshot.serializedBytes()
+        var header = Creditd_Journal_V1_Snapshot()
+        header.clockUnixNanos = clock.nanosecondsSinceEpoch
+        header.ledgerEncoding = LedgerEncoding.ledgerCodec.rawValue
+        let headerBytes: [UInt8] = try header.serializedBytes()
+        let ledgerBytes = LedgerCodec.encode(ledger)
+        var payload: [UInt8] = []
+        payload.reserveCapacity(4 + headerBytes.count + ledgerBytes.count)
+        withUnsafeBytes(of: UInt32(headerBytes.count).littleEndian) { payload.append(contentsOf: $0) }
+        payload.append(contentsOf: headerBytes)
+        payload.append(contentsOf: ledgerBytes)
+        return payload
     }
 
-    public static func decode(_ bytes: [UInt8]) throws -> (ledger: Ledger, clock: Instant) {
-        let snapshot = try Creditd_Journal_V1_Snapshot(serializedBytes: bytes)
-        guard let encoding = LedgerEncoding(rawValue: snapshot.ledgerEncoding) else {
-            throw DecodeError(description: "snapshot ledger encoding \(snapshot.ledgerEncoding) is unknown to this creditd")
+    public static func decode(_ payload: [UInt8]) throws -> (ledger: Ledger, clock: Instant) {
+        guard payload.count >= 4 else { throw DecodeError(description: "snapshot payload of \(payload.count) bytes is too short") }
+        let headerLength = Int(UInt32(payload[0]) | UInt32(payload[1]) << 8 | UInt32(payload[2]) << 16 | UInt32(payload[3]) << 24)
+        guard headerLength <= payload.count - 4 else {
+            throw DecodeError(description: "snapshot header length \(headerLength) exceeds the payload")
+        }
+        let header = try Creditd_Journal_V1_Snapshot(serializedBytes: Array(payload[4..<(4 + headerLength)]))
+        guard let encoding = LedgerEncoding(rawValue: header.ledgerEncoding) else {
+            throw DecodeError(description: "snapshot ledger encoding \(header.ledgerEncoding) is unknown to this creditd")
         }
         switch encoding {
-        case .json:
-            let ledger = try JSONDecoder().decode(Ledger.self, from: snapshot.ledger)
-            return (ledger, Instant(nanosecondsSinceEpoch: snapshot.clockUnixNanos))
+        case .ledgerCodec:
+            let ledger: Ledger
+            do {
+                ledger = try LedgerCodec.decode(Array(payload[(4 + headerLength)...]))
+            } catch {
+                throw DecodeError(description: "snapshot ledger: \(error)")
+            }
+            return (ledger, Instant(nanosecondsSinceEpoch: header.clockUnixNanos))
         }
     }
 }

@@ -67,42 +67,26 @@ struct Daemon: Sendable {
         let target: ListenTarget = activation.isActivated ? .inheritedSocket(try activation.rpcSocket()) : .path(configuration.socketPath)
         try await server.start(target)
 
-        // Recovery: blocking file I/O, kept off the event loops. Health says NOT_SERVING meanwhile.
-        notifier.status("recovering state from \(configuration.stateDirectory)")
-        notifier.extendTimeout(usec: 60_000_000)
-        let application: CreditApplication
-        do {
-            application = try await recover(configuration, manualStart: manualStart, health: health,
-                                            notifier: notifier, metrics: metrics)
-        } catch {
-            await server.shutdown(gracePeriod: .zero)
-            throw error
-        }
-        gate.open(application)
-        health.setAll(.serving)
-        let status = readyStatus(application)
-        notifier.ready(status: status)
-        logger.info("serving", metadata: [
-            "clock": "\(configuration.clock.rawValue)",
-            "now": "\(application.keeper.clock.now().rfc3339)",
-            "state_dir": "\(configuration.stateDirectory)",
-            "subscriptions": "\(application.subscriptionsRecovered)",
-        ])
-
         let hangup = installReloadOnSIGHUP(current, notifier: notifier)
         defer { hangup.cancel() }
 
+        // Everything from here runs inside the service group, so SIGTERM is handled
+        // gracefully from the moment the socket is taken, during recovery included.
+        let recovery = Recovery(daemon: self, configuration: configuration, manualStart: manualStart,
+                                health: health, notifier: notifier, metrics: metrics, gate: gate)
         var lifecycle: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let watchdog = WatchdogConfiguration(environment: environment, pid: getpid()) {
             let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
             let dog = Watchdog(configuration: watchdog, notifier: notifier, logger: logger) {
-                // A wedged event loop or state actor stops the pings.
+                // No ping before READY (a ping would arm the watchdog during recovery), and
+                // none once the event loop or the state actor is wedged.
+                guard let application = gate.application else { throw NotReadyYet() }
                 try await eventLoop.submit {}.get()
                 _ = await application.keeper.ping()
             }
             lifecycle.append(.init(service: WatchdogService(watchdog: dog)))
         }
-        lifecycle.append(.init(service: ApplicationService(application: application, logger: logger)))
+        lifecycle.append(.init(service: ApplicationService(recovery: recovery, logger: logger)))
         if let path = configuration.metricsTextfile {
             lifecycle.append(.init(service: MetricsTextfileService(path: path, metrics: metrics, gate: gate, health: health, logger: logger)))
         }
@@ -116,8 +100,8 @@ struct Daemon: Sendable {
         logger.info("stopped")
     }
 
-    private func recover(_ configuration: DaemonConfiguration, manualStart: Instant?, health: HealthStatus,
-                         notifier: SystemdNotifier, metrics: DaemonMetrics) async throws -> CreditApplication {
+    fileprivate func recover(_ configuration: DaemonConfiguration, manualStart: Instant?, health: HealthStatus,
+                             notifier: SystemdNotifier, metrics: DaemonMetrics) async throws -> CreditApplication {
         var storeOptions = StoreOptions()
         storeOptions.segmentSize = configuration.journalSegmentBytes
         let logger = self.logger
@@ -149,7 +133,7 @@ struct Daemon: Sendable {
         }
     }
 
-    private func readyStatus(_ application: CreditApplication) -> String {
+    fileprivate func readyStatus(_ application: CreditApplication) -> String {
         let stats = application.store.stats
         let snapshot = stats.lastSnapshotUnixMillis.map { Instant(nanosecondsSinceEpoch: $0 * 1_000_000).rfc3339 } ?? "none"
         return "SERVING: \(application.subscriptionsRecovered) subscriptions, last snapshot \(snapshot)"
@@ -260,14 +244,47 @@ struct ServerService: Service, CustomStringConvertible {
     }
 }
 
-/// Time-driven transitions and periodic snapshots while running; the final
-/// snapshot once the server has drained.
+/// Recovers the state, then opens for business: SERVING and READY=1.
+struct Recovery: Sendable {
+    let daemon: Daemon
+    let configuration: DaemonConfiguration
+    let manualStart: Instant?
+    let health: HealthStatus
+    let notifier: SystemdNotifier
+    let metrics: DaemonMetrics
+    let gate: ApplicationGate
+
+    func run() async throws -> CreditApplication {
+        // Blocking file I/O, kept off the event loops; health says NOT_SERVING meanwhile.
+        notifier.status("recovering state from \(configuration.stateDirectory)")
+        notifier.extendTimeout(usec: 60_000_000)
+        let application = try await daemon.recover(configuration, manualStart: manualStart, health: health,
+                                                   notifier: notifier, metrics: metrics)
+        gate.open(application)
+        health.setAll(.serving)
+        notifier.ready(status: daemon.readyStatus(application))
+        daemon.logger.info("serving", metadata: [
+            "clock": "\(configuration.clock.rawValue)",
+            "now": "\(application.keeper.clock.now().rfc3339)",
+            "state_dir": "\(configuration.stateDirectory)",
+            "subscriptions": "\(application.subscriptionsRecovered)",
+        ])
+        return application
+    }
+}
+
+/// Thrown by the watchdog's probe before the state is recovered.
+struct NotReadyYet: Error {}
+
+/// Recovery, then time-driven transitions and periodic snapshots while
+/// running, then the final snapshot once the server has drained.
 struct ApplicationService: Service, CustomStringConvertible {
-    let application: CreditApplication
+    let recovery: Recovery
     let logger: Logger
     var description: String { "ApplicationService" }
 
     func run() async throws {
+        let application = try await recovery.run()
         await cancelWhenGracefulShutdown {
             await application.runScheduler()
         }

@@ -1,99 +1,121 @@
 import CCreditClient
+import CreditClient
 import CreditProto
 import Foundation
 import SwiftProtobuf
 import XCTest
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// The C library against a running creditd. Skipped unless
-/// CREDITD_C_INTEROP_SOCKET names the daemon's socket; end-to-end tests
-/// that start their own daemon call `CClientInterop.run(socketPath:)`.
+/// The C library against the real creditd binary on a real Unix socket.
+/// The same script runs twice, each time against a fresh daemon on the
+/// manual clock at the same instant: once through the C library, once
+/// through the Swift client. Every answer must be equal.
 final class InteropTests: XCTestCase {
-    func testAgainstRunningDaemon() throws {
-        guard let path = ProcessInfo.processInfo.environment["CREDITD_C_INTEROP_SOCKET"] else {
-            throw XCTSkip("set CREDITD_C_INTEROP_SOCKET to a running creditd's socket")
+    func testEveryCallAnswersAsTheSwiftClient() async throws {
+        let cSteps = try await Self.runScriptWithTheCLibrary()
+        let swiftSteps = try await Self.runScriptWithTheSwiftClient()
+
+        XCTAssertEqual(cSteps.map(\.name), swiftSteps.map(\.name))
+        for (c, swift) in zip(cSteps, swiftSteps) {
+            XCTAssertTrue(c.sameResult(as: swift),
+                          "\(c.name): C library got \(c.resultText)\nSwift client got \(swift.resultText)")
         }
-        try CClientInterop.run(socketPath: path)
-    }
-}
+        XCTAssertEqual(Set(cSteps.map(\.method)), API.allMethodNames, "the script must call every method")
 
-/// One pass through the API with the C library. Each answer is read twice:
-/// through the typed protobuf-c call (re-encoded and decoded by
-/// SwiftProtobuf) and through creditd_call_bytes; both must agree, so a
-/// caller can also compare them with the Swift client's results.
-enum CClientInterop {
-    struct Mismatch: Error, CustomStringConvertible {
-        var description: String
-    }
+        // The script's answers are what the billing rules say, not merely
+        // the same twice.
+        let health = try Self.success(cSteps, "health", as: Grpc_Health_V1_HealthCheckResponse.self)
+        XCTAssertEqual(health.status, .serving)
+        let refunds = try Self.success(cSteps, "refunds of acme-1 after cancel", as: Creditd_V1_GetRefundStatusResponse.self)
+        XCTAssertEqual(refunds.credits.map(\.amountMinor), [2000, 4667],
+                       "seat change credit 20.00, cancel credit 46.67 (README example session)")
+        XCTAssertEqual(refunds.credits.map(\.expectedBy), ["2025-05-01", "2025-05-01"])
+        let done = try Self.success(cSteps, "refund succeeded", as: Creditd_V1_RecordRefundOutcomeResponse.self)
+        XCTAssertEqual(done.state, .refunded)
+        XCTAssertFalse(try Self.success(cSteps, "refund failed", as: Creditd_V1_RecordRefundOutcomeResponse.self).ignored)
+        XCTAssertTrue(try Self.success(cSteps, "late refund report", as: Creditd_V1_RecordRefundOutcomeResponse.self).ignored)
 
-    static func run(socketPath: String, subscriptionID: String = "c-interop-\(UUID().uuidString.prefix(8))") throws {
-        let client = try CClient(socketPath: socketPath)
+        let metrics = try Self.success(cSteps, "metrics", as: Creditd_V1_GetMetricsResponse.self)
+        XCTAssertTrue(metrics.prometheusText.contains("method=\"creditd.v1.Credits/ChangeSeats\",code=\"OK\"} 4"),
+                      metrics.prometheusText)
 
-        var health = Grpc_Health_V1_HealthCheckRequest()
-        health.service = ""
-        let healthReply: Grpc_Health_V1_HealthCheckResponse =
-            try call(client, "grpc.health.v1.Health", "Check", health)
-        try expect(healthReply.status == .serving, "health: \(healthReply.status)")
-
-        var create = Creditd_V1_CreateSubscriptionRequest()
-        create.subscriptionID = subscriptionID
-        create.customer = "c-interop"
-        create.plan = "team"
-        create.seats = 5
-        create.unitPriceMinor = 1000
-        create.currency = "USD"
-        create.interval = .monthly
-        create.timeZone = "UTC"
-        let created: Creditd_V1_CreateSubscriptionResponse =
-            try call(client, "creditd.v1.Credits", "CreateSubscription", create)
-        try expect(created.subscription.seats == 5, "created: \(created)")
-
-        var seats = Creditd_V1_ChangeSeatsRequest()
-        seats.subscriptionID = subscriptionID
-        seats.newSeats = 3
-        seats.idempotencyKey = "\(subscriptionID)-seats"
-        let _: Creditd_V1_ChangeSeatsResponse = try call(client, "creditd.v1.Credits", "ChangeSeats", seats)
-
-        // The typed path: the same read through protobuf-c structs.
-        var typedRequest = Creditd__V1__GetSubscriptionRequest()
-        creditd__v1__get_subscription_request__init(&typedRequest)
-        let id = strdup(subscriptionID)
-        defer { free(id) }
-        typedRequest.subscription_id = id
-        var typedResponse: UnsafeMutablePointer<Creditd__V1__GetSubscriptionResponse>?
-        var err = creditd_error()
-        let rc = creditd_get_subscription(client.pointer, &typedRequest, &typedResponse, 5000, &err)
-        defer { creditd_message_free(typedResponse) }
-        try expect(rc == CREDITD_OK.rawValue32, "GetSubscription: \(CCallError(err).message)")
-        let typed = try Creditd_V1_GetSubscriptionResponse(serializedBytes: packedBytes(
-            UnsafeRawPointer(typedResponse!).assumingMemoryBound(to: ProtobufCMessage.self)))
-        var get = Creditd_V1_GetSubscriptionRequest()
-        get.subscriptionID = subscriptionID
-        let viaBytes: Creditd_V1_GetSubscriptionResponse =
-            try call(client, "creditd.v1.Credits", "GetSubscription", get)
-        try expect(typed == viaBytes, "typed \(typed) != bytes \(viaBytes)")
-
-        var unknown = Creditd_V1_GetSubscriptionRequest()
-        unknown.subscriptionID = "\(subscriptionID)-missing"
-        let missing = client.callBytes(service: "creditd.v1.Credits", method: "GetSubscription",
-                                       request: try unknown.serializedBytes())
-        guard case .failure(let error) = missing else { throw Mismatch(description: "unknown id succeeded") }
-        try expect(error.kind == CREDITD_ERR_STATUS && error.code == 5 && error.reason == "subscription_not_found",
-                   "unknown id: \(error)")
+        // Statuses and reasons come through the C library intact.
+        Self.assertStatus(cSteps, "get an unknown subscription", code: CREDITD_CODE_NOT_FOUND, reason: "subscription_not_found")
+        Self.assertStatus(cSteps, "seats to 0", code: CREDITD_CODE_INVALID_ARGUMENT, reason: "seats_must_be_positive")
+        Self.assertStatus(cSteps, "seats key reused for 6", code: CREDITD_CODE_ALREADY_EXISTS, reason: "idempotency_key_reused")
+        Self.assertStatus(cSteps, "seats on a cancelled subscription", code: CREDITD_CODE_FAILED_PRECONDITION,
+                          reason: "subscription_cancelled")
+        Self.assertStatus(cSteps, "resume a cancelled subscription", code: CREDITD_CODE_FAILED_PRECONDITION,
+                          reason: "subscription_cancelled")
+        Self.assertStatus(cSteps, "create acme-1 again", code: CREDITD_CODE_ALREADY_EXISTS, reason: "subscription_exists")
+        Self.assertStatus(cSteps, "refunds of an unknown credit", code: CREDITD_CODE_NOT_FOUND, reason: "credit_not_found")
+        Self.assertStatus(cSteps, "refund report without an outcome", code: CREDITD_CODE_INVALID_ARGUMENT,
+                          reason: "invalid_request")
     }
 
-    /// A call through creditd_call_bytes with SwiftProtobuf messages.
-    static func call<Response: SwiftProtobuf.Message>(
-        _ client: CClient, _ service: String, _ method: String, _ request: some SwiftProtobuf.Message
+    /// A status without an ErrorReason detail would leave the Swift side's
+    /// reason empty; the C library must not invent one either.
+    func testStatusWithoutReasonDetailMatchesTheSwiftClient() async throws {
+        let daemon = try DaemonUnderTest()
+        let c = CLibraryDriver(client: try CClient(socketPath: daemon.socketPath))
+        let swiftClient = try await CreditClient.connect(socketPath: daemon.socketPath)
+        let swift = SwiftClientDriver(client: swiftClient)
+        let request = Grpc_Health_V1_HealthCheckRequest.with { $0.service = "no.such.Service" }
+        let fromC = try await c.call(API.healthCheck, request)
+        let fromSwift = try await swift.call(API.healthCheck, request)
+        XCTAssertEqual(fromC, fromSwift)
+        if case .failure(let status) = fromC {
+            XCTAssertEqual(status.code, Int32(CREDITD_CODE_NOT_FOUND))
+            XCTAssertEqual(status.reason, "", status.description)
+        } else {
+            XCTFail("Health/Check of an unknown service answered \(fromC)")
+        }
+        await swiftClient.close()
+        XCTAssertEqual(try daemon.stop(), 0, daemon.log)
+    }
+
+    // MARK: helpers
+
+    static func runScriptWithTheCLibrary() async throws -> [InteropStep] {
+        let daemon = try DaemonUnderTest()
+        let steps = try await InteropScript.run(CLibraryDriver(client: try CClient(socketPath: daemon.socketPath)))
+        let status = try daemon.stop()
+        guard status == 0 else { throw InteropMismatch(description: "creditd exited with \(status):\n\(daemon.log)") }
+        return steps
+    }
+
+    static func runScriptWithTheSwiftClient() async throws -> [InteropStep] {
+        let daemon = try DaemonUnderTest()
+        let client = try await CreditClient.connect(socketPath: daemon.socketPath)
+        let steps = try await InteropScript.run(SwiftClientDriver(client: client))
+        await client.close()
+        let status = try daemon.stop()
+        guard status == 0 else { throw InteropMismatch(description: "creditd exited with \(status):\n\(daemon.log)") }
+        return steps
+    }
+
+    static func success<Response: SwiftProtobuf.Message>(
+        _ steps: [InteropStep], _ name: String, as type: Response.Type
     ) throws -> Response {
-        let bytes = try client.callBytes(service: service, method: method, request: request.serializedBytes()).get()
-        return try Response(serializedBytes: bytes)
+        let step = try XCTUnwrap(steps.first { $0.name == name }, "no step \(name)")
+        guard case .success(let message) = step.result, let response = message as? Response else {
+            throw InteropMismatch(description: "\(name): \(step.resultText)")
+        }
+        return response
     }
 
-    static func expect(_ condition: Bool, _ what: @autoclosure () -> String) throws {
-        if !condition { throw Mismatch(description: what()) }
+    static func assertStatus(_ steps: [InteropStep], _ name: String, code: Int, reason: String,
+                             file: StaticString = #filePath, line: UInt = #line) {
+        guard let step = steps.first(where: { $0.name == name }) else {
+            XCTFail("no step \(name)", file: file, line: line)
+            return
+        }
+        guard case .failure(let status) = step.result else {
+            XCTFail("\(name) succeeded: \(step.resultText)", file: file, line: line)
+            return
+        }
+        XCTAssertEqual(status.code, Int32(code), "\(name): \(status)", file: file, line: line)
+        XCTAssertEqual(status.reason, reason, "\(name): \(status)", file: file, line: line)
+        XCTAssertTrue(status.message.hasPrefix("\(reason): ") || status.message == reason,
+                      "\(name): message \(status.message)", file: file, line: line)
     }
 }

@@ -10,8 +10,10 @@
  */
 #include <creditd_client.h>
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,10 +26,18 @@ static int report(const char *what, const creditd_error *err) {
     return 2;
 }
 
-static const char *credit_state_name(int state) {
-    const ProtobufCEnumValue *value =
-        protobuf_c_enum_descriptor_get_value(&creditd__v1__credit_state__descriptor, state);
-    return value != NULL ? value->name : "?";
+/* The proto name of an enum value without its prefix, in lower case:
+ * CREDIT_STATE_REFUND_PENDING -> "refund_pending". */
+static const char *enum_name(const ProtobufCEnumDescriptor *descriptor, int value,
+                             const char *prefix, char *buf, size_t size) {
+    const ProtobufCEnumValue *found = protobuf_c_enum_descriptor_get_value(descriptor, value);
+    if (found == NULL) return "?";
+    const char *name = found->name;
+    if (strncmp(name, prefix, strlen(prefix)) == 0) name += strlen(prefix);
+    size_t i = 0;
+    for (; name[i] != '\0' && i + 1 < size; i++) buf[i] = (char)tolower((unsigned char)name[i]);
+    buf[i] = '\0';
+    return buf;
 }
 
 int main(int argc, char **argv) {
@@ -37,13 +47,17 @@ int main(int argc, char **argv) {
     int status = 0;
 
     if (creditd_connect(socket_path, TIMEOUT_MS, &client, &err) != CREDITD_OK) {
-        fprintf(stderr, "cannot connect to %s: %s\n", socket_path, err.message);
+        fprintf(stderr, "example: %s\n", err.message); /* names the path and errno */
         return 1;
     }
 
-    char subscription_id[64];
+    /* Ids and idempotency keys are unique per run: a key that comes back
+     * with a different request is refused (idempotency_key_reused). */
+    char subscription_id[64], seats_key[80], cancel_key[80];
     snprintf(subscription_id, sizeof subscription_id, "example-%ld-%ld", (long)getpid(),
              (long)time(NULL));
+    snprintf(seats_key, sizeof seats_key, "%s-seats", subscription_id);
+    snprintf(cancel_key, sizeof cancel_key, "%s-cancel", subscription_id);
 
     /* 1. A monthly subscription of 5 seats at 10.00 USD per seat. */
     Creditd__V1__CreateSubscriptionRequest create = CREDITD__V1__CREATE_SUBSCRIPTION_REQUEST__INIT;
@@ -70,7 +84,7 @@ int main(int argc, char **argv) {
     seats.subscription_id = subscription_id;
     seats.new_seats = 3;
     seats.timing = CREDITD__V1__SEAT_CHANGE_TIMING__SEAT_CHANGE_TIMING_NOW;
-    seats.idempotency_key = "example-seats-1";
+    seats.idempotency_key = seats_key;
     Creditd__V1__ChangeSeatsResponse *changed = NULL;
     if (creditd_change_seats(client, &seats, &changed, TIMEOUT_MS, &err) != CREDITD_OK) {
         status = report("ChangeSeats", &err);
@@ -83,7 +97,7 @@ int main(int argc, char **argv) {
     Creditd__V1__CancelSubscriptionRequest cancel = CREDITD__V1__CANCEL_SUBSCRIPTION_REQUEST__INIT;
     cancel.subscription_id = subscription_id;
     cancel.mode = CREDITD__V1__CANCEL_MODE__CANCEL_MODE_IMMEDIATE;
-    cancel.idempotency_key = "example-cancel-1";
+    cancel.idempotency_key = cancel_key;
     Creditd__V1__CancelSubscriptionResponse *cancelled = NULL;
     if (creditd_cancel_subscription(client, &cancel, &cancelled, TIMEOUT_MS, &err) != CREDITD_OK) {
         status = report("CancelSubscription", &err);
@@ -102,13 +116,29 @@ int main(int argc, char **argv) {
         status = report("GetRefundStatus", &err);
         goto done;
     }
-    printf("credits of %s as of %s:\n", standing->subscription_id, standing->as_of_date);
+    /* Money stays in integer minor units (cents for USD): printed as they
+     * are, never through floating point. */
+    printf("refund status of %s as of %s (amounts in minor units of %s):\n",
+           standing->subscription_id, standing->as_of_date, standing->currency);
     for (size_t i = 0; i < standing->n_credits; i++) {
         const Creditd__V1__Credit *credit = standing->credits[i];
-        /* Minor units: print them as they are, never through floating point. */
-        printf("  %s  amount %lld %s (minor units)  state %s  expected by %s\n",
-               credit->credit_id, (long long)credit->amount_minor, credit->currency,
-               credit_state_name(credit->state), credit->expected_by);
+        char source[32], state[32];
+        printf("  %s  %-11s  %-14s  amount %lld  remaining %lld  due %s  deadline %s  expected by %s%s\n",
+               credit->credit_id,
+               enum_name(&creditd__v1__credit_source__descriptor, credit->source, "CREDIT_SOURCE_",
+                         source, sizeof source),
+               enum_name(&creditd__v1__credit_state__descriptor, credit->state, "CREDIT_STATE_",
+                         state, sizeof state),
+               (long long)credit->amount_minor, (long long)credit->remaining_minor,
+               credit->due_date, credit->deadline, credit->expected_by,
+               credit->overdue ? "  OVERDUE" : "");
+    }
+    if (standing->totals != NULL) {
+        const Creditd__V1__CreditTotals *totals = standing->totals;
+        printf("  totals: pending %lld, applied %lld, consumed %lld, refund pending %lld, refunded %lld\n",
+               (long long)totals->pending_minor, (long long)totals->applied_minor,
+               (long long)totals->consumed_minor, (long long)totals->refund_pending_minor,
+               (long long)totals->refunded_minor);
     }
     creditd__v1__get_refund_status_response__free_unpacked(standing, NULL);
 

@@ -1,0 +1,92 @@
+import CreditProto
+import Foundation
+
+/// Memory, snapshot and recovery of the real daemon at one state size.
+struct ScaleResult: Codable {
+    var subscriptions: Int
+    var credits: Int
+    /// Records in the generated journal (a create and 5 seat decreases per subscription).
+    var journalRecords: Int
+    var buildSeconds: Double
+    /// Start to SERVING, replaying the whole generated journal (no snapshot yet).
+    var journalReplaySeconds: Double
+    var rssAfterReplayMiB: Double
+    /// TakeSnapshot as the client sees it, and as the daemon reports it.
+    var snapshotSeconds: Double
+    var snapshotServerSeconds: Double
+    var snapshotBytes: UInt64
+    /// Start to SERVING from that snapshot alone.
+    var snapshotRecoverySeconds: Double
+    /// VmRSS once serving from the snapshot, and the peak (VmHWM) during that recovery.
+    var rssMiB: Double
+    var peakRSSMiB: Double
+    /// Records appended after the snapshot (seat decreases), and start to SERVING from the
+    /// snapshot plus them.
+    var journalTailRecords: Int
+    var snapshotPlusJournalRecoverySeconds: Double
+    var rssAfterTailMiB: Double
+}
+
+/// Builds the state, then lets the real daemon replay it, snapshot it and recover from it.
+func runScale(subscriptions: Int, tailRecords: Int, creditd: String, log: (String) -> Void) async throws -> ScaleResult {
+    let work = try makeTemporaryDirectory(prefix: "creditbench-scale")
+    defer { try? FileManager.default.removeItem(atPath: work) }
+    let state = work + "/state"
+    let timeout = max(60, Double(subscriptions) / 2_000)
+
+    var started = monotonicNanos()
+    let records = try await StateBuilder.build(directory: state, creditSubscriptions: subscriptions, plainSubscriptions: 0)
+    let buildSeconds = Double(monotonicNanos() - started) / 1e9
+    log("  \(subscriptions): journal of \(records) records built in \(fmt(buildSeconds)) s")
+
+    // 1. Replay the journal, then snapshot.
+    let first = try Daemon(binary: creditd, workDirectory: work, stateDirectory: state)
+    let replaySeconds = try first.waitUntilServing(timeout: timeout)
+    let rssAfterReplay = first.rssMiB
+    try checkCredits(first, expected: StateBuilder.creditsPerSubscription)
+    let snapshot = try first.takeSnapshot()
+    first.kill()
+    log("  \(subscriptions): replay \(fmt(replaySeconds)) s, snapshot \(fmt(snapshot.clientSeconds)) s (\(snapshot.bytes) bytes)")
+
+    // 2. Recover from the snapshot alone.
+    let second = try Daemon(binary: creditd, workDirectory: work, stateDirectory: state)
+    let recoverySeconds = try second.waitUntilServing(timeout: timeout)
+    usleep(200_000)
+    let rss = second.rssMiB
+    let peak = second.peakRSSMiB
+    second.kill()
+    log("  \(subscriptions): snapshot recovery \(fmt(recoverySeconds)) s, RSS \(fmt(rss)) MiB (peak \(fmt(peak)))")
+
+    // 3. Recover from the snapshot plus a journal tail.
+    started = monotonicNanos()
+    try await StateBuilder.appendSeatDecreases(directory: state, subscriptions: subscriptions, count: tailRecords)
+    log("  \(subscriptions): \(tailRecords) journal records appended in \(fmt(Double(monotonicNanos() - started) / 1e9)) s")
+    let third = try Daemon(binary: creditd, workDirectory: work, stateDirectory: state)
+    let tailSeconds = try third.waitUntilServing(timeout: timeout)
+    let rssAfterTail = third.rssMiB
+    try checkCredits(third, expected: StateBuilder.creditsPerSubscription + (tailRecords >= subscriptions ? 1 : 0))
+    third.kill()
+    log("  \(subscriptions): snapshot + \(tailRecords) records recovery \(fmt(tailSeconds)) s")
+
+    return ScaleResult(
+        subscriptions: subscriptions, credits: subscriptions * StateBuilder.creditsPerSubscription,
+        journalRecords: records, buildSeconds: buildSeconds,
+        journalReplaySeconds: replaySeconds, rssAfterReplayMiB: rssAfterReplay,
+        snapshotSeconds: snapshot.clientSeconds, snapshotServerSeconds: snapshot.serverSeconds, snapshotBytes: snapshot.bytes,
+        snapshotRecoverySeconds: recoverySeconds, rssMiB: rss, peakRSSMiB: peak,
+        journalTailRecords: tailRecords, snapshotPlusJournalRecoverySeconds: tailSeconds, rssAfterTailMiB: rssAfterTail)
+}
+
+/// The built state is what it should be: the last subscription has `expected` credits.
+private func checkCredits(_ daemon: Daemon, expected: Int) throws {
+    var request = Creditd_V1_GetRefundStatusRequest()
+    request.subscriptionID = StateBuilder.creditSubscriptionID(0)
+    let response = try daemon.call("creditd.v1.Credits", "GetRefundStatus", request, as: Creditd_V1_GetRefundStatusResponse.self)
+    guard response.credits.count == expected else {
+        throw BenchError("\(request.subscriptionID) has \(response.credits.count) credits, expected \(expected)")
+    }
+}
+
+func fmt(_ value: Double, _ digits: Int = 2) -> String {
+    String(format: "%.\(digits)f", value)
+}

@@ -1,0 +1,395 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CreditProto
+import Foundation
+import NIOCore
+import SwiftProtobuf
+
+// creditbench: load generator for the release creditd, with its baselines measured in the same
+// run (a bare C echo server for RPC, a raw fdatasync group-commit loop for durable writes), and
+// the memory, snapshot and recovery figures at several state sizes. See BENCHMARKS.md.
+
+struct Options {
+    var json = false
+    var warmup = 0.5
+    var duration = 2.0
+    var subscriptions = 10_000
+    var cancelPool = 100_000
+    var scaleSizes = [10_000, 100_000]
+    var runRPC = true
+    var runScaleSuite = true
+    var creditd: String?
+    var echoSource: String?
+    var methods: [String]?
+    var jsonFile: String?
+
+    static let usage = """
+        usage: creditbench [--json] [--json-file PATH] [--duration S] [--warmup S] [--subscriptions N] [--cancel-pool N]
+                           [--scale N,N,...] [--only rpc|scale] [--methods M,M] [--creditd PATH] [--echo-source PATH]
+          --json          print JSON instead of the table; --json-file also writes it to PATH
+          --duration      measured seconds per configuration (default 2)
+          --warmup        unmeasured seconds before each (default 0.5)
+          --subscriptions subscriptions with 5 credits each for the RPC phases (default 10000)
+          --cancel-pool   fresh subscriptions for CancelSubscription calls (default 100000)
+          --scale         state sizes for memory/snapshot/recovery (default 10000,100000; 1000000 is the target)
+          --methods       RPC phases to run (GetSubscription,GetRefundStatus,ChangeSeats,CancelSubscription)
+          --creditd       the daemon (default .build/release/creditd next to this binary)
+        """
+
+    init(arguments: [String]) throws {
+        var rest = arguments[...]
+        func value(_ flag: String) throws -> String {
+            guard let next = rest.popFirst() else { throw BenchError("\(flag) needs a value\n\(Self.usage)") }
+            return next
+        }
+        func number(_ flag: String) throws -> Double {
+            guard let parsed = Double(try value(flag)) else { throw BenchError("\(flag) needs a number") }
+            return parsed
+        }
+        while let flag = rest.popFirst() {
+            switch flag {
+            case "--json": json = true
+            case "--json-file": jsonFile = try value(flag)
+            case "--warmup": warmup = try number(flag)
+            case "--duration": duration = try number(flag)
+            case "--subscriptions": subscriptions = Int(try number(flag))
+            case "--cancel-pool": cancelPool = Int(try number(flag))
+            case "--scale":
+                scaleSizes = try value(flag).split(separator: ",").map {
+                    guard let size = Int($0), size > 0 else { throw BenchError("--scale takes sizes like 10000,100000") }
+                    return size
+                }
+            case "--only":
+                switch try value(flag) {
+                case "rpc": runScaleSuite = false
+                case "scale": runRPC = false
+                default: throw BenchError("--only takes rpc or scale")
+                }
+            case "--creditd": creditd = try value(flag)
+            case "--echo-source": echoSource = try value(flag)
+            case "--methods": methods = try value(flag).split(separator: ",").map(String.init)
+            case "-h", "--help":
+                print(Self.usage)
+                exit(0)
+            default: throw BenchError("unknown argument \(flag)\n\(Self.usage)")
+            }
+        }
+    }
+}
+
+struct MachineInfo: Codable {
+    var nproc: Int
+    var cpuModel: String
+    var memoryGiB: Double
+    var kernel: String
+    var stateFilesystem: String
+
+    init(stateDirectory: String) {
+        nproc = ProcessInfo.processInfo.activeProcessorCount
+        cpuModel = ProcFS.cpuModel()
+        memoryGiB = ProcFS.memTotalGiB()
+        var name = utsname()
+        uname(&name)
+        kernel = withUnsafeBytes(of: name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        stateFilesystem = ProcFS.filesystem(of: stateDirectory)
+    }
+}
+
+struct TargetResult: Codable {
+    var target: String
+    var measured: String
+    var ratio: Double
+    var threshold: Double
+    var holds: Bool
+    var extrapolated: Bool
+}
+
+struct Report: Codable {
+    var machine: MachineInfo
+    var phases: [PhaseResult]
+    var scale: [ScaleResult]
+    var targets: [TargetResult]
+}
+
+func log(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+func defaultCreditd() -> String {
+    let here = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+    return here.appendingPathComponent("creditd").path
+}
+
+// MARK: RPC suite
+
+let readConfigurations = [(1, 1), (4, 4), (1, 64)]
+let writeConfigurations = [(1, 1), (4, 4), (4, 16)]
+
+func runRPCSuite(options: Options, creditd: String, work: String) async throws -> [PhaseResult] {
+    let state = work + "/state"
+    let echo = try EchoServerBuild(source: try EchoServerBuild.findSource(explicit: options.echoSource), into: work)
+    log("building state: \(options.subscriptions) subscriptions with 5 credits, \(options.cancelPool) to cancel")
+    _ = try await StateBuilder.build(directory: state, creditSubscriptions: options.subscriptions,
+                                     plainSubscriptions: options.cancelPool)
+    let daemon = try Daemon(binary: creditd, workDirectory: work, stateDirectory: state)
+    defer { daemon.stop() }
+    let startSeconds = try daemon.waitUntilServing(timeout: 120)
+    log("creditd serving after \(fmt(startSeconds)) s (pid \(daemon.pid))")
+
+    var random = SystemRandomNumberGenerator()
+    let order = (0..<options.subscriptions).shuffled(using: &random)
+    let ids = order.map(StateBuilder.creditSubscriptionID)
+    let pools: [(pool: RequestPool, configurations: [(Int, Int)])] = [
+        (try RequestPool(name: "GetSubscription", method: "GetSubscription", messages: ids.map {
+            var request = Creditd_V1_GetSubscriptionRequest()
+            request.subscriptionID = $0
+            return request
+        }), readConfigurations),
+        (try RequestPool(name: "GetRefundStatus", method: "GetRefundStatus", messages: ids.map {
+            var request = Creditd_V1_GetRefundStatusRequest()
+            request.subscriptionID = $0
+            return request
+        }), readConfigurations),
+        // Two passes over the subscriptions, up one seat then down again: every call is a change.
+        (try RequestPool(name: "ChangeSeats", method: "ChangeSeats", messages: (0..<(2 * ids.count)).map {
+            StateBuilder.seatsRequest(id: ids[$0 % ids.count],
+                                      seats: StateBuilder.builtSeats + ($0 < ids.count ? 1 : 0))
+        }), writeConfigurations),
+        (try RequestPool(name: "CancelSubscription", method: "CancelSubscription", messages: (0..<options.cancelPool).map {
+            var request = Creditd_V1_CancelSubscriptionRequest()
+            request.subscriptionID = StateBuilder.cancelSubscriptionID($0)
+            request.mode = .immediate
+            return request
+        }), writeConfigurations),
+    ]
+
+    // Journal record sizes (16-byte record header + JournalEntry) of the write methods.
+    var cancelEntry = Creditd_Journal_V1_JournalEntry()
+    cancelEntry.atUnixNanos = StateBuilder.instantNanos
+    cancelEntry.callerUid = getuid()
+    cancelEntry.cancelSubscription = Creditd_V1_CancelSubscriptionRequest.with {
+        $0.subscriptionID = StateBuilder.cancelSubscriptionID(0)
+        $0.mode = .immediate
+    }
+    let journalRecordBytes = [
+        "ChangeSeats": 16 + (try StateBuilder.seatChangeRecord(id: ids[0], seats: 6)).count,
+        "CancelSubscription": 16 + (try cancelEntry.serializedBytes() as [UInt8]).count,
+    ]
+    let methods = Set(options.methods ?? pools.map(\.pool.name))
+
+    var results: [PhaseResult] = []
+    var cancelsUsed = 0
+    for (pool, configurations) in pools where methods.contains(pool.name) {
+        for (connections, inFlight) in configurations {
+            // Cancels consume their subscriptions: each configuration starts past the last one used.
+            var measuredPool = pool
+            if pool.name == "CancelSubscription" {
+                measuredPool = RequestPool(name: pool.name, requests: Array(pool.requests[min(cancelsUsed, pool.requests.count)...]))
+                guard measuredPool.requests.count > 4 * connections * inFlight else {
+                    throw BenchError("the cancel pool is used up; raise --cancel-pool")
+                }
+            }
+            let result = try runClosedLoop(system: "creditd", socketPath: daemon.socketPath, serverPID: daemon.pid,
+                                           pool: measuredPool, connections: connections, inFlight: inFlight,
+                                           warmup: options.warmup, duration: options.duration)
+            if pool.name == "CancelSubscription" {
+                cancelsUsed += result.poolEntriesUsed
+            }
+            results.append(result)
+            log(line(result))
+
+            let echoSocket = work + "/echo.sock"
+            let server = try echo.start(socketPath: echoSocket, responseBytes: Int(result.meanResponseBytes.rounded()),
+                                        logDirectory: work)
+            let baseline = try runClosedLoop(system: "echo", socketPath: echoSocket, serverPID: server.pid,
+                                             pool: measuredPool, connections: connections, inFlight: inFlight,
+                                             warmup: options.warmup, duration: options.duration)
+            server.stop(signal: SIGKILL)
+            results.append(baseline)
+            log(line(baseline))
+
+            // Writes: the durable-write limit right after, at the same total in flight, with
+            // records the size of this method's journal records (the disk is shared and noisy).
+            if let recordBytes = journalRecordBytes[pool.name] {
+                var limit = try runGroupCommitLimit(directory: state, recordBytes: recordBytes,
+                                                    inFlight: connections * inFlight,
+                                                    warmup: options.warmup, duration: options.duration)
+                limit.method = "commit:" + pool.name
+                results.append(limit)
+                log(line(limit))
+            }
+        }
+    }
+    return results
+}
+
+func line(_ r: PhaseResult) -> String {
+    "  \(r.system) \(r.method) \(r.connections)x\(r.inFlight): \(Int(r.callsPerSecond)) calls/s, p99 \(fmt(r.p99Micros, 0)) us"
+        + (r.errors > 0 ? ", \(r.errors) errors (\(r.firstError ?? ""))" : "")
+}
+
+// MARK: targets
+
+func evaluateTargets(phases: [PhaseResult], scale: [ScaleResult]) -> [TargetResult] {
+    func find(_ system: String, _ method: String, _ connections: Int, _ inFlight: Int) -> PhaseResult? {
+        phases.first { $0.system == system && $0.method == method && $0.connections == connections && $0.inFlight == inFlight }
+    }
+    var targets: [TargetResult] = []
+    for method in ["GetSubscription", "GetRefundStatus"] {
+        if let own = find("creditd", method, 4, 4), let echo = find("echo", method, 4, 4) {
+            let ratio = own.callsPerSecond / max(echo.callsPerSecond, 1)
+            targets.append(TargetResult(target: "\(method) 4x4 calls/s >= 80% of echo",
+                                        measured: "\(Int(own.callsPerSecond)) vs \(Int(echo.callsPerSecond))",
+                                        ratio: ratio, threshold: 0.8, holds: ratio >= 0.8, extrapolated: false))
+            let p99 = own.p99Micros / max(echo.p99Micros, 0.001)
+            targets.append(TargetResult(target: "\(method) 4x4 p99 <= 1.5x echo",
+                                        measured: "\(fmt(own.p99Micros, 0)) us vs \(fmt(echo.p99Micros, 0)) us",
+                                        ratio: p99, threshold: 1.5, holds: p99 <= 1.5, extrapolated: false))
+        }
+        if let deep = find("creditd", method, 1, 64), let own = find("creditd", method, 4, 4) {
+            let ratio = deep.callsPerSecond / max(own.callsPerSecond, 1)
+            targets.append(TargetResult(target: "\(method) 1x64 calls/s >= 1.5x creditd 4x4",
+                                        measured: "\(Int(deep.callsPerSecond)) vs \(Int(own.callsPerSecond))",
+                                        ratio: ratio, threshold: 1.5, holds: ratio >= 1.5, extrapolated: false))
+        }
+    }
+    for method in ["ChangeSeats", "CancelSubscription"] {
+        for (connections, inFlight) in [(4, 4), (4, 16)] {
+            guard let own = find("creditd", method, connections, inFlight),
+                  let raw = find("fdatasync", "commit:" + method, 1, connections * inFlight) else { continue }
+            let ratio = own.callsPerSecond / max(raw.callsPerSecond, 1)
+            targets.append(TargetResult(target: "\(method) \(connections * inFlight) in flight >= 50% of fdatasync group commit",
+                                        measured: "\(Int(own.callsPerSecond)) vs \(Int(raw.callsPerSecond))",
+                                        ratio: ratio, threshold: 0.5, holds: ratio >= 0.5, extrapolated: false))
+        }
+    }
+    // Scale targets at 1,000,000 subscriptions: measured, or extrapolated linearly from the two
+    // largest sizes run.
+    let sorted = scale.sorted { $0.subscriptions < $1.subscriptions }
+    if let largest = sorted.last {
+        let goal = 1_000_000.0
+        let exact = largest.subscriptions == 1_000_000
+        func at1M(_ value: (ScaleResult) -> Double) -> Double {
+            if exact { return value(largest) }
+            // One size only: proportional (overestimates what does not grow with the state).
+            if sorted.count < 2 { return value(largest) * goal / Double(largest.subscriptions) }
+            let small = sorted[sorted.count - 2]
+            let slope = (value(largest) - value(small)) / Double(largest.subscriptions - small.subscriptions)
+            return value(largest) + slope * (goal - Double(largest.subscriptions))
+        }
+        let rss = at1M(\.rssMiB)
+        targets.append(TargetResult(target: "1M subscriptions / 5M credits RSS <= 1 GiB",
+                                    measured: "\(fmt(rss, 0)) MiB", ratio: rss / 1024, threshold: 1,
+                                    holds: rss <= 1024, extrapolated: !exact))
+        let snapshot = at1M(\.snapshotSeconds)
+        targets.append(TargetResult(target: "full snapshot at 1M <= 2 s",
+                                    measured: "\(fmt(snapshot)) s", ratio: snapshot / 2, threshold: 1,
+                                    holds: snapshot <= 2, extrapolated: !exact))
+        let recovery = at1M(\.snapshotPlusJournalRecoverySeconds)
+        targets.append(TargetResult(target: "recovery: 1M snapshot + 1M journal records <= 3 s",
+                                    measured: "\(fmt(recovery)) s", ratio: recovery / 3, threshold: 1,
+                                    holds: recovery <= 3, extrapolated: !exact))
+    }
+    return targets
+}
+
+// MARK: output
+
+func printTable(_ report: Report) {
+    let machine = report.machine
+    print("machine: \(machine.nproc) CPUs, \(machine.cpuModel), \(fmt(machine.memoryGiB, 1)) GiB, Linux \(machine.kernel)")
+    print("state directory: \(machine.stateFilesystem)")
+    if !report.phases.isEmpty {
+        print("")
+        func pad(_ text: String, _ width: Int) -> String {
+            text.count >= width ? text : String(repeating: " ", count: width - text.count) + text
+        }
+        let header = ["system", "method", "CxW", "calls/s", "p50us", "p90us", "p99us", "p99.9us",
+                      "srvCPUus", "cliCPUus", "others%", "err", "x base", "p99 x base"]
+        let widths = [9, 26, 5, 9, 7, 7, 7, 8, 9, 9, 8, 5, 7, 11]
+        print(zip(header, widths).map { pad($0, $1) }.joined(separator: " "))
+        for phase in report.phases {
+            var ratio = "", p99Ratio = ""
+            if phase.system == "creditd" {
+                let isWrite = phase.method == "ChangeSeats" || phase.method == "CancelSubscription"
+                let base = isWrite
+                    ? report.phases.first { $0.system == "fdatasync" && $0.method == "commit:" + phase.method
+                        && $0.inFlight == phase.connections * phase.inFlight }
+                    : report.phases.first { $0.system == "echo" && $0.method == phase.method
+                        && $0.connections == phase.connections && $0.inFlight == phase.inFlight }
+                if let base {
+                    ratio = fmt(phase.callsPerSecond / max(base.callsPerSecond, 1))
+                    p99Ratio = fmt(phase.p99Micros / max(base.p99Micros, 0.001))
+                }
+            }
+            let row = [phase.system, phase.method, "\(phase.connections)x\(phase.inFlight)",
+                       "\(Int(phase.callsPerSecond))", fmt(phase.p50Micros, 0), fmt(phase.p90Micros, 0),
+                       fmt(phase.p99Micros, 0), fmt(phase.p999Micros, 0), fmt(phase.serverCPUMicrosPerCall, 1),
+                       fmt(phase.clientCPUMicrosPerCall, 1), fmt(phase.othersCPUShare * 100, 0), "\(phase.errors)",
+                       ratio, p99Ratio]
+            print(zip(row, widths).map { pad($0, $1) }.joined(separator: " "))
+        }
+        print("(x base: creditd calls/s over the echo server's at the same CxW for reads, over the fdatasync")
+        print(" group-commit limit at the same total in flight for writes; others%: CPU share of other processes)")
+    }
+    if !report.scale.isEmpty {
+        print("")
+        print("subscriptions  credits  replay_s  snapshot_s  snap_MiB  recover_s  RSS_MiB  peak_MiB  +journal  recover+j_s")
+        for s in report.scale {
+            print(String(format: "%13d %8d %9.2f %11.2f %9.1f %10.2f %8.0f %9.0f %9d %12.2f",
+                         s.subscriptions, s.credits, s.journalReplaySeconds, s.snapshotSeconds,
+                         Double(s.snapshotBytes) / 1_048_576, s.snapshotRecoverySeconds, s.rssMiB, s.peakRSSMiB,
+                         s.journalTailRecords, s.snapshotPlusJournalRecoverySeconds))
+        }
+    }
+    if !report.targets.isEmpty {
+        print("")
+        print("targets:")
+        for target in report.targets {
+            print("  [\(target.holds ? "holds" : "MISSED")] \(target.target): \(target.measured) (ratio \(fmt(target.ratio)))"
+                  + (target.extrapolated ? " [extrapolated]" : ""))
+        }
+    }
+}
+
+// MARK: main
+
+signal(SIGPIPE, SIG_IGN)
+do {
+    let options = try Options(arguments: Array(CommandLine.arguments.dropFirst()))
+    let creditd = options.creditd ?? defaultCreditd()
+    guard FileManager.default.isExecutableFile(atPath: creditd) else {
+        throw BenchError("no creditd at \(creditd): run `swift build -c release --product creditd` or pass --creditd")
+    }
+    let work = try makeTemporaryDirectory(prefix: "creditbench")
+    defer { try? FileManager.default.removeItem(atPath: work) }
+    let machine = MachineInfo(stateDirectory: work)
+    var phases: [PhaseResult] = []
+    if options.runRPC {
+        phases = try await runRPCSuite(options: options, creditd: creditd, work: work)
+    }
+    var scale: [ScaleResult] = []
+    if options.runScaleSuite {
+        for size in options.scaleSizes {
+            log("scale: \(size) subscriptions")
+            scale.append(try await runScale(subscriptions: size, tailRecords: size, creditd: creditd, log: log))
+        }
+    }
+    let report = Report(machine: machine, phases: phases, scale: scale,
+                        targets: evaluateTargets(phases: phases, scale: scale))
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    let json = try encoder.encode(report)
+    if let path = options.jsonFile {
+        try json.write(to: URL(fileURLWithPath: path))
+    }
+    if options.json {
+        print(String(decoding: json, as: UTF8.self))
+    } else {
+        printTable(report)
+    }
+} catch {
+    log("creditbench: error: \(error)")
+    exit(1)
+}
