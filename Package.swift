@@ -64,7 +64,7 @@ let package = Package(
             name: "CreditService",
             dependencies: [
                 "CreditDomain", "CreditStore", "CreditServer", "CreditWire", "CreditProto",
-                "CreditMonitoring", "SystemdSupport",
+                "CreditMonitoring", "SystemdSupport", "CCreditSystem",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include <stddef.h>
+#include <malloc.h>
 #include <sys/socket.h>
 #include "CCreditSystem.h"
 
@@ -17,3 +18,5 @@ int credit_so_peergroups(void) {
     return -1;
 #endif
 }
+
+int credit_malloc_trim(void) { return malloc_trim(0); }

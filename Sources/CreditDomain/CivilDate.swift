@@ -89,6 +89,24 @@ public struct CivilDate: Sendable, Hashable, Comparable, Codable, CustomStringCo
 
     public var description: String {
         let (year, month, day) = components
+        if year >= 0 && year <= 9999 {
+            // "YYYY-MM-DD" written in place: a small string, no allocation.
+            return String(unsafeUninitializedCapacity: 10) { buffer in
+                func put(_ value: Int, width: Int, at offset: Int) {
+                    var rest = value
+                    for index in stride(from: offset + width - 1, through: offset, by: -1) {
+                        buffer[index] = UInt8(48 + rest % 10)
+                        rest /= 10
+                    }
+                }
+                put(year, width: 4, at: 0)
+                buffer[4] = 45
+                put(month, width: 2, at: 5)
+                buffer[7] = 45
+                put(day, width: 2, at: 8)
+                return 10
+            }
+        }
         func pad(_ value: Int, _ width: Int) -> String {
             let digits = String(abs(value))
             return (value < 0 ? "-" : "") + String(repeating: "0", count: max(0, width - digits.count)) + digits

@@ -109,9 +109,12 @@ public enum LedgerCodec {
     /// The ledger in `bytes`, or an error that says what is wrong and at which byte offset.
     /// Malformed input throws; it never traps and never allocates more than a small multiple
     /// of its own size.
-    public static func decode(_ bytes: [UInt8]) throws(LedgerCodecError) -> Ledger {
-        let result: Result<Ledger, LedgerCodecError> = bytes.withUnsafeBufferPointer { buffer in
+    /// Decodes the ledger that starts at `offset` and runs to the end of `bytes`
+    /// (a snapshot payload carries a header first; no copy is made of the rest).
+    public static func decode(_ bytes: [UInt8], from offset: Int = 0) throws(LedgerCodecError) -> Ledger {
+        let result: Result<Ledger, LedgerCodecError> = bytes.withUnsafeBufferPointer { whole in
             do throws(LedgerCodecError) {
+                let buffer = UnsafeBufferPointer(rebasing: whole[min(max(offset, 0), whole.count)...])
                 return .success(try LedgerDecoder.decodeLedger(buffer))
             } catch {
                 return .failure(error)

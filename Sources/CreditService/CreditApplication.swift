@@ -1,3 +1,4 @@
+import CCreditSystem
 import CreditDomain
 import CreditServer
 import CreditStore
@@ -99,6 +100,9 @@ public final class CreditApplication: Sendable {
             }
         }
         ledger.maxSeats = configuration.maxSeats
+        // The snapshot bytes and decoding buffers are gone; give their pages back
+        // rather than carry the start-up peak for the life of the process.
+        _ = credit_malloc_trim()
 
         let clock: DaemonClock
         switch configuration.clockMode {

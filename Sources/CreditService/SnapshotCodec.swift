@@ -42,7 +42,7 @@ public enum SnapshotCodec {
         case .ledgerCodec:
             let ledger: Ledger
             do {
-                ledger = try LedgerCodec.decode(Array(payload[(4 + headerLength)...]))
+                ledger = try LedgerCodec.decode(payload, from: 4 + headerLength)
             } catch {
                 throw DecodeError(description: "snapshot ledger: \(error)")
             }

@@ -21,4 +21,8 @@ typedef struct {
 /// The SO_PEERGROUPS option name (Linux >= 4.13), or -1 where it is unknown.
 int credit_so_peergroups(void);
 
+/// Returns freed heap pages to the kernel (glibc's malloc_trim, which
+/// Swift's Glibc module does not export). Used once after recovery.
+int credit_malloc_trim(void);
+
 #endif
