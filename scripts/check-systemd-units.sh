@@ -2,7 +2,10 @@
 # Offline checks of creditd's systemd files (operations.md §5). systemd need not be
 # PID 1: everything runs against a staged root directory.
 #
-#   scripts/check-systemd-units.sh [BUILD_DIR]     (default: .build/debug)
+#   scripts/check-systemd-units.sh [BUILD_DIR [UNITS_DIR]]
+#
+# BUILD_DIR defaults to .build/debug, UNITS_DIR to the repository's systemd/ (the
+# tests point it at deliberately broken copies to prove each check can fail).
 #
 # BUILD_DIR must hold the built creditd and creditctl: `verify` checks that the
 # ExecStart=/ExecReload= binaries exist. Checks, each fatal:
@@ -16,12 +19,17 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-units="$repo/systemd"
 build=${1:-.build/debug}
 case "$build" in /*) ;; *) build="$PWD/$build" ;; esac
+units=${2:-$repo/systemd}
+case "$units" in /*) ;; *) units="$PWD/$units" ;; esac
 
 fail() { printf 'check-systemd-units: FAIL: %s\n' "$*" >&2; exit 1; }
 pass() { printf 'check-systemd-units: ok: %s\n' "$*"; }
+
+for file in creditd.service creditd.socket sysusers.d/creditd.conf tmpfiles.d/creditd.conf; do
+    [ -f "$units/$file" ] || fail "$units/$file is missing"
+done
 
 command -v systemd-analyze >/dev/null || fail "systemd-analyze not found (Debian package systemd)"
 for binary in creditd creditctl; do

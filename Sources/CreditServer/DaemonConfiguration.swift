@@ -153,10 +153,19 @@ public struct DaemonConfiguration: Sendable, Hashable {
         }
     }
 
-    /// defaults < file < flags, then validated.
+    /// The file read when no `--config` is given: `creditd.json` in `$CONFIGURATION_DIRECTORY`
+    /// (set by the unit's `ConfigurationDirectory=creditd`: /etc/creditd), if it exists. Looked
+    /// up at every load, so a file created later takes effect on the next reload.
+    public static func defaultConfigFile(environment: [String: String]) -> String? {
+        guard let directory = environment["CONFIGURATION_DIRECTORY"]?.split(separator: ":").first else { return nil }
+        let path = "\(directory)/creditd.json"
+        return FileManager.default.fileExists(atPath: path) ? path : nil
+    }
+
+    /// defaults < file (`configFile`, else `defaultConfigFile`) < flags, then validated.
     public static func resolve(configFile: String?, flags: Layer, environment: [String: String]) throws -> DaemonConfiguration {
         var configuration = defaults(environment: environment)
-        if let configFile {
+        if let configFile = configFile ?? defaultConfigFile(environment: environment) {
             configuration.apply(try readFile(configFile))
         }
         configuration.apply(flags)

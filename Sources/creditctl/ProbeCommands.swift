@@ -78,6 +78,7 @@ struct Check: AsyncParsableCommand {
     @Option(name: .customLong("journal-warning"), help: "Range (bytes) of journal size for WARNING.") var journalWarning: String?
     @Option(name: .customLong("journal-critical"), help: "Range (bytes) of journal size for CRITICAL.") var journalCritical: String?
     @Flag(name: [.customShort("v"), .customLong("verbose")], help: "More detail (may repeat up to 3 times).") var verbosity: Int
+    @Flag(name: .customShort("V"), help: "Print the version; exits UNKNOWN, as plugins do.") var showVersion = false
 
     struct Thresholds {
         var rtt: (NagiosRange?, NagiosRange?)
@@ -86,11 +87,8 @@ struct Check: AsyncParsableCommand {
         var journal: (NagiosRange?, NagiosRange?)
     }
 
-    func validate() throws {
-        guard timeout > 0, timeout.isFinite else { throw ValidationError("-t must be a positive number of seconds") }
-        _ = try thresholds()
-        _ = try SocketAddress.path(from: socket ?? ProcessInfo.processInfo.environment["CREDITD_SOCKET"])
-    }
+    // Bad ranges, -t and -s are reported by `evaluate()` rather than `validate()`, so that
+    // they print a `CREDITD UNKNOWN - ...` line on stdout (the only stream Nagios reads).
 
     func thresholds() throws -> Thresholds {
         func range(_ text: String?, _ flag: String) throws -> NagiosRange? {
@@ -105,6 +103,10 @@ struct Check: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if showVersion {
+            print(Check.configuration.version)
+            throw ExitCode(PluginState.unknown.exitCode)
+        }
         let result = await evaluate()
         print(result.rendered(), terminator: "")
         throw ExitCode(result.exitCode)
@@ -114,6 +116,7 @@ struct Check: AsyncParsableCommand {
         let limits: Thresholds
         let path: String
         do {
+            guard timeout > 0, timeout.isFinite else { throw ValidationError("-t must be a positive number of seconds") }
             limits = try thresholds()
             path = try SocketAddress.path(from: socket ?? ProcessInfo.processInfo.environment["CREDITD_SOCKET"])
         } catch {
@@ -129,7 +132,14 @@ struct Check: AsyncParsableCommand {
             let rtt = clock.now - started
             let seconds = Double(rtt.components.seconds) + Double(rtt.components.attoseconds) / 1e18
             guard status == .serving else {
-                return PluginResult(state: .critical, text: "\(Health.name(status))",
+                // Name the cause when the daemon can still say it (a persistence fault).
+                var text = Health.name(status)
+                let remaining = deadline - (clock.now - started)
+                if service.isEmpty, remaining > .zero, let stats = try? await client.getStats(timeout: remaining),
+                   !stats.persistence.fault.isEmpty {
+                    text += ", persistence fault: \(stats.persistence.fault)"
+                }
+                return PluginResult(state: .critical, text: text,
                                     perfData: [PerfData(label: "rtt", seconds, unit: .seconds, warning: limits.rtt.0, critical: limits.rtt.1, minimum: 0)])
             }
             let stats = try await client.getStats(timeout: max(deadline - (clock.now - started), .milliseconds(1)))
@@ -141,7 +151,7 @@ struct Check: AsyncParsableCommand {
             case .rpc(.permissionDenied, let message):
                 return PluginResult(state: .unknown, text: "permission denied: \(message)")
             case .rpc(.notFound, let message) where !service.isEmpty:
-                return PluginResult(state: .unknown, text: "unknown service \(service): \(message)")
+                return PluginResult(state: .unknown, text: "NOT_FOUND: \(message)")
             case .rpc(.deadlineExceeded, _), .timedOut:
                 return PluginResult(state: .critical, text: "no answer within \(timeout)s")
             case .rpc(let code, let message):
@@ -183,8 +193,10 @@ struct Check: AsyncParsableCommand {
         let perf = [
             PerfData(label: "rtt", rttSeconds, unit: .seconds, warning: limits.rtt.0, critical: limits.rtt.1, minimum: 0),
             PerfData(label: "connections", Double(stats.connections), minimum: 0),
-            PerfData(label: "credits_overdue", Double(stats.creditsOverdue), warning: limits.overdue.0, critical: limits.overdue.1, minimum: 0),
+            PerfData(label: "credits_overdue", Double(stats.creditsOverdue), minimum: 0),
             PerfData(label: "refunds_overdue", Double(stats.refundsOverdue), minimum: 0),
+            // The value the --overdue-* ranges judge, so its thresholds sit next to it.
+            PerfData(label: "overdue", overdue, warning: limits.overdue.0, critical: limits.overdue.1, minimum: 0),
             PerfData(label: "snapshot_age", value: snapshotAge.map { .number($0) } ?? .unknown, unit: .seconds,
                      warning: limits.snapshotAge.0, critical: limits.snapshotAge.1, minimum: 0),
             PerfData(label: "journal", journal, unit: .bytes, warning: limits.journal.0, critical: limits.journal.1, minimum: 0),

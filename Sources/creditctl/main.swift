@@ -31,7 +31,11 @@ do {
     }
     FileHandle.standardError.write(Data((message + "\n").utf8))
     switch probe {
-    case .check: Foundation.exit(NagiosExit.unknown)
+    case .check:
+        // Nagios reads stdout: the plugin line must be there too.
+        let firstLine = message.split(separator: "\n").first.map(String.init) ?? "invalid arguments"
+        print("CREDITD UNKNOWN - \(firstLine)")
+        Foundation.exit(NagiosExit.unknown)
     case .health: Foundation.exit(HealthExit.invalidArguments)
     case .none: Foundation.exit(CtlExit.usage)
     }
