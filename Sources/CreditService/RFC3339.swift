@@ -1,3 +1,5 @@
+import CreditDomain
+
 /// RFC 3339 instants as signed Unix nanoseconds (UTC), without Foundation date types.
 public enum RFC3339 {
     /// Parses "YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)".
@@ -23,7 +25,7 @@ public enum RFC3339 {
               expect([0x54, 0x74, 0x20]),
               let hour = digits(2), expect([0x3A]), let minute = digits(2), expect([0x3A]), let second = digits(2)
         else { return nil }
-        guard (1...12).contains(month), day >= 1, day <= daysInMonth(year, month),
+        guard (1...12).contains(month), day >= 1, day <= Int64(CivilDate.daysInMonth(year: Int(year), month: Int(month))),
               hour <= 23, minute <= 59, second <= 59
         else { return nil }
         var nanos: Int64 = 0
@@ -52,10 +54,13 @@ public enum RFC3339 {
             return nil
         }
         guard index == bytes.count else { return nil }
-        let seconds = daysFromCivil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
-        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        let seconds = Int64(CivilDate.epochDay(year: Int(year), month: Int(month), day: Int(day))) * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
+        // Before the epoch, (seconds + 1) s − (1 s − nanos): the same sum, but its partial
+        // product stays representable down to Int64.min (1677-09-21T00:12:43.145224192Z).
+        let (whole, fraction) = seconds < 0 && nanos > 0 ? (seconds + 1, nanos - 1_000_000_000) : (seconds, nanos)
+        let (scaled, overflow) = whole.multipliedReportingOverflow(by: 1_000_000_000)
         guard !overflow else { return nil }
-        let (total, overflow2) = scaled.addingReportingOverflow(nanos)
+        let (total, overflow2) = scaled.addingReportingOverflow(fraction)
         return overflow2 ? nil : total
     }
 
@@ -73,8 +78,7 @@ public enum RFC3339 {
             secondOfDay += 86_400
             days -= 1
         }
-        let (year, month, day) = civilFromDays(days)
-        var text = "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T"
+        var text = "\(CivilDate(epochDay: Int32(truncatingIfNeeded: days)))T"
             + "\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2))"
         if nanos != 0 {
             var fraction = pad(nanos, 9)
@@ -87,39 +91,5 @@ public enum RFC3339 {
     private static func pad(_ value: Int64, _ width: Int) -> String {
         let digits = String(value)
         return String(repeating: "0", count: max(0, width - digits.count)) + digits
-    }
-
-    private static func isLeap(_ year: Int64) -> Bool {
-        year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-    }
-
-    private static func daysInMonth(_ year: Int64, _ month: Int64) -> Int64 {
-        switch month {
-        case 2: isLeap(year) ? 29 : 28
-        case 4, 6, 9, 11: 30
-        default: 31
-        }
-    }
-
-    // Howard Hinnant's days_from_civil / civil_from_days.
-    private static func daysFromCivil(_ y: Int64, _ m: Int64, _ d: Int64) -> Int64 {
-        let year = m <= 2 ? y - 1 : y
-        let era = (year >= 0 ? year : year - 399) / 400
-        let yoe = year - era * 400
-        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
-    }
-
-    private static func civilFromDays(_ days: Int64) -> (Int64, Int64, Int64) {
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (m <= 2 ? yoe + era * 400 + 1 : yoe + era * 400, m, d)
     }
 }
