@@ -187,7 +187,8 @@ public struct Subscription: Sendable, Hashable, Codable {
     }
 
     mutating func refreshNextDue() {
-        nextDue = nextDueDate().map { timeZone.startOfDay($0) }
+        // Past April 2262 no instant exists (startOfDay saturates): nothing is ever due there.
+        nextDue = nextDueDate().map { timeZone.startOfDay($0) }.flatMap { $0.nanosecondsSinceEpoch < Int64.max ? $0 : nil }
     }
 
     /// Runs every transition due at or before `now`, each dated at 00:00 local on the date it
@@ -196,7 +197,10 @@ public struct Subscription: Sendable, Hashable, Codable {
         var count = 0
         while let date = nextDueDate() {
             let instant = timeZone.startOfDay(date)
-            guard instant <= now else { break }
+            // A date past the last representable instant (April 2262) saturates to Int64.max.
+            // It can never fall due: with `now` at Int64.max the loop would otherwise renew
+            // forever, until the date arithmetic traps.
+            guard instant <= now, instant.nanosecondsSinceEpoch < Int64.max else { break }
             count += runTransitions(on: date, at: instant, counters: &counters)
         }
         refreshNextDue()

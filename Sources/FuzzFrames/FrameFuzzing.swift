@@ -43,7 +43,9 @@ enum FrameFuzzing {
                 offset += TTRPCLimits.headerLength + Int(length)
             }
         }
-        check(offset == whole.consumed, "frames do not account for the consumed bytes")
+        // An oversize frame still being skipped at the end has consumed bytes it has not reported.
+        check(whole.discarding ? offset < whole.consumed : offset == whole.consumed,
+              "frames do not account for the consumed bytes")
         // The same bytes as bare envelopes, without framing.
         decodeEnvelopes(stream)
     }
@@ -51,6 +53,7 @@ enum FrameFuzzing {
     struct Parsed {
         var inbound: [TTRPCInbound] = []
         var consumed = 0
+        var discarding = false
     }
 
     static func parseWhole(_ stream: [UInt8], limit: Int) -> Parsed {
@@ -59,6 +62,7 @@ enum FrameFuzzing {
         var parsed = Parsed()
         while let inbound = parser.next(from: &buffer) { parsed.inbound.append(inbound) }
         parsed.consumed = buffer.readerIndex
+        parsed.discarding = parser.isDiscarding
         return parsed
     }
 
