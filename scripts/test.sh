@@ -34,7 +34,7 @@ set -e
 # --parallel reports each test as "[i/N] Testing Target.Class/test" and only failures in detail;
 # close with one plain summary line.
 total=$(grep -cE '^\[[0-9]+/[0-9]+\] Testing ' "$log" || true)
-failed=$(grep -oE ': error: [A-Za-z0-9_]+\.[A-Za-z0-9_]+ :' "$log" | sort -u | wc -l)
+failed=$( { grep -oE ': error: [A-Za-z0-9_]+\.[A-Za-z0-9_]+ :' "$log" || true; } | sort -u | wc -l)
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 rm -f "$log"
 echo "swift-test: $((total - failed)) passed, $failed failed"
