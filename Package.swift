@@ -109,7 +109,7 @@ let package = Package(
         .executableTarget(
             name: "creditctl",
             dependencies: [
-                "CreditClient", "CreditMonitoring", "CreditProto",
+                "CreditClient", "CreditMonitoring", "CreditProto", "CreditDomain",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,3 +1,4 @@
+import CreditDomain
 import CreditProto
 import Foundation
 import SwiftProtobuf
@@ -42,16 +43,9 @@ func fieldList(_ pairs: [(String, String)]) -> String {
 }
 
 enum Money {
-    /// ISO 4217 minor-unit exponents of the currencies creditd accepts.
-    static let exponents: [String: Int] = [
-        "JPY": 0, "KRW": 0,
-        "AUD": 2, "CAD": 2, "CHF": 2, "DKK": 2, "EUR": 2, "GBP": 2, "NOK": 2, "SEK": 2, "USD": 2,
-        "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-    ]
-
     /// 6667 USD -> "66.67 USD"; integer arithmetic only.
     static func format(_ minor: Int64, _ currency: String) -> String {
-        let exponent = exponents[currency] ?? 0
+        let exponent = Currency(code: currency)?.exponent ?? 0
         guard exponent > 0 else { return "\(minor) \(currency)" }
         let magnitude = minor.magnitude
         var scale: UInt64 = 1
