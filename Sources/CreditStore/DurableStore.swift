@@ -103,6 +103,18 @@ public final class DurableStore: Sendable {
         try await core.waitDurable(upTo: sequence)
     }
 
+    /// Writes `payloads` as the next records and fdatasyncs them on the calling thread, which
+    /// blocks: for a dedicated writer thread, never an event loop. Records queued earlier with
+    /// `append` go first. Returns the sequence number of the last of `payloads` (`lastSequence`
+    /// when empty). Throws `.fault` when the write or sync failed (nothing of the batch is
+    /// acknowledged), `.closed`, or `.recordTooLarge` (then nothing was written).
+    ///
+    /// This is group commit without a hand-off: the caller applies commands while nothing is
+    /// in flight, then makes the whole batch durable with one write and one fdatasync.
+    public func appendDurably(_ payloads: [[UInt8]]) throws(StoreError) -> UInt64 {
+        try core.appendDurably(payloads)
+    }
+
     /// `append` then `waitDurable`; returns the record's sequence number.
     public func appendAndWait(_ payload: [UInt8]) async throws(StoreError) -> UInt64 {
         let sequence = try core.append(payload)
@@ -202,7 +214,9 @@ final class StoreCore: @unchecked Sendable {
     private var exitWaiters: [CheckedContinuation<Void, Never>] = []
     private var lockFile: OpenFile?
 
-    // Touched only by the journal thread (and by `open` before it starts).
+    /// Serializes journal I/O between the journal thread and `appendDurably` callers.
+    private let ioLock = NSLock()
+    // Guarded by `ioLock` (and touched by `open` before any thread starts).
     private var activeSegment: (file: OpenFile, firstSequence: UInt64, size: Int64, records: Int)?
 
     private init(
@@ -426,6 +440,33 @@ final class StoreCore: @unchecked Sendable {
         return sequence
     }
 
+    func appendDurably(_ payloads: [[UInt8]]) throws(StoreError) -> UInt64 {
+        for payload in payloads where payload.count > options.maxRecordSize || payload.count > Int(UInt32.max) {
+            throw .recordTooLarge(size: payload.count, limit: options.maxRecordSize)
+        }
+        ioLock.lock()
+        defer { ioLock.unlock() }
+        condition.lock()
+        if let fault {
+            condition.unlock()
+            throw .fault(fault)
+        }
+        if closing {
+            condition.unlock()
+            throw .closed
+        }
+        let batch = pending + payloads
+        let start = pendingStart
+        pending = []
+        nextSequence += UInt64(payloads.count)
+        pendingStart = nextSequence
+        let last = nextSequence - 1
+        condition.unlock()
+        if !batch.isEmpty { writeBatch(batch, startingAt: start) }
+        if let fault = currentFault { throw .fault(fault) }
+        return last
+    }
+
     private enum DurableCheck {
         case durable
         case failed(StoreError)
@@ -503,16 +544,25 @@ final class StoreCore: @unchecked Sendable {
                 condition.unlock()
                 continue
             }
+            condition.unlock()
+            // Lock order: ioLock, then condition. The queue is taken only under both, so
+            // whoever writes (this thread or `appendDurably`) writes everything queued before
+            // it, in sequence order.
+            ioLock.lock()
+            condition.lock()
             let batch = pending
             let start = pendingStart
             pending = []
             pendingStart += UInt64(batch.count)
             condition.unlock()
-            writeBatch(batch, startingAt: start)
+            if !batch.isEmpty { writeBatch(batch, startingAt: start) }
+            ioLock.unlock()
         }
-        if let active = activeSegment {
-            operations.close(active.file)
-            activeSegment = nil
+        ioLock.withLock {
+            if let active = activeSegment {
+                operations.close(active.file)
+                activeSegment = nil
+            }
         }
         threadExited()
     }
