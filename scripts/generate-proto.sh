@@ -26,7 +26,7 @@ protoc_c_version=$(protoc-c --version 2>/dev/null | awk 'NR==1 {print $2}' || tr
 protos=$(cd proto && find . -name '*.proto' | sed 's|^\./||' | sort)
 # The C client speaks only the public API; the daemon's internal journal
 # format stays out of its library.
-c_protos=$(echo "$protos" | grep -v '^creditd/journal/')
+c_protos=$(echo "$protos" | grep -v -e '^creditd/journal/' -e '^creditd/test/')
 
 rm -f "$swift_out"/*.pb.swift
 mkdir -p "$c_out"
@@ -55,4 +55,8 @@ for p in $c_protos; do
   for ext in c h; do stamp "$c_out/${p%.proto}.pb-c.$ext" "$p" "protobuf-c $protoc_c_version"; done
 done
 for ext in c h; do stamp "$c_out/google/protobuf/any.pb-c.$ext" google/protobuf/any.proto "protobuf-c $protoc_c_version"; done
-echo "generated: $(echo $protos | wc -w) protos"
+# The method table: every rpc of every proto, stamped with the hash of all of them.
+table_sum=$(cd proto && cat $protos | sha256sum | cut -d' ' -f1)
+python3 scripts/gen-method-table.py proto "$swift_out/method_table.swift" \
+  "// proto-sha256: $table_sum method-table | scripts/gen-method-table.py"
+echo "generated: $(echo $protos | wc -w) protos and the method table"

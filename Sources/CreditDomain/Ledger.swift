@@ -14,8 +14,10 @@ public struct Ledger: Sendable {
     public static let seatLimit = Int64(Int32.max)
     private var storedMaxSeats: Int64
     public private(set) var counters: SerialCounters
-    private var slots: [Subscription] = []
-    private var slotByID: [ScalarString: Int32] = [:]
+    // Chunked, so that the copy the writer publishes after each batch shares all but the
+    // chunks changed since (ChunkedStorage.swift).
+    private var slots = ChunkedArray<Subscription>()
+    private var slotByID = ShardedDictionary<ScalarString, Int32>()
     private var idempotency = IdempotencyTable()
     // Derived indexes, rebuilt on decode and left out of ==.
     private var sortedIDs = SortedKeyIndex()
@@ -42,13 +44,32 @@ public struct Ledger: Sendable {
          sortedIDs: SortedKeyIndex, dueQueue: DueQueue, idempotency: IdempotencyTable, zones: [String: TimeZoneRules]) {
         self.storedMaxSeats = min(max(maxSeats, 1), Ledger.seatLimit)
         self.counters = counters
-        self.slots = slots
-        self.slotByID = slotByID
+        self.slots = ChunkedArray(slots)
+        var byID = ShardedDictionary<ScalarString, Int32>()
+        byID.reserveCapacity(slotByID.count)
+        for (key, slot) in slotByID { byID[key] = slot }
+        self.slotByID = byID
         self.sortedIDs = sortedIDs
         self.dueQueue = dueQueue
         self.idempotency = idempotency
         self.zones = zones
     }
+
+    /// The ledger as readers see it: the same value without the writer's own bookkeeping
+    /// (the due-transition queue and the idempotency table), so that keeping both copies
+    /// costs nothing and the writer's next change to them copies nothing. Reads (subscription
+    /// lookups, lists, refund status, invoices) are unaffected; `execute`, `advance` and
+    /// `nextDueInstant` must not be used on it.
+    public func readerCopy() -> Ledger {
+        var copy = self
+        copy.dueQueue = DueQueue()
+        copy.idempotency = IdempotencyTable()
+        copy.isReaderCopy = true
+        return copy
+    }
+
+    /// True for a `readerCopy()`.
+    public private(set) var isReaderCopy = false
 
     /// The slots in id order (snapshots store it, so loading need not sort).
     var slotsInIDOrder: [Int32] { sortedIDs.slotsInOrder }
@@ -62,7 +83,7 @@ public struct Ledger: Sendable {
 
     public var subscriptionCount: Int { slots.count }
     /// Every subscription in creation order.
-    public var subscriptions: [Subscription] { slots }
+    public var subscriptions: [Subscription] { Array(slots) }
     /// The key table in order of first use (for snapshots).
     public var idempotencyEntries: [IdempotencyEntry] { idempotency.list }
     public var idempotencyEntryCount: Int { idempotency.count }
@@ -356,7 +377,7 @@ extension Ledger: Codable {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(maxSeats, forKey: .maxSeats)
         try container.encode(counters, forKey: .counters)
-        try container.encode(slots, forKey: .subscriptions)
+        try container.encode(Array(slots), forKey: .subscriptions)
         try container.encode(idempotency.list, forKey: .idempotencyEntries)
     }
 }

@@ -1,4 +1,4 @@
-// proto-sha256: 0ee1b89d82809c3d2bf8371965cfcbb8fc1f4781ef6a34b16844f40bf17adb8c creditd/v1/credits.proto | protoc-gen-swift 1.39.0
+// proto-sha256: 0ecfc3c47f2a964421a8e8a208739cacee8679891cee698ba02070284e3c0f84 creditd/v1/credits.proto | protoc-gen-swift 1.39.0
 // DO NOT EDIT.
 // swift-format-ignore-file
 // swiftlint:disable all

@@ -1,4 +1,4 @@
-// proto-sha256: 39025ae9c5af7ffba829773861e0b539059f9501dd1e2b936a54f7dedd3f0a4b grpc/health/v1/health.proto | protoc-gen-swift 1.39.0
+// proto-sha256: 1061c33459baad3ae74544fdf4351c822a65d0200f10efa3f06784a541c7c9b9 grpc/health/v1/health.proto | protoc-gen-swift 1.39.0
 // DO NOT EDIT.
 // swift-format-ignore-file
 // swiftlint:disable all

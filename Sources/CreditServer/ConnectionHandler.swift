@@ -3,11 +3,13 @@ import CreditWire
 import Logging
 import NIOCore
 
-/// One client connection: validates frames, dispatches calls to handlers running as tasks off
-/// the event loop, and writes their results back in completion order.
+/// One client connection: validates frames, dispatches calls, and writes their results back in
+/// completion order.
 ///
-/// Everything here runs on the channel's event loop. Results come back through
-/// `eventLoop.execute`, and replies are written without flushing; one flush per read burst
+/// Everything here runs on the channel's event loop. Reads of committed state are answered
+/// right here, during dispatch; writes come back from the writer thread through
+/// `eventLoop.execute` (the call's second and last hand-off); the few calls that await run as
+/// child tasks of the server. Replies are written without flushing; one flush per read burst
 /// (channelReadComplete) or per batch of completions (a flush queued behind them on the loop)
 /// keeps the syscall count low when many calls are in flight.
 final class TTRPCConnectionHandler: ChannelInboundHandler {
@@ -15,12 +17,14 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
     typealias OutboundOut = TTRPCFrame
 
     private struct OpenStream {
-        var service: String
-        var method: String
-        var kind: RPCMethodKind
+        var descriptor: MethodDescriptor
         var started: ContinuousClock.Instant
-        var task: Task<Void, Never>?
+        /// Cancels the child task of an async call or a stream.
+        var cancellation: CallCancellation?
         var deadlineTimer: Scheduled<Void>?
+        var service: String { descriptor.service }
+        var method: String { descriptor.method }
+        var kind: RPCMethodKind { descriptor.kind }
     }
 
     private let core: ServerCore
@@ -65,7 +69,7 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
         streams.removeAll()
         for (_, stream) in open {
             stream.deadlineTimer?.cancel()
-            stream.task?.cancel()
+            stream.cancellation?.cancel()
             core.callEnded()
             core.observer.callFinished(service: stream.service, method: stream.method, code: .cancelled, duration: ContinuousClock.now - stream.started)
         }
@@ -151,9 +155,9 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
         }
         lastRequestID = id
 
-        let request: Ttrpc_Request
+        let request: RequestEnvelope
         do {
-            request = try TTRPCEnvelope.decodeRequest(frame.payload)
+            request = try RequestEnvelope(decoding: frame.payload)
         } catch {
             core.observer.protocolError(code: .invalidArgument)
             reply(id, RPCError.invalidArgument("unmarshal request error: \(error)"))
@@ -171,25 +175,25 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
         }
         let received = ContinuousClock.now
         let settings = core.settings
+        let descriptor = method.descriptor
 
         if draining || core.isDraining, service.name != HealthStatus.serviceName {
-            rejectCall(id, service.name, method.name, received, RPCError.unavailable("server is shutting down"))
+            rejectCall(id, descriptor, received, RPCError.unavailable("server is shutting down"))
             return
         }
-        let fullName = "\(service.name)/\(method.name)"
-        guard settings.authorizer.authorize(peer, method.role, fullName) else {
+        guard settings.authorizer.authorize(peer, method.role, descriptor.fullName) else {
             logger.warning("permission denied", metadata: [
                 "pid": "\(peer.pid)", "uid": "\(peer.uid)", "gid": "\(peer.gid)",
-                "method": "\(fullName)", "role": "\(method.role.rawValue)",
+                "method": "\(descriptor.fullName)", "role": "\(method.role.rawValue)",
             ])
-            rejectCall(id, service.name, method.name, received, RPCError.permissionDenied(
-                "permission denied: \(fullName) needs the \(method.role.rawValue) role (uid \(peer.uid))"
+            rejectCall(id, descriptor, received, RPCError.permissionDenied(
+                "permission denied: \(descriptor.fullName) needs the \(method.role.rawValue) role (uid \(peer.uid))"
             ))
             return
         }
         var deadline: ContinuousClock.Instant?
         if request.timeoutNano < 0 {
-            rejectCall(id, service.name, method.name, received, RPCError.deadlineExceeded("deadline exceeded before the call started"))
+            rejectCall(id, descriptor, received, RPCError.deadlineExceeded("deadline exceeded before the call started"))
             return
         } else if request.timeoutNano > 0 {
             deadline = received + .nanoseconds(request.timeoutNano)
@@ -197,7 +201,7 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
             deadline = received + fallback
         }
         guard streams.count < settings.maxInFlightPerConnection else {
-            rejectCall(id, service.name, method.name, received, RPCError.resourceExhausted(
+            rejectCall(id, descriptor, received, RPCError.resourceExhausted(
                 "too many calls in flight on this connection (limit \(settings.maxInFlightPerConnection))"
             ))
             return
@@ -209,69 +213,105 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
             method: method.name,
             metadata: request.metadata.map { (key: $0.key.lowercased(), value: $0.value) },
             deadline: deadline,
-            streamID: id
+            streamID: id,
+            requestBytes: request.payload
         )
-        start(id, method, callContext, payload: [UInt8](request.payload), received: received, context: context)
-    }
-
-    private func start(
-        _ id: UInt32,
-        _ method: RPCMethod,
-        _ callContext: CallContext,
-        payload: [UInt8],
-        received: ContinuousClock.Instant,
-        context: ChannelHandlerContext
-    ) {
         idleTimer?.cancel()
         idleTimer = nil
         core.callStarted()
+        streams[id] = OpenStream(descriptor: descriptor, started: received)
+        guard !method.needsReadiness || core.isReady else {
+            park(id, method, callContext, context: context)
+            return
+        }
+        start(id, method, callContext, context: context)
+    }
 
+    /// Holds a call that arrived while the state is still being recovered (socket activation
+    /// queues clients rather than failing them): it starts once the server is ready, or ends
+    /// with DEADLINE_EXCEEDED when its deadline passes first.
+    private func park(_ id: UInt32, _ method: RPCMethod, _ callContext: CallContext, context: ChannelHandlerContext) {
         let eventLoop = context.eventLoop
         let handler = NIOLoopBound(self, eventLoop: eventLoop)
-        var stream = OpenStream(service: callContext.service, method: callContext.method, kind: method.kind, started: received)
+        if let deadline = callContext.deadline {
+            streams[id]?.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(
+                in: TimeAmount(clamping: deadline - ContinuousClock.now)
+            ) { [self] in
+                self.endStream(id, RPCError.deadlineExceeded("deadline exceeded while creditd was recovering its state"))
+            }
+        }
+        let readyNow = core.parkUntilReady(on: eventLoop) {
+            handler.value.resumeParked(id, method, callContext)
+        }
+        if readyNow { resumeParked(id, method, callContext) }
+    }
+
+    private func resumeParked(_ id: UInt32, _ method: RPCMethod, _ callContext: CallContext) {
+        guard let context, streams[id] != nil else { return }  // ended meanwhile
+        streams[id]?.deadlineTimer?.cancel()
+        streams[id]?.deadlineTimer = nil
+        start(id, method, callContext, context: context)
+    }
+
+    private func start(_ id: UInt32, _ method: RPCMethod, _ callContext: CallContext, context: ChannelHandlerContext) {
+        // A deadline already past when the call is dispatched: answer without running it, so a
+        // write has no side effect and a read is not answered late (ttrpc wire, deadlines).
+        if callContext.isPastDeadline {
+            endStream(id, RPCError.deadlineExceeded("deadline exceeded before the call started"))
+            return
+        }
+        let eventLoop = context.eventLoop
+        let handler = NIOLoopBound(self, eventLoop: eventLoop)
+        let payload = callContext.requestBytes
 
         switch method.handler {
         case .unary(let body):
-            stream.task = Task {
-                let result: Result<[UInt8], any Error>
-                do {
-                    result = .success(try await body(payload, callContext))
-                } catch {
-                    result = .failure(error)
+            let responder = UnaryResponder(eventLoop: eventLoop) { result in
+                handler.value.finishUnary(id, result)
+            }
+            body(payload, callContext, responder)
+            abandonAtDeadline(id, method, callContext, eventLoop)
+        case .asyncUnary(let body):
+            let cancellation = CallCancellation()
+            streams[id]?.cancellation = cancellation
+            core.submit {
+                let result: Result<[UInt8], any Error> = await cancellation.run {
+                    try await body(payload, callContext)
                 }
                 eventLoop.execute { handler.value.finishUnary(id, result) }
             }
-            // A read still running at its deadline is abandoned. A write is never cut off here:
-            // once committed it returns its real result, late or not.
-            if method.role == .reader, let deadline = callContext.deadline {
-                stream.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(
-                    in: TimeAmount(clamping: deadline - ContinuousClock.now)
-                ) { [self] in
-                    self.abandon(id)
-                }
-            }
+            abandonAtDeadline(id, method, callContext, eventLoop)
         case .serverStreaming(let body):
+            let cancellation = CallCancellation()
+            streams[id]?.cancellation = cancellation
             let writer = ServerStreamWriter { bytes in
                 try await eventLoop.submit { try handler.value.sendStreamMessage(id, bytes) }.get()
             }
-            stream.task = Task {
-                let result: Result<Void, any Error>
-                do {
+            core.submit {
+                let result: Result<Void, any Error> = await cancellation.run {
                     try await body(payload, callContext, writer)
-                    result = .success(())
-                } catch {
-                    result = .failure(error)
                 }
                 eventLoop.execute { handler.value.finishStream(id, result) }
             }
         }
-        streams[id] = stream
+    }
+
+    /// A read still unanswered at its deadline is abandoned. A write is never cut off here:
+    /// once committed it returns its real result, late or not.
+    private func abandonAtDeadline(_ id: UInt32, _ method: RPCMethod, _ callContext: CallContext, _ eventLoop: any EventLoop) {
+        guard method.role == .reader, streams[id] != nil, let deadline = callContext.deadline else { return }
+        streams[id]?.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(
+            in: TimeAmount(clamping: deadline - ContinuousClock.now)
+        ) { [self] in
+            self.abandon(id)
+        }
     }
 
     /// Answers a call to a served method that is refused before its handler starts.
-    private func rejectCall(_ id: UInt32, _ service: String, _ method: String, _ received: ContinuousClock.Instant, _ error: RPCError) {
+    private func rejectCall(_ id: UInt32, _ descriptor: MethodDescriptor, _ received: ContinuousClock.Instant, _ error: RPCError) {
         reply(id, error)
-        core.observer.callFinished(service: service, method: method, code: error.code, duration: ContinuousClock.now - received)
+        core.observer.callFinished(service: descriptor.service, method: descriptor.method, code: error.code,
+                                   duration: ContinuousClock.now - received)
     }
 
     // MARK: data from the client
@@ -301,7 +341,7 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
         let code: StatusCode
         switch result {
         case .success(let payload):
-            code = writeResponse(id, TTRPCEnvelope.successResponse(payload: payload))
+            code = writeSuccess(id, payload)
         case .failure(let error):
             let status = statusError(error, stream)
             writeResponse(id, TTRPCEnvelope.errorResponse(status))
@@ -347,7 +387,7 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
     private func endStream(_ id: UInt32, _ error: RPCError) {
         guard let stream = streams.removeValue(forKey: id) else { return }
         stream.deadlineTimer?.cancel()
-        stream.task?.cancel()
+        stream.cancellation?.cancel()
         reply(id, error)
         streamEnded(stream, code: error.code)
     }
@@ -379,6 +419,20 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
 
     private func reply(_ id: UInt32, _ error: RPCError) {
         writeResponse(id, TTRPCEnvelope.errorResponse(error))
+    }
+
+    /// Writes a successful Response, or RESOURCE_EXHAUSTED if it would exceed the frame limit.
+    /// Returns the status code actually sent.
+    private func writeSuccess(_ id: UInt32, _ payload: [UInt8]) -> StatusCode {
+        guard let context else { return .cancelled }
+        let buffer = RequestEnvelope.successResponse(payload: payload, allocator: context.channel.allocator)
+        guard buffer.readableBytes <= TTRPCLimits.maxMessageLength else {
+            return writeResponse(id, TTRPCEnvelope.errorResponse(RPCError.resourceExhausted(
+                "response message length \(buffer.readableBytes) exceeds maximum message size of \(TTRPCLimits.maxMessageLength)"
+            )))
+        }
+        write(TTRPCFrame(streamID: id, type: .response, payload: buffer))
+        return .ok
     }
 
     /// Writes a Response, replacing it with RESOURCE_EXHAUSTED if it would exceed the frame

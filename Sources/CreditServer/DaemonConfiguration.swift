@@ -1,4 +1,5 @@
 #if canImport(FoundationEssentials)
+import CreditProto
 import FoundationEssentials
 #else
 import Foundation

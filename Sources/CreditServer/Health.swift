@@ -122,18 +122,15 @@ public final class HealthStatus: Sendable {
 }
 
 extension HealthStatus {
-    public static let serviceName = "grpc.health.v1.Health"
-    /// "Service/Method" for every health method.
-    public static let methodNames: Set<String> = ["\(serviceName)/Check", "\(serviceName)/List", "\(serviceName)/Watch"]
+    public static let serviceName = MethodTable.Health.serviceName
     /// List answers RESOURCE_EXHAUSTED beyond this many names.
     public static let listLimit = 100
 
     /// The `grpc.health.v1.Health` service over this store. All methods need the reader role.
     public func service() -> RPCService {
         RPCService(name: Self.serviceName, methods: [
-            .unary("Check", role: .reader,
-                   request: Grpc_Health_V1_HealthCheckRequest.self,
-                   response: Grpc_Health_V1_HealthCheckResponse.self) { [self] request, _ in
+            // Health answers during recovery too (NOT_SERVING), so it never waits for readiness.
+            .immediate(MethodTable.Health.check, needsReadiness: false) { [self] request, _ in
                 guard let status = self.status(of: request.service) else {
                     throw RPCError.notFound("unknown service \(request.service)")
                 }
@@ -141,9 +138,7 @@ extension HealthStatus {
                 response.status = status
                 return response
             },
-            .unary("List", role: .reader,
-                   request: Grpc_Health_V1_HealthListRequest.self,
-                   response: Grpc_Health_V1_HealthListResponse.self) { [self] _, _ in
+            .immediate(MethodTable.Health.list, needsReadiness: false) { [self] _, _ in
                 let all = self.statuses
                 guard all.count <= Self.listLimit else {
                     throw RPCError.resourceExhausted("server has \(all.count) health entries, more than \(Self.listLimit)")
@@ -156,9 +151,7 @@ extension HealthStatus {
                 }
                 return response
             },
-            .serverStreaming("Watch", role: .reader,
-                             request: Grpc_Health_V1_HealthCheckRequest.self,
-                             response: Grpc_Health_V1_HealthCheckResponse.self) { [self] request, _, writer in
+            .serverStreaming(MethodTable.Health.watch, needsReadiness: false) { [self] request, _, writer in
                 for await status in self.watch(request.service) {
                     var response = Grpc_Health_V1_HealthCheckResponse()
                     response.status = status

@@ -1,3 +1,4 @@
+import CreditProto
 import CCreditSystem
 import NIOCore
 #if canImport(Glibc)

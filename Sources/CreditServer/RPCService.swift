@@ -1,19 +1,7 @@
+import CreditProto
 import CreditWire
+import NIOCore
 import SwiftProtobuf
-
-/// The authorization role a method needs (operations.md §1).
-public enum MethodRole: String, Sendable, Hashable, CaseIterable {
-    /// Any peer that may connect.
-    case reader
-    /// Peers allowed to change state.
-    case writer
-}
-
-/// How a method exchanges messages. Decided by the server's method table, never by Request flags.
-public enum RPCMethodKind: Sendable, Hashable {
-    case unary
-    case serverStreaming
-}
 
 /// What a handler knows about its call.
 public struct CallContext: Sendable {
@@ -28,6 +16,8 @@ public struct CallContext: Sendable {
     public var deadline: ContinuousClock.Instant?
     /// The call's ttrpc stream id on its connection.
     public var streamID: UInt32
+    /// The request message exactly as received (the journal records it as is).
+    public var requestBytes: [UInt8]
 
     public init(
         peer: PeerCredentials,
@@ -35,7 +25,8 @@ public struct CallContext: Sendable {
         method: String,
         metadata: [(key: String, value: String)] = [],
         deadline: ContinuousClock.Instant? = nil,
-        streamID: UInt32 = 1
+        streamID: UInt32 = 1,
+        requestBytes: [UInt8] = []
     ) {
         self.peer = peer
         self.service = service
@@ -43,6 +34,7 @@ public struct CallContext: Sendable {
         self.metadata = metadata
         self.deadline = deadline
         self.streamID = streamID
+        self.requestBytes = requestBytes
     }
 
     /// All values of a (lowercase) metadata key, in the order received.
@@ -60,6 +52,52 @@ public struct CallContext: Sendable {
     /// Time left until the deadline; nil when there is none.
     public var timeRemaining: Duration? {
         deadline.map { $0 - ContinuousClock.now }
+    }
+}
+
+/// Completes one unary call with its encoded response or an error (`RPCError` for a status).
+/// Call it exactly once, from any thread: the reply is written on the connection's event loop,
+/// directly when already there, else with one hop.
+public struct UnaryResponder: Sendable {
+    let eventLoop: any EventLoop
+    let complete: @Sendable (Result<[UInt8], any Error>) -> Void
+
+    public init(eventLoop: any EventLoop, complete: @escaping @Sendable (Result<[UInt8], any Error>) -> Void) {
+        self.eventLoop = eventLoop
+        self.complete = complete
+    }
+
+    public func callAsFunction(_ result: Result<[UInt8], any Error>) {
+        if eventLoop.inEventLoop {
+            complete(result)
+        } else {
+            eventLoop.execute { complete(result) }
+        }
+    }
+
+    /// A responder for typed messages: encodes on the event loop, after the hop.
+    public func typed<Response: SwiftProtobuf.Message>(_ type: Response.Type) -> TypedResponder<Response> {
+        TypedResponder(base: self)
+    }
+}
+
+/// A `UnaryResponder` that takes the response message (or an error) instead of bytes.
+public struct TypedResponder<Response: SwiftProtobuf.Message>: Sendable {
+    let base: UnaryResponder
+
+    public func callAsFunction(_ result: Result<Response, any Error>) {
+        base.callAsFunction(result.flatMap { RPCMethod.encode($0) })
+    }
+
+    /// Runs `body` on the event loop and answers with what it returns or throws: for work that
+    /// is cheap but should not run on the thread that produced the result (response mapping
+    /// and encoding after a write, off the writer thread).
+    public func complete(onEventLoop body: @escaping @Sendable () throws -> Response) {
+        let base = self.base
+        let run: @Sendable () -> Void = {
+            base.complete(Result { try body() }.flatMap { RPCMethod.encode($0) })
+        }
+        if base.eventLoop.inEventLoop { run() } else { base.eventLoop.execute(run) }
     }
 }
 
@@ -81,88 +119,109 @@ public struct ServerStreamWriter: Sendable {
     }
 }
 
-/// One method of a service.
+/// One method of a service: its descriptor from the method table, and how it is answered.
 public struct RPCMethod: Sendable {
-    /// Takes the encoded request, returns the encoded response; throws `RPCError` for a status.
-    public typealias UnaryHandler = @Sendable ([UInt8], CallContext) async throws -> [UInt8]
+    /// Takes the encoded request; answers through the responder, exactly once.
+    public typealias UnaryHandler = @Sendable ([UInt8], CallContext, UnaryResponder) -> Void
+    /// Runs as a child task of the server's task group (`TTRPCServer.run`): for the few calls
+    /// that must await (reload, health watch). Returns the encoded response.
+    public typealias AsyncUnaryHandler = @Sendable ([UInt8], CallContext) async throws -> [UInt8]
     /// Takes the encoded request and sends messages; returning ends the stream normally,
-    /// throwing `RPCError` ends it with that status.
+    /// throwing `RPCError` ends it with that status. Runs as a child task of the server.
     public typealias ServerStreamingHandler = @Sendable ([UInt8], CallContext, ServerStreamWriter) async throws -> Void
 
     public enum Handler: Sendable {
+        /// Answered on the event loop, at once or later through the responder.
         case unary(UnaryHandler)
+        case asyncUnary(AsyncUnaryHandler)
         case serverStreaming(ServerStreamingHandler)
     }
 
-    public var name: String
-    public var role: MethodRole
-    public var handler: Handler
+    public let descriptor: MethodDescriptor
+    public let handler: Handler
+    /// Whether the call must wait until the server is ready (state recovered). Health does not.
+    public let needsReadiness: Bool
 
-    public init(name: String, role: MethodRole, handler: Handler) {
-        self.name = name
-        self.role = role
+    public init(descriptor: MethodDescriptor, handler: Handler, needsReadiness: Bool = true) {
+        precondition((descriptor.kind == .serverStreaming) == { if case .serverStreaming = handler { true } else { false } }(),
+                     "handler kind of \(descriptor) does not match the method table")
+        self.descriptor = descriptor
         self.handler = handler
+        self.needsReadiness = needsReadiness
     }
 
-    public var kind: RPCMethodKind {
-        switch handler {
-        case .unary: .unary
-        case .serverStreaming: .serverStreaming
-        }
+    public var name: String { descriptor.method }
+    public var role: MethodRole { descriptor.role }
+    public var kind: RPCMethodKind { descriptor.kind }
+
+    /// A unary method answered on the event loop from what `body` returns: reads of committed
+    /// state, which never wait.
+    public static func immediate<Req, Res>(
+        _ method: TypedMethod<Req, Res>, needsReadiness: Bool = true,
+        _ body: @escaping @Sendable (Req, CallContext) throws -> Res
+    ) -> RPCMethod {
+        RPCMethod(descriptor: method.descriptor, handler: .unary { bytes, context, respond in
+            respond(Result { try decode(Req.self, bytes, context) }
+                .flatMap { request in Result { try body(request, context) } }
+                .flatMap { encode($0) })
+        }, needsReadiness: needsReadiness)
     }
 
-    /// A unary method on typed messages. A payload that does not decode as `Req` is answered
-    /// with INVALID_ARGUMENT without calling `body`.
-    public static func unary<Req: SwiftProtobuf.Message, Res: SwiftProtobuf.Message>(
-        _ name: String,
-        role: MethodRole,
-        request: Req.Type,
-        response: Res.Type,
+    /// A unary method answered later, through the typed responder (writes: the writer thread
+    /// completes them once durable).
+    public static func deferred<Req, Res>(
+        _ method: TypedMethod<Req, Res>,
+        _ body: @escaping @Sendable (Req, CallContext, TypedResponder<Res>) -> Void
+    ) -> RPCMethod {
+        RPCMethod(descriptor: method.descriptor, handler: .unary { bytes, context, respond in
+            let request: Req
+            do {
+                request = try decode(Req.self, bytes, context)
+            } catch {
+                respond(.failure(error))
+                return
+            }
+            body(request, context, respond.typed(Res.self))
+        })
+    }
+
+    /// A unary method that awaits; it runs as a child task of the server.
+    public static func async<Req, Res>(
+        _ method: TypedMethod<Req, Res>,
         _ body: @escaping @Sendable (Req, CallContext) async throws -> Res
     ) -> RPCMethod {
-        RPCMethod(name: name, role: role, handler: .unary { bytes, context in
-            let request = try decodePayload(Req.self, bytes, context)
-            let response = try await body(request, context)
-            do {
-                return try response.serializedBytes()
-            } catch {
-                throw RPCError.internalError("cannot encode \(Res.protoMessageName): \(error)")
-            }
+        RPCMethod(descriptor: method.descriptor, handler: .asyncUnary { bytes, context in
+            let request = try decode(Req.self, bytes, context)
+            return try encode(try await body(request, context)).get()
         })
     }
 
     /// A server-streaming method on typed messages.
-    public static func serverStreaming<Req: SwiftProtobuf.Message, Res: SwiftProtobuf.Message>(
-        _ name: String,
-        role: MethodRole,
-        request: Req.Type,
-        response: Res.Type,
+    public static func serverStreaming<Req, Res>(
+        _ method: TypedMethod<Req, Res>, needsReadiness: Bool = true,
         _ body: @escaping @Sendable (Req, CallContext, ServerStreamWriter) async throws -> Void
     ) -> RPCMethod {
-        RPCMethod(name: name, role: role, handler: .serverStreaming { bytes, context, writer in
-            let request = try decodePayload(Req.self, bytes, context)
+        RPCMethod(descriptor: method.descriptor, handler: .serverStreaming { bytes, context, writer in
+            let request = try decode(Req.self, bytes, context)
             try await body(request, context, writer)
-        })
+        }, needsReadiness: needsReadiness)
     }
 
-    /// An UNIMPLEMENTED placeholder (declared in the contract, not served yet).
-    public static func unimplemented(_ name: String, role: MethodRole) -> RPCMethod {
-        RPCMethod(name: name, role: role, handler: .unary { _, context in
-            throw RPCError.unimplemented("method \(context.method) is not implemented")
-        })
-    }
-
-    private static func decodePayload<Req: SwiftProtobuf.Message>(
-        _ type: Req.Type,
-        _ bytes: [UInt8],
-        _ context: CallContext
-    ) throws -> Req {
+    static func decode<Req: SwiftProtobuf.Message>(_ type: Req.Type, _ bytes: [UInt8], _ context: CallContext) throws -> Req {
         do {
             return try Req(serializedBytes: bytes)
         } catch {
             throw RPCError.invalidArgument(
                 "unmarshal payload error: \(context.service)/\(context.method) expects \(Req.protoMessageName): \(error)"
             )
+        }
+    }
+
+    static func encode<Res: SwiftProtobuf.Message>(_ response: Res) -> Result<[UInt8], any Error> {
+        do {
+            return .success(try response.serializedBytes())
+        } catch {
+            return .failure(RPCError.internalError("cannot encode \(Res.protoMessageName): \(error)"))
         }
     }
 }
@@ -173,6 +232,7 @@ public struct RPCService: Sendable {
     public var methods: [String: RPCMethod]
 
     public init(name: String, methods: [RPCMethod]) {
+        precondition(methods.allSatisfy { $0.descriptor.service == name }, "a method of another service in \(name)")
         self.name = name
         self.methods = Dictionary(methods.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
     }

@@ -1,3 +1,4 @@
+import CreditProto
 import CreditWire
 import Logging
 import NIOCore
@@ -15,12 +16,22 @@ final class ServerCore: Sendable {
         var connections: [ObjectIdentifier: any Channel] = [:]
     }
 
+    /// Calls that arrived before the server was ready, each to be resumed on its event loop.
+    private struct Readiness {
+        var ready = false
+        var parked: [(any EventLoop, @Sendable () -> Void)] = []
+    }
+
     let services: [String: RPCService]
     let health: HealthStatus
     let observer: any ServerObserver
     let logger: Logger
     private let settingsBox: Mutex<ServerSettings>
     private let counters = Mutex(Counters())
+    private let readiness = Mutex(Readiness())
+    /// Work that must await (async handlers, streams), run as child tasks of `runJobs`.
+    private let jobs: AsyncStream<@Sendable () async -> Void>
+    private let jobSink: AsyncStream<@Sendable () async -> Void>.Continuation
 
     init(services: [String: RPCService], settings: ServerSettings, health: HealthStatus, observer: any ServerObserver, logger: Logger) {
         self.services = services
@@ -28,6 +39,51 @@ final class ServerCore: Sendable {
         self.observer = observer
         self.logger = logger
         settingsBox = Mutex(settings)
+        (jobs, jobSink) = AsyncStream.makeStream()
+    }
+
+    // MARK: readiness
+
+    var isReady: Bool { readiness.withLock { $0.ready } }
+
+    /// Runs `resume` on `eventLoop` once the server is ready; returns false when it is parked,
+    /// true when the server is ready already (then `resume` is not called: go on directly).
+    func parkUntilReady(on eventLoop: any EventLoop, _ resume: @escaping @Sendable () -> Void) -> Bool {
+        readiness.withLock { state in
+            if state.ready { return true }
+            state.parked.append((eventLoop, resume))
+            return false
+        }
+    }
+
+    /// Opens the server for calls that need the state, and resumes the parked ones.
+    func setReady() {
+        let parked = readiness.withLock { state in
+            state.ready = true
+            defer { state.parked = [] }
+            return state.parked
+        }
+        for (eventLoop, resume) in parked { eventLoop.execute(resume) }
+    }
+
+    // MARK: jobs
+
+    /// Queues work that awaits; it runs as a child task of `runJobs`.
+    func submit(_ job: @escaping @Sendable () async -> Void) {
+        jobSink.yield(job)
+    }
+
+    /// Runs submitted jobs as child tasks until `finishJobs` and every job has ended.
+    func runJobs() async {
+        await withDiscardingTaskGroup { group in
+            for await job in jobs {
+                group.addTask { await job() }
+            }
+        }
+    }
+
+    func finishJobs() {
+        jobSink.finish()
     }
 
     var settings: ServerSettings {

@@ -1,3 +1,4 @@
+import CreditProto
 import CreditWire
 import Synchronization
 #if canImport(Glibc)

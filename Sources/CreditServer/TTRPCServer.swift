@@ -1,3 +1,4 @@
+import CreditProto
 import CreditWire
 import Logging
 import NIOCore
@@ -104,6 +105,22 @@ public final class TTRPCServer: Sendable {
         core.settings = settings
     }
 
+    /// Opens the server for calls that need the application's state. Until then they wait
+    /// (within their deadline) rather than fail, so that a client that triggered socket
+    /// activation, or one queued during a restart, gets its answer once recovery is done.
+    public func setReady() {
+        core.setReady()
+    }
+
+    /// Whether `setReady` was called.
+    public var isReady: Bool { core.isReady }
+
+    /// Runs the calls that await (async handlers and streams) as child tasks, until `shutdown`
+    /// has drained the connections and every such call has ended. Run it for the server's life.
+    public func run() async {
+        await core.runJobs()
+    }
+
     /// Open connections, calls in flight and totals.
     public var stats: ServerStats { core.stats }
 
@@ -158,6 +175,7 @@ public final class TTRPCServer: Sendable {
         for connection in connections {
             connection.pipeline.fireUserInboundEventTriggered(DrainConnectionEvent())
         }
+        defer { core.finishJobs() }  // `run` returns once the remaining jobs end
         guard !connections.isEmpty else { return }
         let loop = group.next()
         let allClosed = EventLoopFuture.andAllComplete(connections.map(\.closeFuture), on: loop)

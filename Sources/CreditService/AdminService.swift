@@ -29,23 +29,20 @@ public struct AdminHooks: Sendable {
 
 /// `creditd.v1.Admin`: stats, snapshots, the test clock, reload, metrics.
 enum AdminService {
-    static let name = "creditd.v1.Admin"
-
     static func make(gate: ApplicationGate, hooks: AdminHooks) -> RPCService {
-        RPCService(name: name, methods: [
-            .unary("GetStats", role: .reader,
-                   request: Creditd_V1_GetStatsRequest.self, response: Creditd_V1_GetStatsResponse.self) { _, _ in
-                await stats(try gate.require(), hooks)
+        let methods = MethodTable.Admin.self
+        return RPCService(name: methods.serviceName, methods: [
+            .immediate(methods.getStats) { _, _ in
+                stats(try gate.require(), hooks)
             },
-            .unary("TakeSnapshot", role: .writer,
-                   request: Creditd_V1_TakeSnapshotRequest.self, response: Creditd_V1_TakeSnapshotResponse.self) { _, _ in
+            .async(methods.takeSnapshot) { _, _ in
                 let application = try gate.require()
                 let started = ContinuousClock.now
                 let info: SnapshotInfo
                 do {
                     info = try await application.takeSnapshot()
-                } catch let error as RPCError {
-                    throw error
+                } catch let failure as WriteFailure {
+                    throw CreditsService.status(of: failure)
                 } catch {
                     throw RPCError.unavailable("snapshot failed: \(error)")
                 }
@@ -56,23 +53,19 @@ enum AdminService {
                 response.durationSeconds = seconds(ContinuousClock.now - started)
                 return response
             },
-            .unary("GetClock", role: .reader,
-                   request: Creditd_V1_GetClockRequest.self, response: Creditd_V1_GetClockResponse.self) { _, _ in
-                let keeper = try gate.keeper()
-                let now = keeper.clock.now()
+            .immediate(methods.getClock) { _, _ in
+                let clock = try gate.require().writer.clock
+                let now = clock.now()
                 var response = Creditd_V1_GetClockResponse()
                 response.nowUnixNanos = now.nanosecondsSinceEpoch
-                response.manual = keeper.clock.mode == .manual
+                response.manual = clock.mode == .manual
                 response.now = now.rfc3339
                 return response
             },
-            .unary("AdvanceClock", role: .writer,
-                   request: Creditd_V1_AdvanceClockRequest.self, response: Creditd_V1_AdvanceClockResponse.self) { request, _ in
-                let keeper = try gate.keeper()
-                guard keeper.clock.mode == .manual else {
-                    throw RPCError.failedPrecondition("the daemon runs on the system clock; start it with --clock manual to move time")
-                }
-                let current = keeper.clock.now()
+            .async(methods.advanceClock) { request, _ in
+                let writer = try gate.require().writer
+                guard writer.clock.mode == .manual else { throw CreditsService.status(of: .notManualClock) }
+                let current = writer.clock.now()
                 let target: Instant
                 switch (request.byNanos, request.toUnixNanos) {
                 case (let by, 0) where by > 0:
@@ -84,15 +77,19 @@ enum AdminService {
                 default:
                     throw invalid("set exactly one of by_nanos (> 0) and to_unix_nanos")
                 }
-                let transitions = try await keeper.advanceClock(to: target)
+                let transitions: Int
+                do throws(WriteFailure) {
+                    transitions = try await writer.advanceClock(to: target)
+                } catch {
+                    throw CreditsService.status(of: error)
+                }
                 var response = Creditd_V1_AdvanceClockResponse()
                 response.nowUnixNanos = target.nanosecondsSinceEpoch
                 response.now = target.rfc3339
                 response.transitions = UInt32(clamping: transitions)
                 return response
             },
-            .unary("Reload", role: .writer,
-                   request: Creditd_V1_ReloadRequest.self, response: Creditd_V1_ReloadResponse.self) { _, _ in
+            .async(methods.reload) { _, _ in
                 var response = Creditd_V1_ReloadResponse()
                 do {
                     response.message = try await hooks.reload()
@@ -101,8 +98,7 @@ enum AdminService {
                 }
                 return response
             },
-            .unary("GetMetrics", role: .reader,
-                   request: Creditd_V1_GetMetricsRequest.self, response: Creditd_V1_GetMetricsResponse.self) { _, _ in
+            .async(methods.getMetrics) { _, _ in
                 var response = Creditd_V1_GetMetricsResponse()
                 response.prometheusText = await hooks.metrics()
                 return response
@@ -110,16 +106,16 @@ enum AdminService {
         ])
     }
 
-    static func stats(_ application: CreditApplication, _ hooks: AdminHooks) async -> Creditd_V1_GetStatsResponse {
-        let keeper = application.keeper
-        let now = keeper.clock.now()
-        let summary = await keeper.ledgerSummary(asOf: now)
+    static func stats(_ application: CreditApplication, _ hooks: AdminHooks) -> Creditd_V1_GetStatsResponse {
+        let writer = application.writer
+        let now = writer.clock.now()
+        let summary = LedgerSummary(writer.committed.ledger, asOf: now)
         let store = application.store.stats
         let server = hooks.serverStats()
         var response = Creditd_V1_GetStatsResponse()
         response.version = CreditApplication.version
         response.serving = hooks.serving()
-        response.manualClock = keeper.clock.mode == .manual
+        response.manualClock = writer.clock.mode == .manual
         response.nowUnixNanos = now.nanosecondsSinceEpoch
         response.subscriptions = UInt64(summary.subscriptions)
         for state in CreditState.allCases {
@@ -141,7 +137,7 @@ enum AdminService {
             persistence.lastSnapshotAgeSeconds = Double(max(0, wallMillis - millis)) / 1000
         }
         persistence.tornTailTruncations = UInt64(store.tornTailTruncations)
-        persistence.fault = await keeper.persistenceFault ?? ""
+        persistence.fault = writer.persistenceFault ?? store.fault?.description ?? ""
         persistence.fsyncs = UInt64(store.fsyncCount)
         persistence.recordsWritten = UInt64(store.recordsWritten)
         response.persistence = persistence

@@ -2,8 +2,8 @@ import CreditWire
 import Synchronization
 
 /// Holds the application once its state is recovered. The server takes its
-/// socket first (so clients queue instead of failing, and health answers
-/// NOT_SERVING); calls that need the state get UNAVAILABLE until then.
+/// socket first and parks calls that need the state until it is ready (so
+/// clients queue instead of failing, and health answers NOT_SERVING).
 public final class ApplicationGate: Sendable {
     private let slot = Mutex<CreditApplication?>(nil)
 
@@ -22,5 +22,4 @@ public final class ApplicationGate: Sendable {
         return application
     }
 
-    func keeper() throws(RPCError) -> LedgerKeeper { try require().keeper }
 }

@@ -77,6 +77,41 @@ public enum JournalEntry: Equatable, Sendable {
         }
     }
 
+    /// The record's bytes. With `requestBytes` (the command's request exactly as the client
+    /// sent it, already decoded once), the entry is framed around those bytes instead of
+    /// encoding the message again: protobuf encodes an embedded message as its field tag, its
+    /// length and its bytes, so the result decodes as the same `JournalEntry`.
+    public func encoded(requestBytes: [UInt8]?) throws -> [UInt8] {
+        guard let requestBytes, case .command(let command, let at, let uid, let maxSeats) = self else {
+            return try encoded()
+        }
+        let field: UInt64 = switch command {
+        case .create: 10
+        case .cancel: 11
+        case .changeSeats: 12
+        case .resume: 13
+        case .recordRefundOutcome: 14
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(requestBytes.count + 32)
+        func varint(_ value: UInt64) {
+            var value = value
+            while value >= 0x80 {
+                bytes.append(UInt8(truncatingIfNeeded: value) | 0x80)
+                value >>= 7
+            }
+            bytes.append(UInt8(value))
+        }
+        // Fields in number order, zero values omitted, as swift-protobuf writes them.
+        if at.nanosecondsSinceEpoch != 0 { varint(1 << 3); varint(UInt64(bitPattern: at.nanosecondsSinceEpoch)) }
+        if uid != 0 { varint(2 << 3); varint(UInt64(uid)) }
+        if maxSeats != 0 { varint(3 << 3); varint(UInt64(bitPattern: maxSeats)) }
+        varint(field << 3 | 2)
+        varint(UInt64(requestBytes.count))
+        bytes.append(contentsOf: requestBytes)
+        return bytes
+    }
+
     public func encoded() throws -> [UInt8] {
         var entry = Creditd_Journal_V1_JournalEntry()
         switch self {

@@ -37,11 +37,11 @@ public struct ApplicationConfiguration: Sendable {
 }
 
 /// creditd's state and the services over it: recovery at start, the ledger
-/// keeper, the scheduler of time-driven transitions and snapshots.
+/// writer (which also runs time-driven transitions), and snapshots.
 public final class CreditApplication: Sendable {
     public static let version = "0.1.0"
 
-    public let keeper: LedgerKeeper
+    public let writer: LedgerWriter
     public let store: DurableStore
     public let stateDirectory: String
     public let recoveryReport: RecoveryReport
@@ -120,8 +120,12 @@ public final class CreditApplication: Sendable {
         self.subscriptionsRecovered = ledger.subscriptionCount
         self.configuration = configuration
         self.logger = logger
-        self.keeper = LedgerKeeper(ledger: ledger, store: store, clock: clock,
-                                   lastSequence: recovery.nextSequence - 1, logger: logger)
+        self.writer = LedgerWriter(ledger: ledger, store: store, clock: clock,
+                                   lastSequence: recovery.nextSequence - 1,
+                                   snapshotPolicy: .init(everyRecords: configuration.snapshotEveryRecords,
+                                                         interval: configuration.snapshotInterval),
+                                   logger: logger)
+        writer.start()
         logger.info("state recovered", metadata: [
             "subscriptions": "\(ledger.subscriptionCount)",
             "snapshot": "\(recovery.snapshot?.fileName ?? "none")",
@@ -143,64 +147,46 @@ public final class CreditApplication: Sendable {
         }
     }
 
-    /// "Service/Method" for every method of the Credits and Admin services.
-    public static var methodNames: Set<String> {
-        let inert = AdminHooks(serverStats: { ServerStats() },
-                               reload: { "" }, serving: { false }, metrics: { "" })
-        return Set(services(gate: ApplicationGate(), hooks: inert).flatMap { service in
-            service.methods.keys.map { "\(service.name)/\($0)" }
-        })
-    }
-
     /// The Credits and Admin services, answering from whatever application
-    /// `gate` holds (UNAVAILABLE until recovery is done).
+    /// `gate` holds (the server parks calls until it holds one).
     public static func services(gate: ApplicationGate, hooks: AdminHooks) -> [RPCService] {
         [CreditsService.make(gate: gate), AdminService.make(gate: gate, hooks: hooks)]
     }
 
-    /// Runs time-driven transitions as they fall due and takes periodic
-    /// snapshots, until the task is cancelled.
+    /// Writes the snapshots the writer asks for (by journal size or age), until the writer
+    /// closes or the task is cancelled. Time-driven transitions need no task: the writer
+    /// thread sleeps until the next one falls due.
     public func runScheduler() async {
-        var lastSnapshot = ContinuousClock.now
-        while !Task.isCancelled {
+        for await capture in writer.periodicSnapshots {
+            if Task.isCancelled { break }
             do {
-                try await Task.sleep(for: .seconds(1))
+                let info = try await write(capture)
+                logger.info("snapshot written", metadata: ["file": "\(info.fileName)", "bytes": "\(info.bytes)"])
             } catch {
-                return
-            }
-            if keeper.clock.mode == .system {
-                do {
-                    try await keeper.tick()
-                } catch {
-                    logger.error("time-driven transitions failed", metadata: ["error": "\(error)"])
-                }
-            }
-            let records = await keeper.journalRecordsSinceSnapshot
-            let due = records >= configuration.snapshotEveryRecords
-                || (records > 0 && ContinuousClock.now - lastSnapshot >= configuration.snapshotInterval)
-            if due {
-                do {
-                    let info = try await takeSnapshot()
-                    lastSnapshot = ContinuousClock.now
-                    logger.info("snapshot written", metadata: ["file": "\(info.fileName)", "bytes": "\(info.bytes)"])
-                } catch {
-                    logger.error("periodic snapshot failed", metadata: ["error": "\(error)"])
-                }
+                logger.error("periodic snapshot failed", metadata: ["error": "\(error)"])
             }
         }
     }
 
-    /// Writes a snapshot now and returns when it is durable.
-    public func takeSnapshot() async throws -> SnapshotInfo {
+    /// Encodes a captured ledger on the store's snapshot thread and writes it durably.
+    private func write(_ capture: SnapshotCapture) async throws -> SnapshotInfo {
+        defer { writer.snapshotFinished() }
         let started = ContinuousClock.now
-        let info = try await keeper.takeSnapshot()
+        let info = try await store.writeSnapshot(sequence: capture.sequence) {
+            try SnapshotCodec.encode(capture.ledger, clock: capture.clock)
+        }
         configuration.snapshotObserver?(ContinuousClock.now - started)
         return info
     }
 
+    /// Writes a snapshot now and returns when it is durable.
+    public func takeSnapshot() async throws -> SnapshotInfo {
+        try await write(try await writer.captureForSnapshot())
+    }
+
     /// The final snapshot at shutdown, then closes the journal.
     public func shutdown() async {
-        if await keeper.persistenceFault == nil {
+        if writer.persistenceFault == nil {
             do {
                 let info = try await takeSnapshot()
                 logger.info("final snapshot written", metadata: ["file": "\(info.fileName)"])
@@ -208,6 +194,7 @@ public final class CreditApplication: Sendable {
                 logger.error("final snapshot failed; the journal still holds every change", metadata: ["error": "\(error)"])
             }
         }
+        await writer.close()
         await store.close()
     }
 }

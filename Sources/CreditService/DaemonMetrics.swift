@@ -107,7 +107,7 @@ public final class DaemonMetrics: Sendable {
     public func render(application: CreditApplication?, serving isServing: Bool) async -> String {
         serving.labels().set(isServing ? 1 : 0)
         if let application {
-            let summary = await application.keeper.ledgerSummary()
+            let summary = LedgerSummary(application.writer.committed.ledger, asOf: application.writer.clock.now())
             for status in SubscriptionStatus.allCases {
                 subscriptions.labels(Self.statusName(status)).set(summary.subscriptionsByStatus[status] ?? 0)
             }
@@ -130,7 +130,7 @@ public final class DaemonMetrics: Sendable {
             } else {
                 snapshotAge.labels().set(Double.nan)
             }
-            persistenceFault.labels().set(await application.keeper.persistenceFault == nil ? 0 : 1)
+            persistenceFault.labels().set(application.writer.persistenceFault == nil ? 0 : 1)
         }
         return registry.render()
     }

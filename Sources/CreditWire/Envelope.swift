@@ -97,3 +97,15 @@ extension Ttrpc_Request {
         }
     }
 }
+
+extension RequestEnvelope {
+    /// The same envelope as SwiftProtobuf's message (tests and the differential fuzzer).
+    public init(_ request: Ttrpc_Request) {
+        self.init()
+        service = request.service
+        method = request.method
+        payload = [UInt8](request.payload)
+        timeoutNano = request.timeoutNano
+        metadata = request.metadata.map { (key: $0.key, value: $0.value) }
+    }
+}

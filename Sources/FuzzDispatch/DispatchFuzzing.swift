@@ -25,11 +25,11 @@ enum DispatchFuzzing {
         var now = DispatchFuzzing.start
         var journal: [JournalEntry] = []
 
-        /// Journals a change exactly as LedgerKeeper does, and replays it into the replica.
-        mutating func record(_ entry: JournalEntry) {
+        /// Journals a change exactly as the ledger writer does, and replays it into the replica.
+        mutating func record(_ entry: JournalEntry, requestBytes: [UInt8]? = nil) {
             let bytes: [UInt8]
             do {
-                bytes = try entry.encoded()
+                bytes = try entry.encoded(requestBytes: requestBytes)
             } catch {
                 fail("journal record does not encode: \(error)")
             }
@@ -67,48 +67,49 @@ enum DispatchFuzzing {
 
     static func dispatch(_ request: Ttrpc_Request, callerUID: UInt32, _ session: inout Session) {
         let payload = [UInt8](request.payload)
-        switch (request.service, request.method) {
-        case ("creditd.v1.Credits", "CreateSubscription"):
+        let method = MethodTable.all.first { $0.service == request.service && $0.method == request.method }
+        switch method {
+        case MethodTable.Credits.createSubscription.descriptor:
             guard let message = try? Creditd_V1_CreateSubscriptionRequest(serializedBytes: payload) else { return }
-            write(.create(message), callerUID: callerUID, &session)
-        case ("creditd.v1.Credits", "CancelSubscription"):
+            write(.create(message), payload, callerUID: callerUID, &session)
+        case MethodTable.Credits.cancelSubscription.descriptor:
             guard let message = try? Creditd_V1_CancelSubscriptionRequest(serializedBytes: payload) else { return }
-            write(.cancel(message), callerUID: callerUID, &session)
-        case ("creditd.v1.Credits", "ResumeSubscription"):
+            write(.cancel(message), payload, callerUID: callerUID, &session)
+        case MethodTable.Credits.resumeSubscription.descriptor:
             guard let message = try? Creditd_V1_ResumeSubscriptionRequest(serializedBytes: payload) else { return }
-            write(.resume(message), callerUID: callerUID, &session)
-        case ("creditd.v1.Credits", "ChangeSeats"):
+            write(.resume(message), payload, callerUID: callerUID, &session)
+        case MethodTable.Credits.changeSeats.descriptor:
             guard let message = try? Creditd_V1_ChangeSeatsRequest(serializedBytes: payload) else { return }
-            write(.changeSeats(message), callerUID: callerUID, &session)
-        case ("creditd.v1.Credits", "RecordRefundOutcome"):
+            write(.changeSeats(message), payload, callerUID: callerUID, &session)
+        case MethodTable.Credits.recordRefundOutcome.descriptor:
             guard let message = try? Creditd_V1_RecordRefundOutcomeRequest(serializedBytes: payload) else { return }
-            write(.recordRefundOutcome(message), callerUID: callerUID, &session)
-        case ("creditd.v1.Credits", "GetSubscription"):
+            write(.recordRefundOutcome(message), payload, callerUID: callerUID, &session)
+        case MethodTable.Credits.getSubscription.descriptor:
             guard let message = try? Creditd_V1_GetSubscriptionRequest(serializedBytes: payload) else { return }
             answer { () throws(DomainError) in _ = try session.ledger.subscription(id: message.subscriptionID) }
-        case ("creditd.v1.Credits", "ListSubscriptions"):
+        case MethodTable.Credits.listSubscriptions.descriptor:
             guard let message = try? Creditd_V1_ListSubscriptionsRequest(serializedBytes: payload) else { return }
             answer { () throws(DomainError) in
                 let page = try session.ledger.listSubscriptions(pageSize: message.pageSize, pageToken: message.pageToken)
                 let limit = message.pageSize == 0 ? 100 : min(Int(message.pageSize), 1_000)
                 check(page.subscriptions.count <= limit, "a page larger than its size")
             }
-        case ("creditd.v1.Credits", "GetRefundStatus"):
+        case MethodTable.Credits.getRefundStatus.descriptor:
             guard let message = try? Creditd_V1_GetRefundStatusRequest(serializedBytes: payload) else { return }
             answer { () throws(DomainError) in
                 _ = try session.ledger.refundStatus(subscriptionId: message.subscriptionID,
                                                     creditId: message.creditID.isEmpty ? nil : message.creditID,
                                                     asOf: session.now)
             }
-        case ("creditd.v1.Credits", "ListInvoices"):
+        case MethodTable.Credits.listInvoices.descriptor:
             guard let message = try? Creditd_V1_ListInvoicesRequest(serializedBytes: payload) else { return }
             answer { () throws(DomainError) in _ = try session.ledger.invoices(subscriptionId: message.subscriptionID) }
-        case ("creditd.v1.Admin", "AdvanceClock"):
+        case MethodTable.Admin.advanceClock.descriptor:
             guard let message = try? Creditd_V1_AdvanceClockRequest(serializedBytes: payload) else { return }
             advanceClock(message, &session)
-        case ("creditd.v1.Admin", "TakeSnapshot"):
+        case MethodTable.Admin.takeSnapshot.descriptor:
             checkSnapshot(session)
-        case ("grpc.health.v1.Health", "Check"), ("grpc.health.v1.Health", "Watch"):
+        case MethodTable.Health.check.descriptor, MethodTable.Health.watch.descriptor:
             _ = try? Grpc_Health_V1_HealthCheckRequest(serializedBytes: payload)
         default:
             // UNIMPLEMENTED on the wire; the ledger is untouched.
@@ -116,16 +117,17 @@ enum DispatchFuzzing {
         }
     }
 
-    /// LedgerKeeper.execute without the files: apply, then journal when the state changed.
-    static func write(_ command: JournalEntry.WireCommand, callerUID: UInt32, _ session: inout Session) {
+    /// The writer's step without the files (`LedgerWriter.apply`): apply, then journal the
+    /// request as received when the state changed.
+    static func write(_ command: JournalEntry.WireCommand, _ requestBytes: [UInt8], callerUID: UInt32, _ session: inout Session) {
         let before = session.ledger
-        let result = session.ledger.execute(command.domain, at: session.now, callerUID: callerUID, dryRun: command.dryRun)
-        if result.stateChanged {
-            session.record(.command(command, at: session.now, callerUID: callerUID, maxSeats: session.ledger.maxSeats))
+        let (executed, entry) = LedgerWriter.apply(command, to: &session.ledger, at: session.now, callerUID: callerUID)
+        if let entry {
+            session.record(entry, requestBytes: requestBytes)
         } else {
             check(session.ledger == before, "the ledger changed but the command says it did not")
         }
-        if case .failure(let error) = result.outcome {
+        if case .failure(let error) = executed.outcome {
             let status = RPCError.domain(StatusCode(wireValue: error.grpcStatusCode), reason: error.code, error.message)
             check(status.code != .ok, "a domain error mapped to OK")
             check(RPCError(status: status.status).reason == error.code, "the stable reason does not survive the wire")

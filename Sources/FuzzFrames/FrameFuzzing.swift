@@ -123,11 +123,19 @@ enum FrameFuzzing {
     /// Frame data as the server and the clients read it. Decoding may fail; it must not crash,
     /// and whatever decodes must survive a round trip.
     static func decodeEnvelopes(_ data: [UInt8]) {
-        if let request = try? TTRPCEnvelope.decodeRequest(bytes: data) {
+        let buffer = ByteBufferAllocator().buffer(bytes: data)
+        let reference = try? TTRPCEnvelope.decodeRequest(bytes: data)
+        if let request = reference {
             check(roundTrips(request), "Request does not round-trip")
             _ = request.metadata.map { $0.key.lowercased() }
         }
-        let buffer = ByteBufferAllocator().buffer(bytes: data)
+        // The server's own envelope reader accepts exactly what SwiftProtobuf accepts, with
+        // the same result (a differential check).
+        let fast = try? RequestEnvelope(decoding: buffer)
+        check((fast == nil) == (reference == nil), "RequestEnvelope and Ttrpc_Request disagree on \(data)")
+        if let fast, let reference {
+            check(fast == RequestEnvelope(reference), "RequestEnvelope decodes \(data) differently")
+        }
         if let response = try? TTRPCEnvelope.decodeResponse(buffer) {
             check(roundTrips(response), "Response does not round-trip")
             switch TTRPCEnvelope.result(of: response) {

@@ -39,7 +39,8 @@ final class Daemon {
         while monotonicNanos() < end {
             guard child.process.isRunning else { throw BenchError("creditd exited before serving:\n\(child.log)") }
             if let socket = try? UnixSocket(path: socketPath, receiveTimeoutSeconds: 2),
-               case .success(let bytes)? = try? socket.call(streamID: 1, service: "grpc.health.v1.Health", method: "Check", payload: []),
+               case .success(let bytes)? = try? socket.call(streamID: 1, service: MethodTable.Health.check.service,
+                                           method: MethodTable.Health.check.method, payload: []),
                let response = try? Grpc_Health_V1_HealthCheckResponse(serializedBytes: bytes),
                response.status == .serving {
                 return Double(monotonicNanos() - startedAt) / 1e9
@@ -50,22 +51,19 @@ final class Daemon {
     }
 
     /// One call on a fresh connection; throws on an RPC error.
-    func call<Response: SwiftProtobuf.Message>(
-        _ service: String, _ method: String, _ request: some SwiftProtobuf.Message, as: Response.Type,
-        timeoutSeconds: Int = 30
-    ) throws -> Response {
+    func call<Request, Response>(_ method: TypedMethod<Request, Response>, _ request: Request,
+                                 timeoutSeconds: Int = 30) throws -> Response {
         let socket = try UnixSocket(path: socketPath, receiveTimeoutSeconds: timeoutSeconds)
-        switch try socket.call(streamID: 1, service: service, method: method, payload: try request.serializedBytes()) {
+        switch try socket.call(streamID: 1, service: method.service, method: method.method, payload: try request.serializedBytes()) {
         case .success(let bytes): return try Response(serializedBytes: bytes)
-        case .failure(let error): throw BenchError("\(service)/\(method): \(error)")
+        case .failure(let error): throw BenchError("\(method.descriptor): \(error)")
         }
     }
 
     /// TakeSnapshot: (seconds seen by the client, seconds the daemon reports, snapshot bytes).
     func takeSnapshot() throws -> (clientSeconds: Double, serverSeconds: Double, bytes: UInt64) {
         let start = monotonicNanos()
-        let response = try call("creditd.v1.Admin", "TakeSnapshot", Creditd_V1_TakeSnapshotRequest(),
-                                as: Creditd_V1_TakeSnapshotResponse.self, timeoutSeconds: 900)
+        let response = try call(MethodTable.Admin.takeSnapshot, Creditd_V1_TakeSnapshotRequest(), timeoutSeconds: 900)
         return (Double(monotonicNanos() - start) / 1e9, response.durationSeconds, response.bytes)
     }
 

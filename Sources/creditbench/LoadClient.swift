@@ -97,11 +97,11 @@ struct RequestPool: Sendable {
     let name: String
     let requests: [ByteBuffer]
 
-    init<M: SwiftProtobuf.Message>(name: String, service: String = "creditd.v1.Credits", method: String, messages: [M]) throws {
-        self.name = name
+    init<M, R>(_ method: TypedMethod<M, R>, messages: [M]) throws {
+        self.name = method.method
         let allocator = ByteBufferAllocator()
         requests = try messages.map { message in
-            let request = Ttrpc_Request(service: service, method: method, payload: try message.serializedBytes())
+            let request = Ttrpc_Request(service: method.service, method: method.method, payload: try message.serializedBytes())
             return try TTRPCEnvelope.encode(request, allocator: allocator)
         }
     }

@@ -81,7 +81,7 @@ func runScale(subscriptions: Int, tailRecords: Int, creditd: String, log: (Strin
 private func checkCredits(_ daemon: Daemon, expected: Int) throws {
     var request = Creditd_V1_GetRefundStatusRequest()
     request.subscriptionID = StateBuilder.creditSubscriptionID(0)
-    let response = try daemon.call("creditd.v1.Credits", "GetRefundStatus", request, as: Creditd_V1_GetRefundStatusResponse.self)
+    let response = try daemon.call(MethodTable.Credits.getRefundStatus, request)
     guard response.credits.count == expected else {
         throw BenchError("\(request.subscriptionID) has \(response.credits.count) credits, expected \(expected)")
     }

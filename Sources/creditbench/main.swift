@@ -141,22 +141,22 @@ func runRPCSuite(options: Options, creditd: String, work: String) async throws -
     let order = (0..<options.subscriptions).shuffled(using: &random)
     let ids = order.map(StateBuilder.creditSubscriptionID)
     let pools: [(pool: RequestPool, configurations: [(Int, Int)])] = [
-        (try RequestPool(name: "GetSubscription", method: "GetSubscription", messages: ids.map {
+        (try RequestPool(MethodTable.Credits.getSubscription, messages: ids.map {
             var request = Creditd_V1_GetSubscriptionRequest()
             request.subscriptionID = $0
             return request
         }), readConfigurations),
-        (try RequestPool(name: "GetRefundStatus", method: "GetRefundStatus", messages: ids.map {
+        (try RequestPool(MethodTable.Credits.getRefundStatus, messages: ids.map {
             var request = Creditd_V1_GetRefundStatusRequest()
             request.subscriptionID = $0
             return request
         }), readConfigurations),
         // Two passes over the subscriptions, up one seat then down again: every call is a change.
-        (try RequestPool(name: "ChangeSeats", method: "ChangeSeats", messages: (0..<(2 * ids.count)).map {
+        (try RequestPool(MethodTable.Credits.changeSeats, messages: (0..<(2 * ids.count)).map {
             StateBuilder.seatsRequest(id: ids[$0 % ids.count],
                                       seats: StateBuilder.builtSeats + ($0 < ids.count ? 1 : 0))
         }), writeConfigurations),
-        (try RequestPool(name: "CancelSubscription", method: "CancelSubscription", messages: (0..<options.cancelPool).map {
+        (try RequestPool(MethodTable.Credits.cancelSubscription, messages: (0..<options.cancelPool).map {
             var request = Creditd_V1_CancelSubscriptionRequest()
             request.subscriptionID = StateBuilder.cancelSubscriptionID($0)
             request.mode = .immediate
@@ -173,8 +173,8 @@ func runRPCSuite(options: Options, creditd: String, work: String) async throws -
         $0.mode = .immediate
     }
     let journalRecordBytes = [
-        "ChangeSeats": 16 + (try StateBuilder.seatChangeRecord(id: ids[0], seats: 6)).count,
-        "CancelSubscription": 16 + (try cancelEntry.serializedBytes() as [UInt8]).count,
+        MethodTable.Credits.changeSeats.method: 16 + (try StateBuilder.seatChangeRecord(id: ids[0], seats: 6)).count,
+        MethodTable.Credits.cancelSubscription.method: 16 + (try cancelEntry.serializedBytes() as [UInt8]).count,
     ]
     let methods = Set(options.methods ?? pools.map(\.pool.name))
 
@@ -184,7 +184,7 @@ func runRPCSuite(options: Options, creditd: String, work: String) async throws -
         for (connections, inFlight) in configurations {
             // Cancels consume their subscriptions: each configuration starts past the last one used.
             var measuredPool = pool
-            if pool.name == "CancelSubscription" {
+            if pool.name == MethodTable.Credits.cancelSubscription.method {
                 measuredPool = RequestPool(name: pool.name, requests: Array(pool.requests[min(cancelsUsed, pool.requests.count)...]))
                 guard measuredPool.requests.count > 4 * connections * inFlight else {
                     throw BenchError("the cancel pool is used up; raise --cancel-pool")
@@ -193,7 +193,7 @@ func runRPCSuite(options: Options, creditd: String, work: String) async throws -
             let result = try runClosedLoop(system: "creditd", socketPath: daemon.socketPath, serverPID: daemon.pid,
                                            pool: measuredPool, connections: connections, inFlight: inFlight,
                                            warmup: options.warmup, duration: options.duration)
-            if pool.name == "CancelSubscription" {
+            if pool.name == MethodTable.Credits.cancelSubscription.method {
                 cancelsUsed += result.poolEntriesUsed
             }
             results.append(result)
@@ -236,7 +236,7 @@ func evaluateTargets(phases: [PhaseResult], scale: [ScaleResult]) -> [TargetResu
         phases.first { $0.system == system && $0.method == method && $0.connections == connections && $0.inFlight == inFlight }
     }
     var targets: [TargetResult] = []
-    for method in ["GetSubscription", "GetRefundStatus"] {
+    for method in [MethodTable.Credits.getSubscription.method, MethodTable.Credits.getRefundStatus.method] {
         if let own = find("creditd", method, 4, 4), let echo = find("echo", method, 4, 4) {
             let ratio = own.callsPerSecond / max(echo.callsPerSecond, 1)
             targets.append(TargetResult(target: "\(method) 4x4 calls/s >= 80% of echo",
@@ -254,7 +254,7 @@ func evaluateTargets(phases: [PhaseResult], scale: [ScaleResult]) -> [TargetResu
                                         ratio: ratio, threshold: 1.5, holds: ratio >= 1.5, extrapolated: false))
         }
     }
-    for method in ["ChangeSeats", "CancelSubscription"] {
+    for method in [MethodTable.Credits.changeSeats.method, MethodTable.Credits.cancelSubscription.method] {
         for (connections, inFlight) in [(4, 4), (4, 16)] {
             guard let own = find("creditd", method, connections, inFlight),
                   let raw = find("fdatasync", "commit:" + method, 1, connections * inFlight) else { continue }
@@ -312,7 +312,7 @@ func printTable(_ report: Report) {
         for phase in report.phases {
             var ratio = "", p99Ratio = ""
             if phase.system == "creditd" {
-                let isWrite = phase.method == "ChangeSeats" || phase.method == "CancelSubscription"
+                let isWrite = [MethodTable.Credits.changeSeats.method, MethodTable.Credits.cancelSubscription.method].contains(phase.method)
                 let base = isWrite
                     ? report.phases.first { $0.system == "fdatasync" && $0.method == "commit:" + phase.method
                         && $0.inFlight == phase.connections * phase.inFlight }

@@ -11,7 +11,7 @@ struct Stats: AsyncParsableCommand {
 
     func run() async throws {
         let response: Creditd_V1_GetStatsResponse = try await withSession(connection) {
-            try await $0.call(Session.admin, "GetStats", Creditd_V1_GetStatsRequest())
+            try await $0.call(MethodTable.Admin.getStats, Creditd_V1_GetStatsRequest())
         }
         try emit(response, output.output) {
             let p = response.persistence
@@ -56,7 +56,7 @@ struct TakeSnapshot: AsyncParsableCommand {
 
     func run() async throws {
         let response: Creditd_V1_TakeSnapshotResponse = try await withSession(connection) {
-            try await $0.call(Session.admin, "TakeSnapshot", Creditd_V1_TakeSnapshotRequest())
+            try await $0.call(MethodTable.Admin.takeSnapshot, Creditd_V1_TakeSnapshotRequest())
         }
         try emit(response, output.output) {
             fieldList([
@@ -78,7 +78,7 @@ struct Clock: AsyncParsableCommand {
 
     func run() async throws {
         let response: Creditd_V1_GetClockResponse = try await withSession(connection) {
-            try await $0.call(Session.admin, "GetClock", Creditd_V1_GetClockRequest())
+            try await $0.call(MethodTable.Admin.getClock, Creditd_V1_GetClockRequest())
         }
         try emit(response, output.output) {
             fieldList([("now", response.now), ("clock", response.manual ? "manual" : "system")])
@@ -115,7 +115,7 @@ struct AdvanceClock: AsyncParsableCommand {
         if let by { request.byNanos = AdvanceClock.nanos(by) ?? 0 }
         if let to { request.toUnixNanos = Instants.parse(to) ?? 0 }
         let response: Creditd_V1_AdvanceClockResponse = try await withSession(connection) {
-            try await $0.call(Session.admin, "AdvanceClock", request)
+            try await $0.call(MethodTable.Admin.advanceClock, request)
         }
         try emit(response, output.output) {
             fieldList([("now", response.now), ("transitions", String(response.transitions))])
@@ -132,7 +132,7 @@ struct Reload: AsyncParsableCommand {
 
     func run() async throws {
         let response: Creditd_V1_ReloadResponse = try await withSession(connection) {
-            try await $0.call(Session.admin, "Reload", Creditd_V1_ReloadRequest())
+            try await $0.call(MethodTable.Admin.reload, Creditd_V1_ReloadRequest())
         }
         print(response.message.isEmpty ? "reloaded" : response.message)
     }
@@ -149,7 +149,7 @@ struct Metrics: AsyncParsableCommand {
 
     func run() async throws {
         let response: Creditd_V1_GetMetricsResponse = try await withSession(connection) {
-            try await $0.call(Session.admin, "GetMetrics", Creditd_V1_GetMetricsRequest())
+            try await $0.call(MethodTable.Admin.getMetrics, Creditd_V1_GetMetricsRequest())
         }
         switch output {
         case .prometheus: print(response.prometheusText, terminator: "")

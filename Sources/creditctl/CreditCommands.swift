@@ -28,7 +28,7 @@ struct RefundStatus: AsyncParsableCommand {
         request.subscriptionID = id
         request.creditID = creditID
         let response: Creditd_V1_GetRefundStatusResponse = try await withSession(connection) {
-            try await $0.call(Session.credits, "GetRefundStatus", request)
+            try await $0.call(MethodTable.Credits.getRefundStatus, request)
         }
         try emit(response, output.output) { Render.refundStatus(response) }
     }
@@ -46,7 +46,7 @@ struct ListInvoices: AsyncParsableCommand {
         var request = Creditd_V1_ListInvoicesRequest()
         request.subscriptionID = id
         let response: Creditd_V1_ListInvoicesResponse = try await withSession(connection) {
-            try await $0.call(Session.credits, "ListInvoices", request)
+            try await $0.call(MethodTable.Credits.listInvoices, request)
         }
         try emit(response, output.output) { Render.invoices(response.invoices) }
     }
@@ -68,7 +68,7 @@ struct RecordRefundOutcome: AsyncParsableCommand {
         request.creditID = creditID
         request.outcome = outcome
         let response: Creditd_V1_RecordRefundOutcomeResponse = try await withSession(connection) {
-            try await $0.call(Session.credits, "RecordRefundOutcome", request)
+            try await $0.call(MethodTable.Credits.recordRefundOutcome, request)
         }
         try emit(response, output.output) {
             fieldList([

@@ -9,17 +9,9 @@ struct Session {
     let client: CreditClient
     let timeout: Duration
 
-    static let credits = "creditd.v1.Credits"
-    static let admin = "creditd.v1.Admin"
-    static let health = "grpc.health.v1.Health"
-
-    func call<Response: SwiftProtobuf.Message>(
-        _ service: String, _ method: String, _ request: some SwiftProtobuf.Message,
-        _ responseType: Response.Type = Response.self
-    ) async throws -> Response {
-        try await client.call(
-            service: service, method: method, request: request,
-            responseType: responseType, timeout: timeout)
+    /// Calls a method of the generated method table.
+    func call<Request, Response>(_ method: TypedMethod<Request, Response>, _ request: Request) async throws -> Response {
+        try await client.call(method, request, timeout: timeout)
     }
 }
 

@@ -65,7 +65,7 @@ struct CreateSubscription: AsyncParsableCommand {
         request.refundPolicy = policy
         request.startDate = startDate ?? ""
         let response: Creditd_V1_CreateSubscriptionResponse = try await withSession(connection) {
-            try await $0.call(Session.credits, "CreateSubscription", request)
+            try await $0.call(MethodTable.Credits.createSubscription, request)
         }
         try emit(response, output.output) {
             Render.subscription(response.subscription) + "\n" + Render.invoices([response.purchaseInvoice])
@@ -84,7 +84,7 @@ struct GetSubscription: AsyncParsableCommand {
         var request = Creditd_V1_GetSubscriptionRequest()
         request.subscriptionID = id
         let response: Creditd_V1_GetSubscriptionResponse = try await withSession(connection) {
-            try await $0.call(Session.credits, "GetSubscription", request)
+            try await $0.call(MethodTable.Credits.getSubscription, request)
         }
         try emit(response, output.output) { Render.subscription(response.subscription) }
     }
@@ -103,7 +103,7 @@ struct ListSubscriptions: AsyncParsableCommand {
         request.pageSize = pageSize
         request.pageToken = pageToken
         let response: Creditd_V1_ListSubscriptionsResponse = try await withSession(connection) {
-            try await $0.call(Session.credits, "ListSubscriptions", request)
+            try await $0.call(MethodTable.Credits.listSubscriptions, request)
         }
         try emit(response, output.output) {
             var table = TextTable("ID", "STATUS", "SEATS", "PRICE", "INTERVAL", "PERIOD", "NEXT BILL", "TIME ZONE")
@@ -138,7 +138,7 @@ struct CancelSubscription: AsyncParsableCommand {
         request.dryRun = dryRun
         request.idempotencyKey = idempotencyKey
         let response: Creditd_V1_CancelSubscriptionResponse = try await withSession(connection) {
-            try await $0.call(Session.credits, "CancelSubscription", request)
+            try await $0.call(MethodTable.Credits.cancelSubscription, request)
         }
         try emit(response, output.output) { Render.cancellation(response) }
     }
@@ -156,7 +156,7 @@ struct ResumeSubscription: AsyncParsableCommand {
         var request = Creditd_V1_ResumeSubscriptionRequest()
         request.subscriptionID = id
         let response: Creditd_V1_ResumeSubscriptionResponse = try await withSession(connection) {
-            try await $0.call(Session.credits, "ResumeSubscription", request)
+            try await $0.call(MethodTable.Credits.resumeSubscription, request)
         }
         try emit(response, output.output) { Render.subscription(response.subscription) }
     }
@@ -182,7 +182,7 @@ struct ChangeSeats: AsyncParsableCommand {
         request.dryRun = dryRun
         request.idempotencyKey = idempotencyKey
         let response: Creditd_V1_ChangeSeatsResponse = try await withSession(connection) {
-            try await $0.call(Session.credits, "ChangeSeats", request)
+            try await $0.call(MethodTable.Credits.changeSeats, request)
         }
         try emit(response, output.output) { Render.seatChange(response) }
     }

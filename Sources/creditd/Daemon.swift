@@ -1,5 +1,6 @@
 import CreditDomain
 import CreditMonitoring
+import CreditProto
 import CreditServer
 import CreditService
 import CreditStore
@@ -47,7 +48,7 @@ struct Daemon: Sendable {
         let gate = ApplicationGate()
         let current = ConfigurationBox(configuration)
 
-        let metrics = DaemonMetrics(knownMethods: CreditApplication.methodNames.union(HealthStatus.methodNames))
+        let metrics = DaemonMetrics(knownMethods: Set(MethodTable.all.map(\.fullName)))
 
         let hooks = AdminHooks(
             serverStats: { current.server?.stats ?? ServerStats() },
@@ -73,16 +74,16 @@ struct Daemon: Sendable {
         // Everything from here runs inside the service group, so SIGTERM is handled
         // gracefully from the moment the socket is taken, during recovery included.
         let recovery = Recovery(daemon: self, configuration: configuration, manualStart: manualStart,
-                                health: health, notifier: notifier, metrics: metrics, gate: gate)
+                                health: health, notifier: notifier, metrics: metrics, gate: gate, server: server)
         var lifecycle: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let watchdog = WatchdogConfiguration(environment: environment, pid: getpid()) {
             let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
             let dog = Watchdog(configuration: watchdog, notifier: notifier, logger: logger) {
                 // No ping before READY (a ping would arm the watchdog during recovery), and
-                // none once the event loop or the state actor is wedged.
+                // none once the event loop or the writer thread is wedged.
                 guard let application = gate.application else { throw NotReadyYet() }
                 try await eventLoop.submit {}.get()
-                _ = await application.keeper.ping()
+                await application.writer.ping()
             }
             lifecycle.append(.init(service: WatchdogService(watchdog: dog)))
         }
@@ -233,14 +234,18 @@ struct ServerService: Service, CustomStringConvertible {
     var description: String { "ServerService" }
 
     func run() async throws {
-        do {
-            try await gracefulShutdown()
-        } catch is CancellationError {
-            // Cancelled rather than shut down gracefully: still close cleanly, exit 0.
+        await withDiscardingTaskGroup { group in
+            // The calls that await (reload, snapshots, health watches) run here, as child tasks.
+            group.addTask { await server.run() }
+            do {
+                try await gracefulShutdown()
+            } catch is CancellationError {
+                // Cancelled rather than shut down gracefully: still close cleanly, exit 0.
+            } catch {}
+            notifier.stopping(status: "draining calls in flight")
+            logger.notice("shutting down", metadata: ["in_flight": "\(server.stats.inFlightCalls)"])
+            await server.shutdown()
         }
-        notifier.stopping(status: "draining calls in flight")
-        logger.notice("shutting down", metadata: ["in_flight": "\(server.stats.inFlightCalls)"])
-        await server.shutdown()
     }
 }
 
@@ -253,6 +258,7 @@ struct Recovery: Sendable {
     let notifier: SystemdNotifier
     let metrics: DaemonMetrics
     let gate: ApplicationGate
+    let server: TTRPCServer
 
     func run() async throws -> CreditApplication {
         // Blocking file I/O, kept off the event loops; health says NOT_SERVING meanwhile.
@@ -261,11 +267,12 @@ struct Recovery: Sendable {
         let application = try await daemon.recover(configuration, manualStart: manualStart, health: health,
                                                    notifier: notifier, metrics: metrics)
         gate.open(application)
+        server.setReady()  // calls parked during recovery go on now
         health.setAll(.serving)
         notifier.ready(status: daemon.readyStatus(application))
         daemon.logger.info("serving", metadata: [
             "clock": "\(configuration.clock.rawValue)",
-            "now": "\(application.keeper.clock.now().rfc3339)",
+            "now": "\(application.writer.clock.now().rfc3339)",
             "state_dir": "\(configuration.stateDirectory)",
             "subscriptions": "\(application.subscriptionsRecovered)",
         ])

@@ -1,3 +1,4 @@
+import CreditProto
 import CreditServer
 import CreditWire
 import Foundation
@@ -6,28 +7,29 @@ import SwiftProtobuf
 /// `creditd.test.Debug`: calls that let end-to-end tests exercise the transport (slow reads,
 /// late writes, metadata, oversize replies). Mounted only when CREDITD_TEST_SERVICE=1.
 enum TestService {
-    static let name = "creditd.test.Debug"
+    static let name = MethodTable.Debug.serviceName
 
     static func make() -> RPCService {
-        RPCService(name: name, methods: [
+        let methods = MethodTable.Debug.self
+        return RPCService(name: name, methods: [
             // Returns its input after sleeping `sleep-ms` (metadata) milliseconds.
-            .unary("Echo", role: .reader, request: Google_Protobuf_BytesValue.self, response: Google_Protobuf_BytesValue.self) { request, context in
+            .async(methods.echo) { request, context in
                 try await sleep(context)
                 return request
             },
             // The same as a writer: not abandoned at its deadline.
-            .unary("EchoWrite", role: .writer, request: Google_Protobuf_BytesValue.self, response: Google_Protobuf_BytesValue.self) { request, context in
+            .async(methods.echoWrite) { request, context in
                 try? await sleep(context)
                 return request
             },
             // The received metadata as "key=value" lines, in order.
-            .unary("Metadata", role: .reader, request: Google_Protobuf_Empty.self, response: Google_Protobuf_StringValue.self) { _, context in
+            .immediate(methods.metadata) { _, context in
                 var response = Google_Protobuf_StringValue()
                 response.value = context.metadata.map { "\($0.key)=\($0.value)" }.joined(separator: "\n")
                 return response
             },
             // A reply of `value` bytes (to test replies over the frame limit).
-            .unary("Big", role: .reader, request: Google_Protobuf_UInt64Value.self, response: Google_Protobuf_BytesValue.self) { request, _ in
+            .immediate(methods.big) { request, _ in
                 guard request.value <= 16 << 20 else { throw RPCError.invalidArgument("at most 16 MiB") }
                 var response = Google_Protobuf_BytesValue()
                 response.value = Data(repeating: 0x42, count: Int(request.value))

@@ -25,6 +25,40 @@ final class EnvelopeTests: XCTestCase {
         XCTAssertEqual(try TTRPCEnvelope.decodeRequest(frame.payload), request)
     }
 
+    /// The server's hand-written reader against SwiftProtobuf's, on valid and damaged input.
+    func testRequestEnvelopeMatchesSwiftProtobuf() throws {
+        var generator = SystemRandomNumberGenerator()
+        for round in 0..<2_000 {
+            let request = Ttrpc_Request(
+                service: round % 7 == 0 ? "" : "creditd.v1.Credits", method: String(repeating: "é", count: round % 5),
+                payload: (0..<(round % 300)).map { _ in UInt8.random(in: 0...255, using: &generator) },
+                timeoutNano: round % 3 == 0 ? -Int64(round) : Int64(round) << 20,
+                metadata: (0..<(round % 4)).map { ("k\($0)", "v\(round)") })
+            var bytes: [UInt8] = try request.serializedBytes()
+            if round % 2 == 1, !bytes.isEmpty {
+                // Damage it: flip, cut or extend.
+                switch round % 6 {
+                case 1: bytes[Int.random(in: 0..<bytes.count, using: &generator)] ^= UInt8.random(in: 1...255, using: &generator)
+                case 3: bytes.removeLast(Int.random(in: 1...bytes.count, using: &generator))
+                default: bytes += [0x28, 0x01, 0xFA, 0x01, 0x02, 0xC3, 0x28]
+                }
+            }
+            let reference = try? Ttrpc_Request(serializedBytes: bytes)
+            let fast = try? RequestEnvelope(decoding: ByteBuffer(bytes: bytes))
+            XCTAssertEqual(fast == nil, reference == nil, "\(bytes)")
+            if let fast, let reference { XCTAssertEqual(fast, RequestEnvelope(reference), "\(bytes)") }
+        }
+    }
+
+    func testSuccessResponseBufferMatchesSwiftProtobuf() throws {
+        for size in [0, 1, 127, 128, 300, 70_000] {
+            let payload = [UInt8](repeating: 7, count: size)
+            let fast = RequestEnvelope.successResponse(payload: payload, allocator: allocator)
+            let reference = try TTRPCEnvelope.encode(TTRPCEnvelope.successResponse(payload: payload), allocator: allocator)
+            XCTAssertEqual(fast, reference)
+        }
+    }
+
     func testSuccessOmitsStatus() throws {
         let response = TTRPCEnvelope.successResponse(payload: [0x08, 0x01])
         XCTAssertFalse(response.hasStatus)

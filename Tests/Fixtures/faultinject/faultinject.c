@@ -5,7 +5,8 @@
  * whose path starts with CREDITD_FAULTINJECT_DIR fail with CREDITD_FAULTINJECT_ERRNO
  * (default EIO). CREDITD_FAULTINJECT_OPS selects what fails: "write", "fsync" or
  * "write,fsync" (default). "fsync" covers fsync and fdatasync; "write" covers write, pwrite,
- * pwrite64, writev and pwritev.
+ * pwrite64, writev and pwritev. "hold" does not fail anything: fsync and fdatasync wait while
+ * the trigger exists, then go through (an fsync held back, to observe what is not durable).
  *
  * Build: cc -shared -fPIC -o faultinject.so faultinject.c -ldl
  * Use:   LD_PRELOAD=/path/faultinject.so CREDITD_FAULTINJECT_DIR=/var/lib/creditd \
@@ -22,7 +23,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-enum { FAIL_WRITE = 1, FAIL_SYNC = 2 };
+enum { FAIL_WRITE = 1, FAIL_SYNC = 2, HOLD_SYNC = 4 };
 
 static int enabled_ops(void) {
     const char *ops = getenv("CREDITD_FAULTINJECT_OPS");
@@ -30,6 +31,7 @@ static int enabled_ops(void) {
     int result = 0;
     if (strstr(ops, "write") != NULL) result |= FAIL_WRITE;
     if (strstr(ops, "sync") != NULL) result |= FAIL_SYNC;
+    if (strstr(ops, "hold") != NULL) result |= HOLD_SYNC;
     return result;
 }
 
@@ -111,8 +113,14 @@ ssize_t pwritev(int fd, const struct iovec *vector, int count, off_t offset) {
     return real_pwritev(fd, vector, count, offset);
 }
 
+/* Waits while a held sync is requested for fd. */
+static void hold_sync(int fd) {
+    while (injected_error(fd, HOLD_SYNC) != 0) usleep(1000);
+}
+
 int fsync(int fd) {
     REAL(fsync);
+    hold_sync(fd);
     int code = injected_error(fd, FAIL_SYNC);
     if (code != 0) { errno = code; return -1; }
     return real_fsync(fd);
@@ -120,6 +128,7 @@ int fsync(int fd) {
 
 int fdatasync(int fd) {
     REAL(fdatasync);
+    hold_sync(fd);
     int code = injected_error(fd, FAIL_SYNC);
     if (code != 0) { errno = code; return -1; }
     return real_fdatasync(fd);

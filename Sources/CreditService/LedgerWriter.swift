@@ -1,0 +1,458 @@
+import CreditDomain
+import CreditStore
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import Synchronization
+
+/// The committed state as readers see it: the ledger after the last durable batch, and the
+/// journal sequence number it includes. Immutable; replaced whole after every batch.
+public final class CommittedState: Sendable {
+    /// A `Ledger.readerCopy()`: reads only.
+    public let ledger: Ledger
+    /// The last journal record this state includes (0: none yet).
+    public let sequence: UInt64
+
+    init(ledger: Ledger, sequence: UInt64) {
+        self.ledger = ledger
+        self.sequence = sequence
+    }
+}
+
+/// Why a write was not done. Mapped to a wire status at the service edge.
+public enum WriteFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The journal failed: writes are refused until restart; reads go on.
+    case persistenceFault(String)
+    /// The deadline passed while the command waited for the writer; nothing was applied.
+    case deadlineExceeded
+    /// The writer is closed (shutting down).
+    case closed
+    /// The command cannot be journaled (cannot happen for a request that decoded).
+    case unencodable(String)
+    /// AdvanceClock on the system clock.
+    case notManualClock
+    /// AdvanceClock to an instant before the clock's reading.
+    case clockBackwards(current: Instant)
+    /// A snapshot is being written already.
+    case snapshotInProgress
+
+    public var description: String {
+        switch self {
+        case .persistenceFault(let text): "persistence fault: \(text)"
+        case .deadlineExceeded: "deadline exceeded before the write was applied"
+        case .closed: "the writer is closed"
+        case .unencodable(let text): "cannot encode a journal record: \(text)"
+        case .notManualClock: "the daemon runs on the system clock"
+        case .clockBackwards(let current): "the clock cannot move backwards: it reads \(current.rfc3339)"
+        case .snapshotInProgress: "a snapshot is already being written"
+        }
+    }
+}
+
+/// A command's outcome and its subscription as it stands after the command.
+public struct Executed: Sendable {
+    public let outcome: Result<CommandResponse, DomainError>
+    public let subscription: Subscription?
+}
+
+/// A ledger captured at a durable point, for a snapshot.
+public struct SnapshotCapture: Sendable {
+    public let ledger: Ledger
+    public let sequence: UInt64
+    public let clock: Instant
+}
+
+/// The one writer of creditd's state: a dedicated thread that applies commands to its working
+/// ledger and makes them durable, in batches.
+///
+/// A write crosses two threads: the connection's event loop hands the command over (`submit`),
+/// and the completion hops back to that event loop. In between, this thread takes every command
+/// waiting, applies each to the working ledger, encodes the journal records (the request as
+/// received), and makes the whole batch durable with one write and one fdatasync
+/// (`DurableStore.appendDurably`): group commit without further hand-offs. Commands arriving
+/// during the fdatasync form the next batch.
+///
+/// After each durable batch the writer publishes the working ledger as a `CommittedState`
+/// (a copy-on-write value without the writer's own bookkeeping). Reads run on the event loops
+/// against the latest one: they never wait for the writer or an fsync, and never see a change
+/// that is not durable.
+///
+/// Time-driven transitions (renewals, credits reaching their dates) are commands too: on the
+/// system clock the thread sleeps until the next due instant and runs them as a `tick` record.
+///
+/// If the journal fails, nothing of the batch is acknowledged, the working ledger is abandoned
+/// (readers keep the last committed state) and every later write is refused until restart.
+public final class LedgerWriter: @unchecked Sendable {
+    // Lock discipline: `condition` guards `inbox`, `closing`, `threadExited` and `exitWaiters`.
+    // Everything under "writer thread only" is touched by the writer thread alone (and by
+    // `init` before it starts).
+    private let condition = NSCondition()
+    private var inbox: [Job] = []
+    private var closing = false
+    private var threadExited = false
+    private var exitWaiters: [CheckedContinuation<Void, Never>] = []
+
+    // Writer thread only.
+    private var working: Ledger
+    private var lastSequence: UInt64
+    private var fault: String?
+    private var recordsSinceSnapshot = 0
+    private var lastSnapshotAt = ContinuousClock.now
+    private var snapshotRunning = false
+
+    private let committedBox: Mutex<CommittedState>
+    private let faultBox = Mutex<String?>(nil)
+    private let store: DurableStore
+    public let clock: DaemonClock
+    private let logger: Logger
+    private let snapshotPolicy: SnapshotPolicy
+    private let snapshotSink: AsyncStream<SnapshotCapture>.Continuation
+    /// Captures the writer takes on its own (size or age of the journal since the last snapshot).
+    public let periodicSnapshots: AsyncStream<SnapshotCapture>
+
+    /// When the writer captures the state for a snapshot on its own.
+    public struct SnapshotPolicy: Sendable {
+        public var everyRecords: Int
+        public var interval: Duration
+
+        public init(everyRecords: Int, interval: Duration) {
+            self.everyRecords = everyRecords
+            self.interval = interval
+        }
+    }
+
+    enum Job {
+        case command(WriteCommand)
+        case advanceClock(Instant, @Sendable (Result<Int, WriteFailure>) -> Void)
+        case capture(@Sendable (Result<SnapshotCapture, WriteFailure>) -> Void)
+        case snapshotFinished
+        case setMaxSeats(Int64)
+        case ping(@Sendable () -> Void)
+    }
+
+    /// A client's write: the request as received, who sent it, and where the answer goes.
+    public struct WriteCommand: Sendable {
+        public var command: JournalEntry.WireCommand
+        /// The request message's bytes as received; journaled as they are.
+        public var requestBytes: [UInt8]?
+        public var callerUID: UInt32
+        public var deadline: ContinuousClock.Instant?
+        /// Called once on the writer thread (hop to the caller's event loop in it).
+        public var completion: @Sendable (Result<Executed, WriteFailure>) -> Void
+
+        public init(command: JournalEntry.WireCommand, requestBytes: [UInt8]? = nil, callerUID: UInt32,
+                    deadline: ContinuousClock.Instant? = nil,
+                    completion: @escaping @Sendable (Result<Executed, WriteFailure>) -> Void) {
+            self.command = command
+            self.requestBytes = requestBytes
+            self.callerUID = callerUID
+            self.deadline = deadline
+            self.completion = completion
+        }
+    }
+
+    init(ledger: Ledger, store: DurableStore, clock: DaemonClock, lastSequence: UInt64,
+         snapshotPolicy: SnapshotPolicy, logger: Logger) {
+        working = ledger
+        self.lastSequence = lastSequence
+        self.store = store
+        self.clock = clock
+        self.logger = logger
+        self.snapshotPolicy = snapshotPolicy
+        committedBox = Mutex(CommittedState(ledger: ledger.readerCopy(), sequence: lastSequence))
+        (periodicSnapshots, snapshotSink) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Starts the writer thread.
+    func start() {
+        let thread = Thread { [self] in
+            Self.nameThread("creditd-writer")
+            run()
+        }
+        thread.start()
+    }
+
+    // MARK: the public face
+
+    /// The latest committed state. Never waits for the writer.
+    public var committed: CommittedState { committedBox.withLock { $0 } }
+
+    /// The journal fault that stopped writes, if any.
+    public var persistenceFault: String? { faultBox.withLock { $0 } }
+
+    /// Hands a client's write to the writer. Its completion runs on the writer thread.
+    public func submit(_ command: WriteCommand) {
+        enqueue(.command(command)) { command.completion(.failure(.closed)) }
+    }
+
+    /// Moves the manual clock and runs what falls due; the new reading is journaled even when
+    /// nothing falls due, so a restart resumes there. Returns the transitions that ran.
+    public func advanceClock(to instant: Instant) async throws(WriteFailure) -> Int {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Int, WriteFailure>, Never>) in
+            enqueue(.advanceClock(instant, { continuation.resume(returning: $0) })) {
+                continuation.resume(returning: .failure(.closed))
+            }
+        }
+        return try result.get()
+    }
+
+    /// The working ledger at a durable point, for a snapshot. Call `snapshotFinished` after
+    /// writing it (or failing to), so the next one can start.
+    public func captureForSnapshot() async throws(WriteFailure) -> SnapshotCapture {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<SnapshotCapture, WriteFailure>, Never>) in
+            enqueue(.capture({ continuation.resume(returning: $0) })) {
+                continuation.resume(returning: .failure(.closed))
+            }
+        }
+        return try result.get()
+    }
+
+    public func snapshotFinished() {
+        enqueue(.snapshotFinished) {}
+    }
+
+    /// Changes the seat maximum (S1) for commands from now on.
+    public func setMaxSeats(_ maxSeats: Int64) {
+        enqueue(.setMaxSeats(maxSeats)) {}
+    }
+
+    /// A round trip through the writer thread, for the watchdog: returns once the thread has
+    /// taken a job since the call.
+    public func ping() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            enqueue(.ping({ continuation.resume() })) { continuation.resume() }
+        }
+    }
+
+    /// `submit` as an async call (tests, tools).
+    public func execute(_ command: JournalEntry.WireCommand, callerUID: UInt32) async throws(WriteFailure) -> Executed {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Executed, WriteFailure>, Never>) in
+            submit(WriteCommand(command: command, callerUID: callerUID) { continuation.resume(returning: $0) })
+        }
+        return try result.get()
+    }
+
+    /// Stops the thread after the jobs already queued; later jobs are refused as closed.
+    public func close() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            condition.lock()
+            closing = true
+            if threadExited {
+                condition.unlock()
+                continuation.resume()
+                return
+            }
+            exitWaiters.append(continuation)
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
+    private func enqueue(_ job: Job, refused: () -> Void) {
+        condition.lock()
+        guard !closing else {
+            condition.unlock()
+            refused()
+            return
+        }
+        inbox.append(job)
+        if inbox.count == 1 { condition.signal() }
+        condition.unlock()
+    }
+
+    // MARK: the writer thread
+
+    private func run() {
+        while true {
+            condition.lock()
+            while inbox.isEmpty && !closing {
+                if let wake = nextWake() {
+                    _ = condition.wait(until: wake)
+                    if inbox.isEmpty { break }  // timed out: transitions may be due
+                } else {
+                    condition.wait()
+                }
+            }
+            let jobs = inbox
+            inbox = []
+            let exit = closing && jobs.isEmpty
+            condition.unlock()
+            if exit { break }
+            runBatch(jobs)
+        }
+        condition.lock()
+        threadExited = true
+        let waiters = exitWaiters
+        exitWaiters = []
+        // Anything queued after the last batch (close raced with submit) is refused.
+        let refused = inbox
+        inbox = []
+        condition.unlock()
+        for job in refused { refuse(job, .closed) }
+        snapshotSink.finish()
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// When the thread must wake without a job: the next due transition on the system clock.
+    private func nextWake() -> Date? {
+        guard clock.mode == .system, fault == nil, let due = working.nextDueInstant() else { return nil }
+        let seconds = Double(due.nanosecondsSinceEpoch) / 1e9
+        // Capped, so a wall clock that jumps forward is noticed within a minute.
+        return min(Date(timeIntervalSince1970: seconds), Date(timeIntervalSinceNow: 60))
+    }
+
+    private func runBatch(_ jobs: [Job]) {
+        var records: [[UInt8]] = []
+        var replies: [() -> Void] = []
+        var snapshotCaptures: [@Sendable (Result<SnapshotCapture, WriteFailure>) -> Void] = []
+
+        // Transitions due now run first, as their own record, so replay meets them in order.
+        if clock.mode == .system, fault == nil {
+            let now = clock.now()
+            if let due = working.nextDueInstant(), due <= now, working.advance(to: now) > 0 {
+                appendRecord(.tick(at: now, manualClock: false), bytes: nil, to: &records)
+            }
+        }
+        for job in jobs {
+            switch job {
+            case .command(let write):
+                if let deadline = write.deadline, ContinuousClock.now >= deadline {
+                    replies.append { write.completion(.failure(.deadlineExceeded)) }
+                    continue
+                }
+                if let fault {
+                    replies.append { write.completion(.failure(.persistenceFault(fault))) }
+                    continue
+                }
+                let now = clock.now()
+                let executed: Executed
+                let entry: JournalEntry?
+                (executed, entry) = Self.apply(write.command, to: &working, at: now, callerUID: write.callerUID)
+                if let entry {
+                    appendRecord(entry, bytes: write.requestBytes, to: &records)
+                }
+                replies.append { write.completion(.success(executed)) }
+            case .advanceClock(let instant, let completion):
+                if let fault {
+                    replies.append { completion(.failure(.persistenceFault(fault))) }
+                    continue
+                }
+                do {
+                    try clock.set(to: instant)
+                } catch {
+                    let failure: WriteFailure = switch error {
+                    case .notManual: .notManualClock
+                    case .backwards(let current): .clockBackwards(current: current)
+                    }
+                    replies.append { completion(.failure(failure)) }
+                    continue
+                }
+                let transitions = working.advance(to: instant)
+                appendRecord(.tick(at: instant, manualClock: true), bytes: nil, to: &records)
+                replies.append { completion(.success(transitions)) }
+            case .capture(let completion):
+                snapshotCaptures.append(completion)
+            case .snapshotFinished:
+                snapshotRunning = false
+            case .setMaxSeats(let maxSeats):
+                working.maxSeats = maxSeats
+            case .ping(let completion):
+                replies.append(completion)
+            }
+        }
+
+        if !records.isEmpty && fault == nil {
+            do {
+                lastSequence = try store.appendDurably(records)
+                recordsSinceSnapshot += records.count
+                committedBox.withLock { $0 = CommittedState(ledger: working.readerCopy(), sequence: lastSequence) }
+            } catch {
+                enterFault("\(error)")
+                // Nothing of this batch is durable: no reply may claim success.
+                let fault = self.fault ?? "\(error)"
+                replies = jobs.map { job in { self.refuse(job, .persistenceFault(fault)) } }
+                snapshotCaptures = []
+            }
+        } else if !records.isEmpty, let fault {
+            replies = jobs.map { job in { self.refuse(job, .persistenceFault(fault)) } }
+            snapshotCaptures = []
+        }
+        for reply in replies { reply() }
+
+        // Captures are taken here, at a durable point: everything applied is in the journal.
+        for completion in snapshotCaptures {
+            if let fault {
+                completion(.failure(.persistenceFault(fault)))
+            } else if snapshotRunning {
+                completion(.failure(.snapshotInProgress))
+            } else {
+                snapshotRunning = true
+                completion(.success(capture()))
+            }
+        }
+        if fault == nil, !snapshotRunning, recordsSinceSnapshot > 0,
+           recordsSinceSnapshot >= snapshotPolicy.everyRecords
+            || ContinuousClock.now - lastSnapshotAt >= snapshotPolicy.interval {
+            snapshotRunning = true
+            snapshotSink.yield(capture())
+        }
+    }
+
+    private func capture() -> SnapshotCapture {
+        recordsSinceSnapshot = 0
+        lastSnapshotAt = ContinuousClock.now
+        return SnapshotCapture(ledger: working, sequence: lastSequence, clock: clock.now())
+    }
+
+    private func appendRecord(_ entry: JournalEntry, bytes: [UInt8]?, to records: inout [[UInt8]]) {
+        do {
+            records.append(try entry.encoded(requestBytes: bytes))
+        } catch {
+            enterFault("cannot encode a journal record: \(error)")
+        }
+    }
+
+    /// Applies one client command to `ledger`: the step the writer takes for each command, and
+    /// the one the dispatch fuzzer drives. Returns the outcome and, when the state changed, the
+    /// journal entry that replays it.
+    public static func apply(_ command: JournalEntry.WireCommand, to ledger: inout Ledger, at now: Instant,
+                             callerUID: UInt32) -> (Executed, JournalEntry?) {
+        let domainCommand = command.domain
+        let result = ledger.execute(domainCommand, at: now, callerUID: callerUID, dryRun: command.dryRun)
+        let subscription = try? ledger.subscription(id: domainCommand.subscriptionId)
+        let entry: JournalEntry? = result.stateChanged
+            ? .command(command, at: now, callerUID: callerUID, maxSeats: ledger.maxSeats)
+            : nil
+        return (Executed(outcome: result.outcome, subscription: subscription), entry)
+    }
+
+    private func enterFault(_ description: String) {
+        guard fault == nil else { return }
+        fault = description
+        faultBox.withLock { $0 = description }
+        logger.critical("persistence fault: writes refused until restart; reads serve the last committed state",
+                        metadata: ["fault": "\(description)"])
+    }
+
+    private func refuse(_ job: Job, _ failure: WriteFailure) {
+        switch job {
+        case .command(let write): write.completion(.failure(failure))
+        case .advanceClock(_, let completion): completion(.failure(failure))
+        case .capture(let completion): completion(.failure(failure))
+        case .ping(let completion): completion()
+        case .snapshotFinished, .setMaxSeats: break
+        }
+    }
+
+    /// Sets the kernel's name of the calling thread (shown by top -H), at most 15 bytes.
+    private static func nameThread(_ name: String) {
+        #if os(Linux)
+        let descriptor = Glibc.open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return }
+        _ = Array(name.utf8.prefix(15)).withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+        _ = Glibc.close(descriptor)
+        #endif
+    }
+}

@@ -1,0 +1,144 @@
+import NIOCore
+
+/// A ttrpc `Request` envelope read straight from the frame's bytes (docs/wire-protocol.md).
+///
+/// The server decodes one per call; doing it by hand instead of through SwiftProtobuf's
+/// `Ttrpc_Request` saves two copies of the payload and the generic message machinery on the
+/// hottest path. It accepts exactly what `Ttrpc_Request(serializedBytes:)` accepts (the
+/// envelope tests and the frame fuzzer compare the two): proto3 rules, unknown fields and
+/// known fields of another wire type skipped, the last value of a repeated scalar field wins,
+/// strings must be valid UTF-8.
+public struct RequestEnvelope: Sendable, Equatable {
+    public var service = ""
+    public var method = ""
+    public var payload: [UInt8] = []
+    public var timeoutNano: Int64 = 0
+    public var metadata: [(key: String, value: String)] = []
+
+    public init() {}
+
+    public static func == (lhs: RequestEnvelope, rhs: RequestEnvelope) -> Bool {
+        lhs.service == rhs.service && lhs.method == rhs.method && lhs.payload == rhs.payload
+            && lhs.timeoutNano == rhs.timeoutNano
+            && lhs.metadata.map(\.key) == rhs.metadata.map(\.key) && lhs.metadata.map(\.value) == rhs.metadata.map(\.value)
+    }
+
+    public struct DecodeError: Error, CustomStringConvertible, Equatable {
+        public let description: String
+    }
+
+    /// Decodes a Request frame's data. Zero bytes decode as an empty Request.
+    public init(decoding buffer: ByteBuffer) throws(DecodeError) {
+        var reader = ProtoReader(buffer.readableBytesView)
+        while let (field, wireType) = try reader.tag() {
+            switch (field, wireType) {
+            case (1, 2): service = try reader.string()
+            case (2, 2): method = try reader.string()
+            case (3, 2): payload = try reader.bytes()
+            case (4, 0): timeoutNano = Int64(bitPattern: try reader.varint())
+            case (5, 2):
+                var entry = ProtoReader(try reader.slice())
+                var key = ""
+                var value = ""
+                while let (entryField, entryType) = try entry.tag() {
+                    switch (entryField, entryType) {
+                    case (1, 2): key = try entry.string()
+                    case (2, 2): value = try entry.string()
+                    default: try entry.skip(entryType)
+                    }
+                }
+                metadata.append((key: key, value: value))
+            default:
+                try reader.skip(wireType)
+            }
+        }
+    }
+
+    /// The encoded `Response` data of a successful call: `status` omitted, the payload as
+    /// field 2 (absent when empty), written into one buffer with no intermediate copy.
+    public static func successResponse(payload: [UInt8], allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: payload.count + 6)
+        if !payload.isEmpty {
+            buffer.writeInteger(UInt8(0x12))
+            var length = UInt64(payload.count)
+            while length >= 0x80 {
+                buffer.writeInteger(UInt8(truncatingIfNeeded: length) | 0x80)
+                length >>= 7
+            }
+            buffer.writeInteger(UInt8(length))
+            buffer.writeBytes(payload)
+        }
+        return buffer
+    }
+}
+
+/// A reader of the protobuf wire format over contiguous bytes.
+struct ProtoReader {
+    private let data: ByteBufferView
+    private var index: ByteBufferView.Index
+
+    init(_ data: ByteBufferView) {
+        self.data = data
+        index = data.startIndex
+    }
+
+    private typealias DecodeError = RequestEnvelope.DecodeError
+
+    mutating func varint() throws(RequestEnvelope.DecodeError) -> UInt64 {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while index < data.endIndex {
+            let byte = data[index]
+            index += 1
+            if shift == 63 && byte > 1 { throw DecodeError(description: "varint overflows 64 bits") }
+            result |= UInt64(byte & 0x7F) << shift
+            if byte & 0x80 == 0 { return result }
+            shift += 7
+        }
+        throw DecodeError(description: "truncated varint")
+    }
+
+    /// The next field's number and wire type; nil at the end.
+    mutating func tag() throws(RequestEnvelope.DecodeError) -> (field: UInt64, wireType: UInt64)? {
+        guard index < data.endIndex else { return nil }
+        let key = try varint()
+        let field = key >> 3
+        guard field > 0, field <= 0x1FFF_FFFF else { throw DecodeError(description: "invalid field number \(field)") }
+        return (field, key & 7)
+    }
+
+    mutating func slice() throws(RequestEnvelope.DecodeError) -> ByteBufferView {
+        let length = try varint()
+        guard length <= UInt64(data.endIndex - index) else { throw DecodeError(description: "truncated length-delimited field") }
+        let start = index
+        index += Int(length)
+        return data[start..<index]
+    }
+
+    mutating func bytes() throws(RequestEnvelope.DecodeError) -> [UInt8] {
+        Array(try slice())
+    }
+
+    mutating func string() throws(RequestEnvelope.DecodeError) -> String {
+        let raw = try slice()
+        guard let text = String(validating: raw, as: UTF8.self) else {
+            throw DecodeError(description: "string field is not valid UTF-8")
+        }
+        return text
+    }
+
+    mutating func skip(_ wireType: UInt64) throws(RequestEnvelope.DecodeError) {
+        switch wireType {
+        case 0: _ = try varint()
+        case 1: try advance(8)
+        case 2: _ = try slice()
+        case 5: try advance(4)
+        default: throw DecodeError(description: "unsupported wire type \(wireType)")
+        }
+    }
+
+    private mutating func advance(_ count: Int) throws(RequestEnvelope.DecodeError) {
+        guard data.endIndex - index >= count else { throw DecodeError(description: "truncated fixed-size field") }
+        index += count
+    }
+}
