@@ -223,6 +223,7 @@ public final class FaultInjectingFileOperations: FileOperations, @unchecked Send
     private var syncHook: (@Sendable (OpenFile) -> Void)?
     private var dataSyncs = 0
     private var writes = 0
+    private var writeBudget: (bytes: Int, errno: Int32)?
 
     public init(pathSuffix: String = ".log") {
         faultSuffix = pathSuffix
@@ -230,6 +231,12 @@ public final class FaultInjectingFileOperations: FileOperations, @unchecked Send
 
     /// From now on, writes to matching files fail with `errno` (nil: stop failing).
     public func failWrites(errno: Int32?) { lock.withLock { writeErrno = errno } }
+    /// From now on, matching files accept `bytes` more bytes in all; the write that would go past
+    /// that writes what still fits (like a short write on a full disk) and fails with `errno`,
+    /// and so does every later write (nil: no limit).
+    public func failWrites(afterBytes bytes: Int?, errno: Int32 = ENOSPC) {
+        lock.withLock { writeBudget = bytes.map { ($0, errno) } }
+    }
     /// From now on, fdatasync/fsync of matching files fail with `errno` (nil: stop failing).
     public func failSyncs(errno: Int32?) { lock.withLock { syncErrno = errno } }
     /// Which files faults apply to, by name suffix.
@@ -254,6 +261,16 @@ public final class FaultInjectingFileOperations: FileOperations, @unchecked Send
         if matches(file.path) {
             if let code = lock.withLock({ writeErrno }) {
                 throw FileOperationError(operation: "write", path: file.path, errno: code)
+            }
+            let budget: (fits: Int, errno: Int32)? = lock.withLock {
+                guard let budget = writeBudget else { return nil }
+                let fits = min(budget.bytes, bytes.count)
+                writeBudget = (budget.bytes - fits, budget.errno)
+                return fits < bytes.count ? (fits, budget.errno) : nil
+            }
+            if let budget {
+                if budget.fits > 0 { try base.write(file, UnsafeRawBufferPointer(rebasing: bytes[0..<budget.fits]), at: offset) }
+                throw FileOperationError(operation: "write", path: file.path, errno: budget.errno)
             }
             try base.write(file, bytes, at: offset)
             lock.withLock { writes += 1 }

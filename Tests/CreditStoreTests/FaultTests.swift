@@ -25,7 +25,9 @@ final class FaultTests: XCTestCase {
         }
     }
 
-    func runFaultScenario(operation: String, inject: (FaultInjectingFileOperations) -> Void) async throws -> Recovery {
+    func runFaultScenario(
+        operation: String, outcome: WriteOutcome, inject: (FaultInjectingFileOperations) -> Void
+    ) async throws -> Recovery {
         let operations = FaultInjectingFileOperations()
         let reported = FaultBox()
         var options = StoreOptions()
@@ -50,6 +52,9 @@ final class FaultTests: XCTestCase {
 
         let fault = try XCTUnwrap(store.fault)
         XCTAssertEqual(fault.firstUnacknowledgedSequence, 6)
+        XCTAssertEqual(fault.outcome, outcome, fault.description)
+        XCTAssertEqual(fault.outcome(of: 6), outcome)
+        XCTAssertEqual(fault.outcome(of: fault.lastAttemptedSequence + 1), .notApplied)
         XCTAssertEqual(reported.value, fault)
         XCTAssertEqual(store.stats.fault, fault)
         XCTAssertEqual(store.stats.lastDurableSequence, 5)
@@ -69,13 +74,22 @@ final class FaultTests: XCTestCase {
     }
 
     func testWriteFailureFaultsAndLosesNothingAcknowledged() async throws {
-        let recovery = try await runFaultScenario(operation: "write") { $0.failWrites(errno: EIO) }
+        let recovery = try await runFaultScenario(operation: "write", outcome: .notApplied) { $0.failWrites(errno: EIO) }
         XCTAssertEqual(recovery.records.count, 5, "the failed write put nothing on disk")
         XCTAssertEqual(recovery.nextSequence, 6)
     }
 
+    /// A failed write whose bytes cannot be cut back off (the truncation's fsync fails too) has
+    /// an unknown outcome.
+    func testWriteFailureWithFailedCleanupIsUnknown() async throws {
+        _ = try await runFaultScenario(operation: "write", outcome: .unknown) {
+            $0.failWrites(errno: EIO)
+            $0.failSyncs(errno: EIO)
+        }
+    }
+
     func testSyncFailureFaultsAndLosesNothingAcknowledged() async throws {
-        let recovery = try await runFaultScenario(operation: "fdatasync") { $0.failSyncs(errno: EIO) }
+        let recovery = try await runFaultScenario(operation: "fdatasync", outcome: .unknown) { $0.failSyncs(errno: EIO) }
         // The written-but-unsynced batch may or may not be there; never anything acknowledged missing.
         XCTAssertGreaterThanOrEqual(recovery.records.count, 5)
         XCTAssertEqual(recovery.records.map(\.sequence), Array(1...UInt64(recovery.records.count)))
