@@ -179,6 +179,35 @@ final class RecoveryTests: XCTestCase {
         XCTAssertEqual(after.records.last?.sequence, newestFirst)
     }
 
+    /// Issue 11, gap 4: recovery problems come with a severity for the log and are counted.
+    func testRecoveryProblemsAreWarningsAndCounted() async throws {
+        let (store, clean) = try DurableStore.open(directory: directory)
+        XCTAssertEqual(clean.report.severity, .info)
+        XCTAssertEqual(clean.report.events.map(\.kind), [.snapshotUsed])
+        for index in UInt64(1)...6 { _ = try await store.appendAndWait(payload(index)) }
+        _ = try await store.writeSnapshot(sequence: 3, payload: state(3))
+        _ = try await store.writeSnapshot(sequence: 6, payload: state(6))
+        _ = try await store.appendAndWait(payload(7))
+        await store.close()
+
+        try flipBit(in: directory + "/snapshot-00000000000000000006.snap", at: 50)
+        let bytes = try readBytes(firstSegment)
+        try writeBytes(Array(bytes.dropLast(2)), to: firstSegment)
+        try writeBytes([1, 2], to: directory + "/snapshot-00000000000000000009.snap.tmp")
+        let (again, recovery) = try DurableStore.open(directory: directory)
+        let report = recovery.report
+        XCTAssertEqual(report.severity, .warning)
+        XCTAssertEqual(report.events.map(\.kind), [.snapshotUsed, .snapshotSkipped, .tailTruncated, .leftoverRemoved])
+        XCTAssertEqual(report.events.map(\.severity), [.info, .warning, .warning, .notice])
+        XCTAssertEqual(report.messages.count, 4)
+        let stats = again.stats
+        XCTAssertEqual(stats.skippedSnapshots, 1)
+        XCTAssertEqual(stats.tornTailTruncations, 1)
+        XCTAssertEqual(stats.repairs, 0)
+        XCTAssertEqual(stats.recoveryWarnings, 2)
+        await again.close()
+    }
+
     func testGarbageAfterLastRecordIsTruncated() async throws {
         try await populate(directory, count: 3)
         let original = try readBytes(firstSegment)
