@@ -277,7 +277,10 @@ final class StoreCore: @unchecked Sendable {
         do {
             try operations.createDirectory(directory, mode: 0o700)
             // The directory's own entry must be durable before anything in it is acknowledged.
-            try operations.syncDirectory(parentDirectory(of: directory))
+            // A parent this user may not open (mode 0711) is skipped: its entry predates us.
+            do throws(FileOperationError) {
+                try operations.syncDirectory(parentDirectory(of: directory))
+            } catch where error.errno == EACCES || error.errno == EPERM {}
             lockFile = try operations.open(directory + "/" + StoreFormat.lockName, flags: O_RDWR | O_CREAT, mode: 0o600)
         } catch {
             throw .io(error)
