@@ -336,6 +336,7 @@ public final class PowerLossFileOperations: FileOperations, @unchecked Sendable 
     /// File identity → content as of its last sync (absent: never synced, so empty).
     private var durableContent: [Int: [UInt8]] = [:]
     private var poweredOff = false
+    private var writesUntilPowerLoss: Int?
     private var directorySyncs = 0
 
     public init(directory: String, base: any FileOperations = POSIXFileOperations()) throws(FileOperationError) {
@@ -355,25 +356,62 @@ public final class PowerLossFileOperations: FileOperations, @unchecked Sendable 
     /// From now on every call fails with EIO.
     public func powerLoss() { lock.withLock { poweredOff = true } }
 
+    /// Power goes off right after the `writes`-th next successful write (so before the sync that
+    /// would have covered it): the way to leave unsynced data behind.
+    public func powerLoss(afterWrites writes: Int) { lock.withLock { writesUntilPowerLoss = writes } }
+
     /// fsyncs of `directory` so far.
     public var directorySyncCount: Int { lock.withLock { directorySyncs } }
 
+    /// How much of the data written after a file's last sync a power loss keeps.
+    public enum UnsyncedData: Sendable {
+        /// None: every file is back to its last synced content (the strictest model).
+        case dropped
+        /// A random prefix of it, as when the disk wrote some sectors before power went.
+        case tornPrefix
+        /// A prefix ending on a 512-byte sector boundary (or at the synced length), then zeros
+        /// up to a random length within what was written, as when the file's size reached the
+        /// disk but some of its sectors did not.
+        case tornPrefixThenZeros
+    }
+
     /// Replaces the directory's files by what survived the power loss (call after the store is
-    /// closed; the lock file is left alone) and lets calls through again.
-    public func restoreDurableState() throws(FileOperationError) {
-        let (entries, contents) = lock.withLock { (durableEntries, durableContent) }
+    /// closed; the lock file is left alone) and lets calls through again. With a torn model, a
+    /// file whose current content extends its synced content keeps part of the extension.
+    public func restoreDurableState(unsynced: UnsyncedData = .dropped) throws(FileOperationError) {
+        let (entries, live, contents) = lock.withLock { (durableEntries, liveEntries, durableContent) }
+        var survivors: [String: [UInt8]] = [:]
+        for (name, identity) in entries where name != StoreFormat.lockName {
+            var content = contents[identity] ?? []
+            if unsynced != .dropped, let current = live.first(where: { $0.value == identity })?.key,
+               let now = try? base.readFile(directory + "/" + current),
+               now.count > content.count, now.starts(with: content) {
+                let synced = content.count
+                var end = Int.random(in: synced...now.count)
+                if unsynced == .tornPrefixThenZeros {
+                    // Sectors land whole: the data that arrived ends at the synced length or on a
+                    // 512-byte boundary, and the rest of the new length reads as zeros.
+                    end = max(synced, end / 512 * 512)
+                    content += now[synced..<end]
+                    content += [UInt8](repeating: 0, count: Int.random(in: 0...(now.count - end)))
+                } else {
+                    content += now[synced..<end]
+                }
+            }
+            survivors[name] = content
+        }
         for name in try base.listDirectory(directory) where name != StoreFormat.lockName {
             try base.remove(directory + "/" + name)
         }
-        for (name, identity) in entries where name != StoreFormat.lockName {
+        for (name, content) in survivors {
             let file = try base.open(directory + "/" + name, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
             defer { base.close(file) }
-            let content = contents[identity] ?? []
             if !content.isEmpty { try base.write(file, content, at: 0) }
         }
         lock.withLock {
             liveEntries = entries
             poweredOff = false
+            writesUntilPowerLoss = nil
         }
     }
 
@@ -407,6 +445,11 @@ public final class PowerLossFileOperations: FileOperations, @unchecked Sendable 
     public func write(_ file: OpenFile, _ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(FileOperationError) {
         try checkPower("write", file.path)
         try base.write(file, bytes, at: offset)
+        lock.withLock {
+            guard let remaining = writesUntilPowerLoss else { return }
+            writesUntilPowerLoss = remaining - 1
+            if remaining <= 1 { poweredOff = true }
+        }
     }
 
     public func syncData(_ file: OpenFile) throws(FileOperationError) {
