@@ -13,7 +13,9 @@ public struct StoreOptions: Sendable {
     /// Largest payload `append` accepts.
     public var maxRecordSize: Int = 16 << 20
     /// Truncate at the first damaged record (keeping a copy as `<segment>.corrupt-<ms>`) and move
-    /// later segments aside, instead of refusing to open. Loses the records after the damage.
+    /// later segments aside, accept a missing newest segment (continuing where it began) or an
+    /// unverifiable newest snapshot, instead of refusing to open. Loses the records after the
+    /// damage; every action is reported as a `.error` recovery event.
     public var repair: Bool = false
     public var fileOperations: any FileOperations = POSIXFileOperations()
     /// Called once, on the journal thread, when the journal enters its fault state (e.g. to flip
@@ -102,7 +104,8 @@ public final class DurableStore: Sendable {
     }
 
     /// Returns once every record up to `sequence` is written and fdatasync'ed. Throws `.fault`
-    /// if the journal failed before that (the record is then never acknowledged), or
+    /// if the journal failed before that (the record is then never acknowledged;
+    /// `fault.outcome(of: sequence)` says whether it can reappear after a restart), or
     /// `.invalidSequence` for a number `append` has not returned. Not cancellable: durability
     /// is a fact to wait for, not a request.
     public func waitDurable(upTo sequence: UInt64) async throws(StoreError) {
@@ -113,7 +116,9 @@ public final class DurableStore: Sendable {
     /// blocks: for a dedicated writer thread, never an event loop. Records queued earlier with
     /// `append` go first. Returns the sequence number of the last of `payloads` (`lastSequence`
     /// when empty). Throws `.fault` when the write or sync failed (nothing of the batch is
-    /// acknowledged), `.closed`, or `.recordTooLarge` (then nothing was written).
+    /// acknowledged; `fault.outcome(of:)` per record: `.notApplied` when the failed write was cut
+    /// back off the segment, `.unknown` after a failed fdatasync), `.closed`, or
+    /// `.recordTooLarge` (then nothing was written).
     ///
     /// This is group commit without a hand-off: the caller applies commands while nothing is
     /// in flight, then makes the whole batch durable with one write and one fdatasync.
