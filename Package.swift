@@ -147,7 +147,8 @@ let package = Package(
             name: "CreditWireTests",
             dependencies: ["CreditWire", "CreditProto", .product(name: "NIOCore", package: "swift-nio")]
         ),
-        .testTarget(name: "CreditStoreTests", dependencies: ["CreditStore"]),
+        // Golden/ holds on-disk format files read through #filePath, not resources.
+        .testTarget(name: "CreditStoreTests", dependencies: ["CreditStore"], exclude: ["Golden"]),
         .testTarget(
             name: "CreditServiceTests",
             dependencies: ["CreditService", "CreditDomain", "CreditStore", "CreditProto", "CreditWire",

@@ -13,7 +13,9 @@ public struct StoreOptions: Sendable {
     /// Largest payload `append` accepts.
     public var maxRecordSize: Int = 16 << 20
     /// Truncate at the first damaged record (keeping a copy as `<segment>.corrupt-<ms>`) and move
-    /// later segments aside, instead of refusing to open. Loses the records after the damage.
+    /// later segments aside, accept a missing newest segment (continuing where it began) or an
+    /// unverifiable newest snapshot, instead of refusing to open. Loses the records after the
+    /// damage; every action is reported as a `.error` recovery event.
     public var repair: Bool = false
     public var fileOperations: any FileOperations = POSIXFileOperations()
     /// Called once, on the journal thread, when the journal enters its fault state (e.g. to flip
@@ -36,8 +38,14 @@ public struct StoreStats: Sendable, Equatable {
     /// Wall-clock time of the last snapshot (recovered or written), Unix milliseconds.
     public var lastSnapshotUnixMillis: Int64?
     public var snapshotsWritten: Int
-    /// Torn tails cut off at open.
+    /// Torn tails cut off at open (logged at warning).
     public var tornTailTruncations: Int
+    /// Snapshots that did not verify and that recovery fell back past at open (logged at warning).
+    public var skippedSnapshots: Int
+    /// Actions `repair` took at open, each of which lost data (logged at error).
+    public var repairs: Int
+    /// Recovery events at warning level or above at open (`RecoveryReport.events`).
+    public var recoveryWarnings: Int
     /// fdatasync calls on journal segments since open.
     public var fsyncCount: Int
     /// Records made durable since open.
@@ -96,7 +104,8 @@ public final class DurableStore: Sendable {
     }
 
     /// Returns once every record up to `sequence` is written and fdatasync'ed. Throws `.fault`
-    /// if the journal failed before that (the record is then never acknowledged), or
+    /// if the journal failed before that (the record is then never acknowledged;
+    /// `fault.outcome(of: sequence)` says whether it can reappear after a restart), or
     /// `.invalidSequence` for a number `append` has not returned. Not cancellable: durability
     /// is a fact to wait for, not a request.
     public func waitDurable(upTo sequence: UInt64) async throws(StoreError) {
@@ -107,7 +116,9 @@ public final class DurableStore: Sendable {
     /// blocks: for a dedicated writer thread, never an event loop. Records queued earlier with
     /// `append` go first. Returns the sequence number of the last of `payloads` (`lastSequence`
     /// when empty). Throws `.fault` when the write or sync failed (nothing of the batch is
-    /// acknowledged), `.closed`, or `.recordTooLarge` (then nothing was written).
+    /// acknowledged; `fault.outcome(of:)` per record: `.notApplied` when the failed write was cut
+    /// back off the segment, `.unknown` after a failed fdatasync), `.closed`, or
+    /// `.recordTooLarge` (then nothing was written).
     ///
     /// This is group commit without a hand-off: the caller applies commands while nothing is
     /// in flight, then makes the whole batch durable with one write and one fdatasync.
@@ -152,6 +163,14 @@ public final class DurableStore: Sendable {
 
 // MARK: - Shared state
 
+/// The directory containing `path` ("." for a bare name).
+func parentDirectory(of path: String) -> String {
+    var trimmed = Substring(path)
+    while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+    guard let slash = trimmed.lastIndex(of: "/") else { return "." }
+    return slash == trimmed.startIndex ? "/" : String(trimmed[..<slash])
+}
+
 /// Sets the kernel's name of the calling thread (shown by top -H, gdb, /proc), at most 15 bytes.
 /// Through /proc because Glibc's module does not export pthread_setname_np and prctl is variadic.
 private func nameCurrentThread(_ name: String) {
@@ -172,6 +191,21 @@ private struct SnapshotJob {
     var sequence: UInt64
     var encode: @Sendable () throws -> [UInt8]
     var continuation: CheckedContinuation<SnapshotInfo, any Error>
+}
+
+/// What recovery found at open, for `StoreStats`.
+struct RecoveryCounts {
+    var truncations: Int
+    var skippedSnapshots: Int
+    var repairs: Int
+    var warnings: Int
+
+    init(_ report: RecoveryReport) {
+        truncations = report.truncations.count
+        skippedSnapshots = report.skippedSnapshots.count
+        repairs = report.repairs.count
+        warnings = report.events.filter { $0.severity >= .warning }.count
+    }
 }
 
 struct SegmentEntry {
@@ -206,7 +240,7 @@ final class StoreCore: @unchecked Sendable {
     private var lastSnapshotSequence: UInt64?
     private var lastSnapshotUnixMillis: Int64?
     private var snapshotsWritten = 0
-    private var tornTailTruncations: Int
+    private let recoveryCounts: RecoveryCounts
     private var fsyncCount = 0
     private var recordsWritten = 0
     private var runningThreads = 0
@@ -222,7 +256,7 @@ final class StoreCore: @unchecked Sendable {
     private init(
         directory: String, options: StoreOptions, lockFile: OpenFile, nextSequence: UInt64,
         segments: [SegmentEntry], snapshotSequences: [UInt64], lastSnapshotUnixMillis: Int64?,
-        tornTailTruncations: Int
+        recoveryCounts: RecoveryCounts
     ) {
         self.directory = directory
         self.options = options
@@ -235,7 +269,7 @@ final class StoreCore: @unchecked Sendable {
         self.snapshotSequences = snapshotSequences
         self.lastSnapshotSequence = snapshotSequences.last
         self.lastSnapshotUnixMillis = lastSnapshotUnixMillis
-        self.tornTailTruncations = tornTailTruncations
+        self.recoveryCounts = recoveryCounts
     }
 
     private func path(_ name: String) -> String { directory + "/" + name }
@@ -247,6 +281,11 @@ final class StoreCore: @unchecked Sendable {
         let lockFile: OpenFile
         do {
             try operations.createDirectory(directory, mode: 0o700)
+            // The directory's own entry must be durable before anything in it is acknowledged.
+            // A parent this user may not open (mode 0711) is skipped: its entry predates us.
+            do throws(FileOperationError) {
+                try operations.syncDirectory(parentDirectory(of: directory))
+            } catch where error.errno == EACCES || error.errno == EPERM {}
             lockFile = try operations.open(directory + "/" + StoreFormat.lockName, flags: O_RDWR | O_CREAT, mode: 0o600)
         } catch {
             throw .io(error)
@@ -275,7 +314,7 @@ final class StoreCore: @unchecked Sendable {
         var report = RecoveryReport(
             usedSnapshot: analysis.chosenSnapshot?.name, skippedSnapshots: analysis.skippedSnapshots,
             segmentsRead: analysis.keptSegments.map { analysis.segments[$0].name }, truncations: [],
-            repairs: [], removedFiles: [], warnings: analysis.warnings)
+            repairs: analysis.repairNotes, removedFiles: [], warnings: analysis.warnings)
         let stamp = StoreFormat.currentUnixMillis()
         var directoryChanged = false
         var movedAside = Set<String>()
@@ -293,6 +332,8 @@ final class StoreCore: @unchecked Sendable {
             case .repairTruncate(let segment, let offset, let reason):
                 let copy = "\(segment).corrupt-\(stamp)"
                 try copyFile(from: directory + "/" + segment, to: directory + "/" + copy, operations: operations)
+                // The copy's directory entry must survive a crash before the original is cut.
+                try operations.syncDirectory(directory)
                 try truncate(directory + "/" + segment, to: offset, operations: operations)
                 report.repairs.append("\(segment): \(reason) at byte \(offset); copied to \(copy) and truncated at byte \(offset)")
                 directoryChanged = true
@@ -338,7 +379,7 @@ final class StoreCore: @unchecked Sendable {
         let core = StoreCore(
             directory: directory, options: options, lockFile: lockFile, nextSequence: analysis.nextSequence,
             segments: entries, snapshotSequences: snapshotSequences, lastSnapshotUnixMillis: snapshotMillis,
-            tornTailTruncations: report.truncations.count)
+            recoveryCounts: RecoveryCounts(report))
         if let index = analysis.reusableSegment {
             let scan = analysis.segments[index]
             let file = try operations.open(directory + "/" + scan.name, flags: O_WRONLY, mode: 0)
@@ -523,7 +564,9 @@ final class StoreCore: @unchecked Sendable {
                 journalBytes: segments.reduce(0) { $0 + $1.bytes }, segmentCount: segments.count,
                 lastSequence: nextSequence - 1, lastDurableSequence: durableSequence,
                 lastSnapshotSequence: lastSnapshotSequence, lastSnapshotUnixMillis: lastSnapshotUnixMillis,
-                snapshotsWritten: snapshotsWritten, tornTailTruncations: tornTailTruncations,
+                snapshotsWritten: snapshotsWritten, tornTailTruncations: recoveryCounts.truncations,
+                skippedSnapshots: recoveryCounts.skippedSnapshots, repairs: recoveryCounts.repairs,
+                recoveryWarnings: recoveryCounts.warnings,
                 fsyncCount: fsyncCount, recordsWritten: recordsWritten,
                 pendingRecords: Int(nextSequence - 1 - durableSequence), fault: fault)
         }
@@ -567,18 +610,30 @@ final class StoreCore: @unchecked Sendable {
         threadExited()
     }
 
+    /// Why a batch failed, and what that means for its records.
+    private struct WriteFailure: Error {
+        var error: FileOperationError
+        var outcome: WriteOutcome
+        /// Last sequence number whose bytes may be in a segment.
+        var lastAttempted: UInt64
+        var cleanup: String
+    }
+
     /// One write and one fdatasync for the whole batch, unless a segment roll splits it.
+    /// On failure the journal enters its fault state; bytes of the failed write are cut back off
+    /// (see `cutBack`), so that a refused record is either not applied or reported as unknown.
     private func writeBatch(_ batch: [[UInt8]], startingAt start: UInt64) {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(batch.reduce(0) { $0 + StoreFormat.recordSize(payloadCount: $1.count) })
         var bufferedRecords = 0
         var sequence = start
-        do {
+        do throws(WriteFailure) {
             for payload in batch {
                 let size = Int64(StoreFormat.recordSize(payloadCount: payload.count))
                 if let active = activeSegment {
                     let used = active.size + Int64(buffer.count)
-                    if active.records + bufferedRecords > 0 && used + size > Int64(options.segmentSize) {
+                    if active.records + bufferedRecords > 0
+                        && used + size + Int64(StoreFormat.sealRecordSize) > Int64(options.segmentSize) {
                         try flush(&buffer, records: &bufferedRecords, through: sequence - 1)
                         try rollSegment(firstSequence: sequence)
                     }
@@ -595,18 +650,56 @@ final class StoreCore: @unchecked Sendable {
         }
     }
 
-    private func flush(_ buffer: inout [UInt8], records: inout Int, through sequence: UInt64) throws(FileOperationError) {
+    private func flush(_ buffer: inout [UInt8], records: inout Int, through sequence: UInt64) throws(WriteFailure) {
         guard records > 0, var active = activeSegment else { return }
-        try operations.write(active.file, buffer, at: active.size)
+        let durableLength = active.size
+        do throws(FileOperationError) {
+            try operations.write(active.file, buffer, at: active.size)
+        } catch {
+            // Part of the batch (whole records, even) may be in the file: cut it back off.
+            throw cutBack(after: error, syncFailed: false, to: durableLength, lastAttempted: sequence)
+        }
         active.size += Int64(buffer.count)
         active.records += records
         activeSegment = active
         setSegmentSize(active.size, name: active.file.path)
-        try operations.syncData(active.file)
+        do throws(FileOperationError) {
+            try operations.syncData(active.file)
+        } catch {
+            throw cutBack(after: error, syncFailed: true, to: durableLength, lastAttempted: sequence)
+        }
         let written = records
         buffer.removeAll(keepingCapacity: true)
         records = 0
         markDurable(through: sequence, records: written)
+    }
+
+    /// After a failed write or fdatasync of the active segment: truncates it back to
+    /// `durableLength` (its length after the last successful fdatasync) and fsyncs that, so that
+    /// the refused records cannot be replayed after a restart. The outcome is `.notApplied` only
+    /// when the failure was the write and the truncation and its fsync succeeded; after a failed
+    /// fdatasync the kernel may already have written (and then dropped) some of the pages, and
+    /// nothing proves where the file ends on disk, so it is `.unknown` even if truncation works.
+    private func cutBack(
+        after error: FileOperationError, syncFailed: Bool, to durableLength: Int64, lastAttempted: UInt64
+    ) -> WriteFailure {
+        guard let active = activeSegment else {
+            return WriteFailure(error: error, outcome: .unknown, lastAttempted: lastAttempted, cleanup: "")
+        }
+        let name = StoreFormat.baseName(active.file.path)
+        do throws(FileOperationError) {
+            try operations.truncate(active.file, to: durableLength)
+            try operations.sync(active.file)
+        } catch let cleanupError {
+            return WriteFailure(
+                error: error, outcome: .unknown, lastAttempted: lastAttempted,
+                cleanup: "cutting \(name) back to its last durable length of \(durableLength) bytes failed: \(cleanupError)")
+        }
+        activeSegment?.size = durableLength
+        setSegmentSize(durableLength, name: active.file.path)
+        return WriteFailure(
+            error: error, outcome: syncFailed ? .unknown : .notApplied, lastAttempted: lastAttempted,
+            cleanup: "\(name) was truncated back to its last durable length of \(durableLength) bytes and fsynced")
     }
 
     private func setSegmentSize(_ size: Int64, name path: String) {
@@ -615,23 +708,59 @@ final class StoreCore: @unchecked Sendable {
         }
     }
 
-    private func rollSegment(firstSequence: UInt64) throws(FileOperationError) {
-        if let active = activeSegment {
-            operations.close(active.file)
-            activeSegment = nil
-        }
+    /// Starts segment `firstSequence` and seals the one before it. Order matters for recovery:
+    /// the new segment (header fdatasync'ed, directory fsync'ed) exists before the old one names
+    /// it in its seal, and records go to the new segment only once the seal is durable. So a
+    /// sealed last segment always means a lost successor, and a torn seal can only be followed by
+    /// an empty segment. Nothing of the batch being written is in either file when this fails:
+    /// the outcome is `.notApplied`.
+    private func rollSegment(firstSequence: UInt64) throws(WriteFailure) {
         let name = StoreFormat.segmentName(firstSequence: firstSequence)
+        func failure(_ error: FileOperationError, _ cleanup: String) -> WriteFailure {
+            WriteFailure(error: error, outcome: .notApplied, lastAttempted: firstSequence - 1, cleanup: cleanup)
+        }
         // O_EXCL: a segment with this first sequence must not exist; never overwrite records.
-        let file = try operations.open(path(name), flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
-        activeSegment = (file, firstSequence, 0, 0)
+        let file: OpenFile
+        do throws(FileOperationError) {
+            file = try operations.open(path(name), flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+        } catch {
+            throw failure(error, "")
+        }
         let header = StoreFormat.segmentHeader(firstSequence: firstSequence)
-        condition.withLock { segments.append(SegmentEntry(name: name, firstSequence: firstSequence, bytes: 0)) }
-        try operations.write(file, header, at: 0)
-        activeSegment?.size = Int64(header.count)
-        setSegmentSize(Int64(header.count), name: file.path)
-        try operations.syncData(file)
-        condition.withLock { fsyncCount += 1 }
-        try operations.syncDirectory(directory)
+        do throws(FileOperationError) {
+            try operations.write(file, header, at: 0)
+            try operations.syncData(file)
+            condition.withLock { fsyncCount += 1 }
+            try operations.syncDirectory(directory)
+        } catch {
+            operations.close(file)
+            // Best effort: recovery also removes a segment torn while being created.
+            let removed = (try? operations.remove(path(name))) != nil && (try? operations.syncDirectory(directory)) != nil
+            throw failure(error, removed ? "removed the new segment \(name)" : "could not remove the new segment \(name)")
+        }
+        condition.withLock {
+            segments.append(SegmentEntry(name: name, firstSequence: firstSequence, bytes: Int64(header.count)))
+        }
+        if let previous = activeSegment {
+            let seal = StoreFormat.sealRecord(nextSequence: firstSequence)
+            do throws(FileOperationError) {
+                try operations.write(previous.file, seal, at: previous.size)
+                try operations.syncData(previous.file)
+                condition.withLock { fsyncCount += 1 }
+            } catch {
+                // A torn or missing seal before an empty successor is harmless; still cut it off.
+                let cutBack = (try? operations.truncate(previous.file, to: previous.size)) != nil
+                    && (try? operations.sync(previous.file)) != nil
+                operations.close(previous.file)
+                activeSegment = nil
+                operations.close(file)
+                throw failure(error, "sealing \(StoreFormat.baseName(previous.file.path)) failed"
+                    + (cutBack ? "; cut its seal back off" : "; could not cut its seal back off"))
+            }
+            setSegmentSize(previous.size + Int64(seal.count), name: previous.file.path)
+            operations.close(previous.file)
+        }
+        activeSegment = (file, firstSequence, Int64(header.count), 0)
     }
 
     private func markDurable(through sequence: UInt64, records: Int) {
@@ -649,11 +778,13 @@ final class StoreCore: @unchecked Sendable {
         for continuation in ready { continuation.resume() }
     }
 
-    private func enterFault(_ error: FileOperationError) {
+    private func enterFault(_ failure: WriteFailure) {
         condition.lock()
+        let error = failure.error
         let newFault = StoreFault(
             operation: error.operation, path: error.path, errno: error.errno,
-            firstUnacknowledgedSequence: durableSequence + 1)
+            firstUnacknowledgedSequence: durableSequence + 1, outcome: failure.outcome,
+            lastAttemptedSequence: max(failure.lastAttempted, durableSequence), cleanup: failure.cleanup)
         fault = newFault
         // Nothing queued behind the failed batch may be written either: it would reach the disk
         // after a hole, and its callers must learn it failed.
@@ -770,6 +901,8 @@ final class StoreCore: @unchecked Sendable {
                 condition.withLock { segments.insert(segment, at: 0) }
             }
         }
+        // Best effort: a deletion that a crash undoes brings back a covered segment or an older
+        // snapshot, both of which recovery skips; nothing acknowledged depends on it.
         if !removedSnapshots.isEmpty || !removedSegments.isEmpty { try? operations.syncDirectory(directory) }
         return SnapshotInfo(
             sequence: sequence, fileName: name, bytes: Int64(header.count + payload.count), unixMillis: unixMillis,

@@ -4,9 +4,28 @@ import Glibc
 import Darwin
 #endif
 
+/// What became of the records a failed journal write or sync was about to make durable.
+/// The raw values are meant for the service's error reasons (`persistence_not_applied`,
+/// `persistence_outcome_unknown`).
+public enum WriteOutcome: String, Sendable, Equatable, CustomStringConvertible {
+    /// The records are not on disk and will never be replayed: the write failed, and the segment
+    /// was truncated back to its last durable length and that length fsynced (or the records were
+    /// never written at all).
+    case notApplied = "not_applied"
+    /// The records may or may not be replayed after a restart: fdatasync failed (the kernel may
+    /// have written some of the data), or cutting a failed write back off did not succeed.
+    case unknown = "outcome_unknown"
+
+    public var description: String { rawValue }
+}
+
 /// Why the journal stopped accepting writes. Sticky: once set, nothing after
 /// `firstUnacknowledgedSequence` is ever acknowledged, and the store refuses appends until it is
 /// reopened (which re-reads what actually reached the disk).
+///
+/// Records `firstUnacknowledgedSequence ... lastAttemptedSequence` were in the failed write and
+/// have outcome `outcome`; records after `lastAttemptedSequence` (queued behind the failure, or
+/// appended later) were never written: `.notApplied`. Use `outcome(of:)`.
 public struct StoreFault: Sendable, Equatable, CustomStringConvertible {
     /// The failed call: "write", "fdatasync", "open", ...
     public var operation: String
@@ -14,18 +33,48 @@ public struct StoreFault: Sendable, Equatable, CustomStringConvertible {
     public var errno: Int32
     /// The first sequence number that was not made durable; it and every later record fail.
     public var firstUnacknowledgedSequence: UInt64
+    /// The outcome of the records of the failed write (`firstUnacknowledgedSequence ...
+    /// lastAttemptedSequence`).
+    public var outcome: WriteOutcome
+    /// The last sequence number whose bytes the failed write may have put in a segment
+    /// (`firstUnacknowledgedSequence - 1` when nothing was written).
+    public var lastAttemptedSequence: UInt64
+    /// What was done about the failed write's bytes (truncation and its result), for the log.
+    public var cleanup: String
 
-    public init(operation: String, path: String, errno: Int32, firstUnacknowledgedSequence: UInt64) {
+    public init(
+        operation: String, path: String, errno: Int32, firstUnacknowledgedSequence: UInt64,
+        outcome: WriteOutcome = .unknown, lastAttemptedSequence: UInt64? = nil, cleanup: String = ""
+    ) {
         self.operation = operation
         self.path = path
         self.errno = errno
         self.firstUnacknowledgedSequence = firstUnacknowledgedSequence
+        self.outcome = outcome
+        self.lastAttemptedSequence = lastAttemptedSequence ?? firstUnacknowledgedSequence
+        self.cleanup = cleanup
+    }
+
+    /// The outcome of the unacknowledged record `sequence` (>= `firstUnacknowledgedSequence`):
+    /// `outcome` for the records of the failed write, `.notApplied` for every later one.
+    public func outcome(of sequence: UInt64) -> WriteOutcome {
+        sequence <= lastAttemptedSequence ? outcome : .notApplied
     }
 
     public var description: String {
-        "journal \(operation) failed on \(path): \(String(cString: strerror(errno))) (errno \(errno)); "
-            + "records from seq \(firstUnacknowledgedSequence) on are not durable and were not acknowledged; "
-            + "the journal refuses writes until the daemon restarts and recovers"
+        let effect: String
+        switch outcome {
+        case .notApplied:
+            effect = "records from seq \(firstUnacknowledgedSequence) on were not acknowledged and are not on disk (not applied)"
+        case .unknown:
+            effect = "records from seq \(firstUnacknowledgedSequence) on were not acknowledged; "
+                + (lastAttemptedSequence >= firstUnacknowledgedSequence
+                    ? "seq \(firstUnacknowledgedSequence)...\(lastAttemptedSequence) may or may not reappear after a restart (outcome unknown), later ones are not applied"
+                    : "their outcome is unknown")
+        }
+        return "journal \(operation) failed on \(path): \(String(cString: strerror(errno))) (errno \(errno)); "
+            + effect + (cleanup.isEmpty ? "" : " (\(cleanup))")
+            + "; the journal refuses writes until the daemon restarts and recovers"
     }
 }
 
@@ -36,8 +85,13 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     case fault(StoreFault)
     /// The store was closed.
     case closed
-    /// A record that is not the journal's tail is damaged (bad CRC, bad length, bad header).
+    /// A journal record is damaged in a way a crash cannot explain: a full-length record with
+    /// non-zero bytes whose CRC fails, damage followed by valid records, or a bad segment header
+    /// that is not the newest segment's. (A torn tail, short or zero-filled, is truncated instead.)
     case corruptJournal(segment: String, offset: Int64, reason: String)
+    /// The newest segment is sealed, i.e. names a successor starting at `expectedFirstSequence`,
+    /// but no such segment exists: the newest journal segment was lost or deleted.
+    case missingSegment(sealedSegment: String, expectedFirstSequence: UInt64)
     /// Sequence numbers are not continuous inside or between segments.
     case sequenceGap(segment: String, expected: UInt64, found: UInt64)
     /// The journal does not reach back to the record after the snapshot that recovery uses.
@@ -66,11 +120,18 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         case .closed:
             return "the store is closed"
         case .corruptJournal(let segment, let offset, let reason):
-            return "journal corrupt in \(segment) at byte \(offset): \(reason); valid data follows, so this is not a torn tail; "
-                + "refusing to start (open with repair to truncate here, keeping a copy)"
+            return "journal corrupt in \(segment) at byte \(offset): \(reason); refusing to start. "
+                + "Restore the state directory from a backup, or start creditd with --repair to cut the journal off "
+                + "at this record (a copy of the segment is kept; this and every later change are lost)"
         case .sequenceGap(let segment, let expected, let found):
-            return "journal sequence gap in \(segment): expected seq \(expected), found \(found); refusing to start "
-                + "(open with repair to truncate here, keeping a copy)"
+            return "journal sequence gap in \(segment): expected seq \(expected), found \(found); refusing to start. "
+                + "Restore the state directory from a backup, or start creditd with --repair to cut the journal off "
+                + "before the gap (copies are kept; the changes after it are lost)"
+        case .missingSegment(let sealed, let next):
+            return "journal segment \(StoreFormat.segmentName(firstSequence: next)) is missing: \(sealed) is sealed and "
+                + "names it as its successor, so changes from seq \(next) on were written and are gone; refusing to start. "
+                + "Restore the missing segment from a backup, or start creditd with --repair to accept the loss and "
+                + "continue at seq \(next)"
         case .journalMissingAfterSnapshot(let snapshotSequence, let first):
             return "journal records after snapshot seq \(snapshotSequence) are missing: the journal resumes at seq \(first); refusing to start"
         case .missingSnapshot(let first, let reason):
@@ -79,7 +140,7 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
             return "snapshot seq \(snapshotSequence) exists but does not verify, and the journal ends at seq \(journalEnd): "
                 + "recovering would lose acknowledged changes; refusing to start (repair accepts the loss)"
         case .unsupportedVersion(let file, let version, let supported):
-            return "\(file) has format version \(version); this build reads version \(supported) only; refusing to start"
+            return "\(file) has format version \(version); this build reads versions up to \(supported); refusing to start"
         case .invalidSnapshotSequence(let requested, let reason):
             return "cannot write snapshot at seq \(requested): \(reason)"
         case .invalidSequence(let sequence):

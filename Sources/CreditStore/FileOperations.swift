@@ -223,6 +223,7 @@ public final class FaultInjectingFileOperations: FileOperations, @unchecked Send
     private var syncHook: (@Sendable (OpenFile) -> Void)?
     private var dataSyncs = 0
     private var writes = 0
+    private var writeBudget: (bytes: Int, errno: Int32)?
 
     public init(pathSuffix: String = ".log") {
         faultSuffix = pathSuffix
@@ -230,6 +231,12 @@ public final class FaultInjectingFileOperations: FileOperations, @unchecked Send
 
     /// From now on, writes to matching files fail with `errno` (nil: stop failing).
     public func failWrites(errno: Int32?) { lock.withLock { writeErrno = errno } }
+    /// From now on, matching files accept `bytes` more bytes in all; the write that would go past
+    /// that writes what still fits (like a short write on a full disk) and fails with `errno`,
+    /// and so does every later write (nil: no limit).
+    public func failWrites(afterBytes bytes: Int?, errno: Int32 = ENOSPC) {
+        lock.withLock { writeBudget = bytes.map { ($0, errno) } }
+    }
     /// From now on, fdatasync/fsync of matching files fail with `errno` (nil: stop failing).
     public func failSyncs(errno: Int32?) { lock.withLock { syncErrno = errno } }
     /// Which files faults apply to, by name suffix.
@@ -254,6 +261,16 @@ public final class FaultInjectingFileOperations: FileOperations, @unchecked Send
         if matches(file.path) {
             if let code = lock.withLock({ writeErrno }) {
                 throw FileOperationError(operation: "write", path: file.path, errno: code)
+            }
+            let budget: (fits: Int, errno: Int32)? = lock.withLock {
+                guard let budget = writeBudget else { return nil }
+                let fits = min(budget.bytes, bytes.count)
+                writeBudget = (budget.bytes - fits, budget.errno)
+                return fits < bytes.count ? (fits, budget.errno) : nil
+            }
+            if let budget {
+                if budget.fits > 0 { try base.write(file, UnsafeRawBufferPointer(rebasing: bytes[0..<budget.fits]), at: offset) }
+                throw FileOperationError(operation: "write", path: file.path, errno: budget.errno)
             }
             try base.write(file, bytes, at: offset)
             lock.withLock { writes += 1 }
@@ -291,6 +308,215 @@ public final class FaultInjectingFileOperations: FileOperations, @unchecked Send
     public func createDirectory(_ path: String, mode: mode_t) throws(FileOperationError) {
         try base.createDirectory(path, mode: mode)
     }
+    public func tryLock(_ file: OpenFile, exclusive: Bool) throws(FileOperationError) -> Bool {
+        try base.tryLock(file, exclusive: exclusive)
+    }
+}
+
+/// File operations that remember what a power loss would keep of one directory, to test that
+/// everything acknowledged survives it. Wraps another implementation (the real calls, or
+/// `FaultInjectingFileOperations`).
+///
+/// The model, per file in `directory`: its content survives as of its last fsync/fdatasync (an
+/// unsynced write is lost entirely); its name survives only as of the last fsync of the
+/// directory (a create, rename or unlink that the directory was not fsynced after is undone:
+/// a new file disappears even if its data was synced, a renamed file is back under its old name,
+/// a deleted one comes back). Files present when the layer is made count as durable.
+///
+/// `powerLoss()` makes every later call fail with EIO (the machine is off); once the store is
+/// closed, `restoreDurableState()` rewrites the directory to what the disk would hold.
+public final class PowerLossFileOperations: FileOperations, @unchecked Sendable {
+    private let lock = NSLock()
+    private let base: any FileOperations
+    private let directory: String
+    private var nextIdentity = 0
+    /// Name → file identity, as the directory is now and as its last fsync left it.
+    private var liveEntries: [String: Int] = [:]
+    private var durableEntries: [String: Int] = [:]
+    /// File identity → content as of its last sync (absent: never synced, so empty).
+    private var durableContent: [Int: [UInt8]] = [:]
+    private var poweredOff = false
+    private var writesUntilPowerLoss: Int?
+    private var directorySyncs = 0
+
+    public init(directory: String, base: any FileOperations = POSIXFileOperations()) throws(FileOperationError) {
+        self.base = base
+        self.directory = directory
+        var names: [String] = []
+        do throws(FileOperationError) { names = try base.listDirectory(directory) } catch where error.errno == ENOENT {}
+        for name in names {
+            let identity = nextIdentity
+            nextIdentity += 1
+            liveEntries[name] = identity
+            durableEntries[name] = identity
+            durableContent[identity] = try base.readFile(directory + "/" + name)
+        }
+    }
+
+    /// From now on every call fails with EIO.
+    public func powerLoss() { lock.withLock { poweredOff = true } }
+
+    /// Power goes off right after the `writes`-th next successful write (so before the sync that
+    /// would have covered it): the way to leave unsynced data behind.
+    public func powerLoss(afterWrites writes: Int) { lock.withLock { writesUntilPowerLoss = writes } }
+
+    /// fsyncs of `directory` so far.
+    public var directorySyncCount: Int { lock.withLock { directorySyncs } }
+
+    /// How much of the data written after a file's last sync a power loss keeps.
+    public enum UnsyncedData: Sendable {
+        /// None: every file is back to its last synced content (the strictest model).
+        case dropped
+        /// A random prefix of it, as when the disk wrote some sectors before power went.
+        case tornPrefix
+        /// A prefix ending on a 512-byte sector boundary (or at the synced length), then zeros
+        /// up to a random length within what was written, as when the file's size reached the
+        /// disk but some of its sectors did not.
+        case tornPrefixThenZeros
+    }
+
+    /// Replaces the directory's files by what survived the power loss (call after the store is
+    /// closed; the lock file is left alone) and lets calls through again. With a torn model, a
+    /// file whose current content extends its synced content keeps part of the extension.
+    public func restoreDurableState(unsynced: UnsyncedData = .dropped) throws(FileOperationError) {
+        let (entries, live, contents) = lock.withLock { (durableEntries, liveEntries, durableContent) }
+        var survivors: [String: [UInt8]] = [:]
+        for (name, identity) in entries where name != StoreFormat.lockName {
+            var content = contents[identity] ?? []
+            if unsynced != .dropped, let current = live.first(where: { $0.value == identity })?.key,
+               let now = try? base.readFile(directory + "/" + current),
+               now.count > content.count, now.starts(with: content) {
+                let synced = content.count
+                var end = Int.random(in: synced...now.count)
+                if unsynced == .tornPrefixThenZeros {
+                    // Sectors land whole: the data that arrived ends at the synced length or on a
+                    // 512-byte boundary, and the rest of the new length reads as zeros.
+                    end = max(synced, end / 512 * 512)
+                    content += now[synced..<end]
+                    content += [UInt8](repeating: 0, count: Int.random(in: 0...(now.count - end)))
+                } else {
+                    content += now[synced..<end]
+                }
+            }
+            survivors[name] = content
+        }
+        for name in try base.listDirectory(directory) where name != StoreFormat.lockName {
+            try base.remove(directory + "/" + name)
+        }
+        for (name, content) in survivors {
+            let file = try base.open(directory + "/" + name, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+            defer { base.close(file) }
+            if !content.isEmpty { try base.write(file, content, at: 0) }
+        }
+        lock.withLock {
+            liveEntries = entries
+            poweredOff = false
+            writesUntilPowerLoss = nil
+        }
+    }
+
+    /// The entry name when `path` is directly inside `directory`.
+    private func entryName(_ path: String) -> String? {
+        guard path.hasPrefix(directory + "/") else { return nil }
+        let name = String(path.dropFirst(directory.count + 1))
+        return name.contains("/") || name.isEmpty ? nil : name
+    }
+
+    private func checkPower(_ operation: String, _ path: String) throws(FileOperationError) {
+        if lock.withLock({ poweredOff }) { throw FileOperationError(operation: operation, path: path, errno: EIO) }
+    }
+
+    public func open(_ path: String, flags: Int32, mode: mode_t) throws(FileOperationError) -> OpenFile {
+        try checkPower("open", path)
+        let name = entryName(path)
+        let existed = name.map { name in lock.withLock { liveEntries[name] != nil } } ?? true
+        let file = try base.open(path, flags: flags, mode: mode)
+        if let name, !existed, flags & O_CREAT != 0 {
+            lock.withLock {
+                liveEntries[name] = nextIdentity
+                nextIdentity += 1
+            }
+        }
+        return file
+    }
+
+    public func close(_ file: OpenFile) { base.close(file) }
+
+    public func write(_ file: OpenFile, _ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(FileOperationError) {
+        try checkPower("write", file.path)
+        try base.write(file, bytes, at: offset)
+        lock.withLock {
+            guard let remaining = writesUntilPowerLoss else { return }
+            writesUntilPowerLoss = remaining - 1
+            if remaining <= 1 { poweredOff = true }
+        }
+    }
+
+    public func syncData(_ file: OpenFile) throws(FileOperationError) {
+        try checkPower("fdatasync", file.path)
+        try base.syncData(file)
+        try recordSync(file)
+    }
+
+    public func sync(_ file: OpenFile) throws(FileOperationError) {
+        try checkPower("fsync", file.path)
+        try base.sync(file)
+        try recordSync(file)
+    }
+
+    private func recordSync(_ file: OpenFile) throws(FileOperationError) {
+        if file.path == directory {
+            lock.withLock {
+                durableEntries = liveEntries
+                directorySyncs += 1
+            }
+        } else if let name = entryName(file.path), let identity = lock.withLock({ liveEntries[name] }) {
+            let content = try base.readFile(file.path)
+            lock.withLock { durableContent[identity] = content }
+        }
+    }
+
+    public func truncate(_ file: OpenFile, to length: Int64) throws(FileOperationError) {
+        try checkPower("ftruncate", file.path)
+        try base.truncate(file, to: length)
+    }
+
+    public func rename(_ from: String, to: String) throws(FileOperationError) {
+        try checkPower("rename", from)
+        try base.rename(from, to: to)
+        lock.withLock {
+            guard let source = entryName(from) else { return }
+            let identity = liveEntries.removeValue(forKey: source)
+            if let target = entryName(to) { liveEntries[target] = identity }
+        }
+    }
+
+    public func remove(_ path: String) throws(FileOperationError) {
+        try checkPower("unlink", path)
+        try base.remove(path)
+        if let name = entryName(path) { lock.withLock { _ = liveEntries.removeValue(forKey: name) } }
+    }
+
+    public func readFile(_ path: String) throws(FileOperationError) -> [UInt8] {
+        try checkPower("read", path)
+        return try base.readFile(path)
+    }
+
+    public func fileSize(_ path: String) throws(FileOperationError) -> Int64 {
+        try checkPower("stat", path)
+        return try base.fileSize(path)
+    }
+
+    public func listDirectory(_ path: String) throws(FileOperationError) -> [String] {
+        try checkPower("opendir", path)
+        return try base.listDirectory(path)
+    }
+
+    public func createDirectory(_ path: String, mode: mode_t) throws(FileOperationError) {
+        try checkPower("mkdir", path)
+        try base.createDirectory(path, mode: mode)
+    }
+
     public func tryLock(_ file: OpenFile, exclusive: Bool) throws(FileOperationError) -> Bool {
         try base.tryLock(file, exclusive: exclusive)
     }

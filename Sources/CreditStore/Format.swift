@@ -4,12 +4,14 @@ import Glibc
 import Darwin
 #endif
 
-/// On-disk layout. All integers are little-endian.
+/// On-disk layout; `Overview.swift` explains it in full. All integers are little-endian.
 ///
 /// Journal segment `journal-<firstSeq, 20 digits>.log`:
 ///   header (32 bytes): magic "CREDJRNL", version u32, reserved u32, firstSeq u64,
 ///                      CRC32C of the preceding 24 bytes u32, reserved u32
 ///   records: length u32 (payload bytes), CRC32C u32 (over length, seq, payload), seq u64, payload
+///   version 2 only: a full segment ends with a seal, a record with seq 0 and the 16-byte payload
+///                   "CREDSEAL", next segment's firstSeq u64
 ///
 /// Snapshot `snapshot-<lastSeq, 20 digits>.snap`:
 ///   header (48 bytes): magic "CREDSNAP", version u32, reserved u32, lastSeq u64,
@@ -19,7 +21,12 @@ import Darwin
 enum StoreFormat {
     static let segmentMagic: [UInt8] = Array("CREDJRNL".utf8)
     static let snapshotMagic: [UInt8] = Array("CREDSNAP".utf8)
-    static let segmentVersion: UInt32 = 1
+    /// Version written to new segments. 2 added the seal; 1 (no seals) is still read.
+    static let segmentVersion: UInt32 = 2
+    static let readableSegmentVersions: ClosedRange<UInt32> = 1...2
+    static let sealMagic: [UInt8] = Array("CREDSEAL".utf8)
+    static let sealPayloadSize = 16
+    static let sealRecordSize = 16 + 16
     static let snapshotVersion: UInt32 = 1
     static let segmentHeaderSize = 32
     static let recordHeaderSize = 16
@@ -76,6 +83,25 @@ enum StoreFormat {
     }
 
     static func recordSize(payloadCount: Int) -> Int { recordHeaderSize + payloadCount }
+
+    /// The record that closes a full segment and names its successor's first sequence number.
+    static func sealRecord(nextSequence: UInt64) -> [UInt8] {
+        var payload = sealMagic
+        payload.appendLittleEndian(nextSequence)
+        var record: [UInt8] = []
+        appendRecord(sequence: 0, payload: payload, to: &record)
+        return record
+    }
+
+    /// The successor's first sequence number if `payload` (of a seq 0 record) is a seal.
+    static func sealNextSequence(_ payload: ArraySlice<UInt8>) -> UInt64? {
+        guard payload.count == sealPayloadSize, payload.prefix(8).elementsEqual(sealMagic) else { return nil }
+        return Array(payload).readLittleEndian(UInt64.self, at: 8)
+    }
+
+    static func baseName(_ path: String) -> String {
+        path.split(separator: "/").last.map(String.init) ?? path
+    }
 
     static func snapshotHeader(sequence: UInt64, payload: [UInt8], unixMillis: Int64) -> [UInt8] {
         var bytes = snapshotMagic

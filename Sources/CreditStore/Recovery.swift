@@ -32,7 +32,49 @@ public struct TailTruncation: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// What recovery found and did. `messages` is meant for the log.
+/// How loudly a recovery finding should be logged.
+public enum RecoverySeverity: Int, Sendable, Comparable, CustomStringConvertible {
+    /// Routine (which snapshot was used).
+    case info
+    /// Cleanup of a crash's leftovers that loses nothing (temporary files, a segment torn while
+    /// being created, so holding no record).
+    case notice
+    /// Recovery handled a problem on its own, without losing anything acknowledged, but an
+    /// operator should know: a skipped corrupt snapshot, a truncated torn tail.
+    case warning
+    /// Repair discarded data: changes after the damage are gone.
+    case error
+
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+
+    public var description: String {
+        switch self {
+        case .info: "info"
+        case .notice: "notice"
+        case .warning: "warning"
+        case .error: "error"
+        }
+    }
+}
+
+/// One line of the recovery report, with the level to log it at.
+public struct RecoveryEvent: Sendable, Equatable {
+    public enum Kind: String, Sendable, Equatable {
+        case snapshotUsed = "snapshot_used"
+        case snapshotSkipped = "snapshot_skipped"
+        case tailTruncated = "tail_truncated"
+        case leftoverRemoved = "leftover_removed"
+        case repair
+        case warning
+    }
+
+    public var kind: Kind
+    public var severity: RecoverySeverity
+    public var message: String
+}
+
+/// What recovery found and did. Log `events`, each at its `severity` (`messages` is the same
+/// text without levels).
 public struct RecoveryReport: Sendable {
     /// File name of the snapshot used, if any.
     public var usedSnapshot: String?
@@ -41,22 +83,35 @@ public struct RecoveryReport: Sendable {
     /// Segments read for replay, oldest first.
     public var segmentsRead: [String]
     public var truncations: [TailTruncation]
-    /// Actions of `repair: true` (copies made, truncations, segments moved aside).
+    /// Actions of `repair: true` (copies made, truncations, segments moved aside, losses accepted).
     public var repairs: [String]
     /// Leftover files removed (temporary snapshot files, segments torn while being created).
     public var removedFiles: [String]
     public var warnings: [String]
 
-    public var messages: [String] {
-        var lines: [String] = []
-        lines.append(usedSnapshot.map { "recovered from snapshot \($0)" } ?? "recovered without snapshot")
-        lines += skippedSnapshots.map { "skipped snapshot: \($0)" }
-        lines += truncations.map(\.description)
-        lines += repairs.map { "repair: \($0)" }
-        lines += removedFiles.map { "removed leftover file \($0)" }
-        lines += warnings.map { "warning: \($0)" }
-        return lines
+    /// Everything above, in that order, with severities: skipped snapshots, truncated tails and
+    /// `warnings` are `.warning`, repairs `.error`, removed leftovers `.notice`.
+    public var events: [RecoveryEvent] {
+        var events: [RecoveryEvent] = []
+        events.append(RecoveryEvent(
+            kind: .snapshotUsed, severity: .info,
+            message: usedSnapshot.map { "recovered from snapshot \($0)" } ?? "recovered without snapshot"))
+        events += skippedSnapshots.map {
+            RecoveryEvent(kind: .snapshotSkipped, severity: .warning, message: "skipped snapshot that does not verify: \($0)")
+        }
+        events += truncations.map { RecoveryEvent(kind: .tailTruncated, severity: .warning, message: $0.description) }
+        events += repairs.map { RecoveryEvent(kind: .repair, severity: .error, message: "repair: \($0)") }
+        events += removedFiles.map {
+            RecoveryEvent(kind: .leftoverRemoved, severity: .notice, message: "removed leftover file \($0)")
+        }
+        events += warnings.map { RecoveryEvent(kind: .warning, severity: .warning, message: "warning: \($0)") }
+        return events
     }
+
+    /// The highest severity among `events`: `.warning` or `.error` means an operator should look.
+    public var severity: RecoverySeverity { events.map(\.severity).max() ?? .info }
+
+    public var messages: [String] { events.map(\.message) }
 }
 
 /// The outcome of opening a state directory: replay `snapshot` (if any), then `records` in
@@ -124,6 +179,10 @@ enum SegmentHeaderState {
 struct BadRecord {
     var offset: Int
     var reason: String
+    /// The damage looks like a write cut short by a crash (etcd's rule): a record shorter than
+    /// its header or its length, or one whose bytes are zero from a sector boundary to the end
+    /// of the file. A full-length record with non-zero bytes whose CRC fails is corruption.
+    var torn: Bool = false
     /// A valid record (or a continuity error on a valid record) lies at or after the damage,
     /// so the damage is not a torn tail.
     var validDataFollows: Bool
@@ -140,6 +199,10 @@ struct SegmentScan {
     var validLength: Int = 0
     var bad: BadRecord?
     var bytes: [UInt8]
+    /// Format version from the header (0 when the header is not valid).
+    var version: UInt32 = 0
+    /// A version-2 segment that ends with a seal: the first sequence number of its successor.
+    var sealedNext: UInt64?
 
     var firstSequence: UInt64? {
         if case .valid(let first) = header { return first }
@@ -156,7 +219,7 @@ func scanSegment(_ bytes: [UInt8], name: String, nameSequence: UInt64) -> Segmen
     let magicMatches = bytes.count >= 8 && Array(bytes[0..<8]) == StoreFormat.segmentMagic
     if magicMatches && bytes.count >= 12 {
         let version = bytes.readLittleEndian(UInt32.self, at: 8)
-        if version != StoreFormat.segmentVersion {
+        if !StoreFormat.readableSegmentVersions.contains(version) {
             scan.header = .unsupportedVersion(version)
             return scan
         }
@@ -181,16 +244,38 @@ func scanSegment(_ bytes: [UInt8], name: String, nameSequence: UInt64) -> Segmen
         return scan
     }
     scan.header = .valid(firstSequence: firstSequence)
+    scan.version = bytes.readLittleEndian(UInt32.self, at: 8)
     var offset = headerSize
     var expected = firstSequence
     while offset < bytes.count {
         switch checkRecord(bytes, at: offset) {
-        case .failure(let reason):
-            scan.bad = BadRecord(
-                offset: offset, reason: reason,
-                validDataFollows: validRecordExists(in: bytes, after: offset, minimumSequence: expected))
+        case .failure(let reason, let recordEnd):
+            let follows = validRecordExists(in: bytes, after: offset, minimumSequence: expected)
+            let torn = recordEnd.map { isZeroFilledTail(bytes, recordStart: offset, recordEnd: $0) } ?? true
+            let detail: String
+            if follows {
+                detail = "\(reason); valid records follow"
+            } else if torn {
+                detail = recordEnd == nil ? reason : "\(reason) in a zero-filled record (a torn write)"
+            } else {
+                detail = "\(reason) in a full-length record with non-zero bytes (corruption, not a torn write)"
+            }
+            scan.bad = BadRecord(offset: offset, reason: detail, torn: torn, validDataFollows: follows)
         case .success(let (sequence, range)):
-            if sequence != expected {
+            if sequence == 0, scan.version >= 2, let next = StoreFormat.sealNextSequence(bytes[range]) {
+                if next != expected {
+                    scan.bad = BadRecord(
+                        offset: offset, reason: "seal names seq \(next) as the next segment's first, but this segment ends before seq \(expected)",
+                        validDataFollows: true)
+                } else {
+                    scan.sealedNext = next
+                    offset = range.upperBound
+                    if offset < bytes.count {
+                        scan.bad = BadRecord(
+                            offset: offset, reason: "\(bytes.count - offset) bytes after the segment's seal", validDataFollows: true)
+                    }
+                }
+            } else if sequence != expected {
                 scan.bad = BadRecord(
                     offset: offset, reason: "record has seq \(sequence), expected \(expected)",
                     validDataFollows: true, gap: (expected, sequence))
@@ -200,7 +285,7 @@ func scanSegment(_ bytes: [UInt8], name: String, nameSequence: UInt64) -> Segmen
                 offset = range.upperBound
             }
         }
-        if scan.bad != nil { break }
+        if scan.bad != nil || scan.sealedNext != nil { break }
     }
     scan.validLength = offset
     return scan
@@ -208,25 +293,40 @@ func scanSegment(_ bytes: [UInt8], name: String, nameSequence: UInt64) -> Segmen
 
 enum RecordCheck {
     case success((UInt64, Range<Int>))
-    case failure(String)
+    /// `recordEnd` is nil when the record is short (the file ends inside it).
+    case failure(String, recordEnd: Int?)
 }
 
 func checkRecord(_ bytes: [UInt8], at offset: Int) -> RecordCheck {
     let remaining = bytes.count - offset
     guard remaining >= StoreFormat.recordHeaderSize else {
-        return .failure("partial record header (\(remaining) bytes)")
+        return .failure("partial record header (\(remaining) bytes)", recordEnd: nil)
     }
     let length = Int(bytes.readLittleEndian(UInt32.self, at: offset))
     guard length <= remaining - StoreFormat.recordHeaderSize else {
-        return .failure("record of \(length) payload bytes extends past the end of the file")
+        return .failure("record of \(length) payload bytes extends past the end of the file", recordEnd: nil)
     }
     let storedCRC = bytes.readLittleEndian(UInt32.self, at: offset + 4)
     let sequence = bytes.readLittleEndian(UInt64.self, at: offset + 8)
     let payloadStart = offset + StoreFormat.recordHeaderSize
     var crc = CRC32C.checksum(bytes[offset..<(offset + 4)])
     crc = CRC32C.update(crc, bytes[(offset + 8)..<(payloadStart + length)])
-    guard crc == storedCRC else { return .failure("CRC mismatch") }
+    guard crc == storedCRC else { return .failure("CRC mismatch", recordEnd: payloadStart + length) }
     return .success((sequence, payloadStart..<(payloadStart + length)))
+}
+
+/// Sector size for telling a torn write from corruption: a crash can leave a file extended with
+/// sectors that were never written and read back as zeros.
+let tornWriteSectorSize = 512
+
+/// True when the record at `recordStart..<recordEnd` holds only zeros from a sector boundary
+/// (or its own start) on, and so does the rest of the file: data that never reached the disk.
+func isZeroFilledTail(_ bytes: [UInt8], recordStart: Int, recordEnd: Int) -> Bool {
+    var zeroStart = bytes.count
+    while zeroStart > recordStart && bytes[zeroStart - 1] == 0 { zeroStart -= 1 }
+    if zeroStart == recordStart { return true }
+    let sector = (zeroStart + tornWriteSectorSize - 1) / tornWriteSectorSize * tornWriteSectorSize
+    return sector < recordEnd
 }
 
 /// Looks for any valid record starting after `offset` whose sequence number is plausible
@@ -268,6 +368,8 @@ struct DirectoryAnalysis {
     var fatal: StoreError?
     var actions: [RecoveryAction] = []
     var warnings: [String] = []
+    /// Losses that repair accepts instead of refusing to start.
+    var repairNotes: [String] = []
     var skippedSnapshots: [String] = []
     /// Records after the chosen snapshot, as (segment index, record index).
     var replay: [(segment: Int, record: Int)] = []
@@ -412,7 +514,13 @@ func analyzeStateDirectory(
         if let last = scan.records.last { journalEnd = last.sequence }
         if let bad = scan.bad {
             let removed = Int64(scan.fileSize - bad.offset)
-            if isLast && !bad.validDataFollows {
+            // A crash while sealing this segment: its successor exists but holds no record yet
+            // (records go there only once the seal is durable).
+            let tornSeal = position == relevant.count - 2 && scan.version >= 2 && {
+                let next = analysis.segments[relevant[position + 1]]
+                return next.records.isEmpty && next.firstSequence == scan.endSequence && next.bad == nil
+            }()
+            if (isLast || tornSeal) && bad.torn && !bad.validDataFollows {
                 analysis.actions.append(.truncateTail(TailTruncation(
                     segment: scan.name, offset: Int64(bad.offset), removedBytes: removed, reason: bad.reason)))
             } else if repair {
@@ -435,7 +543,7 @@ func analyzeStateDirectory(
     // acknowledged and cannot be rebuilt.
     if let newest = analysis.snapshots.first, newest.nameSequence > lastSequence {
         if repair {
-            analysis.warnings.append("snapshot \(newest.name) does not verify and the journal ends at seq \(lastSequence): changes up to seq \(newest.nameSequence) are lost")
+            analysis.repairNotes.append("snapshot \(newest.name) does not verify and the journal ends at seq \(lastSequence): changes up to seq \(newest.nameSequence) are lost")
         } else {
             analysis.fatal = .acknowledgedStateLost(snapshotSequence: newest.nameSequence, journalEnd: lastSequence)
             return analysis
@@ -445,14 +553,28 @@ func analyzeStateDirectory(
         analysis.warnings.append("journal ends at seq \(journalEnd), before snapshot \(chosen.name); continuing from the snapshot")
     }
 
-    // The writer may continue the last kept segment only if its next record is exactly nextSequence.
+    // A sealed last segment names a successor that is gone: its records (acknowledged ones,
+    // possibly) are missing, which nothing else in the directory can reveal.
+    if !stopped, let last = analysis.keptSegments.last, let next = analysis.segments[last].sealedNext {
+        let name = analysis.segments[last].name
+        if repair {
+            analysis.repairNotes.append("\(name) is sealed but the segment after it, \(StoreFormat.segmentName(firstSequence: next)), is missing: every change from seq \(next) on that it held is lost; continuing at seq \(next) in a new segment")
+        } else {
+            analysis.fatal = .missingSegment(sealedSegment: name, expectedFirstSequence: next)
+            return analysis
+        }
+    }
+
+    // The writer may continue the last kept segment only if its next record is exactly nextSequence,
+    // it is in the current format and not sealed.
     if let last = analysis.keptSegments.last {
         let scan = analysis.segments[last]
         let truncatedAway = analysis.actions.contains {
             if case .moveAside(let name, _) = $0 { return name == scan.name }
             return false
         }
-        if !truncatedAway, scan.endSequence == analysis.nextSequence {
+        if !truncatedAway, scan.endSequence == analysis.nextSequence, scan.sealedNext == nil,
+           scan.version == StoreFormat.segmentVersion {
             analysis.reusableSegment = last
         } else if !truncatedAway, scan.records.isEmpty {
             analysis.actions.append(.removeFile(name: scan.name, reason: "empty segment that does not continue the journal"))
@@ -464,10 +586,14 @@ func analyzeStateDirectory(
 
 func segmentProblem(_ scan: SegmentScan) -> String? {
     switch scan.header {
-    case .unsupportedVersion(let version): return "format version \(version) (supported: \(StoreFormat.segmentVersion))"
+    case .unsupportedVersion(let version):
+        return "format version \(version) (supported: \(StoreFormat.readableSegmentVersions.lowerBound)...\(StoreFormat.segmentVersion))"
     case .torn(let reason), .corrupt(let reason): return "bad header: \(reason)"
     case .valid:
-        if let bad = scan.bad { return "bad record at byte \(bad.offset): \(bad.reason)" }
+        if let bad = scan.bad {
+            return (bad.torn && !bad.validDataFollows ? "torn write at byte \(bad.offset): " : "corrupt record at byte \(bad.offset): ")
+                + bad.reason
+        }
         return nil
     }
 }

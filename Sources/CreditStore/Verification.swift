@@ -25,6 +25,22 @@ public struct SegmentCheck: Sendable, Equatable {
     /// Bytes that hold valid header and records.
     public var validBytes: Int64
     public var problem: String?
+    /// Segment format version from the header (nil when the header is not valid).
+    public var formatVersion: UInt32?
+    /// The segment is sealed (format 2) and names its successor's first sequence number.
+    public var sealedNextSequence: UInt64?
+    /// What kind of damage `problem` is, if any.
+    public var damage: SegmentDamage?
+}
+
+/// How recovery classifies damage in a segment.
+public enum SegmentDamage: String, Sendable, Equatable {
+    /// A write cut short by a crash (short or zero-filled): truncated at open if it is the tail.
+    case torn
+    /// Anything a crash cannot explain: refused at open; `--repair` cuts there.
+    case corrupt
+    /// A format version this build does not read.
+    case unsupportedVersion = "unsupported_version"
 }
 
 /// The result of a read-only check of a state directory (`creditd verify-state DIR`).
@@ -43,10 +59,15 @@ public struct VerificationReport: Sendable, Equatable, CustomStringConvertible {
     /// Reasons a normal open would refuse to start.
     public var problems: [String]
     /// Findings a normal open handles on its own (torn tail it would truncate, snapshots it would
-    /// skip, leftover temporary files), or damage in segments the snapshot already covers.
+    /// skip, leftover temporary files), or damage in segments the snapshot already covers. The
+    /// daemon logs the same findings at warning (leftover files at notice).
     public var warnings: [String]
     /// Another process holds the directory's LOCK: the tail may be changing while it is read.
     public var inUse: Bool
+    /// When a normal open would refuse: what `--repair` would do, each line losing data.
+    public var repairActions: [String] = []
+    /// When even `--repair` would refuse: why.
+    public var repairRefusal: String?
 
     /// A normal open would succeed.
     public var recoverable: Bool { problems.isEmpty }
@@ -62,6 +83,8 @@ public struct VerificationReport: Sendable, Equatable, CustomStringConvertible {
         for segment in segments {
             let range = segment.lastSequence.map { "seq \(segment.firstSequence)...\($0)" } ?? "no records"
             lines.append("  segment \(segment.fileName): \(range), \(segment.records) records, \(segment.bytes) bytes"
+                + (segment.formatVersion.map { ", format \($0)" } ?? "")
+                + (segment.sealedNextSequence.map { ", sealed (next segment starts at seq \($0))" } ?? "")
                 + (segment.problem.map { ", BAD: \($0)" } ?? ""))
         }
         let range = firstSequence.map { first in "seq \(first)...\(lastSequence ?? first)" } ?? "no records"
@@ -70,8 +93,21 @@ public struct VerificationReport: Sendable, Equatable, CustomStringConvertible {
             + (nextSequence.map { ", continue at seq \($0)" } ?? ""))
         lines += warnings.map { "  warning: \($0)" }
         lines += problems.map { "  PROBLEM: \($0)" }
+        lines += repairActions.map { "  --repair would: \($0)" }
+        if let repairRefusal { lines.append("  --repair cannot fix this: \(repairRefusal)") }
         lines.append(recoverable ? (isClean ? "  result: OK" : "  result: recoverable") : "  result: NOT RECOVERABLE without intervention")
         return lines.joined(separator: "\n")
+    }
+}
+
+func segmentDamage(_ scan: SegmentScan) -> SegmentDamage? {
+    switch scan.header {
+    case .unsupportedVersion: return .unsupportedVersion
+    case .torn: return .torn
+    case .corrupt: return .corrupt
+    case .valid:
+        guard let bad = scan.bad else { return nil }
+        return bad.torn && !bad.validDataFollows ? .torn : .corrupt
     }
 }
 
@@ -112,13 +148,32 @@ public func verifyStateDirectory(
         report.segments.append(SegmentCheck(
             fileName: scan.name, firstSequence: scan.nameSequence, lastSequence: scan.records.last?.sequence,
             records: scan.records.count, bytes: Int64(scan.fileSize), validBytes: Int64(scan.validLength),
-            problem: segmentProblem(scan)))
+            problem: segmentProblem(scan), formatVersion: scan.firstSequence == nil ? nil : scan.version,
+            sealedNextSequence: scan.sealedNext, damage: segmentDamage(scan)))
         report.recordCount += scan.records.count
         if let first = scan.records.first?.sequence, report.firstSequence == nil { report.firstSequence = first }
         if let last = scan.records.last?.sequence { report.lastSequence = last }
     }
     if let fatal = analysis.fatal {
         report.problems.append(fatal.description)
+        // What --repair would do: the same analysis with repair on, still read-only.
+        if let repaired = try? analyzeStateDirectory(path, operations: fileOperations, repair: true, readCoveredSegments: false) {
+            if let refusal = repaired.fatal {
+                report.repairRefusal = refusal.description
+            } else {
+                report.repairActions = repaired.actions.compactMap { action in
+                    switch action {
+                    case .removeFile(let name, let reason): return "remove \(name) (\(reason))"
+                    case .truncateTail(let truncation):
+                        return "truncate the torn tail of \(truncation.segment) at byte \(truncation.offset) (\(truncation.reason))"
+                    case .repairTruncate(let segment, let offset, let reason):
+                        return "copy \(segment) to \(segment).corrupt-<time>, then truncate it at byte \(offset) (\(reason)); later records are lost"
+                    case .moveAside(let segment, let reason):
+                        return "move \(segment) aside to \(segment).corrupt-<time> (\(reason)); its records are lost"
+                    }
+                } + repaired.repairNotes + ["continue at seq \(repaired.nextSequence)"]
+            }
+        }
     } else {
         report.nextSequence = analysis.nextSequence
     }

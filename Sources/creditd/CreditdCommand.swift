@@ -22,7 +22,8 @@ struct VerifyState: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify-state",
         abstract: "Check a state directory (snapshots and journal) without starting the server.",
-        discussion: "Exit 0 when creditd can recover the directory as it is, 1 otherwise."
+        discussion: "Lists each segment (format version, seal, torn or corrupt damage) and snapshot. "
+            + "Exit 0 when creditd can recover the directory as it is, 1 otherwise; then it also shows what --repair would do."
     )
 
     @Argument(help: "The state directory.") var directory: String

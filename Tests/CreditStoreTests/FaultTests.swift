@@ -25,7 +25,9 @@ final class FaultTests: XCTestCase {
         }
     }
 
-    func runFaultScenario(operation: String, inject: (FaultInjectingFileOperations) -> Void) async throws -> Recovery {
+    func runFaultScenario(
+        operation: String, outcome: WriteOutcome, inject: (FaultInjectingFileOperations) -> Void
+    ) async throws -> Recovery {
         let operations = FaultInjectingFileOperations()
         let reported = FaultBox()
         var options = StoreOptions()
@@ -50,6 +52,9 @@ final class FaultTests: XCTestCase {
 
         let fault = try XCTUnwrap(store.fault)
         XCTAssertEqual(fault.firstUnacknowledgedSequence, 6)
+        XCTAssertEqual(fault.outcome, outcome, fault.description)
+        XCTAssertEqual(fault.outcome(of: 6), outcome)
+        XCTAssertEqual(fault.outcome(of: fault.lastAttemptedSequence + 1), .notApplied)
         XCTAssertEqual(reported.value, fault)
         XCTAssertEqual(store.stats.fault, fault)
         XCTAssertEqual(store.stats.lastDurableSequence, 5)
@@ -69,13 +74,22 @@ final class FaultTests: XCTestCase {
     }
 
     func testWriteFailureFaultsAndLosesNothingAcknowledged() async throws {
-        let recovery = try await runFaultScenario(operation: "write") { $0.failWrites(errno: EIO) }
+        let recovery = try await runFaultScenario(operation: "write", outcome: .notApplied) { $0.failWrites(errno: EIO) }
         XCTAssertEqual(recovery.records.count, 5, "the failed write put nothing on disk")
         XCTAssertEqual(recovery.nextSequence, 6)
     }
 
+    /// A failed write whose bytes cannot be cut back off (the truncation's fsync fails too) has
+    /// an unknown outcome.
+    func testWriteFailureWithFailedCleanupIsUnknown() async throws {
+        _ = try await runFaultScenario(operation: "write", outcome: .unknown) {
+            $0.failWrites(errno: EIO)
+            $0.failSyncs(errno: EIO)
+        }
+    }
+
     func testSyncFailureFaultsAndLosesNothingAcknowledged() async throws {
-        let recovery = try await runFaultScenario(operation: "fdatasync") { $0.failSyncs(errno: EIO) }
+        let recovery = try await runFaultScenario(operation: "fdatasync", outcome: .unknown) { $0.failSyncs(errno: EIO) }
         // The written-but-unsynced batch may or may not be there; never anything acknowledged missing.
         XCTAssertGreaterThanOrEqual(recovery.records.count, 5)
         XCTAssertEqual(recovery.records.map(\.sequence), Array(1...UInt64(recovery.records.count)))
@@ -131,7 +145,8 @@ final class FaultTests: XCTestCase {
         await store.close()
     }
 
-    func testPreloadShimFaultsRealProcess() throws {
+    /// Compiles Tests/Fixtures/faultinject/faultinject.c into the test directory.
+    func buildShim() throws -> String {
         let testFile = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
         let source = testFile.deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Fixtures/faultinject/faultinject.c").path
@@ -143,6 +158,70 @@ final class FaultTests: XCTestCase {
         try compiler.run()
         compiler.waitUntilExit()
         guard compiler.terminationStatus == 0 else { throw XCTSkip("no working C compiler") }
+        return library
+    }
+
+    /// Runs one test of this class in a child process with `environment` added; returns its output.
+    func runChild(_ test: String, environment extra: [String: String]) throws -> String {
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+        child.arguments = ["CreditStoreTests.FaultTests/\(test)"]
+        child.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
+        let output = Pipe()
+        child.standardOutput = output
+        child.standardError = output
+        try child.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        child.waitUntilExit()
+        return text
+    }
+
+    static let budgetChildVariable = "CREDITSTORE_BUDGET_CHILD_DIR"
+
+    /// Runs only as the child of `testPreloadShimFullDiskRealProcess`: 16 concurrent appends on a
+    /// "disk" that fills up, printing what was acknowledged and what was refused.
+    func testBudgetChildProcess() async throws {
+        guard let childDirectory = ProcessInfo.processInfo.environment[Self.budgetChildVariable],
+              let trigger = ProcessInfo.processInfo.environment["CREDITD_FAULTINJECT_TRIGGER"] else {
+            throw XCTSkip("runs only as a child process of testPreloadShimFullDiskRealProcess")
+        }
+        let (store, _) = try DurableStore.open(directory: childDirectory)
+        for index in UInt64(1)...3 { _ = try await store.appendAndWait(payload(index)) }
+        XCTAssertTrue(FileManager.default.createFile(atPath: trigger, contents: Data()))
+        // One batch of 16 through appendDurably (deterministic: several whole records fit), then
+        // nothing else is accepted.
+        do throws(StoreError) {
+            _ = try store.appendDurably((4...19).map { payload($0) })
+            print("CHILD UNEXPECTED ACK")
+        } catch {
+            if case .fault(let fault) = error {
+                print("CHILD FAULT errno=\(fault.errno) outcome=\(fault.outcome) last=\(fault.lastAttemptedSequence)")
+            }
+        }
+        await store.close()
+    }
+
+    /// Gap 1 in a real process under the LD_PRELOAD shim's budget mode (no root needed): the
+    /// write that runs out of space leaves whole records of the batch in the segment unless
+    /// they are cut back off.
+    func testPreloadShimFullDiskRealProcess() async throws {
+        let library = try buildShim()
+        let state = directory + "/state"
+        let recordBytes = 16 + payload(10).count
+        let text = try runChild("testBudgetChildProcess", environment: [
+            "LD_PRELOAD": library, "CREDITD_FAULTINJECT_DIR": state,
+            "CREDITD_FAULTINJECT_TRIGGER": directory + "/trigger", "CREDITD_FAULTINJECT_OPS": "write",
+            "CREDITD_FAULTINJECT_BUDGET": String(5 * recordBytes + 3), Self.budgetChildVariable: state,
+        ])
+        XCTAssertTrue(text.contains("CHILD FAULT errno=\(ENOSPC) outcome=not_applied last=19"), text)
+        XCTAssertFalse(text.contains("UNEXPECTED"), text)
+        let recovery = try await reopen(state)
+        XCTAssertEqual(recovery.records.map(\.sequence), [1, 2, 3], "none of the refused batch is back")
+        XCTAssertTrue(recovery.report.truncations.isEmpty)
+    }
+
+    func testPreloadShimFaultsRealProcess() throws {
+        let library = try buildShim()
 
         let state = directory + "/state"
         let child = Process()

@@ -49,8 +49,11 @@ final class RecoveryTests: XCTestCase {
         }
     }
 
-    /// A flipped bit anywhere in the last record makes it a torn tail: truncated, earlier records kept.
-    func testFlippedBitInLastRecordIsTruncated() async throws {
+    /// Issue 11, gap 2: a flipped byte inside the last complete record is corruption, not a torn
+    /// write (etcd's rule): refuse to start and point to --repair, leaving the file alone. Only a
+    /// flip that makes the length field reach past the end of the file looks like a short (torn)
+    /// record and is truncated.
+    func testFlippedByteInLastRecordIsCorruptionNotTornTail() async throws {
         try await populate(directory, count: 5)
         let original = try readBytes(firstSegment)
         let lastStart = original.count - (recordHeaderSize + payload(5).count)
@@ -58,10 +61,151 @@ final class RecoveryTests: XCTestCase {
             var damaged = original
             damaged[offset] ^= 0x04
             try writeBytes(damaged, to: firstSegment)
-            let recovery = try await reopen(directory)
-            XCTAssertEqual(recovery.records.map(\.sequence), [1, 2, 3, 4], "flip at \(offset)")
-            XCTAssertEqual(recovery.report.truncations.first?.offset, Int64(lastStart))
+            let length = Int(damaged[lastStart]) | Int(damaged[lastStart + 1]) << 8
+                | Int(damaged[lastStart + 2]) << 16 | Int(damaged[lastStart + 3]) << 24
+            if lastStart + recordHeaderSize + length > original.count {
+                let recovery = try await reopen(directory)
+                XCTAssertEqual(recovery.records.map(\.sequence), [1, 2, 3, 4], "flip at \(offset)")
+                XCTAssertEqual(recovery.report.truncations.first?.offset, Int64(lastStart))
+                try writeBytes(original, to: firstSegment)
+                continue
+            }
+            assertThrowsStoreError({ _ = try DurableStore.open(directory: self.directory) }) {
+                guard case .corruptJournal(let segment, let at, let reason) = $0 else { return false }
+                return segment == "journal-00000000000000000001.log" && at == Int64(lastStart)
+                    && reason.contains("not a torn write") && $0.description.contains("--repair")
+            }
+            XCTAssertEqual(try readBytes(firstSegment), damaged, "refusing leaves the file alone (flip at \(offset))")
+            let verification = try verifyStateDirectory(directory)
+            XCTAssertFalse(verification.recoverable, verification.description)
+            XCTAssertTrue(verification.description.contains("corrupt record at byte \(lastStart)"), verification.description)
         }
+        // --repair keeps a copy and cuts the journal off at the corrupt record.
+        var damaged = original
+        damaged[lastStart + recordHeaderSize + 1] ^= 0x04
+        try writeBytes(damaged, to: firstSegment)
+        var options = StoreOptions()
+        options.repair = true
+        let repaired = try await reopen(directory, options: options)
+        XCTAssertEqual(repaired.records.map(\.sequence), [1, 2, 3, 4])
+        XCTAssertEqual(repaired.report.repairs.count, 1)
+        XCTAssertEqual(repaired.report.severity, .error)
+    }
+
+    /// A last record whose bytes are zero from a sector boundary to the end of the file was cut
+    /// short by a crash (the file grew, the data never arrived): torn, truncated.
+    func testZeroFilledLastRecordIsTorn() async throws {
+        let (store, _) = try DurableStore.open(directory: directory)
+        for index in UInt64(1)...3 { _ = try await store.appendAndWait(payload(index)) }
+        _ = try await store.appendAndWait([UInt8](repeating: 0x33, count: 2000))
+        await store.close()
+        let original = try readBytes(firstSegment)
+        let lastStart = original.count - (recordHeaderSize + 2000)
+        let sector = (lastStart / 512 + 2) * 512
+        var damaged = original
+        for index in sector..<damaged.count { damaged[index] = 0 }
+        try writeBytes(damaged, to: firstSegment)
+        let recovery = try await reopen(directory)
+        XCTAssertEqual(recovery.records.map(\.sequence), [1, 2, 3])
+        XCTAssertEqual(recovery.report.truncations.first?.offset, Int64(lastStart))
+        XCTAssertEqual(recovery.report.severity, .warning)
+
+        // The same zeros, but not reaching the end of the file: corruption.
+        damaged = original
+        for index in sector..<(sector + 512) { damaged[index] = 0 }
+        try writeBytes(damaged, to: firstSegment)
+        assertThrowsStoreError({ _ = try DurableStore.open(directory: self.directory) }) {
+            if case .corruptJournal(_, let at, _) = $0 { return at == Int64(lastStart) }
+            return false
+        }
+    }
+
+    /// Issue 11, gap 3: deleting the newest segment is noticed, because the one before it is
+    /// sealed and names it; --repair accepts the loss and continues at the missing sequence.
+    func testMissingNewestSegmentRefused() async throws {
+        var options = StoreOptions()
+        options.segmentSize = 120
+        try await populate(directory, count: 12, options: options)
+        let segments = segmentFiles(in: directory)
+        XCTAssertGreaterThan(segments.count, 2)
+        let newest = segments.last!
+        let newestFirst = UInt64(newest.dropFirst(8).prefix(20))!
+        try FileManager.default.removeItem(atPath: directory + "/" + newest)
+        assertThrowsStoreError({ _ = try DurableStore.open(directory: self.directory, options: options) }) {
+            $0 == .missingSegment(sealedSegment: segments[segments.count - 2], expectedFirstSequence: newestFirst)
+                && $0.description.contains("--repair") && $0.description.contains(newest)
+        }
+        let verification = try verifyStateDirectory(directory)
+        XCTAssertFalse(verification.recoverable)
+        XCTAssertTrue(verification.description.contains("\(newest) is missing"), verification.description)
+
+        options.repair = true
+        let (store, recovery) = try DurableStore.open(directory: directory, options: options)
+        XCTAssertEqual(recovery.records.map(\.sequence), Array(1..<newestFirst))
+        XCTAssertEqual(recovery.nextSequence, newestFirst)
+        XCTAssertEqual(recovery.report.severity, .error)
+        XCTAssertEqual(store.stats.repairs, 1)
+        let appended = try await store.appendAndWait(payload(newestFirst))
+        XCTAssertEqual(appended, newestFirst)
+        await store.close()
+        XCTAssertEqual(segmentFiles(in: directory).last, newest)
+        let after = try await reopen(directory)
+        XCTAssertEqual(after.records.map(\.sequence), Array(1...newestFirst))
+        XCTAssertTrue(try verifyStateDirectory(directory).isClean)
+    }
+
+    /// A crash while a full segment was being sealed: the successor exists but holds nothing yet,
+    /// and the seal is torn. That is a torn tail, truncated; appending continues in the successor.
+    func testTornSealBeforeEmptySuccessorIsTruncated() async throws {
+        var options = StoreOptions()
+        options.segmentSize = 120
+        try await populate(directory, count: 12, options: options)
+        let segments = segmentFiles(in: directory)
+        let sealed = directory + "/" + segments[segments.count - 2]
+        let newest = directory + "/" + segments.last!
+        let newestFirst = UInt64(segments.last!.dropFirst(8).prefix(20))!
+        try writeBytes(Array(try readBytes(newest).prefix(headerSize)), to: newest)
+        let sealedBytes = try readBytes(sealed)
+        try writeBytes(Array(sealedBytes.dropLast(20)), to: sealed)
+        let (store, recovery) = try DurableStore.open(directory: directory, options: options)
+        XCTAssertEqual(recovery.records.last?.sequence, newestFirst - 1)
+        XCTAssertEqual(recovery.report.truncations.map(\.segment), [segments[segments.count - 2]])
+        XCTAssertEqual(try readBytes(sealed).count, sealedBytes.count - 32)
+        let appended = try await store.appendAndWait(payload(newestFirst))
+        XCTAssertEqual(appended, newestFirst)
+        await store.close()
+        XCTAssertEqual(segmentFiles(in: directory), segments)
+        let after = try await reopen(directory, options: options)
+        XCTAssertEqual(after.records.last?.sequence, newestFirst)
+    }
+
+    /// Issue 11, gap 4: recovery problems come with a severity for the log and are counted.
+    func testRecoveryProblemsAreWarningsAndCounted() async throws {
+        let (store, clean) = try DurableStore.open(directory: directory)
+        XCTAssertEqual(clean.report.severity, .info)
+        XCTAssertEqual(clean.report.events.map(\.kind), [.snapshotUsed])
+        for index in UInt64(1)...6 { _ = try await store.appendAndWait(payload(index)) }
+        _ = try await store.writeSnapshot(sequence: 3, payload: state(3))
+        _ = try await store.writeSnapshot(sequence: 6, payload: state(6))
+        _ = try await store.appendAndWait(payload(7))
+        await store.close()
+
+        try flipBit(in: directory + "/snapshot-00000000000000000006.snap", at: 50)
+        let bytes = try readBytes(firstSegment)
+        try writeBytes(Array(bytes.dropLast(2)), to: firstSegment)
+        try writeBytes([1, 2], to: directory + "/snapshot-00000000000000000009.snap.tmp")
+        let (again, recovery) = try DurableStore.open(directory: directory)
+        let report = recovery.report
+        XCTAssertEqual(report.severity, .warning)
+        XCTAssertEqual(report.events.map(\.kind), [.snapshotUsed, .snapshotSkipped, .tailTruncated, .leftoverRemoved])
+        XCTAssertEqual(report.events.map(\.severity), [.info, .warning, .warning, .notice])
+        XCTAssertEqual(report.messages.count, 4)
+        let stats = again.stats
+        XCTAssertEqual(stats.skippedSnapshots, 1)
+        XCTAssertEqual(stats.tornTailTruncations, 1)
+        XCTAssertEqual(stats.repairs, 0)
+        XCTAssertEqual(stats.recoveryWarnings, 2)
+        await again.close()
     }
 
     func testGarbageAfterLastRecordIsTruncated() async throws {
@@ -169,7 +313,7 @@ final class RecoveryTests: XCTestCase {
         bytes[8] = 9  // version u32 little-endian at offset 8
         try writeBytes(bytes, to: firstSegment)
         assertThrowsStoreError({ _ = try DurableStore.open(directory: self.directory) }) {
-            $0 == .unsupportedVersion(file: "journal-00000000000000000001.log", version: 9, supported: 1)
+            $0 == .unsupportedVersion(file: "journal-00000000000000000001.log", version: 9, supported: 2)
         }
         XCTAssertTrue(StoreError.unsupportedVersion(file: "x", version: 9, supported: 1).description.contains("version 9"))
         var options = StoreOptions()

@@ -1,0 +1,116 @@
+// CreditStore: the on-disk format and the rules recovery follows.
+//
+// This file holds no code; it documents what `Format.swift`, `DurableStore.swift`,
+// `Recovery.swift` and `Verification.swift` implement, in the manner of a Go doc.go.
+//
+// # The state directory
+//
+//   LOCK                                  flock(2)ed exclusively by the running store
+//   journal-<firstSeq, 20 digits>.log     journal segments, named after their first record
+//   snapshot-<lastSeq, 20 digits>.snap    the newest snapshot and the one before it
+//   snapshot-<seq>.snap.tmp               a snapshot being written (removed by recovery)
+//   <name>.corrupt-<unix ms>              copies and moved-aside segments left by --repair
+//
+// All integers are little-endian. Checksums are CRC32C (Castagnoli), `CRC32C.swift`.
+//
+// # Journal segment (segment format version 2; version 1 is still read)
+//
+//   header, 32 bytes:
+//     0  magic "CREDJRNL"
+//     8  version u32            2 (1: written before seals existed)
+//    12  reserved u32           0
+//    16  firstSeq u64           equals the number in the file name
+//    24  CRC32C of bytes 0..<24 u32
+//    28  reserved u32           0
+//
+//   then records, back to back:
+//     0  length u32             payload bytes
+//     4  CRC32C u32             over length (bytes 0..<4), seq and payload (bytes 8...)
+//     8  seq u64                firstSeq, firstSeq + 1, ... without gaps
+//    16  payload                `length` bytes, opaque to the store (the service's journal entry)
+//
+//   and, in version 2, when the segment is full, one seal, its last record:
+//     a record with seq 0 and the 16-byte payload "CREDSEAL" + nextFirstSeq u64, where
+//     nextFirstSeq is the sequence number the next segment starts with. Nothing follows it.
+//
+// Sequence numbers run on across segments: segment N+1 starts right after segment N's last
+// record. A segment is rolled when the next record (plus room for the seal) would take it past
+// `StoreOptions.segmentSize`; a larger record gets a segment of its own.
+//
+// Rolling, in this order (each step durable before the next):
+//   1. create journal-<next>.log (O_EXCL), write its header, fdatasync it, fsync the directory;
+//   2. append the seal to the old segment and fdatasync it;
+//   3. write records to the new segment.
+// So a sealed newest segment always means its successor was lost (recovery refuses to start),
+// and a torn seal can only be followed by a successor that holds no record yet (recovery treats
+// it as a torn tail). Version 1 segments have no seals; the store never appends to one (it
+// starts a version 2 segment instead), so the chain is self-checking from the first v2 segment.
+//
+// # Snapshot (snapshot format version 1)
+//
+//   header, 48 bytes:
+//     0  magic "CREDSNAP"
+//     8  version u32            1
+//    12  reserved u32           0
+//    16  lastSeq u64            the last journal record the snapshot includes (= file name)
+//    24  payload length u64
+//    32  wall time i64          Unix milliseconds when it was written
+//    40  CRC32C of the payload u32
+//    44  CRC32C of bytes 0..<44 u32
+//   then the payload: opaque to the store (the service's encoded ledger, `SnapshotCodec`).
+//
+// Written to `<name>.tmp`, fsynced, renamed, and the directory fsynced before `writeSnapshot`
+// returns. Afterwards the store keeps that snapshot and the previous one, and deletes the
+// segments the previous one fully covers, so a damaged newest snapshot still has a fallback.
+//
+// # Durability
+//
+// A record is acknowledged (`waitDurable`, `appendDurably` return) only after the write and an
+// fdatasync that covers it. Every create, rename and unlink that recovery relies on is followed
+// by an fsync of the directory before anything depending on it is acknowledged: a new segment
+// before records go into it, a snapshot's rename before `writeSnapshot` returns, the state
+// directory itself (its parent is fsynced at open), a repair copy before the original is cut.
+// Deleting covered segments and old snapshots is fsynced too, but a crash that undoes it only
+// brings back files that recovery skips.
+//
+// When a journal write fails, the segment is truncated back to its length after the last
+// successful fdatasync and fsynced, and the store enters a sticky fault (`StoreFault`) that
+// refuses every later append until it is reopened. The fault's `outcome` says what became of the
+// refused records: `.notApplied` (the write failed and was cut back off, or the records were
+// never written) or `.unknown` (fdatasync failed, or the cut-back failed: they may reappear).
+//
+// # Recovery (`StoreCore.open`, `analyzeStateDirectory`)
+//
+// 1. Snapshots, newest first: use the first that verifies; skip (warning) those that do not.
+//    An unknown snapshot version stops everything (a newer build wrote it).
+// 2. Replay the segments from the one holding lastSeq + 1 on, checking headers and continuity.
+// 3. Damage, told apart as etcd's WAL does:
+//    - torn (a crash mid-write; truncated, logged at warning): in the newest segment (or in a
+//      torn seal, see above), a record shorter than its header or its length, or a record whose
+//      bytes are zero from a 512-byte sector boundary to the end of the file, with no valid
+//      record after it; a newest segment shorter than its header (removed);
+//    - corrupt (refuse to start; `--repair` cuts there): a full-length record with non-zero
+//      bytes whose CRC fails, any damage followed by valid records, a bad header elsewhere,
+//      a sequence gap, a sealed newest segment (`missingSegment`), a snapshot newer than the
+//      journal's end that does not verify (`acknowledgedStateLost`), an unknown version.
+//    A flipped bit in the last record's length field that makes it reach past the end of the
+//    file cannot be told from a torn write and is truncated (as in etcd).
+// 4. `repair: true` (`creditd --repair`): copy the damaged segment to `<name>.corrupt-<ms>`,
+//    truncate it at the first bad record, move every later segment aside, accept a missing
+//    newest segment or an unverifiable newest snapshot; each action is reported at error level
+//    because the changes after the damage are lost. It cannot invent missing history (a journal
+//    that starts after the snapshot, or after seq 1 without a snapshot).
+//
+// `RecoveryReport.events` carries each finding with its `RecoverySeverity`; `StoreStats` counts
+// them (`tornTailTruncations`, `skippedSnapshots`, `repairs`, `recoveryWarnings`).
+// `verifyStateDirectory` runs the same analysis read-only (`creditd verify-state`).
+//
+// # Changing the format
+//
+// Any change to the bytes written bumps the version of that file kind in `Format.swift`
+// (`segmentVersion`, `snapshotVersion`), keeps a reader for the previous version (N−1) and adds
+// `Tests/CreditStoreTests/Golden/v<N>/`, generated with `GoldenTests.testWriteGoldenFiles`.
+// The golden directories of earlier versions stay and must keep recovering exactly
+// (`GoldenTests.testRecoversEveryGoldenVersion`); `testWriterProducesCurrentGoldenBytes` fails
+// as soon as the writer's bytes change without that. The snapshot payload (the ledger encoding)
+// belongs to the service and needs the same discipline there.

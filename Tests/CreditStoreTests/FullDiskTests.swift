@@ -1,0 +1,185 @@
+import CreditStore
+import Foundation
+import XCTest
+
+/// Issue 11, gap 1: writes refused because the disk filled up must not come back after a restart.
+final class FullDiskTests: XCTestCase {
+    var directory = ""
+
+    override func setUpWithError() throws {
+        directory = try makeTemporaryDirectory()
+    }
+
+    override func tearDown() {
+        removeTemporaryDirectory(directory)
+    }
+
+    /// 16 concurrent writers, the disk fills after a few records' worth of bytes: a write that
+    /// ends short leaves whole records of the batch in the segment. Every refused record must be
+    /// `.notApplied` and absent after a restart; every acknowledged one present.
+    func testFullDiskDuringConcurrentWritesLeavesNoRefusedRecord() async throws {
+        let operations = FaultInjectingFileOperations()
+        var options = StoreOptions()
+        options.fileOperations = operations
+        let (store, _) = try DurableStore.open(directory: directory, options: options)
+        for index in UInt64(1)...5 { _ = try await store.appendAndWait(payload(index)) }
+
+        // Room for about three records of the next batch, then ENOSPC mid-record.
+        operations.failWrites(afterBytes: 3 * (16 + payload(10).count) + 7, errno: ENOSPC)
+        let results = await concurrentAppends(store, (0..<16).map { index in payload(UInt64(100 + index)) })
+        let acknowledged = Set(results.compactMap { try? $0.get() })
+        let refused: [StoreError] = results.compactMap {
+            if case .failure(let error) = $0 { return error }
+            return nil
+        }
+        XCTAssertFalse(refused.isEmpty, "the disk filled up: some writes must be refused")
+        let fault = try XCTUnwrap(store.fault)
+        XCTAssertEqual(fault.errno, ENOSPC)
+        XCTAssertEqual(fault.outcome, .notApplied, fault.description)
+        XCTAssertTrue(fault.description.contains("truncated back"), fault.description)
+        for error in refused {
+            guard case .fault(let reported) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(reported, fault)
+        }
+        for sequence in fault.firstUnacknowledgedSequence...(fault.lastAttemptedSequence + 3) {
+            XCTAssertEqual(fault.outcome(of: sequence), .notApplied)
+        }
+        await store.close()
+
+        operations.failWrites(afterBytes: nil)
+        let recovery = try await reopen(directory)
+        XCTAssertEqual(Set(recovery.records.map(\.sequence)), Set(UInt64(1)...5).union(acknowledged),
+                       "after a restart exactly the acknowledged records exist")
+        XCTAssertTrue(recovery.report.truncations.isEmpty, "the failed write was cut off before the restart")
+    }
+
+    /// The writer-thread path: `appendDurably` refuses the whole batch and leaves none of it.
+    func testAppendDurablyOnFullDiskLeavesNothing() async throws {
+        let operations = FaultInjectingFileOperations()
+        var options = StoreOptions()
+        options.fileOperations = operations
+        let (store, _) = try DurableStore.open(directory: directory, options: options)
+        XCTAssertEqual(try store.appendDurably((1...4).map { payload($0) }), 4)
+        operations.failWrites(afterBytes: 5 * (16 + payload(10).count), errno: ENOSPC)
+        do {
+            _ = try store.appendDurably((5...20).map { payload($0) })
+            XCTFail("the batch does not fit")
+        } catch {
+            guard case .fault(let fault) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(fault.firstUnacknowledgedSequence, 5)
+            XCTAssertEqual(fault.lastAttemptedSequence, 20)
+            XCTAssertEqual(fault.outcome, .notApplied, fault.description)
+        }
+        XCTAssertThrowsError(try store.appendDurably([payload(21)]))
+        await store.close()
+        operations.failWrites(afterBytes: nil)
+        let recovery = try await reopen(directory)
+        XCTAssertEqual(recovery.records.map(\.sequence), [1, 2, 3, 4])
+    }
+
+    /// appendDurably after a failed fdatasync: the outcome is unknown.
+    func testAppendDurablySyncFailureIsUnknown() async throws {
+        let operations = FaultInjectingFileOperations()
+        var options = StoreOptions()
+        options.fileOperations = operations
+        let (store, _) = try DurableStore.open(directory: directory, options: options)
+        _ = try store.appendDurably([payload(1)])
+        operations.failSyncs(errno: EIO)
+        do {
+            _ = try store.appendDurably([payload(2), payload(3)])
+            XCTFail("the sync fails")
+        } catch {
+            guard case .fault(let fault) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(fault.outcome, .unknown)
+            XCTAssertEqual(fault.outcome(of: 3), .unknown)
+            XCTAssertEqual(fault.outcome(of: 4), .notApplied)
+            XCTAssertTrue(fault.description.contains("outcome unknown"), fault.description)
+        }
+        await store.close()
+    }
+
+    /// The issue's reproduction on a real file system: a 2 MiB tmpfs that fills up while 16
+    /// writers append. Needs root (mount); skipped otherwise.
+    func testRealFullTmpfsLeavesNoRefusedRecord() async throws {
+        try await withFullTmpfs { state, store in
+            let results = await self.concurrentAppends(store, (0..<16).map { [UInt8](repeating: 0x5A, count: 400) + payload($0) })
+            let acknowledged = Set(results.compactMap { try? $0.get() })
+            XCTAssertLessThan(acknowledged.count, 16, "the file system is full")
+            let fault = try XCTUnwrap(store.fault)
+            XCTAssertEqual(fault.errno, ENOSPC, fault.description)
+            XCTAssertEqual(fault.outcome, .notApplied, fault.description)
+            return { recovery in
+                XCTAssertEqual(Set(recovery.records.map(\.sequence)), Set(UInt64(1)...5).union(acknowledged))
+            }
+        }
+    }
+
+    /// The same with one batch of 16 through `appendDurably`: several whole records of it fit in
+    /// the segment's last page before ENOSPC, and none of them may come back.
+    func testRealFullTmpfsAppendDurablyLeavesNothing() async throws {
+        try await withFullTmpfs { state, store in
+            XCTAssertThrowsError(try store.appendDurably((0..<16).map { [UInt8](repeating: 0x5A, count: 400) + payload($0) })) {
+                guard case .fault(let fault) = $0 as? StoreError else { return XCTFail("\($0)") }
+                XCTAssertEqual(fault.errno, ENOSPC, fault.description)
+                XCTAssertEqual(fault.outcome, .notApplied, fault.description)
+            }
+            return { recovery in XCTAssertEqual(recovery.records.map(\.sequence), Array(1...5)) }
+        }
+    }
+
+    /// Mounts a 2 MiB tmpfs, opens a store on it, appends records 1...5, fills the file system
+    /// (only the segment's partly used last page still takes bytes), runs `body`, frees the
+    /// space, reopens and hands the recovery to the check `body` returned.
+    private func withFullTmpfs(
+        _ body: (String, DurableStore) async throws -> (Recovery) throws -> Void
+    ) async throws {
+        guard getuid() == 0 else { throw XCTSkip("mounting a tmpfs needs root") }
+        let mountPoint = directory + "/tmpfs"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        guard run("/bin/mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint) == 0 else {
+            throw XCTSkip("cannot mount a tmpfs here")
+        }
+        defer { _ = run("/bin/umount", mountPoint) }
+        let state = mountPoint + "/state"
+        let (store, _) = try DurableStore.open(directory: state)
+        for index in UInt64(1)...5 { _ = try await store.appendAndWait(payload(index)) }
+        XCTAssertTrue(FileManager.default.createFile(atPath: mountPoint + "/filler", contents: nil))
+        let filler = try XCTUnwrap(FileHandle(forWritingAtPath: mountPoint + "/filler"))
+        let chunk = Data(repeating: 0xAB, count: 4096)
+        while (try? filler.write(contentsOf: chunk)) != nil {}
+        try? filler.close()
+        let check = try await body(state, store)
+        await store.close()
+        try FileManager.default.removeItem(atPath: mountPoint + "/filler")
+        try check(try await reopen(state))
+    }
+
+    /// Appends every payload from its own task at once; the results in no particular order.
+    private func concurrentAppends(_ store: DurableStore, _ payloads: [[UInt8]]) async -> [Result<UInt64, StoreError>] {
+        await withTaskGroup(of: Result<UInt64, StoreError>.self) { group in
+            for item in payloads {
+                group.addTask {
+                    do throws(StoreError) {
+                        return .success(try await store.appendAndWait(item))
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+            }
+            var all: [Result<UInt64, StoreError>] = []
+            for await result in group { all.append(result) }
+            return all
+        }
+    }
+
+    private func run(_ executable: String, _ arguments: String...) -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return -1 }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}
