@@ -77,7 +77,17 @@ public final class CreditApplication: Sendable {
         } catch {
             throw .store(error)
         }
-        for message in recovery.report.messages { logger.notice("\(message)") }
+        // Anything recovery handled or lost is logged at its level, so `journalctl -p warning`
+        // shows skipped snapshots, truncated tails and repairs.
+        for event in recovery.report.events {
+            let level: Logger.Level = switch event.severity {
+            case .info: .info
+            case .notice: .notice
+            case .warning: .warning
+            case .error: .error
+            }
+            logger.log(level: level, "\(event.message)", metadata: ["recovery": "\(event.kind.rawValue)"])
+        }
 
         var ledger = Ledger(maxSeats: configuration.maxSeats)
         var lastInstant: Instant?

@@ -127,9 +127,15 @@ enum CreditsService {
     /// The one mapping from write failures to statuses.
     static func status(of failure: WriteFailure) -> RPCError {
         switch failure {
-        case .persistenceFault:
-            RPCError.unavailable(
-                "persistence fault: creditd cannot make changes durable and refuses writes; reads still work (see docs/operations.md)")
+        case .persistenceFault(_, .notApplied):
+            RPCError.domain(.unavailable, reason: "persistence_not_applied",
+                            "persistence fault: this change was not applied and will not appear after a restart; "
+                                + "creditd refuses writes until restarted, reads still work (README: Durability and recovery)")
+        case .persistenceFault(_, .unknown):
+            RPCError.domain(.unavailable, reason: "persistence_outcome_unknown",
+                            "persistence fault: the disk failed while making this change durable; it may or may not "
+                                + "appear after a restart (read it back then); creditd refuses writes until restarted "
+                                + "(README: Durability and recovery)")
         case .deadlineExceeded:
             RPCError.deadlineExceeded("deadline exceeded before the write was applied")
         case .closed:

@@ -23,8 +23,10 @@ public final class CommittedState: Sendable {
 
 /// Why a write was not done. Mapped to a wire status at the service edge.
 public enum WriteFailure: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The journal failed: writes are refused until restart; reads go on.
-    case persistenceFault(String)
+    /// The journal failed: writes are refused until restart; reads go on. `outcome` says
+    /// whether this write is certainly not applied (it will not come back after a restart) or
+    /// its fate is unknown (the fdatasync of its batch failed: it may or may not be on disk).
+    case persistenceFault(String, outcome: WriteOutcome)
     /// The deadline passed while the command waited for the writer; nothing was applied.
     case deadlineExceeded
     /// The writer is closed (shutting down).
@@ -40,7 +42,7 @@ public enum WriteFailure: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .persistenceFault(let text): "persistence fault: \(text)"
+        case .persistenceFault(let text, let outcome): "persistence fault (\(outcome)): \(text)"
         case .deadlineExceeded: "deadline exceeded before the write was applied"
         case .closed: "the writer is closed"
         case .unencodable(let text): "cannot encode a journal record: \(text)"
@@ -323,7 +325,7 @@ public final class LedgerWriter: @unchecked Sendable {
                     continue
                 }
                 if let fault {
-                    replies.append { write.completion(.failure(.persistenceFault(fault))) }
+                    replies.append { write.completion(.failure(.persistenceFault(fault, outcome: .notApplied))) }
                     continue
                 }
                 let now = clock.now()
@@ -336,7 +338,7 @@ public final class LedgerWriter: @unchecked Sendable {
                 replies.append { write.completion(.success(executed)) }
             case .advanceClock(let instant, let completion):
                 if let fault {
-                    replies.append { completion(.failure(.persistenceFault(fault))) }
+                    replies.append { completion(.failure(.persistenceFault(fault, outcome: .notApplied))) }
                     continue
                 }
                 do {
@@ -370,13 +372,21 @@ public final class LedgerWriter: @unchecked Sendable {
                 committedBox.withLock { $0 = CommittedState(ledger: working.readerCopy(), sequence: lastSequence) }
             } catch {
                 enterFault("\(error)")
-                // Nothing of this batch is durable: no reply may claim success.
+                // Nothing of this batch is acknowledged. Whether it may still come back after a
+                // restart depends on what failed: a write (truncated away: not applied) or the
+                // fdatasync (unknown). Commands of the batch that journaled nothing share the
+                // batch's fate, since they may have read its changes.
+                let outcome: WriteOutcome = if case .fault(let storeFault) = error {
+                    storeFault.outcome(of: lastSequence + 1)
+                } else {
+                    .notApplied
+                }
                 let fault = self.fault ?? "\(error)"
-                replies = jobs.map { job in { self.refuse(job, .persistenceFault(fault)) } }
+                replies = jobs.map { job in { self.refuse(job, .persistenceFault(fault, outcome: outcome)) } }
                 snapshotCaptures = []
             }
         } else if !records.isEmpty, let fault {
-            replies = jobs.map { job in { self.refuse(job, .persistenceFault(fault)) } }
+            replies = jobs.map { job in { self.refuse(job, .persistenceFault(fault, outcome: .notApplied)) } }
             snapshotCaptures = []
         }
         for reply in replies { reply() }
@@ -384,7 +394,7 @@ public final class LedgerWriter: @unchecked Sendable {
         // Captures are taken here, at a durable point: everything applied is in the journal.
         for completion in snapshotCaptures {
             if let fault {
-                completion(.failure(.persistenceFault(fault)))
+                completion(.failure(.persistenceFault(fault, outcome: .notApplied)))
             } else if snapshotRunning {
                 completion(.failure(.snapshotInProgress))
             } else {
