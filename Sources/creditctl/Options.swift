@@ -32,6 +32,12 @@ enum SocketAddress {
         if spec.hasPrefix("unix-abstract:") {
             throw ValidationError("abstract sockets are not supported: \(spec)")
         }
+        if !spec.hasPrefix("unix:"), let scheme = spec.firstRange(of: "://").map({ spec[..<$0.lowerBound] }),
+           !scheme.isEmpty, scheme.allSatisfy({ $0.isLetter || $0.isNumber || "+.-".contains($0) }) {
+            throw ValidationError("""
+                creditd listens on a Unix socket, not \(scheme): give a path, unix:PATH or unix:///PATH (got \(spec))
+                """)
+        }
         var path = spec
         if path.hasPrefix("unix://") {
             path = String(path.dropFirst("unix://".count))

@@ -9,6 +9,12 @@ import Foundation
 let arguments = Invocation.normalizedArguments(CommandLine.arguments)
 let probe = Invocation.probeKind(arguments)
 
+if arguments.isEmpty {
+    // No subcommand: the usage, on stderr, and the usage exit code.
+    FileHandle.standardError.write(Data((CreditCtl.helpMessage() + "\n").utf8))
+    Foundation.exit(CtlExit.usage)
+}
+
 do {
     var command = try CreditCtl.parseAsRoot(arguments)
     if var asyncCommand = command as? any AsyncParsableCommand {
@@ -29,7 +35,9 @@ do {
         print(message)
         Foundation.exit(probe == .check ? NagiosExit.unknown : 0)
     }
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    // Usage errors carry the prefix of every other error: `creditctl: error: usage: ...`.
+    let prefixed = message.hasPrefix("Error: ") ? "creditctl: error: usage: " + message.dropFirst("Error: ".count) : message
+    FileHandle.standardError.write(Data((prefixed + "\n").utf8))
     switch probe {
     case .check:
         // Nagios reads stdout: the plugin line must be there too.
