@@ -1,4 +1,4 @@
-// proto-sha256: 0ee1b89d82809c3d2bf8371965cfcbb8fc1f4781ef6a34b16844f40bf17adb8c creditd/v1/credits.proto | protoc-gen-swift 1.39.0
+// proto-sha256: 33ca0ab6fdd76d380b79a70682738e0cb717aaa293b78c1a5b9e2a422960fb9b creditd/v1/credits.proto | protoc-gen-swift 1.39.0
 // DO NOT EDIT.
 // swift-format-ignore-file
 // swiftlint:disable all
@@ -13,7 +13,7 @@
 ///
 /// creditd keeps subscription billing state and answers, for every credit it
 /// issues, where that credit stands and when it is due. The billing rules are
-/// those of docs/domain-rules.md (rule ids such as P4 or L7 are cited below).
+/// those of docs/billing-rules.md (rule ids such as P4 or L7 are cited below).
 ///
 /// Transport: ttrpc over a Unix stream socket (see the ttrpc envelope in
 /// proto/ttrpc/request.proto). Service names on the wire are the

@@ -1,7 +1,7 @@
 import CreditWire
 import SwiftProtobuf
 
-/// The authorization role a method needs (operations.md §1).
+/// The authorization role a method needs (docs/operations.md §1).
 public enum MethodRole: String, Sendable, Hashable, CaseIterable {
     /// Any peer that may connect.
     case reader

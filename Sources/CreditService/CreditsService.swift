@@ -90,10 +90,10 @@ enum CreditsService {
         ])
     }
 
-    /// Runs a command through the keeper; domain errors become statuses (§10).
+    /// Runs a command through the keeper; domain errors become statuses (docs/billing-rules.md §10).
     private static func write(_ gate: ApplicationGate, _ command: JournalEntry.WireCommand,
                               _ context: CallContext) async throws -> (CommandResponse, Subscription?) {
-        // Past the deadline before anything starts: no side effects (ttrpc-wire §5).
+        // Past the deadline before anything starts: no side effects (docs/wire-protocol.md §5).
         if context.isPastDeadline { throw RPCError.deadlineExceeded("deadline exceeded before the call started") }
         let executed = try await gate.keeper().execute(command, callerUID: context.peer.uid)
         switch executed.outcome {

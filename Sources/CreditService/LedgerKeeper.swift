@@ -177,7 +177,7 @@ public actor LedgerKeeper {
     }
 
     static let unavailable = RPCError.unavailable(
-        "persistence fault: creditd cannot make changes durable and refuses writes; reads still work (see the operator guide)")
+        "persistence fault: creditd cannot make changes durable and refuses writes; reads still work (README.md: Recovering from a persistence fault)")
 
     private func refuseIfFaulted() throws(RPCError) {
         if faultDescription != nil { throw Self.unavailable }

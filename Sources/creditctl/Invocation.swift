@@ -89,7 +89,7 @@ enum Invocation {
     }
 }
 
-/// Exit codes of creditctl's ordinary commands (operations spec §7).
+/// Exit codes of creditctl's ordinary commands (docs/operations.md §7).
 enum CtlExit {
     static let ok: Int32 = 0
     static let rpcFailed: Int32 = 1
@@ -99,7 +99,7 @@ enum CtlExit {
     static let permissionDenied: Int32 = 77
 }
 
-/// grpc_health_probe's exit codes (operations spec §2).
+/// grpc_health_probe's exit codes (docs/operations.md §2).
 enum HealthExit {
     static let serving: Int32 = 0
     static let invalidArguments: Int32 = 1
@@ -108,7 +108,7 @@ enum HealthExit {
     static let notServing: Int32 = 4
 }
 
-/// Nagios plugin exit codes (operations spec §3).
+/// Nagios plugin exit codes (docs/operations.md §3).
 enum NagiosExit {
     static let ok: Int32 = 0
     static let warning: Int32 = 1

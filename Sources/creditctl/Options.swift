@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 
-/// Where creditd listens and how long a call may take (operations spec §7).
+/// Where creditd listens and how long a call may take (docs/operations.md §7).
 struct ConnectionOptions: ParsableArguments {
     @Option(name: [.customShort("s"), .customLong("socket")],
             help: "Socket: PATH, unix:PATH or unix:///PATH (default: $CREDITD_SOCKET, then /run/creditd/creditd.sock).")

@@ -1,7 +1,7 @@
 // creditctl: the operators' CLI for creditd, and its monitoring probe.
 //
 // The entry point is written out (rather than `@main`) so that usage errors
-// exit with the codes of the operations spec instead of ArgumentParser's 64:
+// exit with the codes of docs/operations.md §7 instead of ArgumentParser's 64:
 // 2 in general, 1 for `health` (grpc_health_probe) and 3 for `check` (Nagios).
 import ArgumentParser
 import Foundation

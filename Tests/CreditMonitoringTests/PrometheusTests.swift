@@ -3,7 +3,7 @@ import XCTest
 import CreditMonitoring
 
 final class PrometheusTests: XCTestCase {
-    /// The spec's minimum set, with awkward label values and a HELP needing escapes.
+    /// The minimum set of docs/operations.md §4, with awkward label values and a HELP needing escapes.
     private func makeSampleRegistry() throws -> MetricsRegistry {
         let registry = MetricsRegistry(requiredNamePrefix: "creditd_")
         try registry.gauge(name: "creditd_build_info", help: "Build metadata.", labelNames: ["version"])
