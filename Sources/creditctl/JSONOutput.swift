@@ -17,21 +17,31 @@ enum JSONOutput {
 
     static var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
 
-    /// `tree` with the fields that `message` has but the encoder left out, in declaration order.
+    /// `tree` with the fields that `message` has but the encoder left out. Present fields keep
+    /// the encoder's (proto) order; a missing field follows the present field that precedes it
+    /// among the message's stored properties.
     static func completed(_ tree: JSONValue, _ message: any SwiftProtobuf.Message) -> JSONValue {
         guard case .object(let present) = tree else { return tree }
-        var result: [(String, JSONValue)] = []
-        var used = Set<String>()
+        var values: [String: Any] = [:]
+        var missingAfter: [String: [(String, JSONValue)]] = [:]
+        var leading: [(String, JSONValue)] = []
+        var anchor: String?
         for (name, value) in fields(of: message) {
             let wanted = normalized(name)
-            if let (key, json) = present.first(where: { normalized($0.0) == wanted }) {
-                used.insert(key)
-                result.append((key, completedValue(json, value)))
+            if let key = present.first(where: { normalized($0.0) == wanted })?.0 {
+                values[key] = value
+                anchor = key
             } else if let json = defaultJSON(for: value, field: protoName(name), in: message) {
-                result.append((protoName(name), json))
+                if let anchor { missingAfter[anchor, default: []].append((protoName(name), json)) } else {
+                    leading.append((protoName(name), json))
+                }
             }
         }
-        result += present.filter { !used.contains($0.0) }
+        var result = leading
+        for (key, json) in present {
+            result.append((key, values[key].map { completedValue(json, $0) } ?? json))
+            result += missingAfter[key] ?? []
+        }
         return .object(result)
     }
 
