@@ -27,9 +27,11 @@ struct TextTable {
         let all = [header] + rows
         let widths = header.indices.map { column in all.map { $0.indices.contains(column) ? $0[column].count : 0 }.max() ?? 0 }
         return all.map { row in
-            row.enumerated().map { index, cell in
+            var line = row.enumerated().map { index, cell in
                 index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
             }.joined(separator: "  ")
+            while line.hasSuffix(" ") { line.removeLast() }  // rows ending in empty cells
+            return line
         }.joined(separator: "\n") + "\n"
     }
 }
