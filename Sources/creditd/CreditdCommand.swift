@@ -58,7 +58,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Clock: system or manual.")
     var clock: DaemonConfiguration.ClockMode?
 
-    @Option(name: .long, help: "Start instant of the manual clock (RFC 3339).")
+    @Option(name: .long, help: "Start instant of the manual clock (RFC 3339); needs --clock manual and applies only to a new state directory.")
     var now: String?
 
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
