@@ -12,6 +12,9 @@ fi
 step "generated code is fresh"
 scripts/check-proto.sh
 
+step "rule ids and document references resolve to docs/"
+scripts/check-doc-refs.sh
+
 step "build (no warnings allowed in our code)"
 swift build --build-tests 2>&1 | tee /tmp/creditd-build.log | grep -vE "^\[[0-9]+/[0-9]+\]" || true
 if grep -E "^/[^ ]*/(Sources|Tests)/[^ ]*: (warning|error):" /tmp/creditd-build.log | grep -v "/.build/"; then
