@@ -5,6 +5,7 @@
 #   Benchmarks/run.sh --only scale --scale 10000,100000,1000000
 set -eu
 cd "$(dirname "$0")/.."
-swift build -c release --product creditd
-swift build -c release --product creditbench
+# Build output goes to stderr: with --json, stdout carries the JSON document and nothing else.
+swift build -c release --product creditd >&2
+swift build -c release --product creditbench >&2
 exec .build/release/creditbench "$@"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Offline checks of creditd's systemd files (operations.md §5). systemd need not be
+# Offline checks of creditd's systemd files (docs/operations.md §5). systemd need not be
 # PID 1: everything runs against a staged root directory.
 #
 #   scripts/check-systemd-units.sh [BUILD_DIR [UNITS_DIR]]
@@ -87,7 +87,7 @@ got=$(stat -c '%a %u %g' "$stage/run/creditd")
     || fail "/run/creditd is '$got' (mode uid gid), expected '750 $creditd_uid $clients_gid'"
 pass "tmpfiles.d/creditd.conf: /run/creditd 0750 creditd:creditd-clients"
 
-# 5. Choices the unit must keep on systemd 252 (operations.md §5).
+# 5. Choices the unit must keep on systemd 252 (docs/operations.md §5).
 service="$units/creditd.service"
 key() { grep -E "^$1=" "$service" | tail -n1 | cut -d= -f2-; }
 [ "$(key Type)" = notify ] || fail "Type= must be notify (notify-reload needs systemd >= 253)"
@@ -95,7 +95,7 @@ key() { grep -E "^$1=" "$service" | tail -n1 | cut -d= -f2-; }
 [ "$(key ExecReload)" = "/usr/bin/creditctl reload" ] || fail "ExecReload= must be /usr/bin/creditctl reload"
 [ "$(key PrivateUsers)" = no ] || fail "PrivateUsers= must be no (SO_PEERCRED authorization)"
 for forbidden in RuntimeDirectory RuntimeDirectoryPreserve DynamicUser; do
-    ! grep -qE "^$forbidden=" "$service" || fail "$forbidden= must not be used (see operations.md §5)"
+    ! grep -qE "^$forbidden=" "$service" || fail "$forbidden= must not be used (see docs/operations.md §5)"
 done
 [ "$(grep -E '^FileDescriptorName=' "$units/creditd.socket" | cut -d= -f2)" = rpc ] \
     || fail "creditd.socket must name its fd rpc"

@@ -30,7 +30,7 @@ build() {
   local started=$SECONDS target
   for target in $TARGETS; do
     # One -sanitize= value for swiftc: the driver keeps only the last one it is given, so
-    # `--sanitize=fuzzer --sanitize=address` would silently drop coverage (operations.md §8).
+    # `--sanitize=fuzzer --sanitize=address` would silently drop coverage (docs/operations.md §8).
     swift build -c "$CONFIG" --scratch-path "$SCRATCH" --product "$target" \
       --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
     [ -x "$SCRATCH/$CONFIG/$target" ] || { echo "fuzz: $target did not build" >&2; exit 1; }

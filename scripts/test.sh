@@ -12,6 +12,9 @@ fi
 step "generated code is fresh"
 scripts/check-proto.sh
 
+step "rule ids and document references resolve to docs/"
+scripts/check-doc-refs.sh
+
 step "build (no warnings allowed in our code)"
 swift build --build-tests 2>&1 | tee /tmp/creditd-build.log | grep -vE "^\[[0-9]+/[0-9]+\]" || true
 if grep -E "^/[^ ]*/(Sources|Tests)/[^ ]*: (warning|error):" /tmp/creditd-build.log | grep -v "/.build/"; then
@@ -28,14 +31,17 @@ scripts/test-c-client.sh
 step "swift test"
 log=$(mktemp)
 set +e
-swift test --skip-build --parallel --num-workers 2 2>&1 | tee "$log"
+# -v makes --parallel print every test's own output, skips included ("Test Case '...' skipped");
+# the terminal gets the progress lines, failures and skips, the log everything.
+swift test --skip-build --parallel --num-workers 2 -v 2>&1 | tee "$log" \
+  | grep -vE "^Test (Case|Suite) '|^[[:space:]]+Executed [0-9]+ test|^(/opt/swift/usr/bin/|warning: '[^']+': /| \"/usr/bin/ld)|^(Swift|clang) version |^(Target|Thread model|InstalledDir|Found candidate|Selected|Candidate multilib)"
 status=${PIPESTATUS[0]}
 set -e
-# --parallel reports each test as "[i/N] Testing Target.Class/test" and only failures in detail;
-# close with one plain summary line.
+# Close with one plain summary line: N passed, N failed, N skipped.
 total=$(grep -cE '^\[[0-9]+/[0-9]+\] Testing ' "$log" || true)
 failed=$( { grep -oE ': error: [A-Za-z0-9_]+\.[A-Za-z0-9_]+ :' "$log" || true; } | sort -u | wc -l)
+skipped=$( { grep -oE "^Test Case '[^']+' skipped" "$log" || true; } | sort -u | wc -l)
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 rm -f "$log"
-echo "swift-test: $((total - failed)) passed, $failed failed"
+echo "swift-test: $((total - failed - skipped)) passed, $failed failed, $skipped skipped"
 exit "$status"

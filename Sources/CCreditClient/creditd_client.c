@@ -1,6 +1,6 @@
 /*
  * creditd_client.c - ttrpc over a Unix stream socket, one unary call at a
- * time. The wire format is the one of ttrpc-wire.md: a 10-byte big-endian header
+ * time. The wire format is the one of docs/wire-protocol.md: a 10-byte big-endian header
  * (length, stream id, type, flags), at most 4 MiB of data, odd increasing
  * stream ids, and a ttrpc.Response envelope ending each call.
  */

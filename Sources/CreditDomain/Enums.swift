@@ -58,7 +58,7 @@ public enum CreditState: Int32, Sendable, Hashable, Codable, CaseIterable, Custo
     /// Reserved; no operation leads here (O4).
     case voided = 7
 
-    /// The snake_case name of the spec (`refund_pending`).
+    /// The snake_case name of docs/billing-rules.md (`refund_pending`).
     public var name: String {
         switch self {
         case .pending: return "pending"
@@ -105,7 +105,7 @@ public enum InvoiceLineKind: Int32, Sendable, Hashable, Codable, CaseIterable {
 }
 
 /// A wire enum field as received: UNSPECIFIED (0), a known value, or a number this version
-/// does not know. The domain maps UNSPECIFIED to the spec default where one exists and
+/// does not know. The domain maps UNSPECIFIED to the billing rules' default where one exists and
 /// refuses unknown numbers with `invalid_request`.
 public enum EnumField<Value: RawRepresentable & Sendable & Hashable & Codable>: Sendable, Hashable, Codable
 where Value.RawValue == Int32 {

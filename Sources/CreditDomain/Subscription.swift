@@ -385,13 +385,9 @@ public struct Subscription: Sendable, Hashable, Codable {
         switch status {
         case .cancelled, .ended:
             // C3: the existing record, never a second credit.
-            var record = cancellation!
-            record.alreadyCancelled = true
-            return record
+            return repeatedCancellation()
         case .cancelPending where mode == .endOfPeriod:
-            var record = cancellation!
-            record.alreadyCancelled = true
-            return record
+            return repeatedCancellation()
         case .active where mode == .endOfPeriod:
             let record = CancellationRecord(mode: .endOfPeriod, effectiveDate: period.end, requestedAt: now,
                                             entitlementEndsAt: timeZone.startOfDay(period.end),
@@ -402,6 +398,18 @@ public struct Subscription: Sendable, Hashable, Codable {
         default:
             return try cancelImmediately(at: now, counters: &counters)
         }
+    }
+
+    /// C3: a repeated cancel answers the original record (line, explanation, dates), but with its
+    /// credit and final invoice as they stand now, so a refunded credit never reads as pending.
+    /// Only a replay under an idempotency key (I3) repeats the first answer byte for byte.
+    private func repeatedCancellation() -> CancellationRecord {
+        let original = cancellation!
+        let credit = original.credit.map { credit in creditIndex(serial: credit.serial).map { credits[$0] } ?? credit }
+        let invoice = original.finalInvoice.map { invoice in laterInvoices.first { $0.serial == invoice.serial } ?? invoice }
+        return CancellationRecord(mode: original.mode, effectiveDate: original.effectiveDate,
+                                  requestedAt: original.requestedAt, entitlementEndsAt: original.entitlementEndsAt,
+                                  line: original.line, credit: credit, finalInvoice: invoice, alreadyCancelled: true)
     }
 
     /// C1 `immediate` (and C2): a change to 0 seats effective `e` (P6) with a final invoice (C5).

@@ -201,6 +201,17 @@ public final class Counter: Sendable {
         increment(by: Double(amount))
     }
 
+    /// Mirrors a cumulative count kept elsewhere (fsyncs, records written): the counter
+    /// takes `total` unless that would make it go down.
+    public func advance(to total: Double) {
+        guard !total.isNaN else { return }
+        value.withLock { $0 = max($0, total) }
+    }
+
+    public func advance(to total: Int) {
+        advance(to: Double(total))
+    }
+
     public var current: Double { value.withLock { $0 } }
 }
 
@@ -288,10 +299,16 @@ public final class Histogram: Sendable {
     private let state: Mutex<Snapshot>
 
     /// A consistent copy: per-bucket (non-cumulative) counts, the last one for +Inf.
+    ///
+    /// The sum is kept in integer billionths of the unit (nanoseconds for seconds), so that
+    /// adding many observations leaves no binary floating-point artefacts in `_sum`
+    /// (`0.30000000000000004`); it renders as an exact decimal.
     struct Snapshot {
         var bucketCounts: [UInt64]
-        var sum: Double = 0
+        var sumBillionths: Int64 = 0
         var count: UInt64 = 0
+
+        var sum: Double { Double(sumBillionths) / 1e9 }
     }
 
     init(upperBounds: [Double]) {
@@ -304,17 +321,27 @@ public final class Histogram: Sendable {
         guard !value.isNaN else { return }
         // `le` is inclusive: a value equal to a bound belongs to that bucket.
         let index = upperBounds.firstIndex(where: { value <= $0 }) ?? upperBounds.count
-        state.withLock { state in
-            state.bucketCounts[index] += 1
-            state.sum += value
-            state.count += 1
-        }
+        let scaled = (value * 1e9).rounded()
+        let billionths = scaled.isFinite && abs(scaled) < 9.2e18 ? Int64(scaled) : (value > 0 ? Int64.max : Int64.min)
+        record(bucket: index, billionths: billionths)
     }
 
-    /// Records a duration in seconds (the base unit).
+    /// Records a duration in seconds (the base unit), counted in whole nanoseconds.
     public func observe(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
-        observe(Double(seconds) + Double(attoseconds) / 1e18)
+        let value = Double(seconds) + Double(attoseconds) / 1e18
+        let index = upperBounds.firstIndex(where: { value <= $0 }) ?? upperBounds.count
+        let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        record(bucket: index, billionths: overflow ? (seconds > 0 ? .max : .min) : whole &+ attoseconds / 1_000_000_000)
+    }
+
+    private func record(bucket index: Int, billionths: Int64) {
+        state.withLock { state in
+            state.bucketCounts[index] += 1
+            let (sum, overflow) = state.sumBillionths.addingReportingOverflow(billionths)
+            state.sumBillionths = overflow ? (billionths > 0 ? .max : .min) : sum
+            state.count += 1
+        }
     }
 
     var snapshot: Snapshot { state.withLock { $0 } }
@@ -368,7 +395,7 @@ public final class HistogramFamily: Sendable, RenderableFamily {
             // +Inf equals _count by construction: both come from the same snapshot.
             output += "\(name)_bucket\(PrometheusText.labelSet(base + [("le", "+Inf")])) \(cumulative)\n"
             let plain = PrometheusText.labelSet(base)
-            output += "\(name)_sum\(plain) \(PrometheusText.formatValue(snapshot.sum))\n"
+            output += "\(name)_sum\(plain) \(DecimalFormatting.billionths(snapshot.sumBillionths))\n"
             output += "\(name)_count\(plain) \(snapshot.count)\n"
         }
     }

@@ -53,4 +53,17 @@ enum DecimalFormatting {
         }
         return value.description
     }
+
+    /// An integer count of billionths as an exact decimal: 300000000 -> `0.3`, 2000000000 -> `2`.
+    static func billionths(_ value: Int64) -> String {
+        let magnitude = value.magnitude
+        var text = String(magnitude / 1_000_000_000)
+        var fraction = String(magnitude % 1_000_000_000)
+        if fraction != "0" {
+            fraction = String(repeating: "0", count: 9 - fraction.count) + fraction
+            while fraction.hasSuffix("0") { fraction.removeLast() }
+            text += "." + fraction
+        }
+        return (value < 0 ? "-" : "") + text
+    }
 }

@@ -1,6 +1,6 @@
 import SwiftProtobuf
 
-/// The peer role a method needs (docs/operations.md, authorization).
+/// The peer role a method needs (docs/operations.md §1).
 public enum MethodRole: String, Sendable, Hashable, CaseIterable {
     /// Any peer that may connect.
     case reader

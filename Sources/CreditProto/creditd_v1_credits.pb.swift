@@ -1,4 +1,4 @@
-// proto-sha256: 0ecfc3c47f2a964421a8e8a208739cacee8679891cee698ba02070284e3c0f84 creditd/v1/credits.proto | protoc-gen-swift 1.39.0
+// proto-sha256: 1677897a30702b05b690f63146cf60c887d452ed201016a35466edc88248f45d creditd/v1/credits.proto | protoc-gen-swift 1.39.0
 // DO NOT EDIT.
 // swift-format-ignore-file
 // swiftlint:disable all

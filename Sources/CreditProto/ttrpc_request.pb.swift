@@ -1,4 +1,4 @@
-// proto-sha256: 15f414eac5fe9bd4685a9347ebc31ce45c8cbc41c1b2cdba0625a13770582b59 ttrpc/request.proto | protoc-gen-swift 1.39.0
+// proto-sha256: 20b6f2e457829a9dfc00bc90268c2d5a0954aed71b5607ccde38f3fed9918d48 ttrpc/request.proto | protoc-gen-swift 1.39.0
 // DO NOT EDIT.
 // swift-format-ignore-file
 // swiftlint:disable all
@@ -10,7 +10,7 @@
 //   https://github.com/apple/swift-protobuf/
 
 /// The ttrpc envelope (containerd/ttrpc request.proto), as creditd speaks it.
-/// Only field numbers and types matter on the wire; see ttrpc-wire.md.
+/// Only field numbers and types matter on the wire; see docs/wire-protocol.md.
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials

@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// Who may call what: readers are any peer (or the listed ones), writers are root,
-/// the server's own uid, and the configured uids and groups (operations.md §1).
+/// the server's own uid, and the configured uids and groups (docs/operations.md §1).
 public struct AuthorizationPolicy: Sendable, Hashable {
     public var writerUIDs: Set<UInt32>
     public var writerGIDs: Set<UInt32>

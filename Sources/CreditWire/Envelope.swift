@@ -7,7 +7,7 @@ import Foundation
 import NIOCore
 import SwiftProtobuf
 
-/// Encoding and decoding of the ttrpc envelope messages (ttrpc-wire.md §3).
+/// Encoding and decoding of the ttrpc envelope messages (docs/wire-protocol.md §3).
 ///
 /// SwiftProtobuf cannot read a `ByteBuffer`, so frame data is copied once into `[UInt8]`.
 public enum TTRPCEnvelope {

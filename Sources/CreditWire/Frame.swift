@@ -1,6 +1,6 @@
 import NIOCore
 
-/// Protocol constants of ttrpc framing (ttrpc-wire.md §1).
+/// Protocol constants of ttrpc framing (docs/wire-protocol.md §1).
 public enum TTRPCLimits {
     /// Bytes in a frame header: length u32, stream id u32, type u8, flags u8.
     public static let headerLength = 10
@@ -28,7 +28,7 @@ public struct TTRPCFrameType: RawRepresentable, Sendable, Hashable, CustomString
     }
 }
 
-/// Frame flags. Their meaning depends on the frame type (ttrpc-wire.md §1).
+/// Frame flags. Their meaning depends on the frame type (docs/wire-protocol.md §1).
 public struct TTRPCFrameFlags: OptionSet, Sendable, Hashable {
     public var rawValue: UInt8
     public init(rawValue: UInt8) { self.rawValue = rawValue }

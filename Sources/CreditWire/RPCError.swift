@@ -3,7 +3,7 @@ import SwiftProtobuf
 
 /// A non-OK call result: a status code, a message and the status details, preserved end to end.
 ///
-/// Domain errors carry a stable reason twice (domain-rules.md §10): as the prefix of `message`
+/// Domain errors carry a stable reason twice (docs/billing-rules.md §10): as the prefix of `message`
 /// ("subscription_not_found: no subscription s-1") and as a `creditd.v1.ErrorReason` detail.
 public struct RPCError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The `type_url` of the ErrorReason detail.

@@ -73,12 +73,24 @@ struct RecordRefundOutcome: AsyncParsableCommand {
         try emit(response, output.output) {
             fieldList([
                 ("credit", creditID),
-                ("ignored", String(response.ignored)),
+                ("ignored", RecordRefundOutcome.ignoredText(response)),
                 ("state", snakeName(response.state)),
                 ("remaining", Money.format(response.remainingMinor, response.credit.currency)),
                 ("refunded", Money.format(response.refundedMinor, response.credit.currency)),
             ])
         }
+    }
+}
+
+extension RecordRefundOutcome {
+    /// L9: only a `refund_pending` credit takes a report; any other is ignored, and says why.
+    static func ignoredText(_ response: Creditd_V1_RecordRefundOutcomeResponse) -> String {
+        guard response.ignored else { return "false" }
+        let state = snakeName(response.state)
+        let why = response.state == .refunded
+            ? "the credit is already refunded (a late report)"
+            : "the credit is \(state), and only a refund_pending credit takes a refund outcome"
+        return "true: \(why); nothing changed"
     }
 }
 

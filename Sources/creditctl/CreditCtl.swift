@@ -5,8 +5,16 @@ struct CreditCtl: AsyncParsableCommand {
         commandName: "creditctl",
         abstract: "Operate creditd: subscriptions, credits and refunds, and monitoring probes.",
         discussion: """
+            Common options go before or after the subcommand: -s/--socket PATH (or \
+            unix:PATH, unix:///PATH; default $CREDITD_SOCKET, then /run/creditd/creditd.sock), \
+            -o/--output table|json, --timeout SECONDS (default 5).
+
             Exit codes: 0 ok, 1 RPC failed, 2 usage, 69 unavailable, 75 timeout, \
             77 permission denied. `health` and `check` use their own probe codes.
+
+            Errors go to stderr as `creditctl: error: <GRPC_CODE>: <reason>: <text>`; usage \
+            errors as `creditctl: error: usage: <text>`. Manual pages: docs/man/; shell \
+            completion: `creditctl --generate-completion-script bash|zsh|fish`.
             """,
         version: "0.1.0",
         subcommands: [

@@ -8,14 +8,80 @@ enum Invocation {
     static func normalizedArguments(_ argv: [String]) -> [String] {
         let program = (argv.first ?? "creditctl").split(separator: "/").last.map(String.init) ?? ""
         let rest = Array(argv.dropFirst())
-        return program == "check_creditd" ? ["check"] + rest : rest
+        if program == "check_creditd" { return ["check"] + rest }
+        return acceptNegativeNumbers(commonOptionsAfterSubcommand(rest))
+    }
+
+    /// The options every subcommand shares, which users of systemctl, ctr or redis-cli put
+    /// before the subcommand: `creditctl -s SOCK create ...`.
+    static let commonOptions: Set<String> = ["-s", "--socket", "-o", "--output", "--timeout"]
+
+    /// Options that take no value (so a number after one is a positional argument).
+    static let flags: Set<String> = ["--dry-run", "--at-renewal", "-v", "--verbose", "-V", "--version", "-h", "--help"]
+
+    /// Moves common options given before the subcommand to just after it, where the
+    /// subcommand's parser reads them.
+    static func commonOptionsAfterSubcommand(_ arguments: [String]) -> [String] {
+        var leading: [String] = []
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            let name = String(argument.split(separator: "=", maxSplits: 1).first ?? "")
+            guard commonOptions.contains(name) else { break }
+            leading.append(argument)
+            if !argument.contains("="), index + 1 < arguments.count {
+                leading.append(arguments[index + 1])
+                index += 1
+            }
+            index += 1
+        }
+        guard !leading.isEmpty, index < arguments.count, !arguments[index].hasPrefix("-") else { return arguments }
+        return [arguments[index]] + leading + arguments[(index + 1)...]
+    }
+
+    /// ArgumentParser reads `-5` as an option. A negative number after an option that takes a
+    /// value becomes `--option=-5`; a negative positional (`seats ID -1`) and the positionals
+    /// after it move behind `--`. The server's validation then answers (S1, O2).
+    static func acceptNegativeNumbers(_ arguments: [String]) -> [String] {
+        func isNegativeNumber(_ text: String) -> Bool {
+            let digits = text.dropFirst()
+            return text.hasPrefix("-") && digits.first?.isASCII == true && digits.first?.isNumber == true
+                && digits.allSatisfy { ($0.isASCII && $0.isNumber) || $0 == "." }
+        }
+        guard arguments.contains(where: isNegativeNumber), !arguments.contains("--") else { return arguments }
+        var result: [String] = []
+        var positionals: [String] = []
+        var movingPositionals = false
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            if index == 0 || !argument.hasPrefix("-") {
+                // The subcommand, or a positional.
+                if movingPositionals { positionals.append(argument) } else { result.append(argument) }
+            } else if isNegativeNumber(argument) {
+                movingPositionals = true
+                positionals.append(argument)
+            } else if argument.contains("=") || flags.contains(argument) {
+                result.append(argument)
+            } else {
+                // An option with its value.
+                let value = index + 1 < arguments.count ? arguments[index + 1] : nil
+                if let value, isNegativeNumber(value), argument.hasPrefix("--") {
+                    result.append("\(argument)=\(value)")
+                } else {
+                    result.append(argument)
+                    if let value { result.append(value) }
+                }
+                index += 1
+            }
+            index += 1
+        }
+        return positionals.isEmpty ? result : result + ["--"] + positionals
     }
 
     static func probeKind(_ arguments: [String]) -> Probe? {
-        // The subcommand is the first argument that is not an option or an
-        // option's value; global options come before it only as --flag=value.
-        guard let first = arguments.first(where: { !$0.hasPrefix("-") }) else { return nil }
-        switch first {
+        // After normalization the subcommand comes first.
+        switch arguments.first {
         case "health": return .health
         case "check": return .check
         default: return nil
@@ -23,7 +89,7 @@ enum Invocation {
     }
 }
 
-/// Exit codes of creditctl's ordinary commands (operations spec §7).
+/// Exit codes of creditctl's ordinary commands (docs/operations.md §7).
 enum CtlExit {
     static let ok: Int32 = 0
     static let rpcFailed: Int32 = 1
@@ -33,7 +99,7 @@ enum CtlExit {
     static let permissionDenied: Int32 = 77
 }
 
-/// grpc_health_probe's exit codes (operations spec §2).
+/// grpc_health_probe's exit codes (docs/operations.md §2).
 enum HealthExit {
     static let serving: Int32 = 0
     static let invalidArguments: Int32 = 1
@@ -42,7 +108,7 @@ enum HealthExit {
     static let notServing: Int32 = 4
 }
 
-/// Nagios plugin exit codes (operations spec §3).
+/// Nagios plugin exit codes (docs/operations.md §3).
 enum NagiosExit {
     static let ok: Int32 = 0
     static let warning: Int32 = 1

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 
-/// Where creditd listens and how long a call may take (operations spec §7).
+/// Where creditd listens and how long a call may take (docs/operations.md §7).
 struct ConnectionOptions: ParsableArguments {
     @Option(name: [.customShort("s"), .customLong("socket")],
             help: "Socket: PATH, unix:PATH or unix:///PATH (default: $CREDITD_SOCKET, then /run/creditd/creditd.sock).")
@@ -31,6 +31,12 @@ enum SocketAddress {
         guard let spec, !spec.isEmpty else { return defaultPath }
         if spec.hasPrefix("unix-abstract:") {
             throw ValidationError("abstract sockets are not supported: \(spec)")
+        }
+        if !spec.hasPrefix("unix:"), let scheme = spec.firstRange(of: "://").map({ spec[..<$0.lowerBound] }),
+           !scheme.isEmpty, scheme.allSatisfy({ $0.isLetter || $0.isNumber || "+.-".contains($0) }) {
+            throw ValidationError("""
+                creditd listens on a Unix socket, not \(scheme): give a path, unix:PATH or unix:///PATH (got \(spec))
+                """)
         }
         var path = spec
         if path.hasPrefix("unix://") {

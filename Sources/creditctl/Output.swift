@@ -7,9 +7,7 @@ import SwiftProtobuf
 func emit(_ message: some SwiftProtobuf.Message, _ format: OutputFormat, table: () -> String) throws {
     switch format {
     case .json:
-        var options = JSONEncodingOptions()
-        options.preserveProtoFieldNames = true
-        print(try message.jsonString(options: options))
+        print(try JSONOutput.render(message, pretty: JSONOutput.stdoutIsTerminal))
     case .table:
         print(table(), terminator: "")
     }
@@ -29,9 +27,11 @@ struct TextTable {
         let all = [header] + rows
         let widths = header.indices.map { column in all.map { $0.indices.contains(column) ? $0[column].count : 0 }.max() ?? 0 }
         return all.map { row in
-            row.enumerated().map { index, cell in
+            var line = row.enumerated().map { index, cell in
                 index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
             }.joined(separator: "  ")
+            while line.hasSuffix(" ") { line.removeLast() }  // rows ending in empty cells
+            return line
         }.joined(separator: "\n") + "\n"
     }
 }
@@ -56,33 +56,36 @@ enum Money {
     }
 }
 
+/// Instants on the command line and in tables: the one RFC 3339 implementation, the domain's
+/// (`CreditDomain.RFC3339`), which keeps every digit of the fraction.
 enum Instants {
     /// Nanoseconds since the epoch as RFC 3339 UTC; "-" when unset.
     static func format(_ nanos: Int64) -> String {
-        guard nanos != 0 else { return "-" }
-        let seconds = nanos >= 0 ? nanos / 1_000_000_000 : (nanos - 999_999_999) / 1_000_000_000
-        let formatter = ISO8601DateFormatter()
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
+        nanos == 0 ? "-" : RFC3339.format(unixNanos: nanos)
     }
 
     static func parse(_ text: String) -> Int64? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        if let date = formatter.date(from: text) { return Int64(date.timeIntervalSince1970) * 1_000_000_000 }
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return Int64((date.timeIntervalSince1970 * 1000).rounded()) * 1_000_000 }
-        return nil
+        RFC3339.parse(text)
     }
 }
 
 func orDash(_ text: String) -> String { text.isEmpty ? "-" : text }
 
-/// Generated enum cases as snake case: `.refundPending` -> "refund_pending".
+/// Generated enum cases as the proto's snake case: `.refundPending` -> "refund_pending",
+/// `.window7D` -> "window_7d".
 func snakeName(_ value: some SwiftProtobuf.Enum) -> String {
     var result = ""
+    var previous: Character?
     for character in "\(value)" {
-        if character.isUppercase { result += "_" + character.lowercased() } else { result.append(character) }
+        if character.isUppercase {
+            if previous?.isNumber != true { result += "_" }
+            result += character.lowercased()
+        } else if character.isNumber, previous?.isLetter == true {
+            result += "_" + String(character)
+        } else {
+            result.append(character)
+        }
+        previous = character
     }
     return result
 }

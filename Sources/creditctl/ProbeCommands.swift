@@ -53,7 +53,7 @@ struct Health: AsyncParsableCommand {
 /// `creditctl check` (also installed as `check_creditd`): a Nagios plugin.
 ///
 /// `-w`/`-c` apply to the response time, as the Monitoring Plugins
-/// guidelines and creditd's operations spec define; the named thresholds
+/// guidelines and docs/operations.md §3 define; the named thresholds
 /// cover snapshot age, overdue credits and journal size.
 struct Check: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -16,7 +16,7 @@ struct Session {
 }
 
 /// Opens a session, runs `body` and turns every failure into the exit code
-/// and stderr line of the operations spec.
+/// and stderr line of docs/operations.md §7.
 func withSession<T>(
     _ options: ConnectionOptions, _ body: (Session) async throws -> T
 ) async throws -> T {

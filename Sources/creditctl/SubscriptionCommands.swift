@@ -1,38 +1,51 @@
 import ArgumentParser
+import Foundation
 import CreditProto
 
-extension Creditd_V1_BillingInterval: ExpressibleByArgument {
-    public init?(argument: String) {
+// Option values are small String enums rather than the generated proto enums: ArgumentParser
+// shows the default of a RawRepresentable Int enum as its number (`default: 1`).
+
+/// `--interval`.
+enum IntervalArgument: String, ExpressibleByArgument, CaseIterable {
+    case monthly, annual
+
+    init?(argument: String) {
         switch argument.lowercased() {
         case "monthly": self = .monthly
         case "annual", "yearly": self = .annual
         default: return nil
         }
     }
-    public static var allValueStrings: [String] { ["monthly", "annual"] }
+
+    var proto: Creditd_V1_BillingInterval { self == .annual ? .annual : .monthly }
 }
 
-extension Creditd_V1_RefundPolicy: ExpressibleByArgument {
-    public init?(argument: String) {
-        switch argument.lowercased().replacingOccurrences(of: "-", with: "_") {
-        case "anytime": self = .anytime
-        case "window_7d": self = .window7D
-        case "window_72h": self = .window72H
-        default: return nil
+/// `--policy`.
+enum PolicyArgument: String, ExpressibleByArgument, CaseIterable {
+    case anytime, window_7d, window_72h
+
+    init?(argument: String) {
+        self.init(rawValue: argument.lowercased().replacingOccurrences(of: "-", with: "_"))
+    }
+
+    var proto: Creditd_V1_RefundPolicy {
+        switch self {
+        case .anytime: return .anytime
+        case .window_7d: return .window7D
+        case .window_72h: return .window72H
         }
     }
-    public static var allValueStrings: [String] { ["anytime", "window_7d", "window_72h"] }
 }
 
-extension Creditd_V1_CancelMode: ExpressibleByArgument {
-    public init?(argument: String) {
-        switch argument.lowercased().replacingOccurrences(of: "-", with: "_") {
-        case "immediate": self = .immediate
-        case "end_of_period": self = .endOfPeriod
-        default: return nil
-        }
+/// `cancel --mode`.
+enum CancelModeArgument: String, ExpressibleByArgument, CaseIterable {
+    case immediate, end_of_period
+
+    init?(argument: String) {
+        self.init(rawValue: argument.lowercased().replacingOccurrences(of: "-", with: "_"))
     }
-    public static var allValueStrings: [String] { ["immediate", "end_of_period"] }
+
+    var proto: Creditd_V1_CancelMode { self == .end_of_period ? .endOfPeriod : .immediate }
 }
 
 struct CreateSubscription: AsyncParsableCommand {
@@ -47,9 +60,9 @@ struct CreateSubscription: AsyncParsableCommand {
     @Option(help: "Seats (at least 1).") var seats: Int64
     @Option(name: .customLong("price"), help: "Unit price per seat and period, in minor units (cents).") var priceMinor: Int64
     @Option(help: "ISO 4217 currency code, e.g. USD.") var currency: String
-    @Option(help: "Billing interval: monthly or annual.") var interval: Creditd_V1_BillingInterval = .monthly
+    @Option(help: "Billing interval: monthly or annual.") var interval: IntervalArgument = .monthly
     @Option(name: .customLong("time-zone"), help: "IANA time zone, e.g. Europe/Oslo.") var timeZone: String = "UTC"
-    @Option(name: .customLong("policy"), help: "Refund policy: anytime, window_7d or window_72h.") var policy: Creditd_V1_RefundPolicy = .anytime
+    @Option(name: .customLong("policy"), help: "Refund policy: anytime, window_7d or window_72h.") var policy: PolicyArgument = .anytime
     @Option(name: .customLong("start-date"), help: "Optional check: must equal today's date in the time zone.") var startDate: String?
 
     func run() async throws {
@@ -60,9 +73,9 @@ struct CreateSubscription: AsyncParsableCommand {
         request.seats = seats
         request.unitPriceMinor = priceMinor
         request.currency = currency
-        request.interval = interval
+        request.interval = interval.proto
         request.timeZone = timeZone
-        request.refundPolicy = policy
+        request.refundPolicy = policy.proto
         request.startDate = startDate ?? ""
         let response: Creditd_V1_CreateSubscriptionResponse = try await withSession(connection) {
             try await $0.call(MethodTable.Credits.createSubscription, request)
@@ -127,14 +140,14 @@ struct CancelSubscription: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
     @Argument(help: "Subscription id.") var id: String
-    @Option(help: "immediate (default) or end_of_period.") var mode: Creditd_V1_CancelMode = .immediate
+    @Option(help: "immediate or end_of_period.") var mode: CancelModeArgument = .immediate
     @Flag(name: .customLong("dry-run"), help: "Show the result without changing anything.") var dryRun = false
     @Option(name: [.customShort("k"), .customLong("idempotency-key")], help: "Makes retries safe: the same key replays the first answer.") var idempotencyKey: String = ""
 
     func run() async throws {
         var request = Creditd_V1_CancelSubscriptionRequest()
         request.subscriptionID = id
-        request.mode = mode
+        request.mode = mode.proto
         request.dryRun = dryRun
         request.idempotencyKey = idempotencyKey
         let response: Creditd_V1_CancelSubscriptionResponse = try await withSession(connection) {
@@ -155,10 +168,23 @@ struct ResumeSubscription: AsyncParsableCommand {
     func run() async throws {
         var request = Creditd_V1_ResumeSubscriptionRequest()
         request.subscriptionID = id
-        let response: Creditd_V1_ResumeSubscriptionResponse = try await withSession(connection) {
-            try await $0.call(MethodTable.Credits.resumeSubscription, request)
+        var get = Creditd_V1_GetSubscriptionRequest()
+        get.subscriptionID = id
+        // The answer is the subscription either way (C7); reading it first tells whether an
+        // end-of-period cancel was pending, so a no-op says so.
+        let (before, response): (Creditd_V1_GetSubscriptionResponse?, Creditd_V1_ResumeSubscriptionResponse) =
+            try await withSession(connection) { session in
+                let before: Creditd_V1_GetSubscriptionResponse? = try? await session.call(MethodTable.Credits.getSubscription, get)
+                return (before, try await session.call(MethodTable.Credits.resumeSubscription, request))
+            }
+        let wasPending = before.map { $0.subscription.status == .cancelPending } ?? true
+        let note = wasPending
+            ? "resumed: the end-of-period cancel is withdrawn"
+            : "not resumed: \(id) had no pending end-of-period cancel (status \(snakeName(before!.subscription.status))); nothing changed"
+        if output.output == .json, !wasPending {
+            FileHandle.standardError.write(Data("creditctl: note: \(note)\n".utf8))
         }
-        try emit(response, output.output) { Render.subscription(response.subscription) }
+        try emit(response, output.output) { note + "\n\n" + Render.subscription(response.subscription) }
     }
 }
 

@@ -1,13 +1,19 @@
 // creditctl: the operators' CLI for creditd, and its monitoring probe.
 //
 // The entry point is written out (rather than `@main`) so that usage errors
-// exit with the codes of the operations spec instead of ArgumentParser's 64:
+// exit with the codes of docs/operations.md §7 instead of ArgumentParser's 64:
 // 2 in general, 1 for `health` (grpc_health_probe) and 3 for `check` (Nagios).
 import ArgumentParser
 import Foundation
 
 let arguments = Invocation.normalizedArguments(CommandLine.arguments)
 let probe = Invocation.probeKind(arguments)
+
+if arguments.isEmpty {
+    // No subcommand: the usage, on stderr, and the usage exit code.
+    FileHandle.standardError.write(Data((CreditCtl.helpMessage() + "\n").utf8))
+    Foundation.exit(CtlExit.usage)
+}
 
 do {
     var command = try CreditCtl.parseAsRoot(arguments)
@@ -29,7 +35,9 @@ do {
         print(message)
         Foundation.exit(probe == .check ? NagiosExit.unknown : 0)
     }
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    // Usage errors carry the prefix of every other error: `creditctl: error: usage: ...`.
+    let prefixed = message.hasPrefix("Error: ") ? "creditctl: error: usage: " + message.dropFirst("Error: ".count) : message
+    FileHandle.standardError.write(Data((prefixed + "\n").utf8))
     switch probe {
     case .check:
         // Nagios reads stdout: the plugin line must be there too.

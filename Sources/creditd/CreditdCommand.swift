@@ -59,7 +59,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Clock: system or manual.")
     var clock: DaemonConfiguration.ClockMode?
 
-    @Option(name: .long, help: "Start instant of the manual clock (RFC 3339).")
+    @Option(name: .long, help: "Start instant of the manual clock (RFC 3339); needs --clock manual and applies only to a new state directory.")
     var now: String?
 
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
@@ -128,11 +128,35 @@ struct Serve: AsyncParsableCommand {
         do {
             let configuration = try daemon.loadConfiguration()
             logLevel.level = Logger.Level(rawValue: configuration.logLevel) ?? .info
+            try Self.checkStartInstant(configuration, logger: logger)
             try await daemon.run(configuration)
         } catch {
             logger.critical("cannot run: \(error)")
             throw ExitCode.failure
         }
+    }
+
+    /// `--now` sets where a *new* manual clock starts. Without `--clock manual` it would mean
+    /// nothing, so it is refused; on a state directory that already holds state, the clock resumes
+    /// at the later of `--now` and the last recorded instant, which the operator is told.
+    static func checkStartInstant(_ configuration: DaemonConfiguration, logger: Logger) throws {
+        guard let now = configuration.now else { return }
+        guard configuration.clock == .manual else {
+            throw StartError("--now \(now) needs --clock manual: the system clock cannot be set")
+        }
+        let existing = (try? FileManager.default.contentsOfDirectory(atPath: configuration.stateDirectory)) ?? []
+        if existing.contains(where: { $0.hasPrefix("journal-") || $0.hasSuffix(".snap") }) {
+            logger.warning("""
+                --now \(now) applies only to a new state directory: \(configuration.stateDirectory) already holds \
+                state, so the manual clock resumes at the later of --now and its last recorded instant \
+                (use an empty --state-dir for a reproducible start)
+                """)
+        }
+    }
+
+    struct StartError: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
     }
 
     private func flagLayer() throws -> DaemonConfiguration.Layer {

@@ -16,7 +16,7 @@ import SystemdSupport
 /// Wires configuration, state, services and the server together and runs
 /// until SIGTERM or SIGINT.
 ///
-/// Start-up order (operations spec §2, §5): take the socket, answer health
+/// Start-up order (docs/operations.md §2, §5): take the socket, answer health
 /// NOT_SERVING while the state is recovered, then SERVING and READY=1.
 /// Shutdown runs in reverse: the server drains, the final snapshot is
 /// written, and the watchdog pings until the very end.

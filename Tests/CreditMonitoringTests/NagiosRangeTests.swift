@@ -2,7 +2,7 @@ import XCTest
 import CreditMonitoring
 
 final class NagiosRangeTests: XCTestCase {
-    /// The table of operations.md §3, plus the endpoints of each range.
+    /// The table of docs/operations.md §3, plus the endpoints of each range.
     func testRangeSyntaxTable() throws {
         let cases: [(text: String, alerting: [Double], quiet: [Double])] = [
             ("10", [-0.001, -1, 10.001, 11], [0, 5, 10]),

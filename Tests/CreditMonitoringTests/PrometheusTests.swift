@@ -3,7 +3,7 @@ import XCTest
 import CreditMonitoring
 
 final class PrometheusTests: XCTestCase {
-    /// The spec's minimum set, with awkward label values and a HELP needing escapes.
+    /// The minimum set of docs/operations.md §4, with awkward label values and a HELP needing escapes.
     private func makeSampleRegistry() throws -> MetricsRegistry {
         let registry = MetricsRegistry(requiredNamePrefix: "creditd_")
         try registry.gauge(name: "creditd_build_info", help: "Build metadata.", labelNames: ["version"])
@@ -260,8 +260,15 @@ final class PrometheusTests: XCTestCase {
         print(json.dumps(out, sort_keys=True))
         """#
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", script]
+        // Debian's /usr/bin/python3 is the one `apt-get install python3-prometheus-client` serves;
+        // another python3 first on PATH (a venv, pyenv) usually lacks the module.
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            process.arguments = ["-c", script]
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", "-c", script]
+        }
         let input = Pipe()
         let output = Pipe()
         let errors = Pipe()
@@ -280,7 +287,7 @@ final class PrometheusTests: XCTestCase {
         process.waitUntilExit()
         let printed = String(decoding: outputData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         if printed == "MISSING" {
-            throw XCTSkip("Python module prometheus_client is missing; install it with `pip install prometheus-client`")
+            throw XCTSkip("Python module prometheus_client is missing; install it with `apt-get install python3-prometheus-client`")
         }
         XCTAssertEqual(process.terminationStatus, 0, String(decoding: errorData, as: UTF8.self))
 

@@ -5,7 +5,7 @@ import Foundation
 import XCTest
 
 /// The billing rules end to end: the real daemon on the manual test clock,
-/// driven over its socket, checked against the worked examples of the spec.
+/// driven over its socket, checked against the worked examples of docs/billing-rules.md §11.
 final class BillingEndToEndTests: XCTestCase {
     var daemon: DaemonProcess!
     var client: CreditClient!

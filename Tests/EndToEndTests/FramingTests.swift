@@ -5,7 +5,7 @@ import Foundation
 import SwiftProtobuf
 import XCTest
 
-/// Framing and envelope rules of ttrpc-wire.md §4-§5 against the real daemon on a real socket.
+/// Framing and envelope rules of docs/wire-protocol.md §4-§5 against the real daemon on a real socket.
 final class FramingTests: XCTestCase {
     nonisolated(unsafe) static var daemon: DaemonProcess!
     var socket: String { Self.daemon.socketPath }

@@ -7,7 +7,7 @@ import XCTest
 import Glibc
 #endif
 
-/// Garbage on the socket (ttrpc-wire.md §4: "creditd never crashes, never stops reading other
+/// Garbage on the socket (docs/wire-protocol.md §4: "creditd never crashes, never stops reading other
 /// streams, and never changes state because of a malformed frame"), end to end: many
 /// connections of random bytes, random frames and random payloads to every method, then the
 /// daemon must still answer and its state, live and after a restart, must be unchanged.

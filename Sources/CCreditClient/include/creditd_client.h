@@ -81,7 +81,7 @@ typedef enum creditd_error_kind {
     CREDITD_ERR_NO_MEMORY = 8
 } creditd_error_kind;
 
-/* gRPC status codes (ttrpc-wire.md section 8). */
+/* gRPC status codes (docs/wire-protocol.md section 8). */
 enum {
     CREDITD_CODE_OK = 0,
     CREDITD_CODE_CANCELLED = 1,

@@ -1,5 +1,3 @@
-import CreditDomain
-
 /// RFC 3339 instants as signed Unix nanoseconds (UTC), without Foundation date types.
 public enum RFC3339 {
     /// Parses "YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)".

@@ -1,0 +1,161 @@
+import Foundation
+import XCTest
+
+/// What a first user of creditd and creditctl meets (issue 16, items 6-8, 11 and 12): the real
+/// binaries on a real socket, on the manual clock.
+final class FirstUseTests: XCTestCase {
+    private func manualDaemon(directory: URL? = nil, now: String = "2025-04-01T09:00:00Z") throws -> DaemonProcess {
+        try DaemonProcess.start(arguments: ["--clock", "manual", "--now", now], directory: directory, testService: false)
+    }
+
+    private func ctl(_ daemon: DaemonProcess, _ arguments: [String]) throws -> OpsResult {
+        try OpsProcess.creditctl(arguments, environment: ["CREDITD_SOCKET": daemon.socketPath])
+    }
+
+    private func create(_ daemon: DaemonProcess, _ id: String) throws {
+        let result = try ctl(daemon, ["create", id, "--seats", "10", "--price", "1000", "--currency", "USD"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+    }
+
+    // MARK: item 6: --now is never silently ignored
+
+    func testNowWithoutManualClockIsRefused() throws {
+        let (status, stderr) = try DaemonProcess.runToExit(arguments: ["--now", "2025-04-01T09:00:00Z"])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(stderr.contains("--now 2025-04-01T09:00:00Z needs --clock manual"), stderr)
+    }
+
+    func testNowOnExistingStateWarns() throws {
+        let first = try manualDaemon()
+        try create(first, "warn-1")
+        XCTAssertEqual(try first.stop(), 0)
+        XCTAssertFalse(first.stderr.contains("applies only to a new state directory"), first.stderr)
+
+        let second = try manualDaemon(directory: first.directory, now: "2025-01-01T00:00:00Z")
+        defer { _ = try? second.stop() }
+        XCTAssertTrue(second.stderr.contains("applies only to a new state directory"), second.stderr)
+        // The clock resumed where the state left it, not at the earlier --now.
+        let clock = try ctl(second, ["clock"])
+        XCTAssertTrue(clock.stdout.contains("2025-04-01T09:00:00Z"), clock.stdout)
+    }
+
+    // MARK: item 7: options, numbers, addresses, usage
+
+    func testCommonOptionsBeforeTheSubcommand() throws {
+        let daemon = try manualDaemon()
+        defer { _ = try? daemon.stop() }
+        let created = try OpsProcess.creditctl(["-s", daemon.socketPath, "--timeout", "5", "-o", "json",
+                                                "create", "opt-1", "--seats", "2", "--price", "100", "--currency", "EUR"])
+        XCTAssertEqual(created.status, 0, created.stderr)
+        XCTAssertTrue(created.stdout.hasPrefix("{"), created.stdout)
+        let got = try OpsProcess.creditctl(["--socket=\(daemon.socketPath)", "get", "opt-1"])
+        XCTAssertEqual(got.status, 0, got.stderr)
+        XCTAssertTrue(got.stdout.contains("opt-1"), got.stdout)
+        let health = try OpsProcess.creditctl(["-s", daemon.socketPath, "health"])
+        XCTAssertEqual(health.status, 0, health.stderr)
+    }
+
+    func testNegativeNumbersReachTheServer() throws {
+        let daemon = try manualDaemon()
+        defer { _ = try? daemon.stop() }
+        try create(daemon, "neg-1")
+        let seats = try ctl(daemon, ["seats", "neg-1", "-1"])
+        XCTAssertEqual(seats.status, 1)
+        XCTAssertTrue(seats.stderr.hasPrefix("creditctl: error: INVALID_ARGUMENT: seats_must_be_positive: "), seats.stderr)
+        let dry = try ctl(daemon, ["seats", "neg-1", "--dry-run", "-2"])
+        XCTAssertTrue(dry.stderr.contains("seats_must_be_positive"), dry.stderr)
+        let price = try ctl(daemon, ["create", "neg-2", "--seats", "1", "--price", "-5", "--currency", "USD"])
+        XCTAssertEqual(price.status, 1)
+        XCTAssertTrue(price.stderr.hasPrefix("creditctl: error: INVALID_ARGUMENT: invalid_request: "), price.stderr)
+    }
+
+    func testUsageErrors() throws {
+        let tcp = try OpsProcess.creditctl(["-s", "tcp://127.0.0.1:1", "get", "x"])
+        XCTAssertEqual(tcp.status, 2)
+        XCTAssertTrue(tcp.stderr.hasPrefix("creditctl: error: usage: creditd listens on a Unix socket"), tcp.stderr)
+
+        let none = try OpsProcess.creditctl([])
+        XCTAssertEqual(none.status, 2)
+        XCTAssertTrue(none.stderr.contains("USAGE: creditctl <subcommand>"), none.stderr)
+        XCTAssertEqual(none.stdout, "")
+
+        let missing = try OpsProcess.creditctl(["get"])
+        XCTAssertEqual(missing.status, 2)
+        XCTAssertTrue(missing.stderr.hasPrefix("creditctl: error: usage: Missing expected argument '<id>'"), missing.stderr)
+    }
+
+    func testEnumOptionHelpShowsNames() throws {
+        // Help wraps its lines; compare with the whitespace collapsed.
+        func help(_ arguments: [String]) throws -> String {
+            try OpsProcess.creditctl(arguments).stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        }
+        let create = try help(["create", "--help"])
+        XCTAssertTrue(create.contains("default: monthly"), create)
+        XCTAssertTrue(create.contains("default: anytime"), create)
+        XCTAssertFalse(create.contains("default: 1)"), create)
+        let cancel = try help(["cancel", "--help"])
+        XCTAssertTrue(cancel.contains("default: immediate"), cancel)
+    }
+
+    func testIgnoredRefundOutcomeAndNoOpResumeSayWhy() throws {
+        let daemon = try manualDaemon()
+        defer { _ = try? daemon.stop() }
+        try create(daemon, "why-1")
+        XCTAssertEqual(try ctl(daemon, ["seats", "why-1", "7"]).status, 0)
+        let report = try ctl(daemon, ["refund-outcome", "why-1", "cr_1", "succeeded"])
+        XCTAssertEqual(report.status, 0, report.stderr)
+        XCTAssertTrue(report.stdout.contains("ignored    true: the credit is pending, and only a refund_pending credit"),
+                      report.stdout)
+
+        let resume = try ctl(daemon, ["resume", "why-1"])
+        XCTAssertEqual(resume.status, 0, resume.stderr)
+        XCTAssertTrue(resume.stdout.hasPrefix("not resumed: why-1 had no pending end-of-period cancel"), resume.stdout)
+        XCTAssertEqual(try ctl(daemon, ["cancel", "why-1", "--mode", "end_of_period"]).status, 0)
+        let resumed = try ctl(daemon, ["resume", "why-1"])
+        XCTAssertTrue(resumed.stdout.hasPrefix("resumed: the end-of-period cancel is withdrawn"), resumed.stdout)
+    }
+
+    // MARK: item 8: JSON keeps zero fields; item 11: the error format
+
+    func testJSONKeepsZeroAndEmptyFields() throws {
+        let daemon = try manualDaemon()
+        defer { _ = try? daemon.stop() }
+        try create(daemon, "json-1")
+        let result = try ctl(daemon, ["refunds", "json-1", "-o", "json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        // Piped, it is one line.
+        XCTAssertEqual(result.stdout.split(separator: "\n").count, 1, result.stdout)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual((json["credits"] as? [Any])?.count, 0)
+        let totals = try XCTUnwrap(json["totals"] as? [String: String])
+        XCTAssertEqual(totals, ["pending_minor": "0", "applied_minor": "0", "consumed_minor": "0",
+                                "refund_pending_minor": "0", "refunded_minor": "0"])
+    }
+
+    func testErrorsCarryTheReasonCode() throws {
+        let daemon = try manualDaemon()
+        defer { _ = try? daemon.stop() }
+        let result = try ctl(daemon, ["get", "nobody"])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.stderr.hasPrefix("creditctl: error: NOT_FOUND: subscription_not_found: "), result.stderr)
+    }
+
+    // MARK: item 12: a repeated cancel without a key shows the credit as it stands now
+
+    func testRepeatedCancelShowsCreditAndInvoiceAsTheyStandNow() throws {
+        let daemon = try manualDaemon()
+        defer { _ = try? daemon.stop() }
+        try create(daemon, "again-1")
+        XCTAssertEqual(try ctl(daemon, ["advance-clock", "--to", "2025-04-11T12:00:00Z"]).status, 0)
+        XCTAssertEqual(try ctl(daemon, ["cancel", "again-1"]).status, 0)
+        XCTAssertEqual(try ctl(daemon, ["advance-clock", "--by", "20d"]).status, 0)
+        let again = try ctl(daemon, ["cancel", "again-1", "-o", "json"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any])
+        let record = try XCTUnwrap(json["cancellation"] as? [String: Any])
+        XCTAssertEqual(record["already_cancelled"] as? Bool, true)
+        XCTAssertEqual((record["credit"] as? [String: Any])?["state"] as? String, "CREDIT_STATE_REFUND_PENDING")
+        XCTAssertEqual((record["final_invoice"] as? [String: Any])?["settled"] as? Bool, true)
+        XCTAssertEqual(record["effective_date"] as? String, "2025-04-11")
+    }
+}
