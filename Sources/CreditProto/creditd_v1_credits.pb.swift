@@ -1,4 +1,4 @@
-// proto-sha256: 1677897a30702b05b690f63146cf60c887d452ed201016a35466edc88248f45d creditd/v1/credits.proto | protoc-gen-swift 1.39.0
+// proto-sha256: 3040cd1ce264365b0be2c7406cb52addca0b6e48248ca0c0f98013d8aeed7799 creditd/v1/credits.proto | protoc-gen-swift 1.39.0
 // DO NOT EDIT.
 // swift-format-ignore-file
 // swiftlint:disable all
@@ -13,7 +13,7 @@
 ///
 /// creditd keeps subscription billing state and answers, for every credit it
 /// issues, where that credit stands and when it is due. The billing rules are
-/// those of docs/domain-rules.md (rule ids such as P4 or L7 are cited below).
+/// those of docs/billing-rules.md (rule ids such as P4 or L7 are cited below).
 ///
 /// Transport: ttrpc over a Unix stream socket (see the ttrpc envelope in
 /// proto/ttrpc/request.proto). Service names on the wire are the
@@ -1590,6 +1590,15 @@ public nonisolated struct Creditd_V1_PersistenceStats: Sendable {
   public var fsyncs: UInt64 = 0
 
   public var recordsWritten: UInt64 = 0
+
+  /// damaged snapshots recovery passed over at start
+  public var skippedSnapshots: UInt64 = 0
+
+  /// --repair actions taken at start (each lost data)
+  public var repairs: UInt64 = 0
+
+  /// recovery findings at warning level or above
+  public var recoveryWarnings: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3692,7 +3701,7 @@ nonisolated extension Creditd_V1_GetStatsRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Creditd_V1_PersistenceStats: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PersistenceStats"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}journal_bytes\0\u{3}journal_segments\0\u{3}last_sequence\0\u{3}last_snapshot_sequence\0\u{3}last_snapshot_at_unix_nanos\0\u{3}last_snapshot_age_seconds\0\u{3}torn_tail_truncations\0\u{1}fault\0\u{1}fsyncs\0\u{3}records_written\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}journal_bytes\0\u{3}journal_segments\0\u{3}last_sequence\0\u{3}last_snapshot_sequence\0\u{3}last_snapshot_at_unix_nanos\0\u{3}last_snapshot_age_seconds\0\u{3}torn_tail_truncations\0\u{1}fault\0\u{1}fsyncs\0\u{3}records_written\0\u{3}skipped_snapshots\0\u{1}repairs\0\u{3}recovery_warnings\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3710,6 +3719,9 @@ nonisolated extension Creditd_V1_PersistenceStats: SwiftProtobuf.Message, SwiftP
       case 8: try { try decoder.decodeSingularStringField(value: &self.fault) }()
       case 9: try { try decoder.decodeSingularUInt64Field(value: &self.fsyncs) }()
       case 10: try { try decoder.decodeSingularUInt64Field(value: &self.recordsWritten) }()
+      case 11: try { try decoder.decodeSingularUInt64Field(value: &self.skippedSnapshots) }()
+      case 12: try { try decoder.decodeSingularUInt64Field(value: &self.repairs) }()
+      case 13: try { try decoder.decodeSingularUInt64Field(value: &self.recoveryWarnings) }()
       default: break
       }
     }
@@ -3746,6 +3758,15 @@ nonisolated extension Creditd_V1_PersistenceStats: SwiftProtobuf.Message, SwiftP
     if self.recordsWritten != 0 {
       try visitor.visitSingularUInt64Field(value: self.recordsWritten, fieldNumber: 10)
     }
+    if self.skippedSnapshots != 0 {
+      try visitor.visitSingularUInt64Field(value: self.skippedSnapshots, fieldNumber: 11)
+    }
+    if self.repairs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.repairs, fieldNumber: 12)
+    }
+    if self.recoveryWarnings != 0 {
+      try visitor.visitSingularUInt64Field(value: self.recoveryWarnings, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3760,6 +3781,9 @@ nonisolated extension Creditd_V1_PersistenceStats: SwiftProtobuf.Message, SwiftP
     if lhs.fault != rhs.fault {return false}
     if lhs.fsyncs != rhs.fsyncs {return false}
     if lhs.recordsWritten != rhs.recordsWritten {return false}
+    if lhs.skippedSnapshots != rhs.skippedSnapshots {return false}
+    if lhs.repairs != rhs.repairs {return false}
+    if lhs.recoveryWarnings != rhs.recoveryWarnings {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

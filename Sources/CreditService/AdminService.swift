@@ -137,6 +137,9 @@ enum AdminService {
             persistence.lastSnapshotAgeSeconds = Double(max(0, wallMillis - millis)) / 1000
         }
         persistence.tornTailTruncations = UInt64(store.tornTailTruncations)
+        persistence.skippedSnapshots = UInt64(store.skippedSnapshots)
+        persistence.repairs = UInt64(store.repairs)
+        persistence.recoveryWarnings = UInt64(store.recoveryWarnings)
         persistence.fault = writer.persistenceFault ?? store.fault?.description ?? ""
         persistence.fsyncs = UInt64(store.fsyncCount)
         persistence.recordsWritten = UInt64(store.recordsWritten)

@@ -25,7 +25,8 @@ public final class DaemonMetrics: Sendable {
     let journalBytes: GaugeFamily
     let journalSegments: GaugeFamily
     let journalRecords: GaugeFamily
-    let fsyncs: GaugeFamily
+    let fsyncs: CounterFamily
+    let recoveryEvents: GaugeFamily
     let snapshotAge: GaugeFamily
     let snapshotDuration: HistogramFamily
     let persistenceFault: GaugeFamily
@@ -58,7 +59,8 @@ public final class DaemonMetrics: Sendable {
         journalBytes = must { try r.gauge(name: "creditd_journal_bytes", help: "Bytes in journal segments.") }
         journalSegments = must { try r.gauge(name: "creditd_journal_segments", help: "Journal segment files.") }
         journalRecords = must { try r.gauge(name: "creditd_journal_last_sequence", help: "Sequence number of the newest journal record.") }
-        fsyncs = must { try r.gauge(name: "creditd_journal_fsyncs", help: "fdatasync calls of the journal since start.") }
+        fsyncs = must { try r.counter(name: "creditd_journal_fsyncs_total", help: "fdatasync calls of the journal since start.") }
+        recoveryEvents = must { try r.gauge(name: "creditd_recovery_events", help: "What recovery found at the last start: torn tails truncated, snapshots skipped, repairs, warnings.", labelNames: ["kind"]) }
         snapshotAge = must { try r.gauge(name: "creditd_snapshot_age_seconds", help: "Seconds since the last snapshot (NaN before the first).") }
         snapshotDuration = must { try r.histogram(name: "creditd_snapshot_duration_seconds", help: "Time to write a snapshot.",
                                                   buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30]) }
@@ -123,7 +125,11 @@ public final class DaemonMetrics: Sendable {
             journalBytes.labels().set(Double(store.journalBytes))
             journalSegments.labels().set(store.segmentCount)
             journalRecords.labels().set(Double(store.lastSequence))
-            fsyncs.labels().set(store.fsyncCount)
+            fsyncs.labels().advance(to: store.fsyncCount)
+            recoveryEvents.labels("torn_tail_truncated").set(store.tornTailTruncations)
+            recoveryEvents.labels("snapshot_skipped").set(store.skippedSnapshots)
+            recoveryEvents.labels("repair").set(store.repairs)
+            recoveryEvents.labels("warning").set(store.recoveryWarnings)
             if let millis = store.lastSnapshotUnixMillis {
                 let now = DaemonClock.wallClock().nanosecondsSinceEpoch / 1_000_000
                 snapshotAge.labels().set(Double(max(0, now - millis)) / 1000)
