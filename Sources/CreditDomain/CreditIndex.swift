@@ -10,8 +10,14 @@ public struct BookStats: Sendable, Hashable {
 
     public init() {}
 
+    /// Counts that fall to 0 are removed, so equal books have equal stats.
+    static func bump<Key>(_ counts: inout [Key: Int], _ key: Key, by delta: Int) {
+        let value = (counts[key] ?? 0) + delta
+        counts[key] = value == 0 ? nil : value
+    }
+
     mutating func add(_ credit: Credit, currency: Currency, sign: Int) {
-        creditsByState[credit.state, default: 0] += sign
+        BookStats.bump(&creditsByState, credit.state, by: sign)
         var totals = totalsByCurrency[currency] ?? CreditTotals()
         let factor = Int64(sign)
         switch credit.state {
@@ -22,7 +28,7 @@ public struct BookStats: Sendable, Hashable {
         }
         totals.consumedMinor &+= factor &* credit.consumedMinor
         totals.refundedMinor &+= factor &* credit.refundedMinor
-        totalsByCurrency[currency] = totals
+        totalsByCurrency[currency] = totals == CreditTotals() ? nil : totals
     }
 }
 
@@ -70,7 +76,7 @@ struct BookIndex: Sendable {
             let id = ScalarString(subscription.id)
             subscriptionsByStatus[Int(subscription.status.rawValue)].insert(id)
             customers.update(ScalarString(subscription.customer), default: CustomerEntry()) { $0.subscriptions.insert(id) }
-            stats.subscriptionsByStatus[subscription.status, default: 0] += 1
+            BookStats.bump(&stats.subscriptionsByStatus, subscription.status, by: 1)
         }
         // Credits in serial order, so every set is built by appends.
         var locations: [(serial: UInt64, slot: Int32, index: Int32)] = []
@@ -94,7 +100,7 @@ struct BookIndex: Sendable {
         let id = ScalarString(subscription.id)
         subscriptionsByStatus[Int(subscription.status.rawValue)].insert(id)
         customers.update(ScalarString(subscription.customer), default: CustomerEntry()) { $0.subscriptions.insert(id) }
-        stats.subscriptionsByStatus[subscription.status, default: 0] += 1
+        BookStats.bump(&stats.subscriptionsByStatus, subscription.status, by: 1)
         for credit in subscription.credits { addCredit(credit, of: subscription, slot: slot) }
     }
 
@@ -103,8 +109,8 @@ struct BookIndex: Sendable {
         let id = ScalarString(subscription.id)
         subscriptionsByStatus[Int(old.rawValue)].remove(id)
         subscriptionsByStatus[Int(subscription.status.rawValue)].insert(id)
-        stats.subscriptionsByStatus[old, default: 0] -= 1
-        stats.subscriptionsByStatus[subscription.status, default: 0] += 1
+        BookStats.bump(&stats.subscriptionsByStatus, old, by: -1)
+        BookStats.bump(&stats.subscriptionsByStatus, subscription.status, by: 1)
     }
 
     mutating func addCredit(_ credit: Credit, of subscription: Subscription, slot: Int32) {
