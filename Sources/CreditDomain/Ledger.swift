@@ -78,8 +78,12 @@ public struct Ledger: Sendable {
 
     /// Runs one due date of `slot` (T6) and keeps the due queue current; nil when none was due.
     mutating func advanceSlotOneDate(_ slot: Int, to now: Instant) -> (count: Int, instant: Instant, date: CivilDate)? {
+        let dueBefore = slots[slot].nextDue
         let step = slots[slot].advanceOneDate(to: now, counters: &counters)
-        if step != nil, let next = slots[slot].nextDue { dueQueue.push(.init(due: next, slot: Int32(slot))) }
+        // A step that changed nothing is not queued again, so `advance` always terminates.
+        if let step, step.count > 0 || slots[slot].nextDue != dueBefore, let next = slots[slot].nextDue {
+            dueQueue.push(.init(due: next, slot: Int32(slot)))
+        }
         return step
     }
 

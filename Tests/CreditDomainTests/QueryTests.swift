@@ -386,4 +386,61 @@ final class QueryTests: XCTestCase {
         let locations = published.book.creditLocations.chunks
         XCTAssertGreaterThanOrEqual(shared(locations, harness.ledger.book.creditLocations.chunks), locations.count - 1)
     }
+
+    // MARK: measurement
+
+    /// ListCredits page latency, index rebuild and copy-then-mutate cost at a large book; runs
+    /// only when asked (CREDITD_QUERY_PROBE=1, size in CREDITD_QUERY_PROBE_SUBSCRIPTIONS).
+    /// Meaningful with -c release.
+    func testQuerySpeedProbe() throws {
+        let environment = ProcessInfo.processInfo.environment
+        guard environment["CREDITD_QUERY_PROBE"] == "1" else { throw XCTSkip("set CREDITD_QUERY_PROBE=1") }
+        let count = Int(environment["CREDITD_QUERY_PROBE_SUBSCRIPTIONS"] ?? "") ?? 100_000
+        let clock = ContinuousClock()
+        var ledger = Ledger()
+        let start = utc("2025-03-01")
+        let built = clock.measure {
+            for index in 0..<count {
+                let id = "sub-\(index)"
+                _ = ledger.execute(.create(CreateSubscriptionRequest(
+                    subscriptionId: id, customer: "customer-\(index % 50_000)", seats: 10, unitPriceMinor: 1000, currency: "USD",
+                    interval: .known(.monthly), timeZone: "Europe/Berlin")), at: start, callerUID: 1, dryRun: false)
+                for step in 0..<5 {
+                    _ = ledger.execute(.changeSeats(ChangeSeatsRequest(subscriptionId: id, newSeats: Int64(9 - step))),
+                                       at: start.adding(hours: Int64(step + 1)), callerUID: 1, dryRun: false)
+                }
+            }
+            ledger.advance(to: utc("2025-04-01T12:00:00Z"))
+        }
+        let asOf = utc("2025-04-02")
+        var samples: [Duration] = []
+        var token = ""
+        for round in 0..<2_000 {
+            let state: CreditState = round % 2 == 0 ? .consumed : .refundPending
+            let elapsed = clock.measure {
+                let page = try? ledger.listCredits(filter: CreditFilter(states: [.known(state)]), pageSize: 100,
+                                                   pageToken: token, asOf: asOf)
+                token = page?.nextPageToken ?? ""
+            }
+            samples.append(elapsed)
+        }
+        samples.sort()
+        let rebuild = clock.measure {
+            _ = BookIndex(slots: ledger.subscriptions, idOrder: ledger.slotsInIDOrder, nextCreditSerial: ledger.counters.nextCreditSerial)
+        }
+        var copies: [Duration] = []
+        for index in 0..<200 {
+            let published = ledger
+            copies.append(clock.measure {
+                _ = ledger.execute(.changeSeats(ChangeSeatsRequest(subscriptionId: "sub-\(index)", newSeats: 2)),
+                                   at: utc("2025-04-03"), callerUID: 1, dryRun: false)
+            })
+            _ = published
+        }
+        copies.sort()
+        print("query probe: \(count) subscriptions, \(ledger.bookStats.creditsByState.values.reduce(0, +)) credits, "
+              + "\(ledger.eventCount) events, built in \(built); ListCredits state filter page 100: "
+              + "p50 \(samples[samples.count / 2]) p99 \(samples[samples.count * 99 / 100]); index rebuild \(rebuild); "
+              + "write after a copy p50 \(copies[copies.count / 2]) p99 \(copies[copies.count * 99 / 100])")
+    }
 }
