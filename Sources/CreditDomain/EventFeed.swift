@@ -86,8 +86,9 @@ public struct SubscriptionView: Sendable, Hashable, Codable {
     public var nextBillingDate: CivilDate? { status == .active ? period.end : nil }
 }
 
-/// What an event gives besides its common fields (E2).
-public enum EventPayload: Sendable, Hashable, Codable {
+/// What an event gives besides its common fields (E2). Indirect: the payload lives in one heap
+/// box, so an event in the feed's chunks takes ~80 bytes inline instead of ~520 (the largest case).
+public indirect enum EventPayload: Sendable, Hashable, Codable {
     /// Created, imported, resumed, ended, renewed, scheduled seats applied: the subscription
     /// right after the change.
     case subscription(SubscriptionView)
