@@ -199,6 +199,27 @@ final class EventTests: XCTestCase {
         XCTAssertEqual(events.map(\.seq), Array((mark + 1)...(mark + 24)))
     }
 
+    /// E2: a request that first runs due transitions records their events first; a dry run or
+    /// a failed request still records the transitions' events (T6), and nothing of its own.
+    func testTransitionsOfARequestComeFirstAndStayInADryRun() throws {
+        var harness = Harness()
+        harness.create(at: utc("2025-03-01"))
+        _ = try harness.changeSeats(to: 7, at: utc("2025-03-11")).get()
+        var mark = harness.ledger.lastEventSeq
+        _ = try harness.changeSeats(to: 5, at: utc("2025-04-02T09:00:00Z")).get()
+        XCTAssertEqual(harness.types(after: mark),
+                       [.periodRenewed, .invoiceIssued, .creditStateChanged, .creditStateChanged, .seatsChanged, .creditStateChanged])
+        XCTAssertEqual(harness.events(after: mark).map(\.at).prefix(4), [utc("2025-04-01"), utc("2025-04-01"), utc("2025-04-01"), utc("2025-04-01")])
+        mark = harness.ledger.lastEventSeq
+        _ = try harness.changeSeats(to: 4, at: utc("2025-05-02T09:00:00Z"), dryRun: true).get()
+        XCTAssertEqual(harness.types(after: mark).first, .periodRenewed)          // the 05-01 renewal
+        XCTAssertFalse(harness.types(after: mark).contains(.seatsChanged))
+        mark = harness.ledger.lastEventSeq
+        XCTAssertReason(harness.changeSeats(to: 0, at: utc("2025-06-02T09:00:00Z")), .seatsMustBePositive)
+        XCTAssertEqual(harness.types(after: mark).first, .periodRenewed)          // the 06-01 renewal
+        XCTAssertFalse(harness.types(after: mark).contains(.seatsChanged))
+    }
+
     // MARK: multiset of credit events = histories; replay and snapshots
 
     private func randomCommand(_ random: inout SplitMix64, ids: [String], now: Instant) -> Command {
