@@ -297,6 +297,14 @@ struct LedgerDecoder {
         }
         let keysResult = Unchecked(UnsafeMutablePointer<Result<IdempotencyTable, LedgerCodecError>>.allocate(capacity: 1))
         keysResult.value.initialize(to: .success(IdempotencyTable()))
+        // Version 2: the event feed, decoded beside the parts.
+        let eventsResult = Unchecked(UnsafeMutablePointer<Result<EventFeed, LedgerCodecError>>.allocate(capacity: 1))
+        eventsResult.value.initialize(to: .success(EventFeed()))
+        let eventsRange: Range<Int>? = version >= 2 ? ranges[partCount + 2] : nil
+        defer {
+            eventsResult.value.deinitialize(count: 1)
+            eventsResult.value.deallocate()
+        }
         defer {
             keysResult.value.deinitialize(count: 1)
             keysResult.value.deallocate()
@@ -306,7 +314,18 @@ struct LedgerDecoder {
         let partList = parts
         let slots = [Subscription](unsafeUninitializedCapacity: subscriptionCount) { storage, initializedCount in
             let target = Unchecked(storage.baseAddress)
-            runConcurrently(partCount + 1) { index in
+            runConcurrently(partCount + 2) { index in
+                if index == partCount + 1 {
+                    if let eventsRange {
+                        do throws(LedgerCodecError) {
+                            var decoder = try LedgerDecoder(input.value, section: eventsRange)
+                            eventsResult.value.pointee = .success(try decoder.events())
+                        } catch {
+                            eventsResult.value.pointee = .failure(error)
+                        }
+                    }
+                    return
+                }
                 if index == partCount {
                     do throws(LedgerCodecError) {
                         var decoder = try LedgerDecoder(input.value, section: keysRange)
@@ -343,11 +362,7 @@ struct LedgerDecoder {
         }
         if let error = results.value.lazy.compactMap(\.error).first { throw error }
         let idempotency = try keysResult.value.pointee.get()
-        var feed = EventFeed()
-        if version >= 2 {
-            var decoder = try LedgerDecoder(buffer, section: ranges[partCount + 2])
-            feed = try decoder.events()
-        }
+        let feed = try eventsResult.value.pointee.get()
 
         // The indexes: id order and sorted ids, and the id table with the due queue, at once.
         let orderResult = Unchecked(UnsafeMutablePointer<Result<SortedKeyIndex, LedgerCodecError>>.allocate(capacity: 1))
