@@ -69,29 +69,69 @@ struct BookIndex: Sendable {
 
     init() {}
 
-    /// The indexes of `slots`; `idOrder` is the slots in id order.
+    /// The indexes of `slots`; `idOrder` is the slots in id order. Two halves are built on
+    /// two cores: the credit sets and counts, and the per-customer and per-status sets.
     init(slots: [Subscription], idOrder: [Int32], nextCreditSerial: UInt64) {
-        for slot in idOrder {
-            let subscription = slots[Int(slot)]
-            let id = ScalarString(subscription.id)
-            subscriptionsByStatus[Int(subscription.status.rawValue)].insert(id)
-            customers.update(ScalarString(subscription.customer), default: CustomerEntry()) { $0.subscriptions.insert(id) }
-            BookStats.bump(&stats.subscriptionsByStatus, subscription.status, by: 1)
-        }
         // Credits in serial order, so every set is built by appends.
         var locations: [(serial: UInt64, slot: Int32, index: Int32)] = []
         locations.reserveCapacity(slots.reduce(0) { $0 + $1.credits.count })
-        for (slot, subscription) in slots.enumerated() {
-            for (index, credit) in subscription.credits.enumerated() {
-                locations.append((credit.serial, Int32(slot), Int32(index)))
+        for slot in slots.indices {
+            let credits = slots[slot].credits
+            for index in credits.indices {
+                locations.append((credits[index].serial, Int32(slot), Int32(index)))
             }
         }
         locations.sort { $0.serial < $1.serial }
-        for location in locations {
-            let subscription = slots[Int(location.slot)]
-            creditLocations.insert(CreditLocation(serial: location.serial, slot: location.slot))
-            addCreditEntries(subscription.credits[Int(location.index)], of: subscription)
+        let halves = Unchecked(UnsafeMutableBufferPointer<BookIndex>.allocate(capacity: 2))
+        halves.value.initialize(repeating: BookIndex())
+        defer {
+            halves.value.deinitialize()
+            halves.value.deallocate()
         }
+        let sortedLocations = locations
+        runConcurrently(slots.count < 4_096 ? 1 : 2) { task in
+            if task == 0 {
+                var index = BookIndex()
+                for location in sortedLocations {
+                    let slot = Int(location.slot)
+                    index.creditLocations.insert(CreditLocation(serial: location.serial, slot: location.slot))
+                    index.addCreditToSets(slots[slot].credits[Int(location.index)], currency: slots[slot].currency,
+                                          zone: slots[slot].timeZone)
+                }
+                halves.value[0] = index
+            }
+            if task == 1 || slots.count < 4_096 {
+                var index = BookIndex()
+                for slot in idOrder {
+                    let id = ScalarString(slots[Int(slot)].id)
+                    let status = slots[Int(slot)].status
+                    index.subscriptionsByStatus[Int(status.rawValue)].insert(id)
+                    BookStats.bump(&index.stats.subscriptionsByStatus, status, by: 1)
+                    index.customers.update(ScalarString(slots[Int(slot)].customer), default: CustomerEntry()) {
+                        $0.subscriptions.insert(id)
+                    }
+                }
+                // Each customer's credits, in serial order.
+                for location in sortedLocations {
+                    index.customers.update(ScalarString(slots[Int(location.slot)].customer), default: CustomerEntry()) {
+                        $0.credits.insert(location.serial)
+                    }
+                }
+                halves.value[1] = index
+            }
+        }
+        self = halves.value[0]
+        customers = halves.value[1].customers
+        subscriptionsByStatus = halves.value[1].subscriptionsByStatus
+        stats.subscriptionsByStatus = halves.value[1].stats.subscriptionsByStatus
+    }
+
+    /// The state and currency sets, the flag sets and the counts of a new credit.
+    private mutating func addCreditToSets(_ credit: Credit, currency: Currency, zone: TimeZoneRules) {
+        creditsByState[Int(credit.state.rawValue)].insert(credit.serial)
+        creditsByCurrency[currency, default: .init()].insert(credit.serial)
+        updateFlags(nil, credit, zone: zone)
+        stats.add(credit, currency: currency, sign: 1)
     }
 
     // MARK: maintenance
@@ -119,11 +159,8 @@ struct BookIndex: Sendable {
     }
 
     private mutating func addCreditEntries(_ credit: Credit, of subscription: Subscription) {
-        creditsByState[Int(credit.state.rawValue)].insert(credit.serial)
-        creditsByCurrency[subscription.currency, default: .init()].insert(credit.serial)
+        addCreditToSets(credit, currency: subscription.currency, zone: subscription.timeZone)
         customers.update(ScalarString(subscription.customer), default: CustomerEntry()) { $0.credits.insert(credit.serial) }
-        updateFlags(nil, credit, of: subscription)
-        stats.add(credit, currency: subscription.currency, sign: 1)
     }
 
     /// A credit changed from `old` to `new` (same serial).
@@ -132,13 +169,12 @@ struct BookIndex: Sendable {
             creditsByState[Int(old.state.rawValue)].remove(old.serial)
             creditsByState[Int(new.state.rawValue)].insert(new.serial)
         }
-        updateFlags(old, new, of: subscription)
+        updateFlags(old, new, zone: subscription.timeZone)
         stats.add(old, currency: subscription.currency, sign: -1)
         stats.add(new, currency: subscription.currency, sign: 1)
     }
 
-    private mutating func updateFlags(_ old: Credit?, _ new: Credit, of subscription: Subscription) {
-        let zone = subscription.timeZone
+    private mutating func updateFlags(_ old: Credit?, _ new: Credit, zone: TimeZoneRules) {
         let wasOverdueCandidate = old?.state == .pending
         if new.state == .pending, !wasOverdueCandidate {
             overdue.insert(DueSerial(serial: new.serial, due: BookIndex.dayAfter(new.expectedBy, zone)))
