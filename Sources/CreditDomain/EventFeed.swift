@@ -230,6 +230,23 @@ struct EventFeed: Sendable, Hashable {
         return dropped
     }
 
+    /// Drops the events after `seq` (a rollback of changes that never became durable).
+    mutating func truncate(after seq: UInt64) {
+        while lastSeq > seq, lastSeq >= firstSeq, !chunks.isEmpty {
+            let last = chunks.count - 1
+            let keep = Int(max(seq, firstSeq - 1) + 1 - firstSeq) - last * EventFeed.chunkSize
+            if keep <= 0 {
+                lastSeq -= UInt64(chunks[last].count)
+                chunks.removeLast()
+                newestRecorded.removeLast()
+            } else {
+                lastSeq -= UInt64(chunks[last].count - keep)
+                chunks[last].removeSubrange(keep...)
+                newestRecorded[last] = chunks[last].map(\.recordedAt.nanosecondsSinceEpoch).max()!
+            }
+        }
+    }
+
     /// The kept event with this seq.
     func event(seq: UInt64) -> LedgerEvent? {
         guard seq >= firstSeq, seq <= lastSeq else { return nil }
@@ -348,4 +365,18 @@ extension Ledger {
     public var events: [LedgerEvent] { feed.events }
     /// The kept event with this seq.
     public func event(seq: UInt64) -> LedgerEvent? { feed.event(seq: seq) }
+
+    /// Drops the events after `seq`, for a writer that rolls back changes which never became
+    /// durable (the billing state must be rolled back to the same point; `lastEventSeq` taken
+    /// after each journaled command says where). Events at or below `seq` are kept.
+    public mutating func truncateEvents(after seq: UInt64) { feed.truncate(after: seq) }
+
+    /// Rebuilds a ledger from its parts with its event feed (the events must have consecutive
+    /// seqs; `[]` gives an empty feed starting at seq 1).
+    public init(maxSeats: Int64, counters: SerialCounters, subscriptions: [Subscription],
+                idempotencyEntries: [IdempotencyEntry], events: [LedgerEvent]) {
+        precondition(events.indices.allSatisfy { events[$0].seq == events[0].seq + UInt64($0) }, "event seqs have a gap")
+        self.init(maxSeats: maxSeats, counters: counters, subscriptions: subscriptions, idempotencyEntries: idempotencyEntries,
+                  feed: events.isEmpty ? EventFeed() : EventFeed(firstSeq: events[0].seq, events: events))
+    }
 }

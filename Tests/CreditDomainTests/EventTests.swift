@@ -442,6 +442,28 @@ final class EventTests: XCTestCase {
         XCTAssertEqual(decoded, harness.ledger)
     }
 
+    func testTruncateAndRebuildFromParts() throws {
+        var harness = feedOfThirty()
+        for index in 0..<600 { harness.create("x\(index)", at: utc("2025-03-03").adding(nanoseconds: Int64(index))) }
+        let full = harness.ledger
+        for cut: UInt64 in [1_240, 1_024, 1_000, 40, 0] {
+            var ledger = full
+            ledger.truncateEvents(after: cut)
+            XCTAssertEqual(ledger.lastEventSeq, cut)
+            XCTAssertEqual(ledger.events, Array(full.events.prefix(Int(cut))))
+            var again = ledger
+            harness.ledger = ledger
+            harness.create("after-\(cut)", at: utc("2025-03-04"))
+            XCTAssertEqual(harness.ledger.events.last?.seq, cut + 2)
+            again.truncateEvents(after: cut + 5)     // nothing above: unchanged
+            XCTAssertEqual(again, ledger)
+        }
+        let rebuilt = Ledger(maxSeats: full.maxSeats, counters: full.counters, subscriptions: full.subscriptions,
+                             idempotencyEntries: full.idempotencyEntries, events: full.events)
+        XCTAssertEqual(rebuilt, full)
+        BookChecks.check(rebuilt)
+    }
+
     func testSpecMinimumRetention() {
         XCTAssertEqual(EventRetention.specMinimum.minimumCount, 1_000_000)
         XCTAssertEqual(EventRetention.specMinimum.minimumAgeNanoseconds, 45 * 86_400 * 1_000_000_000)
