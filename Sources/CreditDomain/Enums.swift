@@ -89,6 +89,8 @@ public enum InvoiceKind: Int32, Sendable, Hashable, Codable, CaseIterable {
     case renewal = 2
     case final = 3
     case closing = 4
+    /// O5: the one invoice of an import, settled at issue.
+    case opening = 5
 }
 
 public enum InvoiceLineKind: Int32, Sendable, Hashable, Codable, CaseIterable {

@@ -11,6 +11,8 @@ public struct DomainError: Error, Sendable, Hashable, Codable, CustomStringConve
         case outsideCancellationWindow = "outside_cancellation_window"
         case amountOverflow = "amount_overflow"
         case idempotencyKeyReused = "idempotency_key_reused"
+        /// E5: `afterSeq` is below `oldestSeq − 1`; `DomainError.oldestSeq` carries the oldest kept seq.
+        case eventsPruned = "events_pruned"
 
         /// The gRPC status code number (§10).
         public var grpcStatusCode: Int32 {
@@ -19,7 +21,7 @@ public struct DomainError: Error, Sendable, Hashable, Codable, CustomStringConve
             case .subscriptionNotFound, .creditNotFound: return 5      // NOT_FOUND
             case .subscriptionExists, .idempotencyKeyReused: return 6  // ALREADY_EXISTS
             case .subscriptionCancelled, .outsideCancellationWindow: return 9  // FAILED_PRECONDITION
-            case .amountOverflow: return 11                            // OUT_OF_RANGE
+            case .amountOverflow, .eventsPruned: return 11             // OUT_OF_RANGE
             }
         }
 
@@ -34,12 +36,15 @@ public struct DomainError: Error, Sendable, Hashable, Codable, CustomStringConve
             case .seatsMustBePositive: return 5
             case .outsideCancellationWindow: return 6
             case .amountOverflow: return 7
+            case .eventsPruned: return 8
             }
         }
     }
 
     public var reason: Reason
     public var message: String
+    /// `events_pruned` only: the oldest kept seq (E5), for the error's metadata.
+    public var oldestSeq: UInt64?
 
     public init(_ reason: Reason, _ message: String) {
         self.reason = reason
@@ -61,5 +66,10 @@ public struct DomainError: Error, Sendable, Hashable, Codable, CustomStringConve
     static let subscriptionNotFound = DomainError(.subscriptionNotFound, "no subscription with this id")
     static let subscriptionExists = DomainError(.subscriptionExists, "a subscription with this id already exists")
     static let creditNotFound = DomainError(.creditNotFound, "the subscription has no credit with this id")
+    static func eventsPruned(oldestSeq: UInt64) -> DomainError {
+        var error = DomainError(.eventsPruned, "events up to seq \(oldestSeq - 1) were pruned; re-read the book and go on from last_seq")
+        error.oldestSeq = oldestSeq
+        return error
+    }
     static let keyReused = DomainError(.idempotencyKeyReused, "the idempotency key was used with a different request")
 }

@@ -24,6 +24,16 @@ public struct Ledger: Sendable {
     private var dueQueue = DueQueue()
     /// One shared `TimeZoneRules` per zone id, so a million subscriptions share a few values.
     private var zones: [String: TimeZoneRules] = [:]
+    // --- Issues 14/15 (EventFeed.swift, CreditIndex.swift, LedgerEvents.swift) ---
+    /// The event feed (E1–E5): billing state, snapshotted and compared by `==`.
+    var feed = EventFeed()
+    /// E5 retention: configuration, not billing state.
+    public var eventRetention = EventRetention.specMinimum
+    /// Book-wide indexes and counts (Q1–Q3): derived, rebuilt on decode, left out of `==`.
+    var book = BookIndex()
+    /// The events of the command being handled; empty between commands.
+    var pendingEvents: [PendingEvent] = []
+    // --- end issues 14/15 ---
 
     public init(maxSeats: Int64 = Ledger.defaultMaxSeats) {
         self.storedMaxSeats = min(max(maxSeats, 1), Ledger.seatLimit)
@@ -41,7 +51,8 @@ public struct Ledger: Sendable {
 
     /// Every stored part as given (snapshot decoding, which builds the indexes itself).
     init(maxSeats: Int64, counters: SerialCounters, slots: [Subscription], slotByID: [ScalarString: Int32],
-         sortedIDs: SortedKeyIndex, dueQueue: DueQueue, idempotency: IdempotencyTable, zones: [String: TimeZoneRules]) {
+         sortedIDs: SortedKeyIndex, dueQueue: DueQueue, idempotency: IdempotencyTable, zones: [String: TimeZoneRules],
+         feed: EventFeed = EventFeed()) {
         self.storedMaxSeats = min(max(maxSeats, 1), Ledger.seatLimit)
         self.counters = counters
         self.slots = ChunkedArray(slots)
@@ -53,6 +64,32 @@ public struct Ledger: Sendable {
         self.dueQueue = dueQueue
         self.idempotency = idempotency
         self.zones = zones
+        self.feed = feed
+        self.book = BookIndex(slots: slots, idOrder: sortedIDs.slotsInOrder, nextCreditSerial: counters.nextCreditSerial)
+    }
+
+    /// Every stored part, with the event feed (JSON decoding).
+    init(maxSeats: Int64, counters: SerialCounters, subscriptions: [Subscription],
+         idempotencyEntries: [IdempotencyEntry], feed: EventFeed) {
+        self.init(maxSeats: maxSeats, counters: counters, subscriptions: subscriptions, idempotencyEntries: idempotencyEntries)
+        self.feed = feed
+    }
+
+    /// The subscription in `slot` (creation order).
+    func slotValue(_ slot: Int) -> Subscription { slots[slot] }
+
+    /// The slot of the subscription with this id.
+    func slotIndex(_ id: ScalarString) -> Int? { slotByID[id].map(Int.init) }
+
+    /// Runs one due date of `slot` (T6) and keeps the due queue current; nil when none was due.
+    mutating func advanceSlotOneDate(_ slot: Int, to now: Instant) -> (count: Int, instant: Instant, date: CivilDate)? {
+        let dueBefore = slots[slot].nextDue
+        let step = slots[slot].advanceOneDate(to: now, counters: &counters)
+        // A step that changed nothing is not queued again, so `advance` always terminates.
+        if let step, step.count > 0 || slots[slot].nextDue != dueBefore, let next = slots[slot].nextDue {
+            dueQueue.push(.init(due: next, slot: Int32(slot)))
+        }
+        return step
     }
 
     /// The ledger as readers see it: the same value without the writer's own bookkeeping
@@ -131,11 +168,11 @@ public struct Ledger: Sendable {
             dueQueue.pop()
             let slot = Int(top.slot)
             guard slots[slot].nextDue == top.due else { continue }
-            total += slots[slot].advance(to: now, counters: &counters)
-            if let due = slots[slot].nextDue, due > now {
-                dueQueue.push(.init(due: due, slot: top.slot))
-            }
+            // One due date at a time, so the events of all subscriptions come in order of due
+            // instant, ties in creation order (E2); the next date is queued again.
+            total += stepSlot(slot, to: now)
         }
+        commitEvents(now: now)
         normalizeQueue()
         return total
     }
@@ -150,6 +187,8 @@ public struct Ledger: Sendable {
         var slot: Int?
         if case .create = command {
             slot = nil
+        } else if case .importSubscription = command {
+            slot = nil
         } else if let found = slotByID[ScalarString(command.subscriptionId)] {
             slot = Int(found)
             transitions = advanceSlot(Int(found), to: now)
@@ -158,6 +197,8 @@ public struct Ledger: Sendable {
         switch command {
         case .create(let request):
             result = create(request, at: now, dryRun: dryRun)
+        case .importSubscription(let request):
+            result = importSubscription(request, at: now, dryRun: dryRun)
         case .cancel(let request):
             let mode = request.mode.resolved(default: .immediate)
             let fingerprint = RequestFingerprint.cancel(subscriptionId: ScalarString(request.subscriptionId),
@@ -185,13 +226,13 @@ public struct Ledger: Sendable {
                 return (.seatsChanged(change), change.outcome != .noChange)
             }
         case .resume:
-            result = runUnkeyed(slot: slot, dryRun: dryRun) { subscription, _ throws(DomainError) in
+            result = runUnkeyed(slot: slot, at: now, dryRun: dryRun) { subscription, _ throws(DomainError) in
                 let changed = try subscription.resume()
                 return (.resumed(subscription), changed)
             }
         case .recordRefundOutcome(let request):
             if let outcome = request.outcome.resolved(default: nil) {
-                result = runUnkeyed(slot: slot, dryRun: dryRun) { subscription, _ throws(DomainError) in
+                result = runUnkeyed(slot: slot, at: now, dryRun: dryRun) { subscription, _ throws(DomainError) in
                     let recorded = try subscription.recordRefundOutcome(creditId: request.creditId, outcome: outcome, at: now)
                     return (.refundOutcomeRecorded(recorded), !recorded.ignored)
                 }
@@ -199,6 +240,7 @@ public struct Ledger: Sendable {
                 result = (.failure(DomainError.invalid("refund outcome must be succeeded or failed")), false, false)
             }
         }
+        commitEvents(now: now)
         normalizeQueue()
         return CommandResult(outcome: result.outcome, stateChanged: transitions > 0 || result.changed,
                              transitions: transitions, replayed: result.replayed)
@@ -208,7 +250,7 @@ public struct Ledger: Sendable {
 
     /// Runs `operation` on the subscription in place (commit) or on a copy (dry run). The
     /// operations throw before they change anything, so a failure leaves the state as it was.
-    private mutating func perform(slot: Int, dryRun: Bool, _ operation: Operation) -> (Result<CommandResponse, DomainError>, Bool) {
+    private mutating func perform(slot: Int, at now: Instant, dryRun: Bool, _ operation: Operation) -> (Result<CommandResponse, DomainError>, Bool) {
         if dryRun {
             var copy = slots[slot]
             var counters = self.counters
@@ -220,21 +262,23 @@ public struct Ledger: Sendable {
             }
         }
         let dueBefore = slots[slot].nextDue
+        let marks = SubscriptionMarks(slots[slot])
         do throws(DomainError) {
             let (response, changed) = try operation(&slots[slot], &counters)
             if slots[slot].nextDue != dueBefore, let due = slots[slot].nextDue {
                 dueQueue.push(.init(due: due, slot: Int32(slot)))
             }
+            if changed { recordRequest(slot: slot, marks: marks, response: response, now: now) }
             return (.success(response), changed)
         } catch {
             return (.failure(error), false)
         }
     }
 
-    private mutating func runUnkeyed(slot: Int?, dryRun: Bool, _ operation: Operation)
+    private mutating func runUnkeyed(slot: Int?, at now: Instant, dryRun: Bool, _ operation: Operation)
         -> (outcome: Result<CommandResponse, DomainError>, changed: Bool, replayed: Bool) {
         guard let slot else { return (.failure(DomainError.subscriptionNotFound), false, false) }
-        let (outcome, changed) = perform(slot: slot, dryRun: dryRun, operation)
+        let (outcome, changed) = perform(slot: slot, at: now, dryRun: dryRun, operation)
         return (outcome, changed, false)
     }
 
@@ -255,7 +299,7 @@ public struct Ledger: Sendable {
         var outcome: Result<CommandResponse, DomainError>
         var changed = false
         if let slot {
-            (outcome, changed) = perform(slot: slot, dryRun: dryRun, body)
+            (outcome, changed) = perform(slot: slot, at: now, dryRun: dryRun, body)
         } else {
             outcome = .failure(DomainError.subscriptionNotFound)
         }
@@ -306,6 +350,7 @@ public struct Ledger: Sendable {
             if !dryRun {
                 self.counters = counters
                 insert(subscription)
+                recordOpened(slot: slots.count - 1, imported: false, now: now)
             }
             return (.success(.created(created)), !dryRun, false)
         } catch {
@@ -313,9 +358,26 @@ public struct Ledger: Sendable {
         }
     }
 
+    /// ImportSubscription (O5).
+    private mutating func importSubscription(_ request: ImportSubscriptionRequest, at now: Instant, dryRun: Bool)
+        -> (outcome: Result<CommandResponse, DomainError>, changed: Bool, replayed: Bool) {
+        do throws(DomainError) {
+            let (subscription, counters) = try buildImport(request, at: now)
+            if !dryRun {
+                self.counters = counters
+                insert(subscription)
+                recordOpened(slot: slots.count - 1, imported: true, now: now)
+            }
+            let imported = ImportedSubscription(subscription: subscription, openingInvoice: subscription.openingInvoice!)
+            return (.success(.imported(imported)), !dryRun, false)
+        } catch {
+            return (.failure(error), false, false)
+        }
+    }
+
     // MARK: bookkeeping
 
-    private mutating func zoneRules(_ identifier: String) -> TimeZoneRules? {
+    mutating func zoneRules(_ identifier: String) -> TimeZoneRules? {
         if let known = zones[identifier] { return known }
         guard let rules = TimeZoneRules(identifier: identifier) else { return nil }
         zones[identifier] = rules
@@ -328,13 +390,17 @@ public struct Ledger: Sendable {
         slots.append(subscription)
         slotByID[key] = slot
         sortedIDs.insert(key, slot: slot)
+        book.addSubscription(subscription, slot: slot)
         if let due = subscription.nextDue { dueQueue.push(.init(due: due, slot: slot)) }
     }
 
     private mutating func advanceSlot(_ slot: Int, to now: Instant) -> Int {
-        guard let due = slots[slot].nextDue, due <= now else { return 0 }
-        let count = slots[slot].advance(to: now, counters: &counters)
-        if let next = slots[slot].nextDue { dueQueue.push(.init(due: next, slot: Int32(slot))) }
+        var count = 0
+        while let due = slots[slot].nextDue, due <= now {
+            let ran = stepSlot(slot, to: now)
+            if ran == 0 { break }
+            count += ran
+        }
         return count
     }
 
@@ -356,13 +422,13 @@ extension Ledger: Equatable {
     /// Equal billing state: the derived indexes are left out.
     public static func == (lhs: Ledger, rhs: Ledger) -> Bool {
         lhs.maxSeats == rhs.maxSeats && lhs.counters == rhs.counters && lhs.slots == rhs.slots
-            && lhs.idempotency.entries == rhs.idempotency.entries
+            && lhs.idempotency.entries == rhs.idempotency.entries && lhs.feed == rhs.feed
     }
 }
 
 extension Ledger: Codable {
     private enum CodingKeys: String, CodingKey {
-        case maxSeats, counters, subscriptions, idempotencyEntries
+        case maxSeats, counters, subscriptions, idempotencyEntries, events
     }
 
     public init(from decoder: any Decoder) throws {
@@ -370,7 +436,8 @@ extension Ledger: Codable {
         self.init(maxSeats: try container.decode(Int64.self, forKey: .maxSeats),
                   counters: try container.decode(SerialCounters.self, forKey: .counters),
                   subscriptions: try container.decode([Subscription].self, forKey: .subscriptions),
-                  idempotencyEntries: try container.decode([IdempotencyEntry].self, forKey: .idempotencyEntries))
+                  idempotencyEntries: try container.decode([IdempotencyEntry].self, forKey: .idempotencyEntries),
+                  feed: try container.decodeIfPresent(EventFeed.self, forKey: .events) ?? EventFeed())
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -379,5 +446,6 @@ extension Ledger: Codable {
         try container.encode(counters, forKey: .counters)
         try container.encode(Array(slots), forKey: .subscriptions)
         try container.encode(idempotency.list, forKey: .idempotencyEntries)
+        try container.encode(feed, forKey: .events)
     }
 }

@@ -17,9 +17,12 @@ import Dispatch
 ///     parts          count P, then per part: its subscription count and byte length
 ///     id order       byte length
 ///     keys           byte length
+///     events         byte length (version 2 and later)
 ///     part × P       section of subscriptions, in creation order
 ///     id order       per position in id order, the slot as a signed delta from the previous + 1
 ///     keys           section of idempotency entries: count, then entries in order of first use
+///     events         section of the event feed (version 2): first kept seq, count, then each
+///                    event (see `SectionEncoder.encodeEvents`)
 ///
 /// A section starts with the offset of its tables (a five-byte varint, from the section start)
 /// and ends with them: zone ids, then currency codes, each a count and `str`s, referred to by
@@ -29,8 +32,11 @@ import Dispatch
 /// to its `createdAt` rounded down to the minute, in the coarsest exact unit (see
 /// `SectionEncoder.instant`). The input must end exactly after the keys section.
 public enum LedgerCodec {
-    /// The version this build writes; it reads only this version.
-    public static let formatVersion: UInt32 = 1
+    /// The version this build writes. Version 2 added the event feed (E3); this build also
+    /// reads version 1, whose ledgers have an empty feed.
+    public static let formatVersion: UInt32 = 2
+    /// Every version this build reads.
+    public static let readableVersions: ClosedRange<UInt32> = 1...2
 
     static let magic: (UInt8, UInt8, UInt8, UInt8) = (0x43, 0x52, 0x44, 0x4C)   // "CRDL"
 
@@ -48,12 +54,12 @@ public enum LedgerCodec {
     static func encode(_ ledger: Ledger, parts: Int) -> [UInt8] {
         let slots = ledger.subscriptions
         let parts = max(parts, 1)
-        let sections = Unchecked(UnsafeMutableBufferPointer<UnsafeMutableBufferPointer<UInt8>>.allocate(capacity: parts + 2))
+        let sections = Unchecked(UnsafeMutableBufferPointer<UnsafeMutableBufferPointer<UInt8>>.allocate(capacity: parts + 3))
         defer {
             for section in sections.value { section.deallocate() }
             sections.value.deallocate()
         }
-        runConcurrently(parts + 2) { index in
+        runConcurrently(parts + 3) { index in
             let section: UnsafeMutableBufferPointer<UInt8>
             if index < parts {
                 let range = (slots.count * index / parts)..<(slots.count * (index + 1) / parts)
@@ -69,9 +75,13 @@ public enum LedgerCodec {
                     previous = Int(slot)
                 }
                 section = writer.take()
-            } else {
+            } else if index == parts + 1 {
                 var encoder = SectionEncoder(capacity: 256 + ledger.idempotencyEntryCount * 512)
                 encoder.encodeKeys(ledger)
+                section = encoder.finish()
+            } else {
+                var encoder = SectionEncoder(capacity: 256 + ledger.eventCount * 256)
+                encoder.encodeEvents(ledger.feed)
                 section = encoder.finish()
             }
             sections.value.initializeElement(at: index, to: section)
@@ -93,6 +103,7 @@ public enum LedgerCodec {
         }
         head.varint(sections.value[parts].count)
         head.varint(sections.value[parts + 1].count)
+        head.varint(sections.value[parts + 2].count)
         let headBytes = head.take()
         defer { headBytes.deallocate() }
         let total = sections.value.reduce(headBytes.count) { $0 + $1.count }
@@ -187,7 +198,7 @@ public struct LedgerCodecError: Error, Sendable, Hashable, CustomStringConvertib
         switch kind {
         case .badMagic: what = "not a ledger snapshot (bad magic)"
         case .unsupportedVersion(let version):
-            what = "unsupported snapshot format version \(version) (this build reads \(LedgerCodec.formatVersion))"
+            what = "unsupported snapshot format version \(version) (this build reads \(LedgerCodec.readableVersions))"
         case .truncated: what = "truncated"
         case .invalidValue: what = "invalid value"
         case .badCount: what = "count exceeds the remaining bytes"
@@ -213,6 +224,7 @@ extension DomainError.Reason {
         case .outsideCancellationWindow: return 7
         case .amountOverflow: return 8
         case .idempotencyKeyReused: return 9
+        case .eventsPruned: return 10
         }
     }
 
@@ -227,6 +239,7 @@ extension DomainError.Reason {
         case 7: self = .outsideCancellationWindow
         case 8: self = .amountOverflow
         case 9: self = .idempotencyKeyReused
+        case 10: self = .eventsPruned
         default: return nil
         }
     }
@@ -243,6 +256,12 @@ enum CodecTag {
     static let responseResumed: UInt8 = 3
     static let responseSeatsChanged: UInt8 = 4
     static let responseRefundOutcomeRecorded: UInt8 = 5
+    static let responseImported: UInt8 = 6
+    static let payloadSubscription: UInt8 = 1
+    static let payloadSeatChange: UInt8 = 2
+    static let payloadCancel: UInt8 = 3
+    static let payloadInvoice: UInt8 = 4
+    static let payloadCreditState: UInt8 = 5
 }
 
 /// The reference points of relative instants and dates: a subscription's `createdAt` and

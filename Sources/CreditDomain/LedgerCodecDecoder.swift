@@ -153,9 +153,9 @@ struct ByteReader {
 
 /// Reads one section of the format `SectionEncoder` writes, checking every value as it goes.
 struct LedgerDecoder {
-    private var reader: ByteReader
+    var reader: ByteReader
     private(set) var zones: [TimeZoneRules] = []
-    private var currencies: [Currency] = []
+    var currencies: [Currency] = []
 
     // Smallest encodings, for capping counts by the bytes left.
     static let minimumSubscriptionBytes = 30
@@ -239,7 +239,7 @@ struct LedgerDecoder {
             guard try reader.byte("magic") == expected else { throw reader.failure(.badMagic, "magic", at: start) }
         }
         let version = try reader.uint32LE("format version")
-        guard version == LedgerCodec.formatVersion else {
+        guard LedgerCodec.readableVersions.contains(version) else {
             throw reader.failure(.unsupportedVersion(version), "format version", at: 4)
         }
         let maxSeats = try reader.signed("maxSeats")
@@ -262,6 +262,7 @@ struct LedgerDecoder {
         guard counted == subscriptionCount else { throw reader.failure(.invalidValue, "part subscription counts") }
         lengths.append(Int(clamping: try reader.varint("id order length")))
         lengths.append(Int(clamping: try reader.varint("keys length")))
+        if version >= 2 { lengths.append(Int(clamping: try reader.varint("events length"))) }
         var sectionStart = reader.offset
         var ranges: [Range<Int>] = []
         for length in lengths {
@@ -296,6 +297,14 @@ struct LedgerDecoder {
         }
         let keysResult = Unchecked(UnsafeMutablePointer<Result<IdempotencyTable, LedgerCodecError>>.allocate(capacity: 1))
         keysResult.value.initialize(to: .success(IdempotencyTable()))
+        // Version 2: the event feed, decoded beside the parts.
+        let eventsResult = Unchecked(UnsafeMutablePointer<Result<EventFeed, LedgerCodecError>>.allocate(capacity: 1))
+        eventsResult.value.initialize(to: .success(EventFeed()))
+        let eventsRange: Range<Int>? = version >= 2 ? ranges[partCount + 2] : nil
+        defer {
+            eventsResult.value.deinitialize(count: 1)
+            eventsResult.value.deallocate()
+        }
         defer {
             keysResult.value.deinitialize(count: 1)
             keysResult.value.deallocate()
@@ -305,7 +314,18 @@ struct LedgerDecoder {
         let partList = parts
         let slots = [Subscription](unsafeUninitializedCapacity: subscriptionCount) { storage, initializedCount in
             let target = Unchecked(storage.baseAddress)
-            runConcurrently(partCount + 1) { index in
+            runConcurrently(partCount + 2) { index in
+                if index == partCount + 1 {
+                    if let eventsRange {
+                        do throws(LedgerCodecError) {
+                            var decoder = try LedgerDecoder(input.value, section: eventsRange)
+                            eventsResult.value.pointee = .success(try decoder.events())
+                        } catch {
+                            eventsResult.value.pointee = .failure(error)
+                        }
+                    }
+                    return
+                }
                 if index == partCount {
                     do throws(LedgerCodecError) {
                         var decoder = try LedgerDecoder(input.value, section: keysRange)
@@ -342,6 +362,7 @@ struct LedgerDecoder {
         }
         if let error = results.value.lazy.compactMap(\.error).first { throw error }
         let idempotency = try keysResult.value.pointee.get()
+        let feed = try eventsResult.value.pointee.get()
 
         // The indexes: id order and sorted ids, and the id table with the due queue, at once.
         let orderResult = Unchecked(UnsafeMutablePointer<Result<SortedKeyIndex, LedgerCodecError>>.allocate(capacity: 1))
@@ -380,7 +401,8 @@ struct LedgerDecoder {
             for zone in result.zones where zones[zone.identifier] == nil { zones[zone.identifier] = zone }
         }
         return Ledger(maxSeats: maxSeats, counters: counters, slots: slots, slotByID: tableResult.value.pointee.0,
-                      sortedIDs: sortedIDs, dueQueue: tableResult.value.pointee.1, idempotency: idempotency, zones: zones)
+                      sortedIDs: sortedIDs, dueQueue: tableResult.value.pointee.1, idempotency: idempotency, zones: zones,
+                      feed: feed)
     }
 
     /// The id order section: every slot once, with strictly increasing ids (so no duplicates).
@@ -435,7 +457,7 @@ struct LedgerDecoder {
 
     /// See `LedgerEncoder.instant`.
     @inline(__always)
-    private mutating func instant(_ field: StaticString, _ base: CodecBase) throws(LedgerCodecError) -> Instant {
+    mutating func instant(_ field: StaticString, _ base: CodecBase) throws(LedgerCodecError) -> Instant {
         let raw = try reader.varint(field)
         let value = Int64(bitPattern: (raw >> 3) ^ (0 &- ((raw >> 2) & 1)))
         let delta: Int64
@@ -451,12 +473,12 @@ struct LedgerDecoder {
     }
 
     @inline(__always)
-    private mutating func date(_ field: StaticString, _ base: CodecBase) throws(LedgerCodecError) -> CivilDate {
+    mutating func date(_ field: StaticString, _ base: CodecBase) throws(LedgerCodecError) -> CivilDate {
         CivilDate(epochDay: base.day &+ (try reader.int32(field)))
     }
 
     /// A one-byte enum raw value.
-    private mutating func enumValue<Value: RawRepresentable>(_ field: StaticString, _: Value.Type) throws(LedgerCodecError) -> Value
+    mutating func enumValue<Value: RawRepresentable>(_ field: StaticString, _: Value.Type) throws(LedgerCodecError) -> Value
     where Value.RawValue == Int32 {
         let start = reader.offset
         guard let value = Value(rawValue: Int32(try reader.byte(field))) else {
@@ -467,7 +489,7 @@ struct LedgerDecoder {
 
     // MARK: values
 
-    private mutating func subscription() throws(LedgerCodecError) -> Subscription {
+    mutating func subscription() throws(LedgerCodecError) -> Subscription {
         let id = try reader.string("id")
         let customer = try reader.string("customer")
         let plan = try reader.string("plan")
@@ -541,7 +563,7 @@ struct LedgerDecoder {
             storedPurchaseSeats: purchaseSeats)
     }
 
-    private mutating func explanation(_ base: CodecBase) throws(LedgerCodecError) -> LineExplanation {
+    mutating func explanation(_ base: CodecBase) throws(LedgerCodecError) -> LineExplanation {
         let chargedMinor = try reader.signed("explanation chargedMinor")
         let cumulative = try reader.signed128("explanation cumulative numerator")
         let chargedSeats = try reader.int32("explanation chargedSeats")
@@ -560,13 +582,13 @@ struct LedgerDecoder {
                                storedPeriodDays: periodDays, storedUnusedDays: unusedDays)
     }
 
-    private mutating func ledgerLine(_ base: CodecBase) throws(LedgerCodecError) -> LedgerLine {
+    mutating func ledgerLine(_ base: CodecBase) throws(LedgerCodecError) -> LedgerLine {
         LedgerLine(amountMinor: try reader.signed("line amountMinor"), effectiveDate: try date("line effectiveDate", base),
                    eventSeq: try reader.varint("line eventSeq"), explanation: try explanation(base))
     }
 
     /// `explanation` is the one already read when the credit shares it with a line.
-    private mutating func credit(_ base: CodecBase, previousSerial: UInt64,
+    mutating func credit(_ base: CodecBase, previousSerial: UInt64,
                                  explanation shared: LineExplanation?) throws(LedgerCodecError) -> Credit {
         let serial = previousSerial &+ UInt64(bitPattern: try reader.signed("credit serial"))
         let createdAt = try instant("credit createdAt", base)
@@ -600,7 +622,7 @@ struct LedgerDecoder {
                       source: source, state: state, hadRefundFailure: flags & 0x20 != 0)
     }
 
-    private mutating func invoice(_ base: CodecBase) throws(LedgerCodecError) -> Invoice {
+    mutating func invoice(_ base: CodecBase) throws(LedgerCodecError) -> Invoice {
         let serial = try reader.varint("invoice serial")
         let flagsStart = reader.offset
         let flags = try reader.byte("invoice kind/flags")
@@ -626,7 +648,7 @@ struct LedgerDecoder {
                        periodEnd: periodEnd, lines: lines, settlesOn: settlesOn, settled: flags & 1 != 0)
     }
 
-    private mutating func cancellation(_ base: CodecBase) throws(LedgerCodecError) -> CancellationRecord {
+    mutating func cancellation(_ base: CodecBase) throws(LedgerCodecError) -> CancellationRecord {
         let mode = try enumValue("cancellation mode", CancelMode.self)
         let flagsStart = reader.offset
         let flags = try reader.byte("cancellation flags")
@@ -680,7 +702,7 @@ struct LedgerDecoder {
                 IdempotencyTable.Stored(fingerprint: fingerprint, outcome: outcome, firstUsedAt: firstUsedAt))
     }
 
-    private mutating func commandResponse() throws(LedgerCodecError) -> CommandResponse {
+    mutating func commandResponse() throws(LedgerCodecError) -> CommandResponse {
         let base = CodecBase.zero
         let tagStart = reader.offset
         switch try reader.byte("response tag") {
@@ -714,6 +736,9 @@ struct LedgerDecoder {
             return .refundOutcomeRecorded(RefundOutcomeResult(
                 ignored: flags & 1 != 0,
                 credit: CreditStatus(credit: credit, overdue: flags & 2 != 0, refundOverdue: flags & 4 != 0)))
+        case CodecTag.responseImported:
+            let subscription = try subscription()
+            return .imported(ImportedSubscription(subscription: subscription, openingInvoice: try invoice(base)))
         default:
             throw reader.failure(.invalidValue, "response tag", at: tagStart)
         }

@@ -144,7 +144,7 @@ struct ByteWriter: ~Copyable {
 /// tables the items refer to (collected on the way, so the section is written in one pass).
 /// Sections are independent, so they can be written and read concurrently.
 struct SectionEncoder: ~Copyable {
-    private var out: ByteWriter
+    var out: ByteWriter
     private let tablesOffsetPosition: Int
     private var zones: [String] = []
     private var zoneIndex: [String: Int] = [:]
@@ -188,7 +188,7 @@ struct SectionEncoder: ~Copyable {
 
     // MARK: tables
 
-    private mutating func index(ofZone zone: TimeZoneRules) -> Int {
+    mutating func index(ofZone zone: TimeZoneRules) -> Int {
         // Subscriptions of one zone share the identifier's storage, so this compare is cheap.
         if let last = lastZone, last.identifier == zone.identifier { return last.index }
         let index: Int
@@ -203,7 +203,7 @@ struct SectionEncoder: ~Copyable {
         return index
     }
 
-    private mutating func index(ofCurrency currency: Currency) -> Int {
+    mutating func index(ofCurrency currency: Currency) -> Int {
         if let last = lastCurrency, last.currency == currency { return last.index }
         let index: Int
         if let known = currencies.firstIndex(of: currency) {
@@ -222,7 +222,7 @@ struct SectionEncoder: ~Copyable {
     /// varint say minutes (2), seconds (1) or nanoseconds (0); 3 means a full varint follows.
     /// Time-driven transitions happen at local midnights, which are whole minutes.
     @inline(__always)
-    private mutating func instant(_ value: Instant, _ base: CodecBase) {
+    mutating func instant(_ value: Instant, _ base: CodecBase) {
         let delta = value.nanosecondsSinceEpoch &- base.instant
         if delta % CodecBase.nanosecondsPerMinute == 0 {
             out.varint(zigzag(delta / CodecBase.nanosecondsPerMinute) << 2 | 2)
@@ -242,13 +242,13 @@ struct SectionEncoder: ~Copyable {
     }
 
     @inline(__always)
-    private mutating func date(_ value: CivilDate, _ base: CodecBase) {
+    mutating func date(_ value: CivilDate, _ base: CodecBase) {
         out.signed(Int64(value.epochDay &- base.day))
     }
 
     // MARK: values
 
-    private mutating func encode(_ subscription: Subscription) {
+    mutating func encode(_ subscription: Subscription) {
         let base = CodecBase(subscription.createdAt, subscription.startDate)
         out.string(subscription.id)
         out.string(subscription.customer)
@@ -308,7 +308,7 @@ struct SectionEncoder: ~Copyable {
         }
     }
 
-    private mutating func encode(_ explanation: LineExplanation, _ base: CodecBase) {
+    mutating func encode(_ explanation: LineExplanation, _ base: CodecBase) {
         out.signed(explanation.chargedMinor)
         out.signed128(explanation.cumulativeNumerator)
         out.signed(Int64(explanation.storedChargedSeats))
@@ -323,7 +323,7 @@ struct SectionEncoder: ~Copyable {
         }
     }
 
-    private mutating func encode(_ line: LedgerLine, _ base: CodecBase) {
+    mutating func encode(_ line: LedgerLine, _ base: CodecBase) {
         out.signed(line.amountMinor)
         date(line.effectiveDate, base)
         out.varint(line.eventSeq)
@@ -331,7 +331,7 @@ struct SectionEncoder: ~Copyable {
     }
 
     /// `previousSerial` is the serial of the credit before it in a list (0 for the first).
-    private mutating func encode(_ credit: Credit, _ base: CodecBase, previousSerial: UInt64, withExplanation: Bool) {
+    mutating func encode(_ credit: Credit, _ base: CodecBase, previousSerial: UInt64, withExplanation: Bool) {
         out.signed(Int64(bitPattern: credit.serial &- previousSerial))
         instant(credit.createdAt, base)
         date(credit.effectiveDate, base)
@@ -363,7 +363,7 @@ struct SectionEncoder: ~Copyable {
         instant(Instant(nanosecondsSinceEpoch: nanoseconds), base)
     }
 
-    private mutating func encode(_ invoice: Invoice, _ base: CodecBase) {
+    mutating func encode(_ invoice: Invoice, _ base: CodecBase) {
         out.varint(invoice.serial)
         // kind (1–4) in bits 2–4, settled in bit 0, settlesOn present in bit 1.
         out.byte(UInt8(truncatingIfNeeded: invoice.kind.rawValue) << 2 | (invoice.settlesOn == nil ? 0 : 2) | (invoice.settled ? 1 : 0))
@@ -382,7 +382,7 @@ struct SectionEncoder: ~Copyable {
         }
     }
 
-    private mutating func encode(_ record: CancellationRecord, _ base: CodecBase) {
+    mutating func encode(_ record: CancellationRecord, _ base: CodecBase) {
         out.byte(UInt8(truncatingIfNeeded: record.mode.rawValue))
         // The credit of a cancel shares the line's explanation; it is written once then.
         let shared = record.line != nil && record.credit?.explanation == record.line?.explanation
@@ -424,7 +424,7 @@ struct SectionEncoder: ~Copyable {
         }
     }
 
-    private mutating func encode(_ response: CommandResponse) {
+    mutating func encode(_ response: CommandResponse) {
         let base = CodecBase.zero
         switch response {
         case .created(let created):
@@ -452,6 +452,10 @@ struct SectionEncoder: ~Copyable {
             out.byte(CodecTag.responseRefundOutcomeRecorded)
             out.byte((result.ignored ? 1 : 0) | (result.credit.overdue ? 2 : 0) | (result.credit.refundOverdue ? 4 : 0))
             encode(result.credit.credit, base, previousSerial: 0, withExplanation: true)
+        case .imported(let imported):
+            out.byte(CodecTag.responseImported)
+            encode(imported.subscription)
+            encode(imported.openingInvoice, base)
         }
     }
 }

@@ -95,6 +95,8 @@ public enum Command: Sendable, Hashable, Codable {
     case resume(ResumeRequest)
     case changeSeats(ChangeSeatsRequest)
     case recordRefundOutcome(RecordRefundOutcomeRequest)
+    /// O5.
+    case importSubscription(ImportSubscriptionRequest)
 
     /// The subscription the command touches.
     public var subscriptionId: String {
@@ -104,6 +106,7 @@ public enum Command: Sendable, Hashable, Codable {
         case .resume(let request): return request.subscriptionId
         case .changeSeats(let request): return request.subscriptionId
         case .recordRefundOutcome(let request): return request.subscriptionId
+        case .importSubscription(let request): return request.subscriptionId
         }
     }
 }
@@ -206,6 +209,7 @@ public enum CommandResponse: Sendable, Hashable, Codable {
     case resumed(Subscription)
     case seatsChanged(SeatChangeResult)
     case refundOutcomeRecorded(RefundOutcomeResult)
+    case imported(ImportedSubscription)
 }
 
 /// What `Ledger.execute` returns.

@@ -64,8 +64,9 @@ public struct Subscription: Sendable, Hashable, Codable {
     public let startDate: CivilDate
     let storedPurchaseSeats: Int32
 
-    /// Every invoice in order of issue (L11), the purchase invoice first.
-    public var invoices: [Invoice] { [purchaseInvoice] + laterInvoices }
+    /// Every invoice in order of issue (L11), the purchase invoice first (an import's opening
+    /// invoice, O5, is the first of `laterInvoices` instead).
+    public var invoices: [Invoice] { isImported ? laterInvoices : [purchaseInvoice] + laterInvoices }
 
     /// The purchase invoice (O2).
     public var purchaseInvoice: Invoice {
@@ -205,6 +206,17 @@ public struct Subscription: Sendable, Hashable, Codable {
         }
         refreshNextDue()
         return count
+    }
+
+    /// One step of `advance`: the transitions of the next due date, if it is due by `now`
+    /// (events need each date's changes apart, E2). Nil when nothing was due.
+    mutating func advanceOneDate(to now: Instant, counters: inout SerialCounters) -> (count: Int, instant: Instant, date: CivilDate)? {
+        guard let date = nextDueDate() else { return nil }
+        let instant = timeZone.startOfDay(date)
+        guard instant <= now, instant.nanosecondsSinceEpoch < Int64.max else { return nil }
+        let count = runTransitions(on: date, at: instant, counters: &counters)
+        refreshNextDue()
+        return (count, instant, date)
     }
 
     private mutating func runTransitions(on date: CivilDate, at instant: Instant, counters: inout SerialCounters) -> Int {

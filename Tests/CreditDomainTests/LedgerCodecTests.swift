@@ -359,12 +359,14 @@ final class LedgerCodecTests: XCTestCase {
     func testUnknownVersionAndBadMagicAreRefused() {
         var bytes = LedgerCodec.encode(Ledger())
         XCTAssertEqual(Array(bytes[4..<8]), [UInt8(LedgerCodec.formatVersion), 0, 0, 0])
-        bytes[4] = 2
-        XCTAssertThrowsError(try LedgerCodec.decode(bytes)) { error in
-            let error = error as? LedgerCodecError
-            XCTAssertEqual(error?.kind, .unsupportedVersion(2))
-            XCTAssertEqual(error?.offset, 4)
-            XCTAssertTrue(error?.description.contains("version 2") ?? false, "\(String(describing: error))")
+        for unknown: UInt8 in [0, 3, 200] {
+            bytes[4] = unknown
+            XCTAssertThrowsError(try LedgerCodec.decode(bytes)) { error in
+                let error = error as? LedgerCodecError
+                XCTAssertEqual(error?.kind, .unsupportedVersion(UInt32(unknown)))
+                XCTAssertEqual(error?.offset, 4)
+                XCTAssertTrue(error?.description.contains("version \(unknown)") ?? false, "\(String(describing: error))")
+            }
         }
         bytes[4] = UInt8(LedgerCodec.formatVersion)
         bytes[0] = UInt8(ascii: "{")

@@ -319,6 +319,10 @@ final class PropertyTests: XCTestCase {
             }
             XCTAssertEqual(replayed, ledger, "seed \(seed)")
             XCTAssertEqual(replayed.nextDueInstant(), ledger.nextDueInstant())
+            // Events are part of the state: replay reproduces them, seq for seq (E3).
+            XCTAssertEqual(replayed.events, ledger.events, "seed \(seed)")
+            BookChecks.check(ledger)
+            BookChecks.check(replayed)
             XCTAssertGreaterThan(journal.count, 20)
             // Advancing far ahead settles everything that can settle.
             ledger.advance(to: utc("2027-01-01"))

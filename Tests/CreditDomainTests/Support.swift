@@ -50,10 +50,10 @@ struct Harness {
 
     mutating func create(_ id: String = "sub", seats: Int64 = 10, price: Int64 = 1000, currency: String = "USD",
                          interval: BillingInterval = .monthly, zone: String = "UTC",
-                         policy: RefundPolicy = .anytime, at instant: Instant,
+                         policy: RefundPolicy = .anytime, customer: String = "c", at instant: Instant,
                          file: StaticString = #filePath, line: UInt = #line) {
         let result = run(.create(CreateSubscriptionRequest(
-            subscriptionId: id, customer: "c", plan: "p", seats: seats, unitPriceMinor: price, currency: currency,
+            subscriptionId: id, customer: customer, plan: "p", seats: seats, unitPriceMinor: price, currency: currency,
             interval: .known(interval), timeZone: zone, refundPolicy: .known(policy))), at: instant)
         if let error = result.error { XCTFail("create failed: \(error)", file: file, line: line) }
     }

@@ -1,0 +1,484 @@
+// Book-wide indexes and counts (Q1–Q3): derived state, kept up to date by every change and
+// rebuilt on decode; left out of `==` and of snapshots.
+
+/// Counts and amounts over the whole book, maintained with each change so stats never scan.
+public struct BookStats: Sendable, Hashable {
+    public internal(set) var subscriptionsByStatus: [SubscriptionStatus: Int] = [:]
+    public internal(set) var creditsByState: [CreditState: Int] = [:]
+    /// Per currency, the L8 totals over every credit of the book.
+    public internal(set) var totalsByCurrency: [Currency: CreditTotals] = [:]
+
+    public init() {}
+
+    /// Counts that fall to 0 are removed, so equal books have equal stats.
+    static func bump<Key>(_ counts: inout [Key: Int], _ key: Key, by delta: Int) {
+        let value = (counts[key] ?? 0) + delta
+        counts[key] = value == 0 ? nil : value
+    }
+
+    mutating func add(_ credit: Credit, currency: Currency, sign: Int) {
+        BookStats.bump(&creditsByState, credit.state, by: sign)
+        var totals = totalsByCurrency[currency] ?? CreditTotals()
+        let factor = Int64(sign)
+        switch credit.state {
+        case .pending: totals.pendingMinor &+= factor &* credit.remainingMinor
+        case .applied: totals.appliedMinor &+= factor &* credit.remainingMinor
+        case .refundPending: totals.refundPendingMinor &+= factor &* credit.remainingMinor
+        default: break
+        }
+        totals.consumedMinor &+= factor &* credit.consumedMinor
+        totals.refundedMinor &+= factor &* credit.refundedMinor
+        totalsByCurrency[currency] = totals == CreditTotals() ? nil : totals
+    }
+}
+
+/// Credits flagged overdue or refund-overdue as of an instant (L6), per currency.
+public struct OverdueTotals: Sendable, Hashable {
+    public struct Amount: Sendable, Hashable {
+        public var count = 0
+        /// The sum of `remainingMinor`.
+        public var remainingMinor: Int64 = 0
+    }
+    public var overdue: [Currency: Amount] = [:]
+    public var refundOverdue: [Currency: Amount] = [:]
+}
+
+/// What one customer has: subscription ids (for ListSubscriptions) and credit serials.
+struct CustomerEntry: Sendable {
+    var subscriptions = ChunkedSortedSet<ScalarString>()
+    var credits = ChunkedSortedSet<UInt64>()
+}
+
+/// The book's indexes. Credits are keyed by serial, which is their creation order across
+/// creditd (serials are taken from one counter, only by committed changes).
+struct BookIndex: Sendable {
+    /// Every credit by serial, with the slot of its subscription.
+    var creditLocations = ChunkedSortedSet<CreditLocation>()
+    /// Indexed by `CreditState.rawValue`.
+    var creditsByState = [ChunkedSortedSet<UInt64>](repeating: .init(), count: 8)
+    var creditsByCurrency: [Currency: ChunkedSortedSet<UInt64>] = [:]
+    var customers = BucketedMap<CustomerEntry>()
+    /// Indexed by `SubscriptionStatus.rawValue`.
+    var subscriptionsByStatus = [ChunkedSortedSet<ScalarString>](repeating: .init(), count: 5)
+    /// `pending` credits, due from 00:00 local on `expectedBy + 1` (L6 `overdue`).
+    var overdue = ChunkedSortedSet<DueSerial>()
+    /// `refund_pending` credits, and `applied` ones after a `refund_failed`, due from 00:00
+    /// local on `refundExpectedBy + 1` (L6 `refundOverdue`).
+    var refundOverdue = ChunkedSortedSet<DueSerial>()
+    var stats = BookStats()
+
+    init() {}
+
+    /// The indexes of `slots`; `idOrder` is the slots in id order. Two halves are built on
+    /// two cores: the credit sets and counts, and the per-customer and per-status sets.
+    init(slots: [Subscription], idOrder: [Int32], nextCreditSerial: UInt64) {
+        // Credits in serial order, so every set is built by appends.
+        var locations: [(serial: UInt64, slot: Int32, index: Int32)] = []
+        locations.reserveCapacity(slots.reduce(0) { $0 + $1.credits.count })
+        for slot in slots.indices {
+            let credits = slots[slot].credits
+            for index in credits.indices {
+                locations.append((credits[index].serial, Int32(slot), Int32(index)))
+            }
+        }
+        locations.sort { $0.serial < $1.serial }
+        let halves = Unchecked(UnsafeMutableBufferPointer<BookIndex>.allocate(capacity: 2))
+        halves.value.initialize(repeating: BookIndex())
+        defer {
+            halves.value.deinitialize()
+            halves.value.deallocate()
+        }
+        let sortedLocations = locations
+        runConcurrently(slots.count < 4_096 ? 1 : 2) { task in
+            if task == 0 {
+                var index = BookIndex()
+                for location in sortedLocations {
+                    let slot = Int(location.slot)
+                    index.creditLocations.insert(CreditLocation(serial: location.serial, slot: location.slot))
+                    index.addCreditToSets(slots[slot].credits[Int(location.index)], currency: slots[slot].currency,
+                                          zone: slots[slot].timeZone)
+                }
+                halves.value[0] = index
+            }
+            if task == 1 || slots.count < 4_096 {
+                var index = BookIndex()
+                for slot in idOrder {
+                    let id = ScalarString(slots[Int(slot)].id)
+                    let status = slots[Int(slot)].status
+                    index.subscriptionsByStatus[Int(status.rawValue)].insert(id)
+                    BookStats.bump(&index.stats.subscriptionsByStatus, status, by: 1)
+                    index.customers.update(ScalarString(slots[Int(slot)].customer), default: CustomerEntry()) {
+                        $0.subscriptions.insert(id)
+                    }
+                }
+                // Each customer's credits, in serial order.
+                for location in sortedLocations {
+                    index.customers.update(ScalarString(slots[Int(location.slot)].customer), default: CustomerEntry()) {
+                        $0.credits.insert(location.serial)
+                    }
+                }
+                halves.value[1] = index
+            }
+        }
+        self = halves.value[0]
+        customers = halves.value[1].customers
+        subscriptionsByStatus = halves.value[1].subscriptionsByStatus
+        stats.subscriptionsByStatus = halves.value[1].stats.subscriptionsByStatus
+    }
+
+    /// The state and currency sets, the flag sets and the counts of a new credit.
+    private mutating func addCreditToSets(_ credit: Credit, currency: Currency, zone: TimeZoneRules) {
+        creditsByState[Int(credit.state.rawValue)].insert(credit.serial)
+        creditsByCurrency[currency, default: .init()].insert(credit.serial)
+        updateFlags(nil, credit, zone: zone)
+        stats.add(credit, currency: currency, sign: 1)
+    }
+
+    // MARK: maintenance
+
+    mutating func addSubscription(_ subscription: Subscription, slot: Int32) {
+        let id = ScalarString(subscription.id)
+        subscriptionsByStatus[Int(subscription.status.rawValue)].insert(id)
+        customers.update(ScalarString(subscription.customer), default: CustomerEntry()) { $0.subscriptions.insert(id) }
+        BookStats.bump(&stats.subscriptionsByStatus, subscription.status, by: 1)
+        for credit in subscription.credits { addCredit(credit, of: subscription, slot: slot) }
+    }
+
+    mutating func statusChanged(_ subscription: Subscription, from old: SubscriptionStatus) {
+        guard old != subscription.status else { return }
+        let id = ScalarString(subscription.id)
+        subscriptionsByStatus[Int(old.rawValue)].remove(id)
+        subscriptionsByStatus[Int(subscription.status.rawValue)].insert(id)
+        BookStats.bump(&stats.subscriptionsByStatus, old, by: -1)
+        BookStats.bump(&stats.subscriptionsByStatus, subscription.status, by: 1)
+    }
+
+    mutating func addCredit(_ credit: Credit, of subscription: Subscription, slot: Int32) {
+        creditLocations.insert(CreditLocation(serial: credit.serial, slot: slot))
+        addCreditEntries(credit, of: subscription)
+    }
+
+    private mutating func addCreditEntries(_ credit: Credit, of subscription: Subscription) {
+        addCreditToSets(credit, currency: subscription.currency, zone: subscription.timeZone)
+        customers.update(ScalarString(subscription.customer), default: CustomerEntry()) { $0.credits.insert(credit.serial) }
+    }
+
+    /// A credit changed from `old` to `new` (same serial).
+    mutating func creditChanged(from old: Credit, to new: Credit, of subscription: Subscription) {
+        if old.state != new.state {
+            creditsByState[Int(old.state.rawValue)].remove(old.serial)
+            creditsByState[Int(new.state.rawValue)].insert(new.serial)
+        }
+        updateFlags(old, new, zone: subscription.timeZone)
+        stats.add(old, currency: subscription.currency, sign: -1)
+        stats.add(new, currency: subscription.currency, sign: 1)
+    }
+
+    private mutating func updateFlags(_ old: Credit?, _ new: Credit, zone: TimeZoneRules) {
+        let wasOverdueCandidate = old?.state == .pending
+        if new.state == .pending, !wasOverdueCandidate {
+            overdue.insert(DueSerial(serial: new.serial, due: BookIndex.dayAfter(new.expectedBy, zone)))
+        } else if new.state != .pending, wasOverdueCandidate {
+            overdue.remove(DueSerial(serial: new.serial, due: 0))
+        }
+        let was = old.map(BookIndex.isRefundOverdueCandidate) ?? false
+        let now = BookIndex.isRefundOverdueCandidate(new)
+        if now, !was, let date = new.refundExpectedBy {
+            refundOverdue.insert(DueSerial(serial: new.serial, due: BookIndex.dayAfter(date, zone)))
+        } else if was, !now {
+            refundOverdue.remove(DueSerial(serial: new.serial, due: 0))
+        }
+    }
+
+    /// The subscription that holds the credit with this serial.
+    func subscription(ofCredit serial: UInt64, in ledger: Ledger) -> Subscription? {
+        creditLocations.find(CreditLocation(serial: serial, slot: 0)).map { ledger.slotValue(Int($0.slot)) }
+    }
+
+    /// L6 `refundOverdue` can become true for this credit (given the date).
+    static func isRefundOverdueCandidate(_ credit: Credit) -> Bool {
+        credit.refundExpectedBy != nil && (credit.state == .refundPending || (credit.state == .applied && credit.hadRefundFailure))
+    }
+
+    /// 00:00 local on `date + 1`: from then on, the as-of date is after `date`.
+    static func dayAfter(_ date: CivilDate, _ zone: TimeZoneRules) -> Int64 {
+        zone.startOfDay(date.adding(days: 1)).nanosecondsSinceEpoch
+    }
+}
+
+extension Subscription {
+    /// The credit with this serial.
+    func credit(serial: UInt64) -> Credit? {
+        creditIndex(serial: serial).map { credits[$0] }
+    }
+}
+
+// MARK: ListCredits (Q1) and ListSubscriptions filters (Q2)
+
+/// Q1 filters; they combine with AND, and an empty value is no filter.
+public struct CreditFilter: Sendable, Hashable {
+    public var states: [EnumField<CreditState>]
+    public var overdueOnly: Bool
+    public var refundOverdueOnly: Bool
+    public var customer: String
+    public var subscriptionId: String
+    public var currency: String
+
+    public init(states: [EnumField<CreditState>] = [], overdueOnly: Bool = false, refundOverdueOnly: Bool = false,
+                customer: String = "", subscriptionId: String = "", currency: String = "") {
+        self.states = states
+        self.overdueOnly = overdueOnly
+        self.refundOverdueOnly = refundOverdueOnly
+        self.customer = customer
+        self.subscriptionId = subscriptionId
+        self.currency = currency
+    }
+}
+
+/// One credit of a ListCredits page: L7 with the L6 flags as of the request, plus its owner.
+public struct CreditListing: Sendable, Hashable {
+    public let subscriptionId: String
+    public let customer: String
+    public let currency: Currency
+    /// The as-of date in the subscription's zone.
+    public let asOfDate: CivilDate
+    public let status: CreditStatus
+
+    public var credit: Credit { status.credit }
+}
+
+/// One page of ListCredits.
+public struct CreditPage: Sendable, Hashable {
+    public let credits: [CreditListing]
+    /// Empty only when the listing has ended (Q1).
+    public let nextPageToken: String
+}
+
+extension Ledger {
+    /// The most index entries one page examines when several filters combine (Q3); the page is
+    /// then short, and its token goes on from where it stopped.
+    static let pageScanBudget = 20_000
+
+    /// Q1/Q2 page sizes: 0 means 100; negative or above 1000 → `invalid_request`.
+    static func pageLimit(_ pageSize: Int32) throws(DomainError) -> Int {
+        guard pageSize >= 0, pageSize <= 1_000 else { throw DomainError.invalid("page_size must be 0 to 1000") }
+        return pageSize == 0 ? 100 : Int(pageSize)
+    }
+
+    /// A credit page token: the serial of the last credit examined, opaque to clients.
+    static func creditToken(_ serial: UInt64) -> String { "c" + String(serial, radix: 36) }
+
+    static func creditPosition(_ token: String) throws(DomainError) -> UInt64? {
+        if token.isEmpty { return nil }
+        guard token.hasPrefix("c"), token.count > 1, token.count <= 14,
+              token.utf8.dropFirst().allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x7a).contains($0) }),
+              let serial = UInt64(token.dropFirst(), radix: 36) else {
+            throw DomainError.invalid("malformed page_token")
+        }
+        return serial
+    }
+
+    /// ListCredits (Q1) as of `asOf`: credits across all subscriptions in creation order.
+    /// Served from the narrowest index; with one filter (or none) a page costs O(page size +
+    /// log n). Reads recorded state only; no transition runs.
+    public func listCredits(filter: CreditFilter, pageSize: Int32, pageToken: String,
+                            asOf: Instant) throws(DomainError) -> CreditPage {
+        let limit = try Ledger.pageLimit(pageSize)
+        var states = Set<CreditState>()
+        for state in filter.states {
+            guard case .known(let known) = state else { throw DomainError.invalid("unknown credit state \(state.wireValue)") }
+            states.insert(known)
+        }
+        var currency: Currency?
+        if !filter.currency.isEmpty {
+            guard let known = Currency(code: filter.currency) else {
+                throw DomainError.invalid("unsupported currency \"\(filter.currency)\"")
+            }
+            currency = known
+        }
+        let after = try Ledger.creditPosition(pageToken)
+        let customer = filter.customer.isEmpty ? nil : ScalarString(filter.customer)
+        let asOfNanos = asOf.nanosecondsSinceEpoch
+
+        func matches(_ credit: Credit, _ subscription: Subscription) -> CreditListing? {
+            if !states.isEmpty, !states.contains(credit.state) { return nil }
+            if let currency, subscription.currency != currency { return nil }
+            if let customer, ScalarString(subscription.customer) != customer { return nil }
+            let date = subscription.timeZone.civilDate(of: asOf)
+            let status = CreditStatus(credit: credit, asOf: date)
+            if filter.overdueOnly, !status.overdue { return nil }
+            if filter.refundOverdueOnly, !status.refundOverdue { return nil }
+            return CreditListing(subscriptionId: subscription.id, customer: subscription.customer,
+                                 currency: subscription.currency, asOfDate: date, status: status)
+        }
+
+        var listed: [CreditListing] = []
+        // One subscription: its own credits, in serial order.
+        if !filter.subscriptionId.isEmpty {
+            guard let slot = slotIndex(ScalarString(filter.subscriptionId)) else {
+                return CreditPage(credits: [], nextPageToken: "")
+            }
+            let subscription = slotValue(slot)
+            var index = after.map { subscription.creditIndex(afterSerial: $0) } ?? 0
+            var examined = 0
+            while index < subscription.credits.count {
+                if listed.count == limit || examined == Ledger.pageScanBudget {
+                    return CreditPage(credits: listed, nextPageToken: Ledger.creditToken(subscription.credits[index - 1].serial))
+                }
+                examined += 1
+                if let listing = matches(subscription.credits[index], subscription) { listed.append(listing) }
+                index += 1
+            }
+            return CreditPage(credits: listed, nextPageToken: "")
+        }
+
+        // Otherwise the narrowest of the indexes that apply.
+        var sources: [(size: Int, cursors: [ChunkedSortedSet<UInt64>.Cursor]?, due: ChunkedSortedSet<DueSerial>.Cursor?)] = []
+        if !states.isEmpty {
+            let sets = states.map { book.creditsByState[Int($0.rawValue)] }
+            sources.append((sets.reduce(0) { $0 + $1.count }, sets.map { $0.cursor(after: after) }, nil))
+        }
+        if let customer {
+            let set = book.customers[customer]?.credits ?? .init()
+            sources.append((set.count, [set.cursor(after: after)], nil))
+        }
+        if let currency {
+            let set = book.creditsByCurrency[currency] ?? .init()
+            sources.append((set.count, [set.cursor(after: after)], nil))
+        }
+        // The flag sets hold candidates; only those due by `asOf` can match.
+        let afterDue = after.map { DueSerial(serial: $0, due: 0) }
+        if filter.overdueOnly {
+            sources.append((book.overdue.count, nil, book.overdue.cursor(after: afterDue, dueAtOrBefore: asOfNanos)))
+        }
+        if filter.refundOverdueOnly {
+            sources.append((book.refundOverdue.count, nil, book.refundOverdue.cursor(after: afterDue, dueAtOrBefore: asOfNanos)))
+        }
+        var next: () -> UInt64?
+        if var chosen = sources.min(by: { $0.size < $1.size }) {
+            if var due = chosen.due {
+                next = { due.next()?.serial }
+            } else {
+                var heads = chosen.cursors!.indices.map { chosen.cursors![$0].next() }
+                next = {
+                    // The smallest head of the (disjoint) state sets.
+                    var best: Int?
+                    for index in heads.indices {
+                        if let head = heads[index], best == nil || head < heads[best!]! { best = index }
+                    }
+                    guard let best else { return nil }
+                    let value = heads[best]
+                    heads[best] = chosen.cursors![best].next()
+                    return value
+                }
+            }
+        } else {
+            // No filter: every credit by serial.
+            var cursor = book.creditLocations.cursor(after: after.map { CreditLocation(serial: $0, slot: 0) })
+            next = { cursor.next()?.serial }
+        }
+        var examined = 0
+        var lastExamined: UInt64 = 0
+        while let serial = next() {
+            if listed.count == limit || examined == Ledger.pageScanBudget {
+                return CreditPage(credits: listed, nextPageToken: Ledger.creditToken(lastExamined))
+            }
+            examined += 1
+            lastExamined = serial
+            guard let subscription = book.subscription(ofCredit: serial, in: self),
+                  let credit = subscription.credit(serial: serial) else { continue }
+            if let listing = matches(credit, subscription) { listed.append(listing) }
+        }
+        return CreditPage(credits: listed, nextPageToken: "")
+    }
+
+    /// ListSubscriptions (Q2) with its filters, in id order (Unicode scalar order). The token
+    /// is the last id examined. `customer` and `statuses` empty mean no filter.
+    public func listSubscriptions(pageSize: Int32, pageToken: String, customer: String,
+                                  statuses: [EnumField<SubscriptionStatus>]) throws(DomainError) -> SubscriptionPage {
+        let limit = try Ledger.pageLimit(pageSize)
+        var wanted = Set<SubscriptionStatus>()
+        for status in statuses {
+            guard case .known(let known) = status else { throw DomainError.invalid("unknown status \(status.wireValue)") }
+            wanted.insert(known)
+        }
+        let after = pageToken.isEmpty ? nil : ScalarString(pageToken)
+        let customerKey = customer.isEmpty ? nil : ScalarString(customer)
+        if customerKey == nil, wanted.isEmpty {
+            return try listSubscriptions(pageSize: Int32(limit), pageToken: pageToken)
+        }
+        var cursors: [ChunkedSortedSet<ScalarString>.Cursor]
+        let customerSet = customerKey.map { book.customers[$0]?.subscriptions ?? .init() }
+        let statusSets = wanted.map { book.subscriptionsByStatus[Int($0.rawValue)] }
+        if let customerSet, wanted.isEmpty || customerSet.count <= statusSets.reduce(0, { $0 + $1.count }) {
+            cursors = [customerSet.cursor(after: after)]
+        } else {
+            cursors = statusSets.map { $0.cursor(after: after) }
+        }
+        var heads = cursors.indices.map { cursors[$0].next() }
+        var list: [Subscription] = []
+        var examined = 0
+        var lastExamined: ScalarString?
+        while true {
+            var best: Int?
+            for index in heads.indices {
+                if let head = heads[index], best == nil || head < heads[best!]! { best = index }
+            }
+            guard let best, let id = heads[best] else { break }
+            if list.count == limit || examined == Ledger.pageScanBudget {
+                return SubscriptionPage(subscriptions: list, nextPageToken: lastExamined?.value ?? "")
+            }
+            heads[best] = cursors[best].next()
+            examined += 1
+            lastExamined = id
+            guard let slot = slotIndex(id) else { continue }
+            let subscription = slotValue(slot)
+            if let customerKey, ScalarString(subscription.customer) != customerKey { continue }
+            if !wanted.isEmpty, !wanted.contains(subscription.status) { continue }
+            list.append(subscription)
+        }
+        return SubscriptionPage(subscriptions: list, nextPageToken: "")
+    }
+
+    // MARK: counts
+
+    /// Book-wide counts and amounts, maintained with every change (no scan).
+    public var bookStats: BookStats { book.stats }
+
+    /// Overdue and refund-overdue counts and remaining amounts per currency as of `asOf` (L6).
+    /// Not maintained incrementally (the flags depend on the as-of date): it walks only the
+    /// candidates due by `asOf` — normally none for `overdue`, and the refund-overdue backlog —
+    /// skipping chunks of 1,024 candidates whose earliest due instant is later.
+    public func overdueTotals(asOf: Instant) -> OverdueTotals {
+        var totals = OverdueTotals()
+        let limit = asOf.nanosecondsSinceEpoch
+        for (set, refund) in [(book.overdue, false), (book.refundOverdue, true)] {
+            var cursor = set.cursor(after: nil, dueAtOrBefore: limit)
+            while let entry = cursor.next() {
+                guard let subscription = book.subscription(ofCredit: entry.serial, in: self),
+                      let credit = subscription.credit(serial: entry.serial) else { continue }
+                if refund {
+                    totals.refundOverdue[subscription.currency, default: .init()].count += 1
+                    totals.refundOverdue[subscription.currency, default: .init()].remainingMinor &+= credit.remainingMinor
+                } else {
+                    totals.overdue[subscription.currency, default: .init()].count += 1
+                    totals.overdue[subscription.currency, default: .init()].remainingMinor &+= credit.remainingMinor
+                }
+            }
+        }
+        return totals
+    }
+}
+
+extension Subscription {
+    /// The index of the first credit with a serial above `serial`.
+    func creditIndex(afterSerial serial: UInt64) -> Int {
+        var low = 0
+        var high = credits.count
+        while low < high {
+            let mid = (low + high) / 2
+            if credits[mid].serial <= serial { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
+}
