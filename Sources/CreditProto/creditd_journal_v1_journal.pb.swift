@@ -1,4 +1,4 @@
-// proto-sha256: 9aaa2b3a2702c3725d127d3d4e44370eabeb06af2fba4a23f437b6d4d310a0dc creditd/journal/v1/journal.proto | protoc-gen-swift 1.39.0
+// proto-sha256: 62aad53caf5eeed47890612738f3db9941a5cd45927bcef4ef7a08d1d874c6b6 creditd/journal/v1/journal.proto | protoc-gen-swift 1.39.0
 // DO NOT EDIT.
 // swift-format-ignore-file
 // swiftlint:disable all
@@ -91,6 +91,14 @@ public nonisolated struct Creditd_Journal_V1_JournalEntry: Sendable {
     set {command = .tick(newValue)}
   }
 
+  public var importSubscription: Creditd_V1_ImportSubscriptionRequest {
+    get {
+      if case .importSubscription(let v)? = command {return v}
+      return Creditd_V1_ImportSubscriptionRequest()
+    }
+    set {command = .importSubscription(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Command: Equatable, Sendable {
@@ -100,6 +108,7 @@ public nonisolated struct Creditd_Journal_V1_JournalEntry: Sendable {
     case resumeSubscription(Creditd_V1_ResumeSubscriptionRequest)
     case recordRefundOutcome(Creditd_V1_RecordRefundOutcomeRequest)
     case tick(Creditd_Journal_V1_Tick)
+    case importSubscription(Creditd_V1_ImportSubscriptionRequest)
 
   }
 
@@ -148,7 +157,7 @@ fileprivate nonisolated let _protobuf_package = "creditd.journal.v1"
 
 nonisolated extension Creditd_Journal_V1_JournalEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JournalEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}at_unix_nanos\0\u{3}caller_uid\0\u{3}max_seats\0\u{4}\u{7}create_subscription\0\u{3}cancel_subscription\0\u{3}change_seats\0\u{3}resume_subscription\0\u{3}record_refund_outcome\0\u{1}tick\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}at_unix_nanos\0\u{3}caller_uid\0\u{3}max_seats\0\u{4}\u{7}create_subscription\0\u{3}cancel_subscription\0\u{3}change_seats\0\u{3}resume_subscription\0\u{3}record_refund_outcome\0\u{1}tick\0\u{3}import_subscription\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -237,6 +246,19 @@ nonisolated extension Creditd_Journal_V1_JournalEntry: SwiftProtobuf.Message, Sw
           self.command = .tick(v)
         }
       }()
+      case 16: try {
+        var v: Creditd_V1_ImportSubscriptionRequest?
+        var hadOneofValue = false
+        if let current = self.command {
+          hadOneofValue = true
+          if case .importSubscription(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.command = .importSubscription(v)
+        }
+      }()
       default: break
       }
     }
@@ -280,6 +302,10 @@ nonisolated extension Creditd_Journal_V1_JournalEntry: SwiftProtobuf.Message, Sw
     case .tick?: try {
       guard case .tick(let v)? = self.command else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+    }()
+    case .importSubscription?: try {
+      guard case .importSubscription(let v)? = self.command else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
     }()
     case nil: break
     }

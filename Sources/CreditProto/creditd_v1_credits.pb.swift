@@ -1,4 +1,4 @@
-// proto-sha256: 3040cd1ce264365b0be2c7406cb52addca0b6e48248ca0c0f98013d8aeed7799 creditd/v1/credits.proto | protoc-gen-swift 1.39.0
+// proto-sha256: 47274bf97f44f3499edc7318118cbb5a0077eb74e2876a6f6fa7608fe8e25457 creditd/v1/credits.proto | protoc-gen-swift 1.39.0
 // DO NOT EDIT.
 // swift-format-ignore-file
 // swiftlint:disable all
@@ -482,6 +482,9 @@ public nonisolated enum Creditd_V1_InvoiceKind: SwiftProtobuf.Enum, Swift.CaseIt
 
   /// issued when an end-of-period cancel takes effect (C6)
   case closing // = 4
+
+  /// an import's current period, settled at issue (O5)
+  case opening // = 5
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -495,6 +498,7 @@ public nonisolated enum Creditd_V1_InvoiceKind: SwiftProtobuf.Enum, Swift.CaseIt
     case 2: self = .renewal
     case 3: self = .final
     case 4: self = .closing
+    case 5: self = .opening
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -506,6 +510,7 @@ public nonisolated enum Creditd_V1_InvoiceKind: SwiftProtobuf.Enum, Swift.CaseIt
     case .renewal: return 2
     case .final: return 3
     case .closing: return 4
+    case .opening: return 5
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -517,6 +522,86 @@ public nonisolated enum Creditd_V1_InvoiceKind: SwiftProtobuf.Enum, Swift.CaseIt
     .renewal,
     .final,
     .closing,
+    .opening,
+  ]
+
+}
+
+/// The event types of the feed (E1).
+public nonisolated enum Creditd_V1_EventType: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case subscriptionCreated // = 1
+  case subscriptionImported // = 2
+  case seatsChanged // = 3
+  case seatChangeScheduled // = 4
+  case scheduledSeatsApplied // = 5
+  case cancelRecorded // = 6
+  case subscriptionResumed // = 7
+  case subscriptionEnded // = 8
+  case periodRenewed // = 9
+  case invoiceIssued // = 10
+  case invoiceSettled // = 11
+  case creditStateChanged // = 12
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .subscriptionCreated
+    case 2: self = .subscriptionImported
+    case 3: self = .seatsChanged
+    case 4: self = .seatChangeScheduled
+    case 5: self = .scheduledSeatsApplied
+    case 6: self = .cancelRecorded
+    case 7: self = .subscriptionResumed
+    case 8: self = .subscriptionEnded
+    case 9: self = .periodRenewed
+    case 10: self = .invoiceIssued
+    case 11: self = .invoiceSettled
+    case 12: self = .creditStateChanged
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .subscriptionCreated: return 1
+    case .subscriptionImported: return 2
+    case .seatsChanged: return 3
+    case .seatChangeScheduled: return 4
+    case .scheduledSeatsApplied: return 5
+    case .cancelRecorded: return 6
+    case .subscriptionResumed: return 7
+    case .subscriptionEnded: return 8
+    case .periodRenewed: return 9
+    case .invoiceIssued: return 10
+    case .invoiceSettled: return 11
+    case .creditStateChanged: return 12
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Creditd_V1_EventType] = [
+    .unspecified,
+    .subscriptionCreated,
+    .subscriptionImported,
+    .seatsChanged,
+    .seatChangeScheduled,
+    .scheduledSeatsApplied,
+    .cancelRecorded,
+    .subscriptionResumed,
+    .subscriptionEnded,
+    .periodRenewed,
+    .invoiceIssued,
+    .invoiceSettled,
+    .creditStateChanged,
   ]
 
 }
@@ -962,6 +1047,12 @@ public nonisolated struct Creditd_V1_ListSubscriptionsRequest: Sendable {
   /// from a previous response; empty for the first page
   public var pageToken: String = String()
 
+  /// optional filter: exact match (Q2)
+  public var customer: String = String()
+
+  /// optional filter: any of these (Q2)
+  public var statuses: [Creditd_V1_SubscriptionStatus] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1352,6 +1443,18 @@ public nonisolated struct Creditd_V1_Credit: @unchecked Sendable {
   /// Clears the value of `explanation`. Subsequent reads from it will return its default value.
   public mutating func clearExplanation() {_uniqueStorage()._explanation = nil}
 
+  /// the subscription's customer (Q1)
+  public var customer: String {
+    get {_storage._customer}
+    set {_uniqueStorage()._customer = newValue}
+  }
+
+  /// the date the overdue flags are computed at, in the subscription's zone
+  public var asOfDate: String {
+    get {_storage._asOfDate}
+    set {_uniqueStorage()._asOfDate = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1523,6 +1626,301 @@ public nonisolated struct Creditd_V1_Invoice: Sendable {
   public var settled: Bool = false
 
   public var currency: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Creditd_V1_ImportSubscriptionRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1-255 Unicode scalars
+  public var subscriptionID: String = String()
+
+  public var customer: String = String()
+
+  public var plan: String = String()
+
+  /// 1 ... the configured maximum
+  public var seats: Int64 = 0
+
+  /// >= 0
+  public var unitPriceMinor: Int64 = 0
+
+  public var currency: String = String()
+
+  public var interval: Creditd_V1_BillingInterval = .unspecified
+
+  public var timeZone: String = String()
+
+  public var refundPolicy: Creditd_V1_RefundPolicy = .unspecified
+
+  /// required: the original start date, not after today
+  public var startDate: String = String()
+
+  /// What the current period was charged elsewhere (>= 0); taken only when
+  /// current_period_charged_set is true, else unit_price_minor x seats.
+  /// (A flag rather than proto3 optional: protobuf-c 1.4 has no optional.)
+  public var currentPeriodChargedMinor: Int64 = 0
+
+  public var currentPeriodChargedSet: Bool = false
+
+  /// answer as the import would, change nothing (S7)
+  public var dryRun: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Creditd_V1_ImportSubscriptionResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var subscription: Creditd_V1_Subscription {
+    get {_subscription ?? Creditd_V1_Subscription()}
+    set {_subscription = newValue}
+  }
+  /// Returns true if `subscription` has been explicitly set.
+  public var hasSubscription: Bool {self._subscription != nil}
+  /// Clears the value of `subscription`. Subsequent reads from it will return its default value.
+  public mutating func clearSubscription() {self._subscription = nil}
+
+  /// settled at issue
+  public var openingInvoice: Creditd_V1_Invoice {
+    get {_openingInvoice ?? Creditd_V1_Invoice()}
+    set {_openingInvoice = newValue}
+  }
+  /// Returns true if `openingInvoice` has been explicitly set.
+  public var hasOpeningInvoice: Bool {self._openingInvoice != nil}
+  /// Clears the value of `openingInvoice`. Subsequent reads from it will return its default value.
+  public mutating func clearOpeningInvoice() {self._openingInvoice = nil}
+
+  public var dryRun: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _subscription: Creditd_V1_Subscription? = nil
+  fileprivate var _openingInvoice: Creditd_V1_Invoice? = nil
+}
+
+public nonisolated struct Creditd_V1_ListCreditsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// any of these; refund_failed matches nothing
+  public var states: [Creditd_V1_CreditState] = []
+
+  /// past expected_by and still pending (L6)
+  public var overdueOnly: Bool = false
+
+  /// past refund_expected_by and not refunded
+  public var refundOverdueOnly: Bool = false
+
+  /// exact match
+  public var customer: String = String()
+
+  /// exact match; an unknown id matches nothing
+  public var subscriptionID: String = String()
+
+  /// ISO 4217
+  public var currency: String = String()
+
+  /// 0 means 100; 1-1000
+  public var pageSize: Int32 = 0
+
+  /// opaque; from a previous response
+  public var pageToken: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Creditd_V1_ListCreditsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// may be fewer than page_size before the end
+  public var credits: [Creditd_V1_Credit] = []
+
+  /// empty only when the listing has ended
+  public var nextPageToken: String = String()
+
+  public var asOfUnixNanos: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One event of the feed (E1, E2). Which payload fields are set depends on
+/// the type: credit_state_changed gives credit_state and credit; invoice
+/// events give invoice; the others give subscription, plus seat_change for
+/// seats_changed and seat_change_scheduled, and cancellation for
+/// cancel_recorded.
+public nonisolated struct Creditd_V1_Event: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var seq: UInt64 {
+    get {_storage._seq}
+    set {_uniqueStorage()._seq = newValue}
+  }
+
+  public var type: Creditd_V1_EventType {
+    get {_storage._type}
+    set {_uniqueStorage()._type = newValue}
+  }
+
+  /// time-driven: 00:00 local on the due date
+  public var atUnixNanos: Int64 {
+    get {_storage._atUnixNanos}
+    set {_uniqueStorage()._atUnixNanos = newValue}
+  }
+
+  /// civil date of at, in the subscription's zone
+  public var date: String {
+    get {_storage._date}
+    set {_uniqueStorage()._date = newValue}
+  }
+
+  public var subscriptionID: String {
+    get {_storage._subscriptionID}
+    set {_uniqueStorage()._subscriptionID = newValue}
+  }
+
+  public var customer: String {
+    get {_storage._customer}
+    set {_uniqueStorage()._customer = newValue}
+  }
+
+  public var subscription: Creditd_V1_Subscription {
+    get {_storage._subscription ?? Creditd_V1_Subscription()}
+    set {_uniqueStorage()._subscription = newValue}
+  }
+  /// Returns true if `subscription` has been explicitly set.
+  public var hasSubscription: Bool {_storage._subscription != nil}
+  /// Clears the value of `subscription`. Subsequent reads from it will return its default value.
+  public mutating func clearSubscription() {_uniqueStorage()._subscription = nil}
+
+  public var seatChange: Creditd_V1_ChangeSeatsResponse {
+    get {_storage._seatChange ?? Creditd_V1_ChangeSeatsResponse()}
+    set {_uniqueStorage()._seatChange = newValue}
+  }
+  /// Returns true if `seatChange` has been explicitly set.
+  public var hasSeatChange: Bool {_storage._seatChange != nil}
+  /// Clears the value of `seatChange`. Subsequent reads from it will return its default value.
+  public mutating func clearSeatChange() {_uniqueStorage()._seatChange = nil}
+
+  public var cancellation: Creditd_V1_CancellationRecord {
+    get {_storage._cancellation ?? Creditd_V1_CancellationRecord()}
+    set {_uniqueStorage()._cancellation = newValue}
+  }
+  /// Returns true if `cancellation` has been explicitly set.
+  public var hasCancellation: Bool {_storage._cancellation != nil}
+  /// Clears the value of `cancellation`. Subsequent reads from it will return its default value.
+  public mutating func clearCancellation() {_uniqueStorage()._cancellation = nil}
+
+  public var invoice: Creditd_V1_Invoice {
+    get {_storage._invoice ?? Creditd_V1_Invoice()}
+    set {_uniqueStorage()._invoice = newValue}
+  }
+  /// Returns true if `invoice` has been explicitly set.
+  public var hasInvoice: Bool {_storage._invoice != nil}
+  /// Clears the value of `invoice`. Subsequent reads from it will return its default value.
+  public mutating func clearInvoice() {_uniqueStorage()._invoice = nil}
+
+  public var creditState: Creditd_V1_CreditStateChange {
+    get {_storage._creditState ?? Creditd_V1_CreditStateChange()}
+    set {_uniqueStorage()._creditState = newValue}
+  }
+  /// Returns true if `creditState` has been explicitly set.
+  public var hasCreditState: Bool {_storage._creditState != nil}
+  /// Clears the value of `creditState`. Subsequent reads from it will return its default value.
+  public mutating func clearCreditState() {_uniqueStorage()._creditState = nil}
+
+  public var credit: Creditd_V1_Credit {
+    get {_storage._credit ?? Creditd_V1_Credit()}
+    set {_uniqueStorage()._credit = newValue}
+  }
+  /// Returns true if `credit` has been explicitly set.
+  public var hasCredit: Bool {_storage._credit != nil}
+  /// Clears the value of `credit`. Subsequent reads from it will return its default value.
+  public mutating func clearCredit() {_uniqueStorage()._credit = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Creditd_V1_ListEventsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 0 for the beginning
+  public var afterSeq: Int64 = 0
+
+  /// 0 means 100; 1-1000
+  public var limit: Int32 = 0
+
+  /// 0-60: wait for a matching event at the end of the feed
+  public var waitSeconds: Int32 = 0
+
+  /// optional filter
+  public var types: [Creditd_V1_EventType] = []
+
+  /// optional filter
+  public var subscriptionID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Creditd_V1_ListEventsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var events: [Creditd_V1_Event] = []
+
+  /// ask from here next (past skipped events)
+  public var nextAfterSeq: UInt64 = 0
+
+  /// the newest committed seq
+  public var lastSeq: UInt64 = 0
+
+  /// the oldest kept seq (last_seq + 1 when none)
+  public var oldestSeq: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Creditd_V1_WatchEventsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var afterSeq: Int64 = 0
+
+  public var types: [Creditd_V1_EventType] = []
+
+  public var subscriptionID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1874,7 +2272,11 @@ nonisolated extension Creditd_V1_RefundOutcome: SwiftProtobuf._ProtoNameProvidin
 }
 
 nonisolated extension Creditd_V1_InvoiceKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0INVOICE_KIND_UNSPECIFIED\0\u{1}INVOICE_KIND_PURCHASE\0\u{1}INVOICE_KIND_RENEWAL\0\u{1}INVOICE_KIND_FINAL\0\u{1}INVOICE_KIND_CLOSING\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0INVOICE_KIND_UNSPECIFIED\0\u{1}INVOICE_KIND_PURCHASE\0\u{1}INVOICE_KIND_RENEWAL\0\u{1}INVOICE_KIND_FINAL\0\u{1}INVOICE_KIND_CLOSING\0\u{1}INVOICE_KIND_OPENING\0")
+}
+
+nonisolated extension Creditd_V1_EventType: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0EVENT_TYPE_UNSPECIFIED\0\u{1}EVENT_TYPE_SUBSCRIPTION_CREATED\0\u{1}EVENT_TYPE_SUBSCRIPTION_IMPORTED\0\u{1}EVENT_TYPE_SEATS_CHANGED\0\u{1}EVENT_TYPE_SEAT_CHANGE_SCHEDULED\0\u{1}EVENT_TYPE_SCHEDULED_SEATS_APPLIED\0\u{1}EVENT_TYPE_CANCEL_RECORDED\0\u{1}EVENT_TYPE_SUBSCRIPTION_RESUMED\0\u{1}EVENT_TYPE_SUBSCRIPTION_ENDED\0\u{1}EVENT_TYPE_PERIOD_RENEWED\0\u{1}EVENT_TYPE_INVOICE_ISSUED\0\u{1}EVENT_TYPE_INVOICE_SETTLED\0\u{1}EVENT_TYPE_CREDIT_STATE_CHANGED\0")
 }
 
 nonisolated extension Creditd_V1_InvoiceLineKind: SwiftProtobuf._ProtoNameProviding {
@@ -2498,7 +2900,7 @@ nonisolated extension Creditd_V1_GetSubscriptionResponse: SwiftProtobuf.Message,
 
 nonisolated extension Creditd_V1_ListSubscriptionsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListSubscriptionsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}page_size\0\u{3}page_token\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}page_size\0\u{3}page_token\0\u{1}customer\0\u{1}statuses\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2508,6 +2910,8 @@ nonisolated extension Creditd_V1_ListSubscriptionsRequest: SwiftProtobuf.Message
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularInt32Field(value: &self.pageSize) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.customer) }()
+      case 4: try { try decoder.decodeRepeatedEnumField(value: &self.statuses) }()
       default: break
       }
     }
@@ -2520,12 +2924,20 @@ nonisolated extension Creditd_V1_ListSubscriptionsRequest: SwiftProtobuf.Message
     if !self.pageToken.isEmpty {
       try visitor.visitSingularStringField(value: self.pageToken, fieldNumber: 2)
     }
+    if !self.customer.isEmpty {
+      try visitor.visitSingularStringField(value: self.customer, fieldNumber: 3)
+    }
+    if !self.statuses.isEmpty {
+      try visitor.visitPackedEnumField(value: self.statuses, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Creditd_V1_ListSubscriptionsRequest, rhs: Creditd_V1_ListSubscriptionsRequest) -> Bool {
     if lhs.pageSize != rhs.pageSize {return false}
     if lhs.pageToken != rhs.pageToken {return false}
+    if lhs.customer != rhs.customer {return false}
+    if lhs.statuses != rhs.statuses {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3044,7 +3456,7 @@ nonisolated extension Creditd_V1_CreditStateChange: SwiftProtobuf.Message, Swift
 
 nonisolated extension Creditd_V1_Credit: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Credit"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}credit_id\0\u{3}subscription_id\0\u{1}source\0\u{3}effective_date\0\u{3}created_at_unix_nanos\0\u{3}event_seq\0\u{1}currency\0\u{3}amount_minor\0\u{3}remaining_minor\0\u{3}consumed_minor\0\u{3}refunded_minor\0\u{1}state\0\u{1}history\0\u{3}due_date\0\u{1}deadline\0\u{3}expected_by\0\u{3}applied_date\0\u{3}refund_expected_by\0\u{1}overdue\0\u{3}refund_overdue\0\u{1}explanation\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}credit_id\0\u{3}subscription_id\0\u{1}source\0\u{3}effective_date\0\u{3}created_at_unix_nanos\0\u{3}event_seq\0\u{1}currency\0\u{3}amount_minor\0\u{3}remaining_minor\0\u{3}consumed_minor\0\u{3}refunded_minor\0\u{1}state\0\u{1}history\0\u{3}due_date\0\u{1}deadline\0\u{3}expected_by\0\u{3}applied_date\0\u{3}refund_expected_by\0\u{1}overdue\0\u{3}refund_overdue\0\u{1}explanation\0\u{1}customer\0\u{3}as_of_date\0")
 
   fileprivate class _StorageClass {
     var _creditID: String = String()
@@ -3068,6 +3480,8 @@ nonisolated extension Creditd_V1_Credit: SwiftProtobuf.Message, SwiftProtobuf._M
     var _overdue: Bool = false
     var _refundOverdue: Bool = false
     var _explanation: Creditd_V1_LineExplanation? = nil
+    var _customer: String = String()
+    var _asOfDate: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3099,6 +3513,8 @@ nonisolated extension Creditd_V1_Credit: SwiftProtobuf.Message, SwiftProtobuf._M
       _overdue = source._overdue
       _refundOverdue = source._refundOverdue
       _explanation = source._explanation
+      _customer = source._customer
+      _asOfDate = source._asOfDate
     }
   }
 
@@ -3138,6 +3554,8 @@ nonisolated extension Creditd_V1_Credit: SwiftProtobuf.Message, SwiftProtobuf._M
         case 19: try { try decoder.decodeSingularBoolField(value: &_storage._overdue) }()
         case 20: try { try decoder.decodeSingularBoolField(value: &_storage._refundOverdue) }()
         case 21: try { try decoder.decodeSingularMessageField(value: &_storage._explanation) }()
+        case 22: try { try decoder.decodeSingularStringField(value: &_storage._customer) }()
+        case 23: try { try decoder.decodeSingularStringField(value: &_storage._asOfDate) }()
         default: break
         }
       }
@@ -3213,6 +3631,12 @@ nonisolated extension Creditd_V1_Credit: SwiftProtobuf.Message, SwiftProtobuf._M
       try { if let v = _storage._explanation {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
       } }()
+      if !_storage._customer.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._customer, fieldNumber: 22)
+      }
+      if !_storage._asOfDate.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._asOfDate, fieldNumber: 23)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3243,6 +3667,8 @@ nonisolated extension Creditd_V1_Credit: SwiftProtobuf.Message, SwiftProtobuf._M
         if _storage._overdue != rhs_storage._overdue {return false}
         if _storage._refundOverdue != rhs_storage._refundOverdue {return false}
         if _storage._explanation != rhs_storage._explanation {return false}
+        if _storage._customer != rhs_storage._customer {return false}
+        if _storage._asOfDate != rhs_storage._asOfDate {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -3615,6 +4041,527 @@ nonisolated extension Creditd_V1_Invoice: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.settlesOn != rhs.settlesOn {return false}
     if lhs.settled != rhs.settled {return false}
     if lhs.currency != rhs.currency {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Creditd_V1_ImportSubscriptionRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ImportSubscriptionRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subscription_id\0\u{1}customer\0\u{1}plan\0\u{1}seats\0\u{3}unit_price_minor\0\u{1}currency\0\u{1}interval\0\u{3}time_zone\0\u{3}refund_policy\0\u{3}start_date\0\u{3}current_period_charged_minor\0\u{3}current_period_charged_set\0\u{3}dry_run\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.subscriptionID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.customer) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.plan) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.seats) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.unitPriceMinor) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.currency) }()
+      case 7: try { try decoder.decodeSingularEnumField(value: &self.interval) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.timeZone) }()
+      case 9: try { try decoder.decodeSingularEnumField(value: &self.refundPolicy) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.startDate) }()
+      case 11: try { try decoder.decodeSingularInt64Field(value: &self.currentPeriodChargedMinor) }()
+      case 12: try { try decoder.decodeSingularBoolField(value: &self.currentPeriodChargedSet) }()
+      case 13: try { try decoder.decodeSingularBoolField(value: &self.dryRun) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.subscriptionID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriptionID, fieldNumber: 1)
+    }
+    if !self.customer.isEmpty {
+      try visitor.visitSingularStringField(value: self.customer, fieldNumber: 2)
+    }
+    if !self.plan.isEmpty {
+      try visitor.visitSingularStringField(value: self.plan, fieldNumber: 3)
+    }
+    if self.seats != 0 {
+      try visitor.visitSingularInt64Field(value: self.seats, fieldNumber: 4)
+    }
+    if self.unitPriceMinor != 0 {
+      try visitor.visitSingularInt64Field(value: self.unitPriceMinor, fieldNumber: 5)
+    }
+    if !self.currency.isEmpty {
+      try visitor.visitSingularStringField(value: self.currency, fieldNumber: 6)
+    }
+    if self.interval != .unspecified {
+      try visitor.visitSingularEnumField(value: self.interval, fieldNumber: 7)
+    }
+    if !self.timeZone.isEmpty {
+      try visitor.visitSingularStringField(value: self.timeZone, fieldNumber: 8)
+    }
+    if self.refundPolicy != .unspecified {
+      try visitor.visitSingularEnumField(value: self.refundPolicy, fieldNumber: 9)
+    }
+    if !self.startDate.isEmpty {
+      try visitor.visitSingularStringField(value: self.startDate, fieldNumber: 10)
+    }
+    if self.currentPeriodChargedMinor != 0 {
+      try visitor.visitSingularInt64Field(value: self.currentPeriodChargedMinor, fieldNumber: 11)
+    }
+    if self.currentPeriodChargedSet != false {
+      try visitor.visitSingularBoolField(value: self.currentPeriodChargedSet, fieldNumber: 12)
+    }
+    if self.dryRun != false {
+      try visitor.visitSingularBoolField(value: self.dryRun, fieldNumber: 13)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Creditd_V1_ImportSubscriptionRequest, rhs: Creditd_V1_ImportSubscriptionRequest) -> Bool {
+    if lhs.subscriptionID != rhs.subscriptionID {return false}
+    if lhs.customer != rhs.customer {return false}
+    if lhs.plan != rhs.plan {return false}
+    if lhs.seats != rhs.seats {return false}
+    if lhs.unitPriceMinor != rhs.unitPriceMinor {return false}
+    if lhs.currency != rhs.currency {return false}
+    if lhs.interval != rhs.interval {return false}
+    if lhs.timeZone != rhs.timeZone {return false}
+    if lhs.refundPolicy != rhs.refundPolicy {return false}
+    if lhs.startDate != rhs.startDate {return false}
+    if lhs.currentPeriodChargedMinor != rhs.currentPeriodChargedMinor {return false}
+    if lhs.currentPeriodChargedSet != rhs.currentPeriodChargedSet {return false}
+    if lhs.dryRun != rhs.dryRun {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Creditd_V1_ImportSubscriptionResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ImportSubscriptionResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}subscription\0\u{3}opening_invoice\0\u{3}dry_run\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._subscription) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._openingInvoice) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.dryRun) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._subscription {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._openingInvoice {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.dryRun != false {
+      try visitor.visitSingularBoolField(value: self.dryRun, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Creditd_V1_ImportSubscriptionResponse, rhs: Creditd_V1_ImportSubscriptionResponse) -> Bool {
+    if lhs._subscription != rhs._subscription {return false}
+    if lhs._openingInvoice != rhs._openingInvoice {return false}
+    if lhs.dryRun != rhs.dryRun {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Creditd_V1_ListCreditsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListCreditsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}states\0\u{3}overdue_only\0\u{3}refund_overdue_only\0\u{1}customer\0\u{3}subscription_id\0\u{1}currency\0\u{3}page_size\0\u{3}page_token\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedEnumField(value: &self.states) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.overdueOnly) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.refundOverdueOnly) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.customer) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.subscriptionID) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.currency) }()
+      case 7: try { try decoder.decodeSingularInt32Field(value: &self.pageSize) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.states.isEmpty {
+      try visitor.visitPackedEnumField(value: self.states, fieldNumber: 1)
+    }
+    if self.overdueOnly != false {
+      try visitor.visitSingularBoolField(value: self.overdueOnly, fieldNumber: 2)
+    }
+    if self.refundOverdueOnly != false {
+      try visitor.visitSingularBoolField(value: self.refundOverdueOnly, fieldNumber: 3)
+    }
+    if !self.customer.isEmpty {
+      try visitor.visitSingularStringField(value: self.customer, fieldNumber: 4)
+    }
+    if !self.subscriptionID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriptionID, fieldNumber: 5)
+    }
+    if !self.currency.isEmpty {
+      try visitor.visitSingularStringField(value: self.currency, fieldNumber: 6)
+    }
+    if self.pageSize != 0 {
+      try visitor.visitSingularInt32Field(value: self.pageSize, fieldNumber: 7)
+    }
+    if !self.pageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.pageToken, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Creditd_V1_ListCreditsRequest, rhs: Creditd_V1_ListCreditsRequest) -> Bool {
+    if lhs.states != rhs.states {return false}
+    if lhs.overdueOnly != rhs.overdueOnly {return false}
+    if lhs.refundOverdueOnly != rhs.refundOverdueOnly {return false}
+    if lhs.customer != rhs.customer {return false}
+    if lhs.subscriptionID != rhs.subscriptionID {return false}
+    if lhs.currency != rhs.currency {return false}
+    if lhs.pageSize != rhs.pageSize {return false}
+    if lhs.pageToken != rhs.pageToken {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Creditd_V1_ListCreditsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListCreditsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}credits\0\u{3}next_page_token\0\u{3}as_of_unix_nanos\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.credits) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.nextPageToken) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.asOfUnixNanos) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.credits.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.credits, fieldNumber: 1)
+    }
+    if !self.nextPageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.nextPageToken, fieldNumber: 2)
+    }
+    if self.asOfUnixNanos != 0 {
+      try visitor.visitSingularInt64Field(value: self.asOfUnixNanos, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Creditd_V1_ListCreditsResponse, rhs: Creditd_V1_ListCreditsResponse) -> Bool {
+    if lhs.credits != rhs.credits {return false}
+    if lhs.nextPageToken != rhs.nextPageToken {return false}
+    if lhs.asOfUnixNanos != rhs.asOfUnixNanos {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Creditd_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Event"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}seq\0\u{1}type\0\u{3}at_unix_nanos\0\u{1}date\0\u{3}subscription_id\0\u{1}customer\0\u{1}subscription\0\u{3}seat_change\0\u{1}cancellation\0\u{1}invoice\0\u{3}credit_state\0\u{1}credit\0")
+
+  fileprivate class _StorageClass {
+    var _seq: UInt64 = 0
+    var _type: Creditd_V1_EventType = .unspecified
+    var _atUnixNanos: Int64 = 0
+    var _date: String = String()
+    var _subscriptionID: String = String()
+    var _customer: String = String()
+    var _subscription: Creditd_V1_Subscription? = nil
+    var _seatChange: Creditd_V1_ChangeSeatsResponse? = nil
+    var _cancellation: Creditd_V1_CancellationRecord? = nil
+    var _invoice: Creditd_V1_Invoice? = nil
+    var _creditState: Creditd_V1_CreditStateChange? = nil
+    var _credit: Creditd_V1_Credit? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _seq = source._seq
+      _type = source._type
+      _atUnixNanos = source._atUnixNanos
+      _date = source._date
+      _subscriptionID = source._subscriptionID
+      _customer = source._customer
+      _subscription = source._subscription
+      _seatChange = source._seatChange
+      _cancellation = source._cancellation
+      _invoice = source._invoice
+      _creditState = source._creditState
+      _credit = source._credit
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._seq) }()
+        case 2: try { try decoder.decodeSingularEnumField(value: &_storage._type) }()
+        case 3: try { try decoder.decodeSingularInt64Field(value: &_storage._atUnixNanos) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._date) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._subscriptionID) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._customer) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._subscription) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._seatChange) }()
+        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._cancellation) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._invoice) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._creditState) }()
+        case 12: try { try decoder.decodeSingularMessageField(value: &_storage._credit) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._seq != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._seq, fieldNumber: 1)
+      }
+      if _storage._type != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._type, fieldNumber: 2)
+      }
+      if _storage._atUnixNanos != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._atUnixNanos, fieldNumber: 3)
+      }
+      if !_storage._date.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._date, fieldNumber: 4)
+      }
+      if !_storage._subscriptionID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._subscriptionID, fieldNumber: 5)
+      }
+      if !_storage._customer.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._customer, fieldNumber: 6)
+      }
+      try { if let v = _storage._subscription {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+      try { if let v = _storage._seatChange {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+      try { if let v = _storage._cancellation {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._invoice {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+      try { if let v = _storage._creditState {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+      try { if let v = _storage._credit {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Creditd_V1_Event, rhs: Creditd_V1_Event) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._seq != rhs_storage._seq {return false}
+        if _storage._type != rhs_storage._type {return false}
+        if _storage._atUnixNanos != rhs_storage._atUnixNanos {return false}
+        if _storage._date != rhs_storage._date {return false}
+        if _storage._subscriptionID != rhs_storage._subscriptionID {return false}
+        if _storage._customer != rhs_storage._customer {return false}
+        if _storage._subscription != rhs_storage._subscription {return false}
+        if _storage._seatChange != rhs_storage._seatChange {return false}
+        if _storage._cancellation != rhs_storage._cancellation {return false}
+        if _storage._invoice != rhs_storage._invoice {return false}
+        if _storage._creditState != rhs_storage._creditState {return false}
+        if _storage._credit != rhs_storage._credit {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Creditd_V1_ListEventsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListEventsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}after_seq\0\u{1}limit\0\u{3}wait_seconds\0\u{1}types\0\u{3}subscription_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.afterSeq) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.limit) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.waitSeconds) }()
+      case 4: try { try decoder.decodeRepeatedEnumField(value: &self.types) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.subscriptionID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.afterSeq != 0 {
+      try visitor.visitSingularInt64Field(value: self.afterSeq, fieldNumber: 1)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularInt32Field(value: self.limit, fieldNumber: 2)
+    }
+    if self.waitSeconds != 0 {
+      try visitor.visitSingularInt32Field(value: self.waitSeconds, fieldNumber: 3)
+    }
+    if !self.types.isEmpty {
+      try visitor.visitPackedEnumField(value: self.types, fieldNumber: 4)
+    }
+    if !self.subscriptionID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriptionID, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Creditd_V1_ListEventsRequest, rhs: Creditd_V1_ListEventsRequest) -> Bool {
+    if lhs.afterSeq != rhs.afterSeq {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.waitSeconds != rhs.waitSeconds {return false}
+    if lhs.types != rhs.types {return false}
+    if lhs.subscriptionID != rhs.subscriptionID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Creditd_V1_ListEventsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListEventsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}events\0\u{3}next_after_seq\0\u{3}last_seq\0\u{3}oldest_seq\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.events) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.nextAfterSeq) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.lastSeq) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.oldestSeq) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.events.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.events, fieldNumber: 1)
+    }
+    if self.nextAfterSeq != 0 {
+      try visitor.visitSingularUInt64Field(value: self.nextAfterSeq, fieldNumber: 2)
+    }
+    if self.lastSeq != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lastSeq, fieldNumber: 3)
+    }
+    if self.oldestSeq != 0 {
+      try visitor.visitSingularUInt64Field(value: self.oldestSeq, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Creditd_V1_ListEventsResponse, rhs: Creditd_V1_ListEventsResponse) -> Bool {
+    if lhs.events != rhs.events {return false}
+    if lhs.nextAfterSeq != rhs.nextAfterSeq {return false}
+    if lhs.lastSeq != rhs.lastSeq {return false}
+    if lhs.oldestSeq != rhs.oldestSeq {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Creditd_V1_WatchEventsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WatchEventsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}after_seq\0\u{1}types\0\u{3}subscription_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.afterSeq) }()
+      case 2: try { try decoder.decodeRepeatedEnumField(value: &self.types) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.subscriptionID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.afterSeq != 0 {
+      try visitor.visitSingularInt64Field(value: self.afterSeq, fieldNumber: 1)
+    }
+    if !self.types.isEmpty {
+      try visitor.visitPackedEnumField(value: self.types, fieldNumber: 2)
+    }
+    if !self.subscriptionID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriptionID, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Creditd_V1_WatchEventsRequest, rhs: Creditd_V1_WatchEventsRequest) -> Bool {
+    if lhs.afterSeq != rhs.afterSeq {return false}
+    if lhs.types != rhs.types {return false}
+    if lhs.subscriptionID != rhs.subscriptionID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

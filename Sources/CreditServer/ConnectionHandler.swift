@@ -285,7 +285,9 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
             let cancellation = CallCancellation()
             streams[id]?.cancellation = cancellation
             let writer = ServerStreamWriter { bytes in
-                try await eventLoop.submit { try handler.value.sendStreamMessage(id, bytes) }.get()
+                // Returns once the message is written to the socket: a consumer that does not
+                // read holds its stream back, never the daemon's memory.
+                try await eventLoop.flatSubmit { handler.value.sendStreamMessage(id, bytes, on: eventLoop) }.get()
             }
             core.submit {
                 let result: Result<Void, any Error> = await cancellation.run {
@@ -365,16 +367,19 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
         streamEnded(stream, code: code)
     }
 
-    private func sendStreamMessage(_ id: UInt32, _ bytes: [UInt8]) throws {
-        guard streams[id] != nil, let context else { throw CancellationError() }
+    private func sendStreamMessage(_ id: UInt32, _ bytes: [UInt8], on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+        guard streams[id] != nil, let context else {
+            return eventLoop.makeFailedFuture(CancellationError())
+        }
         guard bytes.count <= TTRPCLimits.maxMessageLength else {
-            throw RPCError.resourceExhausted(
+            return eventLoop.makeFailedFuture(RPCError.resourceExhausted(
                 "stream message length \(bytes.count) exceeds maximum message size of \(TTRPCLimits.maxMessageLength)"
-            )
+            ))
         }
         var buffer = context.channel.allocator.buffer(capacity: bytes.count)
         buffer.writeBytes(bytes)
         write(TTRPCFrame(streamID: id, type: .data, payload: buffer))
+        return lastWrite ?? eventLoop.makeSucceededVoidFuture()
     }
 
     /// The deadline of a running read passed: answer now and cancel the handler.

@@ -85,6 +85,9 @@ public struct UnaryResponder: Sendable {
 public struct TypedResponder<Response: SwiftProtobuf.Message>: Sendable {
     let base: UnaryResponder
 
+    /// The connection's event loop, where the call was dispatched.
+    public var eventLoop: any EventLoop { base.eventLoop }
+
     public func callAsFunction(_ result: Result<Response, any Error>) {
         base.callAsFunction(result.flatMap { RPCMethod.encode($0) })
     }

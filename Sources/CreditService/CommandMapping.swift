@@ -13,6 +13,15 @@ public enum CommandMapping {
             refundPolicy: EnumField(wireValue: Int32(request.refundPolicy.rawValue)), startDate: request.startDate))
     }
 
+    public static func command(_ request: Creditd_V1_ImportSubscriptionRequest) -> Command {
+        .importSubscription(ImportSubscriptionRequest(
+            subscriptionId: request.subscriptionID, customer: request.customer, plan: request.plan,
+            seats: request.seats, unitPriceMinor: request.unitPriceMinor, currency: request.currency,
+            interval: EnumField(wireValue: Int32(request.interval.rawValue)), timeZone: request.timeZone,
+            refundPolicy: EnumField(wireValue: Int32(request.refundPolicy.rawValue)), startDate: request.startDate,
+            currentPeriodChargedMinor: request.currentPeriodChargedSet ? request.currentPeriodChargedMinor : nil))
+    }
+
     public static func command(_ request: Creditd_V1_CancelSubscriptionRequest) -> Command {
         .cancel(CancelRequest(subscriptionId: request.subscriptionID,
                               mode: EnumField(wireValue: Int32(request.mode.rawValue)),
@@ -50,6 +59,7 @@ public enum JournalEntry: Equatable, Sendable {
         case resume(Creditd_V1_ResumeSubscriptionRequest)
         case changeSeats(Creditd_V1_ChangeSeatsRequest)
         case recordRefundOutcome(Creditd_V1_RecordRefundOutcomeRequest)
+        case importSubscription(Creditd_V1_ImportSubscriptionRequest)
 
         public var domain: Command {
             switch self {
@@ -58,6 +68,7 @@ public enum JournalEntry: Equatable, Sendable {
             case .resume(let r): CommandMapping.command(r)
             case .changeSeats(let r): CommandMapping.command(r)
             case .recordRefundOutcome(let r): CommandMapping.command(r)
+            case .importSubscription(let r): CommandMapping.command(r)
             }
         }
 
@@ -65,6 +76,7 @@ public enum JournalEntry: Equatable, Sendable {
             switch self {
             case .cancel(let r): r.dryRun
             case .changeSeats(let r): r.dryRun
+            case .importSubscription(let r): r.dryRun
             default: false
             }
         }
@@ -91,6 +103,7 @@ public enum JournalEntry: Equatable, Sendable {
         case .changeSeats: 12
         case .resume: 13
         case .recordRefundOutcome: 14
+        case .importSubscription: 16
         }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(requestBytes.count + 32)
@@ -125,6 +138,7 @@ public enum JournalEntry: Equatable, Sendable {
             case .resume(let r): entry.resumeSubscription = r
             case .changeSeats(let r): entry.changeSeats = r
             case .recordRefundOutcome(let r): entry.recordRefundOutcome = r
+            case .importSubscription(let r): entry.importSubscription = r
             }
         case .tick(let at, let manual):
             entry.atUnixNanos = at.nanosecondsSinceEpoch
@@ -149,6 +163,7 @@ public enum JournalEntry: Equatable, Sendable {
         case .resumeSubscription(let r): command = .resume(r)
         case .changeSeats(let r): command = .changeSeats(r)
         case .recordRefundOutcome(let r): command = .recordRefundOutcome(r)
+        case .importSubscription(let r): command = .importSubscription(r)
         case .tick(let tick):
             self = .tick(at: at, manualClock: tick.manualClock)
             return

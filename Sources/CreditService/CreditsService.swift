@@ -27,7 +27,9 @@ enum CreditsService {
             },
             .immediate(methods.listSubscriptions) { request, _ in
                 let page = try read(gate) { ledger, _ throws(DomainError) in
-                    try ledger.listSubscriptions(pageSize: request.pageSize, pageToken: request.pageToken)
+                    try ledger.listSubscriptions(
+                        pageSize: request.pageSize, pageToken: request.pageToken, customer: request.customer,
+                        statuses: request.statuses.map { EnumField(wireValue: Int32($0.rawValue)) })
                 }
                 var response = Creditd_V1_ListSubscriptionsResponse()
                 response.subscriptions = page.subscriptions.map(ProtoMapping.subscription)
@@ -81,6 +83,40 @@ enum CreditsService {
                     return ProtoMapping.refundOutcome(result, .init(subscription))
                 }
             },
+            .deferred(methods.importSubscription) { request, context, respond in
+                write(gate, .importSubscription(request), context, respond) { outcome, _ in
+                    guard case .imported(let imported) = outcome else { throw unexpected(outcome) }
+                    var response = Creditd_V1_ImportSubscriptionResponse()
+                    response.subscription = ProtoMapping.subscription(imported.subscription)
+                    response.openingInvoice = ProtoMapping.invoice(imported.openingInvoice, imported.subscription)
+                    response.dryRun = request.dryRun
+                    return response
+                }
+            },
+            .immediate(methods.listCredits) { request, _ in
+                let (page, ledger, now) = try read(gate) { ledger, now throws(DomainError) in
+                    let filter = CreditFilter(
+                        states: request.states.map { EnumField(wireValue: Int32($0.rawValue)) },
+                        overdueOnly: request.overdueOnly, refundOverdueOnly: request.refundOverdueOnly,
+                        customer: request.customer, subscriptionId: request.subscriptionID, currency: request.currency)
+                    return (try ledger.listCredits(filter: filter, pageSize: request.pageSize, pageToken: request.pageToken, asOf: now),
+                            ledger, now)
+                }
+                var response = Creditd_V1_ListCreditsResponse()
+                response.credits = page.credits.compactMap { listing in
+                    guard let owner = try? ledger.subscription(id: listing.subscriptionId) else { return nil }
+                    return ProtoMapping.credit(listing, timeZone: owner.timeZone)
+                }
+                response.nextPageToken = page.nextPageToken
+                response.asOfUnixNanos = now.nanosecondsSinceEpoch
+                return response
+            },
+            .deferred(methods.listEvents) { request, context, respond in
+                EventLongPoll.start(gate: gate, request: request, context: context, respond: respond)
+            },
+            .serverStreaming(methods.watchEvents) { request, _, stream in
+                try await EventStream.run(gate: gate, request: request, stream: stream)
+            },
         ])
     }
 
@@ -113,7 +149,7 @@ enum CreditsService {
     }
 
     /// Runs `body` on the latest committed state, on the calling event loop.
-    private static func read<T>(_ gate: ApplicationGate,
+    static func read<T>(_ gate: ApplicationGate,
                                 _ body: (Ledger, Instant) throws(DomainError) -> T) throws -> T {
         let application = try gate.require()
         let committed = application.writer.committed
@@ -152,9 +188,12 @@ enum CreditsService {
         }
     }
 
-    /// The one mapping from domain errors to statuses: code plus stable reason.
+    /// The one mapping from domain errors to statuses: code plus stable reason, and for
+    /// `events_pruned` the oldest kept seq (E5).
     static func status(of error: DomainError) -> RPCError {
-        RPCError.domain(StatusCode(wireValue: error.grpcStatusCode), reason: error.code, error.message)
+        var metadata: [String: String] = [:]
+        if let oldest = error.oldestSeq { metadata["oldest_seq"] = String(oldest) }
+        return RPCError.domain(StatusCode(wireValue: error.grpcStatusCode), reason: error.code, error.message, metadata: metadata)
     }
 
     private static func unexpected(_ outcome: CommandResponse) -> RPCError {

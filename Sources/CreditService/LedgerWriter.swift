@@ -105,6 +105,8 @@ public final class LedgerWriter: @unchecked Sendable {
     private var snapshotRunning = false
 
     private let committedBox: Mutex<CommittedState>
+    /// Signalled after each durable batch (long polls and event streams wait on it).
+    public let commits: CommitSignal
     private let faultBox = Mutex<String?>(nil)
     private let store: DurableStore
     public let clock: DaemonClock
@@ -164,6 +166,7 @@ public final class LedgerWriter: @unchecked Sendable {
         self.logger = logger
         self.snapshotPolicy = snapshotPolicy
         committedBox = Mutex(CommittedState(ledger: ledger.readerCopy(), sequence: lastSequence))
+        commits = CommitSignal(sequence: lastSequence)
         (periodicSnapshots, snapshotSink) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -370,6 +373,7 @@ public final class LedgerWriter: @unchecked Sendable {
                 lastSequence = try store.appendDurably(records)
                 recordsSinceSnapshot += records.count
                 committedBox.withLock { $0 = CommittedState(ledger: working.readerCopy(), sequence: lastSequence) }
+                commits.published(lastSequence)
             } catch {
                 enterFault("\(error)")
                 // Nothing of this batch is acknowledged. Whether it may still come back after a

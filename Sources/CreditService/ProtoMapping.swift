@@ -12,10 +12,22 @@ enum ProtoMapping {
         let currency: Currency
         let timeZone: TimeZoneRules
 
+        init(subscriptionID: String, currency: Currency, timeZone: TimeZoneRules) {
+            self.subscriptionID = subscriptionID
+            self.currency = currency
+            self.timeZone = timeZone
+        }
+
         init(_ subscription: Subscription) {
             subscriptionID = subscription.id
             currency = subscription.currency
             timeZone = subscription.timeZone
+        }
+
+        init(_ view: SubscriptionView) {
+            subscriptionID = view.id
+            currency = view.currency
+            timeZone = view.timeZone
         }
     }
 
@@ -218,6 +230,83 @@ enum ProtoMapping {
         credit.overdue = result.credit.overdue
         credit.refundOverdue = result.credit.refundOverdue
         message.credit = credit
+        return message
+    }
+
+    // MARK: the whole book (Q1, E1-E2, O5)
+
+    /// The subscription as an event gives it (O3 without credits and invoices).
+    static func subscription(_ view: SubscriptionView) -> Creditd_V1_Subscription {
+        var message = Creditd_V1_Subscription()
+        message.subscriptionID = view.id
+        message.customer = view.customer
+        message.plan = view.plan
+        message.status = Creditd_V1_SubscriptionStatus(rawValue: Int(view.status.rawValue)) ?? .unspecified
+        message.seats = view.seats
+        message.unitPriceMinor = view.unitPriceMinor
+        message.currency = view.currency.code
+        message.interval = Creditd_V1_BillingInterval(rawValue: Int(view.interval.rawValue)) ?? .unspecified
+        message.anchorDay = Int32(view.schedule.anchorDay)
+        message.anchorMonth = Int32(view.schedule.anchorMonth)
+        message.timeZone = view.timeZone.identifier
+        message.refundPolicy = Creditd_V1_RefundPolicy(rawValue: Int(view.refundPolicy.rawValue)) ?? .unspecified
+        message.startDate = date(view.startDate)
+        message.currentPeriod = period(view.period)
+        message.nextBillingDate = date(view.nextBillingDate)
+        message.scheduledSeats = view.scheduledSeats ?? 0
+        return message
+    }
+
+    /// One ListCredits entry: the credit (L7) with its customer and as-of flags.
+    static func credit(_ listing: CreditListing, timeZone: TimeZoneRules) -> Creditd_V1_Credit {
+        let context = Context(subscriptionID: listing.subscriptionId, currency: listing.currency, timeZone: timeZone)
+        var message = credit(listing.credit, context, asOf: nil)
+        message.overdue = listing.status.overdue
+        message.refundOverdue = listing.status.refundOverdue
+        message.customer = listing.customer
+        message.asOfDate = date(listing.asOfDate)
+        return message
+    }
+
+    static func eventType(_ type: EventType) -> Creditd_V1_EventType {
+        Creditd_V1_EventType(rawValue: Int(type.rawValue)) ?? .unspecified
+    }
+
+    /// One event of the feed (E2). `ledger` gives the currency and zone of invoice and credit
+    /// events, whose payloads do not repeat them (a subscription is never removed).
+    static func event(_ event: LedgerEvent, in ledger: Ledger) -> Creditd_V1_Event {
+        var message = Creditd_V1_Event()
+        message.seq = event.seq
+        message.type = eventType(event.type)
+        message.atUnixNanos = event.at.nanosecondsSinceEpoch
+        message.date = date(event.date)
+        message.subscriptionID = event.subscriptionId
+        message.customer = event.customer
+        switch event.payload {
+        case .subscription(let view):
+            message.subscription = subscription(view)
+        case .seatChange(let view, let result):
+            message.subscription = subscription(view)
+            message.seatChange = seatChange(result, Context(view))
+        case .cancel(let view, let record):
+            message.subscription = subscription(view)
+            message.cancellation = cancellation(record, Context(view))
+        case .invoice(let invoice):
+            if let owner = try? ledger.subscription(id: event.subscriptionId) {
+                message.invoice = self.invoice(invoice, Context(owner))
+            }
+        case .creditState(let change, let credit):
+            if let owner = try? ledger.subscription(id: event.subscriptionId) {
+                let context = Context(owner)
+                var entry = Creditd_V1_CreditStateChange()
+                entry.state = creditState(change.state)
+                entry.atUnixNanos = change.at.nanosecondsSinceEpoch
+                entry.date = date(context.timeZone.civilDate(of: change.at))
+                message.creditState = entry
+                message.credit = self.credit(credit, context, asOf: nil)
+                message.credit.customer = event.customer
+            }
+        }
         return message
     }
 }

@@ -91,7 +91,8 @@ struct Daemon: Sendable {
         if let path = configuration.metricsTextfile {
             lifecycle.append(.init(service: MetricsTextfileService(path: path, metrics: metrics, gate: gate, health: health, logger: logger)))
         }
-        lifecycle.append(.init(service: ServerService(server: server, notifier: notifier, logger: logger)))
+        lifecycle.append(.init(service: ServerService(server: server, notifier: notifier, logger: logger,
+                                                      beforeDrain: { gate.application?.writer.commits.close() })))
         let group = ServiceGroup(configuration: .init(
             services: lifecycle,
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -231,6 +232,8 @@ struct ServerService: Service, CustomStringConvertible {
     let server: TTRPCServer
     let notifier: SystemdNotifier
     let logger: Logger
+    /// Ends event streams and long polls cleanly before the connections drain.
+    let beforeDrain: @Sendable () -> Void
     var description: String { "ServerService" }
 
     func run() async throws {
@@ -244,6 +247,7 @@ struct ServerService: Service, CustomStringConvertible {
             } catch {}
             notifier.stopping(status: "draining calls in flight")
             logger.notice("shutting down", metadata: ["in_flight": "\(server.stats.inFlightCalls)"])
+            beforeDrain()
             await server.shutdown()
         }
     }

@@ -1,0 +1,142 @@
+import CreditDomain
+import CreditProto
+import CreditServer
+import CreditWire
+import NIOCore
+
+/// ListEvents (E4): answered at once when the feed has a matching event (or the caller does
+/// not wait); otherwise it waits, on the connection's event loop, for commits until a matching
+/// event arrives or `wait_seconds` ends. It never waits on the writer, only on the commit signal.
+final class EventLongPoll: @unchecked Sendable {
+    // Confined to `eventLoop`.
+    private let eventLoop: any EventLoop
+    private let writer: LedgerWriter
+    private var request: Creditd_V1_ListEventsRequest
+    private let respond: TypedResponder<Creditd_V1_ListEventsResponse>
+    private var timer: Scheduled<Void>?
+    private var done = false
+
+    /// The longest wait (E4).
+    static let maximumWaitSeconds: Int32 = 60
+
+    private init(eventLoop: any EventLoop, writer: LedgerWriter, request: Creditd_V1_ListEventsRequest,
+                 respond: TypedResponder<Creditd_V1_ListEventsResponse>) {
+        self.eventLoop = eventLoop
+        self.writer = writer
+        self.request = request
+        self.respond = respond
+    }
+
+    static func start(gate: ApplicationGate, request: Creditd_V1_ListEventsRequest, context: CallContext,
+                      respond: TypedResponder<Creditd_V1_ListEventsResponse>) {
+        let writer: LedgerWriter
+        do {
+            writer = try gate.require().writer
+        } catch {
+            respond(.failure(error))
+            return
+        }
+        let poll = EventLongPoll(eventLoop: respond.eventLoop, writer: writer, request: request, respond: respond)
+        guard (0...maximumWaitSeconds).contains(request.waitSeconds) else {
+            // Validated after the domain's own checks would be: invalid_request either way.
+            poll.finish(.failure(CreditsService.status(of: DomainError(.invalidRequest,
+                "wait_seconds must be 0...\(maximumWaitSeconds), got \(request.waitSeconds)"))))
+            return
+        }
+        if request.waitSeconds > 0 {
+            // Answer a little before the call's own deadline, so the caller gets the empty page
+            // rather than DEADLINE_EXCEEDED.
+            var wait = Duration.seconds(Int64(request.waitSeconds))
+            if let remaining = context.timeRemaining { wait = min(wait, remaining - .milliseconds(20)) }
+            let millis = max(0, wait.components.seconds * 1_000 + wait.components.attoseconds / 1_000_000_000_000_000)
+            poll.timer = poll.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(millis)) {
+                poll.attempt(final: true)
+            }
+        }
+        poll.attempt(final: request.waitSeconds == 0)
+    }
+
+    private func attempt(final: Bool) {
+        guard !done else { return }
+        let committed = writer.committed
+        let page: EventPage
+        do {
+            page = try EventFeedCalls.page(committed.ledger, afterSeq: request.afterSeq, limit: request.limit,
+                                           types: request.types, subscriptionID: request.subscriptionID)
+        } catch {
+            finish(.failure(error))
+            return
+        }
+        let reachedEnd = page.nextAfterSeq >= page.lastSeq
+        if !page.events.isEmpty || !reachedEnd || final {
+            finish(.success(EventFeedCalls.response(page, in: committed.ledger)))
+            return
+        }
+        // Nothing yet: go on from where this scan ended once another batch commits.
+        request.afterSeq = Int64(page.nextAfterSeq)
+        let eventLoop = self.eventLoop
+        writer.commits.wait(after: committed.sequence) { [self] open in
+            eventLoop.execute { self.attempt(final: !open) }
+        }
+    }
+
+    private func finish(_ result: Result<Creditd_V1_ListEventsResponse, any Error>) {
+        guard !done else { return }
+        done = true
+        timer?.cancel()
+        respond(result)
+    }
+}
+
+/// WatchEvents (E6): the backlog, then each event as it commits. A consumer more than
+/// `lagLimit` events behind is ended with RESOURCE_EXHAUSTED (it goes on with ListEvents);
+/// writers never wait for it. The stream ends OK when creditd shuts down.
+enum EventStream {
+    static let lagLimit: UInt64 = 10_000
+
+    static func run(gate: ApplicationGate, request: Creditd_V1_WatchEventsRequest, stream: ServerStreamWriter) async throws {
+        let writer = try gate.require().writer
+        var after = request.afterSeq
+        while true {
+            let committed = writer.committed
+            let page = try EventFeedCalls.page(committed.ledger, afterSeq: after, limit: 1_000,
+                                               types: request.types, subscriptionID: request.subscriptionID)
+            let unsent = page.lastSeq - UInt64(max(after, 0))
+            if unsent > lagLimit {
+                throw RPCError.domain(.resourceExhausted, reason: "consumer_too_slow",
+                    "the stream is \(unsent) events behind (limit \(lagLimit)); go on with ListEvents after seq \(after)",
+                    metadata: ["after_seq": String(after)])
+            }
+            for event in page.events {
+                try await stream.send(ProtoMapping.event(event, in: committed.ledger))
+            }
+            after = Int64(page.nextAfterSeq)
+            if page.nextAfterSeq >= page.lastSeq {
+                // At the end of the feed: wait for the next commit, or end cleanly at shutdown.
+                guard await writer.commits.next(after: committed.sequence) else { return }
+            }
+        }
+    }
+}
+
+enum EventFeedCalls {
+    static func page(_ ledger: Ledger, afterSeq: Int64, limit: Int32, types: [Creditd_V1_EventType],
+                     subscriptionID: String) throws -> EventPage {
+        do {
+            return try ledger.listEvents(afterSeq: afterSeq, limit: limit,
+                                         types: types.map { EnumField(wireValue: Int32($0.rawValue)) },
+                                         subscriptionId: subscriptionID)
+        } catch {
+            throw CreditsService.status(of: error)
+        }
+    }
+
+    static func response(_ page: EventPage, in ledger: Ledger) -> Creditd_V1_ListEventsResponse {
+        var response = Creditd_V1_ListEventsResponse()
+        response.events = page.events.map { ProtoMapping.event($0, in: ledger) }
+        response.nextAfterSeq = page.nextAfterSeq
+        response.lastSeq = page.lastSeq
+        response.oldestSeq = page.oldestSeq
+        return response
+    }
+}
