@@ -4,6 +4,7 @@ import CreditServer
 import CreditStore
 import CreditWire
 import Logging
+import Synchronization
 
 /// What the application layer needs to know from the configuration.
 public struct ApplicationConfiguration: Sendable {
@@ -48,6 +49,8 @@ public final class CreditApplication: Sendable {
     public let subscriptionsRecovered: Int
     let startedAt = ContinuousClock.now
     private let configuration: ApplicationConfiguration
+    /// The snapshot triggers in force: the configured ones until a reload changes them.
+    private let snapshotPolicy: Mutex<(interval: Duration, everyRecords: Int)>
     private let logger: Logger
 
     public enum StartError: Error, CustomStringConvertible {
@@ -77,7 +80,7 @@ public final class CreditApplication: Sendable {
         } catch {
             throw .store(error)
         }
-        for message in recovery.report.messages { logger.notice("\(message)") }
+        recovery.report.log(to: logger)
 
         var ledger = Ledger(maxSeats: configuration.maxSeats)
         var lastInstant: Instant?
@@ -119,6 +122,7 @@ public final class CreditApplication: Sendable {
         self.recoveryReport = recovery.report
         self.subscriptionsRecovered = ledger.subscriptionCount
         self.configuration = configuration
+        self.snapshotPolicy = Mutex((configuration.snapshotInterval, configuration.snapshotEveryRecords))
         self.logger = logger
         self.keeper = LedgerKeeper(ledger: ledger, store: store, clock: clock,
                                    lastSequence: recovery.nextSequence - 1, logger: logger)
@@ -176,8 +180,9 @@ public final class CreditApplication: Sendable {
                 }
             }
             let records = await keeper.journalRecordsSinceSnapshot
-            let due = records >= configuration.snapshotEveryRecords
-                || (records > 0 && ContinuousClock.now - lastSnapshot >= configuration.snapshotInterval)
+            let policy = snapshotPolicy.withLock { $0 }
+            let due = records >= policy.everyRecords
+                || (records > 0 && ContinuousClock.now - lastSnapshot >= policy.interval)
             if due {
                 do {
                     let info = try await takeSnapshot()
@@ -188,6 +193,18 @@ public final class CreditApplication: Sendable {
                 }
             }
         }
+    }
+
+    /// Applies the settings a configuration reload may change while running: the
+    /// seat limit of new commands and the periodic snapshot triggers.
+    public func applyReloadedSettings(maxSeats: Int64, snapshotInterval: Duration, snapshotEveryRecords: Int) async {
+        snapshotPolicy.withLock { $0 = (snapshotInterval, snapshotEveryRecords) }
+        await keeper.setMaxSeats(maxSeats)
+    }
+
+    /// Subscriptions in the ledger now (the daemon's STATUS line).
+    public func currentSubscriptionCount() async -> Int {
+        await keeper.subscriptionCount
     }
 
     /// Writes a snapshot now and returns when it is durable.

@@ -280,6 +280,13 @@ public actor LedgerKeeper {
     }
 
     var nextDueInstant: Instant? { ledger.nextDueInstant() }
+
+    /// The seat limit for commands from now on (a configuration reload). Journaled
+    /// commands carry the limit they ran under, so replay is unaffected.
+    func setMaxSeats(_ maxSeats: Int64) { ledger.maxSeats = maxSeats }
+
+    /// Subscriptions in the ledger (cheap, unlike `ledgerSummary`).
+    var subscriptionCount: Int { ledger.subscriptionCount }
 }
 
 /// Counts over the whole ledger for stats, health and metrics.
