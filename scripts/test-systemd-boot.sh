@@ -388,6 +388,25 @@ else
   fail restart-keeps-data "s2 not found after restart (StatusText '$(prop StatusText)')"
 fi
 
+# ---------------------------------------------------------------- recovery extends the start timeout
+# systemd at debug level logs every notification it gets: recovery's heartbeat must have
+# asked for more start-up time (EXTEND_TIMEOUT_USEC, every 5 s while it runs; at least
+# once, at its start, for a recovery this small) with a progress STATUS=, before READY=1.
+ct systemd-analyze log-level debug
+mark heartbeat
+ct systemctl restart creditd.service
+journal_has heartbeat 'READY=1'
+notes=$(since heartbeat | grep 'Got notification message')
+ct systemd-analyze log-level info
+extend_line=$(grep -n 'EXTEND_TIMEOUT_USEC=30000000' <<<"$notes" | head -n1 | cut -d: -f1)
+ready_line=$(grep -n 'READY=1' <<<"$notes" | head -n1 | cut -d: -f1)
+if [ -n "$extend_line" ] && [ -n "$ready_line" ] && [ "$extend_line" -lt "$ready_line" ] \
+   && grep -q 'STATUS=recovering state from /var/lib/creditd' <<<"$notes"; then
+  pass recovery-extends-start-timeout
+else
+  fail recovery-extends-start-timeout "notifications: $(head -n 3 <<<"$notes" | tr '\n' '|')"
+fi
+
 # ---------------------------------------------------------------- watchdog
 mark watchdog
 restarts=$(prop NRestarts)
