@@ -13,9 +13,14 @@
 #      nothing at all (it only warns on unknown or misspelled keys and exits 0);
 #   2. systemd-analyze security --offline=true --threshold=10 (exposure <= 1.0);
 #   3. sysusers.d/creditd.conf creates creditd and creditd-clients in the stage;
-#   4. tmpfiles.d/creditd.conf creates /run/creditd 0750 creditd:creditd-clients;
+#   4. tmpfiles.d/creditd.conf creates /run/creditd 0750 creditd:creditd-clients
+#      and /etc/creditd 0755 root:root;
 #   5. the service keeps the choices systemd 252 needs (no notify-reload, no
-#      RuntimeDirectory=, no DynamicUser=, PrivateUsers=no).
+#      RuntimeDirectory=, no DynamicUser=, PrivateUsers=no);
+#   6. the configuration stays read-only to creditd (no ConfigurationDirectory=,
+#      ReadOnlyPaths= on /etc/creditd) and a crash loop keeps the socket
+#      (StartLimitIntervalSec=0, RestartSec=).
+# scripts/test-systemd-boot.sh checks the same at runtime, under systemd as PID 1.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -85,7 +90,9 @@ out=$(systemd-tmpfiles --root="$stage" --create "$units/tmpfiles.d/creditd.conf"
 got=$(stat -c '%a %u %g' "$stage/run/creditd")
 [ "$got" = "750 $creditd_uid $clients_gid" ] \
     || fail "/run/creditd is '$got' (mode uid gid), expected '750 $creditd_uid $clients_gid'"
-pass "tmpfiles.d/creditd.conf: /run/creditd 0750 creditd:creditd-clients"
+got=$(stat -c '%a %u %g' "$stage/etc/creditd" 2>/dev/null || echo missing)
+[ "$got" = "755 0 0" ] || fail "/etc/creditd is '$got' (mode uid gid), expected '755 0 0'"
+pass "tmpfiles.d/creditd.conf: /run/creditd 0750 creditd:creditd-clients, /etc/creditd 0755 root:root"
 
 # 5. Choices the unit must keep on systemd 252 (docs/operations.md §5).
 service="$units/creditd.service"
@@ -100,5 +107,15 @@ done
 [ "$(grep -E '^FileDescriptorName=' "$units/creditd.socket" | cut -d= -f2)" = rpc ] \
     || fail "creditd.socket must name its fd rpc"
 pass "creditd.service: Type=notify, ExecReload=creditctl reload, no RuntimeDirectory=/DynamicUser=, PrivateUsers=no"
+
+# 6. Read-only configuration; a crash loop keeps retrying rather than hitting the start limit.
+! grep -qE '^ConfigurationDirectory=' "$service" \
+    || fail "ConfigurationDirectory= must not be used: it makes /etc/creditd writable for creditd"
+grep -qE '^ReadOnlyPaths=-?/etc/creditd$' "$service" || fail "ReadOnlyPaths=-/etc/creditd is missing"
+[ "$(key Environment)" = CONFIGURATION_DIRECTORY=/etc/creditd ] \
+    || fail "Environment=CONFIGURATION_DIRECTORY=/etc/creditd is missing (creditd looks for creditd.json there)"
+[ "$(key StartLimitIntervalSec)" = 0 ] && [ -n "$(key RestartSec)" ] \
+    || fail "StartLimitIntervalSec=0 and RestartSec= keep creditd.socket alive through a crash loop"
+pass "creditd.service: /etc/creditd read-only, no ConfigurationDirectory=, no start limit"
 
 printf 'check-systemd-units: all checks passed\n'

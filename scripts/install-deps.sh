@@ -10,6 +10,7 @@ packages=(
   systemd                                   # systemd-analyze and systemd-socket-activate
   python3-prometheus-client                 # Prometheus text format check
   valgrind util-linux                       # C client memory checks; setpriv for uid tests
+  mmdebstrap systemd-container python3      # scripts/test-systemd-boot.sh: rootfs, nspawn, raw client
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -140,6 +140,10 @@ public struct DaemonConfiguration: Sendable, Hashable {
         } catch {
             throw LoadError.unreadable(path: path, reason: "\(error.localizedDescription)")
         }
+        // Foundation's own message ("not valid JSON") does not say where; say it.
+        if let syntax = JSONSyntaxError.find(in: [UInt8](data)) {
+            throw LoadError.invalid(path: path, reason: "malformed JSON at \(syntax)")
+        }
         do {
             let keys = try JSONDecoder().decode(TopLevelKeys.self, from: data).keys
             let known = Set(Layer.CodingKeys.allCases.map(\.rawValue))
@@ -149,13 +153,26 @@ public struct DaemonConfiguration: Sendable, Hashable {
             return try JSONDecoder().decode(Layer.self, from: data)
         } catch let error as LoadError {
             throw error
+        } catch let error as DecodingError {
+            throw LoadError.invalid(path: path, reason: describe(error))
         } catch {
             throw LoadError.invalid(path: path, reason: "\(error)")
         }
     }
 
+    /// "max_seats: Expected to decode Int64 but found a string instead."
+    private static func describe(_ error: DecodingError) -> String {
+        let context: DecodingError.Context
+        switch error {
+        case .typeMismatch(_, let c), .valueNotFound(_, let c), .keyNotFound(_, let c), .dataCorrupted(let c): context = c
+        @unknown default: return "\(error)"
+        }
+        let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+        return path.isEmpty ? context.debugDescription : "\"\(path)\": \(context.debugDescription)"
+    }
+
     /// The file read when no `--config` is given: `creditd.json` in `$CONFIGURATION_DIRECTORY`
-    /// (set by the unit's `ConfigurationDirectory=creditd`: /etc/creditd), if it exists. Looked
+    /// (the unit sets it to /etc/creditd, root's and read-only to creditd), if it exists. Looked
     /// up at every load, so a file created later takes effect on the next reload.
     public static func defaultConfigFile(environment: [String: String]) -> String? {
         guard let directory = environment["CONFIGURATION_DIRECTORY"]?.split(separator: ":").first else { return nil }
@@ -212,6 +229,9 @@ public struct DaemonConfiguration: Sendable, Hashable {
         guard snapshotEveryRecords > 0 else { throw LoadError.badValue("snapshot every records must be > 0") }
         guard journalSegmentBytes >= 4096 else { throw LoadError.badValue("journal segment bytes must be at least 4096") }
     }
+
+    /// `snapshotIntervalSeconds` as a Duration.
+    public var snapshotInterval: Duration { .milliseconds(Int64(snapshotIntervalSeconds * 1000)) }
 
     /// The server settings this configuration asks for.
     public var serverSettings: ServerSettings {

@@ -4,6 +4,7 @@ import CreditServer
 import CreditStore
 import CreditWire
 import Logging
+import Synchronization
 
 /// What the application layer needs to know from the configuration.
 public struct ApplicationConfiguration: Sendable {
@@ -176,6 +177,19 @@ public final class CreditApplication: Sendable {
                 logger.error("periodic snapshot failed", metadata: ["error": "\(error)"])
             }
         }
+    }
+
+    /// Applies the settings a configuration reload may change while running: the seat limit
+    /// of new commands and the periodic snapshot triggers.
+    public func applyReloadedSettings(maxSeats: Int64, snapshotInterval: Duration, snapshotEveryRecords: Int) async {
+        writer.setMaxSeats(maxSeats)
+        writer.setSnapshotPolicy(.init(everyRecords: snapshotEveryRecords, interval: snapshotInterval))
+        await writer.ping()  // returns once the writer has taken both
+    }
+
+    /// Subscriptions in the committed ledger now (the daemon's STATUS line).
+    public func currentSubscriptionCount() -> Int {
+        writer.committed.ledger.subscriptionCount
     }
 
     /// Encodes a captured ledger on the store's snapshot thread and writes it durably.

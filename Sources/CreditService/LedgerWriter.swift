@@ -111,7 +111,7 @@ public final class LedgerWriter: @unchecked Sendable {
     private let store: DurableStore
     public let clock: DaemonClock
     private let logger: Logger
-    private let snapshotPolicy: SnapshotPolicy
+    private var snapshotPolicy: SnapshotPolicy  // writer thread only
     private let snapshotSink: AsyncStream<SnapshotCapture>.Continuation
     /// Captures the writer takes on its own (size or age of the journal since the last snapshot).
     public let periodicSnapshots: AsyncStream<SnapshotCapture>
@@ -133,6 +133,7 @@ public final class LedgerWriter: @unchecked Sendable {
         case capture(@Sendable (Result<SnapshotCapture, WriteFailure>) -> Void)
         case snapshotFinished
         case setMaxSeats(Int64)
+        case setSnapshotPolicy(SnapshotPolicy)
         case ping(@Sendable () -> Void)
     }
 
@@ -216,6 +217,11 @@ public final class LedgerWriter: @unchecked Sendable {
 
     public func snapshotFinished() {
         enqueue(.snapshotFinished) {}
+    }
+
+    /// Changes when the writer captures the state for a snapshot on its own.
+    public func setSnapshotPolicy(_ policy: SnapshotPolicy) {
+        enqueue(.setSnapshotPolicy(policy)) {}
     }
 
     /// Changes the seat maximum (S1) for commands from now on.
@@ -363,6 +369,8 @@ public final class LedgerWriter: @unchecked Sendable {
                 snapshotRunning = false
             case .setMaxSeats(let maxSeats):
                 working.maxSeats = maxSeats
+            case .setSnapshotPolicy(let policy):
+                snapshotPolicy = policy
             case .ping(let completion):
                 replies.append(completion)
             }
@@ -456,7 +464,7 @@ public final class LedgerWriter: @unchecked Sendable {
         case .advanceClock(_, let completion): completion(.failure(failure))
         case .capture(let completion): completion(.failure(failure))
         case .ping(let completion): completion()
-        case .snapshotFinished, .setMaxSeats: break
+        case .snapshotFinished, .setMaxSeats, .setSnapshotPolicy: break
         }
     }
 

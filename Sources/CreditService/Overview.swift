@@ -1,24 +1,35 @@
 // CreditService: creditd's application layer, between the server and the domain.
 //
-// What it owns. The ledger keeper, the single writer of the state (LedgerKeeper), the Credits and
-// Admin handlers (CreditsService, AdminService), the mapping between protobuf and domain values
-// (CommandMapping for requests, ProtoMapping for responses), the journal entry format and replay
-// (JournalEntry, CreditApplication.replay), ledger snapshots (SnapshotCodec), start-up and the
-// scheduler of time-driven transitions (CreditApplication, ApplicationGate), the clock (DaemonClock)
-// and the daemon's metrics (DaemonMetrics).
+// What it owns. The single writer of the state (LedgerWriter, a dedicated thread) and the
+// committed state it publishes (CommittedState, CommitSignal); the Credits and Admin handlers
+// (CreditsService, AdminService, EventFeedCalls for ListEvents/WatchEvents), the mapping between
+// protobuf and domain values (CommandMapping for requests, ProtoMapping for responses), the
+// journal entry format and replay (JournalEntry, CreditApplication.replay), ledger snapshots
+// (SnapshotCodec), start-up (CreditApplication, ApplicationGate), the clock (DaemonClock) and
+// the daemon's metrics (DaemonMetrics).
 //
-// Invariants (docs/architecture.md).
-//   - Nothing is acknowledged before its journal record is durable; reads wait for records in
-//     flight, so they never show a change a crash could undo.
-//   - One writer: the LedgerKeeper actor applies commands one at a time; while an fdatasync runs
-//     further commands join the next batch (group commit) and are acknowledged in order.
-//   - After a journal fault the keeper rolls back what was not durable, refuses writes
-//     (UNAVAILABLE) and keeps serving reads; health turns NOT_SERVING.
-//   - Time-driven transitions go through the keeper as ticks and are journaled like requests.
+// The path of a call (docs/architecture.md).
+//   - A read runs on the connection's event loop against `LedgerWriter.committed`: the ledger
+//     after the last durable batch. It never waits for the writer or an fsync.
+//   - A write is handed to the writer thread (one hop). The writer takes every command waiting,
+//     applies each to its working ledger, journals the request bytes as received, makes the
+//     whole batch durable with one write and one fdatasync (DurableStore.appendDurably),
+//     publishes the new committed state, and completes each call on its event loop (second hop).
+//
+// Invariants.
+//   - Nothing is acknowledged before its journal record is durable, and no read shows a change
+//     that is not durable.
+//   - One writer: commands are applied one at a time, in one order; replay applies the same
+//     step (LedgerWriter.apply) to the same records.
+//   - After a journal fault the writer abandons its working ledger, answers UNAVAILABLE with
+//     persistence_not_applied or persistence_outcome_unknown, refuses writes until restart and
+//     reads keep the last committed state; health turns NOT_SERVING.
+//   - Time is a command: on the system clock the writer sleeps until the next due instant and
+//     journals a tick; with the manual clock AdvanceClock does.
 //   - Protobuf stops here: the domain sees only its own values, and domain errors become a status
-//     with a stable reason in one place (docs/billing-rules.md §10).
+//     with a stable reason in one place (CreditsService.status, docs/billing-rules.md §10).
 //
 // Entry points.
-//   - CreditApplication(configuration:logger:) recovers the state and builds the keeper;
+//   - CreditApplication(configuration:logger:) recovers the state and starts the writer;
 //     CreditApplication.services(gate:hooks:) returns the RPC services for the server;
-//     runScheduler(), takeSnapshot(), shutdown().
+//     runScheduler() (snapshots the writer asks for), takeSnapshot(), shutdown().

@@ -11,7 +11,7 @@
 //     AF_UNIX stream sockets, marked close-on-exec, and the variables cleared before any thread
 //     starts. An activated socket is never unlinked.
 //   - The watchdog is active only when WATCHDOG_USEC is set for this pid; the daemon pings
-//     only after a round trip through the server and the keeper.
+//     only after a round trip through the server and the writer thread.
 //   - One log record is one line on stderr; timestamps are left out when stderr is the journal.
 //
 // Entry points.

@@ -86,12 +86,22 @@ public struct Watchdog: Sendable {
         }
     }
 
+    /// Thrown by a liveness probe while the daemon is still starting: no ping is
+    /// sent and nothing is logged above debug. systemd arms the watchdog only once
+    /// the service is READY, so no ping is owed yet.
+    public struct NotReady: Error, Sendable {
+        public init() {}
+    }
+
     /// One probe-then-ping step. Returns whether the probe succeeded (and so
     /// `WATCHDOG=1` was sent, if notifications are enabled).
     @discardableResult
     public func pingIfAlive() async -> Bool {
         do {
             try await livenessProbe()
+        } catch is NotReady {
+            logger.debug("watchdog: not ready yet; not pinging")
+            return false
         } catch {
             if Task.isCancelled { return false }
             logger.warning("watchdog liveness probe failed; not pinging", metadata: ["error": "\(error)"])

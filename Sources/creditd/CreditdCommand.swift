@@ -1,12 +1,14 @@
 import ArgumentParser
 import CreditServer
 import CreditStore
+import Dispatch
 import Foundation
 import Logging
+import Synchronization
 import SystemdSupport
 
 @main
-struct CreditdCommand: AsyncParsableCommand {
+struct CreditdCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "creditd",
         abstract: "Subscription credit daemon serving ttrpc on a Unix socket.",
@@ -41,7 +43,15 @@ struct VerifyState: ParsableCommand {
 }
 
 /// `creditd [serve]`: runs the daemon.
-struct Serve: AsyncParsableCommand {
+///
+/// Synchronous on purpose (and so is `CreditdCommand`): the daemon runs in a detached
+/// task of medium priority while the main thread waits. An async main would drain the
+/// main queue on a user-interactive worker thread, and an async `run()` would run
+/// everything at the main task's user-initiated priority; libdispatch gives such
+/// threads nice -4 and -2, which an unprivileged service may not set, and logs "Failed
+/// to set thread priority for worker thread" at every start. At medium priority it
+/// asks for nice 0 (the unit allows setpriority for that).
+struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Run the daemon (the default)."
@@ -110,7 +120,7 @@ struct Serve: AsyncParsableCommand {
     @Flag(name: .long, help: "Truncate a damaged journal at its first bad record, after keeping a copy of it.")
     var repair = false
 
-    func run() async throws {
+    func run() throws {
         // Socket activation first: the variables are cleared before anything else can read them.
         let activation: ListenFDs
         do {
@@ -125,15 +135,27 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "creditd")
         let daemon = Daemon(configFile: config, flags: flags, environment: environment, activation: activation,
                             repair: repair, logLevel: logLevel, logger: logger)
-        do {
-            let configuration = try daemon.loadConfiguration()
-            logLevel.level = Logger.Level(rawValue: configuration.logLevel) ?? .info
-            try Self.checkStartInstant(configuration, logger: logger)
-            try await daemon.run(configuration)
-        } catch {
-            logger.critical("cannot run: \(error)")
-            throw ExitCode.failure
+        let outcome = Outcome()
+        Task.detached(priority: .medium) {
+            do {
+                let configuration = try daemon.loadConfiguration()
+                logLevel.level = Logger.Level(rawValue: configuration.logLevel) ?? .info
+                try Self.checkStartInstant(configuration, logger: logger)
+                try await daemon.run(configuration)
+            } catch {
+                logger.critical("cannot run: \(error)")
+                outcome.failed.withLock { $0 = true }
+            }
+            outcome.done.signal()
         }
+        outcome.done.wait()
+        if outcome.failed.withLock({ $0 }) { throw ExitCode.failure }
+    }
+
+    /// How the daemon's task ended, for the waiting main thread.
+    private final class Outcome: Sendable {
+        let done = DispatchSemaphore(value: 0)
+        let failed = Mutex(false)
     }
 
     /// `--now` sets where a *new* manual clock starts. Without `--clock manual` it would mean

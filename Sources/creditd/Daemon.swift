@@ -47,12 +47,15 @@ struct Daemon: Sendable {
         let health = HealthStatus(initial: .notServing)
         let gate = ApplicationGate()
         let current = ConfigurationBox(configuration)
+        let live = LiveDaemon(current: current, notifier: notifier, gate: gate, phase: DaemonPhase())
+        let source = configurationSource()
+        logger.info("configuration loaded", metadata: ["file": "\(source.path ?? "none (\(source.absence ?? ""))")"])
 
         let metrics = DaemonMetrics(knownMethods: Set(MethodTable.all.map(\.fullName)))
 
         let hooks = AdminHooks(
             serverStats: { current.server?.stats ?? ServerStats() },
-            reload: { [self] in try await self.reload(current, notifier: notifier) },
+            reload: { [self] in try await self.reload(live) },
             serving: { health.status() == .serving },
             metrics: { await metrics.render(application: gate.application, serving: health.status() == .serving) })
         var services = CreditApplication.services(gate: gate, hooks: hooks)
@@ -68,29 +71,29 @@ struct Daemon: Sendable {
         let target: ListenTarget = activation.isActivated ? .inheritedSocket(try activation.rpcSocket()) : .path(configuration.socketPath)
         try await server.start(target)
 
-        let hangup = installReloadOnSIGHUP(current, notifier: notifier)
+        let hangup = installReloadOnSIGHUP(live)
         defer { hangup.cancel() }
 
         // Everything from here runs inside the service group, so SIGTERM is handled
         // gracefully from the moment the socket is taken, during recovery included.
         let recovery = Recovery(daemon: self, configuration: configuration, manualStart: manualStart,
-                                health: health, notifier: notifier, metrics: metrics, gate: gate, server: server)
+                                health: health, live: live, metrics: metrics, server: server)
         var lifecycle: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let watchdog = WatchdogConfiguration(environment: environment, pid: getpid()) {
             let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
             let dog = Watchdog(configuration: watchdog, notifier: notifier, logger: logger) {
-                // No ping before READY (a ping would arm the watchdog during recovery), and
-                // none once the event loop or the writer thread is wedged.
-                guard let application = gate.application else { throw NotReadyYet() }
+                // No ping before READY (systemd arms the watchdog only then; NotReady is
+                // logged at debug), and none once the event loop or the writer thread is wedged.
+                guard let application = gate.application else { throw Watchdog.NotReady() }
                 try await eventLoop.submit {}.get()
                 await application.writer.ping()
             }
             lifecycle.append(.init(service: WatchdogService(watchdog: dog)))
         }
         lifecycle.append(.init(service: ApplicationService(recovery: recovery, logger: logger)))
-        if let path = configuration.metricsTextfile {
-            lifecycle.append(.init(service: MetricsTextfileService(path: path, metrics: metrics, gate: gate, health: health, logger: logger)))
-        }
+        // Always in the group: a reload may set, change or clear metrics_textfile.
+        lifecycle.append(.init(service: MetricsTextfileService(current: current, metrics: metrics, gate: gate, health: health, logger: logger)))
+        lifecycle.append(.init(service: StatusService(daemon: self, live: live)))
         lifecycle.append(.init(service: ServerService(server: server, notifier: notifier, logger: logger,
                                                       beforeDrain: { gate.application?.writer.commits.close() })))
         let group = ServiceGroup(configuration: .init(
@@ -103,13 +106,16 @@ struct Daemon: Sendable {
     }
 
     fileprivate func recover(_ configuration: DaemonConfiguration, manualStart: Instant?, health: HealthStatus,
-                             notifier: SystemdNotifier, metrics: DaemonMetrics) async throws -> CreditApplication {
+                             live: LiveDaemon, metrics: DaemonMetrics, progress: RecoveryProgress) async throws -> CreditApplication {
         var storeOptions = StoreOptions()
         storeOptions.segmentSize = configuration.journalSegmentBytes
         let logger = self.logger
+        let notifier = live.notifier
         storeOptions.onFault = { fault in
             health.setAll(.notServing)
-            notifier.status("persistence fault: \(fault); writes refused, reads served")
+            let status = "persistence fault: \(fault); writes refused, reads served"
+            live.phase.set(.faulted(status))
+            notifier.status(status)
             logger.critical("journal fault: writes refused until restart", metadata: ["fault": "\(fault)"])
         }
         var settings = ApplicationConfiguration(
@@ -126,6 +132,13 @@ struct Daemon: Sendable {
         return try await withCheckedThrowingContinuation { continuation in
             // A thread of its own: recovery reads and fsyncs files for as long as it takes.
             Thread.detachNewThread {
+                let size = StateSize.measure(frozen.stateDirectory)
+                progress.begin(size)
+                logger.info("recovering state", metadata: [
+                    "state_dir": "\(frozen.stateDirectory)",
+                    "bytes": "\(size.bytes)",
+                    "files": "\(size.files)",
+                ])
                 do {
                     continuation.resume(returning: try CreditApplication(configuration: frozen, logger: logger))
                 } catch {
@@ -135,56 +148,143 @@ struct Daemon: Sendable {
         }
     }
 
-    fileprivate func readyStatus(_ application: CreditApplication) -> String {
+    /// `SERVING: N subscriptions, last snapshot T`, with the counts as they are now.
+    fileprivate func servingStatus(_ application: CreditApplication) async -> String {
         let stats = application.store.stats
         let snapshot = stats.lastSnapshotUnixMillis.map { Instant(nanosecondsSinceEpoch: $0 * 1_000_000).rfc3339 } ?? "none"
-        return "SERVING: \(application.subscriptionsRecovered) subscriptions, last snapshot \(snapshot)"
+        return "SERVING: \(application.currentSubscriptionCount()) subscriptions, last snapshot \(snapshot)"
     }
 
-    /// Re-reads the configuration and applies what can change while running:
-    /// limits, log level, authorization and the seat maximum.
-    func reload(_ current: ConfigurationBox, notifier: SystemdNotifier) async throws -> String {
-        notifier.reloading()
-        defer { notifier.ready(status: "SERVING: configuration reloaded") }
-        let next = try loadConfiguration()
-        let previous = current.value
-        var ignored: [String] = []
-        if next.socketPath != previous.socketPath { ignored.append("socket") }
-        if next.stateDirectory != previous.stateDirectory { ignored.append("state directory") }
-        if next.clock != previous.clock { ignored.append("clock") }
-        if next.journalSegmentBytes != previous.journalSegmentBytes { ignored.append("journal segment size") }
-        if !ignored.isEmpty {
-            logger.warning("these settings change only with a restart; keeping the running values",
-                           metadata: ["settings": "\(ignored.joined(separator: ", "))"])
+    /// Where the configuration comes from: the file read, or why there is none.
+    func configurationSource() -> (path: String?, absence: String?) {
+        if let configFile { return (configFile, nil) }
+        if let path = DaemonConfiguration.defaultConfigFile(environment: environment) { return (path, nil) }
+        if let directory = environment["CONFIGURATION_DIRECTORY"]?.split(separator: ":").first {
+            return (nil, "\(directory)/creditd.json does not exist")
         }
-        var applied = previous
-        applied.logLevel = next.logLevel
-        applied.maxConnections = next.maxConnections
-        applied.maxInFlight = next.maxInFlight
-        applied.idleTimeoutSeconds = next.idleTimeoutSeconds
-        applied.defaultDeadlineSeconds = next.defaultDeadlineSeconds
-        applied.shutdownGraceSeconds = next.shutdownGraceSeconds
-        applied.writerUIDs = next.writerUIDs
-        applied.writerGIDs = next.writerGIDs
-        applied.readerUIDs = next.readerUIDs
-        applied.readerGIDs = next.readerGIDs
-        current.value = applied
-        current.server?.reload(applied.serverSettings)
-        logLevel.level = Logger.Level(rawValue: applied.logLevel) ?? .info
-        logger.notice("configuration reloaded")
-        return "configuration reloaded"
+        return (nil, "no --config and no $CONFIGURATION_DIRECTORY")
     }
 
-    private func installReloadOnSIGHUP(_ current: ConfigurationBox, notifier: SystemdNotifier) -> any DispatchSourceSignal {
+    /// Re-reads the configuration and applies every setting that can change while
+    /// running; the answer (and the log) names what changed and what needs a restart.
+    /// A refused reload is logged as a warning with its reason and keeps everything.
+    ///
+    /// systemd hears RELOADING=1 ... READY=1 only once the daemon has been READY: a
+    /// reload during recovery must not tell it the start is over. STATUS= afterwards
+    /// is the truthful line for the daemon's state, with current counts.
+    func reload(_ live: LiveDaemon) async throws -> String {
+        let announced = live.phase.isReady
+        if announced { live.notifier.reloading() }
+        let outcome: Result<String, any Error>
+        do {
+            outcome = .success(try await applyReload(live))
+        } catch {
+            outcome = .failure(error)
+        }
+        if announced { live.notifier.ready(status: await statusLine(live)) }
+        switch outcome {
+        case .success(let message):
+            return message
+        case .failure(let error):
+            logger.warning("reload refused; keeping the running configuration", metadata: ["reason": "\(error)"])
+            throw error
+        }
+    }
+
+    /// The STATUS= line for the daemon's state now.
+    fileprivate func statusLine(_ live: LiveDaemon) async -> String {
+        switch live.phase.value {
+        case .faulted(let text):
+            return text
+        case .serving:
+            if let application = live.gate.application { return await servingStatus(application) }
+            return "SERVING"
+        case .starting:
+            return "recovering state from \(live.current.value.stateDirectory)"
+        }
+    }
+
+    private func applyReload(_ live: LiveDaemon) async throws -> String {
+        let source = configurationSource()
+        let next = try loadConfiguration()
+        let previous = live.current.value
+        var restartOnly: [String] = []
+        var applied = next
+        func keep<T: Equatable>(_ name: String, _ key: WritableKeyPath<DaemonConfiguration, T>) {
+            if next[keyPath: key] != previous[keyPath: key] { restartOnly.append(name) }
+            applied[keyPath: key] = previous[keyPath: key]
+        }
+        keep("socket", \.socketPath)
+        keep("state_dir", \.stateDirectory)
+        keep("clock", \.clock)
+        keep("now", \.now)
+        keep("journal_segment_bytes", \.journalSegmentBytes)
+        let changed = Self.runtimeChanges(from: previous, to: applied)
+
+        live.current.value = applied
+        live.current.server?.reload(applied.serverSettings)
+        logLevel.level = Logger.Level(rawValue: applied.logLevel) ?? .info
+        if let application = live.gate.application {
+            await application.applyReloadedSettings(
+                maxSeats: applied.maxSeats, snapshotInterval: applied.snapshotInterval,
+                snapshotEveryRecords: applied.snapshotEveryRecords)
+        }
+        // During recovery, Recovery.run applies `live.current` once the state is loaded.
+
+        var message: String
+        if let path = source.path {
+            message = "configuration reloaded from \(path)"
+        } else {
+            message = "configuration reloaded without a configuration file (\(source.absence ?? "none")): built-in defaults and flags apply"
+        }
+        message += changed.isEmpty ? "; nothing changed" : "; applied: \(changed.joined(separator: ", "))"
+        logger.notice("configuration reloaded", metadata: [
+            "file": "\(source.path ?? "none (\(source.absence ?? ""))")",
+            "applied": "\(changed.isEmpty ? "nothing changed" : changed.joined(separator: ", "))",
+        ])
+        if !restartOnly.isEmpty {
+            let names = restartOnly.joined(separator: ", ")
+            message += "; needs a restart to take effect (running values kept): \(names)"
+            logger.warning("these settings change only with a restart; keeping the running values",
+                           metadata: ["settings": "\(names)"])
+        }
+        return message
+    }
+
+    /// "max_seats 100000 -> 5" for every runtime setting that differs.
+    static func runtimeChanges(from old: DaemonConfiguration, to new: DaemonConfiguration) -> [String] {
+        var changes: [String] = []
+        func compare<T: Equatable>(_ name: String, _ key: KeyPath<DaemonConfiguration, T>, _ show: (T) -> String) {
+            if old[keyPath: key] != new[keyPath: key] {
+                changes.append("\(name) \(show(old[keyPath: key])) -> \(show(new[keyPath: key]))")
+            }
+        }
+        let plain: (any CustomStringConvertible) -> String = { $0.description }
+        let ids: ([UInt32]) -> String = { "[" + $0.map(String.init).joined(separator: ",") + "]" }
+        compare("log_level", \.logLevel, plain)
+        compare("max_connections", \.maxConnections, plain)
+        compare("max_in_flight", \.maxInFlight, plain)
+        compare("idle_timeout", \.idleTimeoutSeconds, plain)
+        compare("default_deadline", \.defaultDeadlineSeconds, plain)
+        compare("shutdown_grace", \.shutdownGraceSeconds, plain)
+        compare("max_seats", \.maxSeats, plain)
+        compare("writer_uids", \.writerUIDs, ids)
+        compare("writer_gids", \.writerGIDs, ids)
+        compare("reader_uids", \.readerUIDs, ids)
+        compare("reader_gids", \.readerGIDs, ids)
+        compare("snapshot_interval", \.snapshotIntervalSeconds, plain)
+        compare("snapshot_every_records", \.snapshotEveryRecords, plain)
+        compare("metrics_textfile", \.metricsTextfile) { $0 ?? "none" }
+        return changes
+    }
+
+    private func installReloadOnSIGHUP(_ live: LiveDaemon) -> any DispatchSourceSignal {
         signal(SIGHUP, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
         source.setEventHandler { [self] in
             Task {
-                do {
-                    _ = try await self.reload(current, notifier: notifier)
-                } catch {
-                    logger.error("reload failed; keeping the running configuration", metadata: ["error": "\(error)"])
-                }
+                // reload() logs a refusal itself.
+                _ = try? await self.reload(live)
             }
         }
         source.resume()
@@ -200,6 +300,107 @@ struct Daemon: Sendable {
         if !files.fileExists(atPath: configuration.stateDirectory) {
             try files.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
+    }
+}
+
+/// Where the daemon is in its life, for the STATUS= line and for whether a
+/// reload may say RELOADING=1/READY=1.
+final class DaemonPhase: Sendable {
+    enum Phase: Sendable {
+        case starting
+        case serving
+        /// A persistence fault: the STATUS= text that says so.
+        case faulted(String)
+    }
+
+    private let state = Mutex(Phase.starting)
+
+    var value: Phase { state.withLock { $0 } }
+
+    /// Serving or faulted: READY=1 has been sent.
+    var isReady: Bool {
+        if case .starting = value { return false }
+        return true
+    }
+
+    func set(_ phase: Phase) { state.withLock { $0 = phase } }
+
+    /// To serving, unless a fault came first (the fault stays in force).
+    func markServing() {
+        state.withLock { if case .starting = $0 { $0 = .serving } }
+    }
+}
+
+/// What reload and the status line need of the running daemon.
+struct LiveDaemon: Sendable {
+    let current: ConfigurationBox
+    let notifier: SystemdNotifier
+    let gate: ApplicationGate
+    let phase: DaemonPhase
+}
+
+/// The size of a state directory, measured when recovery starts.
+struct StateSize: Sendable {
+    var bytes: Int64 = 0
+    var files = 0
+
+    /// Blocking I/O: call it off the event loops (recovery's own thread).
+    static func measure(_ directory: String) -> StateSize {
+        var size = StateSize()
+        let url = URL(fileURLWithPath: directory)
+        guard let walker = FileManager.default.enumerator(at: url, includingPropertiesForKeys: [.fileSizeKey, .isRegularFileKey]) else {
+            return size
+        }
+        for case let file as URL in walker {
+            guard let values = try? file.resourceValues(forKeys: [.fileSizeKey, .isRegularFileKey]),
+                  values.isRegularFile == true else { continue }
+            size.bytes += Int64(values.fileSize ?? 0)
+            size.files += 1
+        }
+        return size
+    }
+}
+
+/// How far recovery got: bytes read by the process (`rchar` of /proc/self/io, which
+/// the store's read(2) calls advance) against the size of the state directory.
+final class RecoveryProgress: Sendable {
+    private struct State {
+        var size: StateSize?
+        var baseline: Int64 = 0
+    }
+
+    private let state = Mutex(State())
+    let stateDirectory: String
+
+    init(stateDirectory: String) { self.stateDirectory = stateDirectory }
+
+    func begin(_ size: StateSize) {
+        let baseline = Self.bytesRead() ?? 0
+        state.withLock { $0 = State(size: size, baseline: baseline) }
+    }
+
+    /// "recovering state from DIR: 120.5 of 1024.0 MiB read, 15 s"
+    func status(elapsed: Duration) -> String {
+        let seconds = elapsed.components.seconds
+        let (size, baseline) = state.withLock { ($0.size, $0.baseline) }
+        guard let size, let now = Self.bytesRead() else {
+            return "recovering state from \(stateDirectory), \(seconds) s"
+        }
+        let read = min(max(0, now - baseline), size.bytes)
+        return "recovering state from \(stateDirectory): \(Self.mebibytes(read)) of \(Self.mebibytes(size.bytes)) MiB read, \(seconds) s"
+    }
+
+    static func mebibytes(_ bytes: Int64) -> String {
+        String(Double(bytes * 10 / 1_048_576) / 10)
+    }
+
+    /// rchar from /proc/self/io (procfs: answers at once, no disk I/O).
+    static func bytesRead() -> Int64? {
+        guard let text = try? String(contentsOfFile: "/proc/self/io", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("rchar:") {
+            return Int64(line.dropFirst(6).trimmingCharacters(in: .whitespaces))
+        }
+        return nil
     }
 }
 
@@ -259,33 +460,60 @@ struct Recovery: Sendable {
     let configuration: DaemonConfiguration
     let manualStart: Instant?
     let health: HealthStatus
-    let notifier: SystemdNotifier
+    let live: LiveDaemon
     let metrics: DaemonMetrics
-    let gate: ApplicationGate
+
     let server: TTRPCServer
 
     func run() async throws -> CreditApplication {
-        // Blocking file I/O, kept off the event loops; health says NOT_SERVING meanwhile.
-        notifier.status("recovering state from \(configuration.stateDirectory)")
-        notifier.extendTimeout(usec: 60_000_000)
-        let application = try await daemon.recover(configuration, manualStart: manualStart, health: health,
-                                                   notifier: notifier, metrics: metrics)
-        gate.open(application)
+        // Blocking file I/O on a thread of its own; health says NOT_SERVING meanwhile.
+        // While it runs, a heartbeat extends systemd's start timeout (EXTEND_TIMEOUT_USEC)
+        // every 5 s, keeps STATUS= current and logs progress every 10 s.
+        let started = ContinuousClock.now
+        let logger = daemon.logger
+        let progress = RecoveryProgress(stateDirectory: configuration.stateDirectory)
+        let heartbeat = StartupHeartbeat(
+            notifier: live.notifier,
+            progress: { progress.status(elapsed: $0) },
+            report: { _, status in logger.notice("recovery in progress", metadata: ["status": "\(status)"]) })
+        let beating = Task { await heartbeat.run() }
+        let application: CreditApplication
+        do {
+            application = try await daemon.recover(configuration, manualStart: manualStart, health: health,
+                                                   live: live, metrics: metrics, progress: progress)
+        } catch {
+            beating.cancel()
+            await beating.value
+            throw error
+        }
+        beating.cancel()
+        await beating.value
+
+        // Settings reloaded while recovery ran apply now.
+        let latest = live.current.value
+        await application.applyReloadedSettings(
+            maxSeats: latest.maxSeats, snapshotInterval: latest.snapshotInterval,
+            snapshotEveryRecords: latest.snapshotEveryRecords)
+        live.gate.open(application)
         server.setReady()  // calls parked during recovery go on now
-        health.setAll(.serving)
-        notifier.ready(status: daemon.readyStatus(application))
+        live.phase.markServing()
+        if case .serving = live.phase.value { health.setAll(.serving) }
+        live.notifier.ready(status: await daemon.statusLine(live))
         daemon.logger.info("serving", metadata: [
             "clock": "\(configuration.clock.rawValue)",
             "now": "\(application.writer.clock.now().rfc3339)",
             "state_dir": "\(configuration.stateDirectory)",
             "subscriptions": "\(application.subscriptionsRecovered)",
+            "recovery_seconds": "\(Self.seconds(ContinuousClock.now - started))",
         ])
         return application
     }
-}
 
-/// Thrown by the watchdog's probe before the state is recovered.
-struct NotReadyYet: Error {}
+    static func seconds(_ duration: Duration) -> String {
+        let millis = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+        return "\(millis / 1000).\(String(format: "%03d", Int(millis % 1000)))"
+    }
+}
 
 /// Recovery, then time-driven transitions and periodic snapshots while
 /// running, then the final snapshot once the server has drained.
@@ -315,9 +543,29 @@ struct WatchdogService: Service, CustomStringConvertible {
     }
 }
 
-/// Rewrites a .prom file for node_exporter's textfile collector every 30 s.
+/// Keeps `systemctl status creditd` current: the STATUS= line again every 15 s while
+/// serving, with the subscription count as it is now.
+struct StatusService: Service, CustomStringConvertible {
+    let daemon: Daemon
+    let live: LiveDaemon
+    var description: String { "StatusService" }
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try await Task.sleep(for: .seconds(15))
+                if case .serving = live.phase.value {
+                    live.notifier.status(await daemon.statusLine(live))
+                }
+            }
+        }
+    }
+}
+
+/// Rewrites a .prom file for node_exporter's textfile collector every 30 s, at the
+/// path the configuration in force names (a reload may set, change or clear it).
 struct MetricsTextfileService: Service, CustomStringConvertible {
-    let path: String
+    let current: ConfigurationBox
     let metrics: DaemonMetrics
     let gate: ApplicationGate
     let health: HealthStatus
@@ -327,11 +575,13 @@ struct MetricsTextfileService: Service, CustomStringConvertible {
     func run() async throws {
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                let text = await metrics.render(application: gate.application, serving: health.status() == .serving)
-                do {
-                    try PrometheusTextfile.write(text, to: path)
-                } catch {
-                    logger.warning("cannot write the metrics textfile", metadata: ["path": "\(path)", "error": "\(error)"])
+                if let path = current.value.metricsTextfile {
+                    let text = await metrics.render(application: gate.application, serving: health.status() == .serving)
+                    do {
+                        try PrometheusTextfile.write(text, to: path)
+                    } catch {
+                        logger.warning("cannot write the metrics textfile", metadata: ["path": "\(path)", "error": "\(error)"])
+                    }
                 }
                 try await Task.sleep(for: .seconds(30))
             }

@@ -126,7 +126,7 @@ final class AuthorizationTests: XCTestCase {
     }
 
     /// The unit starts creditd without --config: it reads creditd.json from
-    /// $CONFIGURATION_DIRECTORY (ConfigurationDirectory=creditd, /etc/creditd) if the file
+    /// $CONFIGURATION_DIRECTORY (the unit sets it to /etc/creditd) if the file
     /// exists, at start and on every reload.
     func testConfigurationDirectoryFileGovernsAuthorization() throws {
         let directory = try DaemonProcess.makeTemporaryDirectory()

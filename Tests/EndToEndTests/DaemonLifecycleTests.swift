@@ -212,7 +212,7 @@ final class DaemonLifecycleTests: XCTestCase {
         try Data(#"{"max_in_flight": 4}"#.utf8).write(to: config)
         let client = try await CreditClient.connect(socketPath: daemon.socketPath)
         let reloaded = try await client.reload()
-        XCTAssertEqual(reloaded.message, "configuration reloaded")
+        XCTAssertEqual(reloaded.message, "configuration reloaded from \(config.path); applied: max_in_flight 1 -> 4")
         XCTAssertEqual(try c.healthCheck(id: 5), .serving)
 
         // SIGHUP does the same.

@@ -121,7 +121,7 @@ final class SystemdActivationTests: XCTestCase {
         var start = OpsTools.monotonicMicroseconds()
         let reload = try OpsProcess.creditctl(["reload", "-s", daemon.socketPath])
         XCTAssertEqual(reload.status, 0, reload.stderr)
-        XCTAssertEqual(reload.stdout, "configuration reloaded\n")
+        XCTAssertEqual(reload.stdout, "configuration reloaded from \(config.path); nothing changed\n")
         expectReload(after: start, wait: 0, "creditctl reload")
 
         start = OpsTools.monotonicMicroseconds()

@@ -1,0 +1,55 @@
+import CreditServer
+import Foundation
+import XCTest
+
+/// Config-file errors say where the problem is: a person fixes /etc/creditd/creditd.json
+/// from the journal line alone.
+final class ConfigurationFileTests: XCTestCase {
+    private func reason(_ text: String) throws -> String {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("creditd-config-\(UUID().uuidString).json")
+        try Data(text.utf8).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        do {
+            _ = try DaemonConfiguration.readFile(url.path)
+            XCTFail("\(text) was accepted")
+            return ""
+        } catch let error as DaemonConfiguration.LoadError {
+            guard case .invalid(let path, let reason) = error else { XCTFail("\(error)"); return "" }
+            XCTAssertEqual(path, url.path)
+            return reason
+        }
+    }
+
+    func testMalformedJSONNamesLineAndColumn() throws {
+        XCTAssertEqual(try reason("{\n  \"max_seats\": 5,\n  \"log_level\" \"debug\"\n}\n"),
+                       "malformed JSON at line 3, column 15: expected ':', found '\"'")
+        XCTAssertEqual(try reason("{\"max_seats\": 5,}"), "malformed JSON at line 1, column 17: expected a key in double quotes, found '}'")
+        XCTAssertEqual(try reason("{\n\"max_seats\": 5\n"), "malformed JSON at line 3, column 1: expected ',' or '}', found end of file")
+        XCTAssertEqual(try reason(""), "malformed JSON at line 1, column 1: expected a value, found end of file")
+        XCTAssertEqual(try reason("{\"log_level\": \"inf\no\"}"),
+                       "malformed JSON at line 1, column 19: control character in a string (a newline inside quotes?)")
+        XCTAssertEqual(try reason("{\"max_seats\": 05}"), "malformed JSON at line 1, column 16: expected ',' or '}', found '5'")
+        XCTAssertEqual(try reason("{\"é\": tru}"), "malformed JSON at line 1, column 7: expected a value, found 't'")
+        XCTAssertEqual(try reason("{} x"), "malformed JSON at line 1, column 4: unexpected 'x' after the document")
+    }
+
+    func testWrongTypeNamesTheKey() throws {
+        XCTAssertEqual(try reason("{\"max_seats\": \"five\"}"),
+                       "\"max_seats\": Expected to decode Int64 but found a string instead.")
+    }
+
+    func testUnknownKeyIsNamed() throws {
+        XCTAssertEqual(try reason("{\"max_seat\": 5}"), "unknown key \"max_seat\"")
+    }
+
+    func testWellFormedFilesStillLoad() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("creditd-config-\(UUID().uuidString).json")
+        try Data(#"{"max_seats": 5, "writer_gids": [1, 2], "snapshot_interval": 1.5e2, "metrics_textfile": "a\u00e9\"b", "log_level": "debug"}"#.utf8).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let layer = try DaemonConfiguration.readFile(url.path)
+        XCTAssertEqual(layer.maxSeats, 5)
+        XCTAssertEqual(layer.writerGIDs, [1, 2])
+        XCTAssertEqual(layer.snapshotInterval, 150)
+        XCTAssertEqual(layer.metricsTextfile, "aé\"b")
+    }
+}
