@@ -1,4 +1,5 @@
 import CreditProto
+import CreditTestSupport
 import Foundation
 import SwiftProtobuf
 
@@ -16,8 +17,7 @@ final class FakeServer: Sendable {
     private let finished = DispatchSemaphore(value: 0)
 
     init(script: @escaping @Sendable (ServerConnection) -> Void) throws {
-        directory = NSTemporaryDirectory() + "cclient-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        directory = try TemporaryDirectory.makePath("cclient")
         path = directory + "/s.sock"
         listenFD = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard listenFD >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
@@ -52,7 +52,7 @@ final class FakeServer: Sendable {
     func join() {
         finished.wait()
         close(listenFD)
-        try? FileManager.default.removeItem(atPath: directory)
+        TemporaryDirectory.remove(atPath: directory)
     }
 }
 

@@ -6,11 +6,11 @@ final class FaultTests: XCTestCase {
     var directory = ""
 
     override func setUpWithError() throws {
-        directory = try makeTemporaryDirectory()
+        directory = try TemporaryDirectory.makePath("store")
     }
 
     override func tearDown() {
-        removeTemporaryDirectory(directory)
+        TemporaryDirectory.remove(atPath: directory)
     }
 
     func expectFault(_ sequence: UInt64, in store: DurableStore, operation: String,
@@ -147,18 +147,7 @@ final class FaultTests: XCTestCase {
 
     /// Compiles Tests/Fixtures/faultinject/faultinject.c into the test directory.
     func buildShim() throws -> String {
-        let testFile = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
-        let source = testFile.deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/faultinject/faultinject.c").path
-        guard FileManager.default.fileExists(atPath: source) else { throw XCTSkip("shim source not found at \(source)") }
-        let library = directory + "/faultinject.so"
-        let compiler = Process()
-        compiler.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        compiler.arguments = ["cc", "-shared", "-fPIC", "-o", library, source, "-ldl"]
-        try compiler.run()
-        compiler.waitUntilExit()
-        guard compiler.terminationStatus == 0 else { throw XCTSkip("no working C compiler") }
-        return library
+        try FaultInjectionShim.build(into: directory)
     }
 
     /// Runs one test of this class in a child process with `environment` added; returns its output.

@@ -30,7 +30,7 @@ final class GoInteropTests: XCTestCase {
 
     override class func setUp() {
         super.setUp()
-        guard let go = findExecutable("go") else {
+        guard let go = OpsTools.find("go") else {
             skipReason = "go is not installed (apt-get install golang-go golang-github-containerd-ttrpc-dev)"
             return
         }
@@ -82,17 +82,6 @@ final class GoInteropTests: XCTestCase {
     override func setUpWithError() throws {
         if let reason = Self.skipReason { throw XCTSkip(reason) }
         if let failure = Self.setupFailure { throw SetupFailure(description: failure) }
-    }
-
-    static func findExecutable(_ name: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        var directories = path.split(separator: ":").map(String.init)
-        directories.append("/usr/lib/go/bin")
-        for directory in directories {
-            let candidate = "\(directory)/\(name)"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        return nil
     }
 
     var socket: String { Self.daemon!.socketPath }
@@ -207,7 +196,7 @@ final class GoInteropTests: XCTestCase {
     /// socket it cannot connect at all (EACCES).
     func testAuthorizationForUnprivilegedPeer() throws {
         guard getuid() == 0 else { throw XCTSkip("needs root to act as another user") }
-        guard let setpriv = Self.findExecutable("setpriv") else { throw XCTSkip("needs setpriv (util-linux)") }
+        guard let setpriv = OpsTools.find("setpriv") else { throw XCTSkip("needs setpriv (util-linux)") }
         let daemon = try DaemonProcess.start(arguments: ["--clock", "manual", "--writer-gid", "4242"])
         defer { XCTAssertEqual(try? daemon.stop(), 0) }
         chmod(daemon.directory.path, 0o711)

@@ -166,12 +166,9 @@ final class SystemdActivationTests: XCTestCase {
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             var info = stat()
             XCTAssertEqual(stat(target, &info), 0)
-            var environment = ProcessInfo.processInfo.environment
-            for key in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
-                environment.removeValue(forKey: key)
-            }
-            environment["JOURNAL_STREAM"] = "\(info.st_dev):\(info.st_ino)"
-            environment["CREDITD_TEST_SERVICE"] = "1"
+            let environment = TestEnvironment.scrubbed([
+                "JOURNAL_STREAM": "\(info.st_dev):\(info.st_ino)", "CREDITD_TEST_SERVICE": "1",
+            ])
             let process = try BackgroundProcess(
                 [creditd, "--socket", directory.appendingPathComponent("creditd.sock").path,
                  "--state-dir", directory.appendingPathComponent("state").path],

@@ -1,3 +1,4 @@
+@_exported import CreditTestSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -12,7 +13,7 @@ final class DatagramReceiver {
 
     /// Binds a path socket inside a fresh temporary directory.
     static func path() throws -> DatagramReceiver {
-        let directory = try makeTemporaryDirectory()
+        let directory = try TemporaryDirectory.makePath("systemd")
         let path = directory + "/notify.sock"
         let fd = try makeDatagramSocket()
         var address = sockaddr_un()
@@ -46,7 +47,7 @@ final class DatagramReceiver {
 
     deinit {
         close(fd)
-        if let cleanupPath { try? FileManager.default.removeItem(atPath: cleanupPath) }
+        if let cleanupPath { TemporaryDirectory.remove(atPath: cleanupPath) }
     }
 
     /// Blocks for the next datagram. SO_RCVTIMEO only keeps a broken test from
@@ -99,18 +100,9 @@ struct POSIXError: Error, CustomStringConvertible {
     var description: String { "\(call): \(String(cString: strerror(code)))" }
 }
 
-func makeTemporaryDirectory() throws -> String {
-    // Short base path: sun_path holds at most 108 bytes.
-    var template = Array("/tmp/creditd-test-XXXXXX".utf8CString)
-    guard let result = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-        throw POSIXError(errno: errno, "mkdtemp")
-    }
-    return String(cString: result)
-}
-
 /// Binds a Unix stream socket at a temporary path; listens if asked.
 func makeUnixStreamSocket(listening: Bool) throws -> (fd: Int32, directory: String) {
-    let directory = try makeTemporaryDirectory()
+    let directory = try TemporaryDirectory.makePath("systemd")
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw POSIXError(errno: errno, "socket") }
     var address = sockaddr_un()
