@@ -24,17 +24,10 @@ final class RobustnessSuiteTests: XCTestCase {
         }
         let build = try makeTemporaryDirectory("csuite")
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: make)
-        process.arguments = ["-s", "-C", Self.clientDirectory.path, "BUILD=\(build.path)", target]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        // Read to EOF before waiting, so a full pipe cannot stall the child.
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, "make \(target) failed:\n\(text)")
+        let result = try OpsProcess.run([make, "-s", "-C", Self.clientDirectory.path, "BUILD=\(build.path)", target],
+                                        timeout: 600)
+        let text = result.stdout + result.stderr
+        XCTAssertEqual(result.status, 0, "make \(target) failed:\n\(text)")
         XCTAssertTrue(text.contains(", 0 failed checks"), text)
         XCTAssertFalse(text.contains("FAIL"), text)
     }

@@ -152,17 +152,8 @@ final class FaultTests: XCTestCase {
 
     /// Runs one test of this class in a child process with `environment` added; returns its output.
     func runChild(_ test: String, environment extra: [String: String]) throws -> String {
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-        child.arguments = ["CreditStoreTests.FaultTests/\(test)"]
-        child.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
-        let output = Pipe()
-        child.standardOutput = output
-        child.standardError = output
-        try child.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        child.waitUntilExit()
-        return text
+        let child = try OpsProcess.run([CommandLine.arguments[0], "CreditStoreTests.FaultTests/\(test)"], environment: extra)
+        return child.stdout + child.stderr
     }
 
     static let budgetChildVariable = "CREDITSTORE_BUDGET_CHILD_DIR"

@@ -173,13 +173,6 @@ final class FullDiskTests: XCTestCase {
     }
 
     private func run(_ executable: String, _ arguments: String...) -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return -1 }
-        process.waitUntilExit()
-        return process.terminationStatus
+        (try? OpsProcess.run([executable] + arguments))?.status ?? -1
     }
 }

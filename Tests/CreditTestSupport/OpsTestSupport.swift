@@ -77,8 +77,11 @@ public enum OpsProcess {
         public var description: String { "still running after the timeout: \(command.joined(separator: " "))" }
     }
 
+    /// Runs `command` (an absolute path and its arguments) with the scrubbed environment
+    /// (`TestEnvironment`) plus `environment`, waits up to `timeout` seconds (then SIGKILL and
+    /// `TimedOut`) and returns its status and output.
     public static func run(_ command: [String], environment: [String: String] = [:], stdin: String? = nil,
-                    timeout: TimeInterval = 60) throws -> OpsResult {
+                           currentDirectory: String? = nil, timeout: TimeInterval = 60) throws -> OpsResult {
         let scratch = try TemporaryDirectory.make("run")
         defer { TemporaryDirectory.remove(scratch) }
         let outPath = scratch.appendingPathComponent("stdout").path
@@ -92,6 +95,7 @@ public enum OpsProcess {
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
         process.environment = TestEnvironment.scrubbed(environment)
+        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
         let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
         let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
         let input = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
