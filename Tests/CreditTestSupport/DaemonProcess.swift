@@ -151,7 +151,10 @@ public final class DaemonProcess: @unchecked Sendable {
         process.standardOutput = FileHandle(forWritingAtPath: stderrPath)
         process.standardError = FileHandle(forWritingAtPath: stderrPath)
         let exited = self.exited
-        process.terminationHandler = { _ in exited.signal() }
+        process.terminationHandler = { process in
+            TestCleanup.forget(process: process.processIdentifier)
+            exited.signal()
+        }
         try process.run()
         TestCleanup.register(process: process.processIdentifier)
     }

@@ -7,10 +7,8 @@ import Glibc
 /// Private directories for tests: `/tmp/creditd-LABEL-XXXXXX`, short enough for a socket path
 /// inside them (`sun_path` holds 108 bytes).
 ///
-/// Every directory made here is removed: by `remove`, by the teardown of the test that made it
-/// (`XCTestCase.makeTemporaryDirectory`), and in any case when the test process exits, after
-/// the daemons it started are killed (`TestCleanup`). XCTest on Linux keeps test-case objects
-/// (and so the daemons in their properties) alive until the end, so deinit alone is not enough.
+/// Every directory made here is removed: by `remove`, else when the test that made it ends,
+/// else when the test process exits (`TestCleanup`).
 public enum TemporaryDirectory {
     /// A fresh directory `/tmp/creditd-LABEL-XXXXXX`.
     public static func make(_ label: String = "test") throws -> URL {
@@ -48,51 +46,108 @@ extension XCTestCase {
     }
 }
 
-/// What the test process leaves behind when it exits: nothing. Daemons still running are
-/// killed and temporary directories still present are removed by an `atexit` handler.
+/// What a test leaves behind: nothing. Temporary directories and processes registered while
+/// a test runs (its setUp, body and tearDown) are removed and killed when that test ends,
+/// those registered outside a test (a class `setUp` shared by the tests of a class) when the
+/// test process exits (`atexit`). XCTest on Linux keeps test-case objects, and so the daemons
+/// in their properties, alive to the end; their deinit cannot be relied on.
 public enum TestCleanup {
+    private struct Owned {
+        var directories: Set<String> = []
+        var processes: Set<pid_t> = []
+    }
+
     private static let lock = NSLock()
-    nonisolated(unsafe) private static var directories: Set<String> = []
-    nonisolated(unsafe) private static var processes: Set<pid_t> = []
+    /// Everything registered and not yet cleaned up.
+    nonisolated(unsafe) private static var all = Owned()
+    /// What was registered during the running test; nil between tests (or before the observer
+    /// was installed, when it is not known whether a test runs: then only the exit cleans up).
+    nonisolated(unsafe) private static var currentTest: Owned?
 
     private static let installed: Bool = {
         atexit { TestCleanup.runAtExit() }
+        XCTestObservationCenter.shared.addTestObserver(Observer())
         return true
     }()
 
+    private final class Observer: XCTestObservation {
+        func testCaseWillStart(_ testCase: XCTestCase) { TestCleanup.testWillStart() }
+        func testCaseDidFinish(_ testCase: XCTestCase) { TestCleanup.testDidFinish() }
+    }
+
     static func register(directory: String) {
         _ = installed
-        lock.withLock { _ = directories.insert(directory) }
+        lock.withLock {
+            all.directories.insert(directory)
+            currentTest?.directories.insert(directory)
+        }
     }
 
     static func forget(directory: String) {
-        lock.withLock { _ = directories.remove(directory) }
+        lock.withLock {
+            all.directories.remove(directory)
+            currentTest?.directories.remove(directory)
+        }
     }
 
-    /// A child to SIGKILL at exit unless `forget(process:)` is called when it is reaped.
+    /// A child to SIGKILL when its test ends (or at exit) unless `forget(process:)` is called
+    /// when it has been reaped.
     static func register(process pid: pid_t) {
         _ = installed
-        lock.withLock { _ = processes.insert(pid) }
+        lock.withLock {
+            all.processes.insert(pid)
+            currentTest?.processes.insert(pid)
+        }
     }
 
     static func forget(process pid: pid_t) {
-        lock.withLock { _ = processes.remove(pid) }
+        lock.withLock {
+            all.processes.remove(pid)
+            currentTest?.processes.remove(pid)
+        }
+    }
+
+    private static func testWillStart() {
+        lock.withLock { currentTest = Owned() }
+    }
+
+    private static func testDidFinish() {
+        let owned = lock.withLock {
+            defer { currentTest = nil }
+            return currentTest ?? Owned()
+        }
+        clean(owned)
     }
 
     /// Kills the registered processes, then removes the registered directories.
     public static func runAtExit() {
-        let (pids, paths) = lock.withLock {
-            defer {
-                processes.removeAll()
-                directories.removeAll()
-            }
-            return (processes, directories)
+        let owned = lock.withLock {
+            defer { currentTest = nil }
+            return all
         }
-        for pid in pids {
+        clean(owned)
+    }
+
+    /// True if `pid` is (still) a child of this process: a pid that was reaped and reused by
+    /// someone else's process is not killed.
+    private static func isOurChild(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 1 && pid_t(fields[1]) == getpid()
+    }
+
+    private static func clean(_ owned: Owned) {
+        for pid in owned.processes where isOurChild(pid) {
             kill(pid, SIGKILL)
         }
-        for path in paths {
+        for path in owned.directories {
             try? FileManager.default.removeItem(atPath: path)
+        }
+        lock.withLock {
+            all.processes.subtract(owned.processes)
+            all.directories.subtract(owned.directories)
         }
     }
 }
