@@ -204,22 +204,11 @@ final class FaultTests: XCTestCase {
         let library = try buildShim()
 
         let state = directory + "/state"
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-        child.arguments = ["CreditStoreTests.FaultTests/testShimChildProcess"]
-        var environment = ProcessInfo.processInfo.environment
-        environment["LD_PRELOAD"] = library
-        environment["CREDITD_FAULTINJECT_DIR"] = state
-        environment["CREDITD_FAULTINJECT_TRIGGER"] = directory + "/trigger"
-        environment["CREDITD_FAULTINJECT_OPS"] = "fsync"
-        environment[Self.childDirectoryVariable] = state
-        child.environment = environment
-        let output = Pipe()
-        child.standardOutput = output
-        child.standardError = output
-        try child.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        child.waitUntilExit()
+        let text = try runChild("testShimChildProcess", environment: [
+            "LD_PRELOAD": library, "CREDITD_FAULTINJECT_DIR": state,
+            "CREDITD_FAULTINJECT_TRIGGER": directory + "/trigger", "CREDITD_FAULTINJECT_OPS": "fsync",
+            Self.childDirectoryVariable: state,
+        ])
         XCTAssertTrue(text.contains("CHILD ACKED 3"), text)
         XCTAssertTrue(text.contains("CHILD FAULT op=fdatasync errno=\(EIO)"), text)
         XCTAssertFalse(text.contains("UNEXPECTED"), text)
