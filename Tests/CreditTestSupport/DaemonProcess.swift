@@ -102,7 +102,10 @@ public final class DaemonProcess: @unchecked Sendable {
     /// - Parameters:
     ///   - arguments: extra flags; `--socket` and `--state-dir` are added unless given.
     ///   - directory: reuse a directory (e.g. to restart on the same socket); default: a new one.
+    ///   - environment: added to the scrubbed environment (`TestEnvironment`).
     ///   - testService: mount `creditd.test.Debug` (CREDITD_TEST_SERVICE=1).
+    ///   - stderrPath: the file stdout and stderr go to (created if missing); default: a new
+    ///     file in `directory`.
     public static func start(
         arguments: [String] = [],
         directory: URL? = nil,
@@ -110,11 +113,12 @@ public final class DaemonProcess: @unchecked Sendable {
         environment: [String: String] = [:],
         testService: Bool = true,
         waitUntilServing: Bool = true,
-        timeout: TimeInterval = 20
+        timeout: TimeInterval = 20,
+        stderrPath: String? = nil
     ) throws -> DaemonProcess {
         let daemon = try DaemonProcess(
             arguments: arguments, directory: directory, socketPath: socketPath,
-            environment: environment, testService: testService
+            environment: environment, testService: testService, stderrPath: stderrPath
         )
         if waitUntilServing {
             do {
@@ -127,15 +131,18 @@ public final class DaemonProcess: @unchecked Sendable {
         return daemon
     }
 
-    private init(arguments: [String], directory: URL?, socketPath: String?, environment: [String: String], testService: Bool) throws {
+    private init(arguments: [String], directory: URL?, socketPath: String?, environment: [String: String], testService: Bool,
+                 stderrPath: String?) throws {
         let binary = try Self.binaryPath()
         self.directory = try directory ?? Self.makeTemporaryDirectory()
         Self.retainDirectory(self.directory.path, created: directory == nil)
         self.socketPath = socketPath ?? self.directory.appendingPathComponent("creditd.sock").path
         stateDirectory = self.directory.appendingPathComponent("state").path
         let logName = "stderr-\(UInt32.random(in: 0...UInt32.max)).log"
-        stderrPath = self.directory.appendingPathComponent(logName).path
-        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        self.stderrPath = stderrPath ?? self.directory.appendingPathComponent(logName).path
+        if !FileManager.default.fileExists(atPath: self.stderrPath) {
+            _ = FileManager.default.createFile(atPath: self.stderrPath, contents: nil)
+        }
 
         var args = arguments
         if !args.contains("--socket") && !args.contains("-s") { args += ["--socket", self.socketPath] }
@@ -148,8 +155,11 @@ public final class DaemonProcess: @unchecked Sendable {
         process.environment = TestEnvironment.scrubbed(
             (testService ? ["CREDITD_TEST_SERVICE": "1"] : [:]).merging(environment) { _, new in new })
         process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle(forWritingAtPath: stderrPath)
-        process.standardError = FileHandle(forWritingAtPath: stderrPath)
+        // One open file for both, so the two streams do not overwrite each other.
+        let log = FileHandle(forWritingAtPath: self.stderrPath)
+        log?.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
         let exited = self.exited
         process.terminationHandler = { process in
             TestCleanup.forget(process: process.processIdentifier)
