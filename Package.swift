@@ -142,25 +142,35 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
+        // Helpers shared by the test targets: the daemon launcher, the creditctl runner, temporary
+        // directories, the scrubbed environment, raw ttrpc frames.
+        .target(
+            name: "CreditTestSupport",
+            dependencies: [
+                "CreditWire", "CreditProto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            path: "Tests/CreditTestSupport"
+        ),
         .testTarget(name: "CreditDomainTests", dependencies: ["CreditDomain"]),
         .testTarget(
             name: "CreditWireTests",
             dependencies: ["CreditWire", "CreditProto", .product(name: "NIOCore", package: "swift-nio")]
         ),
         // Golden/ holds on-disk format files read through #filePath, not resources.
-        .testTarget(name: "CreditStoreTests", dependencies: ["CreditStore"], exclude: ["Golden"]),
+        .testTarget(name: "CreditStoreTests", dependencies: ["CreditStore", "CreditTestSupport"], exclude: ["Golden"]),
         .testTarget(
             name: "CreditServiceTests",
             dependencies: ["CreditService", "CreditDomain", "CreditStore", "CreditProto", "CreditWire",
-                           .product(name: "Logging", package: "swift-log")]
+                           "CreditTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
-        .testTarget(name: "CreditMonitoringTests", dependencies: ["CreditMonitoring"]),
-        .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport"]),
+        .testTarget(name: "CreditMonitoringTests", dependencies: ["CreditMonitoring", "CreditTestSupport"]),
+        .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport", "CreditTestSupport"]),
         // The C client against fake servers, its C suite, and the real daemon.
         .testTarget(
             name: "CClientTests",
             dependencies: [
-                "CCreditClient", "CreditProto", "CreditClient", "CreditWire",
+                "CCreditClient", "CreditProto", "CreditClient", "CreditWire", "CreditTestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
@@ -168,7 +178,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "CreditClient", "CreditWire", "CreditProto", "CreditDomain",
+                "CreditClient", "CreditWire", "CreditProto", "CreditDomain", "CreditTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]

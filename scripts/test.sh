@@ -9,7 +9,7 @@ if ! scripts/install-deps.sh; then
   echo "test: some Debian packages are missing (see above); the tests that need them will fail" >&2
 fi
 
-step "generated code is fresh"
+step "generated code is fresh (regenerated with the pinned generators and diffed)"
 scripts/check-proto.sh
 
 step "rule ids and document references resolve to docs/"

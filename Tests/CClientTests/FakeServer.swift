@@ -1,4 +1,5 @@
 import CreditProto
+import CreditTestSupport
 import Foundation
 import SwiftProtobuf
 
@@ -16,22 +17,11 @@ final class FakeServer: Sendable {
     private let finished = DispatchSemaphore(value: 0)
 
     init(script: @escaping @Sendable (ServerConnection) -> Void) throws {
-        directory = NSTemporaryDirectory() + "cclient-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        directory = try TemporaryDirectory.makePath("cclient")
         path = directory + "/s.sock"
         listenFD = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard listenFD >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let pathBytes = Array(path.utf8)
-        precondition(pathBytes.count < MemoryLayout.size(ofValue: address.sun_path), "socket path too long")
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: pathBytes) }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(listenFD, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard bound == 0, listen(listenFD, 4) == 0 else {
+        guard UnixSocketAddress(path).bind(listenFD) == 0, listen(listenFD, 4) == 0 else {
             close(listenFD)
             throw POSIXError(.init(rawValue: errno) ?? .EIO)
         }
@@ -52,7 +42,7 @@ final class FakeServer: Sendable {
     func join() {
         finished.wait()
         close(listenFD)
-        try? FileManager.default.removeItem(atPath: directory)
+        TemporaryDirectory.remove(atPath: directory)
     }
 }
 

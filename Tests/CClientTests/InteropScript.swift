@@ -142,7 +142,7 @@ final class StepRecorder<Driver: InteropDriver> {
 }
 
 /// The same sequence of calls for every client, against a fresh daemon on
-/// the manual clock started at `DaemonUnderTest.startInstant`. Every
+/// the manual clock started at `InteropTests.startInstant`. Every
 /// instant comes from that clock, so two runs against two fresh daemons
 /// must give equal answers whichever client makes the calls.
 enum InteropScript {

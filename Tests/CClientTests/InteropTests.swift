@@ -1,6 +1,7 @@
 import CCreditClient
 import CreditClient
 import CreditProto
+import CreditTestSupport
 import Foundation
 import SwiftProtobuf
 import XCTest
@@ -55,7 +56,7 @@ final class InteropTests: XCTestCase {
     /// A status without an ErrorReason detail would leave the Swift side's
     /// reason empty; the C library must not invent one either.
     func testStatusWithoutReasonDetailMatchesTheSwiftClient() async throws {
-        let daemon = try DaemonUnderTest()
+        let daemon = try Self.startDaemon()
         let c = CLibraryDriver(client: try CClient(socketPath: daemon.socketPath))
         let swiftClient = try await CreditClient.connect(socketPath: daemon.socketPath)
         let swift = SwiftClientDriver(client: swiftClient)
@@ -70,26 +71,35 @@ final class InteropTests: XCTestCase {
             XCTFail("Health/Check of an unknown service answered \(fromC)")
         }
         await swiftClient.close()
-        XCTAssertEqual(try daemon.stop(), 0, daemon.log)
+        XCTAssertEqual(try daemon.stop(), 0, daemon.stderr)
     }
 
     // MARK: helpers
 
+    /// The instant every daemon of these tests starts at, so that two
+    /// daemons driven by the same script give the same answers.
+    static let startInstant = "2025-04-01T09:00:00Z"
+
+    /// A real creditd on the manual clock at `startInstant`, without the test service.
+    static func startDaemon() throws -> DaemonProcess {
+        try DaemonProcess.start(arguments: ["--clock", "manual", "--now", startInstant], testService: false)
+    }
+
     static func runScriptWithTheCLibrary() async throws -> [InteropStep] {
-        let daemon = try DaemonUnderTest()
+        let daemon = try Self.startDaemon()
         let steps = try await InteropScript.run(CLibraryDriver(client: try CClient(socketPath: daemon.socketPath)))
         let status = try daemon.stop()
-        guard status == 0 else { throw InteropMismatch(description: "creditd exited with \(status):\n\(daemon.log)") }
+        guard status == 0 else { throw InteropMismatch(description: "creditd exited with \(status):\n\(daemon.stderr)") }
         return steps
     }
 
     static func runScriptWithTheSwiftClient() async throws -> [InteropStep] {
-        let daemon = try DaemonUnderTest()
+        let daemon = try Self.startDaemon()
         let client = try await CreditClient.connect(socketPath: daemon.socketPath)
         let steps = try await InteropScript.run(SwiftClientDriver(client: client))
         await client.close()
         let status = try daemon.stop()
-        guard status == 0 else { throw InteropMismatch(description: "creditd exited with \(status):\n\(daemon.log)") }
+        guard status == 0 else { throw InteropMismatch(description: "creditd exited with \(status):\n\(daemon.stderr)") }
         return steps
     }
 

@@ -1,3 +1,4 @@
+import CreditTestSupport
 import Foundation
 import XCTest
 
@@ -18,25 +19,15 @@ final class RobustnessSuiteTests: XCTestCase {
     }
 
     private func runMake(target: String) throws {
-        guard let make = Self.findExecutable("make"), Self.findExecutable("cc") != nil,
-              Self.findExecutable("pkg-config") != nil else {
+        guard let make = OpsTools.find("make"), OpsTools.find("cc") != nil, OpsTools.find("pkg-config") != nil else {
             throw XCTSkip("make, cc and pkg-config are needed to build the C suite")
         }
-        let build = FileManager.default.temporaryDirectory
-            .appendingPathComponent("cclient-suite-\(UUID().uuidString.prefix(8))")
-        defer { try? FileManager.default.removeItem(at: build) }
+        let build = try makeTemporaryDirectory("csuite")
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: make)
-        process.arguments = ["-s", "-C", Self.clientDirectory.path, "BUILD=\(build.path)", target]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        // Read to EOF before waiting, so a full pipe cannot stall the child.
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, "make \(target) failed:\n\(text)")
+        let result = try OpsProcess.run([make, "-s", "-C", Self.clientDirectory.path, "BUILD=\(build.path)", target],
+                                        timeout: 600)
+        let text = result.stdout + result.stderr
+        XCTAssertEqual(result.status, 0, "make \(target) failed:\n\(text)")
         XCTAssertTrue(text.contains(", 0 failed checks"), text)
         XCTAssertFalse(text.contains("FAIL"), text)
     }
@@ -48,14 +39,5 @@ final class RobustnessSuiteTests: XCTestCase {
             .deletingLastPathComponent() // Tests
             .deletingLastPathComponent() // repository root
             .appendingPathComponent("clients/c")
-    }
-
-    static func findExecutable(_ name: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        for directory in path.split(separator: ":") {
-            let candidate = "\(directory)/\(name)"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        return nil
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import CreditMonitoring
+import CreditTestSupport
 
 final class PrometheusTests: XCTestCase {
     /// The minimum set of docs/operations.md §4, with awkward label values and a HELP needing escapes.
@@ -259,37 +260,21 @@ final class PrometheusTests: XCTestCase {
             out[family.name] = {"type": family.type, "documentation": family.documentation, "samples": samples}
         print(json.dumps(out, sort_keys=True))
         """#
-        let process = Process()
         // Debian's /usr/bin/python3 is the one `apt-get install python3-prometheus-client` serves;
         // another python3 first on PATH (a venv, pyenv) usually lacks the module.
-        if FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            process.arguments = ["-c", script]
-        } else {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", "-c", script]
-        }
-        let input = Pipe()
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
+        let python = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? ["/usr/bin/python3"]
+            : ["/usr/bin/env", "python3"]
+        let result: OpsResult
         do {
-            try process.run()
+            result = try OpsProcess.run(python + ["-c", script], stdin: text)
         } catch {
             throw XCTSkip("python3 is not available: \(error)")
         }
-        input.fileHandleForWriting.write(Data(text.utf8))
-        try input.fileHandleForWriting.close()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let printed = String(decoding: outputData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let printed = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         if printed == "MISSING" {
             throw XCTSkip("Python module prometheus_client is missing; install it with `apt-get install python3-prometheus-client`")
         }
-        XCTAssertEqual(process.terminationStatus, 0, String(decoding: errorData, as: UTF8.self))
+        XCTAssertEqual(result.status, 0, result.stderr)
 
         let parsed = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(printed.utf8)) as? [String: [String: Any]])
         // The Python client names counter families without `_total`.

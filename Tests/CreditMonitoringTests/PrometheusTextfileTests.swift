@@ -1,17 +1,13 @@
 import Foundation
 import XCTest
 import CreditMonitoring
+import CreditTestSupport
 
 final class PrometheusTextfileTests: XCTestCase {
     private var directory: URL!
 
     override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("creditd-textfile-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try FileManager.default.removeItem(at: directory)
+        directory = try makeTemporaryDirectory("textfile")
     }
 
     func testWritesAtomicallyWithReadableMode() throws {

@@ -1,6 +1,7 @@
 import CreditDomain
 import CreditProto
 import CreditStore
+import CreditTestSupport
 import CreditWire
 import Foundation
 import Logging
@@ -18,13 +19,7 @@ final class LedgerWriterTests: XCTestCase {
     static let start = Instant(rfc3339: "2025-04-01T09:00:00Z")!
 
     override func setUpWithError() throws {
-        var template = Array("/tmp/creditd-writer-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        directory = String(cString: try XCTUnwrap(made))
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(atPath: directory)
+        directory = try makeTemporaryDirectory("writer").path
     }
 
     func open(_ operations: (any FileOperations)? = nil) throws -> CreditApplication {
@@ -169,10 +164,7 @@ final class LedgerWriterTests: XCTestCase {
 /// writer from serving reads and writes.
 final class SnapshotWhileServingTests: XCTestCase {
     func testServesReadsAndWritesWhileA100kSnapshotIsWritten() async throws {
-        var template = Array("/tmp/creditd-snapshot-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        let directory = String(cString: try XCTUnwrap(made))
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let directory = try makeTemporaryDirectory("snapshot").path
         let start = Instant(rfc3339: "2025-04-01T09:00:00Z")!
 
         // 100,000 subscriptions, written as the starting snapshot.

@@ -6,11 +6,11 @@ final class FaultTests: XCTestCase {
     var directory = ""
 
     override func setUpWithError() throws {
-        directory = try makeTemporaryDirectory()
+        directory = try TemporaryDirectory.makePath("store")
     }
 
     override func tearDown() {
-        removeTemporaryDirectory(directory)
+        TemporaryDirectory.remove(atPath: directory)
     }
 
     func expectFault(_ sequence: UInt64, in store: DurableStore, operation: String,
@@ -147,33 +147,13 @@ final class FaultTests: XCTestCase {
 
     /// Compiles Tests/Fixtures/faultinject/faultinject.c into the test directory.
     func buildShim() throws -> String {
-        let testFile = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
-        let source = testFile.deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/faultinject/faultinject.c").path
-        guard FileManager.default.fileExists(atPath: source) else { throw XCTSkip("shim source not found at \(source)") }
-        let library = directory + "/faultinject.so"
-        let compiler = Process()
-        compiler.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        compiler.arguments = ["cc", "-shared", "-fPIC", "-o", library, source, "-ldl"]
-        try compiler.run()
-        compiler.waitUntilExit()
-        guard compiler.terminationStatus == 0 else { throw XCTSkip("no working C compiler") }
-        return library
+        try FaultInjectionShim.build(into: directory)
     }
 
     /// Runs one test of this class in a child process with `environment` added; returns its output.
     func runChild(_ test: String, environment extra: [String: String]) throws -> String {
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-        child.arguments = ["CreditStoreTests.FaultTests/\(test)"]
-        child.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
-        let output = Pipe()
-        child.standardOutput = output
-        child.standardError = output
-        try child.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        child.waitUntilExit()
-        return text
+        let child = try OpsProcess.run([CommandLine.arguments[0], "CreditStoreTests.FaultTests/\(test)"], environment: extra)
+        return child.stdout + child.stderr
     }
 
     static let budgetChildVariable = "CREDITSTORE_BUDGET_CHILD_DIR"
@@ -224,22 +204,11 @@ final class FaultTests: XCTestCase {
         let library = try buildShim()
 
         let state = directory + "/state"
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-        child.arguments = ["CreditStoreTests.FaultTests/testShimChildProcess"]
-        var environment = ProcessInfo.processInfo.environment
-        environment["LD_PRELOAD"] = library
-        environment["CREDITD_FAULTINJECT_DIR"] = state
-        environment["CREDITD_FAULTINJECT_TRIGGER"] = directory + "/trigger"
-        environment["CREDITD_FAULTINJECT_OPS"] = "fsync"
-        environment[Self.childDirectoryVariable] = state
-        child.environment = environment
-        let output = Pipe()
-        child.standardOutput = output
-        child.standardError = output
-        try child.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        child.waitUntilExit()
+        let text = try runChild("testShimChildProcess", environment: [
+            "LD_PRELOAD": library, "CREDITD_FAULTINJECT_DIR": state,
+            "CREDITD_FAULTINJECT_TRIGGER": directory + "/trigger", "CREDITD_FAULTINJECT_OPS": "fsync",
+            Self.childDirectoryVariable: state,
+        ])
         XCTAssertTrue(text.contains("CHILD ACKED 3"), text)
         XCTAssertTrue(text.contains("CHILD FAULT op=fdatasync errno=\(EIO)"), text)
         XCTAssertFalse(text.contains("UNEXPECTED"), text)

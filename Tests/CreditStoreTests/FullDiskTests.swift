@@ -7,11 +7,11 @@ final class FullDiskTests: XCTestCase {
     var directory = ""
 
     override func setUpWithError() throws {
-        directory = try makeTemporaryDirectory()
+        directory = try TemporaryDirectory.makePath("store")
     }
 
     override func tearDown() {
-        removeTemporaryDirectory(directory)
+        TemporaryDirectory.remove(atPath: directory)
     }
 
     /// 16 concurrent writers, the disk fills after a few records' worth of bytes: a write that
@@ -173,13 +173,6 @@ final class FullDiskTests: XCTestCase {
     }
 
     private func run(_ executable: String, _ arguments: String...) -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return -1 }
-        process.waitUntilExit()
-        return process.terminationStatus
+        (try? OpsProcess.run([executable] + arguments))?.status ?? -1
     }
 }

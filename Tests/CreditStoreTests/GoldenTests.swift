@@ -25,11 +25,11 @@ final class GoldenTests: XCTestCase {
     var directory = ""
 
     override func setUpWithError() throws {
-        directory = try makeTemporaryDirectory()
+        directory = try TemporaryDirectory.makePath("store")
     }
 
     override func tearDown() {
-        removeTemporaryDirectory(directory)
+        TemporaryDirectory.remove(atPath: directory)
     }
 
     /// Copies `Golden/<version>/` into the test's directory (opening a state directory writes to it).
@@ -48,7 +48,7 @@ final class GoldenTests: XCTestCase {
     /// Every format version this build must read, recovered to the exact state it was written with.
     func testRecoversEveryGoldenVersion() async throws {
         for version in ["v1", "v2"] {
-            removeTemporaryDirectory(directory)
+            TemporaryDirectory.remove(atPath: directory)
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let names = try copyGolden(version)
             XCTAssertGreaterThan(names.filter { $0.hasPrefix("journal-") }.count, 2, version)
@@ -66,7 +66,7 @@ final class GoldenTests: XCTestCase {
             XCTAssertEqual(recovery.report.severity, .info, "\(version): \(recovery.report.messages)")
 
             // The journal alone replays every record from seq 1.
-            removeTemporaryDirectory(directory)
+            TemporaryDirectory.remove(atPath: directory)
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             _ = try copyGolden(version, includingSnapshot: false)
             let journalOnly = try await reopen(directory)

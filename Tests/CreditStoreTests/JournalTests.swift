@@ -6,11 +6,11 @@ final class JournalTests: XCTestCase {
     var directory = ""
 
     override func setUpWithError() throws {
-        directory = try makeTemporaryDirectory()
+        directory = try TemporaryDirectory.makePath("store")
     }
 
     override func tearDown() {
-        removeTemporaryDirectory(directory)
+        TemporaryDirectory.remove(atPath: directory)
     }
 
     func testRoundTrip() async throws {

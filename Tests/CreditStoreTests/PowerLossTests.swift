@@ -10,11 +10,11 @@ final class PowerLossTests: XCTestCase {
     var directory = ""
 
     override func setUpWithError() throws {
-        directory = try makeTemporaryDirectory() + "/state"
+        directory = try TemporaryDirectory.makePath("store") + "/state"
     }
 
     override func tearDown() {
-        removeTemporaryDirectory(URL(fileURLWithPath: directory).deletingLastPathComponent().path)
+        TemporaryDirectory.remove(atPath: URL(fileURLWithPath: directory).deletingLastPathComponent().path)
     }
 
     func testAcknowledgedRecordsSurvivePowerLossCycles() async throws {

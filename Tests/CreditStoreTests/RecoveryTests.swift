@@ -8,11 +8,11 @@ final class RecoveryTests: XCTestCase {
     let recordHeaderSize = 16
 
     override func setUpWithError() throws {
-        directory = try makeTemporaryDirectory()
+        directory = try TemporaryDirectory.makePath("store")
     }
 
     override func tearDown() {
-        removeTemporaryDirectory(directory)
+        TemporaryDirectory.remove(atPath: directory)
     }
 
     var firstSegment: String { directory + "/journal-00000000000000000001.log" }

@@ -6,11 +6,11 @@ final class SnapshotTests: XCTestCase {
     var directory = ""
 
     override func setUpWithError() throws {
-        directory = try makeTemporaryDirectory()
+        directory = try TemporaryDirectory.makePath("store")
     }
 
     override func tearDown() {
-        removeTemporaryDirectory(directory)
+        TemporaryDirectory.remove(atPath: directory)
     }
 
 

@@ -1,19 +1,7 @@
 import CreditStore
+@_exported import CreditTestSupport
 import Foundation
 import XCTest
-
-/// A fresh directory under the system temp dir, removed by `removeTemporaryDirectory`.
-func makeTemporaryDirectory() throws -> String {
-    let base = NSTemporaryDirectory().hasSuffix("/") ? NSTemporaryDirectory() : NSTemporaryDirectory() + "/"
-    var template = Array((base + "creditstore-XXXXXX").utf8CString)
-    let created = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-    guard let created else { throw POSIXError(.EIO) }
-    return String(cString: created)
-}
-
-func removeTemporaryDirectory(_ path: String) {
-    try? FileManager.default.removeItem(atPath: path)
-}
 
 func payload(_ index: UInt64) -> [UInt8] {
     Array("entry-\(index)-".utf8) + [UInt8](repeating: UInt8(truncatingIfNeeded: index), count: Int(index % 7))

@@ -7,11 +7,11 @@ final class VerificationTests: XCTestCase {
     var directory = ""
 
     override func setUpWithError() throws {
-        directory = try makeTemporaryDirectory()
+        directory = try TemporaryDirectory.makePath("store")
     }
 
     override func tearDown() {
-        removeTemporaryDirectory(directory)
+        TemporaryDirectory.remove(atPath: directory)
     }
 
     func testReportsEachCondition() async throws {

@@ -328,30 +328,3 @@ final class BillingEndToEndTests: XCTestCase {
         XCTAssertTrue(missing.stderr.hasPrefix("creditctl: error: NOT_FOUND: subscription_not_found"), missing.stderr)
     }
 }
-
-/// Runs the built creditctl binary.
-enum CreditctlProcess {
-    static func binaryPath() throws -> String {
-        let daemon = try DaemonProcess.binaryPath()
-        return URL(fileURLWithPath: daemon).deletingLastPathComponent().appendingPathComponent("creditctl").path
-    }
-
-    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try binaryPath())
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        env.merge(environment) { _, new in new }
-        process.environment = env
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
-    }
-}

@@ -30,7 +30,7 @@ final class GoInteropTests: XCTestCase {
 
     override class func setUp() {
         super.setUp()
-        guard let go = findExecutable("go") else {
+        guard let go = OpsTools.find("go") else {
             skipReason = "go is not installed (apt-get install golang-go golang-github-containerd-ttrpc-dev)"
             return
         }
@@ -41,28 +41,15 @@ final class GoInteropTests: XCTestCase {
             let output = directory.appendingPathComponent("ttrpc-interop").path
             let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
                 .deletingLastPathComponent().appendingPathComponent("Interop/go/ttrpc-interop")
-            let build = Process()
-            build.executableURL = URL(fileURLWithPath: go)
-            build.arguments = ["build", "-o", output, "."]
-            build.currentDirectoryURL = source
-            var environment = ProcessInfo.processInfo.environment
-            environment["GOPATH"] = "/usr/share/gocode"
-            environment["GO111MODULE"] = "off"
-            environment["GOFLAGS"] = ""
-            environment["GOPROXY"] = "off"
-            if environment["HOME"] == nil || environment["GOCACHE"] == nil && environment["HOME"] == "/" {
+            var environment = ["GOPATH": "/usr/share/gocode", "GO111MODULE": "off", "GOFLAGS": "", "GOPROXY": "off"]
+            let inherited = ProcessInfo.processInfo.environment
+            if inherited["HOME"] == nil || inherited["GOCACHE"] == nil && inherited["HOME"] == "/" {
                 environment["GOCACHE"] = directory.appendingPathComponent("gocache").path
             }
-            build.environment = environment
-            let log = directory.appendingPathComponent("build.log")
-            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-            build.standardOutput = try FileHandle(forWritingTo: log)
-            build.standardError = try FileHandle(forWritingTo: log)
-            try build.run()
-            build.waitUntilExit()
-            guard build.terminationStatus == 0 else {
-                let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-                setupFailure = "go build of the interop client failed:\n\(text)"
+            let build = try OpsProcess.run([go, "build", "-o", output, "."], environment: environment,
+                                           currentDirectory: source.path, timeout: 300)
+            guard build.status == 0 else {
+                setupFailure = "go build of the interop client failed:\n\(build.stdout)\(build.stderr)"
                 return
             }
             goClient = output
@@ -84,33 +71,15 @@ final class GoInteropTests: XCTestCase {
         if let failure = Self.setupFailure { throw SetupFailure(description: failure) }
     }
 
-    static func findExecutable(_ name: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        var directories = path.split(separator: ":").map(String.init)
-        directories.append("/usr/lib/go/bin")
-        for directory in directories {
-            let candidate = "\(directory)/\(name)"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        return nil
-    }
-
     var socket: String { Self.daemon!.socketPath }
 
     /// Runs the Go client; `prefix` (e.g. setpriv) wraps the command.
     func go(_ service: String, _ method: String, payload: [UInt8] = [], extra: [String] = [], socketPath: String? = nil, prefix: [String] = []) throws -> GoResult {
-        let process = Process()
         let command = prefix + [Self.goClient!, "-socket", socketPath ?? socket, "-service", service, "-method", method,
                                 "-payload", hex(payload)] + extra
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0)
-        return try JSONDecoder().decode(GoResult.self, from: data)
+        let result = try OpsProcess.run(command)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        return try JSONDecoder().decode(GoResult.self, from: Data(result.stdout.utf8))
     }
 
     func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
@@ -207,7 +176,7 @@ final class GoInteropTests: XCTestCase {
     /// socket it cannot connect at all (EACCES).
     func testAuthorizationForUnprivilegedPeer() throws {
         guard getuid() == 0 else { throw XCTSkip("needs root to act as another user") }
-        guard let setpriv = Self.findExecutable("setpriv") else { throw XCTSkip("needs setpriv (util-linux)") }
+        guard let setpriv = OpsTools.find("setpriv") else { throw XCTSkip("needs setpriv (util-linux)") }
         let daemon = try DaemonProcess.start(arguments: ["--clock", "manual", "--writer-gid", "4242"])
         defer { XCTAssertEqual(try? daemon.stop(), 0) }
         chmod(daemon.directory.path, 0o711)

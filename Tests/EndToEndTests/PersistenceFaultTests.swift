@@ -12,16 +12,7 @@ import Glibc
 /// health says NOT_SERVING, and after a restart nothing acknowledged is lost.
 final class PersistenceFaultTests: XCTestCase {
     static func buildShim(into directory: URL) throws -> String {
-        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../Fixtures/faultinject/faultinject.c").standardizedFileURL.path
-        let output = directory.appendingPathComponent("faultinject.so").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["cc", "-shared", "-fPIC", "-o", output, source, "-ldl"]
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw XCTSkip("cannot build the fault-injection shim with cc") }
-        return output
+        try FaultInjectionShim.build(into: directory.path)
     }
 
     func testWriteFailure() async throws { try await run(failing: "write") }

@@ -158,28 +158,16 @@ final class SystemdActivationTests: XCTestCase {
     /// `<N>[creditd] ...`: a syslog priority and no timestamp. Another file's dev:inode in the
     /// variable (a redirected child) gives timestamped plain lines.
     func testJournalStreamGivesPriorityPrefixesWithoutTimestamps() throws {
-        let directory = try DaemonProcess.makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let creditd = try OpsTools.creditd
+        let directory = try makeTemporaryDirectory("journal")
 
         func run(journalStreamOf target: String, log: String) throws -> [String] {
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             var info = stat()
             XCTAssertEqual(stat(target, &info), 0)
-            var environment = ProcessInfo.processInfo.environment
-            for key in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
-                environment.removeValue(forKey: key)
-            }
-            environment["JOURNAL_STREAM"] = "\(info.st_dev):\(info.st_ino)"
-            environment["CREDITD_TEST_SERVICE"] = "1"
-            let process = try BackgroundProcess(
-                [creditd, "--socket", directory.appendingPathComponent("creditd.sock").path,
-                 "--state-dir", directory.appendingPathComponent("state").path],
-                environment: environment, logPath: log)
-            XCTAssertTrue(process.waitForLog("serving"), process.log)
-            process.signal(SIGTERM)
-            XCTAssertEqual(process.waitForExit(), 0, process.log)
-            return process.log.split(separator: "\n").map(String.init)
+            let daemon = try DaemonProcess.start(directory: directory, environment: ["JOURNAL_STREAM": "\(info.st_dev):\(info.st_ino)"],
+                                                 stderrPath: log)
+            XCTAssertEqual(try daemon.stop(), 0, daemon.stderr)
+            return daemon.stderr.split(separator: "\n").map(String.init)
         }
 
         let journalLog = directory.appendingPathComponent("journal.log").path

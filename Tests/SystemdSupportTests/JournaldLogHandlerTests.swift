@@ -9,11 +9,11 @@ final class JournaldLogHandlerTests: XCTestCase {
     private var directory = ""
 
     override func setUpWithError() throws {
-        directory = try makeTemporaryDirectory()
+        directory = try TemporaryDirectory.makePath("journald")
     }
 
     override func tearDown() {
-        try? FileManager.default.removeItem(atPath: directory)
+        TemporaryDirectory.remove(atPath: directory)
     }
 
     private func openFile(_ name: String) throws -> Int32 {

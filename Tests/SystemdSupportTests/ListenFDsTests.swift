@@ -64,13 +64,13 @@ final class ListenFDsTests: XCTestCase {
 
     func testListeningUnixStreamSocketPasses() throws {
         let (fd, directory) = try makeUnixStreamSocket(listening: true)
-        defer { close(fd); try? FileManager.default.removeItem(atPath: directory) }
+        defer { close(fd); TemporaryDirectory.remove(atPath: directory) }
         XCTAssertNoThrow(try ListenFDs.validateListeningUnixStream(fd))
     }
 
     func testNonListeningUnixStreamSocketFails() throws {
         let (fd, directory) = try makeUnixStreamSocket(listening: false)
-        defer { close(fd); try? FileManager.default.removeItem(atPath: directory) }
+        defer { close(fd); TemporaryDirectory.remove(atPath: directory) }
         XCTAssertThrowsError(try ListenFDs.validateListeningUnixStream(fd)) {
             XCTAssertEqual($0 as? ListenFDsError, .notListening(fd: fd))
         }

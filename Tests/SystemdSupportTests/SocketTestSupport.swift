@@ -1,3 +1,4 @@
+@_exported import CreditTestSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -12,15 +13,10 @@ final class DatagramReceiver {
 
     /// Binds a path socket inside a fresh temporary directory.
     static func path() throws -> DatagramReceiver {
-        let directory = try makeTemporaryDirectory()
+        let directory = try TemporaryDirectory.makePath("systemd")
         let path = directory + "/notify.sock"
         let fd = try makeDatagramSocket()
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-        let length = MemoryLayout<sockaddr_un>.offset(of: \sockaddr_un.sun_path)! + bytes.count + 1
-        try bindOrThrow(fd, &address, length)
+        try bindOrThrow(fd, UnixSocketAddress(path))
         return DatagramReceiver(fd: fd, value: path, cleanupPath: directory)
     }
 
@@ -29,12 +25,7 @@ final class DatagramReceiver {
     static func abstract() throws -> DatagramReceiver {
         let name = "creditd-test-\(getpid())-\(UInt32.random(in: 0 ... .max))"
         let fd = try makeDatagramSocket()
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = [0] + Array(name.utf8)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-        let length = MemoryLayout<sockaddr_un>.offset(of: \sockaddr_un.sun_path)! + bytes.count
-        try bindOrThrow(fd, &address, length)
+        try bindOrThrow(fd, UnixSocketAddress("@" + name))
         return DatagramReceiver(fd: fd, value: "@" + name, cleanupPath: nil)
     }
 
@@ -46,7 +37,7 @@ final class DatagramReceiver {
 
     deinit {
         close(fd)
-        if let cleanupPath { try? FileManager.default.removeItem(atPath: cleanupPath) }
+        if let cleanupPath { TemporaryDirectory.remove(atPath: cleanupPath) }
     }
 
     /// Blocks for the next datagram. SO_RCVTIMEO only keeps a broken test from
@@ -77,11 +68,8 @@ final class DatagramReceiver {
         return fd
     }
 
-    private static func bindOrThrow(_ fd: Int32, _ address: inout sockaddr_un, _ length: Int) throws {
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(length)) }
-        }
-        guard result == 0 else {
+    private static func bindOrThrow(_ fd: Int32, _ address: UnixSocketAddress) throws {
+        guard address.bind(fd) == 0 else {
             let code = errno
             close(fd)
             throw POSIXError(errno: code, "bind")
@@ -99,29 +87,12 @@ struct POSIXError: Error, CustomStringConvertible {
     var description: String { "\(call): \(String(cString: strerror(code)))" }
 }
 
-func makeTemporaryDirectory() throws -> String {
-    // Short base path: sun_path holds at most 108 bytes.
-    var template = Array("/tmp/creditd-test-XXXXXX".utf8CString)
-    guard let result = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-        throw POSIXError(errno: errno, "mkdtemp")
-    }
-    return String(cString: result)
-}
-
 /// Binds a Unix stream socket at a temporary path; listens if asked.
 func makeUnixStreamSocket(listening: Bool) throws -> (fd: Int32, directory: String) {
-    let directory = try makeTemporaryDirectory()
+    let directory = try TemporaryDirectory.makePath("systemd")
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw POSIXError(errno: errno, "socket") }
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    let bytes = Array((directory + "/s.sock").utf8)
-    withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-    let length = MemoryLayout<sockaddr_un>.offset(of: \sockaddr_un.sun_path)! + bytes.count + 1
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(length)) }
-    }
-    guard bound == 0 else { throw POSIXError(errno: errno, "bind") }
+    guard UnixSocketAddress(directory + "/s.sock").bind(fd) == 0 else { throw POSIXError(errno: errno, "bind") }
     if listening {
         guard listen(fd, 16) == 0 else { throw POSIXError(errno: errno, "listen") }
     }

@@ -75,8 +75,8 @@ final class SystemdNotifierTests: XCTestCase {
     }
 
     func testSendFailureIsIgnored() throws {
-        let directory = try makeTemporaryDirectory()
-        defer { rmdir(directory) }
+        let directory = try TemporaryDirectory.makePath("notify")
+        defer { TemporaryDirectory.remove(atPath: directory) }
         let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": directory + "/nobody-listens"])
         XCTAssertTrue(notifier.isEnabled)
         XCTAssertFalse(notifier.ready())

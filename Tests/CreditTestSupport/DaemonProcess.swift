@@ -15,14 +15,14 @@ import Glibc
 /// ...
 /// let status = try daemon.stop()           // SIGTERM, waits, returns the exit status
 /// ```
-final class DaemonProcess: @unchecked Sendable {
-    enum Failure: Error, CustomStringConvertible {
+public final class DaemonProcess: @unchecked Sendable {
+    public enum Failure: Error, CustomStringConvertible {
         case binaryNotFound([String])
         case exitedEarly(status: Int32, stderr: String)
         case notServing(timeout: TimeInterval, stderr: String)
         case stillRunning(pid: Int32)
 
-        var description: String {
+        public var description: String {
             switch self {
             case .binaryNotFound(let tried): "creditd binary not found; tried \(tried.joined(separator: ", ")); set CREDITD_BINARY"
             case .exitedEarly(let status, let stderr): "creditd exited with \(status) before serving:\n\(stderr)"
@@ -33,11 +33,11 @@ final class DaemonProcess: @unchecked Sendable {
     }
 
     /// Private directory holding the socket, the state directory and the stderr log.
-    let directory: URL
-    let socketPath: String
-    let stateDirectory: String
-    let stderrPath: String
-    let arguments: [String]
+    public let directory: URL
+    public let socketPath: String
+    public let stateDirectory: String
+    public let stderrPath: String
+    public let arguments: [String]
     private let process: Process
     private let exited = DispatchSemaphore(value: 0)
 
@@ -69,14 +69,14 @@ final class DaemonProcess: @unchecked Sendable {
         }
     }
 
-    var pid: Int32 { process.processIdentifier }
-    var isRunning: Bool { process.isRunning }
+    public var pid: Int32 { process.processIdentifier }
+    public var isRunning: Bool { process.isRunning }
 
     /// Everything the daemon wrote to stderr so far.
-    var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+    public var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
 
     /// The built `creditd`: $CREDITD_BINARY, else next to the test bundle in the build products.
-    static func binaryPath() throws -> String {
+    public static func binaryPath() throws -> String {
         var candidates: [String] = []
         if let explicit = ProcessInfo.processInfo.environment["CREDITD_BINARY"] { candidates.append(explicit) }
         let argv0 = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
@@ -91,13 +91,10 @@ final class DaemonProcess: @unchecked Sendable {
         throw Failure.binaryNotFound(candidates)
     }
 
-    /// A fresh private directory with a short path (sun_path holds 108 bytes).
-    static func makeTemporaryDirectory() throws -> URL {
-        var template = Array("/tmp/creditd-e2e-XXXXXX".utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
-        }
-        return URL(fileURLWithPath: String(cString: made))
+    /// A fresh private directory with a short path (sun_path holds 108 bytes), removed at the
+    /// latest when the test process exits (`TemporaryDirectory`).
+    public static func makeTemporaryDirectory() throws -> URL {
+        try TemporaryDirectory.make("e2e")
     }
 
     /// Starts creditd and, unless `waitUntilServing` is false, waits until Health/Check on its
@@ -105,19 +102,23 @@ final class DaemonProcess: @unchecked Sendable {
     /// - Parameters:
     ///   - arguments: extra flags; `--socket` and `--state-dir` are added unless given.
     ///   - directory: reuse a directory (e.g. to restart on the same socket); default: a new one.
+    ///   - environment: added to the scrubbed environment (`TestEnvironment`).
     ///   - testService: mount `creditd.test.Debug` (CREDITD_TEST_SERVICE=1).
-    static func start(
+    ///   - stderrPath: the file stdout and stderr go to (created if missing); default: a new
+    ///     file in `directory`.
+    public static func start(
         arguments: [String] = [],
         directory: URL? = nil,
         socketPath: String? = nil,
         environment: [String: String] = [:],
         testService: Bool = true,
         waitUntilServing: Bool = true,
-        timeout: TimeInterval = 20
+        timeout: TimeInterval = 20,
+        stderrPath: String? = nil
     ) throws -> DaemonProcess {
         let daemon = try DaemonProcess(
             arguments: arguments, directory: directory, socketPath: socketPath,
-            environment: environment, testService: testService
+            environment: environment, testService: testService, stderrPath: stderrPath
         )
         if waitUntilServing {
             do {
@@ -130,15 +131,18 @@ final class DaemonProcess: @unchecked Sendable {
         return daemon
     }
 
-    private init(arguments: [String], directory: URL?, socketPath: String?, environment: [String: String], testService: Bool) throws {
+    private init(arguments: [String], directory: URL?, socketPath: String?, environment: [String: String], testService: Bool,
+                 stderrPath: String?) throws {
         let binary = try Self.binaryPath()
         self.directory = try directory ?? Self.makeTemporaryDirectory()
         Self.retainDirectory(self.directory.path, created: directory == nil)
         self.socketPath = socketPath ?? self.directory.appendingPathComponent("creditd.sock").path
         stateDirectory = self.directory.appendingPathComponent("state").path
         let logName = "stderr-\(UInt32.random(in: 0...UInt32.max)).log"
-        stderrPath = self.directory.appendingPathComponent(logName).path
-        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        self.stderrPath = stderrPath ?? self.directory.appendingPathComponent(logName).path
+        if !FileManager.default.fileExists(atPath: self.stderrPath) {
+            _ = FileManager.default.createFile(atPath: self.stderrPath, contents: nil)
+        }
 
         var args = arguments
         if !args.contains("--socket") && !args.contains("-s") { args += ["--socket", self.socketPath] }
@@ -148,20 +152,21 @@ final class DaemonProcess: @unchecked Sendable {
         process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = args
-        var env = ProcessInfo.processInfo.environment
-        for key in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
-                    "RUNTIME_DIRECTORY", "STATE_DIRECTORY", "JOURNAL_STREAM"] {
-            env.removeValue(forKey: key)
-        }
-        if testService { env["CREDITD_TEST_SERVICE"] = "1" }
-        env.merge(environment) { _, new in new }
-        process.environment = env
+        process.environment = TestEnvironment.scrubbed(
+            (testService ? ["CREDITD_TEST_SERVICE": "1"] : [:]).merging(environment) { _, new in new })
         process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle(forWritingAtPath: stderrPath)
-        process.standardError = FileHandle(forWritingAtPath: stderrPath)
+        // One open file for both, so the two streams do not overwrite each other.
+        let log = FileHandle(forWritingAtPath: self.stderrPath)
+        log?.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
         let exited = self.exited
-        process.terminationHandler = { _ in exited.signal() }
+        process.terminationHandler = { process in
+            TestCleanup.forget(process: process.processIdentifier)
+            exited.signal()
+        }
         try process.run()
+        TestCleanup.register(process: process.processIdentifier)
     }
 
     deinit {
@@ -169,13 +174,14 @@ final class DaemonProcess: @unchecked Sendable {
             Glibc.kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
+        TestCleanup.forget(process: process.processIdentifier)
         if Self.releaseDirectory(directory.path) {
-            try? FileManager.default.removeItem(at: directory)
+            TemporaryDirectory.remove(directory)
         }
     }
 
     /// Polls Health/Check (raw ttrpc) until SERVING.
-    func waitUntilServing(timeout: TimeInterval = 20) throws {
+    public func waitUntilServing(timeout: TimeInterval = 20) throws {
         let end = Date().addingTimeInterval(timeout)
         while Date() < end {
             if !process.isRunning {
@@ -198,7 +204,7 @@ final class DaemonProcess: @unchecked Sendable {
     /// Sends `signal` and waits for the exit; returns the exit status (or the signal number
     /// for a death by signal, as Foundation reports it).
     @discardableResult
-    func stop(signal: Int32 = SIGTERM, timeout: TimeInterval = 20) throws -> Int32 {
+    public func stop(signal: Int32 = SIGTERM, timeout: TimeInterval = 20) throws -> Int32 {
         if process.isRunning {
             Glibc.kill(process.processIdentifier, signal)
         }
@@ -206,12 +212,12 @@ final class DaemonProcess: @unchecked Sendable {
     }
 
     /// SIGKILL, as a crash would: nothing is cleaned up.
-    func kill() {
+    public func kill() {
         _ = try? stop(signal: SIGKILL, timeout: 10)
     }
 
     /// Waits for the process to end by itself; returns its exit status.
-    func waitForExit(timeout: TimeInterval = 20) throws -> Int32 {
+    public func waitForExit(timeout: TimeInterval = 20) throws -> Int32 {
         if process.isRunning {
             guard exited.wait(timeout: .now() + timeout) == .success else {
                 throw Failure.stillRunning(pid: pid)
@@ -219,13 +225,14 @@ final class DaemonProcess: @unchecked Sendable {
             exited.signal()  // later waits return at once
         }
         process.waitUntilExit()
+        TestCleanup.forget(process: process.processIdentifier)
         return process.terminationStatus
     }
 
-    var terminationReason: Process.TerminationReason { process.terminationReason }
+    public var terminationReason: Process.TerminationReason { process.terminationReason }
 
     /// Runs creditd to completion (for start-up failures); returns exit status and stderr.
-    static func runToExit(arguments: [String], directory: URL? = nil, timeout: TimeInterval = 20) throws -> (status: Int32, stderr: String) {
+    public static func runToExit(arguments: [String], directory: URL? = nil, timeout: TimeInterval = 20) throws -> (status: Int32, stderr: String) {
         let daemon = try start(arguments: arguments, directory: directory, waitUntilServing: false)
         let status = try daemon.waitForExit(timeout: timeout)
         return (status, daemon.stderr)

@@ -1,22 +1,28 @@
 import CreditProto
 import CreditWire
 import Foundation
-import NIOCore
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A blocking Unix-socket connection for hand-made ttrpc frames: no client logic at all, so
 /// tests can send what a well-behaved client never would.
-final class RawTTRPCConnection {
-    struct Frame: Equatable {
-        var streamID: UInt32
-        var type: UInt8
-        var flags: UInt8
-        var data: [UInt8]
+public final class RawTTRPCConnection {
+    public struct Frame: Equatable {
+        public var streamID: UInt32
+        public var type: UInt8
+        public var flags: UInt8
+        public var data: [UInt8]
+
+        public init(streamID: UInt32, type: UInt8, flags: UInt8, data: [UInt8]) {
+            self.streamID = streamID
+            self.type = type
+            self.flags = flags
+            self.data = data
+        }
     }
 
-    enum Failure: Error {
+    public enum Failure: Error {
         case connect(errno: Int32)
         case io(errno: Int32)
         case closedByPeer
@@ -24,10 +30,10 @@ final class RawTTRPCConnection {
         case unexpected(String)
     }
 
-    private(set) var fd: Int32
+    public private(set) var fd: Int32
 
     /// - Parameter receiveTimeout: seconds a read may block before `Failure.timedOut`.
-    init(path: String, receiveTimeout: Double = 10) throws {
+    public init(path: String, receiveTimeout: Double = 10) throws {
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Failure.connect(errno: errno) }
         var address = sockaddr_un()
@@ -50,21 +56,21 @@ final class RawTTRPCConnection {
 
     deinit { close() }
 
-    func close() {
+    public func close() {
         if fd >= 0 {
             Glibc.close(fd)
             fd = -1
         }
     }
 
-    func setReceiveTimeout(_ seconds: Double) {
+    public func setReceiveTimeout(_ seconds: Double) {
         var value = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
     }
 
     // MARK: sending
 
-    func send(_ bytes: [UInt8]) throws {
+    public func send(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
             let sent = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -76,7 +82,7 @@ final class RawTTRPCConnection {
         }
     }
 
-    static func encodeFrame(id: UInt32, type: UInt8, flags: UInt8 = 0, data: [UInt8], declaredLength: UInt32? = nil) -> [UInt8] {
+    public static func encodeFrame(id: UInt32, type: UInt8, flags: UInt8 = 0, data: [UInt8], declaredLength: UInt32? = nil) -> [UInt8] {
         let length = declaredLength ?? UInt32(data.count)
         var out: [UInt8] = []
         out.reserveCapacity(10 + data.count)
@@ -88,11 +94,11 @@ final class RawTTRPCConnection {
         return out
     }
 
-    func sendFrame(id: UInt32, type: UInt8, flags: UInt8 = 0, data: [UInt8]) throws {
+    public func sendFrame(id: UInt32, type: UInt8, flags: UInt8 = 0, data: [UInt8]) throws {
         try send(Self.encodeFrame(id: id, type: type, flags: flags, data: data))
     }
 
-    static func requestBytes(
+    public static func requestBytes(
         service: String,
         method: String,
         payload: [UInt8] = [],
@@ -103,7 +109,7 @@ final class RawTTRPCConnection {
         return (try? request.serializedBytes()) ?? []
     }
 
-    func sendRequest(
+    public func sendRequest(
         id: UInt32,
         service: String,
         method: String,
@@ -136,7 +142,7 @@ final class RawTTRPCConnection {
         return out
     }
 
-    func readFrame() throws -> Frame {
+    public func readFrame() throws -> Frame {
         let header = try readExactly(10)
         let length = header[0..<4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         let id = header[4..<8].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
@@ -145,7 +151,7 @@ final class RawTTRPCConnection {
     }
 
     /// Reads one frame that must be a Response, and decodes it as the call's result.
-    func readResponse() throws -> (streamID: UInt32, result: Result<[UInt8], RPCError>) {
+    public func readResponse() throws -> (streamID: UInt32, result: Result<[UInt8], RPCError>) {
         let frame = try readFrame()
         guard frame.type == 0x02 else { throw Failure.unexpected("expected a Response, got type \(frame.type) on \(frame.streamID)") }
         let response = try Ttrpc_Response(serializedBytes: frame.data)
@@ -153,7 +159,7 @@ final class RawTTRPCConnection {
     }
 
     /// Sends a Request and reads its Response (which must be on `id`).
-    func call(
+    public func call(
         id: UInt32,
         service: String,
         method: String,
@@ -168,13 +174,13 @@ final class RawTTRPCConnection {
     }
 
     /// Health/Check("") as a liveness probe on this connection.
-    func healthCheck(id: UInt32) throws -> Grpc_Health_V1_HealthCheckResponse.ServingStatus {
+    public func healthCheck(id: UInt32) throws -> Grpc_Health_V1_HealthCheckResponse.ServingStatus {
         let result = try call(id: id, service: "grpc.health.v1.Health", method: "Check")
         return try Grpc_Health_V1_HealthCheckResponse(serializedBytes: try result.get()).status
     }
 
     /// True if the peer closes the connection within `seconds` (reads and drops any frames).
-    func waitForPeerClose(within seconds: Double) -> Bool {
+    public func waitForPeerClose(within seconds: Double) -> Bool {
         setReceiveTimeout(seconds)
         defer { setReceiveTimeout(10) }
         do {

@@ -6,16 +6,20 @@ import Glibc
 
 /// Helpers of the operations tests (systemd activation, probes, authorization): a real
 /// sd_notify receiver, processes run to completion or in the background, tool lookup.
-enum OpsTools {
-    struct Missing: Error, CustomStringConvertible {
-        var description: String
+public enum OpsTools {
+    public struct Missing: Error, CustomStringConvertible {
+        public var description: String
+
+        public init(description: String) {
+            self.description = description
+        }
     }
 
     /// The first executable named `name` in $PATH (and the usual system directories).
-    static func find(_ name: String) -> String? {
+    public static func find(_ name: String) -> String? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
         var directories = path.split(separator: ":").map(String.init)
-        directories += ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        directories += ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/lib/go/bin"]
         for directory in directories {
             let candidate = "\(directory)/\(name)"
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
@@ -25,58 +29,61 @@ enum OpsTools {
 
     /// A tool the tests cannot do without: scripts/install-deps.sh installs it, so its absence
     /// is a broken setup and fails the test rather than skipping it.
-    static func require(_ name: String, package: String) throws -> String {
+    public static func require(_ name: String, package: String) throws -> String {
         guard let found = find(name) else {
             throw Missing(description: "\(name) not found; install the Debian package \(package) (scripts/install-deps.sh)")
         }
         return found
     }
 
-    static var creditd: String { get throws { try DaemonProcess.binaryPath() } }
-    static var creditctl: String { get throws { try CreditctlProcess.binaryPath() } }
+    public static var creditd: String { get throws { try DaemonProcess.binaryPath() } }
+    public static var creditctl: String { get throws { try CreditctlProcess.binaryPath() } }
 
     /// `setpriv` arguments that run a command as `uid` with primary group `gid` and exactly
     /// the supplementary `groups`.
-    static func asUser(uid: UInt32, gid: UInt32, groups: [UInt32] = []) throws -> [String] {
+    public static func asUser(uid: UInt32, gid: UInt32, groups: [UInt32] = []) throws -> [String] {
         let setpriv = try require("setpriv", package: "util-linux")
         let groupFlag = groups.isEmpty ? "--clear-groups" : "--groups=\(groups.map(String.init).joined(separator: ","))"
         return [setpriv, "--reuid=\(uid)", "--regid=\(gid)", groupFlag, "--"]
     }
 
     /// CLOCK_MONOTONIC in microseconds, the clock of `MONOTONIC_USEC=`.
-    static func monotonicMicroseconds() -> UInt64 {
+    public static func monotonicMicroseconds() -> UInt64 {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         return UInt64(now.tv_sec) * 1_000_000 + UInt64(now.tv_nsec) / 1_000
     }
 
     /// `st_mode`, or nil when nothing is at `path` (lstat: a socket is not followed).
-    static func fileMode(_ path: String) -> mode_t? {
+    public static func fileMode(_ path: String) -> mode_t? {
         var info = stat()
         return lstat(path, &info) == 0 ? info.st_mode : nil
     }
 }
 
 /// A finished process.
-struct OpsResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    var pid: Int32
+public struct OpsResult {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+    public var pid: Int32
 }
 
 /// Runs commands to completion. Output goes to files, not pipes, so a chatty stderr cannot
 /// block a process whose stdout is not being read.
-enum OpsProcess {
-    struct TimedOut: Error, CustomStringConvertible {
-        var command: [String]
-        var description: String { "still running after the timeout: \(command.joined(separator: " "))" }
+public enum OpsProcess {
+    public struct TimedOut: Error, CustomStringConvertible {
+        public var command: [String]
+        public var description: String { "still running after the timeout: \(command.joined(separator: " "))" }
     }
 
-    static func run(_ command: [String], environment: [String: String] = [:], stdin: String? = nil,
-                    timeout: TimeInterval = 60) throws -> OpsResult {
-        let scratch = try DaemonProcess.makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: scratch) }
+    /// Runs `command` (an absolute path and its arguments) with the scrubbed environment
+    /// (`TestEnvironment`) plus `environment`, waits up to `timeout` seconds (then SIGKILL and
+    /// `TimedOut`) and returns its status and output.
+    public static func run(_ command: [String], environment: [String: String] = [:], stdin: String? = nil,
+                           currentDirectory: String? = nil, timeout: TimeInterval = 60) throws -> OpsResult {
+        let scratch = try TemporaryDirectory.make("run")
+        defer { TemporaryDirectory.remove(scratch) }
         let outPath = scratch.appendingPathComponent("stdout").path
         let errPath = scratch.appendingPathComponent("stderr").path
         let inPath = scratch.appendingPathComponent("stdin").path
@@ -87,13 +94,8 @@ enum OpsProcess {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
-        var env = ProcessInfo.processInfo.environment
-        for key in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
-                    "JOURNAL_STREAM", "CREDITD_SOCKET"] {
-            env.removeValue(forKey: key)
-        }
-        env.merge(environment) { _, new in new }
-        process.environment = env
+        process.environment = TestEnvironment.scrubbed(environment)
+        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
         let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
         let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
         let input = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
@@ -118,8 +120,8 @@ enum OpsProcess {
     }
 
     /// Runs the built creditctl, optionally behind a prefix such as `OpsTools.asUser(...)`.
-    static func creditctl(_ arguments: [String], prefix: [String] = [], environment: [String: String] = [:]) throws -> OpsResult {
-        try run(prefix + [try OpsTools.creditctl] + arguments, environment: environment)
+    public static func creditctl(_ arguments: [String], prefix: [String] = [], environment: [String: String] = [:]) throws -> OpsResult {
+        try CreditctlProcess.run(arguments, prefix: prefix, environment: environment)
     }
 }
 
@@ -130,21 +132,21 @@ enum OpsProcess {
 /// systemd-socket-activate closes every descriptor it does not pass on, so Process would take
 /// the live activator for dead and block its monitor thread in wait4 (hanging every later
 /// Process in the test run).
-final class BackgroundProcess: @unchecked Sendable {
-    struct SpawnFailed: Error, CustomStringConvertible {
-        var command: [String]
-        var code: Int32
-        var description: String { "posix_spawn \(command.joined(separator: " ")): \(String(cString: strerror(code)))" }
+public final class BackgroundProcess: @unchecked Sendable {
+    public struct SpawnFailed: Error, CustomStringConvertible {
+        public var command: [String]
+        public var code: Int32
+        public var description: String { "posix_spawn \(command.joined(separator: " ")): \(String(cString: strerror(code)))" }
     }
 
-    let command: [String]
-    let logPath: String
-    let pid: pid_t
+    public let command: [String]
+    public let logPath: String
+    public let pid: pid_t
     private let lock = NSLock()
     private var exitStatus: Int32?
 
     /// - Parameter environment: the complete environment (nothing is inherited).
-    init(_ command: [String], environment: [String: String], logPath: String) throws {
+    public init(_ command: [String], environment: [String: String], logPath: String) throws {
         self.command = command
         self.logPath = logPath
         if !FileManager.default.fileExists(atPath: logPath) {
@@ -167,6 +169,7 @@ final class BackgroundProcess: @unchecked Sendable {
         let code = posix_spawn(&child, command[0], &actions, nil, argv, envp)
         guard code == 0 else { throw SpawnFailed(command: command, code: code) }
         pid = child
+        TestCleanup.register(process: child)
     }
 
     deinit {
@@ -185,23 +188,24 @@ final class BackgroundProcess: @unchecked Sendable {
             // WIFEXITED / WEXITSTATUS / WTERMSIG, which Swift does not import.
             let signal = status & 0x7f
             exitStatus = signal == 0 ? (status >> 8) & 0xff : 128 + signal
+            TestCleanup.forget(process: pid)
             return exitStatus
         }
     }
 
-    var isRunning: Bool { poll() == nil }
-    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    public var isRunning: Bool { poll() == nil }
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     /// What the process is executing now (`/proc/PID/exe`): changes on exec, pid stays.
-    var executable: String? { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe") }
+    public var executable: String? { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe") }
 
-    func signal(_ number: Int32) {
+    public func signal(_ number: Int32) {
         if isRunning { kill(pid, number) }
     }
 
     /// The exit status (128 + the signal number after a death by signal); nil if the process
     /// is still running after `timeout`.
-    func waitForExit(timeout: TimeInterval = 20) -> Int32? {
+    public func waitForExit(timeout: TimeInterval = 20) -> Int32? {
         let end = Date().addingTimeInterval(timeout)
         while true {
             if let status = poll() { return status }
@@ -211,7 +215,7 @@ final class BackgroundProcess: @unchecked Sendable {
     }
 
     /// Polls the log until it contains `text`.
-    func waitForLog(_ text: String, timeout: TimeInterval = 20) -> Bool {
+    public func waitForLog(_ text: String, timeout: TimeInterval = 20) -> Bool {
         let end = Date().addingTimeInterval(timeout)
         while Date() < end {
             if log.contains(text) { return true }
@@ -225,28 +229,20 @@ final class BackgroundProcess: @unchecked Sendable {
 /// The service manager's end of sd_notify(3): an `AF_UNIX SOCK_DGRAM` socket bound at a path.
 /// Every datagram is kept, in order; `next(where:)` consumes them from a cursor, so a test can
 /// assert that one message follows another.
-final class NotifyReceiver {
-    typealias Message = [String: String]
+public final class NotifyReceiver {
+    public typealias Message = [String: String]
 
-    let path: String
+    public let path: String
     private let fd: Int32
     /// Every message received so far, parsed into `KEY=VALUE` fields.
-    private(set) var received: [Message] = []
+    public private(set) var received: [Message] = []
     private var cursor = 0
 
-    init(path: String) throws {
+    public init(path: String) throws {
         self.path = path
         fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        precondition(bytes.count < MemoryLayout.size(ofValue: address.sun_path), "notify socket path too long")
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard bound == 0 else {
+        guard UnixSocketAddress(path).bind(fd) == 0 else {
             let code = errno
             close(fd)
             throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
@@ -255,7 +251,7 @@ final class NotifyReceiver {
 
     deinit { close(fd) }
 
-    static func parse(_ payload: String) -> Message {
+    public static func parse(_ payload: String) -> Message {
         var fields: Message = [:]
         for line in payload.split(separator: "\n") {
             guard let equals = line.firstIndex(of: "=") else { continue }
@@ -277,7 +273,7 @@ final class NotifyReceiver {
 
     /// The first message after the cursor that satisfies `predicate`, waiting up to `timeout`
     /// seconds for it; the cursor moves past it. Nil (cursor unchanged) if none came.
-    func next(timeout: TimeInterval = 20, where predicate: (Message) -> Bool) -> Message? {
+    public func next(timeout: TimeInterval = 20, where predicate: (Message) -> Bool) -> Message? {
         let end = Date().addingTimeInterval(timeout)
         var index = cursor
         while true {
@@ -295,7 +291,7 @@ final class NotifyReceiver {
     }
 
     /// Collects whatever arrives within `seconds` (to show that something did not happen).
-    func collect(for seconds: TimeInterval) -> [Message] {
+    public func collect(for seconds: TimeInterval) -> [Message] {
         let start = received.count
         let end = Date().addingTimeInterval(seconds)
         while end.timeIntervalSinceNow > 0 { _ = receive(timeout: end.timeIntervalSinceNow) }
@@ -303,7 +299,7 @@ final class NotifyReceiver {
     }
 
     /// Messages received after the cursor, without waiting.
-    var pending: [Message] {
+    public var pending: [Message] {
         while receive(timeout: 0) {}
         return Array(received[cursor...])
     }
@@ -314,23 +310,23 @@ final class NotifyReceiver {
 /// creditd with `LISTEN_FDS`/`LISTEN_PID`/`LISTEN_FDNAMES=rpc`, keeping its pid. The daemon gets
 /// a real `NOTIFY_SOCKET` and, as from a unit with `WatchdogSec=`, `WATCHDOG_USEC` and
 /// `WATCHDOG_PID` (set to that pid by the shell that execs the activator).
-final class ActivatedDaemon {
-    let directory: URL
-    let socketPath: String
-    let stateDirectory: String
-    let notify: NotifyReceiver
-    let process: BackgroundProcess
+public final class ActivatedDaemon {
+    public let directory: URL
+    public let socketPath: String
+    public let stateDirectory: String
+    public let notify: NotifyReceiver
+    public let process: BackgroundProcess
     private let ownsDirectory: Bool
 
     /// - Parameters:
     ///   - watchdogUSec: `WATCHDOG_USEC`, nil for no watchdog.
     ///   - watchdogPID: `WATCHDOG_PID`; nil means the daemon's own pid (what systemd sets).
     ///   - directory: reuse a directory (its state) from an earlier run.
-    init(arguments: [String] = [], watchdogUSec: UInt64? = 200_000, watchdogPID: String? = nil,
+    public init(arguments: [String] = [], watchdogUSec: UInt64? = 200_000, watchdogPID: String? = nil,
          extraEnvironment: [String: String] = [:], directory: URL? = nil) throws {
         let activator = try OpsTools.require("systemd-socket-activate", package: "systemd")
         let creditd = try OpsTools.creditd
-        self.directory = try directory ?? DaemonProcess.makeTemporaryDirectory()
+        self.directory = try directory ?? TemporaryDirectory.make("activated")
         ownsDirectory = directory == nil
         socketPath = self.directory.appendingPathComponent("creditd.sock").path
         stateDirectory = self.directory.appendingPathComponent("state").path
@@ -350,26 +346,21 @@ final class ActivatedDaemon {
         let command = ["/bin/sh", "-c", "export WATCHDOG_PID=$$; exec \"$@\"", "sh"] + activate + daemon
 
         // The activator's own environment carries no NOTIFY_SOCKET: it would send READY=1 itself.
-        var environment = ProcessInfo.processInfo.environment
-        for key in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
-                    "JOURNAL_STREAM", "CREDITD_TEST_SERVICE"] {
-            environment.removeValue(forKey: key)
-        }
-        process = try BackgroundProcess(command, environment: environment,
+        process = try BackgroundProcess(command, environment: TestEnvironment.scrubbed(),
                                         logPath: self.directory.appendingPathComponent("daemon-\(UInt32.random(in: 0...UInt32.max)).log").path)
     }
 
     deinit {
         process.signal(SIGKILL)
         _ = process.waitForExit(timeout: 10)
-        if ownsDirectory { try? FileManager.default.removeItem(at: directory) }
+        if ownsDirectory { TemporaryDirectory.remove(directory) }
     }
 
-    var pid: Int32 { process.pid }
-    var log: String { process.log }
+    public var pid: Int32 { process.pid }
+    public var log: String { process.log }
 
     /// Waits until the activator listens (it logs "Listening on PATH as 3.").
-    func waitUntilListening(timeout: TimeInterval = 20) throws {
+    public func waitUntilListening(timeout: TimeInterval = 20) throws {
         guard process.waitForLog("Listening on \(socketPath)", timeout: timeout) else {
             throw OpsTools.Missing(description: "systemd-socket-activate did not listen on \(socketPath):\n\(log)")
         }
@@ -377,7 +368,7 @@ final class ActivatedDaemon {
 
     /// Waits for `READY=1` (consuming messages up to it).
     @discardableResult
-    func waitUntilReady(timeout: TimeInterval = 20) throws -> NotifyReceiver.Message {
+    public func waitUntilReady(timeout: TimeInterval = 20) throws -> NotifyReceiver.Message {
         guard let ready = notify.next(timeout: timeout, where: { $0["READY"] == "1" }) else {
             throw OpsTools.Missing(description: "no READY=1 within \(timeout)s; log:\n\(log)")
         }
@@ -385,7 +376,7 @@ final class ActivatedDaemon {
     }
 
     /// SIGTERM (by default) and the exit status.
-    func stop(signal: Int32 = SIGTERM, timeout: TimeInterval = 20) -> Int32? {
+    public func stop(signal: Int32 = SIGTERM, timeout: TimeInterval = 20) -> Int32? {
         process.signal(signal)
         return process.waitForExit(timeout: timeout)
     }
