@@ -88,3 +88,42 @@ func runGroupCommitLimit(directory: String, recordBytes: Int, inFlight: Int, war
                        seconds: duration, histogram: histogram, calls: calls, errors: 0,
                        responseBytes: recordBytes * calls, usage: usage, firstError: nil)
 }
+
+/// The Go echo server of Benchmarks/go-echo, built on containerd's own ttrpc library
+/// (Debian's golang-github-containerd-ttrpc-dev) in GOPATH mode: "the per-call cost of
+/// containerd's ttrpc" that the targets compare with.
+struct GoEchoServerBuild {
+    let binary: String
+
+    init(source: String, into directory: String) throws {
+        binary = directory + "/go-echo"
+        let cache = directory + "/gocache"
+        let build = try ChildProcess(
+            // Go 1.19 (Debian 12) has no `go build -C`: build from the source directory.
+            executable: "/bin/sh",
+            arguments: ["-c", "cd \"$0\" && GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOPROXY=off GOCACHE=\"$1\" go build -o \"$2\" .",
+                        source, cache, binary],
+            logPath: directory + "/go-build.log")
+        build.process.waitUntilExit()
+        guard build.process.terminationStatus == 0 else {
+            throw BenchError("go build of Benchmarks/go-echo failed (apt-get install golang-go golang-github-containerd-ttrpc-dev):\n\(build.log)")
+        }
+    }
+
+    /// Benchmarks/go-echo, next to echo_server.c.
+    static func findSource(echoSource: String) -> String {
+        URL(fileURLWithPath: echoSource).deletingLastPathComponent().appendingPathComponent("go-echo").path
+    }
+
+    /// Starts the server answering `methods` with `responseBytes` of response data.
+    func start(socketPath: String, responseBytes: Int, methods: [String], logDirectory: String) throws -> ChildProcess {
+        let child = try ChildProcess(executable: binary, arguments: [socketPath, String(responseBytes)] + methods,
+                                     logPath: logDirectory + "/go-echo-\(responseBytes).log")
+        let end = monotonicNanos() + 5_000_000_000
+        while monotonicNanos() < end {
+            if (try? UnixSocket(path: socketPath)) != nil { return child }
+            usleep(2_000)
+        }
+        throw BenchError("the Go echo server did not start:\n\(child.log)")
+    }
+}
