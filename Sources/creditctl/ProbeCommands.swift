@@ -16,13 +16,32 @@ struct Health: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
     @Option(name: [.customShort("S"), .customLong("service")], help: "Service name; empty for the whole server.") var service: String = ""
 
+    /// NOT_SERVING may mean only that creditd is still recovering its state, for instance
+    /// because this very probe started it through socket activation. Calls that need the state
+    /// wait for recovery (the daemon parks them), so one such call, then health again, tells
+    /// a starting daemon from a failing one within the caller's timeout. Returns the settled
+    /// status, and the stats when they were read.
+    static func settled(_ client: CreditClient, service: String, first: Grpc_Health_V1_HealthCheckResponse.ServingStatus,
+                        remaining: () -> Duration) async -> (status: Grpc_Health_V1_HealthCheckResponse.ServingStatus,
+                                                             stats: Creditd_V1_GetStatsResponse?) {
+        guard first == .notServing, remaining() > .milliseconds(1),
+              let stats = try? await client.getStats(timeout: remaining()) else { return (first, nil) }
+        guard stats.persistence.fault.isEmpty, remaining() > .milliseconds(1),
+              let again = try? await client.healthCheck(service: service, timeout: remaining()) else { return (first, stats) }
+        return (again, stats)
+    }
+
     func run() async throws {
         let path = try connection.socketPath()
         let status: Grpc_Health_V1_HealthCheckResponse.ServingStatus
         do {
             let client = try await CreditClient.connect(socketPath: path, timeout: connection.timeoutDuration)
             defer { Task { await client.close() } }
-            status = try await client.healthCheck(service: service, timeout: connection.timeoutDuration)
+            let clock = ContinuousClock()
+            let started = clock.now
+            let first = try await client.healthCheck(service: service, timeout: connection.timeoutDuration)
+            status = await Health.settled(client, service: service, first: first,
+                                          remaining: { connection.timeoutDuration - (clock.now - started) }).status
         } catch {
             let code: Int32
             switch Failure.classify(error, socketPath: path) {
@@ -128,15 +147,18 @@ struct Check: AsyncParsableCommand {
         do {
             let client = try await CreditClient.connect(socketPath: path, timeout: deadline)
             defer { Task { await client.close() } }
-            let status = try await client.healthCheck(service: service, timeout: deadline - (clock.now - started))
+            let first = try await client.healthCheck(service: service, timeout: deadline - (clock.now - started))
+            let (status, recoveredStats) = await Health.settled(client, service: service, first: first,
+                                                                remaining: { deadline - (clock.now - started) })
             let rtt = clock.now - started
             let seconds = Double(rtt.components.seconds) + Double(rtt.components.attoseconds) / 1e18
             guard status == .serving else {
                 // Name the cause when the daemon can still say it (a persistence fault).
                 var text = Health.name(status)
                 let remaining = deadline - (clock.now - started)
-                if service.isEmpty, remaining > .zero, let stats = try? await client.getStats(timeout: remaining),
-                   !stats.persistence.fault.isEmpty {
+                var stats = recoveredStats
+                if stats == nil, service.isEmpty, remaining > .zero { stats = try? await client.getStats(timeout: remaining) }
+                if service.isEmpty, let stats, !stats.persistence.fault.isEmpty {
                     text += ", persistence fault: \(stats.persistence.fault)"
                 }
                 return PluginResult(state: .critical, text: text,
