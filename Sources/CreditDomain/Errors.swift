@@ -1,5 +1,7 @@
-/// A stable domain error (§10): a reason code, its gRPC status code and a human text.
-/// On the wire the status message is `"<reason>: <message>"` (X1).
+/// A stable domain error (§10): a reason code and a human text. The domain knows no transport:
+/// the status code of each reason is chosen at the service edge (CreditService,
+/// `DomainError: RPCErrorConvertible`). On the wire the status message is
+/// `"<reason>: <message>"` (X1).
 public struct DomainError: Error, Sendable, Hashable, Codable, CustomStringConvertible {
     public enum Reason: String, Sendable, Hashable, Codable, CaseIterable {
         case invalidRequest = "invalid_request"
@@ -14,16 +16,6 @@ public struct DomainError: Error, Sendable, Hashable, Codable, CustomStringConve
         /// E5: `afterSeq` is below `oldestSeq − 1`; `DomainError.oldestSeq` carries the oldest kept seq.
         case eventsPruned = "events_pruned"
 
-        /// The gRPC status code number (§10).
-        public var grpcStatusCode: Int32 {
-            switch self {
-            case .invalidRequest, .seatsMustBePositive: return 3       // INVALID_ARGUMENT
-            case .subscriptionNotFound, .creditNotFound: return 5      // NOT_FOUND
-            case .subscriptionExists, .idempotencyKeyReused: return 6  // ALREADY_EXISTS
-            case .subscriptionCancelled, .outsideCancellationWindow: return 9  // FAILED_PRECONDITION
-            case .amountOverflow, .eventsPruned: return 11             // OUT_OF_RANGE
-            }
-        }
 
         /// X2 precedence: lower ranks win (the key check of I4 comes before all of them).
         var precedence: Int {
@@ -53,7 +45,6 @@ public struct DomainError: Error, Sendable, Hashable, Codable, CustomStringConve
 
     /// The stable reason code, e.g. `seats_must_be_positive`.
     public var code: String { reason.rawValue }
-    public var grpcStatusCode: Int32 { reason.grpcStatusCode }
     /// The status message sent on the wire (X1).
     public var wireMessage: String { "\(reason.rawValue): \(message)" }
     public var description: String { wireMessage }

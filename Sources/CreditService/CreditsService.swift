@@ -160,41 +160,9 @@ enum CreditsService {
         }
     }
 
-    /// The one mapping from write failures to statuses.
-    static func status(of failure: WriteFailure) -> RPCError {
-        switch failure {
-        case .persistenceFault(_, .notApplied):
-            RPCError.domain(.unavailable, reason: "persistence_not_applied",
-                            "persistence fault: this change was not applied and will not appear after a restart; "
-                                + "creditd refuses writes until restarted, reads still work (README: Durability and recovery)")
-        case .persistenceFault(_, .unknown):
-            RPCError.domain(.unavailable, reason: "persistence_outcome_unknown",
-                            "persistence fault: the disk failed while making this change durable; it may or may not "
-                                + "appear after a restart (read it back then); creditd refuses writes until restarted "
-                                + "(README: Durability and recovery)")
-        case .deadlineExceeded:
-            RPCError.deadlineExceeded("deadline exceeded before the write was applied")
-        case .closed:
-            RPCError.unavailable("server is shutting down")
-        case .unencodable(let text):
-            RPCError.internalError("cannot encode a journal record: \(text)")
-        case .notManualClock:
-            RPCError.failedPrecondition("the daemon runs on the system clock; start it with --clock manual to move time")
-        case .clockBackwards(let current):
-            RPCError.domain(.invalidArgument, reason: DomainError.Reason.invalidRequest.rawValue,
-                            "the clock cannot move backwards: it reads \(current.rfc3339)")
-        case .snapshotInProgress:
-            RPCError(code: .aborted, message: "a snapshot is already being written")
-        }
-    }
-
-    /// The one mapping from domain errors to statuses: code plus stable reason, and for
-    /// `events_pruned` the oldest kept seq (E5).
-    static func status(of error: DomainError) -> RPCError {
-        var metadata: [String: String] = [:]
-        if let oldest = error.oldestSeq { metadata["oldest_seq"] = String(oldest) }
-        return RPCError.domain(StatusCode(wireValue: error.grpcStatusCode), reason: error.code, error.message, metadata: metadata)
-    }
+    /// Domain errors and write failures as statuses (StatusMapping.swift).
+    static func status(of error: DomainError) -> RPCError { error.rpcError }
+    static func status(of failure: WriteFailure) -> RPCError { failure.rpcError }
 
     private static func unexpected(_ outcome: CommandResponse) -> RPCError {
         RPCError.internalError("unexpected outcome \(outcome)")

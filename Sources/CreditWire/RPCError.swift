@@ -104,3 +104,10 @@ extension RPCError {
     public static func failedPrecondition(_ message: String) -> RPCError { RPCError(code: .failedPrecondition, message: message) }
     public static func notFound(_ message: String) -> RPCError { RPCError(code: .notFound, message: message) }
 }
+
+/// An error that knows the status it is answered with. Handlers throw such errors; the edge
+/// converts them (grpc-swift v2's `RPCErrorConvertible` is the model), so inner modules never
+/// build wire statuses themselves.
+public protocol RPCErrorConvertible: Error {
+    var rpcError: RPCError { get }
+}

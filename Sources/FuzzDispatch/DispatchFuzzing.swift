@@ -128,7 +128,7 @@ enum DispatchFuzzing {
             check(session.ledger == before, "the ledger changed but the command says it did not")
         }
         if case .failure(let error) = executed.outcome {
-            let status = RPCError.domain(StatusCode(wireValue: error.grpcStatusCode), reason: error.code, error.message)
+            let status = error.rpcError
             check(status.code != .ok, "a domain error mapped to OK")
             check(RPCError(status: status.status).reason == error.code, "the stable reason does not survive the wire")
         }
@@ -159,7 +159,7 @@ enum DispatchFuzzing {
         do {
             try body()
         } catch {
-            _ = RPCError.domain(StatusCode(wireValue: error.grpcStatusCode), reason: error.code, error.message)
+            _ = error.rpcError
         }
     }
 

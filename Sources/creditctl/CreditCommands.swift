@@ -12,7 +12,7 @@ extension Creditd_V1_RefundOutcome: ExpressibleByArgument {
     public static var allValueStrings: [String] { ["succeeded", "failed"] }
 }
 
-struct RefundStatus: AsyncParsableCommand {
+struct RefundStatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "refunds",
         abstract: "Where every credit of a subscription stands: state, dates, overdue flags, totals.",

@@ -20,7 +20,7 @@ struct CreditCtl: AsyncParsableCommand {
         subcommands: [
             CreateSubscription.self, GetSubscription.self, ListSubscriptions.self,
             CancelSubscription.self, ResumeSubscription.self, ChangeSeats.self,
-            RefundStatus.self, ListInvoices.self, RecordRefundOutcome.self,
+            RefundStatusCommand.self, ListInvoices.self, RecordRefundOutcome.self,
             Stats.self, TakeSnapshot.self, Clock.self, AdvanceClock.self, Reload.self,
             Metrics.self, Health.self, Check.self,
         ]

@@ -76,7 +76,7 @@ struct Daemon: Sendable {
 
         // Everything from here runs inside the service group, so SIGTERM is handled
         // gracefully from the moment the socket is taken, during recovery included.
-        let recovery = Recovery(daemon: self, configuration: configuration, manualStart: manualStart,
+        let recovery = StartupRecovery(daemon: self, configuration: configuration, manualStart: manualStart,
                                 health: health, live: live, metrics: metrics, server: server)
         var lifecycle: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let watchdog = WatchdogConfiguration(environment: environment, pid: getpid()) {
@@ -455,7 +455,7 @@ struct ServerService: Service, CustomStringConvertible {
 }
 
 /// Recovers the state, then opens for business: SERVING and READY=1.
-struct Recovery: Sendable {
+struct StartupRecovery: Sendable {
     let daemon: Daemon
     let configuration: DaemonConfiguration
     let manualStart: Instant?
@@ -518,7 +518,7 @@ struct Recovery: Sendable {
 /// Recovery, then time-driven transitions and periodic snapshots while
 /// running, then the final snapshot once the server has drained.
 struct ApplicationService: Service, CustomStringConvertible {
-    let recovery: Recovery
+    let recovery: StartupRecovery
     let logger: Logger
     var description: String { "ApplicationService" }
 

@@ -118,11 +118,7 @@ final class CoreTypesTests: XCTestCase {
     func testErrorsCarryStableCodes() {
         let error = DomainError.seatsMustBePositive
         XCTAssertEqual(error.code, "seats_must_be_positive")
-        XCTAssertEqual(error.grpcStatusCode, 3)
         XCTAssertEqual(error.wireMessage, "seats_must_be_positive: use Cancel to remove all seats")
-        XCTAssertEqual(DomainError.amountOverflow.grpcStatusCode, 11)
-        XCTAssertEqual(DomainError.keyReused.grpcStatusCode, 6)
-        XCTAssertEqual(DomainError.outsideWindow.grpcStatusCode, 9)
     }
 
     func testCompactLayouts() {

@@ -429,7 +429,6 @@ final class EventTests: XCTestCase {
         XCTAssertThrowsError(try harness.ledger.listEvents(afterSeq: 1_023, limit: 1)) { error in
             let error = error as? DomainError
             XCTAssertEqual(error?.reason, .eventsPruned)
-            XCTAssertEqual(error?.grpcStatusCode, 11)
             XCTAssertEqual(error?.oldestSeq, 1_025)
         }
         XCTAssertThrowsError(try harness.ledger.listEvents(afterSeq: 0, limit: 5_000)) { error in
