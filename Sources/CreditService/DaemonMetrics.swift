@@ -22,6 +22,8 @@ public final class DaemonMetrics: Sendable {
     let creditAmounts: GaugeFamily
     let creditsOverdue: GaugeFamily
     let refundsOverdue: GaugeFamily
+    let refundOverdueAmount: GaugeFamily
+    let eventsLastSeq: GaugeFamily
     let journalBytes: GaugeFamily
     let journalSegments: GaugeFamily
     let journalRecords: GaugeFamily
@@ -56,6 +58,8 @@ public final class DaemonMetrics: Sendable {
         creditAmounts = must { try r.gauge(name: "creditd_credit_amount_minor", help: "Amount held in each credit state, in minor units of each currency.", labelNames: ["state", "currency"]) }
         creditsOverdue = must { try r.gauge(name: "creditd_credits_overdue", help: "Credits past expected_by and still pending.") }
         refundsOverdue = must { try r.gauge(name: "creditd_refunds_overdue", help: "Refunds past refund_expected_by and not refunded.") }
+        refundOverdueAmount = must { try r.gauge(name: "creditd_refund_overdue_amount_minor", help: "Remaining amount of credits whose refund is overdue, in minor units of each currency.", labelNames: ["currency"]) }
+        eventsLastSeq = must { try r.gauge(name: "creditd_events_last_seq", help: "Sequence number of the newest committed event of the feed.") }
         journalBytes = must { try r.gauge(name: "creditd_journal_bytes", help: "Bytes in journal segments.") }
         journalSegments = must { try r.gauge(name: "creditd_journal_segments", help: "Journal segment files.") }
         journalRecords = must { try r.gauge(name: "creditd_journal_last_sequence", help: "Sequence number of the newest journal record.") }
@@ -121,6 +125,10 @@ public final class DaemonMetrics: Sendable {
             }
             creditsOverdue.labels().set(summary.creditsOverdue)
             refundsOverdue.labels().set(summary.refundsOverdue)
+            for (currency, amount) in summary.refundOverdueAmountByCurrency {
+                refundOverdueAmount.labels(currency.code).set(Double(amount))
+            }
+            eventsLastSeq.labels().set(Double(summary.lastEventSeq))
             let store = application.store.stats
             journalBytes.labels().set(Double(store.journalBytes))
             journalSegments.labels().set(store.segmentCount)
