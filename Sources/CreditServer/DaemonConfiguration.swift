@@ -41,6 +41,12 @@ public struct DaemonConfiguration: Sendable, Hashable {
     public var journalSegmentBytes: Int
     /// A .prom file for node_exporter's textfile collector, rewritten every 30 s; nil for none.
     public var metricsTextfile: String?
+    /// Event feed retention (E5): an event is pruned only when it is older than this many days
+    /// and outside the newest `eventRetentionEvents`. At least 45 days and 1,000,000 events.
+    public var eventRetentionDays: Double = 45
+    public var eventRetentionEvents: Int = 1_000_000
+    public static let minimumEventRetentionDays: Double = 45
+    public static let minimumEventRetentionEvents = 1_000_000
 
     /// Every setting optional: the shape of the config file and of the flags.
     public struct Layer: Sendable, Hashable, Codable {
@@ -63,6 +69,8 @@ public struct DaemonConfiguration: Sendable, Hashable {
         public var snapshotEveryRecords: Int?
         public var journalSegmentBytes: Int?
         public var metricsTextfile: String?
+        public var eventRetentionDays: Double?
+        public var eventRetentionEvents: Int?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case socket
@@ -84,6 +92,8 @@ public struct DaemonConfiguration: Sendable, Hashable {
             case snapshotEveryRecords = "snapshot_every_records"
             case journalSegmentBytes = "journal_segment_bytes"
             case metricsTextfile = "metrics_textfile"
+            case eventRetentionDays = "event_retention_days"
+            case eventRetentionEvents = "event_retention_events"
         }
 
         public init() {}
@@ -211,6 +221,8 @@ public struct DaemonConfiguration: Sendable, Hashable {
         if let value = layer.snapshotEveryRecords { snapshotEveryRecords = value }
         if let value = layer.journalSegmentBytes { journalSegmentBytes = value }
         if let value = layer.metricsTextfile { metricsTextfile = value.isEmpty ? nil : value }
+        if let value = layer.eventRetentionDays { eventRetentionDays = value }
+        if let value = layer.eventRetentionEvents { eventRetentionEvents = value }
     }
 
     public func validate() throws {
@@ -228,6 +240,12 @@ public struct DaemonConfiguration: Sendable, Hashable {
         guard snapshotIntervalSeconds > 0, snapshotIntervalSeconds.isFinite else { throw LoadError.badValue("snapshot interval must be > 0") }
         guard snapshotEveryRecords > 0 else { throw LoadError.badValue("snapshot every records must be > 0") }
         guard journalSegmentBytes >= 4096 else { throw LoadError.badValue("journal segment bytes must be at least 4096") }
+        guard eventRetentionDays >= Self.minimumEventRetentionDays, eventRetentionDays.isFinite else {
+            throw LoadError.badValue("event retention days must be at least \(Int(Self.minimumEventRetentionDays)) (docs/billing-rules.md E5)")
+        }
+        guard eventRetentionEvents >= Self.minimumEventRetentionEvents else {
+            throw LoadError.badValue("event retention events must be at least \(Self.minimumEventRetentionEvents) (docs/billing-rules.md E5)")
+        }
     }
 
     /// `snapshotIntervalSeconds` as a Duration.

@@ -20,6 +20,8 @@ public struct ApplicationConfiguration: Sendable {
     /// Truncate a damaged journal at its first bad record (after keeping a copy).
     public var repair: Bool
     public var storeOptions: StoreOptions
+    /// Event feed retention (E5); the daemon refuses less than the spec's minimum.
+    public var eventRetention: EventRetention = .specMinimum
     /// Told how long each snapshot took (metrics).
     public var snapshotObserver: (@Sendable (Duration) -> Void)?
 
@@ -91,11 +93,13 @@ public final class CreditApplication: Sendable {
         }
 
         var ledger = Ledger(maxSeats: configuration.maxSeats)
+        ledger.eventRetention = configuration.eventRetention
         var lastInstant: Instant?
         if let snapshot = recovery.snapshot {
             do {
                 let decoded = try SnapshotCodec.decode(snapshot.payload)
                 ledger = decoded.ledger
+                ledger.eventRetention = configuration.eventRetention
                 lastInstant = decoded.clock
             } catch {
                 throw .snapshot("\(snapshot.fileName): \(error)")
@@ -181,8 +185,10 @@ public final class CreditApplication: Sendable {
 
     /// Applies the settings a configuration reload may change while running: the seat limit
     /// of new commands and the periodic snapshot triggers.
-    public func applyReloadedSettings(maxSeats: Int64, snapshotInterval: Duration, snapshotEveryRecords: Int) async {
+    public func applyReloadedSettings(maxSeats: Int64, snapshotInterval: Duration, snapshotEveryRecords: Int,
+                                      eventRetention: EventRetention? = nil) async {
         writer.setMaxSeats(maxSeats)
+        if let eventRetention { writer.setEventRetention(eventRetention) }
         writer.setSnapshotPolicy(.init(everyRecords: snapshotEveryRecords, interval: snapshotInterval))
         await writer.ping()  // returns once the writer has taken both
     }

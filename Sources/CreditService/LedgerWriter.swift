@@ -134,6 +134,7 @@ public final class LedgerWriter: @unchecked Sendable {
         case snapshotFinished
         case setMaxSeats(Int64)
         case setSnapshotPolicy(SnapshotPolicy)
+        case setEventRetention(EventRetention)
         case ping(@Sendable () -> Void)
     }
 
@@ -222,6 +223,11 @@ public final class LedgerWriter: @unchecked Sendable {
     /// Changes when the writer captures the state for a snapshot on its own.
     public func setSnapshotPolicy(_ policy: SnapshotPolicy) {
         enqueue(.setSnapshotPolicy(policy)) {}
+    }
+
+    /// Changes the event feed's retention (E5) from the next command on.
+    public func setEventRetention(_ retention: EventRetention) {
+        enqueue(.setEventRetention(retention)) {}
     }
 
     /// Changes the seat maximum (S1) for commands from now on.
@@ -371,6 +377,8 @@ public final class LedgerWriter: @unchecked Sendable {
                 working.maxSeats = maxSeats
             case .setSnapshotPolicy(let policy):
                 snapshotPolicy = policy
+            case .setEventRetention(let retention):
+                working.eventRetention = retention
             case .ping(let completion):
                 replies.append(completion)
             }
@@ -464,7 +472,7 @@ public final class LedgerWriter: @unchecked Sendable {
         case .advanceClock(_, let completion): completion(.failure(failure))
         case .capture(let completion): completion(.failure(failure))
         case .ping(let completion): completion()
-        case .snapshotFinished, .setMaxSeats, .setSnapshotPolicy: break
+        case .snapshotFinished, .setMaxSeats, .setSnapshotPolicy, .setEventRetention: break
         }
     }
 

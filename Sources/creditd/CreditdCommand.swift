@@ -117,6 +117,12 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Write metrics to this .prom file every 30 s (node_exporter textfile collector).")
     var metricsTextfile: String?
 
+    @Option(name: .long, help: "Keep events at least this many days (default and minimum 45).")
+    var eventRetentionDays: Double?
+
+    @Option(name: .long, help: "Keep at least the newest this many events (default and minimum 1000000).")
+    var eventRetentionEvents: Int?
+
     @Flag(name: .long, help: "Truncate a damaged journal at its first bad record, after keeping a copy of it.")
     var repair = false
 
@@ -202,6 +208,8 @@ struct Serve: ParsableCommand {
         layer.snapshotEveryRecords = snapshotEveryRecords
         layer.journalSegmentBytes = journalSegmentBytes
         layer.metricsTextfile = metricsTextfile
+        layer.eventRetentionDays = eventRetentionDays
+        layer.eventRetentionEvents = eventRetentionEvents
         return layer
     }
 

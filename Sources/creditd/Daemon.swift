@@ -128,6 +128,7 @@ struct Daemon: Sendable {
             repair: repair,
             storeOptions: storeOptions)
         settings.snapshotObserver = { metrics.recordSnapshot(duration: $0) }
+        settings.eventRetention = configuration.eventRetention
         let frozen = settings
         return try await withCheckedThrowingContinuation { continuation in
             // A thread of its own: recovery reads and fsyncs files for as long as it takes.
@@ -227,7 +228,8 @@ struct Daemon: Sendable {
         if let application = live.gate.application {
             await application.applyReloadedSettings(
                 maxSeats: applied.maxSeats, snapshotInterval: applied.snapshotInterval,
-                snapshotEveryRecords: applied.snapshotEveryRecords)
+                snapshotEveryRecords: applied.snapshotEveryRecords,
+                eventRetention: applied.eventRetention)
         }
         // During recovery, Recovery.run applies `live.current` once the state is loaded.
 
@@ -275,6 +277,8 @@ struct Daemon: Sendable {
         compare("snapshot_interval", \.snapshotIntervalSeconds, plain)
         compare("snapshot_every_records", \.snapshotEveryRecords, plain)
         compare("metrics_textfile", \.metricsTextfile) { $0 ?? "none" }
+        compare("event_retention_days", \.eventRetentionDays, plain)
+        compare("event_retention_events", \.eventRetentionEvents, plain)
         return changes
     }
 
@@ -493,7 +497,8 @@ struct StartupRecovery: Sendable {
         let latest = live.current.value
         await application.applyReloadedSettings(
             maxSeats: latest.maxSeats, snapshotInterval: latest.snapshotInterval,
-            snapshotEveryRecords: latest.snapshotEveryRecords)
+            snapshotEveryRecords: latest.snapshotEveryRecords,
+            eventRetention: latest.eventRetention)
         live.gate.open(application)
         server.setReady()  // calls parked during recovery go on now
         live.phase.markServing()
@@ -586,5 +591,13 @@ struct MetricsTextfileService: Service, CustomStringConvertible {
                 try await Task.sleep(for: .seconds(30))
             }
         }
+    }
+}
+
+extension DaemonConfiguration {
+    /// The configured event feed retention (E5) as the domain takes it.
+    var eventRetention: EventRetention {
+        EventRetention(minimumAgeNanoseconds: Int64(eventRetentionDays * 86_400) * 1_000_000_000,
+                       minimumCount: eventRetentionEvents)
     }
 }

@@ -52,4 +52,23 @@ final class ConfigurationFileTests: XCTestCase {
         XCTAssertEqual(layer.snapshotInterval, 150)
         XCTAssertEqual(layer.metricsTextfile, "aé\"b")
     }
+
+    /// E5: retention is configurable upwards only.
+    func testEventRetentionBelowTheMinimumIsRefused() throws {
+        var configuration = DaemonConfiguration.defaults(environment: [:])
+        XCTAssertNoThrow(try configuration.validate())
+        configuration.eventRetentionDays = 90
+        configuration.eventRetentionEvents = 2_000_000
+        XCTAssertNoThrow(try configuration.validate())
+        configuration.eventRetentionDays = 30
+        XCTAssertThrowsError(try configuration.validate())
+        configuration.eventRetentionDays = 45
+        configuration.eventRetentionEvents = 999_999
+        XCTAssertThrowsError(try configuration.validate())
+        var layer = DaemonConfiguration.Layer()
+        layer.eventRetentionDays = 60
+        configuration = DaemonConfiguration.defaults(environment: [:])
+        configuration.apply(layer)
+        XCTAssertEqual(configuration.eventRetentionDays, 60)
+    }
 }
