@@ -62,6 +62,7 @@ struct Daemon: Sendable {
         }
         let server = TTRPCServer(services: services, settings: configuration.serverSettings, health: health,
                                  observer: metrics.observer, logger: logger)
+        metrics.attach(server: server)
         current.server = server
 
         try Self.prepareDirectories(configuration, socketActivated: activation.isActivated)
@@ -167,6 +168,12 @@ struct Daemon: Sendable {
         applied.writerGIDs = next.writerGIDs
         applied.readerUIDs = next.readerUIDs
         applied.readerGIDs = next.readerGIDs
+        applied.maxConnectionsPerUID = next.maxConnectionsPerUID
+        applied.reservedConnections = next.reservedConnections
+        applied.maxBufferedResponseBytes = next.maxBufferedResponseBytes
+        applied.maxQueuedWrites = next.maxQueuedWrites
+        applied.maxPartialFrameBytes = next.maxPartialFrameBytes
+        applied.frameReadTimeoutSeconds = next.frameReadTimeoutSeconds
         current.value = applied
         current.server?.reload(applied.serverSettings)
         logLevel.level = Logger.Level(rawValue: applied.logLevel) ?? .info
