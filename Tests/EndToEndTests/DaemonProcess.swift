@@ -113,11 +113,12 @@ final class DaemonProcess: @unchecked Sendable {
         environment: [String: String] = [:],
         testService: Bool = true,
         waitUntilServing: Bool = true,
-        timeout: TimeInterval = 20
+        timeout: TimeInterval = 20,
+        standardError: FileHandle? = nil
     ) throws -> DaemonProcess {
         let daemon = try DaemonProcess(
             arguments: arguments, directory: directory, socketPath: socketPath,
-            environment: environment, testService: testService
+            environment: environment, testService: testService, standardError: standardError
         )
         if waitUntilServing {
             do {
@@ -130,7 +131,10 @@ final class DaemonProcess: @unchecked Sendable {
         return daemon
     }
 
-    private init(arguments: [String], directory: URL?, socketPath: String?, environment: [String: String], testService: Bool) throws {
+    /// - Parameter standardError: where stdout and stderr go instead of the log file (e.g. a
+    ///   pipe nobody reads); `stderr` is then empty.
+    private init(arguments: [String], directory: URL?, socketPath: String?, environment: [String: String], testService: Bool,
+                 standardError: FileHandle? = nil) throws {
         let binary = try Self.binaryPath()
         self.directory = try directory ?? Self.makeTemporaryDirectory()
         Self.retainDirectory(self.directory.path, created: directory == nil)
@@ -157,8 +161,8 @@ final class DaemonProcess: @unchecked Sendable {
         env.merge(environment) { _, new in new }
         process.environment = env
         process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle(forWritingAtPath: stderrPath)
-        process.standardError = FileHandle(forWritingAtPath: stderrPath)
+        process.standardOutput = standardError ?? FileHandle(forWritingAtPath: stderrPath)
+        process.standardError = standardError ?? FileHandle(forWritingAtPath: stderrPath)
         let exited = self.exited
         process.terminationHandler = { _ in exited.signal() }
         try process.run()
