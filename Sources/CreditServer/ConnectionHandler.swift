@@ -69,6 +69,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     private var lastActivity = NIODeadline.now()
     private var partialFrameSince: NIODeadline?
     private var frameTimer: Scheduled<Void>?
+    private var lastTouch = NIODeadline.uptimeNanoseconds(0)
 
     init(core: ServerCore, peer: PeerCredentials) {
         self.core = core
@@ -274,7 +275,14 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     private func frameProgress(_ event: FrameProgressEvent, context: ChannelHandlerContext) {
         switch event {
         case .partialFrameStarted:
-            partialFrameSince = .now()
+            let now = NIODeadline.now()
+            partialFrameSince = now
+            // Bytes arriving on an idle connection: not a candidate for eviction (at most one
+            // report per half second).
+            if reportedIdle, now - lastTouch > .milliseconds(500) {
+                lastTouch = now
+                core.touch(context.channel)
+            }
             if frameTimer == nil { armFrameTimer(in: TimeAmount(clamping: core.settings.frameReadTimeout)) }
         case .partialFrameEnded:
             partialFrameSince = nil

@@ -104,13 +104,15 @@ struct BudgetedFrameDecoder: ByteToMessageDecoder {
 }
 
 /// A connection refused by a limit: answers its first request RESOURCE_EXHAUSTED with the
-/// reason, then closes; closes anyway after `patience`.
+/// reason, then closes; closes anyway after `patience`. Reads only the first frame header and
+/// throws every other byte away, so a refused connection holds no frame in memory.
 final class RefusedConnectionHandler: ChannelInboundHandler {
-    typealias InboundIn = TTRPCInbound
-    typealias OutboundOut = TTRPCFrame
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private let message: String
     private let patience: TimeAmount
+    private var header: [UInt8] = []
     private var answered = false
     private var timer: Scheduled<Void>?
 
@@ -131,21 +133,18 @@ final class RefusedConnectionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !answered else { return }
-        let streamID: UInt32
-        switch unwrapInboundIn(data) {
-        case .frame(let frame): streamID = frame.streamID
-        case .oversize(let id, _, _): streamID = id
+        var bytes = unwrapInboundIn(data)
+        if let more = bytes.readBytes(length: min(bytes.readableBytes, TTRPCLimits.headerLength - header.count)) {
+            header += more
         }
+        guard header.count == TTRPCLimits.headerLength else { return }
         answered = true
+        let streamID = header[4..<8].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         let response = TTRPCEnvelope.errorResponse(RPCError.resourceExhausted(message))
         let payload = (try? TTRPCEnvelope.encode(response, allocator: context.channel.allocator)) ?? ByteBuffer()
-        context.writeAndFlush(wrapOutboundOut(TTRPCFrame(streamID: streamID, type: .response, payload: payload)))
-            .assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is FrameProgressEvent { return }  // frame progress does not matter here
-        context.fireUserInboundEventTriggered(event)
+        var out = context.channel.allocator.buffer(capacity: TTRPCLimits.headerLength + payload.readableBytes)
+        TTRPCFrame(streamID: streamID, type: .response, payload: payload).encode(into: &out)
+        context.writeAndFlush(wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

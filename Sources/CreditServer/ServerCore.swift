@@ -37,6 +37,16 @@ final class ServerCore: Sendable {
         var sequence: UInt64
         /// No call open and nothing queued.
         var idle = true
+        /// When the connection last did something (nil: never sent a byte since admission).
+        var lastActive: ContinuousClock.Instant?
+
+        /// May be closed to make room: silent since admission, or idle and quiet for a second
+        /// (a client between two calls, or sending a large frame, is not idle).
+        func isEvictable(now: ContinuousClock.Instant) -> Bool {
+            guard idle else { return false }
+            guard let lastActive else { return true }
+            return now - lastActive >= .seconds(1)
+        }
     }
 
     /// The outcome of admission.
@@ -218,7 +228,8 @@ final class ServerCore: Sendable {
     /// Removes the oldest idle connection of `uid` from the counts and returns it to be closed.
     private static func evictIdle(_ counters: inout Counters, from uid: UInt32) -> (any Channel)? {
         var oldest: (key: ObjectIdentifier, sequence: UInt64)?
-        for (key, entry) in counters.connections where entry.uid == uid && entry.idle {
+        let now = ContinuousClock.now
+        for (key, entry) in counters.connections where entry.uid == uid && entry.isEvictable(now: now) {
             if oldest == nil || entry.sequence < oldest!.sequence { oldest = (key, entry.sequence) }
         }
         guard let oldest, let entry = counters.connections.removeValue(forKey: oldest.key) else { return nil }
@@ -241,10 +252,20 @@ final class ServerCore: Sendable {
         }
     }
 
-    /// Marks a connection idle (no call open, nothing queued) or busy.
+    /// Marks a connection idle (no call open, nothing queued) or busy; either is activity.
     func setIdle(_ channel: any Channel, _ idle: Bool) {
+        let now = ContinuousClock.now
         counters.withLock { counters in
             counters.connections[ObjectIdentifier(channel)]?.idle = idle
+            counters.connections[ObjectIdentifier(channel)]?.lastActive = now
+        }
+    }
+
+    /// Records activity of a connection that has no call open (bytes of a frame arriving).
+    func touch(_ channel: any Channel) {
+        let now = ContinuousClock.now
+        counters.withLock { counters in
+            counters.connections[ObjectIdentifier(channel)]?.lastActive = now
         }
     }
 

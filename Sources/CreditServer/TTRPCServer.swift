@@ -241,11 +241,7 @@ public final class TTRPCServer: Sendable {
             return
         }
         channel.closeFuture.whenComplete { _ in core.releaseRefused() }
-        try channel.pipeline.syncOperations.addHandlers([
-            ByteToMessageHandler(TTRPCFrameDecoder()),
-            MessageToByteHandler(TTRPCFrameEncoder()),
-            RefusedConnectionHandler(message: message),
-        ])
+        try channel.pipeline.syncOperations.addHandler(RefusedConnectionHandler(message: message))
     }
 
     private static func bindPath(
