@@ -210,7 +210,7 @@ func runAbuseSuite(options: Options, creditd: String, work: String) async throws
     }
     let asOther: [String] = setpriv.map { [$0, "--reuid=65534", "--regid=65534", "--clear-groups", "--"] } ?? []
     func probes() -> (health: [Double], ctl: [Double], other: [Double]) {
-        let health = (0..<50).map { _ in probeSeconds(socketPath) }
+        let health = (0..<200).map { _ in probeSeconds(socketPath) }
         let ctl = haveCtl ? (0..<5).compactMap { _ in commandSeconds([creditctl, "check", "-s", socketPath]) } : []
         let other = haveCtl && setpriv != nil
             ? (0..<5).compactMap { _ in commandSeconds(asOther + [creditctl, "check", "-s", socketPath]) } : []
@@ -221,6 +221,7 @@ func runAbuseSuite(options: Options, creditd: String, work: String) async throws
     for _ in 0..<2_000 {
         if let socket = try? UnixSocket(path: socketPath) { idle.append(socket) }
     }
+    sleepSeconds(0.5)  // the accepts and evictions of the flood settle
     let loadedProbes = probes()
     idle.removeAll()
     let quietP99 = percentile(quietProbes.health, 99), loadedP99 = percentile(loadedProbes.health, 99)
