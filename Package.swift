@@ -155,6 +155,17 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "CreditMonitoringTests", dependencies: ["CreditMonitoring"]),
+        // The connection handler's limits in process, on NIO's EmbeddedChannel.
+        .testTarget(
+            name: "CreditServerTests",
+            dependencies: [
+                "CreditServer", "CreditWire", "CreditProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
         .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport"]),
         // The C client against fake servers, its C suite, and the real daemon.
         .testTarget(
