@@ -65,13 +65,13 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String?
 
-    @Option(name: .long, help: "Most open connections; more are closed right after accept.")
+    @Option(name: .long, help: "Most open connections; a new one beyond it closes an idle one, or its first request gets RESOURCE_EXHAUSTED.")
     var maxConnections: Int?
 
     @Option(name: .long, help: "Most calls in flight per connection.")
     var maxInFlight: Int?
 
-    @Option(name: .long, help: "Seconds before a connection with no open call is closed (0: never).")
+    @Option(name: .long, help: "Seconds before a connection with nothing read or written and no unary call open is closed, silent streams included (0: never).")
     var idleTimeout: Double?
 
     @Option(name: .long, help: "Seconds allowed to calls sent without a timeout (0: no limit).")
