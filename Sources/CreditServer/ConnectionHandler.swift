@@ -70,10 +70,26 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     private var partialFrameSince: NIODeadline?
     private var frameTimer: Scheduled<Void>?
     private var lastTouch = NIODeadline.uptimeNanoseconds(0)
+    /// The per-connection bounds, copied from the settings once per read burst (a reload
+    /// applies from the next one) so the per-frame checks take no lock.
+    private var bounds = Bounds(ServerSettings())
+
+    private struct Bounds {
+        var maxBufferedResponseBytes: Int
+        var maxQueuedWrites: Int
+        var maxCallsPerTurn: Int
+
+        init(_ settings: ServerSettings) {
+            maxBufferedResponseBytes = settings.maxBufferedResponseBytes
+            maxQueuedWrites = settings.maxQueuedWritesPerConnection
+            maxCallsPerTurn = max(1, settings.maxCallsPerTurn)
+        }
+    }
 
     init(core: ServerCore, peer: PeerCredentials) {
         self.core = core
         self.peer = peer
+        bounds = Bounds(core.settings)
         var logger = core.logger
         logger[metadataKey: "peer.pid"] = "\(peer.pid)"
         logger[metadataKey: "peer.uid"] = "\(peer.uid)"
@@ -157,7 +173,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
         inReadBurst = true
         lastActivity = .now()
         let inbound = unwrapInboundIn(data)
-        if pending.isEmpty, mayDispatch, dispatchedThisTurn < core.settings.maxCallsPerTurn {
+        if pending.isEmpty, mayDispatch, dispatchedThisTurn < bounds.maxCallsPerTurn {
             dispatchedThisTurn += 1
             process(inbound, context: context)
         } else {
@@ -168,8 +184,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
 
     /// Requests may be dispatched: the connection is under its response-bytes and writer bounds.
     private var mayDispatch: Bool {
-        let settings = core.settings
-        return bufferedBytes <= settings.maxBufferedResponseBytes && queuedWrites < settings.maxQueuedWritesPerConnection
+        bufferedBytes <= bounds.maxBufferedResponseBytes && queuedWrites < bounds.maxQueuedWrites
     }
 
     /// Reading the socket waits until every request read so far is dispatched and the
@@ -192,7 +207,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     private func drainPending() {
         guard let context else { return }
         dispatchedThisTurn = 0
-        let budget = core.settings.maxCallsPerTurn
+        let budget = bounds.maxCallsPerTurn
         while !pending.isEmpty, mayDispatch, dispatchedThisTurn < budget {
             dispatchedThisTurn += 1
             process(pending.removeFirst(), context: context)
@@ -262,6 +277,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     func channelReadComplete(context: ChannelHandlerContext) {
         inReadBurst = false
         dispatchedThisTurn = 0
+        bounds = Bounds(core.settings)
         if needsFlush {
             needsFlush = false
             context.flush()
