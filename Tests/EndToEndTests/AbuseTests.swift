@@ -237,6 +237,21 @@ final class AbuseTests: XCTestCase {
         XCTAssertLessThanOrEqual(refused.count, 5, "\(attempts) refusals logged \(refused.count) times")
         XCTAssertTrue(refused.contains { $0.contains("uid=0") })
         XCTAssertTrue(refused.contains { $0.contains("suppressed=") }, "\(refused)")
+        busy.removeFirst().close()
+        usleep(100_000)
+
+        // The metrics count what the log leaves out.
+        let metrics = try OpsProcess.creditctl(["metrics", "-s", socket])
+        XCTAssertEqual(metrics.status, 0, metrics.stderr)
+        func value(_ sample: String) -> Double {
+            metrics.stdout.split(separator: "\n").first { $0.hasPrefix(sample + " ") }
+                .flatMap { Double($0.split(separator: " ").last!) } ?? -1
+        }
+        XCTAssertGreaterThan(value(#"creditd_connections_refused_total{reason="per_uid"}"#), 100, metrics.stdout)
+        XCTAssertGreaterThan(value("creditd_log_lines_suppressed_total"), 100)
+        XCTAssertEqual(value(#"creditd_connections_by_uid{uid="0"}"#), 8, "7 watchers and the metrics call")
+        XCTAssertEqual(value("creditd_log_lines_dropped_total"), 0)
+        XCTAssertEqual(value("creditd_buffered_response_bytes"), 0)
         for c in busy { c.close() }
     }
 
