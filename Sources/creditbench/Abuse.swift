@@ -145,8 +145,8 @@ func runAbuseSuite(options: Options, creditd: String, work: String) async throws
         request.subscriptionID = $0
         return request
     })
-    func measure(_ label: String) throws -> PhaseResult {
-        var result = try runClosedLoop(system: label, socketPath: socketPath, serverPID: daemon.pid, pool: pool,
+    func measure(_ label: String, pid: Int32? = nil) throws -> PhaseResult {
+        var result = try runClosedLoop(system: label, socketPath: socketPath, serverPID: pid ?? daemon.pid, pool: pool,
                                        connections: 4, inFlight: 4, warmup: options.warmup, duration: options.duration)
         result.method = pool.name
         log(line(result))
@@ -241,7 +241,18 @@ func runAbuseSuite(options: Options, creditd: String, work: String) async throws
                                     holds: answered && after <= before + 0.010, extrapolated: false))
     }
 
-    // 3. 200 connections sending 4 MiB garbage frames.
+    // 3. 200 connections sending 4 MiB garbage frames. The attackers and the measuring client
+    // share the bench's uid, so with the default per-uid limit (64) the measuring client could
+    // not connect next to them; a daemon with the per-uid limit raised admits all 200 attack
+    // connections (the harder case: by default 136 of them are refused at once) and the
+    // measuring client. Quiet figures are taken again on it.
+    daemon.kill()
+    let roomy = try Daemon(binary: creditd, workDirectory: work, stateDirectory: state,
+                           extraArguments: ["--max-connections", "512", "--max-connections-per-uid", "512"])
+    defer { roomy.stop() }
+    try roomy.waitUntilServing(timeout: 120)
+    let quietFrames = try measure("quiet", pid: roomy.pid)
+    phases.append(quietFrames)
     let length = 4 << 20
     var frame = [UInt8](repeating: 0, count: 10 + length)
     frame.withUnsafeMutableBytes { raw in
@@ -272,12 +283,12 @@ func runAbuseSuite(options: Options, creditd: String, work: String) async throws
         }
     }
     usleep(500_000)
-    let underFrames = try measure("garbage-frames")
+    let underFrames = try measure("garbage-frames", pid: roomy.pid)
     for sender in senders { sender.stop() }
     phases.append(underFrames)
-    let p99Ratio = underFrames.p99Micros / max(quiet.p99Micros, 0.001)
+    let p99Ratio = underFrames.p99Micros / max(quietFrames.p99Micros, 0.001)
     targets.append(TargetResult(target: "200 connections sending 4 MiB garbage frames: others' p99 < 5x quiet",
-                                measured: "\(fmt(underFrames.p99Micros, 0)) us vs \(fmt(quiet.p99Micros, 0)) us",
+                                measured: "\(fmt(underFrames.p99Micros, 0)) us vs \(fmt(quietFrames.p99Micros, 0)) us",
                                 ratio: p99Ratio, threshold: 5, holds: p99Ratio < 5, extrapolated: false))
     return (phases, targets)
 }
