@@ -1,6 +1,7 @@
 @testable import CreditServer
 import CreditProto
 import CreditWire
+import Foundation
 import Logging
 import NIOCore
 import NIOEmbedded
@@ -123,6 +124,47 @@ final class ConnectionHandlerTests: XCTestCase {
         socket.drain()
         channel.embeddedEventLoop.run()
         XCTAssertEqual(core.stats.finishedCalls, 10, "the rest on later turns")
+    }
+
+    /// At most `maxQueuedWritesPerConnection` of a connection's writes wait for the writer;
+    /// the next is dispatched when one of them ends.
+    func testQueuedWritesPerConnectionAreBounded() throws {
+        final class Responders: @unchecked Sendable {
+            let lock = NSLock()
+            var list: [TypedResponder<Google_Protobuf_BytesValue>] = []
+            var count: Int { lock.withLock { list.count } }
+        }
+        let responders = Responders()
+        var settings = ServerSettings(authorizer: .allowAll)
+        settings.maxQueuedWritesPerConnection = 2
+        let writes = RPCService(name: MethodTable.Debug.serviceName, methods: [
+            .deferred(MethodTable.Debug.echoWrite) { _, _, respond in
+                responders.lock.withLock { responders.list.append(respond) }
+            },
+        ])
+        let health = HealthStatus(initial: .serving)
+        let core = ServerCore(services: [writes.name: writes], settings: settings, health: health,
+                              observer: NoServerObserver(), logger: Logger(label: "test"))
+        core.setReady()
+        let (channel, socket) = try makeChannel(core)
+        defer { _ = try? channel.finish() }
+
+        for index in 0..<5 {
+            let request = Ttrpc_Request(service: MethodTable.Debug.serviceName, method: MethodTable.Debug.echoWrite.method,
+                                        payload: [])
+            channel.pipeline.fireChannelRead(TTRPCInbound.frame(TTRPCFrame(
+                streamID: UInt32(2 * index + 1), type: .request,
+                payload: try TTRPCEnvelope.encode(request, allocator: ByteBufferAllocator()))))
+        }
+        channel.pipeline.fireChannelReadComplete()
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(responders.count, 2, "two writes at the writer, three waiting unread")
+
+        responders.lock.withLock { responders.list[0] }(.success(Google_Protobuf_BytesValue()))
+        channel.embeddedEventLoop.run()
+        socket.drain()
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(responders.count, 3, "one ended, the next is dispatched")
     }
 
     /// A large frame over the partial-frame budget is skipped and answered RESOURCE_EXHAUSTED.
