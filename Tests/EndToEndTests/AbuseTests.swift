@@ -360,6 +360,28 @@ final class AbuseTests: XCTestCase {
         for c in watching { c.close() }
     }
 
+    /// Row 8 (held before; now also bounded in time): a frame dripped a byte at a time is cut
+    /// off at the frame read timeout, and others are served meanwhile.
+    func testSlowDripFrameIsCutOffAtTheFrameReadTimeout() throws {
+        let daemon = try DaemonProcess.start(arguments: ["--frame-read-timeout", "1"])
+        let socket = daemon.socketPath
+        let drip = try RawTTRPCConnection(path: socket)
+        let frame = Self.request(1, service: "grpc.health.v1.Health", method: "Check")
+        let start = Date()
+        var closed = false
+        for byte in frame.dropLast() {
+            if (try? drip.send([byte])) == nil || Self.isClosedByPeer(drip) {
+                closed = true
+                break
+            }
+            XCTAssertLessThan(Self.probe(socket), 1)
+            usleep(100_000)
+            if Date().timeIntervalSince(start) > 4 { break }
+        }
+        XCTAssertTrue(closed || drip.waitForPeerClose(within: 2), "the dripping connection is closed")
+        XCTAssertLessThan(Date().timeIntervalSince(start), 4)
+    }
+
     /// Row 8 (held before, kept): random bytes on 100 connections leave others served and
     /// memory flat. (All connections here are root's: the per-uid limit, 64 by default, would
     /// refuse the probe, so it is raised; another uid has its own budget.)
