@@ -165,6 +165,17 @@ let package = Package(
                            "CreditTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "CreditMonitoringTests", dependencies: ["CreditMonitoring", "CreditTestSupport"]),
+        // The connection handler's limits in process, on NIO's EmbeddedChannel.
+        .testTarget(
+            name: "CreditServerTests",
+            dependencies: [
+                "CreditServer", "CreditWire", "CreditProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
         .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport", "CreditTestSupport"]),
         // The C client against fake servers, its C suite, and the real daemon.
         .testTarget(

@@ -12,8 +12,16 @@ import NIOCore
 /// child tasks of the server. Replies are written without flushing; one flush per read burst
 /// (channelReadComplete) or per batch of completions (a flush queued behind them on the loop)
 /// keeps the syscall count low when many calls are in flight.
-final class TTRPCConnectionHandler: ChannelInboundHandler {
+///
+/// Limits (issue 13): requests wait unread in `pending`, and the socket is not read (the
+/// handler holds back `read`), while the connection's unwritten response bytes exceed
+/// `maxBufferedResponseBytes`, while it has `maxQueuedWritesPerConnection` calls at the writer,
+/// or once it has had `maxCallsPerTurn` requests dispatched in this event-loop turn; the rest
+/// are dispatched on a later turn, behind the other connections. A call counts as in flight
+/// until its response has been written to the socket.
+final class TTRPCConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = TTRPCInbound
+    typealias OutboundIn = TTRPCFrame
     typealias OutboundOut = TTRPCFrame
 
     private struct OpenStream {
@@ -22,6 +30,8 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
         /// Cancels the child task of an async call or a stream.
         var cancellation: CallCancellation?
         var deadlineTimer: Scheduled<Void>?
+        /// A call of the writer role: counted in `queuedWrites` until it ends.
+        var isWrite = false
         var service: String { descriptor.service }
         var method: String { descriptor.method }
         var kind: RPCMethodKind { descriptor.kind }
@@ -41,9 +51,45 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
     private var draining = false
     private var lastWrite: EventLoopFuture<Void>?
 
+    // Backpressure and fairness.
+    /// Requests read but not yet dispatched, in arrival order.
+    private var pending = CircularBuffer<TTRPCInbound>()
+    /// Bytes written to the channel and not yet to the socket.
+    private var bufferedBytes = 0
+    /// Calls answered whose response is not yet on the socket; still in flight.
+    private var unwrittenCalls = 0
+    /// Calls of the writer role open on this connection.
+    private var queuedWrites = 0
+    /// Requests dispatched in the current event-loop turn.
+    private var dispatchedThisTurn = 0
+    private var drainQueued = false
+    /// A `read` was held back; it is issued when the connection may be read again.
+    private var readHeld = false
+    private var reportedIdle = true
+    private var lastActivity = NIODeadline.now()
+    private var partialFrameSince: NIODeadline?
+    private var frameTimer: Scheduled<Void>?
+    private var lastTouch = NIODeadline.uptimeNanoseconds(0)
+    /// The per-connection bounds, copied from the settings once per read burst (a reload
+    /// applies from the next one) so the per-frame checks take no lock.
+    private var bounds = Bounds(ServerSettings())
+
+    private struct Bounds {
+        var maxBufferedResponseBytes: Int
+        var maxQueuedWrites: Int
+        var maxCallsPerTurn: Int
+
+        init(_ settings: ServerSettings) {
+            maxBufferedResponseBytes = settings.maxBufferedResponseBytes
+            maxQueuedWrites = settings.maxQueuedWritesPerConnection
+            maxCallsPerTurn = max(1, settings.maxCallsPerTurn)
+        }
+    }
+
     init(core: ServerCore, peer: PeerCredentials) {
         self.core = core
         self.peer = peer
+        bounds = Bounds(core.settings)
         var logger = core.logger
         logger[metadataKey: "peer.pid"] = "\(peer.pid)"
         logger[metadataKey: "peer.uid"] = "\(peer.uid)"
@@ -77,6 +123,13 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
         idleTimer = nil
         unwritableTimer?.cancel()
         unwritableTimer = nil
+        frameTimer?.cancel()
+        frameTimer = nil
+        pending.removeAll()
+        if readHeld {
+            readHeld = false
+            core.throttled(false)
+        }
         context.fireChannelInactive()
     }
 
@@ -93,6 +146,10 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
         if event is DrainConnectionEvent {
             draining = true
             closeIfDrained()
+            return
+        }
+        if let progress = event as? FrameProgressEvent {
+            frameProgress(progress, context: context)
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -114,8 +171,90 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         inReadBurst = true
-        if streams.isEmpty { armIdleTimer() }
-        switch unwrapInboundIn(data) {
+        lastActivity = .now()
+        let inbound = unwrapInboundIn(data)
+        if pending.isEmpty, mayDispatch, dispatchedThisTurn < bounds.maxCallsPerTurn {
+            dispatchedThisTurn += 1
+            process(inbound, context: context)
+        } else {
+            pending.append(inbound)
+        }
+        updateIdle()
+    }
+
+    /// Requests may be dispatched: the connection is under its response-bytes and writer bounds.
+    private var mayDispatch: Bool {
+        bufferedBytes <= bounds.maxBufferedResponseBytes && queuedWrites < bounds.maxQueuedWrites
+    }
+
+    /// Reading the socket waits until every request read so far is dispatched and the
+    /// connection is under its bounds.
+    private var mayRead: Bool { pending.isEmpty && mayDispatch }
+
+    func read(context: ChannelHandlerContext) {
+        guard mayRead else {
+            if !readHeld {
+                readHeld = true
+                core.throttled(true)
+            }
+            return
+        }
+        context.read()
+    }
+
+    /// Dispatches waiting requests, at most `maxCallsPerTurn` per turn, and reads again once
+    /// they are all out and the connection is under its bounds.
+    private func drainPending() {
+        guard let context else { return }
+        dispatchedThisTurn = 0
+        let budget = bounds.maxCallsPerTurn
+        while !pending.isEmpty, mayDispatch, dispatchedThisTurn < budget {
+            dispatchedThisTurn += 1
+            process(pending.removeFirst(), context: context)
+        }
+        dispatchedThisTurn = 0
+        if needsFlush {
+            needsFlush = false
+            context.flush()
+        }
+        resumeIfPossible()
+    }
+
+    /// Called when a bound may have been freed (a write reached the socket, a write call ended).
+    private func resumeIfPossible() {
+        guard let context else { return }
+        if !pending.isEmpty {
+            if mayDispatch { queueDrain() }
+        } else if readHeld, mayDispatch {
+            readHeld = false
+            core.throttled(false)
+            context.read()
+        }
+        updateIdle()
+    }
+
+    private func queueDrain() {
+        guard !drainQueued, let context else { return }
+        drainQueued = true
+        // Behind the work already queued on the loop, so other connections get their turn.
+        context.eventLoop.assumeIsolated().execute { [self] in
+            self.drainQueued = false
+            self.inReadBurst = true
+            self.drainPending()
+            self.inReadBurst = false
+        }
+    }
+
+    /// Reports idle (nothing open, queued or unwritten) to the core, for idle-first eviction.
+    private func updateIdle() {
+        let idle = streams.isEmpty && pending.isEmpty && unwrittenCalls == 0
+        guard idle != reportedIdle, let context else { return }
+        reportedIdle = idle
+        core.setIdle(context.channel, idle)
+    }
+
+    private func process(_ inbound: TTRPCInbound, context: ChannelHandlerContext) {
+        switch inbound {
         case .oversize(let streamID, _, let length):
             core.observer.protocolError(code: .resourceExhausted)
             reply(streamID, RPCError.resourceExhausted(
@@ -137,11 +276,66 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         inReadBurst = false
+        dispatchedThisTurn = 0
+        bounds = Bounds(core.settings)
         if needsFlush {
             needsFlush = false
             context.flush()
         }
+        if !pending.isEmpty, mayDispatch { queueDrain() }
         context.fireChannelReadComplete()
+    }
+
+    // MARK: frames in progress
+
+    private func frameProgress(_ event: FrameProgressEvent, context: ChannelHandlerContext) {
+        switch event {
+        case .partialFrameStarted:
+            let now = NIODeadline.now()
+            partialFrameSince = now
+            // Bytes arriving on an idle connection: not a candidate for eviction (at most one
+            // report per half second).
+            if reportedIdle, now - lastTouch > .milliseconds(500) {
+                lastTouch = now
+                core.touch(context.channel)
+            }
+            if frameTimer == nil { armFrameTimer(in: TimeAmount(clamping: core.settings.frameReadTimeout)) }
+        case .partialFrameEnded:
+            partialFrameSince = nil
+        case .largeFrameRefused(let streamID, let length):
+            core.observer.protocolError(code: .resourceExhausted)
+            core.logLimiter.log(logger, .notice, key: "large-frame:\(peer.uid)", "large frame refused: partial-frame memory in use",
+                                metadata: ["uid": "\(peer.uid)", "length": "\(length)", "limit": "\(core.settings.maxPartialFrameBytes)"])
+            reply(streamID, RPCError.resourceExhausted(
+                "frame of \(length) bytes refused: the server's memory for partial frames (\(core.settings.maxPartialFrameBytes) bytes) is in use; retry later"
+            ))
+            if !inReadBurst { scheduleFlush() }
+        }
+    }
+
+    /// A frame whose bytes have not all arrived within `frameReadTimeout` closes the connection
+    /// (time spent not reading it because of backpressure does not count).
+    private func armFrameTimer(in delay: TimeAmount) {
+        guard let context else { return }
+        frameTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+            self.frameTimer = nil
+            guard let since = self.partialFrameSince else { return }
+            let limit = TimeAmount(clamping: self.core.settings.frameReadTimeout)
+            if self.readHeld {
+                self.partialFrameSince = .now()
+                self.armFrameTimer(in: limit)
+                return
+            }
+            let elapsed = NIODeadline.now() - since
+            guard elapsed >= limit else {
+                self.armFrameTimer(in: limit - elapsed)
+                return
+            }
+            self.core.frameTimedOut()
+            self.core.logLimiter.log(self.logger, .notice, key: "frame-timeout:\(self.peer.uid)", "closing connection: frame not received in time",
+                                     metadata: ["uid": "\(self.peer.uid)", "limit": "\(self.core.settings.frameReadTimeout)"])
+            self.context?.close(promise: nil)
+        }
     }
 
     // MARK: requests
@@ -182,7 +376,7 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
             return
         }
         guard settings.authorizer.authorize(peer, method.role, descriptor.fullName) else {
-            logger.warning("permission denied", metadata: [
+            core.logLimiter.log(logger, .warning, key: "denied:\(peer.uid)", "permission denied", metadata: [
                 "pid": "\(peer.pid)", "uid": "\(peer.uid)", "gid": "\(peer.gid)",
                 "method": "\(descriptor.fullName)", "role": "\(method.role.rawValue)",
             ])
@@ -200,7 +394,7 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
         } else if method.kind == .unary, let fallback = settings.defaultDeadline {
             deadline = received + fallback
         }
-        guard streams.count < settings.maxInFlightPerConnection else {
+        guard streams.count + unwrittenCalls < settings.maxInFlightPerConnection else {
             rejectCall(id, descriptor, received, RPCError.resourceExhausted(
                 "too many calls in flight on this connection (limit \(settings.maxInFlightPerConnection))"
             ))
@@ -216,10 +410,9 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
             streamID: id,
             requestBytes: request.payload
         )
-        idleTimer?.cancel()
-        idleTimer = nil
         core.callStarted()
-        streams[id] = OpenStream(descriptor: descriptor, started: received)
+        streams[id] = OpenStream(descriptor: descriptor, started: received, isWrite: method.role == .writer)
+        if method.role == .writer { queuedWrites += 1 }
         guard !method.needsReadiness || core.isReady else {
             park(id, method, callContext, context: context)
             return
@@ -398,12 +591,25 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
     }
 
     private func streamEnded(_ stream: OpenStream, code: StatusCode) {
-        core.callEnded()
         core.observer.callFinished(service: stream.service, method: stream.method, code: code, duration: ContinuousClock.now - stream.started)
+        if stream.isWrite { queuedWrites -= 1 }
+        // In flight until the answer is on the socket (or the connection is gone).
+        unwrittenCalls += 1
+        if let lastWrite, context != nil {
+            lastWrite.assumeIsolated().whenComplete { [self] _ in self.callWritten() }
+        } else {
+            callWritten()
+        }
         if streams.isEmpty {
-            armIdleTimer()
             closeIfDrained()
         }
+        if stream.isWrite { resumeIfPossible() }
+    }
+
+    private func callWritten() {
+        unwrittenCalls -= 1
+        core.callEnded()
+        updateIdle()
     }
 
     private func statusError(_ error: any Error, _ stream: OpenStream) -> RPCError {
@@ -465,9 +671,18 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
 
     private func write(_ frame: TTRPCFrame) {
         guard let context else { return }
+        let size = frame.encodedLength
+        bufferedBytes += size
+        core.addBufferedBytes(size)
+        lastActivity = .now()
         let promise = context.eventLoop.makePromise(of: Void.self)
         context.write(wrapOutboundOut(frame), promise: promise)
         lastWrite = promise.futureResult
+        promise.futureResult.assumeIsolated().whenComplete { [self] _ in
+            self.bufferedBytes -= size
+            self.core.addBufferedBytes(-size)
+            if self.readHeld || !self.pending.isEmpty { self.resumeIfPossible() }
+        }
         scheduleFlush()
     }
 
@@ -487,13 +702,22 @@ final class TTRPCConnectionHandler: ChannelInboundHandler {
 
     // MARK: idle and drain
 
-    private func armIdleTimer() {
+    /// Closes the connection once nothing was read or written for the idle timeout while no
+    /// unary call is open: open streams that stay silent (Health/Watch) do not keep it alive.
+    private func armIdleTimer(in delay: TimeAmount? = nil) {
         idleTimer?.cancel()
         idleTimer = nil
         guard let context, let timeout = core.settings.idleTimeout else { return }
-        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(clamping: timeout)) { [self] in
-            guard self.streams.isEmpty else { return }
-            self.logger.debug("closing idle connection")
+        let limit = TimeAmount(clamping: timeout)
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay ?? limit) { [self] in
+            self.idleTimer = nil
+            let quiet = NIODeadline.now() - self.lastActivity
+            let unaryOpen = self.streams.values.contains { $0.kind != .serverStreaming }
+            guard quiet >= limit, !unaryOpen, self.pending.isEmpty, self.unwrittenCalls == 0 else {
+                self.armIdleTimer(in: unaryOpen || quiet >= limit ? limit : limit - quiet)
+                return
+            }
+            self.logger.debug("closing idle connection", metadata: ["open_streams": "\(self.streams.count)"])
             self.context?.close(promise: nil)
         }
     }

@@ -47,6 +47,18 @@ public struct DaemonConfiguration: Sendable, Hashable {
     public var eventRetentionEvents: Int = 1_000_000
     public static let minimumEventRetentionDays: Double = 45
     public static let minimumEventRetentionEvents = 1_000_000
+    /// Connections per uid; 0: a quarter of `maxConnections`.
+    public var maxConnectionsPerUID: Int = 0
+    /// Slots of `maxConnections` kept for root, the daemon's uid and writers; -1: min(8, a quarter).
+    public var reservedConnections: Int = -1
+    /// Unwritten response bytes per connection beyond which its requests are not read.
+    public var maxBufferedResponseBytes: Int = 1 << 20
+    /// Calls per connection waiting for the writer at once.
+    public var maxQueuedWrites: Int = 32
+    /// Memory for partially received large frames, across connections.
+    public var maxPartialFrameBytes: Int = 64 << 20
+    /// Seconds within which a frame must arrive completely once started.
+    public var frameReadTimeoutSeconds: Double = 10
 
     /// Every setting optional: the shape of the config file and of the flags.
     public struct Layer: Sendable, Hashable, Codable {
@@ -71,6 +83,12 @@ public struct DaemonConfiguration: Sendable, Hashable {
         public var metricsTextfile: String?
         public var eventRetentionDays: Double?
         public var eventRetentionEvents: Int?
+        public var maxConnectionsPerUID: Int?
+        public var reservedConnections: Int?
+        public var maxBufferedResponseBytes: Int?
+        public var maxQueuedWrites: Int?
+        public var maxPartialFrameBytes: Int?
+        public var frameReadTimeout: Double?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case socket
@@ -94,6 +112,12 @@ public struct DaemonConfiguration: Sendable, Hashable {
             case metricsTextfile = "metrics_textfile"
             case eventRetentionDays = "event_retention_days"
             case eventRetentionEvents = "event_retention_events"
+            case maxConnectionsPerUID = "max_connections_per_uid"
+            case reservedConnections = "reserved_connections"
+            case maxBufferedResponseBytes = "max_buffered_response_bytes"
+            case maxQueuedWrites = "max_queued_writes"
+            case maxPartialFrameBytes = "max_partial_frame_bytes"
+            case frameReadTimeout = "frame_read_timeout"
         }
 
         public init() {}
@@ -223,6 +247,12 @@ public struct DaemonConfiguration: Sendable, Hashable {
         if let value = layer.metricsTextfile { metricsTextfile = value.isEmpty ? nil : value }
         if let value = layer.eventRetentionDays { eventRetentionDays = value }
         if let value = layer.eventRetentionEvents { eventRetentionEvents = value }
+        if let value = layer.maxConnectionsPerUID { maxConnectionsPerUID = value }
+        if let value = layer.reservedConnections { reservedConnections = value }
+        if let value = layer.maxBufferedResponseBytes { maxBufferedResponseBytes = value }
+        if let value = layer.maxQueuedWrites { maxQueuedWrites = value }
+        if let value = layer.maxPartialFrameBytes { maxPartialFrameBytes = value }
+        if let value = layer.frameReadTimeout { frameReadTimeoutSeconds = value }
     }
 
     public func validate() throws {
@@ -246,6 +276,14 @@ public struct DaemonConfiguration: Sendable, Hashable {
         guard eventRetentionEvents >= Self.minimumEventRetentionEvents else {
             throw LoadError.badValue("event retention events must be at least \(Self.minimumEventRetentionEvents) (docs/billing-rules.md E5)")
         }
+        guard maxConnectionsPerUID >= 0 else { throw LoadError.badValue("max connections per uid must be >= 0 (0: a quarter of max connections)") }
+        guard reservedConnections >= -1, reservedConnections < maxConnections else {
+            throw LoadError.badValue("reserved connections must be below max connections")
+        }
+        guard maxBufferedResponseBytes >= 64 << 10 else { throw LoadError.badValue("max buffered response bytes must be at least 65536") }
+        guard maxQueuedWrites > 0 else { throw LoadError.badValue("max queued writes must be > 0") }
+        guard maxPartialFrameBytes >= 0 else { throw LoadError.badValue("max partial frame bytes must be >= 0") }
+        guard frameReadTimeoutSeconds > 0, frameReadTimeoutSeconds.isFinite else { throw LoadError.badValue("frame read timeout must be > 0") }
     }
 
     /// `snapshotIntervalSeconds` as a Duration.
@@ -259,7 +297,13 @@ public struct DaemonConfiguration: Sendable, Hashable {
             idleTimeout: idleTimeoutSeconds > 0 ? .milliseconds(Int64(idleTimeoutSeconds * 1000)) : nil,
             defaultDeadline: defaultDeadlineSeconds > 0 ? .milliseconds(Int64(defaultDeadlineSeconds * 1000)) : nil,
             shutdownGracePeriod: .milliseconds(Int64(shutdownGraceSeconds * 1000)),
-            authorizer: .policy(authorizationPolicy)
+            authorizer: .policy(authorizationPolicy),
+            maxConnectionsPerUID: maxConnectionsPerUID > 0 ? maxConnectionsPerUID : nil,
+            reservedConnections: reservedConnections >= 0 ? reservedConnections : nil,
+            maxBufferedResponseBytes: maxBufferedResponseBytes,
+            maxQueuedWritesPerConnection: maxQueuedWrites,
+            maxPartialFrameBytes: maxPartialFrameBytes,
+            frameReadTimeout: .milliseconds(Int64(frameReadTimeoutSeconds * 1000))
         )
     }
 

@@ -5,7 +5,10 @@
 // state machine: stream ids, limits, deadlines, draining, slow consumers (ConnectionHandler),
 // the method table with roles and dispatch (RPCService, ServerCore), authorization and limits
 // (ServerSettings), grpc.health.v1 (Health), and the daemon's configuration value with its
-// JSON file and flag layers (DaemonConfiguration).
+// JSON file and flag layers (DaemonConfiguration). Limits against misbehaving clients
+// (docs/operations.md §1): admission per uid with reserved slots and idle-first eviction
+// (ServerCore.admit), backpressure and fair dispatch (ConnectionHandler), the partial-frame
+// memory budget and refused connections (FrameBudget), per-uid log rate limits (LogRateLimiter).
 // Wire rules: docs/wire-protocol.md §2, §4-§6; roles: docs/operations.md §1; health: §2.
 //
 // Invariants.
@@ -16,6 +19,9 @@
 //   - The role check comes from the kernel's credentials, never from the request.
 //   - Health is read from an atomic value and never waits on a call.
 //   - The server knows no billing: handlers are closures in RPCService tables built elsewhere.
+//   - A connection holds at most max_buffered_response_bytes of unwritten answers (then it is not
+//     read) and its large partial frames come out of one global budget; a call is in flight
+//     until its answer is on the socket.
 //
 // Entry points.
 //   - TTRPCServer(services:settings:health:observer:logger:), start(_ ListenTarget), reload, shutdown.

@@ -82,6 +82,24 @@ public struct ServerSettings: Sendable {
     /// How long a graceful shutdown waits for in-flight calls.
     public var shutdownGracePeriod: Duration
     public var authorizer: Authorizer
+    /// Open connections per uid (root included). A new connection over it closes that uid's
+    /// oldest idle connection, or is refused with RESOURCE_EXHAUSTED when none is idle.
+    public var maxConnectionsPerUID: Int
+    /// Of `maxConnections`, slots only privileged peers (root, the server's uid, writers) take,
+    /// so an operator and the probe can connect while others fill the rest.
+    public var reservedConnections: Int
+    /// Response bytes queued on one connection and not yet written to its socket beyond which
+    /// the connection's requests are no longer read (backpressure).
+    public var maxBufferedResponseBytes: Int
+    /// Calls of one connection waiting for the writer at once; more wait unread.
+    public var maxQueuedWritesPerConnection: Int
+    /// Requests dispatched from one connection per event-loop turn before the others get theirs.
+    public var maxCallsPerTurn: Int
+    /// Memory held for partially received large frames across all connections; a new large
+    /// frame beyond it is skipped and answered RESOURCE_EXHAUSTED.
+    public var maxPartialFrameBytes: Int
+    /// A frame must arrive completely within this time of its first byte, else the connection closes.
+    public var frameReadTimeout: Duration
 
     public init(
         maxConnections: Int = 256,
@@ -90,7 +108,14 @@ public struct ServerSettings: Sendable {
         defaultDeadline: Duration? = .seconds(120),
         unwritableTimeout: Duration = .seconds(30),
         shutdownGracePeriod: Duration = .seconds(10),
-        authorizer: Authorizer = .policy(AuthorizationPolicy())
+        authorizer: Authorizer = .policy(AuthorizationPolicy()),
+        maxConnectionsPerUID: Int? = nil,
+        reservedConnections: Int? = nil,
+        maxBufferedResponseBytes: Int = 1 << 20,
+        maxQueuedWritesPerConnection: Int = 32,
+        maxCallsPerTurn: Int = 64,
+        maxPartialFrameBytes: Int = 64 << 20,
+        frameReadTimeout: Duration = .seconds(10)
     ) {
         self.maxConnections = maxConnections
         self.maxInFlightPerConnection = maxInFlightPerConnection
@@ -99,6 +124,24 @@ public struct ServerSettings: Sendable {
         self.unwritableTimeout = unwritableTimeout
         self.shutdownGracePeriod = shutdownGracePeriod
         self.authorizer = authorizer
+        self.maxConnectionsPerUID = maxConnectionsPerUID ?? Self.defaultPerUIDLimit(maxConnections: maxConnections)
+        self.reservedConnections = reservedConnections ?? Self.defaultReserved(maxConnections: maxConnections)
+        self.maxBufferedResponseBytes = maxBufferedResponseBytes
+        self.maxQueuedWritesPerConnection = maxQueuedWritesPerConnection
+        self.maxCallsPerTurn = maxCallsPerTurn
+        self.maxPartialFrameBytes = maxPartialFrameBytes
+        self.frameReadTimeout = frameReadTimeout
+    }
+
+    /// A quarter of the connection limit, at least 1.
+    public static func defaultPerUIDLimit(maxConnections: Int) -> Int { max(1, maxConnections / 4) }
+
+    /// 8 slots, at most a quarter of the connection limit.
+    public static func defaultReserved(maxConnections: Int) -> Int { min(8, maxConnections / 4) }
+
+    /// Root, the server's uid and peers with the writer role may use the reserved slots.
+    public func isPrivileged(_ peer: PeerCredentials) -> Bool {
+        peer.uid == 0 || peer.uid == getuid() || authorizer.authorize(peer, .writer, "")
     }
 }
 
@@ -107,8 +150,11 @@ public struct ServerSettings: Sendable {
 public protocol ServerObserver: Sendable {
     func connectionOpened(peer: PeerCredentials, openConnections: Int)
     func connectionClosed(peer: PeerCredentials, openConnections: Int)
-    /// A connection over the limit was closed right after accept.
+    /// A connection over a limit was refused (answered RESOURCE_EXHAUSTED, then closed).
     func connectionRejected(openConnections: Int)
+    /// A connection stopped being read (`true`) because of backpressure or fairness, or was
+    /// read again (`false`).
+    func connectionThrottled(_ throttled: Bool)
     /// A call to a served method ended (after its reply was queued), with any status.
     func callFinished(service: String, method: String, code: StatusCode, duration: Duration)
     /// A frame was answered without reaching a method (unknown service or method, bad ids,
@@ -121,6 +167,7 @@ extension ServerObserver {
     public func connectionOpened(peer: PeerCredentials, openConnections: Int) {}
     public func connectionClosed(peer: PeerCredentials, openConnections: Int) {}
     public func connectionRejected(openConnections: Int) {}
+    public func connectionThrottled(_ throttled: Bool) {}
     public func callFinished(service: String, method: String, code: StatusCode, duration: Duration) {}
     public func protocolError(code: StatusCode) {}
     public func inFlightChanged(inFlightCalls: Int) {}
@@ -138,6 +185,24 @@ public struct ServerStats: Sendable, Hashable {
     public var acceptedConnections: UInt64
     public var rejectedConnections: UInt64
     public var finishedCalls: UInt64
+    /// Open connections by peer uid.
+    public var connectionsByUID: [UInt32: Int] = [:]
+    /// Refused connections by reason (`per_uid`, `full`, `draining`).
+    public var refusedByReason: [String: UInt64] = [:]
+    /// Idle connections closed to make room for a new one.
+    public var evictedIdleConnections: UInt64 = 0
+    /// Times a connection stopped being read (backpressure or fairness), and how many are now.
+    public var throttledTotal: UInt64 = 0
+    public var throttledNow: Int = 0
+    /// Response bytes queued and not yet written to sockets, across connections.
+    public var bufferedResponseBytes: Int = 0
+    /// Bytes reserved for partially received large frames, and frames refused for lack of it.
+    public var partialFrameBytes: Int = 0
+    public var refusedLargeFrames: UInt64 = 0
+    /// Connections closed because a frame did not arrive within the frame read timeout.
+    public var frameTimeouts: UInt64 = 0
+    /// Log lines not written by the per-uid rate limit.
+    public var suppressedLogLines: UInt64 = 0
 
     public init(openConnections: Int = 0, inFlightCalls: Int = 0, acceptedConnections: UInt64 = 0,
                 rejectedConnections: UInt64 = 0, finishedCalls: UInt64 = 0) {

@@ -124,6 +124,10 @@ public final class TTRPCServer: Sendable {
     /// Open connections, calls in flight and totals.
     public var stats: ServerStats { core.stats }
 
+    /// `stats` with the limit counters: connections per uid, refusals, throttling, buffered
+    /// response bytes, partial-frame memory, suppressed log lines. For metrics.
+    public var detailedStats: ServerStats { core.detailedStats }
+
     /// Names of the served services, including the health service.
     public var serviceNames: [String] { core.services.keys.sorted() }
 
@@ -195,14 +199,21 @@ public final class TTRPCServer: Sendable {
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.allowRemoteHalfClosure, value: false)
+            // Bounded work per connection per event-loop turn: at most 4 reads of at most
+            // 64 KiB each before the loop moves on (the handler bounds dispatch further).
+            .childChannelOption(.maxMessagesPerRead, value: 4)
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: 64 << 10))
             .childChannelInitializer { channel in
-                let limit = core.settings.maxConnections
-                guard let open = core.admit(channel, limit: limit) else {
-                    core.logger.notice("connection limit reached, closing new connection", metadata: ["limit": "\(limit)"])
-                    core.observer.connectionRejected(openConnections: core.stats.openConnections)
-                    return channel.close()
-                }
-                return PeerCredentials.read(from: channel).flatMapThrowing { peer in
+                // Credentials first: the limits are per uid, and a refusal names it.
+                PeerCredentials.read(from: channel).flatMapThrowing { peer in
+                    let settings = core.settings
+                    let admission = core.admit(channel, uid: peer.uid, privileged: settings.isPrivileged(peer), settings: settings)
+                    guard case .admitted(let open) = admission else {
+                        if case .refused(let reason, let message) = admission {
+                            try Self.refuse(channel, peer: peer, reason: reason, message: message, core: core)
+                        }
+                        return
+                    }
                     core.observer.connectionOpened(peer: peer, openConnections: open)
                     core.logger.debug("connection opened", metadata: ["pid": "\(peer.pid)", "uid": "\(peer.uid)", "gid": "\(peer.gid)"])
                     channel.closeFuture.whenComplete { _ in
@@ -210,12 +221,27 @@ public final class TTRPCServer: Sendable {
                         core.observer.connectionClosed(peer: peer, openConnections: remaining)
                     }
                     try channel.pipeline.syncOperations.addHandlers([
-                        ByteToMessageHandler(TTRPCFrameDecoder()),
+                        ByteToMessageHandler(BudgetedFrameDecoder(core: core)),
                         MessageToByteHandler(TTRPCFrameEncoder()),
                         TTRPCConnectionHandler(core: core, peer: peer),
                     ])
                 }
             }
+    }
+
+    /// A connection over a limit: its first request is answered RESOURCE_EXHAUSTED with the
+    /// reason (a client sees why, not a bare close), and one line per uid per second is logged.
+    private static func refuse(_ channel: any Channel, peer: PeerCredentials, reason: String, message: String, core: ServerCore) throws {
+        core.observer.connectionRejected(openConnections: core.stats.openConnections)
+        core.logLimiter.log(core.logger, .notice, key: "refused:\(peer.uid)", "connection refused: \(message)",
+                            metadata: ["uid": "\(peer.uid)", "pid": "\(peer.pid)", "reason": "\(reason)"])
+        // Refused connections waiting to be answered are bounded too; beyond that, close at once.
+        guard core.holdRefused(limit: 64) else {
+            channel.close(promise: nil)
+            return
+        }
+        channel.closeFuture.whenComplete { _ in core.releaseRefused() }
+        try channel.pipeline.syncOperations.addHandler(RefusedConnectionHandler(message: message))
     }
 
     private static func bindPath(

@@ -2,6 +2,8 @@ import CreditDomain
 import CreditMonitoring
 import CreditServer
 import CreditWire
+import Synchronization
+import SystemdSupport
 
 /// creditd's metrics, rendered in the Prometheus text format 0.0.4.
 ///
@@ -32,6 +34,20 @@ public final class DaemonMetrics: Sendable {
     let snapshotAge: GaugeFamily
     let snapshotDuration: HistogramFamily
     let persistenceFault: GaugeFamily
+    // Limits (issue 13), refreshed from the server's counters at render time.
+    let connectionsByUID: GaugeFamily
+    let connectionsRefused: CounterFamily
+    let connectionsEvicted: CounterFamily
+    let connectionsThrottled: CounterFamily
+    let connectionsThrottledNow: GaugeFamily
+    let bufferedResponseBytes: GaugeFamily
+    let partialFrameBytes: GaugeFamily
+    let largeFramesRefused: CounterFamily
+    let frameTimeouts: CounterFamily
+    let logLinesSuppressed: CounterFamily
+    let logLinesDropped: CounterFamily
+    private let server = Mutex<TTRPCServer?>(nil)
+    private let seenUIDs = Mutex<Set<UInt32>>([])
     /// Method label values: only methods the daemon serves, so a client's
     /// made-up names never become label values.
     let knownMethods: Set<String>
@@ -69,6 +85,17 @@ public final class DaemonMetrics: Sendable {
         snapshotDuration = must { try r.histogram(name: "creditd_snapshot_duration_seconds", help: "Time to write a snapshot.",
                                                   buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30]) }
         persistenceFault = must { try r.gauge(name: "creditd_persistence_fault", help: "1 once the journal refused a write; writes are refused until restart.") }
+        connectionsByUID = must { try r.gauge(name: "creditd_connections_by_uid", help: "Open client connections by peer uid.", labelNames: ["uid"]) }
+        connectionsRefused = must { try r.counter(name: "creditd_connections_refused_total", help: "Connections refused by a limit, by reason (per_uid, full, draining).", labelNames: ["reason"]) }
+        connectionsEvicted = must { try r.counter(name: "creditd_connections_evicted_total", help: "Idle connections closed to admit a new one at a limit.") }
+        connectionsThrottled = must { try r.counter(name: "creditd_connections_throttled_total", help: "Times a connection stopped being read (unwritten responses, queued writes or its turn used up).") }
+        connectionsThrottledNow = must { try r.gauge(name: "creditd_throttled_connections", help: "Connections not being read right now.") }
+        bufferedResponseBytes = must { try r.gauge(name: "creditd_buffered_response_bytes", help: "Response bytes queued for connections and not yet written to their sockets.") }
+        partialFrameBytes = must { try r.gauge(name: "creditd_partial_frame_bytes", help: "Memory reserved for partially received large frames.") }
+        largeFramesRefused = must { try r.counter(name: "creditd_large_frames_refused_total", help: "Large frames refused RESOURCE_EXHAUSTED because the partial-frame memory was in use.") }
+        frameTimeouts = must { try r.counter(name: "creditd_frame_timeouts_total", help: "Connections closed because a frame did not arrive within the frame read timeout.") }
+        logLinesSuppressed = must { try r.counter(name: "creditd_log_lines_suppressed_total", help: "Repeated log lines not written by the per-uid rate limit.") }
+        logLinesDropped = must { try r.counter(name: "creditd_log_lines_dropped_total", help: "Log lines dropped because the log writer's queue was full.") }
     }
 
     /// The server observer that records calls and connections.
@@ -105,6 +132,33 @@ public final class DaemonMetrics: Sendable {
         }
     }
 
+    /// The server whose limit counters `render` reports.
+    public func attach(server: TTRPCServer) {
+        self.server.withLock { $0 = server }
+    }
+
+    func recordLimits() {
+        logLinesDropped.labels().advance(to: Double(LogLineWriter.queuedStandardError.droppedLines))
+        guard let server = server.withLock({ $0 }) else { return }
+        let stats = server.detailedStats
+        let gone = seenUIDs.withLock { seen -> Set<UInt32> in
+            let gone = seen.subtracting(stats.connectionsByUID.keys)
+            seen = Set(stats.connectionsByUID.keys)
+            return gone
+        }
+        for uid in gone { connectionsByUID.labels("\(uid)").set(0) }
+        for (uid, count) in stats.connectionsByUID { connectionsByUID.labels("\(uid)").set(count) }
+        for (reason, count) in stats.refusedByReason { connectionsRefused.labels(reason).advance(to: Double(count)) }
+        connectionsEvicted.labels().advance(to: Double(stats.evictedIdleConnections))
+        connectionsThrottled.labels().advance(to: Double(stats.throttledTotal))
+        connectionsThrottledNow.labels().set(stats.throttledNow)
+        bufferedResponseBytes.labels().set(stats.bufferedResponseBytes)
+        partialFrameBytes.labels().set(stats.partialFrameBytes)
+        largeFramesRefused.labels().advance(to: Double(stats.refusedLargeFrames))
+        frameTimeouts.labels().advance(to: Double(stats.frameTimeouts))
+        logLinesSuppressed.labels().advance(to: Double(stats.suppressedLogLines))
+    }
+
     public func recordSnapshot(duration: Duration) {
         snapshotDuration.labels().observe(duration)
     }
@@ -112,6 +166,7 @@ public final class DaemonMetrics: Sendable {
     /// Refreshes the state gauges and renders the exposition.
     public func render(application: CreditApplication?, serving isServing: Bool) async -> String {
         serving.labels().set(isServing ? 1 : 0)
+        recordLimits()
         if let application {
             let summary = LedgerSummary(application.writer.committed.ledger, asOf: application.writer.clock.now())
             for status in SubscriptionStatus.allCases {

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Dispatch
 import Logging
 import Synchronization
 
@@ -61,19 +62,93 @@ public final class SharedLogLevel: Sendable {
 }
 
 /// Writes whole lines to one fd. A lock keeps concurrent records from
-/// interleaving when `write(2)` returns short on a pipe or stream socket; the
-/// write is blocking, which is what stderr logging wants.
+/// interleaving when `write(2)` returns short on a pipe or stream socket.
+///
+/// Synchronous by default (the write blocks the caller). With a `queueCapacity`, `write`
+/// only queues the line and a writer thread (a serial dispatch queue) does the blocking
+/// write, so a slow reader of stderr never stalls the caller (an event loop); when the queue
+/// is full the line is dropped and counted, and once the queue drains a line says how many
+/// were dropped.
 public final class LogLineWriter: Sendable {
-    private let fd: Mutex<Int32>
-
-    public init(fd: Int32) {
-        self.fd = Mutex(fd)
+    private struct Queue {
+        var lines: [String] = []
+        var writing = false
+        var dropped: UInt64 = 0
+        var droppedUnreported: UInt64 = 0
     }
 
-    /// Writes to fd 2.
+    private let fd: Mutex<Int32>
+    private let capacity: Int?
+    private let queue = Mutex(Queue())
+    private let thread: DispatchQueue?
+
+    public init(fd: Int32, queueCapacity: Int? = nil) {
+        self.fd = Mutex(fd)
+        capacity = queueCapacity
+        thread = queueCapacity == nil ? nil : DispatchQueue(label: "creditd.log-writer")
+    }
+
+    /// Writes to fd 2, blocking the caller.
     public static let standardError = LogLineWriter(fd: STDERR_FILENO)
 
+    /// Writes to fd 2 from a writer thread; at most 10,000 lines wait, more are dropped.
+    public static let queuedStandardError = LogLineWriter(fd: STDERR_FILENO, queueCapacity: 10_000)
+
+    /// Lines dropped because the queue was full.
+    public var droppedLines: UInt64 { queue.withLock { $0.dropped } }
+
     public func write(line: String) {
+        guard let capacity, let thread else {
+            writeNow(line: line)
+            return
+        }
+        let start = queue.withLock { state -> Bool in
+            guard state.lines.count < capacity else {
+                state.dropped += 1
+                state.droppedUnreported += 1
+                return false
+            }
+            state.lines.append(line)
+            guard !state.writing else { return false }
+            state.writing = true
+            return true
+        }
+        if start { thread.async { self.drain() } }
+    }
+
+    /// Waits (at most `timeout`) until queued lines are written; for the end of the process.
+    public func flush(timeout: Duration = .seconds(2)) {
+        guard let thread else { return }
+        let done = DispatchSemaphore(value: 0)
+        thread.async { done.signal() }
+        let (seconds, attoseconds) = timeout.components
+        _ = done.wait(timeout: .now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)))
+    }
+
+    private func drain() {
+        while true {
+            let (batch, dropped) = queue.withLock { state -> ([String], UInt64) in
+                let batch = state.lines
+                state.lines.removeAll(keepingCapacity: true)
+                var dropped: UInt64 = 0
+                if batch.isEmpty {
+                    dropped = state.droppedUnreported
+                    state.droppedUnreported = 0
+                    if dropped == 0 { state.writing = false }
+                }
+                return (batch, dropped)
+            }
+            if batch.isEmpty {
+                guard dropped > 0 else { return }
+                writeNow(line: "[creditd] \(dropped) log lines dropped: log output too slow")
+                continue
+            }
+            for line in batch { writeNow(line: line) }
+        }
+    }
+
+    /// Writes one line now, blocking until it is written.
+    public func writeNow(line: String) {
         var bytes = Array(line.utf8)
         bytes.append(UInt8(ascii: "\n"))
         fd.withLock { fd in
@@ -132,11 +207,11 @@ public struct JournaldLogHandler: LogHandler {
     /// with the format detected from `$JOURNAL_STREAM` and fd 2. Returns the shared
     /// level, which a reload may change.
     @discardableResult
-    public static func bootstrap(level: Logger.Level = .info) -> SharedLogLevel {
+    public static func bootstrap(level: Logger.Level = .info, writer: LogLineWriter = .standardError) -> SharedLogLevel {
         let shared = SharedLogLevel(level)
         let format = LogLineFormat.detectForStandardError()
         LoggingSystem.bootstrap { label in
-            JournaldLogHandler(label: label, format: format, level: shared)
+            JournaldLogHandler(label: label, format: format, level: shared, writer: writer)
         }
         return shared
     }

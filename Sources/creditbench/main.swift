@@ -19,6 +19,9 @@ struct Options {
     var scaleSizes = [10_000, 100_000]
     var runRPC = true
     var runScaleSuite = true
+    var runAbuse = false
+    /// Seconds of the never-reading client in the abuse section.
+    var abuseDuration = 60.0
     var creditd: String?
     var echoSource: String?
     var methods: [String]?
@@ -26,7 +29,8 @@ struct Options {
 
     static let usage = """
         usage: creditbench [--json] [--json-file PATH] [--duration S] [--warmup S] [--subscriptions N] [--cancel-pool N]
-                           [--scale N,N,...] [--only rpc|scale] [--methods M,M] [--creditd PATH] [--echo-source PATH]
+                           [--scale N,N,...] [--only rpc|scale|abuse] [--abuse-duration S] [--methods M,M]
+                           [--creditd PATH] [--echo-source PATH]
           --json          print JSON instead of the table; --json-file also writes it to PATH
           --duration      measured seconds per configuration (default 2)
           --warmup        unmeasured seconds before each (default 0.5)
@@ -35,6 +39,8 @@ struct Options {
           --scale         state sizes for memory/snapshot/recovery (default 10000,100000; 1000000 is the target)
           --methods       RPC phases to run (GetSubscription,GetRefundStatus,ChangeSeats,CancelSubscription)
           --creditd       the daemon (default .build/release/creditd next to this binary)
+          --only abuse    the abuse section (issue 13) alone: hostile clients against default limits
+          --abuse-duration seconds of the never-reading client in the abuse section (default 60)
         """
 
     init(arguments: [String]) throws {
@@ -55,6 +61,7 @@ struct Options {
             case "--duration": duration = try number(flag)
             case "--subscriptions": subscriptions = Int(try number(flag))
             case "--cancel-pool": cancelPool = Int(try number(flag))
+            case "--abuse-duration": abuseDuration = try number(flag)
             case "--scale":
                 scaleSizes = try value(flag).split(separator: ",").map {
                     guard let size = Int($0), size > 0 else { throw BenchError("--scale takes sizes like 10000,100000") }
@@ -64,7 +71,8 @@ struct Options {
                 switch try value(flag) {
                 case "rpc": runScaleSuite = false
                 case "scale": runRPC = false
-                default: throw BenchError("--only takes rpc or scale")
+                case "abuse": runRPC = false; runScaleSuite = false; runAbuse = true
+                default: throw BenchError("--only takes rpc, scale or abuse")
                 }
             case "--creditd": creditd = try value(flag)
             case "--echo-source": echoSource = try value(flag)
@@ -407,8 +415,14 @@ do {
             scale.append(try await runScale(subscriptions: size, tailRecords: size, creditd: creditd, log: log))
         }
     }
+    var abuseTargets: [TargetResult] = []
+    if options.runAbuse {
+        let abuse = try await runAbuseSuite(options: options, creditd: creditd, work: work)
+        phases += abuse.phases
+        abuseTargets = abuse.targets
+    }
     let report = Report(machine: machine, phases: phases, scale: scale,
-                        targets: evaluateTargets(phases: phases, scale: scale))
+                        targets: evaluateTargets(phases: phases, scale: scale) + abuseTargets)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     let json = try encoder.encode(report)

@@ -75,13 +75,13 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String?
 
-    @Option(name: .long, help: "Most open connections; more are closed right after accept.")
+    @Option(name: .long, help: "Most open connections; a new one beyond it closes an idle one, or its first request gets RESOURCE_EXHAUSTED.")
     var maxConnections: Int?
 
     @Option(name: .long, help: "Most calls in flight per connection.")
     var maxInFlight: Int?
 
-    @Option(name: .long, help: "Seconds before a connection with no open call is closed (0: never).")
+    @Option(name: .long, help: "Seconds before a connection with nothing read or written and no unary call open is closed, silent streams included (0: never).")
     var idleTimeout: Double?
 
     @Option(name: .long, help: "Seconds allowed to calls sent without a timeout (0: no limit).")
@@ -89,6 +89,24 @@ struct Serve: ParsableCommand {
 
     @Option(name: .long, help: "Seconds a shutdown waits for calls in flight.")
     var shutdownGrace: Double?
+
+    @Option(name: .customLong("max-connections-per-uid"), help: "Most open connections of one uid; at the limit its oldest idle one is closed, else the new one is refused (default: a quarter of --max-connections).")
+    var maxConnectionsPerUID: Int?
+
+    @Option(name: .long, help: "Connection slots only root, creditd's uid and writers may take (default: 8, at most a quarter of --max-connections).")
+    var reservedConnections: Int?
+
+    @Option(name: .long, help: "Unwritten response bytes per connection beyond which its requests are not read (default 1048576).")
+    var maxBufferedResponseBytes: Int?
+
+    @Option(name: .long, help: "Calls per connection waiting for the writer at once (default 32).")
+    var maxQueuedWrites: Int?
+
+    @Option(name: .long, help: "Memory for partially received large frames, all connections together; beyond it large frames are refused (default 67108864).")
+    var maxPartialFrameBytes: Int?
+
+    @Option(name: .long, help: "Seconds within which a frame must arrive completely once started (default 10).")
+    var frameReadTimeout: Double?
 
     @Option(name: .long, help: "Most seats per subscription.")
     var maxSeats: Int64?
@@ -137,7 +155,10 @@ struct Serve: ParsableCommand {
         }
         let environment = ProcessInfo.processInfo.environment
         let flags = try flagLayer()
-        let logLevel = JournaldLogHandler.bootstrap(level: .info)
+        // Log lines go through a bounded queue and a writer thread: a slow stderr reader never
+        // stalls an event loop (issue 13); lines beyond the queue are dropped and counted.
+        let logLevel = JournaldLogHandler.bootstrap(level: .info, writer: .queuedStandardError)
+        defer { LogLineWriter.queuedStandardError.flush() }
         let logger = Logger(label: "creditd")
         let daemon = Daemon(configFile: config, flags: flags, environment: environment, activation: activation,
                             repair: repair, logLevel: logLevel, logger: logger)
@@ -210,6 +231,12 @@ struct Serve: ParsableCommand {
         layer.metricsTextfile = metricsTextfile
         layer.eventRetentionDays = eventRetentionDays
         layer.eventRetentionEvents = eventRetentionEvents
+        layer.maxConnectionsPerUID = maxConnectionsPerUID
+        layer.reservedConnections = reservedConnections
+        layer.maxBufferedResponseBytes = maxBufferedResponseBytes
+        layer.maxQueuedWrites = maxQueuedWrites
+        layer.maxPartialFrameBytes = maxPartialFrameBytes
+        layer.frameReadTimeout = frameReadTimeout
         return layer
     }
 

@@ -65,6 +65,7 @@ struct Daemon: Sendable {
         }
         let server = TTRPCServer(services: services, settings: configuration.serverSettings, health: health,
                                  observer: metrics.observer, logger: logger)
+        metrics.attach(server: server)
         current.server = server
 
         try Self.prepareDirectories(configuration, socketActivated: activation.isActivated)

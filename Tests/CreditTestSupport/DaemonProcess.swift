@@ -114,11 +114,12 @@ public final class DaemonProcess: @unchecked Sendable {
         testService: Bool = true,
         waitUntilServing: Bool = true,
         timeout: TimeInterval = 20,
-        stderrPath: String? = nil
+        stderrPath: String? = nil,
+        standardError: FileHandle? = nil
     ) throws -> DaemonProcess {
         let daemon = try DaemonProcess(
             arguments: arguments, directory: directory, socketPath: socketPath,
-            environment: environment, testService: testService, stderrPath: stderrPath
+            environment: environment, testService: testService, stderrPath: stderrPath, standardError: standardError
         )
         if waitUntilServing {
             do {
@@ -131,8 +132,10 @@ public final class DaemonProcess: @unchecked Sendable {
         return daemon
     }
 
+    /// - Parameter standardError: where stdout and stderr go instead of the log file (e.g. a
+    ///   pipe nobody reads); `stderr` is then empty.
     private init(arguments: [String], directory: URL?, socketPath: String?, environment: [String: String], testService: Bool,
-                 stderrPath: String?) throws {
+                 stderrPath: String?, standardError: FileHandle? = nil) throws {
         let binary = try Self.binaryPath()
         self.directory = try directory ?? Self.makeTemporaryDirectory()
         Self.retainDirectory(self.directory.path, created: directory == nil)
@@ -155,11 +158,16 @@ public final class DaemonProcess: @unchecked Sendable {
         process.environment = TestEnvironment.scrubbed(
             (testService ? ["CREDITD_TEST_SERVICE": "1"] : [:]).merging(environment) { _, new in new })
         process.standardInput = FileHandle.nullDevice
-        // One open file for both, so the two streams do not overwrite each other.
-        let log = FileHandle(forWritingAtPath: self.stderrPath)
-        log?.seekToEndOfFile()
-        process.standardOutput = log
-        process.standardError = log
+        if let standardError {
+            process.standardOutput = standardError
+            process.standardError = standardError
+        } else {
+            // One open file for both, so the two streams do not overwrite each other.
+            let log = FileHandle(forWritingAtPath: self.stderrPath)
+            log?.seekToEndOfFile()
+            process.standardOutput = log
+            process.standardError = log
+        }
         let exited = self.exited
         process.terminationHandler = { process in
             TestCleanup.forget(process: process.processIdentifier)

@@ -4,14 +4,15 @@ import CreditWire
 import Foundation
 import XCTest
 
-/// Connection limit, in-flight limit and idle timeout on a daemon started with small limits.
+/// Connection limit, in-flight limit and idle timeout on a daemon started with small limits
+/// (every connection here is root's: the per-uid limit is raised to the total).
 final class LimitsTests: XCTestCase {
     nonisolated(unsafe) static var daemon: DaemonProcess!
     var socket: String { Self.daemon.socketPath }
 
     override class func setUp() {
         super.setUp()
-        daemon = try! DaemonProcess.start(arguments: ["--max-connections", "3", "--max-in-flight", "2", "--idle-timeout", "1"])
+        daemon = try! DaemonProcess.start(arguments: ["--max-connections", "3", "--max-connections-per-uid", "3", "--max-in-flight", "2", "--idle-timeout", "2"])
     }
 
     override class func tearDown() {
@@ -37,7 +38,9 @@ final class LimitsTests: XCTestCase {
         throw RawTTRPCConnection.Failure.timedOut
     }
 
-    func testConnectionLimitClosesRightAfterAccept() throws {
+    /// Over the limit, with every open connection busy, a new connection's first request is
+    /// answered RESOURCE_EXHAUSTED naming the limit, and the connection is closed.
+    func testConnectionOverLimitGetsResourceExhausted() throws {
         var busy: [RawTTRPCConnection] = []
         for _ in 0..<3 {
             let c = try connectWhenAdmitted()
@@ -45,6 +48,10 @@ final class LimitsTests: XCTestCase {
             busy.append(c)
         }
         let extra = try RawTTRPCConnection(path: socket)
+        let refused = try extra.call(id: 1, service: "grpc.health.v1.Health", method: "Check")
+        guard case .failure(let error) = refused else { return XCTFail("expected RESOURCE_EXHAUSTED") }
+        XCTAssertEqual(error.code, .resourceExhausted)
+        XCTAssertTrue(error.message.contains("limit"), error.message)
         XCTAssertTrue(extra.waitForPeerClose(within: 10), "the connection over the limit is closed")
         busy.removeLast().close()
         let admitted = try connectWhenAdmitted()
@@ -88,12 +95,21 @@ final class LimitsTests: XCTestCase {
         XCTAssertEqual(codes[5], .ok)
     }
 
+    /// Silence closes a connection, whether or not it holds an open stream (issue 13: a silent
+    /// Health/Watch no longer keeps a slot forever); one that keeps calling stays open.
     func testIdleConnectionIsClosed() throws {
         let idle = try connectWhenAdmitted()
-        let busy = try connectWhenAdmitted()
-        try openWatch(busy, id: 3)
+        let watching = try connectWhenAdmitted()
+        try openWatch(watching, id: 3)
+        let active = try connectWhenAdmitted()
+        let start = Date()
+        var id: UInt32 = 3
+        while Date().timeIntervalSince(start) < 3.5 {
+            XCTAssertEqual(try active.healthCheck(id: id), .serving, "a connection that keeps calling is not idle")
+            id += 2
+            usleep(300_000)
+        }
         XCTAssertTrue(idle.waitForPeerClose(within: 15), "a connection without open streams is closed after the idle timeout")
-        XCTAssertFalse(busy.waitForPeerClose(within: 2.5), "a connection with an open stream is not idle")
-        XCTAssertEqual(try busy.healthCheck(id: 5), .serving)
+        XCTAssertTrue(watching.waitForPeerClose(within: 15), "a connection whose only stream is silent is closed too")
     }
 }

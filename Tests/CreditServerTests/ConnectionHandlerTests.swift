@@ -1,0 +1,235 @@
+@testable import CreditServer
+import CreditProto
+import CreditWire
+import Foundation
+import Logging
+import NIOCore
+import NIOEmbedded
+import SwiftProtobuf
+import XCTest
+
+/// Holds every write without completing it, as a socket whose peer never reads would, and
+/// counts the `read` requests that reach the head of the pipeline.
+final class StalledSocket: ChannelOutboundHandler {
+    typealias OutboundIn = TTRPCFrame
+
+    var held: [(TTRPCFrame, EventLoopPromise<Void>?)] = []
+    var reads = 0
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        held.append((unwrapOutboundIn(data), promise))
+    }
+
+    func read(context: ChannelHandlerContext) {
+        reads += 1
+    }
+
+    /// The peer reads everything written so far.
+    func drain() {
+        let writes = held
+        held.removeAll()
+        for (_, promise) in writes { promise?.succeed() }
+    }
+}
+
+/// In-process tests of `TTRPCConnectionHandler`'s limits (issue 13) on an EmbeddedChannel.
+final class ConnectionHandlerTests: XCTestCase {
+    /// A server core serving Debug/Big (a reply of `value` bytes) and Health.
+    func makeCore(_ settings: ServerSettings) -> ServerCore {
+        let big = RPCService(name: MethodTable.Debug.serviceName, methods: [
+            .immediate(MethodTable.Debug.big) { request, _ in
+                var response = Google_Protobuf_BytesValue()
+                response.value = Data(repeating: 0x42, count: Int(request.value))
+                return response
+            },
+        ])
+        let health = HealthStatus(initial: .serving)
+        let core = ServerCore(services: [big.name: big, HealthStatus.serviceName: health.service()], settings: settings,
+                              health: health, observer: NoServerObserver(), logger: Logger(label: "test"))
+        core.setReady()
+        return core
+    }
+
+    func bigRequest(_ id: UInt32, bytes: UInt64) throws -> TTRPCInbound {
+        var size = Google_Protobuf_UInt64Value()
+        size.value = bytes
+        let request = Ttrpc_Request(service: MethodTable.Debug.serviceName, method: MethodTable.Debug.big.method,
+                                    payload: try size.serializedBytes())
+        return .frame(TTRPCFrame(streamID: id, type: .request,
+                                 payload: try TTRPCEnvelope.encode(request, allocator: ByteBufferAllocator())))
+    }
+
+    func makeChannel(_ core: ServerCore) throws -> (EmbeddedChannel, StalledSocket) {
+        let socket = StalledSocket()
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([
+            socket, TTRPCConnectionHandler(core: core, peer: PeerCredentials(pid: 1, uid: 1000, gid: 1000)),
+        ])
+        try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/test.sock")).wait()
+        return (channel, socket)
+    }
+
+    /// Over `maxBufferedResponseBytes` of unwritten answers, requests wait unread and `read`
+    /// is held back; once the peer reads, the rest are answered and reading resumes.
+    func testUnwrittenResponsesStopReading() throws {
+        var settings = ServerSettings()
+        settings.maxBufferedResponseBytes = 64 << 10
+        let core = makeCore(settings)
+        let (channel, socket) = try makeChannel(core)
+        defer { _ = try? channel.finish() }
+
+        for index in 0..<10 {
+            channel.pipeline.fireChannelRead(try bigRequest(UInt32(2 * index + 1), bytes: 32 << 10))
+        }
+        channel.pipeline.fireChannelReadComplete()
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(socket.held.count, 2, "answers stop once more than 64 KiB are unwritten")
+        XCTAssertEqual(core.stats.inFlightCalls, 2, "answered but unwritten calls are still in flight")
+        XCTAssertGreaterThan(core.detailedStats.bufferedResponseBytes, 64 << 10)
+
+        let readsBefore = socket.reads
+        channel.read()
+        XCTAssertEqual(socket.reads, readsBefore, "reading waits while the connection is over its bound")
+        XCTAssertEqual(core.detailedStats.throttledNow, 1)
+
+        var answered = 0
+        while !socket.held.isEmpty {
+            answered += socket.held.count
+            socket.drain()
+            channel.embeddedEventLoop.run()
+        }
+        XCTAssertEqual(answered, 10)
+        XCTAssertEqual(socket.reads, readsBefore + 1, "the held read is issued once everything is written")
+        XCTAssertEqual(core.stats.inFlightCalls, 0)
+        XCTAssertEqual(core.detailedStats.bufferedResponseBytes, 0)
+        XCTAssertEqual(core.detailedStats.throttledNow, 0)
+    }
+
+    /// One read burst dispatches at most `maxCallsPerTurn` requests; the rest go on later
+    /// turns of the loop, behind other work.
+    func testBurstIsDispatchedInTurns() throws {
+        var settings = ServerSettings()
+        settings.maxCallsPerTurn = 4
+        let core = makeCore(settings)
+        let (channel, socket) = try makeChannel(core)
+        defer { _ = try? channel.finish() }
+
+        for index in 0..<10 {
+            channel.pipeline.fireChannelRead(try bigRequest(UInt32(2 * index + 1), bytes: 8))
+        }
+        XCTAssertEqual(socket.held.count, 4, "four dispatched in this turn")
+        channel.pipeline.fireChannelReadComplete()
+        socket.drain()
+        channel.embeddedEventLoop.run()
+        socket.drain()
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(core.stats.finishedCalls, 10, "the rest on later turns")
+    }
+
+    /// At most `maxQueuedWritesPerConnection` of a connection's writes wait for the writer;
+    /// the next is dispatched when one of them ends.
+    func testQueuedWritesPerConnectionAreBounded() throws {
+        final class Responders: @unchecked Sendable {
+            let lock = NSLock()
+            var list: [TypedResponder<Google_Protobuf_BytesValue>] = []
+            var count: Int { lock.withLock { list.count } }
+        }
+        let responders = Responders()
+        var settings = ServerSettings(authorizer: .allowAll)
+        settings.maxQueuedWritesPerConnection = 2
+        let writes = RPCService(name: MethodTable.Debug.serviceName, methods: [
+            .deferred(MethodTable.Debug.echoWrite) { _, _, respond in
+                responders.lock.withLock { responders.list.append(respond) }
+            },
+        ])
+        let health = HealthStatus(initial: .serving)
+        let core = ServerCore(services: [writes.name: writes], settings: settings, health: health,
+                              observer: NoServerObserver(), logger: Logger(label: "test"))
+        core.setReady()
+        let (channel, socket) = try makeChannel(core)
+        defer { _ = try? channel.finish() }
+
+        for index in 0..<5 {
+            let request = Ttrpc_Request(service: MethodTable.Debug.serviceName, method: MethodTable.Debug.echoWrite.method,
+                                        payload: [])
+            channel.pipeline.fireChannelRead(TTRPCInbound.frame(TTRPCFrame(
+                streamID: UInt32(2 * index + 1), type: .request,
+                payload: try TTRPCEnvelope.encode(request, allocator: ByteBufferAllocator()))))
+        }
+        channel.pipeline.fireChannelReadComplete()
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(responders.count, 2, "two writes at the writer, three waiting unread")
+
+        responders.lock.withLock { responders.list[0] }(.success(Google_Protobuf_BytesValue()))
+        channel.embeddedEventLoop.run()
+        socket.drain()
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(responders.count, 3, "one ended, the next is dispatched")
+    }
+
+    /// A large frame over the partial-frame budget is skipped and answered RESOURCE_EXHAUSTED.
+    func testLargeFrameOverBudgetIsRefused() throws {
+        var settings = ServerSettings()
+        settings.maxPartialFrameBytes = 1 << 20
+        let core = makeCore(settings)
+        let socket = StalledSocket()
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([
+            socket, ByteToMessageHandler(BudgetedFrameDecoder(core: core)),
+            TTRPCConnectionHandler(core: core, peer: PeerCredentials(pid: 1, uid: 1000, gid: 1000)),
+        ])
+        defer { _ = try? channel.finish() }
+        XCTAssertTrue(core.reservePartialFrame(1 << 20, limit: 1 << 20), "another connection holds the budget")
+
+        var frame = ByteBuffer()
+        TTRPCFrame(streamID: 1, type: .request, payload: ByteBuffer(repeating: 0, count: 2 << 20)).encode(into: &frame)
+        try channel.writeInbound(frame.getSlice(at: 0, length: 1 << 20)!)
+        XCTAssertEqual(core.detailedStats.partialFrameBytes, 1 << 20, "no more reserved")
+        try channel.writeInbound(frame.getSlice(at: 1 << 20, length: frame.readableBytes - (1 << 20))!)
+        XCTAssertEqual(socket.held.count, 1)
+        let response = try TTRPCEnvelope.decodeResponse(socket.held[0].0.payload)
+        guard case .failure(let error) = TTRPCEnvelope.result(of: response) else { return XCTFail("expected an error") }
+        XCTAssertEqual(error.code, .resourceExhausted)
+        XCTAssertEqual(core.detailedStats.refusedLargeFrames, 1)
+        core.releasePartialFrame(1 << 20)
+    }
+
+    /// Per-uid limit, idle-first eviction and reserved slots, on the admission logic alone.
+    func testAdmissionPerUIDEvictionAndReservedSlots() throws {
+        var settings = ServerSettings(maxConnections: 4)
+        settings.maxConnectionsPerUID = 2
+        settings.reservedConnections = 1
+        let core = makeCore(settings)
+        let channels = (0..<8).map { _ in EmbeddedChannel() }
+        func admit(_ index: Int, uid: UInt32, privileged: Bool = false) -> ServerCore.Admission {
+            core.admit(channels[index], uid: uid, privileged: privileged, settings: settings)
+        }
+        XCTAssertEqual(admit(0, uid: 1000), .admitted(openConnections: 1))
+        XCTAssertEqual(admit(1, uid: 1000), .admitted(openConnections: 2))
+        core.setIdle(channels[0], false)
+        core.setIdle(channels[1], false)
+        guard case .refused("per_uid", let message) = admit(2, uid: 1000) else { return XCTFail("over the per-uid limit") }
+        XCTAssertTrue(message.contains("uid 1000"), message)
+        XCTAssertEqual(admit(3, uid: 1001), .admitted(openConnections: 3))
+        // The last slot is reserved: another unprivileged uid is refused, root gets in.
+        core.setIdle(channels[3], false)
+        guard case .refused("full", _) = admit(4, uid: 1002) else { return XCTFail("the reserved slot is not for uid 1002") }
+        XCTAssertEqual(admit(5, uid: 0, privileged: true), .admitted(openConnections: 4))
+        // A connection silent since it connected makes room for its own uid.
+        XCTAssertEqual(admit(6, uid: 0, privileged: true), .admitted(openConnections: 4))
+        XCTAssertEqual(core.detailedStats.evictedIdleConnections, 1)
+        XCTAssertEqual(core.detailedStats.connectionsByUID, [1000: 2, 1001: 1, 0: 1])
+        XCTAssertEqual(core.detailedStats.refusedByReason, ["per_uid": 1, "full": 1])
+    }
+
+    func testLogRateLimiterSuppressesRepeatsPerKey() {
+        let limiter = LogRateLimiter(interval: .seconds(1))
+        let start = ContinuousClock.now
+        XCTAssertEqual(limiter.admit("refused:1000", now: start), 0)
+        XCTAssertNil(limiter.admit("refused:1000", now: start + .milliseconds(10)))
+        XCTAssertNil(limiter.admit("refused:1000", now: start + .milliseconds(20)))
+        XCTAssertEqual(limiter.admit("refused:1001", now: start + .milliseconds(30)), 0, "per key")
+        XCTAssertEqual(limiter.admit("refused:1000", now: start + .seconds(1)), 2, "the next line carries the count")
+        XCTAssertEqual(limiter.suppressedTotal, 2)
+    }
+}

@@ -1,0 +1,37 @@
+import Foundation
+import SystemdSupport
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The queued `LogLineWriter` (issue 13): a reader that stops reading never blocks the caller;
+/// lines beyond the queue are dropped, counted, and reported once the output flows again.
+final class LogLineQueueTests: XCTestCase {
+    func testStalledOutputNeverBlocksTheCallerAndDropsAreCounted() throws {
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let writer = LogLineWriter(fd: fds[1], queueCapacity: 100)
+        let line = String(repeating: "x", count: 200)
+        let start = ContinuousClock.now
+        for _ in 0..<20_000 { writer.write(line: line) }
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(2), "nobody reads the pipe, yet writes return")
+        XCTAssertGreaterThan(writer.droppedLines, 0)
+
+        // Read everything until the writer reports the drops.
+        _ = fcntl(fds[0], F_SETFL, O_NONBLOCK)
+        var text = ""
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !text.contains("log lines dropped"), ContinuousClock.now < deadline {
+            let got = read(fds[0], &buffer, buffer.count)
+            if got > 0 {
+                text += String(decoding: buffer[0..<got], as: UTF8.self)
+            } else {
+                usleep(1_000)
+            }
+        }
+        XCTAssertTrue(text.contains("\(writer.droppedLines) log lines dropped"), String(text.suffix(200)))
+    }
+}
