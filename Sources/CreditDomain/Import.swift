@@ -88,24 +88,10 @@ extension Ledger {
     /// the counters (a dry run does neither).
     mutating func buildImport(_ request: ImportSubscriptionRequest,
                               at now: Instant) throws(DomainError) -> (Subscription, SerialCounters) {
-        let scalarCount = request.subscriptionId.unicodeScalars.count
-        guard scalarCount >= 1, scalarCount <= 255 else {
-            throw DomainError.invalid("subscription_id must be 1 to 255 Unicode scalars")
-        }
-        guard request.seats >= 1, request.seats <= maxSeats else { throw DomainError.invalid("seats must be 1 to \(maxSeats)") }
-        guard request.unitPriceMinor >= 0 else { throw DomainError.invalid("unit_price_minor must not be negative") }
-        guard let currency = Currency(code: request.currency) else {
-            throw DomainError.invalid("unsupported currency \"\(request.currency)\"")
-        }
-        guard let zone = zoneRules(request.timeZone) else {
-            throw DomainError.invalid("unknown time zone \"\(request.timeZone)\"")
-        }
-        guard let interval = request.interval.resolved(default: nil) else {
-            throw DomainError.invalid("interval must be monthly or annual")
-        }
-        guard let policy = request.refundPolicy.resolved(default: .anytime) else {
-            throw DomainError.invalid("unknown refund policy \(request.refundPolicy.wireValue)")
-        }
+        let (currency, zone, interval, policy) = try validatedTerms(
+            subscriptionId: request.subscriptionId, seats: request.seats, unitPriceMinor: request.unitPriceMinor,
+            currency: request.currency, timeZone: request.timeZone, interval: request.interval,
+            refundPolicy: request.refundPolicy)
         guard !request.startDate.isEmpty else { throw DomainError.invalid("start_date is required for an import") }
         guard let startDate = CivilDate(request.startDate) else {
             throw DomainError.invalid("start_date must be a date YYYY-MM-DD")

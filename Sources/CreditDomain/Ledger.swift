@@ -310,30 +310,37 @@ public struct Ledger: Sendable {
         return (outcome, changed, false)
     }
 
+    /// The O2 field checks that CreateSubscription and ImportSubscription (O5) share, in X2
+    /// order; each throws `invalid_request`.
+    mutating func validatedTerms(
+        subscriptionId: String, seats: Int64, unitPriceMinor: Int64, currency: String, timeZone: String,
+        interval: EnumField<BillingInterval>, refundPolicy: EnumField<RefundPolicy>
+    ) throws(DomainError) -> (Currency, TimeZoneRules, BillingInterval, RefundPolicy) {
+        let scalarCount = subscriptionId.unicodeScalars.count
+        guard scalarCount >= 1, scalarCount <= 255 else {
+            throw DomainError.invalid("subscription_id must be 1 to 255 Unicode scalars")
+        }
+        guard seats >= 1, seats <= maxSeats else { throw DomainError.invalid("seats must be 1 to \(maxSeats)") }
+        guard unitPriceMinor >= 0 else { throw DomainError.invalid("unit_price_minor must not be negative") }
+        guard let code = Currency(code: currency) else { throw DomainError.invalid("unsupported currency \"\(currency)\"") }
+        guard let zone = zoneRules(timeZone) else { throw DomainError.invalid("unknown time zone \"\(timeZone)\"") }
+        guard let resolvedInterval = interval.resolved(default: nil) else {
+            throw DomainError.invalid("interval must be monthly or annual")
+        }
+        guard let policy = refundPolicy.resolved(default: .anytime) else {
+            throw DomainError.invalid("unknown refund policy \(refundPolicy.wireValue)")
+        }
+        return (code, zone, resolvedInterval, policy)
+    }
+
     private mutating func create(_ request: CreateSubscriptionRequest, at now: Instant, dryRun: Bool)
         -> (outcome: Result<CommandResponse, DomainError>, changed: Bool, replayed: Bool) {
         do throws(DomainError) {
             let id = request.subscriptionId
-            let scalarCount = id.unicodeScalars.count
-            guard scalarCount >= 1, scalarCount <= 255 else {
-                throw DomainError.invalid("subscription_id must be 1 to 255 Unicode scalars")
-            }
-            guard request.seats >= 1, request.seats <= maxSeats else {
-                throw DomainError.invalid("seats must be 1 to \(maxSeats)")
-            }
-            guard request.unitPriceMinor >= 0 else { throw DomainError.invalid("unit_price_minor must not be negative") }
-            guard let currency = Currency(code: request.currency) else {
-                throw DomainError.invalid("unsupported currency \"\(request.currency)\"")
-            }
-            guard let zone = zoneRules(request.timeZone) else {
-                throw DomainError.invalid("unknown time zone \"\(request.timeZone)\"")
-            }
-            guard let interval = request.interval.resolved(default: nil) else {
-                throw DomainError.invalid("interval must be monthly or annual")
-            }
-            guard let policy = request.refundPolicy.resolved(default: .anytime) else {
-                throw DomainError.invalid("unknown refund policy \(request.refundPolicy.wireValue)")
-            }
+            let (currency, zone, interval, policy) = try validatedTerms(
+                subscriptionId: id, seats: request.seats, unitPriceMinor: request.unitPriceMinor,
+                currency: request.currency, timeZone: request.timeZone, interval: request.interval,
+                refundPolicy: request.refundPolicy)
             if !request.startDate.isEmpty {
                 let today = zone.civilDate(of: now)
                 guard let sent = CivilDate(request.startDate), sent == today else {

@@ -1,8 +1,5 @@
 import CreditDomain
 import CreditStore
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import Logging
 import Synchronization
@@ -175,7 +172,7 @@ public final class LedgerWriter: @unchecked Sendable {
     /// Starts the writer thread.
     func start() {
         let thread = Thread { [self] in
-            Self.nameThread("creditd-writer")
+            nameCurrentThread("creditd-writer")
             run()
         }
         thread.start()
@@ -474,15 +471,5 @@ public final class LedgerWriter: @unchecked Sendable {
         case .ping(let completion): completion()
         case .snapshotFinished, .setMaxSeats, .setSnapshotPolicy, .setEventRetention: break
         }
-    }
-
-    /// Sets the kernel's name of the calling thread (shown by top -H), at most 15 bytes.
-    private static func nameThread(_ name: String) {
-        #if os(Linux)
-        let descriptor = Glibc.open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { return }
-        _ = Array(name.utf8.prefix(15)).withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
-        _ = Glibc.close(descriptor)
-        #endif
     }
 }

@@ -173,7 +173,8 @@ func parentDirectory(of path: String) -> String {
 
 /// Sets the kernel's name of the calling thread (shown by top -H, gdb, /proc), at most 15 bytes.
 /// Through /proc because Glibc's module does not export pthread_setname_np and prctl is variadic.
-private func nameCurrentThread(_ name: String) {
+/// The daemon's own threads (journal, snapshots, the ledger writer) use it.
+public func nameCurrentThread(_ name: String) {
     #if os(Linux)
     let descriptor = Glibc.open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
     guard descriptor >= 0 else { return }
