@@ -12,6 +12,6 @@ swift build --product generate-manual >&2
 bin=$(swift build --show-bin-path)
 mkdir -p docs/man
 for tool in creditd creditctl; do
-    "$bin/generate-manual-tool" "$bin/$tool" --date "$date" --section 1 --output-directory docs/man
+    "$bin/generate-manual" "$bin/$tool" --date "$date" --section 1 --output-directory docs/man
 done
 ls docs/man
