@@ -516,10 +516,17 @@ func analyzeStateDirectory(
             let removed = Int64(scan.fileSize - bad.offset)
             // A crash while sealing this segment: its successor exists but holds no record yet
             // (records go there only once the seal is durable).
-            let tornSeal = position == relevant.count - 2 && scan.version >= 2 && {
-                let next = analysis.segments[relevant[position + 1]]
-                return next.records.isEmpty && next.firstSequence == scan.endSequence && next.bad == nil
-            }()
+            // (No closure inside the `&&` here: that shape crashes the -O compiler's ownership
+            // verifier in Swift 6.3.1.)
+            var tornSeal = false
+            if position == relevant.count - 2 && scan.version >= 2 {
+                let nextIndex = relevant[position + 1]
+                let nextHeader = analysis.segments[nextIndex].header
+                var nextFirst: UInt64?
+                if case .valid(let first) = nextHeader { nextFirst = first }
+                tornSeal = analysis.segments[nextIndex].records.isEmpty && nextFirst != nil
+                    && nextFirst == scan.endSequence && analysis.segments[nextIndex].bad == nil
+            }
             if (isLast || tornSeal) && bad.torn && !bad.validDataFollows {
                 analysis.actions.append(.truncateTail(TailTruncation(
                     segment: scan.name, offset: Int64(bad.offset), removedBytes: removed, reason: bad.reason)))
