@@ -2,6 +2,7 @@ import ArgumentParser
 import CreditClient
 import CreditProto
 import Foundation
+import SwiftProtobuf
 
 // The whole book (Q1-Q3) and the event feed (E1-E6): `credits` and `events`.
 
@@ -114,6 +115,12 @@ struct Events: AsyncParsableCommand {
     @Option(name: .customLong("limit"), help: "Events per call (1-1000).") var limit: Int32 = 1000
     @Option(name: .customLong("wait"), help: "Seconds each long poll waits with --follow (1-60).") var wait: Int32 = 30
 
+    static var jsonOptions: JSONEncodingOptions {
+        var options = JSONEncodingOptions()
+        options.preserveProtoFieldNames = true
+        return options
+    }
+
     func validate() throws {
         guard after >= 0 else { throw ValidationError("--after must be 0 or more") }
         guard (1...1000).contains(limit) else { throw ValidationError("--limit must be 1-1000") }
@@ -137,7 +144,8 @@ struct Events: AsyncParsableCommand {
                 var text = ""
                 for event in page.events {
                     switch format {
-                    case .json: text += try JSONOutput.render(event, pretty: false) + "\n"
+                    // One line per event; unset payload messages stay out (E2: the type says which are set).
+                    case .json: text += try event.jsonString(options: Events.jsonOptions) + "\n"
                     case .table:
                         if header {
                             text += "SEQ\tTYPE\tDATE\tSUBSCRIPTION\tCUSTOMER\tDETAIL\n"
