@@ -105,7 +105,8 @@ struct ImportValidator {
         var rows: [ImportRow] = []
         var problems: [ImportProblem] = []
         var seen: [String: Int] = [:]
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        // "\r\n" is one Character in Swift: split on both, or a CSV from `export` is one line.
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
         let firstContent = lines.first { !$0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }
         let format = format ?? (firstContent?.trimmingCharacters(in: .whitespaces).hasPrefix("{") == true ? .jsonl : .csv)
         var header: [String]? = nil
