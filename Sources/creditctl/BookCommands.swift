@@ -190,7 +190,8 @@ extension Render {
         var detail = ""
         if e.hasCredit {
             let c = e.credit
-            detail = "credit \(c.creditID) -> \(snakeName(e.creditState.state)) \(Money.format(c.remainingMinor, c.currency)) of \(Money.format(c.amountMinor, c.currency))"
+            // The credit as it stands after the whole command (E2), so "remaining" may already be later.
+            detail = "credit \(c.creditID) -> \(snakeName(e.creditState.state)), \(Money.format(c.amountMinor, c.currency)) (now \(snakeName(c.state)), remaining \(Money.format(c.remainingMinor, c.currency)))"
         } else if e.hasInvoice {
             let i = e.invoice
             detail = "invoice \(i.invoiceID) \(snakeName(i.kind)) \(Money.format(i.totalMinor, i.currency))\(i.settled ? " settled" : "")"

@@ -236,7 +236,7 @@ struct Check: AsyncParsableCommand {
             ? [PerfData(label: "refund_overdue", Double(stats.refundsOverdue), warning: limits.refundOverdue.0,
                         critical: limits.refundOverdue.1, minimum: 0)] : [])
           + amounts.map { currency, minor in
-            PerfData(label: "refund_overdue_minor_\(currency)", Double(minor), warning: limits.refundOverdueAmount.0,
+            PerfData(label: "overdue_refund_\(currency)", Double(minor), warning: limits.refundOverdueAmount.0,
                      critical: limits.refundOverdueAmount.1, minimum: 0)
         }
         var long: [String] = []

@@ -405,7 +405,7 @@ final class BookFeedEndToEndTests: XCTestCase {
         let owed = overdue.credits.filter { $0.currency == "EUR" }.map(\.remainingMinor).reduce(0, +)
         let ok = try CreditctlProcess.run(["check", "--refund-overdue-amount-warning", String(owed)] + socket)
         XCTAssertEqual(ok.status, 0, ok.stdout)
-        XCTAssertTrue(ok.stdout.contains("'refund_overdue_minor_EUR'=\(owed);\(owed);;0;"), ok.stdout)
+        XCTAssertTrue(ok.stdout.contains("'overdue_refund_EUR'=\(owed);\(owed);;0;"), ok.stdout)
         let warn = try CreditctlProcess.run(["check", "--refund-overdue-amount-warning", String(owed - 1)] + socket)
         XCTAssertEqual(warn.status, 1, warn.stdout)
         let crit = try CreditctlProcess.run(["check", "--refund-overdue-critical", "0"] + socket)
