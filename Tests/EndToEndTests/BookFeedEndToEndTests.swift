@@ -168,21 +168,29 @@ final class BookFeedEndToEndTests: XCTestCase {
         let before = try await allEvents()
         XCTAssertEqual(before.map(\.seq), (1...UInt64(before.count)).map { $0 }, "gap-free from 1")
         XCTAssertTrue(before.contains { $0.type == .creditStateChanged && $0.creditState.state == .refundPending })
+        // E1: the credit_state_changed events are exactly every credit's history entries.
+        var all = Creditd_V1_ListCreditsRequest()
+        all.pageSize = 1000
+        let credits = try await client.listCredits(all).credits
+        let histories = credits.flatMap { c in c.history.map { "\(c.creditID) \($0.state) \($0.atUnixNanos)" } }
+        let fromEvents = before.filter { $0.type == .creditStateChanged }
+            .map { "\($0.credit.creditID) \($0.creditState.state) \($0.creditState.atUnixNanos)" }
+        XCTAssertEqual(fromEvents.sorted(), histories.sorted())
 
         try await restart()
-        let awaited1 = try await allEvents()
-        XCTAssertEqual(awaited1, before, "after a restart (journal replay)")
+        let afterRestart = try await allEvents()
+        XCTAssertEqual(afterRestart, before, "after a restart (journal replay)")
         _ = try await client.takeSnapshot()
-        let awaited2 = try await allEvents()
-        XCTAssertEqual(awaited2, before, "after a snapshot")
+        let afterSnapshot = try await allEvents()
+        XCTAssertEqual(afterSnapshot, before, "after a snapshot")
         try await restart()
-        let awaited3 = try await allEvents()
-        XCTAssertEqual(awaited3, before, "after a restart from the snapshot")
+        let afterSnapshotRestart = try await allEvents()
+        XCTAssertEqual(afterSnapshotRestart, before, "after a restart from the snapshot")
         daemon.kill()
         daemon = try DaemonProcess.start(arguments: Self.arguments, directory: daemon.directory)
         client = try await CreditClient.connect(socketPath: daemon.socketPath)
-        let awaited4 = try await allEvents()
-        XCTAssertEqual(awaited4, before, "after kill -9 and recovery")
+        let afterKill = try await allEvents()
+        XCTAssertEqual(afterKill, before, "after kill -9 and recovery")
     }
 
     // MARK: E4 long poll
@@ -251,8 +259,8 @@ final class BookFeedEndToEndTests: XCTestCase {
 
         let after = try await client.getStats()
         XCTAssertEqual(after.persistence.lastSequence, stats.persistence.lastSequence, "nothing was written")
-        let awaited5 = try await client.listEvents(Creditd_V1_ListEventsRequest()).lastSeq
-        XCTAssertEqual(awaited5, last)
+        let lastAfter = try await client.listEvents(Creditd_V1_ListEventsRequest()).lastSeq
+        XCTAssertEqual(lastAfter, last)
         // after_seq == last_seq is the normal "nothing new" answer.
         r = .init(); r.afterSeq = Int64(last)
         let none = try await client.listEvents(r)
@@ -312,8 +320,8 @@ final class BookFeedEndToEndTests: XCTestCase {
         let (rest, end) = try readStream(c, id: 1)
         XCTAssertEqual(rest, [])
         if case .failure(let error) = end { XCTFail("expected OK at shutdown, got \(error)") }
-        let awaited6 = try await stopper.value
-        XCTAssertEqual(awaited6, 0)
+        let stopStatus = try await stopper.value
+        XCTAssertEqual(stopStatus, 0)
         daemon = nil
     }
 
@@ -341,8 +349,8 @@ final class BookFeedEndToEndTests: XCTestCase {
         var next = Creditd_V1_ListEventsRequest()
         next.afterSeq = Int64(events.last?.seq ?? 0)
         next.limit = 1
-        let awaited7 = try await client.listEvents(next).events.first?.seq
-        XCTAssertEqual(awaited7, (events.last?.seq ?? 0) + 1)
+        let resumedSeq = try await client.listEvents(next).events.first?.seq
+        XCTAssertEqual(resumedSeq, (events.last?.seq ?? 0) + 1)
         // The connection itself stays usable.
         XCTAssertEqual(try c.healthCheck(id: 3), .serving)
     }

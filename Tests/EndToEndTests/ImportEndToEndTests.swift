@@ -100,17 +100,17 @@ final class ImportEndToEndTests: XCTestCase {
         XCTAssertEqual(invoice.lines.map(\.amountMinor), [10000])
         var list = Creditd_V1_ListInvoicesRequest()
         list.subscriptionID = "g1"
-        let awaited1 = try await client.listInvoices(list).invoices.map(\.kind)
-        XCTAssertEqual(awaited1, [.opening], "one opening invoice")
+        let invoiceKinds = try await client.listInvoices(list).invoices.map(\.kind)
+        XCTAssertEqual(invoiceKinds, [.opening], "one opening invoice")
         // E1/E2: an import gives subscription_imported and invoice_issued, nothing else.
         var events = Creditd_V1_ListEventsRequest()
         events.subscriptionID = "g1"
-        let awaited2 = try await client.listEvents(events).events.map(\.type)
-        XCTAssertEqual(awaited2, [.subscriptionImported, .invoiceIssued])
+        let eventTypes = try await client.listEvents(events).events.map(\.type)
+        XCTAssertEqual(eventTypes, [.subscriptionImported, .invoiceIssued])
         // A repeated import is subscription_exists (and changes nothing).
         await assertReason("subscription_exists") { _ = try await client.importSubscription(self.setupG("g1")) }
-        let awaited3 = try await client.listEvents(Creditd_V1_ListEventsRequest()).lastSeq
-        XCTAssertEqual(awaited3, 2)
+        let lastSeq = try await client.listEvents(Creditd_V1_ListEventsRequest()).lastSeq
+        XCTAssertEqual(lastSeq, 2)
     }
 
     func testG2ImmediateCancelRightAway() async throws {
@@ -152,8 +152,8 @@ final class ImportEndToEndTests: XCTestCase {
             XCTAssertEqual(sub.currentPeriod.periodEnd, "2026-04-15")
         }
         try await advance(client, to: "2026-03-17T23:00:00Z")
-        let awaited4 = try await cancel(client, "g5a").cancellation.credit.amountMinor
-        XCTAssertEqual(awaited4, 10000)
+        let g5aCredit = try await cancel(client, "g5a").cancellation.credit.amountMinor
+        XCTAssertEqual(g5aCredit, 10000)
         try await advance(client, to: "2026-03-18T00:00:00Z")
         await assertReason("outside_cancellation_window") { _ = try await self.cancel(client, "g5b") }
     }
@@ -183,12 +183,12 @@ final class ImportEndToEndTests: XCTestCase {
         await assertReason("invalid_request") { _ = try await client.importSubscription(self.setupG("e3", start: "1969-12-31")) }
         var dry = setupG("e4")
         dry.dryRun = true
-        let awaited5 = try await client.importSubscription(dry).dryRun
-        XCTAssertTrue(awaited5)
-        let awaited6 = try await client.getStats().subscriptions
-        XCTAssertEqual(awaited6, 0, "errors and dry runs write nothing")
-        let awaited7 = try await client.listEvents(Creditd_V1_ListEventsRequest()).lastSeq
-        XCTAssertEqual(awaited7, 0)
+        let dryRunAnswered = try await client.importSubscription(dry).dryRun
+        XCTAssertTrue(dryRunAnswered)
+        let subscriptions = try await client.getStats().subscriptions
+        XCTAssertEqual(subscriptions, 0, "errors and dry runs write nothing")
+        let lastSeqAfterErrors = try await client.listEvents(Creditd_V1_ListEventsRequest()).lastSeq
+        XCTAssertEqual(lastSeqAfterErrors, 0)
     }
 
     // MARK: creditctl import
@@ -236,18 +236,18 @@ final class ImportEndToEndTests: XCTestCase {
         XCTAssertTrue(json.stderr.contains("\(jsonPath):2: malformed line"), json.stderr)
         XCTAssertTrue(json.stderr.contains("\(jsonPath):3: unknown time zone Nowhere/Else"), json.stderr)
 
-        let awaited8 = try await client.getStats().subscriptions
-        XCTAssertEqual(awaited8, 0)
-        let awaited9 = try await client.listEvents(Creditd_V1_ListEventsRequest()).lastSeq
-        XCTAssertEqual(awaited9, 0, "nothing was written")
+        let subscriptionsAfterBadFiles = try await client.getStats().subscriptions
+        XCTAssertEqual(subscriptionsAfterBadFiles, 0)
+        let lastSeqAfterBadFiles = try await client.listEvents(Creditd_V1_ListEventsRequest()).lastSeq
+        XCTAssertEqual(lastSeqAfterBadFiles, 0, "nothing was written")
 
         // --dry-run checks a good file and stops there.
         let good = try write("{\"subscription_id\":\"j1\",\"seats\":2,\"unit_price_minor\":500,\"currency\":\"EUR\",\"start_date\":\"2025-06-01\"}\n",
                              "good.jsonl", in: daemon)
         let dry = try CreditctlProcess.run(["import", good, "--dry-run", "-s", daemon.socketPath])
         XCTAssertEqual(dry.status, 0, dry.stderr)
-        let awaited10 = try await client.getStats().subscriptions
-        XCTAssertEqual(awaited10, 0)
+        let subscriptionsAfterDryRun = try await client.getStats().subscriptions
+        XCTAssertEqual(subscriptionsAfterDryRun, 0)
         // From standard input, then again: the second run skips.
         let text = try String(contentsOfFile: good, encoding: .utf8)
         let first = try CreditctlProcess.run(["import", "-", "-s", daemon.socketPath], stdin: text)
@@ -380,8 +380,8 @@ final class ImportEndToEndTests: XCTestCase {
         let second = try CreditctlProcess.run(["import", path, "-s", restarted.socketPath, "--timeout", "30"], timeout: 600)
         XCTAssertEqual(second.status, 0, second.stdout + second.stderr)
         XCTAssertTrue(second.stdout.contains("imported \(UInt64(lines) - survived), skipped \(survived), failed 0"), second.stdout)
-        let awaited11 = try await again.getStats().subscriptions
-        XCTAssertEqual(awaited11, UInt64(lines))
+        let subscriptionsAtEnd = try await again.getStats().subscriptions
+        XCTAssertEqual(subscriptionsAtEnd, UInt64(lines))
         // Each imported once: one subscription_imported event per line.
         var events = Creditd_V1_ListEventsRequest()
         events.types = [.subscriptionImported]
