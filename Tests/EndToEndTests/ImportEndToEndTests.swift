@@ -253,6 +253,9 @@ final class ImportEndToEndTests: XCTestCase {
         let first = try CreditctlProcess.run(["import", "-", "-s", daemon.socketPath], stdin: text)
         XCTAssertEqual(first.status, 0, first.stderr)
         XCTAssertTrue(first.stdout.contains("imported 1, skipped 0, failed 0"), first.stdout)
+        // Not a terminal: plain progress lines, not a bar.
+        XCTAssertTrue(first.stderr.contains("import: 1/1 (100%) imported 1 skipped 0 failed 0"), first.stderr)
+        XCTAssertFalse(first.stderr.contains("\r"), first.stderr)
         let again = try CreditctlProcess.run(["import", "-", "-s", daemon.socketPath], stdin: text)
         XCTAssertEqual(again.status, 0, again.stderr)
         XCTAssertTrue(again.stdout.contains("imported 0, skipped 1, failed 0"), again.stdout)
