@@ -137,6 +137,39 @@ else
   check "valgrind is installed (scripts/install-deps.sh)" false
 fi
 
+# The refund worker example: follows the feed with ListEvents long polls and
+# reports a refund for every credit that becomes refund_pending. The example's
+# cancel above left its credits pending until the final invoice settles on
+# 2025-05-01; moving the clock there makes them refund_pending while the
+# worker waits in a long poll.
+compile_refund_worker() {
+  # shellcheck disable=SC2046
+  cc -Wall -Wextra -Werror -o "$work/refund_worker" clients/c/refund_worker.c \
+    $(PKG_CONFIG_PATH="$pc_path" pkg-config --cflags --libs creditd-client)
+}
+check "cc refund_worker.c \$(pkg-config --cflags --libs creditd-client)" compile_refund_worker
+worker_output=$work/refund_worker.out
+refund_worker_against_daemon() {
+  local creditctl worker_pid status
+  creditctl=$(dirname "$creditd")/creditctl
+  LD_LIBRARY_PATH="$prefix/lib" "$work/refund_worker" -w 2 -i 2 "$socket" >"$worker_output" 2>&1 &
+  worker_pid=$!
+  sleep 0.5
+  "$creditctl" --socket "$socket" advance-clock --to 2025-05-01T00:00:00Z || return 1
+  wait "$worker_pid"; status=$?
+  cat "$worker_output"
+  [ "$status" -eq 0 ] || return 1
+  # The seat change credit (2000) and the cancel credit (3000) were paid.
+  grep -Eq '^refunded cr_[0-9]+ of example-.*: refunded 2000, remaining 0$' "$worker_output" &&
+  grep -Eq '^refunded cr_[0-9]+ of example-.*: refunded 3000, remaining 0$' "$worker_output" &&
+  grep -q '^resume -a [0-9]' "$worker_output" &&
+  # Nothing is left to refund.
+  [ -z "$("$creditctl" --socket "$socket" credits --state refund_pending -o json | grep credit_id)" ]
+}
+if [ -x "$work/refund_worker" ]; then
+  check "refund_worker.c against creditd: pays every refund_pending credit" refund_worker_against_daemon
+fi
+
 stop_daemon() {
   kill -TERM "$daemon_pid"
   wait "$daemon_pid"

@@ -48,6 +48,21 @@ extension CreditClient {
         try await call(MethodTable.Credits.recordRefundOutcome, request, timeout: timeout, metadata: metadata)
     }
 
+    public func importSubscription(_ request: Creditd_V1_ImportSubscriptionRequest, timeout: Duration? = nil, metadata: [(String, String)] = []) async throws -> Creditd_V1_ImportSubscriptionResponse {
+        try await call(MethodTable.Credits.importSubscription, request, timeout: timeout, metadata: metadata)
+    }
+
+    public func listCredits(_ request: Creditd_V1_ListCreditsRequest, timeout: Duration? = nil, metadata: [(String, String)] = []) async throws -> Creditd_V1_ListCreditsResponse {
+        try await call(MethodTable.Credits.listCredits, request, timeout: timeout, metadata: metadata)
+    }
+
+    /// ListEvents. A long poll (`waitSeconds` > 0) needs a deadline past the wait: without an
+    /// explicit `timeout`, this one allows `waitSeconds` + 10 s (not the client's default).
+    public func listEvents(_ request: Creditd_V1_ListEventsRequest, timeout: Duration? = nil, metadata: [(String, String)] = []) async throws -> Creditd_V1_ListEventsResponse {
+        let deadline = timeout ?? (request.waitSeconds > 0 ? .seconds(Int64(request.waitSeconds) + 10) : nil)
+        return try await call(MethodTable.Credits.listEvents, request, timeout: deadline, metadata: metadata)
+    }
+
     // MARK: creditd.v1.Admin
 
     public func getStats(_ request: Creditd_V1_GetStatsRequest = .init(), timeout: Duration? = nil, metadata: [(String, String)] = []) async throws -> Creditd_V1_GetStatsResponse {

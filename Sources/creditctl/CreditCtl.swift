@@ -23,6 +23,7 @@ struct CreditCtl: AsyncParsableCommand {
             RefundStatusCommand.self, ListInvoices.self, RecordRefundOutcome.self,
             Stats.self, TakeSnapshot.self, Clock.self, AdvanceClock.self, Reload.self,
             Metrics.self, Health.self, Check.self,
+            ListCredits.self, Events.self, Import.self, Export.self,
         ]
     )
 }

@@ -96,6 +96,10 @@ struct Check: AsyncParsableCommand {
     @Option(name: .customLong("overdue-critical"), help: "Range of overdue credits + refunds for CRITICAL.") var overdueCritical: String?
     @Option(name: .customLong("journal-warning"), help: "Range (bytes) of journal size for WARNING.") var journalWarning: String?
     @Option(name: .customLong("journal-critical"), help: "Range (bytes) of journal size for CRITICAL.") var journalCritical: String?
+    @Option(name: .customLong("refund-overdue-warning"), help: "Range of refund-overdue credits for WARNING.") var refundOverdueWarning: String?
+    @Option(name: .customLong("refund-overdue-critical"), help: "Range of refund-overdue credits for CRITICAL.") var refundOverdueCritical: String?
+    @Option(name: .customLong("refund-overdue-amount-warning"), help: "Range (minor units, per currency) of refund-overdue amounts for WARNING.") var refundOverdueAmountWarning: String?
+    @Option(name: .customLong("refund-overdue-amount-critical"), help: "Range (minor units, per currency) of refund-overdue amounts for CRITICAL.") var refundOverdueAmountCritical: String?
     @Flag(name: [.customShort("v"), .customLong("verbose")], help: "More detail (may repeat up to 3 times).") var verbosity: Int
     @Flag(name: .customShort("V"), help: "Print the version; exits UNKNOWN, as plugins do.") var showVersion = false
 
@@ -104,6 +108,10 @@ struct Check: AsyncParsableCommand {
         var snapshotAge: (NagiosRange?, NagiosRange?)
         var overdue: (NagiosRange?, NagiosRange?)
         var journal: (NagiosRange?, NagiosRange?)
+        var refundOverdue: (NagiosRange?, NagiosRange?) = (nil, nil)
+        var refundOverdueAmount: (NagiosRange?, NagiosRange?) = (nil, nil)
+        /// The amount ranges need a ListCredits walk over the refund-overdue credits.
+        var wantsAmounts: Bool { refundOverdueAmount.0 != nil || refundOverdueAmount.1 != nil }
     }
 
     // Bad ranges, -t and -s are reported by `evaluate()` rather than `validate()`, so that
@@ -118,7 +126,10 @@ struct Check: AsyncParsableCommand {
             rtt: (try range(warning, "-w"), try range(critical, "-c")),
             snapshotAge: (try range(snapshotAgeWarning, "--snapshot-age-warning"), try range(snapshotAgeCritical, "--snapshot-age-critical")),
             overdue: (try range(overdueWarning, "--overdue-warning"), try range(overdueCritical, "--overdue-critical")),
-            journal: (try range(journalWarning, "--journal-warning"), try range(journalCritical, "--journal-critical")))
+            journal: (try range(journalWarning, "--journal-warning"), try range(journalCritical, "--journal-critical")),
+            refundOverdue: (try range(refundOverdueWarning, "--refund-overdue-warning"), try range(refundOverdueCritical, "--refund-overdue-critical")),
+            refundOverdueAmount: (try range(refundOverdueAmountWarning, "--refund-overdue-amount-warning"),
+                                  try range(refundOverdueAmountCritical, "--refund-overdue-amount-critical")))
     }
 
     func run() async throws {
@@ -165,7 +176,21 @@ struct Check: AsyncParsableCommand {
                                     perfData: [PerfData(label: "rtt", seconds, unit: .seconds, warning: limits.rtt.0, critical: limits.rtt.1, minimum: 0)])
             }
             let stats = try await client.getStats(timeout: max(deadline - (clock.now - started), .milliseconds(1)))
-            return Check.judge(stats: stats, rttSeconds: seconds, limits: limits, verbosity: verbosity)
+            var amounts: [String: Int64]? = nil
+            if limits.wantsAmounts {
+                // Q1: the refund-overdue credits, every page; what is still owed is their remaining amount.
+                var sums: [String: Int64] = [:]
+                var request = Creditd_V1_ListCreditsRequest()
+                request.refundOverdueOnly = true
+                request.pageSize = 1000
+                repeat {
+                    let page = try await client.listCredits(request, timeout: max(deadline - (clock.now - started), .milliseconds(1)))
+                    for credit in page.credits { sums[credit.currency, default: 0] += credit.remainingMinor }
+                    request.pageToken = page.nextPageToken
+                } while !request.pageToken.isEmpty
+                amounts = sums
+            }
+            return Check.judge(stats: stats, rttSeconds: seconds, limits: limits, verbosity: verbosity, refundOverdueAmounts: amounts)
         } catch {
             switch Failure.classify(error, socketPath: path) {
             case .permissionDenied(let message):
@@ -186,7 +211,8 @@ struct Check: AsyncParsableCommand {
         }
     }
 
-    static func judge(stats: Creditd_V1_GetStatsResponse, rttSeconds: Double, limits: Thresholds, verbosity: Int) -> PluginResult {
+    static func judge(stats: Creditd_V1_GetStatsResponse, rttSeconds: Double, limits: Thresholds, verbosity: Int,
+                      refundOverdueAmounts: [String: Int64]? = nil) -> PluginResult {
         let persistence = stats.persistence
         let overdue = Double(stats.creditsOverdue + stats.refundsOverdue)
         let journal = Double(persistence.journalBytes)
@@ -201,6 +227,11 @@ struct Check: AsyncParsableCommand {
         judge(rttSeconds, limits.rtt, String(format: "response time %.3fs", rttSeconds))
         judge(overdue, limits.overdue, "\(Int64(overdue)) overdue")
         judge(journal, limits.journal, "journal \(persistence.journalBytes) bytes")
+        judge(Double(stats.refundsOverdue), limits.refundOverdue, "\(stats.refundsOverdue) refunds overdue")
+        let amounts = (refundOverdueAmounts ?? [:]).sorted { $0.key < $1.key }
+        for (currency, minor) in amounts {
+            judge(Double(minor), limits.refundOverdueAmount, "refunds overdue \(Money.format(minor, currency))")
+        }
         if let snapshotAge {
             judge(snapshotAge, limits.snapshotAge, String(format: "snapshot %.0fs old", snapshotAge))
         } else if limits.snapshotAge.0 != nil || limits.snapshotAge.1 != nil {
@@ -212,7 +243,7 @@ struct Check: AsyncParsableCommand {
         var text = "SERVING, \(stats.connections) connections"
         let problems = states.filter { $0.0 == worst }.map(\.1)
         if !problems.isEmpty { text += ", " + problems.joined(separator: ", ") }
-        let perf = [
+        let perf: [PerfData] = [
             PerfData(label: "rtt", rttSeconds, unit: .seconds, warning: limits.rtt.0, critical: limits.rtt.1, minimum: 0),
             PerfData(label: "connections", Double(stats.connections), minimum: 0),
             PerfData(label: "credits_overdue", Double(stats.creditsOverdue), minimum: 0),
@@ -223,7 +254,13 @@ struct Check: AsyncParsableCommand {
                      warning: limits.snapshotAge.0, critical: limits.snapshotAge.1, minimum: 0),
             PerfData(label: "journal", journal, unit: .bytes, warning: limits.journal.0, critical: limits.journal.1, minimum: 0),
             PerfData(label: "subscriptions", Double(stats.subscriptions), minimum: 0),
-        ]
+        ] + (limits.refundOverdue.0 != nil || limits.refundOverdue.1 != nil
+            ? [PerfData(label: "refund_overdue", Double(stats.refundsOverdue), warning: limits.refundOverdue.0,
+                        critical: limits.refundOverdue.1, minimum: 0)] : [])
+          + amounts.map { currency, minor in
+            PerfData(label: "overdue_refund_\(currency)", Double(minor), warning: limits.refundOverdueAmount.0,
+                     critical: limits.refundOverdueAmount.1, minimum: 0)
+        }
         var long: [String] = []
         if verbosity > 0 {
             long.append("sequence \(persistence.lastSequence), snapshot sequence \(persistence.lastSnapshotSequence)")

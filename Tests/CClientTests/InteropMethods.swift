@@ -46,6 +46,7 @@ enum API {
             createSubscription.fullName, getSubscription.fullName, listSubscriptions.fullName,
             cancelSubscription.fullName, resumeSubscription.fullName, changeSeats.fullName,
             getRefundStatus.fullName, listInvoices.fullName, recordRefundOutcome.fullName,
+            importSubscription.fullName, listCredits.fullName, listEvents.fullName,
             getStats.fullName, takeSnapshot.fullName, getClock.fullName, advanceClock.fullName,
             reload.fullName, getMetrics.fullName, healthCheck.fullName,
         ])
@@ -88,6 +89,19 @@ enum API {
     static var recordRefundOutcome: InteropMethod<Creditd_V1_RecordRefundOutcomeRequest, Creditd_V1_RecordRefundOutcomeResponse> {
         .init(credits, "RecordRefundOutcome", creditd_record_refund_outcome,
               creditd__v1__record_refund_outcome_request__init, isRead: false)
+    }
+
+    static var importSubscription: InteropMethod<Creditd_V1_ImportSubscriptionRequest, Creditd_V1_ImportSubscriptionResponse> {
+        .init(credits, "ImportSubscription", creditd_import_subscription,
+              creditd__v1__import_subscription_request__init, isRead: false)
+    }
+    static var listCredits: InteropMethod<Creditd_V1_ListCreditsRequest, Creditd_V1_ListCreditsResponse> {
+        .init(credits, "ListCredits", creditd_list_credits,
+              creditd__v1__list_credits_request__init, isRead: true)
+    }
+    static var listEvents: InteropMethod<Creditd_V1_ListEventsRequest, Creditd_V1_ListEventsResponse> {
+        .init(credits, "ListEvents", creditd_list_events,
+              creditd__v1__list_events_request__init, isRead: true)
     }
 
     // MARK: creditd.v1.Admin

@@ -288,6 +288,51 @@ enum InteropScript {
         try await r.call("invoices of globex-1", API.listInvoices, .with { $0.subscriptionID = "globex-1" })
         try await r.call("list all", API.listSubscriptions, .init())
 
+        // O5, Q1 and E4: an import, the whole book's credits, the event feed.
+        let imported = Creditd_V1_ImportSubscriptionRequest.with {
+            $0.subscriptionID = "initech-1"
+            $0.customer = "initech"
+            $0.plan = "team"
+            $0.seats = 4
+            $0.unitPriceMinor = 2500
+            $0.currency = "EUR"
+            $0.interval = .monthly
+            $0.timeZone = "Europe/Berlin"
+            $0.refundPolicy = .anytime
+            $0.startDate = "2024-01-31"
+            $0.currentPeriodChargedMinor = 9000
+            $0.currentPeriodChargedSet = true
+        }
+        var importDryRun = imported
+        importDryRun.dryRun = true
+        try await r.call("import initech-1, dry run", API.importSubscription, importDryRun)
+        try await r.call("import initech-1", API.importSubscription, imported)
+        try await r.call("import initech-1 again", API.importSubscription, imported)
+        var importFuture = imported
+        importFuture.subscriptionID = "initech-2"
+        importFuture.startDate = "2030-01-01"
+        try await r.call("import with a start date in the future", API.importSubscription, importFuture)
+        let creditsPage = try await r.success("credits, first page", API.listCredits, .with { $0.pageSize = 1 })
+        try await r.call("credits, second page", API.listCredits, .with {
+            $0.pageSize = 1
+            $0.pageToken = creditsPage.nextPageToken
+        })
+        try await r.call("credits of acme, refund states", API.listCredits, .with {
+            $0.customer = "acme"
+            $0.states = [.refundPending, .refunded]
+        })
+        try await r.call("credits with a bad page size", API.listCredits, .with { $0.pageSize = 1001 })
+        let feed = try await r.success("events from the start", API.listEvents, .with { $0.limit = 1000 })
+        try await r.call("credit events of acme-1", API.listEvents, .with {
+            $0.subscriptionID = "acme-1"
+            $0.types = [.creditStateChanged]
+        })
+        try await r.call("events long poll at the end of the feed (1 s)", API.listEvents, .with {
+            $0.afterSeq = Int64(feed.lastSeq)
+            $0.waitSeconds = 1
+        })
+        try await r.call("events with limit 1001", API.listEvents, .with { $0.limit = 1001 })
+
         try await r.call("stats", API.getStats, .init())
         try await r.call("snapshot", API.takeSnapshot, .init())
         try await r.call("stats after the snapshot", API.getStats, .init())

@@ -221,6 +221,25 @@ int creditd_record_refund_outcome(creditd_client *client,
                                   const Creditd__V1__RecordRefundOutcomeRequest *req,
                                   Creditd__V1__RecordRefundOutcomeResponse **resp,
                                   int timeout_ms, creditd_error *err);
+/* O5: a subscription from another billing system, with its billing dates.
+ * A repeated import fails with reason "subscription_exists". */
+int creditd_import_subscription(creditd_client *client,
+                                const Creditd__V1__ImportSubscriptionRequest *req,
+                                Creditd__V1__ImportSubscriptionResponse **resp,
+                                int timeout_ms, creditd_error *err);
+/* Q1: credits across all subscriptions, filtered and paged. */
+int creditd_list_credits(creditd_client *client,
+                         const Creditd__V1__ListCreditsRequest *req,
+                         Creditd__V1__ListCreditsResponse **resp,
+                         int timeout_ms, creditd_error *err);
+/* E4: the event feed after req->after_seq. With req->wait_seconds > 0 this is
+ * a long poll: it answers as soon as a matching event commits, or empty after
+ * the wait; give a timeout_ms longer than the wait (e.g. wait + 10 s).
+ * Continue from resp->next_after_seq. */
+int creditd_list_events(creditd_client *client,
+                        const Creditd__V1__ListEventsRequest *req,
+                        Creditd__V1__ListEventsResponse **resp,
+                        int timeout_ms, creditd_error *err);
 
 /* -------------------------------------------------- creditd.v1.Admin */
 

@@ -1,0 +1,566 @@
+import ArgumentParser
+import CreditClient
+import CreditDomain
+import CreditProto
+import CreditWire
+import Foundation
+
+// `creditctl import` (O5, ImportSubscription in bulk) and `creditctl export` (the book as JSON
+// lines or CSV). The subscription export carries the import columns, so that importing an
+// export of the active subscriptions into an empty daemon on the same day reproduces them.
+
+enum FileFormat: String, ExpressibleByArgument, CaseIterable {
+    case jsonl, csv
+    init?(argument: String) {
+        switch argument.lowercased() {
+        case "jsonl", "json", "ndjson": self = .jsonl
+        case "csv": self = .csv
+        default: return nil
+        }
+    }
+}
+
+// MARK: - CSV
+
+enum CSV {
+    /// One field, quoted when it holds a comma, quote, line break or edge space (RFC 4180).
+    static func field(_ text: String) -> String {
+        let special = text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" })
+            || text.hasPrefix(" ") || text.hasSuffix(" ")
+        return special ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
+    }
+
+    static func row(_ fields: [String]) -> String { fields.map(field).joined(separator: ",") + "\r\n" }
+
+    /// Splits one line into fields; nil when a quote is not closed or stray text follows one.
+    static func parse(_ line: Substring) -> [String]? {
+        var fields: [String] = []
+        var current = ""
+        var quoted = false, wasQuoted = false
+        var iterator = Array(line).makeIterator()
+        var pending: Character? = nil
+        while let c = pending ?? iterator.next() {
+            pending = nil
+            if quoted {
+                if c == "\"" {
+                    if let n = iterator.next() {
+                        if n == "\"" { current.append("\"") } else { quoted = false; pending = n }
+                    } else { quoted = false }
+                } else { current.append(c) }
+            } else if c == "," {
+                fields.append(current); current = ""; wasQuoted = false
+            } else if c == "\"" {
+                guard current.isEmpty, !wasQuoted else { return nil }
+                quoted = true; wasQuoted = true
+            } else {
+                if wasQuoted { return nil }
+                current.append(c)
+            }
+        }
+        if quoted { return nil }
+        fields.append(current)
+        return fields
+    }
+}
+
+// MARK: - Import
+
+enum JSONText {
+    /// A JSON string literal.
+    static func quoted(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
+            }
+        }
+        return out + "\""
+    }
+}
+
+/// One validated line of an import file.
+struct ImportRow: Sendable {
+    let line: Int
+    let request: Creditd_V1_ImportSubscriptionRequest
+}
+
+struct ImportProblem: Sendable {
+    let line: Int
+    let reason: String
+}
+
+/// Reads and checks a whole import file (JSON lines or CSV with a header row).
+struct ImportValidator {
+    static let columns = ["subscription_id", "customer", "plan", "seats", "unit_price_minor", "currency", "interval",
+                          "time_zone", "refund_policy", "start_date", "current_period_charged_minor"]
+
+    /// `now`: the daemon's instant; a start date after today in the row's zone is refused.
+    static func validate(text: String, format: FileFormat?, now: Int64) -> (rows: [ImportRow], problems: [ImportProblem]) {
+        var rows: [ImportRow] = []
+        var problems: [ImportProblem] = []
+        var seen: [String: Int] = [:]
+        // "\r\n" is one Character in Swift: split on both, or a CSV from `export` is one line.
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+        let firstContent = lines.first { !$0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }
+        let format = format ?? (firstContent?.trimmingCharacters(in: .whitespaces).hasPrefix("{") == true ? .jsonl : .csv)
+        var header: [String]? = nil
+        for (index, raw) in lines.enumerated() {
+            let number = index + 1
+            var line = raw
+            if line.hasSuffix("\r") { line = line.dropLast() }
+            if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+            var fields: [String: String] = [:]
+            switch format {
+            case .csv:
+                guard let cells = CSV.parse(line) else {
+                    problems.append(ImportProblem(line: number, reason: "malformed CSV line (unbalanced quotes)")); continue
+                }
+                guard let names = header else {
+                    let names = cells.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+                    let missing = ["subscription_id", "seats", "unit_price_minor", "currency", "start_date"].filter { !names.contains($0) }
+                    if !missing.isEmpty {
+                        problems.append(ImportProblem(line: number, reason: "header row lacks column(s) \(missing.joined(separator: ", "))"))
+                        return (rows, problems)
+                    }
+                    header = names
+                    continue
+                }
+                guard cells.count == names.count else {
+                    problems.append(ImportProblem(line: number, reason: "malformed line: \(cells.count) fields, the header has \(names.count)")); continue
+                }
+                for (name, value) in zip(names, cells) { fields[name] = value }
+            case .jsonl:
+                guard let data = String(line).data(using: .utf8),
+                      let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                    problems.append(ImportProblem(line: number, reason: "malformed line: not a JSON object")); continue
+                }
+                var bad: String? = nil
+                for (key, value) in object {
+                    switch value {
+                    case let s as String: fields[key] = s
+                    case let n as NSNumber: fields[key] = n.stringValue
+                    case is NSNull: break
+                    default: bad = key
+                    }
+                }
+                if let bad { problems.append(ImportProblem(line: number, reason: "malformed line: \(bad) is not a string or number")); continue }
+            }
+            switch row(fields, now: now) {
+            case .failure(let reason):
+                problems.append(ImportProblem(line: number, reason: reason.text))
+            case .success(let request):
+                if let first = seen[request.subscriptionID] {
+                    problems.append(ImportProblem(line: number, reason: "duplicated id \(request.subscriptionID) (first on line \(first))"))
+                    continue
+                }
+                seen[request.subscriptionID] = number
+                rows.append(ImportRow(line: number, request: request))
+            }
+        }
+        return (rows, problems)
+    }
+
+    struct Reason: Error { let text: String }
+
+    static func row(_ f: [String: String], now: Int64) -> Result<Creditd_V1_ImportSubscriptionRequest, Reason> {
+        func text(_ key: String) -> String { (f[key] ?? "").trimmingCharacters(in: .whitespaces) }
+        func integer(_ key: String) -> Result<Int64?, Reason> {
+            let value = text(key)
+            if value.isEmpty { return .success(nil) }
+            guard let number = Int64(value) else { return .failure(Reason(text: "\(key) is not an integer: \(value)")) }
+            return .success(number)
+        }
+        var r = Creditd_V1_ImportSubscriptionRequest()
+        r.subscriptionID = f["subscription_id"] ?? ""
+        guard !r.subscriptionID.isEmpty else { return .failure(Reason(text: "subscription_id is missing")) }
+        guard r.subscriptionID.unicodeScalars.count <= 255 else { return .failure(Reason(text: "subscription_id is longer than 255 characters")) }
+        r.customer = f["customer"] ?? ""
+        r.plan = f["plan"] ?? ""
+        let status = text("status")
+        if !status.isEmpty, status != "active" {
+            return .failure(Reason(text: "status \(status): only active subscriptions can be imported"))
+        }
+        switch integer("seats") {
+        case .failure(let e): return .failure(e)
+        case .success(let v):
+            guard let v else { return .failure(Reason(text: "seats is missing")) }
+            guard v >= 1 else { return .failure(Reason(text: "seats must be at least 1: \(v)")) }
+            r.seats = v
+        }
+        switch integer("unit_price_minor") {
+        case .failure(let e): return .failure(e)
+        case .success(let v):
+            guard let v else { return .failure(Reason(text: "unit_price_minor is missing")) }
+            guard v >= 0 else { return .failure(Reason(text: "negative unit_price_minor: \(v)")) }
+            r.unitPriceMinor = v
+        }
+        let currency = text("currency").uppercased()
+        guard Currency(code: currency) != nil else {
+            return .failure(Reason(text: currency.isEmpty ? "currency is missing" : "unknown currency \(text("currency"))"))
+        }
+        r.currency = currency
+        switch text("interval").lowercased() {
+        case "", "monthly": r.interval = .monthly
+        case "annual", "yearly": r.interval = .annual
+        case let other: return .failure(Reason(text: "unknown interval \(other) (monthly or annual)"))
+        }
+        let zoneText = text("time_zone").isEmpty ? "UTC" : text("time_zone")
+        guard let zone = TimeZoneRules(identifier: zoneText) else { return .failure(Reason(text: "unknown time zone \(zoneText)")) }
+        r.timeZone = zoneText
+        switch text("refund_policy").lowercased().replacingOccurrences(of: "-", with: "_") {
+        case "", "anytime": r.refundPolicy = .anytime
+        case "window_7d": r.refundPolicy = .window7D
+        case "window_72h": r.refundPolicy = .window72H
+        case let other: return .failure(Reason(text: "unknown refund_policy \(other) (anytime, window_7d or window_72h)"))
+        }
+        let start = text("start_date")
+        guard !start.isEmpty else { return .failure(Reason(text: "start_date is missing")) }
+        guard let startDate = CivilDate(start) else { return .failure(Reason(text: "start_date is not a date YYYY-MM-DD: \(start)")) }
+        let today = zone.civilDate(of: Instant(nanosecondsSinceEpoch: now))
+        guard startDate <= today else {
+            return .failure(Reason(text: "start date \(start) is in the future (today is \(today) in \(zoneText))"))
+        }
+        r.startDate = start
+        switch integer("current_period_charged_minor") {
+        case .failure(let e): return .failure(e)
+        case .success(let v):
+            if let v {
+                guard v >= 0 else { return .failure(Reason(text: "negative current_period_charged_minor: \(v)")) }
+                r.currentPeriodChargedMinor = v
+                r.currentPeriodChargedSet = true
+            }
+        }
+        return .success(r)
+    }
+}
+
+/// Progress on stderr: a bar with rate and time left on a terminal, periodic lines otherwise.
+final class ImportProgress {
+    let total: Int
+    let terminal = isatty(STDERR_FILENO) == 1
+    let started = ContinuousClock.now
+    var lastReport = ContinuousClock.now
+    let interval: Duration
+
+    init(total: Int) {
+        self.total = total
+        interval = terminal ? .milliseconds(200) : .seconds(2)
+    }
+
+    static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+
+    func update(done: Int, imported: Int, skipped: Int, failed: Int, force: Bool = false) {
+        let now = ContinuousClock.now
+        guard force || now - lastReport >= interval else { return }
+        lastReport = now
+        let elapsed = max(ImportProgress.seconds(now - started), 0.001)
+        let rate = Double(done) / elapsed
+        let left = rate > 0 ? Double(total - done) / rate : 0
+        let percent = total == 0 ? 100 : done * 100 / total
+        if terminal {
+            let width = 30
+            let filled = total == 0 ? width : done * width / total
+            let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+            let line = String(format: "\r[%@] %d/%d %3d%% %.0f/s ETA %ds ", bar, done, total, percent, rate, Int(left.rounded()))
+            FileHandle.standardError.write(Data(line.utf8))
+            if force { FileHandle.standardError.write(Data("\n".utf8)) }
+        } else {
+            let line = String(format: "import: %d/%d (%d%%) imported %d skipped %d failed %d, %.0f/s, %ds left\n",
+                              done, total, percent, imported, skipped, failed, rate, Int(left.rounded()))
+            FileHandle.standardError.write(Data(line.utf8))
+        }
+    }
+}
+
+struct Import: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Import existing subscriptions (ImportSubscription) from JSON lines or CSV, keeping their billing dates.",
+        discussion: """
+            Columns (CSV header row, or JSON keys): subscription_id, customer, plan, seats, unit_price_minor, \
+            currency, interval (monthly|annual), time_zone (IANA), refund_policy (anytime|window_7d|window_72h), \
+            start_date (YYYY-MM-DD), current_period_charged_minor (optional; default price x seats). \
+            Other columns (those of `export subscriptions`) are ignored, except status, which must be active.
+
+            The whole file is checked first; every bad line is reported with its number and nothing is \
+            written (exit 65). A subscription that already exists counts as skipped, so an interrupted \
+            import can simply be run again. Exit 0 when nothing failed, 1 otherwise.
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "File to import; - for standard input.") var file: String
+    @Option(help: "jsonl or csv (default: by the file's first character).") var format: FileFormat?
+    @Flag(name: .customLong("dry-run"), help: "Only check the file; change nothing.") var dryRun = false
+    @Option(name: .customLong("in-flight"), help: "Calls in flight at once (1-1000).") var inFlight: Int = 64
+
+    func validate() throws {
+        guard (1...1000).contains(inFlight) else { throw ValidationError("--in-flight must be 1-1000") }
+    }
+
+    func run() async throws {
+        let text: String
+        do {
+            let data = file == "-" ? FileHandle.standardInput.readDataToEndOfFile()
+                : try Data(contentsOf: URL(fileURLWithPath: file))
+            guard let decoded = String(data: data, encoding: .utf8) else { throw ValidationError("\(file) is not UTF-8 text") }
+            text = decoded
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            throw ValidationError("cannot read \(file): \(error.localizedDescription)")
+        }
+        let format = self.format, dryRun = self.dryRun, inFlight = self.inFlight
+        let name = file == "-" ? "<stdin>" : file
+        let outcome: Int32 = try await withSession(connection) { session in
+            let clock = try await session.call(MethodTable.Admin.getClock, Creditd_V1_GetClockRequest())
+            let (rows, problems) = ImportValidator.validate(text: text, format: format, now: clock.nowUnixNanos)
+            if !problems.isEmpty {
+                var report = ""
+                for p in problems { report += "\(name):\(p.line): \(p.reason)\n" }
+                report += "creditctl: import: \(problems.count) bad line(s); nothing was imported\n"
+                FileHandle.standardError.write(Data(report.utf8))
+                return 65
+            }
+            if dryRun {
+                print("dry run: \(rows.count) subscription(s) valid; nothing was imported")
+                return 0
+            }
+            return try await Import.send(rows, session: session, inFlight: inFlight, name: name)
+        }
+        if outcome != 0 { throw ExitCode(outcome) }
+    }
+
+    enum Outcome: Sendable {
+        case imported, skipped
+        case failed(String)
+        case lost(any Error)
+    }
+
+    static func send(_ rows: [ImportRow], session: Session, inFlight: Int, name: String) async throws -> Int32 {
+        let progress = ImportProgress(total: rows.count)
+        var imported = 0, skipped = 0, failed = 0
+        var lost: (any Error)? = nil
+        var failures = ""
+        await withTaskGroup(of: (Int, Outcome).self) { group in
+            var next = 0
+            func launch() {
+                let row = rows[next]
+                next += 1
+                group.addTask {
+                    do {
+                        _ = try await session.call(MethodTable.Credits.importSubscription, row.request)
+                        return (row.line, .imported)
+                    } catch let error as RPCError {
+                        if error.message.hasPrefix("subscription_exists") { return (row.line, .skipped) }
+                        if error.code == .unavailable { return (row.line, .lost(error)) }
+                        return (row.line, .failed("\(error.code.name): \(error.message)"))
+                    } catch {
+                        return (row.line, .lost(error))
+                    }
+                }
+            }
+            while next < rows.count && next < inFlight { launch() }
+            while let (line, result) = await group.next() {
+                switch result {
+                case .imported: imported += 1
+                case .skipped: skipped += 1
+                case .failed(let reason):
+                    failed += 1
+                    failures += "\(name):\(line): \(reason)\n"
+                case .lost(let error):
+                    if lost == nil { lost = error }
+                }
+                if lost == nil, next < rows.count { launch() }
+                progress.update(done: imported + skipped + failed, imported: imported, skipped: skipped, failed: failed)
+            }
+        }
+        progress.update(done: imported + skipped + failed, imported: imported, skipped: skipped, failed: failed, force: true)
+        if !failures.isEmpty { FileHandle.standardError.write(Data(failures.utf8)) }
+        let notAttempted = rows.count - imported - skipped - failed
+        var summary = "imported \(imported), skipped \(skipped), failed \(failed)"
+        if notAttempted > 0 { summary += ", not done \(notAttempted) (connection lost; run the import again)" }
+        print(summary)
+        if let lost { throw CommandFailure(lost, socketPath: session.client.socketPath) }
+        return failed > 0 ? 1 : 0
+    }
+}
+
+// MARK: - Export
+
+enum ExportWhat: String, ExpressibleByArgument, CaseIterable {
+    case subscriptions, credits, invoices
+}
+
+/// `--status` of `export subscriptions|invoices`.
+struct StatusArgument: ExpressibleByArgument {
+    let proto: Creditd_V1_SubscriptionStatus
+    init?(argument: String) {
+        let wanted = argument.lowercased().replacingOccurrences(of: "-", with: "_")
+        guard let found = Creditd_V1_SubscriptionStatus.allCases.first(where: { $0 != .unspecified && snakeName($0) == wanted })
+        else { return nil }
+        proto = found
+    }
+    static var allValueStrings: [String] {
+        Creditd_V1_SubscriptionStatus.allCases.filter { $0 != .unspecified }.map { snakeName($0) }
+    }
+}
+
+/// A row of an export: ordered columns, each a text or an integer (JSON number).
+enum Cell {
+    case text(String)
+    case int(Int64)
+    case bool(Bool)
+
+    var csv: String {
+        switch self {
+        case .text(let s): return s
+        case .int(let n): return String(n)
+        case .bool(let b): return b ? "true" : "false"
+        }
+    }
+
+    var json: String {
+        switch self {
+        case .text(let s): return JSONText.quoted(s)
+        case .int(let n): return String(n)
+        case .bool(let b): return b ? "true" : "false"
+        }
+    }
+}
+
+struct Export: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Export subscriptions, credits or invoices as JSON lines or CSV, every page.",
+        discussion: """
+            Money is integer minor units with a currency column; dates are YYYY-MM-DD. \
+            `export subscriptions --status active` can be imported into another creditd with `creditctl import`.
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "subscriptions, credits or invoices.") var what: ExportWhat
+    @Option(help: "jsonl or csv.") var format: FileFormat = .jsonl
+    @Option(name: [.customShort("o"), .customLong("output")], help: "Write to this file instead of standard output.") var outputFile: String?
+    @Option(name: .customLong("status"), help: "subscriptions, invoices: only these statuses (repeatable).") var statuses: [StatusArgument] = []
+    @OptionGroup var filters: CreditFilterOptions
+
+    static let subscriptionColumns = ImportValidator.columns + [
+        "status", "anchor_day", "anchor_month", "period_start", "period_end", "period_days", "charged_seats",
+        "next_billing_date", "scheduled_seats", "cancel_effective_date", "created_at"]
+    static let creditColumns = [
+        "credit_id", "subscription_id", "customer", "source", "state", "currency", "amount_minor", "remaining_minor",
+        "consumed_minor", "refunded_minor", "effective_date", "due_date", "deadline", "expected_by", "applied_date",
+        "refund_expected_by", "overdue", "refund_overdue", "as_of_date"]
+    static let invoiceColumns = [
+        "invoice_id", "subscription_id", "customer", "kind", "issued_date", "period_start", "period_end", "currency",
+        "total_minor", "lines", "settles_on", "settled"]
+
+    func validate() throws {
+        if what == .credits, !statuses.isEmpty { throw ValidationError("--status applies to subscriptions and invoices") }
+        if what != .credits, !filters.states.isEmpty || filters.overdue || filters.refundOverdue || !filters.currency.isEmpty || !filters.subscription.isEmpty {
+            throw ValidationError("--state, --overdue, --refund-overdue, --currency and --subscription apply to credits")
+        }
+    }
+
+    func run() async throws {
+        let handle: FileHandle
+        if let outputFile {
+            guard FileManager.default.createFile(atPath: outputFile, contents: nil),
+                  let opened = FileHandle(forWritingAtPath: outputFile) else {
+                throw ValidationError("cannot write \(outputFile)")
+            }
+            handle = opened
+        } else {
+            handle = FileHandle.standardOutput
+        }
+        let what = self.what, format = self.format, filters = self.filters
+        let statuses = self.statuses.map(\.proto)
+        let columns: [String] = switch what {
+        case .subscriptions: Export.subscriptionColumns
+        case .credits: Export.creditColumns
+        case .invoices: Export.invoiceColumns
+        }
+        func write(_ rows: [[Cell]], header: Bool = false) {
+            var out = ""
+            if header, format == .csv { out += CSV.row(columns) }
+            for row in rows {
+                switch format {
+                case .csv: out += CSV.row(row.map(\.csv))
+                case .jsonl: out += "{" + zip(columns, row).map { "\(JSONText.quoted($0)):\($1.json)" }.joined(separator: ",") + "}\n"
+                }
+            }
+            if !out.isEmpty { handle.write(Data(out.utf8)) }
+        }
+        write([], header: true)
+        let count: Int = try await withSession(connection) { session in
+            var count = 0
+            var token = ""
+            switch what {
+            case .credits:
+                repeat {
+                    let page = try await session.call(MethodTable.Credits.listCredits, filters.request(pageSize: 1000, pageToken: token))
+                    write(page.credits.map(Export.row))
+                    count += page.credits.count
+                    token = page.nextPageToken
+                } while !token.isEmpty
+            case .subscriptions, .invoices:
+                repeat {
+                    var request = Creditd_V1_ListSubscriptionsRequest()
+                    request.pageSize = 1000
+                    request.pageToken = token
+                    request.customer = filters.customer
+                    request.statuses = statuses
+                    let page = try await session.call(MethodTable.Credits.listSubscriptions, request)
+                    if what == .subscriptions {
+                        write(page.subscriptions.map(Export.row))
+                        count += page.subscriptions.count
+                    } else {
+                        for sub in page.subscriptions {
+                            var get = Creditd_V1_ListInvoicesRequest()
+                            get.subscriptionID = sub.subscriptionID
+                            let invoices = try await session.call(MethodTable.Credits.listInvoices, get).invoices
+                            write(invoices.map { Export.row($0, sub) })
+                            count += invoices.count
+                        }
+                    }
+                    token = page.nextPageToken
+                } while !token.isEmpty
+            }
+            return count
+        }
+        if outputFile != nil {
+            try handle.synchronize()
+            try handle.close()
+            FileHandle.standardError.write(Data("creditctl: exported \(count) \(what.rawValue) to \(outputFile!)\n".utf8))
+        }
+    }
+
+    static func row(_ s: Creditd_V1_Subscription) -> [Cell] {
+        let p = s.currentPeriod
+        return [.text(s.subscriptionID), .text(s.customer), .text(s.plan), .int(s.seats), .int(s.unitPriceMinor),
+                .text(s.currency), .text(snakeName(s.interval)), .text(s.timeZone), .text(snakeName(s.refundPolicy)),
+                .text(s.startDate), .int(p.chargedMinor),
+                .text(snakeName(s.status)), .int(Int64(s.anchorDay)), .int(Int64(s.anchorMonth)), .text(p.periodStart),
+                .text(p.periodEnd), .int(Int64(p.periodDays)), .int(p.chargedSeats), .text(s.nextBillingDate),
+                .int(s.scheduledSeats), .text(s.cancelEffectiveDate), .text(Instants.format(s.createdAtUnixNanos))]
+    }
+
+    static func row(_ c: Creditd_V1_Credit) -> [Cell] {
+        [.text(c.creditID), .text(c.subscriptionID), .text(c.customer), .text(snakeName(c.source)), .text(snakeName(c.state)),
+         .text(c.currency), .int(c.amountMinor), .int(c.remainingMinor), .int(c.consumedMinor), .int(c.refundedMinor),
+         .text(c.effectiveDate), .text(c.dueDate), .text(c.deadline), .text(c.expectedBy), .text(c.appliedDate),
+         .text(c.refundExpectedBy), .bool(c.overdue), .bool(c.refundOverdue), .text(c.asOfDate)]
+    }
+
+    static func row(_ i: Creditd_V1_Invoice, _ s: Creditd_V1_Subscription) -> [Cell] {
+        [.text(i.invoiceID), .text(s.subscriptionID), .text(s.customer), .text(snakeName(i.kind)), .text(i.issuedDate),
+         .text(i.periodStart), .text(i.periodEnd), .text(i.currency.isEmpty ? s.currency : i.currency), .int(i.totalMinor),
+         .int(Int64(i.lines.count)), .text(i.settlesOn), .bool(i.settled)]
+    }
+}

@@ -1,0 +1,433 @@
+import CreditClient
+import CreditProto
+import CreditWire
+import Foundation
+import SwiftProtobuf
+import XCTest
+
+/// Q1-Q3 and E1-E6 (issue 14) against the real daemon: ListCredits paging under writes, the
+/// feed across restarts and snapshots, the long poll, WatchEvents on raw ttrpc 1.2 frames,
+/// bad arguments, and creditctl's `credits`, `events` and `check`.
+final class BookFeedEndToEndTests: XCTestCase {
+    var daemon: DaemonProcess!
+    var client: CreditClient!
+    static let arguments = ["--clock", "manual", "--now", "2025-04-01T09:00:00Z"]
+
+    override func setUp() async throws {
+        daemon = try DaemonProcess.start(arguments: Self.arguments)
+        client = try await CreditClient.connect(socketPath: daemon.socketPath)
+    }
+
+    override func tearDown() async throws {
+        await client?.close()
+        if let daemon, daemon.isRunning { XCTAssertEqual(try daemon.stop(), 0, daemon.stderr) }
+    }
+
+    func restart() async throws {
+        await client.close()
+        XCTAssertEqual(try daemon.stop(), 0, daemon.stderr)
+        daemon = try DaemonProcess.start(arguments: Self.arguments, directory: daemon.directory)
+        client = try await CreditClient.connect(socketPath: daemon.socketPath)
+    }
+
+    @discardableResult
+    func create(_ id: String, customer: String = "acme", seats: Int64 = 10, currency: String = "USD",
+                on client: CreditClient? = nil) async throws -> Creditd_V1_Subscription {
+        var request = Creditd_V1_CreateSubscriptionRequest()
+        request.subscriptionID = id
+        request.customer = customer
+        request.seats = seats
+        request.unitPriceMinor = 1000
+        request.currency = currency
+        request.interval = .monthly
+        request.timeZone = "UTC"
+        return try await (client ?? self.client).createSubscription(request).subscription
+    }
+
+    func seats(_ id: String, _ n: Int64, on client: CreditClient? = nil) async throws {
+        var request = Creditd_V1_ChangeSeatsRequest()
+        request.subscriptionID = id
+        request.newSeats = n
+        request.timing = .now
+        _ = try await (client ?? self.client).changeSeats(request)
+    }
+
+    func cancel(_ id: String) async throws {
+        var request = Creditd_V1_CancelSubscriptionRequest()
+        request.subscriptionID = id
+        _ = try await client.cancelSubscription(request)
+    }
+
+    func allEvents() async throws -> [Creditd_V1_Event] {
+        var request = Creditd_V1_ListEventsRequest()
+        request.limit = 1000
+        var events: [Creditd_V1_Event] = []
+        while true {
+            let page = try await client.listEvents(request)
+            events += page.events
+            request.afterSeq = Int64(page.nextAfterSeq)
+            if page.nextAfterSeq >= page.lastSeq { return events }
+        }
+    }
+
+    func assertInvalid(_ what: String, file: StaticString = #filePath, line: UInt = #line, _ body: () async throws -> Void) async {
+        do {
+            try await body()
+            XCTFail("\(what): expected invalid_request", file: file, line: line)
+        } catch let error as RPCError {
+            XCTAssertEqual(error.code, .invalidArgument, "\(what): \(error)", file: file, line: line)
+            XCTAssertTrue(error.message.hasPrefix("invalid_request"), "\(what): \(error)", file: file, line: line)
+        } catch {
+            XCTFail("\(what): \(error)", file: file, line: line)
+        }
+    }
+
+    // MARK: Q1 paging
+
+    /// Pages of 7 while other connections create credits: no credit twice, none that existed
+    /// before the listing skipped, creation order kept.
+    func testListCreditsPagingUnderConcurrentWrites() async throws {
+        for i in 0..<120 {
+            try await create(String(format: "s%03d", i), customer: i % 2 == 0 ? "acme" : "globex")
+            try await seats(String(format: "s%03d", i), 9)
+        }
+        var before = Creditd_V1_ListCreditsRequest()
+        before.pageSize = 1000
+        let existing = try await client.listCredits(before).credits.map(\.creditID)
+        XCTAssertEqual(existing.count, 120)
+
+        let socket = daemon.socketPath
+        let writer = Task {
+            let other = try await CreditClient.connect(socketPath: socket)
+            defer { Task { await other.close() } }
+            for i in 0..<120 {
+                let id = String(format: "w%03d", i)
+                var create = Creditd_V1_CreateSubscriptionRequest()
+                create.subscriptionID = id
+                create.customer = "acme"
+                create.seats = 10
+                create.unitPriceMinor = 1000
+                create.currency = "USD"
+                create.interval = .monthly
+                create.timeZone = "UTC"
+                _ = try await other.createSubscription(create)
+                for (target, seats) in [(id, Int64(8)), (String(format: "s%03d", i), Int64(8))] {
+                    var change = Creditd_V1_ChangeSeatsRequest()
+                    change.subscriptionID = target
+                    change.newSeats = seats
+                    change.timing = .now
+                    _ = try await other.changeSeats(change)
+                }
+            }
+        }
+        var seen: [String] = []
+        var request = Creditd_V1_ListCreditsRequest()
+        request.pageSize = 7
+        repeat {
+            let page = try await client.listCredits(request)
+            seen += page.credits.map(\.creditID)
+            request.pageToken = page.nextPageToken
+            try await Task.sleep(for: .milliseconds(2))
+        } while !request.pageToken.isEmpty
+        try await writer.value
+        XCTAssertEqual(Set(seen).count, seen.count, "no duplicates")
+        XCTAssertTrue(Set(existing).isSubset(of: Set(seen)), "no skips")
+        let all = try await client.listCredits(before).credits.map(\.creditID)
+        XCTAssertEqual(all.count, 360)
+        XCTAssertEqual(seen, all.filter(Set(seen).contains), "creation order")
+
+        // Filters: one customer, one state; the page token survives a restart.
+        var acme = Creditd_V1_ListCreditsRequest()
+        acme.customer = "acme"
+        acme.states = [.pending]
+        acme.pageSize = 50
+        let first = try await client.listCredits(acme)
+        XCTAssertEqual(first.credits.count, 50)
+        XCTAssertTrue(first.credits.allSatisfy { $0.customer == "acme" && $0.state == .pending })
+        try await restart()
+        acme.pageToken = first.nextPageToken
+        acme.pageSize = 1000
+        let rest = try await client.listCredits(acme)
+        XCTAssertEqual(Set(first.credits.map(\.creditID)).intersection(rest.credits.map(\.creditID)), [])
+        // acme: the 60 even s-subscriptions twice, and every w-subscription once.
+        XCTAssertEqual(first.credits.count + rest.credits.count, 60 * 2 + 120)
+    }
+
+    // MARK: E3
+
+    func testEventsAreIdenticalAfterRestartAndSnapshot() async throws {
+        for i in 0..<30 {
+            let id = "e\(i)"
+            try await create(id)
+            try await seats(id, 7)
+            if i % 3 == 0 { try await cancel(id) }
+        }
+        var advance = Creditd_V1_AdvanceClockRequest()
+        advance.toUnixNanos = 1_746_057_600_000_000_000  // 2025-05-01: renewals, settlements, refund_pending
+        _ = try await client.advanceClock(advance)
+        let before = try await allEvents()
+        XCTAssertEqual(before.map(\.seq), (1...UInt64(before.count)).map { $0 }, "gap-free from 1")
+        XCTAssertTrue(before.contains { $0.type == .creditStateChanged && $0.creditState.state == .refundPending })
+        // E1: the credit_state_changed events are exactly every credit's history entries.
+        var all = Creditd_V1_ListCreditsRequest()
+        all.pageSize = 1000
+        let credits = try await client.listCredits(all).credits
+        let histories = credits.flatMap { c in c.history.map { "\(c.creditID) \($0.state) \($0.atUnixNanos)" } }
+        let fromEvents = before.filter { $0.type == .creditStateChanged }
+            .map { "\($0.credit.creditID) \($0.creditState.state) \($0.creditState.atUnixNanos)" }
+        XCTAssertEqual(fromEvents.sorted(), histories.sorted())
+
+        try await restart()
+        let afterRestart = try await allEvents()
+        XCTAssertEqual(afterRestart, before, "after a restart (journal replay)")
+        _ = try await client.takeSnapshot()
+        let afterSnapshot = try await allEvents()
+        XCTAssertEqual(afterSnapshot, before, "after a snapshot")
+        try await restart()
+        let afterSnapshotRestart = try await allEvents()
+        XCTAssertEqual(afterSnapshotRestart, before, "after a restart from the snapshot")
+        daemon.kill()
+        daemon = try DaemonProcess.start(arguments: Self.arguments, directory: daemon.directory)
+        client = try await CreditClient.connect(socketPath: daemon.socketPath)
+        let afterKill = try await allEvents()
+        XCTAssertEqual(afterKill, before, "after kill -9 and recovery")
+    }
+
+    // MARK: E4 long poll
+
+    func testLongPollAnswersSoonAfterACommit() async throws {
+        try await create("before")
+        let last = try await client.listEvents(Creditd_V1_ListEventsRequest()).lastSeq
+        var request = Creditd_V1_ListEventsRequest()
+        request.afterSeq = Int64(last)
+        request.waitSeconds = 20
+        request.types = [.subscriptionCreated]
+        let socket = daemon.socketPath
+        let waitingRequest = request
+        let poll = Task { () -> (Creditd_V1_ListEventsResponse, ContinuousClock.Instant) in
+            let waiter = try await CreditClient.connect(socketPath: socket)
+            defer { Task { await waiter.close() } }
+            let response = try await waiter.listEvents(waitingRequest)
+            return (response, ContinuousClock.now)
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        try await seats("before", 9)  // not a matching type: the poll keeps waiting
+        try await Task.sleep(for: .milliseconds(200))
+        try await create("after")
+        let committed = ContinuousClock.now
+        let (response, answered) = try await poll.value
+        XCTAssertEqual(response.events.map(\.subscriptionID), ["after"])
+        XCTAssertLessThan(answered - committed, .milliseconds(500), "answers right after the commit, not at the end of the wait")
+
+        // Nothing matching: an empty answer after the wait.
+        request.afterSeq = Int64(response.lastSeq)
+        request.waitSeconds = 1
+        let started = ContinuousClock.now
+        let empty = try await client.listEvents(request)
+        XCTAssertEqual(empty.events, [])
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - started, .milliseconds(900))
+    }
+
+    // MARK: E4/E5 bad arguments
+
+    func testBadFeedAndQueryArgumentsAreInvalidAndChangeNothing() async throws {
+        try await create("x")
+        let stats = try await client.getStats()
+        let last = try await client.listEvents(Creditd_V1_ListEventsRequest()).lastSeq
+        var r = Creditd_V1_ListEventsRequest()
+        r.limit = 1001
+        await assertInvalid("limit 1001") { _ = try await self.client.listEvents(r) }
+        r = .init(); r.limit = -1
+        await assertInvalid("limit -1") { _ = try await self.client.listEvents(r) }
+        r = .init(); r.waitSeconds = 61
+        await assertInvalid("wait 61") { _ = try await self.client.listEvents(r) }
+        r = .init(); r.afterSeq = Int64(last) + 1
+        await assertInvalid("after_seq above last_seq") { _ = try await self.client.listEvents(r) }
+        r = .init(); r.afterSeq = -1
+        await assertInvalid("after_seq -1") { _ = try await self.client.listEvents(r) }
+        r = .init(); r.types = [Creditd_V1_EventType(rawValue: 99)!]
+        await assertInvalid("unknown type") { _ = try await self.client.listEvents(r) }
+        var c = Creditd_V1_ListCreditsRequest()
+        c.pageSize = 1001
+        await assertInvalid("page size 1001") { _ = try await self.client.listCredits(c) }
+        c = .init(); c.pageToken = "not a token"
+        await assertInvalid("malformed token") { _ = try await self.client.listCredits(c) }
+        c = .init(); c.currency = "XYZ"
+        await assertInvalid("unknown currency") { _ = try await self.client.listCredits(c) }
+        c = .init(); c.states = [Creditd_V1_CreditState(rawValue: 42)!]
+        await assertInvalid("unknown state") { _ = try await self.client.listCredits(c) }
+
+        let after = try await client.getStats()
+        XCTAssertEqual(after.persistence.lastSequence, stats.persistence.lastSequence, "nothing was written")
+        let lastAfter = try await client.listEvents(Creditd_V1_ListEventsRequest()).lastSeq
+        XCTAssertEqual(lastAfter, last)
+        // after_seq == last_seq is the normal "nothing new" answer.
+        r = .init(); r.afterSeq = Int64(last)
+        let none = try await client.listEvents(r)
+        XCTAssertEqual(none.events, [])
+        XCTAssertEqual(none.oldestSeq, 1)
+    }
+
+    // MARK: E6 WatchEvents on raw ttrpc 1.2 frames
+
+    func watch(_ connection: RawTTRPCConnection, id: UInt32, after: Int64) throws {
+        var request = Creditd_V1_WatchEventsRequest()
+        request.afterSeq = after
+        try connection.sendRequest(id: id, service: MethodTable.Credits.serviceName, method: "WatchEvents",
+                                   payload: try request.serializedBytes(), flags: 0x01)
+    }
+
+    /// Reads stream frames until the Response that ends the stream.
+    func readStream(_ connection: RawTTRPCConnection, id: UInt32) throws -> (events: [Creditd_V1_Event], end: Result<[UInt8], RPCError>) {
+        var events: [Creditd_V1_Event] = []
+        while true {
+            let frame = try connection.readFrame()
+            XCTAssertEqual(frame.streamID, id)
+            switch frame.type {
+            case 0x03:
+                if !frame.data.isEmpty { events.append(try Creditd_V1_Event(serializedBytes: frame.data)) }
+                if frame.flags & 0x01 != 0 { return (events, .success([])) }
+            case 0x02:
+                return (events, TTRPCEnvelope.result(of: try Ttrpc_Response(serializedBytes: frame.data)))
+            default:
+                XCTFail("unexpected frame type \(frame.type)")
+            }
+        }
+    }
+
+    func testWatchEventsBacklogThenLiveThenOKAtShutdown() async throws {
+        try await create("a")
+        let backlog = try await allEvents()
+        let c = try RawTTRPCConnection(path: daemon.socketPath)
+        try watch(c, id: 1, after: 0)
+        var got: [Creditd_V1_Event] = []
+        for _ in backlog {
+            let frame = try c.readFrame()
+            XCTAssertEqual(frame.type, 0x03)
+            got.append(try Creditd_V1_Event(serializedBytes: frame.data))
+        }
+        XCTAssertEqual(got, backlog, "the backlog first")
+        try await seats("a", 4)
+        let live = try await allEvents().dropFirst(backlog.count)
+        XCTAssertFalse(live.isEmpty)
+        for event in live {
+            let frame = try c.readFrame()
+            XCTAssertEqual(try Creditd_V1_Event(serializedBytes: frame.data), event, "then each event as it commits")
+        }
+        // Shutdown ends the stream with OK.
+        await client.close()
+        let stopper = Task.detached { [daemon = daemon!] in try daemon.stop() }
+        let (rest, end) = try readStream(c, id: 1)
+        XCTAssertEqual(rest, [])
+        if case .failure(let error) = end { XCTFail("expected OK at shutdown, got \(error)") }
+        let stopStatus = try await stopper.value
+        XCTAssertEqual(stopStatus, 0)
+        daemon = nil
+    }
+
+    /// A consumer that does not read falls more than 10,000 events behind while an import goes
+    /// on: it is ended with RESOURCE_EXHAUSTED and the writers are not held up.
+    func testSlowWatchConsumerIsEndedWithResourceExhausted() async throws {
+        func importing(_ prefix: String) throws -> Duration {
+            var csv = "subscription_id,seats,unit_price_minor,currency,start_date\n"
+            for i in 0..<7000 { csv += "\(prefix)-\(i),1,100,USD,2025-03-\(String(format: "%02d", 1 + i % 28))\n" }
+            let path = daemon.directory.appendingPathComponent("\(prefix).csv").path
+            try csv.write(toFile: path, atomically: true, encoding: .utf8)
+            let started = ContinuousClock.now
+            let result = try CreditctlProcess.run(["import", path, "-s", daemon.socketPath], timeout: 300)
+            XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+            XCTAssertTrue(result.stdout.contains("imported 7000, skipped 0, failed 0"), result.stdout)
+            return ContinuousClock.now - started
+        }
+        // The same import without a watcher, for the write rate.
+        let baseline = try importing("base")
+        let start = try await client.listEvents(Creditd_V1_ListEventsRequest()).lastSeq
+        let c = try RawTTRPCConnection(path: daemon.socketPath, receiveTimeout: 60)
+        try watch(c, id: 1, after: Int64(start))
+        // 7,000 imports = 14,000 events while the watcher reads nothing.
+        let lagging = try importing("slow")
+        // Writers are not held up by the lagging stream (generous: the machine is shared).
+        XCTAssertLessThan(lagging, baseline * 2 + .seconds(2), "baseline \(baseline), with a lagging watcher \(lagging)")
+        let (events, end) = try readStream(c, id: 1)
+        switch end {
+        case .success: XCTFail("expected RESOURCE_EXHAUSTED after \(events.count) events")
+        case .failure(let error): XCTAssertEqual(error.code, .resourceExhausted, "\(error)")
+        }
+        XCTAssertLessThan(events.count, 14_000)
+        XCTAssertEqual(events.map(\.seq), (1...UInt64(events.count)).map { start + $0 }, "what was sent is the feed in order")
+        // The consumer continues with ListEvents from its last seq.
+        var next = Creditd_V1_ListEventsRequest()
+        next.afterSeq = Int64(events.last?.seq ?? start)
+        next.limit = 1
+        let resumedSeq = try await client.listEvents(next).events.first?.seq
+        XCTAssertEqual(resumedSeq, (events.last?.seq ?? start) + 1)
+        // The connection itself stays usable.
+        XCTAssertEqual(try c.healthCheck(id: 3), .serving)
+    }
+
+    // MARK: creditctl credits / events / check
+
+    func testCreditctlCreditsEventsAndCheck() async throws {
+        try await create("acme-1", customer: "acme")
+        try await seats("acme-1", 8)
+        try await create("globex-1", customer: "globex", currency: "EUR")
+        try await seats("globex-1", 5)
+        try await cancel("globex-1")
+        let socket = ["-s", daemon.socketPath]
+
+        let table = try CreditctlProcess.run(["credits", "--customer", "acme"] + socket)
+        XCTAssertEqual(table.status, 0, table.stderr)
+        XCTAssertTrue(table.stdout.contains("acme-1"), table.stdout)
+        XCTAssertFalse(table.stdout.contains("globex-1"), table.stdout)
+        let json = try CreditctlProcess.run(["credits", "--currency", "eur", "--all", "--page-size", "1", "-o", "json"] + socket)
+        XCTAssertEqual(json.status, 0, json.stderr)
+        let listed = try Creditd_V1_ListCreditsResponse(jsonString: json.stdout)
+        XCTAssertEqual(listed.credits.count, 2, "--all followed every page")
+        XCTAssertEqual(listed.nextPageToken, "")
+
+        let events = try CreditctlProcess.run(["events", "--type", "credit_state_changed", "-o", "json"] + socket)
+        XCTAssertEqual(events.status, 0, events.stderr)
+        let lines = events.stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 3)
+        let decoded = try lines.map { try Creditd_V1_Event(jsonString: String($0)) }
+        XCTAssertTrue(decoded.allSatisfy { $0.type == .creditStateChanged })
+        let resumed = try CreditctlProcess.run(["events", "--after", String(decoded[1].seq), "--type", "credit_state_changed"] + socket)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.hasPrefix("SEQ\tTYPE"), resumed.stdout)
+        XCTAssertEqual(resumed.stdout.split(separator: "\n").count, 2, resumed.stdout)
+        XCTAssertTrue(resumed.stderr.contains("resume with --after"), resumed.stderr)
+
+        // --follow prints new events as they commit.
+        let log = daemon.directory.appendingPathComponent("follow.log").path
+        let follow = try BackgroundProcess([try CreditctlProcess.binaryPath(), "events", "--follow", "--wait", "5",
+                                            "--after", String(try await client.listEvents(.init()).lastSeq), "-o", "json"] + socket,
+                                           environment: TestEnvironment.scrubbed(), logPath: log)
+        try await Task.sleep(for: .milliseconds(300))
+        try await create("late")
+        var saw = false
+        for _ in 0..<100 where !saw {
+            saw = follow.log.contains("\"subscription_id\":\"late\"")
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        XCTAssertTrue(saw, follow.log)
+        follow.signal(SIGTERM)
+        _ = follow.waitForExit(timeout: 10)
+
+        // check: refund-overdue thresholds. globex-1's credit becomes refund_pending on 05-01
+        // and refund-overdue from 06-02.
+        var advance = Creditd_V1_AdvanceClockRequest()
+        advance.toUnixNanos = 1_748_822_400_000_000_000  // 2025-06-02T00:00Z
+        _ = try await client.advanceClock(advance)
+        let overdue = try await client.listCredits({ var r = Creditd_V1_ListCreditsRequest(); r.refundOverdueOnly = true; return r }())
+        XCTAssertFalse(overdue.credits.isEmpty)
+        let owed = overdue.credits.filter { $0.currency == "EUR" }.map(\.remainingMinor).reduce(0, +)
+        let ok = try CreditctlProcess.run(["check", "--refund-overdue-amount-warning", String(owed)] + socket)
+        XCTAssertEqual(ok.status, 0, ok.stdout)
+        XCTAssertTrue(ok.stdout.contains("'overdue_refund_EUR'=\(owed);\(owed);;0;"), ok.stdout)
+        let warn = try CreditctlProcess.run(["check", "--refund-overdue-amount-warning", String(owed - 1)] + socket)
+        XCTAssertEqual(warn.status, 1, warn.stdout)
+        let crit = try CreditctlProcess.run(["check", "--refund-overdue-critical", "0"] + socket)
+        XCTAssertEqual(crit.status, 2, crit.stdout)
+        XCTAssertTrue(crit.stdout.contains("refunds overdue"), crit.stdout)
+    }
+}
