@@ -6,19 +6,31 @@
 /// batch. These split their elements into chunks of at most `chunkCapacity`: a mutation after
 /// a copy duplicates the small top-level array of chunk references and the one chunk it touches.
 
-/// An array stored in fixed-size chunks. Indices are positions, as in `Array`.
+/// An array stored in fixed-size chunks of boxed elements. Indices are positions, as in `Array`.
+///
+/// Two levels of sharing: a chunk holds references to immutable-until-unique boxes, so copying a
+/// chunk after a publish retains `chunkCapacity` boxes rather than copying every element (a
+/// `Subscription` holds a dozen references of its own), and a mutation then copies only the one
+/// element it changes. A profile of durable writes showed per-batch copies of 1,024-element
+/// chunks of subscriptions taking two thirds of the writer's CPU before elements were boxed.
 public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
-    static var chunkCapacity: Int { 1_024 }
-    private var chunks: [[Element]] = []
+    static var chunkCapacity: Int { 256 }
+
+    final class Box {
+        var value: Element
+        init(_ value: Element) { self.value = value }
+    }
+
+    private var chunks: [[Box]] = []
     public private(set) var count = 0
 
     public init() {}
 
     public init<S: Sequence>(_ elements: S) where S.Element == Element {
-        var chunk: [Element] = []
+        var chunk: [Box] = []
         chunk.reserveCapacity(Self.chunkCapacity)
         for element in elements {
-            chunk.append(element)
+            chunk.append(Box(element))
             if chunk.count == Self.chunkCapacity {
                 chunks.append(chunk)
                 chunk = []
@@ -35,22 +47,28 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
     public subscript(position: Int) -> Element {
         get {
             precondition(position >= 0 && position < count, "ChunkedArray index out of range")
-            return chunks[position / Self.chunkCapacity][position % Self.chunkCapacity]
+            return chunks[position / Self.chunkCapacity][position % Self.chunkCapacity].value
         }
         _modify {
             precondition(position >= 0 && position < count, "ChunkedArray index out of range")
-            yield &chunks[position / Self.chunkCapacity][position % Self.chunkCapacity]
+            let chunk = position / Self.chunkCapacity
+            let slot = position % Self.chunkCapacity
+            // Copy the element only when a published copy still shares its box.
+            if !isKnownUniquelyReferenced(&chunks[chunk][slot]) {
+                chunks[chunk][slot] = Box(chunks[chunk][slot].value)
+            }
+            yield &chunks[chunk][slot].value
         }
     }
 
     public mutating func append(_ element: Element) {
         if count % Self.chunkCapacity == 0 {
-            var chunk: [Element] = []
+            var chunk: [Box] = []
             chunk.reserveCapacity(Self.chunkCapacity)
-            chunk.append(element)
+            chunk.append(Box(element))
             chunks.append(chunk)
         } else {
-            chunks[chunks.count - 1].append(element)
+            chunks[chunks.count - 1].append(Box(element))
         }
         count += 1
     }
@@ -59,14 +77,16 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
     @discardableResult
     public mutating func removeLast() -> Element {
         precondition(count > 0, "removeLast on an empty ChunkedArray")
-        let element = chunks[chunks.count - 1].removeLast()
+        let element = chunks[chunks.count - 1].removeLast().value
         if chunks[chunks.count - 1].isEmpty { chunks.removeLast() }
         count -= 1
         return element
     }
 }
 
-extension ChunkedArray: Sendable where Element: Sendable {}
+// Boxes are mutated only through `_modify` after a uniqueness check, so a shared box is never
+// written: sharing the value across threads is as safe as sharing an Array of it.
+extension ChunkedArray: @unchecked Sendable where Element: Sendable {}
 extension ChunkedArray: Equatable where Element: Equatable {
     public static func == (lhs: ChunkedArray, rhs: ChunkedArray) -> Bool {
         lhs.count == rhs.count && lhs.elementsEqual(rhs)
