@@ -40,25 +40,10 @@ enum ProtoMapping {
         return message
     }
 
+    /// O3: the view events carry, plus what only the stored subscription knows.
     static func subscription(_ subscription: Subscription) -> Creditd_V1_Subscription {
-        var message = Creditd_V1_Subscription()
-        message.subscriptionID = subscription.id
-        message.customer = subscription.customer
-        message.plan = subscription.plan
-        message.status = Creditd_V1_SubscriptionStatus(rawValue: Int(subscription.status.rawValue)) ?? .unspecified
-        message.seats = subscription.seats
-        message.unitPriceMinor = subscription.unitPriceMinor
-        message.currency = subscription.currency.code
-        message.interval = Creditd_V1_BillingInterval(rawValue: Int(subscription.interval.rawValue)) ?? .unspecified
-        message.anchorDay = Int32(subscription.anchorDay)
-        message.anchorMonth = Int32(subscription.anchorMonth)
-        message.timeZone = subscription.timeZone.identifier
-        message.refundPolicy = Creditd_V1_RefundPolicy(rawValue: Int(subscription.refundPolicy.rawValue)) ?? .unspecified
-        message.startDate = date(subscription.startDate)
+        var message = self.subscription(SubscriptionView(subscription))
         message.createdAtUnixNanos = subscription.createdAt.nanosecondsSinceEpoch
-        message.currentPeriod = period(subscription.period)
-        message.nextBillingDate = date(subscription.nextBillingDate)
-        message.scheduledSeats = subscription.scheduledSeats ?? 0
         message.cancelEffectiveDate = date(subscription.cancelEffectiveDate)
         return message
     }

@@ -44,12 +44,12 @@ public struct RequestEnvelope: Sendable, Equatable {
                     switch (entryField, entryType) {
                     case (1, 2): key = try entry.string()
                     case (2, 2): value = try entry.string()
-                    default: try entry.skip(entryType)
+                    default: try entry.skip(entryType, field: entryField)
                     }
                 }
                 metadata.append((key: key, value: value))
             default:
-                try reader.skip(wireType)
+                try reader.skip(wireType, field: field)
             }
         }
     }
@@ -127,11 +127,23 @@ struct ProtoReader {
         return text
     }
 
-    mutating func skip(_ wireType: UInt64) throws(RequestEnvelope.DecodeError) {
+    /// Skips an unknown field's value. Groups (wire types 3 and 4, long deprecated but still
+    /// valid protobuf) are skipped to their matching end, as SwiftProtobuf does.
+    mutating func skip(_ wireType: UInt64, field: UInt64, depth: Int = 0) throws(RequestEnvelope.DecodeError) {
         switch wireType {
         case 0: _ = try varint()
         case 1: try advance(8)
         case 2: _ = try slice()
+        case 3:
+            guard depth < 100 else { throw DecodeError(description: "groups nested too deeply") }
+            while true {
+                guard let (inner, innerType) = try tag() else { throw DecodeError(description: "truncated group") }
+                if innerType == 4 {
+                    guard inner == field else { throw DecodeError(description: "mismatched end of group") }
+                    return
+                }
+                try skip(innerType, field: inner, depth: depth + 1)
+            }
         case 5: try advance(4)
         default: throw DecodeError(description: "unsupported wire type \(wireType)")
         }

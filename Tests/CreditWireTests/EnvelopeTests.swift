@@ -50,6 +50,28 @@ final class EnvelopeTests: XCTestCase {
         }
     }
 
+    /// Found by the frame fuzzer: unknown fields in the deprecated group encoding (wire types
+    /// 3 and 4) are skipped to their matching end, as SwiftProtobuf does.
+    func testUnknownGroupsAreSkippedLikeSwiftProtobuf() throws {
+        let cases: [[UInt8]] = [
+            [99, 114, 101, 100, 105, 116, 100, 46, 118, 49, 46, 105, 111, 110, 115, 26, 2, 8, 10, 32, 128, 228, 151, 208, 18,
+             42, 116, 121, 112, 101, 46, 103, 111, 111, 103, 108, 101, 97, 112, 105, 115, 46, 99, 111, 109, 47, 99, 114, 101,
+             100, 105, 116, 100, 46, 118, 49, 46, 69, 114, 114, 111, 114, 82, 101, 97, 115, 111, 110, 18, 10, 12, 88, 45, 82,
+             101, 113, 117, 101, 115, 116, 45, 73, 100, 18, 2, 97, 49, 42, 89, 10, 12, 120, 45, 114, 101, 113, 117, 101, 115,
+             116, 89, 10, 12, 120, 45, 114, 101, 113, 117, 101, 115, 116, 45, 105, 100, 18, 2, 97, 50],
+            [0x33, 0x08, 0x01, 0x34, 0x0A, 0x01, 0x41],        // group 6 { varint }, then service "A"
+            [0x33, 0x08, 0x01],                                  // a group that never ends
+            [0x33, 0x3C],                                        // a group closed by another field's end
+            [0x34],                                              // an end without a start
+        ]
+        for bytes in cases {
+            let reference = try? Ttrpc_Request(serializedBytes: bytes)
+            let fast = try? RequestEnvelope(decoding: ByteBuffer(bytes: bytes))
+            XCTAssertEqual(fast == nil, reference == nil, "\(bytes)")
+            if let fast, let reference { XCTAssertEqual(fast, RequestEnvelope(reference), "\(bytes)") }
+        }
+    }
+
     func testSuccessResponseBufferMatchesSwiftProtobuf() throws {
         for size in [0, 1, 127, 128, 300, 70_000] {
             let payload = [UInt8](repeating: 7, count: size)
