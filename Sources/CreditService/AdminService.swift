@@ -42,7 +42,7 @@ enum AdminService {
                 do {
                     info = try await application.takeSnapshot()
                 } catch let failure as WriteFailure {
-                    throw CreditsService.status(of: failure)
+                    throw failure.rpcError
                 } catch {
                     throw RPCError.unavailable("snapshot failed: \(error)")
                 }
@@ -64,7 +64,7 @@ enum AdminService {
             },
             .async(methods.advanceClock) { request, _ in
                 let writer = try gate.require().writer
-                guard writer.clock.mode == .manual else { throw CreditsService.status(of: .notManualClock) }
+                guard writer.clock.mode == .manual else { throw WriteFailure.notManualClock.rpcError }
                 let current = writer.clock.now()
                 let target: Instant
                 switch (request.byNanos, request.toUnixNanos) {
@@ -81,7 +81,7 @@ enum AdminService {
                 do throws(WriteFailure) {
                     transitions = try await writer.advanceClock(to: target)
                 } catch {
-                    throw CreditsService.status(of: error)
+                    throw error.rpcError
                 }
                 var response = Creditd_V1_AdvanceClockResponse()
                 response.nowUnixNanos = target.nanosecondsSinceEpoch

@@ -139,10 +139,10 @@ enum CreditsService {
             deadline: context.deadline
         ) { result in
             respond.complete(onEventLoop: {
-                let executed = try result.mapError(status(of:)).get()
+                let executed = try result.mapError(\.rpcError).get()
                 switch executed.outcome {
                 case .success(let response): return try map(response, executed.subscription)
-                case .failure(let error): throw status(of: error)
+                case .failure(let error): throw error.rpcError
                 }
             })
         })
@@ -156,13 +156,9 @@ enum CreditsService {
         do {
             return try body(committed.ledger, application.writer.clock.now())
         } catch {
-            throw status(of: error)
+            throw error.rpcError
         }
     }
-
-    /// Domain errors and write failures as statuses (StatusMapping.swift).
-    static func status(of error: DomainError) -> RPCError { error.rpcError }
-    static func status(of failure: WriteFailure) -> RPCError { failure.rpcError }
 
     private static func unexpected(_ outcome: CommandResponse) -> RPCError {
         RPCError.internalError("unexpected outcome \(outcome)")

@@ -39,8 +39,8 @@ final class EventLongPoll: @unchecked Sendable {
         let poll = EventLongPoll(eventLoop: respond.eventLoop, writer: writer, request: request, respond: respond)
         guard (0...maximumWaitSeconds).contains(request.waitSeconds) else {
             // Validated after the domain's own checks would be: invalid_request either way.
-            poll.finish(.failure(CreditsService.status(of: DomainError(.invalidRequest,
-                "wait_seconds must be 0...\(maximumWaitSeconds), got \(request.waitSeconds)"))))
+            poll.finish(.failure(DomainError(.invalidRequest,
+                "wait_seconds must be 0...\(maximumWaitSeconds), got \(request.waitSeconds)").rpcError))
             return
         }
         if request.waitSeconds > 0 {
@@ -127,7 +127,7 @@ enum EventFeedCalls {
                                          types: types.map { EnumField(wireValue: Int32($0.rawValue)) },
                                          subscriptionId: subscriptionID)
         } catch {
-            throw CreditsService.status(of: error)
+            throw error.rpcError
         }
     }
 

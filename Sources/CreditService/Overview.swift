@@ -27,7 +27,7 @@
 //   - Time is a command: on the system clock the writer sleeps until the next due instant and
 //     journals a tick; with the manual clock AdvanceClock does.
 //   - Protobuf stops here: the domain sees only its own values, and domain errors become a status
-//     with a stable reason in one place (CreditsService.status, docs/billing-rules.md §10).
+//     with a stable reason in one place (StatusMapping.swift, docs/billing-rules.md §10).
 //
 // Entry points.
 //   - CreditApplication(configuration:logger:) recovers the state and starts the writer;
