@@ -7,5 +7,6 @@ set -eu
 cd "$(dirname "$0")/.."
 # Build output goes to stderr: with --json, stdout carries the JSON document and nothing else.
 swift build -c release --product creditd >&2
+swift build -c release --product creditctl >&2
 swift build -c release --product creditbench >&2
 exec .build/release/creditbench "$@"

@@ -20,6 +20,11 @@ struct Options {
     var runRPC = true
     var runScaleSuite = true
     var runAbuse = false
+    var runBook = false
+    /// Subscriptions (5 credits each) of the book section's state; the targets name 1,000,000.
+    var bookSubscriptions = 1_000_000
+    /// Lines of the book section's import file; the target names 100,000.
+    var importLines = 100_000
     /// Seconds of the never-reading client in the abuse section.
     var abuseDuration = 60.0
     var creditd: String?
@@ -29,7 +34,8 @@ struct Options {
 
     static let usage = """
         usage: creditbench [--json] [--json-file PATH] [--duration S] [--warmup S] [--subscriptions N] [--cancel-pool N]
-                           [--scale N,N,...] [--only rpc|scale|abuse] [--abuse-duration S] [--methods M,M]
+                           [--scale N,N,...] [--only rpc|scale|abuse|book] [--abuse-duration S] [--methods M,M]
+                           [--book-subscriptions N] [--import-lines N]
                            [--creditd PATH] [--echo-source PATH]
           --json          print JSON instead of the table; --json-file also writes it to PATH
           --duration      measured seconds per configuration (default 2)
@@ -41,6 +47,9 @@ struct Options {
           --creditd       the daemon (default .build/release/creditd next to this binary)
           --only abuse    the abuse section (issue 13) alone: hostile clients against default limits
           --abuse-duration seconds of the never-reading client in the abuse section (default 60)
+          --only book     ListCredits, export, long poll, WatchEvents and import at their target sizes
+          --book-subscriptions  state size of the book section (default 1000000)
+          --import-lines  subscriptions imported by the book section (default 100000)
         """
 
     init(arguments: [String]) throws {
@@ -62,6 +71,8 @@ struct Options {
             case "--subscriptions": subscriptions = Int(try number(flag))
             case "--cancel-pool": cancelPool = Int(try number(flag))
             case "--abuse-duration": abuseDuration = try number(flag)
+            case "--book-subscriptions": bookSubscriptions = Int(try number(flag))
+            case "--import-lines": importLines = Int(try number(flag))
             case "--scale":
                 scaleSizes = try value(flag).split(separator: ",").map {
                     guard let size = Int($0), size > 0 else { throw BenchError("--scale takes sizes like 10000,100000") }
@@ -72,7 +83,8 @@ struct Options {
                 case "rpc": runScaleSuite = false
                 case "scale": runRPC = false
                 case "abuse": runRPC = false; runScaleSuite = false; runAbuse = true
-                default: throw BenchError("--only takes rpc, scale or abuse")
+                case "book": runRPC = false; runScaleSuite = false; runBook = true
+                default: throw BenchError("--only takes rpc, scale, abuse or book")
                 }
             case "--creditd": creditd = try value(flag)
             case "--echo-source": echoSource = try value(flag)
@@ -117,6 +129,7 @@ struct Report: Codable {
     var machine: MachineInfo
     var phases: [PhaseResult]
     var scale: [ScaleResult]
+    var book: BookResult?
     var targets: [TargetResult]
 }
 
@@ -382,6 +395,25 @@ func printTable(_ report: Report) {
                          s.journalTailRecords, s.snapshotPlusJournalRecoverySeconds))
         }
     }
+    if let book = report.book {
+        print("")
+        print("book: \(book.subscriptions) subscriptions, \(book.credits) credits, serving after \(fmt(book.startSeconds)) s, RSS \(fmt(book.rssMiB, 0)) MiB")
+        print("  ListCredits                    pages   items/page   p50us   p90us   p99us  p99.9us")
+        for figure in book.listCredits {
+            print(String(format: "  %-28@ %7d %12.1f %7.0f %7.0f %7.0f %8.0f", figure.name as NSString, figure.calls,
+                         figure.meanItems, figure.p50Micros, figure.p90Micros, figure.p99Micros, figure.p999Micros))
+        }
+        print("  export credits: \(book.exportRows) rows in \(fmt(book.exportSeconds)) s = \(Int(book.exportRowsPerSecond)) rows/s; "
+              + "creditctl peak RSS \(fmt(book.exportClientPeakRSSMiB, 0)) MiB, daemon RSS +\(fmt(book.exportDaemonRSSGrowthMiB, 0)) MiB")
+        print("  long poll: answered \(fmt(book.longPollAfterWriteAckMedianMicros, 0)) us (median; p90 \(fmt(book.longPollAfterWriteAckP90Micros, 0)) us) "
+              + "after the write's own answer; from send: poll \(fmt(book.longPollFromSendMedianMicros, 0)) us, write \(fmt(book.writeAckFromSendMedianMicros, 0)) us; "
+              + "\(book.longPollSamples) samples beside \(Int(book.longPollBackgroundWritesPerSecond)) writes/s")
+        print("  WatchEvents: writes/s \(Int(book.writesPerSecondWithoutWatcher)) without, \(Int(book.writesPerSecondWithWatcher)) with a watcher; "
+              + "events/s \(Int(book.eventsCommittedPerSecond)) committed, \(Int(book.eventsDeliveredPerSecond)) delivered; lag at end "
+              + "\(book.watcherLagAtEnd), caught up \(fmt(book.watcherCatchUpSeconds, 3)) s later" + (book.watcherEnded.map { "; ended: \($0)" } ?? ""))
+        print("  import: \(book.importLines) subscriptions in \(fmt(book.importSeconds)) s = \(Int(book.importsPerSecond))/s; "
+              + "fdatasync group commit at 64 in flight: \(Int(book.importGroupCommitPerSecond)) records/s")
+    }
     if !report.targets.isEmpty {
         print("")
         print("targets:")
@@ -421,8 +453,13 @@ do {
         phases += abuse.phases
         abuseTargets = abuse.targets
     }
-    let report = Report(machine: machine, phases: phases, scale: scale,
-                        targets: evaluateTargets(phases: phases, scale: scale) + abuseTargets)
+    var book: BookResult?
+    var bookTargets: [TargetResult] = []
+    if options.runBook {
+        (book, bookTargets) = try await runBookSuite(options: options, creditd: creditd, work: work)
+    }
+    let report = Report(machine: machine, phases: phases, scale: scale, book: book,
+                        targets: evaluateTargets(phases: phases, scale: scale) + abuseTargets + bookTargets)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     let json = try encoder.encode(report)
