@@ -1,4 +1,4 @@
-// proto-sha256: 47274bf97f44f3499edc7318118cbb5a0077eb74e2876a6f6fa7608fe8e25457 creditd/v1/credits.proto | protoc-gen-swift 1.39.0
+// proto-sha256: c62ee07a5198c3a3ac3759ac10a8b8946ef61f5ae595719d47145a3a3acf3354 creditd/v1/credits.proto | protoc-gen-swift 1.39.0
 // DO NOT EDIT.
 // swift-format-ignore-file
 // swiftlint:disable all
@@ -662,6 +662,52 @@ public nonisolated enum Creditd_V1_InvoiceLineKind: SwiftProtobuf.Enum, Swift.Ca
     .seatChangeCredit,
     .cancelCredit,
     .appliedCredit,
+  ]
+
+}
+
+/// How much of each credit ListCredits answers. The summary leaves out the
+/// two parts that cost the most to build and send, `history` and
+/// `explanation`: for exports and dashboards that read only the amounts,
+/// states and dates. GetRefundStatus gives a credit whole.
+public nonisolated enum Creditd_V1_CreditView: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+
+  /// the full credit
+  case unspecified // = 0
+  case full // = 1
+
+  /// without history and explanation
+  case summary // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .full
+    case 2: self = .summary
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .full: return 1
+    case .summary: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Creditd_V1_CreditView] = [
+    .unspecified,
+    .full,
+    .summary,
   ]
 
 }
@@ -1739,6 +1785,9 @@ public nonisolated struct Creditd_V1_ListCreditsRequest: Sendable {
   /// opaque; from a previous response
   public var pageToken: String = String()
 
+  /// how much of each credit to answer
+  public var view: Creditd_V1_CreditView = .unspecified
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2281,6 +2330,10 @@ nonisolated extension Creditd_V1_EventType: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Creditd_V1_InvoiceLineKind: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0INVOICE_LINE_KIND_UNSPECIFIED\0\u{1}INVOICE_LINE_KIND_PERIOD_CHARGE\0\u{1}INVOICE_LINE_KIND_PRORATED_CHARGE\0\u{1}INVOICE_LINE_KIND_SEAT_CHANGE_CREDIT\0\u{1}INVOICE_LINE_KIND_CANCEL_CREDIT\0\u{1}INVOICE_LINE_KIND_APPLIED_CREDIT\0")
+}
+
+nonisolated extension Creditd_V1_CreditView: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CREDIT_VIEW_UNSPECIFIED\0\u{1}CREDIT_VIEW_FULL\0\u{1}CREDIT_VIEW_SUMMARY\0")
 }
 
 nonisolated extension Creditd_V1_Rational: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -4182,7 +4235,7 @@ nonisolated extension Creditd_V1_ImportSubscriptionResponse: SwiftProtobuf.Messa
 
 nonisolated extension Creditd_V1_ListCreditsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListCreditsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}states\0\u{3}overdue_only\0\u{3}refund_overdue_only\0\u{1}customer\0\u{3}subscription_id\0\u{1}currency\0\u{3}page_size\0\u{3}page_token\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}states\0\u{3}overdue_only\0\u{3}refund_overdue_only\0\u{1}customer\0\u{3}subscription_id\0\u{1}currency\0\u{3}page_size\0\u{3}page_token\0\u{1}view\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4198,6 +4251,7 @@ nonisolated extension Creditd_V1_ListCreditsRequest: SwiftProtobuf.Message, Swif
       case 6: try { try decoder.decodeSingularStringField(value: &self.currency) }()
       case 7: try { try decoder.decodeSingularInt32Field(value: &self.pageSize) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
+      case 9: try { try decoder.decodeSingularEnumField(value: &self.view) }()
       default: break
       }
     }
@@ -4228,6 +4282,9 @@ nonisolated extension Creditd_V1_ListCreditsRequest: SwiftProtobuf.Message, Swif
     if !self.pageToken.isEmpty {
       try visitor.visitSingularStringField(value: self.pageToken, fieldNumber: 8)
     }
+    if self.view != .unspecified {
+      try visitor.visitSingularEnumField(value: self.view, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4240,6 +4297,7 @@ nonisolated extension Creditd_V1_ListCreditsRequest: SwiftProtobuf.Message, Swif
     if lhs.currency != rhs.currency {return false}
     if lhs.pageSize != rhs.pageSize {return false}
     if lhs.pageToken != rhs.pageToken {return false}
+    if lhs.view != rhs.view {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

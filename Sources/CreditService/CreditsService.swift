@@ -103,9 +103,14 @@ enum CreditsService {
                             ledger, now)
                 }
                 var response = Creditd_V1_ListCreditsResponse()
-                response.credits = page.credits.compactMap { listing in
-                    guard let owner = try? ledger.subscription(id: listing.subscriptionId) else { return nil }
-                    return ProtoMapping.credit(listing, timeZone: owner.timeZone)
+                if request.view == .summary {
+                    response.credits = page.credits.map { ProtoMapping.credit($0, timeZone: nil) }
+                } else {
+                    // The history's dates are in the subscription's zone.
+                    response.credits = page.credits.compactMap { listing in
+                        guard let owner = try? ledger.subscription(id: listing.subscriptionId) else { return nil }
+                        return ProtoMapping.credit(listing, timeZone: owner.timeZone)
+                    }
                 }
                 response.nextPageToken = page.nextPageToken
                 response.asOfUnixNanos = now.nanosecondsSinceEpoch

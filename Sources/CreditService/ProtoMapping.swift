@@ -91,19 +91,7 @@ enum ProtoMapping {
     }
 
     static func credit(_ credit: Credit, _ context: Context, asOf: CivilDate?) -> Creditd_V1_Credit {
-        var message = Creditd_V1_Credit()
-        message.creditID = credit.id
-        message.subscriptionID = context.subscriptionID
-        message.source = Creditd_V1_CreditSource(rawValue: Int(credit.source.rawValue)) ?? .unspecified
-        message.effectiveDate = date(credit.effectiveDate)
-        message.createdAtUnixNanos = credit.createdAt.nanosecondsSinceEpoch
-        message.eventSeq = credit.eventSeq
-        message.currency = context.currency.code
-        message.amountMinor = credit.amountMinor
-        message.remainingMinor = credit.remainingMinor
-        message.consumedMinor = credit.consumedMinor
-        message.refundedMinor = credit.refundedMinor
-        message.state = creditState(credit.state)
+        var message = creditSummary(credit, subscriptionID: context.subscriptionID, currency: context.currency, asOf: asOf)
         message.history = credit.history.map { change in
             var entry = Creditd_V1_CreditStateChange()
             entry.state = creditState(change.state)
@@ -111,6 +99,26 @@ enum ProtoMapping {
             entry.date = date(context.timeZone.civilDate(of: change.at))
             return entry
         }
+        message.explanation = explanation(credit.explanation)
+        return message
+    }
+
+    /// A credit without `history` and `explanation` (CREDIT_VIEW_SUMMARY): neither the zone nor
+    /// the rational arithmetic is needed.
+    static func creditSummary(_ credit: Credit, subscriptionID: String, currency: Currency, asOf: CivilDate?) -> Creditd_V1_Credit {
+        var message = Creditd_V1_Credit()
+        message.creditID = credit.id
+        message.subscriptionID = subscriptionID
+        message.source = Creditd_V1_CreditSource(rawValue: Int(credit.source.rawValue)) ?? .unspecified
+        message.effectiveDate = date(credit.effectiveDate)
+        message.createdAtUnixNanos = credit.createdAt.nanosecondsSinceEpoch
+        message.eventSeq = credit.eventSeq
+        message.currency = currency.code
+        message.amountMinor = credit.amountMinor
+        message.remainingMinor = credit.remainingMinor
+        message.consumedMinor = credit.consumedMinor
+        message.refundedMinor = credit.refundedMinor
+        message.state = creditState(credit.state)
         message.dueDate = date(credit.dueDate)
         message.deadline = date(credit.deadline)
         message.expectedBy = date(credit.expectedBy)
@@ -120,7 +128,6 @@ enum ProtoMapping {
             message.overdue = credit.isOverdue(asOf: asOf)
             message.refundOverdue = credit.isRefundOverdue(asOf: asOf)
         }
-        message.explanation = explanation(credit.explanation)
         return message
     }
 
@@ -243,9 +250,14 @@ enum ProtoMapping {
     }
 
     /// One ListCredits entry: the credit (L7) with its customer and as-of flags.
-    static func credit(_ listing: CreditListing, timeZone: TimeZoneRules) -> Creditd_V1_Credit {
-        let context = Context(subscriptionID: listing.subscriptionId, currency: listing.currency, timeZone: timeZone)
-        var message = credit(listing.credit, context, asOf: nil)
+    /// One credit of a ListCredits page (Q1); without a zone, the summary view.
+    static func credit(_ listing: CreditListing, timeZone: TimeZoneRules?) -> Creditd_V1_Credit {
+        var message = if let timeZone {
+            credit(listing.credit, Context(subscriptionID: listing.subscriptionId, currency: listing.currency, timeZone: timeZone),
+                   asOf: nil)
+        } else {
+            creditSummary(listing.credit, subscriptionID: listing.subscriptionId, currency: listing.currency, asOf: nil)
+        }
         message.overdue = listing.status.overdue
         message.refundOverdue = listing.status.refundOverdue
         message.customer = listing.customer

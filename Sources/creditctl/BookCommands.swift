@@ -48,8 +48,9 @@ struct CreditFilterOptions: ParsableArguments {
     @Option(name: .customLong("subscription"), help: "Only this subscription.") var subscription: String = ""
     @Option(help: "Only this currency (ISO 4217).") var currency: String = ""
 
-    func request(pageSize: Int32, pageToken: String) -> Creditd_V1_ListCreditsRequest {
+    func request(pageSize: Int32, pageToken: String, view: Creditd_V1_CreditView = .full) -> Creditd_V1_ListCreditsRequest {
         var request = Creditd_V1_ListCreditsRequest()
+        request.view = view
         request.states = states.map(\.proto)
         request.overdueOnly = overdue
         request.refundOverdueOnly = refundOverdue

@@ -4,6 +4,7 @@ import CreditDomain
 import CreditProto
 import CreditWire
 import Foundation
+import SwiftProtobuf
 
 // `creditctl import` (O5, ImportSubscription in bulk) and `creditctl export` (the book as JSON
 // lines or CSV). The subscription export carries the import columns, so that importing an
@@ -25,9 +26,28 @@ enum FileFormat: String, ExpressibleByArgument, CaseIterable {
 enum CSV {
     /// One field, quoted when it holds a comma, quote, line break or edge space (RFC 4180).
     static func field(_ text: String) -> String {
-        let special = text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" })
-            || text.hasPrefix(" ") || text.hasSuffix(" ")
-        return special ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
+        var out: [UInt8] = []
+        appendField(text, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends one field as `field` gives it, working on the UTF-8 bytes.
+    static func appendField(_ text: String, to out: inout [UInt8]) {
+        var text = text
+        text.withUTF8 { bytes in
+            let special = bytes.contains { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\"") || $0 == 0x0A || $0 == 0x0D }
+                || bytes.first == UInt8(ascii: " ") || bytes.last == UInt8(ascii: " ")
+            guard special else {
+                out.append(contentsOf: bytes)
+                return
+            }
+            out.append(UInt8(ascii: "\""))
+            for byte in bytes {
+                if byte == UInt8(ascii: "\"") { out.append(byte) }
+                out.append(byte)
+            }
+            out.append(UInt8(ascii: "\""))
+        }
     }
 
     static func row(_ fields: [String]) -> String { fields.map(field).joined(separator: ",") + "\r\n" }
@@ -68,19 +88,40 @@ enum CSV {
 enum JSONText {
     /// A JSON string literal.
     static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
+        var out: [UInt8] = []
+        appendQuoted(text, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends `text` as a JSON string literal, escaping the quote, the backslash and the
+    /// control characters (RFC 8259 §7). Works on the UTF-8 bytes: every other byte, multi-byte
+    /// sequences included, is copied as it is, so a row costs a few copies, not a string per field.
+    static func appendQuoted(_ text: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        var text = text
+        text.withUTF8 { bytes in
+            var start = 0
+            for index in 0..<bytes.count {
+                let byte = bytes[index]
+                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<index]))
+                switch byte {
+                case UInt8(ascii: "\""): out.append(contentsOf: #"\""#.utf8)
+                case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8)
+                case UInt8(ascii: "\n"): out.append(contentsOf: #"\n"#.utf8)
+                case UInt8(ascii: "\r"): out.append(contentsOf: #"\r"#.utf8)
+                case UInt8(ascii: "\t"): out.append(contentsOf: #"\t"#.utf8)
+                default:
+                    let hex = Array("0123456789abcdef".utf8)
+                    out.append(contentsOf: #"\u00"#.utf8)
+                    out.append(hex[Int(byte >> 4)])
+                    out.append(hex[Int(byte & 0x0F)])
+                }
+                start = index + 1
             }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...]))
         }
-        return out + "\""
+        out.append(UInt8(ascii: "\""))
     }
 }
 
@@ -417,21 +458,80 @@ enum Cell {
     case int(Int64)
     case bool(Bool)
 
-    var csv: String {
+    func appendCSV(to out: inout [UInt8]) {
         switch self {
-        case .text(let s): return s
-        case .int(let n): return String(n)
-        case .bool(let b): return b ? "true" : "false"
+        case .text(let s): CSV.appendField(s, to: &out)
+        default: appendBare(to: &out)
         }
     }
 
-    var json: String {
+    func appendJSON(to out: inout [UInt8]) {
         switch self {
-        case .text(let s): return JSONText.quoted(s)
-        case .int(let n): return String(n)
-        case .bool(let b): return b ? "true" : "false"
+        case .text(let s): JSONText.appendQuoted(s, to: &out)
+        default: appendBare(to: &out)
         }
     }
+
+    /// Numbers and booleans read the same in both formats.
+    private func appendBare(to out: inout [UInt8]) {
+        switch self {
+        case .text: break
+        case .int(let n): out.append(contentsOf: String(n).utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        }
+    }
+}
+
+/// Export rows as bytes, JSON lines or CSV. An export writes millions of rows: each is appended
+/// to one buffer per page, with the JSON keys encoded once.
+struct ExportRows {
+    let format: FileFormat
+    let columns: [String]
+    /// `{"first":` and `,"next":` for each column, in order.
+    private let jsonKeys: [[UInt8]]
+
+    init(format: FileFormat, columns: [String]) {
+        self.format = format
+        self.columns = columns
+        jsonKeys = columns.enumerated().map { index, name in
+            var key: [UInt8] = [index == 0 ? UInt8(ascii: "{") : UInt8(ascii: ",")]
+            JSONText.appendQuoted(name, to: &key)
+            key.append(UInt8(ascii: ":"))
+            return key
+        }
+    }
+
+    /// The CSV header row; JSON lines have none.
+    var header: [UInt8] { format == .csv ? Array(CSV.row(columns).utf8) : [] }
+
+    func append(_ row: [Cell], to out: inout [UInt8]) {
+        switch format {
+        case .csv:
+            for (index, cell) in row.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                cell.appendCSV(to: &out)
+            }
+            out.append(contentsOf: "\r\n".utf8)
+        case .jsonl:
+            for (key, cell) in zip(jsonKeys, row) {
+                out.append(contentsOf: key)
+                cell.appendJSON(to: &out)
+            }
+            out.append(contentsOf: "}\n".utf8)
+        }
+    }
+}
+
+/// The snake-case names of one generated enum's cases, made once (`snakeName` reads the case
+/// name through reflection, too slow for every row of an export).
+struct SnakeNames<E: SwiftProtobuf.Enum & CaseIterable>: Sendable {
+    private let names: [Int: String]
+
+    init() {
+        names = Dictionary(E.allCases.map { ($0.rawValue, snakeName($0)) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    subscript(_ value: E) -> String { names[value.rawValue] ?? snakeName(value) }
 }
 
 struct Export: AsyncParsableCommand {
@@ -486,30 +586,35 @@ struct Export: AsyncParsableCommand {
         case .credits: Export.creditColumns
         case .invoices: Export.invoiceColumns
         }
-        func write(_ rows: [[Cell]], header: Bool = false) {
-            var out = ""
-            if header, format == .csv { out += CSV.row(columns) }
-            for row in rows {
-                switch format {
-                case .csv: out += CSV.row(row.map(\.csv))
-                case .jsonl: out += "{" + zip(columns, row).map { "\(JSONText.quoted($0)):\($1.json)" }.joined(separator: ",") + "}\n"
-                }
-            }
-            if !out.isEmpty { handle.write(Data(out.utf8)) }
+        let rows = ExportRows(format: format, columns: columns)
+        func write(_ cells: [[Cell]]) {
+            var out: [UInt8] = []
+            out.reserveCapacity(cells.count * 320)
+            for row in cells { rows.append(row, to: &out) }
+            if !out.isEmpty { handle.write(Data(out)) }
         }
-        write([], header: true)
+        handle.write(Data(rows.header))
         let count: Int = try await withSession(connection) { session in
             var count = 0
-            var token = ""
             switch what {
             case .credits:
-                repeat {
-                    let page = try await session.call(MethodTable.Credits.listCredits, filters.request(pageSize: 1000, pageToken: token))
+                // The summary view: the export's columns need neither history nor explanation.
+                // The next page is asked for before this one is written: the daemon builds it
+                // while creditctl formats, on the other core.
+                var page = try await session.call(MethodTable.Credits.listCredits, filters.request(pageSize: 1000, pageToken: "", view: .summary))
+                while true {
+                    let token = page.nextPageToken
+                    if token.isEmpty {
+                        write(page.credits.map(Export.row))
+                        return count + page.credits.count
+                    }
+                    async let next = session.call(MethodTable.Credits.listCredits, filters.request(pageSize: 1000, pageToken: token, view: .summary))
                     write(page.credits.map(Export.row))
                     count += page.credits.count
-                    token = page.nextPageToken
-                } while !token.isEmpty
+                    page = try await next
+                }
             case .subscriptions, .invoices:
+                var token = ""
                 repeat {
                     var request = Creditd_V1_ListSubscriptionsRequest()
                     request.pageSize = 1000
@@ -531,8 +636,8 @@ struct Export: AsyncParsableCommand {
                     }
                     token = page.nextPageToken
                 } while !token.isEmpty
+                return count
             }
-            return count
         }
         if outputFile != nil {
             try handle.synchronize()
@@ -541,25 +646,32 @@ struct Export: AsyncParsableCommand {
         }
     }
 
+    static let intervals = SnakeNames<Creditd_V1_BillingInterval>()
+    static let policies = SnakeNames<Creditd_V1_RefundPolicy>()
+    static let statuses = SnakeNames<Creditd_V1_SubscriptionStatus>()
+    static let sources = SnakeNames<Creditd_V1_CreditSource>()
+    static let states = SnakeNames<Creditd_V1_CreditState>()
+    static let kinds = SnakeNames<Creditd_V1_InvoiceKind>()
+
     static func row(_ s: Creditd_V1_Subscription) -> [Cell] {
         let p = s.currentPeriod
         return [.text(s.subscriptionID), .text(s.customer), .text(s.plan), .int(s.seats), .int(s.unitPriceMinor),
-                .text(s.currency), .text(snakeName(s.interval)), .text(s.timeZone), .text(snakeName(s.refundPolicy)),
+                .text(s.currency), .text(Self.intervals[s.interval]), .text(s.timeZone), .text(Self.policies[s.refundPolicy]),
                 .text(s.startDate), .int(p.chargedMinor),
-                .text(snakeName(s.status)), .int(Int64(s.anchorDay)), .int(Int64(s.anchorMonth)), .text(p.periodStart),
+                .text(Self.statuses[s.status]), .int(Int64(s.anchorDay)), .int(Int64(s.anchorMonth)), .text(p.periodStart),
                 .text(p.periodEnd), .int(Int64(p.periodDays)), .int(p.chargedSeats), .text(s.nextBillingDate),
                 .int(s.scheduledSeats), .text(s.cancelEffectiveDate), .text(Instants.format(s.createdAtUnixNanos))]
     }
 
     static func row(_ c: Creditd_V1_Credit) -> [Cell] {
-        [.text(c.creditID), .text(c.subscriptionID), .text(c.customer), .text(snakeName(c.source)), .text(snakeName(c.state)),
+        [.text(c.creditID), .text(c.subscriptionID), .text(c.customer), .text(Self.sources[c.source]), .text(Self.states[c.state]),
          .text(c.currency), .int(c.amountMinor), .int(c.remainingMinor), .int(c.consumedMinor), .int(c.refundedMinor),
          .text(c.effectiveDate), .text(c.dueDate), .text(c.deadline), .text(c.expectedBy), .text(c.appliedDate),
          .text(c.refundExpectedBy), .bool(c.overdue), .bool(c.refundOverdue), .text(c.asOfDate)]
     }
 
     static func row(_ i: Creditd_V1_Invoice, _ s: Creditd_V1_Subscription) -> [Cell] {
-        [.text(i.invoiceID), .text(s.subscriptionID), .text(s.customer), .text(snakeName(i.kind)), .text(i.issuedDate),
+        [.text(i.invoiceID), .text(s.subscriptionID), .text(s.customer), .text(Self.kinds[i.kind]), .text(i.issuedDate),
          .text(i.periodStart), .text(i.periodEnd), .text(i.currency.isEmpty ? s.currency : i.currency), .int(i.totalMinor),
          .int(Int64(i.lines.count)), .text(i.settlesOn), .bool(i.settled)]
     }

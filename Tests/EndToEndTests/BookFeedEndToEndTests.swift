@@ -82,6 +82,42 @@ final class BookFeedEndToEndTests: XCTestCase {
         }
     }
 
+    // MARK: Q1 views
+
+    /// CREDIT_VIEW_SUMMARY answers the same credits, each the full credit without `history`
+    /// and `explanation`; the default and CREDIT_VIEW_FULL answer them whole.
+    func testListCreditsSummaryViewLeavesOutHistoryAndExplanation() async throws {
+        for i in 0..<5 {
+            try await create("v\(i)", customer: "acme")
+            try await seats("v\(i)", 7)
+        }
+        var request = Creditd_V1_ListCreditsRequest()
+        request.pageSize = 3
+        func all(_ view: Creditd_V1_CreditView) async throws -> [Creditd_V1_Credit] {
+            var page = request
+            page.view = view
+            var credits: [Creditd_V1_Credit] = []
+            repeat {
+                let answer = try await client.listCredits(page)
+                credits += answer.credits
+                page.pageToken = answer.nextPageToken
+            } while !page.pageToken.isEmpty
+            return credits
+        }
+        let full = try await all(.unspecified)
+        let explicitFull = try await all(.full)
+        XCTAssertEqual(explicitFull, full)
+        let summary = try await all(.summary)
+        XCTAssertEqual(full.count, 5)
+        XCTAssertTrue(full.allSatisfy { !$0.history.isEmpty && $0.hasExplanation })
+        XCTAssertEqual(summary, full.map { credit in
+            var trimmed = credit
+            trimmed.history = []
+            trimmed.clearExplanation()
+            return trimmed
+        })
+    }
+
     // MARK: Q1 paging
 
     /// Pages of 7 while other connections create credits: no credit twice, none that existed
