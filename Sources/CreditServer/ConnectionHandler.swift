@@ -477,10 +477,10 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
         case .serverStreaming(let body):
             let cancellation = CallCancellation()
             streams[id]?.cancellation = cancellation
-            let writer = ServerStreamWriter { bytes in
-                // Returns once the message is written to the socket: a consumer that does not
+            let writer = ServerStreamWriter { messages in
+                // Returns once the messages are written to the socket: a consumer that does not
                 // read holds its stream back, never the daemon's memory.
-                try await eventLoop.flatSubmit { handler.value.sendStreamMessage(id, bytes, on: eventLoop) }.get()
+                try await eventLoop.flatSubmit { handler.value.sendStreamMessages(id, messages, on: eventLoop) }.get()
             }
             core.submit {
                 let result: Result<Void, any Error> = await cancellation.run {
@@ -560,18 +560,20 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
         streamEnded(stream, code: code)
     }
 
-    private func sendStreamMessage(_ id: UInt32, _ bytes: [UInt8], on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+    private func sendStreamMessages(_ id: UInt32, _ messages: [[UInt8]], on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
         guard streams[id] != nil, let context else {
             return eventLoop.makeFailedFuture(CancellationError())
         }
-        guard bytes.count <= TTRPCLimits.maxMessageLength else {
+        if let tooLong = messages.first(where: { $0.count > TTRPCLimits.maxMessageLength }) {
             return eventLoop.makeFailedFuture(RPCError.resourceExhausted(
-                "stream message length \(bytes.count) exceeds maximum message size of \(TTRPCLimits.maxMessageLength)"
+                "stream message length \(tooLong.count) exceeds maximum message size of \(TTRPCLimits.maxMessageLength)"
             ))
         }
-        var buffer = context.channel.allocator.buffer(capacity: bytes.count)
-        buffer.writeBytes(bytes)
-        write(TTRPCFrame(streamID: id, type: .data, payload: buffer))
+        for bytes in messages {
+            var buffer = context.channel.allocator.buffer(capacity: bytes.count)
+            buffer.writeBytes(bytes)
+            write(TTRPCFrame(streamID: id, type: .data, payload: buffer))
+        }
         return lastWrite ?? eventLoop.makeSucceededVoidFuture()
     }
 

@@ -106,19 +106,28 @@ public struct TypedResponder<Response: SwiftProtobuf.Message>: Sendable {
 
 /// Sends the messages of a server-streaming call (each one as a Data frame).
 public struct ServerStreamWriter: Sendable {
-    let sendBytes: @Sendable ([UInt8]) async throws -> Void
+    let sendBatch: @Sendable ([[UInt8]]) async throws -> Void
 
-    public init(_ sendBytes: @escaping @Sendable ([UInt8]) async throws -> Void) {
-        self.sendBytes = sendBytes
+    /// `sendBatch` writes the encoded messages in order and returns once they are written to
+    /// the socket.
+    public init(_ sendBatch: @escaping @Sendable ([[UInt8]]) async throws -> Void) {
+        self.sendBatch = sendBatch
     }
 
     /// Sends one encoded message. Throws `CancellationError` once the stream or connection is gone.
     public func send(bytes: [UInt8]) async throws {
-        try await sendBytes(bytes)
+        try await sendBatch([bytes])
     }
 
     public func send<M: SwiftProtobuf.Message>(_ message: M) async throws {
-        try await sendBytes(try message.serializedBytes())
+        try await sendBatch([try message.serializedBytes()])
+    }
+
+    /// Sends several messages with one hand-off to the connection and one flush: a stream
+    /// with a backlog pays the round trip to the event loop once per batch, not per message.
+    public func send<M: SwiftProtobuf.Message>(_ messages: [M]) async throws {
+        guard !messages.isEmpty else { return }
+        try await sendBatch(try messages.map { try $0.serializedBytes() })
     }
 }
 

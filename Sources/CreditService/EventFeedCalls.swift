@@ -107,8 +107,13 @@ enum EventStream {
                     "the stream is \(unsent) events behind (limit \(lagLimit)); go on with ListEvents after seq \(after)",
                     metadata: ["after_seq": String(after)])
             }
-            for event in page.events {
-                try await stream.send(ProtoMapping.event(event, in: committed.ledger))
+            // A page in batches of 64: few hand-offs to the connection, while what the
+            // connection buffers for a stream stays small (a batch is written before the next).
+            var start = page.events.startIndex
+            while start < page.events.endIndex {
+                let end = min(start + 64, page.events.endIndex)
+                try await stream.send(page.events[start..<end].map { ProtoMapping.event($0, in: committed.ledger) })
+                start = end
             }
             after = Int64(page.nextAfterSeq)
             if page.nextAfterSeq >= page.lastSeq {
