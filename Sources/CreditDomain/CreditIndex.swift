@@ -240,6 +240,8 @@ public struct CreditListing: Sendable, Hashable {
     public let subscriptionId: String
     public let customer: String
     public let currency: Currency
+    /// The subscription's zone: the history's dates are civil dates in it.
+    public let timeZone: TimeZoneRules
     /// The as-of date in the subscription's zone.
     public let asOfDate: CivilDate
     public let status: CreditStatus
@@ -309,7 +311,8 @@ extension Ledger {
             if filter.overdueOnly, !status.overdue { return nil }
             if filter.refundOverdueOnly, !status.refundOverdue { return nil }
             return CreditListing(subscriptionId: subscription.id, customer: subscription.customer,
-                                 currency: subscription.currency, asOfDate: date, status: status)
+                                 currency: subscription.currency, timeZone: subscription.timeZone, asOfDate: date,
+                                 status: status)
         }
 
         var listed: [CreditListing] = []

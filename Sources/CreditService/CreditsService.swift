@@ -94,24 +94,17 @@ enum CreditsService {
                 }
             },
             .immediate(methods.listCredits) { request, _ in
-                let (page, ledger, now) = try read(gate) { ledger, now throws(DomainError) in
+                let (page, now) = try read(gate) { ledger, now throws(DomainError) in
                     let filter = CreditFilter(
                         states: request.states.map { EnumField(wireValue: Int32($0.rawValue)) },
                         overdueOnly: request.overdueOnly, refundOverdueOnly: request.refundOverdueOnly,
                         customer: request.customer, subscriptionId: request.subscriptionID, currency: request.currency)
                     return (try ledger.listCredits(filter: filter, pageSize: request.pageSize, pageToken: request.pageToken, asOf: now),
-                            ledger, now)
+                            now)
                 }
                 var response = Creditd_V1_ListCreditsResponse()
-                if request.view == .summary {
-                    response.credits = page.credits.map { ProtoMapping.credit($0, timeZone: nil) }
-                } else {
-                    // The history's dates are in the subscription's zone.
-                    response.credits = page.credits.compactMap { listing in
-                        guard let owner = try? ledger.subscription(id: listing.subscriptionId) else { return nil }
-                        return ProtoMapping.credit(listing, timeZone: owner.timeZone)
-                    }
-                }
+                let summary = request.view == .summary
+                response.credits = page.credits.map { ProtoMapping.credit($0, summary: summary) }
                 response.nextPageToken = page.nextPageToken
                 response.asOfUnixNanos = now.nanosecondsSinceEpoch
                 return response

@@ -250,13 +250,13 @@ enum ProtoMapping {
     }
 
     /// One ListCredits entry: the credit (L7) with its customer and as-of flags.
-    /// One credit of a ListCredits page (Q1); without a zone, the summary view.
-    static func credit(_ listing: CreditListing, timeZone: TimeZoneRules?) -> Creditd_V1_Credit {
-        var message = if let timeZone {
-            credit(listing.credit, Context(subscriptionID: listing.subscriptionId, currency: listing.currency, timeZone: timeZone),
-                   asOf: nil)
-        } else {
+    /// One credit of a ListCredits page (Q1), whole or as its summary (CREDIT_VIEW_SUMMARY).
+    static func credit(_ listing: CreditListing, summary: Bool) -> Creditd_V1_Credit {
+        var message = if summary {
             creditSummary(listing.credit, subscriptionID: listing.subscriptionId, currency: listing.currency, asOf: nil)
+        } else {
+            credit(listing.credit, Context(subscriptionID: listing.subscriptionId, currency: listing.currency,
+                                           timeZone: listing.timeZone), asOf: nil)
         }
         message.overdue = listing.status.overdue
         message.refundOverdue = listing.status.refundOverdue

@@ -183,6 +183,7 @@ struct Check: AsyncParsableCommand {
                 var request = Creditd_V1_ListCreditsRequest()
                 request.refundOverdueOnly = true
                 request.pageSize = 1000
+                request.view = .summary
                 repeat {
                     let page = try await client.listCredits(request, timeout: max(deadline - (clock.now - started), .milliseconds(1)))
                     for credit in page.credits { sums[credit.currency, default: 0] += credit.remainingMinor }
