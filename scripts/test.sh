@@ -22,6 +22,9 @@ if grep -E "^/[^ ]*/(Sources|Tests)/[^ ]*: (warning|error):" /tmp/creditd-build.
 fi
 grep -q "Build complete" /tmp/creditd-build.log || { echo "build failed" >&2; exit 1; }
 
+step "README's sessions print what README shows"
+python3 scripts/check-readme.py .build/debug
+
 step "systemd units"
 scripts/check-systemd-units.sh .build/debug
 

@@ -308,9 +308,10 @@ final class ImportProgress {
             let width = 30
             let filled = total == 0 ? width : done * width / total
             let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-            let line = String(format: "\r[%@] %d/%d %3d%% %.0f/s ETA %ds ", bar, done, total, percent, rate, Int(left.rounded()))
+            // The last update clears the bar: the summary that follows is what stays on screen.
+            let line = force ? "\r\u{1B}[K"
+                : String(format: "\r[%@] %d/%d %3d%% %.0f/s ETA %ds ", bar, done, total, percent, rate, Int(left.rounded()))
             FileHandle.standardError.write(Data(line.utf8))
-            if force { FileHandle.standardError.write(Data("\n".utf8)) }
         } else {
             let line = String(format: "import: %d/%d (%d%%) imported %d skipped %d failed %d, %.0f/s, %ds left\n",
                               done, total, percent, imported, skipped, failed, rate, Int(left.rounded()))
