@@ -64,6 +64,9 @@ struct BudgetedFrameDecoder: ByteToMessageDecoder {
            buffer.readableBytes < TTRPCLimits.headerLength + length {
             if core.reservePartialFrame(length, limit: core.settings.maxPartialFrameBytes) {
                 reservation = PartialFrameReservation(core: core, bytes: length)
+                // The whole frame's room at once: the buffer then grows by one copy of each
+                // read rather than by doublings, each copying all that came before.
+                buffer.reserveCapacity(minimumWritableBytes: TTRPCLimits.headerLength + length - buffer.readableBytes)
             } else {
                 let streamID = buffer.getInteger(at: buffer.readerIndex + 4, endianness: .big, as: UInt32.self) ?? 0
                 buffer.moveReaderIndex(forwardBy: TTRPCLimits.headerLength)

@@ -199,9 +199,11 @@ public final class TTRPCServer: Sendable {
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.allowRemoteHalfClosure, value: false)
-            // Bounded work per connection per event-loop turn: at most 4 reads of at most
-            // 64 KiB each before the loop moves on (the handler bounds dispatch further).
-            .childChannelOption(.maxMessagesPerRead, value: 4)
+            // Bounded work per connection per event-loop turn: one read of at most 64 KiB
+            // before the loop moves on to the next connection (the handler bounds dispatch
+            // further). One read holds hundreds of pipelined requests; what more reads per
+            // turn would add is a connection streaming megabytes delaying everyone else.
+            .childChannelOption(.maxMessagesPerRead, value: 1)
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: 64 << 10))
             .childChannelInitializer { channel in
                 // Credentials first: the limits are per uid, and a refusal names it.
