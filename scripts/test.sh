@@ -44,7 +44,15 @@ set -e
 total=$(grep -cE '^\[[0-9]+/[0-9]+\] Testing ' "$log" || true)
 failed=$( { grep -oE ': error: [A-Za-z0-9_]+\.[A-Za-z0-9_]+ :' "$log" || true; } | sort -u | wc -l)
 skipped=$( { grep -oE "^Test Case '[^']+' skipped" "$log" || true; } | sort -u | wc -l)
-if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+  # No assertion failed, yet the run did: name the tests that started and never finished
+  # (a crash or a hang), with the last lines of their output.
+  failed=1
+  for name in $(sed -nE 's/^\[[0-9]+\/[0-9]+\] Testing [^.]+\.([A-Za-z0-9_]+)\/([A-Za-z0-9_]+)$/\1.\2/p' "$log"); do
+    grep -qE "^Test Case '$name' (passed|skipped|failed)" "$log" || echo "swift-test: $name did not finish" >&2
+  done
+  grep -nE "Exited with|Fatal error|signal code" "$log" | tail -5 >&2 || true
+fi
 rm -f "$log"
 echo "swift-test: $((total - failed - skipped)) passed, $failed failed, $skipped skipped"
 exit "$status"
