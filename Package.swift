@@ -162,7 +162,9 @@ let package = Package(
         .testTarget(
             name: "CreditServiceTests",
             dependencies: ["CreditService", "CreditDomain", "CreditStore", "CreditProto", "CreditWire",
-                           "CreditTestSupport", .product(name: "Logging", package: "swift-log")]
+                           "CreditTestSupport", .product(name: "Logging", package: "swift-log")],
+            // Golden/ holds state directories read through #filePath, not resources.
+            exclude: ["Golden"]
         ),
         .testTarget(name: "CreditMonitoringTests", dependencies: ["CreditMonitoring", "CreditTestSupport"]),
         // The connection handler's limits in process, on NIO's EmbeddedChannel.

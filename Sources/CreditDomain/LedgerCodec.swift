@@ -117,6 +117,16 @@ public enum LedgerCodec {
         }
     }
 
+    /// The format version of the ledger that starts at `offset` in `bytes`, from its first eight
+    /// bytes (whether this build reads it or not).
+    public static func formatVersion(of bytes: [UInt8], from offset: Int = 0) throws(LedgerCodecError) -> UInt32 {
+        guard offset >= 0, bytes.count - offset >= 8 else { throw LedgerCodecError(.truncated, offset: bytes.count, field: "format version") }
+        guard bytes[offset] == magic.0, bytes[offset + 1] == magic.1, bytes[offset + 2] == magic.2, bytes[offset + 3] == magic.3 else {
+            throw LedgerCodecError(.badMagic, offset: offset, field: "magic")
+        }
+        return (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[offset + 4 + $1]) << UInt32(8 * $1) }
+    }
+
     /// The ledger in `bytes`, or an error that says what is wrong and at which byte offset.
     /// Malformed input throws; it never traps and never allocates more than a small multiple
     /// of its own size.
