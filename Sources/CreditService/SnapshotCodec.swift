@@ -1,4 +1,5 @@
 import CreditDomain
+import LedgerEncoding
 import CreditProto
 
 /// The payload of a snapshot file: a small protobuf header (the clock

@@ -3,6 +3,7 @@ import XCTest
 import Glibc
 #endif
 @testable import CreditDomain
+@testable import LedgerEncoding
 
 /// The binary snapshot codec: exact round trips of ledgers built by random commands, identical
 /// behaviour afterwards, and malformed input that throws instead of trapping.
@@ -331,14 +332,14 @@ final class LedgerCodecTests: XCTestCase {
             for _ in 0..<length { garbage.append(UInt8.random(in: 0...255, using: &random)) }
             _ = try? LedgerCodec.decode(garbage)
         }
-        // maxSeats, counters, then a subscription count no input of this size could hold.
-        let hugeCount: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]
-        XCTAssertThrowsError(try LedgerCodec.decode(Array(bytes.prefix(8)) + [0x00, 0x01, 0x01] + hugeCount)) { error in
-            XCTAssertEqual((error as? LedgerCodecError)?.kind, .badCount)
-            XCTAssertEqual((error as? LedgerCodecError)?.offset, 11)
+        // A field whose length no input of this size could hold.
+        let hugeLength: [UInt8] = [0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]
+        XCTAssertThrowsError(try LedgerCodec.decode(Array(bytes.prefix(8)) + hugeLength)) { error in
+            XCTAssertEqual((error as? LedgerCodecError)?.kind, .truncated)
+            XCTAssertEqual((error as? LedgerCodecError)?.offset, 9)
         }
-        // One part whose length runs past the end.
-        XCTAssertThrowsError(try LedgerCodec.decode(Array(bytes.prefix(8)) + [0x00, 0x01, 0x01, 0x00, 0x01, 0x00, 0x7F, 0x01, 0x01])) { error in
+        // A part whose length runs past the end.
+        XCTAssertThrowsError(try LedgerCodec.decode(Array(bytes.prefix(8)) + [0x12, 0x7F, 0x0A, 0x01])) { error in
             XCTAssertEqual((error as? LedgerCodecError)?.kind, .truncated)
         }
     }
@@ -359,7 +360,7 @@ final class LedgerCodecTests: XCTestCase {
     func testUnknownVersionAndBadMagicAreRefused() {
         var bytes = LedgerCodec.encode(Ledger())
         XCTAssertEqual(Array(bytes[4..<8]), [UInt8(LedgerCodec.formatVersion), 0, 0, 0])
-        for unknown: UInt8 in [0, 3, 200] {
+        for unknown: UInt8 in [0, 4, 200] {
             bytes[4] = unknown
             XCTAssertThrowsError(try LedgerCodec.decode(bytes)) { error in
                 let error = error as? LedgerCodecError
@@ -398,23 +399,28 @@ final class LedgerCodecTests: XCTestCase {
             XCTAssertEqual(error?.offset, start - 1)
             XCTAssertTrue(error?.field.contains("Xurope/Berlin") ?? false)
         }
-        // The second subscription's status byte follows its id, customer, plan, instants and indexes.
+        // The second subscription's status field follows its id, customer, plan, instants and
+        // indexes, each a tag and a value.
         let second = try XCTUnwrap((0..<bytes.count - 6).first { Array(bytes[$0..<$0 + 6]) == Array("second".utf8) })
-        // Customer "c" and plan "p" take two bytes each; then createdAt and startDate varints and
-        // the one-byte zone and currency indexes.
-        var statusOffset = second + 6 + 2 + 2
+        // Customer "c" and plan "p" take three bytes each (tag, length, byte); then createdAt and
+        // startDate (tag and varint) and the zone and currency indexes (tag and one byte).
+        var statusOffset = second + 6 + 3 + 3
         for _ in 0..<2 {
+            statusOffset += 1
             while bytes[statusOffset] >= 0x80 { statusOffset += 1 }
             statusOffset += 1
         }
-        statusOffset += 2
+        statusOffset += 4
+        XCTAssertEqual(bytes[statusOffset], 8 << 3, "the status field's tag")
+        statusOffset += 1
         XCTAssertEqual(bytes[statusOffset], UInt8(SubscriptionStatus.active.rawValue))
         var badStatus = bytes
         badStatus[statusOffset] = 9
         XCTAssertThrowsError(try LedgerCodec.decode(badStatus)) { error in
             let error = error as? LedgerCodecError
             XCTAssertEqual(error?.kind, .invalidValue)
-            XCTAssertEqual(error?.offset, statusOffset)
+            // Enums are checked once the record is read: the offset is inside it, after the field.
+            XCTAssertGreaterThan(error?.offset ?? 0, statusOffset)
             XCTAssertEqual(error?.field, "subscription 1: status")
         }
     }
