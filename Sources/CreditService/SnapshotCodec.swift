@@ -54,6 +54,24 @@ public enum SnapshotCodec {
         }
     }
 
+    /// The ledger encoding of `payload` in words, for `creditd verify-state`: its version, and
+    /// whether this build reads it.
+    public static func describeLedgerEncoding(of payload: [UInt8]) -> String {
+        let version: UInt32
+        do {
+            version = try ledgerFormatVersion(of: payload)
+        } catch {
+            return "ledger encoding unreadable (\(error))"
+        }
+        let kind = version >= 3 ? "tagged" : "positional"
+        if version == LedgerCodec.formatVersion { return "ledger encoding version \(version) (\(kind))" }
+        if LedgerCodec.readableVersions.contains(version) {
+            return "ledger encoding version \(version) (\(kind); read, and written as version \(LedgerCodec.formatVersion) at the next snapshot)"
+        }
+        return "ledger encoding version \(version) (not read by this build, which reads \(LedgerCodec.readableVersions.lowerBound)"
+            + " to \(LedgerCodec.readableVersions.upperBound))"
+    }
+
     public static func decode(_ payload: [UInt8]) throws -> (ledger: Ledger, clock: Instant) {
         let (header, offset) = try header(payload)
         guard let encoding = LedgerEncoding(rawValue: header.ledgerEncoding) else {

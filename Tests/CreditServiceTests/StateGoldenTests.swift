@@ -102,6 +102,9 @@ final class StateGoldenTests: XCTestCase {
             let payload = try XCTUnwrap(recovery.snapshot?.payload, name)
             XCTAssertEqual(try SnapshotCodec.ledgerFormatVersion(of: payload), encoding, name)
             XCTAssertFalse(recovery.records.isEmpty, "\(name): records after the snapshot")
+            // creditd verify-state names it.
+            let report = try verifyStateDirectory(directory, describePayload: SnapshotCodec.describeLedgerEncoding(of:))
+            XCTAssertTrue(report.description.contains("ledger encoding version \(encoding) ("), report.description)
 
             let application = try Self.open(directory)
             XCTAssertEqual(application.recoveryReport.severity, .info, "\(name): \(application.recoveryReport.messages)")
