@@ -344,6 +344,113 @@ final class LedgerCodecTests: XCTestCase {
         }
     }
 
+    /// A later release adds fields: its files still load here, the new fields skipped. The
+    /// header, every record (subscription, key, event), every part and the top level get fields
+    /// of each wire type under numbers this build does not know.
+    func testFieldsOfALaterReleaseAreSkipped() throws {
+        let (ledger, _) = randomLedger(seed: 7, steps: 120)
+        XCTAssertGreaterThan(ledger.idempotencyEntryCount, 0)
+        XCTAssertGreaterThan(ledger.eventCount, 0)
+        let bytes = LedgerCodec.encode(ledger)
+        let later = Self.addingUnknownFields(to: bytes)
+        XCTAssertGreaterThan(later.count, bytes.count)
+        XCTAssertEqual(try LedgerCodec.decode(later), ledger)
+        // The same file from a later release with a new version number is refused, not misread.
+        var newer = later
+        newer[4] = UInt8(LedgerCodec.formatVersion + 1)
+        XCTAssertThrowsError(try LedgerCodec.decode(newer))
+    }
+
+    /// Unknown fields of every wire type: varint, length-delimited, fixed32, fixed64.
+    private static let unknownFields: [UInt8] =
+        varint(100 << 3 | 0) + [42]
+        + varint(101 << 3 | 2) + [3] + Array("new".utf8)
+        + varint(102 << 3 | 5) + [1, 2, 3, 4]
+        + varint(103 << 3 | 1) + [1, 2, 3, 4, 5, 6, 7, 8]
+
+    private static func varint(_ value: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        var rest = value
+        while rest >= 0x80 {
+            out.append(UInt8(rest & 0x7F) | 0x80)
+            rest >>= 7
+        }
+        return out + [UInt8(rest)]
+    }
+
+    /// The fields of a message: (tag bytes, wire type, the value bytes after the tag).
+    private static func fields(_ bytes: ArraySlice<UInt8>) -> [(tag: [UInt8], wire: UInt8, value: ArraySlice<UInt8>)] {
+        var result: [(tag: [UInt8], wire: UInt8, value: ArraySlice<UInt8>)] = []
+        var index = bytes.startIndex
+        func readVarint() -> Int {
+            var value = 0
+            var shift = 0
+            while true {
+                let byte = bytes[index]
+                index += 1
+                value |= Int(byte & 0x7F) << shift
+                if byte < 0x80 { return value }
+                shift += 7
+            }
+        }
+        while index < bytes.endIndex {
+            let tagStart = index
+            let wire = UInt8(readVarint() & 7)
+            let tag = Array(bytes[tagStart..<index])
+            let valueStart = index
+            switch wire {
+            case 0: _ = readVarint()
+            case 1: index += 8
+            case 5: index += 4
+            default:
+                let length = readVarint()
+                index += length
+            }
+            result.append((tag, wire, bytes[valueStart..<index]))
+        }
+        return result
+    }
+
+    /// The content of a length-delimited value (after its length).
+    private static func content(_ value: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        var start = value.startIndex
+        while value[start] >= 0x80 { start += 1 }
+        return value[(start + 1)...]
+    }
+
+    private static func delimited(_ tag: [UInt8], _ content: [UInt8]) -> [UInt8] {
+        tag + varint(content.count) + content
+    }
+
+    private static func addingUnknownFields(to bytes: [UInt8]) -> [UInt8] {
+        var out = Array(bytes[0..<8])
+        for (tag, wire, value) in fields(bytes[8...]) {
+            let number = tag[0] >> 3
+            if number == 15 { out += unknownFields }   // before `end`, which must be last
+            guard wire == 2 else {
+                out += tag + value
+                continue
+            }
+            switch number {
+            case 1:   // the header
+                out += delimited(tag, Array(content(value)) + unknownFields)
+            case 2, 4, 5:   // parts: each record, and the part itself
+                var part: [UInt8] = []
+                for (innerTag, innerWire, innerValue) in fields(content(value)) {
+                    if innerWire == 2 && innerTag == [1 << 3 | 2] {
+                        part += delimited(innerTag, Array(content(innerValue)) + unknownFields)
+                    } else {
+                        part += innerTag + innerValue
+                    }
+                }
+                out += delimited(tag, unknownFields + part)
+            default:
+                out += tag + value
+            }
+        }
+        return out
+    }
+
     /// Ids must be unique and listed in order; a snapshot that says otherwise is refused.
     func testDuplicateIdsAreRefused() throws {
         var harness = Harness()
