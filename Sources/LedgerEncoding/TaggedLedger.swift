@@ -117,6 +117,15 @@ enum TaggedLedger {
 
     // MARK: decoding
 
+    // The smallest valid records: the fields written even when zero (instants, table indexes)
+    // and the enums, whose raw values are never zero, each a tag and at least one byte.
+    /// created_at, zone, currency, status, refund policy, interval, anchor day.
+    static let minimumSubscriptionBytes = 14
+    /// operation, first_used_at, a fingerprint and an outcome (tag and length each).
+    static let minimumKeyBytes = 8
+    /// type, recorded_at, at, a payload (tag and length).
+    static let minimumEventBytes = 8
+
     /// `buffer` starts at the magic; the version (3) has been checked.
     static func decode(_ buffer: UnsafeBufferPointer<UInt8>) throws(LedgerCodecError) -> Ledger {
         var reader = ByteReader(buffer, 8..<buffer.count)
@@ -173,8 +182,19 @@ enum TaggedLedger {
                 decoders.value[index] = .failure(error)
             }
         }
+        // Records shorter than the fields every valid one has are refused before anything is
+        // allocated for them, so a corrupt input cannot make the decoder reserve much more
+        // memory than its own size.
         var counts: [Int] = []
-        for result in decoders.value { counts.append(try result.get().records.count) }
+        for (index, result) in decoders.value.enumerated() {
+            let records = try result.get().records
+            let minimum = index < subscriptionParts.count ? minimumSubscriptionBytes
+                : index < subscriptionParts.count + keyParts.count ? minimumKeyBytes : minimumEventBytes
+            if let short = records.first(where: { $0.count < minimum }) {
+                throw LedgerCodecError(.badCount, offset: short.lowerBound, field: "record of \(short.count) bytes")
+            }
+            counts.append(records.count)
+        }
         guard UInt64(counts.reduce(0, +)) == recordCount else {
             throw LedgerCodecError(.invalidValue, offset: buffer.count, field: "record count (\(counts.reduce(0, +)), end says \(recordCount))")
         }

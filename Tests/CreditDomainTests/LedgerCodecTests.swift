@@ -342,6 +342,11 @@ final class LedgerCodecTests: XCTestCase {
         XCTAssertThrowsError(try LedgerCodec.decode(Array(bytes.prefix(8)) + [0x12, 0x7F, 0x0A, 0x01])) { error in
             XCTAssertEqual((error as? LedgerCodecError)?.kind, .truncated)
         }
+        // Records too short to be subscriptions are refused before anything is reserved for them.
+        let emptyRecords = Array([[UInt8]](repeating: [0x0A, 0x00], count: 1_000).joined())
+        XCTAssertThrowsError(try LedgerCodec.decode(Array(bytes.prefix(8)) + [0x0A, 0x00, 0x12, 0xD0, 0x0F] + emptyRecords + [0x78, 0x00])) { error in
+            XCTAssertEqual((error as? LedgerCodecError)?.kind, .badCount)
+        }
     }
 
     /// A later release adds fields: its files still load here, the new fields skipped. The
