@@ -148,7 +148,7 @@ struct TaggedDecoder {
         var cumulativeLow: UInt64 = 0, cumulativeHigh: UInt64 = 0
         var scheduledSeats: Int64 = 0, unbilledChargesMinor: Int64 = 0, lastEventSeq: UInt64 = 0
         // Fields relative to the base (created instant and start date) are decoded once both
-        // are known; those before them (not so in this build's writer) are kept until then.
+        // are known (this build writes them first); any read before both are kept until then.
         var createdAtSeen = false, startDateSeen = false
         var parts = RelativeParts()
         var early: [(number: UInt32, wire: UInt8, offset: Int)] = []
