@@ -22,6 +22,8 @@ let package = Package(
     targets: [
         // Pure billing rules: money, civil dates, periods, proration, credits.
         .target(name: "CreditDomain"),
+        // The ledger's snapshot encoding (tagged, versioned; reads the previous versions).
+        .target(name: "LedgerEncoding", dependencies: ["CreditDomain"]),
         // Messages generated from proto/ (scripts/generate-proto.sh).
         .target(
             name: "CreditProto",
@@ -63,7 +65,7 @@ let package = Package(
         .target(
             name: "CreditService",
             dependencies: [
-                "CreditDomain", "CreditStore", "CreditServer", "CreditWire", "CreditProto",
+                "CreditDomain", "LedgerEncoding", "CreditStore", "CreditServer", "CreditWire", "CreditProto",
                 "CreditMonitoring", "SystemdSupport", "CCreditSystem",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -152,7 +154,8 @@ let package = Package(
             ],
             path: "Tests/CreditTestSupport"
         ),
-        .testTarget(name: "CreditDomainTests", dependencies: ["CreditDomain"]),
+        // Also the ledger encoding's tests, which build their states with the domain's test helpers.
+        .testTarget(name: "CreditDomainTests", dependencies: ["CreditDomain", "LedgerEncoding"]),
         .testTarget(
             name: "CreditWireTests",
             dependencies: ["CreditWire", "CreditProto", .product(name: "NIOCore", package: "swift-nio")]
@@ -162,7 +165,9 @@ let package = Package(
         .testTarget(
             name: "CreditServiceTests",
             dependencies: ["CreditService", "CreditDomain", "CreditStore", "CreditProto", "CreditWire",
-                           "CreditTestSupport", .product(name: "Logging", package: "swift-log")]
+                           "CreditTestSupport", .product(name: "Logging", package: "swift-log")],
+            // Golden/ holds state directories read through #filePath, not resources.
+            exclude: ["Golden"]
         ),
         .testTarget(name: "CreditMonitoringTests", dependencies: ["CreditMonitoring", "CreditTestSupport"]),
         // The connection handler's limits in process, on NIO's EmbeddedChannel.

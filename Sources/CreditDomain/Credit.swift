@@ -12,15 +12,15 @@ public struct CreditStateChange: Sendable, Hashable, Codable {
 /// A credit's history after its first entry (`pending` at `createdAt`). Most credits take at
 /// most three more steps (applied, refund_pending, refunded), so those live inline; longer
 /// histories (refund_failed loops) spill into an array.
-struct CreditHistory: Sendable, Hashable, Codable {
-    var instants: (Int64, Int64, Int64) = (0, 0, 0)
-    var overflow: [CreditStateChange] = []
-    var count: UInt8 = 0
-    var states: (UInt8, UInt8, UInt8) = (0, 0, 0)
+package struct CreditHistory: Sendable, Hashable, Codable {
+    package var instants: (Int64, Int64, Int64) = (0, 0, 0)
+    package var overflow: [CreditStateChange] = []
+    package var count: UInt8 = 0
+    package var states: (UInt8, UInt8, UInt8) = (0, 0, 0)
 
-    init() {}
+    package init() {}
 
-    mutating func append(_ state: CreditState, at instant: Instant) {
+    package mutating func append(_ state: CreditState, at instant: Instant) {
         let raw = UInt8(state.rawValue)
         switch count {
         case 0: states.0 = raw; instants.0 = instant.nanosecondsSinceEpoch
@@ -42,15 +42,15 @@ struct CreditHistory: Sendable, Hashable, Codable {
         return result + overflow
     }
 
-    static func == (lhs: CreditHistory, rhs: CreditHistory) -> Bool { lhs.entries == rhs.entries }
-    func hash(into hasher: inout Hasher) { hasher.combine(entries) }
+    package static func == (lhs: CreditHistory, rhs: CreditHistory) -> Bool { lhs.entries == rhs.entries }
+    package func hash(into hasher: inout Hasher) { hasher.combine(entries) }
 
-    init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let list = try decoder.singleValueContainer().decode([CreditStateChange].self)
         for entry in list { append(entry.state, at: entry.at) }
     }
 
-    func encode(to encoder: any Encoder) throws {
+    package func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(entries)
     }
@@ -68,13 +68,13 @@ public struct Credit: Sendable, Hashable, Codable {
     // Declaration order packs the small fields into the tail of the larger ones: at five
     // million credits every byte here is about 5 MB of resident memory.
     public let explanation: LineExplanation
-    let storedEventSeq: UInt32
-    var laterHistory: CreditHistory
+    package let storedEventSeq: UInt32
+    package var laterHistory: CreditHistory
     /// `e`.
     public let effectiveDate: CivilDate
-    let dueDateOffset: UInt16
+    package let dueDateOffset: UInt16
     /// `refundExpectedBy − appliedDate` (1–31), 0 before the first application.
-    var refundExpectedByOffset: UInt8
+    package var refundExpectedByOffset: UInt8
     public let source: CreditSource
     public private(set) var state: CreditState
     /// The credit went through `refund_failed` at least once (L6 `refundOverdue`).
@@ -99,7 +99,7 @@ public struct Credit: Sendable, Hashable, Codable {
     }
 
     /// Every stored field as given (snapshot decoding).
-    init(serial: UInt64, createdAt: Instant, amountMinor: Int64, remainingMinor: Int64, consumedMinor: Int64,
+    package init(serial: UInt64, createdAt: Instant, amountMinor: Int64, remainingMinor: Int64, consumedMinor: Int64,
          explanation: LineExplanation, storedEventSeq: UInt32, laterHistory: CreditHistory, effectiveDate: CivilDate,
          dueDateOffset: UInt16, refundExpectedByOffset: UInt8, source: CreditSource, state: CreditState,
          hadRefundFailure: Bool) {

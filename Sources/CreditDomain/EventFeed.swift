@@ -63,7 +63,7 @@ public struct SubscriptionView: Sendable, Hashable, Codable {
                   period: subscription.period, scheduledSeats: subscription.scheduledSeats)
     }
 
-    init(id: String, customer: String, plan: String, status: SubscriptionStatus, seats: Int64, unitPriceMinor: Int64,
+    package init(id: String, customer: String, plan: String, status: SubscriptionStatus, seats: Int64, unitPriceMinor: Int64,
          currency: Currency, schedule: BillingSchedule, timeZone: TimeZoneRules, refundPolicy: RefundPolicy,
          startDate: CivilDate, period: BillingPeriod, scheduledSeats: Int64?) {
         self.id = id
@@ -166,34 +166,53 @@ public struct EventPage: Sendable, Hashable {
 /// The events kept, in seq order, as chunks of `chunkSize`: every chunk but the last is full,
 /// so a seq is found by division, and a mutation after a copy copies one chunk and the small
 /// top-level arrays. Pruning drops whole chunks from the front (retention is a minimum).
-struct EventFeed: Sendable, Hashable {
-    static let chunkSize = 1_024
+package struct EventFeed: Sendable, Hashable {
+    package static let chunkSize = 1_024
 
-    private(set) var chunks: [[LedgerEvent]] = []
+    package private(set) var chunks: [[LedgerEvent]] = []
     /// The newest `recordedAt` of each chunk, so pruning never looks inside a chunk.
     private var newestRecorded: [Int64] = []
     /// The seq of the first kept event (`lastSeq + 1` when none is kept).
-    private(set) var firstSeq: UInt64 = 1
+    package private(set) var firstSeq: UInt64 = 1
     private(set) var lastSeq: UInt64 = 0
 
-    init() {}
+    package init() {}
 
     /// Events with consecutive seqs starting at `firstSeq` (snapshot decoding); `lastSeq`
     /// is `firstSeq + events.count - 1`.
-    init(firstSeq: UInt64, events: [LedgerEvent]) {
-        self.firstSeq = firstSeq
-        self.lastSeq = firstSeq &+ UInt64(events.count) &- 1
-        var start = 0
-        while start < events.count {
-            let end = min(start + EventFeed.chunkSize, events.count)
-            let chunk = Array(events[start..<end])
-            chunks.append(chunk)
-            newestRecorded.append(chunk.map(\.recordedAt.nanosecondsSinceEpoch).max()!)
-            start = end
-        }
+    package init(firstSeq: UInt64, events: [LedgerEvent]) {
+        self.init(firstSeq: firstSeq, parts: [events])
     }
 
-    var count: Int { Int(lastSeq &+ 1 &- firstSeq) }
+    /// The events of `parts` in order, as decoded by several cores, with consecutive seqs
+    /// starting at `firstSeq`.
+    package init(firstSeq: UInt64, parts: [[LedgerEvent]]) {
+        let total = parts.reduce(0) { $0 + $1.count }
+        self.firstSeq = firstSeq
+        self.lastSeq = firstSeq &+ UInt64(total) &- 1
+        var chunk: [LedgerEvent] = []
+        chunk.reserveCapacity(min(EventFeed.chunkSize, total))
+        var left = total
+        for part in parts {
+            for event in part {
+                chunk.append(event)
+                if chunk.count == EventFeed.chunkSize {
+                    append(chunk: chunk)
+                    left -= chunk.count
+                    chunk = []
+                    chunk.reserveCapacity(min(EventFeed.chunkSize, left))
+                }
+            }
+        }
+        if !chunk.isEmpty { append(chunk: chunk) }
+    }
+
+    private mutating func append(chunk: [LedgerEvent]) {
+        chunks.append(chunk)
+        newestRecorded.append(chunk.map(\.recordedAt.nanosecondsSinceEpoch).max()!)
+    }
+
+    package var count: Int { Int(lastSeq &+ 1 &- firstSeq) }
     var nextSeq: UInt64 { lastSeq + 1 }
 
     /// Every kept event in seq order.
@@ -274,11 +293,11 @@ struct EventFeed: Sendable, Hashable {
         }
     }
 
-    static func == (lhs: EventFeed, rhs: EventFeed) -> Bool {
+    package static func == (lhs: EventFeed, rhs: EventFeed) -> Bool {
         lhs.firstSeq == rhs.firstSeq && lhs.lastSeq == rhs.lastSeq && lhs.chunks == rhs.chunks
     }
 
-    func hash(into hasher: inout Hasher) {
+    package func hash(into hasher: inout Hasher) {
         hasher.combine(firstSeq)
         hasher.combine(lastSeq)
     }
@@ -287,7 +306,7 @@ struct EventFeed: Sendable, Hashable {
 extension EventFeed: Codable {
     private enum CodingKeys: String, CodingKey { case firstSeq, events }
 
-    init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let firstSeq = try container.decode(UInt64.self, forKey: .firstSeq)
         let events = try container.decode([LedgerEvent].self, forKey: .events)
@@ -297,7 +316,7 @@ extension EventFeed: Codable {
         self.init(firstSeq: firstSeq, events: events)
     }
 
-    func encode(to encoder: any Encoder) throws {
+    package func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(firstSeq, forKey: .firstSeq)
         try container.encode(events, forKey: .events)

@@ -53,17 +53,29 @@ public struct IdempotencyEntry: Sendable, Hashable, Codable {
 }
 
 /// Keys scoped to (caller uid, operation) (I2), kept at least 45 days (I6).
-struct IdempotencyTable: Sendable {
-    struct Scope: Sendable, Hashable {
-        let callerUID: UInt32
-        let operation: IdempotentOperation
-        let key: ScalarString
+package struct IdempotencyTable: Sendable {
+    package struct Scope: Sendable, Hashable {
+        package let callerUID: UInt32
+        package let operation: IdempotentOperation
+        package let key: ScalarString
+
+        package init(callerUID: UInt32, operation: IdempotentOperation, key: ScalarString) {
+            self.callerUID = callerUID
+            self.operation = operation
+            self.key = key
+        }
     }
 
-    struct Stored: Sendable, Hashable {
-        let fingerprint: RequestFingerprint
-        let outcome: StoredOutcome
-        let firstUsedAt: Instant
+    package struct Stored: Sendable, Hashable {
+        package let fingerprint: RequestFingerprint
+        package let outcome: StoredOutcome
+        package let firstUsedAt: Instant
+
+        package init(fingerprint: RequestFingerprint, outcome: StoredOutcome, firstUsedAt: Instant) {
+            self.fingerprint = fingerprint
+            self.outcome = outcome
+            self.firstUsedAt = firstUsedAt
+        }
     }
 
     /// 45 days (I6).
@@ -106,14 +118,14 @@ struct IdempotencyTable: Sendable {
     }
 
     /// Room for `count` entries (snapshot loading).
-    mutating func reserveCapacity(_ count: Int) {
+    package mutating func reserveCapacity(_ count: Int) {
         entries.reserveCapacity(count)
         order.reserveCapacity(count)
     }
 
     /// Adds an entry read from a snapshot, after those used before it; as in `init(_:)`, a
     /// repeated scope keeps its place and takes the later value.
-    mutating func restore(_ scope: Scope, _ stored: Stored) {
+    package mutating func restore(_ scope: Scope, _ stored: Stored) {
         if entries.updateValue(stored, forKey: scope) == nil { order.append(scope) }
     }
 
@@ -134,7 +146,7 @@ struct IdempotencyTable: Sendable {
         }
     }
 
-    init() {}
+    package init() {}
 
     init(_ list: [IdempotencyEntry]) {
         entries.reserveCapacity(list.count)

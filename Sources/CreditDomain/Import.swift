@@ -41,6 +41,12 @@ public struct ImportSubscriptionRequest: Sendable, Hashable, Codable {
 public struct ImportedSubscription: Sendable, Hashable, Codable {
     public let subscription: Subscription
     public let openingInvoice: Invoice
+
+    /// Every stored field as it is (also snapshot decoding, in LedgerEncoding).
+    package init(subscription: Subscription, openingInvoice: Invoice) {
+        self.subscription = subscription
+        self.openingInvoice = openingInvoice
+    }
 }
 
 extension Subscription {

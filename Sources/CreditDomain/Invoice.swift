@@ -8,7 +8,7 @@ public struct InvoiceLine: Sendable, Hashable, Codable {
     /// Seats charged by a period charge line, 0 otherwise.
     public let seats: Int64
 
-    init(kind: InvoiceLineKind, amountMinor: Int64, creditSerial: UInt64 = 0, effectiveDate: CivilDate, seats: Int64 = 0) {
+    package init(kind: InvoiceLineKind, amountMinor: Int64, creditSerial: UInt64 = 0, effectiveDate: CivilDate, seats: Int64 = 0) {
         self.kind = kind
         self.amountMinor = amountMinor
         self.creditSerial = creditSerial
@@ -50,6 +50,19 @@ public struct Invoice: Sendable, Hashable, Codable {
     public var totalMinor: Int64 {
         lines.reduce(Int64(0)) { $0 &+ $1.amountMinor }
     }
+
+    /// Every stored field as it is (also snapshot decoding, in LedgerEncoding).
+    package init(serial: UInt64, kind: InvoiceKind, issuedAt: Instant, issuedDate: CivilDate, periodStart: CivilDate, periodEnd: CivilDate, lines: [InvoiceLine], settlesOn: CivilDate?, settled: Bool) {
+        self.serial = serial
+        self.kind = kind
+        self.issuedAt = issuedAt
+        self.issuedDate = issuedDate
+        self.periodStart = periodStart
+        self.periodEnd = periodEnd
+        self.lines = lines
+        self.settlesOn = settlesOn
+        self.settled = settled
+    }
 }
 
 /// A billing period `[start, end)` with what was charged at its start (O3).
@@ -63,6 +76,14 @@ public struct BillingPeriod: Sendable, Hashable, Codable {
 
     /// `P = days(start, end)` (T2).
     public var days: Int32 { Int32(start.days(to: end)) }
+
+    /// Every stored field as it is (also snapshot decoding, in LedgerEncoding).
+    package init(start: CivilDate, end: CivilDate, chargedMinor: Int64, chargedSeats: Int64) {
+        self.start = start
+        self.end = end
+        self.chargedMinor = chargedMinor
+        self.chargedSeats = chargedSeats
+    }
 }
 
 /// Seats that share a refund window (W1).
@@ -70,6 +91,13 @@ public struct SeatBlock: Sendable, Hashable, Codable {
     public internal(set) var seats: Int64
     public let windowStart: Instant
     public let startDate: CivilDate
+
+    /// Every stored field as it is (also snapshot decoding, in LedgerEncoding).
+    package init(seats: Int64, windowStart: Instant, startDate: CivilDate) {
+        self.seats = seats
+        self.windowStart = windowStart
+        self.startDate = startDate
+    }
 }
 
 /// The Cancel result (C8).
@@ -87,10 +115,22 @@ public struct CancellationRecord: Sendable, Hashable, Codable {
     /// Immediate only.
     public let finalInvoice: Invoice?
     public internal(set) var alreadyCancelled: Bool
+
+    /// Every stored field as it is (also snapshot decoding, in LedgerEncoding).
+    package init(mode: CancelMode, effectiveDate: CivilDate, requestedAt: Instant, entitlementEndsAt: Instant, line: LedgerLine?, credit: Credit?, finalInvoice: Invoice?, alreadyCancelled: Bool) {
+        self.mode = mode
+        self.effectiveDate = effectiveDate
+        self.requestedAt = requestedAt
+        self.entitlementEndsAt = entitlementEndsAt
+        self.line = line
+        self.credit = credit
+        self.finalInvoice = finalInvoice
+        self.alreadyCancelled = alreadyCancelled
+    }
 }
 
 /// Keeps the rarely present cancellation record out of line so every subscription stays small.
-enum CancellationSlot: Sendable, Hashable, Codable {
+package enum CancellationSlot: Sendable, Hashable, Codable {
     case none
     indirect case recorded(CancellationRecord)
 

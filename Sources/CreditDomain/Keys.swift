@@ -36,7 +36,7 @@ public struct ScalarString: Sendable, Hashable, Comparable, Codable, CustomStrin
 
 /// Subscription ids in sorted order for paging, as sorted chunks so that an insert moves at
 /// most one chunk instead of the whole list.
-struct SortedKeyIndex: Sendable {
+package struct SortedKeyIndex: Sendable {
     private var chunks: [[ScalarString]] = []
     /// The ledger slot of each key, chunked like `chunks`, so snapshots get the id order
     /// without a hash lookup per key.
@@ -45,11 +45,11 @@ struct SortedKeyIndex: Sendable {
 
     private(set) var count = 0
 
-    init() {}
+    package init() {}
 
     /// The index of keys already in strictly increasing order with their slots, built without
     /// searching (snapshot loading). Chunks start half full, as after a split.
-    init(sortedKeys: [ScalarString], slots: [Int32]) {
+    package init(sortedKeys: [ScalarString], slots: [Int32]) {
         let size = SortedKeyIndex.maxChunk / 2
         chunks.reserveCapacity((sortedKeys.count + size - 1) / size)
         slotChunks.reserveCapacity(chunks.capacity)
@@ -139,10 +139,15 @@ struct SortedKeyIndex: Sendable {
 
 /// A binary min-heap of (due instant, subscription slot). Entries go stale when a
 /// subscription's due instant changes; they are dropped when they reach the top.
-struct DueQueue: Sendable {
-    struct Entry: Sendable {
+package struct DueQueue: Sendable {
+    package struct Entry: Sendable {
         let due: Instant
         let slot: Int32
+
+        package init(due: Instant, slot: Int32) {
+            self.due = due
+            self.slot = slot
+        }
 
         static func < (lhs: Entry, rhs: Entry) -> Bool {
             lhs.due < rhs.due || (lhs.due == rhs.due && lhs.slot < rhs.slot)
@@ -151,11 +156,11 @@ struct DueQueue: Sendable {
 
     private(set) var entries: [Entry] = []
 
-    init() {}
+    package init() {}
 
     /// A heap of `entries` in any order, built in linear time (snapshot loading). Pops come
     /// out in the same order as after pushing them one by one.
-    init(unordered entries: [Entry]) {
+    package init(unordered entries: [Entry]) {
         self.entries = entries
         var parent = entries.count / 2 - 1
         while parent >= 0 {

@@ -26,7 +26,7 @@ public struct Ledger: Sendable {
     private var zones: [String: TimeZoneRules] = [:]
     // --- Issues 14/15 (EventFeed.swift, CreditIndex.swift, LedgerEvents.swift) ---
     /// The event feed (E1–E5): billing state, snapshotted and compared by `==`.
-    var feed = EventFeed()
+    package internal(set) var feed = EventFeed()
     /// E5 retention: configuration, not billing state.
     public var eventRetention = EventRetention.specMinimum
     /// Book-wide indexes and counts (Q1–Q3): derived, rebuilt on decode, left out of `==`.
@@ -50,7 +50,7 @@ public struct Ledger: Sendable {
     }
 
     /// Every stored part as given (snapshot decoding, which builds the indexes itself).
-    init(maxSeats: Int64, counters: SerialCounters, slots: [Subscription], slotByID: [ScalarString: Int32],
+    package init(maxSeats: Int64, counters: SerialCounters, slots: [Subscription], slotByID: [ScalarString: Int32],
          sortedIDs: SortedKeyIndex, dueQueue: DueQueue, idempotency: IdempotencyTable, zones: [String: TimeZoneRules],
          feed: EventFeed = EventFeed()) {
         self.storedMaxSeats = min(max(maxSeats, 1), Ledger.seatLimit)
@@ -109,10 +109,10 @@ public struct Ledger: Sendable {
     public private(set) var isReaderCopy = false
 
     /// The slots in id order (snapshots store it, so loading need not sort).
-    var slotsInIDOrder: [Int32] { sortedIDs.slotsInOrder }
+    package var slotsInIDOrder: [Int32] { sortedIDs.slotsInOrder }
 
     /// The key table in order of first use, without building `idempotencyEntries` (snapshots).
-    func forEachIdempotencyEntry(_ body: (IdempotencyTable.Scope, IdempotencyTable.Stored) -> Void) {
+    package func forEachIdempotencyEntry(_ body: (IdempotencyTable.Scope, IdempotencyTable.Stored) -> Void) {
         idempotency.forEachInOrder(body)
     }
 

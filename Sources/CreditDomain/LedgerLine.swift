@@ -19,16 +19,16 @@ public struct LineExplanation: Sendable, Hashable, Codable {
     /// `C` of the period.
     public let chargedMinor: Int64
     // A_n's numerator over S × P, split so the struct keeps 8-byte alignment.
-    let cumulativeHigh: Int64
-    let cumulativeLow: UInt64
+    package let cumulativeHigh: Int64
+    package let cumulativeLow: UInt64
     /// `window_72h` decreases only: the blocks seats were taken from, newest first.
     public let blocks: [SeatBlockPortion]
     // Seat counts fit 32 bits (the seat maximum is capped there) and day counts 16 bits.
-    let storedChargedSeats: Int32
-    let storedSeatsDelta: Int32
-    let storedPeriodDays: Int16
+    package let storedChargedSeats: Int32
+    package let storedSeatsDelta: Int32
+    package let storedPeriodDays: Int16
     /// `days(e, periodEnd)`; for `window_72h` decreases the blocks' common value, −1 when they differ.
-    let storedUnusedDays: Int16
+    package let storedUnusedDays: Int16
 
     init(chargedMinor: Int64, chargedSeats: Int64, seatsDelta: Int64, periodDays: Int32,
          unusedDays: Int32, cumulativeNumerator: Int128, blocks: [SeatBlockPortion]) {
@@ -102,4 +102,12 @@ public struct LedgerLine: Sendable, Hashable, Codable {
     /// Unique per subscription (I7); increases in the order lines are recorded.
     public let eventSeq: UInt64
     public let explanation: LineExplanation
+
+    /// Every stored field as it is (also snapshot decoding, in LedgerEncoding).
+    package init(amountMinor: Int64, effectiveDate: CivilDate, eventSeq: UInt64, explanation: LineExplanation) {
+        self.amountMinor = amountMinor
+        self.effectiveDate = effectiveDate
+        self.eventSeq = eventSeq
+        self.explanation = explanation
+    }
 }

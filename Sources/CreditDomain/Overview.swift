@@ -5,8 +5,9 @@
 // T1), billing schedules and anchors (BillingSchedule; T2-T4), exact proration and the one
 // rounding function (Subscription.prorate; P1-P7, M2-M5), cancels and seat changes
 // (Subscription; C1-C8, S1-S8, W1-W4), credits and invoices (Credit, Invoice; L1-L11),
-// idempotency keys (Idempotency, Keys; I1-I7), the errors with their reasons (Errors; §10), and
-// the compact binary codec of the whole ledger used by snapshots (LedgerCodec*).
+// idempotency keys (Idempotency, Keys; I1-I7), and the errors with their reasons (Errors; §10).
+// The snapshot encoding of the ledger lives in LedgerEncoding; it reaches the stored fields
+// through `package` initializers and properties (StoredInitializers.swift and the types).
 // Rule ids and bare "§N" in this module refer to docs/billing-rules.md.
 //
 // Invariants.
@@ -23,4 +24,4 @@
 //   - Ledger.advance(to:) runs the transitions that fall due (renewals, credit dates, settlements).
 //   - Ledger.subscription(id:), listSubscriptions, refundStatus, invoices for reads;
 //     nextDueInstant() for the scheduler.
-//   - LedgerCodec.encode/decode for snapshots; RFC3339.parse/format for instants as text.
+//   - RFC3339.parse/format for instants as text.

@@ -117,6 +117,12 @@ public enum Command: Sendable, Hashable, Codable {
 public struct CreatedSubscription: Sendable, Hashable, Codable {
     public let subscription: Subscription
     public let purchaseInvoice: Invoice
+
+    /// Every stored field as it is (also snapshot decoding, in LedgerEncoding).
+    package init(subscription: Subscription, purchaseInvoice: Invoice) {
+        self.subscription = subscription
+        self.purchaseInvoice = purchaseInvoice
+    }
 }
 
 /// The ChangeSeats result (S8).
@@ -132,6 +138,17 @@ public struct SeatChangeResult: Sendable, Hashable, Codable {
     public let line: LedgerLine?
     /// For `credit`.
     public let credit: Credit?
+
+    /// Every stored field as it is (also snapshot decoding, in LedgerEncoding).
+    package init(outcome: SeatChangeOutcome, previousSeats: Int64, newSeats: Int64, seats: Int64, effectiveDate: CivilDate, line: LedgerLine?, credit: Credit?) {
+        self.outcome = outcome
+        self.previousSeats = previousSeats
+        self.newSeats = newSeats
+        self.seats = seats
+        self.effectiveDate = effectiveDate
+        self.line = line
+        self.credit = credit
+    }
 }
 
 /// A credit with the L6 flags computed against an as-of date.
@@ -156,6 +173,12 @@ public struct RefundOutcomeResult: Sendable, Hashable, Codable {
     public var state: CreditState { credit.credit.state }
     public var remainingMinor: Int64 { credit.credit.remainingMinor }
     public var refundedMinor: Int64 { credit.credit.refundedMinor }
+
+    /// Every stored field as it is (also snapshot decoding, in LedgerEncoding).
+    package init(ignored: Bool, credit: CreditStatus) {
+        self.ignored = ignored
+        self.credit = credit
+    }
 }
 
 /// L8 totals; the five add up to the sum of `amountMinor`.

@@ -35,9 +35,9 @@ public struct Subscription: Sendable, Hashable, Codable {
     /// The current period (after an effective cancel: the last one).
     public private(set) var period: BillingPeriod
     // A_n's numerator over S × P (P4), split to keep 8-byte alignment.
-    var cumulativeHigh: Int64
-    var cumulativeLow: UInt64
-    var storedScheduledSeats: Int64
+    package var cumulativeHigh: Int64
+    package var cumulativeLow: UInt64
+    package var storedScheduledSeats: Int64
     /// Positive lines of the current period not on an invoice yet (P3).
     public private(set) var unbilledChargesMinor: Int64
     /// Seat blocks (W1), newest last; kept only under a windowed policy.
@@ -48,10 +48,10 @@ public struct Subscription: Sendable, Hashable, Codable {
     public private(set) var credits: [Credit]
     // The purchase invoice is rebuilt from these on demand: every subscription has one, so
     // storing it would cost each of a million subscriptions two allocations.
-    let purchaseInvoiceSerial: UInt64
+    package let purchaseInvoiceSerial: UInt64
     /// Invoices after the purchase invoice, in order of issue.
-    var laterInvoices: [Invoice]
-    var cancellationSlot: CancellationSlot
+    package var laterInvoices: [Invoice]
+    package var cancellationSlot: CancellationSlot
     /// The eventSeq of the last recorded ledger line.
     public private(set) var lastEventSeq: UInt64
     /// When the next time-driven transition falls due (T6), nil when none can.
@@ -62,7 +62,42 @@ public struct Subscription: Sendable, Hashable, Codable {
     public let refundPolicy: RefundPolicy
     public let schedule: BillingSchedule
     public let startDate: CivilDate
-    let storedPurchaseSeats: Int32
+    package let storedPurchaseSeats: Int32
+
+    /// Every stored field as it is (snapshot decoding); the other initializers derive them.
+    package init(id: String, customer: String, plan: String, unitPriceMinor: Int64, createdAt: Instant,
+                 timeZone: TimeZoneRules, seats: Int64, period: BillingPeriod, cumulativeHigh: Int64, cumulativeLow: UInt64,
+                 storedScheduledSeats: Int64, unbilledChargesMinor: Int64, blocks: [SeatBlock], periodLines: [LedgerLine],
+                 credits: [Credit], purchaseInvoiceSerial: UInt64, laterInvoices: [Invoice], cancellationSlot: CancellationSlot,
+                 lastEventSeq: UInt64, nextDue: Instant?, status: SubscriptionStatus, currency: Currency,
+                 refundPolicy: RefundPolicy, schedule: BillingSchedule, startDate: CivilDate, storedPurchaseSeats: Int32) {
+        self.id = id
+        self.customer = customer
+        self.plan = plan
+        self.unitPriceMinor = unitPriceMinor
+        self.createdAt = createdAt
+        self.timeZone = timeZone
+        self.seats = seats
+        self.period = period
+        self.cumulativeHigh = cumulativeHigh
+        self.cumulativeLow = cumulativeLow
+        self.storedScheduledSeats = storedScheduledSeats
+        self.unbilledChargesMinor = unbilledChargesMinor
+        self.blocks = blocks
+        self.periodLines = periodLines
+        self.credits = credits
+        self.purchaseInvoiceSerial = purchaseInvoiceSerial
+        self.laterInvoices = laterInvoices
+        self.cancellationSlot = cancellationSlot
+        self.lastEventSeq = lastEventSeq
+        self.nextDue = nextDue
+        self.status = status
+        self.currency = currency
+        self.refundPolicy = refundPolicy
+        self.schedule = schedule
+        self.startDate = startDate
+        self.storedPurchaseSeats = storedPurchaseSeats
+    }
 
     /// Every invoice in order of issue (L11), the purchase invoice first (an import's opening
     /// invoice, O5, is the first of `laterInvoices` instead).

@@ -1,4 +1,4 @@
-// proto-sha256: 62aad53caf5eeed47890612738f3db9941a5cd45927bcef4ef7a08d1d874c6b6 creditd/journal/v1/journal.proto | protoc-gen-swift 1.39.0
+// proto-sha256: 794beabf8f0da1a36157d2333c93b844f6cb1aab98f8e3e61044e8b77076ec11 creditd/journal/v1/journal.proto | protoc-gen-swift 1.39.0
 // DO NOT EDIT.
 // swift-format-ignore-file
 // swiftlint:disable all
@@ -132,7 +132,7 @@ public nonisolated struct Creditd_Journal_V1_Tick: Sendable {
 /// The header of a snapshot's payload (the store adds the file header with
 /// format version, sequence number and CRC). The payload is: this message's
 /// length as a little-endian u32, this message, then the ledger in the
-/// domain's compact binary encoding named by ledger_encoding. The ledger is
+/// ledger encoding named by ledger_encoding (Sources/LedgerEncoding). The ledger is
 /// not a protobuf field so that a million subscriptions are written and read
 /// without building or copying a message of hundreds of megabytes.
 public nonisolated struct Creditd_Journal_V1_Snapshot: Sendable {
@@ -143,7 +143,7 @@ public nonisolated struct Creditd_Journal_V1_Snapshot: Sendable {
   /// the clock's reading when the snapshot was taken
   public var clockUnixNanos: Int64 = 0
 
-  /// 1 = CreditDomain.LedgerCodec (format version inside)
+  /// 1 = LedgerEncoding.LedgerCodec (format version inside)
   public var ledgerEncoding: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()

@@ -1,4 +1,5 @@
 import CreditDomain
+import LedgerEncoding
 import CreditProto
 
 /// The payload of a snapshot file: a small protobuf header (the clock
@@ -28,13 +29,51 @@ public enum SnapshotCodec {
         return payload
     }
 
-    public static func decode(_ payload: [UInt8]) throws -> (ledger: Ledger, clock: Instant) {
+    /// The header, and the offset at which the ledger starts.
+    private static func header(_ payload: [UInt8]) throws -> (header: Creditd_Journal_V1_Snapshot, ledgerOffset: Int) {
         guard payload.count >= 4 else { throw DecodeError(description: "snapshot payload of \(payload.count) bytes is too short") }
         let headerLength = Int(UInt32(payload[0]) | UInt32(payload[1]) << 8 | UInt32(payload[2]) << 16 | UInt32(payload[3]) << 24)
         guard headerLength <= payload.count - 4 else {
             throw DecodeError(description: "snapshot header length \(headerLength) exceeds the payload")
         }
         let header = try Creditd_Journal_V1_Snapshot(serializedBytes: Array(payload[4..<(4 + headerLength)]))
+        return (header, 4 + headerLength)
+    }
+
+    /// The version of the ledger encoding inside `payload` (`LedgerCodec.formatVersion` of the
+    /// release that wrote it), read from its header without decoding the ledger.
+    public static func ledgerFormatVersion(of payload: [UInt8]) throws -> UInt32 {
+        let (header, offset) = try header(payload)
+        guard LedgerEncoding(rawValue: header.ledgerEncoding) != nil else {
+            throw DecodeError(description: "snapshot ledger encoding \(header.ledgerEncoding) is unknown to this creditd")
+        }
+        do {
+            return try LedgerCodec.formatVersion(of: payload, from: offset)
+        } catch {
+            throw DecodeError(description: "snapshot ledger: \(error)")
+        }
+    }
+
+    /// The ledger encoding of `payload` in words, for `creditd verify-state`: its version, and
+    /// whether this build reads it.
+    public static func describeLedgerEncoding(of payload: [UInt8]) -> String {
+        let version: UInt32
+        do {
+            version = try ledgerFormatVersion(of: payload)
+        } catch {
+            return "ledger encoding unreadable (\(error))"
+        }
+        let kind = version >= 3 ? "tagged" : "positional"
+        if version == LedgerCodec.formatVersion { return "ledger encoding version \(version) (\(kind))" }
+        if LedgerCodec.readableVersions.contains(version) {
+            return "ledger encoding version \(version) (\(kind); read, and written as version \(LedgerCodec.formatVersion) at the next snapshot)"
+        }
+        return "ledger encoding version \(version) (not read by this build, which reads \(LedgerCodec.readableVersions.lowerBound)"
+            + " to \(LedgerCodec.readableVersions.upperBound))"
+    }
+
+    public static func decode(_ payload: [UInt8]) throws -> (ledger: Ledger, clock: Instant) {
+        let (header, offset) = try header(payload)
         guard let encoding = LedgerEncoding(rawValue: header.ledgerEncoding) else {
             throw DecodeError(description: "snapshot ledger encoding \(header.ledgerEncoding) is unknown to this creditd")
         }
@@ -42,7 +81,7 @@ public enum SnapshotCodec {
         case .ledgerCodec:
             let ledger: Ledger
             do {
-                ledger = try LedgerCodec.decode(payload, from: 4 + headerLength)
+                ledger = try LedgerCodec.decode(payload, from: offset)
             } catch {
                 throw DecodeError(description: "snapshot ledger: \(error)")
             }

@@ -12,6 +12,9 @@ public struct SnapshotCheck: Sendable, Equatable {
     public var unixMillis: Int64?
     public var verified: Bool
     public var problem: String?
+    /// What the caller's `describePayload` said about a verified snapshot's payload (the store
+    /// does not read payloads; creditd names the ledger encoding inside).
+    public var payload: String?
 }
 
 /// One journal segment as `verifyStateDirectory` found it.
@@ -78,7 +81,8 @@ public struct VerificationReport: Sendable, Equatable, CustomStringConvertible {
         var lines = ["state directory \(directory)\(inUse ? " (in use by a running daemon)" : "")"]
         for snapshot in snapshots {
             lines.append("  snapshot \(snapshot.fileName): seq \(snapshot.sequence), \(snapshot.bytes) bytes, "
-                + (snapshot.verified ? "ok" : "BAD: \(snapshot.problem ?? "unknown")"))
+                + (snapshot.verified ? "ok" : "BAD: \(snapshot.problem ?? "unknown")")
+                + (snapshot.payload.map { ", \($0)" } ?? ""))
         }
         for segment in segments {
             let range = segment.lastSequence.map { "seq \(segment.firstSequence)...\($0)" } ?? "no records"
@@ -114,7 +118,8 @@ func segmentDamage(_ scan: SegmentScan) -> SegmentDamage? {
 /// Checks a state directory without changing it: every snapshot and segment is read and verified.
 /// Throws only when the directory cannot be listed or read.
 public func verifyStateDirectory(
-    _ path: String, fileOperations: any FileOperations = POSIXFileOperations()
+    _ path: String, fileOperations: any FileOperations = POSIXFileOperations(),
+    describePayload: (([UInt8]) -> String)? = nil
 ) throws(StoreError) -> VerificationReport {
     let analysis: DirectoryAnalysis
     var inUse = false
@@ -134,9 +139,10 @@ public func verifyStateDirectory(
         var check = SnapshotCheck(
             fileName: scan.name, sequence: scan.nameSequence, bytes: scan.bytes, unixMillis: nil, verified: false, problem: nil)
         switch scan.state {
-        case .valid(_, let millis, _):
+        case .valid(_, let millis, let payload):
             check.verified = true
             check.unixMillis = millis
+            check.payload = describePayload?(payload)
         case .corrupt(let reason):
             check.problem = reason
         case .unsupportedVersion(let version):

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CreditServer
+import CreditService
 import CreditStore
 import Dispatch
 import Foundation
@@ -24,7 +25,7 @@ struct VerifyState: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify-state",
         abstract: "Check a state directory (snapshots and journal) without starting the server.",
-        discussion: "Lists each segment (format version, seal, torn or corrupt damage) and snapshot. "
+        discussion: "Lists each segment (format version, seal, torn or corrupt damage) and snapshot (with its ledger encoding version). "
             + "Exit 0 when creditd can recover the directory as it is, 1 otherwise; then it also shows what --repair would do."
     )
 
@@ -32,7 +33,7 @@ struct VerifyState: ParsableCommand {
 
     func run() throws {
         do {
-            let report = try verifyStateDirectory(directory)
+            let report = try verifyStateDirectory(directory, describePayload: SnapshotCodec.describeLedgerEncoding(of:))
             print(report.description)
             if !report.recoverable { throw ExitCode.failure }
         } catch let error as StoreError {

@@ -1,4 +1,5 @@
 import CreditDomain
+import LedgerEncoding
 import XCTest
 
 /// Inputs found by the fuzz targets (FUZZING.md), kept as tests once fixed.

@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
 @testable import CreditDomain
+@testable import LedgerEncoding
 
 /// Snapshots written by format version 1 (before the event feed) still decode.
 final class GoldenTests: XCTestCase {
@@ -17,14 +18,14 @@ final class GoldenTests: XCTestCase {
         XCTAssertEqual(decoded.oldestEventSeq, 1)
         XCTAssertEqual(try decoded.listEvents(afterSeq: 0, limit: 10).events, [])
         BookChecks.check(decoded)
-        // It behaves as before and records events from now on; re-encoded, it is version 2.
+        // It behaves as before and records events from now on; re-encoded, it is this build's version.
         var ledger = decoded
         let result = ledger.execute(.changeSeats(ChangeSeatsRequest(subscriptionId: "g-b", newSeats: 10)),
                                     at: utc("2025-06-12T08:00:00Z"), callerUID: 1, dryRun: false)
         XCTAssertNil(result.error)
         XCTAssertEqual(ledger.events.first?.seq, 1)
         let bytes = LedgerCodec.encode(ledger)
-        XCTAssertEqual(Array(bytes[4..<8]), [2, 0, 0, 0])
+        XCTAssertEqual(Array(bytes[4..<8]), [UInt8(LedgerCodec.formatVersion), 0, 0, 0])
         XCTAssertEqual(try LedgerCodec.decode(bytes), ledger)
         // The key table of version 1 still answers replays.
         let replay = ledger.execute(.changeSeats(ChangeSeatsRequest(subscriptionId: "g-a", newSeats: 7, idempotencyKey: "k1")),

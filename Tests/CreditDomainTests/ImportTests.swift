@@ -1,5 +1,6 @@
 import XCTest
 @testable import CreditDomain
+@testable import LedgerEncoding
 
 extension Harness {
     @discardableResult

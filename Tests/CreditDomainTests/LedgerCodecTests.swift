@@ -3,6 +3,7 @@ import XCTest
 import Glibc
 #endif
 @testable import CreditDomain
+@testable import LedgerEncoding
 
 /// The binary snapshot codec: exact round trips of ledgers built by random commands, identical
 /// behaviour afterwards, and malformed input that throws instead of trapping.
@@ -331,16 +332,128 @@ final class LedgerCodecTests: XCTestCase {
             for _ in 0..<length { garbage.append(UInt8.random(in: 0...255, using: &random)) }
             _ = try? LedgerCodec.decode(garbage)
         }
-        // maxSeats, counters, then a subscription count no input of this size could hold.
-        let hugeCount: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]
-        XCTAssertThrowsError(try LedgerCodec.decode(Array(bytes.prefix(8)) + [0x00, 0x01, 0x01] + hugeCount)) { error in
-            XCTAssertEqual((error as? LedgerCodecError)?.kind, .badCount)
-            XCTAssertEqual((error as? LedgerCodecError)?.offset, 11)
+        // A field whose length no input of this size could hold.
+        let hugeLength: [UInt8] = [0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]
+        XCTAssertThrowsError(try LedgerCodec.decode(Array(bytes.prefix(8)) + hugeLength)) { error in
+            XCTAssertEqual((error as? LedgerCodecError)?.kind, .truncated)
+            XCTAssertEqual((error as? LedgerCodecError)?.offset, 9)
         }
-        // One part whose length runs past the end.
-        XCTAssertThrowsError(try LedgerCodec.decode(Array(bytes.prefix(8)) + [0x00, 0x01, 0x01, 0x00, 0x01, 0x00, 0x7F, 0x01, 0x01])) { error in
+        // A part whose length runs past the end.
+        XCTAssertThrowsError(try LedgerCodec.decode(Array(bytes.prefix(8)) + [0x12, 0x7F, 0x0A, 0x01])) { error in
             XCTAssertEqual((error as? LedgerCodecError)?.kind, .truncated)
         }
+        // Records too short to be subscriptions are refused before anything is reserved for them.
+        let emptyRecords = Array([[UInt8]](repeating: [0x0A, 0x00], count: 1_000).joined())
+        XCTAssertThrowsError(try LedgerCodec.decode(Array(bytes.prefix(8)) + [0x0A, 0x00, 0x12, 0xD0, 0x0F] + emptyRecords + [0x78, 0x00])) { error in
+            XCTAssertEqual((error as? LedgerCodecError)?.kind, .badCount)
+        }
+    }
+
+    /// A later release adds fields: its files still load here, the new fields skipped. The
+    /// header, every record (subscription, key, event), every part and the top level get fields
+    /// of each wire type under numbers this build does not know.
+    func testFieldsOfALaterReleaseAreSkipped() throws {
+        let (ledger, _) = randomLedger(seed: 7, steps: 120)
+        XCTAssertGreaterThan(ledger.idempotencyEntryCount, 0)
+        XCTAssertGreaterThan(ledger.eventCount, 0)
+        let bytes = LedgerCodec.encode(ledger)
+        let later = Self.addingUnknownFields(to: bytes)
+        XCTAssertGreaterThan(later.count, bytes.count)
+        XCTAssertEqual(try LedgerCodec.decode(later), ledger)
+        // The same file from a later release with a new version number is refused, not misread.
+        var newer = later
+        newer[4] = UInt8(LedgerCodec.formatVersion + 1)
+        XCTAssertThrowsError(try LedgerCodec.decode(newer))
+    }
+
+    /// Unknown fields of every wire type: varint, length-delimited, fixed32, fixed64.
+    private static let unknownFields: [UInt8] =
+        varint(100 << 3 | 0) + [42]
+        + varint(101 << 3 | 2) + [3] + Array("new".utf8)
+        + varint(102 << 3 | 5) + [1, 2, 3, 4]
+        + varint(103 << 3 | 1) + [1, 2, 3, 4, 5, 6, 7, 8]
+
+    private static func varint(_ value: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        var rest = value
+        while rest >= 0x80 {
+            out.append(UInt8(rest & 0x7F) | 0x80)
+            rest >>= 7
+        }
+        return out + [UInt8(rest)]
+    }
+
+    /// The fields of a message: (tag bytes, wire type, the value bytes after the tag).
+    private static func fields(_ bytes: ArraySlice<UInt8>) -> [(tag: [UInt8], wire: UInt8, value: ArraySlice<UInt8>)] {
+        var result: [(tag: [UInt8], wire: UInt8, value: ArraySlice<UInt8>)] = []
+        var index = bytes.startIndex
+        func readVarint() -> Int {
+            var value = 0
+            var shift = 0
+            while true {
+                let byte = bytes[index]
+                index += 1
+                value |= Int(byte & 0x7F) << shift
+                if byte < 0x80 { return value }
+                shift += 7
+            }
+        }
+        while index < bytes.endIndex {
+            let tagStart = index
+            let wire = UInt8(readVarint() & 7)
+            let tag = Array(bytes[tagStart..<index])
+            let valueStart = index
+            switch wire {
+            case 0: _ = readVarint()
+            case 1: index += 8
+            case 5: index += 4
+            default:
+                let length = readVarint()
+                index += length
+            }
+            result.append((tag, wire, bytes[valueStart..<index]))
+        }
+        return result
+    }
+
+    /// The content of a length-delimited value (after its length).
+    private static func content(_ value: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        var start = value.startIndex
+        while value[start] >= 0x80 { start += 1 }
+        return value[(start + 1)...]
+    }
+
+    private static func delimited(_ tag: [UInt8], _ content: [UInt8]) -> [UInt8] {
+        tag + varint(content.count) + content
+    }
+
+    private static func addingUnknownFields(to bytes: [UInt8]) -> [UInt8] {
+        var out = Array(bytes[0..<8])
+        for (tag, wire, value) in fields(bytes[8...]) {
+            let number = tag[0] >> 3
+            if number == 15 { out += unknownFields }   // before `end`, which must be last
+            guard wire == 2 else {
+                out += tag + value
+                continue
+            }
+            switch number {
+            case 1:   // the header
+                out += delimited(tag, Array(content(value)) + unknownFields)
+            case 2, 4, 5:   // parts: each record, and the part itself
+                var part: [UInt8] = []
+                for (innerTag, innerWire, innerValue) in fields(content(value)) {
+                    if innerWire == 2 && innerTag == [1 << 3 | 2] {
+                        part += delimited(innerTag, Array(content(innerValue)) + unknownFields)
+                    } else {
+                        part += innerTag + innerValue
+                    }
+                }
+                out += delimited(tag, unknownFields + part)
+            default:
+                out += tag + value
+            }
+        }
+        return out
     }
 
     /// Ids must be unique and listed in order; a snapshot that says otherwise is refused.
@@ -359,7 +472,7 @@ final class LedgerCodecTests: XCTestCase {
     func testUnknownVersionAndBadMagicAreRefused() {
         var bytes = LedgerCodec.encode(Ledger())
         XCTAssertEqual(Array(bytes[4..<8]), [UInt8(LedgerCodec.formatVersion), 0, 0, 0])
-        for unknown: UInt8 in [0, 3, 200] {
+        for unknown: UInt8 in [0, 4, 200] {
             bytes[4] = unknown
             XCTAssertThrowsError(try LedgerCodec.decode(bytes)) { error in
                 let error = error as? LedgerCodecError
@@ -398,23 +511,28 @@ final class LedgerCodecTests: XCTestCase {
             XCTAssertEqual(error?.offset, start - 1)
             XCTAssertTrue(error?.field.contains("Xurope/Berlin") ?? false)
         }
-        // The second subscription's status byte follows its id, customer, plan, instants and indexes.
+        // The second subscription's status field follows its id, customer, plan, instants and
+        // indexes, each a tag and a value.
         let second = try XCTUnwrap((0..<bytes.count - 6).first { Array(bytes[$0..<$0 + 6]) == Array("second".utf8) })
-        // Customer "c" and plan "p" take two bytes each; then createdAt and startDate varints and
-        // the one-byte zone and currency indexes.
-        var statusOffset = second + 6 + 2 + 2
+        // Customer "c" and plan "p" take three bytes each (tag, length, byte); then createdAt and
+        // startDate (tag and varint) and the zone and currency indexes (tag and one byte).
+        var statusOffset = second + 6 + 3 + 3
         for _ in 0..<2 {
+            statusOffset += 1
             while bytes[statusOffset] >= 0x80 { statusOffset += 1 }
             statusOffset += 1
         }
-        statusOffset += 2
+        statusOffset += 4
+        XCTAssertEqual(bytes[statusOffset], 8 << 3, "the status field's tag")
+        statusOffset += 1
         XCTAssertEqual(bytes[statusOffset], UInt8(SubscriptionStatus.active.rawValue))
         var badStatus = bytes
         badStatus[statusOffset] = 9
         XCTAssertThrowsError(try LedgerCodec.decode(badStatus)) { error in
             let error = error as? LedgerCodecError
             XCTAssertEqual(error?.kind, .invalidValue)
-            XCTAssertEqual(error?.offset, statusOffset)
+            // Enums are checked once the record is read: the offset is inside it, after the field.
+            XCTAssertGreaterThan(error?.offset ?? 0, statusOffset)
             XCTAssertEqual(error?.field, "subscription 1: status")
         }
     }

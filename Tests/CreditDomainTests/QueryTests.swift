@@ -1,5 +1,6 @@
 import XCTest
 @testable import CreditDomain
+@testable import LedgerEncoding
 
 /// Compares the incrementally kept book indexes and counts with a scan of the ledger.
 enum BookChecks {

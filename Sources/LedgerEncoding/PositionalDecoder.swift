@@ -1,158 +1,7 @@
-/// Bounds-checked reads from a byte buffer; every read that would pass the end throws.
-struct ByteReader {
-    private let base: UnsafePointer<UInt8>?
-    private let end: Int
-    /// Absolute, from the start of the whole input.
-    private(set) var offset: Int
-
-    /// Reads `range` of `buffer` (all of it when nil); offsets stay those of the whole buffer.
-    init(_ buffer: UnsafeBufferPointer<UInt8>, _ range: Range<Int>? = nil) {
-        self.base = buffer.baseAddress
-        self.offset = range?.lowerBound ?? 0
-        self.end = range?.upperBound ?? buffer.count
-    }
-
-    var remaining: Int { end - offset }
-
-    func failure(_ kind: LedgerCodecError.Kind, _ field: StaticString, at position: Int? = nil) -> LedgerCodecError {
-        LedgerCodecError(kind, offset: position ?? offset, field: field.description)
-    }
-
-    @inline(__always)
-    mutating func byte(_ field: StaticString) throws(LedgerCodecError) -> UInt8 {
-        guard offset < end, let base else { throw failure(.truncated, field) }
-        let value = base[offset]
-        offset += 1
-        return value
-    }
-
-    mutating func uint32LE(_ field: StaticString) throws(LedgerCodecError) -> UInt32 {
-        guard remaining >= 4, let base else { throw failure(.truncated, field) }
-        var value: UInt32 = 0
-        for index in 0..<4 {
-            value |= UInt32(base[offset + index]) << UInt32(8 * index)
-        }
-        offset += 4
-        return value
-    }
-
-    @inline(__always)
-    mutating func varint(_ field: StaticString) throws(LedgerCodecError) -> UInt64 {
-        guard let base else { throw failure(.truncated, field) }
-        let start = offset
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
-        while true {
-            guard offset < end else { throw failure(.truncated, field, at: start) }
-            let byte = base[offset]
-            offset += 1
-            // The tenth byte holds the top bit only.
-            if shift == 63, byte > 1 { throw failure(.invalidValue, field, at: start) }
-            result |= UInt64(byte & 0x7F) << shift
-            if byte < 0x80 { return result }
-            shift += 7
-        }
-    }
-
-    @inline(__always)
-    mutating func signed(_ field: StaticString) throws(LedgerCodecError) -> Int64 {
-        let raw = try varint(field)
-        return Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
-    }
-
-    mutating func signed128(_ field: StaticString) throws(LedgerCodecError) -> Int128 {
-        guard let base else { throw failure(.truncated, field) }
-        let start = offset
-        var result: UInt128 = 0
-        var shift: UInt128 = 0
-        while true {
-            guard offset < end else { throw failure(.truncated, field, at: start) }
-            let byte = base[offset]
-            offset += 1
-            // The nineteenth byte holds the top two bits only.
-            if shift == 126, byte > 3 { throw failure(.invalidValue, field, at: start) }
-            result |= UInt128(byte & 0x7F) << shift
-            if byte < 0x80 { break }
-            shift += 7
-        }
-        return Int128(bitPattern: (result >> 1) ^ (0 &- (result & 1)))
-    }
-
-    mutating func int32(_ field: StaticString) throws(LedgerCodecError) -> Int32 {
-        let start = offset
-        guard let value = Int32(exactly: try signed(field)) else { throw failure(.invalidValue, field, at: start) }
-        return value
-    }
-
-    mutating func int16(_ field: StaticString) throws(LedgerCodecError) -> Int16 {
-        let start = offset
-        guard let value = Int16(exactly: try signed(field)) else { throw failure(.invalidValue, field, at: start) }
-        return value
-    }
-
-    mutating func uint32(_ field: StaticString) throws(LedgerCodecError) -> UInt32 {
-        let start = offset
-        guard let value = UInt32(exactly: try varint(field)) else { throw failure(.invalidValue, field, at: start) }
-        return value
-    }
-
-    mutating func bool(_ field: StaticString) throws(LedgerCodecError) -> Bool {
-        let start = offset
-        switch try byte(field) {
-        case 0: return false
-        case 1: return true
-        default: throw failure(.invalidValue, field, at: start)
-        }
-    }
-
-    /// A count of items that each take at least `minimumBytes`, so a corrupt count cannot
-    /// make the caller reserve more than the input could describe.
-    @inline(__always)
-    mutating func count(_ field: StaticString, minimumBytes: Int) throws(LedgerCodecError) -> Int {
-        let start = offset
-        let value = try varint(field)
-        guard value <= UInt64(remaining / minimumBytes) else { throw failure(.badCount, field, at: start) }
-        return Int(value)
-    }
-
-    /// An index into a table of `tableCount` entries.
-    mutating func index(_ field: StaticString, below tableCount: Int) throws(LedgerCodecError) -> Int {
-        let start = offset
-        let value = try varint(field)
-        guard value < UInt64(tableCount) else { throw failure(.invalidValue, field, at: start) }
-        return Int(value)
-    }
-
-    mutating func string(_ field: StaticString) throws(LedgerCodecError) -> String {
-        let start = offset
-        let length = try varint(field)
-        guard length <= UInt64(remaining) else { throw failure(.truncated, field, at: start) }
-        guard length > 0 else { return "" }
-        let bytes = UnsafeBufferPointer(start: base! + offset, count: Int(length))
-        // Ids and names are mostly ASCII, which is valid UTF-8 as is; the general validation
-        // is much slower per call.
-        var ascii = true
-        for byte in bytes where byte >= 0x80 {
-            ascii = false
-            break
-        }
-        let value: String
-        if ascii {
-            value = String(unsafeUninitializedCapacity: bytes.count) { target in
-                _ = target.initialize(fromContentsOf: bytes)
-                return bytes.count
-            }
-        } else {
-            guard let valid = String(validating: bytes, as: UTF8.self) else { throw failure(.invalidUTF8, field, at: start) }
-            value = valid
-        }
-        offset += Int(length)
-        return value
-    }
-}
-
-/// Reads one section of the format `SectionEncoder` writes, checking every value as it goes.
-struct LedgerDecoder {
+import CreditDomain
+/// Reads one section of the positional format (versions 1 and 2, written by earlier releases),
+/// checking every value as it goes. Kept only to read those files: this build writes version 3.
+struct PositionalDecoder {
     var reader: ByteReader
     private(set) var zones: [TimeZoneRules] = []
     var currencies: [Currency] = []
@@ -216,7 +65,7 @@ struct LedgerDecoder {
 
     /// The key table.
     mutating func keys() throws(LedgerCodecError) -> IdempotencyTable {
-        let entryCount = try reader.count("idempotency entry count", minimumBytes: LedgerDecoder.minimumEntryBytes)
+        let entryCount = try reader.count("idempotency entry count", minimumBytes: PositionalDecoder.minimumEntryBytes)
         var table = IdempotencyTable()
         table.reserveCapacity(entryCount)
         for index in 0..<entryCount {
@@ -231,17 +80,9 @@ struct LedgerDecoder {
         return table
     }
 
-    /// The whole input: header, then the sections, decoded concurrently.
-    static func decodeLedger(_ buffer: UnsafeBufferPointer<UInt8>) throws(LedgerCodecError) -> Ledger {
-        var reader = ByteReader(buffer)
-        for expected in [LedgerCodec.magic.0, LedgerCodec.magic.1, LedgerCodec.magic.2, LedgerCodec.magic.3] {
-            let start = reader.offset
-            guard try reader.byte("magic") == expected else { throw reader.failure(.badMagic, "magic", at: start) }
-        }
-        let version = try reader.uint32LE("format version")
-        guard LedgerCodec.readableVersions.contains(version) else {
-            throw reader.failure(.unsupportedVersion(version), "format version", at: 4)
-        }
+    /// The whole input of version 1 or 2: header, then the sections, decoded concurrently.
+    static func decodeLedger(_ buffer: UnsafeBufferPointer<UInt8>, version: UInt32) throws(LedgerCodecError) -> Ledger {
+        var reader = ByteReader(buffer, 8..<buffer.count)
         let maxSeats = try reader.signed("maxSeats")
         let counters = SerialCounters(nextCreditSerial: try reader.varint("nextCreditSerial"),
                                       nextInvoiceSerial: try reader.varint("nextInvoiceSerial"))
@@ -318,7 +159,7 @@ struct LedgerDecoder {
                 if index == partCount + 1 {
                     if let eventsRange {
                         do throws(LedgerCodecError) {
-                            var decoder = try LedgerDecoder(input.value, section: eventsRange)
+                            var decoder = try PositionalDecoder(input.value, section: eventsRange)
                             eventsResult.value.pointee = .success(try decoder.events())
                         } catch {
                             eventsResult.value.pointee = .failure(error)
@@ -328,7 +169,7 @@ struct LedgerDecoder {
                 }
                 if index == partCount {
                     do throws(LedgerCodecError) {
-                        var decoder = try LedgerDecoder(input.value, section: keysRange)
+                        var decoder = try PositionalDecoder(input.value, section: keysRange)
                         keysResult.value.pointee = .success(try decoder.keys())
                     } catch {
                         keysResult.value.pointee = .failure(error)
@@ -338,7 +179,7 @@ struct LedgerDecoder {
                 let first = partList[..<index].reduce(0) { $0 + $1.count }
                 var initialized = 0
                 do throws(LedgerCodecError) {
-                    var decoder = try LedgerDecoder(input.value, section: partList[index].range)
+                    var decoder = try PositionalDecoder(input.value, section: partList[index].range)
                     if let base = target.value {
                         try decoder.subscriptions(into: base + first, count: partList[index].count, firstIndex: first,
                                                   initialized: &initialized)
@@ -364,93 +205,12 @@ struct LedgerDecoder {
         let idempotency = try keysResult.value.pointee.get()
         let feed = try eventsResult.value.pointee.get()
 
-        // The indexes: id order and sorted ids, and the id table with the due queue, at once.
-        let orderResult = Unchecked(UnsafeMutablePointer<Result<SortedKeyIndex, LedgerCodecError>>.allocate(capacity: 1))
-        orderResult.value.initialize(to: .success(SortedKeyIndex()))
-        let tableResult = Unchecked(UnsafeMutablePointer<([ScalarString: Int32], DueQueue)>.allocate(capacity: 1))
-        tableResult.value.initialize(to: ([:], DueQueue()))
-        defer {
-            orderResult.value.deinitialize(count: 1)
-            orderResult.value.deallocate()
-            tableResult.value.deinitialize(count: 1)
-            tableResult.value.deallocate()
-        }
-        let orderRange = ranges[partCount]
-        runConcurrently(2) { index in
-            if index == 0 {
-                do throws(LedgerCodecError) {
-                    orderResult.value.pointee = .success(try LedgerDecoder.sortedIDs(input.value, orderRange, slots))
-                } catch {
-                    orderResult.value.pointee = .failure(error)
-                }
-            } else {
-                var slotByID: [ScalarString: Int32] = [:]
-                slotByID.reserveCapacity(slots.count)
-                var due: [DueQueue.Entry] = []
-                due.reserveCapacity(slots.count)
-                for slot in slots.indices {
-                    slotByID[ScalarString(slots[slot].id)] = Int32(slot)
-                    if let instant = slots[slot].nextDue { due.append(.init(due: instant, slot: Int32(slot))) }
-                }
-                tableResult.value.pointee = (slotByID, DueQueue(unordered: due))
-            }
-        }
-        let sortedIDs = try orderResult.value.pointee.get()
         var zones: [String: TimeZoneRules] = [:]
         for result in results.value {
             for zone in result.zones where zones[zone.identifier] == nil { zones[zone.identifier] = zone }
         }
-        return Ledger(maxSeats: maxSeats, counters: counters, slots: slots, slotByID: tableResult.value.pointee.0,
-                      sortedIDs: sortedIDs, dueQueue: tableResult.value.pointee.1, idempotency: idempotency, zones: zones,
-                      feed: feed)
-    }
-
-    /// The id order section: every slot once, with strictly increasing ids (so no duplicates).
-    private static func sortedIDs(_ buffer: UnsafeBufferPointer<UInt8>, _ range: Range<Int>,
-                                  _ subscriptions: [Subscription]) throws(LedgerCodecError) -> SortedKeyIndex {
-        var reader = ByteReader(buffer, range)
-        var order: [Int32] = []
-        order.reserveCapacity(subscriptions.count)
-        var keys: [ScalarString] = []
-        keys.reserveCapacity(subscriptions.count)
-        var seen = [Bool](repeating: false, count: subscriptions.count)
-        var previous = -1
-        for _ in 0..<subscriptions.count {
-            let start = reader.offset
-            let delta = try reader.signed("id order")
-            let (sum, overflow) = Int64(previous).addingReportingOverflow(delta)
-            guard !overflow, sum >= -1, sum < Int64(subscriptions.count) - 1 else {
-                throw reader.failure(.invalidValue, "id order", at: start)
-            }
-            let slot = Int(sum) + 1
-            guard !seen[slot] else { throw reader.failure(.invalidValue, "id order (slot repeated)", at: start) }
-            if let last = order.last, !LedgerDecoder.precedes(subscriptions[Int(last)].id, subscriptions[slot].id) {
-                throw LedgerCodecError(.invalidValue, offset: start,
-                                       field: "id order (\"\(subscriptions[slot].id)\" out of order or repeated)")
-            }
-            seen[slot] = true
-            order.append(Int32(slot))
-            keys.append(ScalarString(subscriptions[slot].id))
-            previous = slot
-        }
-        guard reader.remaining == 0 else { throw reader.failure(.trailingBytes, "end of id order") }
-        return SortedKeyIndex(sortedKeys: keys, slots: order)
-    }
-
-    /// Code-point (UTF-8 byte) order, as `ScalarString` orders ids.
-    private static func precedes(_ lhs: String, _ rhs: String) -> Bool {
-        let fast = lhs.utf8.withContiguousStorageIfAvailable { left in
-            rhs.utf8.withContiguousStorageIfAvailable { right in
-                let shared = min(left.count, right.count)
-                var index = 0
-                while index < shared {
-                    if left[index] != right[index] { return left[index] < right[index] }
-                    index += 1
-                }
-                return left.count < right.count
-            }
-        }
-        return (fast ?? nil) ?? (ScalarString(lhs) < ScalarString(rhs))
+        return try LedgerAssembly.ledger(buffer, maxSeats: maxSeats, counters: counters, slots: slots, idOrder: ranges[partCount],
+                                         idempotency: idempotency, zones: zones, feed: feed)
     }
 
     // MARK: small values
@@ -522,20 +282,20 @@ struct LedgerDecoder {
         let lastEventSeq = try reader.varint("lastEventSeq")
         let nextDue: Instant? = try reader.bool("nextDue present") ? try instant("nextDue", base) : nil
 
-        let blockCount = try reader.count("block count", minimumBytes: LedgerDecoder.minimumBlockBytes)
+        let blockCount = try reader.count("block count", minimumBytes: PositionalDecoder.minimumBlockBytes)
         var blocks: [SeatBlock] = []
         blocks.reserveCapacity(blockCount)
         for _ in 0..<blockCount {
             blocks.append(SeatBlock(seats: try reader.signed("block seats"), windowStart: try instant("block windowStart", base),
                                     startDate: try date("block startDate", base)))
         }
-        let lineCount = try reader.count("period line count", minimumBytes: LedgerDecoder.minimumLineBytes)
+        let lineCount = try reader.count("period line count", minimumBytes: PositionalDecoder.minimumLineBytes)
         var periodLines: [LedgerLine] = []
         periodLines.reserveCapacity(lineCount)
         for _ in 0..<lineCount {
             periodLines.append(try ledgerLine(base))
         }
-        let creditCount = try reader.count("credit count", minimumBytes: LedgerDecoder.minimumCreditBytes)
+        let creditCount = try reader.count("credit count", minimumBytes: PositionalDecoder.minimumCreditBytes)
         var credits: [Credit] = []
         credits.reserveCapacity(creditCount)
         var previousSerial: UInt64 = 0
@@ -544,7 +304,7 @@ struct LedgerDecoder {
             credits.append(credit)
             previousSerial = credit.serial
         }
-        let invoiceCount = try reader.count("invoice count", minimumBytes: LedgerDecoder.minimumInvoiceBytes)
+        let invoiceCount = try reader.count("invoice count", minimumBytes: PositionalDecoder.minimumInvoiceBytes)
         var laterInvoices: [Invoice] = []
         laterInvoices.reserveCapacity(invoiceCount)
         for _ in 0..<invoiceCount {
@@ -570,7 +330,7 @@ struct LedgerDecoder {
         let seatsDelta = try reader.int32("explanation seatsDelta")
         let periodDays = try reader.int16("explanation periodDays")
         let unusedDays = try reader.int16("explanation unusedDays")
-        let portionCount = try reader.count("explanation block count", minimumBytes: LedgerDecoder.minimumPortionBytes)
+        let portionCount = try reader.count("explanation block count", minimumBytes: PositionalDecoder.minimumPortionBytes)
         var portions: [SeatBlockPortion] = []
         portions.reserveCapacity(portionCount)
         for _ in 0..<portionCount {
@@ -610,7 +370,7 @@ struct LedgerDecoder {
         }
         let explanation: LineExplanation
         if let shared { explanation = shared } else { explanation = try self.explanation(base) }
-        let historyCount = try reader.count("credit history count", minimumBytes: LedgerDecoder.minimumHistoryEntryBytes)
+        let historyCount = try reader.count("credit history count", minimumBytes: PositionalDecoder.minimumHistoryEntryBytes)
         var history = CreditHistory()
         for _ in 0..<historyCount {
             let entryState = try enumValue("credit history state", CreditState.self)
@@ -634,7 +394,7 @@ struct LedgerDecoder {
         let periodStart = try date("invoice periodStart", base)
         let periodEnd = try date("invoice periodEnd", base)
         let settlesOn: CivilDate? = flags & 2 != 0 ? try date("invoice settlesOn", base) : nil
-        let lineCount = try reader.count("invoice line count", minimumBytes: LedgerDecoder.minimumInvoiceLineBytes)
+        let lineCount = try reader.count("invoice line count", minimumBytes: PositionalDecoder.minimumInvoiceLineBytes)
         var lines: [InvoiceLine] = []
         lines.reserveCapacity(lineCount)
         for _ in 0..<lineCount {
@@ -744,3 +504,23 @@ struct LedgerDecoder {
         }
     }
 }
+
+/// Tags of the enums with payloads in the positional format.
+enum CodecTag {
+    static let fingerprintCancel: UInt8 = 1
+    static let fingerprintChangeSeats: UInt8 = 2
+    static let outcomeResponse: UInt8 = 1
+    static let outcomeError: UInt8 = 2
+    static let responseCreated: UInt8 = 1
+    static let responseCancelled: UInt8 = 2
+    static let responseResumed: UInt8 = 3
+    static let responseSeatsChanged: UInt8 = 4
+    static let responseRefundOutcomeRecorded: UInt8 = 5
+    static let responseImported: UInt8 = 6
+    static let payloadSubscription: UInt8 = 1
+    static let payloadSeatChange: UInt8 = 2
+    static let payloadCancel: UInt8 = 3
+    static let payloadInvoice: UInt8 = 4
+    static let payloadCreditState: UInt8 = 5
+}
+

@@ -1,4 +1,5 @@
-// The events section of snapshot format version 2 (E3: seqs and contents survive snapshots).
+import CreditDomain
+// The events section of snapshot format version 2 (E3), read only: version 3 is tagged.
 //
 //     firstSeq       varint, the oldest kept seq
 //     count          varint; the events have seqs firstSeq, firstSeq + 1, …
@@ -8,68 +9,7 @@
 // Instants and dates are absolute (base zero); zone and currency ids go to the section's tables.
 // A payload's subscription is the O3 view without its id and customer, which are the event's.
 
-extension SectionEncoder {
-    mutating func encodeEvents(_ feed: EventFeed) {
-        out.varint(feed.firstSeq)
-        out.varint(feed.count)
-        for chunk in feed.chunks {
-            for event in chunk { encode(event) }
-        }
-    }
-
-    private mutating func encode(_ event: LedgerEvent) {
-        let base = CodecBase.zero
-        out.byte(UInt8(truncatingIfNeeded: event.type.rawValue))
-        instant(event.recordedAt, base)
-        instant(event.at, base)
-        date(event.date, base)
-        out.string(event.subscriptionId)
-        out.string(event.customer)
-        switch event.payload {
-        case .subscription(let view):
-            out.byte(CodecTag.payloadSubscription)
-            encode(view)
-        case .seatChange(let view, let change):
-            out.byte(CodecTag.payloadSeatChange)
-            encode(view)
-            encode(CommandResponse.seatsChanged(change))
-        case .cancel(let view, let record):
-            out.byte(CodecTag.payloadCancel)
-            encode(view)
-            encode(record, base)
-        case .invoice(let invoice):
-            out.byte(CodecTag.payloadInvoice)
-            encode(invoice, base)
-        case .creditState(let change, let credit):
-            out.byte(CodecTag.payloadCreditState)
-            out.byte(UInt8(truncatingIfNeeded: change.state.rawValue))
-            instant(change.at, base)
-            encode(credit, base, previousSerial: 0, withExplanation: true)
-        }
-    }
-
-    private mutating func encode(_ view: SubscriptionView) {
-        let base = CodecBase.zero
-        out.string(view.plan)
-        out.byte(UInt8(truncatingIfNeeded: view.status.rawValue))
-        out.byte(UInt8(truncatingIfNeeded: view.refundPolicy.rawValue))
-        out.byte(UInt8(truncatingIfNeeded: view.schedule.interval.rawValue))
-        out.byte(UInt8(bitPattern: view.schedule.anchorMonth))
-        out.byte(UInt8(bitPattern: view.schedule.anchorDay))
-        out.varint(index(ofZone: view.timeZone))
-        out.varint(index(ofCurrency: view.currency))
-        out.signed(view.seats)
-        out.signed(view.unitPriceMinor)
-        date(view.startDate, base)
-        date(view.period.start, base)
-        date(view.period.end, base)
-        out.signed(view.period.chargedMinor)
-        out.signed(view.period.chargedSeats)
-        out.signed(view.scheduledSeats ?? 0)
-    }
-}
-
-extension LedgerDecoder {
+extension PositionalDecoder {
     private static let minimumEventBytes = 9
 
     /// The events section.
@@ -77,7 +17,7 @@ extension LedgerDecoder {
         let firstStart = reader.offset
         let firstSeq = try reader.varint("first event seq")
         guard firstSeq >= 1 else { throw reader.failure(.invalidValue, "first event seq", at: firstStart) }
-        let count = try reader.count("event count", minimumBytes: LedgerDecoder.minimumEventBytes)
+        let count = try reader.count("event count", minimumBytes: PositionalDecoder.minimumEventBytes)
         guard firstSeq <= UInt64.max - UInt64(count) else { throw reader.failure(.invalidValue, "event count") }
         var events: [LedgerEvent] = []
         events.reserveCapacity(count)

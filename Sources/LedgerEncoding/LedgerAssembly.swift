@@ -1,0 +1,96 @@
+import CreditDomain
+
+/// What every encoding's decoder does last: rebuilds the indexes a snapshot does not store
+/// (sorted ids from the stored id order, the id table and the due queue) and makes the ledger.
+enum LedgerAssembly {
+    /// `idOrder` is the range of `buffer` holding the id order: per position in id order, the
+    /// slot as a zigzag varint delta from the previous slot + 1.
+    static func ledger(_ buffer: UnsafeBufferPointer<UInt8>, maxSeats: Int64, counters: SerialCounters, slots: [Subscription],
+                       idOrder orderRange: Range<Int>, idempotency: IdempotencyTable, zones: [String: TimeZoneRules],
+                       feed: EventFeed) throws(LedgerCodecError) -> Ledger {
+        let input = Unchecked(buffer)
+        // The indexes: id order and sorted ids, and the id table with the due queue, at once.
+        let orderResult = Unchecked(UnsafeMutablePointer<Result<SortedKeyIndex, LedgerCodecError>>.allocate(capacity: 1))
+        orderResult.value.initialize(to: .success(SortedKeyIndex()))
+        let tableResult = Unchecked(UnsafeMutablePointer<([ScalarString: Int32], DueQueue)>.allocate(capacity: 1))
+        tableResult.value.initialize(to: ([:], DueQueue()))
+        defer {
+            orderResult.value.deinitialize(count: 1)
+            orderResult.value.deallocate()
+            tableResult.value.deinitialize(count: 1)
+            tableResult.value.deallocate()
+        }
+        runConcurrently(2) { index in
+            if index == 0 {
+                do throws(LedgerCodecError) {
+                    orderResult.value.pointee = .success(try sortedIDs(input.value, orderRange, slots))
+                } catch {
+                    orderResult.value.pointee = .failure(error)
+                }
+            } else {
+                var slotByID: [ScalarString: Int32] = [:]
+                slotByID.reserveCapacity(slots.count)
+                var due: [DueQueue.Entry] = []
+                due.reserveCapacity(slots.count)
+                for slot in slots.indices {
+                    slotByID[ScalarString(slots[slot].id)] = Int32(slot)
+                    if let instant = slots[slot].nextDue { due.append(.init(due: instant, slot: Int32(slot))) }
+                }
+                tableResult.value.pointee = (slotByID, DueQueue(unordered: due))
+            }
+        }
+        let idIndex = try orderResult.value.pointee.get()
+        return Ledger(maxSeats: maxSeats, counters: counters, slots: slots, slotByID: tableResult.value.pointee.0,
+                      sortedIDs: idIndex, dueQueue: tableResult.value.pointee.1, idempotency: idempotency, zones: zones,
+                      feed: feed)
+    }
+
+    /// The id order section: every slot once, with strictly increasing ids (so no duplicates).
+    private static func sortedIDs(_ buffer: UnsafeBufferPointer<UInt8>, _ range: Range<Int>,
+                                  _ subscriptions: [Subscription]) throws(LedgerCodecError) -> SortedKeyIndex {
+        var reader = ByteReader(buffer, range)
+        var order: [Int32] = []
+        order.reserveCapacity(subscriptions.count)
+        var keys: [ScalarString] = []
+        keys.reserveCapacity(subscriptions.count)
+        var seen = [Bool](repeating: false, count: subscriptions.count)
+        var previous = -1
+        for _ in 0..<subscriptions.count {
+            let start = reader.offset
+            let delta = try reader.signed("id order")
+            let (sum, overflow) = Int64(previous).addingReportingOverflow(delta)
+            guard !overflow, sum >= -1, sum < Int64(subscriptions.count) - 1 else {
+                throw reader.failure(.invalidValue, "id order", at: start)
+            }
+            let slot = Int(sum) + 1
+            guard !seen[slot] else { throw reader.failure(.invalidValue, "id order (slot repeated)", at: start) }
+            if let last = order.last, !LedgerAssembly.precedes(subscriptions[Int(last)].id, subscriptions[slot].id) {
+                throw LedgerCodecError(.invalidValue, offset: start,
+                                       field: "id order (\"\(subscriptions[slot].id)\" out of order or repeated)")
+            }
+            seen[slot] = true
+            order.append(Int32(slot))
+            keys.append(ScalarString(subscriptions[slot].id))
+            previous = slot
+        }
+        guard reader.remaining == 0 else { throw reader.failure(.trailingBytes, "end of id order") }
+        return SortedKeyIndex(sortedKeys: keys, slots: order)
+    }
+
+    /// Code-point (UTF-8 byte) order, as `ScalarString` orders ids.
+    private static func precedes(_ lhs: String, _ rhs: String) -> Bool {
+        let fast = lhs.utf8.withContiguousStorageIfAvailable { left in
+            rhs.utf8.withContiguousStorageIfAvailable { right in
+                let shared = min(left.count, right.count)
+                var index = 0
+                while index < shared {
+                    if left[index] != right[index] { return left[index] < right[index] }
+                    index += 1
+                }
+                return left.count < right.count
+            }
+        }
+        return (fast ?? nil) ?? (ScalarString(lhs) < ScalarString(rhs))
+    }
+
+}

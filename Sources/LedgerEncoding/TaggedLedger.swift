@@ -1,0 +1,303 @@
+import CreditDomain
+
+/// The tagged ledger encoding, format version 3 (see Overview.swift): the magic and version,
+/// then protobuf fields. Parts of subscriptions and of events are written and read on all cores.
+enum TaggedLedger {
+    /// Small ledgers are one part; large ones are split so two cores share the work.
+    static func partCount(_ items: Int) -> Int {
+        items < 16_384 ? 1 : 4
+    }
+
+    static func encode(_ ledger: Ledger, parts requested: Int) -> [UInt8] {
+        let slots = ledger.subscriptions
+        let feed = ledger.feed
+        let events = feed.chunks
+        let subscriptionParts = max(requested, 1)
+        let eventParts = partCount(feed.count)
+        // Tasks: subscription parts, event parts, then id order and keys.
+        let taskCount = subscriptionParts + eventParts + 2
+        let sections = Unchecked(UnsafeMutableBufferPointer<UnsafeMutableBufferPointer<UInt8>>.allocate(capacity: taskCount))
+        defer {
+            for section in sections.value { section.deallocate() }
+            sections.value.deallocate()
+        }
+        runConcurrently(taskCount) { index in
+            let section: UnsafeMutableBufferPointer<UInt8>
+            if index < subscriptionParts {
+                let range = (slots.count * index / subscriptionParts)..<(slots.count * (index + 1) / subscriptionParts)
+                // Generous: unused capacity is never touched, so it costs no memory.
+                var encoder = TaggedEncoder(capacity: 256 + range.count * 1_280)
+                for subscription in slots[range] { encoder.subscriptionRecord(subscription) }
+                section = encoder.finish()
+            } else if index < subscriptionParts + eventParts {
+                // Whole chunks per part, in seq order.
+                let part = index - subscriptionParts
+                let chunks = (events.count * part / eventParts)..<(events.count * (part + 1) / eventParts)
+                var encoder = TaggedEncoder(capacity: 256 + chunks.count * EventFeed.chunkSize * 320)
+                for chunk in events[chunks] {
+                    for event in chunk { encoder.eventRecord(event) }
+                }
+                section = encoder.finish()
+            } else if index == subscriptionParts + eventParts {
+                var writer = ByteWriter(capacity: 16 + slots.count * 5)
+                var previous = -1
+                for slot in ledger.slotsInIDOrder {
+                    writer.signed(Int64(slot) - Int64(previous) - 1)
+                    previous = Int(slot)
+                }
+                section = writer.take()
+            } else {
+                var encoder = TaggedEncoder(capacity: 256 + ledger.idempotencyEntryCount * 512)
+                ledger.forEachIdempotencyEntry { scope, stored in encoder.keyRecord(scope, stored) }
+                section = encoder.finish()
+            }
+            sections.value.initializeElement(at: index, to: section)
+        }
+
+        var head = ByteWriter(capacity: 64)
+        for byte in [LedgerCodec.magic.0, LedgerCodec.magic.1, LedgerCodec.magic.2, LedgerCodec.magic.3] { head.byte(byte) }
+        head.uint32LE(LedgerCodec.formatVersion)
+        let header = head.beginMessage(TaggedField.Ledger.header)
+        head.sintField(TaggedField.Header.maxSeats, ledger.maxSeats)
+        head.uintField(TaggedField.Header.nextCreditSerial, ledger.counters.nextCreditSerial)
+        head.uintField(TaggedField.Header.nextInvoiceSerial, ledger.counters.nextInvoiceSerial)
+        head.uintField(TaggedField.Header.firstEventSeq, feed.firstSeq)
+        head.endMessage(header)
+        let headBytes = head.take()
+        defer { headBytes.deallocate() }
+
+        // Each section becomes one top-level field: its tag, its length, its bytes.
+        var fields: [(tag: UInt8, section: UnsafeMutableBufferPointer<UInt8>)] = []
+        for index in 0..<subscriptionParts { fields.append((fieldTag(TaggedField.Ledger.subscriptions), sections.value[index])) }
+        fields.append((fieldTag(TaggedField.Ledger.idOrder), sections.value[subscriptionParts + eventParts]))
+        fields.append((fieldTag(TaggedField.Ledger.keys), sections.value[subscriptionParts + eventParts + 1]))
+        for index in 0..<eventParts { fields.append((fieldTag(TaggedField.Ledger.events), sections.value[subscriptionParts + index])) }
+        // Written even when zero: its absence means the file was cut short.
+        var end = ByteWriter(capacity: 16)
+        end.tag(TaggedField.Ledger.end, .varint)
+        end.varint(UInt64(slots.count + ledger.idempotencyEntryCount + feed.count))
+        let endBytes = end.take()
+        defer { endBytes.deallocate() }
+        let total = fields.reduce(headBytes.count + endBytes.count) { $0 + 1 + varintSize($1.section.count) + $1.section.count }
+        return [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
+            var position = buffer.baseAddress!
+            position.update(from: headBytes.baseAddress!, count: headBytes.count)
+            position += headBytes.count
+            for (tag, section) in fields {
+                position.pointee = tag
+                position += 1
+                var rest = UInt64(section.count)
+                while rest >= 0x80 {
+                    position.pointee = UInt8(truncatingIfNeeded: rest) | 0x80
+                    position += 1
+                    rest >>= 7
+                }
+                position.pointee = UInt8(truncatingIfNeeded: rest)
+                position += 1
+                if section.count > 0 {
+                    position.update(from: section.baseAddress!, count: section.count)
+                    position += section.count
+                }
+            }
+            position.update(from: endBytes.baseAddress!, count: endBytes.count)
+            initialized = total
+        }
+    }
+
+    /// The one-byte tag of a length-delimited top-level field.
+    private static func fieldTag(_ field: UInt32) -> UInt8 {
+        UInt8(field << 3 | UInt32(WireType.lengthDelimited.rawValue))
+    }
+
+    private static func varintSize(_ value: Int) -> Int {
+        var size = 1
+        while value >> (7 * size) != 0 { size += 1 }
+        return size
+    }
+
+    // MARK: decoding
+
+    // The smallest valid records: the fields written even when zero (instants, table indexes)
+    // and the enums, whose raw values are never zero, each a tag and at least one byte.
+    /// created_at, zone, currency, status, refund policy, interval, anchor day.
+    static let minimumSubscriptionBytes = 14
+    /// operation, first_used_at, a fingerprint and an outcome (tag and length each).
+    static let minimumKeyBytes = 8
+    /// type, recorded_at, at, a payload (tag and length).
+    static let minimumEventBytes = 8
+
+    /// `buffer` starts at the magic; the version (3) has been checked.
+    static func decode(_ buffer: UnsafeBufferPointer<UInt8>) throws(LedgerCodecError) -> Ledger {
+        var reader = ByteReader(buffer, 8..<buffer.count)
+        var header: Range<Int>?
+        var subscriptionParts: [Range<Int>] = []
+        var eventParts: [Range<Int>] = []
+        var keyParts: [Range<Int>] = []
+        var idOrder: Range<Int>?
+        var recordCount: UInt64?
+        while let (number, wire) = try reader.field() {
+            switch number {
+            case TaggedField.Ledger.end:
+                recordCount = try reader.uintValue(wire, "end")
+                guard reader.remaining == 0 else { throw reader.failure(.trailingBytes, "end") }
+            case TaggedField.Ledger.header: header = try reader.lengthDelimited("header", wire)
+            case TaggedField.Ledger.subscriptions: subscriptionParts.append(try reader.lengthDelimited("subscriptions", wire))
+            case TaggedField.Ledger.idOrder: idOrder = try reader.lengthDelimited("id order", wire)
+            case TaggedField.Ledger.keys: keyParts.append(try reader.lengthDelimited("keys", wire))
+            case TaggedField.Ledger.events: eventParts.append(try reader.lengthDelimited("events", wire))
+            default: try reader.skip(wire)
+            }
+        }
+        guard let recordCount else { throw LedgerCodecError(.truncated, offset: buffer.count, field: "end missing") }
+        var maxSeats: Int64 = 0, nextCreditSerial: UInt64 = 0, nextInvoiceSerial: UInt64 = 0, firstEventSeq: UInt64 = 1
+        if let header {
+            var fields = reader.within(header)
+            while let (number, wire) = try fields.field() {
+                switch number {
+                case TaggedField.Header.maxSeats: maxSeats = try fields.sintValue(wire, "maxSeats")
+                case TaggedField.Header.nextCreditSerial: nextCreditSerial = try fields.uintValue(wire, "nextCreditSerial")
+                case TaggedField.Header.nextInvoiceSerial: nextInvoiceSerial = try fields.uintValue(wire, "nextInvoiceSerial")
+                case TaggedField.Header.firstEventSeq: firstEventSeq = try fields.uintValue(wire, "first event seq")
+                default: try fields.skip(wire)
+                }
+            }
+        } else {
+            throw LedgerCodecError(.invalidValue, offset: 8, field: "header missing")
+        }
+        guard firstEventSeq >= 1 else { throw LedgerCodecError(.invalidValue, offset: header!.lowerBound, field: "first event seq") }
+
+        // 1. Every part's tables and record boundaries, at once.
+        let parts = subscriptionParts + keyParts + eventParts
+        let decoders = Unchecked(UnsafeMutableBufferPointer<Result<TaggedDecoder, LedgerCodecError>>.allocate(capacity: parts.count))
+        decoders.value.initialize(repeating: .failure(LedgerCodecError(.truncated, offset: 0, field: "part")))
+        defer {
+            decoders.value.deinitialize()
+            decoders.value.deallocate()
+        }
+        let input = Unchecked(buffer)
+        runConcurrently(parts.count) { index in
+            do throws(LedgerCodecError) {
+                decoders.value[index] = .success(try TaggedDecoder(input.value, part: parts[index]))
+            } catch {
+                decoders.value[index] = .failure(error)
+            }
+        }
+        // Records shorter than the fields every valid one has are refused before anything is
+        // allocated for them, so a corrupt input cannot make the decoder reserve much more
+        // memory than its own size.
+        var counts: [Int] = []
+        for (index, result) in decoders.value.enumerated() {
+            let records = try result.get().records
+            let minimum = index < subscriptionParts.count ? minimumSubscriptionBytes
+                : index < subscriptionParts.count + keyParts.count ? minimumKeyBytes : minimumEventBytes
+            if let short = records.first(where: { $0.count < minimum }) {
+                throw LedgerCodecError(.badCount, offset: short.lowerBound, field: "record of \(short.count) bytes")
+            }
+            counts.append(records.count)
+        }
+        guard UInt64(counts.reduce(0, +)) == recordCount else {
+            throw LedgerCodecError(.invalidValue, offset: buffer.count, field: "record count (\(counts.reduce(0, +)), end says \(recordCount))")
+        }
+        let subscriptionCount = counts[..<subscriptionParts.count].reduce(0, +)
+        let eventCounts = Array(counts[(subscriptionParts.count + keyParts.count)...])
+        guard firstEventSeq <= UInt64.max - UInt64(eventCounts.reduce(0, +)) else {
+            throw LedgerCodecError(.invalidValue, offset: header!.lowerBound, field: "event count")
+        }
+
+        // 2. The records: subscriptions into one array, keys, and events per part, at once.
+        let keyIndex = subscriptionParts.count
+        let firstEventIndex = keyIndex + keyParts.count
+        let errors = Unchecked(UnsafeMutableBufferPointer<LedgerCodecError?>.allocate(capacity: parts.count + 1))
+        errors.value.initialize(repeating: nil)
+        let initialized = Unchecked(UnsafeMutableBufferPointer<Int>.allocate(capacity: max(subscriptionParts.count, 1)))
+        initialized.value.initialize(repeating: 0)
+        let eventResults = Unchecked(UnsafeMutableBufferPointer<[LedgerEvent]>.allocate(capacity: max(eventParts.count, 1)))
+        eventResults.value.initialize(repeating: [])
+        let keysResult = Unchecked(UnsafeMutablePointer<IdempotencyTable>.allocate(capacity: 1))
+        keysResult.value.initialize(to: IdempotencyTable())
+        defer {
+            errors.value.deallocate()
+            initialized.value.deallocate()
+            eventResults.value.deinitialize()
+            eventResults.value.deallocate()
+            keysResult.value.deinitialize(count: 1)
+            keysResult.value.deallocate()
+        }
+        let partCounts = counts
+        let eventSeqStart = firstEventSeq
+        let slots = [Subscription](unsafeUninitializedCapacity: subscriptionCount) { storage, initializedCount in
+            let target = Unchecked(storage.baseAddress)
+            // Subscription parts, the keys as one task (their order is the table's), event parts.
+            runConcurrently(keyIndex + 1 + eventParts.count) { task in
+                if task < keyIndex {
+                    guard case .success(var decoder) = decoders.value[task], let base = target.value else { return }
+                    let first = partCounts[..<task].reduce(0, +)
+                    for record in 0..<partCounts[task] {
+                        do throws(LedgerCodecError) {
+                            (base + first + record).initialize(to: try decoder.subscription(record: record))
+                            initialized.value[task] += 1
+                        } catch {
+                            errors.value[task] = error.within("subscription \(first + record)")
+                            return
+                        }
+                    }
+                } else if task == keyIndex {
+                    var table = IdempotencyTable()
+                    table.reserveCapacity(partCounts[keyIndex..<firstEventIndex].reduce(0, +))
+                    var entry = 0
+                    for part in keyIndex..<firstEventIndex {
+                        guard case .success(var decoder) = decoders.value[part] else { return }
+                        for record in 0..<partCounts[part] {
+                            do throws(LedgerCodecError) {
+                                let (scope, stored) = try decoder.keyEntry(record: record)
+                                table.restore(scope, stored)
+                            } catch {
+                                errors.value[part] = error.within("idempotency entry \(entry)")
+                                return
+                            }
+                            entry += 1
+                        }
+                    }
+                    keysResult.value.pointee = table
+                } else {
+                    let eventPart = task - keyIndex - 1
+                    guard case .success(var decoder) = decoders.value[firstEventIndex + eventPart] else { return }
+                    var seq = eventSeqStart + UInt64(eventCounts[..<eventPart].reduce(0, +))
+                    var events: [LedgerEvent] = []
+                    events.reserveCapacity(eventCounts[eventPart])
+                    for record in 0..<eventCounts[eventPart] {
+                        do throws(LedgerCodecError) {
+                            events.append(try decoder.event(record: record, seq: seq))
+                        } catch {
+                            errors.value[firstEventIndex + eventPart] = error.within("event \(seq)")
+                            return
+                        }
+                        seq += 1
+                    }
+                    eventResults.value[eventPart] = events
+                }
+            }
+            if errors.value.allSatisfy({ $0 == nil }) {
+                initializedCount = subscriptionCount
+            } else {
+                var first = 0
+                for part in 0..<keyIndex {
+                    if let base = target.value { (base + first).deinitialize(count: initialized.value[part]) }
+                    first += partCounts[part]
+                }
+                initializedCount = 0
+            }
+        }
+        if let error = errors.value.lazy.compactMap({ $0 }).first { throw error }
+
+        var zones: [String: TimeZoneRules] = [:]
+        for part in 0..<keyIndex {
+            for zone in try decoders.value[part].get().zones where zones[zone.identifier] == nil { zones[zone.identifier] = zone }
+        }
+        let feed = EventFeed(firstSeq: firstEventSeq, parts: Array(eventResults.value.prefix(eventParts.count)))
+        return try LedgerAssembly.ledger(buffer, maxSeats: maxSeats,
+                                         counters: SerialCounters(nextCreditSerial: nextCreditSerial, nextInvoiceSerial: nextInvoiceSerial),
+                                         slots: slots, idOrder: idOrder ?? buffer.count..<buffer.count,
+                                         idempotency: keysResult.value.pointee, zones: zones, feed: feed)
+    }
+}
