@@ -1,5 +1,5 @@
 /// How often a subscription bills. Raw values mirror the wire enum.
-public enum BillingInterval: Int32, Sendable, Hashable, Codable, CaseIterable {
+public enum BillingInterval: Int32, Sendable, Hashable, CaseIterable {
     case monthly = 1
     case annual = 2
 }
@@ -9,7 +9,7 @@ public enum BillingInterval: Int32, Sendable, Hashable, Codable, CaseIterable {
 /// Every boundary is computed from the anchor, never from the previous boundary, so a
 /// short month never shifts later boundaries: the boundary in month `m` of year `y` is
 /// `(y, m, min(anchorDay, daysIn(y, m)))`; annual plans use only the anchor month.
-public struct BillingSchedule: Sendable, Hashable, Codable {
+public struct BillingSchedule: Sendable, Hashable {
     public let interval: BillingInterval
     /// 1–12 for annual plans, 0 for monthly plans.
     public let anchorMonth: Int8

@@ -2,7 +2,7 @@
 ///
 /// All day arithmetic is exact integer arithmetic on epoch days (T1): no calendar library,
 /// no division of seconds by 86,400.
-public struct CivilDate: Sendable, Hashable, Comparable, Codable, CustomStringConvertible, LosslessStringConvertible {
+public struct CivilDate: Sendable, Hashable, Comparable, CustomStringConvertible, LosslessStringConvertible {
     /// Days since 1970-01-01 (negative before).
     public let epochDay: Int32
 
@@ -112,14 +112,5 @@ public struct CivilDate: Sendable, Hashable, Comparable, Codable, CustomStringCo
             return (value < 0 ? "-" : "") + String(repeating: "0", count: max(0, width - digits.count)) + digits
         }
         return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))"
-    }
-
-    public init(from decoder: any Decoder) throws {
-        self.epochDay = try decoder.singleValueContainer().decode(Int32.self)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(epochDay)
     }
 }

@@ -1,5 +1,5 @@
 /// One entry of a credit's history (L7). The civil date is `timeZone.civilDate(of: at)`.
-public struct CreditStateChange: Sendable, Hashable, Codable {
+public struct CreditStateChange: Sendable, Hashable {
     public let state: CreditState
     public let at: Instant
 
@@ -12,7 +12,7 @@ public struct CreditStateChange: Sendable, Hashable, Codable {
 /// A credit's history after its first entry (`pending` at `createdAt`). Most credits take at
 /// most three more steps (applied, refund_pending, refunded), so those live inline; longer
 /// histories (refund_failed loops) spill into an array.
-package struct CreditHistory: Sendable, Hashable, Codable {
+package struct CreditHistory: Sendable, Hashable {
     package var instants: (Int64, Int64, Int64) = (0, 0, 0)
     package var overflow: [CreditStateChange] = []
     package var count: UInt8 = 0
@@ -44,21 +44,11 @@ package struct CreditHistory: Sendable, Hashable, Codable {
 
     package static func == (lhs: CreditHistory, rhs: CreditHistory) -> Bool { lhs.entries == rhs.entries }
     package func hash(into hasher: inout Hasher) { hasher.combine(entries) }
-
-    package init(from decoder: any Decoder) throws {
-        let list = try decoder.singleValueContainer().decode([CreditStateChange].self)
-        for entry in list { append(entry.state, at: entry.at) }
-    }
-
-    package func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(entries)
-    }
 }
 
 /// One credit: the record that tracks a negative ledger line through the lifecycle of §8 (L7).
 /// Amounts are positive magnitudes; `remaining + consumed + refunded = amount`.
-public struct Credit: Sendable, Hashable, Codable {
+public struct Credit: Sendable, Hashable {
     /// Unique within the ledger; the credit id is `cr_<serial>`.
     public let serial: UInt64
     public let createdAt: Instant

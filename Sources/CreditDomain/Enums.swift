@@ -1,6 +1,6 @@
 // Raw values mirror the wire enums of proto/creditd/v1/credits.proto (0 is UNSPECIFIED there).
 
-public enum SubscriptionStatus: Int32, Sendable, Hashable, Codable, CaseIterable {
+public enum SubscriptionStatus: Int32, Sendable, Hashable, CaseIterable {
     case active = 1
     /// An `end_of_period` cancel is pending (C1).
     case cancelPending = 2
@@ -14,7 +14,7 @@ public enum SubscriptionStatus: Int32, Sendable, Hashable, Codable, CaseIterable
 }
 
 /// §6. Only eligibility and amount differ between policies (W4).
-public enum RefundPolicy: Int32, Sendable, Hashable, Codable, CaseIterable {
+public enum RefundPolicy: Int32, Sendable, Hashable, CaseIterable {
     case anytime = 1
     case window7d = 2
     case window72h = 3
@@ -29,17 +29,17 @@ public enum RefundPolicy: Int32, Sendable, Hashable, Codable, CaseIterable {
     }
 }
 
-public enum CancelMode: Int32, Sendable, Hashable, Codable, CaseIterable {
+public enum CancelMode: Int32, Sendable, Hashable, CaseIterable {
     case immediate = 1
     case endOfPeriod = 2
 }
 
-public enum SeatChangeTiming: Int32, Sendable, Hashable, Codable, CaseIterable {
+public enum SeatChangeTiming: Int32, Sendable, Hashable, CaseIterable {
     case now = 1
     case atRenewal = 2
 }
 
-public enum SeatChangeOutcome: Int32, Sendable, Hashable, Codable, CaseIterable {
+public enum SeatChangeOutcome: Int32, Sendable, Hashable, CaseIterable {
     case credit = 1
     case charge = 2
     case zeroLine = 3
@@ -47,7 +47,7 @@ public enum SeatChangeOutcome: Int32, Sendable, Hashable, Codable, CaseIterable 
     case scheduled = 5
 }
 
-public enum CreditState: Int32, Sendable, Hashable, Codable, CaseIterable, CustomStringConvertible {
+public enum CreditState: Int32, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     case pending = 1
     case applied = 2
     case consumed = 3
@@ -74,17 +74,17 @@ public enum CreditState: Int32, Sendable, Hashable, Codable, CaseIterable, Custo
     public var description: String { name }
 }
 
-public enum CreditSource: Int32, Sendable, Hashable, Codable, CaseIterable {
+public enum CreditSource: Int32, Sendable, Hashable, CaseIterable {
     case cancel = 1
     case seatChange = 2
 }
 
-public enum RefundOutcome: Int32, Sendable, Hashable, Codable, CaseIterable {
+public enum RefundOutcome: Int32, Sendable, Hashable, CaseIterable {
     case succeeded = 1
     case failed = 2
 }
 
-public enum InvoiceKind: Int32, Sendable, Hashable, Codable, CaseIterable {
+public enum InvoiceKind: Int32, Sendable, Hashable, CaseIterable {
     case purchase = 1
     case renewal = 2
     case final = 3
@@ -93,7 +93,7 @@ public enum InvoiceKind: Int32, Sendable, Hashable, Codable, CaseIterable {
     case opening = 5
 }
 
-public enum InvoiceLineKind: Int32, Sendable, Hashable, Codable, CaseIterable {
+public enum InvoiceLineKind: Int32, Sendable, Hashable, CaseIterable {
     /// Unit price × seats for a period.
     case periodCharge = 1
     /// An unbilled seat increase (P3).
@@ -109,7 +109,7 @@ public enum InvoiceLineKind: Int32, Sendable, Hashable, Codable, CaseIterable {
 /// A wire enum field as received: UNSPECIFIED (0), a known value, or a number this version
 /// does not know. The domain maps UNSPECIFIED to the billing rules' default where one exists and
 /// refuses unknown numbers with `invalid_request`.
-public enum EnumField<Value: RawRepresentable & Sendable & Hashable & Codable>: Sendable, Hashable, Codable
+public enum EnumField<Value: RawRepresentable & Sendable & Hashable>: Sendable, Hashable
 where Value.RawValue == Int32 {
     case unspecified
     case known(Value)

@@ -2,8 +2,8 @@
 /// the status code of each reason is chosen at the service edge (CreditService,
 /// `DomainError: RPCErrorConvertible`). On the wire the status message is
 /// `"<reason>: <message>"` (X1).
-public struct DomainError: Error, Sendable, Hashable, Codable, CustomStringConvertible {
-    public enum Reason: String, Sendable, Hashable, Codable, CaseIterable {
+public struct DomainError: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Reason: String, Sendable, Hashable, CaseIterable {
         case invalidRequest = "invalid_request"
         case subscriptionNotFound = "subscription_not_found"
         case subscriptionExists = "subscription_exists"

@@ -1,7 +1,7 @@
 // The event feed (E1–E5): what each committed change recorded, in one gap-free sequence.
 
 /// E1 event types. Raw values are stable: they are part of the snapshot format.
-public enum EventType: Int32, Sendable, Hashable, Codable, CaseIterable, CustomStringConvertible {
+public enum EventType: Int32, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     case subscriptionCreated = 1
     case subscriptionImported = 2
     case seatsChanged = 3
@@ -37,7 +37,7 @@ public enum EventType: Int32, Sendable, Hashable, Codable, CaseIterable, CustomS
 }
 
 /// The subscription as O3 gives it, without its credits and invoices: what events carry.
-public struct SubscriptionView: Sendable, Hashable, Codable {
+public struct SubscriptionView: Sendable, Hashable {
     public let id: String
     public let customer: String
     public let plan: String
@@ -88,7 +88,7 @@ public struct SubscriptionView: Sendable, Hashable, Codable {
 
 /// What an event gives besides its common fields (E2). Indirect: the payload lives in one heap
 /// box, so an event in the feed's chunks takes ~80 bytes inline instead of ~520 (the largest case).
-public indirect enum EventPayload: Sendable, Hashable, Codable {
+public indirect enum EventPayload: Sendable, Hashable {
     /// Created, imported, resumed, ended, renewed, scheduled seats applied: the subscription
     /// right after the change.
     case subscription(SubscriptionView)
@@ -103,7 +103,7 @@ public indirect enum EventPayload: Sendable, Hashable, Codable {
 }
 
 /// One event of the feed (E1, E2).
-public struct LedgerEvent: Sendable, Hashable, Codable {
+public struct LedgerEvent: Sendable, Hashable {
     public let seq: UInt64
     public let type: EventType
     /// The instant the event is dated at (time-driven: 00:00 local on the due date, T6).
@@ -300,26 +300,6 @@ package struct EventFeed: Sendable, Hashable {
     package func hash(into hasher: inout Hasher) {
         hasher.combine(firstSeq)
         hasher.combine(lastSeq)
-    }
-}
-
-extension EventFeed: Codable {
-    private enum CodingKeys: String, CodingKey { case firstSeq, events }
-
-    package init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        let firstSeq = try container.decode(UInt64.self, forKey: .firstSeq)
-        let events = try container.decode([LedgerEvent].self, forKey: .events)
-        for (index, event) in events.enumerated() where event.seq != firstSeq + UInt64(index) {
-            throw DecodingError.dataCorruptedError(forKey: .events, in: container, debugDescription: "event seqs have a gap")
-        }
-        self.init(firstSeq: firstSeq, events: events)
-    }
-
-    package func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(firstSeq, forKey: .firstSeq)
-        try container.encode(events, forKey: .events)
     }
 }
 

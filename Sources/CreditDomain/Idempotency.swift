@@ -1,5 +1,5 @@
 /// The writing operations that take an idempotency key (I1).
-public enum IdempotentOperation: Int32, Sendable, Hashable, Codable {
+public enum IdempotentOperation: Int32, Sendable, Hashable {
     case cancel = 1
     case changeSeats = 2
 }
@@ -7,13 +7,13 @@ public enum IdempotentOperation: Int32, Sendable, Hashable, Codable {
 /// The canonical request of I2: the subscription id and the parameters, with defaults made
 /// explicit. The key itself and `dryRun` are not part of it. It is kept exactly rather than
 /// hashed, so two different requests can never collide.
-public enum RequestFingerprint: Sendable, Hashable, Codable {
+public enum RequestFingerprint: Sendable, Hashable {
     case cancel(subscriptionId: ScalarString, mode: Int32)
     case changeSeats(subscriptionId: ScalarString, newSeats: Int64, timing: Int32)
 }
 
 /// A stored outcome, replayed byte for byte (I3).
-public enum StoredOutcome: Sendable, Hashable, Codable {
+public enum StoredOutcome: Sendable, Hashable {
     case response(CommandResponse)
     case error(DomainError)
 
@@ -33,7 +33,7 @@ public enum StoredOutcome: Sendable, Hashable, Codable {
 }
 
 /// One entry of the key table (I2, I6), as listed for snapshots.
-public struct IdempotencyEntry: Sendable, Hashable, Codable {
+public struct IdempotencyEntry: Sendable, Hashable {
     public let callerUID: UInt32
     public let operation: IdempotentOperation
     public let key: String

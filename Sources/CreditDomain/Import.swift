@@ -2,7 +2,7 @@
 
 /// ImportSubscription (O5): the O2 fields with `startDate` required, plus an optional charge
 /// for the current period.
-public struct ImportSubscriptionRequest: Sendable, Hashable, Codable {
+public struct ImportSubscriptionRequest: Sendable, Hashable {
     public var subscriptionId: String
     public var customer: String
     public var plan: String
@@ -38,7 +38,7 @@ public struct ImportSubscriptionRequest: Sendable, Hashable, Codable {
 }
 
 /// ImportSubscription's result: the subscription and its opening invoice (O5).
-public struct ImportedSubscription: Sendable, Hashable, Codable {
+public struct ImportedSubscription: Sendable, Hashable {
     public let subscription: Subscription
     public let openingInvoice: Invoice
 

@@ -2,7 +2,7 @@
 ///
 /// Instants are only compared and offset by fixed elapsed durations (the refund windows, W2);
 /// every billing decision uses civil dates (T1).
-public struct Instant: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
+public struct Instant: Sendable, Hashable, Comparable, CustomStringConvertible {
     public var nanosecondsSinceEpoch: Int64
 
     public init(nanosecondsSinceEpoch: Int64) {
@@ -58,15 +58,6 @@ public struct Instant: Sendable, Hashable, Comparable, Codable, CustomStringConv
             text += "." + String(repeating: "0", count: 9 - digits.count) + digits
         }
         return text + "Z"
-    }
-
-    public init(from decoder: any Decoder) throws {
-        self.nanosecondsSinceEpoch = try decoder.singleValueContainer().decode(Int64.self)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(nanosecondsSinceEpoch)
     }
 }
 

@@ -1,5 +1,5 @@
 /// One signed invoice line (charge +, credit −), L11.
-public struct InvoiceLine: Sendable, Hashable, Codable {
+public struct InvoiceLine: Sendable, Hashable {
     public let kind: InvoiceLineKind
     public let amountMinor: Int64
     /// The credit a credit line refers to, 0 for charge lines.
@@ -31,7 +31,7 @@ public struct InvoiceLine: Sendable, Hashable, Codable {
 }
 
 /// An invoice (L11): purchase (O2), renewal (L4), final (C5) or closing (C6).
-public struct Invoice: Sendable, Hashable, Codable {
+public struct Invoice: Sendable, Hashable {
     /// Unique within the ledger; the invoice id is `inv_<serial>`.
     public let serial: UInt64
     public let kind: InvoiceKind
@@ -66,7 +66,7 @@ public struct Invoice: Sendable, Hashable, Codable {
 }
 
 /// A billing period `[start, end)` with what was charged at its start (O3).
-public struct BillingPeriod: Sendable, Hashable, Codable {
+public struct BillingPeriod: Sendable, Hashable {
     public let start: CivilDate
     public let end: CivilDate
     /// `C`.
@@ -87,7 +87,7 @@ public struct BillingPeriod: Sendable, Hashable, Codable {
 }
 
 /// Seats that share a refund window (W1).
-public struct SeatBlock: Sendable, Hashable, Codable {
+public struct SeatBlock: Sendable, Hashable {
     public internal(set) var seats: Int64
     public let windowStart: Instant
     public let startDate: CivilDate
@@ -101,7 +101,7 @@ public struct SeatBlock: Sendable, Hashable, Codable {
 }
 
 /// The Cancel result (C8).
-public struct CancellationRecord: Sendable, Hashable, Codable {
+public struct CancellationRecord: Sendable, Hashable {
     public let mode: CancelMode
     /// `e`, or `periodEnd` for `end_of_period`.
     public let effectiveDate: CivilDate
@@ -130,7 +130,7 @@ public struct CancellationRecord: Sendable, Hashable, Codable {
 }
 
 /// Keeps the rarely present cancellation record out of line so every subscription stays small.
-package enum CancellationSlot: Sendable, Hashable, Codable {
+package enum CancellationSlot: Sendable, Hashable {
     case none
     indirect case recorded(CancellationRecord)
 

@@ -1,7 +1,7 @@
 /// A string compared by its Unicode scalars (UTF-8 bytes), not by canonical equivalence:
 /// ids and keys that differ in any scalar are different (O2, I1), and the order is the
 /// code-point order.
-public struct ScalarString: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
+public struct ScalarString: Sendable, Hashable, Comparable, CustomStringConvertible {
     public let value: String
 
     public init(_ value: String) {
@@ -23,15 +23,6 @@ public struct ScalarString: Sendable, Hashable, Comparable, Codable, CustomStrin
     }
 
     public var description: String { value }
-
-    public init(from decoder: any Decoder) throws {
-        self.value = try decoder.singleValueContainer().decode(String.self)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(value)
-    }
 }
 
 /// Subscription ids in sorted order for paging, as sorted chunks so that an insert moves at

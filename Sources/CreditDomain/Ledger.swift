@@ -432,27 +432,3 @@ extension Ledger: Equatable {
             && lhs.idempotency.entries == rhs.idempotency.entries && lhs.feed == rhs.feed
     }
 }
-
-extension Ledger: Codable {
-    private enum CodingKeys: String, CodingKey {
-        case maxSeats, counters, subscriptions, idempotencyEntries, events
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(maxSeats: try container.decode(Int64.self, forKey: .maxSeats),
-                  counters: try container.decode(SerialCounters.self, forKey: .counters),
-                  subscriptions: try container.decode([Subscription].self, forKey: .subscriptions),
-                  idempotencyEntries: try container.decode([IdempotencyEntry].self, forKey: .idempotencyEntries),
-                  feed: try container.decodeIfPresent(EventFeed.self, forKey: .events) ?? EventFeed())
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(maxSeats, forKey: .maxSeats)
-        try container.encode(counters, forKey: .counters)
-        try container.encode(Array(slots), forKey: .subscriptions)
-        try container.encode(idempotency.list, forKey: .idempotencyEntries)
-        try container.encode(feed, forKey: .events)
-    }
-}

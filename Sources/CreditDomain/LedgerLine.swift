@@ -1,5 +1,5 @@
 /// Part of a `window_72h` decrease taken from one seat block (L7).
-public struct SeatBlockPortion: Sendable, Hashable, Codable {
+public struct SeatBlockPortion: Sendable, Hashable {
     public let seats: Int64
     public let startDate: CivilDate
     /// `days(startDate, periodEnd)`.
@@ -15,7 +15,7 @@ public struct SeatBlockPortion: Sendable, Hashable, Codable {
 /// Why a ledger line has its amount (L7), stored compactly: every rational is rebuilt from the
 /// period's charge `C`, its seats `S`, its days `P` and the running numerator of `A_n`, all of
 /// which share the denominator `S × P` (P4).
-public struct LineExplanation: Sendable, Hashable, Codable {
+public struct LineExplanation: Sendable, Hashable {
     /// `C` of the period.
     public let chargedMinor: Int64
     // A_n's numerator over S × P, split so the struct keeps 8-byte alignment.
@@ -96,7 +96,7 @@ public struct LineExplanation: Sendable, Hashable, Codable {
 }
 
 /// One signed ledger line (charge +, credit −) with its explanation (L7).
-public struct LedgerLine: Sendable, Hashable, Codable {
+public struct LedgerLine: Sendable, Hashable {
     public let amountMinor: Int64
     public let effectiveDate: CivilDate
     /// Unique per subscription (I7); increases in the order lines are recorded.

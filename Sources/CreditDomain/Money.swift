@@ -1,6 +1,6 @@
 /// The closed table of supported currencies (M1). Codes are upper-case ISO 4217; any other
 /// spelling, including lower case, is not a currency here.
-public enum Currency: String, Sendable, Hashable, Codable, CaseIterable, CustomStringConvertible {
+public enum Currency: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     case JPY, KRW
     case AUD, CAD, CHF, DKK, EUR, GBP, NOK, SEK, USD
     case BHD, IQD, JOD, KWD, LYD, OMR, TND
@@ -25,7 +25,7 @@ public enum Currency: String, Sendable, Hashable, Codable, CaseIterable, CustomS
 }
 
 /// An exact rational number, always reduced, with denominator > 0 (0 is 0/1).
-public struct Rational: Sendable, Hashable, Codable, CustomStringConvertible {
+public struct Rational: Sendable, Hashable, CustomStringConvertible {
     public let numerator: Int128
     public let denominator: Int128
 

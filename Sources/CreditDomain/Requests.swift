@@ -1,5 +1,5 @@
 /// CreateSubscription (O2). Fields mirror `CreateSubscriptionRequest` of the wire contract.
-public struct CreateSubscriptionRequest: Sendable, Hashable, Codable {
+public struct CreateSubscriptionRequest: Sendable, Hashable {
     public var subscriptionId: String
     public var customer: String
     public var plan: String
@@ -33,7 +33,7 @@ public struct CreateSubscriptionRequest: Sendable, Hashable, Codable {
 }
 
 /// Cancel (C1–C8).
-public struct CancelRequest: Sendable, Hashable, Codable {
+public struct CancelRequest: Sendable, Hashable {
     public var subscriptionId: String
     /// UNSPECIFIED → `immediate`.
     public var mode: EnumField<CancelMode>
@@ -48,7 +48,7 @@ public struct CancelRequest: Sendable, Hashable, Codable {
 }
 
 /// ResumeSubscription (C7).
-public struct ResumeRequest: Sendable, Hashable, Codable {
+public struct ResumeRequest: Sendable, Hashable {
     public var subscriptionId: String
 
     public init(subscriptionId: String) {
@@ -57,7 +57,7 @@ public struct ResumeRequest: Sendable, Hashable, Codable {
 }
 
 /// ChangeSeats (S1–S8).
-public struct ChangeSeatsRequest: Sendable, Hashable, Codable {
+public struct ChangeSeatsRequest: Sendable, Hashable {
     public var subscriptionId: String
     public var newSeats: Int64
     /// UNSPECIFIED → `now`.
@@ -75,7 +75,7 @@ public struct ChangeSeatsRequest: Sendable, Hashable, Codable {
 }
 
 /// RecordRefundOutcome (L9).
-public struct RecordRefundOutcomeRequest: Sendable, Hashable, Codable {
+public struct RecordRefundOutcomeRequest: Sendable, Hashable {
     public var subscriptionId: String
     public var creditId: String
     /// UNSPECIFIED → `invalid_request`.
@@ -89,7 +89,7 @@ public struct RecordRefundOutcomeRequest: Sendable, Hashable, Codable {
 }
 
 /// Every writing operation. The daemon journals these and replays them after a crash.
-public enum Command: Sendable, Hashable, Codable {
+public enum Command: Sendable, Hashable {
     case create(CreateSubscriptionRequest)
     case cancel(CancelRequest)
     case resume(ResumeRequest)
@@ -114,7 +114,7 @@ public enum Command: Sendable, Hashable, Codable {
 // MARK: results
 
 /// CreateSubscription's result.
-public struct CreatedSubscription: Sendable, Hashable, Codable {
+public struct CreatedSubscription: Sendable, Hashable {
     public let subscription: Subscription
     public let purchaseInvoice: Invoice
 
@@ -126,7 +126,7 @@ public struct CreatedSubscription: Sendable, Hashable, Codable {
 }
 
 /// The ChangeSeats result (S8).
-public struct SeatChangeResult: Sendable, Hashable, Codable {
+public struct SeatChangeResult: Sendable, Hashable {
     public let outcome: SeatChangeOutcome
     public let previousSeats: Int64
     public let newSeats: Int64
@@ -152,7 +152,7 @@ public struct SeatChangeResult: Sendable, Hashable, Codable {
 }
 
 /// A credit with the L6 flags computed against an as-of date.
-public struct CreditStatus: Sendable, Hashable, Codable {
+public struct CreditStatus: Sendable, Hashable {
     public let credit: Credit
     public let overdue: Bool
     public let refundOverdue: Bool
@@ -165,7 +165,7 @@ public struct CreditStatus: Sendable, Hashable, Codable {
 }
 
 /// The RecordRefundOutcome result (L9).
-public struct RefundOutcomeResult: Sendable, Hashable, Codable {
+public struct RefundOutcomeResult: Sendable, Hashable {
     /// The credit was not `refund_pending`; nothing changed.
     public let ignored: Bool
     public let credit: CreditStatus
@@ -182,7 +182,7 @@ public struct RefundOutcomeResult: Sendable, Hashable, Codable {
 }
 
 /// L8 totals; the five add up to the sum of `amountMinor`.
-public struct CreditTotals: Sendable, Hashable, Codable {
+public struct CreditTotals: Sendable, Hashable {
     public var pendingMinor: Int64 = 0
     public var appliedMinor: Int64 = 0
     public var consumedMinor: Int64 = 0
@@ -207,7 +207,7 @@ public struct CreditTotals: Sendable, Hashable, Codable {
 }
 
 /// The GetRefundStatus result (L10).
-public struct RefundStatus: Sendable, Hashable, Codable {
+public struct RefundStatus: Sendable, Hashable {
     public let subscriptionId: String
     public let asOf: Instant
     public let asOfDate: CivilDate
@@ -226,7 +226,7 @@ public struct SubscriptionPage: Sendable, Hashable {
 }
 
 /// A command's response value.
-public enum CommandResponse: Sendable, Hashable, Codable {
+public enum CommandResponse: Sendable, Hashable {
     case created(CreatedSubscription)
     case cancelled(CancellationRecord)
     case resumed(Subscription)

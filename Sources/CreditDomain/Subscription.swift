@@ -1,5 +1,5 @@
 /// Serial numbers for credit and invoice ids, shared by the whole ledger.
-public struct SerialCounters: Sendable, Hashable, Codable {
+public struct SerialCounters: Sendable, Hashable {
     public var nextCreditSerial: UInt64
     public var nextInvoiceSerial: UInt64
 
@@ -23,7 +23,7 @@ public struct SerialCounters: Sendable, Hashable, Codable {
 ///
 /// Every method either throws before touching `self` or succeeds, so a failed request leaves
 /// the value unchanged. Dry runs call the same methods on a copy.
-public struct Subscription: Sendable, Hashable, Codable {
+public struct Subscription: Sendable, Hashable {
     public let id: String
     public let customer: String
     public let plan: String

@@ -2,7 +2,7 @@ import Foundation
 
 /// An IANA time zone (T1). This is the only place Foundation is used: it answers the UTC offset
 /// at an instant. Everything else is integer arithmetic on epoch days and seconds.
-public struct TimeZoneRules: Sendable, Codable, CustomStringConvertible {
+public struct TimeZoneRules: Sendable, CustomStringConvertible {
     /// The IANA id as given at creation (e.g. `America/Los_Angeles`).
     public let identifier: String
     private let zone: TimeZone
@@ -63,19 +63,6 @@ public struct TimeZoneRules: Sendable, Codable, CustomStringConvertible {
     }
 
     public var description: String { identifier }
-
-    public init(from decoder: any Decoder) throws {
-        let identifier = try decoder.singleValueContainer().decode(String.self)
-        guard let rules = TimeZoneRules(identifier: identifier) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "unknown time zone \(identifier)"))
-        }
-        self = rules
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(identifier)
-    }
 }
 
 extension TimeZoneRules: Hashable {

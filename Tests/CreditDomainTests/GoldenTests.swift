@@ -8,7 +8,7 @@ final class GoldenTests: XCTestCase {
     func testVersion1SnapshotDecodes() throws {
         XCTAssertEqual(Array(GoldenV1.snapshot[4..<8]), [1, 0, 0, 0])
         let decoded = try LedgerCodec.decode(GoldenV1.snapshot)
-        let expected = try JSONDecoder().decode(Ledger.self, from: Data(GoldenV1.json.utf8))
+        let expected = try LedgerCodec.decode(GoldenV1.expectedLedger)
         XCTAssertEqual(decoded, expected)
         XCTAssertEqual(decoded.subscriptionCount, 3)
         XCTAssertEqual(decoded.idempotencyEntryCount, 2)

@@ -266,19 +266,4 @@ final class OperationsTests: XCTestCase {
         XCTAssertEqual(try harness.ledger.listSubscriptions(pageSize: 5, pageToken: "s247").subscriptions.map(\.id), ["s248", "s249"])
         XCTAssertThrowsError(try harness.ledger.listSubscriptions(pageSize: -1, pageToken: ""))
     }
-
-    func testLedgerCodableRoundTrip() throws {
-        var harness = Harness.setupA(policy: .window7d)
-        _ = try harness.changeSeats(to: 13, key: "x", at: utc("2025-04-02")).get()
-        _ = try harness.changeSeats(to: 11, at: utc("2025-04-03")).get()
-        _ = try harness.cancel(at: utc("2025-04-04")).get()
-        harness.tick(to: utc("2025-05-01"))
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        let data = try encoder.encode(harness.ledger)
-        let decoded = try JSONDecoder().decode(Ledger.self, from: data)
-        XCTAssertEqual(decoded, harness.ledger)
-        XCTAssertEqual(decoded.nextDueInstant(), harness.ledger.nextDueInstant())
-        XCTAssertEqual(try encoder.encode(decoded), data)
-    }
 }
