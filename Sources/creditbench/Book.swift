@@ -30,13 +30,10 @@ struct LatencyFigure: Codable {
     init(name: String, histogram: Histogram<UInt64>, items: Int) {
         self.name = name
         calls = Int(histogram.totalCount)
-        func micros(_ percentile: Double) -> Double {
-            histogram.totalCount == 0 ? 0 : Double(histogram.valueAtPercentile(percentile)) / 1000
-        }
-        p50Micros = micros(50)
-        p90Micros = micros(90)
-        p99Micros = micros(99)
-        p999Micros = micros(99.9)
+        p50Micros = histogram.micros(50)
+        p90Micros = histogram.micros(90)
+        p99Micros = histogram.micros(99)
+        p999Micros = histogram.micros(99.9)
         meanItems = Double(items) / Double(max(calls, 1))
     }
 }

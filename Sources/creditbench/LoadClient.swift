@@ -210,6 +210,13 @@ final class ClosedLoopConnection: @unchecked Sendable {
     }
 }
 
+extension Histogram where Count == UInt64 {
+    /// The value at `percentile`, in microseconds (the histograms count nanoseconds); 0 when empty.
+    func micros(_ percentile: Double) -> Double {
+        totalCount == 0 ? 0 : Double(valueAtPercentile(percentile)) / 1000
+    }
+}
+
 /// The figures of one measured configuration.
 struct PhaseResult: Codable {
     var system: String
@@ -242,13 +249,10 @@ struct PhaseResult: Codable {
         self.seconds = seconds
         self.calls = calls
         callsPerSecond = Double(calls) / seconds
-        func micros(_ percentile: Double) -> Double {
-            histogram.totalCount == 0 ? 0 : Double(histogram.valueAtPercentile(percentile)) / 1000
-        }
-        p50Micros = micros(50)
-        p90Micros = micros(90)
-        p99Micros = micros(99)
-        p999Micros = micros(99.9)
+        p50Micros = histogram.micros(50)
+        p90Micros = histogram.micros(90)
+        p99Micros = histogram.micros(99)
+        p999Micros = histogram.micros(99.9)
         let divisor = Double(max(calls, 1))
         serverCPUMicrosPerCall = usage.serverSeconds * 1e6 / divisor
         clientCPUMicrosPerCall = usage.clientSeconds * 1e6 / divisor
