@@ -2,17 +2,7 @@ import CreditStore
 import Foundation
 import XCTest
 
-final class FaultTests: XCTestCase {
-    var directory = ""
-
-    override func setUpWithError() throws {
-        directory = try TemporaryDirectory.makePath("store")
-    }
-
-    override func tearDown() {
-        TemporaryDirectory.remove(atPath: directory)
-    }
-
+final class FaultTests: StoreDirectoryTestCase {
     func expectFault(_ sequence: UInt64, in store: DurableStore, operation: String,
                      file: StaticString = #filePath, line: UInt = #line) async {
         do {

@@ -3,17 +3,7 @@ import Foundation
 import XCTest
 
 /// Issue 11, gap 1: writes refused because the disk filled up must not come back after a restart.
-final class FullDiskTests: XCTestCase {
-    var directory = ""
-
-    override func setUpWithError() throws {
-        directory = try TemporaryDirectory.makePath("store")
-    }
-
-    override func tearDown() {
-        TemporaryDirectory.remove(atPath: directory)
-    }
-
+final class FullDiskTests: StoreDirectoryTestCase {
     /// 16 concurrent writers, the disk fills after a few records' worth of bytes: a write that
     /// ends short leaves whole records of the batch in the segment. Every refused record must be
     /// `.notApplied` and absent after a restart; every acknowledged one present.

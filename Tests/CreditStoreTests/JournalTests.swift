@@ -2,17 +2,7 @@ import CreditStore
 import Foundation
 import XCTest
 
-final class JournalTests: XCTestCase {
-    var directory = ""
-
-    override func setUpWithError() throws {
-        directory = try TemporaryDirectory.makePath("store")
-    }
-
-    override func tearDown() {
-        TemporaryDirectory.remove(atPath: directory)
-    }
-
+final class JournalTests: StoreDirectoryTestCase {
     func testRoundTrip() async throws {
         let (store, recovery) = try DurableStore.open(directory: directory)
         XCTAssertNil(recovery.snapshot)

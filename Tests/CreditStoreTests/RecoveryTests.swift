@@ -2,18 +2,9 @@ import CreditStore
 import Foundation
 import XCTest
 
-final class RecoveryTests: XCTestCase {
-    var directory = ""
+final class RecoveryTests: StoreDirectoryTestCase {
     let headerSize = 32
     let recordHeaderSize = 16
-
-    override func setUpWithError() throws {
-        directory = try TemporaryDirectory.makePath("store")
-    }
-
-    override func tearDown() {
-        TemporaryDirectory.remove(atPath: directory)
-    }
 
     var firstSegment: String { directory + "/journal-00000000000000000001.log" }
 

@@ -2,17 +2,7 @@ import CreditStore
 import Foundation
 import XCTest
 
-final class SnapshotTests: XCTestCase {
-    var directory = ""
-
-    override func setUpWithError() throws {
-        directory = try TemporaryDirectory.makePath("store")
-    }
-
-    override func tearDown() {
-        TemporaryDirectory.remove(atPath: directory)
-    }
-
+final class SnapshotTests: StoreDirectoryTestCase {
 
     func appendDurably(_ store: DurableStore, _ range: ClosedRange<UInt64>) async throws {
         for index in range { XCTAssertEqual(try store.append(payload(index)), index) }

@@ -63,3 +63,16 @@ func reopen(_ directory: String, options: StoreOptions = StoreOptions()) async t
     await store.close()
     return recovery
 }
+
+/// A test case with a fresh store directory for each test, removed afterwards.
+class StoreDirectoryTestCase: XCTestCase {
+    var directory = ""
+
+    override func setUpWithError() throws {
+        directory = try TemporaryDirectory.makePath("store")
+    }
+
+    override func tearDown() {
+        TemporaryDirectory.remove(atPath: directory)
+    }
+}

@@ -3,17 +3,7 @@ import Foundation
 import XCTest
 
 /// `verifyStateDirectory` (creditd verify-state) reports each condition of issue 11.
-final class VerificationTests: XCTestCase {
-    var directory = ""
-
-    override func setUpWithError() throws {
-        directory = try TemporaryDirectory.makePath("store")
-    }
-
-    override func tearDown() {
-        TemporaryDirectory.remove(atPath: directory)
-    }
-
+final class VerificationTests: StoreDirectoryTestCase {
     func testReportsEachCondition() async throws {
         var options = StoreOptions()
         options.segmentSize = 120
