@@ -61,6 +61,8 @@ public enum RecoverySeverity: Int, Sendable, Comparable, CustomStringConvertible
 public struct RecoveryEvent: Sendable, Equatable {
     public enum Kind: String, Sendable, Equatable {
         case snapshotUsed = "snapshot_used"
+        /// No snapshot to start from: the state is the journal alone (a new state directory).
+        case noSnapshot = "no_snapshot"
         case snapshotSkipped = "snapshot_skipped"
         case tailTruncated = "tail_truncated"
         case leftoverRemoved = "leftover_removed"
@@ -93,9 +95,9 @@ public struct RecoveryReport: Sendable {
     /// `warnings` are `.warning`, repairs `.error`, removed leftovers `.notice`.
     public var events: [RecoveryEvent] {
         var events: [RecoveryEvent] = []
-        events.append(RecoveryEvent(
-            kind: .snapshotUsed, severity: .info,
-            message: usedSnapshot.map { "recovered from snapshot \($0)" } ?? "recovered without snapshot"))
+        events.append(usedSnapshot.map {
+            RecoveryEvent(kind: .snapshotUsed, severity: .info, message: "recovered from snapshot \($0)")
+        } ?? RecoveryEvent(kind: .noSnapshot, severity: .info, message: "recovered without snapshot"))
         events += skippedSnapshots.map {
             RecoveryEvent(kind: .snapshotSkipped, severity: .warning, message: "skipped snapshot that does not verify: \($0)")
         }
