@@ -61,8 +61,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
     private let logger: Logger
     private let state: Mutex<State>
     private let appendConnection: BlockingConnection
-    private let wakeups: AsyncStream<Void>
-    private let wake: AsyncStream<Void>.Continuation
+    private let wake = Wakeup()
 
     private init(info: PostgresConnectionInfo, options: PostgresStoreOptions, logger: Logger,
                  appendConnection: BlockingConnection, recovered: UInt64, snapshot: RecoveredSnapshot?) {
@@ -74,7 +73,6 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         initial.lastSnapshotSequence = snapshot?.sequence
         initial.lastSnapshotUnixMillis = snapshot?.unixMillis
         state = Mutex(initial)
-        (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
     /// Connects, creates the tables on first use (refusing a newer schema), and reads the newest
@@ -186,7 +184,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             return refusal
         }
         logger.warning("append refused; standing by", metadata: ["reason": "\(refusal)"])
-        wake.yield()
+        wake.signal()
         return refusal
     }
 
@@ -197,7 +195,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             state.lastKnown = sequence
             return true
         }
-        if changed { wake.yield() }
+        if changed { wake.signal() }
     }
 
     // MARK: snapshots
@@ -253,8 +251,8 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
                     id: 2, logger: logger).get()
                 defer { closeInBackground(connection) }
                 try await connection.listen(on: Schema.channel) { notifications in
-                    wake.yield()  // listening now: look once for what came before
-                    for try await _ in notifications { wake.yield() }
+                    wake.signal()  // listening now: look once for what came before
+                    for try await _ in notifications { wake.signal() }
                 }
             } catch {
                 if Task.isCancelled { return }
@@ -379,15 +377,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
 
     /// Returns after `timeout`, or earlier when a notification (or a refused append) arrives.
     private func waitForWake(timeout: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await Task.sleep(for: timeout) }
-            group.addTask { [wakeups] in
-                var iterator = wakeups.makeAsyncIterator()
-                _ = await iterator.next()
-            }
-            await group.next()
-            group.cancelAll()
-        }
+        await wake.wait(timeout: timeout)
     }
 
     // MARK: closing
@@ -406,7 +396,6 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             try? await connection.close()
         }
         appendConnection.close()
-        wake.finish()
     }
 }
 
@@ -479,4 +468,61 @@ final class BlockingConnection: Sendable {
     }
 
     func close() { reset() }
+}
+
+/// A wake-up signal that survives being waited for with a timeout: a signal while nobody waits is
+/// kept for the next wait. (An AsyncStream would do until the first timed-out wait: cancelling
+/// its `next()` ends the stream, and every later wait would return at once.)
+final class Wakeup: Sendable {
+    private struct State {
+        var pending = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    func signal() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let waiter = state.waiter else {
+                state.pending = true
+                return nil
+            }
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Returns after `timeout`, or at once if signalled since the last return, or at the next signal.
+    func wait(timeout: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await Task.sleep(for: timeout) }
+            group.addTask { await self.waitForSignal() }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func waitForSignal() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                // Checked under the lock: a cancellation either sees the stored waiter or is seen here.
+                let now = state.withLock { state -> Bool in
+                    if state.pending || Task.isCancelled {
+                        state.pending = false
+                        return true
+                    }
+                    state.waiter = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume()
+        }
+    }
 }
