@@ -20,6 +20,9 @@ struct Options {
     var runRPC = true
     var runScaleSuite = true
     var runAbuse = false
+    var runPostgres = false
+    /// The database of the PostgreSQL section (a fresh one: it creates creditd's tables).
+    var postgres: String?
     /// Seconds of the never-reading client in the abuse section.
     var abuseDuration = 60.0
     var creditd: String?
@@ -30,7 +33,7 @@ struct Options {
     static let usage = """
         usage: creditbench [--json] [--json-file PATH] [--duration S] [--warmup S] [--subscriptions N] [--cancel-pool N]
                            [--scale N,N,...] [--only rpc|scale|abuse] [--abuse-duration S] [--methods M,M]
-                           [--creditd PATH] [--echo-source PATH]
+                           [--creditd PATH] [--echo-source PATH] [--only postgres --postgres CONNINFO]
           --json          print JSON instead of the table; --json-file also writes it to PATH
           --duration      measured seconds per configuration (default 2)
           --warmup        unmeasured seconds before each (default 0.5)
@@ -41,6 +44,8 @@ struct Options {
           --creditd       the daemon (default .build/release/creditd next to this binary)
           --only abuse    the abuse section (issue 13) alone: hostile clients against default limits
           --abuse-duration seconds of the never-reading client in the abuse section (default 60)
+          --only postgres the PostgreSQL store section alone (Benchmarks/postgres.sh starts a throwaway cluster):
+                          an active and a standby creditd on CONNINFO against pgbench on the same cluster
         """
 
     init(arguments: [String]) throws {
@@ -72,9 +77,11 @@ struct Options {
                 case "rpc": runScaleSuite = false
                 case "scale": runRPC = false
                 case "abuse": runRPC = false; runScaleSuite = false; runAbuse = true
-                default: throw BenchError("--only takes rpc, scale or abuse")
+                case "postgres": runRPC = false; runScaleSuite = false; runPostgres = true
+                default: throw BenchError("--only takes rpc, scale, abuse or postgres")
                 }
             case "--creditd": creditd = try value(flag)
+            case "--postgres": postgres = try value(flag)
             case "--echo-source": echoSource = try value(flag)
             case "--methods": methods = try value(flag).split(separator: ",").map(String.init)
             case "-h", "--help":
@@ -421,8 +428,15 @@ do {
         phases += abuse.phases
         abuseTargets = abuse.targets
     }
+    var postgresTargets: [TargetResult] = []
+    if options.runPostgres {
+        guard let connectionInfo = options.postgres else { throw BenchError("--only postgres needs --postgres CONNINFO") }
+        let postgres = try await runPostgresSuite(options: options, creditd: creditd, work: work, connectionInfo: connectionInfo)
+        phases += postgres.phases
+        postgresTargets = postgres.targets
+    }
     let report = Report(machine: machine, phases: phases, scale: scale,
-                        targets: evaluateTargets(phases: phases, scale: scale) + abuseTargets)
+                        targets: evaluateTargets(phases: phases, scale: scale) + abuseTargets + postgresTargets)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     let json = try encoder.encode(report)
