@@ -180,6 +180,8 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
     private func stepDown(_ refusal: AppendRefusal) -> AppendRefusal {
         let refusal = state.withLock { state -> AppendRefusal in
             state.role = .standby
+            // This node no longer holds the lease, whatever it last saw: never name it as active.
+            if state.activeHolder == options.node { state.activeHolder = "" }
             if case .fenced = refusal { return .fenced(activeHolder: state.activeHolder) }
             return refusal
         }
