@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // Pure billing rules: money, civil dates, periods, proration, credits.
@@ -38,8 +39,20 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
-        // Journal, snapshots and recovery on real files.
+        // Journal, snapshots and recovery on real files; the store interface (JournalStore).
         .target(name: "CreditStore"),
+        // The same interface on PostgreSQL, for hosts sharing one database: a fenced writer
+        // lease, a journal table, chunked snapshots, and standby replay.
+        .target(
+            name: "CreditPostgresStore",
+            dependencies: [
+                "CreditStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Small C declarations Swift's Glibc module lacks (struct ucred).
         .target(name: "CCreditSystem"),
         // sd_notify, socket activation and journald logging without libsystemd.
@@ -98,8 +111,8 @@ let package = Package(
         .executableTarget(
             name: "creditd",
             dependencies: [
-                "CreditService", "CreditServer", "SystemdSupport", "CreditStore", "CreditWire", "CreditProto",
-                "CreditDomain", "CreditMonitoring",
+                "CreditService", "CreditServer", "SystemdSupport", "CreditStore", "CreditPostgresStore", "CreditWire",
+                "CreditProto", "CreditDomain", "CreditMonitoring",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -162,6 +175,12 @@ let package = Package(
         ),
         // Golden/ holds on-disk format files read through #filePath, not resources.
         .testTarget(name: "CreditStoreTests", dependencies: ["CreditStore", "CreditTestSupport"], exclude: ["Golden"]),
+        // The store contract against both stores, and the lease fence, on a throwaway PostgreSQL.
+        .testTarget(
+            name: "CreditPostgresStoreTests",
+            dependencies: ["CreditStore", "CreditPostgresStore", "CreditTestSupport",
+                           .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(
             name: "CreditServiceTests",
             dependencies: ["CreditService", "CreditDomain", "CreditStore", "CreditProto", "CreditWire",

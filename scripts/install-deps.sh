@@ -11,6 +11,7 @@ packages=(
   python3-prometheus-client                 # Prometheus text format check
   valgrind util-linux                       # C client memory checks; setpriv for uid tests
   mmdebstrap systemd-container python3      # scripts/test-systemd-boot.sh: rootfs, nspawn, raw client
+  postgresql                                # the shared store's tests: initdb/pg_ctl (/usr/lib/postgresql/*/bin), psql, pgbench
 )
 missing=()
 for p in "${packages[@]}"; do

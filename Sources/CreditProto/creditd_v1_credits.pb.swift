@@ -1,4 +1,4 @@
-// proto-sha256: c62ee07a5198c3a3ac3759ac10a8b8946ef61f5ae595719d47145a3a3acf3354 creditd/v1/credits.proto | protoc-gen-swift 1.39.0
+// proto-sha256: ec0bf3796fba3b92fb0071f623ff7f91843ca2d7e637d39c99b42f65aabfdc53 creditd/v1/credits.proto | protoc-gen-swift 1.39.0
 // DO NOT EDIT.
 // swift-format-ignore-file
 // swiftlint:disable all
@@ -2052,6 +2052,35 @@ public nonisolated struct Creditd_V1_PersistenceStats: Sendable {
   public init() {}
 }
 
+/// Where this process stands when several hosts share one store (README: Running on more than
+/// one host). On the file store: role "standalone", the rest empty.
+public nonisolated struct Creditd_V1_ReplicationStats: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// standalone, active or standby
+  public var role: String = String()
+
+  /// writer lease epoch written under (active) or last seen (standby)
+  public var epoch: UInt64 = 0
+
+  /// this process's name in the lease table
+  public var node: String = String()
+
+  /// the lease holder as last seen; empty when none holds it
+  public var activeHost: String = String()
+
+  /// how far behind the replayed state was at the last fetch (0 when active)
+  public var lagSeconds: Double = 0
+
+  public var lagRecords: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Creditd_V1_GetStatsResponse: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -2121,6 +2150,15 @@ public nonisolated struct Creditd_V1_GetStatsResponse: @unchecked Sendable {
     get {_storage._uptimeSeconds}
     set {_uniqueStorage()._uptimeSeconds = newValue}
   }
+
+  public var replication: Creditd_V1_ReplicationStats {
+    get {_storage._replication ?? Creditd_V1_ReplicationStats()}
+    set {_uniqueStorage()._replication = newValue}
+  }
+  /// Returns true if `replication` has been explicitly set.
+  public var hasReplication: Bool {_storage._replication != nil}
+  /// Clears the value of `replication`. Subsequent reads from it will return its default value.
+  public mutating func clearReplication() {_uniqueStorage()._replication = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -4794,9 +4832,64 @@ nonisolated extension Creditd_V1_PersistenceStats: SwiftProtobuf.Message, SwiftP
   }
 }
 
+nonisolated extension Creditd_V1_ReplicationStats: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReplicationStats"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}role\0\u{1}epoch\0\u{1}node\0\u{3}active_host\0\u{3}lag_seconds\0\u{3}lag_records\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.role) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.node) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.activeHost) }()
+      case 5: try { try decoder.decodeSingularDoubleField(value: &self.lagSeconds) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.lagRecords) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.role.isEmpty {
+      try visitor.visitSingularStringField(value: self.role, fieldNumber: 1)
+    }
+    if self.epoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.epoch, fieldNumber: 2)
+    }
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 3)
+    }
+    if !self.activeHost.isEmpty {
+      try visitor.visitSingularStringField(value: self.activeHost, fieldNumber: 4)
+    }
+    if self.lagSeconds.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.lagSeconds, fieldNumber: 5)
+    }
+    if self.lagRecords != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lagRecords, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Creditd_V1_ReplicationStats, rhs: Creditd_V1_ReplicationStats) -> Bool {
+    if lhs.role != rhs.role {return false}
+    if lhs.epoch != rhs.epoch {return false}
+    if lhs.node != rhs.node {return false}
+    if lhs.activeHost != rhs.activeHost {return false}
+    if lhs.lagSeconds != rhs.lagSeconds {return false}
+    if lhs.lagRecords != rhs.lagRecords {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Creditd_V1_GetStatsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetStatsResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}serving\0\u{3}manual_clock\0\u{3}now_unix_nanos\0\u{1}subscriptions\0\u{3}credits_by_state\0\u{3}credits_overdue\0\u{3}refunds_overdue\0\u{1}connections\0\u{3}in_flight_calls\0\u{1}persistence\0\u{3}uptime_seconds\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}serving\0\u{3}manual_clock\0\u{3}now_unix_nanos\0\u{1}subscriptions\0\u{3}credits_by_state\0\u{3}credits_overdue\0\u{3}refunds_overdue\0\u{1}connections\0\u{3}in_flight_calls\0\u{1}persistence\0\u{3}uptime_seconds\0\u{1}replication\0")
 
   fileprivate class _StorageClass {
     var _version: String = String()
@@ -4811,6 +4904,7 @@ nonisolated extension Creditd_V1_GetStatsResponse: SwiftProtobuf.Message, SwiftP
     var _inFlightCalls: UInt32 = 0
     var _persistence: Creditd_V1_PersistenceStats? = nil
     var _uptimeSeconds: Double = 0
+    var _replication: Creditd_V1_ReplicationStats? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -4833,6 +4927,7 @@ nonisolated extension Creditd_V1_GetStatsResponse: SwiftProtobuf.Message, SwiftP
       _inFlightCalls = source._inFlightCalls
       _persistence = source._persistence
       _uptimeSeconds = source._uptimeSeconds
+      _replication = source._replication
     }
   }
 
@@ -4863,6 +4958,7 @@ nonisolated extension Creditd_V1_GetStatsResponse: SwiftProtobuf.Message, SwiftP
         case 10: try { try decoder.decodeSingularUInt32Field(value: &_storage._inFlightCalls) }()
         case 11: try { try decoder.decodeSingularMessageField(value: &_storage._persistence) }()
         case 12: try { try decoder.decodeSingularDoubleField(value: &_storage._uptimeSeconds) }()
+        case 13: try { try decoder.decodeSingularMessageField(value: &_storage._replication) }()
         default: break
         }
       }
@@ -4911,6 +5007,9 @@ nonisolated extension Creditd_V1_GetStatsResponse: SwiftProtobuf.Message, SwiftP
       if _storage._uptimeSeconds.bitPattern != 0 {
         try visitor.visitSingularDoubleField(value: _storage._uptimeSeconds, fieldNumber: 12)
       }
+      try { if let v = _storage._replication {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -4932,6 +5031,7 @@ nonisolated extension Creditd_V1_GetStatsResponse: SwiftProtobuf.Message, SwiftP
         if _storage._inFlightCalls != rhs_storage._inFlightCalls {return false}
         if _storage._persistence != rhs_storage._persistence {return false}
         if _storage._uptimeSeconds != rhs_storage._uptimeSeconds {return false}
+        if _storage._replication != rhs_storage._replication {return false}
         return true
       }
       if !storagesAreEqual {return false}

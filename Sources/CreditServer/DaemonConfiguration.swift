@@ -47,6 +47,11 @@ public struct DaemonConfiguration: Sendable, Hashable {
     public var eventRetentionEvents: Int = 1_000_000
     public static let minimumEventRetentionDays: Double = 45
     public static let minimumEventRetentionEvents = 1_000_000
+    /// Where the journal and snapshots live: `file` (the state directory, one host) or
+    /// `postgres:CONNINFO` (a PostgreSQL database several hosts share, one of them active).
+    public var store: String = "file"
+    /// Seconds a writer lease on a shared store lasts without renewal (failover takes about this long).
+    public var storeLeaseSeconds: Double = 3
     /// Connections per uid; 0: a quarter of `maxConnections`.
     public var maxConnectionsPerUID: Int = 0
     /// Slots of `maxConnections` kept for root, the daemon's uid and writers; -1: min(8, a quarter).
@@ -83,6 +88,8 @@ public struct DaemonConfiguration: Sendable, Hashable {
         public var metricsTextfile: String?
         public var eventRetentionDays: Double?
         public var eventRetentionEvents: Int?
+        public var store: String?
+        public var storeLeaseSeconds: Double?
         public var maxConnectionsPerUID: Int?
         public var reservedConnections: Int?
         public var maxBufferedResponseBytes: Int?
@@ -112,6 +119,8 @@ public struct DaemonConfiguration: Sendable, Hashable {
             case metricsTextfile = "metrics_textfile"
             case eventRetentionDays = "event_retention_days"
             case eventRetentionEvents = "event_retention_events"
+            case store
+            case storeLeaseSeconds = "store_lease_seconds"
             case maxConnectionsPerUID = "max_connections_per_uid"
             case reservedConnections = "reserved_connections"
             case maxBufferedResponseBytes = "max_buffered_response_bytes"
@@ -247,6 +256,8 @@ public struct DaemonConfiguration: Sendable, Hashable {
         if let value = layer.metricsTextfile { metricsTextfile = value.isEmpty ? nil : value }
         if let value = layer.eventRetentionDays { eventRetentionDays = value }
         if let value = layer.eventRetentionEvents { eventRetentionEvents = value }
+        if let value = layer.store { store = value }
+        if let value = layer.storeLeaseSeconds { storeLeaseSeconds = value }
         if let value = layer.maxConnectionsPerUID { maxConnectionsPerUID = value }
         if let value = layer.reservedConnections { reservedConnections = value }
         if let value = layer.maxBufferedResponseBytes { maxBufferedResponseBytes = value }
@@ -275,6 +286,12 @@ public struct DaemonConfiguration: Sendable, Hashable {
         }
         guard eventRetentionEvents >= Self.minimumEventRetentionEvents else {
             throw LoadError.badValue("event retention events must be at least \(Self.minimumEventRetentionEvents) (docs/billing-rules.md E5)")
+        }
+        guard store == "file" || store.hasPrefix("postgres:") else {
+            throw LoadError.badValue("store \"\(store)\" is neither \"file\" nor \"postgres:CONNINFO\"")
+        }
+        guard storeLeaseSeconds >= 0.5, storeLeaseSeconds <= 600 else {
+            throw LoadError.badValue("store lease seconds must be from 0.5 to 600")
         }
         guard maxConnectionsPerUID >= 0 else { throw LoadError.badValue("max connections per uid must be >= 0 (0: a quarter of max connections)") }
         guard reservedConnections >= -1, reservedConnections < maxConnections else {

@@ -144,6 +144,15 @@ enum AdminService {
         persistence.fsyncs = UInt64(store.fsyncCount)
         persistence.recordsWritten = UInt64(store.recordsWritten)
         response.persistence = persistence
+        let status = application.replication
+        var replication = Creditd_V1_ReplicationStats()
+        replication.role = status.role.rawValue
+        replication.epoch = status.epoch
+        replication.node = status.node
+        replication.activeHost = status.activeHolder
+        replication.lagSeconds = status.lagSeconds
+        replication.lagRecords = status.lagRecords
+        response.replication = replication
         return response
     }
 

@@ -24,6 +24,9 @@ public struct ApplicationConfiguration: Sendable {
     public var eventRetention: EventRetention = .specMinimum
     /// Told how long each snapshot took (metrics).
     public var snapshotObserver: (@Sendable (Duration) -> Void)?
+    /// Opens (and recovers) another store than the file store in `stateDirectory`, e.g. one
+    /// shared by several hosts. Runs on the recovery thread; may block.
+    public var openStore: (@Sendable () throws -> (any JournalStore, Recovery))?
 
     public init(stateDirectory: String, clockMode: DaemonClock.Mode = .system, manualStart: Instant? = nil,
                 maxSeats: Int64 = Ledger.defaultMaxSeats, snapshotInterval: Duration = .seconds(600),
@@ -45,22 +48,26 @@ public final class CreditApplication: Sendable {
     public static let version = "0.1.0"
 
     public let writer: LedgerWriter
-    public let store: DurableStore
+    public let store: any JournalStore
     public let stateDirectory: String
     public let recoveryReport: RecoveryReport
     public let subscriptionsRecovered: Int
     let startedAt = ContinuousClock.now
     private let configuration: ApplicationConfiguration
     private let logger: Logger
+    /// The writer's sequence when it started (the replication loop continues after it).
+    private let recoveredSequence: UInt64
 
     public enum StartError: Error, CustomStringConvertible {
         case store(StoreError)
+        case otherStore(String)
         case snapshot(String)
         case journal(sequence: UInt64, String)
 
         public var description: String {
             switch self {
             case .store(let error): "cannot open the state directory: \(error)"
+            case .otherStore(let text): "cannot open the store: \(text)"
             case .snapshot(let text): "cannot read the snapshot: \(text)"
             case .journal(let sequence, let text): "cannot replay journal record \(sequence): \(text)"
             }
@@ -73,12 +80,20 @@ public final class CreditApplication: Sendable {
     public init(configuration: ApplicationConfiguration, logger: Logger) throws(StartError) {
         var options = configuration.storeOptions
         options.repair = configuration.repair
-        let store: DurableStore
+        let store: any JournalStore
         let recovery: Recovery
-        do {
-            (store, recovery) = try DurableStore.open(directory: configuration.stateDirectory, options: options)
-        } catch {
-            throw .store(error)
+        if let openStore = configuration.openStore {
+            do {
+                (store, recovery) = try openStore()
+            } catch {
+                throw .otherStore("\(error)")
+            }
+        } else {
+            do {
+                (store, recovery) = try DurableStore.open(directory: configuration.stateDirectory, options: options)
+            } catch {
+                throw .store(error)
+            }
         }
         // Anything recovery handled or lost is logged at its level, so `journalctl -p warning`
         // shows skipped snapshots, truncated tails and repairs.
@@ -135,11 +150,13 @@ public final class CreditApplication: Sendable {
         self.subscriptionsRecovered = ledger.subscriptionCount
         self.configuration = configuration
         self.logger = logger
+        self.recoveredSequence = recovery.nextSequence - 1
+        // A shared store's host starts as standby; its replication loop promotes it.
         self.writer = LedgerWriter(ledger: ledger, store: store, clock: clock,
                                    lastSequence: recovery.nextSequence - 1,
                                    snapshotPolicy: .init(everyRecords: configuration.snapshotEveryRecords,
                                                          interval: configuration.snapshotInterval),
-                                   logger: logger)
+                                   logger: logger, startsActive: !(store is any ReplicatedJournalStore))
         writer.start()
         logger.info("state recovered", metadata: [
             "subscriptions": "\(ledger.subscriptionCount)",
@@ -172,6 +189,26 @@ public final class CreditApplication: Sendable {
     /// closes or the task is cancelled. Time-driven transitions need no task: the writer
     /// thread sleeps until the next one falls due.
     public func runScheduler() async {
+        guard let replicated = store as? any ReplicatedJournalStore else {
+            await writeRequestedSnapshots()
+            return
+        }
+        // A shared store: its lease and standby loop runs beside the snapshots, until cancelled.
+        await withDiscardingTaskGroup { group in
+            group.addTask { [writer, recoveredSequence] in
+                await replicated.run(after: recoveredSequence, follower: writer)
+            }
+            await writeRequestedSnapshots()
+            group.cancelAll()
+        }
+    }
+
+    /// The replication state of this process (`standalone` on the file store).
+    public var replication: ReplicationStatus {
+        (store as? any ReplicatedJournalStore)?.replication ?? .standalone
+    }
+
+    private func writeRequestedSnapshots() async {
         for await capture in writer.periodicSnapshots {
             if Task.isCancelled { break }
             do {
@@ -216,7 +253,8 @@ public final class CreditApplication: Sendable {
 
     /// The final snapshot at shutdown, then closes the journal.
     public func shutdown() async {
-        if writer.persistenceFault == nil {
+        // Only the active host writes snapshots (a standby's would be refused by the fence).
+        if writer.persistenceFault == nil, writer.isActive {
             do {
                 let info = try await takeSnapshot()
                 logger.info("final snapshot written", metadata: ["file": "\(info.fileName)"])

@@ -1,6 +1,7 @@
 import CreditDomain
 import CreditMonitoring
 import CreditServer
+import CreditStore
 import CreditWire
 import Synchronization
 import SystemdSupport
@@ -34,6 +35,10 @@ public final class DaemonMetrics: Sendable {
     let snapshotAge: GaugeFamily
     let snapshotDuration: HistogramFamily
     let persistenceFault: GaugeFamily
+    let replicationRole: GaugeFamily
+    let replicationEpoch: GaugeFamily
+    let replicationLag: GaugeFamily
+    let replicationLagP99: GaugeFamily
     // Limits (issue 13), refreshed from the server's counters at render time.
     let connectionsByUID: GaugeFamily
     let connectionsRefused: CounterFamily
@@ -85,6 +90,10 @@ public final class DaemonMetrics: Sendable {
         snapshotDuration = must { try r.histogram(name: "creditd_snapshot_duration_seconds", help: "Time to write a snapshot.",
                                                   buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30]) }
         persistenceFault = must { try r.gauge(name: "creditd_persistence_fault", help: "1 once the journal refused a write; writes are refused until restart.") }
+        replicationRole = must { try r.gauge(name: "creditd_replication_role", help: "1 for this process's role: standalone (file store), active or standby (shared store).", labelNames: ["role"]) }
+        replicationEpoch = must { try r.gauge(name: "creditd_replication_epoch", help: "The writer lease epoch this process writes under (active) or last saw (standby).") }
+        replicationLag = must { try r.gauge(name: "creditd_replication_lag_seconds", help: "How far behind the active host the replayed state was at the last fetch (0 when active).") }
+        replicationLagP99 = must { try r.gauge(name: "creditd_replication_lag_p99_seconds", help: "Upper bucket bound of the 99th percentile lag of every record replayed as standby since start (NaN before the first).") }
         connectionsByUID = must { try r.gauge(name: "creditd_connections_by_uid", help: "Open client connections by peer uid.", labelNames: ["uid"]) }
         connectionsRefused = must { try r.counter(name: "creditd_connections_refused_total", help: "Connections refused by a limit, by reason (per_uid, full, draining).", labelNames: ["reason"]) }
         connectionsEvicted = must { try r.counter(name: "creditd_connections_evicted_total", help: "Idle connections closed to admit a new one at a limit.") }
@@ -200,6 +209,13 @@ public final class DaemonMetrics: Sendable {
                 snapshotAge.labels().set(Double.nan)
             }
             persistenceFault.labels().set(application.writer.persistenceFault == nil ? 0 : 1)
+            let replication = application.replication
+            for role in [ReplicationRole.standalone, .active, .standby] {
+                replicationRole.labels(role.rawValue).set(role == replication.role ? 1 : 0)
+            }
+            replicationEpoch.labels().set(Double(replication.epoch))
+            replicationLag.labels().set(replication.lagSeconds)
+            replicationLagP99.labels().set(replication.lag.upperBound(quantile: 0.99) ?? .nan)
         }
         return registry.render()
     }

@@ -36,6 +36,12 @@ public enum WriteFailure: Error, Sendable, Equatable, CustomStringConvertible {
     case clockBackwards(current: Instant)
     /// A snapshot is being written already.
     case snapshotInProgress
+    /// This process is a standby of a shared store: writes go to `activeHolder` ("" while no
+    /// host holds the lease, e.g. during a takeover). Nothing was applied.
+    case notActive(activeHolder: String)
+    /// The shared store's database failed while making this write's batch durable; the writer
+    /// replays what was committed and resumes by itself. `outcome` as for a persistence fault.
+    case storeUnavailable(String, outcome: WriteOutcome)
 
     public var description: String {
         switch self {
@@ -46,6 +52,8 @@ public enum WriteFailure: Error, Sendable, Equatable, CustomStringConvertible {
         case .notManualClock: "the daemon runs on the system clock"
         case .clockBackwards(let current): "the clock cannot move backwards: it reads \(current.rfc3339)"
         case .snapshotInProgress: "a snapshot is already being written"
+        case .notActive(let holder): "this host is a standby" + (holder.isEmpty ? "; no host holds the writer lease now" : "; writes go to \(holder)")
+        case .storeUnavailable(let text, let outcome): "the store is unavailable (\(outcome)): \(text)"
         }
     }
 }
@@ -83,6 +91,13 @@ public struct SnapshotCapture: Sendable {
 ///
 /// If the journal fails, nothing of the batch is acknowledged, the working ledger is abandoned
 /// (readers keep the last committed state) and every later write is refused until restart.
+///
+/// On a store shared by several hosts (`ReplicatedJournalStore`) the writer is either active
+/// (appends) or standby (applies the records the store's standby loop hands over, refuses
+/// writes with `notActive`). A refused append there (`AppendRefusal`: the lease is lost, or the
+/// database failed) is not sticky: the writer drops the batch, rolls the working ledger back to
+/// its last durable point and becomes standby; the store replays what was committed and promotes
+/// it again once it holds the lease.
 public final class LedgerWriter: @unchecked Sendable {
     // Lock discipline: `condition` guards `inbox`, `closing`, `threadExited` and `exitWaiters`.
     // Everything under "writer thread only" is touched by the writer thread alone (and by
@@ -100,12 +115,17 @@ public final class LedgerWriter: @unchecked Sendable {
     private var recordsSinceSnapshot = 0
     private var lastSnapshotAt = ContinuousClock.now
     private var snapshotRunning = false
+    private var role: Role
+    /// The working ledger at its last durable point, kept only for a replicated store, which
+    /// rolls back to it when an append is refused.
+    private var rollbackPoint: Ledger?
 
     private let committedBox: Mutex<CommittedState>
     /// Signalled after each durable batch (long polls and event streams wait on it).
     public let commits: CommitSignal
     private let faultBox = Mutex<String?>(nil)
-    private let store: DurableStore
+    private let store: any JournalStore
+    private let replicated: Bool
     public let clock: DaemonClock
     private let logger: Logger
     private var snapshotPolicy: SnapshotPolicy  // writer thread only
@@ -124,8 +144,20 @@ public final class LedgerWriter: @unchecked Sendable {
         }
     }
 
+    /// Whether this process may append (writer thread only).
+    enum Role: Equatable {
+        case active
+        case standby(activeHolder: String)
+    }
+
     enum Job {
         case command(WriteCommand)
+        /// Committed records from the active host (standby replay).
+        case replicate([JournalRecord])
+        /// A snapshot to start replay over from (the journal was pruned past this standby).
+        case restore(RecoveredSnapshot)
+        case promote(epoch: UInt64)
+        case demote(activeHolder: String)
         case advanceClock(Instant, @Sendable (Result<Int, WriteFailure>) -> Void)
         case capture(@Sendable (Result<SnapshotCapture, WriteFailure>) -> Void)
         case snapshotFinished
@@ -156,9 +188,13 @@ public final class LedgerWriter: @unchecked Sendable {
         }
     }
 
-    init(ledger: Ledger, store: DurableStore, clock: DaemonClock, lastSequence: UInt64,
-         snapshotPolicy: SnapshotPolicy, logger: Logger) {
+    /// `startsActive` false: a standby until the store promotes it (a replicated store).
+    init(ledger: Ledger, store: any JournalStore, clock: DaemonClock, lastSequence: UInt64,
+         snapshotPolicy: SnapshotPolicy, logger: Logger, startsActive: Bool = true) {
         working = ledger
+        role = startsActive ? .active : .standby(activeHolder: "")
+        activeBox = Mutex(startsActive)
+        replicated = store is any ReplicatedJournalStore
         self.lastSequence = lastSequence
         self.store = store
         self.clock = clock
@@ -240,6 +276,11 @@ public final class LedgerWriter: @unchecked Sendable {
         }
     }
 
+    /// Whether writes are taken here now (false on a standby). Read on the writer thread's
+    /// behalf by status pages: a hint, not a promise.
+    public var isActive: Bool { activeBox.withLock { $0 } }
+    private let activeBox: Mutex<Bool>
+
     /// `submit` as an async call (tests, tools).
     public func execute(_ command: JournalEntry.WireCommand, callerUID: UInt32) async throws(WriteFailure) -> Executed {
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Executed, WriteFailure>, Never>) in
@@ -262,6 +303,10 @@ public final class LedgerWriter: @unchecked Sendable {
             condition.signal()
             condition.unlock()
         }
+    }
+
+    fileprivate func enqueueReplication(_ job: Job) {
+        enqueue(job) {}
     }
 
     private func enqueue(_ job: Job, refused: () -> Void) {
@@ -294,7 +339,7 @@ public final class LedgerWriter: @unchecked Sendable {
             let exit = closing && jobs.isEmpty
             condition.unlock()
             if exit { break }
-            runBatch(jobs)
+            runBatches(jobs)
         }
         condition.lock()
         threadExited = true
@@ -311,19 +356,40 @@ public final class LedgerWriter: @unchecked Sendable {
 
     /// When the thread must wake without a job: the next due transition on the system clock.
     private func nextWake() -> Date? {
-        guard clock.mode == .system, fault == nil, let due = working.nextDueInstant() else { return nil }
+        guard clock.mode == .system, fault == nil, role == .active, let due = working.nextDueInstant() else { return nil }
         let seconds = Double(due.nanosecondsSinceEpoch) / 1e9
         // Capped, so a wall clock that jumps forward is noticed within a minute.
         return min(Date(timeIntervalSince1970: seconds), Date(timeIntervalSinceNow: 60))
+    }
+
+    /// Runs the jobs taken together as one batch, except that replication jobs (a shared store's
+    /// standby replay, promotion, demotion) each run between batches, so that no batch mixes
+    /// commands applied as active with records replayed as standby.
+    private func runBatches(_ jobs: [Job]) {
+        guard replicated else { return runBatch(jobs) }
+        var batch: [Job] = []
+        for job in jobs {
+            switch job {
+            case .replicate, .restore, .promote, .demote:
+                if !batch.isEmpty { runBatch(batch) }
+                batch = []
+                runBatch([job])
+            default:
+                batch.append(job)
+            }
+        }
+        if !batch.isEmpty { runBatch(batch) }
     }
 
     private func runBatch(_ jobs: [Job]) {
         var records: [[UInt8]] = []
         var replies: [() -> Void] = []
         var snapshotCaptures: [@Sendable (Result<SnapshotCapture, WriteFailure>) -> Void] = []
+        if replicated { rollbackPoint = working }
 
         // Transitions due now run first, as their own record, so replay meets them in order.
-        if clock.mode == .system, fault == nil {
+        // Only the active host runs them: a standby replays the active host's ticks.
+        if clock.mode == .system, fault == nil, role == .active {
             let now = clock.now()
             if let due = working.nextDueInstant(), due <= now, working.advance(to: now) > 0 {
                 appendRecord(.tick(at: now, manualClock: false), bytes: nil, to: &records)
@@ -340,6 +406,10 @@ public final class LedgerWriter: @unchecked Sendable {
                     replies.append { write.completion(.failure(.persistenceFault(fault, outcome: .notApplied))) }
                     continue
                 }
+                if case .standby(let holder) = role {
+                    replies.append { write.completion(.failure(.notActive(activeHolder: holder))) }
+                    continue
+                }
                 let now = clock.now()
                 let executed: Executed
                 let entry: JournalEntry?
@@ -351,6 +421,10 @@ public final class LedgerWriter: @unchecked Sendable {
             case .advanceClock(let instant, let completion):
                 if let fault {
                     replies.append { completion(.failure(.persistenceFault(fault, outcome: .notApplied))) }
+                    continue
+                }
+                if case .standby(let holder) = role {
+                    replies.append { completion(.failure(.notActive(activeHolder: holder))) }
                     continue
                 }
                 do {
@@ -378,22 +452,66 @@ public final class LedgerWriter: @unchecked Sendable {
                 working.eventRetention = retention
             case .ping(let completion):
                 replies.append(completion)
+            case .replicate(let replicatedRecords):
+                applyReplicated(replicatedRecords)
+            case .restore(let snapshot):
+                startReplayOver(from: snapshot)
+            case .promote(let epoch):
+                if fault == nil {
+                    role = .active
+                    activeBox.withLock { $0 = true }
+                    logger.notice("active: this host holds the writer lease", metadata: [
+                        "epoch": "\(epoch)", "sequence": "\(lastSequence)"])
+                }
+            case .demote(let holder):
+                if role == .active {
+                    logger.warning("standby: the writer lease is lost", metadata: ["active": "\(holder)"])
+                }
+                role = .standby(activeHolder: holder)
+                activeBox.withLock { $0 = false }
             }
         }
 
         if !records.isEmpty && fault == nil {
             do {
-                lastSequence = try store.appendDurably(records)
+                let expected = lastSequence + UInt64(records.count)
+                lastSequence = try store.appendDurably(records, after: lastSequence)
+                if lastSequence != expected {
+                    // The store numbered the batch differently from the writer's count: the
+                    // working ledger no longer matches the journal. Stop writing.
+                    enterFault("the store gave the batch sequence numbers up to \(lastSequence), expected \(expected)")
+                }
                 recordsSinceSnapshot += records.count
                 committedBox.withLock { $0 = CommittedState(ledger: working.readerCopy(), sequence: lastSequence) }
                 commits.published(lastSequence)
+            } catch let refusal as AppendRefusal {
+                // Not sticky: drop the batch, go back to the last durable point, and follow the
+                // store as standby; it replays whatever did commit and promotes again when it can.
+                working = rollbackPoint ?? working
+                let holder: String
+                let failure: WriteFailure
+                switch refusal {
+                case .fenced(let activeHolder):
+                    holder = activeHolder
+                    failure = .notActive(activeHolder: activeHolder)
+                case .unavailable(let text, let outcome):
+                    holder = ""
+                    failure = .storeUnavailable(text, outcome: outcome)
+                }
+                role = .standby(activeHolder: holder)
+                activeBox.withLock { $0 = false }
+                (store as? any ReplicatedJournalStore)?.resynchronize(after: lastSequence)
+                logger.warning("append refused; standing by until the store promotes this host again",
+                               metadata: ["reason": "\(refusal)", "sequence": "\(lastSequence)"])
+                replies = jobs.map { job in { self.refuse(job, failure) } }
+                snapshotCaptures = []
             } catch {
                 enterFault("\(error)")
                 // Nothing of this batch is acknowledged. Whether it may still come back after a
                 // restart depends on what failed: a write (truncated away: not applied) or the
                 // fdatasync (unknown). Commands of the batch that journaled nothing share the
                 // batch's fate, since they may have read its changes.
-                let outcome: WriteOutcome = if case .fault(let storeFault) = error {
+                let outcome: WriteOutcome = if case .fault(let storeFault)? = error as? StoreError {
                     storeFault.outcome(of: lastSequence + 1)
                 } else {
                     .notApplied
@@ -412,6 +530,8 @@ public final class LedgerWriter: @unchecked Sendable {
         for completion in snapshotCaptures {
             if let fault {
                 completion(.failure(.persistenceFault(fault, outcome: .notApplied)))
+            } else if case .standby(let holder) = role {
+                completion(.failure(.notActive(activeHolder: holder)))
             } else if snapshotRunning {
                 completion(.failure(.snapshotInProgress))
             } else {
@@ -419,12 +539,83 @@ public final class LedgerWriter: @unchecked Sendable {
                 completion(.success(capture()))
             }
         }
-        if fault == nil, !snapshotRunning, recordsSinceSnapshot > 0,
+        if fault == nil, role == .active, !snapshotRunning, recordsSinceSnapshot > 0,
            recordsSinceSnapshot >= snapshotPolicy.everyRecords
             || ContinuousClock.now - lastSnapshotAt >= snapshotPolicy.interval {
             snapshotRunning = true
             snapshotSink.yield(capture())
         }
+    }
+
+    /// Applies records the active host committed, publishing each batch as committed state.
+    /// Records this writer has already (its own appends, seen again) are skipped; after a gap
+    /// (records handed over for a position the writer has since rolled back from) the store is
+    /// asked to hand over again from the writer's own position.
+    private func applyReplicated(_ replicatedRecords: [JournalRecord]) {
+        guard fault == nil else { return }
+        var applied = 0
+        for record in replicatedRecords where record.sequence > lastSequence {
+            guard role != .active else {
+                enterFault("replication out of order: record \(record.sequence) after \(lastSequence) while active")
+                return
+            }
+            guard record.sequence == lastSequence + 1 else {
+                logger.notice("replication gap; replaying again from the last applied record",
+                              metadata: ["next": "\(record.sequence)", "applied": "\(lastSequence)"])
+                (store as? any ReplicatedJournalStore)?.resynchronize(after: lastSequence)
+                break
+            }
+            do {
+                let entry = try JournalEntry(decoding: record.payload)
+                CreditApplication.replay(entry, into: &working)
+                if clock.mode == .manual {
+                    try? clock.set(to: max(clock.now(), entry.instant))
+                } else {
+                    clock.notBefore(entry.instant)
+                }
+            } catch {
+                enterFault("cannot replay replicated record \(record.sequence): \(error)")
+                return
+            }
+            lastSequence = record.sequence
+            applied += 1
+        }
+        guard applied > 0 else { return }
+        recordsSinceSnapshot += applied
+        if replicated { rollbackPoint = working }
+        committedBox.withLock { $0 = CommittedState(ledger: working.readerCopy(), sequence: lastSequence) }
+        commits.published(lastSequence)
+    }
+
+    /// Replaces the working ledger with a snapshot the active host wrote, when the journal no
+    /// longer reaches back to this standby's position.
+    private func startReplayOver(from snapshot: RecoveredSnapshot) {
+        guard fault == nil, snapshot.sequence > lastSequence else { return }
+        guard role != .active else {
+            enterFault("asked to restore snapshot \(snapshot.sequence) while active")
+            return
+        }
+        do {
+            let decoded = try SnapshotCodec.decode(snapshot.payload)
+            var ledger = decoded.ledger
+            ledger.eventRetention = working.eventRetention
+            ledger.maxSeats = working.maxSeats
+            working = ledger
+            if clock.mode == .manual {
+                try? clock.set(to: max(clock.now(), decoded.clock))
+            } else {
+                clock.notBefore(decoded.clock)
+            }
+        } catch {
+            enterFault("cannot decode the active host's snapshot \(snapshot.sequence): \(error)")
+            return
+        }
+        logger.notice("standby replay starts over from the active host's snapshot",
+                      metadata: ["snapshot": "\(snapshot.sequence)", "applied": "\(lastSequence)"])
+        lastSequence = snapshot.sequence
+        rollbackPoint = working
+        committedBox.withLock { $0 = CommittedState(ledger: working.readerCopy(), sequence: lastSequence) }
+        commits.published(lastSequence)
     }
 
     private func capture() -> SnapshotCapture {
@@ -469,7 +660,16 @@ public final class LedgerWriter: @unchecked Sendable {
         case .advanceClock(_, let completion): completion(.failure(failure))
         case .capture(let completion): completion(.failure(failure))
         case .ping(let completion): completion()
-        case .snapshotFinished, .setMaxSeats, .setSnapshotPolicy, .setEventRetention: break
+        case .snapshotFinished, .setMaxSeats, .setSnapshotPolicy, .setEventRetention,
+             .replicate, .restore, .promote, .demote: break
         }
     }
+}
+
+/// The store's standby loop talks to the writer through its inbox, in order with the writes.
+extension LedgerWriter: ReplicationFollower {
+    public func replicate(_ records: [JournalRecord]) { enqueueReplication(.replicate(records)) }
+    public func restore(_ snapshot: RecoveredSnapshot) { enqueueReplication(.restore(snapshot)) }
+    public func promote(epoch: UInt64) { enqueueReplication(.promote(epoch: epoch)) }
+    public func demote(activeHolder: String) { enqueueReplication(.demote(activeHolder: activeHolder)) }
 }

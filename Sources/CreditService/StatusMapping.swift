@@ -53,6 +53,21 @@ extension WriteFailure: RPCErrorConvertible {
                             "the clock cannot move backwards: it reads \(current.rfc3339)")
         case .snapshotInProgress:
             RPCError(code: .aborted, message: "a snapshot is already being written")
+        case .notActive(let holder):
+            // The host to send writes to goes in the metadata ("active"), empty during a takeover.
+            RPCError.domain(.unavailable, reason: "not_active",
+                            holder.isEmpty
+                                ? "this host is a standby and no host holds the writer lease now; retry shortly"
+                                : "this host is a standby; writes go to the active host \(holder)",
+                            metadata: ["active": holder])
+        case .storeUnavailable(let text, .notApplied):
+            RPCError.domain(.unavailable, reason: "persistence_not_applied",
+                            "the database is unavailable: this change was not applied; creditd resumes by itself "
+                                + "once it is back (\(text))")
+        case .storeUnavailable(let text, .unknown):
+            RPCError.domain(.unavailable, reason: "persistence_outcome_unknown",
+                            "the database failed while committing this change; it may or may not have been applied "
+                                + "(read it back once creditd resumes, which it does by itself) (\(text))")
         }
     }
 }

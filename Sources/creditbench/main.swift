@@ -25,6 +25,9 @@ struct Options {
     var bookSubscriptions = 1_000_000
     /// Lines of the book section's import file; the target names 100,000.
     var importLines = 100_000
+    var runPostgres = false
+    /// The database of the PostgreSQL section (a fresh one: it creates creditd's tables).
+    var postgres: String?
     /// Seconds of the never-reading client in the abuse section.
     var abuseDuration = 60.0
     var creditd: String?
@@ -34,8 +37,8 @@ struct Options {
 
     static let usage = """
         usage: creditbench [--json] [--json-file PATH] [--duration S] [--warmup S] [--subscriptions N] [--cancel-pool N]
-                           [--scale N,N,...] [--only rpc|scale|abuse|book] [--abuse-duration S] [--methods M,M]
-                           [--book-subscriptions N] [--import-lines N]
+                           [--scale N,N,...] [--only rpc|scale|abuse|book|postgres] [--abuse-duration S] [--methods M,M]
+                           [--book-subscriptions N] [--import-lines N] [--postgres CONNINFO]
                            [--creditd PATH] [--echo-source PATH]
           --json          print JSON instead of the table; --json-file also writes it to PATH
           --duration      measured seconds per configuration (default 2)
@@ -50,6 +53,8 @@ struct Options {
           --only book     ListCredits, export, long poll, WatchEvents and import at their target sizes
           --book-subscriptions  state size of the book section (default 1000000)
           --import-lines  subscriptions imported by the book section (default 100000)
+          --only postgres the PostgreSQL store section alone (Benchmarks/postgres.sh starts a throwaway cluster):
+                          an active and a standby creditd on CONNINFO against pgbench on the same cluster
         """
 
     init(arguments: [String]) throws {
@@ -84,9 +89,11 @@ struct Options {
                 case "scale": runRPC = false
                 case "abuse": runRPC = false; runScaleSuite = false; runAbuse = true
                 case "book": runRPC = false; runScaleSuite = false; runBook = true
-                default: throw BenchError("--only takes rpc, scale, abuse or book")
+                case "postgres": runRPC = false; runScaleSuite = false; runPostgres = true
+                default: throw BenchError("--only takes rpc, scale, abuse, book or postgres")
                 }
             case "--creditd": creditd = try value(flag)
+            case "--postgres": postgres = try value(flag)
             case "--echo-source": echoSource = try value(flag)
             case "--methods": methods = try value(flag).split(separator: ",").map(String.init)
             case "-h", "--help":
@@ -458,8 +465,15 @@ do {
     if options.runBook {
         (book, bookTargets) = try await runBookSuite(options: options, creditd: creditd, work: work)
     }
+    var postgresTargets: [TargetResult] = []
+    if options.runPostgres {
+        guard let connectionInfo = options.postgres else { throw BenchError("--only postgres needs --postgres CONNINFO") }
+        let postgres = try await runPostgresSuite(options: options, creditd: creditd, work: work, connectionInfo: connectionInfo)
+        phases += postgres.phases
+        postgresTargets = postgres.targets
+    }
     let report = Report(machine: machine, phases: phases, scale: scale, book: book,
-                        targets: evaluateTargets(phases: phases, scale: scale) + abuseTargets + bookTargets)
+                        targets: evaluateTargets(phases: phases, scale: scale) + abuseTargets + bookTargets + postgresTargets)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     let json = try encoder.encode(report)

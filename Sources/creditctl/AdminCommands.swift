@@ -42,6 +42,16 @@ struct Stats: AsyncParsableCommand {
                 ("fsyncs", String(p.fsyncs)),
                 ("persistence fault", p.fault.isEmpty ? "none" : p.fault),
             ]
+            let r = response.replication
+            if !r.role.isEmpty, r.role != "standalone" {
+                pairs += [
+                    ("replication role", r.role),
+                    ("replication epoch", String(r.epoch)),
+                    ("node", r.node),
+                    ("active host", r.activeHost.isEmpty ? "none" : r.activeHost),
+                    ("replication lag", String(format: "%.3f s, %d records", r.lagSeconds, r.lagRecords)),
+                ]
+            }
             return fieldList(pairs)
         }
     }

@@ -242,6 +242,14 @@ struct Check: AsyncParsableCommand {
 
         let worst = states.map(\.0).max { $0.rawValue < $1.rawValue } ?? .ok
         var text = "SERVING, \(stats.connections) connections"
+        // With a shared store: which part this host plays (README: Running on more than one host).
+        let replication = stats.replication
+        let shared = !replication.role.isEmpty && replication.role != "standalone"
+        if shared {
+            text += replication.role == "standby"
+                ? String(format: ", standby (epoch %llu, lag %.3fs)", replication.epoch, replication.lagSeconds)
+                : ", active (epoch \(replication.epoch))"
+        }
         let problems = states.filter { $0.0 == worst }.map(\.1)
         if !problems.isEmpty { text += ", " + problems.joined(separator: ", ") }
         let perf: [PerfData] = [
@@ -262,11 +270,18 @@ struct Check: AsyncParsableCommand {
             PerfData(label: "overdue_refund_\(currency)", Double(minor), warning: limits.refundOverdueAmount.0,
                      critical: limits.refundOverdueAmount.1, minimum: 0)
         }
+        let replicationPerf: [PerfData] = shared
+            ? [PerfData(label: "replication_lag", replication.lagSeconds, unit: .seconds, minimum: 0),
+               PerfData(label: "epoch", Double(replication.epoch), minimum: 0)]
+            : []
         var long: [String] = []
+        if shared, verbosity > 0 {
+            long.append("node \(replication.node), active host \(replication.activeHost.isEmpty ? "none" : replication.activeHost)")
+        }
         if verbosity > 0 {
             long.append("sequence \(persistence.lastSequence), snapshot sequence \(persistence.lastSnapshotSequence)")
             long.append("in-flight calls \(stats.inFlightCalls), torn tails truncated \(persistence.tornTailTruncations)")
         }
-        return PluginResult(state: worst, text: text, perfData: perf, longText: long)
+        return PluginResult(state: worst, text: text, perfData: perf + replicationPerf, longText: long)
     }
 }

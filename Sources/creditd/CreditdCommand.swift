@@ -133,6 +133,12 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Size of a journal segment in bytes (default 64 MiB).")
     var journalSegmentBytes: Int?
 
+    @Option(name: .long, help: "Where the journal lives: file (the state directory, default) or postgres:CONNINFO (shared by several hosts, one active).")
+    var store: String?
+
+    @Option(name: .long, help: "Seconds a writer lease on a shared store lasts without renewal (default 3).")
+    var storeLeaseSeconds: Double?
+
     @Option(name: .long, help: "Write metrics to this .prom file every 30 s (node_exporter textfile collector).")
     var metricsTextfile: String?
 
@@ -229,6 +235,8 @@ struct Serve: ParsableCommand {
         layer.snapshotInterval = snapshotInterval
         layer.snapshotEveryRecords = snapshotEveryRecords
         layer.journalSegmentBytes = journalSegmentBytes
+        layer.store = store
+        layer.storeLeaseSeconds = storeLeaseSeconds
         layer.metricsTextfile = metricsTextfile
         layer.eventRetentionDays = eventRetentionDays
         layer.eventRetentionEvents = eventRetentionEvents

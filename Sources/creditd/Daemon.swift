@@ -1,5 +1,6 @@
 import CreditDomain
 import CreditMonitoring
+import CreditPostgresStore
 import CreditProto
 import CreditServer
 import CreditService
@@ -130,6 +131,19 @@ struct Daemon: Sendable {
             storeOptions: storeOptions)
         settings.snapshotObserver = { metrics.recordSnapshot(duration: $0) }
         settings.eventRetention = configuration.eventRetention
+        if configuration.store.hasPrefix("postgres:") {
+            let info = try PostgresConnectionInfo(parsing: String(configuration.store.dropFirst("postgres:".count)),
+                                                  environment: environment)
+            var options = PostgresStoreOptions()
+            options.lease = .milliseconds(Int64(configuration.storeLeaseSeconds * 1000))
+            let frozenOptions = options
+            settings.openStore = {
+                let (store, recovery) = try PostgresJournalStore.open(info, options: frozenOptions, logger: logger)
+                logger.notice("using a shared store; standing by until this host holds the writer lease",
+                              metadata: ["store": "\(info)", "node": "\(frozenOptions.node)"])
+                return (store, recovery)
+            }
+        }
         let frozen = settings
         return try await withCheckedThrowingContinuation { continuation in
             // A thread of its own: recovery reads and fsyncs files for as long as it takes.
@@ -154,7 +168,18 @@ struct Daemon: Sendable {
     fileprivate func servingStatus(_ application: CreditApplication) async -> String {
         let stats = application.store.stats
         let snapshot = stats.lastSnapshotUnixMillis.map { Instant(nanosecondsSinceEpoch: $0 * 1_000_000).rfc3339 } ?? "none"
-        return "SERVING: \(application.currentSubscriptionCount()) subscriptions, last snapshot \(snapshot)"
+        let line = "SERVING: \(application.currentSubscriptionCount()) subscriptions, last snapshot \(snapshot)"
+        let replication = application.replication
+        switch replication.role {
+        case .standalone:
+            return line
+        case .active:
+            return line + ", active (epoch \(replication.epoch))"
+        case .standby:
+            let active = replication.activeHolder.isEmpty ? "none" : replication.activeHolder
+            return line + ", standby (epoch \(replication.epoch), active \(active), lag "
+                + String(format: "%.3f", replication.lagSeconds) + " s)"
+        }
     }
 
     /// Where the configuration comes from: the file read, or why there is none.
@@ -221,6 +246,8 @@ struct Daemon: Sendable {
         keep("clock", \.clock)
         keep("now", \.now)
         keep("journal_segment_bytes", \.journalSegmentBytes)
+        keep("store", \.store)
+        keep("store_lease_seconds", \.storeLeaseSeconds)
         let changed = Self.runtimeChanges(from: previous, to: applied)
 
         live.current.value = applied

@@ -1,0 +1,530 @@
+import CreditStore
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import PostgresNIO
+import Synchronization
+
+/// How a PostgreSQL store keeps its lease and follows the journal.
+public struct PostgresStoreOptions: Sendable {
+    /// How long a lease lasts without renewal: a standby takes over this long after the active
+    /// host last renewed (every append renews it, and a timer every third of it when idle).
+    public var lease: Duration = .seconds(3)
+    /// How often a standby looks for new records when no notification arrives.
+    public var pollInterval: Duration = .milliseconds(100)
+    /// Snapshots are stored in rows of at most this many bytes.
+    public var snapshotChunkBytes = 1 << 20
+    /// This process's name in the lease table: what standbys name as the active host.
+    public var node: String = PostgresStoreOptions.defaultNode
+
+    public init() {}
+
+    /// `<hostname>:<pid>`: two processes on one host are two nodes.
+    public static var defaultNode: String {
+        "\(ProcessInfo.processInfo.hostName):\(getpid())"
+    }
+}
+
+/// The journal and snapshots in PostgreSQL tables, shared by several creditd hosts of which one
+/// is active (holds the lease and appends) and the others standbys (replay and take over).
+///
+/// Fencing: every append is one statement, hence one transaction, that renews the lease row only
+/// where it still names this node and epoch and has not expired, and inserts the batch only if
+/// that update found the row (`Schema.appendSQL`). A takeover bumps the epoch on the same row, so
+/// the row lock orders the two: once a standby has taken the lease, no statement of the old epoch
+/// can insert anything, even from a process that was paused holding an open connection.
+///
+/// Threads: `appendDurably` blocks the ledger writer's own thread on the append connection;
+/// everything else (lease, standby replay, notifications, snapshots) runs in `run` and
+/// `writeSnapshot` on NIO's event loops, and snapshot encoding on NIO's thread pool.
+public final class PostgresJournalStore: ReplicatedJournalStore {
+    private struct State {
+        var role: ReplicationRole = .standby
+        var epoch: UInt64 = 0
+        var activeHolder = ""
+        /// The last record delivered to the follower or appended by this process.
+        var lastKnown: UInt64
+        var lagSeconds: Double = 0
+        var lagRecords: UInt64 = 0
+        var lastSnapshotSequence: UInt64?
+        var lastSnapshotUnixMillis: Int64?
+        var snapshotsWritten = 0
+        var commits = 0
+        var recordsWritten = 0
+        var closed = false
+        var lag = LagHistogram()
+    }
+
+    public let info: PostgresConnectionInfo
+    public let options: PostgresStoreOptions
+    private let logger: Logger
+    private let state: Mutex<State>
+    private let appendConnection: BlockingConnection
+    private let wake = Wakeup()
+
+    private init(info: PostgresConnectionInfo, options: PostgresStoreOptions, logger: Logger,
+                 appendConnection: BlockingConnection, recovered: UInt64, snapshot: RecoveredSnapshot?) {
+        self.info = info
+        self.options = options
+        self.logger = logger
+        self.appendConnection = appendConnection
+        var initial = State(lastKnown: recovered)
+        initial.lastSnapshotSequence = snapshot?.sequence
+        initial.lastSnapshotUnixMillis = snapshot?.unixMillis
+        state = Mutex(initial)
+    }
+
+    /// Connects, creates the tables on first use (refusing a newer schema), and reads the newest
+    /// snapshot and the journal after it. Blocks: call it off the event loops. The store starts
+    /// as standby; `run` takes the lease when it is free.
+    public static func open(_ info: PostgresConnectionInfo, options: PostgresStoreOptions = PostgresStoreOptions(),
+                            logger: Logger) throws -> (PostgresJournalStore, Recovery) {
+        let connection = BlockingConnection(info: info, logger: logger)
+        let recovery: Recovery
+        do {
+            let conn = try connection.get()
+            try Schema.prepare(conn, logger: logger)
+            recovery = try Schema.recover(conn, logger: logger)
+        } catch {
+            connection.close()
+            throw PostgresStoreError.open(info.description, PostgresStoreError.describe(error))
+        }
+        let store = PostgresJournalStore(info: info, options: options, logger: logger, appendConnection: connection,
+                                         recovered: recovery.nextSequence - 1, snapshot: recovery.snapshot)
+        return (store, recovery)
+    }
+
+    public var location: String { info.description }
+    public var fault: StoreFault? { nil }
+
+    public var stats: StoreStats {
+        state.withLock { state in
+            StoreStats(lastSequence: state.lastKnown, lastDurableSequence: state.lastKnown,
+                       lastSnapshotSequence: state.lastSnapshotSequence,
+                       lastSnapshotUnixMillis: state.lastSnapshotUnixMillis, snapshotsWritten: state.snapshotsWritten,
+                       commits: state.commits, recordsWritten: state.recordsWritten)
+        }
+    }
+
+    public var replication: ReplicationStatus {
+        state.withLock { state in
+            ReplicationStatus(role: state.role, epoch: state.epoch, node: options.node,
+                              activeHolder: state.activeHolder,
+                              lagSeconds: state.role == .active ? 0 : state.lagSeconds,
+                              lagRecords: state.role == .active ? 0 : state.lagRecords, lag: state.lag)
+        }
+    }
+
+    private var leaseMillis: Int64 {
+        let parts = options.lease.components
+        return parts.seconds * 1000 + parts.attoseconds / 1_000_000_000_000_000
+    }
+
+    // MARK: appends (the writer's thread)
+
+    public func appendDurably(_ payloads: [[UInt8]], after lastSequence: UInt64) throws -> UInt64 {
+        let first = lastSequence + 1
+        let epoch = try state.withLock { state throws(AppendRefusal) -> UInt64 in
+            guard !state.closed else { throw .unavailable("the store is closed", outcome: .notApplied) }
+            guard state.role == .active else { throw .fenced(activeHolder: state.activeHolder) }
+            return state.epoch
+        }
+        guard !payloads.isEmpty else { return first - 1 }
+        let connection: PostgresConnection
+        do {
+            connection = try appendConnection.get()
+        } catch {
+            throw stepDown(.unavailable(PostgresStoreError.describe(error), outcome: .notApplied))
+        }
+        var sequences: [Int64] = []
+        var buffers: [ByteBuffer] = []
+        sequences.reserveCapacity(payloads.count)
+        buffers.reserveCapacity(payloads.count)
+        for (offset, payload) in payloads.enumerated() {
+            sequences.append(Int64(first) + Int64(offset))
+            buffers.append(ByteBuffer(bytes: payload))
+        }
+        let query = Schema.append(node: options.node, epoch: epoch, leaseMillis: leaseMillis,
+                                  sequences: sequences, payloads: buffers)
+        let inserted: Int
+        do {
+            let result: PostgresQueryResult = try connection.query(query, logger: logger).wait()
+            inserted = result.metadata.rows ?? -1
+        } catch let error as PSQLError where error.code == .server {
+            // The statement failed as a whole (one statement is one transaction): not applied.
+            // A duplicate sequence means another writer got there: this one is no longer active.
+            let fenced = error.serverInfo?[.sqlState] == "23505"
+            throw stepDown(fenced ? .fenced(activeHolder: "")
+                                  : .unavailable(PostgresStoreError.describe(error), outcome: .notApplied))
+        } catch {
+            // The connection broke with the statement sent: it may or may not have committed.
+            appendConnection.reset()
+            throw stepDown(.unavailable(PostgresStoreError.describe(error), outcome: .unknown))
+        }
+        guard inserted == payloads.count else {
+            if inserted == 0 { throw stepDown(.fenced(activeHolder: "")) }
+            throw stepDown(.unavailable("the append inserted \(inserted) of \(payloads.count) records", outcome: .unknown))
+        }
+        let last = first + UInt64(payloads.count) - 1
+        state.withLock { state in
+            state.lastKnown = max(state.lastKnown, last)
+            state.commits += 1
+            state.recordsWritten += payloads.count
+        }
+        return last
+    }
+
+    /// Becomes standby after a refused append; the loop replays what committed and takes the
+    /// lease again if it can.
+    private func stepDown(_ refusal: AppendRefusal) -> AppendRefusal {
+        let refusal = state.withLock { state -> AppendRefusal in
+            state.role = .standby
+            // This node no longer holds the lease, whatever it last saw: never name it as active.
+            if state.activeHolder == options.node { state.activeHolder = "" }
+            if case .fenced = refusal { return .fenced(activeHolder: state.activeHolder) }
+            return refusal
+        }
+        logger.warning("append refused; standing by", metadata: ["reason": "\(refusal)"])
+        wake.signal()
+        return refusal
+    }
+
+    public func resynchronize(after sequence: UInt64) {
+        let changed = state.withLock { state -> Bool in
+            // While active the writer's own appends carry its position; only a standby is told.
+            guard state.role == .standby, state.lastKnown != sequence else { return false }
+            state.lastKnown = sequence
+            return true
+        }
+        if changed { wake.signal() }
+    }
+
+    // MARK: snapshots
+
+    public func writeSnapshot(sequence: UInt64, encode: @escaping @Sendable () throws -> [UInt8]) async throws -> SnapshotInfo {
+        let payload = try await NIOThreadPool.singleton.runIfActive { try encode() }
+        let epoch = try state.withLock { state throws(AppendRefusal) -> UInt64 in
+            guard state.role == .active else { throw .fenced(activeHolder: state.activeHolder) }
+            return state.epoch
+        }
+        let connection = try await PostgresConnection.connect(
+            on: MultiThreadedEventLoopGroup.singleton.next(), configuration: info.configuration,
+            id: 3, logger: logger).get()
+        defer { closeInBackground(connection) }
+        let unixMillis = Int64(Date().timeIntervalSince1970 * 1000)
+        let node = options.node
+        let chunkBytes = options.snapshotChunkBytes
+        let logger = self.logger
+        try await connection.withTransaction(logger: logger) { connection in
+            guard try await Schema.holdsLease(connection, node: node, epoch: epoch, logger: logger) else {
+                throw AppendRefusal.fenced(activeHolder: "")
+            }
+            try await Schema.insertSnapshot(connection, sequence: sequence, epoch: epoch, payload: payload,
+                                            chunkBytes: chunkBytes, logger: logger)
+        }
+        state.withLock { state in
+            state.lastSnapshotSequence = sequence
+            state.lastSnapshotUnixMillis = unixMillis
+            state.snapshotsWritten += 1
+        }
+        return SnapshotInfo(sequence: sequence, name: "snapshot \(sequence) in \(info.description)",
+                            bytes: Int64(payload.count), unixMillis: unixMillis)
+    }
+
+    // MARK: lease and standby loop
+
+    public func run(after sequence: UInt64, follower: any ReplicationFollower) async {
+        state.withLock { $0.lastKnown = max($0.lastKnown, sequence) }
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.listenForCommits() }
+            await self.followAndLead(follower)
+            group.cancelAll()
+        }
+    }
+
+    /// Wakes the loop on every commit notification (the journal's statement trigger), so a
+    /// standby replays at once rather than at the next poll.
+    private func listenForCommits() async {
+        while !Task.isCancelled {
+            do {
+                let connection = try await PostgresConnection.connect(
+                    on: MultiThreadedEventLoopGroup.singleton.next(), configuration: info.configuration,
+                    id: 2, logger: logger).get()
+                defer { closeInBackground(connection) }
+                try await connection.listen(on: Schema.channel) { notifications in
+                    wake.signal()  // listening now: look once for what came before
+                    for try await _ in notifications { wake.signal() }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.debug("journal notifications unavailable; polling", metadata: ["error": "\(PostgresStoreError.describe(error))"])
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    private func followAndLead(_ follower: any ReplicationFollower) async {
+        var connection: PostgresConnection?
+        var renewedAt = ContinuousClock.now
+        var lastError = ""
+        defer { if let connection { closeInBackground(connection) } }
+        while !Task.isCancelled {
+            let role = state.withLock { $0.role }
+            do {
+                if connection == nil || connection?.isClosed == true {
+                    connection = try await PostgresConnection.connect(
+                        on: MultiThreadedEventLoopGroup.singleton.next(), configuration: info.configuration,
+                        id: 1, logger: logger).get()
+                }
+                guard let connection else { continue }
+                if role == .active {
+                    let epoch = state.withLock { $0.epoch }
+                    if try await Schema.renewLease(connection, node: options.node, epoch: epoch,
+                                                   leaseMillis: leaseMillis, logger: logger) {
+                        renewedAt = .now
+                    } else {
+                        let leader = try await Schema.leader(connection, logger: logger)
+                        demote(follower, holder: leader.holder, epoch: leader.epoch, reason: "the lease was taken or expired")
+                        continue
+                    }
+                    await waitForWake(timeout: options.lease / 3)
+                } else {
+                    try await catchUp(connection, follower)
+                    let leader = try await Schema.leader(connection, logger: logger)
+                    state.withLock { state in
+                        state.activeHolder = leader.live ? leader.holder : ""
+                        state.epoch = max(state.epoch, leader.epoch)
+                    }
+                    if !leader.live || leader.holder == options.node,
+                       let epoch = try await Schema.takeLease(connection, node: options.node, leaseMillis: leaseMillis,
+                                                             logger: logger) {
+                        // The epoch is ours: no statement of an older one can commit from here
+                        // on. Replay everything committed before it, then write.
+                        try await catchUp(connection, follower)
+                        renewedAt = .now
+                        state.withLock { state in
+                            state.role = .active
+                            state.epoch = epoch
+                            state.activeHolder = options.node
+                            state.lagSeconds = 0
+                            state.lagRecords = 0
+                        }
+                        logger.notice("took the writer lease", metadata: ["epoch": "\(epoch)", "node": "\(options.node)"])
+                        follower.promote(epoch: epoch)
+                        continue
+                    }
+                    await waitForWake(timeout: options.pollInterval)
+                }
+                lastError = ""
+            } catch {
+                if Task.isCancelled { break }
+                let text = PostgresStoreError.describe(error)
+                if text != lastError {
+                    logger.warning("database unavailable; retrying", metadata: ["error": "\(text)"])
+                    lastError = text
+                }
+                if let old = connection { closeInBackground(old) }
+                connection = nil
+                // An active host that cannot renew stops appending once the lease may have run
+                // out (the database would refuse it anyway), and waits to take it again.
+                if role == .active, ContinuousClock.now - renewedAt >= options.lease {
+                    demote(follower, holder: "", epoch: 0, reason: "the lease could not be renewed")
+                }
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+        }
+    }
+
+    private func demote(_ follower: any ReplicationFollower, holder: String, epoch: UInt64, reason: String) {
+        state.withLock { state in
+            state.role = .standby
+            state.activeHolder = holder
+            state.epoch = max(state.epoch, epoch)
+        }
+        logger.warning("lost the writer lease; standing by", metadata: ["reason": "\(reason)", "active": "\(holder)"])
+        follower.demote(activeHolder: holder)
+    }
+
+    /// Hands every record after the last known one to the follower, in pages.
+    private func catchUp(_ connection: PostgresConnection, _ follower: any ReplicationFollower) async throws {
+        var delivered: UInt64 = 0
+        while true {
+            let after = state.withLock { $0.lastKnown }
+            let page = try await Schema.records(connection, after: after, limit: 2000, logger: logger)
+            guard !page.isEmpty else { break }
+            if page[0].record.sequence > after + 1 {
+                // The active host's snapshots pruned the journal past this position: start over
+                // from the newest snapshot, then go on with the records after it.
+                guard let snapshot = try await Schema.newestSnapshot(connection, logger: logger),
+                      snapshot.sequence + 1 >= page[0].record.sequence else {
+                    throw PostgresStoreError.recovery("journal record \(after + 1) is gone and no snapshot covers it")
+                }
+                state.withLock { $0.lastKnown = max($0.lastKnown, snapshot.sequence) }
+                follower.restore(snapshot)
+                continue
+            }
+            let records = page.map(\.record)
+            state.withLock { state in
+                state.lastKnown = max(state.lastKnown, records[records.count - 1].sequence)
+                state.lagSeconds = page[page.count - 1].lagSeconds
+                for row in page { state.lag.record(row.lagSeconds) }
+            }
+            delivered += UInt64(records.count)
+            follower.replicate(records)
+            if page.count < 2000 { break }
+        }
+        if delivered > 0 { state.withLock { $0.lagRecords = delivered } }
+    }
+
+    /// Returns after `timeout`, or earlier when a notification (or a refused append) arrives.
+    private func waitForWake(timeout: Duration) async {
+        await wake.wait(timeout: timeout)
+    }
+
+    // MARK: closing
+
+    /// Gives the lease up at once (so a standby need not wait for it to expire) and disconnects.
+    public func close() async {
+        let (role, epoch) = state.withLock { state -> (ReplicationRole, UInt64) in
+            state.closed = true
+            let result = (state.role, state.epoch)
+            state.role = .standby
+            return result
+        }
+        if role == .active, let connection = try? await PostgresConnection.connect(
+            on: MultiThreadedEventLoopGroup.singleton.next(), configuration: info.configuration, id: 4, logger: logger).get() {
+            _ = try? await Schema.releaseLease(connection, node: options.node, epoch: epoch, logger: logger)
+            try? await connection.close()
+        }
+        appendConnection.close()
+    }
+}
+
+public enum PostgresStoreError: Error, CustomStringConvertible {
+    case open(String, String)
+    case schema(String)
+    case recovery(String)
+
+    public var description: String {
+        switch self {
+        case .open(let location, let text): "cannot open \(location): \(text)"
+        case .schema(let text): "unusable schema: \(text)"
+        case .recovery(let text): "cannot recover: \(text)"
+        }
+    }
+
+    /// postgres-nio keeps server messages out of `description`; logs need them.
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? PSQLError {
+            if let message = error.serverInfo?[.message] {
+                let state = error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? ""
+                return message + state
+            }
+            if let underlying = error.underlying { return "\(error.code): \(underlying)" }
+            return "\(error.code)"
+        }
+        if let error = error as? PostgresTransactionError {
+            if let inner = error.closureError { return describe(inner) }
+            if let inner = error.commitError { return "commit failed: " + describe(inner) }
+            if let inner = error.beginError { return describe(inner) }
+        }
+        return "\(error)"
+    }
+}
+
+/// Closes a connection without waiting (from `defer`, which cannot await). The completion
+/// keeps the connection alive until it is closed: postgres-nio asserts that none is released open.
+func closeInBackground(_ connection: PostgresConnection) {
+    connection.close().whenComplete { _ in withExtendedLifetime(connection) {} }
+}
+
+/// One connection used from a single blocking thread (the writer's), connected on first use and
+/// again after `reset`.
+final class BlockingConnection: Sendable {
+    private let info: PostgresConnectionInfo
+    private let logger: Logger
+    private let connection = Mutex<PostgresConnection?>(nil)
+
+    init(info: PostgresConnectionInfo, logger: Logger) {
+        self.info = info
+        self.logger = logger
+    }
+
+    func get() throws -> PostgresConnection {
+        if let existing = connection.withLock({ $0 }), !existing.isClosed { return existing }
+        let fresh = try PostgresConnection.connect(
+            on: MultiThreadedEventLoopGroup.singleton.next(), configuration: info.configuration,
+            id: 0, logger: logger).wait()
+        connection.withLock { $0 = fresh }
+        return fresh
+    }
+
+    func reset() {
+        if let old = connection.withLock({ value -> PostgresConnection? in
+            defer { value = nil }
+            return value
+        }) {
+            closeInBackground(old)
+        }
+    }
+
+    func close() { reset() }
+}
+
+/// A wake-up signal that survives being waited for with a timeout: a signal while nobody waits is
+/// kept for the next wait. (An AsyncStream would do until the first timed-out wait: cancelling
+/// its `next()` ends the stream, and every later wait would return at once.)
+final class Wakeup: Sendable {
+    private struct State {
+        var pending = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    func signal() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let waiter = state.waiter else {
+                state.pending = true
+                return nil
+            }
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Returns after `timeout`, or at once if signalled since the last return, or at the next signal.
+    func wait(timeout: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await Task.sleep(for: timeout) }
+            group.addTask { await self.waitForSignal() }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func waitForSignal() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                // Checked under the lock: a cancellation either sees the stored waiter or is seen here.
+                let now = state.withLock { state -> Bool in
+                    if state.pending || Task.isCancelled {
+                        state.pending = false
+                        return true
+                    }
+                    state.waiter = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume()
+        }
+    }
+}

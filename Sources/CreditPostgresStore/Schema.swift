@@ -1,0 +1,283 @@
+import CreditStore
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// The tables and every statement the PostgreSQL store runs.
+///
+/// Schema version 1 (a row in `creditd_schema`; a newer version than this build knows is refused):
+///
+///   creditd_leader          one row (id 1): holder, epoch, expires_at. The writer lease.
+///   creditd_journal         sequence (primary key, gap-free from 1), epoch of the writer,
+///                           committed_at (the writing transaction's start), payload bytea
+///                           (a journal entry, opaque to the store). A statement trigger NOTIFYs
+///                           `creditd_journal` on every insert.
+///   creditd_snapshot        sequence (the last record it includes), epoch, written_at, bytes, chunks
+///   creditd_snapshot_chunk  (sequence, chunk) → data bytea, at most `snapshotChunkBytes` each
+///
+/// A snapshot row and its chunks commit together, after a fence check in the same transaction.
+/// The newest snapshot and the one before it are kept; journal records the older one covers are
+/// deleted with it, as the file store does with segments.
+enum Schema {
+    static let version: Int32 = 1
+    static let channel = "creditd_journal"
+    /// Serializes table creation between hosts starting at once.
+    static let creationLock: Int64 = 0x6372_6564_6974_6431  // "creditd1"
+
+    static let creation: [String] = [
+        "CREATE TABLE IF NOT EXISTS creditd_schema (version integer PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now())",
+        """
+        CREATE TABLE IF NOT EXISTS creditd_leader (id integer PRIMARY KEY CHECK (id = 1), holder text NOT NULL,
+            epoch bigint NOT NULL, expires_at timestamptz NOT NULL)
+        """,
+        "INSERT INTO creditd_leader (id, holder, epoch, expires_at) VALUES (1, '', 0, '-infinity') ON CONFLICT (id) DO NOTHING",
+        """
+        CREATE TABLE IF NOT EXISTS creditd_journal (sequence bigint PRIMARY KEY, epoch bigint NOT NULL,
+            committed_at timestamptz NOT NULL DEFAULT now(), payload bytea NOT NULL)
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS creditd_snapshot (sequence bigint PRIMARY KEY, epoch bigint NOT NULL,
+            written_at timestamptz NOT NULL DEFAULT now(), bytes bigint NOT NULL, chunks integer NOT NULL)
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS creditd_snapshot_chunk (
+            sequence bigint NOT NULL REFERENCES creditd_snapshot (sequence) ON DELETE CASCADE,
+            chunk integer NOT NULL, data bytea NOT NULL, PRIMARY KEY (sequence, chunk))
+        """,
+        """
+        CREATE OR REPLACE FUNCTION creditd_journal_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_notify('creditd_journal', ''); RETURN NULL; END $$
+        """,
+        "DROP TRIGGER IF EXISTS creditd_journal_notify ON creditd_journal",
+        """
+        CREATE TRIGGER creditd_journal_notify AFTER INSERT ON creditd_journal
+            FOR EACH STATEMENT EXECUTE FUNCTION creditd_journal_notify()
+        """,
+    ]
+
+    // MARK: start-up (blocking, on the recovery thread)
+
+    static func prepare(_ connection: PostgresConnection, logger: Logger) throws {
+        func run(_ sql: String) throws -> PostgresQueryResult {
+            try connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).wait()
+        }
+        _ = try run("BEGIN")
+        do {
+            _ = try run("SELECT pg_advisory_xact_lock(\(creationLock))")
+            let existing = try run("SELECT to_regclass('creditd_schema') IS NOT NULL")
+            let exists = try existing.rows.first?.decode(Bool.self) ?? false
+            if exists {
+                let found = try run("SELECT coalesce(max(version), 0) FROM creditd_schema").rows.first?.decode(Int32.self) ?? 0
+                if found > version {
+                    throw PostgresStoreError.schema("the database holds schema version \(found); this build knows up to \(version)")
+                }
+            }
+            if !exists {
+                for statement in creation { _ = try run(statement) }
+                _ = try run("INSERT INTO creditd_schema (version) VALUES (\(version)) ON CONFLICT DO NOTHING")
+                logger.notice("created the creditd tables", metadata: ["schema_version": "\(version)"])
+            }
+            _ = try run("COMMIT")
+        } catch {
+            _ = try? run("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// The newest snapshot and every record after it, checked for gaps.
+    static func recover(_ connection: PostgresConnection, logger: Logger) throws -> Recovery {
+        let snapshotQuery: PostgresQuery = """
+            SELECT sequence, (extract(epoch FROM written_at) * 1000)::int8, bytes, chunks
+            FROM creditd_snapshot ORDER BY sequence DESC LIMIT 1
+            """
+        var snapshot: RecoveredSnapshot?
+        if let row = try connection.query(snapshotQuery, logger: logger).wait().rows.first {
+            let (sequence, millis, bytes, chunks) = try row.decode((Int64, Int64, Int64, Int32).self)
+            let chunkQuery: PostgresQuery = "SELECT data FROM creditd_snapshot_chunk WHERE sequence = \(sequence) ORDER BY chunk"
+            let rows = try connection.query(chunkQuery, logger: logger).wait().rows
+            var payload: [UInt8] = []
+            payload.reserveCapacity(Int(bytes))
+            for row in rows {
+                let buffer = try row.decode(ByteBuffer.self)
+                payload.append(contentsOf: buffer.readableBytesView)
+            }
+            guard rows.count == Int(chunks), payload.count == Int(bytes) else {
+                throw PostgresStoreError.recovery(
+                    "snapshot \(sequence) has \(rows.count) of \(chunks) chunks, \(payload.count) of \(bytes) bytes")
+            }
+            snapshot = RecoveredSnapshot(sequence: UInt64(sequence), payload: payload, unixMillis: millis,
+                                         name: "snapshot \(sequence)")
+        }
+        let after = Int64(snapshot?.sequence ?? 0)
+        let journalQuery: PostgresQuery = "SELECT sequence, payload FROM creditd_journal WHERE sequence > \(after) ORDER BY sequence"
+        var records: [JournalRecord] = []
+        var expected = UInt64(after) + 1
+        for row in try connection.query(journalQuery, logger: logger).wait().rows {
+            let (sequence, payload) = try row.decode((Int64, ByteBuffer).self)
+            guard UInt64(sequence) == expected else {
+                throw PostgresStoreError.recovery("journal record \(expected) is missing (next is \(sequence))")
+            }
+            records.append(JournalRecord(sequence: UInt64(sequence), payload: Array(payload.readableBytesView)))
+            expected += 1
+        }
+        return Recovery(snapshot: snapshot, records: records, nextSequence: expected)
+    }
+
+    // MARK: the fenced append (blocking, on the writer's thread)
+
+    /// One statement: renew the lease where it still names this node and epoch and has not
+    /// expired, and insert the batch only if that found the row. Zero rows inserted: fenced.
+    static func append(node: String, epoch: UInt64, leaseMillis: Int64, sequences: [Int64], payloads: [ByteBuffer]) -> PostgresQuery {
+        """
+        WITH fence AS (
+            UPDATE creditd_leader SET expires_at = now() + \(leaseMillis) * interval '1 millisecond'
+            WHERE id = 1 AND holder = \(node) AND epoch = \(Int64(epoch)) AND expires_at > now()
+            RETURNING epoch)
+        INSERT INTO creditd_journal (sequence, epoch, payload)
+        SELECT r.sequence, fence.epoch, r.payload FROM fence, unnest(\(sequences)::int8[], \(payloads)::bytea[]) AS r(sequence, payload)
+        """
+    }
+
+    // MARK: lease and replay (async)
+
+    struct Leader {
+        var holder: String
+        var epoch: UInt64
+        /// Not expired by the database's clock.
+        var live: Bool
+    }
+
+    static func leader(_ connection: PostgresConnection, logger: Logger) async throws -> Leader {
+        let rows = try await connection.query(
+            "SELECT holder, epoch, expires_at > now() FROM creditd_leader WHERE id = 1", logger: logger)
+        for try await (holder, epoch, live) in rows.decode((String, Int64, Bool).self) {
+            return Leader(holder: holder, epoch: UInt64(epoch), live: live)
+        }
+        throw PostgresStoreError.schema("the creditd_leader row is missing")
+    }
+
+    /// Takes the lease with the next epoch if it expired (or already names this node, e.g. after
+    /// a database restart). Returns the new epoch, or nil if another node holds it.
+    static func takeLease(_ connection: PostgresConnection, node: String, leaseMillis: Int64, logger: Logger) async throws -> UInt64? {
+        let rows = try await connection.query("""
+            UPDATE creditd_leader SET holder = \(node), epoch = epoch + 1,
+                expires_at = now() + \(leaseMillis) * interval '1 millisecond'
+            WHERE id = 1 AND (expires_at <= now() OR holder = \(node))
+            RETURNING epoch
+            """, logger: logger)
+        for try await epoch in rows.decode(Int64.self) { return UInt64(epoch) }
+        return nil
+    }
+
+    /// The newest snapshot, whole (a standby the journal's pruning left behind starts over from it).
+    static func newestSnapshot(_ connection: PostgresConnection, logger: Logger) async throws -> RecoveredSnapshot? {
+        let rows = try await connection.query("""
+            SELECT sequence, (extract(epoch FROM written_at) * 1000)::int8, bytes, chunks
+            FROM creditd_snapshot ORDER BY sequence DESC LIMIT 1
+            """, logger: logger)
+        var found: (Int64, Int64, Int64, Int32)?
+        for try await row in rows.decode((Int64, Int64, Int64, Int32).self) { found = row }
+        guard let (sequence, millis, bytes, chunks) = found else { return nil }
+        let chunkRows = try await connection.query(
+            "SELECT data FROM creditd_snapshot_chunk WHERE sequence = \(sequence) ORDER BY chunk", logger: logger)
+        var payload: [UInt8] = []
+        payload.reserveCapacity(Int(bytes))
+        var count = 0
+        for try await buffer in chunkRows.decode(ByteBuffer.self) {
+            payload.append(contentsOf: buffer.readableBytesView)
+            count += 1
+        }
+        guard count == Int(chunks), payload.count == Int(bytes) else {
+            throw PostgresStoreError.recovery("snapshot \(sequence) has \(count) of \(chunks) chunks, \(payload.count) of \(bytes) bytes")
+        }
+        return RecoveredSnapshot(sequence: UInt64(sequence), payload: payload, unixMillis: millis, name: "snapshot \(sequence)")
+    }
+
+    /// Extends the lease if this node still holds it under `epoch`; false: lost.
+    static func renewLease(_ connection: PostgresConnection, node: String, epoch: UInt64, leaseMillis: Int64,
+                           logger: Logger) async throws -> Bool {
+        let rows = try await connection.query("""
+            UPDATE creditd_leader SET expires_at = now() + \(leaseMillis) * interval '1 millisecond'
+            WHERE id = 1 AND holder = \(node) AND epoch = \(Int64(epoch)) AND expires_at > now()
+            RETURNING epoch
+            """, logger: logger)
+        for try await _ in rows.decode(Int64.self) { return true }
+        return false
+    }
+
+    /// Lets the lease expire now, so that a standby takes over without waiting.
+    static func releaseLease(_ connection: PostgresConnection, node: String, epoch: UInt64, logger: Logger) async throws {
+        try await connection.query("""
+            UPDATE creditd_leader SET expires_at = now()
+            WHERE id = 1 AND holder = \(node) AND epoch = \(Int64(epoch))
+            """, logger: logger)
+    }
+
+    /// Inside a snapshot's transaction: the lease still names this node and epoch; the row stays
+    /// locked (FOR SHARE) until commit, so a takeover waits for the snapshot or fences it.
+    static func holdsLease(_ connection: PostgresConnection, node: String, epoch: UInt64, logger: Logger) async throws -> Bool {
+        let rows = try await connection.query("""
+            SELECT epoch FROM creditd_leader
+            WHERE id = 1 AND holder = \(node) AND epoch = \(Int64(epoch)) AND expires_at > now() FOR SHARE
+            """, logger: logger)
+        for try await _ in rows.decode(Int64.self) { return true }
+        return false
+    }
+
+    struct FetchedRecord {
+        var record: JournalRecord
+        /// From the writing transaction's start to this fetch, by the database's clock.
+        var lagSeconds: Double
+    }
+
+    static func records(_ connection: PostgresConnection, after sequence: UInt64, limit: Int,
+                        logger: Logger) async throws -> [FetchedRecord] {
+        let rows = try await connection.query("""
+            SELECT sequence, payload, extract(epoch FROM clock_timestamp() - committed_at)::float8
+            FROM creditd_journal WHERE sequence > \(Int64(sequence)) ORDER BY sequence LIMIT \(limit)
+            """, logger: logger)
+        var fetched: [FetchedRecord] = []
+        for try await (sequence, payload, lag) in rows.decode((Int64, ByteBuffer, Double).self) {
+            fetched.append(FetchedRecord(record: JournalRecord(sequence: UInt64(sequence), payload: Array(payload.readableBytesView)),
+                                         lagSeconds: max(0, lag)))
+        }
+        return fetched
+    }
+
+    /// Writes a snapshot's row and chunks, then drops what the previous snapshot makes
+    /// unnecessary: older snapshots and the journal records the previous one covers.
+    static func insertSnapshot(_ connection: PostgresConnection, sequence: UInt64, epoch: UInt64, payload: [UInt8],
+                               chunkBytes: Int, logger: Logger) async throws {
+        let seq = Int64(sequence)
+        let chunkCount = max(1, (payload.count + chunkBytes - 1) / chunkBytes)
+        try await connection.query("DELETE FROM creditd_snapshot WHERE sequence = \(seq)", logger: logger)
+        try await connection.query("""
+            INSERT INTO creditd_snapshot (sequence, epoch, bytes, chunks)
+            VALUES (\(seq), \(Int64(epoch)), \(Int64(payload.count)), \(Int32(chunkCount)))
+            """, logger: logger)
+        // A few chunks per statement: bounded memory per message, few round trips.
+        var index = 0
+        while index < chunkCount {
+            let group = min(8, chunkCount - index)
+            var numbers: [Int32] = []
+            var data: [ByteBuffer] = []
+            for chunk in index..<(index + group) {
+                let start = chunk * chunkBytes
+                let end = min(payload.count, start + chunkBytes)
+                numbers.append(Int32(chunk))
+                data.append(ByteBuffer(bytes: payload[start..<end]))
+            }
+            try await connection.query("""
+                INSERT INTO creditd_snapshot_chunk (sequence, chunk, data)
+                SELECT \(seq), c.chunk, c.data FROM unnest(\(numbers)::int4[], \(data)::bytea[]) AS c(chunk, data)
+                """, logger: logger)
+            index += group
+        }
+        try await connection.query("""
+            DELETE FROM creditd_snapshot WHERE sequence < (SELECT max(sequence) FROM creditd_snapshot WHERE sequence < \(seq))
+            """, logger: logger)
+        try await connection.query("""
+            DELETE FROM creditd_journal WHERE sequence <= (SELECT max(sequence) FROM creditd_snapshot WHERE sequence < \(seq))
+            """, logger: logger)
+    }
+}

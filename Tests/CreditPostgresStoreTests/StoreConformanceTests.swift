@@ -1,0 +1,184 @@
+import CreditPostgresStore
+import CreditStore
+import CreditTestSupport
+import Foundation
+import Logging
+import XCTest
+
+/// What every `JournalStore` must do, run against the file store and the PostgreSQL store:
+/// batches come back from recovery in order with their sequence numbers, and a snapshot (larger
+/// than one PostgreSQL chunk) comes back whole with exactly the records after it.
+final class StoreConformanceTests: XCTestCase {
+    /// Opens a store of one kind, ready to append (a replicated store holds the lease).
+    struct Opened {
+        var store: any JournalStore
+        var recovery: Recovery
+        var close: @Sendable () async -> Void
+    }
+
+    typealias Opener = @Sendable () async throws -> Opened
+
+    func testFileStore() async throws {
+        let directory = try makeTemporaryDirectory("conf").path + "/state"
+        try await conformance {
+            let (store, recovery) = try DurableStore.open(directory: directory)
+            return Opened(store: store, recovery: recovery, close: { await store.close() })
+        }
+    }
+
+    func testPostgresStore() async throws {
+        let cluster = try PostgresCluster.startOrSkip()
+        defer { cluster.stop() }
+        let info = try PostgresConnectionInfo(parsing: cluster.connectionInfo)
+        try await conformance {
+            try await Self.openActive(info)
+        }
+    }
+
+    /// A second store on the same database takes the lease once the first one's expires, and
+    /// from then on the first one's appends are refused: nothing of them is stored.
+    func testPostgresFencesTheWriterThatLostItsLease() async throws {
+        let cluster = try PostgresCluster.startOrSkip()
+        defer { cluster.stop() }
+        let info = try PostgresConnectionInfo(parsing: cluster.connectionInfo)
+        var firstOptions = PostgresStoreOptions()
+        firstOptions.node = "first"
+        let (first, _) = try PostgresJournalStore.open(info, options: firstOptions, logger: Self.logger)
+        let firstFollower = RecordingFollower()
+        let firstLoop = Task { await first.run(after: 0, follower: firstFollower) }
+        try await firstFollower.waitFor { $0.promotedEpoch != nil }
+        XCTAssertEqual(try blocking { try first.appendDurably([[1], [2]], after: 0) }, 2)
+
+        // The second store waits as standby while the first holds the lease...
+        var options = PostgresStoreOptions()
+        options.node = "second"
+        options.lease = .seconds(1)
+        let (second, recovery) = try PostgresJournalStore.open(info, options: options, logger: Self.logger)
+        XCTAssertEqual(recovery.records.map(\.sequence), [1, 2])
+        let follower = RecordingFollower()
+        let loop = Task { await second.run(after: 2, follower: follower) }
+        try await Task.sleep(for: .milliseconds(500))
+        XCTAssertEqual(second.replication.role, .standby)
+        XCTAssertEqual(try blocking { try first.appendDurably([[3]], after: 2) }, 3)
+        try await follower.waitFor { $0.records.last?.sequence == 3 }
+
+        // ...and takes it once it has run out (the first one stands still, as if paused: its
+        // loop no longer renews, but it still believes it is active).
+        firstLoop.cancel()
+        await firstLoop.value
+        _ = try cluster.sql("UPDATE creditd_leader SET expires_at = now() WHERE id = 1")
+        try await follower.waitFor { $0.promotedEpoch != nil }
+        XCTAssertEqual(second.replication.role, .active)
+        XCTAssertThrowsError(try blocking { try first.appendDurably([[99]], after: 3) }) { error in
+            guard case .fenced = error as? AppendRefusal else { return XCTFail("\(error)") }
+        }
+        XCTAssertEqual(try blocking { try second.appendDurably([[4]], after: 3) }, 4)
+        XCTAssertEqual(try cluster.sql("SELECT string_agg(sequence::text, ',' ORDER BY sequence) FROM creditd_journal")
+            .trimmingCharacters(in: .whitespacesAndNewlines), "1,2,3,4")
+        loop.cancel()
+        await loop.value
+        await second.close()
+        await first.close()
+    }
+
+    // MARK: the contract
+
+    private func conformance(_ open: Opener) async throws {
+        var opened = try await open()
+        XCTAssertNil(opened.recovery.snapshot)
+        XCTAssertEqual(opened.recovery.records, [])
+        XCTAssertEqual(opened.recovery.nextSequence, 1)
+        let store = opened.store
+        XCTAssertEqual(try blocking { try store.appendDurably([[1], [2, 2], [3, 3, 3]], after: 0) }, 3)
+        XCTAssertEqual(try blocking { try store.appendDurably([], after: 3) }, 3)
+        XCTAssertEqual(try blocking { try store.appendDurably([[4]], after: 3) }, 4)
+        XCTAssertEqual(store.stats.lastDurableSequence, 4)
+        await opened.close()
+
+        opened = try await open()
+        XCTAssertEqual(opened.recovery.records, [
+            JournalRecord(sequence: 1, payload: [1]), JournalRecord(sequence: 2, payload: [2, 2]),
+            JournalRecord(sequence: 3, payload: [3, 3, 3]), JournalRecord(sequence: 4, payload: [4]),
+        ])
+        XCTAssertEqual(opened.recovery.nextSequence, 5)
+        // 2.5 MiB: several chunks in PostgreSQL.
+        let big = (0..<(5 << 19)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let info = try await opened.store.writeSnapshot(sequence: 4) { big }
+        XCTAssertEqual(info.sequence, 4)
+        let reopenedStore = opened.store
+        XCTAssertEqual(try blocking { try reopenedStore.appendDurably([[5]], after: 4) }, 5)
+        await opened.close()
+
+        opened = try await open()
+        XCTAssertEqual(opened.recovery.snapshot?.sequence, 4)
+        XCTAssertEqual(opened.recovery.snapshot?.payload, big)
+        XCTAssertEqual(opened.recovery.records, [JournalRecord(sequence: 5, payload: [5])])
+        XCTAssertEqual(opened.recovery.nextSequence, 6)
+        await opened.close()
+    }
+
+    // MARK: helpers
+
+    static let logger = Logger(label: "test")
+
+    /// Opens a PostgreSQL store and runs its loop until it holds the lease.
+    static func openActive(_ info: PostgresConnectionInfo) async throws -> Opened {
+        var options = PostgresStoreOptions()
+        options.lease = .seconds(1)
+        let (store, recovery) = try PostgresJournalStore.open(info, options: options, logger: logger)
+        let follower = RecordingFollower()
+        let loop = Task { await store.run(after: recovery.nextSequence - 1, follower: follower) }
+        try await follower.waitFor { $0.promotedEpoch != nil }
+        return Opened(store: store, recovery: recovery, close: {
+            loop.cancel()
+            await loop.value
+            await store.close()
+        })
+    }
+
+    /// Runs a blocking store call on a thread of its own (as the ledger writer does).
+    private func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws -> T {
+        let result = LockedResult<T>()
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            result.set(Result { try body() })
+            done.signal()
+        }
+        done.wait()
+        return try result.get()
+    }
+}
+
+final class LockedResult<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Result<T, any Error>?
+    func set(_ result: Result<T, any Error>) { lock.withLock { value = result } }
+    func get() throws -> T { try lock.withLock { value! }.get() }
+}
+
+/// Remembers what a store's loop told it.
+final class RecordingFollower: ReplicationFollower, @unchecked Sendable {
+    struct Seen {
+        var records: [JournalRecord] = []
+        var promotedEpoch: UInt64?
+        var demotions: [String] = []
+    }
+
+    private let lock = NSLock()
+    private var seen = Seen()
+
+    func replicate(_ records: [JournalRecord]) { lock.withLock { seen.records += records } }
+    func restore(_ snapshot: RecoveredSnapshot) { lock.withLock { seen.records = [] } }
+    func promote(epoch: UInt64) { lock.withLock { seen.promotedEpoch = epoch } }
+    func demote(activeHolder: String) { lock.withLock { seen.demotions.append(activeHolder) } }
+
+    func waitFor(timeout: Duration = .seconds(10), _ condition: (Seen) -> Bool) async throws {
+        let end = ContinuousClock.now + timeout
+        while ContinuousClock.now < end {
+            if lock.withLock({ condition(seen) }) { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        XCTFail("the store's loop did not get there within \(timeout): \(lock.withLock { seen })")
+        throw CancellationError()
+    }
+}

@@ -1,0 +1,108 @@
+import CreditDomain
+import CreditProto
+import CreditStore
+import Foundation
+import Logging
+import Synchronization
+import XCTest
+
+@testable import CreditService
+
+/// The ledger writer on a shared store, with a scripted store in place of PostgreSQL: a standby
+/// refuses writes and replays what it is handed, a promotion lets it write, and a refused append
+/// rolls it back to its last durable point and makes it a standby again (not a sticky fault).
+final class StandbyWriterTests: XCTestCase {
+    static let start = Instant(rfc3339: "2025-04-01T09:00:00Z")!
+
+    /// Appends succeed until `refusal` is set; records what was appended.
+    final class ScriptedStore: ReplicatedJournalStore, @unchecked Sendable {
+        let lock = NSLock()
+        var refusal: AppendRefusal?
+        var appended: [[UInt8]] = []
+        var resynchronizedAfter: [UInt64] = []
+
+        func appendDurably(_ payloads: [[UInt8]], after lastSequence: UInt64) throws -> UInt64 {
+            try lock.withLock {
+                if let refusal { throw refusal }
+                appended += payloads
+                return lastSequence + UInt64(payloads.count)
+            }
+        }
+        func writeSnapshot(sequence: UInt64, encode: @escaping @Sendable () throws -> [UInt8]) async throws -> SnapshotInfo {
+            SnapshotInfo(sequence: sequence, name: "scripted", bytes: Int64(try encode().count), unixMillis: 0)
+        }
+        var stats: StoreStats {
+            StoreStats(lastSequence: 0, lastDurableSequence: 0, lastSnapshotSequence: nil, lastSnapshotUnixMillis: nil,
+                       snapshotsWritten: 0, commits: 0, recordsWritten: 0)
+        }
+        var fault: StoreFault? { nil }
+        var location: String { "scripted" }
+        func close() async {}
+        var replication: ReplicationStatus { ReplicationStatus(role: .standby) }
+        func run(after sequence: UInt64, follower: any ReplicationFollower) async {}
+        func resynchronize(after sequence: UInt64) { lock.withLock { resynchronizedAfter.append(sequence) } }
+    }
+
+    func makeWriter(_ store: ScriptedStore) -> LedgerWriter {
+        let writer = LedgerWriter(ledger: Ledger(), store: store, clock: DaemonClock(mode: .manual, start: Self.start),
+                                  lastSequence: 0, snapshotPolicy: .init(everyRecords: 1_000_000, interval: .seconds(86_400)),
+                                  logger: Logger(label: "test"), startsActive: false)
+        writer.start()
+        return writer
+    }
+
+    static func record(_ sequence: UInt64, creating id: String) throws -> JournalRecord {
+        let entry = JournalEntry.command(LedgerWriterTests.create(id), at: start, callerUID: 0, maxSeats: 0)
+        return JournalRecord(sequence: sequence, payload: try entry.encoded(requestBytes: nil))
+    }
+
+    func testStandbyRefusesWritesReplaysThenWritesOncePromoted() async throws {
+        let store = ScriptedStore()
+        let writer = makeWriter(store)
+        do {
+            _ = try await writer.execute(LedgerWriterTests.create("a"), callerUID: 0)
+            XCTFail("a standby took a write")
+        } catch {
+            XCTAssertEqual(error, .notActive(activeHolder: ""))
+        }
+        writer.replicate([try Self.record(1, creating: "r1"), try Self.record(2, creating: "r2")])
+        writer.replicate([try Self.record(2, creating: "r2")])  // seen again: skipped
+        writer.promote(epoch: 7)
+        let executed = try await writer.execute(LedgerWriterTests.create("a"), callerUID: 0)
+        XCTAssertNotNil(executed.subscription)
+        XCTAssertEqual(writer.committed.sequence, 3)
+        XCTAssertEqual(writer.committed.ledger.subscriptionCount, 3)
+        XCTAssertEqual(store.lock.withLock { store.appended.count }, 1)
+        await writer.close()
+    }
+
+    func testRefusedAppendRollsBackAndStandsByInsteadOfFaulting() async throws {
+        let store = ScriptedStore()
+        let writer = makeWriter(store)
+        writer.promote(epoch: 1)
+        _ = try await writer.execute(LedgerWriterTests.create("kept"), callerUID: 0)
+        store.lock.withLock { store.refusal = .fenced(activeHolder: "other:1") }
+        do {
+            _ = try await writer.execute(LedgerWriterTests.create("lost"), callerUID: 0)
+            XCTFail("a fenced append was acknowledged")
+        } catch {
+            XCTAssertEqual(error, .notActive(activeHolder: "other:1"))
+        }
+        XCTAssertNil(writer.persistenceFault)
+        XCTAssertFalse(writer.isActive)
+        XCTAssertEqual(store.lock.withLock { store.resynchronizedAfter }, [1])
+        // The other host's record 2 replays over the rolled-back state: "lost" never existed.
+        writer.replicate([try Self.record(2, creating: "theirs")])
+        await writer.ping()
+        XCTAssertEqual(writer.committed.sequence, 2)
+        XCTAssertNoThrow(try writer.committed.ledger.subscription(id: "theirs"))
+        XCTAssertThrowsError(try writer.committed.ledger.subscription(id: "lost"))
+        // Promoted again, it writes after the other host's record.
+        store.lock.withLock { store.refusal = nil }
+        writer.promote(epoch: 3)
+        _ = try await writer.execute(LedgerWriterTests.create("again"), callerUID: 0)
+        XCTAssertEqual(writer.committed.sequence, 3)
+        XCTAssertThrowsError(try writer.committed.ledger.subscription(id: "lost"))
+        await writer.close()
+    }
+}

@@ -1,0 +1,136 @@
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A throwaway PostgreSQL cluster for tests: `initdb` in a temporary directory, the server on a
+/// Unix socket in that directory only (no TCP), run as an unprivileged user when the tests run
+/// as root (PostgreSQL refuses root), stopped and removed at the end.
+///
+/// ```swift
+/// let cluster = try PostgresCluster.startOrSkip()
+/// defer { cluster.stop() }
+/// let daemon = try DaemonProcess.start(arguments: ["--store", "postgres:" + cluster.connectionInfo])
+/// ```
+public final class PostgresCluster: @unchecked Sendable {
+    public struct Unavailable: Error, CustomStringConvertible {
+        public var description: String
+        public init(description: String) { self.description = description }
+    }
+
+    /// The temporary directory: `data/` (the cluster), the socket, `server.log`.
+    public let directory: String
+    public let port = 5432
+    public let user = "creditd"
+    private let binaries: String
+    private let runAs: [String]
+
+    /// `key=value` connection string for `--store postgres:...`.
+    public var connectionInfo: String { "host=\(directory) port=\(port) user=\(user) dbname=postgres" }
+    public var dataDirectory: String { directory + "/data" }
+    public var logPath: String { directory + "/server.log" }
+    public var serverLog: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// The directory holding `initdb`, `pg_ctl` and `postgres`: $PATH (and /usr/local/bin), then
+    /// Debian's /usr/lib/postgresql/<version>/bin, newest first.
+    public static func findBinaries() -> String? {
+        if let initdb = OpsTools.find("initdb"), OpsTools.find("pg_ctl") != nil {
+            return (initdb as NSString).deletingLastPathComponent
+        }
+        let root = "/usr/lib/postgresql"
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [])
+            .compactMap(Int.init).sorted(by: >)
+        for version in versions {
+            let bin = "\(root)/\(version)/bin"
+            if FileManager.default.isExecutableFile(atPath: bin + "/initdb") { return bin }
+        }
+        return nil
+    }
+
+    /// Starts a cluster, or skips the test (with the reason) when PostgreSQL is not installed.
+    /// CI installs it (scripts/install-deps.sh), so there these tests run.
+    public static func startOrSkip() throws -> PostgresCluster {
+        guard let binaries = findBinaries() else {
+            throw XCTSkip("PostgreSQL is not installed (initdb, pg_ctl not found in $PATH or /usr/lib/postgresql/*/bin); "
+                          + "scripts/install-deps.sh installs Debian's postgresql")
+        }
+        return try PostgresCluster(binaries: binaries)
+    }
+
+    private init(binaries: String) throws {
+        self.binaries = binaries
+        directory = try TemporaryDirectory.makePath("pg")
+        if getuid() == 0 {
+            // nobody owns the cluster; the directory stays reachable for the daemons (root).
+            let nobody: UInt32 = 65534
+            chown(directory, nobody, nobody)
+            runAs = try OpsTools.asUser(uid: nobody, gid: nobody)
+        } else {
+            runAs = []
+        }
+        try run([binaries + "/initdb", "-D", dataDirectory, "-U", user, "--auth=trust", "-E", "UTF8",
+                 "--no-instructions", "--no-sync"])
+        try start()
+    }
+
+    deinit { stop() }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    public func start() throws {
+        let options = "-c listen_addresses='' -k \(directory) -p \(port) -c max_connections=100 -c fsync=on"
+        try run([binaries + "/pg_ctl", "start", "-w", "-t", "30", "-D", dataDirectory, "-l", logPath, "-o", options])
+    }
+
+    /// Stops the server; `immediate` is a crash as far as the database is concerned (recovery
+    /// replays its WAL at the next start).
+    public func stop(immediate: Bool = false) {
+        guard FileManager.default.fileExists(atPath: dataDirectory + "/postmaster.pid") else { return }
+        _ = try? run([binaries + "/pg_ctl", "stop", "-w", "-t", "30", "-D", dataDirectory, "-m", immediate ? "immediate" : "fast"])
+    }
+
+    /// `psql -c` as the cluster's superuser, for checks from outside creditd. Returns stdout.
+    @discardableResult
+    public func sql(_ statement: String) throws -> String {
+        let psql = FileManager.default.isExecutableFile(atPath: binaries + "/psql") ? binaries + "/psql" : (OpsTools.find("psql") ?? "psql")
+        return try run([psql, "-h", directory, "-p", String(port), "-U", user, "-d", "postgres", "-At", "-c", statement],
+                       asOwner: false)
+    }
+
+    /// Runs a command to completion with posix_spawn and waitpid. Not `Process`: Foundation
+    /// learns of a child's exit through a descriptor the child inherits, and the server that
+    /// `pg_ctl start` leaves behind would inherit it too, so `Process` would wait for the server.
+    @discardableResult
+    private func run(_ arguments: [String], asOwner: Bool = true) throws -> String {
+        // From /, which the unprivileged user can enter.
+        let full = (asOwner ? runAs : []) + ["/bin/sh", "-c", "cd / && exec \"$@\"", "sh"] + arguments
+        let outputPath = directory + "/command-\(UInt32.random(in: 0...UInt32.max)).out"
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let environment = ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C", "LC_ALL=C"]
+        var argv: [UnsafeMutablePointer<CChar>?] = full.map { strdup($0) } + [nil]
+        var envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+        defer {
+            for pointer in argv { free(pointer) }
+            for pointer in envp { free(pointer) }
+        }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, full[0], &actions, nil, &argv, &envp)
+        guard spawned == 0 else {
+            throw Unavailable(description: "cannot run \(full[0]): \(String(cString: strerror(spawned)))")
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        // WIFEXITED && WEXITSTATUS == 0
+        guard status & 0x7f == 0, (status >> 8) & 0xff == 0 else {
+            throw Unavailable(description: "\(arguments.joined(separator: " ")) failed (status \(status)):\n\(text)\n\(serverLog)")
+        }
+        return text
+    }
+}

@@ -1,0 +1,313 @@
+import CreditClient
+import CreditProto
+import CreditTestSupport
+import CreditWire
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Several creditd hosts on one PostgreSQL database: exactly one active writer, fenced by its
+/// lease epoch; standbys replay and take over. Each failure runs under write load, and every
+/// write a host acknowledged is read back afterwards from the host that is active then.
+///
+/// Needs PostgreSQL's server binaries (skipped with a message when they are missing; CI has them).
+final class PostgresFailoverTests: XCTestCase {
+    /// One acknowledged write: the subscription it created and the host that said yes.
+    struct Acknowledged: Sendable {
+        var id: String
+        var host: Int
+        var sentAt: ContinuousClock.Instant
+    }
+
+    /// What the writers saw.
+    struct Load: Sendable {
+        var acknowledged: [Acknowledged] = []
+        var unavailable = 0
+        var notActive = 0
+    }
+
+    // MARK: the failures
+
+    func testKillNineOfTheActiveHostFailsOverWithinFiveSecondsLosingNothing() async throws {
+        let cluster = try PostgresCluster.startOrSkip()
+        defer { cluster.stop() }
+        let hosts = try startHosts(2, cluster: cluster)  // the default lease
+        let active = try await waitForOneActive(hosts)
+        let standby = 1 - active
+
+        let failover = LockedBox<Duration?>(nil)
+        let survivor = hosts[standby]
+        let load = await writeLoad(hosts: hosts, writers: 8, duration: .seconds(9)) {
+            try? await Task.sleep(for: .seconds(2))
+            await Self.offThePool { hosts[active].kill() }
+            let killedAt = ContinuousClock.now
+            while ContinuousClock.now - killedAt < .seconds(10) {
+                if (try? await Self.role(of: survivor)) == "active" {
+                    failover.set(ContinuousClock.now - killedAt)
+                    return
+                }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        let tookOver = try XCTUnwrap(failover.get(), "the standby did not take over within 10 s:\n\(survivor.stderr.suffix(4000))")
+        XCTAssertLessThan(tookOver, .seconds(5), "the standby took over \(tookOver) after kill -9 (default lease)")
+        XCTAssertGreaterThan(load.acknowledged.count, 50, "the writers made progress")
+        XCTAssertTrue(load.acknowledged.contains { $0.host == standby }, "writes went on on the new active host")
+        try await assertAllPresent(load.acknowledged, on: hosts[standby])
+        print("kill -9: failover in \(tookOver), \(load.acknowledged.count) acknowledged writes, 0 lost")
+    }
+
+    func testStoppedActiveHostIsFencedAfterItsLeaseAndStepsDown() async throws {
+        let cluster = try PostgresCluster.startOrSkip()
+        defer { cluster.stop() }
+        let hosts = try startHosts(2, cluster: cluster, lease: 1)
+        let active = try await waitForOneActive(hosts)
+        let standby = 1 - active
+
+        let continuedAt = LockedBox<ContinuousClock.Instant?>(nil)
+        let load = await writeLoad(hosts: hosts, writers: 6, duration: .seconds(7)) {
+            try? await Task.sleep(for: .seconds(1))
+            kill(hosts[active].pid, SIGSTOP)
+            // Well past the lease: the standby takes over meanwhile.
+            try? await Task.sleep(for: .seconds(3))
+            continuedAt.set(.now)
+            kill(hosts[active].pid, SIGCONT)
+        }
+        // The old active host's next write is refused: it names the new active host.
+        let client = try await CreditClient.connect(socketPath: hosts[active].socketPath, timeout: .seconds(5))
+        do {
+            _ = try await client.createSubscription(Self.createRequest("after-sigcont"), timeout: .seconds(5))
+            XCTFail("the fenced host acknowledged a write after losing its lease")
+        } catch let error as RPCError {
+            XCTAssertEqual(error.code, .unavailable, "\(error)")
+            XCTAssertEqual(error.reason, "not_active", "\(error)")
+        }
+        await client.close()
+        _ = try await waitForRole("standby", of: hosts[active], timeout: .seconds(5))
+        _ = try await waitForRole("active", of: hosts[standby], timeout: .seconds(5))
+
+        // None of the old host's writes sent after it lost the lease were acknowledged.
+        let resumed = try XCTUnwrap(continuedAt.get())
+        let late = load.acknowledged.filter { $0.host == active && $0.sentAt > resumed }
+        XCTAssertEqual(late.map(\.id), [], "writes acknowledged by the fenced host after SIGCONT")
+        XCTAssertTrue(load.acknowledged.contains { $0.host == standby }, "the new active host took writes")
+        try await assertAllPresent(load.acknowledged, on: hosts[standby])
+        try await assertAllPresent(load.acknowledged, on: hosts[active])  // it replays as standby
+        print("SIGSTOP: \(load.acknowledged.count) acknowledged writes, 0 lost, \(load.notActive) refused as not_active")
+    }
+
+    func testDatabaseRestartUnderLoadRefusesWritesThenResumesLosingNothing() async throws {
+        let cluster = try PostgresCluster.startOrSkip()
+        defer { cluster.stop() }
+        let hosts = try startHosts(1, cluster: cluster, lease: 2)
+        _ = try await waitForOneActive(hosts)
+
+        let restartedAt = LockedBox<ContinuousClock.Instant?>(nil)
+        let load = await writeLoad(hosts: hosts, writers: 6, duration: .seconds(10)) {
+            try? await Task.sleep(for: .seconds(2))
+            await Self.offThePool { cluster.stop(immediate: true) }  // a crash, as far as the database knows
+            try? await Task.sleep(for: .seconds(2))
+            await Self.offThePool { try? cluster.start() }
+            restartedAt.set(.now)
+        }
+        XCTAssertGreaterThan(load.unavailable, 0, "writes were refused UNAVAILABLE while the database was down:\n\(hosts[0].stderr.suffix(6000))")
+        let back = try XCTUnwrap(restartedAt.get())
+        XCTAssertTrue(load.acknowledged.contains { $0.sentAt > back },
+                      "service resumed by itself after the restart:\n\(hosts[0].stderr.suffix(6000))")
+        try await assertAllPresent(load.acknowledged, on: hosts[0])
+        print("database restart: \(load.acknowledged.count) acknowledged, \(load.unavailable) refused while down, 0 lost")
+    }
+
+    func testTwoHostsStartedAtOnceElectExactlyOneActive() async throws {
+        let cluster = try PostgresCluster.startOrSkip()
+        defer { cluster.stop() }
+        let hosts = try startHosts(2, cluster: cluster, lease: 2, waitEach: false)
+        for host in hosts { try host.waitUntilServing(timeout: 30) }
+        _ = try await waitForOneActive(hosts)
+        // And it stays that way.
+        try await Task.sleep(for: .seconds(3))
+        let roles = try await hosts.asyncMap { try await Self.role(of: $0) }
+        XCTAssertEqual(roles.filter { $0 == "active" }.count, 1, "roles: \(roles)")
+        XCTAssertEqual(roles.filter { $0 == "standby" }.count, 1, "roles: \(roles)")
+
+        // The monitoring check names each host's part, with epoch and lag as perfdata.
+        for (host, role) in zip(hosts, roles) {
+            let check = try CreditctlProcess.run(["check", "-s", host.socketPath])
+            XCTAssertEqual(check.status, 0, check.stdout)
+            XCTAssertTrue(check.stdout.contains(", \(role) (epoch "), check.stdout)
+            XCTAssertTrue(check.stdout.contains("'replication_lag'="), check.stdout)
+        }
+    }
+
+    // MARK: helpers
+
+    private func startHosts(_ count: Int, cluster: PostgresCluster, lease: Double? = nil,
+                            waitEach: Bool = true) throws -> [DaemonProcess] {
+        var arguments = ["--store", "postgres:" + cluster.connectionInfo, "--snapshot-every-records", "500"]
+        if let lease { arguments += ["--store-lease-seconds", String(lease)] }
+        var hosts: [DaemonProcess] = []
+        for _ in 0..<count {
+            hosts.append(try DaemonProcess.start(arguments: arguments, waitUntilServing: waitEach, timeout: 30))
+        }
+        return hosts
+    }
+
+    /// Runs blocking work (pg_ctl waits) on a thread of its own, so the writers' tasks keep the
+    /// concurrency pool's few threads.
+    static func offThePool(_ work: @escaping @Sendable () -> Void) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            Thread.detachNewThread {
+                work()
+                continuation.resume()
+            }
+        }
+    }
+
+    static func createRequest(_ id: String) -> Creditd_V1_CreateSubscriptionRequest {
+        var request = Creditd_V1_CreateSubscriptionRequest()
+        request.subscriptionID = id
+        request.seats = 3
+        request.unitPriceMinor = 1200
+        request.currency = "EUR"
+        request.interval = .monthly
+        request.timeZone = "Europe/Oslo"
+        return request
+    }
+
+    /// The `role` label set to 1 in the host's metrics.
+    static func role(of host: DaemonProcess) async throws -> String {
+        let client = try await CreditClient.connect(socketPath: host.socketPath, timeout: .seconds(2))
+        defer { Task { await client.close() } }
+        let text = try await client.getMetrics(timeout: .seconds(2)).prometheusText
+        for line in text.split(separator: "\n") where line.hasPrefix("creditd_replication_role{") && line.hasSuffix(" 1") {
+            if let start = line.range(of: "role=\""), let end = line[start.upperBound...].firstIndex(of: "\"") {
+                return String(line[start.upperBound..<end])
+            }
+        }
+        return "unknown"
+    }
+
+    /// Waits until exactly one host is active; returns its index.
+    private func waitForOneActive(_ hosts: [DaemonProcess], timeout: Duration = .seconds(15)) async throws -> Int {
+        let end = ContinuousClock.now + timeout
+        var roles: [String] = []
+        while ContinuousClock.now < end {
+            roles = []
+            for host in hosts { roles.append((try? await Self.role(of: host)) ?? "unreachable") }
+            let active = roles.indices.filter { roles[$0] == "active" }
+            XCTAssertLessThanOrEqual(active.count, 1, "two active hosts at once: \(roles)")
+            if active.count == 1 { return active[0] }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw PostgresCluster.Unavailable(
+            description: "no host became active within \(timeout): \(roles)\n\(hosts.map(\.stderr).joined(separator: "\n---\n"))")
+    }
+
+    /// Waits until `host` reports `role`; returns when it first did.
+    private func waitForRole(_ role: String, of host: DaemonProcess, timeout: Duration) async throws -> ContinuousClock.Instant {
+        let end = ContinuousClock.now + timeout
+        var last = ""
+        while ContinuousClock.now < end {
+            last = (try? await Self.role(of: host)) ?? "unreachable"
+            if last == role { return .now }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        XCTFail("host did not become \(role) within \(timeout) (it is \(last)):\n\(host.stderr)")
+        return .now
+    }
+
+    /// `writers` clients creating subscriptions for `duration`, each on the host that last said
+    /// yes, moving on to the next host on UNAVAILABLE or a broken connection. `during` runs
+    /// beside them (the failure to inject).
+    private func writeLoad(hosts: [DaemonProcess], writers: Int, duration: Duration,
+                           during: @escaping @Sendable () async -> Void) async -> Load {
+        let sockets = hosts.map(\.socketPath)
+        let end = ContinuousClock.now + duration
+        return await withTaskGroup(of: Load.self) { group in
+            for writer in 0..<writers {
+                group.addTask { await Self.write(sockets: sockets, writer: writer, until: end) }
+            }
+            group.addTask { await during(); return Load() }
+            var total = Load()
+            for await load in group {
+                total.acknowledged += load.acknowledged
+                total.unavailable += load.unavailable
+                total.notActive += load.notActive
+            }
+            return total
+        }
+    }
+
+    private static func write(sockets: [String], writer: Int, until end: ContinuousClock.Instant) async -> Load {
+        var load = Load()
+        var host = writer % sockets.count
+        var client: CreditClient?
+        var step = 0
+        while ContinuousClock.now < end {
+            step += 1
+            do {
+                if client == nil {
+                    client = try await CreditClient.connect(socketPath: sockets[host], timeout: .seconds(1))
+                }
+                let id = "w\(writer)-\(step)"
+                let sentAt = ContinuousClock.now
+                _ = try await client!.createSubscription(createRequest(id), timeout: .seconds(2))
+                load.acknowledged.append(Acknowledged(id: id, host: host, sentAt: sentAt))
+            } catch {
+                if let error = error as? RPCError, error.code == .unavailable {
+                    load.unavailable += 1
+                    if error.reason == "not_active" { load.notActive += 1 }
+                }
+                if let old = client { await old.close() }
+                client = nil
+                host = (host + 1) % sockets.count
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        if let client { await client.close() }
+        return load
+    }
+
+    /// Every acknowledged subscription can be read back from `host` (after it caught up).
+    private func assertAllPresent(_ acknowledged: [Acknowledged], on host: DaemonProcess) async throws {
+        let client = try await CreditClient.connect(socketPath: host.socketPath, timeout: .seconds(5))
+        defer { Task { await client.close() } }
+        var missing: [String] = []
+        let end = ContinuousClock.now + .seconds(10)
+        for write in acknowledged {
+            var request = Creditd_V1_GetSubscriptionRequest()
+            request.subscriptionID = write.id
+            while true {
+                if (try? await client.getSubscription(request, timeout: .seconds(2))) != nil { break }
+                // A standby may still be replaying the last records: give it a moment.
+                if ContinuousClock.now > end {
+                    missing.append(write.id)
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        XCTAssertEqual(missing, [], "acknowledged writes missing on the host:\n\(host.stderr.suffix(4000))")
+    }
+}
+
+/// A value shared between the load's tasks and the test.
+final class LockedBox<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+
+    init(_ value: Value) { self.value = value }
+
+    func get() -> Value { lock.withLock { value } }
+    func set(_ newValue: Value) { lock.withLock { value = newValue } }
+}
+
+extension Array where Element: Sendable {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var result: [T] = []
+        for element in self { result.append(try await transform(element)) }
+        return result
+    }
+}
