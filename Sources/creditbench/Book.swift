@@ -137,25 +137,43 @@ func runBookSuite(options: Options, creditd: String, work: String) async throws 
         try pages("overdue page=100 (none)") { $0.overdueOnly = true; $0.pageSize = 100 },
     ]
 
-    // 2. creditctl export credits, to a file, with both processes' memory watched.
-    let exportFile = work + "/credits.jsonl"
+    // 2. creditctl export credits to standard output, read through a pipe as the next program
+    // of a shell pipeline would (so the figure is creditd's and creditctl's, not the disk's),
+    // with both processes' memory watched.
     let daemonBefore = daemon.rssMiB
     var daemonPeak = daemonBefore
+    let exportLog = work + "/export.log"
+    _ = FileManager.default.createFile(atPath: exportLog, contents: nil)
+    let exporter = Process()
+    exporter.executableURL = URL(fileURLWithPath: creditctl)
+    exporter.arguments = ["export", "credits", "--socket", daemon.socketPath]
+    let output = Pipe()
+    exporter.standardOutput = output
+    exporter.standardError = FileHandle(forWritingAtPath: exportLog)
+    let rows = LockedValue(0)
+    let readerDone = DispatchSemaphore(value: 0)
+    let readDescriptor = output.fileHandleForReading.fileDescriptor
+    // A page of rows (~330 KB) fits the pipe, as it would a shell pipeline's reader that keeps up.
+    _ = fcntl(readDescriptor, 1031 /* F_SETPIPE_SZ, which Glibc does not export */, 1 << 20)
     let exportStart = monotonicNanos()
-    let exporter = try ChildProcess(executable: creditctl,
-                                    arguments: ["export", "credits", "--socket", daemon.socketPath, "-o", exportFile],
-                                    logPath: work + "/export.log")
+    try exporter.run()
+    Thread {
+        rows.set(countLines(descriptor: readDescriptor))
+        readerDone.signal()
+    }.start()
     var clientPeak = 0.0
-    while exporter.process.isRunning {
-        clientPeak = max(clientPeak, Double(ProcFS.statusKiB(pid: exporter.pid, field: "VmHWM")) / 1024)
+    while exporter.isRunning {
+        clientPeak = max(clientPeak, Double(ProcFS.statusKiB(pid: exporter.processIdentifier, field: "VmHWM")) / 1024)
         daemonPeak = max(daemonPeak, daemon.rssMiB)
         usleep(20_000)
     }
-    exporter.process.waitUntilExit()
+    exporter.waitUntilExit()
+    readerDone.wait()
     let exportSeconds = Double(monotonicNanos() - exportStart) / 1e9
-    guard exporter.process.terminationStatus == 0 else { throw BenchError("export failed:\n\(exporter.log)") }
-    result.exportRows = try countLines(exportFile)
-    try? FileManager.default.removeItem(atPath: exportFile)
+    guard exporter.terminationStatus == 0 else {
+        throw BenchError("export failed:\n\((try? String(contentsOfFile: exportLog, encoding: .utf8)) ?? "")")
+    }
+    result.exportRows = rows.get()
     result.exportSeconds = exportSeconds
     result.exportRowsPerSecond = Double(result.exportRows) / exportSeconds
     result.exportClientPeakRSSMiB = clientPeak
@@ -294,13 +312,13 @@ private func lastSeq(_ daemon: Daemon) throws -> UInt64 {
     return UInt64(response.lastSeq)
 }
 
-private func countLines(_ path: String) throws -> Int {
-    guard let file = fopen(path, "r") else { throw BenchError("cannot read \(path)") }
-    defer { fclose(file) }
+/// Lines read from `descriptor` until end of file.
+private func countLines(descriptor: Int32) -> Int {
     var buffer = [UInt8](repeating: 0, count: 1 << 20)
     var lines = 0
     while true {
-        let got = fread(&buffer, 1, buffer.count, file)
+        let got = buffer.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+        if got < 0, errno == EINTR { continue }
         if got <= 0 { break }
         for index in 0..<got where buffer[index] == 0x0A { lines += 1 }
     }
