@@ -114,11 +114,7 @@ public struct ServerStreamWriter: Sendable {
         self.sendBatch = sendBatch
     }
 
-    /// Sends one encoded message. Throws `CancellationError` once the stream or connection is gone.
-    public func send(bytes: [UInt8]) async throws {
-        try await sendBatch([bytes])
-    }
-
+    /// Sends one message. Throws `CancellationError` once the stream or connection is gone.
     public func send<M: SwiftProtobuf.Message>(_ message: M) async throws {
         try await sendBatch([try message.serializedBytes()])
     }
