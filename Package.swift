@@ -23,8 +23,10 @@ let package = Package(
     targets: [
         // Pure billing rules: money, civil dates, periods, proration, credits.
         .target(name: "CreditDomain"),
+        // The protobuf wire format written by hand: the snapshot encoding and the large responses.
+        .target(name: "ProtoWire"),
         // The ledger's snapshot encoding (tagged, versioned; reads the previous versions).
-        .target(name: "LedgerEncoding", dependencies: ["CreditDomain"]),
+        .target(name: "LedgerEncoding", dependencies: ["CreditDomain", "ProtoWire"]),
         // Messages generated from proto/ (scripts/generate-proto.sh).
         .target(
             name: "CreditProto",
@@ -78,7 +80,7 @@ let package = Package(
         .target(
             name: "CreditService",
             dependencies: [
-                "CreditDomain", "LedgerEncoding", "CreditStore", "CreditServer", "CreditWire", "CreditProto",
+                "CreditDomain", "LedgerEncoding", "ProtoWire", "CreditStore", "CreditServer", "CreditWire", "CreditProto",
                 "CreditMonitoring", "SystemdSupport", "CCreditSystem",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -167,8 +169,10 @@ let package = Package(
             ],
             path: "Tests/CreditTestSupport"
         ),
+        // Random ledgers for the tests that must hold for any state (codec, response encoders).
+        .target(name: "LedgerScenarios", dependencies: ["CreditDomain"], path: "Tests/LedgerScenarios"),
         // Also the ledger encoding's tests, which build their states with the domain's test helpers.
-        .testTarget(name: "CreditDomainTests", dependencies: ["CreditDomain", "LedgerEncoding"]),
+        .testTarget(name: "CreditDomainTests", dependencies: ["CreditDomain", "LedgerEncoding", "LedgerScenarios"]),
         .testTarget(
             name: "CreditWireTests",
             dependencies: ["CreditWire", "CreditProto", .product(name: "NIOCore", package: "swift-nio")]
@@ -184,7 +188,7 @@ let package = Package(
         .testTarget(
             name: "CreditServiceTests",
             dependencies: ["CreditService", "CreditDomain", "CreditStore", "CreditProto", "CreditWire",
-                           "CreditTestSupport", .product(name: "Logging", package: "swift-log")],
+                           "CreditTestSupport", "LedgerScenarios", "ProtoWire", .product(name: "Logging", package: "swift-log")],
             // Golden/ holds state directories read through #filePath, not resources.
             exclude: ["Golden"]
         ),

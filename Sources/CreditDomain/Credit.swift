@@ -34,12 +34,19 @@ package struct CreditHistory: Sendable, Hashable {
     var entries: [CreditStateChange] {
         var result: [CreditStateChange] = []
         result.reserveCapacity(Int(count) + overflow.count)
-        let pairs = [(states.0, instants.0), (states.1, instants.1), (states.2, instants.2)]
-        for index in 0..<Int(count) {
-            result.append(CreditStateChange(state: CreditState(rawValue: Int32(pairs[index].0)) ?? .pending,
-                                            at: Instant(nanosecondsSinceEpoch: pairs[index].1)))
+        forEach { result.append($0) }
+        return result
+    }
+
+    /// Visits the entries in order without building an array.
+    func forEach(_ body: (CreditStateChange) -> Void) {
+        func entry(_ state: UInt8, _ instant: Int64) -> CreditStateChange {
+            CreditStateChange(state: CreditState(rawValue: Int32(state)) ?? .pending, at: Instant(nanosecondsSinceEpoch: instant))
         }
-        return result + overflow
+        if count > 0 { body(entry(states.0, instants.0)) }
+        if count > 1 { body(entry(states.1, instants.1)) }
+        if count > 2 { body(entry(states.2, instants.2)) }
+        overflow.forEach(body)
     }
 
     package static func == (lhs: CreditHistory, rhs: CreditHistory) -> Bool { lhs.entries == rhs.entries }
@@ -112,7 +119,10 @@ public struct Credit: Sendable, Hashable {
     /// The opaque credit id, `cr_<serial>`.
     public var id: String { Credit.id(forSerial: serial) }
 
-    public static func id(forSerial serial: UInt64) -> String { "cr_\(serial)" }
+    /// What every credit id starts with; the serial in decimal follows.
+    public static let idPrefix = "cr_"
+
+    public static func id(forSerial serial: UInt64) -> String { idPrefix + String(serial) }
 
     /// The serial of a well-formed credit id, or nil.
     public static func serial(fromID id: String) -> UInt64? {
@@ -140,7 +150,15 @@ public struct Credit: Sendable, Hashable {
 
     /// The full history, starting with `pending` at `createdAt` (L7).
     public var history: [CreditStateChange] {
-        [CreditStateChange(state: .pending, at: createdAt)] + laterHistory.entries
+        var entries: [CreditStateChange] = []
+        forEachHistoryEntry { entries.append($0) }
+        return entries
+    }
+
+    /// The history in order, without building an array (the response encoders).
+    public func forEachHistoryEntry(_ body: (CreditStateChange) -> Void) {
+        body(CreditStateChange(state: .pending, at: createdAt))
+        laterHistory.forEach(body)
     }
 
     /// The signed ledger line of this credit.

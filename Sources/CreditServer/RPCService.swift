@@ -175,6 +175,19 @@ public struct RPCMethod: Sendable {
         }, needsReadiness: needsReadiness)
     }
 
+    /// Like `immediate`, for a response the body encodes itself: the large reads, written
+    /// straight from domain values without building a message (CreditService's
+    /// `ResponseEncoding`). The bytes must be the encoding of `Res`.
+    public static func immediateEncoded<Req, Res>(
+        _ method: TypedMethod<Req, Res>,
+        _ body: @escaping @Sendable (Req, CallContext) throws -> [UInt8]
+    ) -> RPCMethod {
+        RPCMethod(descriptor: method.descriptor, handler: .unary { bytes, context, respond in
+            respond(Result { try decode(Req.self, bytes, context) }
+                .flatMap { request in Result { try body(request, context) } })
+        })
+    }
+
     /// A unary method answered later, through the typed responder (writes: the writer thread
     /// completes them once durable).
     public static func deferred<Req, Res>(

@@ -61,13 +61,13 @@ enum CreditsService {
                     return response
                 }
             },
-            .immediate(methods.getRefundStatus) { request, _ in
+            .immediateEncoded(methods.getRefundStatus) { request, _ in
                 let (status, subscription) = try read(gate) { ledger, now throws(DomainError) in
                     let status = try ledger.refundStatus(subscriptionId: request.subscriptionID,
                                                          creditId: request.creditID.isEmpty ? nil : request.creditID, asOf: now)
                     return (status, try ledger.subscription(id: request.subscriptionID))
                 }
-                return ProtoMapping.refundStatus(status, subscription)
+                return ResponseEncoding.refundStatus(status, timeZone: subscription.timeZone)
             },
             .immediate(methods.listInvoices) { request, _ in
                 let subscription = try read(gate) { ledger, _ throws(DomainError) in
@@ -93,7 +93,7 @@ enum CreditsService {
                     return response
                 }
             },
-            .immediate(methods.listCredits) { request, _ in
+            .immediateEncoded(methods.listCredits) { request, _ in
                 let (page, now) = try read(gate) { ledger, now throws(DomainError) in
                     let filter = CreditFilter(
                         states: request.states.map { EnumField(wireValue: Int32($0.rawValue)) },
@@ -102,12 +102,7 @@ enum CreditsService {
                     return (try ledger.listCredits(filter: filter, pageSize: request.pageSize, pageToken: request.pageToken, asOf: now),
                             now)
                 }
-                var response = Creditd_V1_ListCreditsResponse()
-                let summary = request.view == .summary
-                response.credits = page.credits.map { ProtoMapping.credit($0, summary: summary) }
-                response.nextPageToken = page.nextPageToken
-                response.asOfUnixNanos = now.nanosecondsSinceEpoch
-                return response
+                return ResponseEncoding.listCredits(page, asOf: now, summary: request.view == .summary)
             },
             .deferred(methods.listEvents) { request, context, respond in
                 EventLongPoll.start(gate: gate, request: request, context: context, respond: respond)

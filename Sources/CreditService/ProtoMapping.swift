@@ -5,7 +5,9 @@ import CreditProto
 /// in one place (architecture: conversions happen at the handler edge).
 ///
 /// Credits and invoices do not repeat their subscription's id, currency and
-/// time zone, so their mappings take the subscription as context.
+/// time zone, so their mappings take the subscription as context. The responses that carry
+/// many credits (ListCredits, GetRefundStatus) are written by `ResponseEncoding` instead, to
+/// the same bytes.
 enum ProtoMapping {
     struct Context {
         let subscriptionID: String
@@ -189,29 +191,6 @@ enum ProtoMapping {
         return message
     }
 
-    static func refundStatus(_ status: RefundStatus, _ subscription: Subscription) -> Creditd_V1_GetRefundStatusResponse {
-        let context = Context(subscription)
-        var message = Creditd_V1_GetRefundStatusResponse()
-        message.subscriptionID = status.subscriptionId
-        message.asOfDate = date(status.asOfDate)
-        message.asOfUnixNanos = status.asOf.nanosecondsSinceEpoch
-        message.currency = status.currency.code
-        message.credits = status.credits.map { entry in
-            var credit = credit(entry.credit, context, asOf: nil)
-            credit.overdue = entry.overdue
-            credit.refundOverdue = entry.refundOverdue
-            return credit
-        }
-        var totals = Creditd_V1_CreditTotals()
-        totals.pendingMinor = status.totals.pendingMinor
-        totals.appliedMinor = status.totals.appliedMinor
-        totals.consumedMinor = status.totals.consumedMinor
-        totals.refundPendingMinor = status.totals.refundPendingMinor
-        totals.refundedMinor = status.totals.refundedMinor
-        message.totals = totals
-        return message
-    }
-
     static func refundOutcome(_ result: RefundOutcomeResult, _ context: Context) -> Creditd_V1_RecordRefundOutcomeResponse {
         var message = Creditd_V1_RecordRefundOutcomeResponse()
         message.ignored = result.ignored
@@ -246,22 +225,6 @@ enum ProtoMapping {
         message.currentPeriod = period(view.period)
         message.nextBillingDate = date(view.nextBillingDate)
         message.scheduledSeats = view.scheduledSeats ?? 0
-        return message
-    }
-
-    /// One ListCredits entry: the credit (L7) with its customer and as-of flags.
-    /// One credit of a ListCredits page (Q1), whole or as its summary (CREDIT_VIEW_SUMMARY).
-    static func credit(_ listing: CreditListing, summary: Bool) -> Creditd_V1_Credit {
-        var message = if summary {
-            creditSummary(listing.credit, subscriptionID: listing.subscriptionId, currency: listing.currency, asOf: nil)
-        } else {
-            credit(listing.credit, Context(subscriptionID: listing.subscriptionId, currency: listing.currency,
-                                           timeZone: listing.timeZone), asOf: nil)
-        }
-        message.overdue = listing.status.overdue
-        message.refundOverdue = listing.status.refundOverdue
-        message.customer = listing.customer
-        message.asOfDate = date(listing.asOfDate)
         return message
     }
 

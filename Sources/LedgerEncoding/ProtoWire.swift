@@ -1,54 +1,14 @@
-// Protocol buffer wire format, as the tagged ledger encoding (format version 3) uses it: every
-// value is a field number and wire type followed by the value, so a reader skips the fields it
-// does not know. Hand-written over raw buffers: a million subscriptions must take seconds.
+// Protocol buffer wire format, as the tagged ledger encoding (format version 3) uses it: the
+// writers are ProtoWire's; the ledger's own field shapes and the reader are here.
 
-/// Protobuf wire types (https://protobuf.dev/programming-guides/encoding/).
-enum WireType: UInt8 {
-    case varint = 0
-    case fixed64 = 1
-    case lengthDelimited = 2
-    case fixed32 = 5
-}
+import ProtoWire
 
 extension ByteWriter {
-    @inline(__always)
-    mutating func tag(_ field: UInt32, _ wire: WireType) {
-        varint(UInt64(field) << 3 | UInt64(wire.rawValue))
-    }
-
-    /// A varint field; zero is the default and is not written.
-    @inline(__always)
-    mutating func uintField(_ field: UInt32, _ value: UInt64) {
-        guard value != 0 else { return }
-        tag(field, .varint)
-        varint(value)
-    }
-
-    /// A zigzag (sint64) field; zero is not written.
-    @inline(__always)
-    mutating func sintField(_ field: UInt32, _ value: Int64) {
-        guard value != 0 else { return }
-        tag(field, .varint)
-        signed(value)
-    }
-
-    @inline(__always)
-    mutating func boolField(_ field: UInt32, _ value: Bool) {
-        uintField(field, value ? 1 : 0)
-    }
-
-    /// An enum's raw value; zero is not written.
+    /// An enum's raw value; zero is not written. (As written since version 3: a negative raw
+    /// value, which no domain enum has, would take five bytes, not protobuf's ten.)
     @inline(__always)
     mutating func enumField<Value: RawRepresentable>(_ field: UInt32, _ value: Value) where Value.RawValue == Int32 {
         uintField(field, UInt64(UInt32(bitPattern: value.rawValue)))
-    }
-
-    /// A string field; the empty string is not written.
-    @inline(__always)
-    mutating func stringField(_ field: UInt32, _ value: String) {
-        guard !value.isEmpty else { return }
-        tag(field, .lengthDelimited)
-        string(value)
     }
 
     /// A signed 128-bit value as two varint fields: the low and high halves of its zigzag form,
@@ -59,37 +19,6 @@ extension ByteWriter {
         uintField(low, UInt64(truncatingIfNeeded: zigzag))
         uintField(high, UInt64(truncatingIfNeeded: zigzag >> 64))
     }
-
-    /// Opens a length-delimited field whose length is known only once its content is written:
-    /// room for a `reserved`-byte length now, moved when `endMessage` finds it needs other.
-    @inline(__always)
-    mutating func beginMessage(_ field: UInt32, reserve reserved: Int = 1) -> MessageMark {
-        tag(field, .lengthDelimited)
-        let position = reservePlaceholder(reserved)
-        return MessageMark(lengthPosition: position, reserved: reserved)
-    }
-
-    /// Writes the length of the message opened at `mark`, moving its content if the length
-    /// takes more or fewer bytes than were reserved.
-    @inline(__always)
-    mutating func endMessage(_ mark: MessageMark) {
-        let contentStart = mark.lengthPosition + mark.reserved
-        let length = count - contentStart
-        var needed = 1
-        while length >> (7 * needed) != 0 { needed += 1 }
-        if needed != mark.reserved { shift(from: contentStart, by: needed - mark.reserved) }
-        var rest = UInt64(length)
-        for index in 0..<needed {
-            storeByte(at: mark.lengthPosition + index, UInt8(truncatingIfNeeded: rest & 0x7F) | (index < needed - 1 ? 0x80 : 0))
-            rest >>= 7
-        }
-    }
-}
-
-/// Where a length-delimited field's length goes (see `ByteWriter.beginMessage`).
-struct MessageMark {
-    let lengthPosition: Int
-    let reserved: Int
 }
 
 extension ByteReader {

@@ -1,3 +1,4 @@
+import ProtoWire
 import CreditDomain
 
 /// Reads one part of the tagged encoding (format version 3), checking every value as it goes.

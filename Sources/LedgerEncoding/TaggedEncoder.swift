@@ -1,3 +1,4 @@
+import ProtoWire
 import CreditDomain
 
 /// Writes one part of a tagged ledger (format version 3, see Overview.swift): records as

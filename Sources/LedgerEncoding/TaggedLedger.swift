@@ -1,3 +1,4 @@
+import ProtoWire
 import CreditDomain
 
 /// The tagged ledger encoding, format version 3 (see Overview.swift): the magic and version,

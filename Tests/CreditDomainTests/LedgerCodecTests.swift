@@ -4,121 +4,21 @@ import Glibc
 #endif
 @testable import CreditDomain
 @testable import LedgerEncoding
+import LedgerScenarios
 
 /// The binary snapshot codec: exact round trips of ledgers built by random commands, identical
 /// behaviour afterwards, and malformed input that throws instead of trapping.
 final class LedgerCodecTests: XCTestCase {
     // MARK: random ledgers
 
-    private static let zones = ["UTC", "America/Los_Angeles", "Europe/Berlin", "America/Santiago", "Australia/Lord_Howe",
-                                "Asia/Kolkata", "Pacific/Chatham", "Asia/Tokyo", "America/St_Johns", "Etc/GMT+5"]
-    private static let ids = ["a", "b", "c", "sub-0123456789abcdef-long", "ü-ß", "子プラン", "🎉", "d"]
-    private static let prices: [Int64] = [0, 1, 7, 999, 1_000, 12_345, 9_999_999, 1_000_000_000_000]
+    private typealias Step = RandomLedger.Step
 
-    /// One random command (or tick) against `ledger`, drawn from its current state.
-    private struct Step {
-        enum Action {
-            case command(Command, uid: UInt32, dryRun: Bool)
-            case tick
-        }
-        let action: Action
-        let at: Instant
+    private static func apply(_ step: Step, to ledger: inout Ledger) -> RandomLedger.StepResult {
+        RandomLedger.apply(step, to: &ledger)
     }
 
-    private struct Generator {
-        var random: SplitMix64
-        var now: Instant
-        var keyCounter = 0
-
-        init(seed: UInt64) {
-            random = SplitMix64(seed: seed)
-            now = utc("2024-12-20").adding(nanoseconds: Int64.random(in: 0..<(86_400 * 1_000_000_000), using: &random))
-        }
-
-        mutating func key() -> String {
-            guard Int.random(in: 0..<3, using: &random) > 0 else { return "" }
-            keyCounter += 1
-            // Reuse a recent key now and then, with the same or another body.
-            return "key-\(Int.random(in: max(1, keyCounter - 4)...keyCounter, using: &random))"
-        }
-
-        mutating func next(_ ledger: Ledger) -> Step {
-            // Mostly small steps, sometimes weeks, so periods renew and credits settle.
-            let hours: Int64 = Int.random(in: 0..<10, using: &random) == 0 ? Int64.random(in: 24...(40 * 24), using: &random)
-                                                                               : Int64.random(in: 0...30, using: &random)
-            now = now.adding(hours: hours).adding(nanoseconds: Int64.random(in: 0..<3_600_000_000_000, using: &random))
-            if Int.random(in: 0..<6, using: &random) == 0 { return Step(action: .tick, at: now) }
-            let id = LedgerCodecTests.ids.randomElement(using: &random)!
-            let uid = UInt32.random(in: 1...3, using: &random)
-            let dryRun = Int.random(in: 0..<8, using: &random) == 0
-            let command: Command
-            switch Int.random(in: 0..<24, using: &random) {
-            case 0..<4:
-                command = .create(CreateSubscriptionRequest(
-                    subscriptionId: id, customer: ["", "cust", "Kunde ä", "顧客"].randomElement(using: &random)!,
-                    plan: ["", "team", "enterprise-annual-plan-name"].randomElement(using: &random)!,
-                    seats: Int64.random(in: 1...20, using: &random),
-                    unitPriceMinor: LedgerCodecTests.prices.randomElement(using: &random)!,
-                    currency: Currency.allCases.randomElement(using: &random)!.code,
-                    interval: .known(Bool.random(using: &random) ? .monthly : .annual),
-                    timeZone: LedgerCodecTests.zones.randomElement(using: &random)!,
-                    refundPolicy: Int.random(in: 0..<4, using: &random) == 0 ? .unspecified
-                        : .known(RefundPolicy.allCases.randomElement(using: &random)!)))
-            case 4..<11:
-                command = .changeSeats(ChangeSeatsRequest(subscriptionId: id, newSeats: Int64.random(in: 0...25, using: &random),
-                                                          timing: .known(.now), idempotencyKey: key()))
-            case 11..<13:
-                command = .changeSeats(ChangeSeatsRequest(subscriptionId: id, newSeats: Int64.random(in: 1...25, using: &random),
-                                                          timing: .known(.atRenewal), idempotencyKey: key()))
-            case 13..<15:
-                command = .cancel(CancelRequest(subscriptionId: id,
-                                                mode: .known(Bool.random(using: &random) ? .immediate : .endOfPeriod),
-                                                idempotencyKey: key()))
-            case 15:
-                command = .resume(ResumeRequest(subscriptionId: id))
-            case 16..<21:
-                // Mostly credits that exist, so refund outcomes (and refund_failed loops) happen.
-                let credits = (try? ledger.subscription(id: id).credits) ?? []
-                let creditId = credits.isEmpty || Int.random(in: 0..<5, using: &random) == 0
-                    ? "cr_\(Int.random(in: 1...40, using: &random))" : credits.randomElement(using: &random)!.id
-                command = .recordRefundOutcome(RecordRefundOutcomeRequest(
-                    subscriptionId: id, creditId: creditId,
-                    outcome: Int.random(in: 0..<3, using: &random) == 0 ? .known(.failed) : .known(.succeeded)))
-            case 21:
-                // Keyed requests for unknown subscriptions store their error (I3).
-                command = .cancel(CancelRequest(subscriptionId: "missing-\(id)", idempotencyKey: key()))
-            case 22:
-                command = .changeSeats(ChangeSeatsRequest(subscriptionId: id, newSeats: 5, timing: .unrecognized(9),
-                                                          idempotencyKey: key()))
-            default:
-                command = .changeSeats(ChangeSeatsRequest(subscriptionId: id, newSeats: 0, idempotencyKey: "zero-\(uid)"))
-            }
-            return Step(action: .command(command, uid: uid, dryRun: dryRun), at: now)
-        }
-    }
-
-    private enum StepResult: Equatable {
-        case command(CommandResult)
-        case tick(Int)
-    }
-
-    @discardableResult
-    private static func apply(_ step: Step, to ledger: inout Ledger) -> StepResult {
-        switch step.action {
-        case .command(let command, let uid, let dryRun):
-            return .command(ledger.execute(command, at: step.at, callerUID: uid, dryRun: dryRun))
-        case .tick:
-            return .tick(ledger.advance(to: step.at))
-        }
-    }
-
-    private func randomLedger(seed: UInt64, steps: Int) -> (Ledger, Generator) {
-        var generator = Generator(seed: seed)
-        var ledger = Ledger(maxSeats: seed % 3 == 0 ? 30 : Ledger.defaultMaxSeats)
-        for _ in 0..<steps {
-            LedgerCodecTests.apply(generator.next(ledger), to: &ledger)
-        }
-        return (ledger, generator)
+    private func randomLedger(seed: UInt64, steps: Int) -> (Ledger, RandomLedger) {
+        RandomLedger.make(seed: seed, steps: steps)
     }
 
     private func decode(_ bytes: [UInt8], file: StaticString = #filePath, line: UInt = #line) -> Ledger? {

@@ -1,5 +1,6 @@
 import XCTest
 @testable import CreditDomain
+@_exported import LedgerScenarios
 
 /// `YYYY-MM-DD`.
 func day(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> CivilDate {
@@ -16,23 +17,6 @@ func utc(_ text: String) -> Instant {
     guard text.count > 10 else { return Instant(utc: date) }
     let time = Array(text.dropFirst(11).prefix(8)).split(separator: ":").map { Int(String($0))! }
     return Instant(utc: date, hour: time[0], minute: time[1], second: time.count > 2 ? time[2] : 0)
-}
-
-/// A small deterministic PRNG (SplitMix64) for seeded property tests.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 /// Drives a ledger the way the daemon would: every call is a command at an instant.

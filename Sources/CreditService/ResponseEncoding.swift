@@ -1,0 +1,236 @@
+import CreditDomain
+import ProtoWire
+
+/// The responses that carry many credits (ListCredits, GetRefundStatus), encoded straight from
+/// the domain values into one buffer.
+///
+/// A page of 100 credits built as generated messages cost about 5 µs a credit: a storage object
+/// per message, a string per date and per rational, and SwiftProtobuf computing each nested
+/// message's size before writing it. Here every field is written once, in field-number order,
+/// so the bytes are exactly what SwiftProtobuf writes for the message `ProtoMapping` builds
+/// (`ResponseEncodingTests` compares the two on every kind of credit). Field numbers are those
+/// of proto/creditd/v1/credits.proto; a field added there must be added here, and the test
+/// fails until it is.
+enum ResponseEncoding {
+    /// `creditd.v1.ListCreditsResponse` for one page (Q1); `summary` is CREDIT_VIEW_SUMMARY.
+    static func listCredits(_ page: CreditPage, asOf: Instant, summary: Bool) -> [UInt8] {
+        var out = ByteWriter(capacity: 64 + page.credits.count * (summary ? 200 : 480))
+        for listing in page.credits {
+            // ListCreditsResponse.credits = 1
+            let mark = out.beginMessage(1, reserve: 2)
+            out.credit(listing.credit, subscriptionID: listing.subscriptionId, currency: listing.currency,
+                       timeZone: summary ? nil : listing.timeZone,
+                       overdue: listing.status.overdue, refundOverdue: listing.status.refundOverdue,
+                       customer: listing.customer, asOfDate: listing.asOfDate)
+            out.endMessage(mark)
+        }
+        out.stringField(2, page.nextPageToken)
+        out.intField(3, asOf.nanosecondsSinceEpoch)
+        return out.array()
+    }
+
+    /// `creditd.v1.GetRefundStatusResponse` (L6, L7): every credit whole, with its flags as of
+    /// the status's date, and the totals over all of them.
+    static func refundStatus(_ status: RefundStatus, timeZone: TimeZoneRules) -> [UInt8] {
+        var out = ByteWriter(capacity: 128 + status.credits.count * 480)
+        out.stringField(1, status.subscriptionId)
+        out.dateField(2, status.asOfDate)
+        out.intField(3, status.asOf.nanosecondsSinceEpoch)
+        out.stringField(4, status.currency.code)
+        for entry in status.credits {
+            let mark = out.beginMessage(5, reserve: 2)
+            out.credit(entry.credit, subscriptionID: status.subscriptionId, currency: status.currency, timeZone: timeZone,
+                       overdue: entry.overdue, refundOverdue: entry.refundOverdue, customer: "", asOfDate: nil)
+            out.endMessage(mark)
+        }
+        // CreditTotals totals = 6: always present, as the generated message sets it.
+        let totals = out.beginMessage(6)
+        out.intField(1, status.totals.pendingMinor)
+        out.intField(2, status.totals.appliedMinor)
+        out.intField(3, status.totals.consumedMinor)
+        out.intField(4, status.totals.refundPendingMinor)
+        out.intField(5, status.totals.refundedMinor)
+        out.endMessage(totals)
+        return out.array()
+    }
+}
+
+extension ByteWriter {
+    /// The fields of one `creditd.v1.Credit` (L7). `timeZone` nil writes the summary: no
+    /// history and no explanation. `customer` and `asOfDate` are the listing's (Q1).
+    mutating func credit(_ credit: Credit, subscriptionID: String, currency: Currency, timeZone: TimeZoneRules?,
+                         overdue: Bool, refundOverdue: Bool, customer: String, asOfDate: CivilDate?) {
+        // credit_id = 1: `Credit.id`, written without building the string.
+        tag(1, .lengthDelimited)
+        let serialDigits = DecimalDigits(credit.serial)
+        varint(Credit.idPrefix.utf8.count + serialDigits.count)
+        utf8(Credit.idPrefix)
+        serialDigits.write(to: &self)
+        stringField(2, subscriptionID)
+        intField(3, Int64(credit.source.rawValue))
+        dateField(4, credit.effectiveDate)
+        intField(5, credit.createdAt.nanosecondsSinceEpoch)
+        uintField(6, credit.eventSeq)
+        stringField(7, currency.code)
+        intField(8, credit.amountMinor)
+        intField(9, credit.remainingMinor)
+        intField(10, credit.consumedMinor)
+        intField(11, credit.refundedMinor)
+        intField(12, Int64(credit.state.rawValue))
+        if let timeZone {
+            credit.forEachHistoryEntry { change in
+                // repeated CreditStateChange history = 13
+                let mark = beginMessage(13)
+                intField(1, Int64(change.state.rawValue))
+                intField(2, change.at.nanosecondsSinceEpoch)
+                dateField(3, timeZone.civilDate(of: change.at))
+                endMessage(mark)
+            }
+        }
+        dateField(14, credit.dueDate)
+        dateField(15, credit.deadline)
+        dateField(16, credit.expectedBy)
+        dateField(17, credit.appliedDate)
+        dateField(18, credit.refundExpectedBy)
+        boolField(19, overdue)
+        boolField(20, refundOverdue)
+        if timeZone != nil {
+            let mark = beginMessage(21, reserve: 2)
+            explanation(credit.explanation)
+            endMessage(mark)
+        }
+        stringField(22, customer)
+        dateField(23, asOfDate)
+    }
+
+    /// The fields of `creditd.v1.LineExplanation` (L7): the same domain arithmetic that
+    /// `ProtoMapping.explanation` reads.
+    mutating func explanation(_ explanation: LineExplanation) {
+        rationalField(1, explanation.unitPrice)
+        intField(2, explanation.seatsDelta)
+        if let unused = explanation.unusedDays { intField(3, Int64(unused)) }
+        intField(4, Int64(explanation.periodDays))
+        rationalField(5, explanation.exact)
+        rationalField(6, explanation.cumulativeExact)
+        intField(7, explanation.rounded)
+        rationalField(8, explanation.carry)
+        for block in explanation.blocks {
+            let mark = beginMessage(9)
+            intField(1, block.seats)
+            dateField(2, block.startDate)
+            intField(3, Int64(block.unusedDays))
+            endMessage(mark)
+        }
+        boolField(10, explanation.unusedDays == nil)
+    }
+
+    /// A `creditd.v1.Rational` field: numerator and denominator as decimal strings (M5).
+    mutating func rationalField(_ field: UInt32, _ value: Rational) {
+        let numerator = DecimalDigits(value.numerator), denominator = DecimalDigits(value.denominator)
+        tag(field, .lengthDelimited)
+        varint(2 + numerator.count + 2 + denominator.count)  // each part: tag, length (< 128), digits
+        tag(1, .lengthDelimited)
+        varint(numerator.count)
+        numerator.write(to: &self)
+        tag(2, .lengthDelimited)
+        varint(denominator.count)
+        denominator.write(to: &self)
+    }
+
+    /// A date as `YYYY-MM-DD` (`CivilDate.description`); nil, like the empty string, is not written.
+    mutating func dateField(_ field: UInt32, _ date: CivilDate?) {
+        guard let date else { return }
+        let (year, month, day) = date.components
+        guard (0...9999).contains(year) else {
+            stringField(field, date.description)
+            return
+        }
+        tag(field, .lengthDelimited)
+        byte(10)
+        digitPair(year / 100)
+        digitPair(year % 100)
+        byte(UInt8(ascii: "-"))
+        digitPair(month)
+        byte(UInt8(ascii: "-"))
+        digitPair(day)
+    }
+
+    /// Two decimal digits of `value` (0–99).
+    @inline(__always)
+    private mutating func digitPair(_ value: Int) {
+        let pair = DecimalDigits.pairs(value)
+        byte(pair.tens)
+        byte(pair.ones)
+    }
+}
+
+/// The decimal text of an integer (as `String(value)` writes it), formed on the stack.
+struct DecimalDigits {
+    /// Up to 40 characters: a sign and the 39 digits of the largest 128-bit magnitude.
+    private var storage: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
+    private(set) var count = 0
+
+    init(_ value: UInt64) {
+        self.init(magnitude: UInt128(value), negative: false)
+    }
+
+    init(_ value: Int128) {
+        self.init(magnitude: value.magnitude, negative: value < 0)
+    }
+
+    private init(magnitude: UInt128, negative: Bool) {
+        // Digits are formed from the right, two at a time, then moved to the front.
+        var position = 40
+        withUnsafeMutableBytes(of: &storage) { raw in
+            var rest = magnitude
+            while rest > UInt128(UInt64.max) {
+                position -= 1
+                raw[position] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+            }
+            var small = UInt64(rest)
+            while small >= 100 {
+                let pair = DecimalDigits.pairs(Int(small % 100))
+                small /= 100
+                position -= 2
+                raw[position] = pair.tens
+                raw[position + 1] = pair.ones
+            }
+            if small >= 10 {
+                let pair = DecimalDigits.pairs(Int(small))
+                position -= 2
+                raw[position] = pair.tens
+                raw[position + 1] = pair.ones
+            } else {
+                position -= 1
+                raw[position] = UInt8(ascii: "0") + UInt8(small)
+            }
+            if negative {
+                position -= 1
+                raw[position] = UInt8(ascii: "-")
+            }
+            if position > 0 {
+                for index in 0..<(40 - position) { raw[index] = raw[position + index] }
+            }
+        }
+        count = 40 - position
+    }
+
+    /// The two ASCII digits of 0–99, from a table rather than two divisions.
+    @inline(__always)
+    static func pairs(_ value: Int) -> (tens: UInt8, ones: UInt8) {
+        let table: StaticString = """
+            00010203040506070809101112131415161718192021222324252627282930313233343536373839\
+            40414243444546474849505152535455565758596061626364656667686970717273747576777879\
+            8081828384858687888990919293949596979899
+            """
+        let start = table.utf8Start + 2 * value
+        return (start[0], start[1])
+    }
+
+    func write(to out: inout ByteWriter) {
+        withUnsafeBytes(of: storage) { raw in
+            out.bytes(UnsafeBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: count))
+        }
+    }
+}
