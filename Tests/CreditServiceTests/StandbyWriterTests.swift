@@ -96,6 +96,7 @@ final class StandbyWriterTests: XCTestCase {
         await writer.ping()
         XCTAssertEqual(writer.committed.sequence, 2)
         XCTAssertNoThrow(try writer.committed.ledger.subscription(id: "theirs"))
+        XCTAssertNoThrow(try writer.committed.ledger.subscription(id: "kept"))
         XCTAssertThrowsError(try writer.committed.ledger.subscription(id: "lost"))
         // Promoted again, it writes after the other host's record.
         store.lock.withLock { store.refusal = nil }
@@ -103,6 +104,43 @@ final class StandbyWriterTests: XCTestCase {
         _ = try await writer.execute(LedgerWriterTests.create("again"), callerUID: 0)
         XCTAssertEqual(writer.committed.sequence, 3)
         XCTAssertThrowsError(try writer.committed.ledger.subscription(id: "lost"))
+        await writer.close()
+    }
+
+    /// The roll back goes to an earlier durable point and replays what became durable since:
+    /// replicated records, own appends and the batches past a refresh of that point, exactly.
+    func testRollBackReplaysEverythingDurableSinceItsPoint() async throws {
+        let store = ScriptedStore()
+        let writer = makeWriter(store)
+        writer.replicate([try Self.record(1, creating: "r1"), try Self.record(2, creating: "r2")])
+        writer.promote(epoch: 1)
+        var durable = ["r1", "r2"]
+        // More than one refresh of the point, in batches of a few records each.
+        let writes = LedgerWriter.rollbackRefreshRecords + 300
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<writes {
+                group.addTask { _ = try await writer.execute(LedgerWriterTests.create("w\(index)"), callerUID: 0) }
+                if index % 16 == 15 { try await group.waitForAll() }
+            }
+            try await group.waitForAll()
+        }
+        durable += (0..<writes).map { "w\($0)" }
+        let before = writer.committed.ledger
+        store.lock.withLock { store.refusal = .unavailable("gone", outcome: .notApplied) }
+        do {
+            _ = try await writer.execute(LedgerWriterTests.create("lost"), callerUID: 0)
+            XCTFail("a refused append was acknowledged")
+        } catch {
+            XCTAssertEqual(error, .storeUnavailable("gone", outcome: .notApplied))
+        }
+        writer.replicate([try Self.record(UInt64(durable.count + 1), creating: "theirs")])
+        await writer.ping()
+        let after = writer.committed.ledger
+        XCTAssertEqual(after.subscriptionCount, durable.count + 1)
+        XCTAssertEqual(Set(after.subscriptions.map(\.id)), Set(durable + ["theirs"]))
+        for id in ["r1", "w0", "w\(writes - 1)"] {
+            XCTAssertEqual(try after.subscription(id: id), try before.subscription(id: id))
+        }
         await writer.close()
     }
 }
