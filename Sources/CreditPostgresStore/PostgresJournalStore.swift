@@ -253,8 +253,8 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         }
     }
 
-    /// Wakes the loop on every commit notification (the journal's statement trigger), so a
-    /// standby replays at once rather than at the next poll.
+    /// Wakes the loop on every commit notification (the journal's statement trigger) while
+    /// standby, so that it replays at once rather than at the next poll.
     private func listenForCommits() async {
         while !Task.isCancelled {
             do {
@@ -264,7 +264,8 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
                 defer { closeInBackground(connection) }
                 try await connection.listen(on: Schema.channel) { notifications in
                     wake.signal()  // listening now: look once for what came before
-                    for try await _ in notifications { wake.signal() }
+                    // The active host's own commits need no wake: only a standby replays.
+                    for try await _ in notifications where state.withLock({ $0.role }) != .active { wake.signal() }
                 }
             } catch {
                 if Task.isCancelled { return }
