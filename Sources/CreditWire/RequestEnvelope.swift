@@ -84,14 +84,17 @@ struct ProtoReader {
 
     private typealias DecodeError = RequestEnvelope.DecodeError
 
+    /// At most ten bytes; bits of the tenth past the 64th are dropped. That is what
+    /// SwiftProtobuf (and protobuf's C++ parser) accept, and the two readers must agree on
+    /// every input (the frame fuzzer compares them).
     mutating func varint() throws(RequestEnvelope.DecodeError) -> UInt64 {
         var result: UInt64 = 0
         var shift: UInt64 = 0
         while index < data.endIndex {
+            guard shift <= 63 else { throw DecodeError(description: "varint longer than ten bytes") }
             let byte = data[index]
             index += 1
-            if shift == 63 && byte > 1 { throw DecodeError(description: "varint overflows 64 bits") }
-            result |= UInt64(byte & 0x7F) << shift
+            result |= UInt64(byte & 0x7F) &<< shift
             if byte & 0x80 == 0 { return result }
             shift += 7
         }

@@ -72,6 +72,32 @@ final class EnvelopeTests: XCTestCase {
         }
     }
 
+    /// Found by the frame fuzzer: a ten-byte varint whose last byte carries bits past the 64th
+    /// is accepted with those bits dropped, and an eleven-byte one is refused, as SwiftProtobuf
+    /// does; in known fields and in skipped ones alike.
+    func testOverlongVarintsReadLikeSwiftProtobuf() throws {
+        let ten: [UInt8] = [0xF6] + [UInt8](repeating: 0xFF, count: 8) + [0x18]
+        let eleven: [UInt8] = [0xF6] + [UInt8](repeating: 0xFF, count: 9) + [0x01]
+        let cases: [[UInt8]] = [
+            [40, 18, 32, 128, 24, 24, 128, 116, 24, 246, 255, 255, 255, 255, 255, 255, 255, 255, 24, 24, 24, 24, 24, 24, 24,
+             24, 24, 24, 24, 24, 24, 24, 24],
+            [0x20] + ten,                  // timeout_nano
+            [0x20] + eleven,
+            [0x48] + ten,                  // unknown field 9, skipped
+            [0x48] + eleven,
+            [0x12] + ten,                  // a length
+            [0x0A, 0x01, 0x41, 0x20] + ten + [0x12, 0x01, 0x42],
+        ]
+        for bytes in cases {
+            let reference = try? Ttrpc_Request(serializedBytes: bytes)
+            let fast = try? RequestEnvelope(decoding: ByteBuffer(bytes: bytes))
+            XCTAssertEqual(fast == nil, reference == nil, "\(bytes)")
+            if let fast, let reference { XCTAssertEqual(fast, RequestEnvelope(reference), "\(bytes)") }
+        }
+        XCTAssertNotNil(try? RequestEnvelope(decoding: ByteBuffer(bytes: [0x20] + ten)))
+        XCTAssertNil(try? RequestEnvelope(decoding: ByteBuffer(bytes: [0x20] + eleven)))
+    }
+
     func testSuccessResponseBufferMatchesSwiftProtobuf() throws {
         for size in [0, 1, 127, 128, 300, 70_000] {
             let payload = [UInt8](repeating: 7, count: size)
