@@ -372,7 +372,8 @@ public final class LedgerWriter: @unchecked Sendable {
     /// (half the last append, at most 1 ms) for them. The file store, whose fdatasync
     /// is as short as such a wait, never waits. Called with `condition` held.
     private func gatherMore() {
-        guard replicated, role == .active, lastAppendDuration > .zero, inbox.count < lastBatchWrites, !closing else { return }
+        guard replicated, role == .active, lastAppendDuration > .zero, !inbox.isEmpty, inbox.count < lastBatchWrites,
+              !closing else { return }
         let window = min(lastAppendDuration / 2, .milliseconds(1))
         let until = Date(timeIntervalSinceNow: Double(window.components.attoseconds) / 1e18 + Double(window.components.seconds))
         gatherTarget = lastBatchWrites
