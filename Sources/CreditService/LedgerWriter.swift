@@ -589,7 +589,7 @@ public final class LedgerWriter: @unchecked Sendable {
     /// asked to hand over again from the writer's own position.
     private func applyReplicated(_ replicatedRecords: [JournalRecord]) {
         guard fault == nil else { return }
-        var applied = 0
+        var durable: [[UInt8]] = []
         for record in replicatedRecords where record.sequence > lastSequence {
             guard role != .active else {
                 enterFault("replication out of order: record \(record.sequence) after \(lastSequence) while active")
@@ -604,22 +604,17 @@ public final class LedgerWriter: @unchecked Sendable {
             do {
                 let entry = try JournalEntry(decoding: record.payload)
                 CreditApplication.replay(entry, into: &working)
-                rollbackRecords.append(record.payload)
-                if clock.mode == .manual {
-                    try? clock.set(to: max(clock.now(), entry.instant))
-                } else {
-                    clock.notBefore(entry.instant)
-                }
+                durable.append(record.payload)
+                clock.notBefore(entry.instant)
             } catch {
                 enterFault("cannot replay replicated record \(record.sequence): \(error)")
                 return
             }
             lastSequence = record.sequence
-            applied += 1
         }
-        guard applied > 0 else { return }
-        recordsSinceSnapshot += applied
-        if replicated { advanceRollbackPoint([]) }
+        guard !durable.isEmpty else { return }
+        recordsSinceSnapshot += durable.count
+        if replicated { advanceRollbackPoint(durable) }
         committedBox.withLock { $0 = CommittedState(ledger: working.readerCopy(), sequence: lastSequence) }
         commits.published(lastSequence)
     }
@@ -638,11 +633,7 @@ public final class LedgerWriter: @unchecked Sendable {
             ledger.eventRetention = working.eventRetention
             ledger.maxSeats = working.maxSeats
             working = ledger
-            if clock.mode == .manual {
-                try? clock.set(to: max(clock.now(), decoded.clock))
-            } else {
-                clock.notBefore(decoded.clock)
-            }
+            clock.notBefore(decoded.clock)
         } catch {
             enterFault("cannot decode the active host's snapshot \(snapshot.sequence): \(error)")
             return
