@@ -131,14 +131,18 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
 
     // MARK: appends (the writer's thread)
 
-    public func appendDurably(_ payloads: [[UInt8]], after lastSequence: UInt64) throws -> UInt64 {
+    public func appendDurably(_ payloads: [[UInt8]], after lastSequence: UInt64,
+                              whenDurable: @escaping @Sendable (UInt64) -> Void) throws -> UInt64 {
         let first = lastSequence + 1
         let epoch = try state.withLock { state throws(AppendRefusal) -> UInt64 in
             guard !state.closed else { throw .unavailable("the store is closed", outcome: .notApplied) }
             guard state.role == .active else { throw .fenced(activeHolder: state.activeHolder) }
             return state.epoch
         }
-        guard !payloads.isEmpty else { return first - 1 }
+        guard !payloads.isEmpty else {
+            whenDurable(lastSequence)
+            return lastSequence
+        }
         let connection: PostgresConnection
         do {
             connection = try appendConnection.get()
@@ -155,11 +159,19 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         }
         let query = Schema.append(node: options.node, epoch: epoch, leaseMillis: leaseMillis,
                                   sequences: sequences, payloads: buffers)
+        let last = first + UInt64(payloads.count) - 1
+        let expected = payloads.count
         let sentAt = ContinuousClock.now
         let inserted: Int
         do {
-            let result: PostgresQueryResult = try connection.query(query, logger: logger).wait()
-            inserted = result.metadata.rows ?? -1
+            // The check and `whenDurable` run on the connection's event loop as the commit's
+            // reply arrives: the writer's answers go out from there, one thread wake-up earlier
+            // than if this thread were woken to send them.
+            inserted = try connection.query(query, logger: logger).map { result -> Int in
+                let inserted = result.metadata.rows ?? -1
+                if inserted == expected { whenDurable(last) }
+                return inserted
+            }.wait()
         } catch let error as PSQLError where error.code == .server {
             // The statement failed as a whole (one statement is one transaction): not applied.
             // A duplicate sequence means another writer got there: this one is no longer active.
@@ -171,11 +183,10 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             appendConnection.reset()
             throw stepDown(.unavailable(PostgresStoreError.describe(error), outcome: .unknown))
         }
-        guard inserted == payloads.count else {
+        guard inserted == expected else {
             if inserted == 0 { throw stepDown(.fenced(activeHolder: "")) }
             throw stepDown(.unavailable("the append inserted \(inserted) of \(payloads.count) records", outcome: .unknown))
         }
-        let last = first + UInt64(payloads.count) - 1
         state.withLock { state in
             state.lastKnown = max(state.lastKnown, last)
             state.commits += 1

@@ -129,6 +129,8 @@ public final class LedgerWriter: @unchecked Sendable {
     private var lastAppendDuration: Duration = .zero
     /// While the writer gathers, the number of waiting jobs that ends the wait (under `condition`).
     private var gatherTarget = 0
+    /// The committed state the last publish replaced (`publish(through:)`).
+    private var retiredState: CommittedState?
     static let rollbackRefreshRecords = 8_192
 
     private let committedBox: Mutex<CommittedState>
@@ -412,7 +414,7 @@ public final class LedgerWriter: @unchecked Sendable {
 
     private func runBatch(_ jobs: [Job]) {
         var records: [[UInt8]] = []
-        var replies: [() -> Void] = []
+        var replies: [@Sendable () -> Void] = []
         var snapshotCaptures: [@Sendable (Result<SnapshotCapture, WriteFailure>) -> Void] = []
         if replicated, rollbackPoint == nil { rollbackPoint = working }
 
@@ -505,7 +507,14 @@ public final class LedgerWriter: @unchecked Sendable {
             do {
                 let expected = lastSequence + UInt64(records.count)
                 let appendStarted = ContinuousClock.now
-                lastSequence = try store.appendDurably(records, after: lastSequence)
+                let acknowledgements = replies
+                lastSequence = try store.appendDurably(records, after: lastSequence) { [self] last in
+                    // On the thread that learned the batch is durable; this thread is blocked in
+                    // `appendDurably` meanwhile, so the working ledger holds still.
+                    publish(through: last)
+                    for reply in acknowledgements { reply() }
+                }
+                replies = []
                 lastAppendDuration = ContinuousClock.now - appendStarted
                 // The most writes a recent batch held: it decays by one a batch, so that the wait
                 // follows the load down as well as up.
@@ -518,8 +527,6 @@ public final class LedgerWriter: @unchecked Sendable {
                 }
                 recordsSinceSnapshot += records.count
                 if replicated { advanceRollbackPoint(records) }
-                committedBox.withLock { $0 = CommittedState(ledger: working.readerCopy(), sequence: lastSequence) }
-                commits.published(lastSequence)
             } catch let refusal as AppendRefusal {
                 // Not sticky: drop the batch, go back to the last durable point, and follow the
                 // store as standby; it replays whatever did commit and promotes again when it can.
@@ -561,6 +568,7 @@ public final class LedgerWriter: @unchecked Sendable {
             snapshotCaptures = []
         }
         for reply in replies { reply() }
+        retiredState = nil
 
         // Captures are taken here, at a durable point: everything applied is in the journal.
         for completion in snapshotCaptures {
@@ -615,8 +623,8 @@ public final class LedgerWriter: @unchecked Sendable {
         guard !durable.isEmpty else { return }
         recordsSinceSnapshot += durable.count
         if replicated { advanceRollbackPoint(durable) }
-        committedBox.withLock { $0 = CommittedState(ledger: working.readerCopy(), sequence: lastSequence) }
-        commits.published(lastSequence)
+        publish(through: lastSequence)
+        retiredState = nil
     }
 
     /// Replaces the working ledger with a snapshot the active host wrote, when the journal no
@@ -643,8 +651,21 @@ public final class LedgerWriter: @unchecked Sendable {
         lastSequence = snapshot.sequence
         rollbackPoint = working
         rollbackRecords = []
-        committedBox.withLock { $0 = CommittedState(ledger: working.readerCopy(), sequence: lastSequence) }
-        commits.published(lastSequence)
+        publish(through: lastSequence)
+        retiredState = nil
+    }
+
+    /// Publishes the working ledger as the committed state through `sequence`. The state it
+    /// replaces is kept in `retiredState` until the batch's callers are answered: dropping what
+    /// may be the last reference to a large ledger takes a while, and must happen neither under
+    /// the lock readers take nor before the answers go out.
+    private func publish(through sequence: UInt64) {
+        let state = CommittedState(ledger: working.readerCopy(), sequence: sequence)
+        retiredState = committedBox.withLock { current in
+            defer { current = state }
+            return current
+        }
+        commits.published(sequence)
     }
 
     /// `records` are durable now (the working ledger is at that point): keep them for a roll

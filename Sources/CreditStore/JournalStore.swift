@@ -12,7 +12,16 @@ public protocol JournalStore: AnyObject, Sendable {
     /// restart); a replicated store throws `AppendRefusal` instead, which it recovers from itself.
     /// `after` is the caller's last record: the batch continues from it (a store that numbers
     /// records itself, as the file store does, has the same number and may ignore it).
-    func appendDurably(_ payloads: [[UInt8]], after lastSequence: UInt64) throws -> UInt64
+    ///
+    /// `whenDurable` runs once, with that last sequence number, as soon as the batch is durable
+    /// and before this returns, on whichever thread learns it first: the calling thread (the
+    /// file store, after its fdatasync) or the store's I/O thread (PostgreSQL, when the commit's
+    /// reply arrives on the connection's event loop). The caller stays blocked in this call
+    /// while it runs, so it may use the caller's own state. It lets the writer publish the state
+    /// and answer the batch's callers without first waking its own thread. It does not run
+    /// when this throws.
+    func appendDurably(_ payloads: [[UInt8]], after lastSequence: UInt64,
+                       whenDurable: @escaping @Sendable (UInt64) -> Void) throws -> UInt64
 
     /// Writes a snapshot of the state after record `sequence` (durable already); `encode` runs
     /// off the caller's executor.
@@ -32,8 +41,11 @@ public protocol JournalStore: AnyObject, Sendable {
 extension DurableStore: JournalStore {
     public var location: String { directory }
 
-    public func appendDurably(_ payloads: [[UInt8]], after lastSequence: UInt64) throws -> UInt64 {
-        try appendDurably(payloads)
+    public func appendDurably(_ payloads: [[UInt8]], after lastSequence: UInt64,
+                              whenDurable: @escaping @Sendable (UInt64) -> Void) throws -> UInt64 {
+        let last = try appendDurably(payloads)
+        whenDurable(last)
+        return last
     }
 }
 

@@ -47,7 +47,7 @@ final class StoreConformanceTests: XCTestCase {
         let firstFollower = RecordingFollower()
         let firstLoop = Task { await first.run(after: 0, follower: firstFollower) }
         try await firstFollower.waitFor { $0.promotedEpoch != nil }
-        XCTAssertEqual(try blocking { try first.appendDurably([[1], [2]], after: 0) }, 2)
+        XCTAssertEqual(try blocking { try Self.append(first, [[1], [2]], after: 0) }, 2)
 
         // The second store waits as standby while the first holds the lease...
         var options = PostgresStoreOptions()
@@ -59,7 +59,7 @@ final class StoreConformanceTests: XCTestCase {
         let loop = Task { await second.run(after: 2, follower: follower) }
         try await Task.sleep(for: .milliseconds(500))
         XCTAssertEqual(second.replication.role, .standby)
-        XCTAssertEqual(try blocking { try first.appendDurably([[3]], after: 2) }, 3)
+        XCTAssertEqual(try blocking { try Self.append(first, [[3]], after: 2) }, 3)
         try await follower.waitFor { $0.records.last?.sequence == 3 }
 
         // ...and takes it once it has run out (the first one stands still, as if paused: its
@@ -69,10 +69,10 @@ final class StoreConformanceTests: XCTestCase {
         _ = try cluster.sql("UPDATE creditd_leader SET expires_at = now() WHERE id = 1")
         try await follower.waitFor { $0.promotedEpoch != nil }
         XCTAssertEqual(second.replication.role, .active)
-        XCTAssertThrowsError(try blocking { try first.appendDurably([[99]], after: 3) }) { error in
+        XCTAssertThrowsError(try blocking { try Self.append(first, [[99]], after: 3) }) { error in
             guard case .fenced = error as? AppendRefusal else { return XCTFail("\(error)") }
         }
-        XCTAssertEqual(try blocking { try second.appendDurably([[4]], after: 3) }, 4)
+        XCTAssertEqual(try blocking { try Self.append(second, [[4]], after: 3) }, 4)
         XCTAssertEqual(try cluster.sql("SELECT string_agg(sequence::text, ',' ORDER BY sequence) FROM creditd_journal")
             .trimmingCharacters(in: .whitespacesAndNewlines), "1,2,3,4")
         loop.cancel()
@@ -89,9 +89,9 @@ final class StoreConformanceTests: XCTestCase {
         XCTAssertEqual(opened.recovery.records, [])
         XCTAssertEqual(opened.recovery.nextSequence, 1)
         let store = opened.store
-        XCTAssertEqual(try blocking { try store.appendDurably([[1], [2, 2], [3, 3, 3]], after: 0) }, 3)
-        XCTAssertEqual(try blocking { try store.appendDurably([], after: 3) }, 3)
-        XCTAssertEqual(try blocking { try store.appendDurably([[4]], after: 3) }, 4)
+        XCTAssertEqual(try blocking { try Self.append(store, [[1], [2, 2], [3, 3, 3]], after: 0) }, 3)
+        XCTAssertEqual(try blocking { try Self.append(store, [], after: 3) }, 3)
+        XCTAssertEqual(try blocking { try Self.append(store, [[4]], after: 3) }, 4)
         XCTAssertEqual(store.stats.lastDurableSequence, 4)
         await opened.close()
 
@@ -106,7 +106,7 @@ final class StoreConformanceTests: XCTestCase {
         let info = try await opened.store.writeSnapshot(sequence: 4) { big }
         XCTAssertEqual(info.sequence, 4)
         let reopenedStore = opened.store
-        XCTAssertEqual(try blocking { try reopenedStore.appendDurably([[5]], after: 4) }, 5)
+        XCTAssertEqual(try blocking { try Self.append(reopenedStore, [[5]], after: 4) }, 5)
         await opened.close()
 
         opened = try await open()
@@ -137,6 +137,23 @@ final class StoreConformanceTests: XCTestCase {
     }
 
     /// Runs a blocking store call on a thread of its own (as the ledger writer does).
+    /// `appendDurably`, checking its promise about `whenDurable`: it ran exactly once, with the
+    /// sequence number returned, before the call returned; and not at all when the call threw.
+    private static func append(_ store: any JournalStore, _ payloads: [[UInt8]], after last: UInt64) throws -> UInt64 {
+        let reported = LockedResult<[UInt64]>()
+        reported.set(.success([]))
+        do {
+            let returned = try store.appendDurably(payloads, after: last) { sequence in
+                reported.update { $0 + [sequence] }
+            }
+            XCTAssertEqual(try reported.get(), [returned], "whenDurable runs once, before appendDurably returns")
+            return returned
+        } catch {
+            XCTAssertEqual(try reported.get(), [], "whenDurable does not run when appendDurably throws")
+            throw error
+        }
+    }
+
     private func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws -> T {
         let result = LockedResult<T>()
         let done = DispatchSemaphore(value: 0)
@@ -154,6 +171,7 @@ final class LockedResult<T: Sendable>: @unchecked Sendable {
     private var value: Result<T, any Error>?
     func set(_ result: Result<T, any Error>) { lock.withLock { value = result } }
     func get() throws -> T { try lock.withLock { value! }.get() }
+    func update(_ change: (T) -> T) { lock.withLock { value = value.map { $0.map(change) } } }
 }
 
 /// Remembers what a store's loop told it.

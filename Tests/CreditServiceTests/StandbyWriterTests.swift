@@ -21,12 +21,15 @@ final class StandbyWriterTests: XCTestCase {
         var appended: [[UInt8]] = []
         var resynchronizedAfter: [UInt64] = []
 
-        func appendDurably(_ payloads: [[UInt8]], after lastSequence: UInt64) throws -> UInt64 {
-            try lock.withLock {
+        func appendDurably(_ payloads: [[UInt8]], after lastSequence: UInt64,
+                           whenDurable: @escaping @Sendable (UInt64) -> Void) throws -> UInt64 {
+            let last = try lock.withLock {
                 if let refusal { throw refusal }
                 appended += payloads
                 return lastSequence + UInt64(payloads.count)
             }
+            whenDurable(last)
+            return last
         }
         func writeSnapshot(sequence: UInt64, encode: @escaping @Sendable () throws -> [UInt8]) async throws -> SnapshotInfo {
             SnapshotInfo(sequence: sequence, name: "scripted", bytes: Int64(try encode().count), unixMillis: 0)
