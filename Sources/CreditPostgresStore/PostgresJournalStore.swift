@@ -36,7 +36,7 @@ public struct PostgresStoreOptions: Sendable {
 ///
 /// Fencing: every append is one statement, hence one transaction, that renews the lease row only
 /// where it still names this node and epoch and has not expired, and inserts the batch only if
-/// that update found the row (`Schema.appendSQL`). A takeover bumps the epoch on the same row, so
+/// that update found the row (`creditd_append`, `Schema.migrations`). A takeover bumps the epoch on the same row, so
 /// the row lock orders the two: once a standby has taken the lease, no statement of the old epoch
 /// can insert anything, even from a process that was paused holding an open connection.
 ///
@@ -167,8 +167,8 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             // The check and `whenDurable` run on the connection's event loop as the commit's
             // reply arrives: the writer's answers go out from there, one thread wake-up earlier
             // than if this thread were woken to send them.
-            inserted = try connection.query(query, logger: logger).map { result -> Int in
-                let inserted = result.metadata.rows ?? -1
+            inserted = try connection.query(query, logger: logger).flatMapThrowing { result -> Int in
+                let inserted = try result.rows.first.map { Int(try $0.decode(Int64.self)) } ?? -1
                 if inserted == expected { whenDurable(last) }
                 return inserted
             }.wait()

@@ -35,6 +35,26 @@ final class StoreConformanceTests: XCTestCase {
         }
     }
 
+    /// A database written by schema version 1 (no `creditd_append` function) is brought up to
+    /// date when a store opens it, and keeps its journal.
+    func testPostgresUpgradesAVersionOneDatabase() async throws {
+        let cluster = try PostgresCluster.startOrSkip()
+        defer { cluster.stop() }
+        let info = try PostgresConnectionInfo(parsing: cluster.connectionInfo)
+        var opened = try await Self.openActive(info)
+        let store = opened.store
+        XCTAssertEqual(try blocking { try Self.append(store, [[1], [2]], after: 0) }, 2)
+        await opened.close()
+        _ = try cluster.sql("DROP FUNCTION creditd_append; DELETE FROM creditd_schema WHERE version > 1")
+
+        opened = try await Self.openActive(info)
+        XCTAssertEqual(opened.recovery.records.map(\.sequence), [1, 2])
+        XCTAssertEqual(try cluster.sql("SELECT max(version) FROM creditd_schema").trimmingCharacters(in: .whitespacesAndNewlines), "2")
+        let upgraded = opened.store
+        XCTAssertEqual(try blocking { try Self.append(upgraded, [[3]], after: 2) }, 3)
+        await opened.close()
+    }
+
     /// A second store on the same database takes the lease once the first one's expires, and
     /// from then on the first one's appends are refused: nothing of them is stored.
     func testPostgresFencesTheWriterThatLostItsLease() async throws {
