@@ -406,7 +406,8 @@ func printTable(_ report: Report) {
         print("")
         print("book: \(book.subscriptions) subscriptions, \(book.credits) credits, serving after \(fmt(book.startSeconds)) s, RSS \(fmt(book.rssMiB, 0)) MiB")
         print("  ListCredits                    pages   items/page   p50us   p90us   p99us  p99.9us")
-        for figure in book.listCredits {
+        // The first row, if any, ran while the start-up snapshot was being written (not a target).
+        for figure in [book.listCreditsDuringSnapshot].compactMap({ $0 }) + book.listCredits {
             print(String(format: "  %-28@ %7d %12.1f %7.0f %7.0f %7.0f %8.0f", figure.name as NSString, figure.calls,
                          figure.meanItems, figure.p50Micros, figure.p90Micros, figure.p99Micros, figure.p999Micros))
         }
