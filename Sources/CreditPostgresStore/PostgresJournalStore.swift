@@ -36,9 +36,10 @@ public struct PostgresStoreOptions: Sendable {
 ///
 /// Fencing: every append is one statement, hence one transaction, that renews the lease row only
 /// where it still names this node and epoch and has not expired, and inserts the batch only if
-/// that update found the row (`creditd_append`, `Schema.migrations`). A takeover bumps the epoch on the same row, so
-/// the row lock orders the two: once a standby has taken the lease, no statement of the old epoch
-/// can insert anything, even from a process that was paused holding an open connection.
+/// that update found the row (the function `creditd_append`, `Schema.migrations`). A takeover
+/// bumps the epoch on the same row, so the row lock orders the two: once a standby has taken the
+/// lease, no statement of the old epoch can insert anything, even from a process that was paused
+/// holding an open connection.
 ///
 /// Threads: `appendDurably` blocks the ledger writer's own thread on the append connection;
 /// everything else (lease, standby replay, notifications, snapshots) runs in `run` and
