@@ -37,7 +37,7 @@ public struct RequestEnvelope: Sendable, Equatable {
             case (3, 2): payload = try reader.bytes()
             case (4, 0): timeoutNano = Int64(bitPattern: try reader.varint())
             case (5, 2):
-                var entry = ProtoReader(try reader.slice())
+                var entry = ProtoReader(try reader.slice(), depth: 1)
                 var key = ""
                 var value = ""
                 while let (entryField, entryType) = try entry.tag() {
@@ -77,9 +77,15 @@ struct ProtoReader {
     private let data: ByteBufferView
     private var index: ByteBufferView.Index
 
-    init(_ data: ByteBufferView) {
+    /// How many messages and groups enclose what this reader reads, the Request itself
+    /// counted: SwiftProtobuf refuses input nested deeper than 100 of them.
+    private let depth: Int
+    private static let depthLimit = 100
+
+    init(_ data: ByteBufferView, depth: Int = 0) {
         self.data = data
         index = data.startIndex
+        self.depth = depth + 1
     }
 
     private typealias DecodeError = RequestEnvelope.DecodeError
@@ -102,9 +108,35 @@ struct ProtoReader {
     }
 
     /// The next field's number and wire type; nil at the end.
+    ///
+    /// A field's tag is at most five bytes, the fifth no more than 15 (a 32-bit key), as
+    /// SwiftProtobuf reads a message's fields; a padded longer form is refused. Tags inside
+    /// a skipped group are read as any varint below 2^32 instead (`groupTag`): SwiftProtobuf
+    /// reads the two with different code, and the frame fuzzer found the difference.
     mutating func tag() throws(RequestEnvelope.DecodeError) -> (field: UInt64, wireType: UInt64)? {
         guard index < data.endIndex else { return nil }
+        var key: UInt64 = 0
+        for position in 0..<5 {
+            guard index < data.endIndex else { throw DecodeError(description: "truncated field tag") }
+            let byte = data[index]
+            index += 1
+            if position == 4, byte > 15 { throw DecodeError(description: "field tag longer than 32 bits") }
+            key |= UInt64(byte & 0x7F) &<< UInt64(7 * position)
+            if byte & 0x80 == 0 { break }
+        }
+        return try fieldAndWireType(of: key)
+    }
+
+    /// A tag inside a group being skipped: any varint of up to ten bytes whose value is
+    /// below 2^32 - 1.
+    private mutating func groupTag() throws(RequestEnvelope.DecodeError) -> (field: UInt64, wireType: UInt64)? {
+        guard index < data.endIndex else { return nil }
         let key = try varint()
+        guard key < 0xFFFF_FFFF else { throw DecodeError(description: "field tag longer than 32 bits") }
+        return try fieldAndWireType(of: key)
+    }
+
+    private func fieldAndWireType(of key: UInt64) throws(RequestEnvelope.DecodeError) -> (field: UInt64, wireType: UInt64) {
         let field = key >> 3
         guard field > 0, field <= 0x1FFF_FFFF else { throw DecodeError(description: "invalid field number \(field)") }
         return (field, key & 7)
@@ -132,20 +164,24 @@ struct ProtoReader {
 
     /// Skips an unknown field's value. Groups (wire types 3 and 4, long deprecated but still
     /// valid protobuf) are skipped to their matching end, as SwiftProtobuf does.
-    mutating func skip(_ wireType: UInt64, field: UInt64, depth: Int = 0) throws(RequestEnvelope.DecodeError) {
+    mutating func skip(_ wireType: UInt64, field: UInt64) throws(RequestEnvelope.DecodeError) {
+        try skip(wireType, field: field, groupsOpen: 0)
+    }
+
+    private mutating func skip(_ wireType: UInt64, field: UInt64, groupsOpen: Int) throws(RequestEnvelope.DecodeError) {
         switch wireType {
         case 0: _ = try varint()
         case 1: try advance(8)
         case 2: _ = try slice()
         case 3:
-            guard depth < 100 else { throw DecodeError(description: "groups nested too deeply") }
+            guard depth + groupsOpen < Self.depthLimit else { throw DecodeError(description: "groups nested too deeply") }
             while true {
-                guard let (inner, innerType) = try tag() else { throw DecodeError(description: "truncated group") }
+                guard let (inner, innerType) = try groupTag() else { throw DecodeError(description: "truncated group") }
                 if innerType == 4 {
                     guard inner == field else { throw DecodeError(description: "mismatched end of group") }
                     return
                 }
-                try skip(innerType, field: inner, depth: depth + 1)
+                try skip(innerType, field: inner, groupsOpen: groupsOpen + 1)
             }
         case 5: try advance(4)
         default: throw DecodeError(description: "unsupported wire type \(wireType)")

@@ -19,6 +19,12 @@ public enum TestEnvironment {
         for key in scrubbedVariables {
             environment.removeValue(forKey: key)
         }
+        // A crashing child still prints its backtrace, but quickly and without waiting for a
+        // debugger: full symbolication of a debug binary can take minutes, during which the
+        // backtracer holds the child's stderr open and a test reading it to the end waits.
+        if environment["SWIFT_BACKTRACE"] == nil {
+            environment["SWIFT_BACKTRACE"] = "interactive=no,symbolicate=fast"
+        }
         environment.merge(overrides) { _, new in new }
         return environment
     }

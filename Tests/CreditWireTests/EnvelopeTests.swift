@@ -63,7 +63,12 @@ final class EnvelopeTests: XCTestCase {
             [0x33, 0x08, 0x01],                                  // a group that never ends
             [0x33, 0x3C],                                        // a group closed by another field's end
             [0x34],                                              // an end without a start
-        ]
+        ] + (97...101).flatMap { depth in
+            // Groups nested to SwiftProtobuf's depth limit (100, counting the Request itself
+            // and a metadata entry), at the top and inside an entry.
+            let nested = [UInt8](repeating: 0x33, count: depth) + [UInt8](repeating: 0x34, count: depth)
+            return [nested, [0x2A, UInt8(nested.count & 0x7F | 0x80), UInt8(nested.count >> 7)] + nested]
+        }
         for bytes in cases {
             let reference = try? Ttrpc_Request(serializedBytes: bytes)
             let fast = try? RequestEnvelope(decoding: ByteBuffer(bytes: bytes))
@@ -96,6 +101,30 @@ final class EnvelopeTests: XCTestCase {
         }
         XCTAssertNotNil(try? RequestEnvelope(decoding: ByteBuffer(bytes: [0x20] + ten)))
         XCTAssertNil(try? RequestEnvelope(decoding: ByteBuffer(bytes: [0x20] + eleven)))
+    }
+
+    /// Found by the frame fuzzer: SwiftProtobuf reads a field's tag in at most five bytes
+    /// (the fifth at most 15) but a tag inside a skipped group as any varint below 2^32.
+    func testPaddedFieldTagsReadLikeSwiftProtobuf() throws {
+        let cases: [[UInt8]] = [
+            [128, 185, 128, 185, 128, 0, 0],                      // six-byte tag of field 14943120
+            [0x88, 0x80, 0x80, 0x80, 0x00, 0x01],                 // field 1 wire 0 padded to five bytes
+            [0x88, 0x80, 0x80, 0x80, 0x80, 0x00, 0x01],           // ... to six
+            [0x88, 0x80, 0x80, 0x80, 0x10, 0x01],                 // fifth byte 16: past 32 bits
+            [0x88, 0x80, 0x80, 0x80, 0x0F, 0x01],                 // fifth byte 15
+            [0x8A, 0x80, 0x80],                                   // truncated tag
+            [0x2A, 0x06, 0x8A, 0x80, 0x80, 0x80, 0x80, 0x00],     // a metadata entry's padded tag
+            [0x33, 0x88, 0x80, 0x80, 0x80, 0x80, 0x00, 0x01, 0x34], // a padded tag inside a group
+            [0x33, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x34],           // key 2^32 - 1 inside a group
+            [0x33, 0x8C, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0x34], // padded end of a group
+        ]
+        for bytes in cases {
+            let reference = try? Ttrpc_Request(serializedBytes: bytes)
+            let fast = try? RequestEnvelope(decoding: ByteBuffer(bytes: bytes))
+            XCTAssertEqual(fast == nil, reference == nil, "\(bytes)")
+            if let fast, let reference { XCTAssertEqual(fast, RequestEnvelope(reference), "\(bytes)") }
+        }
+        XCTAssertNil(try? RequestEnvelope(decoding: ByteBuffer(bytes: [128, 185, 128, 185, 128, 0, 0])))
     }
 
     func testSuccessResponseBufferMatchesSwiftProtobuf() throws {
