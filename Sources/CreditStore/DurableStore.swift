@@ -219,9 +219,6 @@ struct SegmentEntry {
 /// by `condition` (an NSCondition rather than an actor, because the two threads must block in
 /// `wait()` while idle and callers of `append` must not suspend). I/O never runs under the lock.
 final class StoreCore: @unchecked Sendable {
-    /// The nice value of the snapshot thread (`startThreads`).
-    static let snapshotNiceness: Int32 = 10
-
     let directory: String
     let options: StoreOptions
     let operations: any FileOperations
@@ -423,13 +420,7 @@ final class StoreCore: @unchecked Sendable {
         }.start()
         Thread { [self] in
             nameCurrentThread("creditd-snap")
-            // A snapshot of a large ledger is seconds of encoding and a write of its whole
-            // size: it yields the cores to the threads serving calls (nice 10 on Linux, for
-            // this thread and the encoding threads it starts, which inherit it). Raising the
-            // nice value needs no privilege; if it is refused, snapshots run as before.
-            #if os(Linux)
-            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, Self.snapshotNiceness)
-            #endif
+            SnapshotPriority.lowerCurrentThread()
             runSnapshotWriter()
         }.start()
     }

@@ -123,7 +123,13 @@ final class StoreConformanceTests: XCTestCase {
         XCTAssertEqual(opened.recovery.nextSequence, 5)
         // 2.5 MiB: several chunks in PostgreSQL.
         let big = (0..<(5 << 19)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-        let info = try await opened.store.writeSnapshot(sequence: 4) { big }
+        // Encoding yields the cores to serving: it runs at the snapshot priority.
+        let encodedAt = LockedResult<Int32>()
+        let info = try await opened.store.writeSnapshot(sequence: 4) {
+            encodedAt.set(.success(SnapshotPriority.currentThreadNiceness()))
+            return big
+        }
+        XCTAssertEqual(try encodedAt.get(), SnapshotPriority.niceness)
         XCTAssertEqual(info.sequence, 4)
         let reopenedStore = opened.store
         XCTAssertEqual(try blocking { try Self.append(reopenedStore, [[5]], after: 4) }, 5)
