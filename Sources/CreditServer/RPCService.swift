@@ -92,6 +92,12 @@ public struct TypedResponder<Response: SwiftProtobuf.Message>: Sendable {
         base.callAsFunction(result.flatMap { RPCMethod.encode($0) })
     }
 
+    /// Answers with a response its caller encoded itself, straight from domain values
+    /// (CreditService's `ResponseEncoding`). The bytes must be the encoding of `Response`.
+    public func callAsFunction(encoded result: Result<[UInt8], any Error>) {
+        base.callAsFunction(result)
+    }
+
     /// Runs `body` on the event loop and answers with what it returns or throws: for work that
     /// is cheap but should not run on the thread that produced the result (response mapping
     /// and encoding after a write, off the writer thread).
@@ -124,6 +130,13 @@ public struct ServerStreamWriter: Sendable {
     public func send<M: SwiftProtobuf.Message>(_ messages: [M]) async throws {
         guard !messages.isEmpty else { return }
         try await sendBatch(try messages.map { try $0.serializedBytes() })
+    }
+
+    /// Sends several messages its caller encoded itself (each must be the encoding of the
+    /// stream's message type), as `send(_:)` does.
+    public func send(encoded messages: [[UInt8]]) async throws {
+        guard !messages.isEmpty else { return }
+        try await sendBatch(messages)
     }
 }
 

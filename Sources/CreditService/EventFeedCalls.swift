@@ -69,7 +69,7 @@ final class EventLongPoll: @unchecked Sendable {
         }
         let reachedEnd = page.nextAfterSeq >= page.lastSeq
         if !page.events.isEmpty || !reachedEnd || final {
-            finish(.success(EventFeedCalls.response(page, in: committed.ledger)))
+            finish(.success(ResponseEncoding.listEvents(page, in: committed.ledger)))
             return
         }
         // Nothing yet: go on from where this scan ended once another batch commits.
@@ -80,11 +80,11 @@ final class EventLongPoll: @unchecked Sendable {
         }
     }
 
-    private func finish(_ result: Result<Creditd_V1_ListEventsResponse, any Error>) {
+    private func finish(_ result: Result<[UInt8], any Error>) {
         guard !done else { return }
         done = true
         timer?.cancel()
-        respond(result)
+        respond(encoded: result)
     }
 }
 
@@ -112,7 +112,7 @@ enum EventStream {
             var start = page.events.startIndex
             while start < page.events.endIndex {
                 let end = min(start + 64, page.events.endIndex)
-                try await stream.send(page.events[start..<end].map { ProtoMapping.event($0, in: committed.ledger) })
+                try await stream.send(encoded: page.events[start..<end].map { ResponseEncoding.event($0, in: committed.ledger) })
                 start = end
             }
             after = Int64(page.nextAfterSeq)
@@ -134,14 +134,5 @@ enum EventFeedCalls {
         } catch {
             throw error.rpcError
         }
-    }
-
-    static func response(_ page: EventPage, in ledger: Ledger) -> Creditd_V1_ListEventsResponse {
-        var response = Creditd_V1_ListEventsResponse()
-        response.events = page.events.map { ProtoMapping.event($0, in: ledger) }
-        response.nextAfterSeq = page.nextAfterSeq
-        response.lastSeq = page.lastSeq
-        response.oldestSeq = page.oldestSeq
-        return response
     }
 }

@@ -6,8 +6,8 @@ import CreditProto
 ///
 /// Credits and invoices do not repeat their subscription's id, currency and
 /// time zone, so their mappings take the subscription as context. The responses that carry
-/// many credits (ListCredits, GetRefundStatus) are written by `ResponseEncoding` instead, to
-/// the same bytes.
+/// many credits (ListCredits, GetRefundStatus) and the event feed's (ListEvents, WatchEvents)
+/// are written by `ResponseEncoding` instead, to the bytes these mappings give.
 enum ProtoMapping {
     struct Context {
         let subscriptionID: String
@@ -225,48 +225,6 @@ enum ProtoMapping {
         message.currentPeriod = period(view.period)
         message.nextBillingDate = date(view.nextBillingDate)
         message.scheduledSeats = view.scheduledSeats ?? 0
-        return message
-    }
-
-    static func eventType(_ type: EventType) -> Creditd_V1_EventType {
-        Creditd_V1_EventType(rawValue: Int(type.rawValue)) ?? .unspecified
-    }
-
-    /// One event of the feed (E2). `ledger` gives the currency and zone of invoice and credit
-    /// events, whose payloads do not repeat them (a subscription is never removed).
-    static func event(_ event: LedgerEvent, in ledger: Ledger) -> Creditd_V1_Event {
-        var message = Creditd_V1_Event()
-        message.seq = event.seq
-        message.type = eventType(event.type)
-        message.atUnixNanos = event.at.nanosecondsSinceEpoch
-        message.date = date(event.date)
-        message.subscriptionID = event.subscriptionId
-        message.customer = event.customer
-        switch event.payload {
-        case .subscription(let view):
-            message.subscription = subscription(view)
-        case .seatChange(let view, let result):
-            message.subscription = subscription(view)
-            message.seatChange = seatChange(result, Context(view))
-        case .cancel(let view, let record):
-            message.subscription = subscription(view)
-            message.cancellation = cancellation(record, Context(view))
-        case .invoice(let invoice):
-            if let owner = try? ledger.subscription(id: event.subscriptionId) {
-                message.invoice = self.invoice(invoice, Context(owner))
-            }
-        case .creditState(let change, let credit):
-            if let owner = try? ledger.subscription(id: event.subscriptionId) {
-                let context = Context(owner)
-                var entry = Creditd_V1_CreditStateChange()
-                entry.state = creditState(change.state)
-                entry.atUnixNanos = change.at.nanosecondsSinceEpoch
-                entry.date = date(context.timeZone.civilDate(of: change.at))
-                message.creditState = entry
-                message.credit = self.credit(credit, context, asOf: nil)
-                message.credit.customer = event.customer
-            }
-        }
         return message
     }
 }
