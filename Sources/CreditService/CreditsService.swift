@@ -17,24 +17,18 @@ enum CreditsService {
                     return response
                 }
             },
-            .immediate(methods.getSubscription) { request, _ in
-                let subscription = try read(gate) { ledger, _ throws(DomainError) in
-                    try ledger.subscription(id: request.subscriptionID)
+            .immediateEncoded(methods.getSubscription) { request, _ in
+                try read(gate) { ledger, _ throws(DomainError) in
+                    ResponseEncoding.getSubscription(try ledger.subscription(id: request.subscriptionID))
                 }
-                var response = Creditd_V1_GetSubscriptionResponse()
-                response.subscription = ProtoMapping.subscription(subscription)
-                return response
             },
-            .immediate(methods.listSubscriptions) { request, _ in
+            .immediateEncoded(methods.listSubscriptions) { request, _ in
                 let page = try read(gate) { ledger, _ throws(DomainError) in
                     try ledger.listSubscriptions(
                         pageSize: request.pageSize, pageToken: request.pageToken, customer: request.customer,
                         statuses: request.statuses.map { EnumField(wireValue: Int32($0.rawValue)) })
                 }
-                var response = Creditd_V1_ListSubscriptionsResponse()
-                response.subscriptions = page.subscriptions.map(ProtoMapping.subscription)
-                response.nextPageToken = page.nextPageToken
-                return response
+                return ResponseEncoding.listSubscriptions(page)
             },
             .deferred(methods.cancelSubscription) { request, context, respond in
                 write(gate, .cancel(request), context, respond) { outcome, subscription in

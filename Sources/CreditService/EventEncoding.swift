@@ -1,19 +1,35 @@
 import CreditDomain
 import ProtoWire
 
-/// The event feed's answers (E2, E4, E6) encoded straight from the domain values, like
-/// `ResponseEncoding`'s credits: exactly the bytes SwiftProtobuf writes for the messages
-/// `ProtoMapping.event` builds (`EventEncodingTests` compares the two on every kind of event
-/// random ledgers record). Field numbers are those of proto/creditd/v1/credits.proto.
+/// The event feed's answers (E2, E4, E6) and the subscription reads (O3) encoded straight
+/// from the domain values, like `ResponseEncoding`'s credits: exactly the bytes SwiftProtobuf
+/// writes for the messages `ProtoMapping` builds (`EventEncodingTests` compares the two on
+/// every kind of event and subscription random ledgers reach). Field numbers are those of
+/// proto/creditd/v1/credits.proto.
 ///
 /// Built as messages, an event cost about 7 µs to map and encode, most of a WatchEvents
 /// stream's CPU: at the write benchmark's rate a fast consumer took a third of a core from
-/// the writers on a two-core machine.
+/// the writers on a two-core machine. GetSubscription is the most frequent read.
 extension ResponseEncoding {
     /// One `creditd.v1.Event`, as a WatchEvents message.
     static func event(_ event: LedgerEvent, in ledger: Ledger) -> [UInt8] {
         var out = ByteWriter(capacity: 512)
         out.event(event, in: ledger)
+        return out.array()
+    }
+
+    /// `creditd.v1.GetSubscriptionResponse` (O3).
+    static func getSubscription(_ subscription: Subscription) -> [UInt8] {
+        var out = ByteWriter(capacity: 256)
+        out.subscription(1, subscription)
+        return out.array()
+    }
+
+    /// `creditd.v1.ListSubscriptionsResponse` for one page.
+    static func listSubscriptions(_ page: SubscriptionPage) -> [UInt8] {
+        var out = ByteWriter(capacity: 32 + page.subscriptions.count * 256)
+        for subscription in page.subscriptions { out.subscription(1, subscription) }
+        out.stringField(2, page.nextPageToken)
         return out.array()
     }
 
@@ -77,9 +93,24 @@ extension ByteWriter {
         }
     }
 
+    /// A whole `creditd.v1.Subscription` field (O3).
+    mutating func subscription(_ field: UInt32, _ subscription: Subscription) {
+        let mark = beginMessage(field, reserve: 2)
+        subscriptionFields(SubscriptionView(subscription), createdAt: subscription.createdAt,
+                           cancelEffectiveDate: subscription.cancelEffectiveDate)
+        endMessage(mark)
+    }
+
     /// A `creditd.v1.Subscription` field as events give it (O3 without the stored-only fields).
     mutating func subscriptionView(_ field: UInt32, _ view: SubscriptionView) {
-        let mark = beginMessage(field)
+        let mark = beginMessage(field, reserve: 2)
+        subscriptionFields(view, createdAt: nil, cancelEffectiveDate: nil)
+        endMessage(mark)
+    }
+
+    /// The fields of `creditd.v1.Subscription` (O3): the view's, and the two only the stored
+    /// subscription knows (nil for an event's view).
+    mutating func subscriptionFields(_ view: SubscriptionView, createdAt: Instant?, cancelEffectiveDate: CivilDate?) {
         stringField(1, view.id)
         stringField(2, view.customer)
         stringField(3, view.plan)
@@ -93,6 +124,7 @@ extension ByteWriter {
         stringField(11, view.timeZone.identifier)
         intField(12, Int64(view.refundPolicy.rawValue))
         dateField(13, view.startDate)
+        if let createdAt { intField(14, createdAt.nanosecondsSinceEpoch) }
         // Period current_period = 15: always present, as the mapping sets it.
         let period = beginMessage(15)
         dateField(1, view.period.start)
@@ -103,7 +135,7 @@ extension ByteWriter {
         endMessage(period)
         dateField(16, view.nextBillingDate)
         intField(17, view.scheduledSeats ?? 0)
-        endMessage(mark)
+        dateField(18, cancelEffectiveDate)
     }
 
     /// The fields of `creditd.v1.ChangeSeatsResponse` (S8) as a `seats_changed` or

@@ -4,10 +4,11 @@ import LedgerScenarios
 import XCTest
 @testable import CreditService
 
-/// `ResponseEncoding.event` and `.listEvents` write the feed straight from the domain. Their
-/// bytes must be exactly what SwiftProtobuf writes for the messages built from the same values
-/// through `ProtoMapping` (below, as the handlers built them before), for every kind of event
-/// random ledgers record.
+/// `ResponseEncoding.event`, `.listEvents`, `.getSubscription` and `.listSubscriptions` write
+/// their answers straight from the domain. Their bytes must be exactly what SwiftProtobuf
+/// writes for the messages built from the same values through `ProtoMapping` (for events,
+/// below, as the handlers built them before), for every kind of event and subscription random
+/// ledgers reach.
 final class EventEncodingTests: XCTestCase {
     /// One event as a generated message (E2). Invoice and credit events take their
     /// subscription's currency and zone from the ledger.
@@ -91,6 +92,35 @@ final class EventEncodingTests: XCTestCase {
         XCTAssertGreaterThan(scheduledSeats, 0)
     }
 
+    func testRandomLedgersEncodeSubscriptionsAsTheGeneratedMessages() throws {
+        var cancelled = 0, scheduled = 0, ended = 0
+        for seed in UInt64(1)...60 {
+            let (ledger, _) = RandomLedger.make(seed: seed, steps: 300)
+            for subscription in ledger.subscriptions {
+                var expected = Creditd_V1_GetSubscriptionResponse()
+                expected.subscription = ProtoMapping.subscription(subscription)
+                XCTAssertEqual(ResponseEncoding.getSubscription(subscription), try expected.serializedBytes(),
+                               "seed \(seed), \(subscription.id)")
+                if subscription.cancelEffectiveDate != nil { cancelled += 1 }
+                if subscription.scheduledSeats != nil { scheduled += 1 }
+                if subscription.status == .ended { ended += 1 }
+            }
+            var token = ""
+            repeat {
+                let page = try ledger.listSubscriptions(pageSize: 3, pageToken: token, customer: "", statuses: [])
+                var expected = Creditd_V1_ListSubscriptionsResponse()
+                expected.subscriptions = page.subscriptions.map(ProtoMapping.subscription)
+                expected.nextPageToken = page.nextPageToken
+                XCTAssertEqual(ResponseEncoding.listSubscriptions(page), try expected.serializedBytes(),
+                               "seed \(seed), page after '\(token)'")
+                token = page.nextPageToken
+            } while !token.isEmpty
+        }
+        XCTAssertGreaterThan(cancelled, 0)
+        XCTAssertGreaterThan(scheduled, 0)
+        XCTAssertGreaterThan(ended, 0)
+    }
+
     /// An imported subscription's events, which random ledgers do not make, and an empty page.
     func testImportedSubscriptionAndEmptyPage() throws {
         var ledger = Ledger()
@@ -104,6 +134,8 @@ final class EventEncodingTests: XCTestCase {
         for event in ledger.events {
             XCTAssertEqual(ResponseEncoding.event(event, in: ledger), try expectedEvent(event, in: ledger).serializedBytes())
         }
+        let none = try Ledger().listSubscriptions(pageSize: 0, pageToken: "", customer: "", statuses: [])
+        XCTAssertEqual(ResponseEncoding.listSubscriptions(none), try Creditd_V1_ListSubscriptionsResponse().serializedBytes())
     }
 }
 
