@@ -163,15 +163,27 @@ public struct EventPage: Sendable, Hashable {
     public let oldestSeq: UInt64
 }
 
-/// The events kept, in seq order, as chunks of `chunkSize`: every chunk but the last is full,
-/// so a seq is found by division, and a mutation after a copy copies one chunk and the small
-/// top-level arrays. Pruning drops whole chunks from the front (retention is a minimum).
+/// The events kept, in seq order: sealed chunks of `chunkSize`, then the newest events (fewer
+/// than `chunkSize`) in open pieces of `pieceSize`. A seq is found by division.
+///
+/// The split is for the writer, whose feed shares its storage with the state it last published:
+/// the first append of a batch copies what it touches. With the newest events at the end of
+/// one array of 1,024-event chunks, that was the chunk (512 events on average) and the list of
+/// every chunk (11,700 at 12M events); now it is at most 16 piece references and one piece of
+/// at most 64 events, and the list of sealed chunks changes once per 1,024 events. Pruning
+/// drops whole sealed chunks from the front (retention is a minimum).
 package struct EventFeed: Sendable, Hashable {
     package static let chunkSize = 1_024
+    static let pieceSize = 64
 
-    package private(set) var chunks: [[LedgerEvent]] = []
-    /// The newest `recordedAt` of each chunk, so pruning never looks inside a chunk.
-    private var newestRecorded: [Int64] = []
+    /// Full chunks, oldest first.
+    private var sealed: [[LedgerEvent]] = []
+    /// The newest `recordedAt` of each sealed chunk, so pruning never looks inside a chunk.
+    private var sealedNewest: [Int64] = []
+    /// The events after the sealed chunks, in pieces; every piece but the last is full.
+    private var open: [[LedgerEvent]] = []
+    private var openCount = 0
+    private var openNewest = Int64.min
     /// The seq of the first kept event (`lastSeq + 1` when none is kept).
     package private(set) var firstSeq: UInt64 = 1
     private(set) var lastSeq: UInt64 = 0
@@ -187,114 +199,137 @@ package struct EventFeed: Sendable, Hashable {
     /// The events of `parts` in order, as decoded by several cores, with consecutive seqs
     /// starting at `firstSeq`.
     package init(firstSeq: UInt64, parts: [[LedgerEvent]]) {
-        let total = parts.reduce(0) { $0 + $1.count }
         self.firstSeq = firstSeq
-        self.lastSeq = firstSeq &+ UInt64(total) &- 1
-        var chunk: [LedgerEvent] = []
-        chunk.reserveCapacity(min(EventFeed.chunkSize, total))
-        var left = total
+        lastSeq = firstSeq &- 1
         for part in parts {
-            for event in part {
-                chunk.append(event)
-                if chunk.count == EventFeed.chunkSize {
-                    append(chunk: chunk)
-                    left -= chunk.count
-                    chunk = []
-                    chunk.reserveCapacity(min(EventFeed.chunkSize, left))
-                }
-            }
+            for event in part { append(unchecked: event) }
         }
-        if !chunk.isEmpty { append(chunk: chunk) }
     }
 
-    private mutating func append(chunk: [LedgerEvent]) {
-        chunks.append(chunk)
-        newestRecorded.append(chunk.map(\.recordedAt.nanosecondsSinceEpoch).max()!)
+    /// The kept events in chunks of `chunkSize` from the first, the last one possibly
+    /// shorter (snapshot encoding splits the work by chunk).
+    package var chunks: [[LedgerEvent]] {
+        openCount == 0 ? sealed : sealed + [Array(open.joined())]
     }
 
     package var count: Int { Int(lastSeq &+ 1 &- firstSeq) }
     var nextSeq: UInt64 { lastSeq + 1 }
 
     /// Every kept event in seq order.
-    var events: [LedgerEvent] { chunks.flatMap { $0 } }
+    var events: [LedgerEvent] { Array(sealed.joined()) + Array(open.joined()) }
 
     mutating func append(_ event: LedgerEvent) {
         precondition(event.seq == lastSeq + 1, "event seqs are gap-free")
-        if chunks.isEmpty || chunks[chunks.count - 1].count == EventFeed.chunkSize {
-            var chunk: [LedgerEvent] = []
-            chunk.reserveCapacity(EventFeed.chunkSize)
-            chunks.append(chunk)
-            newestRecorded.append(Int64.min)
-        }
-        let last = chunks.count - 1
-        chunks[last].append(event)
-        newestRecorded[last] = max(newestRecorded[last], event.recordedAt.nanosecondsSinceEpoch)
-        lastSeq = event.seq
+        append(unchecked: event)
     }
 
-    /// E5: drops whole chunks from the front while every event in them is older than the age
-    /// at `now` and outside the newest `minimumCount`. Returns how many events were dropped.
+    private mutating func append(unchecked event: LedgerEvent) {
+        if open.isEmpty || open[open.count - 1].count == Self.pieceSize {
+            var piece: [LedgerEvent] = []
+            piece.reserveCapacity(Self.pieceSize)
+            open.append(piece)
+        }
+        open[open.count - 1].append(event)
+        openCount += 1
+        openNewest = max(openNewest, event.recordedAt.nanosecondsSinceEpoch)
+        lastSeq = event.seq
+        if openCount == Self.chunkSize {
+            sealed.append(Array(open.joined()))
+            sealedNewest.append(openNewest)
+            open = []
+            openCount = 0
+            openNewest = Int64.min
+        }
+    }
+
+    /// E5: drops whole sealed chunks from the front while every event in them is older than
+    /// the age at `now` and outside the newest `minimumCount`; the chunk holding the newest
+    /// events is always kept. Returns how many events were dropped.
     @discardableResult
     mutating func prune(now: Instant, retention: EventRetention) -> Int {
         var dropped = 0
         let cutoff = now.nanosecondsSinceEpoch &- retention.minimumAgeNanoseconds
-        while chunks.count > 1 {    // the last chunk holds the newest events
-            let chunkCount = chunks[0].count
-            guard count - chunkCount >= retention.minimumCount, newestRecorded[0] < cutoff else { break }
-            chunks.removeFirst()
-            newestRecorded.removeFirst()
-            firstSeq += UInt64(chunkCount)
-            dropped += chunkCount
+        var drop = 0
+        let keepLast = openCount == 0 ? 1 : 0
+        while sealed.count - drop > keepLast {
+            guard count - dropped - Self.chunkSize >= retention.minimumCount, sealedNewest[drop] < cutoff else { break }
+            dropped += Self.chunkSize
+            drop += 1
+        }
+        if drop > 0 {
+            sealed.removeFirst(drop)
+            sealedNewest.removeFirst(drop)
+            firstSeq += UInt64(dropped)
         }
         return dropped
     }
 
     /// Drops the events after `seq` (a rollback of changes that never became durable).
     mutating func truncate(after seq: UInt64) {
-        while lastSeq > seq, lastSeq >= firstSeq, !chunks.isEmpty {
-            let last = chunks.count - 1
-            let keep = Int(max(seq, firstSeq - 1) + 1 - firstSeq) - last * EventFeed.chunkSize
-            if keep <= 0 {
-                lastSeq -= UInt64(chunks[last].count)
-                chunks.removeLast()
-                newestRecorded.removeLast()
-            } else {
-                lastSeq -= UInt64(chunks[last].count - keep)
-                chunks[last].removeSubrange(keep...)
-                newestRecorded[last] = chunks[last].map(\.recordedAt.nanosecondsSinceEpoch).max()!
-            }
+        guard lastSeq > seq, lastSeq >= firstSeq else { return }
+        let keep = Int(max(seq, firstSeq - 1) + 1 - firstSeq)
+        let keptSealed = keep / Self.chunkSize
+        var tail: [LedgerEvent] = []
+        if keptSealed < sealed.count {
+            tail = Array(sealed[keptSealed].prefix(keep - keptSealed * Self.chunkSize))
+            sealed.removeSubrange(keptSealed...)
+            sealedNewest.removeSubrange(keptSealed...)
+        } else {
+            tail = Array(Array(open.joined()).prefix(keep - keptSealed * Self.chunkSize))
         }
+        open = []
+        openCount = 0
+        openNewest = Int64.min
+        lastSeq = firstSeq &+ UInt64(keptSealed * Self.chunkSize) &- 1
+        for event in tail { append(unchecked: event) }
     }
 
     /// The kept event with this seq.
     func event(seq: UInt64) -> LedgerEvent? {
         guard seq >= firstSeq, seq <= lastSeq else { return nil }
         let offset = Int(seq - firstSeq)
-        return chunks[offset / EventFeed.chunkSize][offset % EventFeed.chunkSize]
+        let chunk = offset / Self.chunkSize
+        if chunk < sealed.count { return sealed[chunk][offset % Self.chunkSize] }
+        let inOpen = offset - sealed.count * Self.chunkSize
+        return open[inOpen / Self.pieceSize][inOpen % Self.pieceSize]
     }
 
     /// Visits kept events with seq > `afterSeq` in order while `body` returns true.
     func forEach(after afterSeq: UInt64, _ body: (LedgerEvent) -> Bool) {
-        var seq = max(afterSeq + 1, firstSeq)
+        let seq = max(afterSeq + 1, firstSeq)
         guard seq <= lastSeq else { return }
-        var offset = Int(seq - firstSeq)
-        var chunk = offset / EventFeed.chunkSize
-        var position = offset % EventFeed.chunkSize
-        while chunk < chunks.count {
-            let events = chunks[chunk]
+        let offset = Int(seq - firstSeq)
+        let sealedEvents = sealed.count * Self.chunkSize
+        if offset < sealedEvents {
+            var chunk = offset / Self.chunkSize
+            var position = offset % Self.chunkSize
+            while chunk < sealed.count {
+                let events = sealed[chunk]
+                while position < events.count {
+                    if !body(events[position]) { return }
+                    position += 1
+                }
+                chunk += 1
+                position = 0
+            }
+        }
+        let inOpen = max(offset - sealedEvents, 0)
+        var piece = inOpen / Self.pieceSize
+        var position = inOpen % Self.pieceSize
+        while piece < open.count {
+            let events = open[piece]
             while position < events.count {
                 if !body(events[position]) { return }
                 position += 1
-                seq += 1
             }
-            chunk += 1
+            piece += 1
             position = 0
-            offset = 0
         }
     }
 
     package static func == (lhs: EventFeed, rhs: EventFeed) -> Bool {
-        lhs.firstSeq == rhs.firstSeq && lhs.lastSeq == rhs.lastSeq && lhs.chunks == rhs.chunks
+        lhs.firstSeq == rhs.firstSeq && lhs.lastSeq == rhs.lastSeq
+            && lhs.sealed == rhs.sealed && lhs.open.joined().elementsEqual(rhs.open.joined())
     }
 
     package func hash(into hasher: inout Hasher) {

@@ -462,6 +462,15 @@ final class EventTests: XCTestCase {
                              idempotencyEntries: full.idempotencyEntries, events: full.events)
         XCTAssertEqual(rebuilt, full)
         BookChecks.check(rebuilt)
+        // Every seq is found, and pages start where asked, across the sealed chunk and the
+        // open pieces after it.
+        let all = full.events
+        XCTAssertGreaterThan(all.count, EventFeed.chunkSize + EventFeed.pieceSize)
+        for event in all { XCTAssertEqual(full.event(seq: event.seq), event) }
+        for after in [0, 63, 64, 1_000, 1_023, 1_024, 1_087, 1_088, all.count - 1] {
+            let page = try full.listEvents(afterSeq: Int64(after), limit: 100)
+            XCTAssertEqual(page.events, Array(all[after..<min(after + 100, all.count)]), "after \(after)")
+        }
     }
 
     func testSpecMinimumRetention() {
