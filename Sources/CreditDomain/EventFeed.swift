@@ -301,30 +301,28 @@ package struct EventFeed: Sendable, Hashable {
         let offset = Int(seq - firstSeq)
         let sealedEvents = sealed.count * Self.chunkSize
         if offset < sealedEvents {
-            var chunk = offset / Self.chunkSize
-            var position = offset % Self.chunkSize
-            while chunk < sealed.count {
-                let events = sealed[chunk]
-                while position < events.count {
-                    if !body(events[position]) { return }
-                    position += 1
-                }
-                chunk += 1
-                position = 0
-            }
+            guard Self.visit(sealed, part: offset / Self.chunkSize, position: offset % Self.chunkSize, body) else { return }
         }
         let inOpen = max(offset - sealedEvents, 0)
-        var piece = inOpen / Self.pieceSize
-        var position = inOpen % Self.pieceSize
-        while piece < open.count {
-            let events = open[piece]
+        _ = Self.visit(open, part: inOpen / Self.pieceSize, position: inOpen % Self.pieceSize, body)
+    }
+
+    /// Visits the events of `parts` from `position` in `part` on while `body` returns true;
+    /// false once it has stopped.
+    private static func visit(_ parts: [[LedgerEvent]], part start: Int, position first: Int,
+                              _ body: (LedgerEvent) -> Bool) -> Bool {
+        var part = start
+        var position = first
+        while part < parts.count {
+            let events = parts[part]
             while position < events.count {
-                if !body(events[position]) { return }
+                if !body(events[position]) { return false }
                 position += 1
             }
-            piece += 1
+            part += 1
             position = 0
         }
+        return true
     }
 
     package static func == (lhs: EventFeed, rhs: EventFeed) -> Bool {
