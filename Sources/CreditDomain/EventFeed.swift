@@ -182,7 +182,6 @@ package struct EventFeed: Sendable, Hashable {
     private var sealedNewest: [Int64] = []
     /// The events after the sealed chunks, in pieces; every piece but the last is full.
     private var open: [[LedgerEvent]] = []
-    private var openCount = 0
     private var openNewest = Int64.min
     /// The seq of the first kept event (`lastSeq + 1` when none is kept).
     package private(set) var firstSeq: UInt64 = 1
@@ -214,6 +213,8 @@ package struct EventFeed: Sendable, Hashable {
 
     package var count: Int { Int(lastSeq &+ 1 &- firstSeq) }
     var nextSeq: UInt64 { lastSeq + 1 }
+    /// How many events are in the open pieces.
+    private var openCount: Int { count - sealed.count * Self.chunkSize }
 
     /// Every kept event in seq order.
     var events: [LedgerEvent] { Array(sealed.joined()) + Array(open.joined()) }
@@ -230,14 +231,12 @@ package struct EventFeed: Sendable, Hashable {
             open.append(piece)
         }
         open[open.count - 1].append(event)
-        openCount += 1
         openNewest = max(openNewest, event.recordedAt.nanosecondsSinceEpoch)
         lastSeq = event.seq
         if openCount == Self.chunkSize {
             sealed.append(Array(open.joined()))
             sealedNewest.append(openNewest)
             open = []
-            openCount = 0
             openNewest = Int64.min
         }
     }
@@ -278,7 +277,6 @@ package struct EventFeed: Sendable, Hashable {
             tail = Array(Array(open.joined()).prefix(keep - keptSealed * Self.chunkSize))
         }
         open = []
-        openCount = 0
         openNewest = Int64.min
         lastSeq = firstSeq &+ UInt64(keptSealed * Self.chunkSize) &- 1
         for event in tail { append(unchecked: event) }

@@ -89,7 +89,7 @@ public struct TypedResponder<Response: SwiftProtobuf.Message>: Sendable {
     public var eventLoop: any EventLoop { base.eventLoop }
 
     public func callAsFunction(_ result: Result<Response, any Error>) {
-        base.callAsFunction(result.flatMap { RPCMethod.encode($0) })
+        callAsFunction(encoded: result.flatMap { RPCMethod.encode($0) })
     }
 
     /// Answers with a response its caller encoded itself, straight from domain values
@@ -128,8 +128,7 @@ public struct ServerStreamWriter: Sendable {
     /// Sends several messages with one hand-off to the connection and one flush: a stream
     /// with a backlog pays the round trip to the event loop once per batch, not per message.
     public func send<M: SwiftProtobuf.Message>(_ messages: [M]) async throws {
-        guard !messages.isEmpty else { return }
-        try await sendBatch(try messages.map { try $0.serializedBytes() })
+        try await send(encoded: try messages.map { try $0.serializedBytes() })
     }
 
     /// Sends several messages its caller encoded itself (each must be the encoding of the

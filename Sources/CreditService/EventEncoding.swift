@@ -95,22 +95,15 @@ extension ByteWriter {
 
     /// A whole `creditd.v1.Subscription` field (O3).
     mutating func subscription(_ field: UInt32, _ subscription: Subscription) {
-        let mark = beginMessage(field, reserve: 2)
-        subscriptionFields(SubscriptionView(subscription), createdAt: subscription.createdAt,
-                           cancelEffectiveDate: subscription.cancelEffectiveDate)
-        endMessage(mark)
+        subscriptionView(field, SubscriptionView(subscription), createdAt: subscription.createdAt,
+                         cancelEffectiveDate: subscription.cancelEffectiveDate)
     }
 
-    /// A `creditd.v1.Subscription` field as events give it (O3 without the stored-only fields).
-    mutating func subscriptionView(_ field: UInt32, _ view: SubscriptionView) {
+    /// A `creditd.v1.Subscription` field: the view's fields, and the two only the stored
+    /// subscription knows (none in an event's view).
+    mutating func subscriptionView(_ field: UInt32, _ view: SubscriptionView, createdAt: Instant? = nil,
+                                   cancelEffectiveDate: CivilDate? = nil) {
         let mark = beginMessage(field, reserve: 2)
-        subscriptionFields(view, createdAt: nil, cancelEffectiveDate: nil)
-        endMessage(mark)
-    }
-
-    /// The fields of `creditd.v1.Subscription` (O3): the view's, and the two only the stored
-    /// subscription knows (nil for an event's view).
-    mutating func subscriptionFields(_ view: SubscriptionView, createdAt: Instant?, cancelEffectiveDate: CivilDate?) {
         stringField(1, view.id)
         stringField(2, view.customer)
         stringField(3, view.plan)
@@ -136,6 +129,7 @@ extension ByteWriter {
         dateField(16, view.nextBillingDate)
         intField(17, view.scheduledSeats ?? 0)
         dateField(18, cancelEffectiveDate)
+        endMessage(mark)
     }
 
     /// The fields of `creditd.v1.ChangeSeatsResponse` (S8) as a `seats_changed` or
