@@ -84,6 +84,7 @@ let package = Package(
                 "CreditMonitoring", "SystemdSupport", "CCreditSystem",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         // Swift client used by creditctl and the tests.

@@ -1,5 +1,7 @@
 // The event feed (E1–E5): what each committed change recorded, in one gap-free sequence.
 
+import Synchronization
+
 /// E1 event types. Raw values are stable: they are part of the snapshot format.
 public enum EventType: Int32, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     case subscriptionCreated = 1
@@ -163,6 +165,103 @@ public struct EventPage: Sendable, Hashable {
     public let oldestSeq: UInt64
 }
 
+/// Where a sealed chunk's events live outside memory, and how to read them back: the event
+/// archive of the file store (CreditStore's `EventArchiveFiles`). The domain never writes it;
+/// it only asks for a chunk's events when a call reaches them.
+public protocol EventArchive: AnyObject, Sendable {
+    /// The events of the archived chunk (seqs `chunk.firstSeq`, +1, …). Throws when the
+    /// archive cannot give them back (a missing or damaged file).
+    func events(of chunk: ArchivedEventChunk) throws -> [LedgerEvent]
+}
+
+/// Where one sealed chunk of `EventFeed.chunkSize` events is kept in the event archive.
+public struct ArchivedEventChunk: Sendable, Hashable {
+    /// The seq of its first event.
+    public let firstSeq: UInt64
+    /// The archive file, named after the first seq it holds.
+    public let file: UInt64
+    /// Where its block starts in the file, and how long the block is.
+    public let offset: UInt64
+    public let length: UInt64
+    /// The newest `recordedAt` among its events (pruning never reads the chunk, E5).
+    public let newestRecordedAt: Int64
+
+    public init(firstSeq: UInt64, file: UInt64, offset: UInt64, length: UInt64, newestRecordedAt: Int64) {
+        self.firstSeq = firstSeq
+        self.file = file
+        self.offset = offset
+        self.length = length
+        self.newestRecordedAt = newestRecordedAt
+    }
+}
+
+/// One full chunk of the feed: its events in memory until the archive holds them, then only
+/// where they are. Which of the two is a matter of memory, not of value: every ledger copy
+/// sharing the chunk sees the same events either way, so the change is made in place.
+public final class SealedEventChunk: Sendable {
+    public let firstSeq: UInt64
+    /// The newest `recordedAt` among its events.
+    public let newestRecordedAt: Int64
+    private enum Storage {
+        case resident([LedgerEvent])
+        case archived(ArchivedEventChunk, any EventArchive)
+    }
+    private let storage: Mutex<Storage>
+
+    init(events: [LedgerEvent]) {
+        precondition(events.count == EventFeed.chunkSize, "a sealed chunk is full")
+        firstSeq = events[0].seq
+        newestRecordedAt = events.lazy.map(\.recordedAt.nanosecondsSinceEpoch).max()!
+        storage = Mutex(.resident(events))
+    }
+
+    package init(archived location: ArchivedEventChunk, in archive: any EventArchive) {
+        firstSeq = location.firstSeq
+        newestRecordedAt = location.newestRecordedAt
+        storage = Mutex(.archived(location, archive))
+    }
+
+    /// Its events while they are in memory, nil once archived.
+    public var residentEvents: [LedgerEvent]? {
+        storage.withLock { storage in
+            if case .resident(let events) = storage { return events }
+            return nil
+        }
+    }
+
+    /// Where the archive keeps it, nil while it is only in memory.
+    public var archivedLocation: ArchivedEventChunk? {
+        storage.withLock { storage in
+            if case .archived(let location, _) = storage { return location }
+            return nil
+        }
+    }
+
+    /// Its events, read back from the archive when they are not in memory.
+    public func events() throws -> [LedgerEvent] {
+        let archived: (ArchivedEventChunk, any EventArchive)? = storage.withLock { storage in
+            switch storage {
+            case .resident: return nil
+            case .archived(let location, let archive): return (location, archive)
+            }
+        }
+        guard let (location, archive) = archived else { return residentEvents! }
+        return try archive.events(of: location)
+    }
+
+    /// The archive now holds these events durably enough to read back: memory lets them go.
+    public func markArchived(_ location: ArchivedEventChunk, in archive: any EventArchive) {
+        precondition(location.firstSeq == firstSeq, "an archived chunk keeps its seqs")
+        storage.withLock { $0 = .archived(location, archive) }
+    }
+}
+
+/// Why a kept event could not be read (its archived chunk is gone or damaged).
+public struct EventArchiveReadError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
 /// The events kept, in seq order: sealed chunks of `chunkSize`, then the newest events (fewer
 /// than `chunkSize`) in open pieces of `pieceSize`. A seq is found by division.
 ///
@@ -172,17 +271,17 @@ public struct EventPage: Sendable, Hashable {
 /// every chunk (11,700 at 12M events); now it is at most 16 piece references and one piece of
 /// at most 64 events, and the list of sealed chunks changes once per 1,024 events. Pruning
 /// drops whole sealed chunks from the front (retention is a minimum).
+///
+/// Sealed chunks are what the file store's event archive moves out of memory (E5 keeps 45 days
+/// of events: at 1M subscriptions, ~12M events, several GiB as values).
 package struct EventFeed: Sendable, Hashable {
     package static let chunkSize = 1_024
     static let pieceSize = 64
 
     /// Full chunks, oldest first.
-    private var sealed: [[LedgerEvent]] = []
-    /// The newest `recordedAt` of each sealed chunk, so pruning never looks inside a chunk.
-    private var sealedNewest: [Int64] = []
+    private var sealed: [SealedEventChunk] = []
     /// The events after the sealed chunks, in pieces; every piece but the last is full.
     private var open: [[LedgerEvent]] = []
-    private var openNewest = Int64.min
     /// The seq of the first kept event (`lastSeq + 1` when none is kept).
     package private(set) var firstSeq: UInt64 = 1
     private(set) var lastSeq: UInt64 = 0
@@ -192,32 +291,36 @@ package struct EventFeed: Sendable, Hashable {
     /// Events with consecutive seqs starting at `firstSeq` (snapshot decoding); `lastSeq`
     /// is `firstSeq + events.count - 1`.
     package init(firstSeq: UInt64, events: [LedgerEvent]) {
-        self.init(firstSeq: firstSeq, parts: [events])
+        self.init(firstSeq: firstSeq, archived: [], parts: [events])
     }
 
-    /// The events of `parts` in order, as decoded by several cores, with consecutive seqs
-    /// starting at `firstSeq`.
-    package init(firstSeq: UInt64, parts: [[LedgerEvent]]) {
+    /// `archived` (consecutive full chunks from `firstSeq`), then the events of `parts` in
+    /// order, as decoded by several cores, with consecutive seqs.
+    package init(firstSeq: UInt64, archived: [SealedEventChunk] = [], parts: [[LedgerEvent]]) {
         self.firstSeq = firstSeq
-        lastSeq = firstSeq &- 1
+        sealed = archived
+        lastSeq = firstSeq &+ UInt64(archived.count * Self.chunkSize) &- 1
         for part in parts {
             for event in part { append(unchecked: event) }
         }
     }
 
-    /// The kept events in chunks of `chunkSize` from the first, the last one possibly
-    /// shorter (snapshot encoding splits the work by chunk).
-    package var chunks: [[LedgerEvent]] {
-        openCount == 0 ? sealed : sealed + [Array(open.joined())]
-    }
+    /// The sealed chunks (resident or archived), oldest first.
+    package var sealedChunks: [SealedEventChunk] { sealed }
+    /// The events after the sealed chunks (fewer than `chunkSize`).
+    package var openEvents: [LedgerEvent] { Array(open.joined()) }
 
     package var count: Int { Int(lastSeq &+ 1 &- firstSeq) }
     var nextSeq: UInt64 { lastSeq + 1 }
     /// How many events are in the open pieces.
     private var openCount: Int { count - sealed.count * Self.chunkSize }
 
-    /// Every kept event in seq order.
-    var events: [LedgerEvent] { Array(sealed.joined()) + Array(open.joined()) }
+    /// Every kept event in seq order (throws when an archived chunk cannot be read).
+    func events() throws -> [LedgerEvent] {
+        var all: [LedgerEvent] = []
+        for chunk in sealed { all += try chunk.events() }
+        return all + open.joined()
+    }
 
     mutating func append(_ event: LedgerEvent) {
         precondition(event.seq == lastSeq + 1, "event seqs are gap-free")
@@ -231,13 +334,10 @@ package struct EventFeed: Sendable, Hashable {
             open.append(piece)
         }
         open[open.count - 1].append(event)
-        openNewest = max(openNewest, event.recordedAt.nanosecondsSinceEpoch)
         lastSeq = event.seq
         if openCount == Self.chunkSize {
-            sealed.append(Array(open.joined()))
-            sealedNewest.append(openNewest)
+            sealed.append(SealedEventChunk(events: Array(open.joined())))
             open = []
-            openNewest = Int64.min
         }
     }
 
@@ -251,55 +351,70 @@ package struct EventFeed: Sendable, Hashable {
         var drop = 0
         let keepLast = openCount == 0 ? 1 : 0
         while sealed.count - drop > keepLast {
-            guard count - dropped - Self.chunkSize >= retention.minimumCount, sealedNewest[drop] < cutoff else { break }
+            guard count - dropped - Self.chunkSize >= retention.minimumCount, sealed[drop].newestRecordedAt < cutoff else { break }
             dropped += Self.chunkSize
             drop += 1
         }
         if drop > 0 {
             sealed.removeFirst(drop)
-            sealedNewest.removeFirst(drop)
             firstSeq += UInt64(dropped)
         }
         return dropped
     }
 
     /// Drops the events after `seq` (a rollback of changes that never became durable).
+    /// Archived chunks hold only durable events, so a rollback never cuts into one.
     mutating func truncate(after seq: UInt64) {
         guard lastSeq > seq, lastSeq >= firstSeq else { return }
         let keep = Int(max(seq, firstSeq - 1) + 1 - firstSeq)
         let keptSealed = keep / Self.chunkSize
         var tail: [LedgerEvent] = []
         if keptSealed < sealed.count {
-            tail = Array(sealed[keptSealed].prefix(keep - keptSealed * Self.chunkSize))
+            guard let events = sealed[keptSealed].residentEvents else {
+                preconditionFailure("a rollback reached an archived chunk, which holds only durable events")
+            }
+            tail = Array(events.prefix(keep - keptSealed * Self.chunkSize))
             sealed.removeSubrange(keptSealed...)
-            sealedNewest.removeSubrange(keptSealed...)
         } else {
             tail = Array(Array(open.joined()).prefix(keep - keptSealed * Self.chunkSize))
         }
         open = []
-        openNewest = Int64.min
         lastSeq = firstSeq &+ UInt64(keptSealed * Self.chunkSize) &- 1
         for event in tail { append(unchecked: event) }
     }
 
     /// The kept event with this seq.
-    func event(seq: UInt64) -> LedgerEvent? {
+    func event(seq: UInt64) throws -> LedgerEvent? {
         guard seq >= firstSeq, seq <= lastSeq else { return nil }
         let offset = Int(seq - firstSeq)
         let chunk = offset / Self.chunkSize
-        if chunk < sealed.count { return sealed[chunk][offset % Self.chunkSize] }
+        if chunk < sealed.count { return try sealed[chunk].events()[offset % Self.chunkSize] }
         let inOpen = offset - sealed.count * Self.chunkSize
         return open[inOpen / Self.pieceSize][inOpen % Self.pieceSize]
     }
 
+    /// Whether reading from `afterSeq` on starts in a chunk that is only in the archive (a
+    /// caller on an event loop moves such a read to a thread that may block).
+    func startsInArchive(after afterSeq: UInt64) -> Bool {
+        let seq = max(afterSeq + 1, firstSeq)
+        guard seq <= lastSeq else { return false }
+        let chunk = Int(seq - firstSeq) / Self.chunkSize
+        return chunk < sealed.count && sealed[chunk].residentEvents == nil
+    }
+
     /// Visits kept events with seq > `afterSeq` in order while `body` returns true.
-    func forEach(after afterSeq: UInt64, _ body: (LedgerEvent) -> Bool) {
+    func forEach(after afterSeq: UInt64, _ body: (LedgerEvent) -> Bool) throws {
         let seq = max(afterSeq + 1, firstSeq)
         guard seq <= lastSeq else { return }
         let offset = Int(seq - firstSeq)
         let sealedEvents = sealed.count * Self.chunkSize
         if offset < sealedEvents {
-            guard Self.visit(sealed, part: offset / Self.chunkSize, position: offset % Self.chunkSize, body) else { return }
+            var position = offset % Self.chunkSize
+            for chunk in sealed[(offset / Self.chunkSize)...] {
+                let events = try chunk.events()
+                guard Self.visit([events], part: 0, position: position, body) else { return }
+                position = 0
+            }
         }
         let inOpen = max(offset - sealedEvents, 0)
         _ = Self.visit(open, part: inOpen / Self.pieceSize, position: inOpen % Self.pieceSize, body)
@@ -323,9 +438,15 @@ package struct EventFeed: Sendable, Hashable {
         return true
     }
 
+    /// Equal kept events. An archived chunk that cannot be read compares unequal.
     package static func == (lhs: EventFeed, rhs: EventFeed) -> Bool {
-        lhs.firstSeq == rhs.firstSeq && lhs.lastSeq == rhs.lastSeq
-            && lhs.sealed == rhs.sealed && lhs.open.joined().elementsEqual(rhs.open.joined())
+        guard lhs.firstSeq == rhs.firstSeq, lhs.lastSeq == rhs.lastSeq, lhs.sealed.count == rhs.sealed.count else { return false }
+        for (left, right) in zip(lhs.sealed, rhs.sealed) where left !== right {
+            guard let leftEvents = try? left.events(), let rightEvents = try? right.events(), leftEvents == rightEvents else {
+                return false
+            }
+        }
+        return lhs.open.joined().elementsEqual(rhs.open.joined())
     }
 
     package func hash(into hasher: inout Hasher) {
@@ -345,9 +466,10 @@ extension Ledger {
     /// `seq > afterSeq` matching the filters. `limit` 0 means 100. An empty `types` or
     /// `subscriptionId` is no filter. Errors: `invalid_request` (negative values, `limit`
     /// above 1000, an unknown or unspecified type, `afterSeq` above `lastSeq`), then
-    /// `events_pruned` (`afterSeq < oldestSeq − 1`, with `oldestSeq`).
+    /// `events_pruned` (`afterSeq < oldestSeq − 1`, with `oldestSeq`). An archived chunk that
+    /// cannot be read back throws `EventArchiveReadError`.
     public func listEvents(afterSeq: Int64, limit: Int32, types: [EnumField<EventType>] = [],
-                           subscriptionId: String = "") throws(DomainError) -> EventPage {
+                           subscriptionId: String = "") throws -> EventPage {
         guard afterSeq >= 0 else { throw DomainError.invalid("after_seq must not be negative") }
         guard limit >= 0, limit <= 1_000 else { throw DomainError.invalid("limit must be 0 to 1000") }
         var wanted = Set<EventType>()
@@ -369,7 +491,7 @@ extension Ledger {
         var examined = 0
         var next = UInt64(afterSeq)
         var reachedEnd = true
-        feed.forEach(after: UInt64(afterSeq)) { event in
+        try feed.forEach(after: UInt64(afterSeq)) { event in
             if events.count == cap || examined == Ledger.eventScanBudget {
                 reachedEnd = false
                 return false
@@ -392,9 +514,12 @@ extension Ledger {
     /// How many events are kept.
     public var eventCount: Int { feed.count }
     /// Every kept event in seq order (tests, tools; the daemon pages with `listEvents`).
-    public var events: [LedgerEvent] { feed.events }
+    public var events: [LedgerEvent] { get throws { try feed.events() } }
     /// The kept event with this seq.
-    public func event(seq: UInt64) -> LedgerEvent? { feed.event(seq: seq) }
+    public func event(seq: UInt64) throws -> LedgerEvent? { try feed.event(seq: seq) }
+    /// Whether a read of the events after `afterSeq` starts in the event archive rather than
+    /// in memory (it may then block on the disk).
+    public func eventsStartInArchive(after afterSeq: Int64) -> Bool { feed.startsInArchive(after: UInt64(max(afterSeq, 0))) }
 
     /// Drops the events after `seq`, for a writer that rolls back changes which never became
     /// durable (the billing state must be rolled back to the same point; `lastEventSeq` taken

@@ -57,6 +57,11 @@ public final class CreditApplication: Sendable {
     private let logger: Logger
     /// The writer's sequence when it started (the replication loop continues after it).
     private let recoveredSequence: UInt64
+    /// The file store's event archive (nil on a shared store, whose snapshots carry every event).
+    private let archiver: EventArchiver?
+    /// The archive blocks named by the newest snapshot on disk; with the next snapshot's they
+    /// are what the archive must keep.
+    private let snapshotBlocks = Mutex<[EventArchiveFiles.Block]>([])
 
     public enum StartError: Error, CustomStringConvertible {
         case store(StoreError)
@@ -107,18 +112,29 @@ public final class CreditApplication: Sendable {
             logger.log(level: level, "\(event.message)", metadata: ["recovery": "\(event.kind.rawValue)"])
         }
 
+        // The file store keeps old events in its archive; a shared store's snapshots carry them.
+        let archiver = configuration.openStore == nil
+            ? EventArchiver(files: EventArchiveFiles(directory: configuration.stateDirectory,
+                                                     operations: options.fileOperations))
+            : nil
         var ledger = Ledger(maxSeats: configuration.maxSeats)
         ledger.eventRetention = configuration.eventRetention
         var lastInstant: Instant?
         if let snapshot = recovery.snapshot {
             do {
-                let decoded = try SnapshotCodec.decode(snapshot.payload)
+                let decoded = try SnapshotCodec.decode(snapshot.payload, archive: archiver)
                 ledger = decoded.ledger
                 ledger.eventRetention = configuration.eventRetention
                 lastInstant = decoded.clock
             } catch {
                 throw .snapshot("\(snapshot.fileName): \(error)")
             }
+        }
+        let recoveredBlocks = EventArchiver.blocks(of: ledger)
+        do {
+            try archiver?.files.discardUnreferenced(keeping: recoveredBlocks)
+        } catch {
+            throw .snapshot("\(recovery.snapshot?.fileName ?? "no snapshot"): \(error)")
         }
         for record in recovery.records {
             do {
@@ -151,6 +167,8 @@ public final class CreditApplication: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.recoveredSequence = recovery.nextSequence - 1
+        self.archiver = archiver
+        snapshotBlocks.withLock { $0 = recoveredBlocks }
         // A shared store's host starts as standby; its replication loop promotes it.
         self.writer = LedgerWriter(ledger: ledger, store: store, clock: clock,
                                    lastSequence: recovery.nextSequence - 1,
@@ -190,7 +208,14 @@ public final class CreditApplication: Sendable {
     /// thread sleeps until the next one falls due.
     public func runScheduler() async {
         guard let replicated = store as? any ReplicatedJournalStore else {
-            await writeRequestedSnapshots()
+            await withDiscardingTaskGroup { group in
+                if let archiver {
+                    group.addTask { await self.archiveInBackground(archiver) }
+                }
+                await writeRequestedSnapshots()
+                // The writer is closed: streams and the archiving loop end.
+                writer.commits.close()
+            }
             return
         }
         // A shared store: its lease and standby loop runs beside the snapshots, until cancelled.
@@ -235,12 +260,58 @@ public final class CreditApplication: Sendable {
         writer.committed.ledger.subscriptionCount
     }
 
-    /// Encodes a captured ledger on the store's snapshot thread and writes it durably.
+    /// Sealed event chunks in memory before the background pass archives them (8,192 events).
+    static let archiveThreshold = 8
+    /// The background pass looks again after this many more records.
+    static let archiveCheckRecords: UInt64 = 1_024
+
+    /// Moves sealed event chunks of the committed state into the archive as they accumulate,
+    /// on a niced thread of its own, until the writer closes. Snapshots archive the rest.
+    private func archiveInBackground(_ archiver: EventArchiver) async {
+        var after = writer.committed.sequence
+        repeat {
+            let committed = writer.committed
+            after = committed.sequence + Self.archiveCheckRecords
+            guard EventArchiver.residentChunks(of: committed.ledger) >= Self.archiveThreshold else { continue }
+            do {
+                let moved = try await SnapshotPriority.run(threadName: "creditd-archive") {
+                    let moved = try archiver.archive(committed.ledger, sync: false)
+                    // A large pass (the backlog after a long replay) gives its pages back.
+                    if moved >= 256 { _ = credit_malloc_trim() }
+                    return moved
+                }
+                logger.debug("events archived", metadata: ["chunks": "\(moved)"])
+            } catch {
+                // The events stay in memory; the next snapshot tries again and reports a failure.
+                logger.error("archiving events failed", metadata: ["error": "\(error)"])
+            }
+        } while await writer.commits.next(after: after)
+    }
+
+    /// Encodes a captured ledger on the store's snapshot thread and writes it durably. On the
+    /// file store, the feed's sealed chunks are archived and synced first, and the snapshot
+    /// names their blocks instead of carrying them.
     private func write(_ capture: SnapshotCapture) async throws -> SnapshotInfo {
         defer { writer.snapshotFinished() }
         let started = ContinuousClock.now
+        let archiver = self.archiver
         let info = try await store.writeSnapshot(sequence: capture.sequence) {
-            try SnapshotCodec.encode(capture.ledger, clock: capture.clock)
+            try archiver?.archive(capture.ledger, sync: true)
+            return try SnapshotCodec.encode(capture.ledger, clock: capture.clock)
+        }
+        if let archiver {
+            // The store now keeps this snapshot and the one before it: the archive keeps what
+            // either names.
+            let blocks = EventArchiver.blocks(of: capture.ledger)
+            let previous = snapshotBlocks.withLock { saved in
+                defer { saved = blocks }
+                return saved
+            }
+            do {
+                try archiver.files.removeFiles(before: previous + blocks)
+            } catch {
+                logger.warning("removing old event archive files failed", metadata: ["error": "\(error)"])
+            }
         }
         configuration.snapshotObserver?(ContinuousClock.now - started)
         return info
@@ -264,5 +335,6 @@ public final class CreditApplication: Sendable {
         }
         await writer.close()
         await store.close()
+        archiver?.files.close()
     }
 }

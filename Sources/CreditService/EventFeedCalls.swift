@@ -3,6 +3,7 @@ import CreditProto
 import CreditServer
 import CreditWire
 import NIOCore
+import NIOPosix
 
 /// ListEvents (E4): answered at once when the feed has a matching event (or the caller does
 /// not wait); otherwise it waits, on the connection's event loop, for commits until a matching
@@ -59,11 +60,27 @@ final class EventLongPoll: @unchecked Sendable {
     private func attempt(final: Bool) {
         guard !done else { return }
         let committed = writer.committed
+        let request = self.request
+        let read = { @Sendable () throws -> EventPage in
+            try EventFeedCalls.page(committed.ledger, afterSeq: request.afterSeq, limit: request.limit,
+                                    types: request.types, subscriptionID: request.subscriptionID)
+        }
+        guard committed.ledger.eventsStartInArchive(after: request.afterSeq) else {
+            answer(Result(catching: read), committed: committed, final: final)
+            return
+        }
+        // Old events are read back from the archive's files: off the event loop.
+        NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop, read).whenComplete { [self] result in
+            answer(result, committed: committed, final: final)
+        }
+    }
+
+    private func answer(_ result: Result<EventPage, any Error>, committed: CommittedState, final: Bool) {
+        guard !done else { return }
         let page: EventPage
-        do {
-            page = try EventFeedCalls.page(committed.ledger, afterSeq: request.afterSeq, limit: request.limit,
-                                           types: request.types, subscriptionID: request.subscriptionID)
-        } catch {
+        switch result {
+        case .success(let read): page = read
+        case .failure(let error):
             finish(.failure(error))
             return
         }
@@ -99,8 +116,14 @@ enum EventStream {
         var after = request.afterSeq
         while true {
             let committed = writer.committed
-            let page = try EventFeedCalls.page(committed.ledger, afterSeq: after, limit: 1_000,
-                                               types: request.types, subscriptionID: request.subscriptionID)
+            let from = after
+            let read = { @Sendable () throws -> EventPage in
+                try EventFeedCalls.page(committed.ledger, afterSeq: from, limit: 1_000,
+                                        types: request.types, subscriptionID: request.subscriptionID)
+            }
+            // Old events are read back from the archive's files: off the event loop.
+            let page = committed.ledger.eventsStartInArchive(after: after)
+                ? try await NIOThreadPool.singleton.runIfActive(read) : try read()
             let unsent = page.lastSeq - UInt64(max(after, 0))
             if unsent > lagLimit {
                 throw RPCError.domain(.resourceExhausted, reason: "consumer_too_slow",
@@ -131,8 +154,12 @@ enum EventFeedCalls {
             return try ledger.listEvents(afterSeq: afterSeq, limit: limit,
                                          types: types.map { EnumField(wireValue: Int32($0.rawValue)) },
                                          subscriptionId: subscriptionID)
-        } catch {
+        } catch let error as DomainError {
             throw error.rpcError
+        } catch {
+            // A kept event that cannot be read back (EventArchiveReadError): the archive's
+            // file is missing or damaged.
+            throw RPCError.domain(.dataLoss, reason: "event_archive_unreadable", "\(error)")
         }
     }
 }

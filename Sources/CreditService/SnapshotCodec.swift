@@ -72,7 +72,8 @@ public enum SnapshotCodec {
             + " to \(LedgerCodec.readableVersions.upperBound))"
     }
 
-    public static func decode(_ payload: [UInt8]) throws -> (ledger: Ledger, clock: Instant) {
+    /// The ledger and clock of a snapshot; `archive` reads the event chunks it names there.
+    public static func decode(_ payload: [UInt8], archive: (any EventArchive)? = nil) throws -> (ledger: Ledger, clock: Instant) {
         let (header, offset) = try header(payload)
         guard let encoding = LedgerEncoding(rawValue: header.ledgerEncoding) else {
             throw DecodeError(description: "snapshot ledger encoding \(header.ledgerEncoding) is unknown to this creditd")
@@ -81,7 +82,7 @@ public enum SnapshotCodec {
         case .ledgerCodec:
             let ledger: Ledger
             do {
-                ledger = try LedgerCodec.decode(payload, from: offset)
+                ledger = try LedgerCodec.decode(payload, from: offset, archive: archive)
             } catch {
                 throw DecodeError(description: "snapshot ledger: \(error)")
             }

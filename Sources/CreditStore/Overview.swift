@@ -1,7 +1,8 @@
 // CreditStore: the on-disk format and the rules recovery follows.
 //
 // This file holds no code; it documents what `Format.swift`, `DurableStore.swift`,
-// `Recovery.swift` and `Verification.swift` implement, in the manner of a Go doc.go.
+// `Recovery.swift`, `Verification.swift` and `EventArchiveFiles.swift` implement, in the manner
+// of a Go doc.go.
 //
 // # The state directory
 //
@@ -9,6 +10,8 @@
 //   journal-<firstSeq, 20 digits>.log     journal segments, named after their first record
 //   snapshot-<lastSeq, 20 digits>.snap    the newest snapshot and the one before it
 //   snapshot-<seq>.snap.tmp               a snapshot being written (removed by recovery)
+//   events-<firstSeq, 20 digits>.arch     the event archive: sealed event chunks, named after
+//                                         the first seq the file holds
 //   <name>.corrupt-<unix ms>              copies and moved-aside segments left by --repair
 //
 // All integers are little-endian. Checksums are CRC32C (Castagnoli), `CRC32C.swift`.
@@ -45,6 +48,37 @@
 // and a torn seal can only be followed by a successor that holds no record yet (recovery treats
 // it as a torn tail). Version 1 segments have no seals; the store never appends to one (it
 // starts a version 2 segment instead), so the chain is self-checking from the first v2 segment.
+//
+// # Event archive file (archive format version 1)
+//
+//   header, 32 bytes:
+//     0  magic "CREDEVTS"
+//     8  version u32            1
+//    12  reserved u32           0
+//    16  firstSeq u64           equals the number in the file name
+//    24  CRC32C of bytes 0..<24 u32
+//    28  reserved u32           0
+//
+//   then blocks, back to back, one per sealed chunk of the event feed:
+//     0  length u32             payload bytes
+//     4  CRC32C u32             of the payload
+//     8  firstSeq u64           the seq of the chunk's first event
+//    16  CRC32C of bytes 0..<16 u32
+//    20  reserved u32           0
+//    24  payload                opaque to the store (the service writes the chunk's 1,024 events
+//                               as one events part of the ledger encoding, `EventChunkCodec`)
+//
+// A file takes blocks until it passes 64 MiB; the next block starts a new file. Blocks are
+// written without an fdatasync: nothing depends on them until a snapshot names them (file,
+// offset, length), and the service syncs the archive (files, then the directory for new files)
+// before it writes that snapshot. Until then the events are also in the journal or in an older
+// snapshot. So at open, for the snapshot recovery loaded, the store checks that every named
+// block is within its file (else it refuses to start), cuts the last named file back to the
+// end of its last named block, and removes every file after it: recovery replays those events
+// from the journal and archives them again. After each snapshot, files older than every file
+// the new snapshot and the one before it name are removed (the fallback snapshot keeps its
+// events). A block is read back with its header checked (CRCs, length, first seq); a damaged
+// one is an error for the call that reaches it, never other events.
 //
 // # Snapshot (snapshot format version 1)
 //

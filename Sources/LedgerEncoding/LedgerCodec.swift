@@ -7,16 +7,16 @@ import CreditDomain
 /// `==` to the original and behaves identically afterwards.
 ///
 /// Every version starts with the magic "CRDL" and a little-endian UInt32 version. This build
-/// writes version 3, tagged (protobuf wire format, one length-delimited record per subscription,
+/// writes version 4, tagged (protobuf wire format, one length-delimited record per subscription,
 /// key and event, in parts: see Overview.swift), so that a later release can add a field without
-/// breaking older files. It also reads the positional versions 1 and 2 (`PositionalDecoder`),
+/// breaking older files; version 4 also names the event chunks kept in the event archive. It also reads the positional versions 1 and 2 (`PositionalDecoder`),
 /// whose layout is fixed by the order of their fields.
 public enum LedgerCodec {
     /// The version this build writes. Version 2 added the event feed (E3); version 3 made the
-    /// encoding tagged.
-    public static let formatVersion: UInt32 = 3
+    /// encoding tagged; version 4 names archived event chunks instead of carrying them.
+    public static let formatVersion: UInt32 = 4
     /// Every version this build reads.
-    public static let readableVersions: ClosedRange<UInt32> = 1...3
+    public static let readableVersions: ClosedRange<UInt32> = 1...4
 
     static let magic: (UInt8, UInt8, UInt8, UInt8) = (0x43, 0x52, 0x44, 0x4C)   // "CRDL"
 
@@ -45,11 +45,12 @@ public enum LedgerCodec {
     /// of its own size.
     /// Decodes the ledger that starts at `offset` and runs to the end of `bytes`
     /// (a snapshot payload carries a header first; no copy is made of the rest).
-    public static func decode(_ bytes: [UInt8], from offset: Int = 0) throws(LedgerCodecError) -> Ledger {
+    public static func decode(_ bytes: [UInt8], from offset: Int = 0,
+                              archive: (any EventArchive)? = nil) throws(LedgerCodecError) -> Ledger {
         let result: Result<Ledger, LedgerCodecError> = bytes.withUnsafeBufferPointer { whole in
             do throws(LedgerCodecError) {
                 let buffer = UnsafeBufferPointer(rebasing: whole[min(max(offset, 0), whole.count)...])
-                return .success(try decodeLedger(buffer))
+                return .success(try decodeLedger(buffer, archive: archive))
             } catch {
                 return .failure(error)
             }
@@ -60,7 +61,8 @@ public enum LedgerCodec {
 
 extension LedgerCodec {
     /// Reads the version, then the ledger in that version's encoding.
-    static func decodeLedger(_ buffer: UnsafeBufferPointer<UInt8>) throws(LedgerCodecError) -> Ledger {
+    static func decodeLedger(_ buffer: UnsafeBufferPointer<UInt8>,
+                             archive: (any EventArchive)? = nil) throws(LedgerCodecError) -> Ledger {
         var reader = ByteReader(buffer)
         for expected in [magic.0, magic.1, magic.2, magic.3] {
             let start = reader.offset
@@ -69,7 +71,7 @@ extension LedgerCodec {
         let version = try reader.uint32LE("format version")
         guard readableVersions.contains(version) else { throw reader.failure(.unsupportedVersion(version), "format version", at: 4) }
         if version <= 2 { return try PositionalDecoder.decodeLedger(buffer, version: version) }
-        return try TaggedLedger.decode(buffer)
+        return try TaggedLedger.decode(buffer, version: version, archive: archive)
     }
 }
 

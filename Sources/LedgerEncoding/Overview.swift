@@ -12,14 +12,19 @@
 // Every version starts with the magic "CRDL" (4 bytes) and a little-endian u32 version.
 //   1  positional, before the event feed                  read (PositionalDecoder)
 //   2  positional, with the event feed (E3)               read (PositionalDecoder)
-//   3  tagged: protobuf wire format, described below      read and written
+//   3  tagged: protobuf wire format, described below      read
+//   4  version 3 plus archived event chunks (field 6)     read and written
 // A positional version fixes every field by its place, so it cannot gain one. Version 3 can:
 // a later release adds fields under new numbers, and this build skips what it does not know.
 // A change that old readers cannot skip (a field's meaning or unit changes) takes a new version;
 // the reader of the previous version stays (N−1), proven by the state directories under
 // Tests/CreditServiceTests/Golden (StateGoldenTests).
 //
-// # Version 3
+// # Versions 3 and 4
+//
+// Version 4 is version 3 with one more top-level field, `archived_events`. It took a version
+// because a version 3 reader would skip it and read a feed with its oldest events missing;
+// a version 3 file is read as a version 4 file without archived chunks.
 //
 // After the 8 bytes of magic and version, the rest of the input is one protobuf message
 // (https://protobuf.dev/programming-guides/encoding/): fields of tag varint (number << 3 |
@@ -35,9 +40,16 @@
 //     bytes id_order = 3;                // per position in id order: the slot, as a zigzag
 //                                        // varint delta from the previous slot + 1
 //     repeated Part keys = 4;            // records are KeyEntry, in order of first use
-//     repeated Part events = 5;          // records are Event, seqs header.first_event_seq, +1, …
+//     repeated Part events = 5;          // records are Event, seqs from the first one after
+//                                        // the archived chunks, +1, …
+//     repeated ArchivedChunk archived_events = 6;   // version 4: the oldest sealed chunks of
+//                                        // 1,024 events, from header.first_event_seq, kept in
+//                                        // the event archive (CreditStore's Overview.swift)
 //     uint64 end = 15;                   // last field; the number of records in all parts
+//                                        // plus the archived chunks
 //   }
+//   message ArchivedChunk { uint64 file = 1; uint64 offset = 2; uint64 length = 3;
+//                           sint64 newest_recorded_at = 4; }   // the block, and what pruning needs
 //   message Header { sint64 max_seats = 1; uint64 next_credit_serial = 2;
 //                    uint64 next_invoice_serial = 3; uint64 first_event_seq = 4; }
 //   message Part { repeated bytes record = 1; Tables tables = 15; }
@@ -134,5 +146,7 @@
 //
 // # Entry points
 //
-//   - LedgerCodec.encode(_:) writes version 3; LedgerCodec.decode(_:from:) reads versions 1–3.
+//   - LedgerCodec.encode(_:) writes version 4; LedgerCodec.decode(_:from:archive:) reads
+//     versions 1–4 (the archive reads the chunks a version 4 ledger names).
+//   - EventChunkCodec writes and reads one archived chunk: an events part (records and tables).
 //   - LedgerCodec.formatVersion(of:from:) reads the version alone (creditd verify-state).

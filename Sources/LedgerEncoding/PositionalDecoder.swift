@@ -1,6 +1,6 @@
 import CreditDomain
 /// Reads one section of the positional format (versions 1 and 2, written by earlier releases),
-/// checking every value as it goes. Kept only to read those files: this build writes version 3.
+/// checking every value as it goes. Kept only to read those files: this build writes version 4.
 struct PositionalDecoder {
     var reader: ByteReader
     private(set) var zones: [TimeZoneRules] = []

@@ -1,4 +1,4 @@
-// Protocol buffer wire format, as the tagged ledger encoding (format version 3) uses it: the
+// Protocol buffer wire format, as the tagged ledger encoding (format versions 3 and 4) uses it: the
 // writers are ProtoWire's; the ledger's own field shapes and the reader are here.
 
 import ProtoWire

@@ -1,4 +1,4 @@
-/// Field numbers of the tagged ledger encoding (format version 3). Part of the format: a number
+/// Field numbers of the tagged ledger encoding (format versions 3 and 4). Part of the format: a number
 /// is never reused for another meaning; a new field takes a new number. Overview.swift lists
 /// them as a schema.
 enum TaggedField {
@@ -9,9 +9,20 @@ enum TaggedField {
         static let idOrder: UInt32 = 3
         static let keys: UInt32 = 4
         static let events: UInt32 = 5
+        /// Version 4: sealed event chunks kept in the event archive, oldest first, from
+        /// header.first_event_seq; the events records follow them.
+        static let archivedEvents: UInt32 = 6
         /// Last: the number of records (subscriptions, keys and events), so that a file cut at
         /// a field boundary is refused rather than read as a smaller ledger.
         static let end: UInt32 = 15
+    }
+
+    /// Where the event archive keeps one sealed chunk (its first seq follows from its place).
+    enum ArchivedChunk {
+        static let file: UInt32 = 1
+        static let offset: UInt32 = 2
+        static let length: UInt32 = 3
+        static let newestRecordedAt: UInt32 = 4
     }
 
     enum Header {

@@ -12,9 +12,25 @@ enum TaggedLedger {
     static func encode(_ ledger: Ledger, parts requested: Int) -> [UInt8] {
         let slots = ledger.subscriptions
         let feed = ledger.feed
-        let events = feed.chunks
+        // The event archive's chunks are written as where they are (version 4); the archive
+        // moves chunks out oldest first, so they are a prefix of the sealed chunks. The rest,
+        // and the open events, are written as records.
+        let sealed = feed.sealedChunks
+        let archived = sealed.prefix { $0.archivedLocation != nil }.map { $0.archivedLocation! }
+        var recordChunks: [[LedgerEvent]] = sealed[archived.count...].map { chunk in
+            if let resident = chunk.residentEvents { return resident }
+            // Only a chunk archived out of order (which the archive never does) lands here.
+            guard let loaded = try? chunk.events() else {
+                preconditionFailure("archived event chunk \(chunk.firstSeq) is unreadable and not in the archived prefix")
+            }
+            return loaded
+        }
+        let open = feed.openEvents
+        if !open.isEmpty { recordChunks.append(open) }
+        let events = recordChunks
+        let recordEvents = feed.count - archived.count * EventFeed.chunkSize
         let subscriptionParts = max(requested, 1)
-        let eventParts = partCount(feed.count)
+        let eventParts = partCount(recordEvents)
         // Tasks: subscription parts, event parts, then id order and keys.
         let taskCount = subscriptionParts + eventParts + 2
         let sections = Unchecked(UnsafeMutableBufferPointer<UnsafeMutableBufferPointer<UInt8>>.allocate(capacity: taskCount))
@@ -64,6 +80,14 @@ enum TaggedLedger {
         head.uintField(TaggedField.Header.nextInvoiceSerial, ledger.counters.nextInvoiceSerial)
         head.uintField(TaggedField.Header.firstEventSeq, feed.firstSeq)
         head.endMessage(header)
+        for chunk in archived {
+            let entry = head.beginMessage(TaggedField.Ledger.archivedEvents)
+            head.uintField(TaggedField.ArchivedChunk.file, chunk.file)
+            head.uintField(TaggedField.ArchivedChunk.offset, chunk.offset)
+            head.uintField(TaggedField.ArchivedChunk.length, chunk.length)
+            head.sintField(TaggedField.ArchivedChunk.newestRecordedAt, chunk.newestRecordedAt)
+            head.endMessage(entry)
+        }
         let headBytes = head.take()
         defer { headBytes.deallocate() }
 
@@ -76,7 +100,7 @@ enum TaggedLedger {
         // Written even when zero: its absence means the file was cut short.
         var end = ByteWriter(capacity: 16)
         end.tag(TaggedField.Ledger.end, .varint)
-        end.varint(UInt64(slots.count + ledger.idempotencyEntryCount + feed.count))
+        end.varint(UInt64(slots.count + ledger.idempotencyEntryCount + recordEvents + archived.count))
         let endBytes = end.take()
         defer { endBytes.deallocate() }
         let total = fields.reduce(headBytes.count + endBytes.count) { $0 + 1 + varintSize($1.section.count) + $1.section.count }
@@ -127,9 +151,12 @@ enum TaggedLedger {
     /// type, recorded_at, at, a payload (tag and length).
     static let minimumEventBytes = 8
 
-    /// `buffer` starts at the magic; the version (3) has been checked.
-    static func decode(_ buffer: UnsafeBufferPointer<UInt8>) throws(LedgerCodecError) -> Ledger {
+    /// `buffer` starts at the magic; the version (3 or 4) has been checked. Archived event
+    /// chunks (version 4) are read through `archive`.
+    static func decode(_ buffer: UnsafeBufferPointer<UInt8>, version: UInt32,
+                       archive: (any EventArchive)?) throws(LedgerCodecError) -> Ledger {
         var reader = ByteReader(buffer, 8..<buffer.count)
+        var archivedRanges: [Range<Int>] = []
         var header: Range<Int>?
         var subscriptionParts: [Range<Int>] = []
         var eventParts: [Range<Int>] = []
@@ -146,6 +173,8 @@ enum TaggedLedger {
             case TaggedField.Ledger.idOrder: idOrder = try reader.lengthDelimited("id order", wire)
             case TaggedField.Ledger.keys: keyParts.append(try reader.lengthDelimited("keys", wire))
             case TaggedField.Ledger.events: eventParts.append(try reader.lengthDelimited("events", wire))
+            case TaggedField.Ledger.archivedEvents where version >= 4:
+                archivedRanges.append(try reader.lengthDelimited("archived events", wire))
             default: try reader.skip(wire)
             }
         }
@@ -166,6 +195,34 @@ enum TaggedLedger {
             throw LedgerCodecError(.invalidValue, offset: 8, field: "header missing")
         }
         guard firstEventSeq >= 1 else { throw LedgerCodecError(.invalidValue, offset: header!.lowerBound, field: "first event seq") }
+        var archivedChunks: [SealedEventChunk] = []
+        if !archivedRanges.isEmpty {
+            guard let archive else {
+                throw LedgerCodecError(.invalidValue, offset: archivedRanges[0].lowerBound,
+                                       field: "archived events, but no event archive to read them from")
+            }
+            guard UInt64(archivedRanges.count) <= (UInt64.max - firstEventSeq) / UInt64(EventFeed.chunkSize) else {
+                throw LedgerCodecError(.badCount, offset: archivedRanges[0].lowerBound, field: "archived events")
+            }
+            archivedChunks.reserveCapacity(archivedRanges.count)
+            for (index, range) in archivedRanges.enumerated() {
+                var fields = reader.within(range)
+                var file: UInt64 = 0, offset: UInt64 = 0, length: UInt64 = 0, newest: Int64 = 0
+                while let (number, wire) = try fields.field() {
+                    switch number {
+                    case TaggedField.ArchivedChunk.file: file = try fields.uintValue(wire, "archived chunk file")
+                    case TaggedField.ArchivedChunk.offset: offset = try fields.uintValue(wire, "archived chunk offset")
+                    case TaggedField.ArchivedChunk.length: length = try fields.uintValue(wire, "archived chunk length")
+                    case TaggedField.ArchivedChunk.newestRecordedAt: newest = try fields.sintValue(wire, "archived chunk newest")
+                    default: try fields.skip(wire)
+                    }
+                }
+                let location = ArchivedEventChunk(firstSeq: firstEventSeq + UInt64(index * EventFeed.chunkSize), file: file,
+                                                  offset: offset, length: length, newestRecordedAt: newest)
+                archivedChunks.append(SealedEventChunk(archived: location, in: archive))
+            }
+        }
+        let firstRecordSeq = firstEventSeq + UInt64(archivedChunks.count * EventFeed.chunkSize)
 
         // 1. Every part's tables and record boundaries, at once.
         let parts = subscriptionParts + keyParts + eventParts
@@ -196,12 +253,13 @@ enum TaggedLedger {
             }
             counts.append(records.count)
         }
-        guard UInt64(counts.reduce(0, +)) == recordCount else {
-            throw LedgerCodecError(.invalidValue, offset: buffer.count, field: "record count (\(counts.reduce(0, +)), end says \(recordCount))")
+        guard UInt64(counts.reduce(0, +) + archivedChunks.count) == recordCount else {
+            throw LedgerCodecError(.invalidValue, offset: buffer.count,
+                                   field: "record count (\(counts.reduce(0, +) + archivedChunks.count), end says \(recordCount))")
         }
         let subscriptionCount = counts[..<subscriptionParts.count].reduce(0, +)
         let eventCounts = Array(counts[(subscriptionParts.count + keyParts.count)...])
-        guard firstEventSeq <= UInt64.max - UInt64(eventCounts.reduce(0, +)) else {
+        guard firstRecordSeq <= UInt64.max - UInt64(eventCounts.reduce(0, +)) else {
             throw LedgerCodecError(.invalidValue, offset: header!.lowerBound, field: "event count")
         }
 
@@ -225,7 +283,7 @@ enum TaggedLedger {
             keysResult.value.deallocate()
         }
         let partCounts = counts
-        let eventSeqStart = firstEventSeq
+        let eventSeqStart = firstRecordSeq
         let slots = [Subscription](unsafeUninitializedCapacity: subscriptionCount) { storage, initializedCount in
             let target = Unchecked(storage.baseAddress)
             // Subscription parts, the keys as one task (their order is the table's), event parts.
@@ -295,7 +353,8 @@ enum TaggedLedger {
         for part in 0..<keyIndex {
             for zone in try decoders.value[part].get().zones where zones[zone.identifier] == nil { zones[zone.identifier] = zone }
         }
-        let feed = EventFeed(firstSeq: firstEventSeq, parts: Array(eventResults.value.prefix(eventParts.count)))
+        let feed = EventFeed(firstSeq: firstEventSeq, archived: archivedChunks,
+                             parts: Array(eventResults.value.prefix(eventParts.count)))
         return try LedgerAssembly.ledger(buffer, maxSeats: maxSeats,
                                          counters: SerialCounters(nextCreditSerial: nextCreditSerial, nextInvoiceSerial: nextInvoiceSerial),
                                          slots: slots, idOrder: idOrder ?? buffer.count..<buffer.count,

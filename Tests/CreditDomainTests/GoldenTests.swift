@@ -23,7 +23,7 @@ final class GoldenTests: XCTestCase {
         let result = ledger.execute(.changeSeats(ChangeSeatsRequest(subscriptionId: "g-b", newSeats: 10)),
                                     at: utc("2025-06-12T08:00:00Z"), callerUID: 1, dryRun: false)
         XCTAssertNil(result.error)
-        XCTAssertEqual(ledger.events.first?.seq, 1)
+        XCTAssertEqual(try ledger.events.first?.seq, 1)
         let bytes = LedgerCodec.encode(ledger)
         XCTAssertEqual(Array(bytes[4..<8]), [UInt8(LedgerCodec.formatVersion), 0, 0, 0])
         XCTAssertEqual(try LedgerCodec.decode(bytes), ledger)

@@ -372,7 +372,7 @@ final class LedgerCodecTests: XCTestCase {
     func testUnknownVersionAndBadMagicAreRefused() {
         var bytes = LedgerCodec.encode(Ledger())
         XCTAssertEqual(Array(bytes[4..<8]), [UInt8(LedgerCodec.formatVersion), 0, 0, 0])
-        for unknown: UInt8 in [0, 4, 200] {
+        for unknown: UInt8 in [0, 5, 200] {
             bytes[4] = unknown
             XCTAssertThrowsError(try LedgerCodec.decode(bytes)) { error in
                 let error = error as? LedgerCodecError

@@ -320,7 +320,7 @@ final class PropertyTests: XCTestCase {
             XCTAssertEqual(replayed, ledger, "seed \(seed)")
             XCTAssertEqual(replayed.nextDueInstant(), ledger.nextDueInstant())
             // Events are part of the state: replay reproduces them, seq for seq (E3).
-            XCTAssertEqual(replayed.events, ledger.events, "seed \(seed)")
+            XCTAssertEqual(try replayed.events, try ledger.events, "seed \(seed)")
             BookChecks.check(ledger)
             BookChecks.check(replayed)
             XCTAssertGreaterThan(journal.count, 20)

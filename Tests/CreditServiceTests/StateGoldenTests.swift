@@ -20,7 +20,7 @@ import XCTest
 final class StateGoldenTests: XCTestCase {
     static let start = Instant(rfc3339: "2025-04-01T09:00:00Z")!
     /// The directories and the ledger encoding of their snapshot.
-    static let versions: [(directory: String, encoding: UInt32)] = [("ledger-v2", 2), ("ledger-v3", 3)]
+    static let versions: [(directory: String, encoding: UInt32)] = [("ledger-v2", 2), ("ledger-v3", 3), ("ledger-v4", 4)]
     let logger = Logger(label: "golden")
 
     static var goldenRoot: String {

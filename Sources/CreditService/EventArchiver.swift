@@ -1,0 +1,75 @@
+import CreditDomain
+import CreditStore
+import LedgerEncoding
+import Synchronization
+
+/// The file store's event archive (E5 keeps 45 days of events; at 1M subscriptions that is
+/// ~12M events, several GiB as values): it moves sealed chunks of the committed feed into
+/// `EventArchiveFiles` and reads them back when a call reaches them.
+///
+/// Archiving changes where a chunk's events are, never what they are, so it works on the
+/// committed ledger the readers share, off the writer: the writer never waits for it. Chunks go
+/// oldest first, so the archived ones are always a prefix of the sealed chunks (the snapshot
+/// encoding relies on it). A snapshot first archives what is left and syncs the files, then
+/// names the blocks; until then the journal still holds those events.
+final class EventArchiver: EventArchive, Sendable {
+    let files: EventArchiveFiles
+    /// Recently read chunks: a reader paging through old events reads each block once.
+    private let recent = Mutex<[(firstSeq: UInt64, events: [LedgerEvent])]>([])
+    private static let recentChunks = 8
+    /// One archiving pass at a time (the background pass and a snapshot's).
+    private let archiving = Mutex<Void>(())
+
+    init(files: EventArchiveFiles) {
+        self.files = files
+    }
+
+    func events(of chunk: ArchivedEventChunk) throws -> [LedgerEvent] {
+        if let hit = recent.withLock({ recent in recent.first { $0.firstSeq == chunk.firstSeq }?.events }) { return hit }
+        let events: [LedgerEvent]
+        do {
+            let payload = try files.read(.init(file: chunk.file, offset: chunk.offset, length: chunk.length), firstSeq: chunk.firstSeq)
+            events = try EventChunkCodec.decode(payload, firstSeq: chunk.firstSeq)
+        } catch {
+            throw EventArchiveReadError("cannot read archived events from seq \(chunk.firstSeq): \(error)")
+        }
+        recent.withLock { recent in
+            recent.removeAll { $0.firstSeq == chunk.firstSeq }
+            recent.insert((chunk.firstSeq, events), at: 0)
+            if recent.count > Self.recentChunks { recent.removeLast() }
+        }
+        return events
+    }
+
+    /// Sealed chunks of `ledger` still in memory.
+    static func residentChunks(of ledger: Ledger) -> Int {
+        ledger.feed.sealedChunks.reduce(0) { $0 + ($1.residentEvents == nil ? 0 : 1) }
+    }
+
+    /// Moves every sealed chunk of `ledger` (a committed, durable state) still in memory into
+    /// the archive; `sync` also makes the files durable. Returns how many chunks moved.
+    /// Blocking I/O: call it on a thread of its own.
+    @discardableResult
+    func archive(_ ledger: Ledger, sync: Bool) throws -> Int {
+        try archiving.withLock { _ in
+            var moved = 0
+            for chunk in ledger.feed.sealedChunks {
+                guard let events = chunk.residentEvents else { continue }
+                let block = try files.append(firstSeq: chunk.firstSeq, payload: EventChunkCodec.encode(events))
+                chunk.markArchived(ArchivedEventChunk(firstSeq: chunk.firstSeq, file: block.file, offset: block.offset,
+                                                      length: block.length, newestRecordedAt: chunk.newestRecordedAt),
+                                   in: self)
+                moved += 1
+            }
+            if sync { try files.sync() }
+            return moved
+        }
+    }
+
+    /// The blocks a snapshot of `ledger` names.
+    static func blocks(of ledger: Ledger) -> [EventArchiveFiles.Block] {
+        ledger.feed.sealedChunks.compactMap { chunk in
+            chunk.archivedLocation.map { .init(file: $0.file, offset: $0.offset, length: $0.length) }
+        }
+    }
+}

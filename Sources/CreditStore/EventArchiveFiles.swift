@@ -1,0 +1,259 @@
+import Foundation
+import Synchronization
+
+/// The event archive's files: sealed chunks of the event feed, moved out of memory, as blocks
+/// in append-only files of the state directory (format in Overview.swift). The blocks are
+/// opaque here; the service encodes and decodes the events in them.
+///
+/// Nothing here is acknowledged to a client: every archived event is also in the journal or
+/// the snapshot until a snapshot refers to its block, and `sync` makes the blocks durable
+/// before that snapshot is written. So a crash can lose only blocks no snapshot refers to, and
+/// `open` removes those (recovery replays their events from the journal and archives them again).
+public final class EventArchiveFiles: Sendable {
+    /// Where one block is.
+    public struct Block: Sendable, Hashable {
+        /// The file, named after the first seq it holds.
+        public let file: UInt64
+        public let offset: UInt64
+        /// Header and payload.
+        public let length: UInt64
+
+        public init(file: UInt64, offset: UInt64, length: UInt64) {
+            self.file = file
+            self.offset = offset
+            self.length = length
+        }
+    }
+
+    public struct ReadError: Error, Sendable, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// A block the recovered snapshot names is not in the archive.
+    public struct MissingBlocks: Error, Sendable, CustomStringConvertible {
+        public let description: String
+    }
+
+    static let fileMagic: [UInt8] = Array("CREDEVTS".utf8)
+    static let fileVersion: UInt32 = 1
+    static let fileHeaderSize = 32
+    static let blockHeaderSize = 24
+    /// A file is closed for appends past this size, and the next block starts a new one.
+    static let rollSize: UInt64 = 64 << 20
+
+    public let directory: String
+    private let operations: any FileOperations
+
+    private struct Appending {
+        var file: OpenFile
+        var name: UInt64
+        var length: UInt64
+    }
+    private struct State {
+        var appending: Appending?
+        /// Files written since the last `sync`, and whether the directory gained entries.
+        var unsynced: Set<UInt64> = []
+        var directoryChanged = false
+    }
+    private let state: Mutex<State>
+
+    /// The file holding the events from `firstSeq` (20 digits, like the journal's segments).
+    public static func fileName(_ firstSeq: UInt64) -> String {
+        let digits = String(firstSeq)
+        return "events-" + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".arch"
+    }
+
+    /// The first seq in an archive file's name, nil for any other name.
+    public static func firstSeq(ofFileNamed name: String) -> UInt64? {
+        guard name.hasPrefix("events-"), name.hasSuffix(".arch") else { return nil }
+        let digits = name.dropFirst(7).dropLast(5)
+        guard digits.count == 20, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber) else { return nil }
+        return UInt64(digits)
+    }
+
+    /// The archive of `directory`; nothing is read or written until it is used.
+    public init(directory: String, operations: any FileOperations = POSIXFileOperations()) {
+        self.directory = directory
+        self.operations = operations
+        state = Mutex(State())
+    }
+
+    /// Before the first append, for the state a snapshot recovered: `referenced` are the blocks
+    /// that snapshot names. Files after the last referenced block hold events the snapshot does
+    /// not name (archived after it, or by a run whose snapshot was lost): they are cut back to
+    /// that block's end or removed, so the journal's replay archives them again. Files before
+    /// it stay until a later snapshot no longer needs them (`removeFiles`).
+    ///
+    /// Throws `MissingBlocks` when a referenced block is not there (a deleted or cut file).
+    public func discardUnreferenced(keeping referenced: [Block]) throws {
+        var ends: [UInt64: UInt64] = [:]
+        for block in referenced { ends[block.file] = max(ends[block.file] ?? 0, block.offset + block.length) }
+        for (file, end) in ends.sorted(by: { $0.key < $1.key }) {
+            let path = directory + "/" + Self.fileName(file)
+            let size: Int64
+            do {
+                size = try operations.fileSize(path)
+            } catch {
+                throw MissingBlocks(description: "the snapshot's archived events are missing: \(error)")
+            }
+            guard UInt64(size) >= end else {
+                throw MissingBlocks(description: "the snapshot's archived events are cut short: \(path) has \(size) bytes, "
+                                        + "the snapshot names \(end)")
+            }
+        }
+        let last = referenced.max { ($0.file, $0.offset) < ($1.file, $1.offset) }
+        var changed = false
+        for name in try operations.listDirectory(directory) {
+            guard let file = Self.firstSeq(ofFileNamed: name) else {
+                if name.hasPrefix("events-"), name.hasSuffix(".arch.tmp") {
+                    try operations.remove(directory + "/" + name)
+                    changed = true
+                }
+                continue
+            }
+            let path = directory + "/" + name
+            if let last, file == last.file {
+                let end = Int64(last.offset + last.length)
+                if try operations.fileSize(path) > end {
+                    let handle = try operations.open(path, flags: O_WRONLY | O_CLOEXEC, mode: 0)
+                    defer { operations.close(handle) }
+                    try operations.truncate(handle, to: end)
+                    try operations.syncData(handle)
+                }
+            } else if last == nil || file > last!.file {
+                try operations.remove(path)
+                changed = true
+            }
+        }
+        if changed { try operations.syncDirectory(directory) }
+    }
+
+    /// Appends one block holding `payload`, the events from `firstSeq`. Not durable until `sync`.
+    public func append(firstSeq: UInt64, payload: [UInt8]) throws(FileOperationError) -> Block {
+        try state.withLock { state throws(FileOperationError) -> Block in
+            if let appending = state.appending, appending.length >= Self.rollSize {
+                // Its blocks are synced with the rest at the next `sync`; only appends stop.
+                operations.close(appending.file)
+                state.appending = nil
+            }
+            if state.appending == nil {
+                let path = directory + "/" + Self.fileName(firstSeq)
+                // A leftover of the same name holds no block any snapshot names (`init`).
+                let file = try operations.open(path, flags: O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600)
+                var header = [UInt8](repeating: 0, count: Self.fileHeaderSize)
+                header.replaceSubrange(0..<8, with: Self.fileMagic)
+                Self.store(Self.fileVersion, in: &header, at: 8)
+                Self.store(firstSeq, in: &header, at: 16)
+                Self.store(CRC32C.checksum(header[0..<24]), in: &header, at: 24)
+                do throws(FileOperationError) {
+                    try operations.write(file, header, at: 0)
+                } catch {
+                    operations.close(file)
+                    throw error
+                }
+                state.appending = Appending(file: file, name: firstSeq, length: UInt64(Self.fileHeaderSize))
+                state.directoryChanged = true
+            }
+            var appending = state.appending!
+            var block = [UInt8](repeating: 0, count: Self.blockHeaderSize)
+            Self.store(UInt32(payload.count), in: &block, at: 0)
+            Self.store(CRC32C.checksum(payload[...]), in: &block, at: 4)
+            Self.store(firstSeq, in: &block, at: 8)
+            Self.store(CRC32C.checksum(block[0..<16]), in: &block, at: 16)
+            block += payload
+            try operations.write(appending.file, block, at: Int64(appending.length))
+            let written = Block(file: appending.name, offset: appending.length, length: UInt64(block.count))
+            appending.length += UInt64(block.count)
+            state.appending = appending
+            state.unsynced.insert(appending.name)
+            return written
+        }
+    }
+
+    /// Makes every block appended so far durable (and the files' directory entries), before a
+    /// snapshot that names them is written.
+    public func sync() throws(FileOperationError) {
+        try state.withLock { state throws(FileOperationError) in
+            for name in state.unsynced.sorted() {
+                if let appending = state.appending, appending.name == name {
+                    try operations.syncData(appending.file)
+                } else {
+                    let file = try operations.open(directory + "/" + Self.fileName(name), flags: O_RDONLY | O_CLOEXEC, mode: 0)
+                    defer { operations.close(file) }
+                    try operations.syncData(file)
+                }
+            }
+            state.unsynced = []
+            if state.directoryChanged {
+                try operations.syncDirectory(directory)
+                state.directoryChanged = false
+            }
+        }
+    }
+
+    /// The payload of `block`, checked against its header: the events from `firstSeq`.
+    public func read(_ block: Block, firstSeq: UInt64) throws -> [UInt8] {
+        let path = directory + "/" + Self.fileName(block.file)
+        guard block.length >= UInt64(Self.blockHeaderSize), block.length <= UInt64(Int32.max) else {
+            throw ReadError(description: "\(path): event block at \(block.offset) has an impossible length \(block.length)")
+        }
+        let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw ReadError(description: "\(path): \(String(cString: strerror(errno))) (events from seq \(firstSeq))")
+        }
+        defer { Glibc.close(descriptor) }
+        var bytes = [UInt8](repeating: 0, count: Int(block.length))
+        var done = 0
+        while done < bytes.count {
+            let count = bytes.withUnsafeMutableBytes { buffer in
+                pread(descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(block.offset) + off_t(done))
+            }
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else {
+                throw ReadError(description: "\(path): event block at \(block.offset) is cut short (events from seq \(firstSeq))")
+            }
+            done += count
+        }
+        let length = Self.load(UInt32.self, from: bytes, at: 0)
+        guard Self.load(UInt32.self, from: bytes, at: 16) == CRC32C.checksum(bytes[0..<16]),
+              Self.load(UInt64.self, from: bytes, at: 8) == firstSeq,
+              UInt64(length) + UInt64(Self.blockHeaderSize) == block.length,
+              Self.load(UInt32.self, from: bytes, at: 4) == CRC32C.checksum(bytes[Self.blockHeaderSize...]) else {
+            throw ReadError(description: "\(path): event block at \(block.offset) is damaged (events from seq \(firstSeq))")
+        }
+        return Array(bytes[Self.blockHeaderSize...])
+    }
+
+    /// Removes the archive files no snapshot kept on disk needs: those before the oldest file in
+    /// `needed` (the blocks of the newest snapshot and of the one before it).
+    public func removeFiles(before needed: [Block]) throws(FileOperationError) {
+        guard let oldest = needed.map(\.file).min() else { return }
+        var removed = false
+        for name in try operations.listDirectory(directory) {
+            guard let file = Self.firstSeq(ofFileNamed: name), file < oldest else { continue }
+            try operations.remove(directory + "/" + name)
+            removed = true
+        }
+        if removed { try operations.syncDirectory(directory) }
+    }
+
+    /// Closes the file being appended to.
+    public func close() {
+        state.withLock { state in
+            if let appending = state.appending { operations.close(appending.file) }
+            state.appending = nil
+        }
+    }
+
+    private static func store<T: FixedWidthInteger>(_ value: T, in bytes: inout [UInt8], at offset: Int) {
+        withUnsafeBytes(of: value.littleEndian) { raw in
+            for index in 0..<raw.count { bytes[offset + index] = raw[index] }
+        }
+    }
+
+    private static func load<T: FixedWidthInteger>(_: T.Type, from bytes: [UInt8], at offset: Int) -> T {
+        var value = T.zero
+        for index in 0..<MemoryLayout<T>.size { value |= T(bytes[offset + index]) << (8 * index) }
+        return value
+    }
+}

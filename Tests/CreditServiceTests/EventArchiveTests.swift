@@ -1,0 +1,107 @@
+import CreditDomain
+import CreditStore
+import CreditTestSupport
+import Foundation
+import XCTest
+
+@testable import CreditService
+
+/// The file store's event archive: snapshots move sealed event chunks into archive files and
+/// name their blocks; recovery reads them back; what no snapshot names is discarded.
+final class EventArchiveTests: XCTestCase {
+    /// A state with more than two sealed chunks of events (creates and seat decreases).
+    func makeState(_ directory: String) async throws -> (CreditApplication, Ledger) {
+        let application = try StateGoldenTests.open(directory)
+        for index in 0..<700 {
+            _ = try await application.writer.execute(LedgerWriterTests.create("arch-\(index)", seats: 10), callerUID: 1000)
+            _ = try await application.writer.execute(LedgerWriterTests.seats("arch-\(index)", 9), callerUID: 1000)
+        }
+        let ledger = try await StateGoldenTests.ledger(application)
+        XCTAssertGreaterThan(ledger.eventCount, 2 * EventFeed.chunkSize)
+        return (application, ledger)
+    }
+
+    func archiveFiles(_ directory: String) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("events-") }.sorted()
+    }
+
+    func testSnapshotArchivesSealedChunksAndRecoveryReadsThemBack() async throws {
+        let directory = try makeTemporaryDirectory("archive").path
+        var (application, expected) = try await makeState(directory)
+        XCTAssertEqual(try archiveFiles(directory), [])
+        _ = try await application.takeSnapshot()
+        XCTAssertEqual(try archiveFiles(directory).count, 1)
+        let afterSnapshot = try await StateGoldenTests.ledger(application)
+        XCTAssertEqual(EventArchiver.residentChunks(of: afterSnapshot), 0, "every sealed chunk left memory")
+        XCTAssertEqual(EventArchiver.blocks(of: afterSnapshot).count, afterSnapshot.eventCount / EventFeed.chunkSize)
+        XCTAssertEqual(try afterSnapshot.events, try expected.events)
+        // More events after the snapshot, in the journal only.
+        _ = try await application.writer.execute(LedgerWriterTests.seats("arch-1", 8), callerUID: 1000)
+        expected = try await StateGoldenTests.ledger(application)
+        await StateGoldenTests.close(application)
+
+        application = try StateGoldenTests.open(directory)
+        let recovered = try await StateGoldenTests.ledger(application)
+        XCTAssertGreaterThan(EventArchiver.blocks(of: recovered).count, 1, "the snapshot names blocks")
+        XCTAssertEqual(recovered, expected)
+        XCTAssertEqual(try recovered.events, try expected.events)
+        let page = try recovered.listEvents(afterSeq: 5, limit: 1_000)
+        XCTAssertEqual(page.events.map(\.seq), Array(6...1_005))
+        XCTAssertTrue(recovered.eventsStartInArchive(after: 5))
+        XCTAssertFalse(recovered.eventsStartInArchive(after: Int64(recovered.lastEventSeq) - 1))
+        await StateGoldenTests.close(application)
+    }
+
+    func testADamagedArchiveBlockIsAnErrorNotWrongEvents() async throws {
+        let directory = try makeTemporaryDirectory("archive-damaged").path
+        let (application, _) = try await makeState(directory)
+        _ = try await application.takeSnapshot()
+        await StateGoldenTests.close(application)
+        let path = directory + "/" + (try archiveFiles(directory)[0])
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[200] ^= 0x40
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+
+        let reopened = try StateGoldenTests.open(directory)
+        let recovered = try await StateGoldenTests.ledger(reopened)
+        XCTAssertThrowsError(try recovered.listEvents(afterSeq: 0, limit: 10)) { error in
+            XCTAssertTrue(error is EventArchiveReadError, "\(error)")
+            XCTAssertTrue("\(error)".contains("damaged"), "\(error)")
+        }
+        await StateGoldenTests.close(reopened)
+    }
+
+    func testAMissingArchiveFileRefusesToStart() async throws {
+        let directory = try makeTemporaryDirectory("archive-missing").path
+        let (application, _) = try await makeState(directory)
+        _ = try await application.takeSnapshot()
+        await StateGoldenTests.close(application)
+        try FileManager.default.removeItem(atPath: directory + "/" + (try archiveFiles(directory)[0]))
+        XCTAssertThrowsError(try StateGoldenTests.open(directory)) { error in
+            XCTAssertTrue("\(error)".contains("archived events are missing"), "\(error)")
+        }
+    }
+
+    func testArchiveFilesNoSnapshotNamesAreDiscarded() async throws {
+        let directory = try makeTemporaryDirectory("archive-unreferenced").path
+        let (application, expected) = try await makeState(directory)
+        await StateGoldenTests.close(application)
+        // Left by a run that archived events and stopped before its snapshot.
+        let stray = directory + "/" + EventArchiveFiles.fileName(1)
+        try Data("not an archive".utf8).write(to: URL(fileURLWithPath: stray))
+        try Data().write(to: URL(fileURLWithPath: stray + ".tmp"))
+
+        let reopened = try StateGoldenTests.open(directory)
+        XCTAssertEqual(try archiveFiles(directory), [])
+        let recovered = try await StateGoldenTests.ledger(reopened)
+        XCTAssertEqual(recovered, expected)
+        // The next snapshot archives the events again.
+        _ = try await reopened.takeSnapshot()
+        XCTAssertEqual(try archiveFiles(directory), [EventArchiveFiles.fileName(1)])
+        await StateGoldenTests.close(reopened)
+        let again = try StateGoldenTests.open(directory)
+        let recoveredAgain = try await StateGoldenTests.ledger(again)
+        XCTAssertEqual(recoveredAgain, expected)
+        await StateGoldenTests.close(again)
+    }
+}
