@@ -263,7 +263,7 @@ public final class CreditApplication: Sendable {
     /// Sealed event chunks in memory before the background pass archives them (8,192 events).
     static let archiveThreshold = 8
     /// The background pass looks again after this many more records.
-    static let archiveCheckRecords: UInt64 = 1_024
+    static let archiveCheckRecords: UInt64 = 256
 
     /// Moves sealed event chunks of the committed state into the archive as they accumulate,
     /// on a niced thread of its own, until the writer closes. Snapshots archive the rest.

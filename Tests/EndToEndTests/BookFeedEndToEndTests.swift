@@ -229,6 +229,69 @@ final class BookFeedEndToEndTests: XCTestCase {
         XCTAssertEqual(afterKill, before, "after kill -9 and recovery")
     }
 
+    /// More than eight sealed chunks of events: the background pass moves them into the event
+    /// archive; ListEvents and WatchEvents read them back (off the event loop), and they are the
+    /// same events after a snapshot, a restart from it, and a kill -9.
+    func testArchivedEventsReadBackThroughListWatchAndRestarts() async throws {
+        let client = self.client!
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<16 {
+                group.addTask {
+                    for i in stride(from: lane, to: 3_200, by: 16) {
+                        var create = Creditd_V1_CreateSubscriptionRequest()
+                        create.subscriptionID = "ar\(i)"
+                        create.customer = "acme"
+                        create.seats = 10
+                        create.unitPriceMinor = 1000
+                        create.currency = "USD"
+                        create.interval = .monthly
+                        create.timeZone = "UTC"
+                        _ = try await client.createSubscription(create)
+                        var seats = Creditd_V1_ChangeSeatsRequest()
+                        seats.subscriptionID = "ar\(i)"
+                        seats.newSeats = 7
+                        seats.timing = .now
+                        _ = try await client.changeSeats(seats)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let archive = { [directory = daemon.stateDirectory] () throws -> [String] in
+            try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".arch") }
+        }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try archive().isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        XCTAssertFalse(try archive().isEmpty, "the background pass archived sealed chunks")
+
+        let before = try await allEvents()
+        XCTAssertGreaterThan(before.count, 9 * 1_024)
+        XCTAssertEqual(before.map(\.seq), (1...UInt64(before.count)).map { $0 }, "gap-free from 1")
+        let c = try RawTTRPCConnection(path: daemon.socketPath)
+        // From within the oldest (archived) chunks, less than E6's 10,000 behind.
+        let from = before.count - 9_000
+        try watch(c, id: 1, after: Int64(from))
+        var watched: [Creditd_V1_Event] = []
+        while watched.count < 9_000 {
+            let frame = try c.readFrame()
+            XCTAssertEqual(frame.type, 0x03)
+            watched.append(try Creditd_V1_Event(serializedBytes: frame.data))
+        }
+        XCTAssertEqual(watched, Array(before[from...]), "WatchEvents reads the archived chunks too")
+
+        _ = try await client.takeSnapshot()
+        try await restart()
+        let afterRestart = try await allEvents()
+        XCTAssertEqual(afterRestart, before, "after a restart from a snapshot that names archived chunks")
+        try await seats("ar1", 5)
+        daemon.kill()
+        daemon = try DaemonProcess.start(arguments: Self.arguments, directory: daemon.directory)
+        self.client = try await CreditClient.connect(socketPath: daemon.socketPath)
+        let afterKill = try await allEvents()
+        XCTAssertEqual(Array(afterKill.prefix(before.count)), before, "after kill -9 and recovery")
+        XCTAssertEqual(afterKill.count, before.count + 2)
+    }
+
     // MARK: E4 long poll
 
     func testLongPollAnswersSoonAfterACommit() async throws {
