@@ -1,3 +1,5 @@
+import CCRC32C
+
 /// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum iSCSI (RFC 3720) and
 /// ext4 use. Slicing-by-8: eight 256-entry tables let the loop consume eight bytes per step.
 public enum CRC32C {
@@ -35,8 +37,19 @@ public enum CRC32C {
         return Array(bytes).withUnsafeBytes { update(crc, $0) }
     }
 
+    /// Whether this CPU has a crc32 instruction (checked once).
+    static let hardware = credit_crc32c_hardware() == 1
+
     /// Extends a finished checksum `crc` with the bytes of `buffer`.
     public static func update(_ crc: UInt32, _ buffer: UnsafeRawBufferPointer) -> UInt32 {
+        let count = buffer.count
+        guard count > 0, let base = buffer.baseAddress else { return crc }
+        if hardware { return ~credit_crc32c_hardware_update(~crc, base, count) }
+        return softwareUpdate(crc, buffer)
+    }
+
+    /// `update` with the tables (CPUs without the instruction; tests compare the two).
+    static func softwareUpdate(_ crc: UInt32, _ buffer: UnsafeRawBufferPointer) -> UInt32 {
         var state = ~crc
         let count = buffer.count
         guard count > 0, let base = buffer.baseAddress else { return crc }

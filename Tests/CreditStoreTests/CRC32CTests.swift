@@ -1,4 +1,4 @@
-import CreditStore
+@testable import CreditStore
 import XCTest
 
 final class CRC32CTests: XCTestCase {
@@ -35,6 +35,24 @@ final class CRC32CTests: XCTestCase {
             XCTAssertEqual(CRC32C.checksum(bytes), reference(bytes), "length \(length)")
             for split in 0...length {
                 XCTAssertEqual(CRC32C.update(CRC32C.checksum(bytes[0..<split]), bytes[split...]), reference(bytes))
+            }
+        }
+    }
+
+    /// The crc32 instruction and the tables agree, at every alignment and length (the
+    /// instruction's loop has an unaligned head, 8-byte words and a tail).
+    func testHardwareAndTablesAgree() throws {
+        guard CRC32C.hardware else { throw XCTSkip("no crc32 instruction on this CPU") }
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<4_200).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        bytes.withUnsafeBytes { whole in
+            for start in 0..<9 {
+                for length in [0, 1, 7, 8, 9, 15, 16, 63, 64, 65, 4_000] {
+                    let slice = UnsafeRawBufferPointer(rebasing: whole[start..<(start + length)])
+                    for seed: UInt32 in [0, 0xDEAD_BEEF] {
+                        XCTAssertEqual(CRC32C.update(seed, slice), CRC32C.softwareUpdate(seed, slice), "start \(start) length \(length)")
+                    }
+                }
             }
         }
     }
