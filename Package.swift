@@ -42,7 +42,7 @@ let package = Package(
             ]
         ),
         // Journal, snapshots and recovery on real files; the store interface (JournalStore).
-        .target(name: "CreditStore", dependencies: ["CCRC32C"]),
+        .target(name: "CreditStore", dependencies: ["CCRC32C", "CCreditSystem"]),
         // CRC-32C with the CPU's crc32 instruction (x86-64 SSE 4.2), which Swift cannot name.
         .target(name: "CCRC32C"),
         // The same interface on PostgreSQL, for hosts sharing one database: a fenced writer

@@ -2,6 +2,7 @@
 #include <stddef.h>
 #include <malloc.h>
 #include <sys/socket.h>
+#include <fcntl.h>
 #include "CCreditSystem.h"
 
 _Static_assert(sizeof(credit_ucred) == sizeof(struct ucred), "credit_ucred size");
@@ -20,3 +21,5 @@ int credit_so_peergroups(void) {
 }
 
 int credit_malloc_trim(void) { return malloc_trim(0); }
+
+int credit_o_direct(void) { return O_DIRECT; }

@@ -1,3 +1,4 @@
+import CCreditSystem
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -837,6 +838,63 @@ final class StoreCore: @unchecked Sendable {
         threadExited()
     }
 
+    /// Writes and fsyncs a new snapshot file. With O_DIRECT where the file system has it: a
+    /// snapshot is hundreds of MB written once and read only at the next start, and copying it
+    /// into the page cache took up to a second at 1M subscriptions (whenever the cache had to
+    /// grow for it) against a quarter of that straight to the disk; it also kept that much
+    /// cache charged to the daemon. Elsewhere (tmpfs refuses O_DIRECT) a plain write.
+    private func writeSnapshotFile(_ path: String, header: [UInt8], payload: [UInt8]) throws(FileOperationError) {
+        let file: OpenFile
+        let direct: Bool
+        do {
+            file = try operations.open(path, flags: O_WRONLY | O_CREAT | O_TRUNC | credit_o_direct(), mode: 0o600)
+            direct = true
+        } catch where error.errno == EINVAL {
+            file = try operations.open(path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+            direct = false
+        }
+        defer { operations.close(file) }
+        if direct {
+            try Self.writeAligned(file, header: header, payload: payload, operations: operations)
+        } else {
+            try operations.write(file, header, at: 0)
+            try operations.write(file, payload, at: Int64(header.count))
+        }
+        try operations.sync(file)
+    }
+
+    /// O_DIRECT wants the buffer, offset and length aligned to the device's blocks: the bytes go
+    /// through a 4096-aligned staging buffer, the last piece zero-padded to a whole block, and
+    /// the file is then cut to its exact length.
+    static func writeAligned(_ file: OpenFile, header: [UInt8], payload: [UInt8], operations: any FileOperations) throws(FileOperationError) {
+        let block = 4_096
+        let staging = UnsafeMutableRawBufferPointer.allocate(byteCount: 8 << 20, alignment: block)
+        defer { staging.deallocate() }
+        let total = header.count + payload.count
+        var offset = 0
+        while offset < total {
+            let count = min(staging.count, total - offset)
+            // Bytes [offset, offset + count) of header + payload.
+            var filled = 0
+            if offset < header.count {
+                let part = min(header.count - offset, count)
+                header.withUnsafeBytes { staging.baseAddress!.copyMemory(from: $0.baseAddress! + offset, byteCount: part) }
+                filled = part
+            }
+            if filled < count {
+                let start = offset + filled - header.count
+                payload.withUnsafeBytes { bytes in
+                    (staging.baseAddress! + filled).copyMemory(from: bytes.baseAddress! + start, byteCount: count - filled)
+                }
+            }
+            let padded = (count + block - 1) / block * block
+            if padded > count { (staging.baseAddress! + count).initializeMemory(as: UInt8.self, repeating: 0, count: padded - count) }
+            try operations.write(file, UnsafeRawBufferPointer(rebasing: staging[0..<padded]), at: Int64(offset))
+            offset += count
+        }
+        try operations.truncate(file, to: Int64(total))
+    }
+
     private func performSnapshot(sequence: UInt64, encode: @Sendable () throws -> [UInt8]) throws -> SnapshotInfo {
         let previous: UInt64? = try condition.withLock { () throws(StoreError) -> UInt64? in
             guard sequence <= durableSequence else {
@@ -853,16 +911,7 @@ final class StoreCore: @unchecked Sendable {
         let name = StoreFormat.snapshotName(sequence: sequence)
         let temporary = path(name + StoreFormat.temporarySuffix)
         do throws(FileOperationError) {
-            let file = try operations.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
-            do throws(FileOperationError) {
-                try operations.write(file, header, at: 0)
-                try operations.write(file, payload, at: Int64(header.count))
-                try operations.sync(file)
-                operations.close(file)
-            } catch {
-                operations.close(file)
-                throw error
-            }
+            try writeSnapshotFile(temporary, header: header, payload: payload)
             try operations.rename(temporary, to: path(name))
             try operations.syncDirectory(directory)
         } catch {

@@ -56,6 +56,11 @@ func runScale(subscriptions: Int, tailRecords: Int, creditd: String, log: (Strin
     _ = try first.call(MethodTable.Credits.changeSeats, seats)
     let snapshot = try first.takeSnapshot()
     first.kill()
+    // For profiling recovery by hand: a copy of the state as the snapshot left it.
+    if let keep = ProcessInfo.processInfo.environment["CREDITBENCH_KEEP_STATE"] {
+        try? FileManager.default.removeItem(atPath: keep)
+        try FileManager.default.copyItem(atPath: state, toPath: keep)
+    }
     log("  \(subscriptions): replay \(fmt(replaySeconds)) s, first snapshot \(fmt(firstSnapshot.clientSeconds)) s "
         + "(\(firstSnapshot.bytes) bytes), next snapshot \(fmt(snapshot.clientSeconds)) s (\(snapshot.bytes) bytes)")
 

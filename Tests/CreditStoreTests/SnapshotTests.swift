@@ -40,6 +40,28 @@ final class SnapshotTests: StoreDirectoryTestCase {
         XCTAssertEqual(verification.usableSnapshot, info.fileName)
     }
 
+    /// Snapshot files are written with O_DIRECT in block-sized pieces through a staging buffer
+    /// and cut to their length: payloads around block and staging boundaries come back exact.
+    func testSnapshotPayloadsOfEverySizeComeBackExact() async throws {
+        var (store, _) = try DurableStore.open(directory: directory)
+        var generator = SystemRandomNumberGenerator()
+        var sequence: UInt64 = 0
+        for size in [0, 1, 4_048, 4_049, 4_096, 8_191, (8 << 20) - 48, (8 << 20) - 47, (8 << 20) + 12_345] {
+            sequence += 1
+            try await appendDurably(store, sequence...sequence)
+            let payload = (0..<size).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let info = try await store.writeSnapshot(sequence: sequence, payload: payload)
+            XCTAssertEqual(info.bytes, Int64(48 + size))
+            let onDisk = try FileManager.default.attributesOfItem(atPath: directory + "/" + info.fileName)[.size] as? Int
+            XCTAssertEqual(onDisk, 48 + size, "size \(size)")
+            await store.close()
+            let recovery = try await reopen(directory)
+            XCTAssertEqual(recovery.snapshot?.payload, payload, "size \(size)")
+            (store, _) = try DurableStore.open(directory: directory)
+        }
+        await store.close()
+    }
+
     func testSnapshotMustBeDurableAndNotOlderThanNewest() async throws {
         let (store, _) = try DurableStore.open(directory: directory)
         try await appendDurably(store, 1...5)

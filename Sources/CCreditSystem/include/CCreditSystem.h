@@ -25,4 +25,7 @@ int credit_so_peergroups(void);
 /// Swift's Glibc module does not export). Used once after recovery.
 int credit_malloc_trim(void);
 
+/// open(2)'s O_DIRECT flag (Swift's Glibc module does not export it; it needs _GNU_SOURCE).
+int credit_o_direct(void);
+
 #endif
