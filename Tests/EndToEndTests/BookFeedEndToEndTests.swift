@@ -268,7 +268,7 @@ final class BookFeedEndToEndTests: XCTestCase {
         XCTAssertGreaterThan(before.count, 9 * 1_024)
         XCTAssertEqual(before.map(\.seq), (1...UInt64(before.count)).map { $0 }, "gap-free from 1")
         let c = try RawTTRPCConnection(path: daemon.socketPath)
-        // From within the oldest (archived) chunks, less than E6's 10,000 behind.
+        // From within the oldest (archived) chunks, less than the 10,000 behind that E6 allows.
         let from = before.count - 9_000
         try watch(c, id: 1, after: Int64(from))
         var watched: [Creditd_V1_Event] = []
