@@ -89,12 +89,17 @@ struct ChunkedSortedSet<Element: ChunkedSetElement>: Sendable {
         if chunks.isEmpty || chunks[chunks.count - 1].last! < element {
             // Append: the common case (serials grow); full chunks stay full.
             if chunks.isEmpty || chunks[chunks.count - 1].count >= chunkLimit {
-                var chunk: [Element] = []
-                chunk.reserveCapacity(chunkLimit)
-                chunks.append(chunk)
+                // Grown as it fills, never reserved whole: most sets are small (a customer's
+                // subscriptions and credits), and a reserved chunk was 8-16 KiB for each of them.
+                chunks.append([])
                 minimumDue.append(Int64.max)
             }
             let last = chunks.count - 1
+            if chunks[last].count == chunks[last].capacity {
+                // Doubling up to exactly `chunkLimit`: the standard growth could leave a full
+                // chunk of 1,024 in room for 1,536.
+                chunks[last].reserveCapacity(min(chunkLimit, max(4, chunks[last].count * 2)))
+            }
             chunks[last].append(element)
             minimumDue[last] = min(minimumDue[last], element.indexDue)
             count += 1

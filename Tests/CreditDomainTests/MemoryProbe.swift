@@ -21,7 +21,7 @@ final class MemoryProbe: XCTestCase {
         let at = utc("2025-03-01")
         for index in 0..<count {
             let id = "s" + String(repeating: "0", count: 7 - String(index).count) + String(index)
-            harness.create(id, seats: 50, at: at)
+            harness.create(id, seats: 50, customer: ProcessInfo.processInfo.environment["CREDITD_MEMORY_PROBE_CUSTOMERS"] == "distinct" ? "cust-\(index)" : "c", at: at)
             for step in 1...5 { _ = harness.changeSeats(id, to: 50 - Int64(step), at: at) }
         }
         // Measured as recovery leaves it: decoded from a snapshot into a fresh heap.
