@@ -142,9 +142,12 @@ struct SnapshotScan {
     var state: SnapshotState
 }
 
-func scanSnapshot(_ bytes: [UInt8], name: String, nameSequence: UInt64) -> SnapshotScan {
+/// Takes the file's bytes over: a valid snapshot's payload is those bytes with the header cut
+/// off in place, not a second copy of a file that may be hundreds of megabytes.
+func scanSnapshot(_ bytes: consuming [UInt8], name: String, nameSequence: UInt64) -> SnapshotScan {
+    let fileSize = Int64(bytes.count)
     func result(_ state: SnapshotState) -> SnapshotScan {
-        SnapshotScan(name: name, nameSequence: nameSequence, bytes: Int64(bytes.count), state: state)
+        SnapshotScan(name: name, nameSequence: nameSequence, bytes: fileSize, state: state)
     }
     let headerSize = StoreFormat.snapshotHeaderSize
     guard bytes.count >= 12, Array(bytes[0..<8]) == StoreFormat.snapshotMagic else {
@@ -165,9 +168,9 @@ func scanSnapshot(_ bytes: [UInt8], name: String, nameSequence: UInt64) -> Snaps
     guard length == UInt64(bytes.count - headerSize) else {
         return result(.corrupt("payload length \(length) but file holds \(bytes.count - headerSize) payload bytes"))
     }
-    let payload = Array(bytes[headerSize...])
-    guard CRC32C.checksum(payload) == payloadCRC else { return result(.corrupt("payload CRC mismatch")) }
-    return result(.valid(sequence: sequence, unixMillis: unixMillis, payload: payload))
+    guard CRC32C.checksum(bytes[headerSize...]) == payloadCRC else { return result(.corrupt("payload CRC mismatch")) }
+    bytes.removeSubrange(0..<headerSize)
+    return result(.valid(sequence: sequence, unixMillis: unixMillis, payload: bytes))
 }
 
 enum SegmentHeaderState {
@@ -404,8 +407,10 @@ func analyzeStateDirectory(
     // Snapshots: newest that verifies wins; an unknown version stops everything, because a newer
     // build wrote it and falling back past it could resurrect older state.
     for (name, sequence) in snapshotNames {
-        let bytes = try operations.readFile(directory + "/" + name)
-        let scan = scanSnapshot(bytes, name: name, nameSequence: sequence)
+        // Older snapshots than the chosen one matter only to a full check (verify-state): a
+        // daemon starting does not read hundreds of megabytes it will not use.
+        if analysis.chosenSnapshot != nil && !readCoveredSegments { break }
+        let scan = scanSnapshot(try operations.readFile(directory + "/" + name), name: name, nameSequence: sequence)
         analysis.snapshots.append(scan)
         if analysis.chosenSnapshot != nil || analysis.fatal != nil { continue }
         switch scan.state {

@@ -137,6 +137,23 @@ final class SnapshotTests: StoreDirectoryTestCase {
         XCTAssertEqual(verification.snapshots.map(\.verified), [false, true])
     }
 
+    /// A start reads only the snapshot it uses (the newest that verifies), not the older ones
+    /// (hundreds of megabytes each at scale); `verify-state` still checks and reports them all.
+    func testStartReadsOnlyTheSnapshotItUses() async throws {
+        let (store, _) = try DurableStore.open(directory: directory)
+        try await appendDurably(store, 1...10)
+        _ = try await store.writeSnapshot(sequence: 5, payload: state(5))
+        _ = try await store.writeSnapshot(sequence: 10, payload: state(10))
+        await store.close()
+        try flipBit(in: directory + "/snapshot-00000000000000000005.snap", at: 60)
+        let recovery = try await reopen(directory)
+        XCTAssertEqual(recovery.snapshot?.sequence, 10)
+        XCTAssertEqual(recovery.snapshot?.payload, state(10))
+        XCTAssertEqual(recovery.report.skippedSnapshots, [], "the older snapshot was not read")
+        let verification = try verifyStateDirectory(directory)
+        XCTAssertEqual(verification.snapshots.map(\.verified), [true, false])
+    }
+
     func testCorruptSnapshotHeaderFallsBack() async throws {
         let (store, _) = try DurableStore.open(directory: directory)
         try await appendDurably(store, 1...4)
