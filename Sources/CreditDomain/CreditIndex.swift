@@ -19,16 +19,23 @@ public struct BookStats: Sendable, Hashable {
     mutating func add(_ credit: Credit, currency: Currency, sign: Int) {
         BookStats.bump(&creditsByState, credit.state, by: sign)
         var totals = totalsByCurrency[currency] ?? CreditTotals()
+        totals.add(credit, sign: sign)
+        totalsByCurrency[currency] = totals == CreditTotals() ? nil : totals
+    }
+}
+
+extension CreditTotals {
+    /// Adds (`sign` 1) or takes away (`sign` -1) one credit's amounts (L8).
+    mutating func add(_ credit: Credit, sign: Int) {
         let factor = Int64(sign)
         switch credit.state {
-        case .pending: totals.pendingMinor &+= factor &* credit.remainingMinor
-        case .applied: totals.appliedMinor &+= factor &* credit.remainingMinor
-        case .refundPending: totals.refundPendingMinor &+= factor &* credit.remainingMinor
+        case .pending: pendingMinor &+= factor &* credit.remainingMinor
+        case .applied: appliedMinor &+= factor &* credit.remainingMinor
+        case .refundPending: refundPendingMinor &+= factor &* credit.remainingMinor
         default: break
         }
-        totals.consumedMinor &+= factor &* credit.consumedMinor
-        totals.refundedMinor &+= factor &* credit.refundedMinor
-        totalsByCurrency[currency] = totals == CreditTotals() ? nil : totals
+        consumedMinor &+= factor &* credit.consumedMinor
+        refundedMinor &+= factor &* credit.refundedMinor
     }
 }
 
@@ -89,33 +96,85 @@ struct BookIndex: Sendable {
             halves.value.deallocate()
         }
         let sortedLocations = locations
+        // The two halves take about the same time: the first builds the per-credit sets and
+        // counts, the second the per-subscription and per-customer sets and the overdue flags
+        // (a local midnight per credit, which made the first half twice as long before).
         runConcurrently(slots.count < 4_096 ? 1 : 2) { task in
             if task == 0 {
                 var index = BookIndex()
+                // Per currency and per state in plain arrays, moved into the dictionaries at the
+                // end: hashing a key per credit was most of this half's time. A book has few
+                // currencies, so finding one's place by a linear search is cheap.
+                var currencies: [Currency] = []
+                var setsByCurrency: [ChunkedSortedSet<UInt64>] = []
+                var totalsByCurrency: [CreditTotals] = []
+                var countsByState = [Int](repeating: 0, count: index.creditsByState.count)
                 for location in sortedLocations {
                     let slot = Int(location.slot)
+                    let credit = slots[slot].credits[Int(location.index)]
+                    let currency = slots[slot].currency
                     index.creditLocations.insert(CreditLocation(serial: location.serial, slot: location.slot))
-                    index.addCreditToSets(slots[slot].credits[Int(location.index)], currency: slots[slot].currency,
-                                          zone: slots[slot].timeZone)
+                    index.creditsByState[Int(credit.state.rawValue)].insert(credit.serial)
+                    countsByState[Int(credit.state.rawValue)] += 1
+                    let place: Int
+                    if let known = currencies.firstIndex(of: currency) {
+                        place = known
+                    } else {
+                        place = currencies.count
+                        currencies.append(currency)
+                        setsByCurrency.append(.init())
+                        totalsByCurrency.append(CreditTotals())
+                    }
+                    setsByCurrency[place].insert(credit.serial)
+                    totalsByCurrency[place].add(credit, sign: 1)
+                }
+                for state in CreditState.allCases where countsByState[Int(state.rawValue)] != 0 {
+                    index.stats.creditsByState[state] = countsByState[Int(state.rawValue)]
+                }
+                while let set = setsByCurrency.popLast() {
+                    let currency = currencies.removeLast(), totals = totalsByCurrency.removeLast()
+                    index.creditsByCurrency[currency] = set
+                    if totals != CreditTotals() { index.stats.totalsByCurrency[currency] = totals }
                 }
                 halves.value[0] = index
             }
             if task == 1 || slots.count < 4_096 {
                 var index = BookIndex()
+                // Customers numbered in order of first appearance, so each credit below finds its
+                // customer's entry through its slot instead of hashing the customer's id again.
+                var customerNumbers: [ScalarString: Int32] = [:]
+                var customerIDs: [ScalarString] = []
+                var entries: [CustomerEntry] = []
+                var customerOfSlot = [Int32](repeating: 0, count: slots.count)
                 for slot in idOrder {
                     let id = ScalarString(slots[Int(slot)].id)
                     let status = slots[Int(slot)].status
                     index.subscriptionsByStatus[Int(status.rawValue)].insert(id)
                     BookStats.bump(&index.stats.subscriptionsByStatus, status, by: 1)
-                    index.customers.update(ScalarString(slots[Int(slot)].customer), default: CustomerEntry()) {
-                        $0.subscriptions.insert(id)
+                    let customer = ScalarString(slots[Int(slot)].customer)
+                    let number: Int32
+                    if let known = customerNumbers[customer] {
+                        number = known
+                    } else {
+                        number = Int32(entries.count)
+                        customerNumbers[customer] = number
+                        customerIDs.append(customer)
+                        entries.append(CustomerEntry())
                     }
+                    customerOfSlot[Int(slot)] = number
+                    entries[Int(number)].subscriptions.insert(id)
                 }
                 // Each customer's credits, in serial order.
                 for location in sortedLocations {
-                    index.customers.update(ScalarString(slots[Int(location.slot)].customer), default: CustomerEntry()) {
-                        $0.credits.insert(location.serial)
-                    }
+                    entries[Int(customerOfSlot[Int(location.slot)])].credits.insert(location.serial)
+                    let slot = Int(location.slot)
+                    index.updateFlags(nil, slots[slot].credits[Int(location.index)], zone: slots[slot].timeZone)
+                }
+                // Moved, not copied, into the map: a copy would be shared and copied again on
+                // the customer's next change.
+                while let entry = entries.popLast() {
+                    let customer = customerIDs.removeLast()
+                    index.customers.update(customer, default: entry) { _ in }
                 }
                 halves.value[1] = index
             }
@@ -124,6 +183,8 @@ struct BookIndex: Sendable {
         customers = halves.value[1].customers
         subscriptionsByStatus = halves.value[1].subscriptionsByStatus
         stats.subscriptionsByStatus = halves.value[1].stats.subscriptionsByStatus
+        overdue = halves.value[1].overdue
+        refundOverdue = halves.value[1].refundOverdue
     }
 
     /// The state and currency sets, the flag sets and the counts of a new credit.

@@ -50,22 +50,21 @@ public struct Ledger: Sendable {
     }
 
     /// Every stored part as given (snapshot decoding, which builds the indexes itself).
-    package init(maxSeats: Int64, counters: SerialCounters, slots: [Subscription], slotByID: [ScalarString: Int32],
-         sortedIDs: SortedKeyIndex, dueQueue: DueQueue, idempotency: IdempotencyTable, zones: [String: TimeZoneRules],
-         feed: EventFeed = EventFeed()) {
+    package init(maxSeats: Int64, counters: SerialCounters, slots: consuming [Subscription],
+         slotByID: ShardedDictionary<ScalarString, Int32>, sortedIDs: SortedKeyIndex, dueQueue: DueQueue,
+         idempotency: IdempotencyTable, zones: [String: TimeZoneRules], feed: EventFeed = EventFeed()) {
         self.storedMaxSeats = min(max(maxSeats, 1), Ledger.seatLimit)
         self.counters = counters
-        self.slots = ChunkedArray(slots)
-        var byID = ShardedDictionary<ScalarString, Int32>()
-        byID.reserveCapacity(slotByID.count)
-        for (key, slot) in slotByID { byID[key] = slot }
-        self.slotByID = byID
+        self.slotByID = slotByID
         self.sortedIDs = sortedIDs
         self.dueQueue = dueQueue
         self.idempotency = idempotency
         self.zones = zones
         self.feed = feed
-        self.book = BookIndex(slots: slots, idOrder: sortedIDs.slotsInOrder, nextCreditSerial: counters.nextCreditSerial)
+        // The index's reference to the array ends with its build, so the array is unique again
+        // when the chunked storage takes it over.
+        self.book = BookIndex(slots: copy slots, idOrder: sortedIDs.slotsInOrder, nextCreditSerial: counters.nextCreditSerial)
+        self.slots = ChunkedArray(taking: slots)
     }
 
     /// Every stored part, with the event feed (JSON decoding).

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// An IANA time zone (T1). This is the only place Foundation is used: it answers the UTC offset
 /// at an instant. Everything else is integer arithmetic on epoch days and seconds.
@@ -6,6 +7,9 @@ public struct TimeZoneRules: Sendable, CustomStringConvertible {
     /// The IANA id as given at creation (e.g. `America/Los_Angeles`).
     public let identifier: String
     private let zone: TimeZone
+    /// The zone's offsets as a table, shared by every value of the same zone; nil when the
+    /// table could not be checked against Foundation (then every answer comes from Foundation).
+    private let table: UTCOffsetTable?
 
     /// The zone with this IANA id, or nil for an unknown id. Foundation also accepts custom
     /// offsets (`GMT+5`) and abbreviations (`PST`); those are not IANA ids and are refused.
@@ -19,6 +23,7 @@ public struct TimeZoneRules: Sendable, CustomStringConvertible {
         guard listed || linked else { return nil }
         self.identifier = identifier
         self.zone = zone
+        self.table = UTCOffsetTable.shared(for: identifier, zone: zone)
     }
 
     public static let utc = TimeZoneRules(identifier: "UTC")!
@@ -28,7 +33,8 @@ public struct TimeZoneRules: Sendable, CustomStringConvertible {
 
     /// Seconds east of UTC at the instant `seconds` after the epoch.
     public func utcOffsetSeconds(atEpochSecond seconds: Int64) -> Int64 {
-        Int64(zone.secondsFromGMT(for: Date(timeIntervalSince1970: TimeInterval(seconds))))
+        if let table, let offset = table.offset(atEpochSecond: seconds) { return offset }
+        return UTCOffsetTable.foundationOffset(zone, seconds)
     }
 
     /// The civil date of `instant` in this zone.
@@ -72,5 +78,66 @@ extension TimeZoneRules: Hashable {
 
     public func hash(into hasher: inout Hasher) {
         hasher.combine(identifier)
+    }
+}
+
+/// One zone's UTC offsets from 1900 to 2200: the instants where the offset changes and the
+/// offset from each on. Foundation answers an offset in about a microsecond behind a lock;
+/// recovery asks for millions (every credit's local due midnight), so each zone's answers
+/// are taken from Foundation once, checked, and then looked up by binary search.
+final class UTCOffsetTable: Sendable {
+    static let start: Int64 = -2_208_988_800  // 1900-01-01T00:00:00Z
+    static let end: Int64 = 7_258_118_400  // 2200-01-01T00:00:00Z
+    /// Ascending instants (epoch seconds) at which `offsets[i + 1]` takes over.
+    let transitions: [Int64]
+    /// `offsets[0]` is in force from `start` to the first transition.
+    let offsets: [Int64]
+
+    private static let tables = Mutex<[String: UTCOffsetTable?]>([:])
+
+    static func shared(for identifier: String, zone: TimeZone) -> UTCOffsetTable? {
+        if let known = tables.withLock({ $0[identifier] }) { return known }
+        let built = UTCOffsetTable(zone: zone)
+        tables.withLock { $0[identifier] = built }
+        return built
+    }
+
+    static func foundationOffset(_ zone: TimeZone, _ seconds: Int64) -> Int64 {
+        Int64(zone.secondsFromGMT(for: Date(timeIntervalSince1970: TimeInterval(seconds))))
+    }
+
+    /// Nil when Foundation's transitions do not account for every offset change it reports:
+    /// each interval's offset is checked at its first and last second.
+    init?(zone: TimeZone) {
+        var transitions: [Int64] = []
+        var offsets = [UTCOffsetTable.foundationOffset(zone, UTCOffsetTable.start)]
+        var at = UTCOffsetTable.start
+        while let next = zone.nextDaylightSavingTimeTransition(after: Date(timeIntervalSince1970: TimeInterval(at))) {
+            let seconds = Int64(next.timeIntervalSince1970.rounded(.up))
+            guard seconds > at else { return nil }
+            if seconds >= UTCOffsetTable.end { break }
+            let offset = UTCOffsetTable.foundationOffset(zone, seconds)
+            guard UTCOffsetTable.foundationOffset(zone, seconds - 1) == offsets[offsets.count - 1] else { return nil }
+            if offset != offsets[offsets.count - 1] {
+                transitions.append(seconds)
+                offsets.append(offset)
+            }
+            at = seconds
+        }
+        guard UTCOffsetTable.foundationOffset(zone, UTCOffsetTable.end - 1) == offsets[offsets.count - 1] else { return nil }
+        self.transitions = transitions
+        self.offsets = offsets
+    }
+
+    /// The offset at `seconds`, or nil outside the table's years.
+    func offset(atEpochSecond seconds: Int64) -> Int64? {
+        guard seconds >= UTCOffsetTable.start, seconds < UTCOffsetTable.end else { return nil }
+        // The number of transitions at or before `seconds`.
+        var low = 0, high = transitions.count
+        while low < high {
+            let middle = (low + high) / 2
+            if transitions[middle] <= seconds { low = middle + 1 } else { high = middle }
+        }
+        return offsets[low]
     }
 }

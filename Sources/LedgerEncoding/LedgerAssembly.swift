@@ -5,15 +5,24 @@ import CreditDomain
 enum LedgerAssembly {
     /// `idOrder` is the range of `buffer` holding the id order: per position in id order, the
     /// slot as a zigzag varint delta from the previous slot + 1.
-    static func ledger(_ buffer: UnsafeBufferPointer<UInt8>, maxSeats: Int64, counters: SerialCounters, slots: [Subscription],
+    static func ledger(_ buffer: UnsafeBufferPointer<UInt8>, maxSeats: Int64, counters: SerialCounters, slots: consuming [Subscription],
                        idOrder orderRange: Range<Int>, idempotency: IdempotencyTable, zones: [String: TimeZoneRules],
                        feed: EventFeed) throws(LedgerCodecError) -> Ledger {
+        let (idIndex, slotByID, dueQueue) = try indexes(buffer, idOrder: orderRange, slots: slots)
+        // The ledger takes the array over (its last use, and every other reference ended with
+        // `indexes`), moving each subscription into its box instead of copying it.
+        return Ledger(maxSeats: maxSeats, counters: counters, slots: slots, slotByID: slotByID,
+                      sortedIDs: idIndex, dueQueue: dueQueue, idempotency: idempotency, zones: zones, feed: feed)
+    }
+
+    /// The id order and sorted ids, and the id table with the due queue, built at once.
+    private static func indexes(_ buffer: UnsafeBufferPointer<UInt8>, idOrder orderRange: Range<Int>, slots: [Subscription])
+        throws(LedgerCodecError) -> (SortedKeyIndex, ShardedDictionary<ScalarString, Int32>, DueQueue) {
         let input = Unchecked(buffer)
-        // The indexes: id order and sorted ids, and the id table with the due queue, at once.
         let orderResult = Unchecked(UnsafeMutablePointer<Result<SortedKeyIndex, LedgerCodecError>>.allocate(capacity: 1))
         orderResult.value.initialize(to: .success(SortedKeyIndex()))
-        let tableResult = Unchecked(UnsafeMutablePointer<([ScalarString: Int32], DueQueue)>.allocate(capacity: 1))
-        tableResult.value.initialize(to: ([:], DueQueue()))
+        let tableResult = Unchecked(UnsafeMutablePointer<(ShardedDictionary<ScalarString, Int32>, DueQueue)>.allocate(capacity: 1))
+        tableResult.value.initialize(to: (ShardedDictionary(), DueQueue()))
         defer {
             orderResult.value.deinitialize(count: 1)
             orderResult.value.deallocate()
@@ -28,7 +37,8 @@ enum LedgerAssembly {
                     orderResult.value.pointee = .failure(error)
                 }
             } else {
-                var slotByID: [ScalarString: Int32] = [:]
+                // Built here, in the ledger's own sharded form, not copied into it afterwards.
+                var slotByID = ShardedDictionary<ScalarString, Int32>()
                 slotByID.reserveCapacity(slots.count)
                 var due: [DueQueue.Entry] = []
                 due.reserveCapacity(slots.count)
@@ -40,9 +50,8 @@ enum LedgerAssembly {
             }
         }
         let idIndex = try orderResult.value.pointee.get()
-        return Ledger(maxSeats: maxSeats, counters: counters, slots: slots, slotByID: tableResult.value.pointee.0,
-                      sortedIDs: idIndex, dueQueue: tableResult.value.pointee.1, idempotency: idempotency, zones: zones,
-                      feed: feed)
+        let (slotByID, dueQueue) = tableResult.value.pointee
+        return (idIndex, slotByID, dueQueue)
     }
 
     /// The id order section: every slot once, with strictly increasing ids (so no duplicates).

@@ -77,6 +77,10 @@ func runScale(subscriptions: Int, tailRecords: Int, creditd: String, log: (Strin
     started = monotonicNanos()
     try await StateBuilder.appendSeatDecreases(directory: state, subscriptions: subscriptions, count: tailRecords)
     log("  \(subscriptions): \(tailRecords) journal records appended in \(fmt(Double(monotonicNanos() - started) / 1e9)) s")
+    if let keep = ProcessInfo.processInfo.environment["CREDITBENCH_KEEP_STATE"] {
+        try? FileManager.default.removeItem(atPath: keep + "-tail")
+        try FileManager.default.copyItem(atPath: state, toPath: keep + "-tail")
+    }
     let third = try Daemon(binary: creditd, workDirectory: work, stateDirectory: state)
     let tailSeconds = try third.waitUntilServing(timeout: timeout)
     let rssAfterTail = third.rssMiB

@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import CreditDomain
 
@@ -78,6 +79,31 @@ final class CoreTypesTests: XCTestCase {
         let monthly = BillingSchedule(interval: .monthly, startDate: day("2024-01-01"))
         let period = monthly.period(containing: day("2024-02-10"))
         XCTAssertEqual(period.start.days(to: period.end), 29)
+    }
+
+    /// Every zone's offset table answers what Foundation answers: at every transition and the
+    /// second before it, and at random instants from 1900 to 2200. A zone whose table could
+    /// not be checked has none and asks Foundation itself, which this also covers.
+    func testUTCOffsetTablesAgreeWithFoundation() {
+        var generator = SystemRandomNumberGenerator()
+        var withTable = 0
+        let identifiers = TimeZone.knownTimeZoneIdentifiers
+        for identifier in identifiers {
+            guard let zone = TimeZone(identifier: identifier) else { continue }
+            guard let table = UTCOffsetTable(zone: zone) else { continue }
+            withTable += 1
+            func check(_ seconds: Int64) {
+                XCTAssertEqual(table.offset(atEpochSecond: seconds), UTCOffsetTable.foundationOffset(zone, seconds),
+                               "\(identifier) at \(seconds)")
+            }
+            for transition in table.transitions { check(transition); check(transition - 1) }
+            for _ in 0..<200 { check(Int64.random(in: UTCOffsetTable.start..<UTCOffsetTable.end, using: &generator)) }
+            XCTAssertNil(table.offset(atEpochSecond: UTCOffsetTable.end))
+        }
+        // The tables are what makes recovery fast; nearly every zone must have one.
+        XCTAssertGreaterThan(withTable, identifiers.count * 9 / 10, "\(withTable) of \(identifiers.count) zones have a table")
+        let la = TimeZoneRules(identifier: "America/Los_Angeles")!
+        XCTAssertEqual(la.utcOffsetSeconds(atEpochSecond: UTCOffsetTable.end + 86_400 * 180), -7 * 3_600)
     }
 
     func testTimeZoneCivilDatesAndMidnights() {
