@@ -136,7 +136,12 @@ public final class CreditApplication: Sendable {
         } catch {
             throw .snapshot("\(recovery.snapshot?.fileName ?? "no snapshot"): \(error)")
         }
-        for record in recovery.records {
+        let replayArchiving = archiver.flatMap { archiver in
+            recovery.records.count >= ReplayArchiving.offerEveryRecords
+                ? ReplayArchiving(archiver: archiver, threshold: Self.archiveThreshold, logger: logger) : nil
+        }
+        defer { replayArchiving?.finish() }
+        for (index, record) in recovery.records.enumerated() {
             do {
                 let entry = try JournalEntry(decoding: record.payload)
                 Self.replay(entry, into: &ledger)
@@ -144,7 +149,11 @@ public final class CreditApplication: Sendable {
             } catch {
                 throw .journal(sequence: record.sequence, "\(error)")
             }
+            if index % ReplayArchiving.offerEveryRecords == ReplayArchiving.offerEveryRecords - 1 {
+                replayArchiving?.offer(ledger)
+            }
         }
+        replayArchiving?.finish()
         ledger.maxSeats = configuration.maxSeats
         // The snapshot bytes and decoding buffers are gone; give their pages back
         // rather than carry the start-up peak for the life of the process.

@@ -104,4 +104,38 @@ final class EventArchiveTests: XCTestCase {
         XCTAssertEqual(recoveredAgain, expected)
         await StateGoldenTests.close(again)
     }
+
+    /// Recovery archives sealed chunks while it replays a long journal tail (on a thread of its
+    /// own), so the tail's events do not all stay in memory; what it archived reads back exactly,
+    /// and a later start, which discards the blocks no snapshot names, replays them again.
+    func testALongReplayArchivesAsItGoes() async throws {
+        let directory = try makeTemporaryDirectory("archive-replay").path
+        let application = try StateGoldenTests.open(directory)
+        let writer = application.writer
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<16 {
+                group.addTask {
+                    for index in stride(from: worker, to: 5_000, by: 16) {
+                        _ = try await writer.execute(LedgerWriterTests.create("replay-\(index)", seats: 10), callerUID: 1000)
+                        _ = try await writer.execute(LedgerWriterTests.seats("replay-\(index)", 9), callerUID: 1000)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let expected = try await StateGoldenTests.ledger(application)
+        XCTAssertGreaterThan(expected.eventCount, 12 * EventFeed.chunkSize)
+        await StateGoldenTests.close(application)
+        XCTAssertEqual(try archiveFiles(directory), [])
+
+        for _ in 0..<2 {
+            let reopened = try StateGoldenTests.open(directory)
+            XCTAssertFalse(try archiveFiles(directory).isEmpty, "archived during the replay")
+            let recovered = try await StateGoldenTests.ledger(reopened)
+            XCTAssertGreaterThan(EventArchiver.blocks(of: recovered).count, 0)
+            XCTAssertEqual(recovered, expected)
+            XCTAssertEqual(try recovered.events, try expected.events)
+            await StateGoldenTests.close(reopened)
+        }
+    }
 }
