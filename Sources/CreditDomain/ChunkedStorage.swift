@@ -69,6 +69,18 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
         }
     }
 
+    /// Calls `body` with each element of `range` in its box, without copying it out (reading
+    /// `box.value` as an argument copied the whole element, retaining each of its fields).
+    public func forEach(in range: Range<Int>, _ body: (borrowing Element) -> Void) {
+        for position in range {
+            let (group, leaf, slot) = Self.path(position)
+            let box = groups[group][leaf][slot]
+            // Published boxes are never written (see `_modify`), so reading through the pointer
+            // races with nothing.
+            withUnsafeMutablePointer(to: &box.value) { body($0.pointee) }
+        }
+    }
+
     @inline(__always)
     private static func path(_ position: Int) -> (group: Int, leaf: Int, slot: Int) {
         (position / elementsPerGroup, (position / leafCapacity) % groupCapacity, position % leafCapacity)

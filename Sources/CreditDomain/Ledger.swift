@@ -120,6 +120,12 @@ public struct Ledger: Sendable {
     public var subscriptionCount: Int { slots.count }
     /// Every subscription in creation order.
     public var subscriptions: [Subscription] { Array(slots) }
+    /// Calls `body` with the subscriptions in slots `range` (creation order) where they are
+    /// stored: a snapshot copied every subscription into an array first (retaining each of
+    /// their fields and releasing them all again), about a third of its time at 1M.
+    package func forEachSubscription(inSlots range: Range<Int>, _ body: (borrowing Subscription) -> Void) {
+        slots.forEach(in: range, body)
+    }
     /// The key table in order of first use (for snapshots).
     public var idempotencyEntries: [IdempotencyEntry] { idempotency.list }
     public var idempotencyEntryCount: Int { idempotency.count }

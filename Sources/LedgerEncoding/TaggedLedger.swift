@@ -10,7 +10,7 @@ enum TaggedLedger {
     }
 
     static func encode(_ ledger: Ledger, parts requested: Int) -> [UInt8] {
-        let slots = ledger.subscriptions
+        let subscriptionCount = ledger.subscriptionCount
         let feed = ledger.feed
         // The event archive's chunks are written as where they are (version 4); the archive
         // moves chunks out oldest first, so they are a prefix of the sealed chunks. The rest,
@@ -41,10 +41,10 @@ enum TaggedLedger {
         runConcurrently(taskCount) { index in
             let section: UnsafeMutableBufferPointer<UInt8>
             if index < subscriptionParts {
-                let range = (slots.count * index / subscriptionParts)..<(slots.count * (index + 1) / subscriptionParts)
+                let range = (subscriptionCount * index / subscriptionParts)..<(subscriptionCount * (index + 1) / subscriptionParts)
                 // Generous: unused capacity is never touched, so it costs no memory.
                 var encoder = TaggedEncoder(capacity: 256 + range.count * 1_280)
-                for subscription in slots[range] { encoder.subscriptionRecord(subscription) }
+                ledger.forEachSubscription(inSlots: range) { encoder.subscriptionRecord($0) }
                 section = encoder.finish()
             } else if index < subscriptionParts + eventParts {
                 // Whole chunks per part, in seq order.
@@ -56,7 +56,7 @@ enum TaggedLedger {
                 }
                 section = encoder.finish()
             } else if index == subscriptionParts + eventParts {
-                var writer = ByteWriter(capacity: 16 + slots.count * 5)
+                var writer = ByteWriter(capacity: 16 + subscriptionCount * 5)
                 var previous = -1
                 for slot in ledger.slotsInIDOrder {
                     writer.signed(Int64(slot) - Int64(previous) - 1)
@@ -100,7 +100,7 @@ enum TaggedLedger {
         // Written even when zero: its absence means the file was cut short.
         var end = ByteWriter(capacity: 16)
         end.tag(TaggedField.Ledger.end, .varint)
-        end.varint(UInt64(slots.count + ledger.idempotencyEntryCount + recordEvents + archived.count))
+        end.varint(UInt64(subscriptionCount + ledger.idempotencyEntryCount + recordEvents + archived.count))
         let endBytes = end.take()
         defer { endBytes.deallocate() }
         let total = fields.reduce(headBytes.count + endBytes.count) { $0 + 1 + varintSize($1.section.count) + $1.section.count }

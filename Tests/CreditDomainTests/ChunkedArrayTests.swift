@@ -32,6 +32,24 @@ final class ChunkedArrayTests: XCTestCase {
     }
 
     /// A published copy never sees the writer's later changes, nor the writer the copy's.
+    /// `init(taking:)` keeps the order, and `forEach(in:)` visits exactly the range, in place.
+    func testTakingAnArrayAndVisitingRanges() {
+        let perGroup = ChunkedArray<String>.elementsPerGroup
+        let plain = (0..<(perGroup + 70)).map { "value \($0)" }
+        let chunked = ChunkedArray(taking: plain)
+        XCTAssertTrue(chunked.elementsEqual(plain))
+        for range in [0..<0, 0..<1, 63..<65, 0..<plain.count, (perGroup - 3)..<(perGroup + 70)] {
+            var seen: [String] = []
+            chunked.forEach(in: range) { seen.append(copy $0) }
+            XCTAssertEqual(seen, Array(plain[range]), "\(range)")
+        }
+        var changed = chunked
+        changed[5] = "changed"
+        var seen: [String] = []
+        chunked.forEach(in: 5..<6) { seen.append(copy $0) }
+        XCTAssertEqual(seen, ["value 5"], "a copy's change is not seen through the original")
+    }
+
     func testCopiesAreIndependent() {
         var writer = ChunkedArray((0..<10_000).map { [$0] })
         let published = writer
