@@ -13,8 +13,11 @@ import Synchronization
 /// that memory instead of growing. The archive files are not synced here: until a snapshot
 /// names their blocks, the journal still holds those events (as in the background pass).
 final class ReplayArchiving: Sendable {
-    /// Records between two offers: a copy of the ledger costs its next changes a few chunk copies.
-    static let offerEveryRecords = 2_048
+    /// Records between two offers. An offer shares the ledger, so the replay copies each chunk
+    /// it next changes (as the writer does after publishing): offering every 2,048 records, a
+    /// 6M-record replay took 68 s against 45 s without offers. Every 8,192 records, the events
+    /// waiting between two passes stay around 20 MB.
+    static let offerEveryRecords = 8_192
 
     private struct State {
         var offered: Ledger?
