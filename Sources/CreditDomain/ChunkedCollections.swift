@@ -96,9 +96,11 @@ struct ChunkedSortedSet<Element: ChunkedSetElement>: Sendable {
             }
             let last = chunks.count - 1
             if chunks[last].count == chunks[last].capacity {
-                // Doubling up to exactly `chunkLimit`: the standard growth could leave a full
-                // chunk of 1,024 in room for 1,536.
-                chunks[last].reserveCapacity(min(chunkLimit, max(4, chunks[last].count * 2)))
+                // A set that has filled a chunk before will fill this one too: room for the whole
+                // chunk at once (growing the large sets step by step made a 1M-record replay a
+                // third slower). The first chunk doubles up to exactly `chunkLimit` (the standard
+                // growth could leave a full chunk of 1,024 in room for 1,536).
+                chunks[last].reserveCapacity(last > 0 ? chunkLimit : min(chunkLimit, max(4, chunks[last].count * 2)))
             }
             chunks[last].append(element)
             minimumDue[last] = min(minimumDue[last], element.indexDue)
