@@ -224,6 +224,78 @@ public final class EventArchiveFiles: Sendable {
         return Array(bytes[Self.blockHeaderSize...])
     }
 
+    /// What `check` found in one archive file.
+    public struct FileCheck: Sendable, Equatable {
+        public var fileName: String
+        public var bytes: Int64
+        public var blocks: Int
+        /// The first seq of the first and of the last readable block.
+        public var firstSeq: UInt64?
+        public var lastBlockSeq: UInt64?
+        /// The first damage, with its byte offset; blocks after it are not checked.
+        public var problem: String?
+    }
+
+    /// Reads every archive file of `directory` and checks its header and every block (lengths,
+    /// both checksums, seqs rising), for `verify-state`. Read-only.
+    public static func check(directory: String, operations: any FileOperations) throws(FileOperationError) -> [FileCheck] {
+        var checks: [FileCheck] = []
+        for name in try operations.listDirectory(directory).sorted() {
+            guard let fileSeq = firstSeq(ofFileNamed: name) else { continue }
+            let bytes = try operations.readFile(directory + "/" + name)
+            checks.append(check(bytes, name: name, fileSeq: fileSeq))
+        }
+        return checks
+    }
+
+    static func check(_ bytes: [UInt8], name: String, fileSeq: UInt64) -> FileCheck {
+        var result = FileCheck(fileName: name, bytes: Int64(bytes.count), blocks: 0)
+        guard bytes.count >= fileHeaderSize, Array(bytes[0..<8]) == fileMagic,
+              load(UInt32.self, from: bytes, at: 24) == CRC32C.checksum(bytes[0..<24]) else {
+            result.problem = "bad file header"
+            return result
+        }
+        guard load(UInt32.self, from: bytes, at: 8) == fileVersion else {
+            result.problem = "format version \(load(UInt32.self, from: bytes, at: 8)) (supported: \(fileVersion))"
+            return result
+        }
+        guard load(UInt64.self, from: bytes, at: 16) == fileSeq else {
+            result.problem = "header says seq \(load(UInt64.self, from: bytes, at: 16)) but the file name says \(fileSeq)"
+            return result
+        }
+        var offset = fileHeaderSize
+        while offset < bytes.count {
+            guard bytes.count - offset >= blockHeaderSize else {
+                result.problem = "block at \(offset) is cut short"
+                return result
+            }
+            let length = Int(load(UInt32.self, from: bytes, at: offset))
+            let seq = load(UInt64.self, from: bytes, at: offset + 8)
+            guard load(UInt32.self, from: bytes, at: offset + 16) == CRC32C.checksum(bytes[offset..<(offset + 16)]) else {
+                result.problem = "block header at \(offset) is damaged"
+                return result
+            }
+            guard bytes.count - offset - blockHeaderSize >= length else {
+                result.problem = "block at \(offset) is cut short"
+                return result
+            }
+            let payload = bytes[(offset + blockHeaderSize)..<(offset + blockHeaderSize + length)]
+            guard load(UInt32.self, from: bytes, at: offset + 4) == CRC32C.checksum(payload) else {
+                result.problem = "block at \(offset) (events from seq \(seq)) is damaged"
+                return result
+            }
+            guard result.lastBlockSeq.map({ seq > $0 }) ?? (seq == fileSeq) else {
+                result.problem = "block at \(offset) starts at seq \(seq), out of order"
+                return result
+            }
+            result.blocks += 1
+            if result.firstSeq == nil { result.firstSeq = seq }
+            result.lastBlockSeq = seq
+            offset += blockHeaderSize + length
+        }
+        return result
+    }
+
     /// Removes the archive files no snapshot kept on disk needs: those before the oldest file in
     /// `needed` (the blocks of the newest snapshot and of the one before it).
     public func removeFiles(before needed: [Block]) throws(FileOperationError) {

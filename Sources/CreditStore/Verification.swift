@@ -51,6 +51,8 @@ public struct VerificationReport: Sendable, Equatable, CustomStringConvertible {
     public var directory: String
     public var snapshots: [SnapshotCheck]  // newest first
     public var segments: [SegmentCheck]  // oldest first
+    /// The event archive's files, oldest first.
+    public var archiveFiles: [EventArchiveFiles.FileCheck] = []
     /// Valid records in all segments.
     public var recordCount: Int
     public var firstSequence: UInt64?
@@ -90,6 +92,11 @@ public struct VerificationReport: Sendable, Equatable, CustomStringConvertible {
                 + (segment.formatVersion.map { ", format \($0)" } ?? "")
                 + (segment.sealedNextSequence.map { ", sealed (next segment starts at seq \($0))" } ?? "")
                 + (segment.problem.map { ", BAD: \($0)" } ?? ""))
+        }
+        for file in archiveFiles {
+            let range = file.firstSeq.map { first in ", events from seq \(first) (last block from \(file.lastBlockSeq ?? first))" } ?? ""
+            lines.append("  event archive \(file.fileName): \(file.blocks) blocks\(range), \(file.bytes) bytes"
+                + (file.problem.map { ", BAD: \($0)" } ?? ""))
         }
         let range = firstSequence.map { first in "seq \(first)...\(lastSequence ?? first)" } ?? "no records"
         lines.append("  journal: \(recordCount) records, \(range)")
@@ -182,6 +189,20 @@ public func verifyStateDirectory(
         }
     } else {
         report.nextSequence = analysis.nextSequence
+    }
+    do {
+        report.archiveFiles = try EventArchiveFiles.check(directory: path, operations: fileOperations)
+    } catch {
+        throw .io(error)
+    }
+    // A damaged block does not stop a start (only missing blocks do): the events in it answer
+    // DATA_LOSS when read, or, if no snapshot names the block, the start discards it and replays
+    // them from the journal.
+    for file in report.archiveFiles {
+        if let problem = file.problem {
+            report.warnings.append("event archive \(file.fileName): \(problem); the events in it and after it in that "
+                + "file cannot be read unless the journal still holds them (reads answer DATA_LOSS)")
+        }
     }
     report.warnings += analysis.skippedSnapshots.map { "snapshot \($0) (recovery falls back past it)" }
     report.warnings += analysis.problemsInCoveredSegments

@@ -71,6 +71,30 @@ final class EventArchiveTests: XCTestCase {
         await StateGoldenTests.close(reopened)
     }
 
+    /// verify-state reads every archive block: a healthy archive is listed, a damaged block is
+    /// a warning naming the file and the offset.
+    func testVerifyStateChecksTheArchive() async throws {
+        let directory = try makeTemporaryDirectory("archive-verify").path
+        let (application, expected) = try await makeState(directory)
+        _ = try await application.takeSnapshot()
+        await StateGoldenTests.close(application)
+        let healthy = try verifyStateDirectory(directory)
+        XCTAssertTrue(healthy.isClean, healthy.description)
+        XCTAssertEqual(healthy.archiveFiles.count, 1)
+        XCTAssertEqual(healthy.archiveFiles[0].blocks, expected.eventCount / EventFeed.chunkSize)
+        XCTAssertEqual(healthy.archiveFiles[0].firstSeq, 1)
+        XCTAssertTrue(healthy.description.contains("event archive events-"), healthy.description)
+
+        let path = directory + "/" + (try archiveFiles(directory)[0])
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[bytes.count - 10] ^= 0x40
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let damaged = try verifyStateDirectory(directory)
+        XCTAssertTrue(damaged.recoverable, "a damaged block does not stop a start")
+        XCTAssertNotNil(damaged.archiveFiles[0].problem)
+        XCTAssertTrue(damaged.warnings.contains { $0.contains("is damaged") && $0.contains("DATA_LOSS") }, damaged.description)
+    }
+
     func testAMissingArchiveFileRefusesToStart() async throws {
         let directory = try makeTemporaryDirectory("archive-missing").path
         let (application, _) = try await makeState(directory)
