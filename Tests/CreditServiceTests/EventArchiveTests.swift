@@ -21,6 +21,13 @@ final class EventArchiveTests: XCTestCase {
         return (application, ledger)
     }
 
+    /// Flips one bit of the byte at `offset` (negative: from the end) of the file at `path`.
+    func flipBit(in path: String, at offset: Int) throws {
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[offset >= 0 ? offset : bytes.count + offset] ^= 0x40
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
     func archiveFiles(_ directory: String) throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("events-") }.sorted()
     }
@@ -58,9 +65,7 @@ final class EventArchiveTests: XCTestCase {
         _ = try await application.takeSnapshot()
         await StateGoldenTests.close(application)
         let path = directory + "/" + (try archiveFiles(directory)[0])
-        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
-        bytes[200] ^= 0x40
-        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        try flipBit(in: path, at: 200)
 
         let reopened = try StateGoldenTests.open(directory)
         let recovered = try await StateGoldenTests.ledger(reopened)
@@ -86,9 +91,7 @@ final class EventArchiveTests: XCTestCase {
         XCTAssertTrue(healthy.description.contains("event archive events-"), healthy.description)
 
         let path = directory + "/" + (try archiveFiles(directory)[0])
-        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
-        bytes[bytes.count - 10] ^= 0x40
-        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        try flipBit(in: path, at: -10)
         let damaged = try verifyStateDirectory(directory)
         XCTAssertTrue(damaged.recoverable, "a damaged block does not stop a start")
         XCTAssertNotNil(damaged.archiveFiles[0].problem)

@@ -30,9 +30,9 @@ final class BookFeedEndToEndTests: XCTestCase {
         client = try await CreditClient.connect(socketPath: daemon.socketPath)
     }
 
-    @discardableResult
-    func create(_ id: String, customer: String = "acme", seats: Int64 = 10, currency: String = "USD",
-                on client: CreditClient? = nil) async throws -> Creditd_V1_Subscription {
+    /// The requests of `create` and `seats`, for tasks that do not capture the test case.
+    static func createRequest(_ id: String, customer: String = "acme", seats: Int64 = 10,
+                              currency: String = "USD") -> Creditd_V1_CreateSubscriptionRequest {
         var request = Creditd_V1_CreateSubscriptionRequest()
         request.subscriptionID = id
         request.customer = customer
@@ -41,15 +41,26 @@ final class BookFeedEndToEndTests: XCTestCase {
         request.currency = currency
         request.interval = .monthly
         request.timeZone = "UTC"
-        return try await (client ?? self.client).createSubscription(request).subscription
+        return request
     }
 
-    func seats(_ id: String, _ n: Int64, on client: CreditClient? = nil) async throws {
+    static func seatsRequest(_ id: String, _ n: Int64) -> Creditd_V1_ChangeSeatsRequest {
         var request = Creditd_V1_ChangeSeatsRequest()
         request.subscriptionID = id
         request.newSeats = n
         request.timing = .now
-        _ = try await (client ?? self.client).changeSeats(request)
+        return request
+    }
+
+    @discardableResult
+    func create(_ id: String, customer: String = "acme", seats: Int64 = 10, currency: String = "USD",
+                on client: CreditClient? = nil) async throws -> Creditd_V1_Subscription {
+        try await (client ?? self.client).createSubscription(
+            Self.createRequest(id, customer: customer, seats: seats, currency: currency)).subscription
+    }
+
+    func seats(_ id: String, _ n: Int64, on client: CreditClient? = nil) async throws {
+        _ = try await (client ?? self.client).changeSeats(Self.seatsRequest(id, n))
     }
 
     func cancel(_ id: String) async throws {
@@ -138,21 +149,9 @@ final class BookFeedEndToEndTests: XCTestCase {
             defer { Task { await other.close() } }
             for i in 0..<120 {
                 let id = String(format: "w%03d", i)
-                var create = Creditd_V1_CreateSubscriptionRequest()
-                create.subscriptionID = id
-                create.customer = "acme"
-                create.seats = 10
-                create.unitPriceMinor = 1000
-                create.currency = "USD"
-                create.interval = .monthly
-                create.timeZone = "UTC"
-                _ = try await other.createSubscription(create)
-                for (target, seats) in [(id, Int64(8)), (String(format: "s%03d", i), Int64(8))] {
-                    var change = Creditd_V1_ChangeSeatsRequest()
-                    change.subscriptionID = target
-                    change.newSeats = seats
-                    change.timing = .now
-                    _ = try await other.changeSeats(change)
+                _ = try await other.createSubscription(BookFeedEndToEndTests.createRequest(id))
+                for target in [id, String(format: "s%03d", i)] {
+                    _ = try await other.changeSeats(BookFeedEndToEndTests.seatsRequest(target, 8))
                 }
             }
         }
@@ -238,20 +237,8 @@ final class BookFeedEndToEndTests: XCTestCase {
             for lane in 0..<16 {
                 group.addTask {
                     for i in stride(from: lane, to: 3_200, by: 16) {
-                        var create = Creditd_V1_CreateSubscriptionRequest()
-                        create.subscriptionID = "ar\(i)"
-                        create.customer = "acme"
-                        create.seats = 10
-                        create.unitPriceMinor = 1000
-                        create.currency = "USD"
-                        create.interval = .monthly
-                        create.timeZone = "UTC"
-                        _ = try await client.createSubscription(create)
-                        var seats = Creditd_V1_ChangeSeatsRequest()
-                        seats.subscriptionID = "ar\(i)"
-                        seats.newSeats = 7
-                        seats.timing = .now
-                        _ = try await client.changeSeats(seats)
+                        _ = try await client.createSubscription(BookFeedEndToEndTests.createRequest("ar\(i)"))
+                        _ = try await client.changeSeats(BookFeedEndToEndTests.seatsRequest("ar\(i)", 7))
                     }
                 }
             }
