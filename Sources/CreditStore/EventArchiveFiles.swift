@@ -214,14 +214,11 @@ public final class EventArchiveFiles: Sendable {
             }
             done += count
         }
-        let length = Self.load(UInt32.self, from: bytes, at: 0)
-        guard Self.load(UInt32.self, from: bytes, at: 16) == CRC32C.checksum(bytes[0..<16]),
-              Self.load(UInt64.self, from: bytes, at: 8) == firstSeq,
-              UInt64(length) + UInt64(Self.blockHeaderSize) == block.length,
-              Self.load(UInt32.self, from: bytes, at: 4) == CRC32C.checksum(bytes[Self.blockHeaderSize...]) else {
+        guard case .success(let parsed) = Self.parseBlock(bytes, at: 0), parsed.firstSeq == firstSeq,
+              parsed.payload.upperBound == bytes.count else {
             throw ReadError(description: "\(path): event block at \(block.offset) is damaged (events from seq \(firstSeq))")
         }
-        return Array(bytes[Self.blockHeaderSize...])
+        return Array(bytes[parsed.payload])
     }
 
     /// What `check` found in one archive file.
@@ -265,35 +262,54 @@ public final class EventArchiveFiles: Sendable {
         }
         var offset = fileHeaderSize
         while offset < bytes.count {
-            guard bytes.count - offset >= blockHeaderSize else {
+            let seq: UInt64
+            switch parseBlock(bytes, at: offset) {
+            case .failure(.cutShort):
                 result.problem = "block at \(offset) is cut short"
                 return result
-            }
-            let length = Int(load(UInt32.self, from: bytes, at: offset))
-            let seq = load(UInt64.self, from: bytes, at: offset + 8)
-            guard load(UInt32.self, from: bytes, at: offset + 16) == CRC32C.checksum(bytes[offset..<(offset + 16)]) else {
+            case .failure(.headerDamaged):
                 result.problem = "block header at \(offset) is damaged"
                 return result
-            }
-            guard bytes.count - offset - blockHeaderSize >= length else {
-                result.problem = "block at \(offset) is cut short"
+            case .failure(.payloadDamaged(let firstSeq)):
+                result.problem = "block at \(offset) (events from seq \(firstSeq)) is damaged"
                 return result
-            }
-            let payload = bytes[(offset + blockHeaderSize)..<(offset + blockHeaderSize + length)]
-            guard load(UInt32.self, from: bytes, at: offset + 4) == CRC32C.checksum(payload) else {
-                result.problem = "block at \(offset) (events from seq \(seq)) is damaged"
-                return result
+            case .success(let parsed):
+                seq = parsed.firstSeq
+                offset = parsed.payload.upperBound
             }
             guard result.lastBlockSeq.map({ seq > $0 }) ?? (seq == fileSeq) else {
-                result.problem = "block at \(offset) starts at seq \(seq), out of order"
+                result.problem = "block starting at seq \(seq) is out of order"
                 return result
             }
             result.blocks += 1
             if result.firstSeq == nil { result.firstSeq = seq }
             result.lastBlockSeq = seq
-            offset += blockHeaderSize + length
         }
         return result
+    }
+
+    enum BlockDamage: Error {
+        case cutShort
+        case headerDamaged
+        case payloadDamaged(firstSeq: UInt64)
+    }
+
+    /// The block that starts at `offset` of `bytes`: its events' first seq and its payload's
+    /// range, each checked against the block header's checksums. The one reader of blocks, for
+    /// `read` and `check`.
+    static func parseBlock(_ bytes: [UInt8], at offset: Int) -> Result<(firstSeq: UInt64, payload: Range<Int>), BlockDamage> {
+        guard bytes.count - offset >= blockHeaderSize else { return .failure(.cutShort) }
+        guard load(UInt32.self, from: bytes, at: offset + 16) == CRC32C.checksum(bytes[offset..<(offset + 16)]) else {
+            return .failure(.headerDamaged)
+        }
+        let length = Int(load(UInt32.self, from: bytes, at: offset))
+        let firstSeq = load(UInt64.self, from: bytes, at: offset + 8)
+        guard bytes.count - offset - blockHeaderSize >= length else { return .failure(.cutShort) }
+        let payload = (offset + blockHeaderSize)..<(offset + blockHeaderSize + length)
+        guard load(UInt32.self, from: bytes, at: offset + 4) == CRC32C.checksum(bytes[payload]) else {
+            return .failure(.payloadDamaged(firstSeq: firstSeq))
+        }
+        return .success((firstSeq, payload))
     }
 
     /// Removes the archive files no snapshot kept on disk needs: those before the oldest file in
