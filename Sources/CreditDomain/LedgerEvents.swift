@@ -18,7 +18,7 @@ struct SubscriptionMarks {
     let creditCount: Int
     /// The first credit not in a terminal state; the ones before it cannot change.
     let firstOpen: Int
-    let openCredits: ArraySlice<Credit>
+    let openCredits: Slice<CreditList>
 
     init(_ subscription: Subscription) {
         status = subscription.status

@@ -45,7 +45,7 @@ public struct Subscription: Sendable, Hashable {
     /// Charge and zero lines of the current period (credit lines live in `credits`).
     public private(set) var periodLines: [LedgerLine]
     /// In creation order.
-    public private(set) var credits: [Credit]
+    public private(set) var credits: CreditList
     // The purchase invoice is rebuilt from these on demand: every subscription has one, so
     // storing it would cost each of a million subscriptions two allocations.
     package let purchaseInvoiceSerial: UInt64
@@ -68,7 +68,7 @@ public struct Subscription: Sendable, Hashable {
     package init(id: String, customer: String, plan: String, unitPriceMinor: Int64, createdAt: Instant,
                  timeZone: TimeZoneRules, seats: Int64, period: BillingPeriod, cumulativeHigh: Int64, cumulativeLow: UInt64,
                  storedScheduledSeats: Int64, unbilledChargesMinor: Int64, blocks: [SeatBlock], periodLines: [LedgerLine],
-                 credits: [Credit], purchaseInvoiceSerial: UInt64, laterInvoices: [Invoice], cancellationSlot: CancellationSlot,
+                 credits: CreditList, purchaseInvoiceSerial: UInt64, laterInvoices: [Invoice], cancellationSlot: CancellationSlot,
                  lastEventSeq: UInt64, nextDue: Instant?, status: SubscriptionStatus, currency: Currency,
                  refundPolicy: RefundPolicy, schedule: BillingSchedule, startDate: CivilDate, storedPurchaseSeats: Int32) {
         self.id = id
@@ -160,7 +160,7 @@ public struct Subscription: Sendable, Hashable {
             guard let credit = credit(id: creditId) else { throw DomainError.creditNotFound }
             selected = [credit]
         } else {
-            selected = credits
+            selected = Array(credits)
         }
         return RefundStatus(subscriptionId: id, asOf: instant, asOfDate: date, currency: currency,
                             credits: selected.map { CreditStatus(credit: $0, asOf: date) },
@@ -587,7 +587,7 @@ public struct Subscription: Sendable, Hashable {
             let created = Credit(serial: counters.takeCredit(), source: .seatChange, effectiveDate: e,
                                  dueDate: period.end, createdAt: now, eventSeq: line.eventSeq,
                                  amountMinor: -proration.amount, explanation: proration.explanation)
-            appendCompactly(&credits, created)
+            credits.append(created)
             credit = created
             outcome = .credit
         } else {

@@ -317,7 +317,7 @@ struct PositionalDecoder {
             timeZone: timeZone, seats: seats, period: period,
             cumulativeHigh: Int64(truncatingIfNeeded: cumulative >> 64), cumulativeLow: UInt64(truncatingIfNeeded: cumulative),
             storedScheduledSeats: scheduledSeats, unbilledChargesMinor: unbilledChargesMinor, blocks: blocks,
-            periodLines: periodLines, credits: credits, purchaseInvoiceSerial: purchaseInvoiceSerial,
+            periodLines: periodLines, credits: CreditList(credits), purchaseInvoiceSerial: purchaseInvoiceSerial,
             laterInvoices: laterInvoices, cancellationSlot: cancellationSlot, lastEventSeq: lastEventSeq, nextDue: nextDue,
             status: status, currency: currency, refundPolicy: refundPolicy, schedule: schedule, startDate: startDate,
             storedPurchaseSeats: purchaseSeats)

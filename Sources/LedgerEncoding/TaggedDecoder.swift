@@ -218,7 +218,7 @@ struct TaggedDecoder {
             cumulativeHigh: Int64(truncatingIfNeeded: int128(zigzagLow: cumulativeLow, high: cumulativeHigh) >> 64),
             cumulativeLow: UInt64(truncatingIfNeeded: int128(zigzagLow: cumulativeLow, high: cumulativeHigh)),
             storedScheduledSeats: scheduledSeats, unbilledChargesMinor: unbilledChargesMinor, blocks: exact(parts.blocks),
-            periodLines: exact(parts.periodLines), credits: exact(parts.credits), purchaseInvoiceSerial: purchaseInvoiceSerial,
+            periodLines: exact(parts.periodLines), credits: CreditList(parts.credits), purchaseInvoiceSerial: purchaseInvoiceSerial,
             laterInvoices: exact(parts.laterInvoices), cancellationSlot: parts.cancellationSlot, lastEventSeq: lastEventSeq,
             nextDue: parts.nextDue,
             status: try enumValue(status, "status", SubscriptionStatus.self),

@@ -40,7 +40,7 @@ final class MemoryProbe: XCTestCase {
               + "TimeZoneRules \(MemoryLayout<TimeZoneRules>.size) BillingPeriod \(MemoryLayout<BillingPeriod>.size) "
               + "SeatBlock \(MemoryLayout<SeatBlock>.size) CancellationSlot \(MemoryLayout<CancellationSlot>.size)")
         let sample = ledger.subscriptions[7]
-        print("memory probe: subscription 7: credits \(sample.credits.count) (cap \(sample.credits.capacity)), lines \(sample.periodLines.count) (cap \(sample.periodLines.capacity)), blocks \(sample.blocks.count), invoices \(sample.laterInvoices.count), portions \(sample.credits.map { $0.explanation.blocks.count }), history overflow \(sample.credits.map { $0.laterHistory.overflow.count }), period lines' portions \(sample.periodLines.map { $0.explanation.blocks.count })")
+        print("memory probe: subscription 7: credits \(sample.credits.count), lines \(sample.periodLines.count) (cap \(sample.periodLines.capacity)), blocks \(sample.blocks.count), invoices \(sample.laterInvoices.count), portions \(sample.credits.map { $0.explanation.blocks.count }), history overflow \(sample.credits.map { $0.laterHistory.overflow.count }), period lines' portions \(sample.periodLines.map { $0.explanation.blocks.count })")
         var before = heapBytes()
         ledger.feed = EventFeed()
         report("event feed", before - heapBytes())

@@ -83,7 +83,7 @@ struct Harness {
     }
 
     func credits(_ id: String = "sub") -> [Credit] {
-        subscription(id).credits
+        Array(subscription(id).credits)
     }
 
     /// Advances like the daemon's scheduler (a tick).

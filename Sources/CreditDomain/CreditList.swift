@@ -1,0 +1,361 @@
+/// A subscription's credits in serial order, kept packed in one byte buffer and decoded when read.
+///
+/// Why: at a million subscriptions with five credits each, credits were half of the daemon's
+/// resident memory. A `Credit` value is 136 bytes wide however little it holds, so five of them
+/// in an `Array` took ~720 bytes per subscription. Packed as variable-length integers (most
+/// fields of a credit are small, and its serial and creation instant are stored as differences
+/// from the list's first credit), a credit takes about 30 bytes (issue 10: RSS at 1M).
+///
+/// The packing exists only in memory: snapshots encode each `Credit` through LedgerEncoding's
+/// versioned format, and every reader sees `Credit` values. The layout may change between
+/// releases without any migration.
+///
+/// Layout of `bytes` (empty for an empty list):
+///
+///     header   count: UInt32 LE, baseSerial: UInt64 LE, baseCreatedAt: Int64 LE
+///     record*  length: uvarint, then `length` bytes (see `CreditRecord`)
+///
+/// Reading position `i` skips records by their length prefixes from the nearest checkpoint
+/// (the byte offset of every 32nd record, kept only for longer lists), so a read costs at most
+/// 31 prefix skips plus one decode. A write re-encodes one record and splices it in.
+public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCollection {
+    public typealias Index = Int
+    public typealias Element = Credit
+
+    private var bytes: [UInt8] = []
+    /// `checkpoints[k]` is the offset of record `32 × (k + 1)`.
+    private var checkpoints: [UInt32] = []
+
+    static let headerSize = 20
+    static let checkpointSpacing = 32
+
+    public init() {}
+
+    /// The credits of `credits`, which must be in serial order, packed with no spare capacity.
+    public init<S: Sequence<Credit>>(_ credits: S) {
+        var scratch: [UInt8] = []
+        var count = 0
+        var base = (serial: UInt64(0), createdAt: Int64(0))
+        var marks: [UInt32] = []
+        for credit in credits {
+            if count == 0 {
+                base = (credit.serial, credit.createdAt.nanosecondsSinceEpoch)
+                Self.writeHeader(into: &scratch, count: 0, base: base)
+            } else if count % Self.checkpointSpacing == 0 {
+                marks.append(UInt32(scratch.count))
+            }
+            CreditRecord.append(credit, base: base, to: &scratch)
+            count += 1
+        }
+        guard count > 0 else { return }
+        Self.storeCount(UInt32(count), in: &scratch)
+        // One exact allocation: the scratch array grew by doubling.
+        bytes = [UInt8](unsafeUninitializedCapacity: scratch.count) { buffer, initialized in
+            _ = buffer.initialize(from: scratch)
+            initialized = scratch.count
+        }
+        checkpoints = marks
+    }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { count }
+
+    public var count: Int {
+        guard !bytes.isEmpty else { return 0 }
+        return Int(Self.readFixed(UInt32.self, bytes, 0))
+    }
+
+    private var base: (serial: UInt64, createdAt: Int64) {
+        (Self.readFixed(UInt64.self, bytes, 4), Int64(bitPattern: Self.readFixed(UInt64.self, bytes, 12)))
+    }
+
+    public subscript(position: Int) -> Credit {
+        get {
+            precondition(position >= 0 && position < count, "CreditList index out of range")
+            let offset = recordOffset(position)
+            return bytes.withUnsafeBufferPointer { buffer in
+                var reader = VarintReader(buffer, at: offset)
+                let length = Int(reader.unsigned())
+                return CreditRecord.decode(&reader, end: reader.offset + length, base: base)
+            }
+        }
+        set {
+            precondition(position >= 0 && position < count, "CreditList index out of range")
+            if position == 0, (newValue.serial, newValue.createdAt.nanosecondsSinceEpoch) != base {
+                // The base is always the first credit's, so that equal lists have equal bytes.
+                // (A credit's serial and creation instant never change in the ledger.)
+                var credits = Array(self)
+                credits[0] = newValue
+                self = CreditList(credits)
+                return
+            }
+            let offset = recordOffset(position)
+            let oldEnd = recordEnd(at: offset)
+            var record: [UInt8] = []
+            CreditRecord.append(newValue, base: base, to: &record)
+            bytes.replaceSubrange(offset..<oldEnd, with: record)
+            let shift = Int64(record.count) - Int64(oldEnd - offset)
+            if shift != 0 {
+                for index in checkpoints.indices where Int(checkpoints[index]) > offset {
+                    checkpoints[index] = UInt32(Int64(checkpoints[index]) + shift)
+                }
+            }
+        }
+    }
+
+    /// Adds a credit with a serial above every listed one. Grows by a quarter, not by doubling:
+    /// most lists stop at a few credits and stay that size for years.
+    public mutating func append(_ credit: Credit) {
+        let count = self.count
+        if count == 0 {
+            var scratch: [UInt8] = []
+            let base = (credit.serial, credit.createdAt.nanosecondsSinceEpoch)
+            Self.writeHeader(into: &scratch, count: 1, base: base)
+            CreditRecord.append(credit, base: base, to: &scratch)
+            self = CreditList(exactly: scratch)
+            return
+        }
+        var record: [UInt8] = []
+        CreditRecord.append(credit, base: base, to: &record)
+        if count % Self.checkpointSpacing == 0 { checkpoints.append(UInt32(bytes.count)) }
+        if bytes.count + record.count > bytes.capacity {
+            bytes.reserveCapacity(bytes.count + record.count + bytes.count / 4)
+        }
+        bytes.append(contentsOf: record)
+        Self.storeCount(UInt32(count + 1), in: &bytes)
+    }
+
+    public func makeIterator() -> Iterator { Iterator(list: self) }
+
+    /// Decodes the credits in order, one record after the other.
+    public struct Iterator: IteratorProtocol {
+        private let list: CreditList
+        private var offset = CreditList.headerSize
+        private let base: (serial: UInt64, createdAt: Int64)
+
+        init(list: CreditList) {
+            self.list = list
+            base = list.bytes.isEmpty ? (0, 0) : list.base
+        }
+
+        public mutating func next() -> Credit? {
+            guard offset < list.bytes.count else { return nil }
+            return list.bytes.withUnsafeBufferPointer { buffer in
+                var reader = VarintReader(buffer, at: offset)
+                let length = Int(reader.unsigned())
+                let end = reader.offset + length
+                let credit = CreditRecord.decode(&reader, end: end, base: base)
+                offset = end
+                return credit
+            }
+        }
+    }
+
+    // MARK: layout
+
+    private init(exactly bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    private func recordOffset(_ position: Int) -> Int {
+        let checkpoint = position / Self.checkpointSpacing
+        var offset = checkpoint == 0 ? Self.headerSize : Int(checkpoints[checkpoint - 1])
+        for _ in 0..<(position % Self.checkpointSpacing) { offset = recordEnd(at: offset) }
+        return offset
+    }
+
+    private func recordEnd(at offset: Int) -> Int {
+        bytes.withUnsafeBufferPointer { buffer in
+            var reader = VarintReader(buffer, at: offset)
+            let length = Int(reader.unsigned())
+            return reader.offset + length
+        }
+    }
+
+    private static func writeHeader(into bytes: inout [UInt8], count: UInt32, base: (serial: UInt64, createdAt: Int64)) {
+        for index in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: count >> (8 * index))) }
+        for index in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: base.serial >> (8 * index))) }
+        let created = UInt64(bitPattern: base.createdAt)
+        for index in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: created >> (8 * index))) }
+    }
+
+    private static func storeCount(_ count: UInt32, in bytes: inout [UInt8]) {
+        for index in 0..<4 { bytes[index] = UInt8(truncatingIfNeeded: count >> (8 * index)) }
+    }
+
+    private static func readFixed<T: FixedWidthInteger & UnsignedInteger>(_: T.Type, _ bytes: [UInt8], _ offset: Int) -> T {
+        var value: T = 0
+        for index in 0..<MemoryLayout<T>.size { value |= T(bytes[offset + index]) << (8 * index) }
+        return value
+    }
+}
+
+extension CreditList: ExpressibleByArrayLiteral {
+    public init(arrayLiteral elements: Credit...) { self.init(elements) }
+}
+
+/// One credit as a sequence of LEB128 variable-length integers (signed ones zigzag-encoded), in
+/// this order: flags (state | source << 3 | hadRefundFailure << 5), serial − base serial,
+/// createdAt − base createdAt, amount, remaining, consumed, event seq, effective date (epoch
+/// day), due date offset, refund-expected-by offset; the explanation's charge, cumulative
+/// numerator (128-bit), charged seats, seats delta, period days, unused days, block count and
+/// each block's seats, start date and unused days; then the later history's length and each
+/// entry's state and instant − createdAt.
+enum CreditRecord {
+    static func append(_ credit: Credit, base: (serial: UInt64, createdAt: Int64), to bytes: inout [UInt8]) {
+        // The length prefix is written after the payload; one byte covers records under 128
+        // bytes, which is nearly all of them (more bytes are spliced in otherwise).
+        let start = bytes.count
+        bytes.append(0)
+        let state = UInt64(credit.state.rawValue), source = UInt64(credit.source.rawValue)
+        precondition(state < 8 && source < 4, "CreditRecord: a state or source outside its bits")
+        bytes.appendVarint(state | source << 3 | (credit.hadRefundFailure ? 1 << 5 : 0))
+        bytes.appendZigzag(Int64(bitPattern: credit.serial &- base.serial))
+        let created = credit.createdAt.nanosecondsSinceEpoch
+        bytes.appendZigzag(created &- base.createdAt)
+        bytes.appendZigzag(credit.amountMinor)
+        bytes.appendZigzag(credit.remainingMinor)
+        bytes.appendZigzag(credit.consumedMinor)
+        bytes.appendVarint(UInt64(credit.storedEventSeq))
+        bytes.appendZigzag(Int64(credit.effectiveDate.epochDay))
+        bytes.appendVarint(UInt64(credit.dueDateOffset))
+        bytes.appendVarint(UInt64(credit.refundExpectedByOffset))
+        let explanation = credit.explanation
+        bytes.appendZigzag(explanation.chargedMinor)
+        bytes.appendZigzag128(explanation.cumulativeNumerator)
+        bytes.appendZigzag(Int64(explanation.storedChargedSeats))
+        bytes.appendZigzag(Int64(explanation.storedSeatsDelta))
+        bytes.appendZigzag(Int64(explanation.storedPeriodDays))
+        bytes.appendZigzag(Int64(explanation.storedUnusedDays))
+        bytes.appendVarint(UInt64(explanation.blocks.count))
+        for block in explanation.blocks {
+            bytes.appendZigzag(block.seats)
+            bytes.appendZigzag(Int64(block.startDate.epochDay))
+            bytes.appendZigzag(Int64(block.unusedDays))
+        }
+        bytes.appendVarint(UInt64(credit.laterHistory.count) + UInt64(credit.laterHistory.overflow.count))
+        credit.laterHistory.forEach { change in
+            bytes.appendVarint(UInt64(change.state.rawValue))
+            bytes.appendZigzag(change.at.nanosecondsSinceEpoch &- created)
+        }
+        let length = bytes.count - start - 1
+        if length < 0x80 {
+            bytes[start] = UInt8(length)
+        } else {
+            var prefix: [UInt8] = []
+            prefix.appendVarint(UInt64(length))
+            bytes.replaceSubrange(start..<(start + 1), with: prefix)
+        }
+    }
+
+    /// The record between the reader's offset and `end`; the list wrote it, so it is well formed.
+    static func decode(_ reader: inout VarintReader, end: Int, base: (serial: UInt64, createdAt: Int64)) -> Credit {
+        let flags = reader.unsigned()
+        let serial = base.serial &+ UInt64(bitPattern: reader.signed())
+        let created = base.createdAt &+ reader.signed()
+        let amount = reader.signed(), remaining = reader.signed(), consumed = reader.signed()
+        let eventSeq = UInt32(truncatingIfNeeded: reader.unsigned())
+        let effectiveDate = CivilDate(epochDay: Int32(truncatingIfNeeded: reader.signed()))
+        let dueDateOffset = UInt16(truncatingIfNeeded: reader.unsigned())
+        let refundExpectedByOffset = UInt8(truncatingIfNeeded: reader.unsigned())
+        let charged = reader.signed()
+        let cumulative = reader.signed128()
+        let chargedSeats = Int32(truncatingIfNeeded: reader.signed())
+        let seatsDelta = Int32(truncatingIfNeeded: reader.signed())
+        let periodDays = Int16(truncatingIfNeeded: reader.signed())
+        let unusedDays = Int16(truncatingIfNeeded: reader.signed())
+        let blockCount = Int(reader.unsigned())
+        var blocks: [SeatBlockPortion] = []
+        if blockCount > 0 {
+            blocks.reserveCapacity(blockCount)
+            for _ in 0..<blockCount {
+                let seats = reader.signed()
+                let start = CivilDate(epochDay: Int32(truncatingIfNeeded: reader.signed()))
+                blocks.append(SeatBlockPortion(seats: seats, startDate: start, unusedDays: Int32(truncatingIfNeeded: reader.signed())))
+            }
+        }
+        var history = CreditHistory()
+        let historyCount = Int(reader.unsigned())
+        for _ in 0..<historyCount {
+            let state = CreditState(rawValue: Int32(truncatingIfNeeded: reader.unsigned())) ?? .pending
+            history.append(state, at: Instant(nanosecondsSinceEpoch: created &+ reader.signed()))
+        }
+        assert(reader.offset == end, "CreditRecord: record length disagrees with its fields")
+        let explanation = LineExplanation(chargedMinor: charged, cumulativeNumerator: cumulative, blocks: blocks,
+                                          storedChargedSeats: chargedSeats, storedSeatsDelta: seatsDelta,
+                                          storedPeriodDays: periodDays, storedUnusedDays: unusedDays)
+        return Credit(serial: serial, createdAt: Instant(nanosecondsSinceEpoch: created), amountMinor: amount,
+                      remainingMinor: remaining, consumedMinor: consumed, explanation: explanation,
+                      storedEventSeq: eventSeq, laterHistory: history, effectiveDate: effectiveDate,
+                      dueDateOffset: dueDateOffset, refundExpectedByOffset: refundExpectedByOffset,
+                      source: CreditSource(rawValue: Int32(flags >> 3 & 3)) ?? .seatChange,
+                      state: CreditState(rawValue: Int32(flags & 7)) ?? .pending,
+                      hadRefundFailure: flags & (1 << 5) != 0)
+    }
+}
+
+/// LEB128, with signed values zigzag-encoded so that small negative numbers stay short.
+extension [UInt8] {
+    mutating func appendVarint(_ value: UInt64) {
+        var value = value
+        while value >= 0x80 {
+            append(UInt8(truncatingIfNeeded: value) | 0x80)
+            value >>= 7
+        }
+        append(UInt8(value))
+    }
+
+    mutating func appendZigzag(_ value: Int64) {
+        appendVarint(UInt64(bitPattern: (value << 1) ^ (value >> 63)))
+    }
+
+    mutating func appendZigzag128(_ value: Int128) {
+        var zigzag = UInt128(bitPattern: (value << 1) ^ (value >> 127))
+        while zigzag >= 0x80 {
+            append(UInt8(truncatingIfNeeded: zigzag) | 0x80)
+            zigzag >>= 7
+        }
+        append(UInt8(zigzag))
+    }
+}
+
+/// Reads what `appendVarint` and its signed forms wrote.
+struct VarintReader {
+    let buffer: UnsafeBufferPointer<UInt8>
+    private(set) var offset: Int
+
+    init(_ buffer: UnsafeBufferPointer<UInt8>, at offset: Int) {
+        self.buffer = buffer
+        self.offset = offset
+    }
+
+    mutating func unsigned() -> UInt64 {
+        var value: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            let byte = buffer[offset]
+            offset += 1
+            value |= UInt64(byte & 0x7F) << shift
+            if byte < 0x80 { return value }
+            shift += 7
+        }
+    }
+
+    mutating func signed() -> Int64 {
+        let zigzag = unsigned()
+        return Int64(bitPattern: zigzag >> 1) ^ -Int64(bitPattern: zigzag & 1)
+    }
+
+    mutating func signed128() -> Int128 {
+        var zigzag: UInt128 = 0
+        var shift: UInt128 = 0
+        while true {
+            let byte = buffer[offset]
+            offset += 1
+            zigzag |= UInt128(byte & 0x7F) << shift
+            if byte < 0x80 { break }
+            shift += 7
+        }
+        return Int128(bitPattern: zigzag >> 1) ^ -Int128(bitPattern: zigzag & 1)
+    }
+}
