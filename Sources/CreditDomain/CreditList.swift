@@ -319,7 +319,10 @@ extension [UInt8] {
     }
 }
 
-/// Reads what `appendVarint` and its signed forms wrote.
+/// Reads what `appendVarint` and its signed forms wrote. The domain module depends on nothing,
+/// so it keeps these few lines of LEB128 rather than importing ProtoWire's writer or
+/// LedgerEncoding's reader; and unlike that reader, this one trusts its input (the list wrote
+/// it), so it neither checks bounds beyond the buffer's own nor throws.
 struct VarintReader {
     let buffer: UnsafeBufferPointer<UInt8>
     private(set) var offset: Int
