@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
+
 /// A subscription's credits in serial order, kept packed in one byte buffer and decoded when read.
 ///
 /// Why: at a million subscriptions with five credits each, credits were half of the daemon's
@@ -138,6 +144,8 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
             base = list.bytes.isEmpty ? (0, 0) : list.base
         }
 
+        mutating func skip(to offset: Int) { self.offset = offset }
+
         public mutating func next() -> Credit? {
             guard offset < list.bytes.count else { return nil }
             return list.bytes.withUnsafeBufferPointer { buffer in
@@ -149,6 +157,84 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
                 return credit
             }
         }
+    }
+
+    /// Decodes the credits from `position` to the end, in order (one skip to the start, then
+    /// one record after the other).
+    public func credits(from position: Int) -> IteratorSequence<Iterator> {
+        var iterator = Iterator(list: self)
+        if position > 0 && position <= count { iterator.skip(to: position < count ? recordOffset(position) : bytes.count) }
+        return IteratorSequence(iterator)
+    }
+
+    // MARK: scans that read one byte per credit
+
+    /// Calls `body` with each position from `start` on and its credit's state, in order, without
+    /// decoding the credits; stops when `body` returns false. The write path walks a
+    /// subscription's credits this way several times per command.
+    public func scanStates(from start: Int = 0, _ body: (Int, CreditState) -> Bool) {
+        guard start < count else { return }
+        var offset = recordOffset(start)
+        var position = start
+        bytes.withUnsafeBufferPointer { buffer in
+            while offset < buffer.count {
+                var reader = VarintReader(buffer, at: offset)
+                let length = Int(reader.unsigned())
+                // The flags are the payload's first byte, always below 0x80 (CreditRecord).
+                let state = CreditState(rawValue: Int32(buffer[reader.offset] & 7)) ?? .pending
+                guard body(position, state) else { return }
+                offset = reader.offset + length
+                position += 1
+            }
+        }
+    }
+
+    /// The positions of the credits in `state`, in order.
+    public func positions(inState state: CreditState) -> [Int] {
+        var found: [Int] = []
+        scanStates { position, current in
+            if current == state { found.append(position) }
+            return true
+        }
+        return found
+    }
+
+    /// Where the trailing run of pending credits begins (`count` when the last is not pending).
+    public var trailingPendingStart: Int {
+        var start = 0
+        scanStates { position, state in
+            if state != .pending { start = position + 1 }
+            return true
+        }
+        return start
+    }
+
+    /// The positions from `start` on whose credit differs from `old`'s at the same position,
+    /// or that `old` does not have, in order. Equal credits have equal records when both lists
+    /// share their first credit, which the ledger never replaces; otherwise every position from
+    /// `start` is reported.
+    func positionsDiffering(from old: CreditList, startingAt start: Int) -> [Int] {
+        let count = self.count
+        guard start < count else { return [] }
+        let oldCount = old.count
+        guard oldCount > 0, start < oldCount, old.base == base else { return Array(start..<count) }
+        var changed: [Int] = []
+        var offset = recordOffset(start), oldOffset = old.recordOffset(start)
+        bytes.withUnsafeBufferPointer { buffer in
+            old.bytes.withUnsafeBufferPointer { oldBuffer in
+                for position in start..<count {
+                    guard position < oldCount else { changed.append(position); continue }
+                    let end = recordEnd(at: offset), oldEnd = old.recordEnd(at: oldOffset)
+                    if end - offset != oldEnd - oldOffset
+                        || memcmp(buffer.baseAddress! + offset, oldBuffer.baseAddress! + oldOffset, end - offset) != 0 {
+                        changed.append(position)
+                    }
+                    offset = end
+                    oldOffset = oldEnd
+                }
+            }
+        }
+        return changed
     }
 
     // MARK: layout

@@ -18,7 +18,8 @@ struct SubscriptionMarks {
     let creditCount: Int
     /// The first credit not in a terminal state; the ones before it cannot change.
     let firstOpen: Int
-    let openCredits: Slice<CreditList>
+    /// The credits before the command (the list shares its bytes until the command writes).
+    let credits: CreditList
 
     init(_ subscription: Subscription) {
         status = subscription.status
@@ -26,12 +27,17 @@ struct SubscriptionMarks {
         scheduledSeats = subscription.scheduledSeats
         invoiceCount = subscription.laterInvoices.count
         lastInvoiceSettled = subscription.laterInvoices.last?.settled ?? true
-        let credits = subscription.credits
+        credits = subscription.credits
         creditCount = credits.count
-        var first = 0
-        while first < credits.count, [.consumed, .refunded, .voided].contains(credits[first].state) { first += 1 }
+        var first = credits.count
+        credits.scanStates { position, state in
+            guard [.consumed, .refunded, .voided].contains(state) else {
+                first = position
+                return false
+            }
+            return true
+        }
         firstOpen = first
-        openCredits = credits[first...]
     }
 }
 
@@ -127,11 +133,13 @@ extension Ledger {
         }
         let credits = subscription.credits
         if marks.firstOpen < credits.count {
-            for index in marks.firstOpen..<credits.count {
+            // Only the credits the command changed or added: an unchanged one has no new
+            // history and nothing for the book.
+            for index in credits.positionsDiffering(from: marks.credits, startingAt: marks.firstOpen) {
                 let credit = credits[index]
                 var known = 0
                 if index < marks.creditCount {
-                    let old = marks.openCredits[index]
+                    let old = marks.credits[index]
                     known = old.historyCount
                     if old != credit { book.creditChanged(from: old, to: credit, of: subscription) }
                 } else {

@@ -202,11 +202,9 @@ public struct Subscription: Sendable, Hashable {
     func nextDueDate() -> CivilDate? {
         var best: CivilDate?
         // Pending credits are the newest ones (expectedBy never decreases within a period).
-        var index = credits.count - 1
-        while index >= 0, credits[index].state == .pending {
-            let date = credits[index].expectedBy
+        for credit in credits.credits(from: credits.trailingPendingStart) {
+            let date = credit.expectedBy
             if best == nil || date < best! { best = date }
-            index -= 1
         }
         switch status {
         case .active, .cancelPending:
@@ -257,9 +255,9 @@ public struct Subscription: Sendable, Hashable {
     private mutating func runTransitions(on date: CivilDate, at instant: Instant, counters: inout SerialCounters) -> Int {
         var count = 0
         // L3: pending credits reach expectedBy before any bill of that day.
-        var first = credits.count
-        while first > 0, credits[first - 1].state == .pending { first -= 1 }
-        for index in first..<credits.count where credits[index].expectedBy <= date {
+        let first = credits.trailingPendingStart
+        let due = credits.credits(from: first).enumerated().filter { $0.element.expectedBy <= date }.map { first + $0.offset }
+        for index in due {
             credits[index].apply(at: instant, schedule: schedule)
             count += 1
         }
@@ -287,7 +285,7 @@ public struct Subscription: Sendable, Hashable {
     private mutating func offsetAppliedCredits(against charges: Int64, on date: CivilDate, at instant: Instant) -> [InvoiceLine] {
         var open = charges
         var lines: [InvoiceLine] = []
-        for index in credits.indices where credits[index].state == .applied {
+        for index in credits.positions(inState: .applied) {
             let absorbed = credits[index].absorb(upTo: open, at: instant)
             open -= absorbed
             if absorbed > 0 {
@@ -480,7 +478,7 @@ public struct Subscription: Sendable, Hashable {
                                             creditSerial: credit.serial, effectiveDate: credit.effectiveDate))
         }
         // C5: credits waiting in the balance are not listed; they await a refund now.
-        for index in credits.indices where credits[index].state == .applied {
+        for index in credits.positions(inState: .applied) {
             credits[index].awaitRefund(at: now)
         }
         var credit: Credit?

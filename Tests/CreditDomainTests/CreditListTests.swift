@@ -61,6 +61,43 @@ final class CreditListTests: XCTestCase {
         XCTAssertEqual(list, CreditList(credits), "a list written in place equals one packed afresh")
     }
 
+    func testScansAgreeWithDecodedCredits() {
+        var random = SplitMix(seed: 13)
+        for length in [0, 1, 5, 32, 33, 70] {
+            let credits = (0..<length).map { randomCredit(serial: UInt64($0) + 1, &random) }
+            let list = CreditList(credits)
+            var states: [CreditState] = []
+            list.scanStates { _, state in states.append(state); return true }
+            XCTAssertEqual(states, credits.map(\.state))
+            for state in CreditState.allCases {
+                XCTAssertEqual(list.positions(inState: state), credits.indices.filter { credits[$0].state == state })
+            }
+            let trailing = (credits.lastIndex { $0.state != .pending }).map { $0 + 1 } ?? 0
+            XCTAssertEqual(list.trailingPendingStart, trailing, "\(length) credits")
+            for start in Set([0, length / 2, length]) {
+                XCTAssertEqual(Array(list.credits(from: start)), Array(credits[start...]))
+                var visited: [Int] = []
+                list.scanStates(from: start) { position, _ in visited.append(position); return visited.count < 3 }
+                XCTAssertEqual(visited, Array((start..<length).prefix(3)))
+            }
+        }
+    }
+
+    func testPositionsDifferingNameExactlyTheChangedAndAddedCredits() {
+        var random = SplitMix(seed: 17)
+        let credits = (0..<80).map { randomCredit(serial: UInt64($0) + 1, &random) }
+        let old = CreditList(credits)
+        var new = old
+        new[3] = randomCredit(serial: credits[3].serial, &random)
+        new[40] = randomCredit(serial: credits[40].serial, &random)
+        new.append(randomCredit(serial: 1_000, &random))
+        let expected = [3, 40, 80].filter { new[$0] != (($0 < credits.count) ? credits[$0] : nil) }
+        XCTAssertEqual(new.positionsDiffering(from: old, startingAt: 0), expected)
+        XCTAssertEqual(new.positionsDiffering(from: old, startingAt: 4), expected.filter { $0 >= 4 })
+        XCTAssertEqual(old.positionsDiffering(from: old, startingAt: 0), [])
+        XCTAssertEqual(new.positionsDiffering(from: CreditList(), startingAt: 78), [78, 79, 80])
+    }
+
     func testMutatingMethodsThroughTheSubscript() {
         let schedule = BillingSchedule(interval: .monthly, startDate: CivilDate(epochDay: 20_000))
         var list: CreditList = []
