@@ -128,8 +128,16 @@ extension ChunkedArray: Equatable where Element: Equatable {
     }
 }
 
-/// A dictionary split into a fixed number of shards by hash.
-public struct ShardedDictionary<Key: Hashable, Value> {
+/// A key that names its shard with a cheap hash of its own, so that a lookup does not hash the
+/// key twice (once for the shard, once inside the shard's Dictionary). The shard hash needs no
+/// resistance to crafted collisions: those could only crowd one shard, whose Dictionary still
+/// hashes with the process's seeded hasher.
+public protocol ShardedKey: Hashable {
+    var shardHash: UInt { get }
+}
+
+/// A dictionary split into a fixed number of shards by `ShardedKey.shardHash`.
+public struct ShardedDictionary<Key: ShardedKey, Value> {
     private static var shardCount: Int { 1_024 }
     private var shards: [[Key: Value]]
     public private(set) var count = 0
@@ -139,8 +147,7 @@ public struct ShardedDictionary<Key: Hashable, Value> {
     }
 
     private static func shard(of key: Key) -> Int {
-        // Hashing is seeded per process, which is fine: shards are never stored.
-        Int(UInt(bitPattern: key.hashValue) % UInt(shardCount))
+        Int(key.shardHash % UInt(shardCount))
     }
 
     public subscript(key: Key) -> Value? {

@@ -7,7 +7,7 @@ import Darwin
 /// A string compared by its Unicode scalars (UTF-8 bytes), not by canonical equivalence:
 /// ids and keys that differ in any scalar are different (O2, I1), and the order is the
 /// code-point order.
-public struct ScalarString: Sendable, Hashable, Comparable, CustomStringConvertible {
+public struct ScalarString: Sendable, ShardedKey, Comparable, CustomStringConvertible {
     public let value: String
 
     public init(_ value: String) {
@@ -31,6 +31,17 @@ public struct ScalarString: Sendable, Hashable, Comparable, CustomStringConverti
         var copy = value
         copy.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
         hasher.combine(value.utf8.count)
+    }
+
+    /// FNV-1a over the UTF-8 bytes. A profile of GetSubscription showed the id hashed twice
+    /// per lookup, the seeded hasher both times: ~9% of the event loop's samples.
+    public var shardHash: UInt {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        var copy = value
+        copy.withUTF8 { bytes in
+            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        }
+        return UInt(truncatingIfNeeded: hash ^ (hash >> 29))
     }
 
     public static func < (lhs: ScalarString, rhs: ScalarString) -> Bool {
