@@ -240,7 +240,9 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         let node = options.node
         let chunkBytes = options.snapshotChunkBytes
         let logger = self.logger
+        let leaseMillis = self.leaseMillis
         try await connection.withTransaction(logger: logger) { connection in
+            try await Schema.limitIdleInTransaction(connection, millis: leaseMillis, logger: logger)
             guard try await Schema.holdsLease(connection, node: node, epoch: epoch, logger: logger) else {
                 throw AppendRefusal.fenced(activeHolder: "")
             }

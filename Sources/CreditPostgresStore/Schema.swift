@@ -246,6 +246,18 @@ enum Schema {
             """, logger: logger)
     }
 
+    /// Inside a snapshot's transaction, first: if this host pauses mid-transaction (SIGSTOP, a
+    /// frozen VM) for longer than `millis`, the server ends its session. The transaction holds
+    /// the lease row FOR SHARE (below), and a standby's takeover waits for that lock: without
+    /// this bound, a host paused during a snapshot kept the standby from taking over until it
+    /// resumed, however long that took. A pause that long has let the lease run out anyway.
+    static func limitIdleInTransaction(_ connection: PostgresConnection, millis: Int64, logger: Logger) async throws {
+        let rows = try await connection.query("""
+            SELECT set_config('idle_in_transaction_session_timeout', \(String(millis)), true)
+            """, logger: logger)
+        for try await _ in rows {}
+    }
+
     /// Inside a snapshot's transaction: the lease still names this node and epoch; the row stays
     /// locked (FOR SHARE) until commit, so a takeover waits for the snapshot or fences it.
     static func holdsLease(_ connection: PostgresConnection, node: String, epoch: UInt64, logger: Logger) async throws -> Bool {
