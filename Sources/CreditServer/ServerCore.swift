@@ -330,21 +330,17 @@ final class ServerCore: Sendable {
         }
     }
 
+    // The in-flight gauge is read from these counters when metrics are scraped, not pushed
+    // to the observer at every start and end (two labelled-series lookups per call).
     func callStarted() {
-        let count = counters.withLock { counters in
-            counters.inFlightCalls += 1
-            return counters.inFlightCalls
-        }
-        observer.inFlightChanged(inFlightCalls: count)
+        counters.withLock { $0.inFlightCalls += 1 }
     }
 
     func callEnded() {
-        let count = counters.withLock { counters in
+        counters.withLock { counters in
             counters.inFlightCalls -= 1
             counters.finishedCalls += 1
-            return counters.inFlightCalls
         }
-        observer.inFlightChanged(inFlightCalls: count)
     }
 }
 

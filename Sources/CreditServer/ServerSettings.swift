@@ -160,7 +160,6 @@ public protocol ServerObserver: Sendable {
     /// A frame was answered without reaching a method (unknown service or method, bad ids,
     /// undecodable envelope, oversize, limits). No names: clients choose them freely.
     func protocolError(code: StatusCode)
-    func inFlightChanged(inFlightCalls: Int)
 }
 
 extension ServerObserver {
@@ -170,7 +169,6 @@ extension ServerObserver {
     public func connectionThrottled(_ throttled: Bool) {}
     public func callFinished(service: String, method: String, code: StatusCode, duration: Duration) {}
     public func protocolError(code: StatusCode) {}
-    public func inFlightChanged(inFlightCalls: Int) {}
 }
 
 /// An observer that ignores everything.

@@ -135,10 +135,6 @@ public final class DaemonMetrics: Sendable {
         func protocolError(code: StatusCode) {
             metrics.protocolErrors.labels(code.name).increment()
         }
-
-        func inFlightChanged(inFlightCalls: Int) {
-            metrics.inFlight.labels().set(inFlightCalls)
-        }
     }
 
     /// The server whose limit counters `render` reports.
@@ -158,6 +154,7 @@ public final class DaemonMetrics: Sendable {
         for uid in gone { connectionsByUID.labels("\(uid)").set(0) }
         for (uid, count) in stats.connectionsByUID { connectionsByUID.labels("\(uid)").set(count) }
         for (reason, count) in stats.refusedByReason { connectionsRefused.labels(reason).advance(to: Double(count)) }
+        inFlight.labels().set(stats.inFlightCalls)
         connectionsEvicted.labels().advance(to: Double(stats.evictedIdleConnections))
         connectionsThrottled.labels().advance(to: Double(stats.throttledTotal))
         connectionsThrottledNow.labels().set(stats.throttledNow)
