@@ -418,6 +418,7 @@ struct VarintReader {
         self.offset = offset
     }
 
+    @inline(__always)
     mutating func unsigned() -> UInt64 {
         var value: UInt64 = 0
         var shift: UInt64 = 0
@@ -430,11 +431,13 @@ struct VarintReader {
         }
     }
 
+    @inline(__always)
     mutating func signed() -> Int64 {
         let zigzag = unsigned()
         return Int64(bitPattern: zigzag >> 1) ^ -Int64(bitPattern: zigzag & 1)
     }
 
+    @inline(__always)
     mutating func signed128() -> Int128 {
         var zigzag: UInt128 = 0
         var shift: UInt128 = 0

@@ -155,16 +155,20 @@ public struct Subscription: Sendable, Hashable {
     /// L10 for this subscription as of `instant` (no transition is run).
     public func refundStatus(creditId: String?, asOf instant: Instant) throws(DomainError) -> RefundStatus {
         let date = timeZone.civilDate(of: instant)
+        // Decoded once (the list is packed): the totals count every credit, selected or not.
+        let all = Array(credits)
         let selected: [Credit]
         if let creditId {
-            guard let credit = credit(id: creditId) else { throw DomainError.creditNotFound }
+            guard let credit = Credit.serial(fromID: creditId).flatMap({ serial in all.first { $0.serial == serial } }) else {
+                throw DomainError.creditNotFound
+            }
             selected = [credit]
         } else {
-            selected = Array(credits)
+            selected = all
         }
         return RefundStatus(subscriptionId: id, asOf: instant, asOfDate: date, currency: currency,
                             credits: selected.map { CreditStatus(credit: $0, asOf: date) },
-                            totals: CreditTotals(credits))
+                            totals: CreditTotals(all))
     }
 
     private var tracksBlocks: Bool { refundPolicy != .anytime }
