@@ -164,6 +164,14 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         let expected = payloads.count
         let sentAt = ContinuousClock.now
         let inserted: Int
+        // The writer thread waits for this reply and nothing else bounds that wait. If no reply
+        // comes within a lease (a lock held in the database, a connection left half-open by a
+        // database crash), closing the connection fails the statement as "outcome unknown"
+        // below; by then the lease may have passed to another host anyway.
+        let watchdog = connection.eventLoop.scheduleTask(in: .milliseconds(leaseMillis)) {
+            let _: EventLoopFuture<Void> = connection.close()
+        }
+        defer { watchdog.cancel() }
         do {
             // The check and `whenDurable` run on the connection's event loop as the commit's
             // reply arrives: the writer's answers go out from there, one thread wake-up earlier
@@ -176,6 +184,9 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         } catch let error as PSQLError where error.code == .server {
             // The statement failed as a whole (one statement is one transaction): not applied.
             // A duplicate sequence means another writer got there: this one is no longer active.
+            // The connection is not reused: a server shutting down answers with an error and
+            // then closes it.
+            appendConnection.reset()
             let fenced = error.serverInfo?[.sqlState] == "23505"
             throw stepDown(fenced ? .fenced(activeHolder: "")
                                   : .unavailable(PostgresStoreError.describe(error), outcome: .notApplied))

@@ -120,6 +120,42 @@ final class PostgresFailoverTests: XCTestCase {
         print("database restart: \(load.acknowledged.count) acknowledged, \(load.unavailable) refused while down, 0 lost")
     }
 
+    func testAppendHeldInTheDatabaseIsAnsweredWithinALeaseThenServiceResumes() async throws {
+        let cluster = try PostgresCluster.startOrSkip()
+        defer { cluster.stop() }
+        let hosts = try startHosts(1, cluster: cluster, lease: 2)
+        _ = try await waitForOneActive(hosts)
+        let client = try await CreditClient.connect(socketPath: hosts[0].socketPath, timeout: .seconds(5))
+        _ = try await client.createSubscription(Self.createRequest("before-lock"), timeout: .seconds(5))
+
+        // Another session holds the journal locked for 8 s: the append's statement waits in the
+        // database, and nothing else would end that wait.
+        let lockReleased = LockedBox(false)
+        Thread.detachNewThread {
+            _ = try? cluster.sql("BEGIN; LOCK TABLE creditd_journal IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(8); COMMIT;")
+            lockReleased.set(true)
+        }
+        try await Task.sleep(for: .seconds(1))
+        let sent = ContinuousClock.now
+        do {
+            _ = try await client.createSubscription(Self.createRequest("during-lock"), timeout: .seconds(20))
+            XCTFail("a write acknowledged while the journal was locked")
+        } catch let error as RPCError {
+            XCTAssertEqual(error.code, .unavailable, "\(error)")
+        }
+        let answeredAfter = ContinuousClock.now - sent
+        XCTAssertLessThan(answeredAfter, .seconds(5), "the held append was answered after \(answeredAfter) (lease 2 s)")
+        while !lockReleased.get() { try await Task.sleep(for: .milliseconds(100)) }
+        await client.close()
+
+        // Once the lock is gone the host is active again by itself and takes writes.
+        _ = try await waitForRole("active", of: hosts[0], timeout: .seconds(15))
+        let again = try await CreditClient.connect(socketPath: hosts[0].socketPath, timeout: .seconds(5))
+        _ = try await again.createSubscription(Self.createRequest("after-lock"), timeout: .seconds(10))
+        await again.close()
+        print("journal locked: the held append was answered UNAVAILABLE after \(answeredAfter)")
+    }
+
     func testTwoHostsStartedAtOnceElectExactlyOneActive() async throws {
         let cluster = try PostgresCluster.startOrSkip()
         defer { cluster.stop() }
