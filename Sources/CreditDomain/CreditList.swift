@@ -46,7 +46,7 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
         for credit in credits {
             if count == 0 {
                 base = (credit.serial, credit.createdAt.nanosecondsSinceEpoch)
-                Self.writeHeader(into: &scratch, count: 0, base: base)
+                Self.writeHeader(into: &scratch, base: base)
             } else if count % Self.checkpointSpacing == 0 {
                 marks.append(UInt32(scratch.count))
             }
@@ -113,12 +113,8 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
     /// most lists stop at a few credits and stay that size for years.
     public mutating func append(_ credit: Credit) {
         let count = self.count
-        if count == 0 {
-            var scratch: [UInt8] = []
-            let base = (credit.serial, credit.createdAt.nanosecondsSinceEpoch)
-            Self.writeHeader(into: &scratch, count: 1, base: base)
-            CreditRecord.append(credit, base: base, to: &scratch)
-            self = CreditList(exactly: scratch)
+        guard count > 0 else {
+            self = CreditList(CollectionOfOne(credit))
             return
         }
         var record: [UInt8] = []
@@ -163,7 +159,11 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
     /// one record after the other).
     public func credits(from position: Int) -> IteratorSequence<Iterator> {
         var iterator = Iterator(list: self)
-        if position > 0 && position <= count { iterator.skip(to: position < count ? recordOffset(position) : bytes.count) }
+        if position >= count {
+            iterator.skip(to: bytes.count)
+        } else if position > 0 {
+            iterator.skip(to: recordOffset(position))
+        }
         return IteratorSequence(iterator)
     }
 
@@ -239,10 +239,6 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
 
     // MARK: layout
 
-    private init(exactly bytes: [UInt8]) {
-        self.bytes = bytes
-    }
-
     private func recordOffset(_ position: Int) -> Int {
         let checkpoint = position / Self.checkpointSpacing
         var offset = checkpoint == 0 ? Self.headerSize : Int(checkpoints[checkpoint - 1])
@@ -258,8 +254,9 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
         }
     }
 
-    private static func writeHeader(into bytes: inout [UInt8], count: UInt32, base: (serial: UInt64, createdAt: Int64)) {
-        for index in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: count >> (8 * index))) }
+    /// The header with a count of 0 (`storeCount` sets it once the records are written).
+    private static func writeHeader(into bytes: inout [UInt8], base: (serial: UInt64, createdAt: Int64)) {
+        bytes.append(contentsOf: [0, 0, 0, 0])
         for index in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: base.serial >> (8 * index))) }
         let created = UInt64(bitPattern: base.createdAt)
         for index in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: created >> (8 * index))) }
@@ -382,7 +379,7 @@ enum CreditRecord {
 
 /// LEB128, with signed values zigzag-encoded so that small negative numbers stay short.
 extension [UInt8] {
-    mutating func appendVarint(_ value: UInt64) {
+    mutating func appendVarint<T: FixedWidthInteger & UnsignedInteger>(_ value: T) {
         var value = value
         while value >= 0x80 {
             append(UInt8(truncatingIfNeeded: value) | 0x80)
@@ -396,12 +393,7 @@ extension [UInt8] {
     }
 
     mutating func appendZigzag128(_ value: Int128) {
-        var zigzag = UInt128(bitPattern: (value << 1) ^ (value >> 127))
-        while zigzag >= 0x80 {
-            append(UInt8(truncatingIfNeeded: zigzag) | 0x80)
-            zigzag >>= 7
-        }
-        append(UInt8(zigzag))
+        appendVarint(UInt128(bitPattern: (value << 1) ^ (value >> 127)))
     }
 }
 
@@ -419,35 +411,30 @@ struct VarintReader {
     }
 
     @inline(__always)
-    mutating func unsigned() -> UInt64 {
-        var value: UInt64 = 0
-        var shift: UInt64 = 0
-        while true {
-            let byte = buffer[offset]
-            offset += 1
-            value |= UInt64(byte & 0x7F) << shift
-            if byte < 0x80 { return value }
-            shift += 7
-        }
-    }
+    mutating func unsigned() -> UInt64 { leb128() }
 
     @inline(__always)
     mutating func signed() -> Int64 {
-        let zigzag = unsigned()
+        let zigzag: UInt64 = leb128()
         return Int64(bitPattern: zigzag >> 1) ^ -Int64(bitPattern: zigzag & 1)
     }
 
     @inline(__always)
     mutating func signed128() -> Int128 {
-        var zigzag: UInt128 = 0
-        var shift: UInt128 = 0
+        let zigzag: UInt128 = leb128()
+        return Int128(bitPattern: zigzag >> 1) ^ -Int128(bitPattern: zigzag & 1)
+    }
+
+    @inline(__always)
+    private mutating func leb128<T: FixedWidthInteger & UnsignedInteger>() -> T {
+        var value: T = 0
+        var shift = 0
         while true {
             let byte = buffer[offset]
             offset += 1
-            zigzag |= UInt128(byte & 0x7F) << shift
-            if byte < 0x80 { break }
+            value |= T(byte & 0x7F) << shift
+            if byte < 0x80 { return value }
             shift += 7
         }
-        return Int128(bitPattern: zigzag >> 1) ^ -Int128(bitPattern: zigzag & 1)
     }
 }

@@ -15,7 +15,6 @@ struct SubscriptionMarks {
     let scheduledSeats: Int64?
     let invoiceCount: Int
     let lastInvoiceSettled: Bool
-    let creditCount: Int
     /// The first credit not in a terminal state; the ones before it cannot change.
     let firstOpen: Int
     /// The credits before the command (the list shares its bytes until the command writes).
@@ -28,7 +27,6 @@ struct SubscriptionMarks {
         invoiceCount = subscription.laterInvoices.count
         lastInvoiceSettled = subscription.laterInvoices.last?.settled ?? true
         credits = subscription.credits
-        creditCount = credits.count
         var first = credits.count
         credits.scanStates { position, state in
             guard [.consumed, .refunded, .voided].contains(state) else {
@@ -138,7 +136,7 @@ extension Ledger {
             for index in credits.positionsDiffering(from: marks.credits, startingAt: marks.firstOpen) {
                 let credit = credits[index]
                 var known = 0
-                if index < marks.creditCount {
+                if index < marks.credits.count {
                     let old = marks.credits[index]
                     known = old.historyCount
                     if old != credit { book.creditChanged(from: old, to: credit, of: subscription) }

@@ -159,9 +159,7 @@ public struct Subscription: Sendable, Hashable {
         let all = Array(credits)
         let selected: [Credit]
         if let creditId {
-            guard let credit = Credit.serial(fromID: creditId).flatMap({ serial in all.first { $0.serial == serial } }) else {
-                throw DomainError.creditNotFound
-            }
+            guard let credit = credit(id: creditId) else { throw DomainError.creditNotFound }
             selected = [credit]
         } else {
             selected = all
