@@ -81,6 +81,17 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
         }
     }
 
+    /// Calls `body` with the address of the element at `position` in its box. Passing the
+    /// element itself, even `borrowing`, copies it (every field retained) because the box is
+    /// a class; through the address a reader loads only the fields it reads. Published boxes
+    /// are never written (see `_modify`), so the read races with nothing.
+    public func withElementAddress(at position: Int, _ body: (UnsafePointer<Element>) -> Void) {
+        precondition(position >= 0 && position < count, "ChunkedArray index out of range")
+        let (group, leaf, slot) = Self.path(position)
+        let box = groups[group][leaf][slot]
+        withUnsafeMutablePointer(to: &box.value) { body(UnsafePointer($0)) }
+    }
+
     @inline(__always)
     private static func path(_ position: Int) -> (group: Int, leaf: Int, slot: Int) {
         (position / elementsPerGroup, (position / leafCapacity) % groupCapacity, position % leafCapacity)

@@ -39,7 +39,66 @@ public enum EventType: Int32, Sendable, Hashable, CaseIterable, CustomStringConv
 }
 
 /// The subscription as O3 gives it, without its credits and invoices: what events carry.
-public struct SubscriptionView: Sendable, Hashable {
+/// The fields of `creditd.v1.Subscription` that a stored subscription and an event's view both
+/// give, so that one encoder serves both without copying a stored subscription into a view
+/// (a GetSubscription reads the stored value in place).
+public protocol SubscriptionFields {
+    var id: String { get }
+    var customer: String { get }
+    var plan: String { get }
+    var status: SubscriptionStatus { get }
+    var seats: Int64 { get }
+    var unitPriceMinor: Int64 { get }
+    var currency: Currency { get }
+    var schedule: BillingSchedule { get }
+    var timeZone: TimeZoneRules { get }
+    var refundPolicy: RefundPolicy { get }
+    var startDate: CivilDate { get }
+    var period: BillingPeriod { get }
+    var scheduledSeats: Int64? { get }
+}
+
+extension SubscriptionFields {
+    public var interval: BillingInterval { schedule.interval }
+    /// `periodEnd` while `active`, nil otherwise (O3).
+    public var nextBillingDate: CivilDate? { status == .active ? period.end : nil }
+}
+
+/// What only a stored subscription knows besides its view (an event's view has neither).
+public protocol StoredSubscriptionFields: SubscriptionFields {
+    var createdAt: Instant { get }
+    var cancelEffectiveDate: CivilDate? { get }
+}
+
+extension Subscription: StoredSubscriptionFields {}
+
+/// A stored subscription read in place (`Ledger.withSubscription`): each property loads only
+/// its own field. Valid only inside the call that gives it.
+public struct StoredSubscription: StoredSubscriptionFields {
+    private let stored: UnsafePointer<Subscription>
+
+    init(_ stored: UnsafePointer<Subscription>) { self.stored = stored }
+
+    public var id: String { stored.pointee.id }
+    public var customer: String { stored.pointee.customer }
+    public var plan: String { stored.pointee.plan }
+    public var status: SubscriptionStatus { stored.pointee.status }
+    public var seats: Int64 { stored.pointee.seats }
+    public var unitPriceMinor: Int64 { stored.pointee.unitPriceMinor }
+    public var currency: Currency { stored.pointee.currency }
+    public var schedule: BillingSchedule { stored.pointee.schedule }
+    public var timeZone: TimeZoneRules { stored.pointee.timeZone }
+    public var refundPolicy: RefundPolicy { stored.pointee.refundPolicy }
+    public var startDate: CivilDate { stored.pointee.startDate }
+    public var period: BillingPeriod { stored.pointee.period }
+    public var createdAt: Instant { stored.pointee.createdAt }
+    // Stored fields only: a computed property of `Subscription` read through the pointer
+    // copies the whole value first.
+    public var scheduledSeats: Int64? { Subscription.scheduledSeats(stored: stored.pointee.storedScheduledSeats) }
+    public var cancelEffectiveDate: CivilDate? { stored.pointee.cancellationSlot.record?.effectiveDate }
+}
+
+public struct SubscriptionView: SubscriptionFields, Sendable, Hashable {
     public let id: String
     public let customer: String
     public let plan: String
@@ -83,9 +142,6 @@ public struct SubscriptionView: Sendable, Hashable {
         self.scheduledSeats = scheduledSeats
     }
 
-    public var interval: BillingInterval { schedule.interval }
-    /// `periodEnd` while `active`, nil otherwise (O3).
-    public var nextBillingDate: CivilDate? { status == .active ? period.end : nil }
 }
 
 /// What an event gives besides its common fields (E2). Indirect: the payload lives in one heap

@@ -136,6 +136,15 @@ public struct Ledger: Sendable {
         return slots[Int(slot)]
     }
 
+    /// Calls `body` with the stored subscription read in place: a read that only encodes it
+    /// saves copying its 256 bytes and retaining each of its references. The view is valid
+    /// only during `body`. (Not generic in a result, so that it is specialized here rather
+    /// than left generic for callers in other modules.)
+    public func withSubscription(id: String, _ body: (StoredSubscription) -> Void) throws(DomainError) {
+        guard let slot = slotByID[ScalarString(id)] else { throw DomainError.subscriptionNotFound }
+        slots.withElementAddress(at: Int(slot)) { body(StoredSubscription($0)) }
+    }
+
     /// ListSubscriptions in id order (code-point order). `pageSize` 0 means 100, at most 1000;
     /// `pageToken` is empty for the first page, else the previous page's `nextPageToken`.
     public func listSubscriptions(pageSize: Int32, pageToken: String) throws(DomainError) -> SubscriptionPage {

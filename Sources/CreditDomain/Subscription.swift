@@ -113,14 +113,13 @@ public struct Subscription: Sendable, Hashable {
                        settlesOn: nil, settled: true)
     }
 
-    public var interval: BillingInterval { schedule.interval }
     public var anchorDay: Int { Int(schedule.anchorDay) }
     /// 1–12 for annual plans, 0 for monthly.
     public var anchorMonth: Int { Int(schedule.anchorMonth) }
-    /// `periodEnd` while `active`, nil otherwise (O3).
-    public var nextBillingDate: CivilDate? { status == .active ? period.end : nil }
     /// An `at_renewal` change (S6), nil when none is scheduled.
-    public var scheduledSeats: Int64? { storedScheduledSeats == 0 ? nil : storedScheduledSeats }
+    public var scheduledSeats: Int64? { Self.scheduledSeats(stored: storedScheduledSeats) }
+    /// 0 is stored for none.
+    static func scheduledSeats(stored: Int64) -> Int64? { stored == 0 ? nil : stored }
     /// The cancellation record once a cancel is recorded (pending or effective).
     public var cancellation: CancellationRecord? { cancellationSlot.record }
     public var cancelEffectiveDate: CivilDate? { cancellation?.effectiveDate }

@@ -24,15 +24,18 @@ public struct MethodDescriptor: Sendable, Hashable, CustomStringConvertible {
     public let role: MethodRole
     public let kind: RPCMethodKind
 
+    /// "Service/Method", as logs, metrics and authorization name a method. Stored: the server
+    /// reads it on every call.
+    public let fullName: String
+
     public init(service: String, method: String, role: MethodRole, kind: RPCMethodKind) {
         self.service = service
         self.method = method
         self.role = role
         self.kind = kind
+        fullName = "\(service)/\(method)"
     }
 
-    /// "Service/Method", as logs and metrics name a method.
-    public var fullName: String { "\(service)/\(method)" }
     public var description: String { fullName }
 }
 

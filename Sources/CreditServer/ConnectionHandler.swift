@@ -9,9 +9,10 @@ import NIOCore
 /// Everything here runs on the channel's event loop. Reads of committed state are answered
 /// right here, during dispatch; writes come back from the writer thread through
 /// `eventLoop.execute` (the call's second and last hand-off); the few calls that await run as
-/// child tasks of the server. Replies are written without flushing; one flush per read burst
-/// (channelReadComplete) or per batch of completions (a flush queued behind them on the loop)
-/// keeps the syscall count low when many calls are in flight.
+/// child tasks of the server. Replies are encoded into one outgoing buffer (`outbox`), which
+/// is handed to the channel as a single write, with a single completion, per read burst
+/// (channelReadComplete) or per batch of completions (a flush queued behind them on the loop):
+/// one syscall and one promise for many calls in flight.
 ///
 /// Limits (issue 13): requests wait unread in `pending`, and the socket is not read (the
 /// handler holds back `read`), while the connection's unwritten response bytes exceed
@@ -21,11 +22,12 @@ import NIOCore
 /// until its response has been written to the socket.
 final class TTRPCConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = TTRPCInbound
-    typealias OutboundIn = TTRPCFrame
-    typealias OutboundOut = TTRPCFrame
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private struct OpenStream {
         var descriptor: MethodDescriptor
+        var recorder: any CallRecorder
         var started: ContinuousClock.Instant
         /// Cancels the child task of an async call or a stream.
         var cancellation: CallCancellation?
@@ -50,6 +52,9 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     private var flushQueued = false
     private var draining = false
     private var lastWrite: EventLoopFuture<Void>?
+    /// Encoded frames not yet handed to the channel, and the calls whose answers they end.
+    private var outbox: ByteBuffer?
+    private var outboxCalls = 0
 
     // Backpressure and fairness.
     /// Requests read but not yet dispatched, in arrival order.
@@ -116,9 +121,19 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
         for (_, stream) in open {
             stream.deadlineTimer?.cancel()
             stream.cancellation?.cancel()
-            core.callEnded()
-            core.observer.callFinished(service: stream.service, method: stream.method, code: .cancelled, duration: ContinuousClock.now - stream.started)
+            core.callsEnded(1)
+            stream.recorder.callFinished(code: .cancelled, duration: ContinuousClock.now - stream.started)
         }
+        // Answers not yet handed to the channel never will be: release them as written.
+        if let unsent = outbox {
+            outbox = nil
+            bufferedBytes -= unsent.readableBytes
+            core.addBufferedBytes(-unsent.readableBytes)
+            callsWritten(outboxCalls)
+            outboxCalls = 0
+        }
+        inReadBurst = false
+        needsFlush = false
         idleTimer?.cancel()
         idleTimer = nil
         unwritableTimer?.cancel()
@@ -215,7 +230,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
         dispatchedThisTurn = 0
         if needsFlush {
             needsFlush = false
-            context.flush()
+            flush(context)
         }
         resumeIfPossible()
     }
@@ -280,7 +295,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
         bounds = Bounds(core.settings)
         if needsFlush {
             needsFlush = false
-            context.flush()
+            flush(context)
         }
         if !pending.isEmpty, mayDispatch { queueDrain() }
         context.fireChannelReadComplete()
@@ -372,7 +387,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
         let descriptor = method.descriptor
 
         if draining || core.isDraining, service.name != HealthStatus.serviceName {
-            rejectCall(id, descriptor, received, RPCError.unavailable("server is shutting down"))
+            rejectCall(id, method, received, RPCError.unavailable("server is shutting down"))
             return
         }
         guard settings.authorizer.authorize(peer, method.role, descriptor.fullName) else {
@@ -380,14 +395,14 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
                 "pid": "\(peer.pid)", "uid": "\(peer.uid)", "gid": "\(peer.gid)",
                 "method": "\(descriptor.fullName)", "role": "\(method.role.rawValue)",
             ])
-            rejectCall(id, descriptor, received, RPCError.permissionDenied(
+            rejectCall(id, method, received, RPCError.permissionDenied(
                 "permission denied: \(descriptor.fullName) needs the \(method.role.rawValue) role (uid \(peer.uid))"
             ))
             return
         }
         var deadline: ContinuousClock.Instant?
         if request.timeoutNano < 0 {
-            rejectCall(id, descriptor, received, RPCError.deadlineExceeded("deadline exceeded before the call started"))
+            rejectCall(id, method, received, RPCError.deadlineExceeded("deadline exceeded before the call started"))
             return
         } else if request.timeoutNano > 0 {
             deadline = received + .nanoseconds(request.timeoutNano)
@@ -395,7 +410,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
             deadline = received + fallback
         }
         guard streams.count + unwrittenCalls < settings.maxInFlightPerConnection else {
-            rejectCall(id, descriptor, received, RPCError.resourceExhausted(
+            rejectCall(id, method, received, RPCError.resourceExhausted(
                 "too many calls in flight on this connection (limit \(settings.maxInFlightPerConnection))"
             ))
             return
@@ -411,7 +426,8 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
             requestBytes: request.payload
         )
         core.callStarted()
-        streams[id] = OpenStream(descriptor: descriptor, started: received, isWrite: method.role == .writer)
+        streams[id] = OpenStream(descriptor: descriptor, recorder: method.recorder, started: received,
+                                 isWrite: method.role == .writer)
         if method.role == .writer { queuedWrites += 1 }
         guard !method.needsReadiness || core.isReady else {
             park(id, method, callContext, context: context)
@@ -503,10 +519,9 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     }
 
     /// Answers a call to a served method that is refused before its handler starts.
-    private func rejectCall(_ id: UInt32, _ descriptor: MethodDescriptor, _ received: ContinuousClock.Instant, _ error: RPCError) {
+    private func rejectCall(_ id: UInt32, _ method: RPCMethod, _ received: ContinuousClock.Instant, _ error: RPCError) {
         reply(id, error)
-        core.observer.callFinished(service: descriptor.service, method: descriptor.method, code: error.code,
-                                   duration: ContinuousClock.now - received)
+        method.recorder.callFinished(code: error.code, duration: ContinuousClock.now - received)
     }
 
     // MARK: data from the client
@@ -569,11 +584,12 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
                 "stream message length \(tooLong.count) exceeds maximum message size of \(TTRPCLimits.maxMessageLength)"
             ))
         }
+        _ = context
         for bytes in messages {
-            var buffer = context.channel.allocator.buffer(capacity: bytes.count)
-            buffer.writeBytes(bytes)
-            write(TTRPCFrame(streamID: id, type: .data, payload: buffer))
+            write(TTRPCFrame(streamID: id, type: .data, payload: ByteBuffer(bytes: bytes)))
         }
+        // The future of the write that carries these messages (the flush is queued).
+        writeOutbox()
         return lastWrite ?? eventLoop.makeSucceededVoidFuture()
     }
 
@@ -593,14 +609,16 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     }
 
     private func streamEnded(_ stream: OpenStream, code: StatusCode) {
-        core.observer.callFinished(service: stream.service, method: stream.method, code: code, duration: ContinuousClock.now - stream.started)
+        stream.recorder.callFinished(code: code, duration: ContinuousClock.now - stream.started)
         if stream.isWrite { queuedWrites -= 1 }
         // In flight until the answer is on the socket (or the connection is gone).
         unwrittenCalls += 1
-        if let lastWrite, context != nil {
-            lastWrite.assumeIsolated().whenComplete { [self] _ in self.callWritten() }
+        if outbox != nil {
+            outboxCalls += 1
+        } else if let lastWrite, context != nil {
+            lastWrite.assumeIsolated().whenComplete { [self] _ in self.callsWritten(1) }
         } else {
-            callWritten()
+            callsWritten(1)
         }
         if streams.isEmpty {
             closeIfDrained()
@@ -608,9 +626,9 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
         if stream.isWrite { resumeIfPossible() }
     }
 
-    private func callWritten() {
-        unwrittenCalls -= 1
-        core.callEnded()
+    private func callsWritten(_ count: Int) {
+        unwrittenCalls -= count
+        core.callsEnded(count)
         updateIdle()
     }
 
@@ -671,21 +689,42 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
         return sent.hasStatus ? StatusCode(wireValue: sent.status.code) : .ok
     }
 
+    /// Adds a frame to the outbox. Its bytes count against the connection's bound from now.
     private func write(_ frame: TTRPCFrame) {
         guard let context else { return }
         let size = frame.encodedLength
         bufferedBytes += size
         core.addBufferedBytes(size)
         lastActivity = .now()
+        if outbox == nil {
+            outbox = context.channel.allocator.buffer(capacity: max(size, 4_096))
+        }
+        frame.encode(into: &outbox!)
+        scheduleFlush()
+    }
+
+    /// Hands the outbox to the channel as one write. Its completion releases its bytes and
+    /// ends the calls it answered.
+    private func writeOutbox() {
+        guard let buffer = outbox, let context else { return }
+        outbox = nil
+        let size = buffer.readableBytes
+        let calls = outboxCalls
+        outboxCalls = 0
         let promise = context.eventLoop.makePromise(of: Void.self)
-        context.write(wrapOutboundOut(frame), promise: promise)
+        context.write(wrapOutboundOut(buffer), promise: promise)
         lastWrite = promise.futureResult
         promise.futureResult.assumeIsolated().whenComplete { [self] _ in
             self.bufferedBytes -= size
             self.core.addBufferedBytes(-size)
+            if calls > 0 { self.callsWritten(calls) }
             if self.readHeld || !self.pending.isEmpty { self.resumeIfPossible() }
         }
-        scheduleFlush()
+    }
+
+    private func flush(_ context: ChannelHandlerContext) {
+        writeOutbox()
+        context.flush()
     }
 
     private func scheduleFlush() {
@@ -698,7 +737,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
         // Queued behind the completions already waiting on the loop, so they share one flush.
         context.eventLoop.assumeIsolated().execute { [self] in
             self.flushQueued = false
-            self.context?.flush()
+            if let context = self.context { self.flush(context) }
         }
     }
 
@@ -726,7 +765,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
 
     private func closeIfDrained() {
         guard draining, streams.isEmpty, let context else { return }
-        context.flush()
+        flush(context)
         // Close once everything written so far has reached the socket.
         let channel = context.channel
         if let lastWrite {

@@ -161,6 +161,8 @@ public struct RPCMethod: Sendable {
     public let handler: Handler
     /// Whether the call must wait until the server is ready (state recovered). Health does not.
     public let needsReadiness: Bool
+    /// Set by the server from its observer when it builds its table.
+    var recorder: any CallRecorder = NoCallRecorder()
 
     public init(descriptor: MethodDescriptor, handler: Handler, needsReadiness: Bool = true) {
         precondition((descriptor.kind == .serverStreaming) == { if case .serverStreaming = handler { true } else { false } }(),

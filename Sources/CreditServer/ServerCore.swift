@@ -336,10 +336,10 @@ final class ServerCore: Sendable {
         counters.withLock { $0.inFlightCalls += 1 }
     }
 
-    func callEnded() {
+    func callsEnded(_ count: Int) {
         counters.withLock { counters in
-            counters.inFlightCalls -= 1
-            counters.finishedCalls += 1
+            counters.inFlightCalls -= count
+            counters.finishedCalls += UInt64(count)
         }
     }
 }

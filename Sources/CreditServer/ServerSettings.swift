@@ -155,8 +155,9 @@ public protocol ServerObserver: Sendable {
     /// A connection stopped being read (`true`) because of backpressure or fairness, or was
     /// read again (`false`).
     func connectionThrottled(_ throttled: Bool)
-    /// A call to a served method ended (after its reply was queued), with any status.
-    func callFinished(service: String, method: String, code: StatusCode, duration: Duration)
+    /// The accounting of calls to one served method. Asked once per method when the server is
+    /// built, so that a call neither builds the method's name nor looks up its series.
+    func callRecorder(for method: MethodDescriptor) -> any CallRecorder
     /// A frame was answered without reaching a method (unknown service or method, bad ids,
     /// undecodable envelope, oversize, limits). No names: clients choose them freely.
     func protocolError(code: StatusCode)
@@ -167,8 +168,18 @@ extension ServerObserver {
     public func connectionClosed(peer: PeerCredentials, openConnections: Int) {}
     public func connectionRejected(openConnections: Int) {}
     public func connectionThrottled(_ throttled: Bool) {}
-    public func callFinished(service: String, method: String, code: StatusCode, duration: Duration) {}
+    public func callRecorder(for method: MethodDescriptor) -> any CallRecorder { NoCallRecorder() }
     public func protocolError(code: StatusCode) {}
+}
+
+/// Counts the calls of one method (ServerObserver.callRecorder). Called on event loop threads.
+public protocol CallRecorder: Sendable {
+    /// A call ended (after its reply was queued), with any status.
+    func callFinished(code: StatusCode, duration: Duration)
+}
+
+struct NoCallRecorder: CallRecorder {
+    func callFinished(code: StatusCode, duration: Duration) {}
 }
 
 /// An observer that ignores everything.

@@ -91,6 +91,13 @@ public final class TTRPCServer: Sendable {
             }
         }
         table[HealthStatus.serviceName] = health.service()
+        for (name, var service) in table {
+            for (methodName, var method) in service.methods {
+                method.recorder = observer.callRecorder(for: method.descriptor)
+                service.methods[methodName] = method
+            }
+            table[name] = service
+        }
         self.health = health
         core = ServerCore(services: table, settings: settings, health: health, observer: observer, logger: logger)
         group = eventLoopGroup
@@ -224,7 +231,6 @@ public final class TTRPCServer: Sendable {
                     }
                     try channel.pipeline.syncOperations.addHandlers([
                         ByteToMessageHandler(BudgetedFrameDecoder(core: core)),
-                        MessageToByteHandler(TTRPCFrameEncoder()),
                         TTRPCConnectionHandler(core: core, peer: peer),
                     ])
                 }

@@ -19,7 +19,9 @@ enum CreditsService {
             },
             .immediateEncoded(methods.getSubscription) { request, _ in
                 try read(gate) { ledger, _ throws(DomainError) in
-                    ResponseEncoding.getSubscription(try ledger.subscription(id: request.subscriptionID))
+                    var encoded: [UInt8] = []
+                    try ledger.withSubscription(id: request.subscriptionID) { encoded = ResponseEncoding.getSubscription($0) }
+                    return encoded
                 }
             },
             .immediateEncoded(methods.listSubscriptions) { request, _ in
@@ -137,7 +139,7 @@ enum CreditsService {
 
     /// Runs `body` on the latest committed state, on the calling event loop.
     static func read<T>(_ gate: ApplicationGate,
-                                _ body: (Ledger, Instant) throws(DomainError) -> T) throws -> T {
+                                _ body: (borrowing Ledger, Instant) throws(DomainError) -> T) throws -> T {
         let application = try gate.require()
         let committed = application.writer.committed
         do {

@@ -1,5 +1,6 @@
 import CreditDomain
 import CreditMonitoring
+import CreditProto
 import CreditServer
 import CreditStore
 import CreditWire
@@ -125,15 +126,44 @@ public final class DaemonMetrics: Sendable {
             metrics.connectionsRejected.labels().increment()
         }
 
-        func callFinished(service: String, method: String, code: StatusCode, duration: Duration) {
-            let full = "\(service)/\(method)"
-            let label = metrics.knownMethods.contains(full) ? full : "unknown"
-            metrics.requests.labels(label, code.name).increment()
-            metrics.duration.labels(label).observe(duration)
+        func callRecorder(for method: MethodDescriptor) -> any CallRecorder {
+            let full = method.fullName
+            return MethodSeries(metrics, label: metrics.knownMethods.contains(full) ? full : "unknown")
         }
 
         func protocolError(code: StatusCode) {
             metrics.protocolErrors.labels(code.name).increment()
+        }
+    }
+
+    /// One method's series: its duration histogram, and its request counters by status code,
+    /// each created on the first call that ends with that code (a code never seen is not shown).
+    final class MethodSeries: CallRecorder {
+        private let requests: CounterFamily
+        private let label: String
+        private let duration: Histogram
+        private let byCode: Mutex<[Counter?]>
+
+        init(_ metrics: DaemonMetrics, label: String) {
+            requests = metrics.requests
+            self.label = label
+            duration = metrics.duration.labels(label)
+            byCode = Mutex(Array(repeating: nil, count: StatusCode.allCases.count))
+        }
+
+        func callFinished(code: StatusCode, duration: Duration) {
+            counter(code).increment()
+            self.duration.observe(duration)
+        }
+
+        private func counter(_ code: StatusCode) -> Counter {
+            byCode.withLock { counters in
+                let index = Int(code.rawValue)
+                if let counter = counters[index] { return counter }
+                let counter = requests.labels(label, code.name)
+                counters[index] = counter
+                return counter
+            }
         }
     }
 

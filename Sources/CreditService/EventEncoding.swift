@@ -19,7 +19,7 @@ extension ResponseEncoding {
     }
 
     /// `creditd.v1.GetSubscriptionResponse` (O3).
-    static func getSubscription(_ subscription: Subscription) -> [UInt8] {
+    static func getSubscription(_ subscription: StoredSubscription) -> [UInt8] {
         var out = ByteWriter(capacity: 256)
         out.subscription(1, subscription)
         return out.array()
@@ -94,14 +94,14 @@ extension ByteWriter {
     }
 
     /// A whole `creditd.v1.Subscription` field (O3).
-    mutating func subscription(_ field: UInt32, _ subscription: Subscription) {
-        subscriptionView(field, SubscriptionView(subscription), createdAt: subscription.createdAt,
+    mutating func subscription<Stored: StoredSubscriptionFields>(_ field: UInt32, _ subscription: Stored) {
+        subscriptionView(field, subscription, createdAt: subscription.createdAt,
                          cancelEffectiveDate: subscription.cancelEffectiveDate)
     }
 
     /// A `creditd.v1.Subscription` field: the view's fields, and the two only the stored
     /// subscription knows (none in an event's view).
-    mutating func subscriptionView(_ field: UInt32, _ view: SubscriptionView, createdAt: Instant? = nil,
+    mutating func subscriptionView<View: SubscriptionFields>(_ field: UInt32, _ view: borrowing View, createdAt: Instant? = nil,
                                    cancelEffectiveDate: CivilDate? = nil) {
         let mark = beginMessage(field, reserve: 2)
         stringField(1, view.id)

@@ -11,13 +11,29 @@ import XCTest
 /// Holds every write without completing it, as a socket whose peer never reads would, and
 /// counts the `read` requests that reach the head of the pipeline.
 final class StalledSocket: ChannelOutboundHandler {
-    typealias OutboundIn = TTRPCFrame
+    typealias OutboundIn = ByteBuffer
 
-    var held: [(TTRPCFrame, EventLoopPromise<Void>?)] = []
+    /// The writes held, each one or more encoded frames (the handler coalesces answers).
+    var writes: [(ByteBuffer, EventLoopPromise<Void>?)] = []
     var reads = 0
 
+    /// The frames held, in the order written.
+    var held: [TTRPCFrame] {
+        var parser = TTRPCFrameParser()
+        var frames: [TTRPCFrame] = []
+        for (bytes, _) in writes {
+            var buffer = bytes
+            while let inbound = parser.next(from: &buffer) {
+                guard case .frame(let frame) = inbound else { preconditionFailure("oversize frame written") }
+                frames.append(frame)
+            }
+            precondition(buffer.readableBytes == 0, "a write ends inside a frame")
+        }
+        return frames
+    }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        held.append((unwrapOutboundIn(data), promise))
+        writes.append((unwrapOutboundIn(data), promise))
     }
 
     func read(context: ChannelHandlerContext) {
@@ -26,9 +42,9 @@ final class StalledSocket: ChannelOutboundHandler {
 
     /// The peer reads everything written so far.
     func drain() {
-        let writes = held
-        held.removeAll()
-        for (_, promise) in writes { promise?.succeed() }
+        let written = writes
+        writes.removeAll()
+        for (_, promise) in written { promise?.succeed() }
     }
 }
 
@@ -117,13 +133,31 @@ final class ConnectionHandlerTests: XCTestCase {
         for index in 0..<10 {
             channel.pipeline.fireChannelRead(try bigRequest(UInt32(2 * index + 1), bytes: 8))
         }
-        XCTAssertEqual(socket.held.count, 4, "four dispatched in this turn")
         channel.pipeline.fireChannelReadComplete()
+        XCTAssertEqual(socket.held.count, 4, "four dispatched in this turn")
+        XCTAssertEqual(socket.writes.count, 1, "their answers written together")
         socket.drain()
         channel.embeddedEventLoop.run()
         socket.drain()
         channel.embeddedEventLoop.run()
         XCTAssertEqual(core.stats.finishedCalls, 10, "the rest on later turns")
+    }
+
+    /// Answers still in the outgoing buffer when the connection goes away are released: the
+    /// calls stop counting as in flight and their bytes leave the global count.
+    func testAnswersNotYetWrittenAreReleasedWhenTheConnectionCloses() throws {
+        let core = makeCore(ServerSettings())
+        let (channel, _) = try makeChannel(core)
+        for index in 0..<3 {
+            channel.pipeline.fireChannelRead(try bigRequest(UInt32(2 * index + 1), bytes: 100))
+        }
+        XCTAssertEqual(core.stats.inFlightCalls, 3, "answered, not yet written")
+        XCTAssertGreaterThan(core.detailedStats.bufferedResponseBytes, 300)
+        channel.pipeline.fireChannelInactive()
+        XCTAssertEqual(core.stats.inFlightCalls, 0)
+        XCTAssertEqual(core.detailedStats.bufferedResponseBytes, 0)
+        XCTAssertEqual(core.stats.finishedCalls, 3)
+        _ = try? channel.finish()
     }
 
     /// At most `maxQueuedWritesPerConnection` of a connection's writes wait for the writer;
@@ -186,8 +220,10 @@ final class ConnectionHandlerTests: XCTestCase {
         try channel.writeInbound(frame.getSlice(at: 0, length: 1 << 20)!)
         XCTAssertEqual(core.detailedStats.partialFrameBytes, 1 << 20, "no more reserved")
         try channel.writeInbound(frame.getSlice(at: 1 << 20, length: frame.readableBytes - (1 << 20))!)
+        channel.pipeline.fireChannelReadComplete()
+        channel.embeddedEventLoop.run()
         XCTAssertEqual(socket.held.count, 1)
-        let response = try TTRPCEnvelope.decodeResponse(socket.held[0].0.payload)
+        let response = try TTRPCEnvelope.decodeResponse(socket.held[0].payload)
         guard case .failure(let error) = TTRPCEnvelope.result(of: response) else { return XCTFail("expected an error") }
         XCTAssertEqual(error.code, .resourceExhausted)
         XCTAssertEqual(core.detailedStats.refusedLargeFrames, 1)

@@ -99,8 +99,10 @@ final class EventEncodingTests: XCTestCase {
             for subscription in ledger.subscriptions {
                 var expected = Creditd_V1_GetSubscriptionResponse()
                 expected.subscription = ProtoMapping.subscription(subscription)
-                XCTAssertEqual(ResponseEncoding.getSubscription(subscription), try expected.serializedBytes(),
-                               "seed \(seed), \(subscription.id)")
+                // Read in place, as GetSubscription reads it.
+                var encoded: [UInt8] = []
+                try ledger.withSubscription(id: subscription.id) { encoded = ResponseEncoding.getSubscription($0) }
+                XCTAssertEqual(encoded, try expected.serializedBytes(), "seed \(seed), \(subscription.id)")
                 if subscription.cancelEffectiveDate != nil { cancelled += 1 }
                 if subscription.scheduledSeats != nil { scheduled += 1 }
                 if subscription.status == .ended { ended += 1 }
