@@ -6,29 +6,31 @@
 /// batch. These split their elements into small parts: a mutation after a copy duplicates the
 /// few small arrays of references above the one part it touches.
 
-/// An array stored in fixed-size leaves of boxed elements, grouped under a second level.
-/// Indices are positions, as in `Array`.
+/// An array stored in fixed-size leaves of boxed elements, under two more levels of small
+/// arrays. Indices are positions, as in `Array`.
 ///
-/// Three levels of sharing. A leaf holds references to immutable-until-unique boxes, so copying
-/// a leaf after a publish retains `leafCapacity` boxes rather than copying every element (a
+/// Sharing at every level. A leaf holds references to immutable-until-unique boxes, so copying
+/// a leaf after a publish retains `fanout` boxes rather than copying every element (a
 /// `Subscription` holds a dozen references of its own), and a mutation then copies only the one
-/// element it changes. Leaves are grouped `groupCapacity` to a group, so the first change after
-/// a publish copies the top level (one reference per group), one group and one leaf: at a
-/// million elements about 250 + 64 + 64 references, against 3,906 + 256 with one level of
-/// 256-element chunks. A profile of durable writes showed the old chunk copies and their release
-/// when the published state was dropped at a fifth of the writer's CPU (and, before elements
-/// were boxed, copies of 1,024-element chunks of subscriptions at two thirds).
+/// element it changes. Leaves sit 16 to a branch and branches 16 to a group, so the first change
+/// of a batch to an element copies one group, one branch and one leaf of 16 references each,
+/// and the top level once per batch (one reference per 4,096 elements). With 64-element leaves
+/// under 64-leaf groups, the copies and their release when the published state was dropped
+/// took about a seventh of a durable write's CPU at 16 writes per batch (each write touches its
+/// own group and leaf); with one level of 256-element chunks, a fifth of the writer (and, before
+/// elements were boxed, copies of 1,024-element chunks of subscriptions two thirds).
 public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
-    static var leafCapacity: Int { 64 }
-    static var groupCapacity: Int { 64 }
-    static var elementsPerGroup: Int { leafCapacity * groupCapacity }
+    static var fanout: Int { 16 }
+    /// Elements under one entry of the top level.
+    static var elementsPerGroup: Int { fanout * fanout * fanout }
 
     final class Box {
         var value: Element
         init(_ value: Element) { self.value = value }
     }
 
-    private var groups: [[[Box]]] = []
+    /// groups[group][branch][leaf][slot]
+    private var groups: [[[[Box]]]] = []
     public private(set) var count = 0
 
     public init() {}
@@ -54,18 +56,18 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
     public subscript(position: Int) -> Element {
         get {
             precondition(position >= 0 && position < count, "ChunkedArray index out of range")
-            let (group, leaf, slot) = Self.path(position)
-            return groups[group][leaf][slot].value
+            let (group, branch, leaf, slot) = Self.path(position)
+            return groups[group][branch][leaf][slot].value
         }
         _modify {
             precondition(position >= 0 && position < count, "ChunkedArray index out of range")
-            let (group, leaf, slot) = Self.path(position)
+            let (group, branch, leaf, slot) = Self.path(position)
             // Copy the element only when a published copy still shares its box (the arrays
             // above it are copied on write by `Array` itself, one per level).
-            if !isKnownUniquelyReferenced(&groups[group][leaf][slot]) {
-                groups[group][leaf][slot] = Box(groups[group][leaf][slot].value)
+            if !isKnownUniquelyReferenced(&groups[group][branch][leaf][slot]) {
+                groups[group][branch][leaf][slot] = Box(groups[group][branch][leaf][slot].value)
             }
-            yield &groups[group][leaf][slot].value
+            yield &groups[group][branch][leaf][slot].value
         }
     }
 
@@ -73,8 +75,8 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
     /// `box.value` as an argument copied the whole element, retaining each of its fields).
     public func forEach(in range: Range<Int>, _ body: (borrowing Element) -> Void) {
         for position in range {
-            let (group, leaf, slot) = Self.path(position)
-            let box = groups[group][leaf][slot]
+            let (group, branch, leaf, slot) = Self.path(position)
+            let box = groups[group][branch][leaf][slot]
             // Published boxes are never written (see `_modify`), so reading through the pointer
             // races with nothing.
             withUnsafeMutablePointer(to: &box.value) { body($0.pointee) }
@@ -87,14 +89,15 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
     /// are never written (see `_modify`), so the read races with nothing.
     public func withElementAddress(at position: Int, _ body: (UnsafePointer<Element>) -> Void) {
         precondition(position >= 0 && position < count, "ChunkedArray index out of range")
-        let (group, leaf, slot) = Self.path(position)
-        let box = groups[group][leaf][slot]
+        let (group, branch, leaf, slot) = Self.path(position)
+        let box = groups[group][branch][leaf][slot]
         withUnsafeMutablePointer(to: &box.value) { body(UnsafePointer($0)) }
     }
 
     @inline(__always)
-    private static func path(_ position: Int) -> (group: Int, leaf: Int, slot: Int) {
-        (position / elementsPerGroup, (position / leafCapacity) % groupCapacity, position % leafCapacity)
+    private static func path(_ position: Int) -> (group: Int, branch: Int, leaf: Int, slot: Int) {
+        (position / elementsPerGroup, (position / (fanout * fanout)) % fanout, (position / fanout) % fanout,
+         position % fanout)
     }
 
     public mutating func append(_ element: Element) {
@@ -102,28 +105,34 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
     }
 
     private mutating func append(box: Box) {
-        let (group, leaf, _) = Self.path(count)
+        let (group, branch, leaf, _) = Self.path(count)
         if group == groups.count {
-            var newGroup: [[Box]] = []
-            newGroup.reserveCapacity(Self.groupCapacity)
-            groups.append(newGroup)
+            groups.append(Self.reserved(Self.fanout))
         }
-        if leaf == groups[group].count {
-            var newLeaf: [Box] = []
-            newLeaf.reserveCapacity(Self.leafCapacity)
-            groups[group].append(newLeaf)
+        if branch == groups[group].count {
+            groups[group].append(Self.reserved(Self.fanout))
         }
-        groups[group][leaf].append(box)
+        if leaf == groups[group][branch].count {
+            groups[group][branch].append(Self.reserved(Self.fanout))
+        }
+        groups[group][branch][leaf].append(box)
         count += 1
+    }
+
+    private static func reserved<T>(_ capacity: Int) -> [T] {
+        var array: [T] = []
+        array.reserveCapacity(capacity)
+        return array
     }
 
     /// Removes the last element (rolls back an append).
     @discardableResult
     public mutating func removeLast() -> Element {
         precondition(count > 0, "removeLast on an empty ChunkedArray")
-        let (group, leaf, _) = Self.path(count - 1)
-        let element = groups[group][leaf].removeLast().value
-        if groups[group][leaf].isEmpty { groups[group].removeLast() }
+        let (group, branch, leaf, _) = Self.path(count - 1)
+        let element = groups[group][branch][leaf].removeLast().value
+        if groups[group][branch][leaf].isEmpty { groups[group][branch].removeLast() }
+        if groups[group][branch].isEmpty { groups[group].removeLast() }
         if groups[group].isEmpty { groups.removeLast() }
         count -= 1
         return element

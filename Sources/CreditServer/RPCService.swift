@@ -98,14 +98,12 @@ public struct TypedResponder<Response: SwiftProtobuf.Message>: Sendable {
         base.callAsFunction(result)
     }
 
-    /// Runs `body` on the event loop and answers with what it returns or throws: for work that
-    /// is cheap but should not run on the thread that produced the result (response mapping
-    /// and encoding after a write, off the writer thread).
-    public func complete(onEventLoop body: @escaping @Sendable () throws -> Response) {
+    /// Runs `body` on the event loop and answers with the bytes it returns (the encoding of
+    /// `Response`) or what it throws: for work that is cheap but should not run on the thread
+    /// that produced the result (answer mapping and encoding after a write, off the writer thread).
+    public func complete(encodedOnEventLoop body: @escaping @Sendable () throws -> [UInt8]) {
         let base = self.base
-        let run: @Sendable () -> Void = {
-            base.complete(Result { try body() }.flatMap { RPCMethod.encode($0) })
-        }
+        let run: @Sendable () -> Void = { base.complete(Result { try body() }) }
         if base.eventLoop.inEventLoop { run() } else { base.eventLoop.execute(run) }
     }
 }

@@ -33,12 +33,9 @@ enum CreditsService {
                 return ResponseEncoding.listSubscriptions(page)
             },
             .deferred(methods.cancelSubscription) { request, context, respond in
-                write(gate, .cancel(request), context, respond) { outcome, subscription in
+                writeEncoded(gate, .cancel(request), context, respond) { outcome, subscription in
                     guard case .cancelled(let record) = outcome, let subscription else { throw unexpected(outcome) }
-                    var response = Creditd_V1_CancelSubscriptionResponse()
-                    response.cancellation = ProtoMapping.cancellation(record, .init(subscription))
-                    response.dryRun = request.dryRun
-                    return response
+                    return ResponseEncoding.cancelSubscription(record, subscription, dryRun: request.dryRun)
                 }
             },
             .deferred(methods.resumeSubscription) { request, context, respond in
@@ -50,11 +47,9 @@ enum CreditsService {
                 }
             },
             .deferred(methods.changeSeats) { request, context, respond in
-                write(gate, .changeSeats(request), context, respond) { outcome, subscription in
+                writeEncoded(gate, .changeSeats(request), context, respond) { outcome, subscription in
                     guard case .seatsChanged(let result) = outcome, let subscription else { throw unexpected(outcome) }
-                    var response = ProtoMapping.seatChange(result, .init(subscription))
-                    response.dryRun = request.dryRun
-                    return response
+                    return ResponseEncoding.changeSeats(result, subscription, dryRun: request.dryRun)
                 }
             },
             .immediateEncoded(methods.getRefundStatus) { request, _ in
@@ -116,6 +111,17 @@ enum CreditsService {
         _ respond: TypedResponder<Response>,
         _ map: @escaping @Sendable (CommandResponse, Subscription?) throws -> Response
     ) {
+        writeEncoded(gate, command, context, respond) { outcome, subscription in
+            try map(outcome, subscription).serializedBytes()
+        }
+    }
+
+    /// `write` for an answer encoded straight from the domain values (`ResponseEncoding`).
+    private static func writeEncoded<Response>(
+        _ gate: ApplicationGate, _ command: JournalEntry.WireCommand, _ context: CallContext,
+        _ respond: TypedResponder<Response>,
+        _ encode: @escaping @Sendable (CommandResponse, Subscription?) throws -> [UInt8]
+    ) {
         let application: CreditApplication
         do {
             application = try gate.require()
@@ -127,10 +133,10 @@ enum CreditsService {
             command: command, requestBytes: context.requestBytes, callerUID: context.peer.uid,
             deadline: context.deadline
         ) { result in
-            respond.complete(onEventLoop: {
+            respond.complete(encodedOnEventLoop: {
                 let executed = try result.mapError(\.rpcError).get()
                 switch executed.outcome {
-                case .success(let response): return try map(response, executed.subscription)
+                case .success(let response): return try encode(response, executed.subscription)
                 case .failure(let error): throw error.rpcError
                 }
             })

@@ -9,12 +9,31 @@ import ProtoWire
 ///
 /// Built as messages, an event cost about 7 µs to map and encode, most of a WatchEvents
 /// stream's CPU: at the write benchmark's rate a fast consumer took a third of a core from
-/// the writers on a two-core machine. GetSubscription is the most frequent read.
+/// the writers on a two-core machine. GetSubscription is the most frequent read; ChangeSeats and
+/// CancelSubscription the most frequent writes, whose answers are encoded on the event loop.
 extension ResponseEncoding {
     /// One `creditd.v1.Event`, as a WatchEvents message.
     static func event(_ event: LedgerEvent, in ledger: Ledger) -> [UInt8] {
         var out = ByteWriter(capacity: 512)
         out.event(event, in: ledger)
+        return out.array()
+    }
+
+    /// `creditd.v1.ChangeSeatsResponse` (S8), as the writer's result gives it.
+    static func changeSeats(_ result: SeatChangeResult, _ subscription: Subscription, dryRun: Bool) -> [UInt8] {
+        var out = ByteWriter(capacity: 256)
+        out.seatChange(result, subscription)
+        out.boolField(8, dryRun)
+        return out.array()
+    }
+
+    /// `creditd.v1.CancelSubscriptionResponse` (C8).
+    static func cancelSubscription(_ record: CancellationRecord, _ subscription: Subscription, dryRun: Bool) -> [UInt8] {
+        var out = ByteWriter(capacity: 512)
+        let mark = out.beginMessage(1, reserve: 2)
+        out.cancellation(record, subscription)
+        out.endMessage(mark)
+        out.boolField(2, dryRun)
         return out.array()
     }
 
@@ -134,7 +153,7 @@ extension ByteWriter {
 
     /// The fields of `creditd.v1.ChangeSeatsResponse` (S8) as a `seats_changed` or
     /// `seat_change_scheduled` event records it.
-    mutating func seatChange(_ result: SeatChangeResult, _ view: SubscriptionView) {
+    mutating func seatChange<View: SubscriptionFields>(_ result: SeatChangeResult, _ view: View) {
         intField(1, Int64(result.outcome.rawValue))
         intField(2, result.previousSeats)
         intField(3, result.newSeats)
@@ -145,7 +164,7 @@ extension ByteWriter {
     }
 
     /// The fields of `creditd.v1.CancellationRecord` (C8).
-    mutating func cancellation(_ record: CancellationRecord, _ view: SubscriptionView) {
+    mutating func cancellation<View: SubscriptionFields>(_ record: CancellationRecord, _ view: View) {
         intField(1, Int64(record.mode.rawValue))
         dateField(2, record.effectiveDate)
         intField(3, record.requestedAt.nanosecondsSinceEpoch)
@@ -161,7 +180,7 @@ extension ByteWriter {
     }
 
     /// A whole credit as a record gives it: as of its own instant, so no flags.
-    private mutating func creditField(_ field: UInt32, _ credit: Credit, _ view: SubscriptionView) {
+    private mutating func creditField<View: SubscriptionFields>(_ field: UInt32, _ credit: Credit, _ view: View) {
         let mark = beginMessage(field, reserve: 2)
         self.credit(credit, subscriptionID: view.id, currency: view.currency, timeZone: view.timeZone,
                     overdue: false, refundOverdue: false, customer: "", asOfDate: nil)

@@ -13,7 +13,7 @@ final class ChunkedArrayTests: XCTestCase {
             plain.append(value)
         }
         XCTAssertTrue(chunked.elementsEqual(plain))
-        for position in [0, 63, 64, perGroup - 1, perGroup, perGroup + 64, 2 * perGroup + 99] {
+        for position in [0, 15, 16, 63, 64, 255, 256, perGroup - 1, perGroup, perGroup + 64, 2 * perGroup + 99] {
             chunked[position] = -position - 1
             plain[position] = -position - 1
         }

@@ -92,6 +92,40 @@ final class EventEncodingTests: XCTestCase {
         XCTAssertGreaterThan(scheduledSeats, 0)
     }
 
+    /// ChangeSeats and CancelSubscription answers, as the writer's results give them, against
+    /// the generated messages (every seat change and cancel the random ledgers record).
+    func testRandomLedgersEncodeWriteAnswersAsTheGeneratedMessages() throws {
+        var seatChanges = 0, cancels = 0
+        for seed in UInt64(1)...30 {
+            let (ledger, _) = RandomLedger.make(seed: seed, steps: 300)
+            for event in try ledger.events {
+                for dryRun in [false, true] {
+                    switch event.payload {
+                    case .seatChange(let view, let result):
+                        let subscription = try ledger.subscription(id: view.id)
+                        var expected = ProtoMapping.seatChange(result, ProtoMapping.Context(subscription))
+                        expected.dryRun = dryRun
+                        XCTAssertEqual(ResponseEncoding.changeSeats(result, subscription, dryRun: dryRun),
+                                       try expected.serializedBytes(), "seed \(seed), event \(event.seq)")
+                        seatChanges += 1
+                    case .cancel(let view, let record):
+                        let subscription = try ledger.subscription(id: view.id)
+                        var expected = Creditd_V1_CancelSubscriptionResponse()
+                        expected.cancellation = ProtoMapping.cancellation(record, ProtoMapping.Context(subscription))
+                        expected.dryRun = dryRun
+                        XCTAssertEqual(ResponseEncoding.cancelSubscription(record, subscription, dryRun: dryRun),
+                                       try expected.serializedBytes(), "seed \(seed), event \(event.seq)")
+                        cancels += 1
+                    default:
+                        break
+                    }
+                }
+            }
+        }
+        XCTAssertGreaterThan(seatChanges, 0)
+        XCTAssertGreaterThan(cancels, 0)
+    }
+
     func testRandomLedgersEncodeSubscriptionsAsTheGeneratedMessages() throws {
         var cancelled = 0, scheduled = 0, ended = 0
         for seed in UInt64(1)...60 {
