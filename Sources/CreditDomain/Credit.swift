@@ -138,7 +138,13 @@ public struct Credit: Sendable, Hashable {
     /// `e + 30 days` (L2).
     public var deadline: CivilDate { effectiveDate.adding(days: 30) }
     /// `min(dueDate, deadline)` (L2).
-    public var expectedBy: CivilDate { min(dueDate, deadline) }
+    public var expectedBy: CivilDate { Self.expectedBy(effectiveDate: effectiveDate, dueDateOffset: dueDateOffset) }
+
+    /// `min(dueDate, deadline)` from the two stored fields it depends on (CreditList reads
+    /// them from a packed record without decoding it).
+    static func expectedBy(effectiveDate: CivilDate, dueDateOffset: UInt16) -> CivilDate {
+        effectiveDate.adding(days: min(Int(dueDateOffset), 30))
+    }
     /// `periodEnd` of the period containing `e` (L2).
     public var dueDate: CivilDate { effectiveDate.adding(days: Int(dueDateOffset)) }
     /// The date the credit first became `applied`: always `expectedBy` (L3, T6).

@@ -199,6 +199,32 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
         return found
     }
 
+    /// The earliest `expectedBy` of the credits from `start` on (nil when there are none), read
+    /// from the first fields of each record without decoding the rest: the write path asks it
+    /// at every command (`Subscription.nextDueDate`), over every pending credit.
+    public func earliestExpectedBy(from start: Int) -> CivilDate? {
+        guard start < count else { return nil }
+        var earliest: CivilDate?
+        var offset = recordOffset(start)
+        bytes.withUnsafeBufferPointer { buffer in
+            while offset < buffer.count {
+                var reader = VarintReader(buffer, at: offset)
+                let length = Int(reader.unsigned())
+                let end = reader.offset + length
+                // flags, serial, createdAt, amount, remaining, consumed, event seq (CreditRecord)
+                _ = reader.unsigned()
+                for _ in 0..<5 { _ = reader.signed() }
+                _ = reader.unsigned()
+                let effectiveDate = CivilDate(epochDay: Int32(truncatingIfNeeded: reader.signed()))
+                let dueDateOffset = UInt16(truncatingIfNeeded: reader.unsigned())
+                let date = Credit.expectedBy(effectiveDate: effectiveDate, dueDateOffset: dueDateOffset)
+                if earliest == nil || date < earliest! { earliest = date }
+                offset = end
+            }
+        }
+        return earliest
+    }
+
     /// Where the trailing run of pending credits begins (`count` when the last is not pending).
     public var trailingPendingStart: Int {
         var start = 0

@@ -201,12 +201,8 @@ public struct Subscription: Sendable, Hashable {
 
     /// The civil date of the next time-driven transition, nil when none can happen.
     func nextDueDate() -> CivilDate? {
-        var best: CivilDate?
         // Pending credits are the newest ones (expectedBy never decreases within a period).
-        for credit in credits.credits(from: credits.trailingPendingStart) {
-            let date = credit.expectedBy
-            if best == nil || date < best! { best = date }
-        }
+        var best = credits.earliestExpectedBy(from: credits.trailingPendingStart)
         switch status {
         case .active, .cancelPending:
             if best == nil || period.end < best! { best = period.end }

@@ -76,6 +76,8 @@ final class CreditListTests: XCTestCase {
             XCTAssertEqual(list.trailingPendingStart, trailing, "\(length) credits")
             for start in Set([0, length / 2, length]) {
                 XCTAssertEqual(Array(list.credits(from: start)), Array(credits[start...]))
+                XCTAssertEqual(list.earliestExpectedBy(from: start), credits[start...].map(\.expectedBy).min(),
+                               "\(length) credits from \(start)")
                 var visited: [Int] = []
                 list.scanStates(from: start) { position, _ in visited.append(position); return visited.count < 3 }
                 XCTAssertEqual(visited, Array((start..<length).prefix(3)))
