@@ -576,7 +576,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     }
 
     private func sendStreamMessages(_ id: UInt32, _ messages: [[UInt8]], on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
-        guard streams[id] != nil, let context else {
+        guard streams[id] != nil, context != nil else {
             return eventLoop.makeFailedFuture(CancellationError())
         }
         if let tooLong = messages.first(where: { $0.count > TTRPCLimits.maxMessageLength }) {
@@ -584,7 +584,6 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
                 "stream message length \(tooLong.count) exceeds maximum message size of \(TTRPCLimits.maxMessageLength)"
             ))
         }
-        _ = context
         for bytes in messages {
             write(TTRPCFrame(streamID: id, type: .data, payload: ByteBuffer(bytes: bytes)))
         }
