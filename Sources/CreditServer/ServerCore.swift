@@ -11,10 +11,8 @@ import Glibc
 final class ServerCore: Sendable {
     struct Counters {
         var openConnections = 0
-        var inFlightCalls = 0
         var acceptedConnections: UInt64 = 0
         var rejectedConnections: UInt64 = 0
-        var finishedCalls: UInt64 = 0
         var draining = false
         var connections: [ObjectIdentifier: Entry] = [:]
         var perUID: [UInt32: Int] = [:]
@@ -69,6 +67,10 @@ final class ServerCore: Sendable {
     private let settingsBox: Mutex<ServerSettings>
     private let counters = Mutex(Counters())
     private let readiness = Mutex(Readiness())
+    /// Calls started and not yet written, and calls ended: atomics rather than fields of
+    /// `counters`, whose lock both event loops would otherwise take for every call.
+    private let inFlightCalls = Atomic<Int>(0)
+    private let finishedCalls = Atomic<UInt64>(0)
     /// Bytes written to connections and not yet on their sockets.
     private let bufferedBytes = Atomic<Int>(0)
     /// Bytes reserved for partial large frames (`reservePartialFrame`).
@@ -142,10 +144,10 @@ final class ServerCore: Sendable {
         counters.withLock {
             ServerStats(
                 openConnections: $0.openConnections,
-                inFlightCalls: $0.inFlightCalls,
+                inFlightCalls: inFlightCalls.load(ordering: .relaxed),
                 acceptedConnections: $0.acceptedConnections,
                 rejectedConnections: $0.rejectedConnections,
-                finishedCalls: $0.finishedCalls
+                finishedCalls: finishedCalls.load(ordering: .relaxed)
             )
         }
     }
@@ -155,10 +157,10 @@ final class ServerCore: Sendable {
         var stats = counters.withLock { counters in
             var stats = ServerStats(
                 openConnections: counters.openConnections,
-                inFlightCalls: counters.inFlightCalls,
+                inFlightCalls: inFlightCalls.load(ordering: .relaxed),
                 acceptedConnections: counters.acceptedConnections,
                 rejectedConnections: counters.rejectedConnections,
-                finishedCalls: counters.finishedCalls
+                finishedCalls: finishedCalls.load(ordering: .relaxed)
             )
             stats.connectionsByUID = counters.perUID
             stats.refusedByReason = counters.refusedByReason
@@ -333,14 +335,12 @@ final class ServerCore: Sendable {
     // The in-flight gauge is read from these counters when metrics are scraped, not pushed
     // to the observer at every start and end (two labelled-series lookups per call).
     func callStarted() {
-        counters.withLock { $0.inFlightCalls += 1 }
+        inFlightCalls.add(1, ordering: .relaxed)
     }
 
     func callsEnded(_ count: Int) {
-        counters.withLock { counters in
-            counters.inFlightCalls -= count
-            counters.finishedCalls += UInt64(count)
-        }
+        inFlightCalls.subtract(count, ordering: .relaxed)
+        finishedCalls.add(UInt64(count), ordering: .relaxed)
     }
 }
 
