@@ -38,7 +38,6 @@ public enum EventType: Int32, Sendable, Hashable, CaseIterable, CustomStringConv
     public var description: String { name }
 }
 
-/// The subscription as O3 gives it, without its credits and invoices: what events carry.
 /// The fields of `creditd.v1.Subscription` that a stored subscription and an event's view both
 /// give, so that one encoder serves both without copying a stored subscription into a view
 /// (a GetSubscription reads the stored value in place).
@@ -98,6 +97,7 @@ public struct StoredSubscription: StoredSubscriptionFields {
     public var cancelEffectiveDate: CivilDate? { stored.pointee.cancellationSlot.record?.effectiveDate }
 }
 
+/// The subscription as O3 gives it, without its credits and invoices: what events carry.
 public struct SubscriptionView: SubscriptionFields, Sendable, Hashable {
     public let id: String
     public let customer: String

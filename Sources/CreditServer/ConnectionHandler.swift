@@ -656,14 +656,18 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     /// Writes a successful Response, or RESOURCE_EXHAUSTED if it would exceed the frame limit.
     /// Returns the status code actually sent.
     private func writeSuccess(_ id: UInt32, _ payload: [UInt8]) -> StatusCode {
-        guard let context else { return .cancelled }
-        let buffer = RequestEnvelope.successResponse(payload: payload, allocator: context.channel.allocator)
-        guard buffer.readableBytes <= TTRPCLimits.maxMessageLength else {
+        guard context != nil else { return .cancelled }
+        let length = RequestEnvelope.successResponseLength(payloadCount: payload.count)
+        guard length <= TTRPCLimits.maxMessageLength else {
             return writeResponse(id, TTRPCEnvelope.errorResponse(RPCError.resourceExhausted(
-                "response message length \(buffer.readableBytes) exceeds maximum message size of \(TTRPCLimits.maxMessageLength)"
+                "response message length \(length) exceeds maximum message size of \(TTRPCLimits.maxMessageLength)"
             )))
         }
-        write(TTRPCFrame(streamID: id, type: .response, payload: buffer))
+        // Header and Response data go straight into the outbox: no buffer of their own.
+        append(frameLength: TTRPCLimits.headerLength + length) { outbox in
+            TTRPCFrame.writeHeader(dataLength: length, streamID: id, type: .response, flags: [], into: &outbox)
+            RequestEnvelope.writeSuccessResponse(payload: payload, into: &outbox)
+        }
         return .ok
     }
 
@@ -690,16 +694,20 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
         return sent.hasStatus ? StatusCode(wireValue: sent.status.code) : .ok
     }
 
-    /// Adds a frame to the outbox. Its bytes count against the connection's bound from now.
     private func write(_ frame: TTRPCFrame) {
+        append(frameLength: frame.encodedLength) { frame.encode(into: &$0) }
+    }
+
+    /// Adds a frame of `size` bytes, written by `encode`, to the outbox. Its bytes count
+    /// against the connection's bound from now.
+    private func append(frameLength size: Int, _ encode: (inout ByteBuffer) -> Void) {
         guard let context else { return }
-        let size = frame.encodedLength
         bufferedBytes += size
         core.addBufferedBytes(size)
         if outbox == nil {
             outbox = context.channel.allocator.buffer(capacity: max(size, 4_096))
         }
-        frame.encode(into: &outbox!)
+        encode(&outbox!)
         scheduleFlush()
     }
 

@@ -373,7 +373,7 @@ public final class LedgerWriter: @unchecked Sendable {
     /// fdatasync), and splits the writers into two waves that alternate, each paying for its own
     /// append. So when fewer writes are waiting than recent batches held, the writer waits a
     /// little (half the last append, at most 1 ms) for them. On the file store at 16 writes in
-    /// flight this took the CPU per write from 35-40 us to 30-31 us (BENCHMARKS.md); a lone
+    /// flight this took the CPU per write from 35-40 us to 29-32 us (BENCHMARKS.md); a lone
     /// writer never waits (it is the whole of the last batch). Called with `condition` held.
     private func gatherMore() {
         guard role == .active, lastAppendDuration > .zero, !inbox.isEmpty, inbox.count < lastBatchWrites,

@@ -62,12 +62,19 @@ public struct TTRPCFrame: Sendable, Hashable {
     /// an oversize frame check `payload.readableBytes` first.
     public func encode(into buffer: inout ByteBuffer) {
         buffer.reserveCapacity(minimumWritableBytes: encodedLength)
-        buffer.writeInteger(UInt32(payload.readableBytes), endianness: .big)
+        Self.writeHeader(dataLength: payload.readableBytes, streamID: streamID, type: type, flags: flags, into: &buffer)
+        var payload = payload
+        buffer.writeBuffer(&payload)
+    }
+
+    /// Appends a frame header for `dataLength` bytes of data that the caller writes next (the
+    /// server writes a Response's data straight after it, without a buffer of its own).
+    public static func writeHeader(dataLength: Int, streamID: UInt32, type: TTRPCFrameType, flags: TTRPCFrameFlags,
+                                   into buffer: inout ByteBuffer) {
+        buffer.writeInteger(UInt32(dataLength), endianness: .big)
         buffer.writeInteger(streamID, endianness: .big)
         buffer.writeInteger(type.rawValue)
         buffer.writeInteger(flags.rawValue)
-        var payload = payload
-        buffer.writeBuffer(&payload)
     }
 }
 

@@ -57,18 +57,34 @@ public struct RequestEnvelope: Sendable, Equatable {
     /// The encoded `Response` data of a successful call: `status` omitted, the payload as
     /// field 2 (absent when empty), written into one buffer with no intermediate copy.
     public static func successResponse(payload: [UInt8], allocator: ByteBufferAllocator) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: payload.count + 6)
-        if !payload.isEmpty {
-            buffer.writeInteger(UInt8(0x12))
-            var length = UInt64(payload.count)
-            while length >= 0x80 {
-                buffer.writeInteger(UInt8(truncatingIfNeeded: length) | 0x80)
-                length >>= 7
-            }
-            buffer.writeInteger(UInt8(length))
-            buffer.writeBytes(payload)
-        }
+        var buffer = allocator.buffer(capacity: successResponseLength(payloadCount: payload.count))
+        writeSuccessResponse(payload: payload, into: &buffer)
         return buffer
+    }
+
+    /// How many bytes `writeSuccessResponse` writes for a payload of `payloadCount` bytes.
+    public static func successResponseLength(payloadCount: Int) -> Int {
+        guard payloadCount > 0 else { return 0 }
+        var lengthBytes = 1
+        var length = payloadCount >> 7
+        while length > 0 {
+            lengthBytes += 1
+            length >>= 7
+        }
+        return 1 + lengthBytes + payloadCount
+    }
+
+    /// Appends the encoded `Response` data of a successful call (see `successResponse`).
+    public static func writeSuccessResponse(payload: [UInt8], into buffer: inout ByteBuffer) {
+        guard !payload.isEmpty else { return }
+        buffer.writeInteger(UInt8(0x12))
+        var length = UInt64(payload.count)
+        while length >= 0x80 {
+            buffer.writeInteger(UInt8(truncatingIfNeeded: length) | 0x80)
+            length >>= 7
+        }
+        buffer.writeInteger(UInt8(length))
+        buffer.writeBytes(payload)
     }
 }
 

@@ -128,9 +128,10 @@ final class EnvelopeTests: XCTestCase {
     }
 
     func testSuccessResponseBufferMatchesSwiftProtobuf() throws {
-        for size in [0, 1, 127, 128, 300, 70_000] {
+        for size in [0, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
             let payload = [UInt8](repeating: 7, count: size)
             let fast = RequestEnvelope.successResponse(payload: payload, allocator: allocator)
+            XCTAssertEqual(RequestEnvelope.successResponseLength(payloadCount: payload.count), fast.readableBytes)
             let reference = try TTRPCEnvelope.encode(TTRPCEnvelope.successResponse(payload: payload), allocator: allocator)
             XCTAssertEqual(fast, reference)
         }
