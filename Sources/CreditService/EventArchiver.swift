@@ -43,7 +43,12 @@ final class EventArchiver: EventArchive, Sendable {
 
     /// Sealed chunks of `ledger` still in memory.
     static func residentChunks(of ledger: Ledger) -> Int {
-        ledger.feed.sealedChunks.reduce(0) { $0 + ($1.residentEvents == nil ? 0 : 1) }
+        residentChunks(of: ledger.feed.sealedChunks)
+    }
+
+    /// Chunks of `chunks` still in memory.
+    static func residentChunks(of chunks: [SealedEventChunk]) -> Int {
+        chunks.reduce(0) { $0 + ($1.residentEvents == nil ? 0 : 1) }
     }
 
     /// Moves every sealed chunk of `ledger` (a committed, durable state) still in memory into
@@ -51,9 +56,16 @@ final class EventArchiver: EventArchive, Sendable {
     /// Blocking I/O: call it on a thread of its own.
     @discardableResult
     func archive(_ ledger: Ledger, sync: Bool) throws -> Int {
+        try archive(ledger.feed.sealedChunks, sync: sync)
+    }
+
+    /// Moves the chunks of `chunks` still in memory into the archive (the chunks are shared
+    /// with the ledger they came from, which sees them archived too).
+    @discardableResult
+    func archive(_ chunks: [SealedEventChunk], sync: Bool) throws -> Int {
         try archiving.withLock { _ in
             var moved = 0
-            for chunk in ledger.feed.sealedChunks {
+            for chunk in chunks {
                 guard let events = chunk.residentEvents else { continue }
                 let block = try files.append(firstSeq: chunk.firstSeq, payload: EventChunkCodec.encode(events))
                 chunk.markArchived(ArchivedEventChunk(firstSeq: chunk.firstSeq, file: block.file, offset: block.offset,

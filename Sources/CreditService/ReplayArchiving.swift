@@ -8,19 +8,19 @@ import Synchronization
 /// Replaying a long tail records several events per record; kept in memory until the daemon
 /// serves, a 1M-record tail grew the process by about a gigabyte, and clearing those fresh
 /// pages was over a third of the replay's time. The replay offers its ledger every
-/// `offerEveryRecords` records; this thread archives the offered value's sealed chunks, which
-/// frees their events in the replay's ledger too (the chunks are shared), so the replay reuses
-/// that memory instead of growing. The archive files are not synced here: until a snapshot
+/// `offerEveryRecords` records; this thread archives those sealed chunks, which frees their
+/// events in the replay's ledger too (the chunks are objects the ledger shares), so the replay
+/// reuses that memory instead of growing. Only the chunk list is offered, never the ledger: a
+/// shared ledger made the replay copy every part of it that it next changed, which cost a
+/// 1M-record replay about a quarter of its time. The archive files are not synced here: until a snapshot
 /// names their blocks, the journal still holds those events (as in the background pass).
 final class ReplayArchiving: Sendable {
-    /// Records between two offers. An offer shares the ledger, so the replay copies each chunk
-    /// it next changes (as the writer does after publishing): offering every 2,048 records, a
-    /// 6M-record replay took 68 s against 45 s without offers. Every 8,192 records, the events
-    /// waiting between two passes stay around 20 MB.
+    /// Records between two offers. Every 8,192 records, the events waiting between two passes
+    /// stay around 20 MB.
     static let offerEveryRecords = 8_192
 
     private struct State {
-        var offered: Ledger?
+        var offered: [SealedEventChunk]?
         var finished = false
     }
     private let state = Mutex(State())
@@ -35,9 +35,11 @@ final class ReplayArchiving: Sendable {
         thread.start()
     }
 
-    /// The replay's ledger as it stands; replaces an offer the thread has not taken yet.
+    /// The sealed chunks of the replay's ledger as it stands; replaces an offer the thread has
+    /// not taken yet.
     func offer(_ ledger: Ledger) {
-        state.withLock { $0.offered = ledger }
+        let chunks = ledger.feed.sealedChunks
+        state.withLock { $0.offered = chunks }
     }
 
     /// Stops the thread after its current pass and waits for it; later calls return at once.
@@ -51,18 +53,18 @@ final class ReplayArchiving: Sendable {
 
     private func run(archiver: EventArchiver, threshold: Int, logger: Logger) {
         while true {
-            let (ledger, finished) = state.withLock { state in
+            let (chunks, finished) = state.withLock { state in
                 defer { state.offered = nil }
                 return (state.offered, state.finished)
             }
             if finished { return }
-            guard let ledger else {
+            guard let chunks else {
                 usleep(2_000)
                 continue
             }
-            guard EventArchiver.residentChunks(of: ledger) >= threshold else { continue }
+            guard EventArchiver.residentChunks(of: chunks) >= threshold else { continue }
             do {
-                try archiver.archive(ledger, sync: false)
+                try archiver.archive(chunks, sync: false)
             } catch {
                 // The events stay in memory; the background pass and the next snapshot retry.
                 logger.error("archiving events during recovery failed", metadata: ["error": "\(error)"])
