@@ -83,9 +83,9 @@ struct BookIndex: Sendable {
         var locations: [(serial: UInt64, slot: Int32, index: Int32)] = []
         locations.reserveCapacity(slots.reduce(0) { $0 + $1.credits.count })
         for slot in slots.indices {
-            let credits = slots[slot].credits
-            for index in credits.indices {
-                locations.append((credits[index].serial, Int32(slot), Int32(index)))
+            slots[slot].credits.scanSerials { index, serial in
+                locations.append((serial, Int32(slot), Int32(index)))
+                return true
             }
         }
         locations.sort { $0.serial < $1.serial }

@@ -225,6 +225,37 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
         return earliest
     }
 
+    /// The position of the credit with `serial`, found by reading each record's serial alone
+    /// (a binary search decoded a whole credit at each step, and events look credits up by
+    /// serial several times per command).
+    public func position(ofSerial serial: UInt64) -> Int? {
+        var found: Int?
+        scanSerials { position, each in
+            if each == serial { found = position }
+            return each < serial   // serial order
+        }
+        return found
+    }
+
+    /// Calls `body` with each credit's position and serial, in order, reading only the serial
+    /// of each record, until `body` returns false.
+    func scanSerials(_ body: (Int, UInt64) -> Bool) {
+        guard !bytes.isEmpty else { return }
+        let baseSerial = base.serial
+        let count = self.count
+        bytes.withUnsafeBufferPointer { buffer in
+            var offset = Self.headerSize
+            for position in 0..<count {
+                var reader = VarintReader(buffer, at: offset)
+                let length = Int(reader.unsigned())
+                let end = reader.offset + length
+                _ = reader.unsigned()   // flags (CreditRecord)
+                guard body(position, baseSerial &+ UInt64(bitPattern: reader.signed())) else { return }
+                offset = end
+            }
+        }
+    }
+
     /// Where the trailing run of pending credits begins (`count` when the last is not pending).
     public var trailingPendingStart: Int {
         var start = 0

@@ -115,6 +115,9 @@ where Value.RawValue == Int32 {
     case known(Value)
     case unrecognized(Int32)
 
+    // Inlinable, so that callers in other modules specialize it: unspecialized, each call
+    // looked up the generic type's metadata (a lock and a hash lookup in the runtime).
+    @inlinable
     public init(wireValue: Int32) {
         if wireValue == 0 {
             self = .unspecified
@@ -125,6 +128,7 @@ where Value.RawValue == Int32 {
         }
     }
 
+    @inlinable
     public var wireValue: Int32 {
         switch self {
         case .unspecified: return 0

@@ -74,18 +74,33 @@ public struct Ledger: Sendable {
         self.feed = feed
     }
 
-    /// The subscription in `slot` (creation order).
+    /// The subscription in `slot` (creation order): a copy, every field retained.
     func slotValue(_ slot: Int) -> Subscription { slots[slot] }
+
+    /// Reads stored fields of the subscription in `slot` where it is stored. A command read
+    /// its subscription whole about nine times (its due instant before and after, the marks,
+    /// each event), copying 256 bytes and retaining every field each time. Only stored
+    /// properties may be read through the address: a computed one copies the whole value first.
+    @inline(__always)
+    func readSlot<Result>(_ slot: Int, _ body: (UnsafePointer<Subscription>) -> Result) -> Result {
+        slots.readElement(at: slot, body)
+    }
+
+    /// The instant of `slot`'s next time-driven transition (a stored field, read in place).
+    @inline(__always)
+    func slotNextDue(_ slot: Int) -> Instant? {
+        readSlot(slot) { $0.pointee.nextDue }
+    }
 
     /// The slot of the subscription with this id.
     func slotIndex(_ id: ScalarString) -> Int? { slotByID[id].map(Int.init) }
 
     /// Runs one due date of `slot` (T6) and keeps the due queue current; nil when none was due.
     mutating func advanceSlotOneDate(_ slot: Int, to now: Instant) -> (count: Int, instant: Instant, date: CivilDate)? {
-        let dueBefore = slots[slot].nextDue
+        let dueBefore = slotNextDue(slot)
         let step = slots[slot].advanceOneDate(to: now, counters: &counters)
         // A step that changed nothing is not queued again, so `advance` always terminates.
-        if let step, step.count > 0 || slots[slot].nextDue != dueBefore, let next = slots[slot].nextDue {
+        if let step, step.count > 0 || slotNextDue(slot) != dueBefore, let next = slotNextDue(slot) {
             dueQueue.push(.init(due: next, slot: Int32(slot)))
         }
         return step
@@ -181,7 +196,7 @@ public struct Ledger: Sendable {
         while let top = dueQueue.top, top.due <= now {
             dueQueue.pop()
             let slot = Int(top.slot)
-            guard slots[slot].nextDue == top.due else { continue }
+            guard slotNextDue(slot) == top.due else { continue }
             // One due date at a time, so the events of all subscriptions come in order of due
             // instant, ties in creation order (E2); the next date is queued again.
             total += stepSlot(slot, to: now)
@@ -275,11 +290,11 @@ public struct Ledger: Sendable {
                 return (.failure(error), false)
             }
         }
-        let dueBefore = slots[slot].nextDue
-        let marks = SubscriptionMarks(slots[slot])
+        let dueBefore = slotNextDue(slot)
+        let marks = readSlot(slot) { SubscriptionMarks($0) }
         do throws(DomainError) {
             let (response, changed) = try operation(&slots[slot], &counters)
-            if slots[slot].nextDue != dueBefore, let due = slots[slot].nextDue {
+            if slotNextDue(slot) != dueBefore, let due = slotNextDue(slot) {
                 dueQueue.push(.init(due: due, slot: Int32(slot)))
             }
             if changed { recordRequest(slot: slot, marks: marks, response: response, now: now) }
@@ -417,7 +432,7 @@ public struct Ledger: Sendable {
 
     private mutating func advanceSlot(_ slot: Int, to now: Instant) -> Int {
         var count = 0
-        while let due = slots[slot].nextDue, due <= now {
+        while let due = slotNextDue(slot), due <= now {
             let ran = stepSlot(slot, to: now)
             if ran == 0 { break }
             count += ran
@@ -433,7 +448,7 @@ public struct Ledger: Sendable {
                 if let due = subscription.nextDue { dueQueue.push(.init(due: due, slot: Int32(slot))) }
             }
         }
-        while let top = dueQueue.top, slots[Int(top.slot)].nextDue != top.due {
+        while let top = dueQueue.top, slotNextDue(Int(top.slot)) != top.due {
             dueQueue.pop()
         }
     }

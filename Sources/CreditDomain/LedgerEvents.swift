@@ -20,13 +20,15 @@ struct SubscriptionMarks {
     /// The credits before the command (the list shares its bytes until the command writes).
     let credits: CreditList
 
-    init(_ subscription: Subscription) {
-        status = subscription.status
-        periodStart = subscription.period.start
-        scheduledSeats = subscription.scheduledSeats
-        invoiceCount = subscription.laterInvoices.count
-        lastInvoiceSettled = subscription.laterInvoices.last?.settled ?? true
-        credits = subscription.credits
+    /// Takes the marks from the subscription where it is stored (stored fields only, see
+    /// `Ledger.readSlot`).
+    init(_ subscription: UnsafePointer<Subscription>) {
+        status = subscription.pointee.status
+        periodStart = subscription.pointee.period.start
+        scheduledSeats = Subscription.scheduledSeats(stored: subscription.pointee.storedScheduledSeats)
+        invoiceCount = subscription.pointee.laterInvoices.count
+        lastInvoiceSettled = subscription.pointee.laterInvoices.last?.settled ?? true
+        credits = subscription.pointee.credits
         var first = credits.count
         credits.scanStates { position, state in
             guard [.consumed, .refunded, .voided].contains(state) else {
@@ -48,9 +50,9 @@ extension Ledger {
     /// Runs the transitions of one due date of `slot` if due by `now` (T6), recording their
     /// events dated at 00:00 local on that date. Returns how many transitions ran.
     mutating func stepSlot(_ slot: Int, to now: Instant) -> Int {
-        let marks = SubscriptionMarks(slotValue(slot))
+        let marks = readSlot(slot) { SubscriptionMarks($0) }
         guard let step = advanceSlotOneDate(slot, to: now) else { return 0 }
-        recordChanges(slot: slot, marks: marks, timeDriven: (step.instant, step.date), now: now)
+        recordChanges(slot: slot, subscription: slotValue(slot), marks: marks, timeDriven: (step.instant, step.date), now: now)
         return step.count
     }
 
@@ -79,7 +81,7 @@ extension Ledger {
         default:
             break
         }
-        recordChanges(slot: slot, marks: marks, timeDriven: nil, now: now)
+        recordChanges(slot: slot, subscription: subscription, marks: marks, timeDriven: nil, now: now)
     }
 
     /// A new subscription (created or imported): its events and index entries.
@@ -93,10 +95,10 @@ extension Ledger {
                                     slot: Int32(slot), payload: .invoice(invoice)))
     }
 
-    /// Compares `slot` with `marks`: records the implied events and updates the indexes.
-    private mutating func recordChanges(slot: Int, marks: SubscriptionMarks, timeDriven: (instant: Instant, date: CivilDate)?,
-                                        now: Instant) {
-        let subscription = slotValue(slot)
+    /// Compares `subscription` (as `slot` now holds it) with `marks`: records the implied
+    /// events and updates the indexes.
+    private mutating func recordChanges(slot: Int, subscription: Subscription, marks: SubscriptionMarks,
+                                        timeDriven: (instant: Instant, date: CivilDate)?, now: Instant) {
         let slot32 = Int32(slot)
         if marks.status != subscription.status { book.statusChanged(subscription, from: marks.status) }
         let zone = subscription.timeZone
@@ -161,15 +163,19 @@ extension Ledger {
             let event: LedgerEvent
             switch item {
             case .ready(let type, let at, let date, let slot, let payload):
-                let subscription = slotValue(Int(slot))
-                event = LedgerEvent(seq: feed.nextSeq, type: type, at: at, date: date, subscriptionId: subscription.id,
-                                    customer: subscription.customer, recordedAt: now, payload: payload)
+                event = readSlot(Int(slot)) { subscription in
+                    LedgerEvent(seq: feed.nextSeq, type: type, at: at, date: date, subscriptionId: subscription.pointee.id,
+                                customer: subscription.pointee.customer, recordedAt: now, payload: payload)
+                }
             case .credit(let slot, let serial, let change):
-                let subscription = slotValue(Int(slot))
-                let credit = subscription.credit(serial: serial)!
-                event = LedgerEvent(seq: feed.nextSeq, type: .creditStateChanged, at: change.at,
-                                    date: subscription.timeZone.civilDate(of: change.at), subscriptionId: subscription.id,
-                                    customer: subscription.customer, recordedAt: now, payload: .creditState(change, credit))
+                event = readSlot(Int(slot)) { subscription in
+                    let credits = subscription.pointee.credits
+                    let credit = credits[credits.position(ofSerial: serial)!]
+                    return LedgerEvent(seq: feed.nextSeq, type: .creditStateChanged, at: change.at,
+                                       date: subscription.pointee.timeZone.civilDate(of: change.at),
+                                       subscriptionId: subscription.pointee.id, customer: subscription.pointee.customer,
+                                       recordedAt: now, payload: .creditState(change, credit))
+                }
             }
             feed.append(event)
         }

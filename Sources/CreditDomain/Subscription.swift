@@ -138,13 +138,7 @@ public struct Subscription: Sendable, Hashable {
 
     /// The credit with this serial (credits are in serial order).
     public func creditIndex(serial: UInt64) -> Int? {
-        var low = 0
-        var high = credits.count
-        while low < high {
-            let mid = (low + high) / 2
-            if credits[mid].serial < serial { low = mid + 1 } else { high = mid }
-        }
-        return low < credits.count && credits[low].serial == serial ? low : nil
+        credits.position(ofSerial: serial)
     }
 
     public func credit(id: String) -> Credit? {
