@@ -378,19 +378,20 @@ package struct EventFeed: Sendable, Hashable {
         return all + open.joined()
     }
 
-    mutating func append(_ event: LedgerEvent) {
+    mutating func append(_ event: consuming LedgerEvent) {
         precondition(event.seq == lastSeq + 1, "event seqs are gap-free")
         append(unchecked: event)
     }
 
-    private mutating func append(unchecked event: LedgerEvent) {
+    // Consuming, so that the event moves into the piece instead of being copied (retained).
+    private mutating func append(unchecked event: consuming LedgerEvent) {
         if open.isEmpty || open[open.count - 1].count == Self.pieceSize {
             var piece: [LedgerEvent] = []
             piece.reserveCapacity(Self.pieceSize)
             open.append(piece)
         }
-        open[open.count - 1].append(event)
         lastSeq = event.seq
+        open[open.count - 1].append(event)
         if openCount == Self.chunkSize {
             sealed.append(SealedEventChunk(events: Array(open.joined())))
             open = []

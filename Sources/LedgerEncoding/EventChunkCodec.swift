@@ -7,7 +7,11 @@ public enum EventChunkCodec {
     /// The chunk's events as a part.
     public static func encode(_ events: [LedgerEvent]) -> [UInt8] {
         var encoder = TaggedEncoder(capacity: 256 + events.count * 320)
-        for event in events { encoder.eventRecord(event) }
+        // Through the buffer, each event is read where it is: `for event in events` copied
+        // each one out (retaining its strings and payload) on the archiving thread.
+        events.withUnsafeBufferPointer { buffer in
+            for index in buffer.indices { encoder.eventRecord(buffer[index]) }
+        }
         let section = encoder.finish()
         defer { section.deallocate() }
         return Array(section)
