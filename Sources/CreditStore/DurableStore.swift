@@ -11,6 +11,14 @@ public struct StoreOptions: Sendable {
     /// A segment is rolled once appending would take it past this size (a single larger
     /// record still gets a segment of its own).
     public var segmentSize: Int = 64 << 20
+    /// Zeros written ahead of the records of the segment being appended to, this many bytes at a
+    /// time (segment format 3), up to `segmentSize`. An fdatasync after an append that grew the
+    /// file must write the inode (its size) as well as the data; into space already written it
+    /// writes the data alone. On the benchmark machine's disk that took an fdatasync of a small
+    /// batch from 130-150 us to 90 us, and its kernel CPU from 55 to 39 us. 0 (the default):
+    /// plain appends; creditd uses `recommendedZeroFillBytes`.
+    public var zeroFillBytes: Int = 0
+    public static let recommendedZeroFillBytes = 1 << 20
     /// Largest payload `append` accepts.
     public var maxRecordSize: Int = 16 << 20
     /// Truncate at the first damaged record (keeping a copy as `<segment>.corrupt-<ms>`) and move
@@ -253,7 +261,9 @@ final class StoreCore: @unchecked Sendable {
     /// Serializes journal I/O between the journal thread and `appendDurably` callers.
     private let ioLock = NSLock()
     // Guarded by `ioLock` (and touched by `open` before any thread starts).
-    private var activeSegment: (file: OpenFile, firstSequence: UInt64, size: Int64, records: Int)?
+    /// The segment records go to. `size` is where its records end; `zeroedEnd` where the zeros
+    /// written ahead of them end (the file's size; `size` when there are none).
+    private var activeSegment: (file: OpenFile, firstSequence: UInt64, size: Int64, records: Int, zeroedEnd: Int64)?
 
     private init(
         directory: String, options: StoreOptions, lockFile: OpenFile, nextSequence: UInt64,
@@ -385,7 +395,8 @@ final class StoreCore: @unchecked Sendable {
         if let index = analysis.reusableSegment {
             let scan = analysis.segments[index]
             let file = try operations.open(directory + "/" + scan.name, flags: O_WRONLY, mode: 0)
-            core.activeSegment = (file, scan.nameSequence, Int64(scan.validLength), scan.records.count)
+            core.activeSegment = (file, scan.nameSequence, Int64(scan.validLength), scan.records.count,
+                                  Int64(scan.validLength + scan.zeroFilledBytes))
         }
         analysis.segments = []  // release file contents before replay
         let recovery = Recovery(
@@ -656,13 +667,33 @@ final class StoreCore: @unchecked Sendable {
     private func flush(_ buffer: inout [UInt8], records: inout Int, through sequence: UInt64) throws(WriteFailure) {
         guard records > 0, var active = activeSegment else { return }
         let durableLength = active.size
+        let recordBytes = buffer.count
+        let recordsEnd = active.size + Int64(recordBytes)
+        // Past the zeros written so far, the same write carries the next stretch of zeros, so
+        // the fdatasync after it is the only one in a stretch that writes the inode.
+        var zeroFill = 0
+        if recordsEnd > active.zeroedEnd {
+            zeroFill = max(0, min(options.zeroFillBytes, options.segmentSize - Int(recordsEnd)))
+            buffer.append(contentsOf: repeatElement(0, count: zeroFill))
+        }
         do throws(FileOperationError) {
-            try operations.write(active.file, buffer, at: active.size)
+            do throws(FileOperationError) {
+                try operations.write(active.file, buffer, at: active.size)
+            } catch where zeroFill > 0 && (error.errno == ENOSPC || error.errno == EDQUOT) {
+                // The zeros are only an optimization: a disk too full for them may still hold
+                // the records (over blocks the failed write allocated, if it got that far).
+                buffer.removeLast(zeroFill)
+                zeroFill = 0
+                try operations.write(active.file, buffer, at: active.size)
+            }
         } catch {
             // Part of the batch (whole records, even) may be in the file: cut it back off.
+            buffer.removeLast(zeroFill)
             throw cutBack(after: error, syncFailed: false, to: durableLength, lastAttempted: sequence)
         }
-        active.size += Int64(buffer.count)
+        buffer.removeLast(zeroFill)
+        active.size = recordsEnd
+        active.zeroedEnd = max(active.zeroedEnd, recordsEnd + Int64(zeroFill))
         active.records += records
         activeSegment = active
         setSegmentSize(active.size, name: active.file.path)
@@ -699,6 +730,7 @@ final class StoreCore: @unchecked Sendable {
                 cleanup: "cutting \(name) back to its last durable length of \(durableLength) bytes failed: \(cleanupError)")
         }
         activeSegment?.size = durableLength
+        activeSegment?.zeroedEnd = durableLength
         setSegmentSize(durableLength, name: active.file.path)
         return WriteFailure(
             error: error, outcome: syncFailed ? .unknown : .notApplied, lastAttempted: lastAttempted,
@@ -748,6 +780,11 @@ final class StoreCore: @unchecked Sendable {
             let seal = StoreFormat.sealRecord(nextSequence: firstSequence)
             do throws(FileOperationError) {
                 try operations.write(previous.file, seal, at: previous.size)
+                // A full segment keeps no zeros after its seal (recovery accepts them if a crash
+                // comes before this is durable).
+                if previous.zeroedEnd > previous.size + Int64(seal.count) {
+                    try operations.truncate(previous.file, to: previous.size + Int64(seal.count))
+                }
                 try operations.syncData(previous.file)
                 condition.withLock { fsyncCount += 1 }
             } catch {
@@ -763,7 +800,7 @@ final class StoreCore: @unchecked Sendable {
             setSegmentSize(previous.size + Int64(seal.count), name: previous.file.path)
             operations.close(previous.file)
         }
-        activeSegment = (file, firstSequence, Int64(header.count), 0)
+        activeSegment = (file, firstSequence, Int64(header.count), 0, Int64(header.count))
     }
 
     private func markDurable(through sequence: UInt64, records: Int) {

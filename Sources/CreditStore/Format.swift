@@ -10,8 +10,10 @@ import Darwin
 ///   header (32 bytes): magic "CREDJRNL", version u32, reserved u32, firstSeq u64,
 ///                      CRC32C of the preceding 24 bytes u32, reserved u32
 ///   records: length u32 (payload bytes), CRC32C u32 (over length, seq, payload), seq u64, payload
-///   version 2 only: a full segment ends with a seal, a record with seq 0 and the 16-byte payload
-///                   "CREDSEAL", next segment's firstSeq u64
+///   version 2 on: a full segment ends with a seal, a record with seq 0 and the 16-byte payload
+///                 "CREDSEAL", next segment's firstSeq u64
+///   version 3 on: zeros may follow the last record (or the seal) to the end of the file: space
+///                 written ahead, so that an fdatasync writes data without the inode
 ///
 /// Snapshot `snapshot-<lastSeq, 20 digits>.snap`:
 ///   header (48 bytes): magic "CREDSNAP", version u32, reserved u32, lastSeq u64,
@@ -21,9 +23,12 @@ import Darwin
 enum StoreFormat {
     static let segmentMagic: [UInt8] = Array("CREDJRNL".utf8)
     static let snapshotMagic: [UInt8] = Array("CREDSNAP".utf8)
-    /// Version written to new segments. 2 added the seal; 1 (no seals) is still read.
-    static let segmentVersion: UInt32 = 2
-    static let readableSegmentVersions: ClosedRange<UInt32> = 1...2
+    /// Version written to new segments. 3 added zeros written ahead of the records, 2 the seal;
+    /// 1 and 2 are still read.
+    static let segmentVersion: UInt32 = 3
+    static let readableSegmentVersions: ClosedRange<UInt32> = 1...3
+    /// The first version whose segments may end with zeros after their records.
+    static let firstZeroFilledSegmentVersion: UInt32 = 3
     static let sealMagic: [UInt8] = Array("CREDSEAL".utf8)
     static let sealPayloadSize = 16
     static let sealRecordSize = 16 + 16

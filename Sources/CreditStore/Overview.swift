@@ -16,11 +16,11 @@
 //
 // All integers are little-endian. Checksums are CRC32C (Castagnoli), `CRC32C.swift`.
 //
-// # Journal segment (segment format version 2; version 1 is still read)
+// # Journal segment (segment format version 3; versions 1 and 2 are still read)
 //
 //   header, 32 bytes:
 //     0  magic "CREDJRNL"
-//     8  version u32            2 (1: written before seals existed)
+//     8  version u32            3 (2: no zeros written ahead; 1: no seals either)
 //    12  reserved u32           0
 //    16  firstSeq u64           equals the number in the file name
 //    24  CRC32C of bytes 0..<24 u32
@@ -32,9 +32,20 @@
 //     8  seq u64                firstSeq, firstSeq + 1, ... without gaps
 //    16  payload                `length` bytes, opaque to the store (the service's journal entry)
 //
-//   and, in version 2, when the segment is full, one seal, its last record:
+//   and, from version 2 on, when the segment is full, one seal, its last record:
 //     a record with seq 0 and the 16-byte payload "CREDSEAL" + nextFirstSeq u64, where
-//     nextFirstSeq is the sequence number the next segment starts with. Nothing follows it.
+//     nextFirstSeq is the sequence number the next segment starts with.
+//
+//   and, from version 3 on, zeros to the end of the file after the last record (or the seal):
+//     space written ahead (`StoreOptions.zeroFillBytes` at a time, never past `segmentSize`,
+//     in the same write as the records that first pass the zeros written so far). Later
+//     records overwrite them, so the fdatasync after a batch writes data and not the inode;
+//     the file grows, and the inode is written, once per stretch. A record header is never
+//     all zeros (its CRC covers the length and seq), so a zero header with only zeros after it
+//     ends the records; the writer reopening the segment continues there. Rolling cuts a full
+//     segment back to its seal (recovery accepts zeros after a seal: a crash may come first).
+//     On ENOSPC the records are written again without the zeros, so a full disk still takes
+//     records into space written before.
 //
 // Sequence numbers run on across segments: segment N+1 starts right after segment N's last
 // record. A segment is rolled when the next record (plus room for the seal) would take it past
@@ -46,8 +57,9 @@
 //   3. write records to the new segment.
 // So a sealed newest segment always means its successor was lost (recovery refuses to start),
 // and a torn seal can only be followed by a successor that holds no record yet (recovery treats
-// it as a torn tail). Version 1 segments have no seals; the store never appends to one (it
-// starts a version 2 segment instead), so the chain is self-checking from the first v2 segment.
+// it as a torn tail). Version 1 segments have no seals; the store never appends to a segment of
+// an older version (it starts a current one instead), so the chain is self-checking from the
+// first v2 segment, and zeros after the records are read as space written ahead only in v3.
 //
 // # Event archive file (archive format version 1)
 //
@@ -119,6 +131,7 @@
 //    An unknown snapshot version stops everything (a newer build wrote it).
 // 2. Replay the segments from the one holding lastSeq + 1 on, checking headers and continuity.
 // 3. Damage, told apart as etcd's WAL does:
+//    - not damage (v3): zeros from a record boundary, or from the seal, to the end of the file;
 //    - torn (a crash mid-write; truncated, logged at warning): in the newest segment (or in a
 //      torn seal, see above), a record shorter than its header or its length, or a record whose
 //      bytes are zero from a 512-byte sector boundary to the end of the file, with no valid

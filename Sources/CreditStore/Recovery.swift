@@ -208,6 +208,9 @@ struct SegmentScan {
     var version: UInt32 = 0
     /// A version-2 segment that ends with a seal: the first sequence number of its successor.
     var sealedNext: UInt64?
+    /// Zero bytes after the last record (or the seal) to the end of the file: space a
+    /// version-3 writer wrote ahead of its records. Not damage; `validLength` ends before it.
+    var zeroFilledBytes: Int = 0
 
     var firstSequence: UInt64? {
         if case .valid(let first) = header { return first }
@@ -252,7 +255,14 @@ func scanSegment(_ bytes: [UInt8], name: String, nameSequence: UInt64) -> Segmen
     scan.version = bytes.readLittleEndian(UInt32.self, at: 8)
     var offset = headerSize
     var expected = firstSequence
+    let mayEndInZeros = scan.version >= StoreFormat.firstZeroFilledSegmentVersion
     while offset < bytes.count {
+        // A record header is never all zeros (its CRC covers the length and the seq), so zeros
+        // here are either space written ahead (zeros to the end of the file) or damage.
+        if mayEndInZeros, isZeroHeader(bytes, at: offset), isZero(bytes, from: offset) {
+            scan.zeroFilledBytes = bytes.count - offset
+            break
+        }
         switch checkRecord(bytes, at: offset) {
         case .failure(let reason, let recordEnd):
             let follows = validRecordExists(in: bytes, after: offset, minimumSequence: expected)
@@ -275,7 +285,11 @@ func scanSegment(_ bytes: [UInt8], name: String, nameSequence: UInt64) -> Segmen
                 } else {
                     scan.sealedNext = next
                     offset = range.upperBound
-                    if offset < bytes.count {
+                    if mayEndInZeros, isZero(bytes, from: offset) {
+                        // Written ahead before the seal; the roll cuts it off, unless a crash
+                        // came first.
+                        scan.zeroFilledBytes = bytes.count - offset
+                    } else if offset < bytes.count {
                         scan.bad = BadRecord(
                             offset: offset, reason: "\(bytes.count - offset) bytes after the segment's seal", validDataFollows: true)
                     }
@@ -318,6 +332,24 @@ func checkRecord(_ bytes: [UInt8], at offset: Int) -> RecordCheck {
     crc = CRC32C.update(crc, bytes[(offset + 8)..<(payloadStart + length)])
     guard crc == storedCRC else { return .failure("CRC mismatch", recordEnd: payloadStart + length) }
     return .success((sequence, payloadStart..<(payloadStart + length)))
+}
+
+/// True when the record header at `offset` (or what is left of the file, if shorter) is zeros.
+func isZeroHeader(_ bytes: [UInt8], at offset: Int) -> Bool {
+    let end = min(bytes.count, offset + StoreFormat.recordHeaderSize)
+    return bytes[offset..<end].allSatisfy { $0 == 0 }
+}
+
+/// True when every byte from `offset` to the end of the file is zero.
+func isZero(_ bytes: [UInt8], from offset: Int) -> Bool {
+    bytes.withUnsafeBufferPointer { buffer in
+        var index = offset
+        while index < buffer.count {
+            if buffer[index] != 0 { return false }
+            index += 1
+        }
+        return true
+    }
 }
 
 /// Sector size for telling a torn write from corruption: a crash can leave a file extended with

@@ -27,6 +27,8 @@ public struct SegmentCheck: Sendable, Equatable {
     public var bytes: Int64
     /// Bytes that hold valid header and records.
     public var validBytes: Int64
+    /// Zeros after the records, written ahead of them (format 3): not damage.
+    public var zeroFilledBytes: Int64 = 0
     public var problem: String?
     /// Segment format version from the header (nil when the header is not valid).
     public var formatVersion: UInt32?
@@ -91,6 +93,7 @@ public struct VerificationReport: Sendable, Equatable, CustomStringConvertible {
             lines.append("  segment \(segment.fileName): \(range), \(segment.records) records, \(segment.bytes) bytes"
                 + (segment.formatVersion.map { ", format \($0)" } ?? "")
                 + (segment.sealedNextSequence.map { ", sealed (next segment starts at seq \($0))" } ?? "")
+                + (segment.zeroFilledBytes > 0 ? ", \(segment.zeroFilledBytes) bytes zero-filled ahead" : "")
                 + (segment.problem.map { ", BAD: \($0)" } ?? ""))
         }
         for file in archiveFiles {
@@ -163,6 +166,7 @@ public func verifyStateDirectory(
             records: scan.records.count, bytes: Int64(scan.fileSize), validBytes: Int64(scan.validLength),
             problem: segmentProblem(scan), formatVersion: scan.firstSequence == nil ? nil : scan.version,
             sealedNextSequence: scan.sealedNext, damage: segmentDamage(scan)))
+        report.segments[report.segments.count - 1].zeroFilledBytes = Int64(scan.zeroFilledBytes)
         report.recordCount += scan.records.count
         if let first = scan.records.first?.sequence, report.firstSequence == nil { report.firstSequence = first }
         if let last = scan.records.last?.sequence { report.lastSequence = last }

@@ -111,6 +111,7 @@ struct Daemon: Sendable {
                              live: LiveDaemon, metrics: DaemonMetrics, progress: RecoveryProgress) async throws -> CreditApplication {
         var storeOptions = StoreOptions()
         storeOptions.segmentSize = configuration.journalSegmentBytes
+        storeOptions.zeroFillBytes = StoreOptions.recommendedZeroFillBytes
         let logger = self.logger
         let notifier = live.notifier
         storeOptions.onFault = { fault in

@@ -117,10 +117,38 @@ final class FullDiskTests: StoreDirectoryTestCase {
         }
     }
 
+    /// With zeros written ahead (segment format 3), a full disk still takes records into those
+    /// zeros; past them the store faults, and nothing refused comes back.
+    func testRealFullTmpfsStillTakesRecordsIntoZerosWrittenAhead() async throws {
+        var options = StoreOptions()
+        options.zeroFillBytes = 64 << 10
+        try await withFullTmpfs(options: options) { state, store in
+            let record = [UInt8](repeating: 0x5A, count: 1_000)
+            // Records 6...20 (about 15 KiB) fit in the 64 KiB of zeros written with record 1.
+            for index in 6...20 { XCTAssertEqual(try store.appendDurably([record + payload(UInt64(index))]), UInt64(index)) }
+            var acknowledged = 20
+            var failure: StoreFault?
+            while failure == nil && acknowledged < 200 {
+                do throws(StoreError) {
+                    acknowledged = Int(try store.appendDurably([record + payload(UInt64(acknowledged + 1))]))
+                } catch {
+                    guard case .fault(let fault) = error else { XCTFail("\(error)"); return { _ in } }
+                    failure = fault
+                }
+            }
+            let fault = try XCTUnwrap(failure, "the zeros run out and the disk is full")
+            XCTAssertGreaterThan(acknowledged, 60, "about 64 KiB of records went into the zeros")
+            XCTAssertEqual(fault.errno, ENOSPC, fault.description)
+            XCTAssertEqual(fault.outcome, .notApplied, fault.description)
+            return { recovery in XCTAssertEqual(recovery.records.map(\.sequence), Array(1...UInt64(acknowledged))) }
+        }
+    }
+
     /// Mounts a 2 MiB tmpfs, opens a store on it, appends records 1...5, fills the file system
-    /// (only the segment's partly used last page still takes bytes), runs `body`, frees the
-    /// space, reopens and hands the recovery to the check `body` returned.
+    /// (only the segment's partly used last page and any zeros written ahead still take bytes),
+    /// runs `body`, frees the space, reopens and hands the recovery to the check `body` returned.
     private func withFullTmpfs(
+        options: StoreOptions = StoreOptions(),
         _ body: (String, DurableStore) async throws -> (Recovery) throws -> Void
     ) async throws {
         guard getuid() == 0 else { throw XCTSkip("mounting a tmpfs needs root") }
@@ -131,7 +159,7 @@ final class FullDiskTests: StoreDirectoryTestCase {
         }
         defer { _ = run("/bin/umount", mountPoint) }
         let state = mountPoint + "/state"
-        let (store, _) = try DurableStore.open(directory: state)
+        let (store, _) = try DurableStore.open(directory: state, options: options)
         for index in UInt64(1)...5 { _ = try await store.appendAndWait(payload(index)) }
         XCTAssertTrue(FileManager.default.createFile(atPath: mountPoint + "/filler", contents: nil))
         let filler = try XCTUnwrap(FileHandle(forWritingAtPath: mountPoint + "/filler"))

@@ -13,6 +13,8 @@ final class GoldenTests: XCTestCase {
     static let snapshotSequence: UInt64 = 6
     // Golden/v1 was written with 120 (two records per segment); v2 adds a 32-byte seal.
     static let segmentSize = 170
+    // v3: the newest segment ends in zeros written ahead of its records (up to segmentSize).
+    static let zeroFillBytes = 100
 
     static func goldenPayload(_ sequence: UInt64) -> [UInt8] { Array("golden-record-\(sequence)".utf8) }
     static func goldenSnapshot(_ sequence: UInt64) -> [UInt8] { Array("golden-snapshot-after-\(sequence)".utf8) }
@@ -47,7 +49,7 @@ final class GoldenTests: XCTestCase {
 
     /// Every format version this build must read, recovered to the exact state it was written with.
     func testRecoversEveryGoldenVersion() async throws {
-        for version in ["v1", "v2"] {
+        for version in ["v1", "v2", "v3"] {
             TemporaryDirectory.remove(atPath: directory)
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let names = try copyGolden(version)
@@ -89,7 +91,7 @@ final class GoldenTests: XCTestCase {
     /// Format.swift, keep reading the old one, and add a new Golden/v<N> directory.
     func testWriterProducesCurrentGoldenBytes() async throws {
         try await Self.writeGoldenDirectory(directory)
-        let golden = Self.goldenRoot + "/v2"
+        let golden = Self.goldenRoot + "/v3"
         let written = files(in: directory).filter { $0 != "LOCK" }
         XCTAssertEqual(written, files(in: golden))
         for name in written {
@@ -122,6 +124,7 @@ final class GoldenTests: XCTestCase {
     static func writeGoldenDirectory(_ directory: String) async throws {
         var options = StoreOptions()
         options.segmentSize = segmentSize
+        options.zeroFillBytes = zeroFillBytes
         let (store, _) = try DurableStore.open(directory: directory, options: options)
         for sequence in 1...snapshotSequence { _ = try await store.appendAndWait(goldenPayload(sequence)) }
         _ = try await store.writeSnapshot(sequence: snapshotSequence, payload: goldenSnapshot(snapshotSequence))

@@ -12,10 +12,10 @@ final class VerificationTests: StoreDirectoryTestCase {
         let last = directory + "/" + segments.last!
         let original = try readBytes(last)
 
-        // Healthy: every segment format 2, all but the newest sealed and naming the next one.
+        // Healthy: every segment format 3, all but the newest sealed and naming the next one.
         let healthy = try verifyStateDirectory(directory)
         XCTAssertTrue(healthy.isClean, healthy.description)
-        XCTAssertEqual(Set(healthy.segments.map(\.formatVersion)), [2])
+        XCTAssertEqual(Set(healthy.segments.map(\.formatVersion)), [3])
         XCTAssertNil(healthy.segments.last?.sealedNextSequence)
         for (segment, next) in zip(healthy.segments.dropLast(), healthy.segments.dropFirst()) {
             XCTAssertEqual(segment.sealedNextSequence, next.firstSequence)

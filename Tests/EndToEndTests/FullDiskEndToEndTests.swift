@@ -9,8 +9,9 @@ import Glibc
 #endif
 
 /// Issue 11, gap 1, against the real daemon: a write answered UNAVAILABLE must not come back
-/// after a restart. The state directory is on a small tmpfs that is filled up while 16 clients
-/// create subscriptions at once (Tests/Fixtures/faultinject/full-tmpfs.sh is the manual form).
+/// after a restart. The state directory is on a small tmpfs that is filled up; then waves of 16
+/// clients create subscriptions at once until the disk refuses some
+/// (Tests/Fixtures/faultinject/full-tmpfs.sh is the manual form).
 final class FullDiskEndToEndTests: XCTestCase {
     static let arguments = ["--clock", "manual", "--now", "2025-04-01T09:00:00Z"]
     static let notApplied = "persistence_not_applied"
@@ -29,61 +30,54 @@ final class FullDiskEndToEndTests: XCTestCase {
 
         let daemon = try DaemonProcess.start(arguments: arguments, directory: directory)
         let client = try await CreditClient.connect(socketPath: daemon.socketPath)
-        // Leave under 600 bytes in the journal's last page, so that the next batches only
-        // partly fit: complete records before the failure are what used to come back.
-        var filled = false
-        for index in 1...3_000 {
-            _ = try await client.createSubscription(PersistenceFaultTests.create("pre-\(index)"))
-            if try lastSegmentSize(stateDirectory) % 4_096 > 3_500 {
-                filled = true
-                break
-            }
-        }
-        XCTAssertTrue(filled, "the journal's last page never reached 3,500 bytes")
+        for index in 1...5 { _ = try await client.createSubscription(PersistenceFaultTests.create("pre-\(index)")) }
         try fillFileSystem(mountPoint + "/filler")
 
-        // 16 creates at once, each on its own connection.
+        // Waves of 16 creates at once, each on its own connection, until the disk refuses one.
+        // The first waves go into the zeros the journal wrote ahead of its records (and the
+        // slack of its last page); the wave that runs past them only partly fits, and the
+        // complete records written before the failure are what used to come back.
         var clients: [CreditClient] = []
         for _ in 0..<16 { clients.append(try await CreditClient.connect(socketPath: daemon.socketPath)) }
-        let answers = await withTaskGroup(of: (String, Result<Void, any Error>).self) { group in
-            for (index, connection) in clients.enumerated() {
-                let id = "sub-\(index + 1)"
-                group.addTask {
-                    do {
-                        _ = try await connection.createSubscription(PersistenceFaultTests.create(id))
-                        return (id, .success(()))
-                    } catch {
-                        return (id, .failure(error))
-                    }
-                }
-            }
-            var answers: [String: Result<Void, any Error>] = [:]
-            for await (id, result) in group { answers[id] = result }
-            return answers
-        }
-        for connection in clients { await connection.close() }
-
         var acknowledged: Set<String> = []
         var notApplied: Set<String> = []
         var outcomeUnknown: Set<String> = []
-        for (id, answer) in answers {
-            switch answer {
-            case .success:
-                acknowledged.insert(id)
-            case .failure(let error):
-                guard let error = error as? RPCError else {
-                    XCTFail("\(id): \(error)")
-                    continue
+        for wave in 0..<3_000 where notApplied.isEmpty && outcomeUnknown.isEmpty {
+            let answers = await withTaskGroup(of: (String, Result<Void, any Error>).self) { group in
+                for (index, connection) in clients.enumerated() {
+                    let id = "sub-\(wave)-\(index + 1)"
+                    group.addTask {
+                        do {
+                            _ = try await connection.createSubscription(PersistenceFaultTests.create(id))
+                            return (id, .success(()))
+                        } catch {
+                            return (id, .failure(error))
+                        }
+                    }
                 }
-                XCTAssertEqual(error.code, .unavailable, "\(id): \(error)")
-                switch error.reason {
-                case Self.notApplied: notApplied.insert(id)
-                case Self.outcomeUnknown: outcomeUnknown.insert(id)
-                default: XCTFail("\(id): reason \(error.reason ?? "none") in \(error)")
+                var answers: [String: Result<Void, any Error>] = [:]
+                for await (id, result) in group { answers[id] = result }
+                return answers
+            }
+            for (id, answer) in answers {
+                switch answer {
+                case .success:
+                    acknowledged.insert(id)
+                case .failure(let error):
+                    guard let error = error as? RPCError else {
+                        XCTFail("\(id): \(error)")
+                        continue
+                    }
+                    XCTAssertEqual(error.code, .unavailable, "\(id): \(error)")
+                    switch error.reason {
+                    case Self.notApplied: notApplied.insert(id)
+                    case Self.outcomeUnknown: outcomeUnknown.insert(id)
+                    default: XCTFail("\(id): reason \(error.reason ?? "none") in \(error)")
+                    }
                 }
             }
         }
-        XCTAssertEqual(acknowledged.count + notApplied.count + outcomeUnknown.count, 16)
+        for connection in clients { await connection.close() }
         XCTAssertFalse(notApplied.isEmpty && outcomeUnknown.isEmpty, "the full file system failed no write")
 
         // Reads during the fault show none of the refused writes.
@@ -106,9 +100,9 @@ final class FullDiskEndToEndTests: XCTestCase {
         let restarted = try DaemonProcess.start(arguments: arguments, directory: directory)
         let again = try await CreditClient.connect(socketPath: restarted.socketPath)
         var present: Set<String> = []
-        for index in 1...16 {
-            get.subscriptionID = "sub-\(index)"
-            if (try? await again.getSubscription(get)) != nil { present.insert(get.subscriptionID) }
+        for id in acknowledged.union(notApplied).union(outcomeUnknown) {
+            get.subscriptionID = id
+            if (try? await again.getSubscription(get)) != nil { present.insert(id) }
         }
         XCTAssertTrue(present.isDisjoint(with: notApplied), "not applied, yet present: \(present.intersection(notApplied).sorted())")
         XCTAssertTrue(acknowledged.isSubset(of: present), "acknowledged, yet absent: \(acknowledged.subtracting(present).sorted())")
@@ -116,14 +110,6 @@ final class FullDiskEndToEndTests: XCTestCase {
               + "\(outcomeUnknown.count) outcome unknown; \(present.count) present after the restart")
         await again.close()
         XCTAssertEqual(try restarted.stop(), 0, restarted.stderr)
-    }
-
-    private func lastSegmentSize(_ stateDirectory: String) throws -> Int {
-        let segments = try FileManager.default.contentsOfDirectory(atPath: stateDirectory)
-            .filter { $0.hasPrefix("journal-") && $0.hasSuffix(".log") }.sorted()
-        guard let last = segments.last else { return 0 }
-        let attributes = try FileManager.default.attributesOfItem(atPath: stateDirectory + "/" + last)
-        return (attributes[.size] as? NSNumber)?.intValue ?? 0
     }
 
     /// Writes zeros to `path` until the file system is full.
