@@ -27,6 +27,9 @@ final class PowerLossTests: XCTestCase {
         for cycle in 0..<30 {
             let operations = try PowerLossFileOperations(directory: directory)
             options.fileOperations = operations
+            // Every other cycle writes zeros ahead of the records (segment format 3), so power
+            // also goes off inside those zeros and while a full segment is cut back to its seal.
+            options.zeroFillBytes = cycle % 2 == 0 ? 0 : 128
             let (store, recovery) = try DurableStore.open(directory: directory, options: options)
             try check(recovery, acknowledgedEnd: acknowledgedEnd, cycle: cycle)
             truncations += recovery.report.truncations.count
