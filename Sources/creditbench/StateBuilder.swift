@@ -20,6 +20,8 @@ enum StateBuilder {
 
     static func creditSubscriptionID(_ index: Int) -> String { "s" + padded(index) }
     static func cancelSubscriptionID(_ index: Int) -> String { "c" + padded(index) }
+    /// Ids no built state holds, for CreateSubscription calls.
+    static func newSubscriptionID(_ index: Int) -> String { "n" + padded(index) }
 
     private static func padded(_ value: Int) -> String {
         let digits = String(value)

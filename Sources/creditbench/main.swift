@@ -15,7 +15,9 @@ struct Options {
     var warmup = 0.5
     var duration = 2.0
     var subscriptions = 10_000
-    var cancelPool = 100_000
+    // A consumed pool may not wrap within a phase (a second cancel of a subscription is not a
+    // journaled change, a second create is refused): 4x16 alone takes ~250k calls at 2.5 s.
+    var cancelPool = 400_000
     var scaleSizes = [10_000, 100_000]
     var runRPC = true
     var runScaleSuite = true
@@ -44,9 +46,11 @@ struct Options {
           --duration      measured seconds per configuration (default 2)
           --warmup        unmeasured seconds before each (default 0.5)
           --subscriptions subscriptions with 5 credits each for the RPC phases (default 10000)
-          --cancel-pool   fresh subscriptions for CancelSubscription calls (default 100000)
+          --cancel-pool   fresh subscriptions for CancelSubscription calls, and as many new ids for
+                          CreateSubscription calls (default 400000)
           --scale         state sizes for memory/snapshot/recovery (default 10000,100000; 1000000 is the target)
-          --methods       RPC phases to run (GetSubscription,GetRefundStatus,ChangeSeats,CancelSubscription)
+          --methods       RPC phases to run (GetSubscription,GetRefundStatus,ChangeSeats,CancelSubscription,
+                          CreateSubscription)
           --creditd       the daemon (default .build/release/creditd next to this binary)
           --only abuse    the abuse section (issue 13) alone: hostile clients against default limits
           --abuse-duration seconds of the never-reading client in the abuse section (default 60)
@@ -152,6 +156,9 @@ func defaultCreditd() -> String {
 // MARK: RPC suite
 
 let readConfigurations = [(1, 1), (4, 16), (1, 64)]
+/// The durable writes the targets name, in the order the suite runs them.
+let writeMethods = [MethodTable.Credits.changeSeats.method, MethodTable.Credits.cancelSubscription.method,
+                    MethodTable.Credits.createSubscription.method]
 let writeConfigurations = [(1, 1), (4, 4), (4, 16)]
 
 func runRPCSuite(options: Options, creditd: String, work: String) async throws -> [PhaseResult] {
@@ -192,6 +199,9 @@ func runRPCSuite(options: Options, creditd: String, work: String) async throws -
             request.mode = .immediate
             return request
         }), writeConfigurations),
+        (try RequestPool(MethodTable.Credits.createSubscription, messages: (0..<options.cancelPool).map {
+            StateBuilder.createRequest(id: StateBuilder.newSubscriptionID($0))
+        }), writeConfigurations),
     ]
 
     // Journal record sizes (16-byte record header + JournalEntry) of the write methods.
@@ -202,29 +212,42 @@ func runRPCSuite(options: Options, creditd: String, work: String) async throws -
         $0.subscriptionID = StateBuilder.cancelSubscriptionID(0)
         $0.mode = .immediate
     }
+    var createEntry = Creditd_Journal_V1_JournalEntry()
+    createEntry.atUnixNanos = StateBuilder.instantNanos
+    createEntry.callerUid = getuid()
+    createEntry.createSubscription = StateBuilder.createRequest(id: StateBuilder.newSubscriptionID(0))
     let journalRecordBytes = [
         MethodTable.Credits.changeSeats.method: 16 + (try StateBuilder.seatChangeRecord(id: ids[0], seats: 6)).count,
         MethodTable.Credits.cancelSubscription.method: 16 + (try cancelEntry.serializedBytes() as [UInt8]).count,
+        MethodTable.Credits.createSubscription.method: 16 + (try createEntry.serializedBytes() as [UInt8]).count,
     ]
     let methods = Set(options.methods ?? pools.map(\.pool.name))
 
     var results: [PhaseResult] = []
-    var cancelsUsed = 0
+    // Cancels and creates consume their entries: each configuration starts past the last one
+    // used, and one that runs out of entries fails the run rather than measure repeats (a
+    // repeated cancel changes nothing and journals nothing; a repeated create is refused).
+    let consumed: Set = [MethodTable.Credits.cancelSubscription.method, MethodTable.Credits.createSubscription.method]
+    var used: [String: Int] = [:]
     for (pool, configurations) in pools where methods.contains(pool.name) {
         for (connections, inFlight) in configurations {
-            // Cancels consume their subscriptions: each configuration starts past the last one used.
             var measuredPool = pool
-            if pool.name == MethodTable.Credits.cancelSubscription.method {
-                measuredPool = RequestPool(name: pool.name, requests: Array(pool.requests[min(cancelsUsed, pool.requests.count)...]))
+            if consumed.contains(pool.name) {
+                let start = min(used[pool.name, default: 0], pool.requests.count)
+                measuredPool = RequestPool(name: pool.name, requests: Array(pool.requests[start...]))
                 guard measuredPool.requests.count > 4 * connections * inFlight else {
-                    throw BenchError("the cancel pool is used up; raise --cancel-pool")
+                    throw BenchError("the \(pool.name) pool is used up; raise --cancel-pool")
                 }
             }
             let result = try runClosedLoop(system: "creditd", socketPath: daemon.socketPath, serverPID: daemon.pid,
                                            pool: measuredPool, connections: connections, inFlight: inFlight,
                                            warmup: options.warmup, duration: options.duration)
-            if pool.name == MethodTable.Credits.cancelSubscription.method {
-                cancelsUsed += result.poolEntriesUsed
+            if consumed.contains(pool.name) {
+                guard result.poolEntriesUsed <= measuredPool.requests.count else {
+                    throw BenchError("the \(pool.name) pool ran out during \(connections)x\(inFlight) "
+                                     + "(\(result.poolEntriesUsed) calls, \(measuredPool.requests.count) entries); raise --cancel-pool")
+                }
+                used[pool.name, default: 0] += result.poolEntriesUsed
             }
             results.append(result)
             log(line(result))
@@ -307,7 +330,7 @@ func evaluateTargets(phases: [PhaseResult], scale: [ScaleResult]) -> [TargetResu
                                     measured: "\(fmt(own.serverCPUMicrosPerCall)) us vs \(fmt(go.serverCPUMicrosPerCall)) us",
                                     ratio: cpu, threshold: 2.0, holds: cpu <= 2.0, extrapolated: false))
     }
-    for method in [MethodTable.Credits.changeSeats.method, MethodTable.Credits.cancelSubscription.method] {
+    for method in writeMethods {
         for (connections, inFlight) in [(4, 4), (4, 16)] {
             guard let own = find("creditd", method, connections, inFlight) else { continue }
             // Either half the disk's raw group-commit rate at the same in-flight count, or at
@@ -371,7 +394,7 @@ func printTable(_ report: Report) {
         for phase in report.phases {
             var ratio = "", p99Ratio = ""
             if phase.system == "creditd" {
-                let isWrite = [MethodTable.Credits.changeSeats.method, MethodTable.Credits.cancelSubscription.method].contains(phase.method)
+                let isWrite = writeMethods.contains(phase.method)
                 let base = isWrite
                     ? report.phases.first { $0.system == "fdatasync" && $0.method == "commit:" + phase.method
                         && $0.inFlight == phase.connections * phase.inFlight }
