@@ -677,6 +677,7 @@ final class StoreCore: @unchecked Sendable {
             buffer.append(contentsOf: repeatElement(0, count: zeroFill))
         }
         do throws(FileOperationError) {
+            defer { buffer.removeLast(zeroFill) }   // the caller's buffer holds records only
             do throws(FileOperationError) {
                 try operations.write(active.file, buffer, at: active.size)
             } catch where zeroFill > 0 && (error.errno == ENOSPC || error.errno == EDQUOT) {
@@ -688,10 +689,8 @@ final class StoreCore: @unchecked Sendable {
             }
         } catch {
             // Part of the batch (whole records, even) may be in the file: cut it back off.
-            buffer.removeLast(zeroFill)
             throw cutBack(after: error, syncFailed: false, to: durableLength, lastAttempted: sequence)
         }
-        buffer.removeLast(zeroFill)
         active.size = recordsEnd
         active.zeroedEnd = max(active.zeroedEnd, recordsEnd + Int64(zeroFill))
         active.records += records

@@ -342,14 +342,14 @@ func isZeroHeader(_ bytes: [UInt8], at offset: Int) -> Bool {
 
 /// True when every byte from `offset` to the end of the file is zero.
 func isZero(_ bytes: [UInt8], from offset: Int) -> Bool {
-    bytes.withUnsafeBufferPointer { buffer in
-        var index = offset
-        while index < buffer.count {
-            if buffer[index] != 0 { return false }
-            index += 1
-        }
-        return true
-    }
+    trailingZerosStart(bytes, notBefore: offset) == offset
+}
+
+/// Where the run of zeros that ends the file begins, looking no further back than `start`.
+func trailingZerosStart(_ bytes: [UInt8], notBefore start: Int) -> Int {
+    var zeroStart = bytes.count
+    while zeroStart > start && bytes[zeroStart - 1] == 0 { zeroStart -= 1 }
+    return zeroStart
 }
 
 /// Sector size for telling a torn write from corruption: a crash can leave a file extended with
@@ -359,8 +359,7 @@ let tornWriteSectorSize = 512
 /// True when the record at `recordStart..<recordEnd` holds only zeros from a sector boundary
 /// (or its own start) on, and so does the rest of the file: data that never reached the disk.
 func isZeroFilledTail(_ bytes: [UInt8], recordStart: Int, recordEnd: Int) -> Bool {
-    var zeroStart = bytes.count
-    while zeroStart > recordStart && bytes[zeroStart - 1] == 0 { zeroStart -= 1 }
+    let zeroStart = trailingZerosStart(bytes, notBefore: recordStart)
     if zeroStart == recordStart { return true }
     let sector = (zeroStart + tornWriteSectorSize - 1) / tornWriteSectorSize * tornWriteSectorSize
     return sector < recordEnd
