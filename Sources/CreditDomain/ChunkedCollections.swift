@@ -1,13 +1,19 @@
 // Chunked containers for state that grows with the book. The service copies the `Ledger` after
 // every durable batch and keeps mutating its own copy, so a flat array or dictionary would be
-// copied whole by the first mutation after each copy; these copy one chunk of at most
-// `chunkLimit` elements plus a small top-level array.
+// copied whole by the first mutation after each copy; these copy only the small parts above
+// and around the element a mutation touches.
 
-/// What a chunked sorted set can summarize per chunk: the smallest `indexDue` of its elements,
-/// so that a scan for "due at or before t" skips whole chunks.
+/// What a chunked sorted set can summarize per leaf: the smallest `indexDue` of its elements,
+/// so that a scan for "due at or before t" skips whole leaves.
 protocol ChunkedSetElement: Comparable, Sendable {
     /// `Int64.max` when the element has no due instant.
     var indexDue: Int64 { get }
+    /// Whether elements of this type can have a due instant (the set keeps per-leaf minimums).
+    static var tracksDue: Bool { get }
+}
+
+extension ChunkedSetElement {
+    static var tracksDue: Bool { false }
 }
 
 extension UInt64: ChunkedSetElement {
@@ -25,6 +31,7 @@ struct DueSerial: ChunkedSetElement {
     let due: Int64
 
     var indexDue: Int64 { due }
+    static var tracksDue: Bool { true }
 
     static func < (lhs: DueSerial, rhs: DueSerial) -> Bool { lhs.serial < rhs.serial }
     static func == (lhs: DueSerial, rhs: DueSerial) -> Bool { lhs.serial == rhs.serial }
@@ -41,114 +48,198 @@ struct CreditLocation: ChunkedSetElement {
     static func == (lhs: CreditLocation, rhs: CreditLocation) -> Bool { lhs.serial == rhs.serial }
 }
 
-let chunkLimit = 1_024
-
-/// A sorted set of distinct elements in chunks of at most `chunkLimit`.
-/// Insert and remove cost O(log n + chunkLimit); appending the largest element is O(1).
+/// A sorted set of distinct elements in two levels: leaves of at most `leafLimit` elements in
+/// groups of at most `groupLimit` leaves. Insert and remove cost O(log n + leafLimit +
+/// groupLimit); appending the largest element is O(1).
+///
+/// After a copy (a publish), the first mutation copies the top-level array (one entry per few
+/// thousand elements), one group's array of leaves and one leaf. With one level of 1,024-element
+/// chunks it copied a chunk of 1,024 and a top level of one entry per chunk, and copying them
+/// and later releasing them was about a seventh of a CancelSubscription's writer time (the
+/// status sets hold ids, so each copy retained every id).
+///
+/// A small set (a customer's) costs what it did with one level: the top array, one leaf array
+/// and one leaf; the per-leaf due instants are kept only for elements that have them.
 struct ChunkedSortedSet<Element: ChunkedSetElement>: Sendable {
-    private(set) var chunks: [[Element]] = []
-    /// The smallest `indexDue` per chunk.
-    private(set) var minimumDue: [Int64] = []
+    static var leafLimit: Int { 128 }
+    static var groupLimit: Int { 64 }
+
+    struct Group: Sendable {
+        var leaves: [[Element]]
+        /// The smallest `indexDue` per leaf; empty unless `Element.tracksDue`.
+        var minimumDue: [Int64]
+        /// The smallest `indexDue` in the group (`Int64.max` unless `Element.tracksDue`).
+        var smallestDue: Int64
+        /// The group's last element, so that the top level is searched without reading leaves.
+        var last: Element
+    }
+
+    private(set) var groups: [Group] = []
     private(set) var count = 0
 
     init() {}
 
     var isEmpty: Bool { count == 0 }
 
-    /// The first chunk whose last element is ≥ `element` (or the last chunk).
-    private func chunkIndex(for element: Element) -> Int {
+    /// The first group whose last element is ≥ `element` (or the last group).
+    private func groupIndex(for element: Element) -> Int {
         var low = 0
-        var high = chunks.count
+        var high = groups.count
         while low < high {
             let mid = (low + high) / 2
-            if chunks[mid].last! < element { low = mid + 1 } else { high = mid }
+            if groups[mid].last < element { low = mid + 1 } else { high = mid }
         }
-        return min(low, chunks.count - 1)
+        return min(low, groups.count - 1)
     }
 
-    private static func position(of element: Element, in chunk: [Element], strictlyAfter: Bool) -> Int {
+    /// The first leaf whose last element is ≥ `element` (or the last leaf).
+    private static func leafIndex(for element: Element, in leaves: [[Element]]) -> Int {
         var low = 0
-        var high = chunk.count
+        var high = leaves.count
         while low < high {
             let mid = (low + high) / 2
-            if chunk[mid] < element || (strictlyAfter && chunk[mid] == element) { low = mid + 1 } else { high = mid }
+            if leaves[mid].last! < element { low = mid + 1 } else { high = mid }
+        }
+        return min(low, leaves.count - 1)
+    }
+
+    private static func position(of element: Element, in leaf: [Element], strictlyAfter: Bool) -> Int {
+        var low = 0
+        var high = leaf.count
+        while low < high {
+            let mid = (low + high) / 2
+            if leaf[mid] < element || (strictlyAfter && leaf[mid] == element) { low = mid + 1 } else { high = mid }
         }
         return low
     }
 
-    private mutating func refreshMinimum(_ index: Int) {
-        var smallest = Int64.max
-        for element in chunks[index] where element.indexDue < smallest { smallest = element.indexDue }
-        minimumDue[index] = smallest
+    /// Where `element` is or would go: a group, a leaf in it and a position in the leaf.
+    private func locate(_ element: Element) -> (group: Int, leaf: Int, position: Int) {
+        let group = groupIndex(for: element)
+        let leaf = Self.leafIndex(for: element, in: groups[group].leaves)
+        return (group, leaf, Self.position(of: element, in: groups[group].leaves[leaf], strictlyAfter: false))
+    }
+
+    private mutating func lowerDue(group: Int, leaf: Int, to due: Int64) {
+        guard Element.tracksDue else { return }
+        if due < groups[group].minimumDue[leaf] { groups[group].minimumDue[leaf] = due }
+        if due < groups[group].smallestDue { groups[group].smallestDue = due }
+    }
+
+    /// Recomputes the smallest due instant of `leaf` (nil: of no leaf) and of its group.
+    private mutating func refreshDue(group: Int, leaf: Int?) {
+        guard Element.tracksDue else { return }
+        if let leaf {
+            var smallest = Int64.max
+            for element in groups[group].leaves[leaf] where element.indexDue < smallest { smallest = element.indexDue }
+            groups[group].minimumDue[leaf] = smallest
+        }
+        groups[group].smallestDue = groups[group].minimumDue.min() ?? Int64.max
     }
 
     /// Inserts `element`, or replaces the equal one (so a due instant can be updated).
     /// Returns whether it was new.
     @discardableResult
     mutating func insert(_ element: Element) -> Bool {
-        if chunks.isEmpty || chunks[chunks.count - 1].last! < element {
-            // Append: the common case (serials grow); full chunks stay full.
-            if chunks.isEmpty || chunks[chunks.count - 1].count >= chunkLimit {
-                // Grown as it fills, never reserved whole: most sets are small (a customer's
-                // subscriptions and credits), and a reserved chunk was 8-16 KiB for each of them.
-                chunks.append([])
-                minimumDue.append(Int64.max)
-            }
-            let last = chunks.count - 1
-            if chunks[last].count == chunks[last].capacity {
-                // A set that has filled a chunk before will fill this one too: room for the whole
-                // chunk at once (growing the large sets step by step made a 1M-record replay a
-                // third slower). The first chunk doubles up to exactly `chunkLimit` (the standard
-                // growth could leave a full chunk of 1,024 in room for 1,536).
-                chunks[last].reserveCapacity(last > 0 ? chunkLimit : min(chunkLimit, max(4, chunks[last].count * 2)))
-            }
-            chunks[last].append(element)
-            minimumDue[last] = min(minimumDue[last], element.indexDue)
-            count += 1
+        if groups.isEmpty || groups[groups.count - 1].last < element {
+            append(element)
             return true
         }
-        let index = chunkIndex(for: element)
-        let position = ChunkedSortedSet.position(of: element, in: chunks[index], strictlyAfter: false)
-        if position < chunks[index].count, chunks[index][position] == element {
-            let oldDue = chunks[index][position].indexDue
-            chunks[index][position] = element
-            if element.indexDue < minimumDue[index] {
-                minimumDue[index] = element.indexDue
-            } else if oldDue == minimumDue[index] {
-                refreshMinimum(index)
+        // `element` is at most the last element, so its leaf has an element ≥ it.
+        let (group, leaf, position) = locate(element)
+        if groups[group].leaves[leaf][position] == element {
+            let oldDue = groups[group].leaves[leaf][position].indexDue
+            groups[group].leaves[leaf][position] = element
+            if element.indexDue < oldDue {
+                lowerDue(group: group, leaf: leaf, to: element.indexDue)
+            } else if element.indexDue > oldDue {
+                refreshDue(group: group, leaf: leaf)
             }
             return false
         }
-        chunks[index].insert(element, at: position)
-        minimumDue[index] = min(minimumDue[index], element.indexDue)
+        groups[group].leaves[leaf].insert(element, at: position)
+        lowerDue(group: group, leaf: leaf, to: element.indexDue)
         count += 1
-        if chunks[index].count > chunkLimit {
-            let half = chunkLimit / 2
-            let upper = Array(chunks[index][half...])
-            chunks[index].removeSubrange(half...)
-            chunks.insert(upper, at: index + 1)
-            minimumDue.insert(Int64.max, at: index + 1)
-            refreshMinimum(index)
-            refreshMinimum(index + 1)
-        }
+        if groups[group].leaves[leaf].count > Self.leafLimit { split(group: group, leaf: leaf) }
         return true
+    }
+
+    /// Appends an element larger than every other: the common case (serials grow). Full leaves
+    /// and groups stay full.
+    private mutating func append(_ element: Element) {
+        if groups.isEmpty || (groups[groups.count - 1].leaves.count >= Self.groupLimit
+                              && groups[groups.count - 1].leaves[Self.groupLimit - 1].count >= Self.leafLimit) {
+            groups.append(Group(leaves: [], minimumDue: [], smallestDue: Int64.max, last: element))
+        }
+        let group = groups.count - 1
+        if groups[group].leaves.isEmpty || groups[group].leaves[groups[group].leaves.count - 1].count >= Self.leafLimit {
+            groups[group].leaves.append([])
+            if Element.tracksDue { groups[group].minimumDue.append(Int64.max) }
+        }
+        let leaf = groups[group].leaves.count - 1
+        if groups[group].leaves[leaf].count == groups[group].leaves[leaf].capacity {
+            // A set that has filled a leaf before will fill this one too: room for the whole
+            // leaf at once. The first leaf grows by doubling, up to exactly `leafLimit`: most
+            // sets are small (a customer's subscriptions and credits).
+            let first = group == 0 && leaf == 0
+            groups[group].leaves[leaf].reserveCapacity(first ? min(Self.leafLimit, max(4, count * 2)) : Self.leafLimit)
+        }
+        groups[group].leaves[leaf].append(element)
+        groups[group].last = element
+        lowerDue(group: group, leaf: leaf, to: element.indexDue)
+        count += 1
+    }
+
+    /// Splits an overfull leaf in two, and its group if that makes it overfull.
+    private mutating func split(group: Int, leaf: Int) {
+        let half = Self.leafLimit / 2
+        let upper = Array(groups[group].leaves[leaf][half...])
+        groups[group].leaves[leaf].removeSubrange(half...)
+        groups[group].leaves.insert(upper, at: leaf + 1)
+        if Element.tracksDue {
+            groups[group].minimumDue.insert(Int64.max, at: leaf + 1)
+            refreshDue(group: group, leaf: leaf)
+            refreshDue(group: group, leaf: leaf + 1)
+        }
+        guard groups[group].leaves.count > Self.groupLimit else { return }
+        let halfGroup = Self.groupLimit / 2
+        var upperGroup = Group(leaves: Array(groups[group].leaves[halfGroup...]),
+                               minimumDue: Element.tracksDue ? Array(groups[group].minimumDue[halfGroup...]) : [],
+                               smallestDue: Int64.max, last: groups[group].last)
+        groups[group].leaves.removeSubrange(halfGroup...)
+        groups[group].last = groups[group].leaves[halfGroup - 1].last!
+        if Element.tracksDue {
+            upperGroup.smallestDue = upperGroup.minimumDue.min() ?? Int64.max
+            groups[group].minimumDue.removeSubrange(halfGroup...)
+            refreshDue(group: group, leaf: nil)
+        }
+        groups.insert(upperGroup, at: group + 1)
     }
 
     /// Removes the element equal to `element`; returns whether there was one.
     @discardableResult
     mutating func remove(_ element: Element) -> Bool {
-        guard !chunks.isEmpty else { return false }
-        let index = chunkIndex(for: element)
-        let position = ChunkedSortedSet.position(of: element, in: chunks[index], strictlyAfter: false)
-        guard position < chunks[index].count, chunks[index][position] == element else { return false }
-        let removedDue = chunks[index][position].indexDue
-        chunks[index].remove(at: position)
+        guard !groups.isEmpty else { return false }
+        let (group, leaf, position) = locate(element)
+        guard position < groups[group].leaves[leaf].count, groups[group].leaves[leaf][position] == element else { return false }
+        let removedDue = groups[group].leaves[leaf][position].indexDue
+        groups[group].leaves[leaf].remove(at: position)
         count -= 1
-        if chunks[index].isEmpty {
-            chunks.remove(at: index)
-            minimumDue.remove(at: index)
-        } else if removedDue == minimumDue[index] {
-            refreshMinimum(index)
+        if groups[group].leaves[leaf].isEmpty {
+            groups[group].leaves.remove(at: leaf)
+            if groups[group].leaves.isEmpty {
+                groups.remove(at: group)
+                return true
+            }
+            if Element.tracksDue {
+                groups[group].minimumDue.remove(at: leaf)
+                refreshDue(group: group, leaf: nil)
+            }
+        } else if Element.tracksDue, removedDue == groups[group].minimumDue[leaf] {
+            refreshDue(group: group, leaf: leaf)
+        }
+        if leaf >= groups[group].leaves.count - 1 {
+            groups[group].last = groups[group].leaves[groups[group].leaves.count - 1].last!
         }
         return true
     }
@@ -159,53 +250,63 @@ struct ChunkedSortedSet<Element: ChunkedSetElement>: Sendable {
 
     /// The stored element equal to `element`.
     func find(_ element: Element) -> Element? {
-        guard !chunks.isEmpty else { return nil }
-        let chunk = chunks[chunkIndex(for: element)]
-        let position = ChunkedSortedSet.position(of: element, in: chunk, strictlyAfter: false)
-        return position < chunk.count && chunk[position] == element ? chunk[position] : nil
+        guard !groups.isEmpty else { return nil }
+        let (group, leaf, position) = locate(element)
+        let elements = groups[group].leaves[leaf]
+        return position < elements.count && elements[position] == element ? elements[position] : nil
     }
 
     /// A cursor over the elements strictly after `element` (from the start when nil) whose
-    /// `indexDue` is at or before `dueLimit` (every element when nil); chunks whose smallest
-    /// due instant is later are skipped whole.
+    /// `indexDue` is at or before `dueLimit` (every element when nil); groups and leaves whose
+    /// smallest due instant is later are skipped whole.
     func cursor(after element: Element?, dueAtOrBefore dueLimit: Int64? = nil) -> Cursor {
-        var cursor = Cursor(set: self, chunk: 0, position: 0, dueLimit: dueLimit)
-        if let element, !chunks.isEmpty {
-            cursor.chunk = chunkIndex(for: element)
-            cursor.position = ChunkedSortedSet.position(of: element, in: chunks[cursor.chunk], strictlyAfter: true)
+        var cursor = Cursor(set: self, group: 0, leaf: 0, position: 0, dueLimit: dueLimit)
+        if let element, !groups.isEmpty {
+            cursor.group = groupIndex(for: element)
+            cursor.leaf = Self.leafIndex(for: element, in: groups[cursor.group].leaves)
+            cursor.position = Self.position(of: element, in: groups[cursor.group].leaves[cursor.leaf], strictlyAfter: true)
         }
         return cursor
     }
 
     struct Cursor {
         let set: ChunkedSortedSet
-        var chunk: Int
+        var group: Int
+        var leaf: Int
         var position: Int
         let dueLimit: Int64?
 
         mutating func next() -> Element? {
-            while chunk < set.chunks.count {
-                if let dueLimit, set.minimumDue[chunk] > dueLimit {
-                    chunk += 1
-                    position = 0
+            while group < set.groups.count {
+                if let dueLimit, set.groups[group].smallestDue > dueLimit {
+                    (group, leaf, position) = (group + 1, 0, 0)
                     continue
                 }
-                let elements = set.chunks[chunk]
-                while position < elements.count {
-                    let element = elements[position]
-                    position += 1
-                    if let dueLimit, element.indexDue > dueLimit { continue }
-                    return element
+                while leaf < set.groups[group].leaves.count {
+                    if let dueLimit, Element.tracksDue, set.groups[group].minimumDue[leaf] > dueLimit {
+                        (leaf, position) = (leaf + 1, 0)
+                        continue
+                    }
+                    let elements = set.groups[group].leaves[leaf]
+                    while position < elements.count {
+                        let element = elements[position]
+                        position += 1
+                        if let dueLimit, element.indexDue > dueLimit { continue }
+                        return element
+                    }
+                    (leaf, position) = (leaf + 1, 0)
                 }
-                chunk += 1
-                position = 0
+                (group, leaf, position) = (group + 1, 0, 0)
             }
             return nil
         }
     }
 
     /// Every element in order (tests and rebuilds).
-    var elements: [Element] { chunks.flatMap { $0 } }
+    var elements: [Element] { groups.flatMap { $0.leaves.joined() } }
+
+    /// Every leaf in order (tests of the layout).
+    var leaves: [[Element]] { groups.flatMap(\.leaves) }
 }
 
 /// A map from strings (by Unicode scalars) to values in a fixed number of small dictionaries,

@@ -51,104 +51,54 @@ public struct ScalarString: Sendable, ShardedKey, Comparable, CustomStringConver
     public var description: String { value }
 }
 
-/// Subscription ids in sorted order for paging, as sorted chunks so that an insert moves at
-/// most one chunk instead of the whole list.
-package struct SortedKeyIndex: Sendable {
-    private var chunks: [[ScalarString]] = []
-    /// The ledger slot of each key, chunked like `chunks`, so snapshots get the id order
-    /// without a hash lookup per key.
-    private var slotChunks: [[Int32]] = []
-    private static let maxChunk = 1_024
+/// A subscription id with its ledger slot, ordered by id alone.
+struct SlottedKey: ChunkedSetElement {
+    let key: ScalarString
+    let slot: Int32
 
-    private(set) var count = 0
+    var indexDue: Int64 { Int64.max }
+
+    static func < (lhs: SlottedKey, rhs: SlottedKey) -> Bool { lhs.key < rhs.key }
+    static func == (lhs: SlottedKey, rhs: SlottedKey) -> Bool { lhs.key == rhs.key }
+}
+
+/// Subscription ids in sorted order for paging, each with its ledger slot so that snapshots
+/// get the id order without a hash lookup per key.
+package struct SortedKeyIndex: Sendable {
+    private var entries = ChunkedSortedSet<SlottedKey>()
+
+    var count: Int { entries.count }
 
     package init() {}
 
-    /// The index of keys already in strictly increasing order with their slots, built without
-    /// searching (snapshot loading). Chunks start half full, as after a split.
+    /// The index of keys already in strictly increasing order with their slots (snapshot
+    /// loading): each one is appended, without searching.
     package init(sortedKeys: [ScalarString], slots: [Int32]) {
-        let size = SortedKeyIndex.maxChunk / 2
-        chunks.reserveCapacity((sortedKeys.count + size - 1) / size)
-        slotChunks.reserveCapacity(chunks.capacity)
-        var start = 0
-        while start < sortedKeys.count {
-            let end = min(start + size, sortedKeys.count)
-            chunks.append(Array(sortedKeys[start..<end]))
-            slotChunks.append(Array(slots[start..<end]))
-            start = end
-        }
-        count = sortedKeys.count
+        for (key, slot) in zip(sortedKeys, slots) { entries.insert(SlottedKey(key: key, slot: slot)) }
     }
 
     /// The slots of all keys, in key order.
     var slotsInOrder: [Int32] {
         var result: [Int32] = []
         result.reserveCapacity(count)
-        for chunk in slotChunks { result += chunk }
+        var cursor = entries.cursor(after: nil)
+        while let next = cursor.next() { result.append(next.slot) }
         return result
     }
 
-    /// The first chunk whose last key is ≥ `key` (or the last chunk).
-    private func chunkIndex(for key: ScalarString) -> Int {
-        var low = 0
-        var high = chunks.count
-        while low < high {
-            let mid = (low + high) / 2
-            if chunks[mid].last! < key { low = mid + 1 } else { high = mid }
-        }
-        return min(low, chunks.count - 1)
-    }
-
-    private static func position(of key: ScalarString, in chunk: [ScalarString], strictlyAfter: Bool) -> Int {
-        var low = 0
-        var high = chunk.count
-        while low < high {
-            let mid = (low + high) / 2
-            if chunk[mid] < key || (strictlyAfter && chunk[mid] == key) { low = mid + 1 } else { high = mid }
-        }
-        return low
-    }
-
     mutating func insert(_ key: ScalarString, slot: Int32) {
-        count += 1
-        guard !chunks.isEmpty else {
-            chunks = [[key]]
-            slotChunks = [[slot]]
-            return
-        }
-        let index = chunkIndex(for: key)
-        let position = SortedKeyIndex.position(of: key, in: chunks[index], strictlyAfter: false)
-        chunks[index].insert(key, at: position)
-        slotChunks[index].insert(slot, at: position)
-        if chunks[index].count > SortedKeyIndex.maxChunk {
-            let upper = Array(chunks[index][(SortedKeyIndex.maxChunk / 2)...])
-            chunks[index].removeSubrange((SortedKeyIndex.maxChunk / 2)...)
-            chunks.insert(upper, at: index + 1)
-            let upperSlots = Array(slotChunks[index][(SortedKeyIndex.maxChunk / 2)...])
-            slotChunks[index].removeSubrange((SortedKeyIndex.maxChunk / 2)...)
-            slotChunks.insert(upperSlots, at: index + 1)
-        }
+        entries.insert(SlottedKey(key: key, slot: slot))
     }
 
     /// Up to `limit` keys strictly after `key` (from the start when nil), and whether more follow.
     func keys(after key: ScalarString?, limit: Int) -> (keys: [ScalarString], more: Bool) {
-        guard !chunks.isEmpty, limit > 0 else { return ([], false) }
-        var chunk = 0
-        var position = 0
-        if let key {
-            chunk = chunkIndex(for: key)
-            position = SortedKeyIndex.position(of: key, in: chunks[chunk], strictlyAfter: true)
-        }
+        guard limit > 0 else { return ([], false) }
+        var cursor = entries.cursor(after: key.map { SlottedKey(key: $0, slot: 0) })
         var result: [ScalarString] = []
         result.reserveCapacity(limit)
-        while chunk < chunks.count {
-            while position < chunks[chunk].count {
-                if result.count == limit { return (result, true) }
-                result.append(chunks[chunk][position])
-                position += 1
-            }
-            chunk += 1
-            position = 0
+        while let next = cursor.next() {
+            if result.count == limit { return (result, true) }
+            result.append(next.key)
         }
         return (result, false)
     }

@@ -337,21 +337,30 @@ final class QueryTests: XCTestCase {
         var random = SplitMix64(seed: 77)
         var set = ChunkedSortedSet<DueSerial>()
         var reference: [UInt64: Int64] = [:]
-        for _ in 0..<20_000 {
-            let serial = UInt64.random(in: 1...6_000, using: &random)
-            if Bool.random(using: &random) || reference.count < 100 {
+        // Enough elements for several groups of leaves; removals empty whole leaves and groups.
+        for step in 0..<80_000 {
+            let serial = step < 30_000 ? UInt64(step + 1) : UInt64.random(in: 1...40_000, using: &random)
+            if step < 30_000 || Bool.random(using: &random) || reference.count < 100 {
                 let due = Int64.random(in: 0...1_000, using: &random)
                 XCTAssertEqual(set.insert(DueSerial(serial: serial, due: due)), reference[serial] == nil)
                 reference[serial] = due
             } else {
                 XCTAssertEqual(set.remove(DueSerial(serial: serial, due: 0)), reference.removeValue(forKey: serial) != nil)
             }
+            if step == 60_000 {
+                for serial in 5_000...15_000 { reference.removeValue(forKey: UInt64(serial)) }
+                for serial in 5_000...15_000 { set.remove(DueSerial(serial: UInt64(serial), due: 0)) }
+            }
         }
         XCTAssertEqual(set.count, reference.count)
         XCTAssertEqual(set.elements.map(\.serial), reference.keys.sorted())
-        XCTAssertTrue(set.chunks.allSatisfy { !$0.isEmpty && $0.count <= chunkLimit })
-        for (index, chunk) in set.chunks.enumerated() {
-            XCTAssertEqual(set.minimumDue[index], chunk.map(\.due).min())
+        XCTAssertGreaterThan(set.groups.count, 2)
+        for group in set.groups {
+            XCTAssertTrue(!group.leaves.isEmpty && group.leaves.count <= ChunkedSortedSet<DueSerial>.groupLimit)
+            XCTAssertTrue(group.leaves.allSatisfy { !$0.isEmpty && $0.count <= ChunkedSortedSet<DueSerial>.leafLimit })
+            XCTAssertEqual(group.last, group.leaves.last?.last)
+            XCTAssertEqual(group.minimumDue, group.leaves.map { $0.map(\.due).min()! })
+            XCTAssertEqual(group.smallestDue, group.minimumDue.min())
         }
         for limit: Int64 in [0, 10, 500, 1_000] {
             for after: UInt64? in [nil, 1, 3_000, 5_999] {
@@ -381,11 +390,15 @@ final class QueryTests: XCTestCase {
         let feedChunks = published.feed.sealedChunks.count
         XCTAssertGreaterThanOrEqual(feedChunks, 5)
         XCTAssertEqual(zip(published.feed.sealedChunks, harness.ledger.feed.sealedChunks).filter { $0.0 === $0.1 }.count, feedChunks)
-        let pending = published.book.creditsByState[Int(CreditState.pending.rawValue)].chunks
-        XCTAssertGreaterThanOrEqual(shared(pending, harness.ledger.book.creditsByState[Int(CreditState.pending.rawValue)].chunks),
+        let pending = published.book.creditsByState[Int(CreditState.pending.rawValue)].leaves
+        XCTAssertGreaterThanOrEqual(shared(pending, harness.ledger.book.creditsByState[Int(CreditState.pending.rawValue)].leaves),
                                     pending.count - 1)
-        let locations = published.book.creditLocations.chunks
-        XCTAssertGreaterThanOrEqual(shared(locations, harness.ledger.book.creditLocations.chunks), locations.count - 1)
+        let locations = published.book.creditLocations.leaves
+        XCTAssertGreaterThanOrEqual(shared(locations, harness.ledger.book.creditLocations.leaves), locations.count - 1)
+        let active = published.book.subscriptionsByStatus[Int(SubscriptionStatus.active.rawValue)].leaves
+        XCTAssertGreaterThan(active.count, 5)
+        XCTAssertGreaterThanOrEqual(shared(active, harness.ledger.book.subscriptionsByStatus[Int(SubscriptionStatus.active.rawValue)].leaves),
+                                    active.count - 1)
     }
 
     // MARK: measurement
