@@ -7,7 +7,7 @@ import Darwin
 /// A string compared by its Unicode scalars (UTF-8 bytes), not by canonical equivalence:
 /// ids and keys that differ in any scalar are different (O2, I1), and the order is the
 /// code-point order.
-public struct ScalarString: Sendable, ShardedKey, Comparable, CustomStringConvertible {
+public struct ScalarString: Sendable, Hashable, Comparable, CustomStringConvertible {
     public let value: String
 
     public init(_ value: String) {
@@ -31,17 +31,6 @@ public struct ScalarString: Sendable, ShardedKey, Comparable, CustomStringConver
         var copy = value
         copy.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
         hasher.combine(value.utf8.count)
-    }
-
-    /// FNV-1a over the UTF-8 bytes. A profile of GetSubscription showed the id hashed twice
-    /// per lookup, the seeded hasher both times: ~9% of the event loop's samples.
-    public var shardHash: UInt {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        var copy = value
-        copy.withUTF8 { bytes in
-            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
-        }
-        return UInt(truncatingIfNeeded: hash ^ (hash >> 29))
     }
 
     public static func < (lhs: ScalarString, rhs: ScalarString) -> Bool {
@@ -90,15 +79,16 @@ package struct SortedKeyIndex: Sendable {
         entries.insert(SlottedKey(key: key, slot: slot))
     }
 
-    /// Up to `limit` keys strictly after `key` (from the start when nil), and whether more follow.
-    func keys(after key: ScalarString?, limit: Int) -> (keys: [ScalarString], more: Bool) {
+    /// Up to `limit` keys strictly after `key` (from the start when nil) with their slots, and
+    /// whether more follow.
+    func keys(after key: ScalarString?, limit: Int) -> (entries: [SlottedKey], more: Bool) {
         guard limit > 0 else { return ([], false) }
         var cursor = entries.cursor(after: key.map { SlottedKey(key: $0, slot: 0) })
-        var result: [ScalarString] = []
+        var result: [SlottedKey] = []
         result.reserveCapacity(limit)
         while let next = cursor.next() {
             if result.count == limit { return (result, true) }
-            result.append(next.key)
+            result.append(next)
         }
         return (result, false)
     }

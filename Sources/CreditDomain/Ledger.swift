@@ -17,7 +17,7 @@ public struct Ledger: Sendable {
     // Chunked, so that the copy the writer publishes after each batch shares all but the
     // chunks changed since (ChunkedStorage.swift).
     private var slots = ChunkedArray<Subscription>()
-    private var slotByID = ShardedDictionary<ScalarString, Int32>()
+    private var slotByID = SlotTable()
     private var idempotency = IdempotencyTable()
     // Derived indexes, rebuilt on decode and left out of ==.
     private var sortedIDs = SortedKeyIndex()
@@ -51,7 +51,7 @@ public struct Ledger: Sendable {
 
     /// Every stored part as given (snapshot decoding, which builds the indexes itself).
     package init(maxSeats: Int64, counters: SerialCounters, slots: consuming [Subscription],
-         slotByID: ShardedDictionary<ScalarString, Int32>, sortedIDs: SortedKeyIndex, dueQueue: DueQueue,
+         slotByID: SlotTable, sortedIDs: SortedKeyIndex, dueQueue: DueQueue,
          idempotency: IdempotencyTable, zones: [String: TimeZoneRules], feed: EventFeed = EventFeed()) {
         self.storedMaxSeats = min(max(maxSeats, 1), Ledger.seatLimit)
         self.counters = counters
@@ -93,7 +93,11 @@ public struct Ledger: Sendable {
     }
 
     /// The slot of the subscription with this id.
-    func slotIndex(_ id: ScalarString) -> Int? { slotByID[id].map(Int.init) }
+    func slotIndex(_ id: ScalarString) -> Int? {
+        slotByID.slot(of: id) { slot in
+            readSlot(Int(slot)) { ScalarString($0.pointee.id) == id }
+        }.map(Int.init)
+    }
 
     /// Runs one due date of `slot` (T6) and keeps the due queue current; nil when none was due.
     mutating func advanceSlotOneDate(_ slot: Int, to now: Instant) -> (count: Int, instant: Instant, date: CivilDate)? {
@@ -147,8 +151,8 @@ public struct Ledger: Sendable {
 
     /// GetSubscription (O1).
     public func subscription(id: String) throws(DomainError) -> Subscription {
-        guard let slot = slotByID[ScalarString(id)] else { throw DomainError.subscriptionNotFound }
-        return slots[Int(slot)]
+        guard let slot = slotIndex(ScalarString(id)) else { throw DomainError.subscriptionNotFound }
+        return slots[slot]
     }
 
     /// Calls `body` with the stored subscription read in place: a read that only encodes it
@@ -156,8 +160,8 @@ public struct Ledger: Sendable {
     /// only during `body`. (Not generic in a result, so that it is specialized here rather
     /// than left generic for callers in other modules.)
     public func withSubscription(id: String, _ body: (StoredSubscription) -> Void) throws(DomainError) {
-        guard let slot = slotByID[ScalarString(id)] else { throw DomainError.subscriptionNotFound }
-        slots.withElementAddress(at: Int(slot)) { body(StoredSubscription($0)) }
+        guard let slot = slotIndex(ScalarString(id)) else { throw DomainError.subscriptionNotFound }
+        slots.withElementAddress(at: slot) { body(StoredSubscription($0)) }
     }
 
     /// ListSubscriptions in id order (code-point order). `pageSize` 0 means 100, at most 1000;
@@ -166,8 +170,8 @@ public struct Ledger: Sendable {
         guard pageSize >= 0 else { throw DomainError.invalid("page_size must not be negative") }
         let limit = pageSize == 0 ? 100 : min(Int(pageSize), 1_000)
         let page = sortedIDs.keys(after: pageToken.isEmpty ? nil : ScalarString(pageToken), limit: limit)
-        let list = page.keys.map { slots[Int(slotByID[$0]!)] }
-        return SubscriptionPage(subscriptions: list, nextPageToken: page.more ? (page.keys.last?.value ?? "") : "")
+        let list = page.entries.map { slots[Int($0.slot)] }
+        return SubscriptionPage(subscriptions: list, nextPageToken: page.more ? (page.entries.last?.key.value ?? "") : "")
     }
 
     /// GetRefundStatus (L10) as of `asOf`. Reads recorded state only; no transition runs.
@@ -218,9 +222,9 @@ public struct Ledger: Sendable {
             slot = nil
         } else if case .importSubscription = command {
             slot = nil
-        } else if let found = slotByID[ScalarString(command.subscriptionId)] {
-            slot = Int(found)
-            transitions = advanceSlot(Int(found), to: now)
+        } else if let found = slotIndex(ScalarString(command.subscriptionId)) {
+            slot = found
+            transitions = advanceSlot(found, to: now)
         }
         let result: (outcome: Result<CommandResponse, DomainError>, changed: Bool, replayed: Bool)
         switch command {
@@ -376,7 +380,7 @@ public struct Ledger: Sendable {
                     throw DomainError.invalid("start_date must be today's date in the time zone, \(today)")
                 }
             }
-            guard slotByID[ScalarString(id)] == nil else { throw DomainError.subscriptionExists }
+            guard slotIndex(ScalarString(id)) == nil else { throw DomainError.subscriptionExists }
             var counters = self.counters
             let subscription = try Subscription.open(
                 id: id, customer: request.customer, plan: request.plan, seats: request.seats,
@@ -424,7 +428,7 @@ public struct Ledger: Sendable {
         let key = ScalarString(subscription.id)
         let slot = Int32(slots.count)
         slots.append(subscription)
-        slotByID[key] = slot
+        slotByID.insert(key, slot: slot)
         sortedIDs.insert(key, slot: slot)
         book.addSubscription(subscription, slot: slot)
         if let due = subscription.nextDue { dueQueue.push(.init(due: due, slot: slot)) }

@@ -17,12 +17,12 @@ enum LedgerAssembly {
 
     /// The id order and sorted ids, and the id table with the due queue, built at once.
     private static func indexes(_ buffer: UnsafeBufferPointer<UInt8>, idOrder orderRange: Range<Int>, slots: [Subscription])
-        throws(LedgerCodecError) -> (SortedKeyIndex, ShardedDictionary<ScalarString, Int32>, DueQueue) {
+        throws(LedgerCodecError) -> (SortedKeyIndex, SlotTable, DueQueue) {
         let input = Unchecked(buffer)
         let orderResult = Unchecked(UnsafeMutablePointer<Result<SortedKeyIndex, LedgerCodecError>>.allocate(capacity: 1))
         orderResult.value.initialize(to: .success(SortedKeyIndex()))
-        let tableResult = Unchecked(UnsafeMutablePointer<(ShardedDictionary<ScalarString, Int32>, DueQueue)>.allocate(capacity: 1))
-        tableResult.value.initialize(to: (ShardedDictionary(), DueQueue()))
+        let tableResult = Unchecked(UnsafeMutablePointer<(SlotTable, DueQueue)>.allocate(capacity: 1))
+        tableResult.value.initialize(to: (SlotTable(), DueQueue()))
         defer {
             orderResult.value.deinitialize(count: 1)
             orderResult.value.deallocate()
@@ -37,13 +37,14 @@ enum LedgerAssembly {
                     orderResult.value.pointee = .failure(error)
                 }
             } else {
-                // Built here, in the ledger's own sharded form, not copied into it afterwards.
-                var slotByID = ShardedDictionary<ScalarString, Int32>()
+                // Built here, in the ledger's own form, not copied into it afterwards. The id order
+                // (built beside this) refuses repeated ids.
+                var slotByID = SlotTable()
                 slotByID.reserveCapacity(slots.count)
                 var due: [DueQueue.Entry] = []
                 due.reserveCapacity(slots.count)
                 for slot in slots.indices {
-                    slotByID[ScalarString(slots[slot].id)] = Int32(slot)
+                    slotByID.insert(ScalarString(slots[slot].id), slot: Int32(slot))
                     if let instant = slots[slot].nextDue { due.append(.init(due: instant, slot: Int32(slot))) }
                 }
                 tableResult.value.pointee = (slotByID, DueQueue(unordered: due))

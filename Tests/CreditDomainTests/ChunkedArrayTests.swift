@@ -67,3 +67,44 @@ final class ChunkedArrayTests: XCTestCase {
         XCTAssertEqual(writer.count, 10_001)
     }
 }
+
+final class SlotTableTests: XCTestCase {
+    /// Ids found at their slots, absent ids not found, through growth and bulk reservation;
+    /// a copy keeps what it had.
+    func testFindsEveryIdAndOnlyThose() {
+        for reserved in [0, 300_000] {
+            var table = SlotTable()
+            table.reserveCapacity(reserved)
+            var ids: [ScalarString] = []
+            for index in 0..<20_000 {
+                let id = ScalarString(index % 3 == 0 ? "a-long-subscription-id-\(index)" : "s\(index)")
+                table.insert(id, slot: Int32(index))
+                ids.append(id)
+            }
+            XCTAssertEqual(table.count, ids.count)
+            func find(_ key: ScalarString, in table: SlotTable, upTo end: Int) -> Int32? {
+                table.slot(of: key) { slot in Int(slot) < end && ids[Int(slot)] == key }
+            }
+            for (slot, id) in ids.enumerated() { XCTAssertEqual(find(id, in: table, upTo: ids.count), Int32(slot)) }
+            for index in 0..<2_000 { XCTAssertNil(find(ScalarString("missing\(index)"), in: table, upTo: ids.count)) }
+            let copy = table
+            for index in 20_000..<21_000 {
+                let id = ScalarString("late\(index)")
+                table.insert(id, slot: Int32(index))
+                ids.append(id)
+            }
+            XCTAssertEqual(copy.count, 20_000)
+            XCTAssertNil(find(ids[20_500], in: copy, upTo: 20_000))
+            XCTAssertEqual(find(ids[20_500], in: table, upTo: ids.count), 20_500)
+            XCTAssertEqual(find(ids[7], in: copy, upTo: 20_000), 7)
+        }
+    }
+
+    /// A lookup confirms a candidate through `isSlot`: a refused candidate is skipped.
+    func testACandidateTheCallerRefusesIsNotAnAnswer() {
+        var table = SlotTable()
+        table.insert(ScalarString("x"), slot: 4)
+        XCTAssertEqual(table.slot(of: ScalarString("x")) { $0 == 4 }, 4)
+        XCTAssertNil(table.slot(of: ScalarString("x")) { _ in false })
+    }
+}
