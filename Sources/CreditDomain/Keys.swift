@@ -34,7 +34,21 @@ public struct ScalarString: Sendable, Hashable, Comparable, CustomStringConverti
     }
 
     public static func < (lhs: ScalarString, rhs: ScalarString) -> Bool {
-        lhs.value.utf8.lexicographicallyPrecedes(rhs.value.utf8)
+        let left = lhs.value.utf8, right = rhs.value.utf8
+        // memcmp over the common prefix, as in `==`: walking the views byte by byte was about
+        // a twentieth of a CancelSubscription's writer time (the status sets search by id).
+        let fast = left.withContiguousStorageIfAvailable { a in
+            right.withContiguousStorageIfAvailable { b -> Bool in
+                let common = min(a.count, b.count)
+                if common > 0 {
+                    let order = memcmp(a.baseAddress!, b.baseAddress!, common)
+                    if order != 0 { return order < 0 }
+                }
+                return a.count < b.count
+            }
+        }
+        if let fast, let less = fast { return less }
+        return left.lexicographicallyPrecedes(right)
     }
 
     public var description: String { value }

@@ -108,3 +108,19 @@ final class SlotTableTests: XCTestCase {
         XCTAssertNil(table.slot(of: ScalarString("x")) { _ in false })
     }
 }
+
+final class ScalarStringTests: XCTestCase {
+    /// Ids order by their UTF-8 bytes (code-point order), prefixes first; equal ids are equal
+    /// whatever their storage (small or native).
+    func testOrderIsCodePointOrder() {
+        let ids = ["", "a", "a\u{0}", "ab", "abc", "b", "Z", "é", "e\u{301}", "日本", "😀", "s0000001", "s0000010",
+                   String(repeating: "x", count: 40), String(repeating: "x", count: 41), String(repeating: "x", count: 15) + "é"]
+        for left in ids {
+            for right in ids {
+                let expected = Array(left.utf8).lexicographicallyPrecedes(Array(right.utf8))
+                XCTAssertEqual(ScalarString(left) < ScalarString(right), expected, "\(left) < \(right)")
+                XCTAssertEqual(ScalarString(left) == ScalarString(right), Array(left.utf8) == Array(right.utf8))
+            }
+        }
+    }
+}
