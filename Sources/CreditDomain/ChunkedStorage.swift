@@ -166,24 +166,29 @@ extension ChunkedArray: Equatable where Element: Equatable {
 /// replay's, for a lookup. Here a lookup reads one 8-byte entry in a shard of a few dozen
 /// (usually one cache line past the shard's header) and, on a match, the id at the slot.
 ///
-/// The table is split so that a change after a publish copies a group's 64 shard references
-/// and one shard of a few entries, never the table: 1,024 groups of 64 shards. Each shard is linearly probed, 0 marking an empty entry, and its first element
-/// counts its entries. Ids are never removed.
+/// The table is split in three levels of small arrays so that a change after a publish copies
+/// little: the top level's 256 references once per batch, then 16 references twice and one shard
+/// of a few entries per change. Copying an array of references retains each one, and each
+/// retain touches its own object: with 1,024 groups of 64 shards, the top level and a group's 64
+/// were ~13% of a CreateSubscription's writer. Each shard is linearly probed, 0 marking an empty
+/// entry, and its first element counts its entries. Ids are never removed.
 ///
 /// The hash is seeded per process: ids that a client chooses cannot be made to collide in a
 /// shard in every run (collisions would only slow lookups; a match is always confirmed).
 package struct SlotTable: Sendable {
-    static var groupCount: Int { 1_024 }
-    static var shardsPerGroup: Int { 64 }
+    static var topCount: Int { 256 }
+    static var fanout: Int { 16 }
+    static var shardCount: Int { topCount * fanout * fanout }
     private static let seed = UInt64.random(in: .min ... .max)
 
-    /// groups[group][shard]: `[count, entries...]`, entries a power of two; an entry is
+    /// shards[top][middle][shard]: `[count, entries...]`, entries a power of two; an entry is
     /// `tag << 32 | (slot + 1)`, the tag being bits 16-47 of the hash (bits 0-15 pick the shard).
-    private var groups: [[[UInt64]]]
+    private var shards: [[[[UInt64]]]]
     package private(set) var count = 0
 
     package init() {
-        groups = Array(repeating: Array(repeating: [], count: Self.shardsPerGroup), count: Self.groupCount)
+        shards = Array(repeating: Array(repeating: Array(repeating: [], count: Self.fanout), count: Self.fanout),
+                       count: Self.topCount)
     }
 
     @inline(__always)
@@ -202,15 +207,15 @@ package struct SlotTable: Sendable {
     }
 
     @inline(__always)
-    private static func place(_ hash: UInt64) -> (group: Int, shard: Int, tag: UInt64) {
+    private static func place(_ hash: UInt64) -> (top: Int, middle: Int, shard: Int, tag: UInt64) {
         let index = Int(truncatingIfNeeded: hash & 0xFFFF)
-        return (index >> 6, index & 63, (hash >> 16) & 0xFFFF_FFFF)
+        return (index >> 8, (index >> 4) & 15, index & 15, (hash >> 16) & 0xFFFF_FFFF)
     }
 
     /// The slot of `key`, or nil. `isSlot` says whether a candidate slot holds `key`.
     package func slot(of key: ScalarString, isSlot: (Int32) -> Bool) -> Int32? {
-        let (group, shard, tag) = Self.place(Self.hash(key))
-        return groups[group][shard].withUnsafeBufferPointer { shard -> Int32? in
+        let (top, middle, shard, tag) = Self.place(Self.hash(key))
+        return shards[top][middle][shard].withUnsafeBufferPointer { shard -> Int32? in
             guard shard.count > 1 else { return nil }
             let mask = shard.count - 2
             var index = Int(truncatingIfNeeded: tag) & mask
@@ -228,27 +233,29 @@ package struct SlotTable: Sendable {
 
     /// Adds `key` at `slot`; the caller knows `key` is not in the table.
     package mutating func insert(_ key: ScalarString, slot: Int32) {
-        let (group, shard, tag) = Self.place(Self.hash(key))
+        let (top, middle, shard, tag) = Self.place(Self.hash(key))
         let entry = tag << 32 | UInt64(UInt32(slot) + 1)
-        let stored = groups[group][shard].isEmpty ? 0 : Int(groups[group][shard][0])
-        let capacity = max(0, groups[group][shard].count - 1)
+        let stored = shards[top][middle][shard].isEmpty ? 0 : Int(shards[top][middle][shard][0])
+        let capacity = max(0, shards[top][middle][shard].count - 1)
         if (stored + 1) * 4 > capacity * 3 {
-            groups[group][shard] = Self.rehashed(groups[group][shard], capacity: max(8, capacity * 2))
+            shards[top][middle][shard] = Self.rehashed(shards[top][middle][shard], capacity: max(8, capacity * 2))
         }
-        groups[group][shard].withUnsafeMutableBufferPointer { Self.place(entry, in: $0) }
+        shards[top][middle][shard].withUnsafeMutableBufferPointer { Self.place(entry, in: $0) }
         count += 1
     }
 
     /// Room for about `capacity` ids in all, without rehashing (bulk loading). Below a few
     /// ids per shard, shards grow as they fill instead: most would stay empty.
     package mutating func reserveCapacity(_ capacity: Int) {
-        let each = capacity / (Self.groupCount * Self.shardsPerGroup) + 1
+        let each = capacity / Self.shardCount + 1
         guard each >= 4 else { return }
         var size = 8
         while each * 4 > size * 3 { size *= 2 }
-        for group in groups.indices {
-            for shard in groups[group].indices where groups[group][shard].count - 1 < size {
-                groups[group][shard] = Self.rehashed(groups[group][shard], capacity: size)
+        for top in shards.indices {
+            for middle in shards[top].indices {
+                for shard in shards[top][middle].indices where shards[top][middle][shard].count - 1 < size {
+                    shards[top][middle][shard] = Self.rehashed(shards[top][middle][shard], capacity: size)
+                }
             }
         }
     }
