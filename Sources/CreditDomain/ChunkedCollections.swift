@@ -13,16 +13,14 @@ protocol ChunkedSetElement: Comparable, Sendable {
 }
 
 extension ChunkedSetElement {
+    /// Elements without a due instant.
+    var indexDue: Int64 { Int64.max }
     static var tracksDue: Bool { false }
 }
 
-extension UInt64: ChunkedSetElement {
-    var indexDue: Int64 { Int64.max }
-}
+extension UInt64: ChunkedSetElement {}
 
-extension ScalarString: ChunkedSetElement {
-    var indexDue: Int64 { Int64.max }
-}
+extension ScalarString: ChunkedSetElement {}
 
 /// A credit serial with the instant (nanoseconds) from which a flag becomes true. Ordered and
 /// compared by serial only: the set holds one entry per credit.
@@ -41,8 +39,6 @@ struct DueSerial: ChunkedSetElement {
 struct CreditLocation: ChunkedSetElement {
     let serial: UInt64
     let slot: Int32
-
-    var indexDue: Int64 { Int64.max }
 
     static func < (lhs: CreditLocation, rhs: CreditLocation) -> Bool { lhs.serial < rhs.serial }
     static func == (lhs: CreditLocation, rhs: CreditLocation) -> Bool { lhs.serial == rhs.serial }
@@ -319,12 +315,7 @@ struct BucketedMap<Value: Sendable>: Sendable {
     init() {}
 
     private static func bucket(of key: ScalarString) -> Int {
-        // FNV-1a over the UTF-8 bytes: stable across runs, unlike `Hasher`.
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in key.value.utf8 {
-            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
-        }
-        return Int(hash % UInt64(bucketCount))
+        Int(key.fnv1a() % UInt64(bucketCount))
     }
 
     subscript(key: ScalarString) -> Value? {

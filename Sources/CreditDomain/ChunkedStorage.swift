@@ -194,11 +194,7 @@ package struct SlotTable: Sendable {
     @inline(__always)
     private static func hash(_ key: ScalarString) -> UInt64 {
         // FNV-1a from the seed, then murmur3's finalizer to spread every input bit.
-        var hash = seed
-        var bytes = key.value
-        bytes.withUTF8 { utf8 in
-            for byte in utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
-        }
+        var hash = key.fnv1a(from: seed)
         hash ^= hash >> 33
         hash &*= 0xFF51_AFD7_ED55_8CCD
         hash ^= hash >> 33

@@ -20,11 +20,29 @@ public struct ScalarString: Sendable, Hashable, Comparable, CustomStringConverti
         guard left.count > 0 else { return true }
         // One memcmp over both contiguous UTF-8 buffers; `elementsEqual` walked the views byte
         // by byte, a tenth of recovery's profile (the book's hash tables compare keys).
-        let fast = left.withContiguousStorageIfAvailable { a in
-            right.withContiguousStorageIfAvailable { b in memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 }
+        return withContiguousBytes(left, right) { a, b in memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 }
+            ?? left.elementsEqual(right)
+    }
+
+    /// `body` over both strings' contiguous UTF-8 bytes; nil when either has none (a bridged
+    /// string), for the caller's slower path.
+    @inline(__always)
+    private static func withContiguousBytes<Result>(
+        _ left: String.UTF8View, _ right: String.UTF8View,
+        _ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) -> Result
+    ) -> Result? {
+        left.withContiguousStorageIfAvailable { a in right.withContiguousStorageIfAvailable { b in body(a, b) } } ?? nil
+    }
+
+    /// FNV-1a over the UTF-8 bytes from `basis` (the standard offset basis by default, which
+    /// is stable across runs, unlike `Hasher`).
+    func fnv1a(from basis: UInt64 = 0xCBF2_9CE4_8422_2325) -> UInt64 {
+        var hash = basis
+        var bytes = value
+        bytes.withUTF8 { utf8 in
+            for byte in utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
         }
-        if let fast, let equal = fast { return equal }
-        return left.elementsEqual(right)
+        return hash
     }
 
     public func hash(into hasher: inout Hasher) {
@@ -37,18 +55,14 @@ public struct ScalarString: Sendable, Hashable, Comparable, CustomStringConverti
         let left = lhs.value.utf8, right = rhs.value.utf8
         // memcmp over the common prefix, as in `==`: walking the views byte by byte was about
         // a twentieth of a CancelSubscription's writer time (the status sets search by id).
-        let fast = left.withContiguousStorageIfAvailable { a in
-            right.withContiguousStorageIfAvailable { b -> Bool in
-                let common = min(a.count, b.count)
-                if common > 0 {
-                    let order = memcmp(a.baseAddress!, b.baseAddress!, common)
-                    if order != 0 { return order < 0 }
-                }
-                return a.count < b.count
+        return withContiguousBytes(left, right) { a, b in
+            let common = min(a.count, b.count)
+            if common > 0 {
+                let order = memcmp(a.baseAddress!, b.baseAddress!, common)
+                if order != 0 { return order < 0 }
             }
-        }
-        if let fast, let less = fast { return less }
-        return left.lexicographicallyPrecedes(right)
+            return a.count < b.count
+        } ?? left.lexicographicallyPrecedes(right)
     }
 
     public var description: String { value }
@@ -58,8 +72,6 @@ public struct ScalarString: Sendable, Hashable, Comparable, CustomStringConverti
 struct SlottedKey: ChunkedSetElement {
     let key: ScalarString
     let slot: Int32
-
-    var indexDue: Int64 { Int64.max }
 
     static func < (lhs: SlottedKey, rhs: SlottedKey) -> Bool { lhs.key < rhs.key }
     static func == (lhs: SlottedKey, rhs: SlottedKey) -> Bool { lhs.key == rhs.key }
