@@ -3,7 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n== %s\n' "$*"; }
+# CREDITD_TEST_SUMMARY names a file that gets what failed (the step, the failing tests' lines):
+# .ci/run prints it again at the very end of its log, where a reader of a long log looks first.
+summary=${CREDITD_TEST_SUMMARY:-/dev/null}
+current="setup"
+step() { current="$*"; printf '\n== %s\n' "$*"; }
+trap 'rc=$?; [ "$rc" -eq 0 ] || echo "scripts/test.sh: exit $rc in step: $current" >> "$summary"' EXIT
 
 if ! scripts/install-deps.sh; then
   echo "test: some Debian packages are missing (see above); the tests that need them will fail" >&2
@@ -48,11 +53,12 @@ if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   # No assertion failed, yet the run did: name the tests that started and never finished
   # (a crash or a hang), with the last lines of their output.
   failed=1
-  for name in $(sed -nE 's/^\[[0-9]+\/[0-9]+\] Testing [^.]+\.([A-Za-z0-9_]+)\/([A-Za-z0-9_]+)$/\1.\2/p' "$log"); do
-    grep -qE "^Test Case '$name' (passed|skipped|failed)" "$log" || echo "swift-test: $name did not finish" >&2
+  { for name in $(sed -nE 's/^\[[0-9]+\/[0-9]+\] Testing [^.]+\.([A-Za-z0-9_]+)\/([A-Za-z0-9_]+)$/\1.\2/p' "$log"); do
+    grep -qE "^Test Case '$name' (passed|skipped|failed)" "$log" || echo "swift-test: $name did not finish"
   done
-  grep -nE "Exited with|Fatal error|signal code" "$log" | tail -5 >&2 || true
+  grep -nE "Exited with|Fatal error|signal code" "$log" | tail -5 || true; } 2>&1 | tee -a "$summary" >&2
 fi
+grep -E ': error: [A-Za-z0-9_]+\.[A-Za-z0-9_]+ :' "$log" | head -40 >> "$summary" || true
 rm -f "$log"
 echo "swift-test: $((total - failed - skipped)) passed, $failed failed, $skipped skipped"
 exit "$status"
