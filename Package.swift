@@ -21,8 +21,9 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
-        // Pure billing rules: money, civil dates, periods, proration, credits.
-        .target(name: "CreditDomain"),
+        // Pure billing rules: money, civil dates, periods, proration, credits. (CCreditSystem
+        // only for its prefetch hint, used by the copy-on-write containers.)
+        .target(name: "CreditDomain", dependencies: ["CCreditSystem"]),
         // The protobuf wire format written by hand: the snapshot encoding and the large responses.
         .target(name: "ProtoWire"),
         // The ledger's snapshot encoding (tagged, versioned; reads the previous versions).

@@ -143,6 +143,7 @@ struct ChunkedSortedSet<Element: ChunkedSetElement>: Sendable {
         }
         // `element` is at most the last element, so its leaf has an element ≥ it.
         let (group, leaf, position) = locate(element)
+        prefetchReferents(of: groups[group].leaves)
         if groups[group].leaves[leaf][position] == element {
             let oldDue = groups[group].leaves[leaf][position].indexDue
             groups[group].leaves[leaf][position] = element
@@ -218,6 +219,7 @@ struct ChunkedSortedSet<Element: ChunkedSetElement>: Sendable {
         guard !groups.isEmpty else { return false }
         let (group, leaf, position) = locate(element)
         guard position < groups[group].leaves[leaf].count, groups[group].leaves[leaf][position] == element else { return false }
+        prefetchReferents(of: groups[group].leaves)
         let removedDue = groups[group].leaves[leaf][position].indexDue
         groups[group].leaves[leaf].remove(at: position)
         count -= 1

@@ -6,6 +6,26 @@
 /// batch. These split their elements into small parts: a mutation after a copy duplicates the
 /// few small arrays of references above the one part it touches.
 
+import CCreditSystem
+
+/// Starts fetching, all at once, the objects that the references in `references` point to.
+/// Copying an array of references (its copy-on-write after a publish) retains each one, and each
+/// retain writes its object's header: taken one after another, that was a cache miss per
+/// reference. A create's copy of 16 shards of the id table was ~4% of the daemon's CPU, 2.6%
+/// with the shards fetched ahead. Each element must be one reference (asserted); the words are
+/// read as addresses, without retaining them.
+@inline(__always)
+func prefetchReferents<Element>(of references: [Element]) {
+    assert(MemoryLayout<Element>.stride == MemoryLayout<UnsafeRawPointer>.stride)
+    references.withUnsafeBytes { raw in
+        var offset = 0
+        while offset < raw.count {
+            credit_prefetch_for_write(raw.load(fromByteOffset: offset, as: UnsafeRawPointer?.self))
+            offset += MemoryLayout<UnsafeRawPointer>.stride
+        }
+    }
+}
+
 /// An array stored in fixed-size leaves of boxed elements, under two more levels of small
 /// arrays. Indices are positions, as in `Array`.
 ///
@@ -62,6 +82,9 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
         _modify {
             precondition(position >= 0 && position < count, "ChunkedArray index out of range")
             let (group, branch, leaf, slot) = Self.path(position)
+            prefetchReferents(of: groups[group])
+            prefetchReferents(of: groups[group][branch])
+            prefetchReferents(of: groups[group][branch][leaf])
             // Copy the element only when a published copy still shares its box (the arrays
             // above it are copied on write by `Array` itself, one per level).
             if !isKnownUniquelyReferenced(&groups[group][branch][leaf][slot]) {
@@ -231,6 +254,7 @@ package struct SlotTable: Sendable {
     package mutating func insert(_ key: ScalarString, slot: Int32) {
         let (top, middle, shard, tag) = Self.place(Self.hash(key))
         let entry = tag << 32 | UInt64(UInt32(slot) + 1)
+        prefetchReferents(of: shards[top][middle])
         let stored = shards[top][middle][shard].isEmpty ? 0 : Int(shards[top][middle][shard][0])
         let capacity = max(0, shards[top][middle][shard].count - 1)
         if (stored + 1) * 4 > capacity * 3 {

@@ -28,4 +28,8 @@ int credit_malloc_trim(void);
 /// open(2)'s O_DIRECT flag (Swift's Glibc module does not export it; it needs _GNU_SOURCE).
 int credit_o_direct(void);
 
+/// Asks the CPU to bring the cache line at `address` in for writing, without waiting for it
+/// (Swift has no prefetch of its own). A hint: an invalid address is ignored.
+static inline void credit_prefetch_for_write(const void *address) { __builtin_prefetch(address, 1, 3); }
+
 #endif
