@@ -306,9 +306,17 @@ public final class SealedEventChunk: Sendable {
     }
 
     /// The archive now holds these events durably enough to read back: memory lets them go.
-    public func markArchived(_ location: ArchivedEventChunk, in archive: any EventArchive) {
+    /// Returns the events it held (nil if it held none), so that the caller chooses the thread
+    /// that frees them: memory is best freed by the thread that allocated it (see
+    /// `ReplayArchiving`).
+    @discardableResult
+    public func markArchived(_ location: ArchivedEventChunk, in archive: any EventArchive) -> [LedgerEvent]? {
         precondition(location.firstSeq == firstSeq, "an archived chunk keeps its seqs")
-        storage.withLock { $0 = .archived(location, archive) }
+        return storage.withLock { storage in
+            defer { storage = .archived(location, archive) }
+            if case .resident(let events) = storage { return events }
+            return nil
+        }
     }
 }
 

@@ -60,17 +60,21 @@ final class EventArchiver: EventArchive, Sendable {
     }
 
     /// Moves the chunks of `chunks` still in memory into the archive (the chunks are shared
-    /// with the ledger they came from, which sees them archived too).
+    /// with the ledger they came from, which sees them archived too). The events each moved
+    /// chunk let go of go to `release`; by default they are freed on this thread.
     @discardableResult
-    func archive(_ chunks: [SealedEventChunk], sync: Bool) throws -> Int {
+    func archive(_ chunks: [SealedEventChunk], sync: Bool,
+                 release: ([LedgerEvent]) -> Void = { _ in }) throws -> Int {
         try archiving.withLock { _ in
             var moved = 0
             for chunk in chunks {
                 guard let events = chunk.residentEvents else { continue }
                 let block = try files.append(firstSeq: chunk.firstSeq, payload: EventChunkCodec.encode(events))
-                chunk.markArchived(ArchivedEventChunk(firstSeq: chunk.firstSeq, file: block.file, offset: block.offset,
-                                                      length: block.length, newestRecordedAt: chunk.newestRecordedAt),
-                                   in: self)
+                let released = chunk.markArchived(
+                    ArchivedEventChunk(firstSeq: chunk.firstSeq, file: block.file, offset: block.offset,
+                                       length: block.length, newestRecordedAt: chunk.newestRecordedAt),
+                    in: self)
+                if let released { release(released) }
                 moved += 1
             }
             if sync { try files.sync() }
