@@ -285,6 +285,15 @@ public final class SealedEventChunk: Sendable {
         }
     }
 
+    /// Whether its events are still in memory (not yet archived); unlike `residentEvents`,
+    /// without retaining them.
+    public var isResident: Bool {
+        storage.withLock { storage in
+            if case .resident = storage { return true }
+            return false
+        }
+    }
+
     /// Where the archive keeps it, nil while it is only in memory.
     public var archivedLocation: ArchivedEventChunk? {
         storage.withLock { storage in
@@ -464,7 +473,7 @@ package struct EventFeed: Sendable, Hashable {
         let seq = max(afterSeq + 1, firstSeq)
         guard seq <= lastSeq else { return false }
         let chunk = Int(seq - firstSeq) / Self.chunkSize
-        return chunk < sealed.count && sealed[chunk].residentEvents == nil
+        return chunk < sealed.count && !sealed[chunk].isResident
     }
 
     /// Visits kept events with seq > `afterSeq` in order while `body` returns true.

@@ -48,7 +48,20 @@ final class EventArchiver: EventArchive, Sendable {
 
     /// Chunks of `chunks` still in memory.
     static func residentChunks(of chunks: [SealedEventChunk]) -> Int {
-        chunks.reduce(0) { $0 + ($1.residentEvents == nil ? 0 : 1) }
+        chunks.count - firstResident(in: chunks)
+    }
+
+    /// The index of the first chunk of `chunks` still in memory (`chunks.count` when none is).
+    /// The archived chunks are a prefix (archiving goes oldest first), so a binary search finds
+    /// it: the background pass asks every 256 records, and a walk over every sealed chunk (about
+    /// 11,700 at 1M subscriptions, each behind its lock) cost the writes about a microsecond each.
+    static func firstResident(in chunks: [SealedEventChunk]) -> Int {
+        var low = 0, high = chunks.count
+        while low < high {
+            let middle = low + (high - low) / 2
+            if chunks[middle].isResident { high = middle } else { low = middle + 1 }
+        }
+        return low
     }
 
     /// Moves every sealed chunk of `ledger` (a committed, durable state) still in memory into
@@ -67,7 +80,7 @@ final class EventArchiver: EventArchive, Sendable {
                  release: ([LedgerEvent]) -> Void = { _ in }) throws -> Int {
         try archiving.withLock { _ in
             var moved = 0
-            for chunk in chunks {
+            for chunk in chunks[Self.firstResident(in: chunks)...] {
                 guard let events = chunk.residentEvents else { continue }
                 let block = try files.append(firstSeq: chunk.firstSeq, payload: EventChunkCodec.encode(events))
                 let released = chunk.markArchived(

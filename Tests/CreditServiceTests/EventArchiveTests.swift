@@ -32,6 +32,32 @@ final class EventArchiveTests: XCTestCase {
         try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("events-") }.sorted()
     }
 
+    /// Archived chunks are a prefix of the sealed ones: the count of resident chunks (which
+    /// the background pass checks every few hundred records) is found by a binary search, and
+    /// an archiving pass starts where the prefix ends.
+    func testResidentChunksAreTheChunksAfterTheArchivedPrefix() async throws {
+        let directory = try makeTemporaryDirectory("archive-prefix").path
+        let (application, ledger) = try await makeState(directory)
+        await StateGoldenTests.close(application)
+        let chunks = ledger.feed.sealedChunks
+        XCTAssertGreaterThanOrEqual(chunks.count, 2)
+        XCTAssertEqual(EventArchiver.firstResident(in: chunks), 0)
+        XCTAssertEqual(EventArchiver.residentChunks(of: chunks), chunks.count)
+        XCTAssertEqual(EventArchiver.firstResident(in: []), 0)
+
+        let archiver = EventArchiver(files: EventArchiveFiles(directory: try makeTemporaryDirectory("archive-files").path))
+        var released = 0
+        XCTAssertEqual(try archiver.archive(Array(chunks.prefix(1)), sync: false) { released += $0.count }, 1)
+        XCTAssertEqual(released, EventFeed.chunkSize, "the events come back to the caller to free")
+        XCTAssertEqual(EventArchiver.firstResident(in: chunks), 1)
+        XCTAssertEqual(EventArchiver.residentChunks(of: chunks), chunks.count - 1)
+        // A pass over all of them moves only the rest.
+        XCTAssertEqual(try archiver.archive(chunks, sync: false), chunks.count - 1)
+        XCTAssertEqual(EventArchiver.residentChunks(of: chunks), 0)
+        XCTAssertEqual(EventArchiver.firstResident(in: chunks), chunks.count)
+        XCTAssertEqual(try chunks[0].events().first?.seq, chunks[0].firstSeq, "archived events read back")
+    }
+
     func testSnapshotArchivesSealedChunksAndRecoveryReadsThemBack() async throws {
         let directory = try makeTemporaryDirectory("archive").path
         var (application, expected) = try await makeState(directory)
