@@ -75,7 +75,7 @@ public struct UnaryResponder: Sendable {
         }
     }
 
-    /// A responder for typed messages: encodes on the event loop, after the hop.
+    /// A responder for typed messages, encoded on the thread that answers, before the hop.
     public func typed<Response: SwiftProtobuf.Message>(_ type: Response.Type) -> TypedResponder<Response> {
         TypedResponder(base: self)
     }
@@ -96,15 +96,6 @@ public struct TypedResponder<Response: SwiftProtobuf.Message>: Sendable {
     /// (CreditService's `ResponseEncoding`). The bytes must be the encoding of `Response`.
     public func callAsFunction(encoded result: Result<[UInt8], any Error>) {
         base.callAsFunction(result)
-    }
-
-    /// Runs `body` on the event loop and answers with the bytes it returns (the encoding of
-    /// `Response`) or what it throws: for work that is cheap but should not run on the thread
-    /// that produced the result (answer mapping and encoding after a write, off the writer thread).
-    public func complete(encodedOnEventLoop body: @escaping @Sendable () throws -> [UInt8]) {
-        let base = self.base
-        let run: @Sendable () -> Void = { base.complete(Result { try body() }) }
-        if base.eventLoop.inEventLoop { run() } else { base.eventLoop.execute(run) }
     }
 }
 

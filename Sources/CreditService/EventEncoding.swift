@@ -10,7 +10,7 @@ import ProtoWire
 /// Built as messages, an event cost about 7 µs to map and encode, most of a WatchEvents
 /// stream's CPU: at the write benchmark's rate a fast consumer took a third of a core from
 /// the writers on a two-core machine. GetSubscription is the most frequent read; ChangeSeats and
-/// CancelSubscription the most frequent writes, whose answers are encoded on the event loop.
+/// CancelSubscription the most frequent writes, whose answers are encoded as their batch completes.
 extension ResponseEncoding {
     /// One `creditd.v1.Event`, as a WatchEvents message.
     static func event(_ event: LedgerEvent, in ledger: Ledger) -> [UInt8] {
