@@ -9,12 +9,9 @@ enum CreditsService {
         let methods = MethodTable.Credits.self
         return RPCService(name: methods.serviceName, methods: [
             .deferred(methods.createSubscription) { request, context, respond in
-                write(gate, .create(request), context, respond) { outcome, _ in
+                writeEncoded(gate, .create(request), context, respond) { outcome, _ in
                     guard case .created(let created) = outcome else { throw unexpected(outcome) }
-                    var response = Creditd_V1_CreateSubscriptionResponse()
-                    response.subscription = ProtoMapping.subscription(created.subscription)
-                    response.purchaseInvoice = ProtoMapping.invoice(created.purchaseInvoice, created.subscription)
-                    return response
+                    return ResponseEncoding.createSubscription(created.subscription, purchaseInvoice: created.purchaseInvoice)
                 }
             },
             .immediateEncoded(methods.getSubscription) { request, _ in

@@ -137,6 +137,12 @@ final class EventEncodingTests: XCTestCase {
                 var encoded: [UInt8] = []
                 try ledger.withSubscription(id: subscription.id) { encoded = ResponseEncoding.getSubscription($0) }
                 XCTAssertEqual(encoded, try expected.serializedBytes(), "seed \(seed), \(subscription.id)")
+                // The CreateSubscription answer: the subscription and its purchase invoice.
+                var created = Creditd_V1_CreateSubscriptionResponse()
+                created.subscription = ProtoMapping.subscription(subscription)
+                created.purchaseInvoice = ProtoMapping.invoice(subscription.purchaseInvoice, subscription)
+                XCTAssertEqual(ResponseEncoding.createSubscription(subscription, purchaseInvoice: subscription.purchaseInvoice),
+                               try created.serializedBytes(), "seed \(seed), \(subscription.id)")
                 if subscription.cancelEffectiveDate != nil { cancelled += 1 }
                 if subscription.scheduledSeats != nil { scheduled += 1 }
                 if subscription.status == .ended { ended += 1 }
