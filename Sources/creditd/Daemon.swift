@@ -529,9 +529,12 @@ struct StartupRecovery: Sendable {
             snapshotEveryRecords: latest.snapshotEveryRecords,
             eventRetention: latest.eventRetention)
         live.gate.open(application)
-        server.setReady()  // calls parked during recovery go on now
         live.phase.markServing()
+        // Health first: a probe that started the daemon waits in a parked call, then asks
+        // health again (`creditctl health`); released first, its call could be answered before
+        // health said SERVING, and the probe reported NOT_SERVING for a daemon that was ready.
         if case .serving = live.phase.value { health.setAll(.serving) }
+        server.setReady()  // calls parked during recovery go on now
         live.notifier.ready(status: await daemon.statusLine(live))
         daemon.logger.info("serving", metadata: [
             "clock": "\(configuration.clock.rawValue)",
