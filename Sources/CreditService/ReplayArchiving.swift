@@ -43,16 +43,11 @@ final class ReplayArchiving: Sendable {
     }
 
     /// The sealed chunks of the replay's ledger as it stands; replaces an offer the thread has
-    /// not taken yet.
-    /// Frees, on the caller's thread, the events of the chunks archived since the last offer.
+    /// not taken yet. Frees the events of the chunks archived since the last offer.
     func offer(_ ledger: Ledger) {
         let chunks = ledger.feed.sealedChunks
-        let released = state.withLock { state in
-            state.offered = chunks
-            defer { state.released = [] }
-            return state.released
-        }
-        _ = consume released
+        state.withLock { $0.offered = chunks }
+        freeReleased()
     }
 
     /// Stops the thread after its current pass and waits for it; later calls return at once.
@@ -63,6 +58,11 @@ final class ReplayArchiving: Sendable {
         }
         guard first else { return }
         stopped.wait()
+        freeReleased()
+    }
+
+    /// Frees the released events on the caller's thread (the replay's), outside the lock.
+    private func freeReleased() {
         let released = state.withLock { state in
             defer { state.released = [] }
             return state.released
