@@ -135,7 +135,8 @@ enum CreditsService {
             // loop instead, each write's result (its subscription and answer, a dozen
             // references) was copied across threads and released there: at 64 writes in
             // flight CreateSubscription cost 12-22% more server CPU, CancelSubscription 5-11%
-            // (BENCHMARKS.md, "Last results").
+            // (BENCHMARKS.md, "Earlier results: answers encoded as
+            // the batch completes").
             respond(encoded: Result {
                 let executed = try result.mapError(\.rpcError).get()
                 switch executed.outcome {

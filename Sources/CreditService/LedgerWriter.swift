@@ -382,7 +382,7 @@ public final class LedgerWriter: @unchecked Sendable {
         guard role == .active, lastAppendDuration > .zero, !inbox.isEmpty, inbox.count < lastBatchWrites,
               !closing else { return }
         let window = min(lastAppendDuration / 2, .milliseconds(1))
-        let until = Date(timeIntervalSinceNow: Double(window.components.attoseconds) / 1e18 + Double(window.components.seconds))
+        let until = Self.date(after: window)
         gatherTarget = lastBatchWrites
         while inbox.count < gatherTarget, !closing {
             if !condition.wait(until: until) { break }
@@ -403,7 +403,7 @@ public final class LedgerWriter: @unchecked Sendable {
         guard role == .active, lastAppendDuration > .zero, lastBatchWrites > 1, inbox.count < lastBatchWrites,
               !closing else { return !inbox.isEmpty || closing }
         let window = min(lastAppendDuration, .milliseconds(1))
-        var until = Date(timeIntervalSinceNow: Double(window.components.attoseconds) / 1e18 + Double(window.components.seconds))
+        var until = Self.date(after: window)
         if let wake = nextWake() { until = min(until, wake) }
         gatherTarget = lastBatchWrites
         while inbox.count < gatherTarget, !closing {
@@ -411,6 +411,11 @@ public final class LedgerWriter: @unchecked Sendable {
         }
         gatherTarget = 0
         return !inbox.isEmpty || closing
+    }
+
+    /// The wall-clock instant `duration` from now, for `NSCondition.wait(until:)`.
+    private static func date(after duration: Duration) -> Date {
+        Date(timeIntervalSinceNow: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
     }
 
     /// When the thread must wake without a job: the next due transition on the system clock.
