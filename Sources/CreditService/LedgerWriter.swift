@@ -381,13 +381,7 @@ public final class LedgerWriter: @unchecked Sendable {
     private func gatherMore() {
         guard role == .active, lastAppendDuration > .zero, !inbox.isEmpty, inbox.count < lastBatchWrites,
               !closing else { return }
-        let window = min(lastAppendDuration / 2, .milliseconds(1))
-        let until = Self.date(after: window)
-        gatherTarget = lastBatchWrites
-        while inbox.count < gatherTarget, !closing {
-            if !condition.wait(until: until) { break }
-        }
-        gatherTarget = 0
+        waitForInbox(toHold: lastBatchWrites, until: Self.date(after: min(lastAppendDuration / 2, .milliseconds(1))))
     }
 
     /// Under a steady load the next batch is as large as the last ones: the callers answered a
@@ -402,15 +396,20 @@ public final class LedgerWriter: @unchecked Sendable {
     private func awaitExpectedBatch() -> Bool {
         guard role == .active, lastAppendDuration > .zero, lastBatchWrites > 1, inbox.count < lastBatchWrites,
               !closing else { return !inbox.isEmpty || closing }
-        let window = min(lastAppendDuration, .milliseconds(1))
-        var until = Self.date(after: window)
+        var until = Self.date(after: min(lastAppendDuration, .milliseconds(1)))
         if let wake = nextWake() { until = min(until, wake) }
-        gatherTarget = lastBatchWrites
+        waitForInbox(toHold: lastBatchWrites, until: until)
+        return !inbox.isEmpty || closing
+    }
+
+    /// Sleeps until `target` jobs wait (only the job that completes them signals, see
+    /// `enqueue`), the thread is closing, or `until` passes. Called with `condition` held.
+    private func waitForInbox(toHold target: Int, until: Date) {
+        gatherTarget = target
         while inbox.count < gatherTarget, !closing {
             if !condition.wait(until: until) { break }
         }
         gatherTarget = 0
-        return !inbox.isEmpty || closing
     }
 
     /// The wall-clock instant `duration` from now, for `NSCondition.wait(until:)`.
