@@ -160,18 +160,22 @@ extension Ledger {
         let pending = pendingEvents
         pendingEvents = []
         for item in pending {
+            // Read before the closures: a closure that read `feed` would capture the ledger,
+            // and the compiler copied the whole ledger (every field retained and released) for
+            // each event to let it.
+            let seq = feed.nextSeq
             let event: LedgerEvent
             switch item {
             case .ready(let type, let at, let date, let slot, let payload):
                 event = readSlot(Int(slot)) { subscription in
-                    LedgerEvent(seq: feed.nextSeq, type: type, at: at, date: date, subscriptionId: subscription.pointee.id,
+                    LedgerEvent(seq: seq, type: type, at: at, date: date, subscriptionId: subscription.pointee.id,
                                 customer: subscription.pointee.customer, recordedAt: now, payload: payload)
                 }
             case .credit(let slot, let serial, let change):
                 event = readSlot(Int(slot)) { subscription in
                     let credits = subscription.pointee.credits
                     let credit = credits[credits.position(ofSerial: serial)!]
-                    return LedgerEvent(seq: feed.nextSeq, type: .creditStateChanged, at: change.at,
+                    return LedgerEvent(seq: seq, type: .creditStateChanged, at: change.at,
                                        date: subscription.pointee.timeZone.civilDate(of: change.at),
                                        subscriptionId: subscription.pointee.id, customer: subscription.pointee.customer,
                                        recordedAt: now, payload: .creditState(change, credit))
