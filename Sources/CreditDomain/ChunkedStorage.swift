@@ -70,6 +70,27 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
         for box in boxes.reversed() { append(box: box) }
     }
 
+    /// The elements of `source`, moved into their boxes on all cores at once, in order. `source`
+    /// is left deinitialized; the caller still deallocates it. Recovery boxes a million decoded
+    /// subscriptions, and on one thread (`init(taking:)`) that took 0.4 s, most of it the page
+    /// faults of the boxes' new memory.
+    package init(moving source: UnsafeMutableBufferPointer<Element>) {
+        let total = source.count
+        let boxes = [Box](unsafeUninitializedCapacity: total) { target, initialized in
+            let from = Unchecked(source.baseAddress), to = Unchecked(target.baseAddress)
+            // More parts than cores, so a thread that runs slow does not hold the others up.
+            let parts = total < 4_096 ? 1 : 16
+            runConcurrently(parts) { part in
+                guard let from = from.value, let to = to.value else { return }
+                for index in (total * part / parts)..<(total * (part + 1) / parts) {
+                    (to + index).initialize(to: Box((from + index).move()))
+                }
+            }
+            initialized = total
+        }
+        for box in boxes { append(box: box) }
+    }
+
     public var startIndex: Int { 0 }
     public var endIndex: Int { count }
 

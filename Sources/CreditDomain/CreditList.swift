@@ -225,6 +225,32 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
         return earliest
     }
 
+    /// The fields the record of the credit at `position` stores first, read without decoding
+    /// the rest.
+    func leadingFields(at position: Int) -> CreditLeadingFields {
+        let offset = recordOffset(position)
+        let base = self.base
+        return bytes.withUnsafeBufferPointer { buffer in
+            var reader = VarintReader(buffer, at: offset)
+            _ = reader.unsigned()   // length
+            // flags, serial, createdAt, amount, remaining, consumed, event seq, effective date,
+            // due date offset, refund-expected-by offset (CreditRecord)
+            let flags = reader.unsigned()
+            let serial = base.serial &+ UInt64(bitPattern: reader.signed())
+            _ = reader.signed()
+            let amount = reader.signed(), remaining = reader.signed(), consumed = reader.signed()
+            _ = reader.unsigned()
+            let effectiveDate = CivilDate(epochDay: Int32(truncatingIfNeeded: reader.signed()))
+            let dueDateOffset = UInt16(truncatingIfNeeded: reader.unsigned())
+            let refundExpectedByOffset = UInt8(truncatingIfNeeded: reader.unsigned())
+            return CreditLeadingFields(serial: serial, state: CreditRecord.state(flags: flags),
+                                       hadRefundFailure: CreditRecord.hadRefundFailure(flags: flags),
+                                       amountMinor: amount, remainingMinor: remaining, consumedMinor: consumed,
+                                       effectiveDate: effectiveDate, dueDateOffset: dueDateOffset,
+                                       refundExpectedByOffset: refundExpectedByOffset)
+        }
+    }
+
     /// The position of the credit with `serial`, found by reading each record's serial alone
     /// (a binary search decoded a whole credit at each step, and events look credits up by
     /// serial several times per command).
@@ -429,8 +455,17 @@ enum CreditRecord {
                       storedEventSeq: eventSeq, laterHistory: history, effectiveDate: effectiveDate,
                       dueDateOffset: dueDateOffset, refundExpectedByOffset: refundExpectedByOffset,
                       source: CreditSource(rawValue: Int32(flags >> 3 & 3)) ?? .seatChange,
-                      state: CreditState(rawValue: Int32(flags & 7)) ?? .pending,
-                      hadRefundFailure: flags & (1 << 5) != 0)
+                      state: state(flags: flags), hadRefundFailure: hadRefundFailure(flags: flags))
+    }
+
+    @inline(__always)
+    static func state(flags: UInt64) -> CreditState {
+        CreditState(rawValue: Int32(flags & 7)) ?? .pending
+    }
+
+    @inline(__always)
+    static func hadRefundFailure(flags: UInt64) -> Bool {
+        flags & (1 << 5) != 0
     }
 }
 

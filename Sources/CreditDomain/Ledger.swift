@@ -49,8 +49,10 @@ public struct Ledger: Sendable {
         self.idempotency = IdempotencyTable(idempotencyEntries)
     }
 
-    /// Every stored part as given (snapshot decoding, which builds the indexes itself).
-    package init(maxSeats: Int64, counters: SerialCounters, slots: consuming [Subscription],
+    /// Every stored part as given (snapshot decoding, which builds the indexes itself). The
+    /// subscriptions are moved out of `slots` into the ledger's storage: the buffer is left
+    /// deinitialized, for the caller to deallocate.
+    package init(maxSeats: Int64, counters: SerialCounters, moving slots: UnsafeMutableBufferPointer<Subscription>,
          slotByID: SlotTable, sortedIDs: SortedKeyIndex, dueQueue: DueQueue,
          idempotency: IdempotencyTable, zones: [String: TimeZoneRules], feed: EventFeed = EventFeed()) {
         self.storedMaxSeats = min(max(maxSeats, 1), Ledger.seatLimit)
@@ -61,10 +63,9 @@ public struct Ledger: Sendable {
         self.idempotency = idempotency
         self.zones = zones
         self.feed = feed
-        // The index's reference to the array ends with its build, so the array is unique again
-        // when the chunked storage takes it over.
-        self.book = BookIndex(slots: copy slots, idOrder: sortedIDs.slotsInOrder, nextCreditSerial: counters.nextCreditSerial)
-        self.slots = ChunkedArray(taking: slots)
+        self.book = BookIndex(slots: UnsafeBufferPointer(slots), idOrder: sortedIDs.slotsInOrder,
+                              nextCreditSerial: counters.nextCreditSerial)
+        self.slots = ChunkedArray(moving: slots)
     }
 
     /// Every stored part, with the event feed (JSON decoding).

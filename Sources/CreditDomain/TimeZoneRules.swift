@@ -33,7 +33,9 @@ public struct TimeZoneRules: Sendable, CustomStringConvertible {
 
     /// Seconds east of UTC at the instant `seconds` after the epoch.
     public func utcOffsetSeconds(atEpochSecond seconds: Int64) -> Int64 {
-        if let table, let offset = table.offset(atEpochSecond: seconds) { return offset }
+        // Optional chaining reads the shared table in place; `if let table` retained and
+        // released it on every call, six times per `startOfDay`.
+        if let offset = table?.offset(atEpochSecond: seconds) { return offset }
         return UTCOffsetTable.foundationOffset(zone, seconds)
     }
 
@@ -50,7 +52,7 @@ public struct TimeZoneRules: Sendable, CustomStringConvertible {
         let localMidnight = Int64(date.epochDay) * 86_400
         // Midnight exists when some offset in force near it maps it back to itself.
         var first: Int64?
-        for probe in [localMidnight - 108_000, localMidnight, localMidnight + 108_000] {
+        for probe in stride(from: localMidnight - 108_000, through: localMidnight + 108_000, by: 108_000) {
             let offset = utcOffsetSeconds(atEpochSecond: probe)
             let instant = localMidnight - offset
             if utcOffsetSeconds(atEpochSecond: instant) == offset, instant < (first ?? .max) { first = instant }

@@ -5,20 +5,25 @@ import CreditDomain
 enum LedgerAssembly {
     /// `idOrder` is the range of `buffer` holding the id order: per position in id order, the
     /// slot as a zigzag varint delta from the previous slot + 1.
-    static func ledger(_ buffer: UnsafeBufferPointer<UInt8>, maxSeats: Int64, counters: SerialCounters, slots: consuming [Subscription],
-                       idOrder orderRange: Range<Int>, idempotency: IdempotencyTable, zones: [String: TimeZoneRules],
+    static func ledger(_ buffer: UnsafeBufferPointer<UInt8>, maxSeats: Int64, counters: SerialCounters,
+                       slots: consuming DecodedSubscriptions, idOrder orderRange: Range<Int>,
+                       idempotency: IdempotencyTable, zones: [String: TimeZoneRules],
                        feed: EventFeed) throws(LedgerCodecError) -> Ledger {
-        let (idIndex, slotByID, dueQueue) = try indexes(buffer, idOrder: orderRange, slots: slots)
-        // The ledger takes the array over (its last use, and every other reference ended with
-        // `indexes`), moving each subscription into its box instead of copying it.
-        return Ledger(maxSeats: maxSeats, counters: counters, slots: slots, slotByID: slotByID,
-                      sortedIDs: idIndex, dueQueue: dueQueue, idempotency: idempotency, zones: zones, feed: feed)
+        let (idIndex, slotByID, dueQueue) = try indexes(buffer, idOrder: orderRange, slots: slots.elements)
+        // Each subscription is moved into its box in the ledger, not copied (a copy retains
+        // every field, and releasing the originals then touches them all again).
+        return slots.moveAll { decoded in
+            Ledger(maxSeats: maxSeats, counters: counters, moving: decoded, slotByID: slotByID,
+                   sortedIDs: idIndex, dueQueue: dueQueue, idempotency: idempotency, zones: zones, feed: feed)
+        }
     }
 
     /// The id order and sorted ids, and the id table with the due queue, built at once.
-    private static func indexes(_ buffer: UnsafeBufferPointer<UInt8>, idOrder orderRange: Range<Int>, slots: [Subscription])
+    private static func indexes(_ buffer: UnsafeBufferPointer<UInt8>, idOrder orderRange: Range<Int>,
+                                slots: UnsafeBufferPointer<Subscription>)
         throws(LedgerCodecError) -> (SortedKeyIndex, SlotTable, DueQueue) {
         let input = Unchecked(buffer)
+        let shared = Unchecked(slots)
         let orderResult = Unchecked(UnsafeMutablePointer<Result<SortedKeyIndex, LedgerCodecError>>.allocate(capacity: 1))
         orderResult.value.initialize(to: .success(SortedKeyIndex()))
         let tableResult = Unchecked(UnsafeMutablePointer<(SlotTable, DueQueue)>.allocate(capacity: 1))
@@ -30,6 +35,7 @@ enum LedgerAssembly {
             tableResult.value.deallocate()
         }
         runConcurrently(2) { index in
+            let slots = shared.value
             if index == 0 {
                 do throws(LedgerCodecError) {
                     orderResult.value.pointee = .success(try sortedIDs(input.value, orderRange, slots))
@@ -57,7 +63,7 @@ enum LedgerAssembly {
 
     /// The id order section: every slot once, with strictly increasing ids (so no duplicates).
     private static func sortedIDs(_ buffer: UnsafeBufferPointer<UInt8>, _ range: Range<Int>,
-                                  _ subscriptions: [Subscription]) throws(LedgerCodecError) -> SortedKeyIndex {
+                                  _ subscriptions: UnsafeBufferPointer<Subscription>) throws(LedgerCodecError) -> SortedKeyIndex {
         var reader = ByteReader(buffer, range)
         var order: [Int32] = []
         order.reserveCapacity(subscriptions.count)
@@ -103,4 +109,43 @@ enum LedgerAssembly {
         return (fast ?? nil) ?? (ScalarString(lhs) < ScalarString(rhs))
     }
 
+}
+
+/// The subscriptions a decoder has read, in slot order, in memory it owns until the ledger moves
+/// them into its own storage. Several threads decode into it at once, each its own range.
+struct DecodedSubscriptions: ~Copyable {
+    private let buffer: UnsafeMutableBufferPointer<Subscription>
+    /// Whether every element is initialized; until then (or after a failure) none is: a decoder
+    /// that fails deinitializes what it had decoded itself.
+    private var complete = false
+
+    init(count: Int) {
+        buffer = .allocate(capacity: count)
+    }
+
+    /// Where the decoders write.
+    var baseAddress: UnsafeMutablePointer<Subscription>? { buffer.baseAddress }
+
+    /// Every element is now initialized.
+    mutating func markComplete() {
+        complete = true
+    }
+
+    /// The decoded subscriptions, to read; only after `markComplete`.
+    var elements: UnsafeBufferPointer<Subscription> {
+        precondition(complete, "reading subscriptions before every part is decoded")
+        return UnsafeBufferPointer(buffer)
+    }
+
+    /// Hands the elements to `body`, which moves every one of them out; then frees the memory.
+    consuming func moveAll<Result>(_ body: (UnsafeMutableBufferPointer<Subscription>) -> Result) -> Result {
+        precondition(complete, "moving subscriptions before every part is decoded")
+        complete = false
+        return body(buffer)
+    }
+
+    deinit {
+        if complete { buffer.deinitialize() }
+        buffer.deallocate()
+    }
 }

@@ -153,8 +153,9 @@ struct PositionalDecoder {
         let input = Unchecked(buffer)
         let keysRange = ranges[partCount + 1]
         let partList = parts
-        let slots = [Subscription](unsafeUninitializedCapacity: subscriptionCount) { storage, initializedCount in
-            let target = Unchecked(storage.baseAddress)
+        var slots = DecodedSubscriptions(count: subscriptionCount)
+        do {
+            let target = Unchecked(slots.baseAddress)
             runConcurrently(partCount + 2) { index in
                 if index == partCount + 1 {
                     if let eventsRange {
@@ -191,14 +192,13 @@ struct PositionalDecoder {
                 results.value[index].initialized = initialized
             }
             if results.value.allSatisfy({ $0.error == nil }) {
-                initializedCount = subscriptionCount
+                slots.markComplete()
             } else {
                 var first = 0
                 for index in 0..<partCount {
                     if let base = target.value { (base + first).deinitialize(count: results.value[index].initialized) }
                     first += partList[index].count
                 }
-                initializedCount = 0
             }
         }
         if let error = results.value.lazy.compactMap(\.error).first { throw error }

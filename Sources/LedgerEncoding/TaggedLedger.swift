@@ -284,8 +284,9 @@ enum TaggedLedger {
         }
         let partCounts = counts
         let eventSeqStart = firstRecordSeq
-        let slots = [Subscription](unsafeUninitializedCapacity: subscriptionCount) { storage, initializedCount in
-            let target = Unchecked(storage.baseAddress)
+        var slots = DecodedSubscriptions(count: subscriptionCount)
+        do {
+            let target = Unchecked(slots.baseAddress)
             // Subscription parts, the keys as one task (their order is the table's), event parts.
             runConcurrently(keyIndex + 1 + eventParts.count) { task in
                 if task < keyIndex {
@@ -337,14 +338,13 @@ enum TaggedLedger {
                 }
             }
             if errors.value.allSatisfy({ $0 == nil }) {
-                initializedCount = subscriptionCount
+                slots.markComplete()
             } else {
                 var first = 0
                 for part in 0..<keyIndex {
                     if let base = target.value { (base + first).deinitialize(count: initialized.value[part]) }
                     first += partCounts[part]
                 }
-                initializedCount = 0
             }
         }
         if let error = errors.value.lazy.compactMap({ $0 }).first { throw error }

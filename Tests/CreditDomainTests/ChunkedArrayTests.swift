@@ -50,6 +50,33 @@ final class ChunkedArrayTests: XCTestCase {
         XCTAssertEqual(seen, ["value 5"], "a copy's change is not seen through the original")
     }
 
+    /// `init(moving:)` keeps the order and moves each element exactly once: afterwards the
+    /// elements live only in the array's boxes, and go when it goes.
+    func testMovingFromABuffer() {
+        final class Tracked {
+            let number: Int
+            init(_ number: Int) { self.number = number }
+        }
+        for count in [0, 5, ChunkedArray<Tracked>.elementsPerGroup * 2 + 17] {
+            var weakly: [() -> Tracked?] = []
+            var chunked: ChunkedArray<Tracked>? = {
+                let buffer = UnsafeMutableBufferPointer<Tracked>.allocate(capacity: count)
+                defer { buffer.deallocate() }
+                for index in 0..<count {
+                    let object = Tracked(index)
+                    weak let reference = object
+                    weakly.append { reference }
+                    (buffer.baseAddress! + index).initialize(to: object)
+                }
+                return ChunkedArray(moving: buffer)
+            }()
+            XCTAssertEqual(chunked?.map(\.number), Array(0..<count))
+            XCTAssertTrue(weakly.allSatisfy { $0() != nil })
+            chunked = nil
+            XCTAssertTrue(weakly.allSatisfy { $0() == nil }, "every element released once the array is gone")
+        }
+    }
+
     func testCopiesAreIndependent() {
         var writer = ChunkedArray((0..<10_000).map { [$0] })
         let published = writer
