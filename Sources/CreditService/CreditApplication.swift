@@ -141,18 +141,24 @@ public final class CreditApplication: Sendable {
                 ? ReplayArchiving(archiver: archiver, threshold: Self.archiveThreshold, logger: logger) : nil
         }
         defer { replayArchiving?.finish() }
-        for (index, record) in recovery.records.enumerated() {
-            do {
-                let entry = try JournalEntry(decoding: record.payload)
+        let decoding = ReplayDecoding(records: recovery.records)
+        defer { decoding.finish() }
+        var replayed = 0
+        while let batch = decoding.next() {
+            for entry in batch.entries {
                 Self.replay(entry, into: &ledger)
                 lastInstant = max(lastInstant ?? entry.instant, entry.instant)
-            } catch {
-                throw .journal(sequence: record.sequence, "\(error)")
+                replayed += 1
+                if replayed % ReplayArchiving.offerEveryRecords == 0 {
+                    replayArchiving?.offer(ledger)
+                }
             }
-            if index % ReplayArchiving.offerEveryRecords == ReplayArchiving.offerEveryRecords - 1 {
-                replayArchiving?.offer(ledger)
+            if let (sequence, reason) = batch.failure {
+                throw .journal(sequence: sequence, reason)
             }
+            decoding.recycle(batch.entries)
         }
+        decoding.finish()
         replayArchiving?.finish()
         ledger.maxSeats = configuration.maxSeats
         // The snapshot bytes and decoding buffers are gone; give their pages back
