@@ -1,5 +1,6 @@
 import CreditDomain
 import CreditProto
+import ProtoWire
 
 /// Requests of the wire contract as domain commands: one mapping per message,
 /// used by the handlers and by journal replay alike, so that a replayed
@@ -105,24 +106,15 @@ public enum JournalEntry: Equatable, Sendable {
         case .recordRefundOutcome: 14
         case .importSubscription: 16
         }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(requestBytes.count + 32)
-        func varint(_ value: UInt64) {
-            var value = value
-            while value >= 0x80 {
-                bytes.append(UInt8(truncatingIfNeeded: value) | 0x80)
-                value >>= 7
-            }
-            bytes.append(UInt8(value))
-        }
+        var out = ByteWriter(capacity: requestBytes.count + 32)
         // Fields in number order, zero values omitted, as swift-protobuf writes them.
-        if at.nanosecondsSinceEpoch != 0 { varint(1 << 3); varint(UInt64(bitPattern: at.nanosecondsSinceEpoch)) }
-        if uid != 0 { varint(2 << 3); varint(UInt64(uid)) }
-        if maxSeats != 0 { varint(3 << 3); varint(UInt64(bitPattern: maxSeats)) }
-        varint(field << 3 | 2)
-        varint(UInt64(requestBytes.count))
-        bytes.append(contentsOf: requestBytes)
-        return bytes
+        if at.nanosecondsSinceEpoch != 0 { out.varint(1 << 3); out.varint(UInt64(bitPattern: at.nanosecondsSinceEpoch)) }
+        if uid != 0 { out.varint(2 << 3); out.varint(UInt64(uid)) }
+        if maxSeats != 0 { out.varint(3 << 3); out.varint(UInt64(bitPattern: maxSeats)) }
+        out.varint(field << 3 | 2)
+        out.varint(requestBytes.count)
+        requestBytes.withUnsafeBufferPointer { out.bytes($0) }
+        return out.array()
     }
 
     public func encoded() throws -> [UInt8] {

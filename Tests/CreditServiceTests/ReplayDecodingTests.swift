@@ -61,3 +61,4 @@ final class ReplayDecodingTests: XCTestCase {
         decoding.finish()
     }
 }
+
