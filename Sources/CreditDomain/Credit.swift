@@ -151,6 +151,11 @@ public struct Credit: Sendable, Hashable {
     public var appliedDate: CivilDate? { refundExpectedByOffset == 0 ? nil : expectedBy }
     /// Set once, at the first application (L5).
     public var refundExpectedBy: CivilDate? {
+        Self.refundExpectedBy(expectedBy: expectedBy, refundExpectedByOffset: refundExpectedByOffset)
+    }
+
+    /// `refundExpectedBy` from the fields it depends on (as `expectedBy(effectiveDate:dueDateOffset:)`).
+    static func refundExpectedBy(expectedBy: CivilDate, refundExpectedByOffset: UInt8) -> CivilDate? {
         refundExpectedByOffset == 0 ? nil : expectedBy.adding(days: Int(refundExpectedByOffset))
     }
 

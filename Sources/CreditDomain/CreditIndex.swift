@@ -594,7 +594,7 @@ struct CreditLeadingFields {
         self.remainingMinor = remainingMinor
         self.consumedMinor = consumedMinor
         expectedBy = Credit.expectedBy(effectiveDate: effectiveDate, dueDateOffset: dueDateOffset)
-        refundExpectedBy = refundExpectedByOffset == 0 ? nil : expectedBy.adding(days: Int(refundExpectedByOffset))
+        refundExpectedBy = Credit.refundExpectedBy(expectedBy: expectedBy, refundExpectedByOffset: refundExpectedByOffset)
     }
 
     init(_ credit: Credit) {
