@@ -192,14 +192,28 @@ enum Schema {
     /// Takes the lease with the next epoch if it expired (or already names this node, e.g. after
     /// a database restart). Returns the new epoch, or nil if another node holds it.
     static func takeLease(_ connection: PostgresConnection, node: String, leaseMillis: Int64, logger: Logger) async throws -> UInt64? {
-        let rows = try await connection.query("""
-            UPDATE creditd_leader SET holder = \(node), epoch = epoch + 1,
-                expires_at = now() + \(leaseMillis) * interval '1 millisecond'
-            WHERE id = 1 AND (expires_at <= now() OR holder = \(node))
-            RETURNING epoch
-            """, logger: logger)
-        for try await epoch in rows.decode(Int64.self) { return UInt64(epoch) }
-        return nil
+        try await connection.withTransaction(logger: logger) { connection in
+            try await lockLeaderRow(connection, logger: logger)
+            let rows = try await connection.query("""
+                UPDATE creditd_leader SET holder = \(node), epoch = epoch + 1,
+                    expires_at = clock_timestamp() + \(leaseMillis) * interval '1 millisecond'
+                WHERE id = 1 AND (expires_at <= clock_timestamp() OR holder = \(node))
+                RETURNING epoch
+                """, logger: logger)
+            for try await epoch in rows.decode(Int64.self) { return UInt64(epoch) }
+            return nil
+        }
+    }
+
+    /// Takes the lease row's lock, waiting for whoever holds it, before the lease's expiry is
+    /// compared or computed, and then reads the clock at that point (`clock_timestamp()`, not
+    /// `now()`, the transaction's start). An `UPDATE` computes its new values before it waits
+    /// for a row's lock, and a paused holder's snapshot transaction holds this row FOR SHARE:
+    /// a takeover that waited longer than a lease set an expiry already past, and the paused
+    /// host, once resumed, took the lease straight back.
+    private static func lockLeaderRow(_ connection: PostgresConnection, logger: Logger) async throws {
+        let rows = try await connection.query("SELECT id FROM creditd_leader WHERE id = 1 FOR UPDATE", logger: logger)
+        for try await _ in rows {}
     }
 
     /// The newest snapshot, whole (a standby the journal's pruning left behind starts over from it).
@@ -226,16 +240,20 @@ enum Schema {
         return RecoveredSnapshot(sequence: UInt64(sequence), payload: payload, unixMillis: millis, name: "snapshot \(sequence)")
     }
 
-    /// Extends the lease if this node still holds it under `epoch`; false: lost.
+    /// Extends the lease if this node still holds it under `epoch`; false: lost. By the clock once
+    /// the row is locked, as `takeLease`.
     static func renewLease(_ connection: PostgresConnection, node: String, epoch: UInt64, leaseMillis: Int64,
                            logger: Logger) async throws -> Bool {
-        let rows = try await connection.query("""
-            UPDATE creditd_leader SET expires_at = now() + \(leaseMillis) * interval '1 millisecond'
-            WHERE id = 1 AND holder = \(node) AND epoch = \(Int64(epoch)) AND expires_at > now()
-            RETURNING epoch
-            """, logger: logger)
-        for try await _ in rows.decode(Int64.self) { return true }
-        return false
+        try await connection.withTransaction(logger: logger) { connection in
+            try await lockLeaderRow(connection, logger: logger)
+            let rows = try await connection.query("""
+                UPDATE creditd_leader SET expires_at = clock_timestamp() + \(leaseMillis) * interval '1 millisecond'
+                WHERE id = 1 AND holder = \(node) AND epoch = \(Int64(epoch)) AND expires_at > clock_timestamp()
+                RETURNING epoch
+                """, logger: logger)
+            for try await _ in rows.decode(Int64.self) { return true }
+            return false
+        }
     }
 
     /// Lets the lease expire now, so that a standby takes over without waiting.

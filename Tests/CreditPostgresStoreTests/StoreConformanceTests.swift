@@ -101,6 +101,57 @@ final class StoreConformanceTests: XCTestCase {
         await first.close()
     }
 
+    /// A takeover that had to wait for the lease row (a paused holder's snapshot transaction
+    /// holds it FOR SHARE) still gets a whole lease from the moment it takes over. By the
+    /// transaction's start time, the expiry it set was already past when the wait ended, and the
+    /// paused host, once resumed, took the lease straight back.
+    func testTakeoverAfterWaitingForTheLeaseRowGetsAWholeLease() async throws {
+        let cluster = try PostgresCluster.startOrSkip()
+        defer { cluster.stop() }
+        let info = try PostgresConnectionInfo(parsing: cluster.connectionInfo)
+        var firstOptions = PostgresStoreOptions()
+        firstOptions.node = "first"
+        let (first, _) = try PostgresJournalStore.open(info, options: firstOptions, logger: Self.logger)
+        let firstFollower = RecordingFollower()
+        let firstLoop = Task { await first.run(after: 0, follower: firstFollower) }
+        try await firstFollower.waitFor { $0.promotedEpoch != nil }
+        firstLoop.cancel()
+        await firstLoop.value
+
+        // The lease has run out, and another session holds its row, as the first host's
+        // snapshot transaction would while the host is paused.
+        _ = try cluster.sql("UPDATE creditd_leader SET expires_at = now() WHERE id = 1")
+        let held = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            _ = try? cluster.sql("BEGIN; SELECT 1 FROM creditd_leader WHERE id = 1 FOR SHARE; SELECT pg_sleep(2.5); COMMIT;")
+            held.signal()
+        }
+        let lockQuery = """
+            SELECT count(*) FROM pg_locks JOIN pg_class ON pg_locks.relation = pg_class.oid
+            WHERE pg_class.relname = 'creditd_leader' AND pg_locks.mode = 'RowShareLock'
+            """
+        while try cluster.sql(lockQuery).trimmingCharacters(in: .whitespacesAndNewlines) == "0" {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        var options = PostgresStoreOptions()
+        options.node = "second"
+        options.lease = .seconds(1)
+        let (second, _) = try PostgresJournalStore.open(info, options: options, logger: Self.logger)
+        let follower = RecordingFollower()
+        let loop = Task { await second.run(after: 0, follower: follower) }
+        try await follower.waitFor { $0.promotedEpoch != nil }
+        held.wait()
+        let row = try cluster.sql("""
+            SELECT holder || ' ' || (expires_at > clock_timestamp() + interval '500 milliseconds')::text
+            FROM creditd_leader WHERE id = 1
+            """).trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertEqual(row, "second true", "the new holder's lease runs a whole lease from the takeover")
+        loop.cancel()
+        await loop.value
+        await second.close()
+        await first.close()
+    }
+
     // MARK: the contract
 
     private func conformance(_ open: Opener) async throws {
