@@ -61,12 +61,7 @@ final class StoreConformanceTests: XCTestCase {
         let cluster = try PostgresCluster.startOrSkip()
         defer { cluster.stop() }
         let info = try PostgresConnectionInfo(parsing: cluster.connectionInfo)
-        var firstOptions = PostgresStoreOptions()
-        firstOptions.node = "first"
-        let (first, _) = try PostgresJournalStore.open(info, options: firstOptions, logger: Self.logger)
-        let firstFollower = RecordingFollower()
-        let firstLoop = Task { await first.run(after: 0, follower: firstFollower) }
-        try await firstFollower.waitFor { $0.promotedEpoch != nil }
+        let (first, firstLoop) = try await Self.openHolder(info, node: "first")
         XCTAssertEqual(try blocking { try Self.append(first, [[1], [2]], after: 0) }, 2)
 
         // The second store waits as standby while the first holds the lease...
@@ -109,12 +104,7 @@ final class StoreConformanceTests: XCTestCase {
         let cluster = try PostgresCluster.startOrSkip()
         defer { cluster.stop() }
         let info = try PostgresConnectionInfo(parsing: cluster.connectionInfo)
-        var firstOptions = PostgresStoreOptions()
-        firstOptions.node = "first"
-        let (first, _) = try PostgresJournalStore.open(info, options: firstOptions, logger: Self.logger)
-        let firstFollower = RecordingFollower()
-        let firstLoop = Task { await first.run(after: 0, follower: firstFollower) }
-        try await firstFollower.waitFor { $0.promotedEpoch != nil }
+        let (first, firstLoop) = try await Self.openHolder(info, node: "first")
         firstLoop.cancel()
         await firstLoop.value
 
@@ -211,6 +201,18 @@ final class StoreConformanceTests: XCTestCase {
             await loop.value
             await store.close()
         })
+    }
+
+    /// A store named `node` on an empty database, with its loop running until it holds the lease.
+    static func openHolder(_ info: PostgresConnectionInfo, node: String) async throws
+        -> (PostgresJournalStore, Task<Void, Never>) {
+        var options = PostgresStoreOptions()
+        options.node = node
+        let (store, _) = try PostgresJournalStore.open(info, options: options, logger: logger)
+        let follower = RecordingFollower()
+        let loop = Task { await store.run(after: 0, follower: follower) }
+        try await follower.waitFor { $0.promotedEpoch != nil }
+        return (store, loop)
     }
 
     /// Runs a blocking store call on a thread of its own (as the ledger writer does).
