@@ -59,21 +59,11 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
         for element in elements { append(element) }
     }
 
-    /// The elements of `elements`, moved into their boxes rather than copied: with a million
-    /// subscriptions, copying each (retaining every field) and then releasing the array was
-    /// a twentieth of recovery. `elements` should be uniquely referenced; if it is shared, it
-    /// is copied once first, as any mutation would.
-    public init(taking elements: consuming [Element]) {
-        var boxes: [Box] = []
-        boxes.reserveCapacity(elements.count)
-        while let last = elements.popLast() { boxes.append(Box(last)) }
-        for box in boxes.reversed() { append(box: box) }
-    }
-
     /// The elements of `source`, moved into their boxes on all cores at once, in order. `source`
     /// is left deinitialized; the caller still deallocates it. Recovery boxes a million decoded
-    /// subscriptions, and on one thread (`init(taking:)`) that took 0.4 s, most of it the page
-    /// faults of the boxes' new memory.
+    /// subscriptions: copied (every field retained, then the originals released), that was a
+    /// twentieth of recovery; moved on one thread, 0.4 s, most of it the page faults of the
+    /// boxes' new memory.
     package init(moving source: UnsafeMutableBufferPointer<Element>) {
         let total = source.count
         let boxes = [Box](unsafeUninitializedCapacity: total) { target, initialized in

@@ -32,11 +32,11 @@ final class ChunkedArrayTests: XCTestCase {
     }
 
     /// A published copy never sees the writer's later changes, nor the writer the copy's.
-    /// `init(taking:)` keeps the order, and `forEach(in:)` visits exactly the range, in place.
-    func testTakingAnArrayAndVisitingRanges() {
+    /// `forEach(in:)` visits exactly the range, in place.
+    func testVisitingRanges() {
         let perGroup = ChunkedArray<String>.elementsPerGroup
         let plain = (0..<(perGroup + 70)).map { "value \($0)" }
-        let chunked = ChunkedArray(taking: plain)
+        let chunked = ChunkedArray(plain)
         XCTAssertTrue(chunked.elementsEqual(plain))
         for range in [0..<0, 0..<1, 63..<65, 0..<plain.count, (perGroup - 3)..<(perGroup + 70)] {
             var seen: [String] = []
