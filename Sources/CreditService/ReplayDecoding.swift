@@ -76,11 +76,17 @@ final class ReplayDecoding: @unchecked Sendable {
         }
     }
 
-    /// Hands an applied batch's entries back, for the decoding thread to free.
-    func recycle(_ entries: [JournalEntry]) {
-        guard threaded else { return }
+    /// Takes an applied batch's entries, for the decoding thread to free. They move into the
+    /// hand-back list under the lock, so no reference stays with the caller: had the caller
+    /// kept one past the decoding thread's release, the caller's thread would free them.
+    func recycle(_ batch: inout Batch) {
+        guard threaded else {
+            batch.entries = []
+            return
+        }
         condition.withLock {
-            applied.append(entries)
+            applied.append([])
+            swap(&applied[applied.count - 1], &batch.entries)
             condition.broadcast()
         }
     }

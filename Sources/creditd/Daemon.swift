@@ -541,14 +541,9 @@ struct StartupRecovery: Sendable {
             "now": "\(application.writer.clock.now().rfc3339)",
             "state_dir": "\(configuration.stateDirectory)",
             "subscriptions": "\(application.subscriptionsRecovered)",
-            "recovery_seconds": "\(Self.seconds(ContinuousClock.now - started))",
+            "recovery_seconds": "\(CreditApplication.seconds(ContinuousClock.now - started))",
         ])
         return application
-    }
-
-    static func seconds(_ duration: Duration) -> String {
-        let millis = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
-        return "\(millis / 1000).\(String(format: "%03d", Int(millis % 1000)))"
     }
 }
 

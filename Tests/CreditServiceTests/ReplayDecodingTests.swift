@@ -24,13 +24,14 @@ final class ReplayDecodingTests: XCTestCase {
     private func drain(_ decoding: ReplayDecoding) -> (seconds: [Int64], failure: UInt64?) {
         var seconds: [Int64] = []
         var failure: UInt64?
-        while let batch = decoding.next() {
+        while var batch = decoding.next() {
             seconds += batch.entries.map { $0.instant.secondsSinceEpoch }
             if let (sequence, _) = batch.failure {
                 failure = sequence
                 break
             }
-            decoding.recycle(batch.entries)
+            decoding.recycle(&batch)
+            XCTAssertTrue(batch.entries.isEmpty, "recycling takes the entries")
         }
         decoding.finish()
         return (seconds, failure)
