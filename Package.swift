@@ -197,13 +197,15 @@ let package = Package(
             exclude: ["Golden"]
         ),
         .testTarget(name: "CreditMonitoringTests", dependencies: ["CreditMonitoring", "CreditTestSupport"]),
-        // The connection handler's limits in process, on NIO's EmbeddedChannel.
+        // The connection handler's limits in process, on NIO's EmbeddedChannel; reply
+        // batching on real event loops.
         .testTarget(
             name: "CreditServerTests",
             dependencies: [
                 "CreditServer", "CreditWire", "CreditProto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]

@@ -57,7 +57,8 @@ public struct CallContext: Sendable {
 
 /// Completes one unary call with its encoded response or an error (`RPCError` for a status).
 /// Call it exactly once, from any thread: the reply is written on the connection's event loop,
-/// directly when already there, else with one hop.
+/// directly when already there, else with one hop (shared with the other replies of a
+/// `ReplyBatch` when one is collecting on the calling thread).
 public struct UnaryResponder: Sendable {
     let eventLoop: any EventLoop
     let complete: @Sendable (Result<[UInt8], any Error>) -> Void
@@ -70,8 +71,8 @@ public struct UnaryResponder: Sendable {
     public func callAsFunction(_ result: Result<[UInt8], any Error>) {
         if eventLoop.inEventLoop {
             complete(result)
-        } else {
-            eventLoop.execute { complete(result) }
+        } else if !ReplyBatch.add(result, on: eventLoop, complete: complete) {
+            eventLoop.execute { [complete] in complete(result) }
         }
     }
 

@@ -1,4 +1,5 @@
 import CreditDomain
+import CreditServer
 import CreditStore
 import Foundation
 import Logging
@@ -544,7 +545,7 @@ public final class LedgerWriter: @unchecked Sendable {
                     // On the thread that learned the batch is durable; this thread is blocked in
                     // `appendDurably` meanwhile, so the working ledger holds still.
                     publish(through: last)
-                    for reply in acknowledgements { reply() }
+                    ReplyBatch.collecting { for reply in acknowledgements { reply() } }
                 }
                 replies = []
                 lastAppendDuration = ContinuousClock.now - appendStarted
@@ -599,7 +600,7 @@ public final class LedgerWriter: @unchecked Sendable {
             replies = jobs.map { job in { self.refuse(job, .persistenceFault(fault, outcome: .notApplied)) } }
             snapshotCaptures = []
         }
-        for reply in replies { reply() }
+        ReplyBatch.collecting { for reply in replies { reply() } }
         retiredState = nil
 
         // Captures are taken here, at a durable point: everything applied is in the journal.
