@@ -128,6 +128,35 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
         withUnsafeMutablePointer(to: &box.value) { body(UnsafePointer($0)) }
     }
 
+    // Group prefetching (`Ledger.prefetchSubscriptions`): each step loads only lines the step
+    // before asked for, so the misses of many positions overlap instead of following one
+    // another. The words are read as addresses without retaining them; a stale or wrong one
+    // only makes the hint useless, since a prefetch never faults.
+
+    /// Step one: the leaf's line that holds the reference to `position`'s box.
+    func prefetchBoxReference(at position: Int) {
+        guard position >= 0 && position < count else { return }
+        let (group, branch, leaf, slot) = Self.path(position)
+        groups[group][branch].withUnsafeBytes { leaves in
+            let storage = leaves.load(fromByteOffset: leaf * MemoryLayout<UnsafeRawPointer>.stride, as: UnsafeRawPointer?.self)
+            credit_prefetch(storage.map { $0 + Self.arrayHeaderBytes + slot * MemoryLayout<UnsafeRawPointer>.stride })
+        }
+    }
+
+    /// Step two: the box of `position`, `bytes` of it from its start.
+    func prefetchBox(at position: Int, bytes: Int) {
+        guard position >= 0 && position < count else { return }
+        let (group, branch, leaf, slot) = Self.path(position)
+        groups[group][branch][leaf].withUnsafeBytes { boxes in
+            guard let box = boxes.load(fromByteOffset: slot * MemoryLayout<UnsafeRawPointer>.stride,
+                                       as: UnsafeRawPointer?.self) else { return }
+            for offset in stride(from: 0, to: bytes, by: 64) { credit_prefetch(box + offset) }
+        }
+    }
+
+    /// An array's storage object: the object header, then its count and capacity.
+    static var arrayHeaderBytes: Int { 32 }
+
     /// `withElementAddress` returning a value, for reads inside this module (specialized here).
     @inline(__always)
     func readElement<Result>(at position: Int, _ body: (UnsafePointer<Element>) -> Result) -> Result {
@@ -256,6 +285,46 @@ package struct SlotTable: Sendable {
                     let slot = Int32(truncatingIfNeeded: (entry & 0xFFFF_FFFF) - 1)
                     if isSlot(slot) { return slot }
                 }
+                index = (index + 1) & mask
+            }
+        }
+    }
+
+    // Group prefetching (`Ledger.prefetchSubscriptions`), in three steps over many keys.
+
+    /// `key`'s hash, for the steps below.
+    package static func prefetchHash(_ key: ScalarString) -> UInt64 { hash(key) }
+
+    /// Step one: the first line of the shard `hash` falls in (its count and first entries).
+    package func prefetchShard(_ hash: UInt64) {
+        let (top, middle, shard, _) = Self.place(hash)
+        shards[top][middle].withUnsafeBytes { shards in
+            let storage = shards.load(fromByteOffset: shard * MemoryLayout<UnsafeRawPointer>.stride, as: UnsafeRawPointer?.self)
+            credit_prefetch(storage.map { $0 + ChunkedArray<UInt64>.arrayHeaderBytes })
+        }
+    }
+
+    /// Step two: the line where the probe for `hash` starts.
+    package func prefetchProbe(_ hash: UInt64) {
+        let (top, middle, shard, tag) = Self.place(hash)
+        shards[top][middle][shard].withUnsafeBufferPointer { shard in
+            guard shard.count > 1, let base = shard.baseAddress else { return }
+            credit_prefetch(base + 1 + (Int(truncatingIfNeeded: tag) & (shard.count - 2)))
+        }
+    }
+
+    /// Step three: the slot of the first entry with `hash`'s tag, unchecked against the key
+    /// (for prefetching that slot; a lookup still checks).
+    package func candidateSlot(_ hash: UInt64) -> Int32? {
+        let (top, middle, shard, tag) = Self.place(hash)
+        return shards[top][middle][shard].withUnsafeBufferPointer { shard -> Int32? in
+            guard shard.count > 1 else { return nil }
+            let mask = shard.count - 2
+            var index = Int(truncatingIfNeeded: tag) & mask
+            while true {
+                let entry = shard[1 + index]
+                if entry == 0 { return nil }
+                if entry >> 32 == tag { return Int32(truncatingIfNeeded: (entry & 0xFFFF_FFFF) - 1) }
                 index = (index + 1) & mask
             }
         }

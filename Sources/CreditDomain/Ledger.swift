@@ -87,6 +87,37 @@ public struct Ledger: Sendable {
         slots.readElement(at: slot, body)
     }
 
+    /// Brings what commands on the subscriptions of `items` read first (their id-table entries,
+    /// then the subscriptions themselves) into the cache, for all of them before the first
+    /// command runs. Otherwise each command's lookups miss the cache one after another, each
+    /// waiting for the last: replaying a million seat changes, the id lookup alone was ~15% of
+    /// the replay, and the replay took 10% less time with its records prefetched in groups of
+    /// 16. `id` gives an item's subscription id (nil: none). Only a hint: an unknown id costs a
+    /// lookup and nothing else.
+    public func prefetchSubscriptions<Items: Collection>(_ items: Items, id: (Items.Element) -> String?) {
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: items.count) { buffer in
+            var count = 0
+            for item in items {
+                guard let id = id(item) else { continue }
+                buffer[count] = SlotTable.prefetchHash(ScalarString(id))
+                count += 1
+            }
+            let hashes = UnsafeMutableBufferPointer(rebasing: buffer[..<count])
+            // Each pass reads only lines the pass before asked for.
+            for hash in hashes { slotByID.prefetchShard(hash) }
+            for hash in hashes { slotByID.prefetchProbe(hash) }
+            for (index, hash) in hashes.enumerated() {
+                // The candidate slot replaces the hash: the last pass needs only the slot.
+                let slot = slotByID.candidateSlot(hash).map(Int.init) ?? -1
+                hashes[index] = UInt64(bitPattern: Int64(slot))
+                slots.prefetchBoxReference(at: slot)
+            }
+            for slot in hashes {
+                slots.prefetchBox(at: Int(Int64(bitPattern: slot)), bytes: 16 + MemoryLayout<Subscription>.size)
+            }
+        }
+    }
+
     /// The instant of `slot`'s next time-driven transition (a stored field, read in place).
     @inline(__always)
     func slotNextDue(_ slot: Int) -> Instant? {

@@ -73,6 +73,18 @@ public enum JournalEntry: Equatable, Sendable {
             }
         }
 
+        /// The subscription the command is about, read from the request as it is.
+        public var subscriptionID: String {
+            switch self {
+            case .create(let r): r.subscriptionID
+            case .cancel(let r): r.subscriptionID
+            case .resume(let r): r.subscriptionID
+            case .changeSeats(let r): r.subscriptionID
+            case .recordRefundOutcome(let r): r.subscriptionID
+            case .importSubscription(let r): r.subscriptionID
+            }
+        }
+
         public var dryRun: Bool {
             switch self {
             case .cancel(let r): r.dryRun
@@ -81,6 +93,11 @@ public enum JournalEntry: Equatable, Sendable {
             default: false
             }
         }
+    }
+
+    /// The subscription a command record is about; nil for a tick.
+    public var subscriptionID: String? {
+        if case .command(let command, _, _, _) = self { command.subscriptionID } else { nil }
     }
 
     public var instant: Instant {

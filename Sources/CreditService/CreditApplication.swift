@@ -151,12 +151,16 @@ public final class CreditApplication: Sendable {
         let clock2 = ContinuousClock.now
         var replayed = 0
         while var batch = decoding.next() {
-            for entry in batch.entries {
-                Self.replay(entry, into: &ledger)
-                lastInstant = max(lastInstant ?? entry.instant, entry.instant)
-                replayed += 1
-                if replayed % ReplayArchiving.offerEveryRecords == 0 {
-                    replayArchiving?.offer(ledger)
+            for group in stride(from: 0, to: batch.entries.count, by: Self.prefetchGroup) {
+                let entries = batch.entries[group..<min(group + Self.prefetchGroup, batch.entries.count)]
+                ledger.prefetchSubscriptions(entries) { $0.subscriptionID }
+                for entry in entries {
+                    Self.replay(entry, into: &ledger)
+                    lastInstant = max(lastInstant ?? entry.instant, entry.instant)
+                    replayed += 1
+                    if replayed % ReplayArchiving.offerEveryRecords == 0 {
+                        replayArchiving?.offer(ledger)
+                    }
                 }
             }
             if let (sequence, reason) = batch.failure {
@@ -214,6 +218,9 @@ public final class CreditApplication: Sendable {
         let millis = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
         return "\(millis / 1000).\(String(format: "%03d", Int(millis % 1000)))"
     }
+
+    /// Records replayed after one `Ledger.prefetchSubscriptions` over their subscriptions.
+    static let prefetchGroup = 16
 
     /// Applies one journal record exactly as it was applied when written.
     public static func replay(_ entry: JournalEntry, into ledger: inout Ledger) {

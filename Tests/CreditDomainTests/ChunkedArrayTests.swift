@@ -77,6 +77,22 @@ final class ChunkedArrayTests: XCTestCase {
         }
     }
 
+    /// Prefetching a box reads nothing it should not: any position, in range or not, and a
+    /// shared (published) copy, leave every element as it was.
+    func testPrefetchingBoxesChangesNothing() {
+        var array = ChunkedArray((0..<5_000).map { "element \($0)" })
+        let published = array
+        array[17] = "changed"
+        for position in [-1, 0, 15, 16, 17, 4_095, 4_096, 4_999, 5_000, Int.max] {
+            array.prefetchBoxReference(at: position)
+            array.prefetchBox(at: position, bytes: 300)
+            published.prefetchBoxReference(at: position)
+            published.prefetchBox(at: position, bytes: 0)
+        }
+        XCTAssertEqual(Array(array), (0..<5_000).map { $0 == 17 ? "changed" : "element \($0)" })
+        XCTAssertEqual(Array(published), (0..<5_000).map { "element \($0)" })
+    }
+
     func testCopiesAreIndependent() {
         var writer = ChunkedArray((0..<10_000).map { [$0] })
         let published = writer
@@ -124,6 +140,33 @@ final class SlotTableTests: XCTestCase {
             XCTAssertNil(find(ids[20_500], in: copy, upTo: 20_000))
             XCTAssertEqual(find(ids[20_500], in: table, upTo: ids.count), 20_500)
             XCTAssertEqual(find(ids[7], in: copy, upTo: 20_000), 7)
+        }
+    }
+
+    /// The prefetching steps: the candidate slot of a present id is its slot (tags are 32
+    /// bits, so a collision among a shard's few entries is far too rare to see here), and
+    /// every step takes absent ids and an empty table without harm.
+    func testPrefetchStepsFindTheSlotAndTolerateAbsentIds() {
+        let empty = SlotTable()
+        for key in ["x", "", "missing"] {
+            let hash = SlotTable.prefetchHash(ScalarString(key))
+            empty.prefetchShard(hash)
+            empty.prefetchProbe(hash)
+            XCTAssertNil(empty.candidateSlot(hash))
+        }
+        var table = SlotTable()
+        for index in 0..<20_000 { table.insert(ScalarString("sub-\(index)"), slot: Int32(index)) }
+        for index in 0..<20_000 {
+            let hash = SlotTable.prefetchHash(ScalarString("sub-\(index)"))
+            table.prefetchShard(hash)
+            table.prefetchProbe(hash)
+            XCTAssertEqual(table.candidateSlot(hash), Int32(index))
+        }
+        for index in 0..<2_000 {
+            let hash = SlotTable.prefetchHash(ScalarString("absent-\(index)"))
+            table.prefetchShard(hash)
+            table.prefetchProbe(hash)
+            _ = table.candidateSlot(hash)   // nil, or (rarely) another id's slot: a hint only
         }
     }
 

@@ -32,4 +32,8 @@ int credit_o_direct(void);
 /// (Swift has no prefetch of its own). A hint: an invalid address is ignored.
 static inline void credit_prefetch_for_write(const void *address) { __builtin_prefetch(address, 1, 3); }
 
+/// Asks the CPU to bring the cache line at `address` in for reading, without waiting for it.
+/// A hint: an invalid address is ignored.
+static inline void credit_prefetch(const void *address) { __builtin_prefetch(address, 0, 3); }
+
 #endif
