@@ -5,7 +5,7 @@ import PostgresNIO
 
 /// The tables and every statement the PostgreSQL store runs.
 ///
-/// Schema version 2 (a row per version in `creditd_schema`; a newer version than this build
+/// Schema version 3 (a row per version in `creditd_schema`; a newer version than this build
 /// knows is refused, an older one is brought up to date by `migrations`):
 ///
 ///   creditd_leader          one row (id 1): holder, epoch, expires_at. The writer lease.
@@ -16,13 +16,14 @@ import PostgresNIO
 ///   creditd_snapshot        sequence (the last record it includes), epoch, written_at, bytes, chunks
 ///   creditd_snapshot_chunk  (sequence, chunk) → data bytea, at most `snapshotChunkBytes` each
 ///   creditd_append()        (version 2) the fenced append as a function, so that each
-///                           connection plans it once (`append`)
+///                           connection plans it once (`append`); version 3 dates the lease
+///                           by the clock when the row is held, not the transaction's start
 ///
 /// A snapshot row and its chunks commit together, after a fence check in the same transaction.
 /// The newest snapshot and the one before it are kept; journal records the older one covers are
 /// deleted with it, as the file store does with segments.
 enum Schema {
-    static let version: Int32 = 2
+    static let version: Int32 = 3
     static let channel = "creditd_journal"
     /// Serializes table creation between hosts starting at once.
     static let creationLock: Int64 = 0x6372_6564_6974_6431  // "creditd1"
@@ -75,6 +76,33 @@ enum Schema {
                 WITH fence AS (
                     UPDATE creditd_leader SET expires_at = now() + p_lease_ms * interval '1 millisecond'
                     WHERE id = 1 AND holder = p_node AND epoch = p_epoch AND expires_at > now()
+                    RETURNING epoch)
+                INSERT INTO creditd_journal (sequence, epoch, payload)
+                SELECT r.sequence, fence.epoch, r.payload FROM fence, unnest(p_sequences, p_payloads) AS r(sequence, payload);
+                GET DIAGNOSTICS inserted = ROW_COUNT;
+                RETURN inserted;
+            END $$
+            """,
+        ]),
+        (3, [
+            // As version 2, but the lease row is locked first and the lease then checked and
+            // renewed by `clock_timestamp()`, as `takeLease` and `renewLease` do. An UPDATE
+            // computes its new values and checks its condition before it waits for a row lock
+            // (the host's own snapshot transaction holds the row FOR SHARE), and checks again
+            // afterwards only if the row was changed meanwhile: the renewed lease was dated
+            // from before the wait, and a lease that ran out during the wait still counted as
+            // held. Now an append whose lease has run out by the time it holds the row is
+            // refused, and otherwise renews a whole lease from then. The signature is
+            // unchanged, so a host of the previous build calls this one too.
+            """
+            CREATE OR REPLACE FUNCTION creditd_append(p_node text, p_epoch bigint, p_lease_ms bigint,
+                p_sequences bigint[], p_payloads bytea[]) RETURNS bigint LANGUAGE plpgsql AS $$
+            DECLARE inserted bigint;
+            BEGIN
+                PERFORM 1 FROM creditd_leader WHERE id = 1 FOR NO KEY UPDATE;
+                WITH fence AS (
+                    UPDATE creditd_leader SET expires_at = clock_timestamp() + p_lease_ms * interval '1 millisecond'
+                    WHERE id = 1 AND holder = p_node AND epoch = p_epoch AND expires_at > clock_timestamp()
                     RETURNING epoch)
                 INSERT INTO creditd_journal (sequence, epoch, payload)
                 SELECT r.sequence, fence.epoch, r.payload FROM fence, unnest(p_sequences, p_payloads) AS r(sequence, payload);

@@ -36,7 +36,7 @@ final class StoreConformanceTests: XCTestCase {
     }
 
     /// A database written by schema version 1 (no `creditd_append` function) is brought up to
-    /// date when a store opens it, and keeps its journal.
+    /// date when a store opens it, and keeps its journal; so is one of version 2.
     func testPostgresUpgradesAVersionOneDatabase() async throws {
         let cluster = try PostgresCluster.startOrSkip()
         defer { cluster.stop() }
@@ -49,10 +49,72 @@ final class StoreConformanceTests: XCTestCase {
 
         opened = try await Self.openActive(info)
         XCTAssertEqual(opened.recovery.records.map(\.sequence), [1, 2])
-        XCTAssertEqual(try cluster.sql("SELECT max(version) FROM creditd_schema").trimmingCharacters(in: .whitespacesAndNewlines), "2")
+        XCTAssertEqual(try cluster.sql("SELECT max(version) FROM creditd_schema").trimmingCharacters(in: .whitespacesAndNewlines), "3")
         let upgraded = opened.store
         XCTAssertEqual(try blocking { try Self.append(upgraded, [[3]], after: 2) }, 3)
         await opened.close()
+
+        _ = try cluster.sql("DELETE FROM creditd_schema WHERE version > 2")
+        opened = try await Self.openActive(info)
+        XCTAssertEqual(try cluster.sql("SELECT max(version) FROM creditd_schema").trimmingCharacters(in: .whitespacesAndNewlines), "3")
+        XCTAssertTrue(try cluster.sql("SELECT prosrc FROM pg_proc WHERE proname = 'creditd_append'").contains("clock_timestamp()"))
+        let again = opened.store
+        XCTAssertEqual(try blocking { try Self.append(again, [[4]], after: 3) }, 4)
+        await opened.close()
+    }
+
+    /// An append that waits for the lease row (the host's own snapshot transaction holds it
+    /// FOR SHARE) renews a whole lease from when it holds the row; and once the lease has run
+    /// out during such a wait, the append is refused and stores nothing.
+    func testPostgresAppendAfterWaitingForTheLeaseRow() async throws {
+        let cluster = try PostgresCluster.startOrSkip()
+        defer { cluster.stop() }
+        let info = try PostgresConnectionInfo(parsing: cluster.connectionInfo)
+        var options = PostgresStoreOptions()
+        options.node = "holder"
+        options.lease = .seconds(6)
+        let (store, _) = try PostgresJournalStore.open(info, options: options, logger: Self.logger)
+        let follower = RecordingFollower()
+        let loop = Task { await store.run(after: 0, follower: follower) }
+        try await follower.waitFor { $0.promotedEpoch != nil }
+        // The store still believes it is active; from here only its appends renew the lease.
+        loop.cancel()
+        await loop.value
+
+        func holdLeaseRow(for seconds: Double) async throws -> DispatchSemaphore {
+            let released = DispatchSemaphore(value: 0)
+            Thread.detachNewThread {
+                _ = try? cluster.sql("BEGIN; SELECT 1 FROM creditd_leader WHERE id = 1 FOR SHARE; SELECT pg_sleep(\(seconds)); COMMIT;")
+                released.signal()
+            }
+            let lockQuery = """
+                SELECT count(*) FROM pg_locks JOIN pg_class ON pg_locks.relation = pg_class.oid
+                WHERE pg_class.relname = 'creditd_leader' AND pg_locks.mode = 'RowShareLock'
+                """
+            while try cluster.sql(lockQuery).trimmingCharacters(in: .whitespacesAndNewlines) == "0" {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            return released
+        }
+
+        // A 2.5 s wait within a 6 s lease: the renewed lease runs 6 s from the end of the wait.
+        var released = try await holdLeaseRow(for: 2.5)
+        XCTAssertEqual(try blocking { try Self.append(store, [[1]], after: 0) }, 1)
+        released.wait()
+        XCTAssertEqual(try cluster.sql("""
+            SELECT (expires_at > clock_timestamp() + interval '4.5 seconds')::text FROM creditd_leader WHERE id = 1
+            """).trimmingCharacters(in: .whitespacesAndNewlines), "true", "a whole lease from the end of the wait")
+
+        // 1 s of lease left and a 2.5 s wait: refused, nothing stored.
+        _ = try cluster.sql("UPDATE creditd_leader SET expires_at = clock_timestamp() + interval '1 second' WHERE id = 1")
+        released = try await holdLeaseRow(for: 2.5)
+        XCTAssertThrowsError(try blocking { try Self.append(store, [[2]], after: 1) }) { error in
+            guard error is AppendRefusal else { return XCTFail("\(error)") }
+        }
+        released.wait()
+        XCTAssertEqual(try cluster.sql("SELECT string_agg(sequence::text, ',' ORDER BY sequence) FROM creditd_journal")
+            .trimmingCharacters(in: .whitespacesAndNewlines), "1")
+        await store.close()
     }
 
     /// A second store on the same database takes the lease once the first one's expires, and
