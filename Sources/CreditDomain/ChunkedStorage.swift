@@ -273,7 +273,13 @@ package struct SlotTable: Sendable {
 
     /// The slot of `key`, or nil. `isSlot` says whether a candidate slot holds `key`.
     package func slot(of key: ScalarString, isSlot: (Int32) -> Bool) -> Int32? {
-        let (top, middle, shard, tag) = Self.place(Self.hash(key))
+        probe(Self.hash(key), accepting: isSlot)
+    }
+
+    /// The first slot whose entry carries `hash`'s tag and that `accepting` takes, or nil.
+    @inline(__always)
+    private func probe(_ hash: UInt64, accepting: (Int32) -> Bool) -> Int32? {
+        let (top, middle, shard, tag) = Self.place(hash)
         return shards[top][middle][shard].withUnsafeBufferPointer { shard -> Int32? in
             guard shard.count > 1 else { return nil }
             let mask = shard.count - 2
@@ -283,7 +289,7 @@ package struct SlotTable: Sendable {
                 if entry == 0 { return nil }
                 if entry >> 32 == tag {
                     let slot = Int32(truncatingIfNeeded: (entry & 0xFFFF_FFFF) - 1)
-                    if isSlot(slot) { return slot }
+                    if accepting(slot) { return slot }
                 }
                 index = (index + 1) & mask
             }
@@ -316,18 +322,7 @@ package struct SlotTable: Sendable {
     /// Step three: the slot of the first entry with `hash`'s tag, unchecked against the key
     /// (for prefetching that slot; a lookup still checks).
     package func candidateSlot(_ hash: UInt64) -> Int32? {
-        let (top, middle, shard, tag) = Self.place(hash)
-        return shards[top][middle][shard].withUnsafeBufferPointer { shard -> Int32? in
-            guard shard.count > 1 else { return nil }
-            let mask = shard.count - 2
-            var index = Int(truncatingIfNeeded: tag) & mask
-            while true {
-                let entry = shard[1 + index]
-                if entry == 0 { return nil }
-                if entry >> 32 == tag { return Int32(truncatingIfNeeded: (entry & 0xFFFF_FFFF) - 1) }
-                index = (index + 1) & mask
-            }
-        }
+        probe(hash) { _ in true }
     }
 
     /// Adds `key` at `slot`; the caller knows `key` is not in the table.
