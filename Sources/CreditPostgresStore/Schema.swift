@@ -63,37 +63,26 @@ enum Schema {
     /// of these. Only additions: a host of the previous build keeps working beside the new one
     /// until it restarts (and then refuses the newer schema).
     static let migrations: [(version: Int32, statements: [String])] = [
-        (2, [
-            // Renews the lease where it still names this node and epoch and has not expired, and
-            // inserts the batch only if that found the row; returns how many records it inserted
-            // (0: fenced). PL/pgSQL keeps the statement's plan for the session: planning it took
-            // the database 0.1-0.6 ms, more than running it, once for every batch.
-            """
-            CREATE OR REPLACE FUNCTION creditd_append(p_node text, p_epoch bigint, p_lease_ms bigint,
-                p_sequences bigint[], p_payloads bytea[]) RETURNS bigint LANGUAGE plpgsql AS $$
-            DECLARE inserted bigint;
-            BEGIN
-                WITH fence AS (
-                    UPDATE creditd_leader SET expires_at = now() + p_lease_ms * interval '1 millisecond'
-                    WHERE id = 1 AND holder = p_node AND epoch = p_epoch AND expires_at > now()
-                    RETURNING epoch)
-                INSERT INTO creditd_journal (sequence, epoch, payload)
-                SELECT r.sequence, fence.epoch, r.payload FROM fence, unnest(p_sequences, p_payloads) AS r(sequence, payload);
-                GET DIAGNOSTICS inserted = ROW_COUNT;
-                RETURN inserted;
-            END $$
-            """,
-        ]),
+        // Version 2 added `creditd_append`; version 3 replaces it, so a database below 2 gets
+        // only version 3's (same signature).
+        (2, []),
         (3, [
-            // As version 2, but the lease row is locked first and the lease then checked and
-            // renewed by `clock_timestamp()`, as `takeLease` and `renewLease` do. An UPDATE
-            // computes its new values and checks its condition before it waits for a row lock
-            // (the host's own snapshot transaction holds the row FOR SHARE), and checks again
-            // afterwards only if the row was changed meanwhile: the renewed lease was dated
-            // from before the wait, and a lease that ran out during the wait still counted as
-            // held. Now an append whose lease has run out by the time it holds the row is
-            // refused, and otherwise renews a whole lease from then. The signature is
-            // unchanged, so a host of the previous build calls this one too.
+            // The fenced append as a function: it renews the lease where it still names this
+            // node and epoch and has not expired, and inserts the batch only if that found the
+            // row; it returns how many records it inserted (0: fenced). PL/pgSQL keeps the
+            // statement's plan for the session: planning it took the database 0.1-0.6 ms, more
+            // than running it, once for every batch.
+            //
+            // It locks the lease row first, then checks and renews the lease by
+            // `clock_timestamp()`, as `takeLease` and `renewLease` do. Version 2's function
+            // went straight to the UPDATE with `now()`: an UPDATE computes its new values and
+            // checks its condition before it waits for a row lock (the host's own snapshot
+            // transaction holds the row FOR SHARE), and checks again only if the row changed
+            // meanwhile, so the renewed lease was dated from before the wait, and a lease that
+            // ran out during the wait still counted as held. Now an append whose lease has run
+            // out by the time it holds the row is refused, and otherwise renews a whole lease
+            // from then. The signature is unchanged, so a host of the previous build calls
+            // this one too.
             """
             CREATE OR REPLACE FUNCTION creditd_append(p_node text, p_epoch bigint, p_lease_ms bigint,
                 p_sequences bigint[], p_payloads bytea[]) RETURNS bigint LANGUAGE plpgsql AS $$

@@ -70,35 +70,13 @@ final class StoreConformanceTests: XCTestCase {
         let cluster = try PostgresCluster.startOrSkip()
         defer { cluster.stop() }
         let info = try PostgresConnectionInfo(parsing: cluster.connectionInfo)
-        var options = PostgresStoreOptions()
-        options.node = "holder"
-        options.lease = .seconds(6)
-        let (store, _) = try PostgresJournalStore.open(info, options: options, logger: Self.logger)
-        let follower = RecordingFollower()
-        let loop = Task { await store.run(after: 0, follower: follower) }
-        try await follower.waitFor { $0.promotedEpoch != nil }
+        let (store, loop) = try await Self.openHolder(info, node: "holder", lease: .seconds(6))
         // The store still believes it is active; from here only its appends renew the lease.
         loop.cancel()
         await loop.value
 
-        func holdLeaseRow(for seconds: Double) async throws -> DispatchSemaphore {
-            let released = DispatchSemaphore(value: 0)
-            Thread.detachNewThread {
-                _ = try? cluster.sql("BEGIN; SELECT 1 FROM creditd_leader WHERE id = 1 FOR SHARE; SELECT pg_sleep(\(seconds)); COMMIT;")
-                released.signal()
-            }
-            let lockQuery = """
-                SELECT count(*) FROM pg_locks JOIN pg_class ON pg_locks.relation = pg_class.oid
-                WHERE pg_class.relname = 'creditd_leader' AND pg_locks.mode = 'RowShareLock'
-                """
-            while try cluster.sql(lockQuery).trimmingCharacters(in: .whitespacesAndNewlines) == "0" {
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            return released
-        }
-
         // A 2.5 s wait within a 6 s lease: the renewed lease runs 6 s from the end of the wait.
-        var released = try await holdLeaseRow(for: 2.5)
+        var released = try await Self.holdLeaseRow(cluster, for: 2.5)
         XCTAssertEqual(try blocking { try Self.append(store, [[1]], after: 0) }, 1)
         released.wait()
         XCTAssertEqual(try cluster.sql("""
@@ -107,7 +85,7 @@ final class StoreConformanceTests: XCTestCase {
 
         // 1 s of lease left and a 2.5 s wait: refused, nothing stored.
         _ = try cluster.sql("UPDATE creditd_leader SET expires_at = clock_timestamp() + interval '1 second' WHERE id = 1")
-        released = try await holdLeaseRow(for: 2.5)
+        released = try await Self.holdLeaseRow(cluster, for: 2.5)
         XCTAssertThrowsError(try blocking { try Self.append(store, [[2]], after: 1) }) { error in
             guard error is AppendRefusal else { return XCTFail("\(error)") }
         }
@@ -173,18 +151,7 @@ final class StoreConformanceTests: XCTestCase {
         // The lease has run out, and another session holds its row, as the first host's
         // snapshot transaction would while the host is paused.
         _ = try cluster.sql("UPDATE creditd_leader SET expires_at = now() WHERE id = 1")
-        let held = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            _ = try? cluster.sql("BEGIN; SELECT 1 FROM creditd_leader WHERE id = 1 FOR SHARE; SELECT pg_sleep(2.5); COMMIT;")
-            held.signal()
-        }
-        let lockQuery = """
-            SELECT count(*) FROM pg_locks JOIN pg_class ON pg_locks.relation = pg_class.oid
-            WHERE pg_class.relname = 'creditd_leader' AND pg_locks.mode = 'RowShareLock'
-            """
-        while try cluster.sql(lockQuery).trimmingCharacters(in: .whitespacesAndNewlines) == "0" {
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        let held = try await Self.holdLeaseRow(cluster, for: 2.5)
         var options = PostgresStoreOptions()
         options.node = "second"
         options.lease = .seconds(1)
@@ -266,15 +233,35 @@ final class StoreConformanceTests: XCTestCase {
     }
 
     /// A store named `node` on an empty database, with its loop running until it holds the lease.
-    static func openHolder(_ info: PostgresConnectionInfo, node: String) async throws
+    static func openHolder(_ info: PostgresConnectionInfo, node: String, lease: Duration? = nil) async throws
         -> (PostgresJournalStore, Task<Void, Never>) {
         var options = PostgresStoreOptions()
         options.node = node
+        if let lease { options.lease = lease }
         let (store, _) = try PostgresJournalStore.open(info, options: options, logger: logger)
         let follower = RecordingFollower()
         let loop = Task { await store.run(after: 0, follower: follower) }
         try await follower.waitFor { $0.promotedEpoch != nil }
         return (store, loop)
+    }
+
+    /// Holds the lease row FOR SHARE from another session for `seconds`, as a host's snapshot
+    /// transaction does; returns once the lock is held, with a semaphore signalled when it is
+    /// released.
+    static func holdLeaseRow(_ cluster: PostgresCluster, for seconds: Double) async throws -> DispatchSemaphore {
+        let released = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            _ = try? cluster.sql("BEGIN; SELECT 1 FROM creditd_leader WHERE id = 1 FOR SHARE; SELECT pg_sleep(\(seconds)); COMMIT;")
+            released.signal()
+        }
+        let lockQuery = """
+            SELECT count(*) FROM pg_locks JOIN pg_class ON pg_locks.relation = pg_class.oid
+            WHERE pg_class.relname = 'creditd_leader' AND pg_locks.mode = 'RowShareLock'
+            """
+        while try cluster.sql(lockQuery).trimmingCharacters(in: .whitespacesAndNewlines) == "0" {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return released
     }
 
     /// Runs a blocking store call on a thread of its own (as the ledger writer does).
