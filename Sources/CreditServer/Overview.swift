@@ -9,6 +9,8 @@
 // (docs/operations.md §1): admission per uid with reserved slots and idle-first eviction
 // (ServerCore.admit), backpressure and fair dispatch (ConnectionHandler), the partial-frame
 // memory budget and refused connections (FrameBudget), per-uid log rate limits (LogRateLimiter).
+// Replies completed together off their event loops (a durable batch's) reach each loop as one
+// task (ReplyBatch).
 // Wire rules: docs/wire-protocol.md §2, §4-§6; roles: docs/operations.md §1; health: §2.
 //
 // Invariants.

@@ -14,7 +14,8 @@
 //   - A write is handed to the writer thread (one hop). The writer takes every command waiting,
 //     applies each to its working ledger, journals the request bytes as received, makes the
 //     whole batch durable with one write and one fdatasync (DurableStore.appendDurably),
-//     publishes the new committed state, and completes each call on its event loop (second hop).
+//     publishes the new committed state, and completes each call on its event loop (second hop,
+//     one task per loop for the batch: ReplyBatch).
 //
 // Invariants.
 //   - Nothing is acknowledged before its journal record is durable, and no read shows a change
