@@ -410,8 +410,26 @@ package struct EventFeed: Sendable, Hashable {
         lastSeq = event.seq
         open[open.count - 1].append(event)
         if openCount == Self.chunkSize {
-            sealed.append(SealedEventChunk(events: Array(open.joined())))
+            sealed.append(SealedEventChunk(events: Self.joined(takingFrom: &open)))
             open = []
+        }
+    }
+
+    /// The pieces' events in order, moved out of them rather than copied. A replay's pieces are
+    /// its own, and copying them (every event's strings and payload retained, then released
+    /// with the pieces) was ~2% of a 1M-record replay. A piece a published state still shares
+    /// (the writer's) is copied once by its first `popLast`, which costs what the copy did.
+    private static func joined(takingFrom pieces: inout [[LedgerEvent]]) -> [LedgerEvent] {
+        let total = pieces.reduce(0) { $0 + $1.count }
+        return [LedgerEvent](unsafeUninitializedCapacity: total) { target, initialized in
+            var end = total
+            for index in pieces.indices.reversed() {
+                while let event = pieces[index].popLast() {
+                    end -= 1
+                    (target.baseAddress! + end).initialize(to: event)
+                }
+            }
+            initialized = total
         }
     }
 

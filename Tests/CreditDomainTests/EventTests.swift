@@ -448,6 +448,24 @@ final class EventTests: XCTestCase {
         XCTAssertEqual(decoded, harness.ledger)
     }
 
+    /// Sealing a chunk moves the open pieces' events into it; a copy taken before (a published
+    /// state) keeps its own open events, and both go on to the same seqs and events.
+    func testSealingKeepsOrderWhetherOrNotACopySharesThePieces() throws {
+        var harness = feedOfThirty()
+        var copies: [Ledger] = []
+        for index in 0..<1_200 {
+            if index % 97 == 0 { copies.append(harness.ledger) }
+            harness.create("seal-\(index)", at: utc("2025-03-03").adding(nanoseconds: Int64(index)))
+        }
+        let all = try harness.ledger.events
+        XCTAssertGreaterThan(all.count, 2 * EventFeed.chunkSize)
+        XCTAssertEqual(all.map(\.seq), Array(1...UInt64(all.count)))
+        for copy in copies {
+            let kept = try copy.events
+            XCTAssertEqual(kept, Array(all.prefix(kept.count)), "a copy keeps the events it had")
+        }
+    }
+
     func testTruncateAndRebuildFromParts() throws {
         var harness = feedOfThirty()
         for index in 0..<600 { harness.create("x\(index)", at: utc("2025-03-03").adding(nanoseconds: Int64(index))) }
