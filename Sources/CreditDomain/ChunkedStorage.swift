@@ -14,6 +14,10 @@ import CCreditSystem
 /// reference. A create's copy of 16 shards of the id table was ~4% of the daemon's CPU, 2.6%
 /// with the shards fetched ahead. Each element must be one reference (asserted); the words are
 /// read as addresses, without retaining them.
+/// Bytes before an array's first element in its storage object: the object header, then the
+/// count and capacity. Only prefetch addresses use it (a wrong value would only waste the hint).
+let arrayStorageHeaderBytes = 32
+
 @inline(__always)
 func prefetchReferents<Element>(of references: [Element]) {
     assert(MemoryLayout<Element>.stride == MemoryLayout<UnsafeRawPointer>.stride)
@@ -139,7 +143,7 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
         let (group, branch, leaf, slot) = Self.path(position)
         groups[group][branch].withUnsafeBytes { leaves in
             let storage = leaves.load(fromByteOffset: leaf * MemoryLayout<UnsafeRawPointer>.stride, as: UnsafeRawPointer?.self)
-            credit_prefetch(storage.map { $0 + Self.arrayHeaderBytes + slot * MemoryLayout<UnsafeRawPointer>.stride })
+            credit_prefetch(storage.map { $0 + arrayStorageHeaderBytes + slot * MemoryLayout<UnsafeRawPointer>.stride })
         }
     }
 
@@ -153,9 +157,6 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
             for offset in stride(from: 0, to: bytes, by: 64) { credit_prefetch(box + offset) }
         }
     }
-
-    /// An array's storage object: the object header, then its count and capacity.
-    static var arrayHeaderBytes: Int { 32 }
 
     /// `withElementAddress` returning a value, for reads inside this module (specialized here).
     @inline(__always)
@@ -306,7 +307,7 @@ package struct SlotTable: Sendable {
         let (top, middle, shard, _) = Self.place(hash)
         shards[top][middle].withUnsafeBytes { shards in
             let storage = shards.load(fromByteOffset: shard * MemoryLayout<UnsafeRawPointer>.stride, as: UnsafeRawPointer?.self)
-            credit_prefetch(storage.map { $0 + ChunkedArray<UInt64>.arrayHeaderBytes })
+            credit_prefetch(storage.map { $0 + arrayStorageHeaderBytes })
         }
     }
 

@@ -87,7 +87,7 @@ public final class CreditApplication: Sendable {
         options.repair = configuration.repair
         // Each phase's length goes into the "state recovered" line: a slow start-up says
         // whether the disk, the snapshot or the journal's replay took the time.
-        let clock0 = ContinuousClock.now
+        let recoveryStarted = ContinuousClock.now
         let store: any JournalStore
         let recovery: Recovery
         if let openStore = configuration.openStore {
@@ -103,7 +103,7 @@ public final class CreditApplication: Sendable {
                 throw .store(error)
             }
         }
-        let opened = ContinuousClock.now
+        let storeOpened = ContinuousClock.now
         // Anything recovery handled or lost is logged at its level, so `journalctl -p warning`
         // shows skipped snapshots, truncated tails and repairs.
         for event in recovery.report.events {
@@ -134,7 +134,7 @@ public final class CreditApplication: Sendable {
                 throw .snapshot("\(snapshot.fileName): \(error)")
             }
         }
-        let clock1 = ContinuousClock.now
+        let snapshotLoaded = ContinuousClock.now
         let recoveredBlocks = EventArchiver.blocks(of: ledger)
         do {
             try archiver?.files.discardUnreferenced(keeping: recoveredBlocks)
@@ -148,7 +148,7 @@ public final class CreditApplication: Sendable {
         defer { replayArchiving?.finish() }
         let decoding = ReplayDecoding(records: recovery.records)
         defer { decoding.finish() }
-        let clock2 = ContinuousClock.now
+        let replayStarted = ContinuousClock.now
         var replayed = 0
         while var batch = decoding.next() {
             for group in stride(from: 0, to: batch.entries.count, by: Self.prefetchGroup) {
@@ -170,7 +170,7 @@ public final class CreditApplication: Sendable {
         }
         decoding.finish()
         replayArchiving?.finish()
-        let clock3 = ContinuousClock.now
+        let replayEnded = ContinuousClock.now
         ledger.maxSeats = configuration.maxSeats
         // The snapshot bytes and decoding buffers are gone; give their pages back
         // rather than carry the start-up peak for the life of the process.
@@ -207,9 +207,9 @@ public final class CreditApplication: Sendable {
             "snapshot": "\(recovery.snapshot?.fileName ?? "none")",
             "journal_records": "\(recovery.records.count)",
             "clock": "\(clock.mode.rawValue) \(clock.now().rfc3339)",
-            "read_seconds": "\(Self.seconds(opened - clock0))",
-            "snapshot_seconds": "\(Self.seconds(clock1 - opened))",
-            "replay_seconds": "\(Self.seconds(clock3 - clock2))",
+            "read_seconds": "\(Self.seconds(storeOpened - recoveryStarted))",
+            "snapshot_seconds": "\(Self.seconds(snapshotLoaded - storeOpened))",
+            "replay_seconds": "\(Self.seconds(replayEnded - replayStarted))",
         ])
     }
 
