@@ -109,6 +109,9 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Seconds within which a frame must arrive completely once started (default 10).")
     var frameReadTimeout: Double?
 
+    @Option(name: .long, help: "Event loop threads serving connections (default 0: one per core but one, at least one; the writer thread has the last core).")
+    var eventLoops: Int?
+
     @Option(name: .long, help: "Most seats per subscription.")
     var maxSeats: Int64?
 
@@ -246,6 +249,7 @@ struct Serve: ParsableCommand {
         layer.maxQueuedWrites = maxQueuedWrites
         layer.maxPartialFrameBytes = maxPartialFrameBytes
         layer.frameReadTimeout = frameReadTimeout
+        layer.eventLoops = eventLoops
         return layer
     }
 

@@ -50,7 +50,9 @@ struct Daemon: Sendable {
         let current = ConfigurationBox(configuration)
         let live = LiveDaemon(current: current, notifier: notifier, gate: gate, phase: DaemonPhase())
         let source = configurationSource()
-        logger.info("configuration loaded", metadata: ["file": "\(source.path ?? "none (\(source.absence ?? ""))")"])
+        logger.info("configuration loaded", metadata: [
+            "file": "\(source.path ?? "none (\(source.absence ?? ""))")",
+            "event_loops": "\(configuration.eventLoopCount())"])
 
         let metrics = DaemonMetrics(knownMethods: Set(MethodTable.all.map(\.fullName)))
 
@@ -64,8 +66,10 @@ struct Daemon: Sendable {
             services.append(TestService.make())
             logger.warning("test service \(TestService.name) is mounted (CREDITD_TEST_SERVICE=1)")
         }
+        let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopCount())
+        defer { eventLoops.shutdownGracefully { _ in } }
         let server = TTRPCServer(services: services, settings: configuration.serverSettings, health: health,
-                                 observer: metrics.observer, logger: logger)
+                                 observer: metrics.observer, logger: logger, eventLoopGroup: eventLoops)
         metrics.attach(server: server)
         current.server = server
 
@@ -82,7 +86,7 @@ struct Daemon: Sendable {
                                 health: health, live: live, metrics: metrics, server: server)
         var lifecycle: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let watchdog = WatchdogConfiguration(environment: environment, pid: getpid()) {
-            let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+            let eventLoop = eventLoops.next()
             let dog = Watchdog(configuration: watchdog, notifier: notifier, logger: logger) {
                 // No ping before READY (systemd arms the watchdog only then; NotReady is
                 // logged at debug), and none once the event loop or the writer thread is wedged.
@@ -249,6 +253,7 @@ struct Daemon: Sendable {
         keep("journal_segment_bytes", \.journalSegmentBytes)
         keep("store", \.store)
         keep("store_lease_seconds", \.storeLeaseSeconds)
+        keep("event_loops", \.eventLoops)
         let changed = Self.runtimeChanges(from: previous, to: applied)
 
         live.current.value = applied

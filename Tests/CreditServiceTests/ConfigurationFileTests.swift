@@ -71,4 +71,26 @@ final class ConfigurationFileTests: XCTestCase {
         configuration.apply(layer)
         XCTAssertEqual(configuration.eventRetentionDays, 60)
     }
+
+    /// By default the writer thread keeps a core of its own; `event_loops` overrides that.
+    func testEventLoopsDefaultLeavesACoreToTheWriter() throws {
+        var configuration = DaemonConfiguration.defaults(environment: [:])
+        XCTAssertEqual(configuration.eventLoopCount(cores: 1), 1)
+        XCTAssertEqual(configuration.eventLoopCount(cores: 2), 1)
+        XCTAssertEqual(configuration.eventLoopCount(cores: 16), 15)
+        var layer = DaemonConfiguration.Layer()
+        layer.eventLoops = 3
+        configuration.apply(layer)
+        XCTAssertNoThrow(try configuration.validate())
+        XCTAssertEqual(configuration.eventLoopCount(cores: 2), 3)
+        configuration.eventLoops = -1
+        XCTAssertThrowsError(try configuration.validate())
+        configuration.eventLoops = DaemonConfiguration.maximumEventLoops + 1
+        XCTAssertThrowsError(try configuration.validate())
+
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("creditd-config-\(UUID().uuidString).json")
+        try Data(#"{"event_loops": 2}"#.utf8).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        XCTAssertEqual(try DaemonConfiguration.readFile(url.path).eventLoops, 2)
+    }
 }

@@ -23,7 +23,7 @@ final class ReloadTests: XCTestCase {
         let directory = try DaemonProcess.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let config = directory.appendingPathComponent("creditd.json")
-        try Data(#"{"max_seats": 5}"#.utf8).write(to: config)
+        try Data(#"{"max_seats": 5, "event_loops": 3}"#.utf8).write(to: config)
         let daemon = try DaemonProcess.start(arguments: ["--config", config.path], directory: directory)
         let client = try await CreditClient.connect(socketPath: daemon.socketPath)
 
@@ -32,13 +32,13 @@ final class ReloadTests: XCTestCase {
             XCTFail("6 seats were accepted at max_seats 5")
         } catch {}
 
-        try Data(#"{"max_seats": 100, "snapshot_every_records": 10, "log_level": "debug"}"#.utf8).write(to: config)
+        try Data(#"{"max_seats": 100, "snapshot_every_records": 10, "log_level": "debug", "event_loops": 3}"#.utf8).write(to: config)
         let raised = try await client.reload()
         XCTAssertEqual(raised.message, "configuration reloaded from \(config.path); applied: "
             + "log_level info -> debug, max_seats 5 -> 100, snapshot_every_records 100000 -> 10")
         try await create(client, "six-at-100", seats: 6)
 
-        try Data(#"{"max_seats": 5}"#.utf8).write(to: config)
+        try Data(#"{"max_seats": 5, "event_loops": 3}"#.utf8).write(to: config)
         let lowered = try await client.reload()
         XCTAssertTrue(lowered.message.contains("max_seats 100 -> 5"), lowered.message)
         do {
@@ -47,10 +47,10 @@ final class ReloadTests: XCTestCase {
         } catch {}
 
         // Restart-only settings are named, and their running values kept.
-        try Data(#"{"max_seats": 5, "clock": "manual", "journal_segment_bytes": 8192}"#.utf8).write(to: config)
+        try Data(#"{"max_seats": 5, "clock": "manual", "journal_segment_bytes": 8192, "event_loops": 2}"#.utf8).write(to: config)
         let restartOnly = try await client.reload()
         XCTAssertEqual(restartOnly.message, "configuration reloaded from \(config.path); nothing changed; "
-            + "needs a restart to take effect (running values kept): clock, journal_segment_bytes")
+            + "needs a restart to take effect (running values kept): clock, journal_segment_bytes, event_loops")
         let clock = try await client.getClock()
         XCTAssertFalse(clock.manual)
 
@@ -66,6 +66,7 @@ final class ReloadTests: XCTestCase {
         XCTAssertEqual(try daemon.stop(), 0, daemon.stderr)
         XCTAssertTrue(daemon.stderr.contains("warning [creditd] reload refused; keeping the running configuration"), daemon.stderr)
         XCTAssertTrue(daemon.stderr.contains("warning [creditd] these settings change only with a restart"), daemon.stderr)
+        XCTAssertTrue(daemon.stderr.contains("event_loops=3"), daemon.stderr)
     }
 
     func testReloadWithoutAConfigFileSaysSo() async throws {
