@@ -22,6 +22,9 @@ public struct PostgresStoreOptions: Sendable {
     public var snapshotChunkBytes = 1 << 20
     /// This process's name in the lease table: what standbys name as the active host.
     public var node: String = PostgresStoreOptions.defaultNode
+    /// The event loops the database connections run on: the daemon passes its own, so that a
+    /// batch made durable on a connection's loop answers the callers on that loop inline.
+    public var eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
 
     public init() {}
 
@@ -89,7 +92,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
     /// as standby; `run` takes the lease when it is free.
     public static func open(_ info: PostgresConnectionInfo, options: PostgresStoreOptions = PostgresStoreOptions(),
                             logger: Logger) throws -> (PostgresJournalStore, Recovery) {
-        let connection = BlockingConnection(info: info, logger: logger)
+        let connection = BlockingConnection(info: info, eventLoopGroup: options.eventLoopGroup, logger: logger)
         let recovery: Recovery
         do {
             let conn = try connection.get()
@@ -244,7 +247,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             return state.epoch
         }
         let connection = try await PostgresConnection.connect(
-            on: MultiThreadedEventLoopGroup.singleton.next(), configuration: info.configuration,
+            on: options.eventLoopGroup.next(), configuration: info.configuration,
             id: 3, logger: logger).get()
         defer { closeInBackground(connection) }
         let unixMillis = Int64(Date().timeIntervalSince1970 * 1000)
@@ -286,7 +289,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         while !Task.isCancelled {
             do {
                 let connection = try await PostgresConnection.connect(
-                    on: MultiThreadedEventLoopGroup.singleton.next(), configuration: info.configuration,
+                    on: options.eventLoopGroup.next(), configuration: info.configuration,
                     id: 2, logger: logger).get()
                 defer { closeInBackground(connection) }
                 try await connection.listen(on: Schema.channel) { notifications in
@@ -313,7 +316,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             do {
                 if connection == nil || connection?.isClosed == true {
                     connection = try await PostgresConnection.connect(
-                        on: MultiThreadedEventLoopGroup.singleton.next(), configuration: info.configuration,
+                        on: options.eventLoopGroup.next(), configuration: info.configuration,
                         id: 1, logger: logger).get()
                 }
                 guard let connection else { continue }
@@ -450,7 +453,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             return result
         }
         if role == .active, let connection = try? await PostgresConnection.connect(
-            on: MultiThreadedEventLoopGroup.singleton.next(), configuration: info.configuration, id: 4, logger: logger).get() {
+            on: options.eventLoopGroup.next(), configuration: info.configuration, id: 4, logger: logger).get() {
             _ = try? await Schema.releaseLease(connection, node: options.node, epoch: epoch, logger: logger)
             try? await connection.close()
         }
@@ -500,18 +503,20 @@ func closeInBackground(_ connection: PostgresConnection) {
 /// again after `reset`.
 final class BlockingConnection: Sendable {
     private let info: PostgresConnectionInfo
+    private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
     private let connection = Mutex<PostgresConnection?>(nil)
 
-    init(info: PostgresConnectionInfo, logger: Logger) {
+    init(info: PostgresConnectionInfo, eventLoopGroup: any EventLoopGroup, logger: Logger) {
         self.info = info
+        self.eventLoopGroup = eventLoopGroup
         self.logger = logger
     }
 
     func get() throws -> PostgresConnection {
         if let existing = connection.withLock({ $0 }), !existing.isClosed { return existing }
         let fresh = try PostgresConnection.connect(
-            on: MultiThreadedEventLoopGroup.singleton.next(), configuration: info.configuration,
+            on: eventLoopGroup.next(), configuration: info.configuration,
             id: 0, logger: logger).wait()
         connection.withLock { $0 = fresh }
         return fresh

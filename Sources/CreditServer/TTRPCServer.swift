@@ -103,6 +103,9 @@ public final class TTRPCServer: Sendable {
         group = eventLoopGroup
     }
 
+    /// The event loops serving connections.
+    public var eventLoopGroup: any EventLoopGroup { group }
+
     /// The current settings.
     public var settings: ServerSettings { core.settings }
 

@@ -112,7 +112,8 @@ struct Daemon: Sendable {
     }
 
     fileprivate func recover(_ configuration: DaemonConfiguration, manualStart: Instant?, health: HealthStatus,
-                             live: LiveDaemon, metrics: DaemonMetrics, progress: RecoveryProgress) async throws -> CreditApplication {
+                             live: LiveDaemon, metrics: DaemonMetrics, progress: RecoveryProgress,
+                             eventLoops: any EventLoopGroup) async throws -> CreditApplication {
         var storeOptions = StoreOptions()
         storeOptions.segmentSize = configuration.journalSegmentBytes
         storeOptions.zeroFillBytes = StoreOptions.recommendedZeroFillBytes
@@ -141,6 +142,7 @@ struct Daemon: Sendable {
                                                   environment: environment)
             var options = PostgresStoreOptions()
             options.lease = .milliseconds(Int64(configuration.storeLeaseSeconds * 1000))
+            options.eventLoopGroup = eventLoops
             let frozenOptions = options
             settings.openStore = {
                 let (store, recovery) = try PostgresJournalStore.open(info, options: frozenOptions, logger: logger)
@@ -518,7 +520,8 @@ struct StartupRecovery: Sendable {
         let application: CreditApplication
         do {
             application = try await daemon.recover(configuration, manualStart: manualStart, health: health,
-                                                   live: live, metrics: metrics, progress: progress)
+                                                   live: live, metrics: metrics, progress: progress,
+                                                   eventLoops: server.eventLoopGroup)
         } catch {
             beating.cancel()
             await beating.value
