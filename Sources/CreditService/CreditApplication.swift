@@ -126,7 +126,7 @@ public final class CreditApplication: Sendable {
         var lastInstant: Instant?
         if let snapshot = recovery.snapshot {
             do {
-                let decoded = try SnapshotCodec.decode(snapshot.payload, archive: archiver)
+                let decoded = try SnapshotCodec.decode(snapshot, archive: archiver)
                 ledger = decoded.ledger
                 ledger.eventRetention = configuration.eventRetention
                 lastInstant = decoded.clock

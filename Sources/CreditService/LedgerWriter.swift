@@ -669,7 +669,7 @@ public final class LedgerWriter: @unchecked Sendable {
             return
         }
         do {
-            let decoded = try SnapshotCodec.decode(snapshot.payload)
+            let decoded = try SnapshotCodec.decode(snapshot)
             var ledger = decoded.ledger
             ledger.eventRetention = working.eventRetention
             ledger.maxSeats = working.maxSeats

@@ -1,6 +1,7 @@
 import CreditDomain
-import LedgerEncoding
 import CreditProto
+import CreditStore
+import LedgerEncoding
 
 /// The payload of a snapshot file: a small protobuf header (the clock
 /// reading and the ledger encoding), then the whole ledger in the domain's
@@ -30,13 +31,17 @@ public enum SnapshotCodec {
     }
 
     /// The header, and the offset at which the ledger starts.
-    private static func header(_ payload: [UInt8]) throws -> (header: Creditd_Journal_V1_Snapshot, ledgerOffset: Int) {
+    private static func header(_ payload: some RandomAccessCollection<UInt8>) throws -> (header: Creditd_Journal_V1_Snapshot, ledgerOffset: Int) {
+        let payload = Slice(base: payload, bounds: payload.startIndex..<payload.endIndex)
+        let start = payload.startIndex
+        func byte(_ offset: Int) -> UInt8 { payload[payload.index(start, offsetBy: offset)] }
         guard payload.count >= 4 else { throw DecodeError(description: "snapshot payload of \(payload.count) bytes is too short") }
-        let headerLength = Int(UInt32(payload[0]) | UInt32(payload[1]) << 8 | UInt32(payload[2]) << 16 | UInt32(payload[3]) << 24)
+        let headerLength = Int(UInt32(byte(0)) | UInt32(byte(1)) << 8 | UInt32(byte(2)) << 16 | UInt32(byte(3)) << 24)
         guard headerLength <= payload.count - 4 else {
             throw DecodeError(description: "snapshot header length \(headerLength) exceeds the payload")
         }
-        let header = try Creditd_Journal_V1_Snapshot(serializedBytes: Array(payload[4..<(4 + headerLength)]))
+        let header = try Creditd_Journal_V1_Snapshot(
+            serializedBytes: Array(payload[payload.index(start, offsetBy: 4)..<payload.index(start, offsetBy: 4 + headerLength)]))
         return (header, 4 + headerLength)
     }
 
@@ -74,6 +79,15 @@ public enum SnapshotCodec {
 
     /// The ledger and clock of a snapshot; `archive` reads the event chunks it names there.
     public static func decode(_ payload: [UInt8], archive: (any EventArchive)? = nil) throws -> (ledger: Ledger, clock: Instant) {
+        try payload.withUnsafeBufferPointer { try decode($0, archive: archive) }
+    }
+
+    /// `decode` of the payload a store recovered, read where it lies (a snapshot file is mapped).
+    public static func decode(_ snapshot: RecoveredSnapshot, archive: (any EventArchive)? = nil) throws -> (ledger: Ledger, clock: Instant) {
+        try snapshot.contents.withUnsafeBufferPointer { try decode($0, archive: archive) }
+    }
+
+    public static func decode(_ payload: UnsafeBufferPointer<UInt8>, archive: (any EventArchive)? = nil) throws -> (ledger: Ledger, clock: Instant) {
         let (header, offset) = try header(payload)
         guard let encoding = LedgerEncoding(rawValue: header.ledgerEncoding) else {
             throw DecodeError(description: "snapshot ledger encoding \(header.ledgerEncoding) is unknown to this creditd")
@@ -82,7 +96,7 @@ public enum SnapshotCodec {
         case .ledgerCodec:
             let ledger: Ledger
             do {
-                ledger = try LedgerCodec.decode(payload, from: offset, archive: archive)
+                ledger = try LedgerCodec.decode(UnsafeBufferPointer(rebasing: payload[offset...]), archive: archive)
             } catch {
                 throw DecodeError(description: "snapshot ledger: \(error)")
             }

@@ -384,7 +384,7 @@ final class StoreCore: @unchecked Sendable {
         var snapshotMillis: Int64?
         var recoveredSnapshot: RecoveredSnapshot?
         if let chosen = analysis.chosenSnapshot, case .valid(let sequence, let millis, let payload) = chosen.state {
-            recoveredSnapshot = RecoveredSnapshot(sequence: sequence, payload: payload, unixMillis: millis, fileName: chosen.name)
+            recoveredSnapshot = RecoveredSnapshot(sequence: sequence, contents: payload, unixMillis: millis, fileName: chosen.name)
             snapshotSequences = [sequence]
             snapshotMillis = millis
         }

@@ -69,6 +69,8 @@ public protocol FileOperations: Sendable {
     func rename(_ from: String, to: String) throws(FileOperationError)
     func remove(_ path: String) throws(FileOperationError)
     func readFile(_ path: String) throws(FileOperationError) -> [UInt8]
+    /// The whole file, read-only; mapped when large (`FileBytes`). By default `readFile`'s array.
+    func mapFile(_ path: String) throws(FileOperationError) -> FileBytes
     func fileSize(_ path: String) throws(FileOperationError) -> Int64
     /// Names (not paths) of the entries of a directory, without "." and "..".
     func listDirectory(_ path: String) throws(FileOperationError) -> [String]
@@ -78,6 +80,10 @@ public protocol FileOperations: Sendable {
 }
 
 extension FileOperations {
+    public func mapFile(_ path: String) throws(FileOperationError) -> FileBytes {
+        FileBytes(try readFile(path))
+    }
+
     /// fsync of a directory, so that creates, renames and unlinks in it survive a crash.
     public func syncDirectory(_ path: String) throws(FileOperationError) {
         let directory = try open(path, flags: O_RDONLY | O_DIRECTORY, mode: 0)
@@ -194,6 +200,22 @@ public struct POSIXFileOperations: FileOperations {
             }
         }
         throw FileOperationError(operation: "read", path: path, errno: readError)
+    }
+
+    public func mapFile(_ path: String) throws(FileOperationError) -> FileBytes {
+        let file = try open(path, flags: O_RDONLY, mode: 0)
+        defer { close(file) }
+        var info = stat()
+        if fstat(file.descriptor, &info) != 0 {
+            throw FileOperationError(operation: "fstat", path: path, errno: errno)
+        }
+        let size = Int(info.st_size)
+        guard size >= FileBytes.mappingThreshold else { return FileBytes(try readFile(path)) }
+        // MAP_POPULATE maps every page now, in one pass, rather than one fault at a time.
+        let address = mmap(nil, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, file.descriptor, 0)
+        // A file system that cannot map files is still read.
+        guard let address, address != MAP_FAILED else { return FileBytes(try readFile(path)) }
+        return FileBytes(mapping: UnsafeRawPointer(address), length: size)
     }
 
     public func fileSize(_ path: String) throws(FileOperationError) -> Int64 {

@@ -13,10 +13,25 @@ public struct JournalRecord: Sendable, Equatable {
 public struct RecoveredSnapshot: Sendable, Equatable {
     /// Last journal sequence number the snapshot includes.
     public var sequence: UInt64
-    public var payload: [UInt8]
+    /// The payload as stored: the snapshot file mapped after its header (file store), or an
+    /// array (PostgreSQL store).
+    public var contents: FileBytes
+    /// The payload, copied into an array.
+    public var payload: [UInt8] { contents.array }
     /// Wall-clock time the snapshot was written, Unix milliseconds.
     public var unixMillis: Int64
     public var fileName: String
+
+    public init(sequence: UInt64, contents: FileBytes, unixMillis: Int64, fileName: String) {
+        self.sequence = sequence
+        self.contents = contents
+        self.unixMillis = unixMillis
+        self.fileName = fileName
+    }
+
+    public init(sequence: UInt64, payload: [UInt8], unixMillis: Int64, fileName: String) {
+        self.init(sequence: sequence, contents: FileBytes(payload), unixMillis: unixMillis, fileName: fileName)
+    }
 }
 
 /// A damaged journal tail that recovery cut off.
@@ -130,7 +145,7 @@ public struct Recovery: Sendable {
 // MARK: - Scanning (read-only)
 
 enum SnapshotState {
-    case valid(sequence: UInt64, unixMillis: Int64, payload: [UInt8])
+    case valid(sequence: UInt64, unixMillis: Int64, payload: FileBytes)
     case corrupt(String)
     case unsupportedVersion(UInt32)
 }
@@ -142,35 +157,52 @@ struct SnapshotScan {
     var state: SnapshotState
 }
 
-/// Takes the file's bytes over: a valid snapshot's payload is those bytes with the header cut
-/// off in place, not a second copy of a file that may be hundreds of megabytes.
-func scanSnapshot(_ bytes: consuming [UInt8], name: String, nameSequence: UInt64) -> SnapshotScan {
-    let fileSize = Int64(bytes.count)
+/// A valid snapshot's payload is the file's bytes after the header, not a copy of a file that
+/// may be hundreds of megabytes.
+func scanSnapshot(_ file: FileBytes, name: String, nameSequence: UInt64) -> SnapshotScan {
     func result(_ state: SnapshotState) -> SnapshotScan {
-        SnapshotScan(name: name, nameSequence: nameSequence, bytes: fileSize, state: state)
+        SnapshotScan(name: name, nameSequence: nameSequence, bytes: Int64(file.count), state: state)
     }
     let headerSize = StoreFormat.snapshotHeaderSize
-    guard bytes.count >= 12, Array(bytes[0..<8]) == StoreFormat.snapshotMagic else {
-        return result(.corrupt("bad magic or file too short (\(bytes.count) bytes)"))
+    let header: Result<(sequence: UInt64, unixMillis: Int64), SnapshotHeaderProblem> = file.withUnsafeBufferPointer { bytes in
+        func load<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
+            (0..<MemoryLayout<T>.size).reversed().reduce(T(0)) { $0 << 8 | T(bytes[offset + $1]) }
+        }
+        guard bytes.count >= 12, Array(bytes[0..<8]) == StoreFormat.snapshotMagic else {
+            return .failure(.corrupt("bad magic or file too short (\(bytes.count) bytes)"))
+        }
+        let version = load(UInt32.self, at: 8)
+        guard version == StoreFormat.snapshotVersion else { return .failure(.unsupportedVersion(version)) }
+        guard bytes.count >= headerSize else { return .failure(.corrupt("header truncated (\(bytes.count) bytes)")) }
+        guard CRC32C.checksum(UnsafeBufferPointer(rebasing: bytes[0..<44])) == load(UInt32.self, at: 44) else {
+            return .failure(.corrupt("header CRC mismatch"))
+        }
+        let sequence = load(UInt64.self, at: 16)
+        let length = load(UInt64.self, at: 24)
+        guard sequence == nameSequence else {
+            return .failure(.corrupt("header says seq \(sequence) but the file name says \(nameSequence)"))
+        }
+        guard length == UInt64(bytes.count - headerSize) else {
+            return .failure(.corrupt("payload length \(length) but file holds \(bytes.count - headerSize) payload bytes"))
+        }
+        guard CRC32C.checksum(UnsafeBufferPointer(rebasing: bytes[headerSize...])) == load(UInt32.self, at: 40) else {
+            return .failure(.corrupt("payload CRC mismatch"))
+        }
+        return .success((sequence, Int64(bitPattern: load(UInt64.self, at: 32))))
     }
-    let version = bytes.readLittleEndian(UInt32.self, at: 8)
-    guard version == StoreFormat.snapshotVersion else { return result(.unsupportedVersion(version)) }
-    guard bytes.count >= headerSize else { return result(.corrupt("header truncated (\(bytes.count) bytes)")) }
-    let headerCRC = bytes.readLittleEndian(UInt32.self, at: 44)
-    guard CRC32C.checksum(bytes[0..<44]) == headerCRC else { return result(.corrupt("header CRC mismatch")) }
-    let sequence = bytes.readLittleEndian(UInt64.self, at: 16)
-    let length = bytes.readLittleEndian(UInt64.self, at: 24)
-    let unixMillis = Int64(bitPattern: bytes.readLittleEndian(UInt64.self, at: 32))
-    let payloadCRC = bytes.readLittleEndian(UInt32.self, at: 40)
-    guard sequence == nameSequence else {
-        return result(.corrupt("header says seq \(sequence) but the file name says \(nameSequence)"))
+    switch header {
+    case .success(let header):
+        return result(.valid(sequence: header.sequence, unixMillis: header.unixMillis, payload: file.dropFirst(headerSize)))
+    case .failure(.corrupt(let reason)):
+        return result(.corrupt(reason))
+    case .failure(.unsupportedVersion(let version)):
+        return result(.unsupportedVersion(version))
     }
-    guard length == UInt64(bytes.count - headerSize) else {
-        return result(.corrupt("payload length \(length) but file holds \(bytes.count - headerSize) payload bytes"))
-    }
-    guard CRC32C.checksum(bytes[headerSize...]) == payloadCRC else { return result(.corrupt("payload CRC mismatch")) }
-    bytes.removeSubrange(0..<headerSize)
-    return result(.valid(sequence: sequence, unixMillis: unixMillis, payload: bytes))
+}
+
+private enum SnapshotHeaderProblem: Error {
+    case corrupt(String)
+    case unsupportedVersion(UInt32)
 }
 
 enum SegmentHeaderState {
@@ -441,7 +473,7 @@ func analyzeStateDirectory(
         // Older snapshots than the chosen one matter only to a full check (verify-state): a
         // daemon starting does not read hundreds of megabytes it will not use.
         if analysis.chosenSnapshot != nil && !readCoveredSegments { break }
-        let scan = scanSnapshot(try operations.readFile(directory + "/" + name), name: name, nameSequence: sequence)
+        let scan = scanSnapshot(try operations.mapFile(directory + "/" + name), name: name, nameSequence: sequence)
         analysis.snapshots.append(scan)
         if analysis.chosenSnapshot != nil || analysis.fatal != nil { continue }
         switch scan.state {

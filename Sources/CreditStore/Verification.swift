@@ -152,7 +152,7 @@ public func verifyStateDirectory(
         case .valid(_, let millis, let payload):
             check.verified = true
             check.unixMillis = millis
-            check.payload = describePayload?(payload)
+            check.payload = describePayload?(payload.array)
         case .corrupt(let reason):
             check.problem = reason
         case .unsupportedVersion(let version):

@@ -57,6 +57,12 @@ public enum LedgerCodec {
         }
         return try result.get()
     }
+
+    /// The ledger in `buffer` (which it does not keep).
+    public static func decode(_ buffer: UnsafeBufferPointer<UInt8>,
+                              archive: (any EventArchive)? = nil) throws(LedgerCodecError) -> Ledger {
+        try decodeLedger(buffer, archive: archive)
+    }
 }
 
 extension LedgerCodec {
