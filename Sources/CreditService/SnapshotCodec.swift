@@ -31,24 +31,22 @@ public enum SnapshotCodec {
     }
 
     /// The header, and the offset at which the ledger starts.
-    private static func header(_ payload: some RandomAccessCollection<UInt8>) throws -> (header: Creditd_Journal_V1_Snapshot, ledgerOffset: Int) {
-        let payload = Slice(base: payload, bounds: payload.startIndex..<payload.endIndex)
-        let start = payload.startIndex
-        func byte(_ offset: Int) -> UInt8 { payload[payload.index(start, offsetBy: offset)] }
+    private static func header(_ payload: UnsafeBufferPointer<UInt8>) throws -> (header: Creditd_Journal_V1_Snapshot, ledgerOffset: Int) {
         guard payload.count >= 4 else { throw DecodeError(description: "snapshot payload of \(payload.count) bytes is too short") }
-        let headerLength = Int(UInt32(byte(0)) | UInt32(byte(1)) << 8 | UInt32(byte(2)) << 16 | UInt32(byte(3)) << 24)
+        let headerLength = Int(UInt32(payload[0]) | UInt32(payload[1]) << 8 | UInt32(payload[2]) << 16 | UInt32(payload[3]) << 24)
         guard headerLength <= payload.count - 4 else {
             throw DecodeError(description: "snapshot header length \(headerLength) exceeds the payload")
         }
-        let header = try Creditd_Journal_V1_Snapshot(
-            serializedBytes: Array(payload[payload.index(start, offsetBy: 4)..<payload.index(start, offsetBy: 4 + headerLength)]))
+        let header = try Creditd_Journal_V1_Snapshot(serializedBytes: Array(payload[4..<(4 + headerLength)]))
         return (header, 4 + headerLength)
     }
 
     /// The version of the ledger encoding inside `payload` (`LedgerCodec.formatVersion` of the
     /// release that wrote it), read from its header without decoding the ledger.
     public static func ledgerFormatVersion(of payload: [UInt8]) throws -> UInt32 {
-        let (header, offset) = try header(payload)
+        let (header, offset) = try payload.withUnsafeBufferPointer { buffer throws -> (Creditd_Journal_V1_Snapshot, Int) in
+            try Self.header(buffer)
+        }
         guard LedgerEncoding(rawValue: header.ledgerEncoding) != nil else {
             throw DecodeError(description: "snapshot ledger encoding \(header.ledgerEncoding) is unknown to this creditd")
         }
