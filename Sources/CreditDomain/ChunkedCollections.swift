@@ -60,10 +60,7 @@ struct ChunkedSortedSet<Element: ChunkedSetElement>: Sendable {
     static var leafLimit: Int { 128 }
     static var groupLimit: Int { 64 }
 
-    /// A group of leaves: an object, so that copying the top level (the first change after a
-    /// publish) retains one reference per group, not its arrays and last element one by one.
-    /// Mutated only when uniquely referenced (`uniqueGroup`): a shared group is copied first.
-    final class Group: @unchecked Sendable {
+    struct Group: Sendable {
         var leaves: [[Element]]
         /// The smallest `indexDue` per leaf; empty unless `Element.tracksDue`.
         var minimumDue: [Int64]
@@ -71,17 +68,6 @@ struct ChunkedSortedSet<Element: ChunkedSetElement>: Sendable {
         var smallestDue: Int64
         /// The group's last element, so that the top level is searched without reading leaves.
         var last: Element
-
-        init(leaves: [[Element]], minimumDue: [Int64], smallestDue: Int64, last: Element) {
-            self.leaves = leaves
-            self.minimumDue = minimumDue
-            self.smallestDue = smallestDue
-            self.last = last
-        }
-
-        func copy() -> Group {
-            Group(leaves: leaves, minimumDue: minimumDue, smallestDue: smallestDue, last: last)
-        }
     }
 
     private(set) var groups: [Group] = []
@@ -90,12 +76,6 @@ struct ChunkedSortedSet<Element: ChunkedSetElement>: Sendable {
     init() {}
 
     var isEmpty: Bool { count == 0 }
-
-    /// Group `index`, copied first if another set shares it: the only way to a group to change.
-    private mutating func uniqueGroup(_ index: Int) -> Group {
-        if !isKnownUniquelyReferenced(&groups[index]) { groups[index] = groups[index].copy() }
-        return groups[index]
-    }
 
     /// The first group whose last element is ≥ `element` (or the last group).
     private func groupIndex(for element: Element) -> Int {
@@ -136,21 +116,21 @@ struct ChunkedSortedSet<Element: ChunkedSetElement>: Sendable {
         return (group, leaf, Self.position(of: element, in: groups[group].leaves[leaf], strictlyAfter: false))
     }
 
-    private static func lowerDue(_ group: Group, leaf: Int, to due: Int64) {
+    private mutating func lowerDue(group: Int, leaf: Int, to due: Int64) {
         guard Element.tracksDue else { return }
-        if due < group.minimumDue[leaf] { group.minimumDue[leaf] = due }
-        if due < group.smallestDue { group.smallestDue = due }
+        if due < groups[group].minimumDue[leaf] { groups[group].minimumDue[leaf] = due }
+        if due < groups[group].smallestDue { groups[group].smallestDue = due }
     }
 
     /// Recomputes the smallest due instant of `leaf` (nil: of no leaf) and of its group.
-    private static func refreshDue(_ group: Group, leaf: Int?) {
+    private mutating func refreshDue(group: Int, leaf: Int?) {
         guard Element.tracksDue else { return }
         if let leaf {
             var smallest = Int64.max
-            for element in group.leaves[leaf] where element.indexDue < smallest { smallest = element.indexDue }
-            group.minimumDue[leaf] = smallest
+            for element in groups[group].leaves[leaf] where element.indexDue < smallest { smallest = element.indexDue }
+            groups[group].minimumDue[leaf] = smallest
         }
-        group.smallestDue = group.minimumDue.min() ?? Int64.max
+        groups[group].smallestDue = groups[group].minimumDue.min() ?? Int64.max
     }
 
     /// Inserts `element`, or replaces the equal one (so a due instant can be updated).
@@ -162,23 +142,22 @@ struct ChunkedSortedSet<Element: ChunkedSetElement>: Sendable {
             return true
         }
         // `element` is at most the last element, so its leaf has an element ≥ it.
-        let (index, leaf, position) = locate(element)
-        prefetchReferents(of: groups[index].leaves)
-        let group = uniqueGroup(index)
-        if group.leaves[leaf][position] == element {
-            let oldDue = group.leaves[leaf][position].indexDue
-            group.leaves[leaf][position] = element
+        let (group, leaf, position) = locate(element)
+        prefetchReferents(of: groups[group].leaves)
+        if groups[group].leaves[leaf][position] == element {
+            let oldDue = groups[group].leaves[leaf][position].indexDue
+            groups[group].leaves[leaf][position] = element
             if element.indexDue < oldDue {
-                Self.lowerDue(group, leaf: leaf, to: element.indexDue)
+                lowerDue(group: group, leaf: leaf, to: element.indexDue)
             } else if element.indexDue > oldDue {
-                Self.refreshDue(group, leaf: leaf)
+                refreshDue(group: group, leaf: leaf)
             }
             return false
         }
-        group.leaves[leaf].insert(element, at: position)
-        Self.lowerDue(group, leaf: leaf, to: element.indexDue)
+        groups[group].leaves[leaf].insert(element, at: position)
+        lowerDue(group: group, leaf: leaf, to: element.indexDue)
         count += 1
-        if group.leaves[leaf].count > Self.leafLimit { split(group, at: index, leaf: leaf) }
+        if groups[group].leaves[leaf].count > Self.leafLimit { split(group: group, leaf: leaf) }
         return true
     }
 
@@ -189,78 +168,76 @@ struct ChunkedSortedSet<Element: ChunkedSetElement>: Sendable {
                               && groups[groups.count - 1].leaves[Self.groupLimit - 1].count >= Self.leafLimit) {
             groups.append(Group(leaves: [], minimumDue: [], smallestDue: Int64.max, last: element))
         }
-        let group = uniqueGroup(groups.count - 1)
-        if group.leaves.isEmpty || group.leaves[group.leaves.count - 1].count >= Self.leafLimit {
-            group.leaves.append([])
-            if Element.tracksDue { group.minimumDue.append(Int64.max) }
+        let group = groups.count - 1
+        if groups[group].leaves.isEmpty || groups[group].leaves[groups[group].leaves.count - 1].count >= Self.leafLimit {
+            groups[group].leaves.append([])
+            if Element.tracksDue { groups[group].minimumDue.append(Int64.max) }
         }
-        let leaf = group.leaves.count - 1
-        if group.leaves[leaf].count == group.leaves[leaf].capacity {
+        let leaf = groups[group].leaves.count - 1
+        if groups[group].leaves[leaf].count == groups[group].leaves[leaf].capacity {
             // A set that has filled a leaf before will fill this one too: room for the whole
             // leaf at once. The first leaf grows by doubling, up to exactly `leafLimit`: most
             // sets are small (a customer's subscriptions and credits).
-            let first = groups.count == 1 && leaf == 0
-            group.leaves[leaf].reserveCapacity(first ? min(Self.leafLimit, max(4, count * 2)) : Self.leafLimit)
+            let first = group == 0 && leaf == 0
+            groups[group].leaves[leaf].reserveCapacity(first ? min(Self.leafLimit, max(4, count * 2)) : Self.leafLimit)
         }
-        group.leaves[leaf].append(element)
-        group.last = element
-        Self.lowerDue(group, leaf: leaf, to: element.indexDue)
+        groups[group].leaves[leaf].append(element)
+        groups[group].last = element
+        lowerDue(group: group, leaf: leaf, to: element.indexDue)
         count += 1
     }
 
-    /// Splits an overfull leaf in two, and its group (`groups[index]`, unique) if that makes it
-    /// overfull.
-    private mutating func split(_ group: Group, at index: Int, leaf: Int) {
+    /// Splits an overfull leaf in two, and its group if that makes it overfull.
+    private mutating func split(group: Int, leaf: Int) {
         let half = Self.leafLimit / 2
-        let upper = Array(group.leaves[leaf][half...])
-        group.leaves[leaf].removeSubrange(half...)
-        group.leaves.insert(upper, at: leaf + 1)
+        let upper = Array(groups[group].leaves[leaf][half...])
+        groups[group].leaves[leaf].removeSubrange(half...)
+        groups[group].leaves.insert(upper, at: leaf + 1)
         if Element.tracksDue {
-            group.minimumDue.insert(Int64.max, at: leaf + 1)
-            Self.refreshDue(group, leaf: leaf)
-            Self.refreshDue(group, leaf: leaf + 1)
+            groups[group].minimumDue.insert(Int64.max, at: leaf + 1)
+            refreshDue(group: group, leaf: leaf)
+            refreshDue(group: group, leaf: leaf + 1)
         }
-        guard group.leaves.count > Self.groupLimit else { return }
+        guard groups[group].leaves.count > Self.groupLimit else { return }
         let halfGroup = Self.groupLimit / 2
-        let upperGroup = Group(leaves: Array(group.leaves[halfGroup...]),
-                               minimumDue: Element.tracksDue ? Array(group.minimumDue[halfGroup...]) : [],
-                               smallestDue: Int64.max, last: group.last)
-        group.leaves.removeSubrange(halfGroup...)
-        group.last = group.leaves[halfGroup - 1].last!
+        var upperGroup = Group(leaves: Array(groups[group].leaves[halfGroup...]),
+                               minimumDue: Element.tracksDue ? Array(groups[group].minimumDue[halfGroup...]) : [],
+                               smallestDue: Int64.max, last: groups[group].last)
+        groups[group].leaves.removeSubrange(halfGroup...)
+        groups[group].last = groups[group].leaves[halfGroup - 1].last!
         if Element.tracksDue {
             upperGroup.smallestDue = upperGroup.minimumDue.min() ?? Int64.max
-            group.minimumDue.removeSubrange(halfGroup...)
-            Self.refreshDue(group, leaf: nil)
+            groups[group].minimumDue.removeSubrange(halfGroup...)
+            refreshDue(group: group, leaf: nil)
         }
-        groups.insert(upperGroup, at: index + 1)
+        groups.insert(upperGroup, at: group + 1)
     }
 
     /// Removes the element equal to `element`; returns whether there was one.
     @discardableResult
     mutating func remove(_ element: Element) -> Bool {
         guard !groups.isEmpty else { return false }
-        let (index, leaf, position) = locate(element)
-        guard position < groups[index].leaves[leaf].count, groups[index].leaves[leaf][position] == element else { return false }
-        prefetchReferents(of: groups[index].leaves)
-        let group = uniqueGroup(index)
-        let removedDue = group.leaves[leaf][position].indexDue
-        group.leaves[leaf].remove(at: position)
+        let (group, leaf, position) = locate(element)
+        guard position < groups[group].leaves[leaf].count, groups[group].leaves[leaf][position] == element else { return false }
+        prefetchReferents(of: groups[group].leaves)
+        let removedDue = groups[group].leaves[leaf][position].indexDue
+        groups[group].leaves[leaf].remove(at: position)
         count -= 1
-        if group.leaves[leaf].isEmpty {
-            group.leaves.remove(at: leaf)
-            if group.leaves.isEmpty {
-                groups.remove(at: index)
+        if groups[group].leaves[leaf].isEmpty {
+            groups[group].leaves.remove(at: leaf)
+            if groups[group].leaves.isEmpty {
+                groups.remove(at: group)
                 return true
             }
             if Element.tracksDue {
-                group.minimumDue.remove(at: leaf)
-                Self.refreshDue(group, leaf: nil)
+                groups[group].minimumDue.remove(at: leaf)
+                refreshDue(group: group, leaf: nil)
             }
-        } else if Element.tracksDue, removedDue == group.minimumDue[leaf] {
-            Self.refreshDue(group, leaf: leaf)
+        } else if Element.tracksDue, removedDue == groups[group].minimumDue[leaf] {
+            refreshDue(group: group, leaf: leaf)
         }
-        if leaf >= group.leaves.count - 1 {
-            group.last = group.leaves[group.leaves.count - 1].last!
+        if leaf >= groups[group].leaves.count - 1 {
+            groups[group].last = groups[group].leaves[groups[group].leaves.count - 1].last!
         }
         return true
     }

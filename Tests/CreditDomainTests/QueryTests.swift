@@ -380,52 +380,6 @@ final class QueryTests: XCTestCase {
         }
     }
 
-    /// Groups are objects shared between copies of a set: a change to one copy (inserts that
-    /// split leaves and groups, removals that empty them, due instants moved) never shows in
-    /// another, whichever copy changes.
-    func testChunkedSortedSetCopiesStayIndependent() {
-        var random = SplitMix64(seed: 91)
-        var original = ChunkedSortedSet<DueSerial>()
-        var reference: [UInt64: Int64] = [:]
-        for serial in 1...20_000 {
-            let due = Int64.random(in: 0...1_000, using: &random)
-            original.insert(DueSerial(serial: UInt64(serial) * 2, due: due))
-            reference[UInt64(serial) * 2] = due
-        }
-        func check(_ set: ChunkedSortedSet<DueSerial>, _ expected: [UInt64: Int64], _ label: String) {
-            XCTAssertEqual(set.count, expected.count, label)
-            XCTAssertEqual(set.elements.map(\.serial), expected.keys.sorted(), label)
-            XCTAssertEqual(set.elements.map(\.due), expected.keys.sorted().map { expected[$0]! }, label)
-            for group in set.groups {
-                XCTAssertEqual(group.minimumDue, group.leaves.map { $0.map(\.due).min()! }, label)
-                XCTAssertEqual(group.smallestDue, group.minimumDue.min(), label)
-            }
-        }
-        for round in 0..<4 {
-            var copy = original
-            var copyReference = reference
-            for _ in 0..<6_000 {
-                let serial = UInt64.random(in: 1...45_000, using: &random)
-                if Bool.random(using: &random) {
-                    let due = Int64.random(in: 0...1_000, using: &random)
-                    copy.insert(DueSerial(serial: serial, due: due))
-                    copyReference[serial] = due
-                } else {
-                    copy.remove(DueSerial(serial: serial, due: 0))
-                    copyReference.removeValue(forKey: serial)
-                }
-            }
-            check(copy, copyReference, "copy, round \(round)")
-            check(original, reference, "original, round \(round)")
-            // Next round, the copy goes on as the original while the old original is kept.
-            let kept = original
-            let keptReference = reference
-            original = copy
-            reference = copyReference
-            check(kept, keptReference, "kept, round \(round)")
-        }
-    }
-
     /// The data layout constraint: after a copy, one mutation copies one chunk, so the other
     /// chunks still share storage with the copy.
     func testAMutationAfterACopyCopiesOneChunk() throws {
