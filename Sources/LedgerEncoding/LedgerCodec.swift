@@ -49,8 +49,8 @@ public enum LedgerCodec {
                               archive: (any EventArchive)? = nil) throws(LedgerCodecError) -> Ledger {
         let result: Result<Ledger, LedgerCodecError> = bytes.withUnsafeBufferPointer { whole in
             do throws(LedgerCodecError) {
-                let buffer = UnsafeBufferPointer(rebasing: whole[min(max(offset, 0), whole.count)...])
-                return .success(try decodeLedger(buffer, archive: archive))
+                return .success(try decode(UnsafeBufferPointer(rebasing: whole[min(max(offset, 0), whole.count)...]),
+                                           archive: archive))
             } catch {
                 return .failure(error)
             }

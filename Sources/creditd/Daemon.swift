@@ -50,9 +50,10 @@ struct Daemon: Sendable {
         let current = ConfigurationBox(configuration)
         let live = LiveDaemon(current: current, notifier: notifier, gate: gate, phase: DaemonPhase())
         let source = configurationSource()
+        let eventLoopCount = configuration.eventLoopCount()
         logger.info("configuration loaded", metadata: [
             "file": "\(source.path ?? "none (\(source.absence ?? ""))")",
-            "event_loops": "\(configuration.eventLoopCount())"])
+            "event_loops": "\(eventLoopCount)"])
 
         let metrics = DaemonMetrics(knownMethods: Set(MethodTable.all.map(\.fullName)))
 
@@ -66,7 +67,7 @@ struct Daemon: Sendable {
             services.append(TestService.make())
             logger.warning("test service \(TestService.name) is mounted (CREDITD_TEST_SERVICE=1)")
         }
-        let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopCount())
+        let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: eventLoopCount)
         defer { eventLoops.shutdownGracefully { _ in } }
         let server = TTRPCServer(services: services, settings: configuration.serverSettings, health: health,
                                  observer: metrics.observer, logger: logger, eventLoopGroup: eventLoops)
