@@ -431,7 +431,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
                 for row in page { state.lag.record(row.lagSeconds) }
             }
             delivered += UInt64(records.count)
-            follower.replicate(records)
+            await follower.replicate(records)
             if page.count < 2000 { break }
         }
         if delivered > 0 { state.withLock { $0.lagRecords = delivered } }

@@ -100,7 +100,8 @@ public struct SnapshotCapture: Sendable {
 /// its last durable point and becomes standby; the store replays what was committed and promotes
 /// it again once it holds the lease.
 public final class LedgerWriter: @unchecked Sendable {
-    // Lock discipline: `condition` guards `inbox`, `closing`, `threadExited` and `exitWaiters`.
+    // Lock discipline: `condition` guards `inbox`, `closing`, `threadExited`, `exitWaiters`,
+    // `standbyBacklog` and `backlogWaiters`.
     // Everything under "writer thread only" is touched by the writer thread alone (and by
     // `init` before it starts).
     private let condition = NSCondition()
@@ -108,6 +109,14 @@ public final class LedgerWriter: @unchecked Sendable {
     private var closing = false
     private var threadExited = false
     private var exitWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Replicated records in the inbox, and the standby loop's `replicate` calls waiting for
+    /// them to drain below `standbyBacklogLimit`.
+    private var standbyBacklog = 0
+    private var backlogWaiters: [CheckedContinuation<Void, Never>] = []
+    /// A standby far behind fetches pages faster than it replays them; without a bound, the
+    /// records waiting in the inbox grew with the distance (a standby a million records behind
+    /// held them all at once).
+    static let standbyBacklogLimit = 8_192
 
     // Writer thread only.
     private var working: Ledger
@@ -323,17 +332,48 @@ public final class LedgerWriter: @unchecked Sendable {
         enqueue(job) {}
     }
 
-    private func enqueue(_ job: Job, refused: () -> Void) {
+    /// Queues replicated records, then waits while more than `standbyBacklogLimit` of them are
+    /// queued (not while the writer is closed: it refuses them).
+    fileprivate func enqueueReplicated(_ records: [JournalRecord]) async {
+        let full = enqueue(.replicate(records), replicatedRecords: records.count) {}
+        guard full else { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            condition.lock()
+            if standbyBacklog <= Self.standbyBacklogLimit || threadExited {
+                condition.unlock()
+                continuation.resume()
+                return
+            }
+            backlogWaiters.append(continuation)
+            condition.unlock()
+        }
+    }
+
+    /// The replicated records of `jobs` leave the inbox: the waiting `replicate` calls may go on
+    /// once the backlog is below the limit. Called with `condition` held; returns who to resume.
+    private func takeBacklog(of jobs: [Job]) -> [CheckedContinuation<Void, Never>] {
+        for case .replicate(let records) in jobs { standbyBacklog -= records.count }
+        guard standbyBacklog <= Self.standbyBacklogLimit, !backlogWaiters.isEmpty else { return [] }
+        defer { backlogWaiters = [] }
+        return backlogWaiters
+    }
+
+    /// Returns whether the standby backlog is over its limit (`replicatedRecords` counted in it).
+    @discardableResult
+    private func enqueue(_ job: Job, replicatedRecords: Int = 0, refused: () -> Void) -> Bool {
         condition.lock()
         guard !closing else {
             condition.unlock()
             refused()
-            return
+            return false
         }
         inbox.append(job)
+        standbyBacklog += replicatedRecords
         // While the thread waits for a whole batch (`gatherTarget` set) only the last one wakes it.
         if gatherTarget > 0 ? inbox.count == gatherTarget : inbox.count == 1 { condition.signal() }
+        let full = standbyBacklog > Self.standbyBacklogLimit
         condition.unlock()
+        return full
     }
 
     // MARK: the writer thread
@@ -355,14 +395,17 @@ public final class LedgerWriter: @unchecked Sendable {
             let jobs = inbox
             inbox = []
             let exit = closing && jobs.isEmpty
+            let drained = standbyBacklog > 0 ? takeBacklog(of: jobs) : []
             condition.unlock()
+            for waiter in drained { waiter.resume() }
             if exit { break }
             runBatches(jobs)
         }
         condition.lock()
         threadExited = true
-        let waiters = exitWaiters
+        let waiters = exitWaiters + backlogWaiters
         exitWaiters = []
+        backlogWaiters = []
         // Anything queued after the last batch (close raced with submit) is refused.
         let refused = inbox
         inbox = []
@@ -779,7 +822,7 @@ public final class LedgerWriter: @unchecked Sendable {
 
 /// The store's standby loop talks to the writer through its inbox, in order with the writes.
 extension LedgerWriter: ReplicationFollower {
-    public func replicate(_ records: [JournalRecord]) { enqueueReplication(.replicate(records)) }
+    public func replicate(_ records: [JournalRecord]) async { await enqueueReplicated(records) }
     public func restore(_ snapshot: RecoveredSnapshot) { enqueueReplication(.restore(snapshot)) }
     public func promote(epoch: UInt64) { enqueueReplication(.promote(epoch: epoch)) }
     public func demote(activeHolder: String) { enqueueReplication(.demote(activeHolder: activeHolder)) }

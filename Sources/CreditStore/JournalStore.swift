@@ -115,8 +115,10 @@ public enum AppendRefusal: Error, Sendable, Equatable, CustomStringConvertible {
 /// Receives what a replicated store's standby loop learns, in order. Implemented by the ledger
 /// writer; every call only enqueues.
 public protocol ReplicationFollower: AnyObject, Sendable {
-    /// Records committed by the active host, each after the ones delivered before.
-    func replicate(_ records: [JournalRecord])
+    /// Records committed by the active host, each after the ones delivered before. Returns
+    /// once the follower has room for more: it bounds what it holds and has not yet applied,
+    /// so a standby far behind fetches no faster than it replays.
+    func replicate(_ records: [JournalRecord]) async
     /// The journal no longer reaches back to the follower's position (the active host's
     /// snapshots pruned it): start over from this snapshot; records after it follow.
     func restore(_ snapshot: RecoveredSnapshot)

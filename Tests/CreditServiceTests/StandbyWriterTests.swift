@@ -68,8 +68,8 @@ final class StandbyWriterTests: XCTestCase {
         } catch {
             XCTAssertEqual(error, .notActive(activeHolder: ""))
         }
-        writer.replicate([try Self.record(1, creating: "r1"), try Self.record(2, creating: "r2")])
-        writer.replicate([try Self.record(2, creating: "r2")])  // seen again: skipped
+        await writer.replicate([try Self.record(1, creating: "r1"), try Self.record(2, creating: "r2")])
+        await writer.replicate([try Self.record(2, creating: "r2")])  // seen again: skipped
         writer.promote(epoch: 7)
         let executed = try await writer.execute(LedgerWriterTests.create("a"), callerUID: 0)
         XCTAssertNotNil(executed.subscription)
@@ -95,7 +95,7 @@ final class StandbyWriterTests: XCTestCase {
         XCTAssertFalse(writer.isActive)
         XCTAssertEqual(store.lock.withLock { store.resynchronizedAfter }, [1])
         // The other host's record 2 replays over the rolled-back state: "lost" never existed.
-        writer.replicate([try Self.record(2, creating: "theirs")])
+        await writer.replicate([try Self.record(2, creating: "theirs")])
         await writer.ping()
         XCTAssertEqual(writer.committed.sequence, 2)
         XCTAssertNoThrow(try writer.committed.ledger.subscription(id: "theirs"))
@@ -115,7 +115,7 @@ final class StandbyWriterTests: XCTestCase {
     func testRollBackReplaysEverythingDurableSinceItsPoint() async throws {
         let store = ScriptedStore()
         let writer = makeWriter(store)
-        writer.replicate([try Self.record(1, creating: "r1"), try Self.record(2, creating: "r2")])
+        await writer.replicate([try Self.record(1, creating: "r1"), try Self.record(2, creating: "r2")])
         writer.promote(epoch: 1)
         var durable = ["r1", "r2"]
         // More than one refresh of the point, in batches of a few records each.
@@ -136,7 +136,7 @@ final class StandbyWriterTests: XCTestCase {
         } catch {
             XCTAssertEqual(error, .storeUnavailable("gone", outcome: .notApplied))
         }
-        writer.replicate([try Self.record(UInt64(durable.count + 1), creating: "theirs")])
+        await writer.replicate([try Self.record(UInt64(durable.count + 1), creating: "theirs")])
         await writer.ping()
         let after = writer.committed.ledger
         XCTAssertEqual(after.subscriptionCount, durable.count + 1)
@@ -144,6 +144,46 @@ final class StandbyWriterTests: XCTestCase {
         for id in ["r1", "w0", "w\(writes - 1)"] {
             XCTAssertEqual(try after.subscription(id: id), try before.subscription(id: id))
         }
+        await writer.close()
+    }
+
+    /// A standby far behind: `replicate` returns at once while few records wait in the inbox,
+    /// waits once more than `standbyBacklogLimit` do, and goes on when the writer takes them.
+    func testReplicateWaitsWhileTheStandbyBacklogIsFull() async throws {
+        let store = ScriptedStore()
+        let writer = makeWriter(store)
+        // Hold the writer thread in a reply, so that nothing leaves the inbox meanwhile.
+        let entered = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        writer.submit(.init(command: LedgerWriterTests.create("held"), callerUID: 0) { _ in
+            entered.signal()
+            release.wait()
+        })
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                entered.wait()
+                continuation.resume()
+            }
+        }
+        let page = LedgerWriter.standbyBacklogLimit / 2 + 1
+        func records(from first: Int) throws -> [JournalRecord] {
+            try (first..<first + page).map { try Self.record(UInt64($0), creating: "r\($0)") }
+        }
+        await writer.replicate(try records(from: 1))    // under the limit: no wait
+        let second = try records(from: 1 + page)
+        let returned = Mutex(false)
+        let waiting = Task {
+            await writer.replicate(second)                // over the limit: waits for the writer
+            returned.withLock { $0 = true }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        XCTAssertFalse(returned.withLock { $0 }, "replicate returned while the backlog was over its limit")
+        release.signal()
+        await waiting.value
+        XCTAssertTrue(returned.withLock { $0 })
+        await writer.ping()
+        XCTAssertEqual(writer.committed.sequence, UInt64(2 * page))
+        XCTAssertEqual(writer.committed.ledger.subscriptionCount, 2 * page)
         await writer.close()
     }
 }
