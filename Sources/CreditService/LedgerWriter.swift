@@ -502,7 +502,14 @@ public final class LedgerWriter: @unchecked Sendable {
                 appendRecord(.tick(at: now, manualClock: false), bytes: nil, to: &records)
             }
         }
-        for job in jobs {
+        for (index, job) in jobs.enumerated() {
+            if index % CreditApplication.prefetchGroup == 0 {
+                // The id lookups and subscriptions of the next few commands miss the cache;
+                // asked for together, the misses overlap instead of stalling one by one.
+                working.prefetchSubscriptions(jobs[index..<min(index + CreditApplication.prefetchGroup, jobs.count)]) { job in
+                    if case .command(let write) = job { write.command.subscriptionID } else { nil }
+                }
+            }
             switch job {
             case .command(let write):
                 if let deadline = write.deadline, ContinuousClock.now >= deadline {
