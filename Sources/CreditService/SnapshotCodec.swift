@@ -43,10 +43,8 @@ public enum SnapshotCodec {
 
     /// The version of the ledger encoding inside `payload` (`LedgerCodec.formatVersion` of the
     /// release that wrote it), read from its header without decoding the ledger.
-    public static func ledgerFormatVersion(of payload: [UInt8]) throws -> UInt32 {
-        let (header, offset) = try payload.withUnsafeBufferPointer { buffer throws -> (Creditd_Journal_V1_Snapshot, Int) in
-            try Self.header(buffer)
-        }
+    public static func ledgerFormatVersion(of payload: UnsafeBufferPointer<UInt8>) throws -> UInt32 {
+        let (header, offset) = try Self.header(payload)
         guard LedgerEncoding(rawValue: header.ledgerEncoding) != nil else {
             throw DecodeError(description: "snapshot ledger encoding \(header.ledgerEncoding) is unknown to this creditd")
         }
@@ -59,7 +57,7 @@ public enum SnapshotCodec {
 
     /// The ledger encoding of `payload` in words, for `creditd verify-state`: its version, and
     /// whether this build reads it.
-    public static func describeLedgerEncoding(of payload: [UInt8]) -> String {
+    public static func describeLedgerEncoding(of payload: UnsafeBufferPointer<UInt8>) -> String {
         let version: UInt32
         do {
             version = try ledgerFormatVersion(of: payload)

@@ -129,7 +129,7 @@ func segmentDamage(_ scan: SegmentScan) -> SegmentDamage? {
 /// Throws only when the directory cannot be listed or read.
 public func verifyStateDirectory(
     _ path: String, fileOperations: any FileOperations = POSIXFileOperations(),
-    describePayload: (([UInt8]) -> String)? = nil
+    describePayload: ((UnsafeBufferPointer<UInt8>) -> String)? = nil
 ) throws(StoreError) -> VerificationReport {
     let analysis: DirectoryAnalysis
     var inUse = false
@@ -152,7 +152,8 @@ public func verifyStateDirectory(
         case .valid(_, let millis, let payload):
             check.verified = true
             check.unixMillis = millis
-            check.payload = describePayload?(payload.array)
+            // Read where it lies: a large snapshot is mapped, and a copy would cost its size.
+            check.payload = describePayload.map { describe in payload.withUnsafeBufferPointer { describe($0) } }
         case .corrupt(let reason):
             check.problem = reason
         case .unsupportedVersion(let version):

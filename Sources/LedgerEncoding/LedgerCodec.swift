@@ -32,7 +32,7 @@ public enum LedgerCodec {
 
     /// The format version of the ledger that starts at `offset` in `bytes`, from its first eight
     /// bytes (whether this build reads it or not).
-    public static func formatVersion(of bytes: [UInt8], from offset: Int = 0) throws(LedgerCodecError) -> UInt32 {
+    public static func formatVersion(of bytes: UnsafeBufferPointer<UInt8>, from offset: Int = 0) throws(LedgerCodecError) -> UInt32 {
         guard offset >= 0, bytes.count - offset >= 8 else { throw LedgerCodecError(.truncated, offset: bytes.count, field: "format version") }
         guard bytes[offset] == magic.0, bytes[offset + 1] == magic.1, bytes[offset + 2] == magic.2, bytes[offset + 3] == magic.3 else {
             throw LedgerCodecError(.badMagic, offset: offset, field: "magic")

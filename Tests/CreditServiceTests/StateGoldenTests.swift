@@ -100,7 +100,7 @@ final class StateGoldenTests: XCTestCase {
             let (store, recovery) = try DurableStore.open(directory: directory)
             await store.close()
             let payload = try XCTUnwrap(recovery.snapshot?.payload, name)
-            XCTAssertEqual(try SnapshotCodec.ledgerFormatVersion(of: payload), encoding, name)
+            XCTAssertEqual(try payload.withUnsafeBufferPointer { try SnapshotCodec.ledgerFormatVersion(of: $0) }, encoding, name)
             XCTAssertFalse(recovery.records.isEmpty, "\(name): records after the snapshot")
             // creditd verify-state names it.
             let report = try verifyStateDirectory(directory, describePayload: SnapshotCodec.describeLedgerEncoding(of:))
