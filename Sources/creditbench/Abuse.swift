@@ -99,7 +99,8 @@ private func probeSeconds(_ socketPath: String) -> Double {
     return Double(monotonicNanos() - start) / 1e9
 }
 
-private func percentile(_ values: [Double], _ p: Double) -> Double {
+/// The `p`th percentile (0-100) of `values`, nearest rank.
+func percentile(_ values: [Double], _ p: Double) -> Double {
     guard !values.isEmpty else { return .nan }
     let sorted = values.sorted()
     return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p / 100).rounded(.up)) - 1)]

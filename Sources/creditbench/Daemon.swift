@@ -60,6 +60,26 @@ final class Daemon {
         }
     }
 
+    /// `count` calls one after another on one connection: each response, and each call's
+    /// time as the client saw it, in microseconds.
+    func timedCalls<Request, Response>(_ method: TypedMethod<Request, Response>, _ request: Request,
+                                       count: Int) throws -> (responses: [Response], micros: [Double]) {
+        let socket = try UnixSocket(path: socketPath, receiveTimeoutSeconds: 30)
+        let payload: [UInt8] = try request.serializedBytes()
+        var responses: [Response] = [], micros: [Double] = []
+        for index in 0..<count {
+            let start = monotonicNanos()
+            let result = try socket.call(streamID: UInt32(2 * index + 1), service: method.service,
+                                         method: method.method, payload: payload)
+            micros.append(Double(monotonicNanos() - start) / 1e3)
+            switch result {
+            case .success(let bytes): responses.append(try Response(serializedBytes: bytes))
+            case .failure(let error): throw BenchError("\(method.descriptor): \(error)")
+            }
+        }
+        return (responses, micros)
+    }
+
     /// TakeSnapshot: (seconds seen by the client, seconds the daemon reports, snapshot bytes).
     func takeSnapshot() throws -> (clientSeconds: Double, serverSeconds: Double, bytes: UInt64) {
         let start = monotonicNanos()

@@ -25,12 +25,20 @@ struct ScaleResult: Codable {
     /// VmRSS once serving from the snapshot, and the peak (VmHWM) during that recovery.
     var rssMiB: Double
     var peakRSSMiB: Double
+    /// GetStats on the recovered state, one call after another on one connection, as the client
+    /// times them: the median, the 99th percentile and the slowest.
+    var getStatsP50Micros: Double
+    var getStatsP99Micros: Double
+    var getStatsMaxMicros: Double
     /// Records appended after the snapshot (seat decreases), and start to SERVING from the
     /// snapshot plus them.
     var journalTailRecords: Int
     var snapshotPlusJournalRecoverySeconds: Double
     var rssAfterTailMiB: Double
 }
+
+/// GetStats calls timed on each recovered state.
+private let getStatsCalls = 500
 
 /// Builds the state, then lets the real daemon replay it, snapshot it and recover from it.
 func runScale(subscriptions: Int, tailRecords: Int, creditd: String, log: (String) -> Void) async throws -> ScaleResult {
@@ -70,8 +78,18 @@ func runScale(subscriptions: Int, tailRecords: Int, creditd: String, log: (Strin
     usleep(200_000)
     let rss = second.rssMiB
     let peak = second.peakRSSMiB
+    let stats = try second.timedCalls(MethodTable.Admin.getStats, Creditd_V1_GetStatsRequest(), count: getStatsCalls)
     second.kill()
+    // The counts come from counters kept as the state changes (no scan of the book per call);
+    // check that they describe the whole state, not an empty one.
+    guard let counted = stats.responses.last, counted.subscriptions == UInt64(subscriptions) else {
+        throw BenchError("GetStats counted \(stats.responses.last?.subscriptions ?? 0) subscriptions, expected \(subscriptions)")
+    }
+    let statsP50 = percentile(stats.micros, 50), statsP99 = percentile(stats.micros, 99)
+    let statsMax = stats.micros.max() ?? 0
     log("  \(subscriptions): snapshot recovery \(fmt(recoverySeconds)) s, RSS \(fmt(rss)) MiB (peak \(fmt(peak)))")
+    log("  \(subscriptions): GetStats \(getStatsCalls) calls: p50 \(fmt(statsP50, 0)) us, p99 \(fmt(statsP99, 0)) us, "
+        + "max \(fmt(statsMax, 0)) us")
 
     // 3. Recover from the snapshot plus a journal tail.
     started = monotonicNanos()
@@ -94,6 +112,7 @@ func runScale(subscriptions: Int, tailRecords: Int, creditd: String, log: (Strin
         journalReplaySeconds: replaySeconds, rssAfterReplayMiB: rssAfterReplay,
         firstSnapshotSeconds: firstSnapshot.clientSeconds, snapshotSeconds: snapshot.clientSeconds, snapshotServerSeconds: snapshot.serverSeconds, snapshotBytes: snapshot.bytes,
         snapshotRecoverySeconds: recoverySeconds, rssMiB: rss, peakRSSMiB: peak,
+        getStatsP50Micros: statsP50, getStatsP99Micros: statsP99, getStatsMaxMicros: statsMax,
         journalTailRecords: tailRecords, snapshotPlusJournalRecoverySeconds: tailSeconds, rssAfterTailMiB: rssAfterTail)
 }
 
