@@ -171,11 +171,13 @@ final class StandbyWriterTests: XCTestCase {
         }
         await writer.replicate(try records(from: 1))    // under the limit: no wait
         let second = try records(from: 1 + page)
-        let returned = Mutex(false)
+        let started = Mutex(false), returned = Mutex(false)
         let waiting = Task {
+            started.withLock { $0 = true }
             await writer.replicate(second)                // over the limit: waits for the writer
             returned.withLock { $0 = true }
         }
+        while !started.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
         try await Task.sleep(for: .milliseconds(300))
         XCTAssertFalse(returned.withLock { $0 }, "replicate returned while the backlog was over its limit")
         release.signal()
