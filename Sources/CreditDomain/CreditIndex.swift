@@ -3,24 +3,72 @@
 
 /// Counts and amounts over the whole book, maintained with each change so stats never scan.
 public struct BookStats: Sendable, Hashable {
-    public internal(set) var subscriptionsByStatus: [SubscriptionStatus: Int] = [:]
-    public internal(set) var creditsByState: [CreditState: Int] = [:]
-    /// Per currency, the L8 totals over every credit of the book.
-    public internal(set) var totalsByCurrency: [Currency: CreditTotals] = [:]
+    // Plain arrays, indexed by the statuses' and states' raw values and by a currency's place
+    // in `Currency.allCases`: every change of a credit updates two of them, and hashing a key
+    // per update (a dictionary per figure) was ~3% of a journal replay's time.
+    private var statusCounts = [Int](repeating: 0, count: 8)
+    private var stateCounts = [Int](repeating: 0, count: 8)
+    private var currencyTotals = [CreditTotals](repeating: CreditTotals(), count: BookStats.currencies.count)
+    private static let currencies = Currency.allCases
 
     public init() {}
 
-    /// Counts that fall to 0 are removed, so equal books have equal stats.
-    static func bump<Key>(_ counts: inout [Key: Int], _ key: Key, by delta: Int) {
-        let value = (counts[key] ?? 0) + delta
-        counts[key] = value == 0 ? nil : value
+    /// Subscriptions per status; a status with none is left out.
+    public var subscriptionsByStatus: [SubscriptionStatus: Int] {
+        var counts: [SubscriptionStatus: Int] = [:]
+        for status in SubscriptionStatus.allCases where statusCounts[Int(status.rawValue)] != 0 {
+            counts[status] = statusCounts[Int(status.rawValue)]
+        }
+        return counts
     }
 
+    /// Credits per state; a state with none is left out.
+    public var creditsByState: [CreditState: Int] {
+        var counts: [CreditState: Int] = [:]
+        for state in CreditState.allCases where stateCounts[Int(state.rawValue)] != 0 {
+            counts[state] = stateCounts[Int(state.rawValue)]
+        }
+        return counts
+    }
+
+    /// Per currency, the L8 totals over every credit of the book; a currency whose totals are
+    /// all zero is left out.
+    public var totalsByCurrency: [Currency: CreditTotals] {
+        var totals: [Currency: CreditTotals] = [:]
+        for (place, currency) in Self.currencies.enumerated() where currencyTotals[place] != CreditTotals() {
+            totals[currency] = currencyTotals[place]
+        }
+        return totals
+    }
+
+    mutating func count(_ status: SubscriptionStatus, by delta: Int) {
+        statusCounts[Int(status.rawValue)] += delta
+    }
+
+    mutating func count(_ state: CreditState, by delta: Int) {
+        stateCounts[Int(state.rawValue)] += delta
+    }
+
+    /// Adds (`sign` 1) or takes away (`sign` -1) one credit: its state's count and its
+    /// currency's totals.
     mutating func add(_ credit: Credit, currency: Currency, sign: Int) {
-        BookStats.bump(&creditsByState, credit.state, by: sign)
-        var totals = totalsByCurrency[currency] ?? CreditTotals()
-        totals.add(credit, sign: sign)
-        totalsByCurrency[currency] = totals == CreditTotals() ? nil : totals
+        count(credit.state, by: sign)
+        currencyTotals[Self.place(of: currency)].add(credit, sign: sign)
+    }
+
+    /// Adds `totals` to `currency`'s (building the index from a snapshot).
+    mutating func add(_ totals: CreditTotals, currency: Currency) {
+        currencyTotals[Self.place(of: currency)].add(totals)
+    }
+
+    /// The subscription counts of `other` in place of these (the index's parts are built apart).
+    mutating func takeSubscriptionCounts(of other: BookStats) {
+        statusCounts = other.statusCounts
+    }
+
+    /// The list of currencies is short: a linear search, no hashing.
+    private static func place(of currency: Currency) -> Int {
+        currencies.firstIndex(of: currency)!
     }
 }
 
@@ -28,6 +76,15 @@ extension CreditTotals {
     /// Adds (`sign` 1) or takes away (`sign` -1) one credit's amounts (L8).
     mutating func add(_ credit: Credit, sign: Int) {
         add(CreditLeadingFields(credit), sign: sign)
+    }
+
+    /// Adds another set of totals, field by field.
+    mutating func add(_ other: CreditTotals) {
+        pendingMinor &+= other.pendingMinor
+        appliedMinor &+= other.appliedMinor
+        refundPendingMinor &+= other.refundPendingMinor
+        consumedMinor &+= other.consumedMinor
+        refundedMinor &+= other.refundedMinor
     }
 
     mutating func add(_ credit: CreditLeadingFields, sign: Int) {
@@ -147,13 +204,13 @@ struct BookIndex: Sendable {
                     setsByCurrency[place].insert(credit.serial)
                     totalsByCurrency[place].add(credit, sign: 1)
                 }
-                for state in CreditState.allCases where countsByState[Int(state.rawValue)] != 0 {
-                    index.stats.creditsByState[state] = countsByState[Int(state.rawValue)]
+                for state in CreditState.allCases {
+                    index.stats.count(state, by: countsByState[Int(state.rawValue)])
                 }
                 while let set = setsByCurrency.popLast() {
                     let currency = currencies.removeLast(), totals = totalsByCurrency.removeLast()
                     index.creditsByCurrency[currency] = set
-                    if totals != CreditTotals() { index.stats.totalsByCurrency[currency] = totals }
+                    index.stats.add(totals, currency: currency)
                 }
                 parts.value[0] = index
             }
@@ -169,7 +226,7 @@ struct BookIndex: Sendable {
                     let id = ScalarString(slots[Int(slot)].id)
                     let status = slots[Int(slot)].status
                     index.subscriptionsByStatus[Int(status.rawValue)].insert(id)
-                    BookStats.bump(&index.stats.subscriptionsByStatus, status, by: 1)
+                    index.stats.count(status, by: 1)
                     let customer = ScalarString(slots[Int(slot)].customer)
                     let number: Int32
                     if let known = customerNumbers[customer] {
@@ -207,7 +264,7 @@ struct BookIndex: Sendable {
         self = parts.value[0]
         customers = parts.value[1].customers
         subscriptionsByStatus = parts.value[1].subscriptionsByStatus
-        stats.subscriptionsByStatus = parts.value[1].stats.subscriptionsByStatus
+        stats.takeSubscriptionCounts(of: parts.value[1].stats)
         overdue = parts.value[2].overdue
         refundOverdue = parts.value[2].refundOverdue
     }
@@ -226,7 +283,7 @@ struct BookIndex: Sendable {
         let id = ScalarString(subscription.id)
         subscriptionsByStatus[Int(subscription.status.rawValue)].insert(id)
         customers.update(ScalarString(subscription.customer), default: CustomerEntry()) { $0.subscriptions.insert(id) }
-        BookStats.bump(&stats.subscriptionsByStatus, subscription.status, by: 1)
+        stats.count(subscription.status, by: 1)
         for credit in subscription.credits { addCredit(credit, of: subscription, slot: slot) }
     }
 
@@ -235,8 +292,8 @@ struct BookIndex: Sendable {
         let id = ScalarString(subscription.id)
         subscriptionsByStatus[Int(old.rawValue)].remove(id)
         subscriptionsByStatus[Int(subscription.status.rawValue)].insert(id)
-        BookStats.bump(&stats.subscriptionsByStatus, old, by: -1)
-        BookStats.bump(&stats.subscriptionsByStatus, subscription.status, by: 1)
+        stats.count(old, by: -1)
+        stats.count(subscription.status, by: 1)
     }
 
     mutating func addCredit(_ credit: Credit, of subscription: Subscription, slot: Int32) {

@@ -15,7 +15,7 @@ enum BookChecks {
         var refundOverdue: [UInt64] = []
         var all: [UInt64] = []
         for subscription in ledger.subscriptions {
-            stats.subscriptionsByStatus[subscription.status, default: 0] += 1
+            stats.count(subscription.status, by: 1)
             byStatus[subscription.status, default: []].append(ScalarString(subscription.id))
             byCustomer[subscription.customer, default: ([], [])].subscriptions.append(ScalarString(subscription.id))
             for credit in subscription.credits {
