@@ -8,8 +8,7 @@ public struct BookStats: Sendable, Hashable {
     // per update (a dictionary per figure) was ~3% of a journal replay's time.
     private var statusCounts = [Int](repeating: 0, count: 8)
     private var stateCounts = [Int](repeating: 0, count: 8)
-    private var currencyTotals = [CreditTotals](repeating: CreditTotals(), count: BookStats.currencies.count)
-    private static let currencies = Currency.allCases
+    private var currencyTotals = [CreditTotals](repeating: CreditTotals(), count: Currency.places.count)
 
     public init() {}
 
@@ -35,7 +34,7 @@ public struct BookStats: Sendable, Hashable {
     /// all zero is left out.
     public var totalsByCurrency: [Currency: CreditTotals] {
         var totals: [Currency: CreditTotals] = [:]
-        for (place, currency) in Self.currencies.enumerated() where currencyTotals[place] != CreditTotals() {
+        for (place, currency) in Currency.places.enumerated() where currencyTotals[place] != CreditTotals() {
             totals[currency] = currencyTotals[place]
         }
         return totals
@@ -53,23 +52,26 @@ public struct BookStats: Sendable, Hashable {
     /// currency's totals.
     mutating func add(_ credit: Credit, currency: Currency, sign: Int) {
         count(credit.state, by: sign)
-        currencyTotals[Self.place(of: currency)].add(credit, sign: sign)
+        currencyTotals[currency.place].add(credit, sign: sign)
     }
 
     /// Adds `totals` to `currency`'s (building the index from a snapshot).
     mutating func add(_ totals: CreditTotals, currency: Currency) {
-        currencyTotals[Self.place(of: currency)].add(totals)
+        currencyTotals[currency.place].add(totals)
     }
 
     /// The subscription counts of `other` in place of these (the index's parts are built apart).
     mutating func takeSubscriptionCounts(of other: BookStats) {
         statusCounts = other.statusCounts
     }
+}
 
-    /// The list of currencies is short: a linear search, no hashing.
-    private static func place(of currency: Currency) -> Int {
-        currencies.firstIndex(of: currency)!
-    }
+extension Currency {
+    /// Every currency, in the order of `allCases`; a currency's index here is its `place`.
+    static let places = Currency.allCases
+
+    /// The index of per-currency arrays. The list is short: a linear search, no hashing.
+    var place: Int { Currency.places.firstIndex(of: self)! }
 }
 
 extension CreditTotals {
@@ -124,7 +126,8 @@ struct BookIndex: Sendable {
     var creditLocations = ChunkedSortedSet<CreditLocation>()
     /// Indexed by `CreditState.rawValue`.
     var creditsByState = [ChunkedSortedSet<UInt64>](repeating: .init(), count: 8)
-    var creditsByCurrency: [Currency: ChunkedSortedSet<UInt64>] = [:]
+    /// Indexed by `Currency.place`.
+    var creditsByCurrency = [ChunkedSortedSet<UInt64>](repeating: .init(), count: Currency.places.count)
     var customers = BucketedMap<CustomerEntry>()
     /// Indexed by `SubscriptionStatus.rawValue`.
     var subscriptionsByStatus = [ChunkedSortedSet<ScalarString>](repeating: .init(), count: 5)
@@ -209,7 +212,7 @@ struct BookIndex: Sendable {
                 }
                 while let set = setsByCurrency.popLast() {
                     let currency = currencies.removeLast(), totals = totalsByCurrency.removeLast()
-                    index.creditsByCurrency[currency] = set
+                    index.creditsByCurrency[currency.place] = set
                     index.stats.add(totals, currency: currency)
                 }
                 parts.value[0] = index
@@ -272,7 +275,7 @@ struct BookIndex: Sendable {
     /// The state and currency sets, the flag sets and the counts of a new credit.
     private mutating func addCreditToSets(_ credit: Credit, currency: Currency, zone: TimeZoneRules) {
         creditsByState[Int(credit.state.rawValue)].insert(credit.serial)
-        creditsByCurrency[currency, default: .init()].insert(credit.serial)
+        creditsByCurrency[currency.place].insert(credit.serial)
         updateFlags(nil, credit, zone: zone)
         stats.add(credit, currency: currency, sign: 1)
     }
@@ -489,7 +492,7 @@ extension Ledger {
             sources.append((set.count, [set.cursor(after: after)], nil))
         }
         if let currency {
-            let set = book.creditsByCurrency[currency] ?? .init()
+            let set = book.creditsByCurrency[currency.place]
             sources.append((set.count, [set.cursor(after: after)], nil))
         }
         // The flag sets hold candidates; only those due by `asOf` can match.

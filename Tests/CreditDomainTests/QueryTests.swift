@@ -47,7 +47,7 @@ enum BookChecks {
                                "\(label) \(state)", file: file, line: line)
             }
             for currency in Currency.allCases {
-                XCTAssertEqual(book.creditsByCurrency[currency]?.elements ?? [], (byCurrency[currency] ?? []).sorted(),
+                XCTAssertEqual(book.creditsByCurrency[currency.place].elements, (byCurrency[currency] ?? []).sorted(),
                                label, file: file, line: line)
             }
             for (customer, expected) in byCustomer {
