@@ -87,6 +87,10 @@ public struct Ledger: Sendable {
         slots.readElement(at: slot, body)
     }
 
+    /// Commands to prefetch together (the replay's records, the writer's batch): enough for
+    /// their misses to overlap, few enough for what they bring in to stay in the cache.
+    public static let prefetchGroup = 16
+
     /// Brings what commands on the subscriptions of `items` read first (their id-table entries,
     /// then the subscriptions themselves) into the cache, for all of them before the first
     /// command runs. Otherwise each command's lookups miss the cache one after another, each

@@ -151,8 +151,8 @@ public final class CreditApplication: Sendable {
         let replayStarted = ContinuousClock.now
         var replayed = 0
         while var batch = decoding.next() {
-            for group in stride(from: 0, to: batch.entries.count, by: Self.prefetchGroup) {
-                let entries = batch.entries[group..<min(group + Self.prefetchGroup, batch.entries.count)]
+            for group in stride(from: 0, to: batch.entries.count, by: Ledger.prefetchGroup) {
+                let entries = batch.entries[group..<min(group + Ledger.prefetchGroup, batch.entries.count)]
                 ledger.prefetchSubscriptions(entries) { $0.subscriptionID }
                 for entry in entries {
                     Self.replay(entry, into: &ledger)
@@ -218,9 +218,6 @@ public final class CreditApplication: Sendable {
         let millis = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
         return "\(millis / 1000).\(String(format: "%03d", Int(millis % 1000)))"
     }
-
-    /// Records replayed after one `Ledger.prefetchSubscriptions` over their subscriptions.
-    static let prefetchGroup = 16
 
     /// Applies one journal record exactly as it was applied when written.
     public static func replay(_ entry: JournalEntry, into ledger: inout Ledger) {

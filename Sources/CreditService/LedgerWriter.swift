@@ -332,11 +332,13 @@ public final class LedgerWriter: @unchecked Sendable {
         enqueue(job) {}
     }
 
-    /// Queues replicated records, then waits while more than `standbyBacklogLimit` of them are
-    /// queued (not while the writer is closed: it refuses them).
-    fileprivate func enqueueReplicated(_ records: [JournalRecord]) async {
-        let full = enqueue(.replicate(records), replicatedRecords: records.count) {}
-        guard full else { return }
+    /// Queues replicated records, and reports whether more than `standbyBacklogLimit` wait.
+    fileprivate func enqueueReplicated(_ records: [JournalRecord]) -> Bool {
+        enqueue(.replicate(records), replicatedRecords: records.count) {}
+    }
+
+    /// Returns once at most `standbyBacklogLimit` replicated records wait, or the writer has exited.
+    fileprivate func waitForStandbyBacklog() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             condition.lock()
             if standbyBacklog <= Self.standbyBacklogLimit || threadExited {
@@ -503,10 +505,10 @@ public final class LedgerWriter: @unchecked Sendable {
             }
         }
         for (index, job) in jobs.enumerated() {
-            if index % CreditApplication.prefetchGroup == 0 {
+            if index % Ledger.prefetchGroup == 0 {
                 // The id lookups and subscriptions of the next few commands miss the cache;
                 // asked for together, the misses overlap instead of stalling one by one.
-                working.prefetchSubscriptions(jobs[index..<min(index + CreditApplication.prefetchGroup, jobs.count)]) { job in
+                working.prefetchSubscriptions(jobs[index..<min(index + Ledger.prefetchGroup, jobs.count)]) { job in
                     if case .command(let write) = job { write.command.subscriptionID } else { nil }
                 }
             }
@@ -829,7 +831,9 @@ public final class LedgerWriter: @unchecked Sendable {
 
 /// The store's standby loop talks to the writer through its inbox, in order with the writes.
 extension LedgerWriter: ReplicationFollower {
-    public func replicate(_ records: [JournalRecord]) async { await enqueueReplicated(records) }
+    public func replicate(_ records: [JournalRecord]) async {
+        if enqueueReplicated(records) { await waitForStandbyBacklog() }
+    }
     public func restore(_ snapshot: RecoveredSnapshot) { enqueueReplication(.restore(snapshot)) }
     public func promote(epoch: UInt64) { enqueueReplication(.promote(epoch: epoch)) }
     public func demote(activeHolder: String) { enqueueReplication(.demote(activeHolder: activeHolder)) }

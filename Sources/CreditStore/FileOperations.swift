@@ -162,16 +162,39 @@ public struct POSIXFileOperations: FileOperations {
     }
 
     public func readFile(_ path: String) throws(FileOperationError) -> [UInt8] {
-        let file = try open(path, flags: O_RDONLY, mode: 0)
+        let (file, size) = try openForReading(path)
         defer { close(file) }
+        return try readAll(file, size: size, path: path)
+    }
+
+    public func mapFile(_ path: String) throws(FileOperationError) -> FileBytes {
+        let (file, size) = try openForReading(path)
+        defer { close(file) }
+        guard size >= FileBytes.mappingThreshold else { return FileBytes(try readAll(file, size: size, path: path)) }
+        // MAP_POPULATE maps every page now, in one pass, rather than one fault at a time.
+        let address = mmap(nil, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, file.descriptor, 0)
+        // A file system that cannot map files is still read.
+        guard let address, address != MAP_FAILED else { return FileBytes(try readAll(file, size: size, path: path)) }
+        return FileBytes(mapping: UnsafeRawPointer(address), length: size)
+    }
+
+    /// The file opened read-only, and its size as fstat gives it.
+    private func openForReading(_ path: String) throws(FileOperationError) -> (OpenFile, Int) {
+        let file = try open(path, flags: O_RDONLY, mode: 0)
         var info = stat()
         if fstat(file.descriptor, &info) != 0 {
-            throw FileOperationError(operation: "fstat", path: path, errno: errno)
+            let error = FileOperationError(operation: "fstat", path: path, errno: errno)
+            close(file)
+            throw error
         }
+        return (file, max(Int(info.st_size), 0))
+    }
+
+    /// Everything from `file`'s current offset to its end; `size` is what fstat said.
+    private func readAll(_ file: OpenFile, size: Int, path: String) throws(FileOperationError) -> [UInt8] {
         // One allocation of the file's size, read into directly: growing an array by appends
         // copied a 300 MB snapshot several times over and made the kernel clear twice its
         // size in fresh pages, a third of a large recovery's time.
-        let size = max(Int(info.st_size), 0)
         var readError: Int32 = 0
         var result = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
             count = 0
@@ -200,22 +223,6 @@ public struct POSIXFileOperations: FileOperations {
             }
         }
         throw FileOperationError(operation: "read", path: path, errno: readError)
-    }
-
-    public func mapFile(_ path: String) throws(FileOperationError) -> FileBytes {
-        let file = try open(path, flags: O_RDONLY, mode: 0)
-        defer { close(file) }
-        var info = stat()
-        if fstat(file.descriptor, &info) != 0 {
-            throw FileOperationError(operation: "fstat", path: path, errno: errno)
-        }
-        let size = Int(info.st_size)
-        guard size >= FileBytes.mappingThreshold else { return FileBytes(try readFile(path)) }
-        // MAP_POPULATE maps every page now, in one pass, rather than one fault at a time.
-        let address = mmap(nil, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, file.descriptor, 0)
-        // A file system that cannot map files is still read.
-        guard let address, address != MAP_FAILED else { return FileBytes(try readFile(path)) }
-        return FileBytes(mapping: UnsafeRawPointer(address), length: size)
     }
 
     public func fileSize(_ path: String) throws(FileOperationError) -> Int64 {

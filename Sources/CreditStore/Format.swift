@@ -132,10 +132,14 @@ extension Array where Element == UInt8 {
         Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
     }
 
+}
+
+extension RandomAccessCollection where Element == UInt8, Index == Int {
+    /// The integer stored little-endian `offset` bytes from the start.
     func readLittleEndian<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
         var value: T = 0
         for index in (0..<MemoryLayout<T>.size).reversed() {
-            value = value << 8 | T(self[offset + index])
+            value = value << 8 | T(self[startIndex + offset + index])
         }
         return value
     }

@@ -165,30 +165,27 @@ func scanSnapshot(_ file: FileBytes, name: String, nameSequence: UInt64) -> Snap
     }
     let headerSize = StoreFormat.snapshotHeaderSize
     let header: Result<(sequence: UInt64, unixMillis: Int64), SnapshotHeaderProblem> = file.withUnsafeBufferPointer { bytes in
-        func load<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
-            (0..<MemoryLayout<T>.size).reversed().reduce(T(0)) { $0 << 8 | T(bytes[offset + $1]) }
-        }
         guard bytes.count >= 12, Array(bytes[0..<8]) == StoreFormat.snapshotMagic else {
             return .failure(.corrupt("bad magic or file too short (\(bytes.count) bytes)"))
         }
-        let version = load(UInt32.self, at: 8)
+        let version = bytes.readLittleEndian(UInt32.self, at: 8)
         guard version == StoreFormat.snapshotVersion else { return .failure(.unsupportedVersion(version)) }
         guard bytes.count >= headerSize else { return .failure(.corrupt("header truncated (\(bytes.count) bytes)")) }
-        guard CRC32C.checksum(UnsafeBufferPointer(rebasing: bytes[0..<44])) == load(UInt32.self, at: 44) else {
+        guard CRC32C.checksum(UnsafeBufferPointer(rebasing: bytes[0..<44])) == bytes.readLittleEndian(UInt32.self, at: 44) else {
             return .failure(.corrupt("header CRC mismatch"))
         }
-        let sequence = load(UInt64.self, at: 16)
-        let length = load(UInt64.self, at: 24)
+        let sequence = bytes.readLittleEndian(UInt64.self, at: 16)
+        let length = bytes.readLittleEndian(UInt64.self, at: 24)
         guard sequence == nameSequence else {
             return .failure(.corrupt("header says seq \(sequence) but the file name says \(nameSequence)"))
         }
         guard length == UInt64(bytes.count - headerSize) else {
             return .failure(.corrupt("payload length \(length) but file holds \(bytes.count - headerSize) payload bytes"))
         }
-        guard CRC32C.checksum(UnsafeBufferPointer(rebasing: bytes[headerSize...])) == load(UInt32.self, at: 40) else {
+        guard CRC32C.checksum(UnsafeBufferPointer(rebasing: bytes[headerSize...])) == bytes.readLittleEndian(UInt32.self, at: 40) else {
             return .failure(.corrupt("payload CRC mismatch"))
         }
-        return .success((sequence, Int64(bitPattern: load(UInt64.self, at: 32))))
+        return .success((sequence, Int64(bitPattern: bytes.readLittleEndian(UInt64.self, at: 32))))
     }
     switch header {
     case .success(let header):
