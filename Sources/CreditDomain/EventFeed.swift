@@ -251,6 +251,26 @@ public struct ArchivedEventChunk: Sendable, Hashable {
     }
 }
 
+/// A block of the event archive that an earlier run wrote for the chunk from `firstSeq`, which
+/// recovery's replay takes instead of building the chunk's events again (`EventFeed.planAdoption`).
+package struct AdoptableEventBlock: Sendable, Hashable {
+    package let firstSeq: UInt64
+    package let file: UInt64
+    package let offset: UInt64
+    package let length: UInt64
+
+    package init(firstSeq: UInt64, file: UInt64, offset: UInt64, length: UInt64) {
+        self.firstSeq = firstSeq
+        self.file = file
+        self.offset = offset
+        self.length = length
+    }
+
+    func location(newestRecordedAt: Int64) -> ArchivedEventChunk {
+        ArchivedEventChunk(firstSeq: firstSeq, file: file, offset: offset, length: length, newestRecordedAt: newestRecordedAt)
+    }
+}
+
 /// One full chunk of the feed: its events in memory until the archive holds them, then only
 /// where they are. Which of the two is a matter of memory, not of value: every ledger copy
 /// sharing the chunk sees the same events either way, so the change is made in place.
@@ -358,6 +378,25 @@ package struct EventFeed: Sendable, Hashable {
     /// The seq of the first kept event (`lastSeq + 1` when none is kept).
     package private(set) var firstSeq: UInt64 = 1
     private(set) var lastSeq: UInt64 = 0
+    /// Recovery only: the archive blocks the replay takes for the chunks it is rebuilding.
+    private var adoption: Adoption?
+
+    /// A replay that takes archived blocks for the chunks it rebuilds. Its events are the
+    /// journal's, applied in the same order, so a chunk's events are those the block holds:
+    /// while the open chunk's block is adopted, the events appended to it are counted (their
+    /// seq and `recordedAt`) and not built; the open pieces hold only the events from before
+    /// the adoption started (the recovered snapshot's newest ones). When the chunk is full, it
+    /// is sealed as archived in that block.
+    private struct Adoption: Sendable {
+        /// The open chunk's block first, then the next chunks' blocks, consecutive.
+        var blocks: ArraySlice<AdoptableEventBlock>
+        let archive: any EventArchive
+        /// Events of the open chunk counted, not built, and the newest `recordedAt` in the chunk.
+        var skipped = 0
+        var newestRecordedAt = Int64.min
+        /// Blocks sealed as archived chunks so far.
+        var adopted: [AdoptableEventBlock] = []
+    }
 
     package init() {}
 
@@ -431,6 +470,64 @@ package struct EventFeed: Sendable, Hashable {
             }
             initialized = total
         }
+    }
+
+    /// The seq of the open chunk's first event: where the next sealed chunk starts.
+    package var openChunkFirstSeq: UInt64 { firstSeq &+ UInt64(sealed.count * Self.chunkSize) }
+
+    /// Recovery: the replay that follows takes `blocks` (consecutive chunks, the first being the
+    /// open one) as they are instead of building their events, until they run out or
+    /// `finishAdoption`. Only for a feed whose sealed chunks are all archived (the archive's
+    /// chunks are a prefix of the sealed ones). No blocks, or a first block that is not the open
+    /// chunk's: no adoption.
+    package mutating func planAdoption(_ blocks: [AdoptableEventBlock], from archive: any EventArchive) {
+        guard let first = blocks.first, first.firstSeq == openChunkFirstSeq,
+              zip(blocks, blocks.dropFirst()).allSatisfy({ $1.firstSeq == $0.firstSeq + UInt64(Self.chunkSize) }) else { return }
+        adoption = Adoption(blocks: blocks[...], archive: archive)
+    }
+
+    /// Whether the next event appended is counted into an adopted block rather than built.
+    package var isAdopting: Bool { adoption.map { !$0.blocks.isEmpty } ?? false }
+
+    /// Counts the next event into the adopted block of the open chunk (`isAdopting`), and seals
+    /// the chunk as archived in that block once it is full.
+    mutating func skipAdopted(recordedAt: Instant) {
+        guard var adoption = adoption.take() else { preconditionFailure("no adoption planned") }
+        defer { self.adoption = adoption }
+        lastSeq += 1
+        adoption.skipped += 1
+        adoption.newestRecordedAt = max(adoption.newestRecordedAt, recordedAt.nanosecondsSinceEpoch)
+        guard openCount == Self.chunkSize else { return }
+        let block = adoption.blocks.removeFirst()
+        // Events from before the adoption began are built and in the block too; only their time counts.
+        let newest = open.joined().reduce(adoption.newestRecordedAt) { max($0, $1.recordedAt.nanosecondsSinceEpoch) }
+        sealed.append(SealedEventChunk(archived: block.location(newestRecordedAt: newest), in: adoption.archive))
+        open = []
+        adoption.adopted.append(block)
+        adoption.skipped = 0
+        adoption.newestRecordedAt = .min
+    }
+
+    /// Ends the adoption (the replay is over, or the blocks ran out): events counted into a chunk
+    /// that is not full yet are read back from its block into the open pieces. Returns every
+    /// block sealed as an archived chunk, for the archive files to keep. Throws when that block
+    /// cannot be read or does not hold those events; the feed is then unchanged.
+    package mutating func finishAdoption() throws -> [AdoptableEventBlock] {
+        guard let adoption else { return [] }
+        if adoption.skipped > 0, let block = adoption.blocks.first {
+            let built = openCount - adoption.skipped
+            let from = lastSeq - UInt64(adoption.skipped) + 1
+            let counted = try adoption.archive.events(of: block.location(newestRecordedAt: adoption.newestRecordedAt))
+                .dropFirst(built).prefix(adoption.skipped)
+            guard counted.count == adoption.skipped, counted.first?.seq == from,
+                  zip(counted, counted.dropFirst()).allSatisfy({ $1.seq == $0.seq + 1 }) else {
+                throw EventArchiveReadError("the archived events from seq \(block.firstSeq) do not hold seqs \(from) to \(lastSeq)")
+            }
+            lastSeq = from - 1
+            for event in counted { append(unchecked: event) }
+        }
+        self.adoption = nil
+        return adoption.adopted
     }
 
     /// E5: drops whole sealed chunks from the front while every event in them is older than
@@ -617,6 +714,15 @@ extension Ledger {
     /// durable (the billing state must be rolled back to the same point; `lastEventSeq` taken
     /// after each journaled command says where). Events at or below `seq` are kept.
     public mutating func truncateEvents(after seq: UInt64) { feed.truncate(after: seq) }
+
+    /// Recovery: the replay that follows takes these archive blocks for the chunks it rebuilds
+    /// (`EventFeed.planAdoption`).
+    package mutating func planEventAdoption(_ blocks: [AdoptableEventBlock], from archive: any EventArchive) {
+        feed.planAdoption(blocks, from: archive)
+    }
+
+    /// Ends the replay's adoption of archive blocks; returns the blocks it took (`EventFeed.finishAdoption`).
+    package mutating func finishEventAdoption() throws -> [AdoptableEventBlock] { try feed.finishAdoption() }
 
     /// Rebuilds a ledger from its parts with its event feed (the events must have consecutive
     /// seqs; `[]` gives an empty feed starting at seq 1).

@@ -163,6 +163,11 @@ extension Ledger {
             // Read before the closures: a closure that read `feed` would capture the ledger,
             // and the compiler copied the whole ledger (every field retained and released) for
             // each event to let it.
+            if feed.isAdopting {
+                // Recovery, with the chunk's events already in an archived block.
+                feed.skipAdopted(recordedAt: now)
+                continue
+            }
             let seq = feed.nextSeq
             let event: LedgerEvent
             switch item {

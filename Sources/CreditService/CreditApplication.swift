@@ -52,13 +52,16 @@ public final class CreditApplication: Sendable {
     public let stateDirectory: String
     public let recoveryReport: RecoveryReport
     public let subscriptionsRecovered: Int
+    /// Sealed event chunks recovery took from the archive as an earlier run left them, rather
+    /// than building and archiving their events again (`EventArchiver.adoptableBlocks`).
+    public let adoptedEventChunks: Int
     let startedAt = ContinuousClock.now
     private let configuration: ApplicationConfiguration
     private let logger: Logger
     /// The writer's sequence when it started (the replication loop continues after it).
     private let recoveredSequence: UInt64
     /// The file store's event archive (nil on a shared store, whose snapshots carry every event).
-    private let archiver: EventArchiver?
+    let archiver: EventArchiver?
     /// The archive blocks named by the newest snapshot on disk; with the next snapshot's they
     /// are what the archive must keep.
     private let snapshotBlocks = Mutex<[EventArchiveFiles.Block]>([])
@@ -136,10 +139,28 @@ public final class CreditApplication: Sendable {
         }
         let snapshotLoaded = ContinuousClock.now
         let recoveredBlocks = EventArchiver.blocks(of: ledger)
+        // Blocks a run archived after the snapshot and before it stopped: the replay takes them
+        // rather than archiving the same events again.
+        let adoptable = recovery.records.isEmpty ? [] : archiver?.adoptableBlocks(for: ledger, after: recoveredBlocks) ?? []
         do {
-            try archiver?.files.discardUnreferenced(keeping: recoveredBlocks)
+            try archiver?.files.discardUnreferenced(keeping: recoveredBlocks + adoptable.map(EventArchiveFiles.Block.init))
         } catch {
             throw .snapshot("\(recovery.snapshot?.fileName ?? "no snapshot"): \(error)")
+        }
+        if let archiver { ledger.planEventAdoption(adoptable, from: archiver) }
+        var adopting = ledger.feed.isAdopting
+        var adoptedChunks = 0
+        // Before anything is archived anew: the files keep the blocks taken and lose the rest.
+        func finishAdoption() throws(StartError) {
+            adopting = false
+            do {
+                let adopted = try ledger.finishEventAdoption().map(EventArchiveFiles.Block.init)
+                try archiver?.files.discardUnreferenced(keeping: recoveredBlocks + adopted)
+                archiver?.files.adopt(adopted)
+                adoptedChunks = adopted.count
+            } catch {
+                throw .snapshot("archived events after \(recovery.snapshot?.fileName ?? "no snapshot"): \(error)")
+            }
         }
         let replayArchiving = archiver.flatMap { archiver in
             recovery.records.count >= ReplayArchiving.offerEveryRecords
@@ -158,6 +179,7 @@ public final class CreditApplication: Sendable {
                     Self.replay(entry, into: &ledger)
                     lastInstant = max(lastInstant ?? entry.instant, entry.instant)
                     replayed += 1
+                    if adopting, !ledger.feed.isAdopting { try finishAdoption() }
                     if replayed % ReplayArchiving.offerEveryRecords == 0 {
                         replayArchiving?.offer(ledger)
                     }
@@ -168,6 +190,7 @@ public final class CreditApplication: Sendable {
             }
             decoding.recycle(&batch)
         }
+        if adopting { try finishAdoption() }
         decoding.finish()
         replayArchiving?.finish()
         let replayEnded = ContinuousClock.now
@@ -190,6 +213,7 @@ public final class CreditApplication: Sendable {
         self.stateDirectory = configuration.stateDirectory
         self.recoveryReport = recovery.report
         self.subscriptionsRecovered = ledger.subscriptionCount
+        self.adoptedEventChunks = adoptedChunks
         self.configuration = configuration
         self.logger = logger
         self.recoveredSequence = recovery.nextSequence - 1
@@ -210,6 +234,7 @@ public final class CreditApplication: Sendable {
             "read_seconds": "\(Self.seconds(storeOpened - recoveryStarted))",
             "snapshot_seconds": "\(Self.seconds(snapshotLoaded - storeOpened))",
             "replay_seconds": "\(Self.seconds(replayEnded - replayStarted))",
+            "adopted_event_chunks": "\(adoptedChunks)",
         ])
     }
 

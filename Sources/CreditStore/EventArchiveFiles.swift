@@ -7,8 +7,10 @@ import Synchronization
 ///
 /// Nothing here is acknowledged to a client: every archived event is also in the journal or
 /// the snapshot until a snapshot refers to its block, and `sync` makes the blocks durable
-/// before that snapshot is written. So a crash can lose only blocks no snapshot refers to, and
-/// `open` removes those (recovery replays their events from the journal and archives them again).
+/// before that snapshot is written. So a crash can lose only blocks no snapshot refers to:
+/// recovery keeps those that read back whole and follow on in order (`unreferencedBlocks`), for
+/// its replay to take instead of archiving the same events again, and removes the rest
+/// (`discardUnreferenced`; the replay rebuilds their events from the journal).
 public final class EventArchiveFiles: Sendable {
     /// Where one block is.
     public struct Block: Sendable, Hashable {
@@ -79,10 +81,11 @@ public final class EventArchiveFiles: Sendable {
     }
 
     /// Before the first append, for the state a snapshot recovered: `referenced` are the blocks
-    /// that snapshot names. Files after the last referenced block hold events the snapshot does
-    /// not name (archived after it, or by a run whose snapshot was lost): they are cut back to
-    /// that block's end or removed, so the journal's replay archives them again. Files before
-    /// it stay until a later snapshot no longer needs them (`removeFiles`).
+    /// that snapshot names, with those recovery keeps after them (`unreferencedBlocks`). Files
+    /// after the last of them hold events the snapshot does not name (archived after it, or by
+    /// a run whose snapshot was lost): they are cut back to that block's end or removed, so the
+    /// journal's replay archives them again. Files before it stay until a later snapshot no
+    /// longer needs them (`removeFiles`).
     ///
     /// Throws `MissingBlocks` when a referenced block is not there (a deleted or cut file).
     public func discardUnreferenced(keeping referenced: [Block]) throws {
@@ -126,6 +129,60 @@ public final class EventArchiveFiles: Sendable {
             }
         }
         if changed { try operations.syncDirectory(directory) }
+    }
+
+    /// The blocks after `last` (the newest block the recovered snapshot names; nil: none) that
+    /// hold the chunks from `firstSeq` on, `seqsPerBlock` seqs apart, in order: what a run
+    /// archived after that snapshot and before it stopped. Each is read and checked (both
+    /// checksums, its first seq) and the list ends at the first block that is missing, damaged
+    /// or out of sequence, or at a file that cannot be read. Recovery's replay takes these
+    /// blocks as they are instead of archiving the same events again; it then calls
+    /// `discardUnreferenced` with the ones it took, before any append. Read-only.
+    public func unreferencedBlocks(after last: Block?, from firstSeq: UInt64,
+                                   seqsPerBlock: UInt64) -> [(firstSeq: UInt64, block: Block)] {
+        guard let names = try? operations.listDirectory(directory) else { return [] }
+        let files = names.compactMap(Self.firstSeq(ofFileNamed:)).sorted()
+        var found: [(firstSeq: UInt64, block: Block)] = []
+        var expected = firstSeq
+        // From the file of the last named block on; with none, from the file of the first chunk.
+        for file in files where file >= last?.file ?? firstSeq {
+            // A file after that holds the next block first: it is named after it.
+            let continuesLast = file == last?.file
+            guard continuesLast || file == expected, let bytes = try? operations.mapFile(directory + "/" + Self.fileName(file)) else {
+                break
+            }
+            let complete = bytes.withUnsafeBufferPointer { buffer -> Bool in
+                var offset: Int
+                if continuesLast {
+                    offset = Int(clamping: last!.offset + last!.length)
+                } else {
+                    guard Self.headerProblem(buffer, fileSeq: file) == nil else { return false }
+                    offset = Self.fileHeaderSize
+                }
+                while offset < buffer.count {
+                    guard case .success(let parsed) = Self.parseBlock(buffer, at: offset), parsed.firstSeq == expected else {
+                        return false
+                    }
+                    found.append((expected, Block(file: file, offset: UInt64(offset), length: UInt64(parsed.payload.upperBound - offset))))
+                    expected += seqsPerBlock
+                    offset = parsed.payload.upperBound
+                }
+                return offset == buffer.count
+            }
+            if !complete { break }
+        }
+        return found
+    }
+
+    /// Blocks an earlier run wrote that this one keeps (`unreferencedBlocks`): they may not be
+    /// durable yet, so the next `sync` syncs their files and the directory as if they had been
+    /// appended now.
+    public func adopt(_ blocks: [Block]) {
+        guard !blocks.isEmpty else { return }
+        state.withLock { state in
+            state.unsynced.formUnion(blocks.map(\.file))
+            state.directoryChanged = true
+        }
     }
 
     /// Appends one block holding `payload`, the events from `firstSeq`. Not durable until `sync`.
@@ -214,8 +271,8 @@ public final class EventArchiveFiles: Sendable {
             }
             done += count
         }
-        guard case .success(let parsed) = Self.parseBlock(bytes, at: 0), parsed.firstSeq == firstSeq,
-              parsed.payload.upperBound == bytes.count else {
+        guard case .success(let parsed) = bytes.withUnsafeBufferPointer({ Self.parseBlock($0, at: 0) }),
+              parsed.firstSeq == firstSeq, parsed.payload.upperBound == bytes.count else {
             throw ReadError(description: "\(path): event block at \(block.offset) is damaged (events from seq \(firstSeq))")
         }
         return Array(bytes[parsed.payload])
@@ -247,23 +304,14 @@ public final class EventArchiveFiles: Sendable {
 
     static func check(_ bytes: [UInt8], name: String, fileSeq: UInt64) -> FileCheck {
         var result = FileCheck(fileName: name, bytes: Int64(bytes.count), blocks: 0)
-        guard bytes.count >= fileHeaderSize, Array(bytes[0..<8]) == fileMagic,
-              load(UInt32.self, from: bytes, at: 24) == CRC32C.checksum(bytes[0..<24]) else {
-            result.problem = "bad file header"
-            return result
-        }
-        guard load(UInt32.self, from: bytes, at: 8) == fileVersion else {
-            result.problem = "format version \(load(UInt32.self, from: bytes, at: 8)) (supported: \(fileVersion))"
-            return result
-        }
-        guard load(UInt64.self, from: bytes, at: 16) == fileSeq else {
-            result.problem = "header says seq \(load(UInt64.self, from: bytes, at: 16)) but the file name says \(fileSeq)"
+        if let problem = headerProblem(bytes, fileSeq: fileSeq) {
+            result.problem = problem
             return result
         }
         var offset = fileHeaderSize
         while offset < bytes.count {
             let seq: UInt64
-            switch parseBlock(bytes, at: offset) {
+            switch bytes.withUnsafeBufferPointer({ parseBlock($0, at: offset) }) {
             case .failure(.cutShort):
                 result.problem = "block at \(offset) is cut short"
                 return result
@@ -288,6 +336,23 @@ public final class EventArchiveFiles: Sendable {
         return result
     }
 
+    /// Why `bytes` does not start with the header of the archive file named after `fileSeq`;
+    /// nil when it does.
+    static func headerProblem<Bytes: RandomAccessCollection<UInt8>>(_ bytes: Bytes, fileSeq: UInt64) -> String?
+        where Bytes.Index == Int {
+        guard bytes.count >= fileHeaderSize, bytes.prefix(8).elementsEqual(fileMagic),
+              bytes.readLittleEndian(UInt32.self, at: 24) == CRC32C.checksum(bytes.prefix(24)) else {
+            return "bad file header"
+        }
+        guard bytes.readLittleEndian(UInt32.self, at: 8) == fileVersion else {
+            return "format version \(bytes.readLittleEndian(UInt32.self, at: 8)) (supported: \(fileVersion))"
+        }
+        guard bytes.readLittleEndian(UInt64.self, at: 16) == fileSeq else {
+            return "header says seq \(bytes.readLittleEndian(UInt64.self, at: 16)) but the file name says \(fileSeq)"
+        }
+        return nil
+    }
+
     enum BlockDamage: Error {
         case cutShort
         case headerDamaged
@@ -296,17 +361,19 @@ public final class EventArchiveFiles: Sendable {
 
     /// The block that starts at `offset` of `bytes`: its events' first seq and its payload's
     /// range, each checked against the block header's checksums. The one reader of blocks, for
-    /// `read` and `check`.
-    static func parseBlock(_ bytes: [UInt8], at offset: Int) -> Result<(firstSeq: UInt64, payload: Range<Int>), BlockDamage> {
+    /// `read`, `check` and `unreferencedBlocks`.
+    static func parseBlock(_ bytes: UnsafeBufferPointer<UInt8>, at offset: Int)
+        -> Result<(firstSeq: UInt64, payload: Range<Int>), BlockDamage> {
         guard bytes.count - offset >= blockHeaderSize else { return .failure(.cutShort) }
-        guard load(UInt32.self, from: bytes, at: offset + 16) == CRC32C.checksum(bytes[offset..<(offset + 16)]) else {
+        let header = UnsafeBufferPointer(rebasing: bytes[offset..<(offset + blockHeaderSize)])
+        guard header.readLittleEndian(UInt32.self, at: 16) == CRC32C.checksum(header[0..<16]) else {
             return .failure(.headerDamaged)
         }
-        let length = Int(load(UInt32.self, from: bytes, at: offset))
-        let firstSeq = load(UInt64.self, from: bytes, at: offset + 8)
+        let length = Int(header.readLittleEndian(UInt32.self, at: 0))
+        let firstSeq = header.readLittleEndian(UInt64.self, at: 8)
         guard bytes.count - offset - blockHeaderSize >= length else { return .failure(.cutShort) }
         let payload = (offset + blockHeaderSize)..<(offset + blockHeaderSize + length)
-        guard load(UInt32.self, from: bytes, at: offset + 4) == CRC32C.checksum(bytes[payload]) else {
+        guard header.readLittleEndian(UInt32.self, at: 4) == CRC32C.checksum(UnsafeBufferPointer(rebasing: bytes[payload])) else {
             return .failure(.payloadDamaged(firstSeq: firstSeq))
         }
         return .success((firstSeq, payload))
@@ -337,11 +404,5 @@ public final class EventArchiveFiles: Sendable {
         withUnsafeBytes(of: value.littleEndian) { raw in
             for index in 0..<raw.count { bytes[offset + index] = raw[index] }
         }
-    }
-
-    private static func load<T: FixedWidthInteger>(_: T.Type, from bytes: [UInt8], at offset: Int) -> T {
-        var value = T.zero
-        for index in 0..<MemoryLayout<T>.size { value |= T(bytes[offset + index]) << (8 * index) }
-        return value
     }
 }

@@ -85,9 +85,12 @@
 // offset, length), and the service syncs the archive (files, then the directory for new files)
 // before it writes that snapshot. Until then the events are also in the journal or in an older
 // snapshot. So at open, for the snapshot recovery loaded, the store checks that every named
-// block is within its file (else it refuses to start), cuts the last named file back to the
-// end of its last named block, and removes every file after it: recovery replays those events
-// from the journal and archives them again. After each snapshot, files older than every file
+// block is within its file (else it refuses to start). The blocks after the last named one
+// that read back whole and hold the next chunks in order (`unreferencedBlocks`) may be kept:
+// recovery's replay takes them instead of archiving the same events again. The store then cuts
+// the last kept file back to the end of its last kept block and removes every file after it;
+// recovery replays those events from the journal and archives them again. Kept blocks are
+// synced with the next snapshot, like new ones. After each snapshot, files older than every file
 // the new snapshot and the one before it name are removed (the fallback snapshot keeps its
 // events). A block is read back with its header checked (CRCs, length, first seq); a damaged
 // one is an error for the call that reaches it, never other events.

@@ -424,12 +424,13 @@ func printTable(_ report: Report) {
     }
     if !report.scale.isEmpty {
         print("")
-        print("subscriptions  credits  replay_s  snapshot_s  snap_MiB  recover_s  RSS_MiB  peak_MiB  +journal  recover+j_s  stats_p99us")
+        print("subscriptions  credits  replay_s  snapshot_s  snap_MiB  recover_s  RSS_MiB  peak_MiB  +journal  recover+j_s  +archived_s  stats_p99us")
         for s in report.scale {
-            print(String(format: "%13d %8d %9.2f %11.2f %9.1f %10.2f %8.0f %9.0f %9d %12.2f %12.0f",
+            print(String(format: "%13d %8d %9.2f %11.2f %9.1f %10.2f %8.0f %9.0f %9d %12.2f %12.2f %12.0f",
                          s.subscriptions, s.credits, s.journalReplaySeconds, s.snapshotSeconds,
                          Double(s.snapshotBytes) / 1_048_576, s.snapshotRecoverySeconds, s.rssMiB, s.peakRSSMiB,
-                         s.journalTailRecords, s.snapshotPlusJournalRecoverySeconds, s.getStatsP99Micros))
+                         s.journalTailRecords, s.snapshotPlusJournalRecoverySeconds,
+                         s.snapshotPlusArchivedJournalRecoverySeconds, s.getStatsP99Micros))
         }
     }
     if let book = report.book {

@@ -2,6 +2,7 @@ import CreditDomain
 import CreditStore
 import CreditTestSupport
 import Foundation
+import Logging
 import XCTest
 
 @testable import CreditService
@@ -158,11 +159,9 @@ final class EventArchiveTests: XCTestCase {
         await StateGoldenTests.close(again)
     }
 
-    /// Recovery archives sealed chunks while it replays a long journal tail (on a thread of its
-    /// own), so the tail's events do not all stay in memory; what it archived reads back exactly,
-    /// and a later start, which discards the blocks no snapshot names, replays them again.
-    func testALongReplayArchivesAsItGoes() async throws {
-        let directory = try makeTemporaryDirectory("archive-replay").path
+    /// A journal tail long enough for recovery to archive as it replays (16 writers, 10,000
+    /// records, over twelve chunks of events), closed without a snapshot.
+    func makeLongTail(_ directory: String) async throws -> Ledger {
         let application = try StateGoldenTests.open(directory)
         let writer = application.writer
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -180,15 +179,148 @@ final class EventArchiveTests: XCTestCase {
         XCTAssertGreaterThan(expected.eventCount, 12 * EventFeed.chunkSize)
         await StateGoldenTests.close(application)
         XCTAssertEqual(try archiveFiles(directory), [])
+        return expected
+    }
+
+    /// Recovery archives sealed chunks while it replays a long journal tail (on a thread of its
+    /// own), so the tail's events do not all stay in memory; what it archived reads back exactly.
+    /// A later start takes those blocks as they are (no snapshot names them yet) instead of
+    /// building and archiving their events again, and recovers the same events.
+    func testALongReplayArchivesAsItGoesAndALaterStartAdoptsTheBlocks() async throws {
+        let directory = try makeTemporaryDirectory("archive-replay").path
+        let expected = try await makeLongTail(directory)
+
+        let first = try StateGoldenTests.open(directory)
+        XCTAssertEqual(first.adoptedEventChunks, 0)
+        XCTAssertFalse(try archiveFiles(directory).isEmpty, "archived during the replay")
+        let recovered = try await StateGoldenTests.ledger(first)
+        let archived = EventArchiver.blocks(of: recovered)
+        XCTAssertGreaterThan(archived.count, 0)
+        XCTAssertEqual(recovered, expected)
+        XCTAssertEqual(try recovered.events, try expected.events)
+        await StateGoldenTests.close(first)
 
         for _ in 0..<2 {
-            let reopened = try StateGoldenTests.open(directory)
-            XCTAssertFalse(try archiveFiles(directory).isEmpty, "archived during the replay")
-            let recovered = try await StateGoldenTests.ledger(reopened)
-            XCTAssertGreaterThan(EventArchiver.blocks(of: recovered).count, 0)
-            XCTAssertEqual(recovered, expected)
-            XCTAssertEqual(try recovered.events, try expected.events)
-            await StateGoldenTests.close(reopened)
+            let again = try StateGoldenTests.open(directory)
+            XCTAssertEqual(again.adoptedEventChunks, archived.count, "every block the first replay archived")
+            let recoveredAgain = try await StateGoldenTests.ledger(again)
+            XCTAssertEqual(EventArchiver.blocks(of: recoveredAgain), archived, "the same blocks, not new ones")
+            XCTAssertEqual(recoveredAgain, expected)
+            XCTAssertEqual(try recoveredAgain.events, try expected.events)
+            // A snapshot now names the adopted blocks; the next start reads them through it.
+            await StateGoldenTests.close(again)
         }
+        let snapshotting = try StateGoldenTests.open(directory)
+        _ = try await snapshotting.takeSnapshot()
+        await StateGoldenTests.close(snapshotting)
+        let fromSnapshot = try StateGoldenTests.open(directory)
+        XCTAssertEqual(fromSnapshot.adoptedEventChunks, 0, "nothing after the snapshot to adopt")
+        let recoveredFromSnapshot = try await StateGoldenTests.ledger(fromSnapshot)
+        XCTAssertEqual(recoveredFromSnapshot, expected)
+        XCTAssertEqual(try recoveredFromSnapshot.events, try expected.events)
+        await StateGoldenTests.close(fromSnapshot)
+    }
+
+    /// A run that wrote a snapshot and then archived more chunks (its background pass) appends
+    /// them to the file the snapshot's blocks end in: recovery adopts them from there on.
+    func testBlocksArchivedAfterTheSnapshotInItsOwnFileAreAdopted() async throws {
+        let directory = try makeTemporaryDirectory("archive-adopt-same-file").path
+        let (application, _) = try await makeState(directory)
+        _ = try await application.takeSnapshot()
+        let named = EventArchiver.blocks(of: try await StateGoldenTests.ledger(application))
+        for index in 0..<700 {
+            _ = try await application.writer.execute(LedgerWriterTests.create("after-\(index)", seats: 10), callerUID: 1000)
+            _ = try await application.writer.execute(LedgerWriterTests.seats("after-\(index)", 9), callerUID: 1000)
+        }
+        let expected = try await StateGoldenTests.ledger(application)
+        // The background pass: the chunks sealed since the snapshot, after its blocks.
+        XCTAssertGreaterThanOrEqual(try application.archiver!.archive(expected, sync: false), 1)
+        let archived = EventArchiver.blocks(of: expected)
+        XCTAssertEqual(Set(archived.dropFirst(named.count).map(\.file)), [named.last!.file], "in the snapshot's last file")
+        await StateGoldenTests.close(application)
+
+        let reopened = try StateGoldenTests.open(directory)
+        XCTAssertEqual(reopened.adoptedEventChunks, archived.count - named.count)
+        let recovered = try await StateGoldenTests.ledger(reopened)
+        XCTAssertEqual(EventArchiver.blocks(of: recovered), archived)
+        XCTAssertEqual(recovered, expected)
+        XCTAssertEqual(try recovered.events, try expected.events)
+        await StateGoldenTests.close(reopened)
+    }
+
+    /// A damaged block among those a run archived after its snapshot ends what recovery adopts:
+    /// the blocks before it are taken, the events from it on are built again from the journal
+    /// and archived anew, and the events are the same.
+    func testADamagedUnreferencedBlockEndsTheAdoption() async throws {
+        let directory = try makeTemporaryDirectory("archive-adopt-damaged").path
+        let expected = try await makeLongTail(directory)
+        let first = try StateGoldenTests.open(directory)
+        let archived = EventArchiver.blocks(of: try await StateGoldenTests.ledger(first))
+        await StateGoldenTests.close(first)
+        XCTAssertGreaterThan(archived.count, 3)
+        let damaged = archived[2]
+        try flipBit(in: directory + "/" + EventArchiveFiles.fileName(damaged.file), at: Int(damaged.offset) + 100)
+
+        let reopened = try StateGoldenTests.open(directory)
+        XCTAssertEqual(reopened.adoptedEventChunks, 2)
+        let recovered = try await StateGoldenTests.ledger(reopened)
+        let rearchived = EventArchiver.blocks(of: recovered)
+        XCTAssertEqual(Array(rearchived.prefix(2)), Array(archived.prefix(2)))
+        XCTAssertGreaterThan(rearchived.count, 2, "the chunks from the damaged one on are archived again")
+        XCTAssertEqual(recovered, expected)
+        XCTAssertEqual(try recovered.events, try expected.events)
+        await StateGoldenTests.close(reopened)
+        XCTAssertTrue(try EventArchiveFiles.check(directory: directory, operations: POSIXFileOperations())
+            .allSatisfy { $0.problem == nil }, "the damaged block is gone")
+
+        let again = try StateGoldenTests.open(directory)
+        XCTAssertEqual(again.adoptedEventChunks, rearchived.count, "with what the last start archived again")
+        let recoveredAgain = try await StateGoldenTests.ledger(again)
+        XCTAssertEqual(try recoveredAgain.events, try expected.events)
+        await StateGoldenTests.close(again)
+    }
+
+    /// When the archive holds more than the journal (a repair cut the journal back), recovery
+    /// adopts the blocks the replay rebuilds in full, reads back the part of the last one that
+    /// the shorter journal still produces, and drops the rest: the same state and events as a
+    /// recovery of that journal with no archive at all.
+    func testAnArchiveLongerThanTheRepairedJournalIsCutBackToIt() async throws {
+        let directory = try makeTemporaryDirectory("archive-adopt-short").path
+        _ = try await makeLongTail(directory)
+        let first = try StateGoldenTests.open(directory)
+        let archived = EventArchiver.blocks(of: try await StateGoldenTests.ledger(first))
+        await StateGoldenTests.close(first)
+        XCTAssertGreaterThan(archived.count, 4)
+        // Damage a record about two thirds into the journal; repair cuts the journal there.
+        let segments = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("journal-") }.sorted()
+        XCTAssertEqual(segments.count, 1)
+        let segment = directory + "/" + segments[0]
+        let size = try FileManager.default.attributesOfItem(atPath: segment)[.size] as! Int
+        try flipBit(in: segment, at: size * 2 / 3)
+        // The reference: the same cut journal recovered with no archive at all.
+        let reference = try makeTemporaryDirectory("archive-adopt-short-reference").path
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory) where !name.hasPrefix("events-") {
+            try FileManager.default.copyItem(atPath: directory + "/" + name, toPath: reference + "/" + name)
+        }
+        func openRepairing(_ path: String) throws -> CreditApplication {
+            try CreditApplication(configuration: ApplicationConfiguration(
+                stateDirectory: path, clockMode: .manual, manualStart: StateGoldenTests.start, repair: true),
+                logger: Logger(label: "archive"))
+        }
+        let fresh = try openRepairing(reference)
+        XCTAssertEqual(fresh.adoptedEventChunks, 0)
+        let expected = try await StateGoldenTests.ledger(fresh)
+        await StateGoldenTests.close(fresh)
+        XCTAssertLessThan(expected.eventCount, Int(archived.count) * EventFeed.chunkSize, "the cut journal ends inside the archive")
+        XCTAssertNotEqual(expected.eventCount % EventFeed.chunkSize, 0, "and inside a chunk")
+
+        let repaired = try openRepairing(directory)
+        XCTAssertEqual(repaired.adoptedEventChunks, expected.eventCount / EventFeed.chunkSize)
+        let recovered = try await StateGoldenTests.ledger(repaired)
+        XCTAssertEqual(recovered, expected)
+        XCTAssertEqual(try recovered.events, try expected.events)
+        await StateGoldenTests.close(repaired)
+        let blocks = try EventArchiveFiles.check(directory: directory, operations: POSIXFileOperations()).reduce(0) { $0 + $1.blocks }
+        XCTAssertEqual(blocks, expected.eventCount / EventFeed.chunkSize, "the blocks past the journal are gone")
     }
 }
