@@ -141,26 +141,12 @@ public final class CreditApplication: Sendable {
         let recoveredBlocks = EventArchiver.blocks(of: ledger)
         // Blocks a run archived after the snapshot and before it stopped: the replay takes them
         // rather than archiving the same events again.
-        let adoptable = recovery.records.isEmpty ? [] : archiver?.adoptableBlocks(for: ledger, after: recoveredBlocks) ?? []
+        var adoption: ReplayAdoption
         do {
-            try archiver?.files.discardUnreferenced(keeping: recoveredBlocks + adoptable.map(EventArchiveFiles.Block.init))
+            adoption = try ReplayAdoption(archiver: archiver, referenced: recoveredBlocks, ledger: &ledger,
+                                          records: recovery.records.count)
         } catch {
             throw .snapshot("\(recovery.snapshot?.fileName ?? "no snapshot"): \(error)")
-        }
-        if let archiver { ledger.planEventAdoption(adoptable, from: archiver) }
-        var adopting = ledger.feed.isAdopting
-        var adoptedChunks = 0
-        // Before anything is archived anew: the files keep the blocks taken and lose the rest.
-        func finishAdoption() throws(StartError) {
-            adopting = false
-            do {
-                let adopted = try ledger.finishEventAdoption().map(EventArchiveFiles.Block.init)
-                try archiver?.files.discardUnreferenced(keeping: recoveredBlocks + adopted)
-                archiver?.files.adopt(adopted)
-                adoptedChunks = adopted.count
-            } catch {
-                throw .snapshot("archived events after \(recovery.snapshot?.fileName ?? "no snapshot"): \(error)")
-            }
         }
         let replayArchiving = archiver.flatMap { archiver in
             recovery.records.count >= ReplayArchiving.offerEveryRecords
@@ -179,7 +165,7 @@ public final class CreditApplication: Sendable {
                     Self.replay(entry, into: &ledger)
                     lastInstant = max(lastInstant ?? entry.instant, entry.instant)
                     replayed += 1
-                    if adopting, !ledger.feed.isAdopting { try finishAdoption() }
+                    do { try adoption.finishIfOver(&ledger) } catch { throw .snapshot("archived events: \(error)") }
                     if replayed % ReplayArchiving.offerEveryRecords == 0 {
                         replayArchiving?.offer(ledger)
                     }
@@ -190,7 +176,7 @@ public final class CreditApplication: Sendable {
             }
             decoding.recycle(&batch)
         }
-        if adopting { try finishAdoption() }
+        do { try adoption.finish(&ledger) } catch { throw .snapshot("archived events: \(error)") }
         decoding.finish()
         replayArchiving?.finish()
         let replayEnded = ContinuousClock.now
@@ -213,7 +199,7 @@ public final class CreditApplication: Sendable {
         self.stateDirectory = configuration.stateDirectory
         self.recoveryReport = recovery.report
         self.subscriptionsRecovered = ledger.subscriptionCount
-        self.adoptedEventChunks = adoptedChunks
+        self.adoptedEventChunks = adoption.adoptedChunks
         self.configuration = configuration
         self.logger = logger
         self.recoveredSequence = recovery.nextSequence - 1
@@ -234,7 +220,7 @@ public final class CreditApplication: Sendable {
             "read_seconds": "\(Self.seconds(storeOpened - recoveryStarted))",
             "snapshot_seconds": "\(Self.seconds(snapshotLoaded - storeOpened))",
             "replay_seconds": "\(Self.seconds(replayEnded - replayStarted))",
-            "adopted_event_chunks": "\(adoptedChunks)",
+            "adopted_event_chunks": "\(adoption.adoptedChunks)",
         ])
     }
 

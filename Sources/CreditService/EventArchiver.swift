@@ -118,10 +118,3 @@ final class EventArchiver: EventArchive, Sendable {
         }
     }
 }
-
-extension EventArchiveFiles.Block {
-    /// Where an adoptable chunk's block is.
-    init(_ adoptable: AdoptableEventBlock) {
-        self.init(file: adoptable.file, offset: adoptable.offset, length: adoptable.length)
-    }
-}
