@@ -148,9 +148,12 @@ public final class EventArchiveFiles: Sendable {
         for file in files where file >= last?.file ?? firstSeq {
             // A file after that holds the next block first: it is named after it.
             let continuesLast = file == last?.file
-            guard continuesLast || file == expected, let bytes = try? operations.mapFile(directory + "/" + Self.fileName(file)) else {
-                break
+            let path = directory + "/" + Self.fileName(file)
+            // Most starts find nothing after the last named block: no need to map its file.
+            if let last, continuesLast, let size = try? operations.fileSize(path), UInt64(size) <= last.offset + last.length {
+                continue
             }
+            guard continuesLast || file == expected, let bytes = try? operations.mapFile(path) else { break }
             let complete = bytes.withUnsafeBufferPointer { buffer -> Bool in
                 var offset: Int
                 if continuesLast {
