@@ -230,7 +230,8 @@ final class BookFeedEndToEndTests: XCTestCase {
 
     /// More than eight sealed chunks of events: the background pass moves them into the event
     /// archive; ListEvents and WatchEvents read them back (off the event loop), and they are the
-    /// same events after a snapshot, a restart from it, and a kill -9.
+    /// same events after a kill -9 that no snapshot named them before (the restart adopts the
+    /// blocks), a snapshot, a restart from it, and another kill -9.
     func testArchivedEventsReadBackThroughListWatchAndRestarts() async throws {
         let client = self.client!
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -266,7 +267,19 @@ final class BookFeedEndToEndTests: XCTestCase {
         }
         XCTAssertEqual(watched, Array(before[from...]), "WatchEvents reads the archived chunks too")
 
-        _ = try await client.takeSnapshot()
+        // A kill -9 before any snapshot names those chunks: the restart adopts the blocks the
+        // background pass wrote instead of building and archiving their events again.
+        daemon.kill()
+        await client.close()
+        daemon = try DaemonProcess.start(arguments: Self.arguments, directory: daemon.directory)
+        self.client = try await CreditClient.connect(socketPath: daemon.socketPath)
+        let log = daemon.stderr
+        let adopted = log.range(of: "adopted_event_chunks=").map { Int(log[$0.upperBound...].prefix { $0.isNumber }) ?? 0 } ?? 0
+        XCTAssertGreaterThan(adopted, 0, log)
+        let afterAdoption = try await allEvents()
+        XCTAssertEqual(afterAdoption, before, "after kill -9, with the archived chunks adopted")
+
+        _ = try await self.client!.takeSnapshot()
         try await restart()
         let afterRestart = try await allEvents()
         XCTAssertEqual(afterRestart, before, "after a restart from a snapshot that names archived chunks")
