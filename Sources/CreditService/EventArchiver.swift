@@ -103,8 +103,7 @@ final class EventArchiver: EventArchive, Sendable {
     /// `ledger` is still in memory (archived chunks must stay a prefix).
     func adoptableBlocks(for ledger: Ledger, after referenced: [EventArchiveFiles.Block]) -> [AdoptableEventBlock] {
         guard Self.residentChunks(of: ledger) == 0 else { return [] }
-        let last = referenced.max { ($0.file, $0.offset) < ($1.file, $1.offset) }
-        return files.unreferencedBlocks(after: last, from: ledger.feed.openChunkFirstSeq,
+        return files.unreferencedBlocks(after: referenced, from: ledger.feed.openChunkFirstSeq,
                                         seqsPerBlock: UInt64(EventFeed.chunkSize)).map { found in
             AdoptableEventBlock(firstSeq: found.firstSeq, file: found.block.file, offset: found.block.offset,
                                 length: found.block.length)

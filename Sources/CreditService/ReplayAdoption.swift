@@ -13,7 +13,7 @@ struct ReplayAdoption {
     /// The blocks the recovered snapshot names.
     private let referenced: [EventArchiveFiles.Block]
     /// Whether the adoption has not been finished yet.
-    private(set) var open: Bool
+    private var open: Bool
     /// Chunks the replay took from the archive.
     private(set) var adoptedChunks = 0
 

@@ -104,7 +104,7 @@ public final class EventArchiveFiles: Sendable {
                                         + "the snapshot names \(end)")
             }
         }
-        let last = referenced.max { ($0.file, $0.offset) < ($1.file, $1.offset) }
+        let last = Self.newest(referenced)
         var changed = false
         for name in try operations.listDirectory(directory) {
             guard let file = Self.firstSeq(ofFileNamed: name) else {
@@ -131,15 +131,21 @@ public final class EventArchiveFiles: Sendable {
         if changed { try operations.syncDirectory(directory) }
     }
 
-    /// The blocks after `last` (the newest block the recovered snapshot names; nil: none) that
+    /// The block of `blocks` that was written last (nil for none).
+    private static func newest(_ blocks: [Block]) -> Block? {
+        blocks.max { ($0.file, $0.offset) < ($1.file, $1.offset) }
+    }
+
+    /// The blocks after the newest of those the recovered snapshot names (`referenced`) that
     /// hold the chunks from `firstSeq` on, `seqsPerBlock` seqs apart, in order: what a run
     /// archived after that snapshot and before it stopped. Each is read and checked (both
     /// checksums, its first seq) and the list ends at the first block that is missing, damaged
     /// or out of sequence, or at a file that cannot be read. Recovery's replay takes these
     /// blocks as they are instead of archiving the same events again; it then calls
     /// `discardUnreferenced` with the ones it took, before any append. Read-only.
-    public func unreferencedBlocks(after last: Block?, from firstSeq: UInt64,
+    public func unreferencedBlocks(after referenced: [Block], from firstSeq: UInt64,
                                    seqsPerBlock: UInt64) -> [(firstSeq: UInt64, block: Block)] {
+        let last = Self.newest(referenced)
         guard let names = try? operations.listDirectory(directory) else { return [] }
         let files = names.compactMap(Self.firstSeq(ofFileNamed:)).sorted()
         var found: [(firstSeq: UInt64, block: Block)] = []
