@@ -98,6 +98,7 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
             let offset = recordOffset(position)
             let oldEnd = recordEnd(at: offset)
             var record: [UInt8] = []
+            record.reserveCapacity(CreditRecord.typicalSize(of: newValue))
             CreditRecord.append(newValue, base: base, to: &record)
             bytes.replaceSubrange(offset..<oldEnd, with: record)
             let shift = Int64(record.count) - Int64(oldEnd - offset)
@@ -118,6 +119,8 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
             return
         }
         var record: [UInt8] = []
+        // Room for the whole record at once: grown by appending, it took three allocations.
+        record.reserveCapacity(CreditRecord.typicalSize(of: credit))
         CreditRecord.append(credit, base: base, to: &record)
         if count % Self.checkpointSpacing == 0 { checkpoints.append(UInt32(bytes.count)) }
         if bytes.count + record.count > bytes.capacity {
@@ -292,32 +295,32 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
         return start
     }
 
-    /// The positions from `start` on whose credit differs from `old`'s at the same position,
-    /// or that `old` does not have, in order. Equal credits have equal records when both lists
-    /// share their first credit, which the ledger never replaces; otherwise every position from
-    /// `start` is reported.
-    func positionsDiffering(from old: CreditList, startingAt start: Int) -> [Int] {
+    /// Calls `body` with each position from `start` on whose credit differs from `old`'s at the
+    /// same position, or that `old` does not have, in order. Equal credits have equal records
+    /// when both lists share their first credit, which the ledger never replaces; otherwise
+    /// every position from `start` is reported. A callback rather than an array of positions:
+    /// every write asks, and the array was one of its allocations.
+    func forEachPositionDiffering(from old: CreditList, startingAt start: Int, _ body: (Int) -> Void) {
         let count = self.count
-        guard start < count else { return [] }
+        guard start < count else { return }
         let oldCount = old.count
-        guard oldCount > 0, start < oldCount, old.base == base else { return Array(start..<count) }
-        var changed: [Int] = []
+        guard oldCount > 0, start < oldCount, old.base == base else {
+            for position in start..<count { body(position) }
+            return
+        }
         var offset = recordOffset(start), oldOffset = old.recordOffset(start)
-        bytes.withUnsafeBufferPointer { buffer in
-            old.bytes.withUnsafeBufferPointer { oldBuffer in
-                for position in start..<count {
-                    guard position < oldCount else { changed.append(position); continue }
-                    let end = recordEnd(at: offset), oldEnd = old.recordEnd(at: oldOffset)
-                    if end - offset != oldEnd - oldOffset
-                        || memcmp(buffer.baseAddress! + offset, oldBuffer.baseAddress! + oldOffset, end - offset) != 0 {
-                        changed.append(position)
-                    }
-                    offset = end
-                    oldOffset = oldEnd
+        for position in start..<count {
+            guard position < oldCount else { body(position); continue }
+            let end = recordEnd(at: offset), oldEnd = old.recordEnd(at: oldOffset)
+            let same = end - offset == oldEnd - oldOffset && bytes.withUnsafeBufferPointer { buffer in
+                old.bytes.withUnsafeBufferPointer { oldBuffer in
+                    memcmp(buffer.baseAddress! + offset, oldBuffer.baseAddress! + oldOffset, end - offset) == 0
                 }
             }
+            if !same { body(position) }
+            offset = end
+            oldOffset = oldEnd
         }
-        return changed
     }
 
     // MARK: layout
@@ -368,6 +371,12 @@ extension CreditList: ExpressibleByArrayLiteral {
 /// each block's seats, start date and unused days; then the later history's length and each
 /// entry's state and instant − createdAt.
 enum CreditRecord {
+    /// Enough bytes for nearly every record of `credit` (a bound would waste memory in the
+    /// lists it is reserved for; an estimate only costs a rare second allocation).
+    static func typicalSize(of credit: Credit) -> Int {
+        96 + 12 * credit.explanation.blocks.count + 8 * Int(credit.laterHistory.count)
+    }
+
     static func append(_ credit: Credit, base: (serial: UInt64, createdAt: Int64), to bytes: inout [UInt8]) {
         // The length prefix is written after the payload; one byte covers records under 128
         // bytes, which is nearly all of them (more bytes are spliced in otherwise).

@@ -135,7 +135,7 @@ extension Ledger {
         if marks.firstOpen < credits.count {
             // Only the credits the command changed or added: an unchanged one has no new
             // history and nothing for the book.
-            for index in credits.positionsDiffering(from: marks.credits, startingAt: marks.firstOpen) {
+            credits.forEachPositionDiffering(from: marks.credits, startingAt: marks.firstOpen) { index in
                 let credit = credits[index]
                 var known = 0
                 if index < marks.credits.count {
@@ -157,8 +157,15 @@ extension Ledger {
     /// Gives the command's events their seqs, in order, and prunes the feed (E5).
     mutating func commitEvents(now: Instant) {
         guard !pendingEvents.isEmpty else { return }
-        let pending = pendingEvents
-        pendingEvents = []
+        // The buffer goes back afterwards, emptied: a new one for every command was two
+        // allocations of a ChangeSeats (its first event, then its second). `readerCopy` leaves
+        // it out, so it stays unshared.
+        var pending: [PendingEvent] = []
+        swap(&pending, &pendingEvents)
+        defer {
+            pending.removeAll(keepingCapacity: true)
+            pendingEvents = pending
+        }
         for item in pending {
             // Read before the closures: a closure that read `feed` would capture the ledger,
             // and the compiler copied the whole ledger (every field retained and released) for

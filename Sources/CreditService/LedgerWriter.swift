@@ -492,7 +492,7 @@ public final class LedgerWriter: @unchecked Sendable {
 
     private func runBatch(_ jobs: [Job]) {
         var records: [[UInt8]] = []
-        var replies: [@Sendable () -> Void] = []
+        var replies: [Reply] = []
         var snapshotCaptures: [@Sendable (Result<SnapshotCapture, WriteFailure>) -> Void] = []
         if replicated, rollbackPoint == nil { rollbackPoint = working }
 
@@ -508,22 +508,22 @@ public final class LedgerWriter: @unchecked Sendable {
             if index % Ledger.prefetchGroup == 0 {
                 // The id lookups and subscriptions of the next few commands miss the cache;
                 // asked for together, the misses overlap instead of stalling one by one.
-                working.prefetchSubscriptions(jobs[index..<min(index + Ledger.prefetchGroup, jobs.count)]) { job in
-                    if case .command(let write) = job { write.command.subscriptionID } else { nil }
+                working.prefetchSubscriptions(count: min(Ledger.prefetchGroup, jobs.count - index)) { item in
+                    if case .command(let write) = jobs[index + item] { write.command.subscriptionID } else { nil }
                 }
             }
             switch job {
             case .command(let write):
                 if let deadline = write.deadline, ContinuousClock.now >= deadline {
-                    replies.append { write.completion(.failure(.deadlineExceeded)) }
+                    replies.append(.write(write.completion, .failure(.deadlineExceeded)))
                     continue
                 }
                 if let fault {
-                    replies.append { write.completion(.failure(.persistenceFault(fault, outcome: .notApplied))) }
+                    replies.append(.write(write.completion, .failure(.persistenceFault(fault, outcome: .notApplied))))
                     continue
                 }
                 if case .standby(let holder) = role {
-                    replies.append { write.completion(.failure(.notActive(activeHolder: holder))) }
+                    replies.append(.write(write.completion, .failure(.notActive(activeHolder: holder))))
                     continue
                 }
                 let now = clock.now()
@@ -533,14 +533,14 @@ public final class LedgerWriter: @unchecked Sendable {
                 if let entry {
                     appendRecord(entry, bytes: write.requestBytes, to: &records)
                 }
-                replies.append { write.completion(.success(executed)) }
+                replies.append(.write(write.completion, .success(executed)))
             case .advanceClock(let instant, let completion):
                 if let fault {
-                    replies.append { completion(.failure(.persistenceFault(fault, outcome: .notApplied))) }
+                    replies.append(.other { completion(.failure(.persistenceFault(fault, outcome: .notApplied))) })
                     continue
                 }
                 if case .standby(let holder) = role {
-                    replies.append { completion(.failure(.notActive(activeHolder: holder))) }
+                    replies.append(.other { completion(.failure(.notActive(activeHolder: holder))) })
                     continue
                 }
                 do {
@@ -550,12 +550,12 @@ public final class LedgerWriter: @unchecked Sendable {
                     case .notManual: .notManualClock
                     case .backwards(let current): .clockBackwards(current: current)
                     }
-                    replies.append { completion(.failure(failure)) }
+                    replies.append(.other { completion(.failure(failure)) })
                     continue
                 }
                 let transitions = working.advance(to: instant)
                 appendRecord(.tick(at: instant, manualClock: true), bytes: nil, to: &records)
-                replies.append { completion(.success(transitions)) }
+                replies.append(.other { completion(.success(transitions)) })
             case .capture(let completion):
                 snapshotCaptures.append(completion)
             case .snapshotFinished:
@@ -567,7 +567,7 @@ public final class LedgerWriter: @unchecked Sendable {
             case .setEventRetention(let retention):
                 working.eventRetention = retention
             case .ping(let completion):
-                replies.append(completion)
+                replies.append(.other(completion))
             case .replicate(let replicatedRecords):
                 applyReplicated(replicatedRecords)
             case .restore(let snapshot):
@@ -597,7 +597,7 @@ public final class LedgerWriter: @unchecked Sendable {
                     // On the thread that learned the batch is durable; this thread is blocked in
                     // `appendDurably` meanwhile, so the working ledger holds still.
                     publish(through: last)
-                    ReplyBatch.collecting { for reply in acknowledgements { reply() } }
+                    ReplyBatch.collecting { for reply in acknowledgements { reply.deliver() } }
                 }
                 replies = []
                 lastAppendDuration = ContinuousClock.now - appendStarted
@@ -631,7 +631,7 @@ public final class LedgerWriter: @unchecked Sendable {
                 (store as? any ReplicatedJournalStore)?.resynchronize(after: lastSequence)
                 logger.warning("append refused; standing by until the store promotes this host again",
                                metadata: ["reason": "\(refusal)", "sequence": "\(lastSequence)"])
-                replies = jobs.map { job in { self.refuse(job, failure) } }
+                replies = jobs.map { job in .other { self.refuse(job, failure) } }
                 snapshotCaptures = []
             } catch {
                 enterFault("\(error)")
@@ -645,14 +645,14 @@ public final class LedgerWriter: @unchecked Sendable {
                     .notApplied
                 }
                 let fault = self.fault ?? "\(error)"
-                replies = jobs.map { job in { self.refuse(job, .persistenceFault(fault, outcome: outcome)) } }
+                replies = jobs.map { job in .other { self.refuse(job, .persistenceFault(fault, outcome: outcome)) } }
                 snapshotCaptures = []
             }
         } else if !records.isEmpty, let fault {
-            replies = jobs.map { job in { self.refuse(job, .persistenceFault(fault, outcome: .notApplied)) } }
+            replies = jobs.map { job in .other { self.refuse(job, .persistenceFault(fault, outcome: .notApplied)) } }
             snapshotCaptures = []
         }
-        ReplyBatch.collecting { for reply in replies { reply() } }
+        ReplyBatch.collecting { for reply in replies { reply.deliver() } }
         retiredState = nil
 
         // Captures are taken here, at a durable point: everything applied is in the journal.
@@ -815,6 +815,21 @@ public final class LedgerWriter: @unchecked Sendable {
         faultBox.withLock { $0 = description }
         logger.critical("persistence fault: writes refused until restart; reads serve the last committed state",
                         metadata: ["fault": "\(description)"])
+    }
+
+    /// An answer the batch owes, given once the batch is durable (or has failed). A write's is
+    /// its completion and its result side by side: a closure capturing both cost an allocation
+    /// per write, and retained the whole command until the batch was answered.
+    private enum Reply: Sendable {
+        case write(@Sendable (Result<Executed, WriteFailure>) -> Void, Result<Executed, WriteFailure>)
+        case other(@Sendable () -> Void)
+
+        func deliver() {
+            switch self {
+            case .write(let completion, let result): completion(result)
+            case .other(let reply): reply()
+            }
+        }
     }
 
     private func refuse(_ job: Job, _ failure: WriteFailure) {

@@ -94,10 +94,16 @@ final class CreditListTests: XCTestCase {
         new[40] = randomCredit(serial: credits[40].serial, &random)
         new.append(randomCredit(serial: 1_000, &random))
         let expected = [3, 40, 80].filter { new[$0] != (($0 < credits.count) ? credits[$0] : nil) }
-        XCTAssertEqual(new.positionsDiffering(from: old, startingAt: 0), expected)
-        XCTAssertEqual(new.positionsDiffering(from: old, startingAt: 4), expected.filter { $0 >= 4 })
-        XCTAssertEqual(old.positionsDiffering(from: old, startingAt: 0), [])
-        XCTAssertEqual(new.positionsDiffering(from: CreditList(), startingAt: 78), [78, 79, 80])
+        XCTAssertEqual(differing(new, from: old, startingAt: 0), expected)
+        XCTAssertEqual(differing(new, from: old, startingAt: 4), expected.filter { $0 >= 4 })
+        XCTAssertEqual(differing(old, from: old, startingAt: 0), [])
+        XCTAssertEqual(differing(new, from: CreditList(), startingAt: 78), [78, 79, 80])
+    }
+
+    private func differing(_ list: CreditList, from old: CreditList, startingAt start: Int) -> [Int] {
+        var positions: [Int] = []
+        list.forEachPositionDiffering(from: old, startingAt: start) { positions.append($0) }
+        return positions
     }
 
     func testMutatingMethodsThroughTheSubscript() {

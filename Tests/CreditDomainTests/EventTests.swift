@@ -329,7 +329,9 @@ final class EventTests: XCTestCase {
             var replayed = Ledger()
             for (index, (command, instant, dryRun)) in journal.enumerated() {
                 if index % 8 == 0 {
-                    replayed.prefetchSubscriptions(journal[index...].prefix(8)) { $0.0?.subscriptionId ?? "no-such-id" }
+                    replayed.prefetchSubscriptions(count: min(8, journal.count - index)) {
+                        journal[index + $0].0?.subscriptionId ?? "no-such-id"
+                    }
                 }
                 if let command { _ = replayed.execute(command, at: instant, callerUID: 1, dryRun: dryRun) } else { replayed.advance(to: instant) }
             }
