@@ -163,6 +163,7 @@ extension Ledger {
         var pending: [PendingEvent] = []
         swap(&pending, &pendingEvents)
         defer {
+            assert(pendingEvents.isEmpty, "an event was queued while the pending ones were committed")
             pending.removeAll(keepingCapacity: true)
             pendingEvents = pending
         }

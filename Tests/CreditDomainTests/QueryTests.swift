@@ -380,6 +380,37 @@ final class QueryTests: XCTestCase {
         }
     }
 
+    /// The customer map behaves as a dictionary across its shelves and buckets, and a copy (a
+    /// publish) never sees the original's later changes, nor the original the copy's.
+    func testBucketedMapAgainstADictionary() {
+        var random = SplitMix64(seed: 91)
+        var map = BucketedMap<Int>()
+        var reference: [String: Int] = [:]
+        XCTAssertNil(map[ScalarString("absent")])
+        for step in 0..<20_000 {
+            let key = "customer-\(UInt64.random(in: 0..<5_000, using: &random))"
+            let added = map.update(ScalarString(key), default: 0) { value in
+                value += step
+                return value
+            }
+            reference[key, default: 0] += step
+            XCTAssertEqual(added, reference[key])
+        }
+        XCTAssertEqual(map.count, reference.count)
+        for (key, value) in reference { XCTAssertEqual(map[ScalarString(key)], value, key) }
+
+        let published = map
+        for key in reference.keys.prefix(50) { map.update(ScalarString(key), default: 0) { $0 = -1 } }
+        map.update(ScalarString("new customer"), default: 7) { _ in }
+        for key in reference.keys.prefix(50) {
+            XCTAssertEqual(published[ScalarString(key)], reference[key], "the copy keeps its values")
+            XCTAssertEqual(map[ScalarString(key)], -1)
+        }
+        XCTAssertNil(published[ScalarString("new customer")])
+        XCTAssertEqual(map[ScalarString("new customer")], 7)
+        XCTAssertEqual(published.count + 1, map.count)
+    }
+
     /// The data layout constraint: after a copy, one mutation copies one chunk, so the other
     /// chunks still share storage with the copy.
     func testAMutationAfterACopyCopiesOneChunk() throws {
