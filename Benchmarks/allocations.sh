@@ -6,10 +6,11 @@
 # Counts calls to libc's malloc in each thread of the daemon for SECONDS (a perf uprobe) and
 # divides by the journal records committed meanwhile. Start it beside
 # `creditbench --only rpc --methods ChangeSeats` (or any write method) once a phase is under
-# way. Unlike CPU time, the count barely moves between runs on a noisy machine, so a change
-# that removes allocations from the write path shows at once (BENCHMARKS.md, "Allocations per
-# write"). The probe slows the daemon down; read the counts, not its speed. Needs root, perf
-# and a release build of creditctl.
+# way. Unlike CPU time, the count hardly depends on the machine's noise, so a change that
+# removes a few allocations from the write path shows (BENCHMARKS.md, "Profiling recipe"). The
+# records are counted around the probe's window, and the batch sizes vary, so figures move by
+# about one allocation per record between runs: compare several. The probe slows the daemon
+# down; read the counts, not its speed. Needs root, perf and a release build of creditctl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CTL=.build/release/creditctl

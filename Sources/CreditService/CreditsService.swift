@@ -9,7 +9,7 @@ enum CreditsService {
         let methods = MethodTable.Credits.self
         return RPCService(name: methods.serviceName, methods: [
             .deferred(methods.createSubscription) { request, context, respond in
-                writeEncoded(gate, .create(request), context, respond) { outcome, _ in
+                writeEncoded(gate, .create(request), context, respond) { outcome, _, _ in
                     guard case .created(let created) = outcome else { throw unexpected(outcome) }
                     return ResponseEncoding.createSubscription(created.subscription, purchaseInvoice: created.purchaseInvoice)
                 }
@@ -30,9 +30,9 @@ enum CreditsService {
                 return ResponseEncoding.listSubscriptions(page)
             },
             .deferred(methods.cancelSubscription) { request, context, respond in
-                writeEncoded(gate, .cancel(request), context, respond) { outcome, subscription in
+                writeEncoded(gate, .cancel(request), context, respond) { outcome, subscription, dryRun in
                     guard case .cancelled(let record) = outcome, let subscription else { throw unexpected(outcome) }
-                    return ResponseEncoding.cancelSubscription(record, subscription, dryRun: request.dryRun)
+                    return ResponseEncoding.cancelSubscription(record, subscription, dryRun: dryRun)
                 }
             },
             .deferred(methods.resumeSubscription) { request, context, respond in
@@ -44,9 +44,9 @@ enum CreditsService {
                 }
             },
             .deferred(methods.changeSeats) { request, context, respond in
-                writeEncoded(gate, .changeSeats(request), context, respond) { outcome, subscription in
+                writeEncoded(gate, .changeSeats(request), context, respond) { outcome, subscription, dryRun in
                     guard case .seatsChanged(let result) = outcome, let subscription else { throw unexpected(outcome) }
-                    return ResponseEncoding.changeSeats(result, subscription, dryRun: request.dryRun)
+                    return ResponseEncoding.changeSeats(result, subscription, dryRun: dryRun)
                 }
             },
             .immediateEncoded(methods.getRefundStatus) { request, _ in
@@ -108,16 +108,18 @@ enum CreditsService {
         _ respond: TypedResponder<Response>,
         _ map: @escaping @Sendable (CommandResponse, Subscription?) throws -> Response
     ) {
-        writeEncoded(gate, command, context, respond) { outcome, subscription in
+        writeEncoded(gate, command, context, respond) { outcome, subscription, _ in
             try map(outcome, subscription).serializedBytes()
         }
     }
 
     /// `write` for an answer encoded straight from the domain values (`ResponseEncoding`).
+    /// `encode` is given the request's `dry_run` so that it need capture nothing: a closure
+    /// that captured the request took an allocation per write, on top of the completion's.
     private static func writeEncoded<Response>(
         _ gate: ApplicationGate, _ command: JournalEntry.WireCommand, _ context: CallContext,
         _ respond: TypedResponder<Response>,
-        _ encode: @escaping @Sendable (CommandResponse, Subscription?) throws -> [UInt8]
+        _ encode: @escaping @Sendable (CommandResponse, Subscription?, _ dryRun: Bool) throws -> [UInt8]
     ) {
         let application: CreditApplication
         do {
@@ -126,6 +128,7 @@ enum CreditsService {
             respond(.failure(error))
             return
         }
+        let dryRun = command.dryRun
         application.writer.submit(LedgerWriter.WriteCommand(
             command: command, requestBytes: context.requestBytes, callerUID: context.peer.uid,
             deadline: context.deadline
@@ -140,7 +143,7 @@ enum CreditsService {
             respond(encoded: Result {
                 let executed = try result.mapError(\.rpcError).get()
                 switch executed.outcome {
-                case .success(let response): return try encode(response, executed.subscription)
+                case .success(let response): return try encode(response, executed.subscription, dryRun)
                 case .failure(let error): throw error.rpcError
                 }
             })
