@@ -371,8 +371,9 @@ extension CreditList: ExpressibleByArrayLiteral {
 /// each block's seats, start date and unused days; then the later history's length and each
 /// entry's state and instant − createdAt.
 enum CreditRecord {
-    /// Enough bytes for nearly every record of `credit` (a bound would waste memory in the
-    /// lists it is reserved for; an estimate only costs a rare second allocation).
+    /// Enough bytes for nearly every record of `credit`: the capacity of the temporary array a
+    /// record is encoded into before it goes into the list. A record longer than this costs
+    /// a second allocation, nothing else.
     static func typicalSize(of credit: Credit) -> Int {
         96 + 12 * credit.explanation.blocks.count + 8 * Int(credit.laterHistory.count)
     }

@@ -150,10 +150,10 @@ public struct Ledger: Sendable {
     }
 
     /// The ledger as readers see it: the same value without the writer's own bookkeeping
-    /// (the due-transition queue, the idempotency table and the pending events' buffer), so that keeping both copies
-    /// costs nothing and the writer's next change to them copies nothing. Reads (subscription
-    /// lookups, lists, refund status, invoices) are unaffected; `execute`, `advance` and
-    /// `nextDueInstant` must not be used on it.
+    /// (the due-transition queue, the idempotency table and the pending events' buffer), so
+    /// that keeping both copies costs nothing and the writer's next change to them copies
+    /// nothing. Reads (subscription lookups, lists, refund status, invoices) are unaffected;
+    /// `execute`, `advance` and `nextDueInstant` must not be used on it.
     public func readerCopy() -> Ledger {
         var copy = self
         copy.dueQueue = DueQueue()

@@ -160,7 +160,7 @@ public final class CreditApplication: Sendable {
         while var batch = decoding.next() {
             for group in stride(from: 0, to: batch.entries.count, by: Ledger.prefetchGroup) {
                 let entries = batch.entries[group..<min(group + Ledger.prefetchGroup, batch.entries.count)]
-                ledger.prefetchSubscriptions(count: entries.count) { entries[group + $0].subscriptionID }
+                ledger.prefetchSubscriptions(count: entries.count) { entries[entries.startIndex + $0].subscriptionID }
                 for entry in entries {
                     Self.replay(entry, into: &ledger)
                     lastInstant = max(lastInstant ?? entry.instant, entry.instant)
