@@ -342,42 +342,82 @@ final class QueryTests: XCTestCase {
     // MARK: chunked containers
 
     func testChunkedSortedSetAgainstASet() {
+        checkChunkedSortedSet(DueSerial.self, serials: 40_000, sequential: 30_000, removedRange: 5_000...15_000,
+                              minimumGroups: 3, minimumSections: 1)
+    }
+
+    /// Leaves of 4, groups of 4 leaves and sections of 4 groups: a few thousand elements make
+    /// hundreds of sections, so every split and every removal of an emptied leaf, group and
+    /// section runs many times.
+    func testChunkedSortedSetWithTinyLimits() {
+        checkChunkedSortedSet(TinyDueSerial.self, serials: 3_000, sequential: 2_000, removedRange: 300...900,
+                              minimumGroups: 40, minimumSections: 10)
+    }
+
+    /// Inserts serials `1...sequential` in order (appends), then inserts and removes random ones
+    /// up to `serials`, removing `removedRange` whole on the way, and compares the set, its layout
+    /// and its due-limited cursors with a dictionary.
+    private func checkChunkedSortedSet<Element: DueSerialLike>(
+        _: Element.Type, serials: UInt64, sequential: Int, removedRange: ClosedRange<UInt64>,
+        minimumGroups: Int, minimumSections: Int
+    ) {
         var random = SplitMix64(seed: 77)
-        var set = ChunkedSortedSet<DueSerial>()
+        var set = ChunkedSortedSet<Element>()
         var reference: [UInt64: Int64] = [:]
-        // Enough elements for several groups of leaves; removals empty whole leaves and groups.
-        for step in 0..<80_000 {
-            let serial = step < 30_000 ? UInt64(step + 1) : UInt64.random(in: 1...40_000, using: &random)
-            if step < 30_000 || Bool.random(using: &random) || reference.count < 100 {
+        let steps = sequential * 8 / 3
+        for step in 0..<steps {
+            let serial = step < sequential ? UInt64(step + 1) : UInt64.random(in: 1...serials, using: &random)
+            if step < sequential || Bool.random(using: &random) || reference.count < 100 {
                 let due = Int64.random(in: 0...1_000, using: &random)
-                XCTAssertEqual(set.insert(DueSerial(serial: serial, due: due)), reference[serial] == nil)
+                XCTAssertEqual(set.insert(Element(serial: serial, due: due)), reference[serial] == nil)
                 reference[serial] = due
             } else {
-                XCTAssertEqual(set.remove(DueSerial(serial: serial, due: 0)), reference.removeValue(forKey: serial) != nil)
+                XCTAssertEqual(set.remove(Element(serial: serial, due: 0)), reference.removeValue(forKey: serial) != nil)
             }
-            if step == 60_000 {
-                for serial in 5_000...15_000 { reference.removeValue(forKey: UInt64(serial)) }
-                for serial in 5_000...15_000 { set.remove(DueSerial(serial: UInt64(serial), due: 0)) }
+            if step == steps * 3 / 4 {
+                for serial in removedRange {
+                    reference.removeValue(forKey: serial)
+                    set.remove(Element(serial: serial, due: 0))
+                }
             }
         }
         XCTAssertEqual(set.count, reference.count)
         XCTAssertEqual(set.elements.map(\.serial), reference.keys.sorted())
-        XCTAssertGreaterThan(set.groups.count, 2)
+        XCTAssertEqual(set.elements.map(\.due), reference.keys.sorted().map { reference[$0]! })
+        for serial in stride(from: 1, through: serials + 1, by: 7) {
+            XCTAssertEqual(set.find(Element(serial: serial, due: 0))?.due, reference[serial])
+        }
+        XCTAssertGreaterThanOrEqual(set.groups.count, minimumGroups)
+        XCTAssertGreaterThanOrEqual(set.sections.count, minimumSections)
+        typealias Set = ChunkedSortedSet<Element>
+        for section in set.sections {
+            XCTAssertTrue(!section.groups.isEmpty && section.groups.count <= Set.sectionLimit)
+            XCTAssertEqual(section.last, section.groups.last?.last)
+            XCTAssertEqual(section.smallestDue, section.groups.map(\.smallestDue).min())
+        }
         for group in set.groups {
-            XCTAssertTrue(!group.leaves.isEmpty && group.leaves.count <= ChunkedSortedSet<DueSerial>.groupLimit)
-            XCTAssertTrue(group.leaves.allSatisfy { !$0.isEmpty && $0.count <= ChunkedSortedSet<DueSerial>.leafLimit })
+            XCTAssertTrue(!group.leaves.isEmpty && group.leaves.count <= Set.groupLimit)
+            XCTAssertTrue(group.leaves.allSatisfy { !$0.isEmpty && $0.count <= Set.leafLimit })
             XCTAssertEqual(group.last, group.leaves.last?.last)
             XCTAssertEqual(group.minimumDue, group.leaves.map { $0.map(\.due).min()! })
             XCTAssertEqual(group.smallestDue, group.minimumDue.min())
         }
         for limit: Int64 in [0, 10, 500, 1_000] {
-            for after: UInt64? in [nil, 1, 3_000, 5_999] {
-                var cursor = set.cursor(after: after.map { DueSerial(serial: $0, due: 0) }, dueAtOrBefore: limit)
+            for after: UInt64? in [nil, 1, serials / 13, serials / 7, serials / 2, serials + 1] {
+                var cursor = set.cursor(after: after.map { Element(serial: $0, due: 0) }, dueAtOrBefore: limit)
                 var got: [UInt64] = []
                 while let next = cursor.next() { got.append(next.serial) }
                 XCTAssertEqual(got, reference.filter { $0.value <= limit && $0.key > (after ?? 0) }.keys.sorted())
             }
         }
+        // A copy (a publish) and the original never see each other's later changes.
+        let published = set
+        let publishedElements = published.elements
+        for serial in stride(from: 1, through: serials, by: 11) {
+            if reference[serial] == nil { set.insert(Element(serial: serial, due: 1)) } else { set.remove(Element(serial: serial, due: 0)) }
+        }
+        XCTAssertEqual(published.elements.map(\.serial), publishedElements.map(\.serial))
+        XCTAssertNotEqual(set.elements.map(\.serial), publishedElements.map(\.serial))
     }
 
     /// The customer map behaves as a dictionary across its shelves and buckets, and a copy (a
@@ -496,4 +536,28 @@ final class QueryTests: XCTestCase {
               + "p50 \(samples[samples.count / 2]) p99 \(samples[samples.count * 99 / 100]); index rebuild \(rebuild); "
               + "write after a copy p50 \(copies[copies.count / 2]) p99 \(copies[copies.count * 99 / 100])")
     }
+}
+
+/// A due serial as the sorted-set tests build it.
+protocol DueSerialLike: ChunkedSetElement {
+    init(serial: UInt64, due: Int64)
+    var serial: UInt64 { get }
+    var due: Int64 { get }
+}
+
+extension DueSerial: DueSerialLike {}
+
+/// `DueSerial` with tiny chunk limits, so that a few thousand elements fill many sections.
+struct TinyDueSerial: DueSerialLike {
+    let serial: UInt64
+    let due: Int64
+
+    var indexDue: Int64 { due }
+    static var tracksDue: Bool { true }
+    static var leafLimit: Int { 4 }
+    static var groupLimit: Int { 4 }
+    static var sectionLimit: Int { 4 }
+
+    static func < (lhs: TinyDueSerial, rhs: TinyDueSerial) -> Bool { lhs.serial < rhs.serial }
+    static func == (lhs: TinyDueSerial, rhs: TinyDueSerial) -> Bool { lhs.serial == rhs.serial }
 }
