@@ -128,7 +128,7 @@ struct BookIndex: Sendable {
     var creditsByState = [ChunkedSortedSet<UInt64>](repeating: .init(), count: 8)
     /// Indexed by `Currency.place`.
     var creditsByCurrency = [ChunkedSortedSet<UInt64>](repeating: .init(), count: Currency.places.count)
-    var customers = BucketedMap<CustomerEntry>()
+    var customers = SlottedMap<CustomerEntry>()
     /// Indexed by `SubscriptionStatus.rawValue`.
     var subscriptionsByStatus = [ChunkedSortedSet<ScalarString>](repeating: .init(), count: 5)
     /// `pending` credits, due from 00:00 local on `expectedBy + 1` (L6 `overdue`).
@@ -249,6 +249,7 @@ struct BookIndex: Sendable {
                 }
                 // Moved, not copied, into the map: a copy would be shared and copied again on
                 // the customer's next change.
+                index.customers.reserveCapacity(entries.count)
                 while let entry = entries.popLast() {
                     let customer = customerIDs.removeLast()
                     index.customers.update(customer, default: entry) { _ in }

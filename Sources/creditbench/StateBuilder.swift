@@ -28,10 +28,16 @@ enum StateBuilder {
         return String(repeating: "0", count: max(0, 7 - digits.count)) + digits
     }
 
-    static func createRequest(id: String) -> Creditd_V1_CreateSubscriptionRequest {
+    /// The customer of subscription `id`: one for the whole state (the default), or one per
+    /// subscription, which makes the book's customer map as large as the book.
+    static func customer(of id: String, ownCustomer: Bool) -> String {
+        ownCustomer ? "customer-" + id : "bench-customer"
+    }
+
+    static func createRequest(id: String, ownCustomer: Bool = false) -> Creditd_V1_CreateSubscriptionRequest {
         var request = Creditd_V1_CreateSubscriptionRequest()
         request.subscriptionID = id
-        request.customer = "bench-customer"
+        request.customer = customer(of: id, ownCustomer: ownCustomer)
         request.plan = "team"
         request.seats = initialSeats
         request.unitPriceMinor = 1000
@@ -66,15 +72,16 @@ enum StateBuilder {
     }
 
     /// `creditSubscriptions` subscriptions with `creditsPerSubscription` credits each (a create
-    /// and one seat decrease per credit), plus `plainSubscriptions` with no credit.
-    /// Returns the number of records written.
-    static func build(directory: String, creditSubscriptions: Int, plainSubscriptions: Int) async throws -> Int {
+    /// and one seat decrease per credit), plus `plainSubscriptions` with no credit; each with a
+    /// customer of its own when `ownCustomers`. Returns the number of records written.
+    static func build(directory: String, creditSubscriptions: Int, plainSubscriptions: Int,
+                      ownCustomers: Bool = false) async throws -> Int {
         let (store, _) = try DurableStore.open(directory: directory)
         var last: UInt64 = 0
         var records = 0
         for index in 0..<creditSubscriptions {
             let id = creditSubscriptionID(index)
-            last = try store.append(try entry { $0.createSubscription = createRequest(id: id) })
+            last = try store.append(try entry { $0.createSubscription = createRequest(id: id, ownCustomer: ownCustomers) })
             for step in 1...creditsPerSubscription {
                 last = try store.append(try seatChangeRecord(id: id, seats: initialSeats - Int64(step)))
             }
@@ -83,7 +90,8 @@ enum StateBuilder {
             if index % 20_000 == 19_999 { try await store.waitDurable(upTo: last) }
         }
         for index in 0..<plainSubscriptions {
-            last = try store.append(try entry { $0.createSubscription = createRequest(id: cancelSubscriptionID(index)) })
+            last = try store.append(try entry { $0.createSubscription = createRequest(id: cancelSubscriptionID(index), ownCustomer: ownCustomers)
+            })
             records += 1
             if index % 100_000 == 99_999 { try await store.waitDurable(upTo: last) }
         }

@@ -18,6 +18,10 @@ struct Options {
     // A consumed pool may not wrap within a phase (a second cancel of a subscription is not a
     // journaled change, a second create is refused): 4x16 alone takes ~250k calls at 2.5 s.
     var cancelPool = 400_000
+    /// Each subscription of the rpc section's state its own customer, instead of one customer
+    /// for all (the figures of BENCHMARKS.md): the book's customer map then has an entry per
+    /// subscription, as in a book of consumers.
+    var customerPerSubscription = false
     var scaleSizes = [10_000, 100_000]
     var runRPC = true
     var runScaleSuite = true
@@ -39,6 +43,7 @@ struct Options {
 
     static let usage = """
         usage: creditbench [--json] [--json-file PATH] [--duration S] [--warmup S] [--subscriptions N] [--cancel-pool N]
+                           [--customer-per-subscription]
                            [--scale N,N,...] [--only rpc|scale|abuse|book|postgres] [--abuse-duration S] [--methods M,M]
                            [--book-subscriptions N] [--import-lines N] [--postgres CONNINFO]
                            [--creditd PATH] [--echo-source PATH]
@@ -48,6 +53,8 @@ struct Options {
           --subscriptions subscriptions with 5 credits each for the RPC phases (default 10000)
           --cancel-pool   fresh subscriptions for CancelSubscription calls, and as many new ids for
                           CreateSubscription calls (default 400000)
+          --customer-per-subscription  every subscription of the RPC phases' state (and every
+                          created one) its own customer, instead of one customer for all
           --scale         state sizes for memory/snapshot/recovery (default 10000,100000; 1000000 is the target)
           --methods       RPC phases to run (GetSubscription,GetRefundStatus,ChangeSeats,CancelSubscription,
                           CreateSubscription)
@@ -79,6 +86,7 @@ struct Options {
             case "--duration": duration = try number(flag)
             case "--subscriptions": subscriptions = Int(try number(flag))
             case "--cancel-pool": cancelPool = Int(try number(flag))
+            case "--customer-per-subscription": customerPerSubscription = true
             case "--abuse-duration": abuseDuration = try number(flag)
             case "--book-subscriptions": bookSubscriptions = Int(try number(flag))
             case "--import-lines": importLines = Int(try number(flag))
@@ -168,7 +176,7 @@ func runRPCSuite(options: Options, creditd: String, work: String) async throws -
     let goEcho = try GoEchoServerBuild(source: GoEchoServerBuild.findSource(echoSource: echoSource), into: work)
     log("building state: \(options.subscriptions) subscriptions with 5 credits, \(options.cancelPool) to cancel")
     _ = try await StateBuilder.build(directory: state, creditSubscriptions: options.subscriptions,
-                                     plainSubscriptions: options.cancelPool)
+                                     plainSubscriptions: options.cancelPool, ownCustomers: options.customerPerSubscription)
     let daemon = try Daemon(binary: creditd, workDirectory: work, stateDirectory: state)
     defer { daemon.stop() }
     let startSeconds = try daemon.waitUntilServing(timeout: 120)
@@ -200,7 +208,7 @@ func runRPCSuite(options: Options, creditd: String, work: String) async throws -
             return request
         }), writeConfigurations),
         (try RequestPool(MethodTable.Credits.createSubscription, messages: (0..<options.cancelPool).map {
-            StateBuilder.createRequest(id: StateBuilder.newSubscriptionID($0))
+            StateBuilder.createRequest(id: StateBuilder.newSubscriptionID($0), ownCustomer: options.customerPerSubscription)
         }), writeConfigurations),
     ]
 

@@ -420,11 +420,11 @@ final class QueryTests: XCTestCase {
         XCTAssertNotEqual(set.elements.map(\.serial), publishedElements.map(\.serial))
     }
 
-    /// The customer map behaves as a dictionary across its shelves and buckets, and a copy (a
+    /// The customer map behaves as a dictionary across thousands of keys, and a copy (a
     /// publish) never sees the original's later changes, nor the original the copy's.
-    func testBucketedMapAgainstADictionary() {
+    func testSlottedMapAgainstADictionary() {
         var random = SplitMix64(seed: 91)
-        var map = BucketedMap<Int>()
+        var map = SlottedMap<Int>()
         var reference: [String: Int] = [:]
         XCTAssertNil(map[ScalarString("absent")])
         for step in 0..<20_000 {
