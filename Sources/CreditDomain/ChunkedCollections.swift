@@ -108,37 +108,17 @@ struct ChunkedSortedSet<Element: ChunkedSetElement>: Sendable {
         var position: Int
     }
 
-    /// The first section whose last element is ≥ `element` (or the last section).
-    private func sectionIndex(for element: Element) -> Int {
+    /// The first of `count` (> 0) parts that does not end before the element sought, by
+    /// `endsBefore(part)`, or the last part when all do.
+    @inline(__always)
+    private static func firstPart(count: Int, endsBefore: (Int) -> Bool) -> Int {
         var low = 0
-        var high = sections.count
+        var high = count
         while low < high {
             let mid = (low + high) / 2
-            if sections[mid].last < element { low = mid + 1 } else { high = mid }
+            if endsBefore(mid) { low = mid + 1 } else { high = mid }
         }
-        return min(low, sections.count - 1)
-    }
-
-    /// The first group whose last element is ≥ `element` (or the last group).
-    private static func groupIndex(for element: Element, in groups: [Group]) -> Int {
-        var low = 0
-        var high = groups.count
-        while low < high {
-            let mid = (low + high) / 2
-            if groups[mid].last < element { low = mid + 1 } else { high = mid }
-        }
-        return min(low, groups.count - 1)
-    }
-
-    /// The first leaf whose last element is ≥ `element` (or the last leaf).
-    private static func leafIndex(for element: Element, in leaves: [[Element]]) -> Int {
-        var low = 0
-        var high = leaves.count
-        while low < high {
-            let mid = (low + high) / 2
-            if leaves[mid].last! < element { low = mid + 1 } else { high = mid }
-        }
-        return min(low, leaves.count - 1)
+        return min(low, count - 1)
     }
 
     private static func position(of element: Element, in leaf: [Element], strictlyAfter: Bool) -> Int {
@@ -154,10 +134,11 @@ struct ChunkedSortedSet<Element: ChunkedSetElement>: Sendable {
     /// Where `element` is, or would go (the position before every larger element). The set
     /// must not be empty.
     private func locate(_ element: Element, strictlyAfter: Bool = false) -> Path {
-        let section = sectionIndex(for: element)
-        let group = Self.groupIndex(for: element, in: sections[section].groups)
-        let leaves = sections[section].groups[group].leaves
-        let leaf = Self.leafIndex(for: element, in: leaves)
+        let section = Self.firstPart(count: sections.count) { sections[$0].last < element }
+        let groups = sections[section].groups
+        let group = Self.firstPart(count: groups.count) { groups[$0].last < element }
+        let leaves = groups[group].leaves
+        let leaf = Self.firstPart(count: leaves.count) { leaves[$0].last! < element }
         return Path(section: section, group: group, leaf: leaf,
                     position: Self.position(of: element, in: leaves[leaf], strictlyAfter: strictlyAfter))
     }
