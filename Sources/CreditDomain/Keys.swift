@@ -9,12 +9,26 @@ import Darwin
 /// code-point order.
 public struct ScalarString: Sendable, Hashable, Comparable, CustomStringConvertible {
     public let value: String
+    /// The first eight UTF-8 bytes as a big-endian number, zeros after a shorter string's end.
+    /// It orders as the bytes do (a tie, zeros included, falls back to the bytes), so most
+    /// comparisons in the sorted sets end here, in the element itself. Reading the bytes of an
+    /// id longer than 15 (a heap string) was a cache miss per comparison: with 36-character ids
+    /// created at random positions, the binary searches of the id sets were a fifth of a
+    /// CreateSubscription's writer.
+    let leadingBytes: UInt64
 
     public init(_ value: String) {
         self.value = value
+        var bytes = value
+        leadingBytes = bytes.withUTF8 { utf8 in
+            var leading: UInt64 = 0
+            for index in 0..<8 { leading = leading << 8 | (index < utf8.count ? UInt64(utf8[index]) : 0) }
+            return leading
+        }
     }
 
     public static func == (lhs: ScalarString, rhs: ScalarString) -> Bool {
+        guard lhs.leadingBytes == rhs.leadingBytes else { return false }
         let left = lhs.value.utf8, right = rhs.value.utf8
         guard left.count == right.count else { return false }
         guard left.count > 0 else { return true }
@@ -52,6 +66,7 @@ public struct ScalarString: Sendable, Hashable, Comparable, CustomStringConverti
     }
 
     public static func < (lhs: ScalarString, rhs: ScalarString) -> Bool {
+        if lhs.leadingBytes != rhs.leadingBytes { return lhs.leadingBytes < rhs.leadingBytes }
         let left = lhs.value.utf8, right = rhs.value.utf8
         // memcmp over the common prefix, as in `==`: walking the views byte by byte was about
         // a twentieth of a CancelSubscription's writer time (the status sets search by id).

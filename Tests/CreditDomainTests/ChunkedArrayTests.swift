@@ -180,11 +180,16 @@ final class SlotTableTests: XCTestCase {
 }
 
 final class ScalarStringTests: XCTestCase {
-    /// Ids order by their UTF-8 bytes (code-point order), prefixes first; equal ids are equal
-    /// whatever their storage (small or native).
+    /// Ids order by their UTF-8 bytes (code-point order), prefixes first, whether the first
+    /// eight bytes decide or the rest; equal ids are equal whatever their storage (small or
+    /// native).
     func testOrderIsCodePointOrder() {
         let ids = ["", "a", "a\u{0}", "ab", "abc", "b", "Z", "é", "e\u{301}", "日本", "😀", "s0000001", "s0000010",
-                   String(repeating: "x", count: 40), String(repeating: "x", count: 41), String(repeating: "x", count: 15) + "é"]
+                   String(repeating: "x", count: 40), String(repeating: "x", count: 41), String(repeating: "x", count: 15) + "é",
+                   // Around the eight leading bytes compared as one number: shorter, longer,
+                   // zeros inside and after, a character split by the boundary, bytes >= 0x80.
+                   "\u{0}", "\u{0}\u{0}", "abcdefg", "abcdefg\u{0}", "abcdefgh", "abcdefgh\u{0}", "abcdefghi",
+                   "abcdefg\u{7F}", "abcdefgé", "abcdefg\u{FF}", "ÿÿÿÿ", "ÿÿÿÿÿ"]
         for left in ids {
             for right in ids {
                 let expected = Array(left.utf8).lexicographicallyPrecedes(Array(right.utf8))
