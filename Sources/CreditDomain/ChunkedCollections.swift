@@ -436,7 +436,7 @@ struct SlottedMap<Value: Sendable>: Sendable {
     }
 
     subscript(key: ScalarString) -> Value? {
-        slot(of: key).map { entries[Int($0)].value }
+        slot(of: key).map { slot in entries.readElement(at: Int(slot)) { $0.pointee.value } }
     }
 
     /// Room for `capacity` keys in all (bulk loading).
