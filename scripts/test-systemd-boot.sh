@@ -172,7 +172,9 @@ for line in sys.stdin:
 journal_has() {
   local cursor=$1 pattern=$2; shift 2
   for _ in $(seq 1 15); do
-    since "$cursor" "$@" | grep -q -- "$pattern" && return 0
+    # Not grep -q: it would stop reading at the first match, and the filter in `since` would
+    # die of a broken pipe (a traceback in the log) while printing the lines after it.
+    since "$cursor" "$@" | grep -- "$pattern" >/dev/null && return 0
     sleep 0.2
   done
   return 1
