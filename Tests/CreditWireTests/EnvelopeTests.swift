@@ -25,6 +25,24 @@ final class EnvelopeTests: XCTestCase {
         XCTAssertEqual(try TTRPCEnvelope.decodeRequest(frame.payload), request)
     }
 
+    /// Names read without validation when every byte is ASCII, and through the full UTF-8
+    /// check otherwise: both paths give SwiftProtobuf's answer.
+    func testStringFieldsASCIIAndUTF8() throws {
+        let valid: [[UInt8]] = [
+            Array("creditd.v1.Credits".utf8), [0x7F, 0x41], [], Array("réseau".utf8), [0xF0, 0x9F, 0x92, 0xB3],
+        ]
+        // A lone continuation byte, a cut sequence, 0xFF, an encoded surrogate.
+        let invalid: [[UInt8]] = [[0x41, 0x80], [0xC3], [0xFF, 0x41], [0xED, 0xA0, 0x80]]
+        for name in valid + invalid {
+            let bytes: [UInt8] = [0x0A, UInt8(name.count)] + name + [0x12, 0x01, 0x4D]
+            let reference = try? Ttrpc_Request(serializedBytes: bytes)
+            let fast = try? RequestEnvelope(decoding: ByteBuffer(bytes: bytes))
+            XCTAssertEqual(fast?.service, reference?.service, "\(name)")
+            XCTAssertEqual(fast == nil, invalid.contains(name), "\(name)")
+            XCTAssertEqual(reference == nil, invalid.contains(name), "\(name)")
+        }
+    }
+
     /// The server's hand-written reader against SwiftProtobuf's, on valid and damaged input.
     func testRequestEnvelopeMatchesSwiftProtobuf() throws {
         var generator = SystemRandomNumberGenerator()
