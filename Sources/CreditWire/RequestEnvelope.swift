@@ -172,9 +172,10 @@ struct ProtoReader {
 
     mutating func string() throws(RequestEnvelope.DecodeError) -> String {
         let raw = try slice()
-        // Service and method names are ASCII, and ASCII is valid UTF-8 as it is. Validating a
-        // `ByteBufferView` runs the standard library's unspecialized generic validation, which
-        // looks up generic metadata on every call: ~4% of a read's CPU on the event loop.
+        // Service and method names (and metadata, in practice) are ASCII, which is valid UTF-8
+        // as it is. Validating a `ByteBufferView` runs the standard library's unspecialized
+        // generic validation, which looks up generic metadata on every call: ~3% of a read's
+        // CPU on the event loop (BENCHMARKS.md). Any other byte takes the full check below.
         if case let text?? = raw.withContiguousStorageIfAvailable({ bytes -> String? in
             var highBits: UInt8 = 0
             for byte in bytes { highBits |= byte }
