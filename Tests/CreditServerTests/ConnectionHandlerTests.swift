@@ -143,6 +143,37 @@ final class ConnectionHandlerTests: XCTestCase {
         XCTAssertEqual(core.stats.finishedCalls, 10, "the rest on later turns")
     }
 
+    /// A long read burst's answers go out in writes of `answersPerEarlyWrite`, the first ones
+    /// before the burst ends; what is left goes out at its end.
+    func testLongBurstIsWrittenInParts() throws {
+        var settings = ServerSettings()
+        settings.maxCallsPerTurn = 100
+        let core = makeCore(settings)
+        let (channel, socket) = try makeChannel(core)
+        defer { _ = try? channel.finish() }
+
+        let each = TTRPCConnectionHandler.answersPerEarlyWrite
+        let count = 2 * each + 6
+        for index in 0..<count {
+            channel.pipeline.fireChannelRead(try bigRequest(UInt32(2 * index + 1), bytes: 8))
+        }
+        XCTAssertEqual(socket.writes.map { framesIn($0.0) }, [each, each], "written before the burst ends")
+        channel.pipeline.fireChannelReadComplete()
+        XCTAssertEqual(socket.writes.map { framesIn($0.0) }, [each, each, 6], "the rest at its end")
+        XCTAssertEqual(socket.held.map(\.streamID), (0..<count).map { UInt32(2 * $0 + 1) }, "in order")
+        socket.drain()
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(core.stats.inFlightCalls, 0)
+    }
+
+    func framesIn(_ bytes: ByteBuffer) -> Int {
+        var parser = TTRPCFrameParser()
+        var buffer = bytes
+        var frames = 0
+        while parser.next(from: &buffer) != nil { frames += 1 }
+        return frames
+    }
+
     /// Answers still in the outgoing buffer when the connection goes away are released: the
     /// calls stop counting as in flight and their bytes leave the global count.
     func testAnswersNotYetWrittenAreReleasedWhenTheConnectionCloses() throws {
