@@ -50,12 +50,15 @@ enum CreditsService {
                 }
             },
             .immediateEncoded(methods.getRefundStatus) { request, _ in
-                let (status, subscription) = try read(gate) { ledger, now throws(DomainError) in
-                    let status = try ledger.refundStatus(subscriptionId: request.subscriptionID,
-                                                         creditId: request.creditID.isEmpty ? nil : request.creditID, asOf: now)
-                    return (status, try ledger.subscription(id: request.subscriptionID))
+                let (status, timeZone) = try read(gate) { ledger, now throws(DomainError) in
+                    // One lookup and one copy for both: the id lookup is the costliest step of a
+                    // read, and this call used to look the subscription up twice.
+                    let subscription = try ledger.subscription(id: request.subscriptionID)
+                    let status = try subscription.refundStatus(creditId: request.creditID.isEmpty ? nil : request.creditID,
+                                                               asOf: now)
+                    return (status, subscription.timeZone)
                 }
-                return ResponseEncoding.refundStatus(status, timeZone: subscription.timeZone)
+                return ResponseEncoding.refundStatus(status, timeZone: timeZone)
             },
             .immediate(methods.listInvoices) { request, _ in
                 let subscription = try read(gate) { ledger, _ throws(DomainError) in
