@@ -39,6 +39,8 @@ struct BudgetedFrameDecoder: ByteToMessageDecoder {
     private var reservation: PartialFrameReservation?
     private var skipping: (streamID: UInt32, length: Int, remaining: Int)?
     private var partial = false
+    /// Frames the last look-ahead covered that are not yet passed on.
+    private var lookedAhead = 0
 
     init(core: ServerCore) {
         self.core = core
@@ -75,12 +77,16 @@ struct BudgetedFrameDecoder: ByteToMessageDecoder {
                 return .continue
             }
         }
+        if lookedAhead == 0, let lookAhead = core.lookAhead, !parser.isDiscarding {
+            lookedAhead = Self.lookAhead(lookAhead, over: buffer)
+        }
         guard let inbound = parser.next(from: &buffer) else {
             if buffer.readableBytes > 0 || parser.isDiscarding { partialStarted(context) }
             return .needMoreData
         }
         reservation = nil
         partialEnded(context)
+        lookedAhead = max(0, lookedAhead - 1)
         context.fireChannelRead(Self.wrapInboundOut(inbound))
         return .continue
     }

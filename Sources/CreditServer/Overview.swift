@@ -10,7 +10,8 @@
 // (ServerCore.admit), backpressure and fair dispatch (ConnectionHandler), the partial-frame
 // memory budget and refused connections (FrameBudget), per-uid log rate limits (LogRateLimiter).
 // Replies completed together off their event loops (a durable batch's) reach each loop as one
-// task (ReplyBatch).
+// task (ReplyBatch). The frame decoder shows each read burst's requests to the application's
+// RequestLookAhead before passing them on, so that what they read is warmed together.
 // Wire rules: docs/wire-protocol.md §2, §4-§6; roles: docs/operations.md §1; health: §2.
 //
 // Invariants.
@@ -26,6 +27,7 @@
 //     until its answer is on the socket.
 //
 // Entry points.
-//   - TTRPCServer(services:settings:health:observer:logger:), start(_ ListenTarget), reload, shutdown.
+//   - TTRPCServer(services:settings:health:observer:logger:eventLoopGroup:lookAhead:), start(_ ListenTarget),
+//     reload, shutdown.
 //   - RPCService / RPCMethod to describe services; HealthStatus to publish health.
 //   - DaemonConfiguration.resolve(configFile:flags:environment:).

@@ -61,6 +61,8 @@ final class ServerCore: Sendable {
     }
 
     let services: [String: RPCService]
+    /// Shown each read burst's requests before dispatch (`RequestLookAhead`); nil: none.
+    let lookAhead: (any RequestLookAhead)?
     let health: HealthStatus
     let observer: any ServerObserver
     let logger: Logger
@@ -80,8 +82,10 @@ final class ServerCore: Sendable {
     private let jobs: AsyncStream<@Sendable () async -> Void>
     private let jobSink: AsyncStream<@Sendable () async -> Void>.Continuation
 
-    init(services: [String: RPCService], settings: ServerSettings, health: HealthStatus, observer: any ServerObserver, logger: Logger) {
+    init(services: [String: RPCService], settings: ServerSettings, health: HealthStatus, observer: any ServerObserver,
+         logger: Logger, lookAhead: (any RequestLookAhead)? = nil) {
         self.services = services
+        self.lookAhead = lookAhead
         self.health = health
         self.observer = observer
         self.logger = logger

@@ -75,13 +75,15 @@ public final class TTRPCServer: Sendable {
     ///     `health`, and every other service name is registered in `health`.
     ///   - settings: limits and authorization; replace them later with `reload(_:)`.
     ///   - observer: metrics hooks.
+    ///   - lookAhead: shown each read burst's requests before they are dispatched.
     public init(
         services: [RPCService],
         settings: ServerSettings = ServerSettings(),
         health: HealthStatus = HealthStatus(),
         observer: any ServerObserver = NoServerObserver(),
         logger: Logger,
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        lookAhead: (any RequestLookAhead)? = nil
     ) {
         var table: [String: RPCService] = [:]
         for service in services {
@@ -99,7 +101,8 @@ public final class TTRPCServer: Sendable {
             table[name] = service
         }
         self.health = health
-        core = ServerCore(services: table, settings: settings, health: health, observer: observer, logger: logger)
+        core = ServerCore(services: table, settings: settings, health: health, observer: observer, logger: logger,
+                          lookAhead: lookAhead)
         group = eventLoopGroup
     }
 

@@ -249,6 +249,11 @@ public final class CreditApplication: Sendable {
         [CreditsService.make(gate: gate), AdminService.make(gate: gate, hooks: hooks)]
     }
 
+    /// What the server shows each read burst's requests before dispatching them.
+    public static func lookAhead(gate: ApplicationGate) -> any RequestLookAhead {
+        ReadLookAhead(gate: gate)
+    }
+
     /// Writes the snapshots the writer asks for (by journal size or age), until the writer
     /// closes or the task is cancelled. Time-driven transitions need no task: the writer
     /// thread sleeps until the next one falls due.

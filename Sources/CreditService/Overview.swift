@@ -10,7 +10,8 @@
 //
 // The path of a call (docs/architecture.md).
 //   - A read runs on the connection's event loop against `LedgerWriter.committed`: the ledger
-//     after the last durable batch. It never waits for the writer or an fsync.
+//     after the last durable batch. It never waits for the writer or an fsync. The reads of one
+//     read burst have their subscriptions brought into the cache together first (ReadLookAhead).
 //   - A write is handed to the writer thread (one hop). The writer takes every command waiting,
 //     applies each to its working ledger, journals the request bytes as received, makes the
 //     whole batch durable with one write and one fdatasync (DurableStore.appendDurably),

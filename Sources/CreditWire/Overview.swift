@@ -2,7 +2,8 @@
 //
 // What it owns. The 10-byte frame header, frame types and flags (Frame.swift), the incremental
 // frame decoder and encoder with the 4 MiB limit and oversize discard (FrameCodec.swift), the
-// ttrpc.Request/Response envelope (Envelope.swift), gRPC status codes (StatusCode.swift) and the
+// ttrpc.Request/Response envelope (Envelope.swift), a scan for fields without decoding them, for
+// hints taken ahead of dispatch (FieldPeek.swift), gRPC status codes (StatusCode.swift) and the
 // error value that crosses the wire with its stable reason (RPCError.swift).
 // The protocol is described in docs/wire-protocol.md; section numbers in comments refer to it.
 //

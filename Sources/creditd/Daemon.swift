@@ -70,7 +70,8 @@ struct Daemon: Sendable {
         let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: eventLoopCount)
         defer { eventLoops.shutdownGracefully { _ in } }
         let server = TTRPCServer(services: services, settings: configuration.serverSettings, health: health,
-                                 observer: metrics.observer, logger: logger, eventLoopGroup: eventLoops)
+                                 observer: metrics.observer, logger: logger, eventLoopGroup: eventLoops,
+                                 lookAhead: CreditApplication.lookAhead(gate: gate))
         metrics.attach(server: server)
         current.server = server
 

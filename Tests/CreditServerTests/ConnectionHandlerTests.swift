@@ -48,6 +48,19 @@ final class StalledSocket: ChannelOutboundHandler {
     }
 }
 
+/// Keeps the request payloads of every burst it is shown.
+final class RecordingLookAhead: RequestLookAhead, @unchecked Sendable {
+    private let lock = NSLock()
+    private var seen: [[[UInt8]]] = []
+
+    var bursts: [[[UInt8]]] { lock.withLock { seen } }
+
+    func warm(_ requests: UnsafeBufferPointer<UnsafeRawBufferPointer>) {
+        let burst = requests.map { Array($0) }
+        lock.withLock { seen.append(burst) }
+    }
+}
+
 /// In-process tests of `TTRPCConnectionHandler`'s limits (issue 13) on an EmbeddedChannel.
 final class ConnectionHandlerTests: XCTestCase {
     /// A server core serving Debug/Big (a reply of `value` bytes) and Health.
@@ -230,6 +243,49 @@ final class ConnectionHandlerTests: XCTestCase {
         socket.drain()
         channel.embeddedEventLoop.run()
         XCTAssertEqual(responders.count, 3, "one ended, the next is dispatched")
+    }
+
+    /// The decoder shows the look-ahead the request frames complete in a read, up to
+    /// `requestLookAheadFrames`, before passing the first on; it looks again once it has passed
+    /// them all. A lone request is not shown (nothing to overlap with).
+    func testDecoderShowsTheLookAheadEachBurstsRequests() throws {
+        let recorder = RecordingLookAhead()
+        let core = ServerCore(services: [:], settings: ServerSettings(), health: HealthStatus(initial: .serving),
+                              observer: NoServerObserver(), logger: Logger(label: "test"), lookAhead: recorder)
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(BudgetedFrameDecoder(core: core)))
+        defer { _ = try? channel.finish() }
+
+        func frame(_ id: UInt32, _ type: TTRPCFrameType, _ payload: [UInt8]) -> ByteBuffer {
+            var buffer = ByteBuffer()
+            TTRPCFrame(streamID: id, type: type, payload: ByteBuffer(bytes: payload)).encode(into: &buffer)
+            return buffer
+        }
+        var burst = ByteBuffer()
+        for index in 0..<3 { burst.writeImmutableBuffer(frame(UInt32(2 * index + 1), .request, [UInt8(index)])) }
+        burst.writeImmutableBuffer(frame(7, .data, [9]))
+        burst.writeImmutableBuffer(frame(9, .request, [3]))
+        var partial = frame(11, .request, [4, 4])
+        burst.writeImmutableBuffer(partial.readSlice(length: 5)!)
+        try channel.writeInbound(burst)
+        XCTAssertEqual(recorder.bursts, [[[0], [1], [2], [3]]], "the complete requests, data frames left out")
+        var passed = 0
+        while try channel.readInbound(as: TTRPCInbound.self) != nil { passed += 1 }
+        XCTAssertEqual(passed, 5)
+
+        var rest = partial
+        for index in 0..<(requestLookAheadFrames + 2) {
+            rest.writeImmutableBuffer(frame(UInt32(13 + 2 * index), .request, [UInt8(5 + index)]))
+        }
+        try channel.writeInbound(rest)
+        XCTAssertEqual(recorder.bursts.count, 3, "a full look-ahead, then one for what is left")
+        XCTAssertEqual(recorder.bursts[1].count, requestLookAheadFrames)
+        XCTAssertEqual(recorder.bursts[1].first, [4, 4], "from the frame that completed")
+        XCTAssertEqual(recorder.bursts[2], ((requestLookAheadFrames - 1)...(requestLookAheadFrames + 1)).map { [UInt8(5 + $0)] },
+                       "the three frames past the first look-ahead's sixteen")
+
+        try channel.writeInbound(frame(99, .request, [1]))
+        XCTAssertEqual(recorder.bursts.count, 3, "a lone request is not shown")
     }
 
     /// A large frame over the partial-frame budget is skipped and answered RESOURCE_EXHAUSTED.
