@@ -238,10 +238,11 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
 
     // MARK: snapshots
 
-    public func writeSnapshot(sequence: UInt64, encode: @escaping @Sendable () throws -> [UInt8]) async throws -> SnapshotInfo {
+    public func writeSnapshot(sequence: UInt64, encode: @escaping @Sendable () throws -> any SnapshotPayload) async throws -> SnapshotInfo {
         // Encoded on a niced thread of its own, as the file store does, not on NIO's shared
-        // pool: seconds of encoding at 1M must yield to the threads serving calls.
-        let payload = try await SnapshotPriority.run(threadName: "creditd-snap", encode)
+        // pool: seconds of encoding at 1M must yield to the threads serving calls. The rows
+        // take the payload in chunks of one array.
+        let payload = try await SnapshotPriority.run(threadName: "creditd-snap") { try encode().joined() }
         let epoch = try state.withLock { state throws(AppendRefusal) -> UInt64 in
             guard state.role == .active else { throw .fenced(activeHolder: state.activeHolder) }
             return state.epoch

@@ -348,7 +348,7 @@ public final class CreditApplication: Sendable {
         let archiver = self.archiver
         let info = try await store.writeSnapshot(sequence: capture.sequence) {
             try archiver?.archive(capture.ledger, sync: true)
-            return try SnapshotCodec.encode(capture.ledger, clock: capture.clock)
+            return try SnapshotCodec.encodePayload(capture.ledger, clock: capture.clock)
         }
         if let archiver {
             // The store now keeps this snapshot and the one before it: the archive keeps what

@@ -16,18 +16,34 @@ public enum SnapshotCodec {
         public let description: String
     }
 
+    /// A snapshot payload as the store writes it: the header's length and bytes, then the
+    /// ledger's pieces, never joined in memory.
+    public struct Payload: SnapshotPayload {
+        let prefix: [UInt8]
+        let ledger: EncodedLedger
+
+        public var byteCount: Int { prefix.count + ledger.byteCount }
+
+        public func forEachPiece<Failure: Error>(_ body: (UnsafeRawBufferPointer) throws(Failure) -> Void) throws(Failure) {
+            try prefix.forEachPiece(body)
+            try ledger.forEachPiece(body)
+        }
+    }
+
     public static func encode(_ ledger: Ledger, clock: Instant) throws -> [UInt8] {
+        try encodePayload(ledger, clock: clock).joined()
+    }
+
+    public static func encodePayload(_ ledger: Ledger, clock: Instant) throws -> Payload {
         var header = Creditd_Journal_V1_Snapshot()
         header.clockUnixNanos = clock.nanosecondsSinceEpoch
         header.ledgerEncoding = LedgerEncoding.ledgerCodec.rawValue
         let headerBytes: [UInt8] = try header.serializedBytes()
-        let ledgerBytes = LedgerCodec.encode(ledger)
-        var payload: [UInt8] = []
-        payload.reserveCapacity(4 + headerBytes.count + ledgerBytes.count)
-        withUnsafeBytes(of: UInt32(headerBytes.count).littleEndian) { payload.append(contentsOf: $0) }
-        payload.append(contentsOf: headerBytes)
-        payload.append(contentsOf: ledgerBytes)
-        return payload
+        var prefix: [UInt8] = []
+        prefix.reserveCapacity(4 + headerBytes.count)
+        withUnsafeBytes(of: UInt32(headerBytes.count).littleEndian) { prefix.append(contentsOf: $0) }
+        prefix.append(contentsOf: headerBytes)
+        return Payload(prefix: prefix, ledger: LedgerCodec.encodePieces(ledger))
     }
 
     /// The header, and the offset at which the ledger starts.

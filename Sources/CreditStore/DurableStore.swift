@@ -148,7 +148,7 @@ public final class DurableStore: Sendable {
     /// the previous good one, and deletes journal segments the previous one fully covers (so that
     /// the fallback can still replay to the present).
     public func writeSnapshot(
-        sequence: UInt64, encode: @escaping @Sendable () throws -> [UInt8]
+        sequence: UInt64, encode: @escaping @Sendable () throws -> any SnapshotPayload
     ) async throws -> SnapshotInfo {
         try await core.writeSnapshot(sequence: sequence, encode: encode)
     }
@@ -199,7 +199,7 @@ private struct Waiter {
 
 private struct SnapshotJob {
     var sequence: UInt64
-    var encode: @Sendable () throws -> [UInt8]
+    var encode: @Sendable () throws -> any SnapshotPayload
     var continuation: CheckedContinuation<SnapshotInfo, any Error>
 }
 
@@ -838,7 +838,7 @@ final class StoreCore: @unchecked Sendable {
 
     // MARK: Snapshot thread
 
-    func writeSnapshot(sequence: UInt64, encode: @escaping @Sendable () throws -> [UInt8]) async throws -> SnapshotInfo {
+    func writeSnapshot(sequence: UInt64, encode: @escaping @Sendable () throws -> any SnapshotPayload) async throws -> SnapshotInfo {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<SnapshotInfo, any Error>) in
             condition.lock()
             // Refused once closing: the snapshot thread may already have decided to exit.
@@ -879,7 +879,7 @@ final class StoreCore: @unchecked Sendable {
     /// into the page cache took up to a second at 1M subscriptions (whenever the cache had to
     /// grow for it) against a quarter of that straight to the disk; it also kept that much
     /// cache charged to the daemon. Elsewhere (tmpfs refuses O_DIRECT) a plain write.
-    private func writeSnapshotFile(_ path: String, header: [UInt8], payload: [UInt8]) throws(FileOperationError) {
+    private func writeSnapshotFile(_ path: String, header: [UInt8], payload: some SnapshotPayload) throws(FileOperationError) {
         let file: OpenFile
         let direct: Bool
         do {
@@ -894,44 +894,51 @@ final class StoreCore: @unchecked Sendable {
             try Self.writeAligned(file, header: header, payload: payload, operations: operations)
         } else {
             try operations.write(file, header, at: 0)
-            try operations.write(file, payload, at: Int64(header.count))
+            var offset = Int64(header.count)
+            try payload.forEachPiece { (piece) throws(FileOperationError) in
+                try operations.write(file, piece, at: offset)
+                offset += Int64(piece.count)
+            }
         }
         try operations.sync(file)
     }
 
     /// O_DIRECT wants the buffer, offset and length aligned to the device's blocks: the bytes go
-    /// through a 4096-aligned staging buffer, the last piece zero-padded to a whole block, and
-    /// the file is then cut to its exact length.
-    static func writeAligned(_ file: OpenFile, header: [UInt8], payload: [UInt8], operations: any FileOperations) throws(FileOperationError) {
+    /// through a 4096-aligned staging buffer, filled from the header and then from each piece of
+    /// the payload in turn, the last piece zero-padded to a whole block; the file is then cut to
+    /// its exact length.
+    static func writeAligned(_ file: OpenFile, header: [UInt8], payload: some SnapshotPayload,
+                             operations: any FileOperations) throws(FileOperationError) {
         let block = 4_096
         let staging = UnsafeMutableRawBufferPointer.allocate(byteCount: 8 << 20, alignment: block)
         defer { staging.deallocate() }
-        let total = header.count + payload.count
-        var offset = 0
-        while offset < total {
-            let count = min(staging.count, total - offset)
-            // Bytes [offset, offset + count) of header + payload.
-            var filled = 0
-            if offset < header.count {
-                let part = min(header.count - offset, count)
-                header.withUnsafeBytes { staging.baseAddress!.copyMemory(from: $0.baseAddress! + offset, byteCount: part) }
-                filled = part
-            }
-            if filled < count {
-                let start = offset + filled - header.count
-                payload.withUnsafeBytes { bytes in
-                    (staging.baseAddress! + filled).copyMemory(from: bytes.baseAddress! + start, byteCount: count - filled)
+        var filled = 0
+        var stagingOffset: Int64 = 0
+        func stage(_ bytes: UnsafeRawBufferPointer) throws(FileOperationError) {
+            var rest = bytes
+            while !rest.isEmpty {
+                let part = min(staging.count - filled, rest.count)
+                (staging.baseAddress! + filled).copyMemory(from: rest.baseAddress!, byteCount: part)
+                filled += part
+                rest = UnsafeRawBufferPointer(rebasing: rest[part...])
+                if filled == staging.count {
+                    try operations.write(file, UnsafeRawBufferPointer(staging), at: stagingOffset)
+                    stagingOffset += Int64(filled)
+                    filled = 0
                 }
             }
-            let padded = (count + block - 1) / block * block
-            if padded > count { (staging.baseAddress! + count).initializeMemory(as: UInt8.self, repeating: 0, count: padded - count) }
-            try operations.write(file, UnsafeRawBufferPointer(rebasing: staging[0..<padded]), at: Int64(offset))
-            offset += count
         }
-        try operations.truncate(file, to: Int64(total))
+        try header.forEachPiece(stage)
+        try payload.forEachPiece(stage)
+        if filled > 0 {
+            let padded = (filled + block - 1) / block * block
+            if padded > filled { (staging.baseAddress! + filled).initializeMemory(as: UInt8.self, repeating: 0, count: padded - filled) }
+            try operations.write(file, UnsafeRawBufferPointer(rebasing: staging[0..<padded]), at: stagingOffset)
+        }
+        try operations.truncate(file, to: Int64(header.count + payload.byteCount))
     }
 
-    private func performSnapshot(sequence: UInt64, encode: @Sendable () throws -> [UInt8]) throws -> SnapshotInfo {
+    private func performSnapshot(sequence: UInt64, encode: @Sendable () throws -> any SnapshotPayload) throws -> SnapshotInfo {
         let previous: UInt64? = try condition.withLock { () throws(StoreError) -> UInt64? in
             guard sequence <= durableSequence else {
                 throw .invalidSnapshotSequence(requested: sequence, reason: "only seq \(durableSequence) is durable")
@@ -992,7 +999,7 @@ final class StoreCore: @unchecked Sendable {
         // snapshot, both of which recovery skips; nothing acknowledged depends on it.
         if !removedSnapshots.isEmpty || !removedSegments.isEmpty { try? operations.syncDirectory(directory) }
         return SnapshotInfo(
-            sequence: sequence, fileName: name, bytes: Int64(header.count + payload.count), unixMillis: unixMillis,
+            sequence: sequence, fileName: name, bytes: Int64(header.count + payload.byteCount), unixMillis: unixMillis,
             removedSegments: removedSegments, removedSnapshots: removedSnapshots)
     }
 }

@@ -108,14 +108,14 @@ enum StoreFormat {
         path.split(separator: "/").last.map(String.init) ?? path
     }
 
-    static func snapshotHeader(sequence: UInt64, payload: [UInt8], unixMillis: Int64) -> [UInt8] {
+    static func snapshotHeader(sequence: UInt64, payload: some SnapshotPayload, unixMillis: Int64) -> [UInt8] {
         var bytes = snapshotMagic
         bytes.appendLittleEndian(snapshotVersion)
         bytes.appendLittleEndian(UInt32(0))
         bytes.appendLittleEndian(sequence)
-        bytes.appendLittleEndian(UInt64(payload.count))
+        bytes.appendLittleEndian(UInt64(payload.byteCount))
         bytes.appendLittleEndian(UInt64(bitPattern: unixMillis))
-        bytes.appendLittleEndian(CRC32C.checksum(payload))
+        bytes.appendLittleEndian(payload.checksum)
         bytes.appendLittleEndian(CRC32C.checksum(bytes))
         return bytes
     }

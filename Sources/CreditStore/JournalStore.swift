@@ -24,8 +24,8 @@ public protocol JournalStore: AnyObject, Sendable {
                        whenDurable: @escaping @Sendable (UInt64) -> Void) throws -> UInt64
 
     /// Writes a snapshot of the state after record `sequence` (durable already); `encode` runs
-    /// off the caller's executor.
-    func writeSnapshot(sequence: UInt64, encode: @escaping @Sendable () throws -> [UInt8]) async throws -> SnapshotInfo
+    /// off the caller's executor and may return its bytes in pieces (`SnapshotPayload`).
+    func writeSnapshot(sequence: UInt64, encode: @escaping @Sendable () throws -> any SnapshotPayload) async throws -> SnapshotInfo
 
     /// Counters for stats, metrics and health; never waits on I/O.
     var stats: StoreStats { get }

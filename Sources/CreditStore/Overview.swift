@@ -108,6 +108,8 @@
 //    44  CRC32C of bytes 0..<44 u32
 //   then the payload: opaque to the store (the service's encoded ledger, `SnapshotCodec`).
 //
+// The payload reaches the store in pieces (`SnapshotPayload`: the ledger's parts as they were
+// encoded) and is written and checksummed piece by piece, never joined in memory.
 // Written to `<name>.tmp`, fsynced, renamed, and the directory fsynced before `writeSnapshot`
 // returns. Afterwards the store keeps that snapshot and the previous one, and deletes the
 // segments the previous one fully covers, so a damaged newest snapshot still has a fallback.

@@ -22,12 +22,18 @@ public enum LedgerCodec {
 
     /// The ledger as snapshot bytes.
     public static func encode(_ ledger: Ledger) -> [UInt8] {
+        encodePieces(ledger).joined()
+    }
+
+    /// The ledger as snapshot bytes, in the pieces its parts were encoded in (a snapshot file
+    /// is written from them without joining them).
+    public static func encodePieces(_ ledger: Ledger) -> EncodedLedger {
         TaggedLedger.encode(ledger, parts: TaggedLedger.partCount(ledger.subscriptionCount))
     }
 
     /// The ledger as snapshot bytes with its subscriptions in `parts` parts (at least one).
     static func encode(_ ledger: Ledger, parts: Int) -> [UInt8] {
-        TaggedLedger.encode(ledger, parts: parts)
+        TaggedLedger.encode(ledger, parts: parts).joined()
     }
 
     /// The format version of the ledger that starts at `offset` in `bytes`, from its first eight

@@ -59,8 +59,10 @@
 // more) are written as four parts of subscriptions and four of events, decoded concurrently
 // with the key table. A part ends with the zone ids and currency codes its records name by
 // index (collected while writing, so a part is written in one pass); a reader finds the
-// records and the tables first, then decodes the records. `end` makes a file cut short at a
-// field boundary an error instead of a smaller ledger; nothing may follow it.
+// records and the tables first, then decodes the records. The parts stay in the buffers they
+// were written in (`EncodedLedger`), and a snapshot file is written from those pieces. `end`
+// makes a file cut short at a field boundary an error instead of a smaller ledger; nothing may
+// follow it.
 //
 // Inside a subscription, instants are relative to its `created_at` rounded down to the
 // minute and dates to its `start_date` (days); instants elsewhere, dates of events and of

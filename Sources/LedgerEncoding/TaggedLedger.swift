@@ -9,7 +9,7 @@ enum TaggedLedger {
         items < 16_384 ? 1 : 4
     }
 
-    static func encode(_ ledger: Ledger, parts requested: Int) -> [UInt8] {
+    static func encode(_ ledger: Ledger, parts requested: Int) -> EncodedLedger {
         let subscriptionCount = ledger.subscriptionCount
         let feed = ledger.feed
         // The event archive's chunks are written as where they are (version 4); the archive
@@ -34,10 +34,7 @@ enum TaggedLedger {
         // Tasks: subscription parts, event parts, then id order and keys.
         let taskCount = subscriptionParts + eventParts + 2
         let sections = Unchecked(UnsafeMutableBufferPointer<UnsafeMutableBufferPointer<UInt8>>.allocate(capacity: taskCount))
-        defer {
-            for section in sections.value { section.deallocate() }
-            sections.value.deallocate()
-        }
+        defer { sections.value.deallocate() }
         runConcurrently(taskCount) { index in
             let section: UnsafeMutableBufferPointer<UInt8>
             if index < subscriptionParts {
@@ -89,55 +86,33 @@ enum TaggedLedger {
             head.endMessage(entry)
         }
         let headBytes = head.take()
-        defer { headBytes.deallocate() }
 
-        // Each section becomes one top-level field: its tag, its length, its bytes.
-        var fields: [(tag: UInt8, section: UnsafeMutableBufferPointer<UInt8>)] = []
-        for index in 0..<subscriptionParts { fields.append((fieldTag(TaggedField.Ledger.subscriptions), sections.value[index])) }
-        fields.append((fieldTag(TaggedField.Ledger.idOrder), sections.value[subscriptionParts + eventParts]))
-        fields.append((fieldTag(TaggedField.Ledger.keys), sections.value[subscriptionParts + eventParts + 1]))
-        for index in 0..<eventParts { fields.append((fieldTag(TaggedField.Ledger.events), sections.value[subscriptionParts + index])) }
+        // Each section becomes one top-level field: its tag and length, then its bytes, which
+        // stay where their part encoded them.
+        var order: [(tag: UInt8, section: UnsafeMutableBufferPointer<UInt8>)] = []
+        for index in 0..<subscriptionParts { order.append((fieldTag(TaggedField.Ledger.subscriptions), sections.value[index])) }
+        order.append((fieldTag(TaggedField.Ledger.idOrder), sections.value[subscriptionParts + eventParts]))
+        order.append((fieldTag(TaggedField.Ledger.keys), sections.value[subscriptionParts + eventParts + 1]))
+        for index in 0..<eventParts { order.append((fieldTag(TaggedField.Ledger.events), sections.value[subscriptionParts + index])) }
+        var pieces = [headBytes]
+        for (tag, section) in order {
+            var prefix = ByteWriter(capacity: 16)
+            prefix.byte(tag)
+            prefix.varint(UInt64(section.count))
+            pieces.append(prefix.take())
+            pieces.append(section)
+        }
         // Written even when zero: its absence means the file was cut short.
         var end = ByteWriter(capacity: 16)
         end.tag(TaggedField.Ledger.end, .varint)
         end.varint(UInt64(subscriptionCount + ledger.idempotencyEntryCount + recordEvents + archived.count))
-        let endBytes = end.take()
-        defer { endBytes.deallocate() }
-        let total = fields.reduce(headBytes.count + endBytes.count) { $0 + 1 + varintSize($1.section.count) + $1.section.count }
-        return [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
-            var position = buffer.baseAddress!
-            position.update(from: headBytes.baseAddress!, count: headBytes.count)
-            position += headBytes.count
-            for (tag, section) in fields {
-                position.pointee = tag
-                position += 1
-                var rest = UInt64(section.count)
-                while rest >= 0x80 {
-                    position.pointee = UInt8(truncatingIfNeeded: rest) | 0x80
-                    position += 1
-                    rest >>= 7
-                }
-                position.pointee = UInt8(truncatingIfNeeded: rest)
-                position += 1
-                if section.count > 0 {
-                    position.update(from: section.baseAddress!, count: section.count)
-                    position += section.count
-                }
-            }
-            position.update(from: endBytes.baseAddress!, count: endBytes.count)
-            initialized = total
-        }
+        pieces.append(end.take())
+        return EncodedLedger(taking: pieces)
     }
 
     /// The one-byte tag of a length-delimited top-level field.
     private static func fieldTag(_ field: UInt32) -> UInt8 {
         UInt8(field << 3 | UInt32(WireType.lengthDelimited.rawValue))
-    }
-
-    private static func varintSize(_ value: Int) -> Int {
-        var size = 1
-        while value >> (7 * size) != 0 { size += 1 }
-        return size
     }
 
     // MARK: decoding

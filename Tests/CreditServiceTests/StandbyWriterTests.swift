@@ -31,8 +31,8 @@ final class StandbyWriterTests: XCTestCase {
             whenDurable(last)
             return last
         }
-        func writeSnapshot(sequence: UInt64, encode: @escaping @Sendable () throws -> [UInt8]) async throws -> SnapshotInfo {
-            SnapshotInfo(sequence: sequence, name: "scripted", bytes: Int64(try encode().count), unixMillis: 0)
+        func writeSnapshot(sequence: UInt64, encode: @escaping @Sendable () throws -> any SnapshotPayload) async throws -> SnapshotInfo {
+            SnapshotInfo(sequence: sequence, name: "scripted", bytes: Int64(try encode().byteCount), unixMillis: 0)
         }
         var stats: StoreStats {
             StoreStats(lastSequence: 0, lastDurableSequence: 0, lastSnapshotSequence: nil, lastSnapshotUnixMillis: nil,

@@ -62,6 +62,64 @@ final class SnapshotTests: StoreDirectoryTestCase {
         await store.close()
     }
 
+    /// A payload handed over in pieces (as the ledger encoder's parts are) is written as its
+    /// joined bytes: pieces empty, of one byte, and crossing the staging buffer's and the
+    /// blocks' boundaries; with O_DIRECT here, and with plain writes on tmpfs, which refuses it.
+    func testSnapshotPayloadInPiecesIsWrittenAsItsJoinedBytes() async throws {
+        struct Pieces: SnapshotPayload {
+            let pieces: [[UInt8]]
+            var byteCount: Int { pieces.reduce(0) { $0 + $1.count } }
+            func forEachPiece<Failure: Error>(_ body: (UnsafeRawBufferPointer) throws(Failure) -> Void) throws(Failure) {
+                for piece in pieces { try piece.forEachPiece(body) }
+            }
+        }
+        var generator = SystemRandomNumberGenerator()
+        var pool = [UInt8](repeating: 0, count: 9 << 20)
+        pool.withUnsafeMutableBytes { bytes in
+            for word in 0..<(bytes.count / 8) { bytes.storeBytes(of: generator.next(), toByteOffset: word * 8, as: UInt64.self) }
+        }
+        var used = 0
+        func random(_ count: Int) -> [UInt8] {
+            used = (used + 4_099) % (pool.count - count + 1)
+            return Array(pool[used..<(used + count)])
+        }
+        let layouts: [[Int]] = [
+            [],
+            [0],
+            [1, 0, 1, 4_047, 1],
+            [4_048, 4_096, 0, 3],
+            [(8 << 20) - 48, 1, 0, 4_096],
+            [3_000_000, 5_400_000, 7, 100_001],
+        ]
+        var directories = [directory]
+        let tmpfs = "/dev/shm/creditd-snapshot-pieces-\(getpid())"
+        if FileManager.default.fileExists(atPath: "/dev/shm") {
+            try FileManager.default.createDirectory(atPath: tmpfs, withIntermediateDirectories: true)
+            directories.append(tmpfs)
+        }
+        defer { try? FileManager.default.removeItem(atPath: tmpfs) }
+        for directory in directories {
+            var (store, _) = try DurableStore.open(directory: directory)
+            var sequence: UInt64 = 0
+            for layout in layouts {
+                sequence += 1
+                try await appendDurably(store, sequence...sequence)
+                let payload = Pieces(pieces: layout.map(random))
+                let joined = payload.joined()
+                XCTAssertEqual(joined, payload.pieces.flatMap { $0 })
+                let info = try await store.writeSnapshot(sequence: sequence) { payload }
+                XCTAssertEqual(info.bytes, Int64(48 + joined.count))
+                let onDisk = try FileManager.default.attributesOfItem(atPath: directory + "/" + info.fileName)[.size] as? Int
+                XCTAssertEqual(onDisk, 48 + joined.count, "\(layout) in \(directory)")
+                await store.close()
+                let recovery = try await reopen(directory)
+                XCTAssertEqual(recovery.snapshot?.payload, joined, "\(layout) in \(directory)")
+                (store, _) = try DurableStore.open(directory: directory)
+            }
+            await store.close()
+        }
+    }
+
     func testSnapshotMustBeDurableAndNotOlderThanNewest() async throws {
         let (store, _) = try DurableStore.open(directory: directory)
         try await appendDurably(store, 1...5)
