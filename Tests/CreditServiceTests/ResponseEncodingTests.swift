@@ -99,18 +99,39 @@ final class ResponseEncodingTests: XCTestCase {
                        try expectedPage(page, asOf: asOf, summary: false))
     }
 
-    /// Integers at their limits are written as Swift prints them.
+    /// Integers at their limits, at every power of ten and around it, across the 64-bit and
+    /// 19-digit boundaries (zeros inside a 128-bit value) and at random are written as Swift
+    /// prints them, in as many bytes as counted.
     func testDecimalDigits() {
-        for value: Int128 in [0, 1, -1, 9, 10, -10, 99, 100, Int128(Int64.max), Int128(Int64.min), Int128(UInt64.max),
-                              Int128(UInt64.max) + 1, .max, .min + 1, .min] {
-            var out = ByteWriter(capacity: 8)
-            DecimalDigits(value).write(to: &out)
-            XCTAssertEqual(String(decoding: out.array(), as: UTF8.self), String(value))
+        var signed: [Int128] = [0, 1, -1, 9, 10, -10, 99, 100, Int128(Int64.max), Int128(Int64.min), Int128(UInt64.max),
+                                Int128(UInt64.max) + 1, .max, .min + 1, .min]
+        var unsigned: [UInt64] = [0, 7, 1_000_000, .max, .max - 1]
+        var power: UInt128 = 1
+        for _ in 0...38 {
+            for value in [power - 1, power, power + 1] where value <= UInt128(Int128.max) {
+                signed += [Int128(value), -Int128(value)]
+                if value <= UInt128(UInt64.max) { unsigned.append(UInt64(value)) }
+            }
+            if power <= UInt128.max / 10 { power *= 10 }
         }
-        for value: UInt64 in [0, 7, 1_000_000, .max] {
+        signed += [Int128(DecimalDigits.chunk) * 5 + 7, -(Int128(DecimalDigits.chunk) * Int128(DecimalDigits.chunk) + 3)]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 {
+            let wide = Int128(bitPattern: UInt128(generator.next() as UInt64) << 64 | UInt128(generator.next() as UInt64))
+            signed += [wide, wide >> Int(generator.next() % 127)]
+            unsigned.append((generator.next() as UInt64) >> (generator.next() % 64))
+        }
+        for value in signed {
             var out = ByteWriter(capacity: 8)
-            DecimalDigits(value).write(to: &out)
+            out.decimal(value)
             XCTAssertEqual(String(decoding: out.array(), as: UTF8.self), String(value))
+            XCTAssertEqual(DecimalDigits.count(value), String(value).utf8.count, "\(value)")
+        }
+        for value in unsigned {
+            var out = ByteWriter(capacity: 8)
+            out.decimal(value)
+            XCTAssertEqual(String(decoding: out.array(), as: UTF8.self), String(value))
+            XCTAssertEqual(DecimalDigits.count(value), String(value).utf8.count, "\(value)")
         }
     }
 }
