@@ -24,6 +24,34 @@ final class CoreTypesTests: XCTestCase {
         }
     }
 
+    /// `components` (Neri and Schneider) agrees with H. Hinnant's civil_from_days, kept here
+    /// as the reference: on every day from year -10000 to 12000, at the ends of Int32, and on
+    /// random days across its whole range.
+    func testCivilDateComponentsMatchTheReference() {
+        func reference(_ epochDay: Int32) -> (year: Int, month: Int, day: Int) {
+            let z = Int(epochDay) + 719_468
+            let era = (z >= 0 ? z : z - 146_096) / 146_097
+            let dayOfEra = z - era * 146_097
+            let yearOfEra = (dayOfEra - dayOfEra / 1_460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+            let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+            let shiftedMonth = (5 * dayOfYear + 2) / 153
+            let day = dayOfYear - (153 * shiftedMonth + 2) / 5 + 1
+            let month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9
+            return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
+        }
+        func check(_ epochDay: Int32) {
+            let fast = CivilDate(epochDay: epochDay).components, slow = reference(epochDay)
+            if fast != slow { XCTFail("epoch day \(epochDay): \(fast) instead of \(slow)") }
+        }
+        let from = Int32(CivilDate.epochDay(year: -10_000, month: 1, day: 1))
+        let to = Int32(CivilDate.epochDay(year: 12_000, month: 12, day: 31))
+        for epochDay in from...to { check(epochDay) }
+        let ends: [Int32] = [Int32.min, Int32.min + 1, Int32.min + 146_097, Int32.max - 146_097, Int32.max - 1, Int32.max]
+        for epochDay in ends { check(epochDay) }
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<200_000 { check(Int32.random(in: .min ... .max, using: &generator)) }
+    }
+
     func testRoundingIsFloorOfXPlusHalf() {
         // M3: ties toward +∞.
         XCTAssertEqual(roundHalfUp(999, over: 2), 500)
