@@ -27,17 +27,11 @@ extension BudgetedFrameDecoder {
     static func lookAhead(_ lookAhead: any RequestLookAhead, over buffer: ByteBuffer) -> Int {
         buffer.withUnsafeReadableBytes { bytes in
             withUnsafeTemporaryAllocation(of: UnsafeRawBufferPointer.self, capacity: requestLookAheadFrames) { requests in
-                let header = TTRPCLimits.headerLength
-                var offset = 0, frames = 0, count = 0
-                while frames < requestLookAheadFrames, bytes.count - offset >= header {
-                    let length = Int(UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-                    guard length <= TTRPCLimits.maxMessageLength, bytes.count - offset - header >= length else { break }
-                    if bytes[offset + 8] == TTRPCFrameType.request.rawValue {
-                        requests[count] = UnsafeRawBufferPointer(rebasing: bytes[(offset + header)..<(offset + header + length)])
-                        count += 1
-                    }
-                    offset += header + length
-                    frames += 1
+                var count = 0
+                let frames = TTRPCFrameParser.scanCompleteFrames(in: bytes, limit: requestLookAheadFrames) { type, data in
+                    guard type == .request else { return }
+                    requests[count] = data
+                    count += 1
                 }
                 if count > 1 { lookAhead.warm(UnsafeBufferPointer(rebasing: requests[..<count])) }
                 return frames

@@ -62,6 +62,28 @@ public struct TTRPCFrameParser: Sendable {
     }
 }
 
+extension TTRPCFrameParser {
+    /// Visits the frames complete at the start of `bytes`, at most `limit`, without consuming
+    /// them (a parser's state is not involved): `body` gets each frame's type and data. Stops at
+    /// the first frame that is incomplete or longer than `TTRPCLimits.maxMessageLength`, which
+    /// `next(from:)` then handles as usual. Returns how many frames it visited. For looking ahead
+    /// at what a read brought before the frames are parsed one by one.
+    public static func scanCompleteFrames(in bytes: UnsafeRawBufferPointer, limit: Int,
+                                          _ body: (TTRPCFrameType, UnsafeRawBufferPointer) -> Void) -> Int {
+        let header = TTRPCLimits.headerLength
+        var offset = 0, frames = 0
+        while frames < limit, bytes.count - offset >= header {
+            let length = Int(UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+            guard length <= TTRPCLimits.maxMessageLength, bytes.count - offset - header >= length else { break }
+            body(TTRPCFrameType(rawValue: bytes[offset + 8]),
+                 UnsafeRawBufferPointer(rebasing: bytes[(offset + header)..<(offset + header + length)]))
+            offset += header + length
+            frames += 1
+        }
+        return frames
+    }
+}
+
 /// `ByteToMessageDecoder` for ttrpc frames; emits `TTRPCInbound` values.
 public struct TTRPCFrameDecoder: ByteToMessageDecoder {
     public typealias InboundOut = TTRPCInbound

@@ -15,6 +15,7 @@
 //   - Nothing here knows about NIO channels, peers or the domain.
 //
 // Entry points.
-//   - TTRPCFrameParser / TTRPCFrameDecoder (a ByteToMessageDecoder) and TTRPCFrameEncoder.
+//   - TTRPCFrameParser / TTRPCFrameDecoder (a ByteToMessageDecoder) and TTRPCFrameEncoder;
+//     TTRPCFrameParser.scanCompleteFrames looks at the frames a read brought without parsing them.
 //   - TTRPCEnvelope: encode and decode requests and responses.
 //   - RPCError and StatusCode for everything that fails.

@@ -33,6 +33,39 @@ final class FrameCodecTests: XCTestCase {
         return (events, buffer.readableBytes)
     }
 
+    /// The scan sees the complete frames a buffer starts with, in order, with their types and
+    /// data, up to its limit, and stops at a partial frame or an oversize header; a parser then
+    /// reads the same frames from the same bytes.
+    func testScanVisitsTheCompleteFramesWithoutConsumingThem() {
+        let frames = [frame(1, .request, [], [0x0A, 0x01]), frame(3, .data, [], []),
+                      frame(5, .request, [], Array(repeating: 7, count: 300)), frame(7, TTRPCFrameType(rawValue: 0x7F), [], [1])]
+        let encoded = bytes(frames)
+        func scan(_ input: [UInt8], limit: Int = 16) -> [(TTRPCFrameType, [UInt8])] {
+            var seen: [(TTRPCFrameType, [UInt8])] = []
+            let count = input.withUnsafeBytes { raw in
+                TTRPCFrameParser.scanCompleteFrames(in: raw, limit: limit) { seen.append(($0, Array($1))) }
+            }
+            XCTAssertEqual(count, seen.count)
+            return seen
+        }
+        let all = scan(encoded)
+        XCTAssertEqual(all.map(\.0), frames.map(\.type))
+        XCTAssertEqual(all.map(\.1), frames.map { Array($0.payload.readableBytesView) })
+        XCTAssertEqual(scan(encoded, limit: 2).map(\.0), [.request, .data])
+        // Cut inside the third frame's header, then inside its data: the first two only.
+        XCTAssertEqual(scan(Array(encoded.prefix(12 + 10 + 5))).count, 2)
+        XCTAssertEqual(scan(Array(encoded.prefix(12 + 10 + 10 + 299))).count, 2)
+        XCTAssertEqual(scan([]).count, 0)
+        // An oversize header ends the scan; the parser reports it.
+        var oversize: [UInt8] = []
+        withUnsafeBytes(of: UInt32(TTRPCLimits.maxMessageLength + 1).bigEndian) { oversize += $0 }
+        oversize += [0, 0, 0, 9, 0x01, 0]
+        XCTAssertEqual(scan(bytes([frames[0]]) + oversize).count, 1)
+        // Nothing was consumed: the parser reads the same frames.
+        let parsed = parse(encoded, pieces: [encoded.count]).events
+        XCTAssertEqual(parsed.count, frames.count)
+    }
+
     func testHeaderIsTenBytesBigEndian() {
         let encoded = bytes([frame(0x0102_0304, .request, [.remoteClosed], [0xAA, 0xBB])])
         XCTAssertEqual(encoded, [0, 0, 0, 2, 1, 2, 3, 4, 0x01, 0x01, 0xAA, 0xBB])
