@@ -62,9 +62,10 @@ extension ByteWriter {
                          overdue: Bool, refundOverdue: Bool, customer: String, asOfDate: CivilDate?) {
         // credit_id = 1: `Credit.id`, written without building the string.
         tag(1, .lengthDelimited)
-        varint(Credit.idPrefix.utf8.count + DecimalDigits.count(credit.serial))
+        let serialDigits = DecimalDigits.count(credit.serial)
+        varint(Credit.idPrefix.utf8.count + serialDigits)
         utf8(Credit.idPrefix)
-        decimal(credit.serial)
+        decimal(credit.serial, count: serialDigits)
         stringField(2, subscriptionID)
         intField(3, Int64(credit.source.rawValue))
         dateField(4, credit.effectiveDate)
@@ -131,10 +132,10 @@ extension ByteWriter {
         varint(2 + numeratorCount + 2 + denominatorCount)  // each part: tag, length (< 128), digits
         tag(1, .lengthDelimited)
         varint(numeratorCount)
-        decimal(value.numerator)
+        decimal(value.numerator, count: numeratorCount)
         tag(2, .lengthDelimited)
         varint(denominatorCount)
-        decimal(value.denominator)
+        decimal(value.denominator, count: denominatorCount)
     }
 
     /// A date as `YYYY-MM-DD` (`CivilDate.description`); nil, like the empty string, is not written.
@@ -247,16 +248,15 @@ enum DecimalDigits {
 }
 
 extension ByteWriter {
-    /// The decimal text of `value`, `DecimalDigits.count(value)` bytes.
-    mutating func decimal(_ value: UInt64) {
-        let count = DecimalDigits.count(value)
+    /// The decimal text of `value`; `count` is `DecimalDigits.count(value)`, which the caller
+    /// has already taken for the field's length.
+    mutating func decimal(_ value: UInt64, count: Int) {
         let start = reservePlaceholder(count)
         _ = DecimalDigits.write(value, width: 0, endingAt: start + count, into: &self)
     }
 
-    /// The decimal text of `value`, `DecimalDigits.count(value)` bytes.
-    mutating func decimal(_ value: Int128) {
-        let count = DecimalDigits.count(value)
+    /// The decimal text of `value`; `count` is `DecimalDigits.count(value)`.
+    mutating func decimal(_ value: Int128, count: Int) {
         let start = reservePlaceholder(count)
         if value < 0 { storeByte(at: start, UInt8(ascii: "-")) }
         var rest = value.magnitude

@@ -123,13 +123,13 @@ final class ResponseEncodingTests: XCTestCase {
         }
         for value in signed {
             var out = ByteWriter(capacity: 8)
-            out.decimal(value)
+            out.decimal(value, count: DecimalDigits.count(value))
             XCTAssertEqual(String(decoding: out.array(), as: UTF8.self), String(value))
             XCTAssertEqual(DecimalDigits.count(value), String(value).utf8.count, "\(value)")
         }
         for value in unsigned {
             var out = ByteWriter(capacity: 8)
-            out.decimal(value)
+            out.decimal(value, count: DecimalDigits.count(value))
             XCTAssertEqual(String(decoding: out.array(), as: UTF8.self), String(value))
             XCTAssertEqual(DecimalDigits.count(value), String(value).utf8.count, "\(value)")
         }
