@@ -10,6 +10,9 @@ package struct Unchecked<Value>: @unchecked Sendable {
     }
 }
 
+/// How many tasks `runConcurrently` runs at once: one per core.
+package var concurrentTaskWidth: Int { max(ProcessInfo.processInfo.activeProcessorCount, 1) }
+
 /// Runs `count` independent tasks on the cores (snapshots of a million subscriptions must be
 /// written and read within seconds on two cores). Returns when all are done.
 ///
@@ -24,7 +27,30 @@ package func runConcurrently(_ count: Int, _ task: @Sendable (Int) -> Void) {
         if count == 1 { task(0) }
         return
     }
-    let helpers = min(count, max(ProcessInfo.processInfo.activeProcessorCount, 1)) - 1
+    // The calling thread takes tasks as well.
+    withHelperThreads(min(count, concurrentTaskWidth) - 1, taking: count, task) { takeTasks in takeTasks() }
+}
+
+/// `runConcurrently`, with `body` running on the calling thread meanwhile: the tasks run on
+/// helper threads of their own (one per core), so that the caller can hand over what earlier
+/// tasks made while these make the next. Returns `body`'s result once every task is done too.
+package func runConcurrently<Result, Failure: Error>(_ count: Int, _ task: @Sendable (Int) -> Void,
+                                                     whileCalling body: () throws(Failure) -> Result) throws(Failure) -> Result {
+    let result: Swift.Result<Result, Failure> = withHelperThreads(min(count, concurrentTaskWidth), taking: count, task) { _ in
+        do throws(Failure) {
+            return .success(try body())
+        } catch {
+            return .failure(error)
+        }
+    }
+    return try result.get()
+}
+
+/// Starts `helpers` threads that take the tasks `0..<count` in turn, calls `caller` with a
+/// function by which the calling thread takes tasks too, then joins the threads. Every task
+/// runs: what no thread took (one could not be started) the calling thread runs at the end.
+private func withHelperThreads<Result>(_ helpers: Int, taking count: Int, _ task: @Sendable (Int) -> Void,
+                                       _ caller: (() -> Void) -> Result) -> Result {
     withoutActuallyEscaping(task) { task in
         let next = Mutex(0)
         let work = HelperWork {
@@ -38,7 +64,7 @@ package func runConcurrently(_ count: Int, _ task: @Sendable (Int) -> Void) {
             }
         }
         var threads: [pthread_t] = []
-        for _ in 0..<helpers {
+        for _ in 0..<max(helpers, 0) {
             var thread = pthread_t()
             let context = Unmanaged.passRetained(work).toOpaque()
             let started = pthread_create(&thread, nil, { context in
@@ -48,12 +74,13 @@ package func runConcurrently(_ count: Int, _ task: @Sendable (Int) -> Void) {
             if started == 0 {
                 threads.append(thread)
             } else {
-                // No thread: the calling thread does that share itself.
                 Unmanaged<HelperWork>.fromOpaque(context).release()
             }
         }
+        let result = caller(work.run)
         work.run()
         for thread in threads { pthread_join(thread, nil) }
+        return result
     }
 }
 

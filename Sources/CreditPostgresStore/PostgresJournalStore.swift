@@ -241,8 +241,10 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
     public func writeSnapshot(sequence: UInt64, encode: @escaping @Sendable () throws -> any SnapshotPayload) async throws -> SnapshotInfo {
         // Encoded on a niced thread of its own, as the file store does, not on NIO's shared
         // pool: seconds of encoding at 1M must yield to the threads serving calls. The rows
-        // take the payload in chunks of one array.
-        let payload = try await SnapshotPriority.run(threadName: "creditd-snap") { try encode().joined() }
+        // take the payload in arrays of one chunk each, filled as it is encoded.
+        let chunkBytes = options.snapshotChunkBytes
+        let chunks = try await SnapshotPriority.run(threadName: "creditd-snap") { try encode().chunked(into: chunkBytes) }
+        let payloadBytes = chunks.reduce(0) { $0 + $1.count }
         let epoch = try state.withLock { state throws(AppendRefusal) -> UInt64 in
             guard state.role == .active else { throw .fenced(activeHolder: state.activeHolder) }
             return state.epoch
@@ -253,7 +255,6 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         defer { closeInBackground(connection) }
         let unixMillis = Int64(Date().timeIntervalSince1970 * 1000)
         let node = options.node
-        let chunkBytes = options.snapshotChunkBytes
         let logger = self.logger
         let leaseMillis = self.leaseMillis
         try await connection.withTransaction(logger: logger) { connection in
@@ -261,8 +262,8 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             guard try await Schema.holdsLease(connection, node: node, epoch: epoch, logger: logger) else {
                 throw AppendRefusal.fenced(activeHolder: "")
             }
-            try await Schema.insertSnapshot(connection, sequence: sequence, epoch: epoch, payload: payload,
-                                            chunkBytes: chunkBytes, logger: logger)
+            try await Schema.insertSnapshot(connection, sequence: sequence, epoch: epoch, chunks: chunks,
+                                            bytes: payloadBytes, logger: logger)
         }
         state.withLock { state in
             state.lastSnapshotSequence = sequence
@@ -270,7 +271,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             state.snapshotsWritten += 1
         }
         return SnapshotInfo(sequence: sequence, name: "snapshot \(sequence) in \(info.description)",
-                            bytes: Int64(payload.count), unixMillis: unixMillis)
+                            bytes: Int64(payloadBytes), unixMillis: unixMillis)
     }
 
     // MARK: lease and standby loop

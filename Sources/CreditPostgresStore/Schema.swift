@@ -326,14 +326,14 @@ enum Schema {
 
     /// Writes a snapshot's row and chunks, then drops what the previous snapshot makes
     /// unnecessary: older snapshots and the journal records the previous one covers.
-    static func insertSnapshot(_ connection: PostgresConnection, sequence: UInt64, epoch: UInt64, payload: [UInt8],
-                               chunkBytes: Int, logger: Logger) async throws {
+    static func insertSnapshot(_ connection: PostgresConnection, sequence: UInt64, epoch: UInt64, chunks: [[UInt8]],
+                               bytes: Int, logger: Logger) async throws {
         let seq = Int64(sequence)
-        let chunkCount = max(1, (payload.count + chunkBytes - 1) / chunkBytes)
+        let chunkCount = chunks.count
         try await connection.query("DELETE FROM creditd_snapshot WHERE sequence = \(seq)", logger: logger)
         try await connection.query("""
             INSERT INTO creditd_snapshot (sequence, epoch, bytes, chunks)
-            VALUES (\(seq), \(Int64(epoch)), \(Int64(payload.count)), \(Int32(chunkCount)))
+            VALUES (\(seq), \(Int64(epoch)), \(Int64(bytes)), \(Int32(chunkCount)))
             """, logger: logger)
         // A few chunks per statement: bounded memory per message, few round trips.
         var index = 0
@@ -342,10 +342,8 @@ enum Schema {
             var numbers: [Int32] = []
             var data: [ByteBuffer] = []
             for chunk in index..<(index + group) {
-                let start = chunk * chunkBytes
-                let end = min(payload.count, start + chunkBytes)
                 numbers.append(Int32(chunk))
-                data.append(ByteBuffer(bytes: payload[start..<end]))
+                data.append(ByteBuffer(bytes: chunks[chunk]))
             }
             try await connection.query("""
                 INSERT INTO creditd_snapshot_chunk (sequence, chunk, data)

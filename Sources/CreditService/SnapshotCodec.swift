@@ -17,12 +17,10 @@ public enum SnapshotCodec {
     }
 
     /// A snapshot payload as the store writes it: the header's length and bytes, then the
-    /// ledger's pieces, never joined in memory.
+    /// ledger's pieces, made as the store reads them and never joined in memory.
     public struct Payload: SnapshotPayload {
         let prefix: [UInt8]
-        let ledger: EncodedLedger
-
-        public var byteCount: Int { prefix.count + ledger.byteCount }
+        let ledger: LedgerPieces
 
         public func forEachPiece<Failure: Error>(_ body: (UnsafeRawBufferPointer) throws(Failure) -> Void) throws(Failure) {
             try prefix.forEachPiece(body)

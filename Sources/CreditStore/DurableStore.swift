@@ -879,7 +879,13 @@ final class StoreCore: @unchecked Sendable {
     /// into the page cache took up to a second at 1M subscriptions (whenever the cache had to
     /// grow for it) against a quarter of that straight to the disk; it also kept that much
     /// cache charged to the daemon. Elsewhere (tmpfs refuses O_DIRECT) a plain write.
-    private func writeSnapshotFile(_ path: String, header: [UInt8], payload: some SnapshotPayload) throws(FileOperationError) {
+    ///
+    /// The payload goes in after room for the header, which is written last: the payload's
+    /// length and checksum are known only once every piece has been made (`SnapshotPayload`).
+    /// The file is a temporary one until the caller renames it, so no reader sees it half
+    /// written. Returns the file's length.
+    private func writeSnapshotFile(_ path: String, sequence: UInt64, unixMillis: Int64,
+                                   payload: some SnapshotPayload) throws(FileOperationError) -> Int {
         let file: OpenFile
         let direct: Bool
         do {
@@ -890,52 +896,79 @@ final class StoreCore: @unchecked Sendable {
             direct = false
         }
         defer { operations.close(file) }
+        let headerSize = StoreFormat.snapshotHeaderSize
+        func header(_ length: Int, _ checksum: UInt32) -> [UInt8] {
+            StoreFormat.snapshotHeader(sequence: sequence, payloadLength: length, payloadChecksum: checksum, unixMillis: unixMillis)
+        }
+        let length: Int
         if direct {
-            try Self.writeAligned(file, header: header, payload: payload, operations: operations)
+            length = try Self.writeAligned(file, headerSize: headerSize, payload: payload, operations: operations, header: header)
         } else {
-            try operations.write(file, header, at: 0)
-            var offset = Int64(header.count)
+            var offset = headerSize
+            var checksum: UInt32 = 0
             try payload.forEachPiece { (piece) throws(FileOperationError) in
-                try operations.write(file, piece, at: offset)
-                offset += Int64(piece.count)
+                try operations.write(file, piece, at: Int64(offset))
+                checksum = CRC32C.update(checksum, piece)
+                offset += piece.count
             }
+            length = offset - headerSize
+            try operations.write(file, header(length, checksum), at: 0)
         }
         try operations.sync(file)
+        return headerSize + length
     }
 
     /// O_DIRECT wants the buffer, offset and length aligned to the device's blocks: the bytes go
-    /// through a 4096-aligned staging buffer, filled from the header and then from each piece of
-    /// the payload in turn, the last piece zero-padded to a whole block; the file is then cut to
-    /// its exact length.
-    static func writeAligned(_ file: OpenFile, header: [UInt8], payload: some SnapshotPayload,
-                             operations: any FileOperations) throws(FileOperationError) {
+    /// through a 4096-aligned staging buffer, filled first with `headerSize` zero bytes (the
+    /// header's room) and then from each piece of the payload in turn, the last piece
+    /// zero-padded to a whole block. The first block is kept; once the payload is written, the
+    /// header (`header(length, checksum)`) goes into it and it is written again. The file is
+    /// then cut to its exact length. Returns the payload's length.
+    static func writeAligned(_ file: OpenFile, headerSize: Int, payload: some SnapshotPayload, operations: any FileOperations,
+                             header: (Int, UInt32) -> [UInt8]) throws(FileOperationError) -> Int {
         let block = 4_096
         let staging = UnsafeMutableRawBufferPointer.allocate(byteCount: 8 << 20, alignment: block)
         defer { staging.deallocate() }
-        var filled = 0
+        let firstBlock = UnsafeMutableRawBufferPointer.allocate(byteCount: block, alignment: block)
+        defer { firstBlock.deallocate() }
+        var filled = headerSize
+        staging.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: headerSize)
         var stagingOffset: Int64 = 0
-        func stage(_ bytes: UnsafeRawBufferPointer) throws(FileOperationError) {
-            var rest = bytes
+        var length = 0
+        var checksum: UInt32 = 0
+        func flush(_ count: Int) throws(FileOperationError) {
+            if stagingOffset == 0 {
+                firstBlock.copyMemory(from: UnsafeRawBufferPointer(rebasing: staging[0..<block]))
+            }
+            try operations.write(file, UnsafeRawBufferPointer(rebasing: staging[0..<count]), at: stagingOffset)
+            stagingOffset += Int64(count)
+        }
+        try payload.forEachPiece { (piece) throws(FileOperationError) in
+            checksum = CRC32C.update(checksum, piece)
+            length += piece.count
+            var rest = piece
             while !rest.isEmpty {
                 let part = min(staging.count - filled, rest.count)
                 (staging.baseAddress! + filled).copyMemory(from: rest.baseAddress!, byteCount: part)
                 filled += part
                 rest = UnsafeRawBufferPointer(rebasing: rest[part...])
                 if filled == staging.count {
-                    try operations.write(file, UnsafeRawBufferPointer(staging), at: stagingOffset)
-                    stagingOffset += Int64(filled)
+                    try flush(filled)
                     filled = 0
                 }
             }
         }
-        try header.forEachPiece(stage)
-        try payload.forEachPiece(stage)
-        if filled > 0 {
-            let padded = (filled + block - 1) / block * block
+        if filled > 0 || stagingOffset == 0 {
+            let padded = max((filled + block - 1) / block * block, block)
             if padded > filled { (staging.baseAddress! + filled).initializeMemory(as: UInt8.self, repeating: 0, count: padded - filled) }
-            try operations.write(file, UnsafeRawBufferPointer(rebasing: staging[0..<padded]), at: stagingOffset)
+            try flush(padded)
         }
-        try operations.truncate(file, to: Int64(header.count + payload.byteCount))
+        let headerBytes = header(length, checksum)
+        precondition(headerBytes.count == headerSize, "snapshot header of \(headerBytes.count) bytes, \(headerSize) announced")
+        headerBytes.withUnsafeBytes { firstBlock.copyMemory(from: $0) }
+        try operations.write(file, UnsafeRawBufferPointer(firstBlock), at: 0)
+        try operations.truncate(file, to: Int64(headerSize + length))
+        return length
     }
 
     private func performSnapshot(sequence: UInt64, encode: @Sendable () throws -> any SnapshotPayload) throws -> SnapshotInfo {
@@ -950,11 +983,11 @@ final class StoreCore: @unchecked Sendable {
         }
         let payload = try encode()
         let unixMillis = StoreFormat.currentUnixMillis()
-        let header = StoreFormat.snapshotHeader(sequence: sequence, payload: payload, unixMillis: unixMillis)
         let name = StoreFormat.snapshotName(sequence: sequence)
         let temporary = path(name + StoreFormat.temporarySuffix)
+        let fileBytes: Int
         do throws(FileOperationError) {
-            try writeSnapshotFile(temporary, header: header, payload: payload)
+            fileBytes = try writeSnapshotFile(temporary, sequence: sequence, unixMillis: unixMillis, payload: payload)
             try operations.rename(temporary, to: path(name))
             try operations.syncDirectory(directory)
         } catch {
@@ -999,7 +1032,7 @@ final class StoreCore: @unchecked Sendable {
         // snapshot, both of which recovery skips; nothing acknowledged depends on it.
         if !removedSnapshots.isEmpty || !removedSegments.isEmpty { try? operations.syncDirectory(directory) }
         return SnapshotInfo(
-            sequence: sequence, fileName: name, bytes: Int64(header.count + payload.byteCount), unixMillis: unixMillis,
+            sequence: sequence, fileName: name, bytes: Int64(fileBytes), unixMillis: unixMillis,
             removedSegments: removedSegments, removedSnapshots: removedSnapshots)
     }
 }

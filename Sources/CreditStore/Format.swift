@@ -108,15 +108,18 @@ enum StoreFormat {
         path.split(separator: "/").last.map(String.init) ?? path
     }
 
-    static func snapshotHeader(sequence: UInt64, payload: some SnapshotPayload, unixMillis: Int64) -> [UInt8] {
+    /// The header of a snapshot whose payload is `payloadLength` bytes with CRC-32C
+    /// `payloadChecksum`; `snapshotHeaderSize` bytes.
+    static func snapshotHeader(sequence: UInt64, payloadLength: Int, payloadChecksum: UInt32, unixMillis: Int64) -> [UInt8] {
         var bytes = snapshotMagic
         bytes.appendLittleEndian(snapshotVersion)
         bytes.appendLittleEndian(UInt32(0))
         bytes.appendLittleEndian(sequence)
-        bytes.appendLittleEndian(UInt64(payload.byteCount))
+        bytes.appendLittleEndian(UInt64(payloadLength))
         bytes.appendLittleEndian(UInt64(bitPattern: unixMillis))
-        bytes.appendLittleEndian(payload.checksum)
+        bytes.appendLittleEndian(payloadChecksum)
         bytes.appendLittleEndian(CRC32C.checksum(bytes))
+        assert(bytes.count == snapshotHeaderSize)
         return bytes
     }
 

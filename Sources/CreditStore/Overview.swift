@@ -108,8 +108,10 @@
 //    44  CRC32C of bytes 0..<44 u32
 //   then the payload: opaque to the store (the service's encoded ledger, `SnapshotCodec`).
 //
-// The payload reaches the store in pieces (`SnapshotPayload`: the ledger's parts as they were
-// encoded) and is written and checksummed piece by piece, never joined in memory.
+// The payload reaches the store in pieces (`SnapshotPayload`: the ledger's parts, encoded as
+// they are asked for) and is written and checksummed piece by piece, never joined in memory:
+// the payload goes in after room for the header, and the header, whose length and checksum
+// are known only then, is written last.
 // Written to `<name>.tmp`, fsynced, renamed, and the directory fsynced before `writeSnapshot`
 // returns. Afterwards the store keeps that snapshot and the previous one, and deletes the
 // segments the previous one fully covers, so a damaged newest snapshot still has a fallback.

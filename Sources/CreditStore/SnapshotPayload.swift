@@ -4,15 +4,13 @@
 /// two more copies of its 300 MB, each in memory touched for the first time, which was a third
 /// of the snapshot's time (BENCHMARKS.md, "snapshots written from their parts").
 public protocol SnapshotPayload: Sendable {
-    /// The payload's length in bytes: the sum of its pieces'.
-    var byteCount: Int { get }
-    /// Calls `body` with each piece, in order. The pointers are valid only during the call.
+    /// Calls `body` with each piece, in order. The pointers are valid only during the call. A
+    /// payload may make each piece when it is asked for and free it after `body` returns, so
+    /// its length is known only at the end, and a store reads it once per write.
     func forEachPiece<Failure: Error>(_ body: (UnsafeRawBufferPointer) throws(Failure) -> Void) throws(Failure)
 }
 
 extension Array: SnapshotPayload where Element == UInt8 {
-    public var byteCount: Int { count }
-
     public func forEachPiece<Failure: Error>(_ body: (UnsafeRawBufferPointer) throws(Failure) -> Void) throws(Failure) {
         let result: Result<Void, Failure> = withUnsafeBytes { bytes in
             do throws(Failure) {
@@ -27,25 +25,35 @@ extension Array: SnapshotPayload where Element == UInt8 {
 }
 
 extension SnapshotPayload {
-    /// The pieces as one array (a store that needs its payload contiguous, and tests).
+    /// The pieces as one array (tests, fuzzers, small payloads).
     public func joined() -> [UInt8] {
-        [UInt8](unsafeUninitializedCapacity: byteCount) { buffer, initialized in
-            var offset = 0
-            forEachPiece { piece in
-                guard piece.count > 0 else { return }
-                precondition(offset + piece.count <= byteCount, "snapshot payload pieces exceed the \(byteCount) bytes announced")
-                UnsafeMutableRawPointer(buffer.baseAddress! + offset).copyMemory(from: piece.baseAddress!, byteCount: piece.count)
-                offset += piece.count
-            }
-            precondition(offset == byteCount, "snapshot payload pieces of \(offset) bytes, \(byteCount) announced")
-            initialized = offset
-        }
+        var bytes: [UInt8] = []
+        forEachPiece { bytes.append(contentsOf: $0) }
+        return bytes
     }
 
-    /// The CRC-32C of all the pieces, as `CRC32C.checksum` of the joined bytes.
-    var checksum: UInt32 {
-        var crc: UInt32 = 0
-        forEachPiece { crc = CRC32C.update(crc, $0) }
-        return crc
+    /// The bytes in arrays of `size` bytes each, the last one shorter (at least one array,
+    /// perhaps empty): for a store that keeps a snapshot as rows, without joining the payload
+    /// first (joining an array of unknown length copies it again each time it doubles).
+    public func chunked(into size: Int) -> [[UInt8]] {
+        precondition(size > 0, "snapshot chunks of \(size) bytes")
+        var chunks: [[UInt8]] = []
+        var current: [UInt8] = []
+        current.reserveCapacity(size)
+        forEachPiece { piece in
+            var rest = piece
+            while !rest.isEmpty {
+                let part = min(size - current.count, rest.count)
+                current.append(contentsOf: UnsafeRawBufferPointer(rebasing: rest[..<part]))
+                rest = UnsafeRawBufferPointer(rebasing: rest[part...])
+                if current.count == size {
+                    chunks.append(current)
+                    current = []
+                    current.reserveCapacity(size)
+                }
+            }
+        }
+        if !current.isEmpty || chunks.isEmpty { chunks.append(current) }
+        return chunks
     }
 }

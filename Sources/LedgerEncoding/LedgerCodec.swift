@@ -25,15 +25,15 @@ public enum LedgerCodec {
         encodePieces(ledger).joined()
     }
 
-    /// The ledger as snapshot bytes, in the pieces its parts were encoded in (a snapshot file
-    /// is written from them without joining them).
-    public static func encodePieces(_ ledger: Ledger) -> EncodedLedger {
-        TaggedLedger.encode(ledger, parts: TaggedLedger.partCount(ledger.subscriptionCount))
+    /// The ledger as snapshot bytes, in pieces made as they are read (a snapshot file is
+    /// written from them, a few sections in memory at a time).
+    public static func encodePieces(_ ledger: Ledger) -> LedgerPieces {
+        LedgerPieces(ledger, subscriptionSections: TaggedLedger.subscriptionSections(ledger.subscriptionCount))
     }
 
-    /// The ledger as snapshot bytes with its subscriptions in `parts` parts (at least one).
+    /// The ledger as snapshot bytes with its subscriptions in `parts` sections (at least one).
     static func encode(_ ledger: Ledger, parts: Int) -> [UInt8] {
-        TaggedLedger.encode(ledger, parts: parts).joined()
+        LedgerPieces(ledger, subscriptionSections: parts).joined()
     }
 
     /// The format version of the ledger that starts at `offset` in `bytes`, from its first eight

@@ -56,11 +56,13 @@
 //   message Tables { repeated string zone = 1; repeated string currency = 2; }
 //
 // A part is what one core writes or reads: large ledgers (16,384 subscriptions or events and
-// more) are written as four parts of subscriptions and four of events, decoded concurrently
-// with the key table. A part ends with the zone ids and currency codes its records name by
-// index (collected while writing, so a part is written in one pass); a reader finds the
-// records and the tables first, then decodes the records. The parts stay in the buffers they
-// were written in (`EncodedLedger`), and a snapshot file is written from those pieces. `end`
+// more) are written as at least four parts of subscriptions and four of events, of at most
+// 32,768 subscriptions or 64 event chunks each, decoded concurrently with the key table. A
+// part ends with the zone ids and currency codes its records name by index (collected while
+// writing, so a part is written in one pass); a reader finds the records and the tables first,
+// then decodes the records. A snapshot file is written from the pieces as they are made
+// (`LedgerPieces`): one part per core is encoded, written, and its buffer reused for the next,
+// so the whole encoding is never in memory at once. A reader takes any number of parts. `end`
 // makes a file cut short at a field boundary an error instead of a smaller ledger; nothing may
 // follow it.
 //

@@ -16,15 +16,25 @@ struct TaggedEncoder: ~Copyable {
         out = ByteWriter(capacity: capacity)
     }
 
+    /// Encodes into `out`, which may be a reused buffer (`ByteWriter(reusing:)`).
+    init(writingInto out: consuming ByteWriter) {
+        self.out = out
+    }
+
     /// The finished part, tables last; the caller deallocates it.
     consuming func finish() -> UnsafeMutableBufferPointer<UInt8> {
+        finishWriter().take()
+    }
+
+    /// The finished part, tables last, still in its writer (to take its buffer for reuse).
+    consuming func finishWriter() -> ByteWriter {
         if !zones.isEmpty || !currencies.isEmpty {
             let tables = out.beginMessage(TaggedField.Part.tables, reserve: 2)
             for zone in zones { out.stringField(TaggedField.Tables.zone, zone) }
             for currency in currencies { out.stringField(TaggedField.Tables.currency, currency.code) }
             out.endMessage(tables)
         }
-        return out.take()
+        return out
     }
 
     // MARK: tables

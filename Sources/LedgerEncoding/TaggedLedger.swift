@@ -4,12 +4,43 @@ import CreditDomain
 /// The tagged ledger encoding, format version 3 (see Overview.swift): the magic and version,
 /// then protobuf fields. Parts of subscriptions and of events are written and read on all cores.
 enum TaggedLedger {
-    /// Small ledgers are one part; large ones are split so two cores share the work.
-    static func partCount(_ items: Int) -> Int {
-        items < 16_384 ? 1 : 4
+    /// Subscription sections of a ledger of `count` subscriptions. Small ledgers are one
+    /// section (so their bytes, and the golden files, do not depend on the core count); larger
+    /// ones at least four, so that two cores share the decoding, and sections of at most
+    /// `subscriptionsPerSection`, so that the few a snapshot holds in memory at once stay small.
+    static func subscriptionSections(_ count: Int) -> Int {
+        count < 16_384 ? 1 : max(4, (count + subscriptionsPerSection - 1) / subscriptionsPerSection)
     }
 
-    static func encode(_ ledger: Ledger, parts requested: Int) -> EncodedLedger {
+    /// About 10 MB of encoding each.
+    static let subscriptionsPerSection = 32_768
+
+    /// Event sections, by the same rule, in whole chunks of `EventFeed.chunkSize` events.
+    static func eventSections(events: Int, chunks: Int) -> Int {
+        events < 16_384 ? 1 : min(max(4, (chunks + chunksPerEventSection - 1) / chunksPerEventSection), chunks)
+    }
+
+    /// 65,536 events, about 7 MB of encoding.
+    static let chunksPerEventSection = 64
+
+    /// One top-level section of the encoding, in the order they are written.
+    private enum Section {
+        case subscriptions(Range<Int>)
+        case idOrder
+        case keys
+        case events(Range<Int>)
+    }
+
+    /// Calls `body` with the encoding of `ledger` in pieces, in order: the head, then each
+    /// section's tag and length and its bytes, then the end marker.
+    ///
+    /// The sections are encoded a few at a time (one per core, in parallel) while `body` takes
+    /// the few before them, and their buffers are reused. Encoded all at once, a 1M-subscription
+    /// snapshot held its whole 300 MB encoding in memory on top of the ledger, and wrote every
+    /// byte of it into memory touched for the first time, which on the benchmark machine
+    /// (whose host takes freed memory back) cost about as much as the encoding itself.
+    static func forEachPiece<Failure: Error>(of ledger: Ledger, subscriptionSections requested: Int,
+                                             _ body: (UnsafeRawBufferPointer) throws(Failure) -> Void) throws(Failure) {
         let subscriptionCount = ledger.subscriptionCount
         let feed = ledger.feed
         // The event archive's chunks are written as where they are (version 4); the archive
@@ -30,42 +61,14 @@ enum TaggedLedger {
         let events = recordChunks
         let recordEvents = feed.count - archived.count * EventFeed.chunkSize
         let subscriptionParts = max(requested, 1)
-        let eventParts = partCount(recordEvents)
-        // Tasks: subscription parts, event parts, then id order and keys.
-        let taskCount = subscriptionParts + eventParts + 2
-        let sections = Unchecked(UnsafeMutableBufferPointer<UnsafeMutableBufferPointer<UInt8>>.allocate(capacity: taskCount))
-        defer { sections.value.deallocate() }
-        runConcurrently(taskCount) { index in
-            let section: UnsafeMutableBufferPointer<UInt8>
-            if index < subscriptionParts {
-                let range = (subscriptionCount * index / subscriptionParts)..<(subscriptionCount * (index + 1) / subscriptionParts)
-                // Generous: unused capacity is never touched, so it costs no memory.
-                var encoder = TaggedEncoder(capacity: 256 + range.count * 1_280)
-                ledger.forEachSubscription(inSlots: range) { encoder.subscriptionRecord($0) }
-                section = encoder.finish()
-            } else if index < subscriptionParts + eventParts {
-                // Whole chunks per part, in seq order.
-                let part = index - subscriptionParts
-                let chunks = (events.count * part / eventParts)..<(events.count * (part + 1) / eventParts)
-                var encoder = TaggedEncoder(capacity: 256 + chunks.count * EventFeed.chunkSize * 320)
-                for chunk in events[chunks] {
-                    for event in chunk { encoder.eventRecord(event) }
-                }
-                section = encoder.finish()
-            } else if index == subscriptionParts + eventParts {
-                var writer = ByteWriter(capacity: 16 + subscriptionCount * 5)
-                var previous = -1
-                for slot in ledger.slotsInIDOrder {
-                    writer.signed(Int64(slot) - Int64(previous) - 1)
-                    previous = Int(slot)
-                }
-                section = writer.take()
-            } else {
-                var encoder = TaggedEncoder(capacity: 256 + ledger.idempotencyEntryCount * 512)
-                ledger.forEachIdempotencyEntry { scope, stored in encoder.keyRecord(scope, stored) }
-                section = encoder.finish()
-            }
-            sections.value.initializeElement(at: index, to: section)
+        let eventParts = eventSections(events: recordEvents, chunks: events.count)
+        var sections: [Section] = (0..<subscriptionParts).map { part in
+            .subscriptions((subscriptionCount * part / subscriptionParts)..<(subscriptionCount * (part + 1) / subscriptionParts))
+        }
+        sections.append(.idOrder)
+        sections.append(.keys)
+        for part in 0..<eventParts {
+            sections.append(.events((events.count * part / eventParts)..<(events.count * (part + 1) / eventParts)))
         }
 
         var head = ByteWriter(capacity: 64)
@@ -85,29 +88,113 @@ enum TaggedLedger {
             head.sintField(TaggedField.ArchivedChunk.newestRecordedAt, chunk.newestRecordedAt)
             head.endMessage(entry)
         }
-        let headBytes = head.take()
+        try write(head, to: body)
 
-        // Each section becomes one top-level field: its tag and length, then its bytes, which
-        // stay where their part encoded them.
-        var order: [(tag: UInt8, section: UnsafeMutableBufferPointer<UInt8>)] = []
-        for index in 0..<subscriptionParts { order.append((fieldTag(TaggedField.Ledger.subscriptions), sections.value[index])) }
-        order.append((fieldTag(TaggedField.Ledger.idOrder), sections.value[subscriptionParts + eventParts]))
-        order.append((fieldTag(TaggedField.Ledger.keys), sections.value[subscriptionParts + eventParts + 1]))
-        for index in 0..<eventParts { order.append((fieldTag(TaggedField.Ledger.events), sections.value[subscriptionParts + index])) }
-        var pieces = [headBytes]
-        for (tag, section) in order {
-            var prefix = ByteWriter(capacity: 16)
-            prefix.byte(tag)
-            prefix.varint(UInt64(section.count))
-            pieces.append(prefix.take())
-            pieces.append(section)
+        // Sections are encoded a wave at a time, one per core. Two sets of buffers: while the
+        // helpers encode the next wave into one, the calling thread hands over the last wave
+        // from the other (the store checksums it, copies it and waits for the disk).
+        let width = min(sections.count, concurrentTaskWidth)
+        let waves = stride(from: 0, to: sections.count, by: width).map { $0..<min($0 + width, sections.count) }
+        let buffers = Unchecked(UnsafeMutableBufferPointer<(storage: UnsafeMutableBufferPointer<UInt8>, written: Int)>
+            .allocate(capacity: 2 * width))
+        buffers.value.initialize(repeating: (UnsafeMutableBufferPointer(start: nil, count: 0), 0))
+        defer {
+            for buffer in buffers.value { buffer.storage.deallocate() }
+            buffers.value.deallocate()
+        }
+        let all = sections
+        /// Encodes `wave`'s section `index` into buffer `index` of set `set`, reusing what it holds.
+        let encodeSection: @Sendable (Range<Int>, Int, Int) -> Void = { wave, set, index in
+            let section = all[wave.lowerBound + index]
+            // Generous: capacity a section does not use is never touched, so it costs no memory.
+            let capacity = switch section {
+            case .subscriptions(let range): 256 + range.count * 1_280
+            case .idOrder: 16 + subscriptionCount * 5
+            case .keys: 256 + ledger.idempotencyEntryCount * 512
+            case .events(let chunks): 256 + chunks.count * EventFeed.chunkSize * 320
+            }
+            let slot = set * width + index
+            let previous = buffers.value[slot].storage
+            let writer: ByteWriter
+            if previous.count >= capacity {
+                writer = ByteWriter(reusing: previous)
+            } else {
+                previous.deallocate()
+                writer = ByteWriter(capacity: capacity)
+            }
+            buffers.value[slot] = encode(section, of: ledger, events: events, into: writer).takeStorage()
+        }
+        func handOver(_ wave: Range<Int>, from set: Int) throws(Failure) {
+            for index in 0..<wave.count {
+                let tag = switch all[wave.lowerBound + index] {
+                case .subscriptions: fieldTag(TaggedField.Ledger.subscriptions)
+                case .idOrder: fieldTag(TaggedField.Ledger.idOrder)
+                case .keys: fieldTag(TaggedField.Ledger.keys)
+                case .events: fieldTag(TaggedField.Ledger.events)
+                }
+                let (storage, written) = buffers.value[set * width + index]
+                var prefix = ByteWriter(capacity: 16)
+                prefix.byte(tag)
+                prefix.varint(UInt64(written))
+                try write(prefix, to: body)
+                try body(UnsafeRawBufferPointer(UnsafeMutableBufferPointer(rebasing: storage[..<written])))
+            }
+        }
+        if let first = waves.first {
+            runConcurrently(first.count) { encodeSection(first, 0, $0) }
+        }
+        for (number, wave) in waves.enumerated() {
+            let set = number % 2
+            if number + 1 < waves.count {
+                let next = waves[number + 1]
+                try runConcurrently(next.count, { encodeSection(next, 1 - set, $0) }, whileCalling: { () throws(Failure) in
+                    try handOver(wave, from: set)
+                })
+            } else {
+                try handOver(wave, from: set)
+            }
         }
         // Written even when zero: its absence means the file was cut short.
         var end = ByteWriter(capacity: 16)
         end.tag(TaggedField.Ledger.end, .varint)
         end.varint(UInt64(subscriptionCount + ledger.idempotencyEntryCount + recordEvents + archived.count))
-        pieces.append(end.take())
-        return EncodedLedger(taking: pieces)
+        try write(end, to: body)
+    }
+
+    /// One section's bytes, written by `writer`, which is handed back.
+    private static func encode(_ section: Section, of ledger: Ledger, events: [[LedgerEvent]],
+                               into writer: consuming ByteWriter) -> ByteWriter {
+        switch section {
+        case .subscriptions(let range):
+            var encoder = TaggedEncoder(writingInto: writer)
+            ledger.forEachSubscription(inSlots: range) { encoder.subscriptionRecord($0) }
+            return encoder.finishWriter()
+        case .events(let chunks):
+            var encoder = TaggedEncoder(writingInto: writer)
+            for chunk in events[chunks] {
+                for event in chunk { encoder.eventRecord(event) }
+            }
+            return encoder.finishWriter()
+        case .idOrder:
+            var previous = -1
+            for slot in ledger.slotsInIDOrder {
+                writer.signed(Int64(slot) - Int64(previous) - 1)
+                previous = Int(slot)
+            }
+            return writer
+        case .keys:
+            var encoder = TaggedEncoder(writingInto: writer)
+            ledger.forEachIdempotencyEntry { scope, stored in encoder.keyRecord(scope, stored) }
+            return encoder.finishWriter()
+        }
+    }
+
+    /// Hands what `writer` wrote to `body`, then frees it.
+    private static func write<Failure: Error>(_ writer: consuming ByteWriter,
+                                              to body: (UnsafeRawBufferPointer) throws(Failure) -> Void) throws(Failure) {
+        let bytes = writer.take()
+        defer { bytes.deallocate() }
+        try body(UnsafeRawBufferPointer(bytes))
     }
 
     /// The one-byte tag of a length-delimited top-level field.

@@ -15,6 +15,16 @@ public struct ByteWriter: ~Copyable {
         self.base = UnsafeMutablePointer<UInt8>.allocate(capacity: self.capacity)
     }
 
+    /// Writes into `storage` (allocated with `allocate`), which it takes over: it frees it as
+    /// it would its own, or hands it back with `takeStorage`. Memory written once is cheap to
+    /// write again; fresh memory costs a page fault and the page's clearing.
+    @inlinable
+    public init(reusing storage: UnsafeMutableBufferPointer<UInt8>) {
+        precondition(storage.count >= 64, "a reused ByteWriter buffer needs 64 bytes")
+        self.capacity = storage.count
+        self.base = storage.baseAddress!
+    }
+
     @inlinable
     deinit {
         base.deallocate()
@@ -163,6 +173,15 @@ public struct ByteWriter: ~Copyable {
     @inlinable
     public consuming func take() -> UnsafeMutableBufferPointer<UInt8> {
         let result = UnsafeMutableBufferPointer(start: base, count: written)
+        discard self
+        return result
+    }
+
+    /// The whole buffer (every byte of its capacity) and how many of its bytes were written,
+    /// handed over to the caller, who deallocates the buffer or writes into it again.
+    @inlinable
+    public consuming func takeStorage() -> (storage: UnsafeMutableBufferPointer<UInt8>, written: Int) {
+        let result = (UnsafeMutableBufferPointer(start: base, count: capacity), written)
         discard self
         return result
     }

@@ -20,4 +20,32 @@ final class ConcurrencyTests: XCTestCase {
         }
         XCTAssertEqual(total.withLock { $0 }, 6_000)
     }
+
+    /// With `whileCalling`, the caller's work runs on the calling thread while helpers run the
+    /// tasks; the call returns the caller's result (or throws its error) only once every task
+    /// has run.
+    func testTasksRunWhileTheCallerWorks() {
+        struct Refused: Error {}
+        let caller = pthread_self()
+        for count in [0, 1, 2, 5] {
+            let runs = Mutex([Int](repeating: 0, count: count))
+            let answer = runConcurrently(count, { index in
+                usleep(1_000)
+                runs.withLock { $0[index] += 1 }
+            }, whileCalling: { () -> Int in
+                XCTAssertNotEqual(pthread_equal(pthread_self(), caller), 0, "the caller's work runs on the calling thread")
+                return 42
+            })
+            XCTAssertEqual(answer, 42)
+            XCTAssertEqual(runs.withLock { $0 }, [Int](repeating: 1, count: count), "count \(count)")
+        }
+        let runs = Mutex(0)
+        XCTAssertThrowsError(try runConcurrently(4, { _ in
+            usleep(2_000)
+            runs.withLock { $0 += 1 }
+        }, whileCalling: { () throws(Refused) in throw Refused() })) { error in
+            XCTAssertTrue(error is Refused)
+        }
+        XCTAssertEqual(runs.withLock { $0 }, 4, "every task ran before the error came back")
+    }
 }

@@ -145,6 +145,41 @@ final class LedgerCodecTests: XCTestCase {
         XCTAssertEqual(decoded.counters, ledger.counters)
     }
 
+    /// A snapshot reads the ledger's pieces as they are made, a few sections at a time in
+    /// reused buffers: every piece handed over is the next stretch of the joined encoding, and
+    /// reading them again makes the same bytes. Sections stay small at any ledger size, and
+    /// small ledgers (and so the golden files) stay one section.
+    func testPiecesAreMadeAsTheyAreRead() throws {
+        for seed in UInt64(300)..<305 {
+            let (ledger, _) = randomLedger(seed: seed, steps: 200)
+            for parts in [1, 5, ledger.subscriptionCount + 3] {
+                let pieces = LedgerPieces(ledger, subscriptionSections: parts)
+                var streamed: [UInt8] = []
+                var count = 0
+                pieces.forEachPiece { piece in
+                    streamed.append(contentsOf: piece)
+                    count += 1
+                }
+                // The head, a prefix and bytes per section (subscriptions, id order, keys, events), the end.
+                XCTAssertGreaterThanOrEqual(count, 2 + 2 * (parts + 3), "seed \(seed), \(parts) parts")
+                XCTAssertEqual(streamed, pieces.joined(), "seed \(seed), \(parts) parts")
+                XCTAssertEqual(try LedgerCodec.decode(streamed), ledger, "seed \(seed), \(parts) parts")
+            }
+        }
+        XCTAssertEqual(TaggedLedger.subscriptionSections(0), 1)
+        XCTAssertEqual(TaggedLedger.subscriptionSections(16_383), 1)
+        XCTAssertEqual(TaggedLedger.subscriptionSections(16_384), 4)
+        XCTAssertEqual(TaggedLedger.subscriptionSections(1_000_000), 31)
+        for count in [16_384, 131_072, 131_073, 1_000_000, 10_000_000] {
+            XCTAssertLessThanOrEqual((count + TaggedLedger.subscriptionSections(count) - 1) / TaggedLedger.subscriptionSections(count),
+                                     TaggedLedger.subscriptionsPerSection, "\(count) subscriptions")
+        }
+        XCTAssertEqual(TaggedLedger.eventSections(events: 16_383, chunks: 16), 1)
+        XCTAssertEqual(TaggedLedger.eventSections(events: 16_384, chunks: 16), 4)
+        XCTAssertEqual(TaggedLedger.eventSections(events: 1_000_000, chunks: 977), 16)
+        XCTAssertEqual(TaggedLedger.eventSections(events: 20_000, chunks: 2), 2)
+    }
+
     /// Large ledgers are written in parts that are read concurrently; any split reads back.
     func testPartsRoundTrip() throws {
         for seed in UInt64(200)..<210 {

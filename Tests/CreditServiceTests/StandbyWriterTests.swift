@@ -32,7 +32,7 @@ final class StandbyWriterTests: XCTestCase {
             return last
         }
         func writeSnapshot(sequence: UInt64, encode: @escaping @Sendable () throws -> any SnapshotPayload) async throws -> SnapshotInfo {
-            SnapshotInfo(sequence: sequence, name: "scripted", bytes: Int64(try encode().byteCount), unixMillis: 0)
+            SnapshotInfo(sequence: sequence, name: "scripted", bytes: Int64(try encode().joined().count), unixMillis: 0)
         }
         var stats: StoreStats {
             StoreStats(lastSequence: 0, lastDurableSequence: 0, lastSnapshotSequence: nil, lastSnapshotUnixMillis: nil,

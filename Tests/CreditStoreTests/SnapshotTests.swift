@@ -63,12 +63,13 @@ final class SnapshotTests: StoreDirectoryTestCase {
     }
 
     /// A payload handed over in pieces (as the ledger encoder's parts are) is written as its
-    /// joined bytes: pieces empty, of one byte, and crossing the staging buffer's and the
-    /// blocks' boundaries; with O_DIRECT here, and with plain writes on tmpfs, which refuses it.
+    /// joined bytes, with its header (written last) in front: pieces empty, of one byte, ending
+    /// inside the first block, exactly filling the staging buffer, and crossing the staging
+    /// buffer's and the blocks' boundaries; with O_DIRECT here, and with plain writes on tmpfs,
+    /// which refuses it.
     func testSnapshotPayloadInPiecesIsWrittenAsItsJoinedBytes() async throws {
         struct Pieces: SnapshotPayload {
             let pieces: [[UInt8]]
-            var byteCount: Int { pieces.reduce(0) { $0 + $1.count } }
             func forEachPiece<Failure: Error>(_ body: (UnsafeRawBufferPointer) throws(Failure) -> Void) throws(Failure) {
                 for piece in pieces { try piece.forEachPiece(body) }
             }
@@ -90,6 +91,10 @@ final class SnapshotTests: StoreDirectoryTestCase {
             [4_048, 4_096, 0, 3],
             [(8 << 20) - 48, 1, 0, 4_096],
             [3_000_000, 5_400_000, 7, 100_001],
+            [100],
+            [4_048],
+            [(8 << 20) - 48],
+            [9 << 20, 9 << 20, 1],
         ]
         var directories = [directory]
         let tmpfs = "/dev/shm/creditd-snapshot-pieces-\(getpid())"
@@ -107,6 +112,13 @@ final class SnapshotTests: StoreDirectoryTestCase {
                 let payload = Pieces(pieces: layout.map(random))
                 let joined = payload.joined()
                 XCTAssertEqual(joined, payload.pieces.flatMap { $0 })
+                // As rows (the PostgreSQL store): whole chunks, then the rest, at least one.
+                for size in joined.count < 100_000 ? [1, 7, 4_096] : [4_096, 1 << 20] {
+                    let chunks = payload.chunked(into: size)
+                    XCTAssertEqual(chunks.flatMap { $0 }, joined, "\(layout) in chunks of \(size)")
+                    XCTAssertEqual(chunks.count, max(1, (joined.count + size - 1) / size), "\(layout) in chunks of \(size)")
+                    XCTAssertTrue(chunks.dropLast().allSatisfy { $0.count == size }, "\(layout) in chunks of \(size)")
+                }
                 let info = try await store.writeSnapshot(sequence: sequence) { payload }
                 XCTAssertEqual(info.bytes, Int64(48 + joined.count))
                 let onDisk = try FileManager.default.attributesOfItem(atPath: directory + "/" + info.fileName)[.size] as? Int
