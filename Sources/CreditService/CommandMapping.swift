@@ -163,7 +163,12 @@ public enum JournalEntry: Equatable, Sendable {
     }
 
     public init(decoding bytes: [UInt8]) throws {
-        let entry = try Creditd_Journal_V1_JournalEntry(serializedBytes: bytes)
+        try self.init(decoding: bytes[...])
+    }
+
+    /// Decodes the entry where its bytes lie (a record recovery read, in its segment's bytes).
+    public init(decoding bytes: ArraySlice<UInt8>) throws {
+        let entry = try Creditd_Journal_V1_JournalEntry(serializedBytes: bytes.span.bytes)
         let at = Instant(nanosecondsSinceEpoch: entry.atUnixNanos)
         let command: WireCommand
         switch entry.command {

@@ -697,7 +697,7 @@ public final class LedgerWriter: @unchecked Sendable {
             do {
                 let entry = try JournalEntry(decoding: record.payload)
                 CreditApplication.replay(entry, into: &working)
-                durable.append(record.payload)
+                durable.append(Array(record.payload))
                 clock.notBefore(entry.instant)
             } catch {
                 enterFault("cannot replay replicated record \(record.sequence): \(error)")

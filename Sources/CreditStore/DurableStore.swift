@@ -364,7 +364,7 @@ final class StoreCore: @unchecked Sendable {
         for (segmentIndex, recordIndex) in analysis.replay {
             let scan = analysis.segments[segmentIndex]
             let record = scan.records[recordIndex]
-            records.append(JournalRecord(sequence: record.sequence, payload: Array(scan.bytes[record.range])))
+            records.append(JournalRecord(sequence: record.sequence, payload: scan.bytes[record.range]))
         }
 
         // Segments that remain on disk, for stats and pruning; covered ones are only sized.

@@ -149,7 +149,7 @@ final class JournalTests: StoreDirectoryTestCase {
 
         let recovery = try await reopen(directory, options: options)
         XCTAssertEqual(recovery.records.map(\.sequence), Array(1...61))
-        XCTAssertEqual(recovery.records[59].payload, payload(60))
+        XCTAssertEqual(Array(recovery.records[59].payload), payload(60))
         XCTAssertEqual(recovery.report.segmentsRead, segments)
         // Each segment's name is the sequence of its first record.
         let firsts = segments.map { UInt64($0.dropFirst(8).prefix(20))! }

@@ -98,7 +98,7 @@ final class PowerLossTests: XCTestCase {
             XCTAssertEqual(snapshot.payload, state(snapshot.sequence), "cycle \(cycle)")
         }
         for record in recovery.records {
-            XCTAssertEqual(record.payload, payload(record.sequence), "cycle \(cycle), seq \(record.sequence)")
+            XCTAssertEqual(Array(record.payload), payload(record.sequence), "cycle \(cycle), seq \(record.sequence)")
         }
     }
 }
