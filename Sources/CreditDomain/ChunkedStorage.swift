@@ -30,6 +30,25 @@ func prefetchReferents<Element>(of references: [Element]) {
     }
 }
 
+/// Elements in the boxes a `ChunkedArray` keeps them in, read in place: recovery builds its
+/// indexes from the subscriptions it decoded before the ledger takes their boxes.
+package struct BoxedElements<Element>: RandomAccessCollection, @unchecked Sendable {
+    package let boxes: UnsafeBufferPointer<ChunkedArray<Element>.Box>
+
+    package init(_ boxes: UnsafeBufferPointer<ChunkedArray<Element>.Box>) {
+        self.boxes = boxes
+    }
+
+    package var startIndex: Int { 0 }
+    package var endIndex: Int { boxes.count }
+
+    /// Read where it lies: `slots[i].id` reads the id, not a copy of the whole element. Boxes a
+    /// reader sees here are not written to (they are not in any ledger yet).
+    package subscript(position: Int) -> Element {
+        _read { yield boxes[position].value }
+    }
+}
+
 /// An array stored in fixed-size leaves of boxed elements, under two more levels of small
 /// arrays. Indices are positions, as in `Array`.
 ///
@@ -48,9 +67,9 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
     /// Elements under one entry of the top level.
     static var elementsPerGroup: Int { fanout * fanout * fanout }
 
-    final class Box {
-        var value: Element
-        init(_ value: Element) { self.value = value }
+    package final class Box {
+        package var value: Element
+        package init(_ value: Element) { self.value = value }
     }
 
     /// groups[group][branch][leaf][slot]
@@ -63,25 +82,11 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
         for element in elements { append(element) }
     }
 
-    /// The elements of `source`, moved into their boxes on all cores at once, in order. `source`
-    /// is left deinitialized; the caller still deallocates it. Recovery boxes a million decoded
-    /// subscriptions: copied (every field retained, then the originals released), that was a
-    /// twentieth of recovery; moved on one thread, 0.4 s, most of it the page faults of the
-    /// boxes' new memory.
-    package init(moving source: UnsafeMutableBufferPointer<Element>) {
-        let total = source.count
-        let boxes = [Box](unsafeUninitializedCapacity: total) { target, initialized in
-            let from = Unchecked(source.baseAddress), to = Unchecked(target.baseAddress)
-            // More parts than cores, so a thread that runs slow does not hold the others up.
-            let parts = total < 4_096 ? 1 : 16
-            runConcurrently(parts) { part in
-                guard let from = from.value, let to = to.value else { return }
-                for index in (total * part / parts)..<(total * (part + 1) / parts) {
-                    (to + index).initialize(to: Box((from + index).move()))
-                }
-            }
-            initialized = total
-        }
+    /// The elements already in their boxes, in order (recovery decodes each subscription
+    /// straight into its box, on all cores). Decoding into one array and then moving every
+    /// element into a box touched a second copy of the whole book (256 MB at 1M
+    /// subscriptions), the start-up's peak over the memory it settles at.
+    package init(boxes: some Sequence<Box>) {
         for box in boxes { append(box: box) }
     }
 

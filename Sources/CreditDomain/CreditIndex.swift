@@ -149,9 +149,10 @@ struct BookIndex: Sendable {
         }
     }
 
-    /// `init(slots:idOrder:nextCreditSerial:concurrently:)` over subscriptions where recovery
-    /// decoded them.
-    init(slots: UnsafeBufferPointer<Subscription>, idOrder: [Int32], nextCreditSerial: UInt64, concurrently: Bool? = nil) {
+    /// `init(slots:idOrder:nextCreditSerial:concurrently:)` over subscriptions where they are
+    /// (recovery's: in the boxes it decoded them into).
+    init<Slots: RandomAccessCollection<Subscription> & SendableMetatype>(slots: Slots, idOrder: [Int32], nextCreditSerial: UInt64,
+                                                                concurrently: Bool? = nil) where Slots.Index == Int {
         // Credits in serial order, so every set is built by appends.
         var locations: [(serial: UInt64, slot: Int32, index: Int32)] = []
         locations.reserveCapacity(slots.reduce(0) { $0 + $1.credits.count })

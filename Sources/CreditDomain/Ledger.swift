@@ -50,9 +50,8 @@ public struct Ledger: Sendable {
     }
 
     /// Every stored part as given (snapshot decoding, which builds the indexes itself). The
-    /// subscriptions are moved out of `slots` into the ledger's storage: the buffer is left
-    /// deinitialized, for the caller to deallocate.
-    package init(maxSeats: Int64, counters: SerialCounters, moving slots: UnsafeMutableBufferPointer<Subscription>,
+    /// ledger keeps the subscriptions in the boxes `slots` holds them in.
+    package init(maxSeats: Int64, counters: SerialCounters, boxes slots: BoxedElements<Subscription>,
          slotByID: SlotTable, sortedIDs: SortedKeyIndex, dueQueue: DueQueue,
          idempotency: IdempotencyTable, zones: [String: TimeZoneRules], feed: EventFeed = EventFeed()) {
         self.storedMaxSeats = min(max(maxSeats, 1), Ledger.seatLimit)
@@ -63,9 +62,8 @@ public struct Ledger: Sendable {
         self.idempotency = idempotency
         self.zones = zones
         self.feed = feed
-        self.book = BookIndex(slots: UnsafeBufferPointer(slots), idOrder: sortedIDs.slotsInOrder,
-                              nextCreditSerial: counters.nextCreditSerial)
-        self.slots = ChunkedArray(moving: slots)
+        self.book = BookIndex(slots: slots, idOrder: sortedIDs.slotsInOrder, nextCreditSerial: counters.nextCreditSerial)
+        self.slots = ChunkedArray(boxes: slots.boxes)
     }
 
     /// Every stored part, with the event feed (JSON decoding).

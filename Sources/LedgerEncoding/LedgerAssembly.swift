@@ -9,18 +9,17 @@ enum LedgerAssembly {
                        slots: consuming DecodedSubscriptions, idOrder orderRange: Range<Int>,
                        idempotency: IdempotencyTable, zones: [String: TimeZoneRules],
                        feed: EventFeed) throws(LedgerCodecError) -> Ledger {
-        let (idIndex, slotByID, dueQueue) = try indexes(buffer, idOrder: orderRange, slots: slots.elements)
-        // Each subscription is moved into its box in the ledger, not copied (a copy retains
-        // every field, and releasing the originals then touches them all again).
-        return slots.moveAll { decoded in
-            Ledger(maxSeats: maxSeats, counters: counters, moving: decoded, slotByID: slotByID,
-                   sortedIDs: idIndex, dueQueue: dueQueue, idempotency: idempotency, zones: zones, feed: feed)
+        try slots.withElements { elements throws(LedgerCodecError) in
+            let (idIndex, slotByID, dueQueue) = try indexes(buffer, idOrder: orderRange, slots: elements)
+            // The ledger takes the boxes the subscriptions were decoded into: nothing is copied.
+            return Ledger(maxSeats: maxSeats, counters: counters, boxes: elements, slotByID: slotByID,
+                          sortedIDs: idIndex, dueQueue: dueQueue, idempotency: idempotency, zones: zones, feed: feed)
         }
     }
 
     /// The id order and sorted ids, and the id table with the due queue, built at once.
     private static func indexes(_ buffer: UnsafeBufferPointer<UInt8>, idOrder orderRange: Range<Int>,
-                                slots: UnsafeBufferPointer<Subscription>)
+                                slots: BoxedElements<Subscription>)
         throws(LedgerCodecError) -> (SortedKeyIndex, SlotTable, DueQueue) {
         let input = Unchecked(buffer)
         let shared = Unchecked(slots)
@@ -63,7 +62,7 @@ enum LedgerAssembly {
 
     /// The id order section: every slot once, with strictly increasing ids (so no duplicates).
     private static func sortedIDs(_ buffer: UnsafeBufferPointer<UInt8>, _ range: Range<Int>,
-                                  _ subscriptions: UnsafeBufferPointer<Subscription>) throws(LedgerCodecError) -> SortedKeyIndex {
+                                  _ subscriptions: BoxedElements<Subscription>) throws(LedgerCodecError) -> SortedKeyIndex {
         var reader = ByteReader(buffer, range)
         var order: [Int32] = []
         order.reserveCapacity(subscriptions.count)
@@ -111,10 +110,12 @@ enum LedgerAssembly {
 
 }
 
-/// The subscriptions a decoder has read, in slot order, in memory it owns until the ledger moves
-/// them into its own storage. Several threads decode into it at once, each its own range.
+/// The subscriptions a decoder has read, in slot order, each in the box the ledger will keep it
+/// in (`ChunkedArray`), until the ledger takes them. Several threads decode into it at once,
+/// each its own range.
 struct DecodedSubscriptions: ~Copyable {
-    private let buffer: UnsafeMutableBufferPointer<Subscription>
+    typealias Box = ChunkedArray<Subscription>.Box
+    private let buffer: UnsafeMutableBufferPointer<Box>
     /// Whether every element is initialized; until then (or after a failure) none is: a decoder
     /// that fails deinitializes what it had decoded itself.
     private var complete = false
@@ -123,25 +124,34 @@ struct DecodedSubscriptions: ~Copyable {
         buffer = .allocate(capacity: count)
     }
 
-    /// Where the decoders write.
-    var baseAddress: UnsafeMutablePointer<Subscription>? { buffer.baseAddress }
+    /// Where the decoders write (`Target.initialize`), from any thread, each its own range.
+    var target: Target { Target(base: buffer.baseAddress) }
+
+    struct Target: @unchecked Sendable {
+        fileprivate let base: UnsafeMutablePointer<Box>?
+
+        /// Boxes `subscription` as element `index`.
+        func initialize(_ index: Int, to subscription: consuming Subscription) {
+            (base! + index).initialize(to: Box(subscription))
+        }
+
+        /// Releases elements `range` (a failed decoder's), leaving them uninitialized.
+        func deinitialize(_ range: Range<Int>) {
+            guard let base, !range.isEmpty else { return }
+            (base + range.lowerBound).deinitialize(count: range.count)
+        }
+    }
 
     /// Every element is now initialized.
     mutating func markComplete() {
         complete = true
     }
 
-    /// The decoded subscriptions, to read; only after `markComplete`.
-    var elements: UnsafeBufferPointer<Subscription> {
+    /// Calls `body` with the decoded subscriptions, to read in place; only after
+    /// `markComplete`. `body` must not keep them: the ledger retains the boxes it takes.
+    func withElements<Result, Failure: Error>(_ body: (BoxedElements<Subscription>) throws(Failure) -> Result) throws(Failure) -> Result {
         precondition(complete, "reading subscriptions before every part is decoded")
-        return UnsafeBufferPointer(buffer)
-    }
-
-    /// Hands the elements to `body`, which moves every one of them out; then frees the memory.
-    consuming func moveAll<Result>(_ body: (UnsafeMutableBufferPointer<Subscription>) -> Result) -> Result {
-        precondition(complete, "moving subscriptions before every part is decoded")
-        complete = false
-        return body(buffer)
+        return try body(BoxedElements(UnsafeBufferPointer(buffer)))
     }
 
     deinit {

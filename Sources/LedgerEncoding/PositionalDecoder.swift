@@ -50,11 +50,11 @@ struct PositionalDecoder {
 
     /// Initializes `count` subscriptions at `target`; returns how many it initialized (all of
     /// them unless it throws; the caller deinitializes those on failure).
-    mutating func subscriptions(into target: UnsafeMutablePointer<Subscription>, count: Int, firstIndex: Int,
+    mutating func subscriptions(into target: DecodedSubscriptions.Target, count: Int, firstIndex: Int,
                                 initialized: inout Int) throws(LedgerCodecError) {
         for index in 0..<count {
             do throws(LedgerCodecError) {
-                (target + index).initialize(to: try subscription())
+                target.initialize(firstIndex + index, to: try subscription())
                 initialized += 1
             } catch {
                 throw error.within("subscription \(firstIndex + index)")
@@ -155,7 +155,7 @@ struct PositionalDecoder {
         let partList = parts
         var slots = DecodedSubscriptions(count: subscriptionCount)
         do {
-            let target = Unchecked(slots.baseAddress)
+            let target = slots.target
             runConcurrently(partCount + 2) { index in
                 if index == partCount + 1 {
                     if let eventsRange {
@@ -181,10 +181,8 @@ struct PositionalDecoder {
                 var initialized = 0
                 do throws(LedgerCodecError) {
                     var decoder = try PositionalDecoder(input.value, section: partList[index].range)
-                    if let base = target.value {
-                        try decoder.subscriptions(into: base + first, count: partList[index].count, firstIndex: first,
-                                                  initialized: &initialized)
-                    }
+                    try decoder.subscriptions(into: target, count: partList[index].count, firstIndex: first,
+                                              initialized: &initialized)
                     results.value[index].zones = decoder.zones
                 } catch {
                     results.value[index].error = error
@@ -196,7 +194,7 @@ struct PositionalDecoder {
             } else {
                 var first = 0
                 for index in 0..<partCount {
-                    if let base = target.value { (base + first).deinitialize(count: results.value[index].initialized) }
+                    target.deinitialize(first..<(first + results.value[index].initialized))
                     first += partList[index].count
                 }
             }

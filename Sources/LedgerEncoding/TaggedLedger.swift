@@ -348,15 +348,15 @@ enum TaggedLedger {
         let eventSeqStart = firstRecordSeq
         var slots = DecodedSubscriptions(count: subscriptionCount)
         do {
-            let target = Unchecked(slots.baseAddress)
+            let target = slots.target
             // Subscription parts, the keys as one task (their order is the table's), event parts.
             runConcurrently(keyIndex + 1 + eventParts.count) { task in
                 if task < keyIndex {
-                    guard case .success(var decoder) = decoders.value[task], let base = target.value else { return }
+                    guard case .success(var decoder) = decoders.value[task] else { return }
                     let first = partCounts[..<task].reduce(0, +)
                     for record in 0..<partCounts[task] {
                         do throws(LedgerCodecError) {
-                            (base + first + record).initialize(to: try decoder.subscription(record: record))
+                            target.initialize(first + record, to: try decoder.subscription(record: record))
                             initialized.value[task] += 1
                         } catch {
                             errors.value[task] = error.within("subscription \(first + record)")
@@ -404,7 +404,7 @@ enum TaggedLedger {
             } else {
                 var first = 0
                 for part in 0..<keyIndex {
-                    if let base = target.value { (base + first).deinitialize(count: initialized.value[part]) }
+                    target.deinitialize(first..<(first + initialized.value[part]))
                     first += partCounts[part]
                 }
             }

@@ -50,9 +50,10 @@ final class ChunkedArrayTests: XCTestCase {
         XCTAssertEqual(seen, ["value 5"], "a copy's change is not seen through the original")
     }
 
-    /// `init(moving:)` keeps the order and moves each element exactly once: afterwards the
-    /// elements live only in the array's boxes, and go when it goes.
-    func testMovingFromABuffer() {
+    /// `init(boxes:)` keeps the order and takes the boxes as they are: the elements can be read
+    /// in place before (`BoxedElements`), live only in the array's boxes after, and go when it
+    /// goes.
+    func testTakingBoxes() {
         final class Tracked {
             let number: Int
             init(_ number: Int) { self.number = number }
@@ -60,15 +61,18 @@ final class ChunkedArrayTests: XCTestCase {
         for count in [0, 5, ChunkedArray<Tracked>.elementsPerGroup * 2 + 17] {
             var weakly: [() -> Tracked?] = []
             var chunked: ChunkedArray<Tracked>? = {
-                let buffer = UnsafeMutableBufferPointer<Tracked>.allocate(capacity: count)
-                defer { buffer.deallocate() }
+                var boxes: [ChunkedArray<Tracked>.Box] = []
                 for index in 0..<count {
                     let object = Tracked(index)
                     weak let reference = object
                     weakly.append { reference }
-                    (buffer.baseAddress! + index).initialize(to: object)
+                    boxes.append(.init(object))
                 }
-                return ChunkedArray(moving: buffer)
+                let array = ChunkedArray(boxes: boxes)
+                boxes.withUnsafeBufferPointer { boxes in
+                    XCTAssertEqual(BoxedElements(boxes).map(\.number), Array(0..<count), "read in place")
+                }
+                return array
             }()
             XCTAssertEqual(chunked?.map(\.number), Array(0..<count))
             XCTAssertTrue(weakly.allSatisfy { $0() != nil })
