@@ -130,9 +130,27 @@ struct DecodedSubscriptions: ~Copyable {
     struct Target: @unchecked Sendable {
         fileprivate let base: UnsafeMutablePointer<Box>?
 
-        /// Boxes `subscription` as element `index`.
-        func initialize(_ index: Int, to subscription: consuming Subscription) {
-            (base! + index).initialize(to: Box(subscription))
+        /// Decodes elements `first..<(first + count)` with `decode` (called with 0..<count):
+        /// all of them, then each into its box, so that a part's boxes lie together in memory.
+        /// Boxed as each was decoded, they sat among the subscriptions' own allocations, and
+        /// the replay's frees of credit lists then left holes between live boxes that no
+        /// trim could return: 210 MB more resident after a 1M-record replay. On an error none
+        /// is boxed (what was decoded is released) and the error is rethrown.
+        func decode(first: Int, count: Int, _ decode: (Int) throws(LedgerCodecError) -> Subscription) throws(LedgerCodecError) {
+            guard count > 0 else { return }
+            let decoded = UnsafeMutableBufferPointer<Subscription>.allocate(capacity: count)
+            defer { decoded.deallocate() }
+            for index in 0..<count {
+                do throws(LedgerCodecError) {
+                    (decoded.baseAddress! + index).initialize(to: try decode(index))
+                } catch {
+                    decoded.baseAddress!.deinitialize(count: index)
+                    throw error
+                }
+            }
+            for index in 0..<count {
+                (base! + first + index).initialize(to: Box((decoded.baseAddress! + index).move()))
+            }
         }
 
         /// Releases elements `range` (a failed decoder's), leaving them uninitialized.

@@ -52,14 +52,14 @@ struct PositionalDecoder {
     /// them unless it throws; the caller deinitializes those on failure).
     mutating func subscriptions(into target: DecodedSubscriptions.Target, count: Int, firstIndex: Int,
                                 initialized: inout Int) throws(LedgerCodecError) {
-        for index in 0..<count {
+        try target.decode(first: firstIndex, count: count) { index throws(LedgerCodecError) in
             do throws(LedgerCodecError) {
-                target.initialize(firstIndex + index, to: try subscription())
-                initialized += 1
+                return try subscription()
             } catch {
                 throw error.within("subscription \(firstIndex + index)")
             }
         }
+        initialized = count
         guard reader.remaining == 0 else { throw reader.failure(.trailingBytes, "end of subscriptions part") }
     }
 

@@ -354,14 +354,17 @@ enum TaggedLedger {
                 if task < keyIndex {
                     guard case .success(var decoder) = decoders.value[task] else { return }
                     let first = partCounts[..<task].reduce(0, +)
-                    for record in 0..<partCounts[task] {
-                        do throws(LedgerCodecError) {
-                            target.initialize(first + record, to: try decoder.subscription(record: record))
-                            initialized.value[task] += 1
-                        } catch {
-                            errors.value[task] = error.within("subscription \(first + record)")
-                            return
+                    do throws(LedgerCodecError) {
+                        try target.decode(first: first, count: partCounts[task]) { record throws(LedgerCodecError) in
+                            do throws(LedgerCodecError) {
+                                return try decoder.subscription(record: record)
+                            } catch {
+                                throw error.within("subscription \(first + record)")
+                            }
                         }
+                        initialized.value[task] = partCounts[task]
+                    } catch {
+                        errors.value[task] = error
                     }
                 } else if task == keyIndex {
                     var table = IdempotencyTable()
