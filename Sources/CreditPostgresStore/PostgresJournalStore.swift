@@ -149,7 +149,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         }
         let connection: PostgresConnection
         do {
-            connection = try appendConnection.get()
+            connection = try appendConnection.get(within: .milliseconds(leaseMillis))
         } catch {
             throw stepDown(.unavailable(PostgresStoreError.describe(error), outcome: .notApplied))
         }
@@ -515,13 +515,38 @@ final class BlockingConnection: Sendable {
         self.logger = logger
     }
 
-    func get() throws -> PostgresConnection {
+    /// The connection, connecting first if there is none, within `timeout` (nil: as long as
+    /// the connection's own timeouts allow, for the start's first connection): the writer's thread
+    /// waits here, and a connection whose handshake never ends (a database going down or coming
+    /// up as it connected) held it past the lease with nothing refused, as a held append does
+    /// without its watchdog. A connection made too late is closed.
+    func get(within timeout: TimeAmount? = nil) throws -> PostgresConnection {
         if let existing = connection.withLock({ $0 }), !existing.isClosed { return existing }
-        let fresh = try PostgresConnection.connect(
-            on: eventLoopGroup.next(), configuration: info.configuration,
-            id: 0, logger: logger).wait()
+        let loop = eventLoopGroup.next()
+        let outcome = loop.makePromise(of: PostgresConnection.self)
+        let settled = Mutex(false)
+        let settleFirst: @Sendable () -> Bool = { settled.withLock { done in defer { done = true }; return !done } }
+        PostgresConnection.connect(on: loop, configuration: info.configuration, id: 0, logger: logger).whenComplete { result in
+            if settleFirst() {
+                outcome.completeWith(result)
+            } else if case .success(let late) = result {
+                closeInBackground(late)
+            }
+        }
+        let timer = timeout.map { timeout in
+            loop.scheduleTask(in: timeout) {
+                if settleFirst() { outcome.fail(ConnectTimedOut(timeout: timeout)) }
+            }
+        }
+        defer { timer?.cancel() }
+        let fresh = try outcome.futureResult.wait()
         connection.withLock { $0 = fresh }
         return fresh
+    }
+
+    struct ConnectTimedOut: Error, CustomStringConvertible {
+        let timeout: TimeAmount
+        var description: String { "no connection to the database within \(timeout.nanoseconds / 1_000_000) ms" }
     }
 
     func reset() {
