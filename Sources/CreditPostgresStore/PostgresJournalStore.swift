@@ -169,21 +169,32 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         let inserted: Int
         // The writer thread waits for this reply and nothing else bounds that wait. If no reply
         // comes within a lease (a lock held in the database, a connection left half-open by a
-        // database crash), closing the connection fails the statement as "outcome unknown"
-        // below; by then the lease may have passed to another host anyway.
-        let watchdog = connection.eventLoop.scheduleTask(in: .milliseconds(leaseMillis)) {
+        // database crash), the wait ends with the statement's outcome unknown (below) and the
+        // connection is closed; by then the lease may have passed to another host anyway. The
+        // wait is on a promise of its own that the timer fails: closing the connection alone
+        // left the statement's future pending once, with the writer blocked on it.
+        let reply = connection.eventLoop.makePromise(of: Int.self)
+        let settled = Mutex(false)
+        let settleFirst: @Sendable () -> Bool = { settled.withLock { done in defer { done = true }; return !done } }
+        let lease = leaseMillis
+        let watchdog = connection.eventLoop.scheduleTask(in: .milliseconds(lease)) {
+            if settleFirst() { reply.fail(AppendTimedOut(millis: lease)) }
             let _: EventLoopFuture<Void> = connection.close()
         }
         defer { watchdog.cancel() }
         do {
             // The check and `whenDurable` run on the connection's event loop as the commit's
             // reply arrives: the writer's answers go out from there, one thread wake-up earlier
-            // than if this thread were woken to send them.
-            inserted = try connection.query(query, logger: logger).flatMapThrowing { result -> Int in
-                let inserted = try result.rows.first.map { Int(try $0.decode(Int64.self)) } ?? -1
-                if inserted == expected { whenDurable(last) }
-                return inserted
-            }.wait()
+            // than if this thread were woken to send them. A reply after the timer is ignored:
+            // that append was already refused as "outcome unknown".
+            connection.query(query, logger: logger).flatMapThrowing { result -> Int in
+                try result.rows.first.map { Int(try $0.decode(Int64.self)) } ?? -1
+            }.whenComplete { result in
+                guard settleFirst() else { return }
+                if case .success(let inserted) = result, inserted == expected { whenDurable(last) }
+                reply.completeWith(result)
+            }
+            inserted = try reply.futureResult.wait()
         } catch let error as PSQLError where error.code == .server {
             // The statement failed as a whole (one statement is one transaction): not applied.
             // A duplicate sequence means another writer got there: this one is no longer active.
@@ -499,6 +510,12 @@ public enum PostgresStoreError: Error, CustomStringConvertible {
 /// keeps the connection alive until it is closed: postgres-nio asserts that none is released open.
 func closeInBackground(_ connection: PostgresConnection) {
     connection.close().whenComplete { _ in withExtendedLifetime(connection) {} }
+}
+
+/// An append that got no reply within a lease: its outcome is unknown.
+struct AppendTimedOut: Error, CustomStringConvertible {
+    let millis: Int64
+    var description: String { "no reply from the database within \(millis) ms" }
 }
 
 /// One connection used from a single blocking thread (the writer's), connected on first use and
