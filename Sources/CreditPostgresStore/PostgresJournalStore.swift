@@ -171,17 +171,10 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         // comes within a lease (a lock held in the database, a connection left half-open by a
         // database crash), the wait ends with the statement's outcome unknown (below) and the
         // connection is closed; by then the lease may have passed to another host anyway. The
-        // wait is on a promise of its own that the timer fails: closing the connection alone
-        // left the statement's future pending once, with the writer blocked on it.
-        let reply = connection.eventLoop.makePromise(of: Int.self)
-        let settled = Mutex(false)
-        let settleFirst: @Sendable () -> Bool = { settled.withLock { done in defer { done = true }; return !done } }
+        // timer ends the wait itself: closing the connection alone left the statement's future
+        // pending once, with the writer blocked on it.
+        let reply = BoundedWait<Int>(on: connection.eventLoop)
         let lease = leaseMillis
-        let watchdog = connection.eventLoop.scheduleTask(in: .milliseconds(lease)) {
-            if settleFirst() { reply.fail(AppendTimedOut(millis: lease)) }
-            let _: EventLoopFuture<Void> = connection.close()
-        }
-        defer { watchdog.cancel() }
         do {
             // The check and `whenDurable` run on the connection's event loop as the commit's
             // reply arrives: the writer's answers go out from there, one thread wake-up earlier
@@ -190,11 +183,12 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             connection.query(query, logger: logger).flatMapThrowing { result -> Int in
                 try result.rows.first.map { Int(try $0.decode(Int64.self)) } ?? -1
             }.whenComplete { result in
-                guard settleFirst() else { return }
-                if case .success(let inserted) = result, inserted == expected { whenDurable(last) }
-                reply.completeWith(result)
+                reply.settle(result) {
+                    if case .success(let inserted) = result, inserted == expected { whenDurable(last) }
+                }
             }
-            inserted = try reply.futureResult.wait()
+            inserted = try reply.wait(atMost: .milliseconds(lease), timedOut: { AppendTimedOut(millis: lease) },
+                                      whenTimerFires: { let _: EventLoopFuture<Void> = connection.close() })
         } catch let error as PSQLError where error.code == .server {
             // The statement failed as a whole (one statement is one transaction): not applied.
             // A duplicate sequence means another writer got there: this one is no longer active.
@@ -540,23 +534,13 @@ final class BlockingConnection: Sendable {
     func get(within timeout: TimeAmount? = nil) throws -> PostgresConnection {
         if let existing = connection.withLock({ $0 }), !existing.isClosed { return existing }
         let loop = eventLoopGroup.next()
-        let outcome = loop.makePromise(of: PostgresConnection.self)
-        let settled = Mutex(false)
-        let settleFirst: @Sendable () -> Bool = { settled.withLock { done in defer { done = true }; return !done } }
+        let outcome = BoundedWait<PostgresConnection>(on: loop)
         PostgresConnection.connect(on: loop, configuration: info.configuration, id: 0, logger: logger).whenComplete { result in
-            if settleFirst() {
-                outcome.completeWith(result)
-            } else if case .success(let late) = result {
+            if !outcome.settle(result), case .success(let late) = result {
                 closeInBackground(late)
             }
         }
-        let timer = timeout.map { timeout in
-            loop.scheduleTask(in: timeout) {
-                if settleFirst() { outcome.fail(ConnectTimedOut(timeout: timeout)) }
-            }
-        }
-        defer { timer?.cancel() }
-        let fresh = try outcome.futureResult.wait()
+        let fresh = try outcome.wait(atMost: timeout, timedOut: { ConnectTimedOut(timeout: timeout ?? .zero) })
         connection.withLock { $0 = fresh }
         return fresh
     }
