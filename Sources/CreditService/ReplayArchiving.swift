@@ -1,4 +1,5 @@
 import CreditDomain
+import CreditStore
 import Foundation
 import Logging
 import Synchronization
@@ -35,10 +36,10 @@ final class ReplayArchiving: Sendable {
 
     init(archiver: EventArchiver, threshold: Int, logger: Logger) {
         let thread = Thread { [self] in
+            nameCurrentThread("creditd-archive")
             run(archiver: archiver, threshold: threshold, logger: logger)
             stopped.signal()
         }
-        thread.name = "creditd-archive"
         thread.start()
     }
 

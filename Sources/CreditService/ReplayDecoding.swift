@@ -48,13 +48,13 @@ final class ReplayDecoding: @unchecked Sendable {
         threaded = records.count >= Self.threadFromRecords
         guard threaded else { return }
         let thread = Thread { [self] in
+            nameCurrentThread("creditd-decode")
             run()
             condition.withLock {
                 threadExited = true
                 condition.broadcast()
             }
         }
-        thread.name = "creditd-decode"
         thread.start()
     }
 
