@@ -125,10 +125,14 @@ struct DecodedSubscriptions: ~Copyable {
     }
 
     /// Where the decoders write (`Target.initialize`), from any thread, each its own range.
-    var target: Target { Target(base: buffer.baseAddress) }
+    var target: Target { Target(base: buffer.baseAddress, capacity: buffer.count) }
 
     struct Target: @unchecked Sendable {
         fileprivate let base: UnsafeMutablePointer<Box>?
+        /// The buffer's size. The decoders check a file's counts before they decode (a damaged
+        /// file is an error, never a trap); a part's range is also checked here, once per
+        /// part, so that a mistake in that arithmetic traps instead of writing past the buffer.
+        fileprivate let capacity: Int
 
         /// Decodes elements `first..<(first + count)` with `decode` (called with 0..<count):
         /// all of them, then each into its box, so that a part's boxes lie together in memory.
@@ -138,6 +142,7 @@ struct DecodedSubscriptions: ~Copyable {
         /// is boxed (what was decoded is released) and the error is rethrown.
         func decode(first: Int, count: Int, _ decode: (Int) throws(LedgerCodecError) -> Subscription) throws(LedgerCodecError) {
             guard count > 0 else { return }
+            precondition(first >= 0 && first <= capacity - count, "a part outside the decoded subscriptions")
             let decoded = UnsafeMutableBufferPointer<Subscription>.allocate(capacity: count)
             defer { decoded.deallocate() }
             for index in 0..<count {
@@ -156,6 +161,7 @@ struct DecodedSubscriptions: ~Copyable {
         /// Releases elements `range` (a failed decoder's), leaving them uninitialized.
         func deinitialize(_ range: Range<Int>) {
             guard let base, !range.isEmpty else { return }
+            precondition(range.lowerBound >= 0 && range.upperBound <= capacity, "a part outside the decoded subscriptions")
             (base + range.lowerBound).deinitialize(count: range.count)
         }
     }

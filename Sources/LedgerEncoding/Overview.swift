@@ -61,10 +61,10 @@
 // part ends with the zone ids and currency codes its records name by index (collected while
 // writing, so a part is written in one pass); a reader finds the records and the tables first,
 // then decodes the records. A snapshot file is written from the pieces as they are made
-// (`LedgerPieces`): one part per core is encoded, written, and its buffer reused for the next,
-// so the whole encoding is never in memory at once. A reader takes any number of parts. `end`
-// makes a file cut short at a field boundary an error instead of a smaller ledger; nothing may
-// follow it.
+// (`LedgerPieces`): one part per core (at most four) is encoded, written, and its buffer
+// reused for the next, so the whole encoding is never in memory at once. A reader takes any
+// number of parts. `end` makes a file cut short at a field boundary an error instead of a
+// smaller ledger; nothing may follow it.
 //
 // Inside a subscription, instants are relative to its `created_at` rounded down to the
 // minute and dates to its `start_date` (days); instants elsewhere, dates of events and of

@@ -23,6 +23,13 @@ enum TaggedLedger {
     /// 65,536 events, about 7 MB of encoding.
     static let chunksPerEventSection = 64
 
+    /// Sections encoded at once while a snapshot is written. The memory a snapshot takes over
+    /// the ledger is two sets of this many section buffers (~10 MB each), so it is bounded here
+    /// rather than by the host's core count: at one section per core, 64 cores would have held
+    /// over a gigabyte. Two cores already write a 1M snapshot in under a second
+    /// (BENCHMARKS.md).
+    static let maxEncodingWidth = 4
+
     /// One top-level section of the encoding, in the order they are written.
     private enum Section {
         case subscriptions(Range<Int>)
@@ -34,11 +41,12 @@ enum TaggedLedger {
     /// Calls `body` with the encoding of `ledger` in pieces, in order: the head, then each
     /// section's tag and length and its bytes, then the end marker.
     ///
-    /// The sections are encoded a few at a time (one per core, in parallel) while `body` takes
-    /// the few before them, and their buffers are reused. Encoded all at once, a 1M-subscription
-    /// snapshot held its whole 300 MB encoding in memory on top of the ledger, and wrote every
-    /// byte of it into memory touched for the first time, which on the benchmark machine
-    /// (whose host takes freed memory back) cost about as much as the encoding itself.
+    /// The sections are encoded a few at a time (one per core, at most `maxEncodingWidth`, in
+    /// parallel) while `body` takes the few before them, and their buffers are reused. Encoded
+    /// all at once, a 1M-subscription snapshot held its whole 300 MB encoding in memory on top
+    /// of the ledger, and wrote every byte of it into memory touched for the first time, which
+    /// on the benchmark machine (whose host takes freed memory back) cost about as much as the
+    /// encoding itself.
     static func forEachPiece<Failure: Error>(of ledger: Ledger, subscriptionSections requested: Int,
                                              _ body: (UnsafeRawBufferPointer) throws(Failure) -> Void) throws(Failure) {
         let subscriptionCount = ledger.subscriptionCount
@@ -90,10 +98,11 @@ enum TaggedLedger {
         }
         try write(head, to: body)
 
-        // Sections are encoded a wave at a time, one per core. Two sets of buffers: while the
-        // helpers encode the next wave into one, the calling thread hands over the last wave
-        // from the other (the store checksums it, copies it and waits for the disk).
-        let width = min(sections.count, concurrentTaskWidth)
+        // Sections are encoded a wave at a time, one per core, on at most
+        // `maxEncodingWidth` cores. Two sets of buffers: while the helpers encode the next
+        // wave into one, the calling thread hands over the last wave from the other (the store
+        // checksums it, copies it and waits for the disk).
+        let width = min(sections.count, concurrentTaskWidth, Self.maxEncodingWidth)
         let waves = stride(from: 0, to: sections.count, by: width).map { $0..<min($0 + width, sections.count) }
         let buffers = Unchecked(UnsafeMutableBufferPointer<(storage: UnsafeMutableBufferPointer<UInt8>, written: Int)>
             .allocate(capacity: 2 * width))
