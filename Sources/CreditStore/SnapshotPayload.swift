@@ -6,7 +6,8 @@
 public protocol SnapshotPayload: Sendable {
     /// Calls `body` with each piece, in order. The pointers are valid only during the call. A
     /// payload may make each piece when it is asked for and free it after `body` returns, so
-    /// its length is known only at the end, and a store reads it once per write.
+    /// its length is known only at the end, and a store reads it once per write (a second
+    /// reading need not give the same bytes: checksum them as they are written).
     func forEachPiece<Failure: Error>(_ body: (UnsafeRawBufferPointer) throws(Failure) -> Void) throws(Failure)
 }
 

@@ -5,8 +5,11 @@ import CreditDomain
 /// over are in memory at a time (`TaggedLedger.forEachPiece`), so a snapshot writes a 300 MB
 /// encoding of a million subscriptions through a few buffers of ~10 MB, reused.
 ///
-/// Holds the ledger value (immutable, shared with the state it was taken from) until the
-/// pieces are read; reading them again encodes the ledger again, with the same bytes.
+/// Holds the ledger value (shared with the state it was taken from) until the pieces are read.
+/// Read them once, and take the checksum from the bytes as they pass: reading them again
+/// encodes the ledger again, and the sealed event chunks it shares are objects the archiver
+/// changes in place (their events go once archived), so a second reading need not give the
+/// same bytes.
 public struct LedgerPieces: Sendable {
     private let ledger: Ledger
     private let subscriptionSections: Int
