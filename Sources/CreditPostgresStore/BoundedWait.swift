@@ -1,4 +1,5 @@
 import NIOCore
+import PostgresNIO
 import Synchronization
 
 /// A result that one thread blocks for and an event loop delivers, with a timer that can end the
@@ -37,13 +38,64 @@ final class BoundedWait<Value: Sendable>: Sendable {
     /// or not the wait was still open (closing a connection whose reply is overdue).
     func wait(atMost timeout: TimeAmount?, timedOut: @escaping @Sendable () -> any Error,
               whenTimerFires: @escaping @Sendable () -> Void = {}) throws -> Value {
-        let timer = timeout.map { timeout in
+        let timer = startTimer(timeout, timedOut: timedOut, whenTimerFires: whenTimerFires)
+        defer { timer?.cancel() }
+        return try promise.futureResult.wait()
+    }
+
+    /// `wait(atMost:timedOut:whenTimerFires:)` for a task: suspends instead of blocking.
+    func value(atMost timeout: TimeAmount?, timedOut: @escaping @Sendable () -> any Error,
+               whenTimerFires: @escaping @Sendable () -> Void = {}) async throws -> Value {
+        let timer = startTimer(timeout, timedOut: timedOut, whenTimerFires: whenTimerFires)
+        defer { timer?.cancel() }
+        return try await promise.futureResult.get()
+    }
+
+    private func startTimer(_ timeout: TimeAmount?, timedOut: @escaping @Sendable () -> any Error,
+                            whenTimerFires: @escaping @Sendable () -> Void) -> Scheduled<Void>? {
+        timeout.map { timeout in
             promise.futureResult.eventLoop.scheduleTask(in: timeout) {
                 if self.claim() { self.promise.fail(timedOut()) }
                 whenTimerFires()
             }
         }
-        defer { timer?.cancel() }
-        return try promise.futureResult.wait()
     }
+}
+
+/// A step of a task's conversation with the database that may not take longer than `limit`.
+///
+/// postgres-nio sends a query without learning whether the send failed, and a query sent on a
+/// connection the server has just closed (a database shut down or crashed) can be dropped with
+/// its reply never coming: the `await` never returns, and cancelling the task does not end it.
+/// The lease and standby loop waited that way once, and the host never took the lease again
+/// after a database restart. So the step runs in a task of its own that this wait can leave
+/// behind: at `limit` the wait fails with `StepTimedOut`, the task is cancelled and the
+/// connection closed, and the caller goes on with a new connection. A step left behind stays
+/// parked on its dropped query: at most one per loop and database incident.
+func boundedStep<Value: Sendable>(_ what: String, within limit: Duration, closing connection: PostgresConnection,
+                                  _ operation: @escaping @Sendable () async throws -> Value) async throws -> Value {
+    let wait = BoundedWait<Value>(on: connection.eventLoop)
+    let step = Task {
+        do {
+            wait.settle(.success(try await operation()))
+        } catch {
+            wait.settle(.failure(error))
+        }
+    }
+    return try await withTaskCancellationHandler {
+        try await wait.value(atMost: TimeAmount(limit), timedOut: { StepTimedOut(what: what, limit: limit) },
+                             whenTimerFires: {
+                                 step.cancel()
+                                 closeInBackground(connection)
+                             })
+    } onCancel: {
+        step.cancel()
+    }
+}
+
+/// A database step that did not finish within its limit (`boundedStep`).
+struct StepTimedOut: Error, CustomStringConvertible {
+    let what: String
+    let limit: Duration
+    var description: String { "\(what): no answer from the database within \(limit)" }
 }

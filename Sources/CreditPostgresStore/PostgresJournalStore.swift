@@ -151,7 +151,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         do {
             connection = try appendConnection.get(within: .milliseconds(leaseMillis))
         } catch {
-            throw stepDown(.unavailable(PostgresStoreError.describe(error), outcome: .notApplied))
+            throw stepDown(.unavailable(PostgresStoreError.describe(error), outcome: .notApplied), epoch: epoch)
         }
         var sequences: [Int64] = []
         var buffers: [ByteBuffer] = []
@@ -197,15 +197,15 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             appendConnection.reset()
             let fenced = error.serverInfo?[.sqlState] == "23505"
             throw stepDown(fenced ? .fenced(activeHolder: "")
-                                  : .unavailable(PostgresStoreError.describe(error), outcome: .notApplied))
+                                  : .unavailable(PostgresStoreError.describe(error), outcome: .notApplied), epoch: epoch)
         } catch {
             // The connection broke with the statement sent: it may or may not have committed.
             appendConnection.reset()
-            throw stepDown(.unavailable(PostgresStoreError.describe(error), outcome: .unknown))
+            throw stepDown(.unavailable(PostgresStoreError.describe(error), outcome: .unknown), epoch: epoch)
         }
         guard inserted == expected else {
-            if inserted == 0 { throw stepDown(.fenced(activeHolder: "")) }
-            throw stepDown(.unavailable("the append inserted \(inserted) of \(payloads.count) records", outcome: .unknown))
+            if inserted == 0 { throw stepDown(.fenced(activeHolder: ""), epoch: epoch) }
+            throw stepDown(.unavailable("the append inserted \(inserted) of \(payloads.count) records", outcome: .unknown), epoch: epoch)
         }
         state.withLock { state in
             state.lastKnown = max(state.lastKnown, last)
@@ -216,18 +216,29 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         return last
     }
 
-    /// Becomes standby after a refused append; the loop replays what committed and takes the
-    /// lease again if it can.
-    private func stepDown(_ refusal: AppendRefusal) -> AppendRefusal {
-        let refusal = state.withLock { state -> AppendRefusal in
-            state.role = .standby
-            // This node no longer holds the lease, whatever it last saw: never name it as active.
-            if state.activeHolder == options.node { state.activeHolder = "" }
-            if case .fenced = refusal { return .fenced(activeHolder: state.activeHolder) }
-            return refusal
+    /// Becomes standby after a refused append under `epoch`; the loop replays what committed
+    /// and takes the lease again if it can. If the loop has meanwhile taken the lease again (a
+    /// newer epoch), that role stands: the append's refusal is about the epoch it was sent
+    /// under, and demoting the new one would leave the store standby under a writer it has
+    /// just promoted.
+    private func stepDown(_ refusal: AppendRefusal, epoch: UInt64) -> AppendRefusal {
+        let (refusal, current) = state.withLock { state -> (AppendRefusal, Bool) in
+            let current = state.epoch == epoch
+            if current {
+                state.role = .standby
+                // This node no longer holds the lease, whatever it last saw: never name it as active.
+                if state.activeHolder == options.node { state.activeHolder = "" }
+            }
+            if case .fenced = refusal { return (.fenced(activeHolder: state.activeHolder == options.node ? "" : state.activeHolder), current) }
+            return (refusal, current)
         }
-        logger.warning("append refused; standing by", metadata: ["reason": "\(refusal)"])
-        wake.signal()
+        if current {
+            logger.warning("append refused; standing by", metadata: ["reason": "\(refusal)"])
+            wake.signal()
+        } else {
+            logger.notice("append under an earlier lease refused; the new lease stands",
+                          metadata: ["reason": "\(refusal)", "epoch": "\(epoch)"])
+        }
         return refusal
     }
 
@@ -254,21 +265,24 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             guard state.role == .active else { throw .fenced(activeHolder: state.activeHolder) }
             return state.epoch
         }
-        let connection = try await PostgresConnection.connect(
-            on: options.eventLoopGroup.next(), configuration: info.configuration,
-            id: 3, logger: logger).get()
+        let connection = try await connect(id: 3, within: options.lease)
         defer { closeInBackground(connection) }
         let unixMillis = Int64(Date().timeIntervalSince1970 * 1000)
         let node = options.node
         let logger = self.logger
         let leaseMillis = self.leaseMillis
-        try await connection.withTransaction(logger: logger) { connection in
-            try await Schema.limitIdleInTransaction(connection, millis: leaseMillis, logger: logger)
-            guard try await Schema.holdsLease(connection, node: node, epoch: epoch, logger: logger) else {
-                throw AppendRefusal.fenced(activeHolder: "")
+        // Bounded as the lease loop's steps are: a transaction whose reply never comes (its
+        // ROLLBACK dropped with a database crash) would hold every later snapshot and the
+        // shutdown that waits for this one.
+        try await boundedStep("writing a snapshot", within: snapshotStepLimit, closing: connection) {
+            try await connection.withTransaction(logger: logger) { connection in
+                try await Schema.limitIdleInTransaction(connection, millis: leaseMillis, logger: logger)
+                guard try await Schema.holdsLease(connection, node: node, epoch: epoch, logger: logger) else {
+                    throw AppendRefusal.fenced(activeHolder: "")
+                }
+                try await Schema.insertSnapshot(connection, sequence: sequence, epoch: epoch, chunks: chunks,
+                                                bytes: payloadBytes, logger: logger)
             }
-            try await Schema.insertSnapshot(connection, sequence: sequence, epoch: epoch, chunks: chunks,
-                                            bytes: payloadBytes, logger: logger)
         }
         state.withLock { state in
             state.lastSnapshotSequence = sequence
@@ -313,6 +327,14 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
     }
 
     private func followAndLead(_ follower: any ReplicationFollower) async {
+        // Every database step is bounded (`boundedStep`): a statement by one and a half leases
+        // (the server ends a transaction left idle on the lease row after a lease, so a
+        // statement queued behind one gets through within that), fetching a snapshot more
+        // generously (`snapshotStepLimit`).
+        let lease = options.lease * 3 / 2
+        let node = options.node
+        let leaseMillis = self.leaseMillis
+        let logger = self.logger
         var connection: PostgresConnection?
         var renewedAt = ContinuousClock.now
         var lastFetch: ContinuousClock.Instant?
@@ -322,9 +344,11 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             let role = state.withLock { $0.role }
             do {
                 if connection == nil || connection?.isClosed == true {
-                    connection = try await PostgresConnection.connect(
-                        on: options.eventLoopGroup.next(), configuration: info.configuration,
-                        id: 1, logger: logger).get()
+                    let fresh = try await connect(id: 1, within: lease)
+                    connection = fresh
+                    try await boundedStep("configuring the connection", within: lease, closing: fresh) {
+                        try await Schema.limitIdleInTransaction(fresh, millis: leaseMillis, wholeSession: true, logger: logger)
+                    }
                 }
                 guard let connection else { continue }
                 if role == .active {
@@ -337,11 +361,14 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
                     if let appended, appended > renewedAt { renewedAt = appended }
                     if ContinuousClock.now - renewedAt >= options.lease / 3 {
                         let sentAt = ContinuousClock.now
-                        if try await Schema.renewLease(connection, node: options.node, epoch: epoch,
-                                                       leaseMillis: leaseMillis, logger: logger) {
+                        if try await boundedStep("renewing the lease", within: lease, closing: connection, {
+                            try await Schema.renewLease(connection, node: node, epoch: epoch, leaseMillis: leaseMillis, logger: logger)
+                        }) {
                             renewedAt = sentAt
                         } else {
-                            let leader = try await Schema.leader(connection, logger: logger)
+                            let leader = try await boundedStep("reading the lease", within: lease, closing: connection) {
+                                try await Schema.leader(connection, logger: logger)
+                            }
                             demote(follower, holder: leader.holder, epoch: leader.epoch, reason: "the lease was taken or expired")
                             continue
                         }
@@ -358,14 +385,17 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
                     }
                     lastFetch = .now
                     try await catchUp(connection, follower)
-                    let leader = try await Schema.leader(connection, logger: logger)
+                    let leader = try await boundedStep("reading the lease", within: lease, closing: connection) {
+                        try await Schema.leader(connection, logger: logger)
+                    }
                     state.withLock { state in
                         state.activeHolder = leader.live ? leader.holder : ""
                         state.epoch = max(state.epoch, leader.epoch)
                     }
                     if !leader.live || leader.holder == options.node,
-                       let epoch = try await Schema.takeLease(connection, node: options.node, leaseMillis: leaseMillis,
-                                                             logger: logger) {
+                       let epoch = try await boundedStep("taking the lease", within: lease, closing: connection, {
+                           try await Schema.takeLease(connection, node: node, leaseMillis: leaseMillis, logger: logger)
+                       }) {
                         // The epoch is ours: no statement of an older one can commit from here
                         // on. Replay everything committed before it, then write.
                         try await catchUp(connection, follower)
@@ -403,6 +433,22 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         }
     }
 
+    /// How long writing or reading a whole snapshot may take (300 MB at 1M subscriptions).
+    private var snapshotStepLimit: Duration { max(options.lease * 20, .seconds(120)) }
+
+    /// A new connection, within `limit`: a handshake with a database going down or coming up
+    /// can hang with no timeout of its own. A connection made too late is closed.
+    private func connect(id: Int, within limit: Duration) async throws -> PostgresConnection {
+        let loop = options.eventLoopGroup.next()
+        let outcome = BoundedWait<PostgresConnection>(on: loop)
+        PostgresConnection.connect(on: loop, configuration: info.configuration, id: id, logger: logger).whenComplete { result in
+            if !outcome.settle(result), case .success(let late) = result {
+                closeInBackground(late)
+            }
+        }
+        return try await outcome.value(atMost: TimeAmount(limit), timedOut: { StepTimedOut(what: "connecting", limit: limit) })
+    }
+
     private func demote(_ follower: any ReplicationFollower, holder: String, epoch: UInt64, reason: String) {
         state.withLock { state in
             state.role = .standby
@@ -418,12 +464,17 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         var delivered: UInt64 = 0
         while true {
             let after = state.withLock { $0.lastKnown }
-            let page = try await Schema.records(connection, after: after, limit: 2000, logger: logger)
+            let logger = self.logger
+            let page = try await boundedStep("reading the journal", within: options.lease * 3 / 2, closing: connection) {
+                try await Schema.records(connection, after: after, limit: 2000, logger: logger)
+            }
             guard !page.isEmpty else { break }
             if page[0].record.sequence > after + 1 {
                 // The active host's snapshots pruned the journal past this position: start over
                 // from the newest snapshot, then go on with the records after it.
-                guard let snapshot = try await Schema.newestSnapshot(connection, logger: logger),
+                guard let snapshot = try await boundedStep("reading the newest snapshot", within: snapshotStepLimit, closing: connection, {
+                    try await Schema.newestSnapshot(connection, logger: logger)
+                }),
                       snapshot.sequence + 1 >= page[0].record.sequence else {
                     throw PostgresStoreError.recovery("journal record \(after + 1) is gone and no snapshot covers it")
                 }
@@ -459,9 +510,12 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             state.role = .standby
             return result
         }
-        if role == .active, let connection = try? await PostgresConnection.connect(
-            on: options.eventLoopGroup.next(), configuration: info.configuration, id: 4, logger: logger).get() {
-            _ = try? await Schema.releaseLease(connection, node: options.node, epoch: epoch, logger: logger)
+        // Bounded by a lease: after that the lease has run out by itself anyway.
+        if role == .active, let connection = try? await connect(id: 4, within: options.lease) {
+            let (node, logger) = (options.node, logger)
+            _ = try? await boundedStep("releasing the lease", within: options.lease, closing: connection) {
+                try await Schema.releaseLease(connection, node: node, epoch: epoch, logger: logger)
+            }
             try? await connection.close()
         }
         appendConnection.close()

@@ -286,9 +286,13 @@ enum Schema {
     /// the lease row FOR SHARE (below), and a standby's takeover waits for that lock: without
     /// this bound, a host paused during a snapshot kept the standby from taking over until it
     /// resumed, however long that took. A pause that long has let the lease run out anyway.
-    static func limitIdleInTransaction(_ connection: PostgresConnection, millis: Int64, logger: Logger) async throws {
+    /// With `wholeSession`, for every later transaction of the connection: the lease loop's
+    /// renewals and takeovers lock the lease row FOR UPDATE, and a host paused inside one held
+    /// a standby's takeover the same way.
+    static func limitIdleInTransaction(_ connection: PostgresConnection, millis: Int64, wholeSession: Bool = false,
+                                       logger: Logger) async throws {
         let rows = try await connection.query("""
-            SELECT set_config('idle_in_transaction_session_timeout', \(String(millis)), true)
+            SELECT set_config('idle_in_transaction_session_timeout', \(String(millis)), \(!wholeSession))
             """, logger: logger)
         for try await _ in rows {}
     }
