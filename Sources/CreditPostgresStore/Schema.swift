@@ -76,8 +76,8 @@ enum Schema {
             // It locks the lease row first, then checks and renews the lease by
             // `clock_timestamp()`, as `takeLease` and `renewLease` do. Version 2's function
             // went straight to the UPDATE with `now()`: an UPDATE computes its new values and
-            // checks its condition before it waits for a row lock (the host's own snapshot
-            // transaction holds the row FOR SHARE), and checks again only if the row changed
+            // checks its condition before it waits for a row lock (a renewal or a takeover holds
+            // the row for a moment), and checks again only if the row changed
             // meanwhile, so the renewed lease was dated from before the wait, and a lease that
             // ran out during the wait still counted as held. Now an append whose lease has run
             // out by the time it holds the row is refused, and otherwise renews a whole lease
@@ -210,7 +210,7 @@ enum Schema {
     /// a database restart). Returns the new epoch, or nil if another node holds it.
     static func takeLease(_ connection: PostgresConnection, node: String, leaseMillis: Int64, logger: Logger) async throws -> UInt64? {
         try await connection.withTransaction(logger: logger) { connection in
-            try await lockLeaderRow(connection, logger: logger)
+            try await lockLeaderRow(connection, forTakeover: true, logger: logger)
             let rows = try await connection.query("""
                 UPDATE creditd_leader SET holder = \(node), epoch = epoch + 1,
                     expires_at = clock_timestamp() + \(leaseMillis) * interval '1 millisecond'
@@ -225,11 +225,17 @@ enum Schema {
     /// Takes the lease row's lock, waiting for whoever holds it, before the lease's expiry is
     /// compared or computed, and then reads the clock at that point (`clock_timestamp()`, not
     /// `now()`, the transaction's start). An `UPDATE` computes its new values before it waits
-    /// for a row's lock, and a paused holder's snapshot transaction holds this row FOR SHARE:
-    /// a takeover that waited longer than a lease set an expiry already past, and the paused
-    /// host, once resumed, took the lease straight back.
-    private static func lockLeaderRow(_ connection: PostgresConnection, logger: Logger) async throws {
-        let rows = try await connection.query("SELECT id FROM creditd_leader WHERE id = 1 FOR UPDATE", logger: logger)
+    /// for a row's lock, and a paused holder's snapshot transaction holds this row (FOR KEY
+    /// SHARE): a takeover that waited longer than a lease set an expiry already past, and the
+    /// paused host, once resumed, took the lease straight back.
+    ///
+    /// A takeover locks it FOR UPDATE, which waits for a snapshot in progress (its FOR KEY
+    /// SHARE); a renewal FOR NO KEY UPDATE, as an append does, which does not: the holder's own
+    /// snapshot must not hold up its renewals. The two still wait for each other.
+    private static func lockLeaderRow(_ connection: PostgresConnection, forTakeover: Bool, logger: Logger) async throws {
+        let rows = try await connection.query(
+            forTakeover ? "SELECT id FROM creditd_leader WHERE id = 1 FOR UPDATE"
+                        : "SELECT id FROM creditd_leader WHERE id = 1 FOR NO KEY UPDATE", logger: logger)
         for try await _ in rows {}
     }
 
@@ -262,7 +268,7 @@ enum Schema {
     static func renewLease(_ connection: PostgresConnection, node: String, epoch: UInt64, leaseMillis: Int64,
                            logger: Logger) async throws -> Bool {
         try await connection.withTransaction(logger: logger) { connection in
-            try await lockLeaderRow(connection, logger: logger)
+            try await lockLeaderRow(connection, forTakeover: false, logger: logger)
             let rows = try await connection.query("""
                 UPDATE creditd_leader SET expires_at = clock_timestamp() + \(leaseMillis) * interval '1 millisecond'
                 WHERE id = 1 AND holder = \(node) AND epoch = \(Int64(epoch)) AND expires_at > clock_timestamp()
@@ -283,7 +289,7 @@ enum Schema {
 
     /// Inside a snapshot's transaction, first: if this host pauses mid-transaction (SIGSTOP, a
     /// frozen VM) for longer than `millis`, the server ends its session. The transaction holds
-    /// the lease row FOR SHARE (below), and a standby's takeover waits for that lock: without
+    /// the lease row FOR KEY SHARE (below), and a standby's takeover waits for that lock: without
     /// this bound, a host paused during a snapshot kept the standby from taking over until it
     /// resumed, however long that took. A pause that long has let the lease run out anyway.
     /// With `wholeSession`, for every later transaction of the connection: the lease loop's
@@ -298,11 +304,15 @@ enum Schema {
     }
 
     /// Inside a snapshot's transaction: the lease still names this node and epoch; the row stays
-    /// locked (FOR SHARE) until commit, so a takeover waits for the snapshot or fences it.
+    /// locked until commit, so a takeover waits for the snapshot or fences it. FOR KEY SHARE,
+    /// which only a takeover's FOR UPDATE waits for: the host's own appends and renewals lock
+    /// the row FOR NO KEY UPDATE and go on while it uploads. Under FOR SHARE they waited for
+    /// the whole snapshot, and one that took longer than a lease (hundreds of megabytes at a
+    /// million subscriptions) had every append in the meantime time out as "outcome unknown".
     static func holdsLease(_ connection: PostgresConnection, node: String, epoch: UInt64, logger: Logger) async throws -> Bool {
         let rows = try await connection.query("""
             SELECT epoch FROM creditd_leader
-            WHERE id = 1 AND holder = \(node) AND epoch = \(Int64(epoch)) AND expires_at > now() FOR SHARE
+            WHERE id = 1 AND holder = \(node) AND epoch = \(Int64(epoch)) AND expires_at > now() FOR KEY SHARE
             """, logger: logger)
         for try await _ in rows.decode(Int64.self) { return true }
         return false

@@ -156,6 +156,46 @@ final class PostgresFailoverTests: XCTestCase {
         print("journal locked: the held append was answered UNAVAILABLE after \(answeredAfter)")
     }
 
+    func testSnapshotHeldInTheDatabaseDoesNotHoldUpTheHostsOwnAppends() async throws {
+        let cluster = try PostgresCluster.startOrSkip()
+        defer { cluster.stop() }
+        let hosts = try startHosts(1, cluster: cluster, lease: 2)
+        _ = try await waitForOneActive(hosts)
+        let client = try await CreditClient.connect(socketPath: hosts[0].socketPath, timeout: .seconds(5))
+        _ = try await client.createSubscription(Self.createRequest("before-snapshot"), timeout: .seconds(5))
+
+        // Another session holds the snapshot tables for 6 s (three leases): the snapshot's
+        // transaction, which has checked and locked the lease row, waits there as a large
+        // upload would.
+        let lockReleased = LockedBox(false)
+        Thread.detachNewThread {
+            _ = try? cluster.sql("""
+                BEGIN; LOCK TABLE creditd_snapshot, creditd_snapshot_chunk IN ACCESS EXCLUSIVE MODE;
+                SELECT pg_sleep(6); COMMIT;
+                """)
+            lockReleased.set(true)
+        }
+        try await Task.sleep(for: .seconds(1))
+        let snapshotter = try await CreditClient.connect(socketPath: hosts[0].socketPath, timeout: .seconds(5))
+        async let snapshot = snapshotter.takeSnapshot(timeout: .seconds(30))
+        try await Task.sleep(for: .milliseconds(500))
+
+        // Meanwhile the host's own writes commit, each well within a lease, and it stays active.
+        for index in 0..<8 {
+            let sent = ContinuousClock.now
+            _ = try await client.createSubscription(Self.createRequest("during-snapshot-\(index)"), timeout: .seconds(10))
+            let took = ContinuousClock.now - sent
+            XCTAssertLessThan(took, .seconds(1), "write \(index) waited \(took) for the snapshot (lease 2 s)")
+            try await Task.sleep(for: .milliseconds(400))
+        }
+        XCTAssertFalse(lockReleased.get(), "the writes ran while the snapshot was held")
+        let taken = try await snapshot
+        XCTAssertGreaterThan(taken.sequence, 0)
+        await snapshotter.close()
+        await client.close()
+        print("snapshot held 6 s: 8 writes committed meanwhile, then snapshot \(taken.sequence)")
+    }
+
     func testTwoHostsStartedAtOnceElectExactlyOneActive() async throws {
         let cluster = try PostgresCluster.startOrSkip()
         defer { cluster.stop() }
