@@ -96,8 +96,9 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         let recovery: Recovery
         do {
             let conn = try connection.get()
-            try Schema.prepare(conn, logger: logger)
-            recovery = try Schema.recover(conn, logger: logger)
+            let limit = snapshotStepLimit(lease: options.lease)
+            try Schema.prepare(conn, within: limit, logger: logger)
+            recovery = try Schema.recover(conn, within: limit, logger: logger)
         } catch {
             connection.close()
             throw PostgresStoreError.open(info.description, PostgresStoreError.describe(error))
@@ -434,7 +435,9 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
     }
 
     /// How long writing or reading a whole snapshot may take (300 MB at 1M subscriptions).
-    private var snapshotStepLimit: Duration { max(options.lease * 20, .seconds(120)) }
+    private var snapshotStepLimit: Duration { Self.snapshotStepLimit(lease: options.lease) }
+
+    private static func snapshotStepLimit(lease: Duration) -> Duration { max(lease * 20, .seconds(120)) }
 
     /// A new connection, within `limit`: a handshake with a database going down or coming up
     /// can hang with no timeout of its own. A connection made too late is closed.

@@ -104,9 +104,21 @@ enum Schema {
 
     // MARK: start-up (blocking, on the recovery thread)
 
-    static func prepare(_ connection: PostgresConnection, logger: Logger) throws {
+    /// Runs `query` and waits for its whole result, for `limit` at most (`boundedStep`'s
+    /// reason, for the start's blocking thread): a start whose statement was dropped as the
+    /// database went down would wait for ever, its heartbeat extending systemd's start timeout.
+    /// At the limit the connection is closed and the start fails.
+    static func run(_ query: PostgresQuery, on connection: PostgresConnection, within limit: Duration,
+                    logger: Logger) throws -> PostgresQueryResult {
+        let result = BoundedWait<PostgresQueryResult>(on: connection.eventLoop)
+        connection.query(query, logger: logger).whenComplete { result.settle($0) }
+        return try result.wait(atMost: TimeAmount(limit), timedOut: { StepTimedOut(what: "starting", limit: limit) },
+                               whenTimerFires: { closeInBackground(connection) })
+    }
+
+    static func prepare(_ connection: PostgresConnection, within limit: Duration, logger: Logger) throws {
         func run(_ sql: String) throws -> PostgresQueryResult {
-            try connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).wait()
+            try Schema.run(PostgresQuery(unsafeSQL: sql), on: connection, within: limit, logger: logger)
         }
         _ = try run("BEGIN")
         do {
@@ -142,16 +154,19 @@ enum Schema {
     }
 
     /// The newest snapshot and every record after it, checked for gaps.
-    static func recover(_ connection: PostgresConnection, logger: Logger) throws -> Recovery {
+    static func recover(_ connection: PostgresConnection, within limit: Duration, logger: Logger) throws -> Recovery {
+        func run(_ query: PostgresQuery) throws -> PostgresQueryResult {
+            try Schema.run(query, on: connection, within: limit, logger: logger)
+        }
         let snapshotQuery: PostgresQuery = """
             SELECT sequence, (extract(epoch FROM written_at) * 1000)::int8, bytes, chunks
             FROM creditd_snapshot ORDER BY sequence DESC LIMIT 1
             """
         var snapshot: RecoveredSnapshot?
-        if let row = try connection.query(snapshotQuery, logger: logger).wait().rows.first {
+        if let row = try run(snapshotQuery).rows.first {
             let (sequence, millis, bytes, chunks) = try row.decode((Int64, Int64, Int64, Int32).self)
             let chunkQuery: PostgresQuery = "SELECT data FROM creditd_snapshot_chunk WHERE sequence = \(sequence) ORDER BY chunk"
-            let rows = try connection.query(chunkQuery, logger: logger).wait().rows
+            let rows = try run(chunkQuery).rows
             var payload: [UInt8] = []
             payload.reserveCapacity(Int(bytes))
             for row in rows {
@@ -169,7 +184,7 @@ enum Schema {
         let journalQuery: PostgresQuery = "SELECT sequence, payload FROM creditd_journal WHERE sequence > \(after) ORDER BY sequence"
         var records: [JournalRecord] = []
         var expected = UInt64(after) + 1
-        for row in try connection.query(journalQuery, logger: logger).wait().rows {
+        for row in try run(journalQuery).rows {
             let (sequence, payload) = try row.decode((Int64, ByteBuffer).self)
             guard UInt64(sequence) == expected else {
                 throw PostgresStoreError.recovery("journal record \(expected) is missing (next is \(sequence))")
