@@ -123,18 +123,11 @@ final class PostgresFailoverTests: XCTestCase {
     func testAppendHeldInTheDatabaseIsAnsweredWithinALeaseThenServiceResumes() async throws {
         let cluster = try PostgresCluster.startOrSkip()
         defer { cluster.stop() }
-        let hosts = try startHosts(1, cluster: cluster, lease: 2)
-        _ = try await waitForOneActive(hosts)
-        let client = try await CreditClient.connect(socketPath: hosts[0].socketPath, timeout: .seconds(5))
-        _ = try await client.createSubscription(Self.createRequest("before-lock"), timeout: .seconds(5))
+        let (hosts, client) = try await startOneActiveHost(cluster, firstWrite: "before-lock")
 
         // Another session holds the journal locked for 8 s: the append's statement waits in the
         // database, and nothing else would end that wait.
-        let lockReleased = LockedBox(false)
-        Thread.detachNewThread {
-            _ = try? cluster.sql("BEGIN; LOCK TABLE creditd_journal IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(8); COMMIT;")
-            lockReleased.set(true)
-        }
+        let lockReleased = Self.inAnotherSession(cluster, lockingFor: 8, "creditd_journal")
         try await Task.sleep(for: .seconds(1))
         let sent = ContinuousClock.now
         do {
@@ -159,22 +152,12 @@ final class PostgresFailoverTests: XCTestCase {
     func testSnapshotHeldInTheDatabaseDoesNotHoldUpTheHostsOwnAppends() async throws {
         let cluster = try PostgresCluster.startOrSkip()
         defer { cluster.stop() }
-        let hosts = try startHosts(1, cluster: cluster, lease: 2)
-        _ = try await waitForOneActive(hosts)
-        let client = try await CreditClient.connect(socketPath: hosts[0].socketPath, timeout: .seconds(5))
-        _ = try await client.createSubscription(Self.createRequest("before-snapshot"), timeout: .seconds(5))
+        let (hosts, client) = try await startOneActiveHost(cluster, firstWrite: "before-snapshot")
 
         // Another session holds the snapshot tables for 6 s (three leases): the snapshot's
         // transaction, which has checked and locked the lease row, waits there as a large
         // upload would.
-        let lockReleased = LockedBox(false)
-        Thread.detachNewThread {
-            _ = try? cluster.sql("""
-                BEGIN; LOCK TABLE creditd_snapshot, creditd_snapshot_chunk IN ACCESS EXCLUSIVE MODE;
-                SELECT pg_sleep(6); COMMIT;
-                """)
-            lockReleased.set(true)
-        }
+        let lockReleased = Self.inAnotherSession(cluster, lockingFor: 6, "creditd_snapshot, creditd_snapshot_chunk")
         try await Task.sleep(for: .seconds(1))
         let snapshotter = try await CreditClient.connect(socketPath: hosts[0].socketPath, timeout: .seconds(5))
         async let snapshot = snapshotter.takeSnapshot(timeout: .seconds(30))
@@ -239,6 +222,26 @@ final class PostgresFailoverTests: XCTestCase {
                 continuation.resume()
             }
         }
+    }
+
+    /// One host with a 2 s lease, active, and a client that has written `firstWrite` through it.
+    private func startOneActiveHost(_ cluster: PostgresCluster, firstWrite: String) async throws -> ([DaemonProcess], CreditClient) {
+        let hosts = try startHosts(1, cluster: cluster, lease: 2)
+        _ = try await waitForOneActive(hosts)
+        let client = try await CreditClient.connect(socketPath: hosts[0].socketPath, timeout: .seconds(5))
+        _ = try await client.createSubscription(Self.createRequest(firstWrite), timeout: .seconds(5))
+        return (hosts, client)
+    }
+
+    /// Locks `tables` in a session of its own for `seconds`, on a thread of its own (the call
+    /// blocks that long); the box turns true once the lock is gone.
+    static func inAnotherSession(_ cluster: PostgresCluster, lockingFor seconds: Int, _ tables: String) -> LockedBox<Bool> {
+        let released = LockedBox(false)
+        Thread.detachNewThread {
+            _ = try? cluster.sql("BEGIN; LOCK TABLE \(tables) IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(\(seconds)); COMMIT;")
+            released.set(true)
+        }
+        return released
     }
 
     static func createRequest(_ id: String) -> Creditd_V1_CreateSubscriptionRequest {
