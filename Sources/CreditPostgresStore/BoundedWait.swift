@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import PostgresNIO
 import Synchronization
@@ -59,6 +60,22 @@ final class BoundedWait<Value: Sendable>: Sendable {
                 whenTimerFires()
             }
         }
+    }
+}
+
+extension BoundedWait where Value == PostgresConnection {
+    /// A connection being made, to wait for with a limit: a handshake with a database going
+    /// down or coming up can hang with no timeout of its own. A connection made after the wait
+    /// ended is closed.
+    static func connecting(_ info: PostgresConnectionInfo, on loop: any EventLoop, id: Int,
+                           logger: Logger) -> BoundedWait<PostgresConnection> {
+        let outcome = BoundedWait<PostgresConnection>(on: loop)
+        PostgresConnection.connect(on: loop, configuration: info.configuration, id: id, logger: logger).whenComplete { result in
+            if !outcome.settle(result), case .success(let late) = result {
+                closeInBackground(late)
+            }
+        }
+        return outcome
     }
 }
 

@@ -310,9 +310,8 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
     private func listenForCommits() async {
         while !Task.isCancelled {
             do {
-                let connection = try await PostgresConnection.connect(
-                    on: options.eventLoopGroup.next(), configuration: info.configuration,
-                    id: 2, logger: logger).get()
+                // Bounded: the group that runs this loop waits for it at shutdown.
+                let connection = try await connect(id: 2, within: options.lease)
                 defer { closeInBackground(connection) }
                 try await connection.listen(on: Schema.channel) { notifications in
                     wake.signal()  // listening now: look once for what came before
@@ -442,14 +441,8 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
     /// A new connection, within `limit`: a handshake with a database going down or coming up
     /// can hang with no timeout of its own. A connection made too late is closed.
     private func connect(id: Int, within limit: Duration) async throws -> PostgresConnection {
-        let loop = options.eventLoopGroup.next()
-        let outcome = BoundedWait<PostgresConnection>(on: loop)
-        PostgresConnection.connect(on: loop, configuration: info.configuration, id: id, logger: logger).whenComplete { result in
-            if !outcome.settle(result), case .success(let late) = result {
-                closeInBackground(late)
-            }
-        }
-        return try await outcome.value(atMost: TimeAmount(limit), timedOut: { StepTimedOut(what: "connecting", limit: limit) })
+        try await BoundedWait.connecting(info, on: options.eventLoopGroup.next(), id: id, logger: logger)
+            .value(atMost: TimeAmount(limit), timedOut: { StepTimedOut(what: "connecting", limit: limit) })
     }
 
     private func demote(_ follower: any ReplicationFollower, holder: String, epoch: UInt64, reason: String) {
@@ -590,14 +583,8 @@ final class BlockingConnection: Sendable {
     /// without its watchdog. A connection made too late is closed.
     func get(within timeout: TimeAmount? = nil) throws -> PostgresConnection {
         if let existing = connection.withLock({ $0 }), !existing.isClosed { return existing }
-        let loop = eventLoopGroup.next()
-        let outcome = BoundedWait<PostgresConnection>(on: loop)
-        PostgresConnection.connect(on: loop, configuration: info.configuration, id: 0, logger: logger).whenComplete { result in
-            if !outcome.settle(result), case .success(let late) = result {
-                closeInBackground(late)
-            }
-        }
-        let fresh = try outcome.wait(atMost: timeout, timedOut: { ConnectTimedOut(timeout: timeout ?? .zero) })
+        let fresh = try BoundedWait.connecting(info, on: eventLoopGroup.next(), id: 0, logger: logger)
+            .wait(atMost: timeout, timedOut: { ConnectTimedOut(timeout: timeout ?? .zero) })
         connection.withLock { $0 = fresh }
         return fresh
     }
