@@ -34,29 +34,27 @@ final class BoundedWait<Value: Sendable>: Sendable {
         return true
     }
 
-    /// Blocks until the wait is settled, or for `timeout` at most (nil: no timer), after which it
-    /// fails with `timedOut`. `whenTimerFires` runs on the event loop when the timer fires, whether
-    /// or not the wait was still open (closing a connection whose reply is overdue).
-    func wait(atMost timeout: TimeAmount?, timedOut: @escaping @Sendable () -> any Error,
-              whenTimerFires: @escaping @Sendable () -> Void = {}) throws -> Value {
-        let timer = startTimer(timeout, timedOut: timedOut, whenTimerFires: whenTimerFires)
+    /// Blocks until the wait is settled, or for `limit` at most (nil: no timer), after which it
+    /// fails with `StepTimedOut` naming `what`. `whenTimerFires` runs on the event loop when the
+    /// timer fires, whether or not the wait was still open (closing a connection whose reply is
+    /// overdue).
+    func wait(_ what: String, atMost limit: Duration?, whenTimerFires: @escaping @Sendable () -> Void = {}) throws -> Value {
+        let timer = startTimer(what, limit, whenTimerFires: whenTimerFires)
         defer { timer?.cancel() }
         return try promise.futureResult.wait()
     }
 
-    /// `wait(atMost:timedOut:whenTimerFires:)` for a task: suspends instead of blocking.
-    func value(atMost timeout: TimeAmount?, timedOut: @escaping @Sendable () -> any Error,
-               whenTimerFires: @escaping @Sendable () -> Void = {}) async throws -> Value {
-        let timer = startTimer(timeout, timedOut: timedOut, whenTimerFires: whenTimerFires)
+    /// `wait(_:atMost:whenTimerFires:)` for a task: suspends instead of blocking.
+    func value(_ what: String, atMost limit: Duration?, whenTimerFires: @escaping @Sendable () -> Void = {}) async throws -> Value {
+        let timer = startTimer(what, limit, whenTimerFires: whenTimerFires)
         defer { timer?.cancel() }
         return try await promise.futureResult.get()
     }
 
-    private func startTimer(_ timeout: TimeAmount?, timedOut: @escaping @Sendable () -> any Error,
-                            whenTimerFires: @escaping @Sendable () -> Void) -> Scheduled<Void>? {
-        timeout.map { timeout in
-            promise.futureResult.eventLoop.scheduleTask(in: timeout) {
-                if self.claim() { self.promise.fail(timedOut()) }
+    private func startTimer(_ what: String, _ limit: Duration?, whenTimerFires: @escaping @Sendable () -> Void) -> Scheduled<Void>? {
+        limit.map { limit in
+            promise.futureResult.eventLoop.scheduleTask(in: TimeAmount(limit)) {
+                if self.claim() { self.promise.fail(StepTimedOut(what: what, limit: limit)) }
                 whenTimerFires()
             }
         }
@@ -100,17 +98,17 @@ func boundedStep<Value: Sendable>(_ what: String, within limit: Duration, closin
         }
     }
     return try await withTaskCancellationHandler {
-        try await wait.value(atMost: TimeAmount(limit), timedOut: { StepTimedOut(what: what, limit: limit) },
-                             whenTimerFires: {
-                                 step.cancel()
-                                 closeInBackground(connection)
-                             })
+        try await wait.value(what, atMost: limit, whenTimerFires: {
+            step.cancel()
+            closeInBackground(connection)
+        })
     } onCancel: {
         step.cancel()
     }
 }
 
-/// A database step that did not finish within its limit (`boundedStep`).
+/// A database step that did not finish within its limit (`BoundedWait`, `boundedStep`). For an
+/// append, its outcome is unknown.
 struct StepTimedOut: Error, CustomStringConvertible {
     let what: String
     let limit: Duration

@@ -188,7 +188,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
                     if case .success(let inserted) = result, inserted == expected { whenDurable(last) }
                 }
             }
-            inserted = try reply.wait(atMost: .milliseconds(lease), timedOut: { AppendTimedOut(millis: lease) },
+            inserted = try reply.wait("appending", atMost: .milliseconds(lease),
                                       whenTimerFires: { let _: EventLoopFuture<Void> = connection.close() })
         } catch let error as PSQLError where error.code == .server {
             // The statement failed as a whole (one statement is one transaction): not applied.
@@ -327,11 +327,8 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
     }
 
     private func followAndLead(_ follower: any ReplicationFollower) async {
-        // Every database step is bounded (`boundedStep`): a statement by one and a half leases
-        // (the server ends a transaction left idle on the lease row after a lease, so a
-        // statement queued behind one gets through within that), fetching a snapshot more
-        // generously (`snapshotStepLimit`).
-        let lease = options.lease * 3 / 2
+        // Every database step is bounded (`boundedStep`, `statementLimit`).
+        let limit = statementLimit
         let node = options.node
         let leaseMillis = self.leaseMillis
         let logger = self.logger
@@ -344,9 +341,9 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             let role = state.withLock { $0.role }
             do {
                 if connection == nil || connection?.isClosed == true {
-                    let fresh = try await connect(id: 1, within: lease)
+                    let fresh = try await connect(id: 1, within: limit)
                     connection = fresh
-                    try await boundedStep("configuring the connection", within: lease, closing: fresh) {
+                    try await boundedStep("configuring the connection", within: limit, closing: fresh) {
                         try await Schema.limitIdleInTransaction(fresh, millis: leaseMillis, wholeSession: true, logger: logger)
                     }
                 }
@@ -361,12 +358,12 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
                     if let appended, appended > renewedAt { renewedAt = appended }
                     if ContinuousClock.now - renewedAt >= options.lease / 3 {
                         let sentAt = ContinuousClock.now
-                        if try await boundedStep("renewing the lease", within: lease, closing: connection, {
+                        if try await boundedStep("renewing the lease", within: limit, closing: connection, {
                             try await Schema.renewLease(connection, node: node, epoch: epoch, leaseMillis: leaseMillis, logger: logger)
                         }) {
                             renewedAt = sentAt
                         } else {
-                            let leader = try await boundedStep("reading the lease", within: lease, closing: connection) {
+                            let leader = try await boundedStep("reading the lease", within: limit, closing: connection) {
                                 try await Schema.leader(connection, logger: logger)
                             }
                             demote(follower, holder: leader.holder, epoch: leader.epoch, reason: "the lease was taken or expired")
@@ -385,7 +382,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
                     }
                     lastFetch = .now
                     try await catchUp(connection, follower)
-                    let leader = try await boundedStep("reading the lease", within: lease, closing: connection) {
+                    let leader = try await boundedStep("reading the lease", within: limit, closing: connection) {
                         try await Schema.leader(connection, logger: logger)
                     }
                     state.withLock { state in
@@ -393,7 +390,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
                         state.epoch = max(state.epoch, leader.epoch)
                     }
                     if !leader.live || leader.holder == options.node,
-                       let epoch = try await boundedStep("taking the lease", within: lease, closing: connection, {
+                       let epoch = try await boundedStep("taking the lease", within: limit, closing: connection, {
                            try await Schema.takeLease(connection, node: node, leaseMillis: leaseMillis, logger: logger)
                        }) {
                         // The epoch is ours: no statement of an older one can commit from here
@@ -433,6 +430,11 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         }
     }
 
+    /// How long one statement of the lease and standby loop may take: one and a half leases. A
+    /// renewal later than a lease is of no use, and the server ends a transaction left idle on
+    /// the lease row after a lease, so a statement queued behind one gets through within that.
+    private var statementLimit: Duration { options.lease * 3 / 2 }
+
     /// How long writing or reading a whole snapshot may take (300 MB at 1M subscriptions).
     private var snapshotStepLimit: Duration { Self.snapshotStepLimit(lease: options.lease) }
 
@@ -442,7 +444,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
     /// can hang with no timeout of its own. A connection made too late is closed.
     private func connect(id: Int, within limit: Duration) async throws -> PostgresConnection {
         try await BoundedWait.connecting(info, on: options.eventLoopGroup.next(), id: id, logger: logger)
-            .value(atMost: TimeAmount(limit), timedOut: { StepTimedOut(what: "connecting", limit: limit) })
+            .value("connecting", atMost: limit)
     }
 
     private func demote(_ follower: any ReplicationFollower, holder: String, epoch: UInt64, reason: String) {
@@ -461,7 +463,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         while true {
             let after = state.withLock { $0.lastKnown }
             let logger = self.logger
-            let page = try await boundedStep("reading the journal", within: options.lease * 3 / 2, closing: connection) {
+            let page = try await boundedStep("reading the journal", within: statementLimit, closing: connection) {
                 try await Schema.records(connection, after: after, limit: 2000, logger: logger)
             }
             guard !page.isEmpty else { break }
@@ -556,12 +558,6 @@ func closeInBackground(_ connection: PostgresConnection) {
     connection.close().whenComplete { _ in withExtendedLifetime(connection) {} }
 }
 
-/// An append that got no reply within a lease: its outcome is unknown.
-struct AppendTimedOut: Error, CustomStringConvertible {
-    let millis: Int64
-    var description: String { "no reply from the database within \(millis) ms" }
-}
-
 /// One connection used from a single blocking thread (the writer's), connected on first use and
 /// again after `reset`.
 final class BlockingConnection: Sendable {
@@ -581,17 +577,12 @@ final class BlockingConnection: Sendable {
     /// waits here, and a connection whose handshake never ends (a database going down or coming
     /// up as it connected) held it past the lease with nothing refused, as a held append does
     /// without its watchdog. A connection made too late is closed.
-    func get(within timeout: TimeAmount? = nil) throws -> PostgresConnection {
+    func get(within timeout: Duration? = nil) throws -> PostgresConnection {
         if let existing = connection.withLock({ $0 }), !existing.isClosed { return existing }
         let fresh = try BoundedWait.connecting(info, on: eventLoopGroup.next(), id: 0, logger: logger)
-            .wait(atMost: timeout, timedOut: { ConnectTimedOut(timeout: timeout ?? .zero) })
+            .wait("connecting", atMost: timeout)
         connection.withLock { $0 = fresh }
         return fresh
-    }
-
-    struct ConnectTimedOut: Error, CustomStringConvertible {
-        let timeout: TimeAmount
-        var description: String { "no connection to the database within \(timeout.nanoseconds / 1_000_000) ms" }
     }
 
     func reset() {

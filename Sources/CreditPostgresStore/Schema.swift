@@ -112,8 +112,7 @@ enum Schema {
                     logger: Logger) throws -> PostgresQueryResult {
         let result = BoundedWait<PostgresQueryResult>(on: connection.eventLoop)
         connection.query(query, logger: logger).whenComplete { result.settle($0) }
-        return try result.wait(atMost: TimeAmount(limit), timedOut: { StepTimedOut(what: "starting", limit: limit) },
-                               whenTimerFires: { closeInBackground(connection) })
+        return try result.wait("starting", atMost: limit, whenTimerFires: { closeInBackground(connection) })
     }
 
     static func prepare(_ connection: PostgresConnection, within limit: Duration, logger: Logger) throws {
@@ -308,8 +307,8 @@ enum Schema {
     /// this bound, a host paused during a snapshot kept the standby from taking over until it
     /// resumed, however long that took. A pause that long has let the lease run out anyway.
     /// With `wholeSession`, for every later transaction of the connection: the lease loop's
-    /// renewals and takeovers lock the lease row FOR UPDATE, and a host paused inside one held
-    /// a standby's takeover the same way.
+    /// renewals and takeovers lock the lease row too, and a host paused inside one held a
+    /// standby's takeover the same way.
     static func limitIdleInTransaction(_ connection: PostgresConnection, millis: Int64, wholeSession: Bool = false,
                                        logger: Logger) async throws {
         let rows = try await connection.query("""
