@@ -86,7 +86,33 @@ public final class PostgresCluster: @unchecked Sendable {
     /// replays its WAL at the next start).
     public func stop(immediate: Bool = false) {
         guard FileManager.default.fileExists(atPath: dataDirectory + "/postmaster.pid") else { return }
+        thaw()  // a frozen server would not hear pg_ctl
         _ = try? run([binaries + "/pg_ctl", "stop", "-w", "-t", "30", "-D", dataDirectory, "-m", immediate ? "immediate" : "fast"])
+    }
+
+    /// Stops every process of the server (SIGSTOP) without closing anything: the database
+    /// host hangs, as a host does that stalls on its disk or is cut off without a reset. Its
+    /// connections stay open and accept bytes, new connections wait in the listen queue, and
+    /// nothing is answered until `thaw()`.
+    public func freeze() { signalServer(SIGSTOP) }
+
+    /// Lets a frozen server run on; it answers what was sent to it meanwhile.
+    public func thaw() { signalServer(SIGCONT) }
+
+    /// Sends `signal` to the postmaster (the first line of `postmaster.pid`) and its children.
+    private func signalServer(_ signal: Int32) {
+        guard let text = try? String(contentsOfFile: dataDirectory + "/postmaster.pid", encoding: .utf8),
+              let line = text.split(separator: "\n").first, let postmaster = Int32(line) else { return }
+        // The postmaster first: once it is stopped it forks no new backend.
+        kill(postmaster, signal)
+        // Then its children; /proc/PID/stat's fourth field is the parent.
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry),
+                  let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, Int32(fields[1]) == postmaster { kill(pid, signal) }
+        }
     }
 
     /// `psql -c` as the cluster's superuser, for checks from outside creditd. Returns stdout.

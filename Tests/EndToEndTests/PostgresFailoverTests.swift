@@ -179,6 +179,93 @@ final class PostgresFailoverTests: XCTestCase {
         print("snapshot held 6 s: 8 writes committed meanwhile, then snapshot \(taken.sequence)")
     }
 
+    func testDatabaseThatStopsAnsweringRefusesWritesWithinALeaseThenServiceResumes() async throws {
+        let cluster = try PostgresCluster.startOrSkip()
+        defer { cluster.stop() }
+        let (hosts, client) = try await startOneActiveHost(cluster, firstWrite: "before-freeze")
+
+        // The database hangs without closing anything (no reset, no error): every statement
+        // and connect of the host's waits, and only its own limits end the waits.
+        cluster.freeze()
+        let sent = ContinuousClock.now
+        do {
+            _ = try await client.createSubscription(Self.createRequest("during-freeze"), timeout: .seconds(20))
+            XCTFail("a write acknowledged while the database answered nothing")
+        } catch let error as RPCError {
+            XCTAssertEqual(error.code, .unavailable, "\(error)")
+        }
+        let answeredAfter = ContinuousClock.now - sent
+        XCTAssertLessThan(answeredAfter, .seconds(5), "the write was answered after \(answeredAfter) (lease 2 s)")
+
+        // Reads are answered from memory meanwhile, and the host stands by.
+        var read = Creditd_V1_GetSubscriptionRequest()
+        read.subscriptionID = "before-freeze"
+        _ = try await client.getSubscription(read, timeout: .seconds(2))
+        _ = try await waitForRole("standby", of: hosts[0], timeout: .seconds(10))
+        await client.close()
+
+        // Once the database answers again (the statements sent meanwhile included), the host
+        // is active again by itself, with every acknowledged write.
+        cluster.thaw()
+        _ = try await waitForRole("active", of: hosts[0], timeout: .seconds(15))
+        try await assertAllPresent([Acknowledged(id: "before-freeze", host: 0, sentAt: .now)], on: hosts[0])
+        let again = try await CreditClient.connect(socketPath: hosts[0].socketPath, timeout: .seconds(5))
+        _ = try await again.createSubscription(Self.createRequest("after-thaw"), timeout: .seconds(10))
+        await again.close()
+        print("database frozen: the write was answered UNAVAILABLE after \(answeredAfter)")
+    }
+
+    func testDatabaseFrozenUnderLoadWithTwoHostsLosesNothingAndOneIsActiveAfter() async throws {
+        let cluster = try PostgresCluster.startOrSkip()
+        defer { cluster.stop() }
+        let hosts = try startHosts(2, cluster: cluster, lease: 1)
+        _ = try await waitForOneActive(hosts)
+
+        // Three leases of silence: the active host's renewals and appends, and the standby's
+        // takeover, all wait; what they sent meanwhile is answered after the thaw, in some
+        // order. Whatever commits then, no acknowledged write may be lost, and one host leads.
+        let thawedAt = LockedBox<ContinuousClock.Instant?>(nil)
+        let load = await writeLoad(hosts: hosts, writers: 6, duration: .seconds(10)) {
+            try? await Task.sleep(for: .seconds(2))
+            cluster.freeze()
+            try? await Task.sleep(for: .seconds(3))
+            cluster.thaw()
+            thawedAt.set(.now)
+        }
+        XCTAssertGreaterThan(load.unavailable, 0, "writes were refused while the database was frozen")
+        let thawed = try XCTUnwrap(thawedAt.get())
+        XCTAssertTrue(load.acknowledged.contains { $0.sentAt > thawed },
+                      "service resumed after the thaw:\n\(hosts.map { $0.stderr.suffix(3000) }.joined(separator: "\n---\n"))")
+        let active = try await waitForOneActive(hosts)
+        try await assertAllPresent(load.acknowledged, on: hosts[active])
+        try await assertAllPresent(load.acknowledged, on: hosts[1 - active])
+        print("database frozen 3 s under load: \(load.acknowledged.count) acknowledged, \(load.unavailable) refused, 0 lost")
+    }
+
+    func testActiveHostStoppedJustAfterTheDatabaseHangsStopsWithinSeconds() async throws {
+        let cluster = try PostgresCluster.startOrSkip()
+        defer { cluster.stop() }
+        let (hosts, client) = try await startOneActiveHost(cluster, firstWrite: "before-freeze")
+        await client.close()
+
+        // Still active when SIGTERM comes: the final snapshot and the lease's release find no
+        // database, each within its limit, and the exit is clean (the journal in the database
+        // holds every acknowledged change).
+        cluster.freeze()
+        let stopping = ContinuousClock.now
+        let status = try hosts[0].stop(timeout: 90)
+        let stopTook = ContinuousClock.now - stopping
+        XCTAssertEqual(status, 0, hosts[0].stderr.suffix(4000).description)
+        XCTAssertLessThan(stopTook, .seconds(15), "the host took \(stopTook) to stop:\n\(hosts[0].stderr.suffix(4000))")
+        XCTAssertTrue(hosts[0].stderr.contains("final snapshot failed"), hosts[0].stderr.suffix(4000).description)
+
+        cluster.thaw()
+        let next = try startHosts(1, cluster: cluster, lease: 2)
+        _ = try await waitForOneActive(next)
+        try await assertAllPresent([Acknowledged(id: "before-freeze", host: 0, sentAt: .now)], on: next[0])
+        print("database frozen under an active host: SIGTERM took \(stopTook)")
+    }
+
     func testTwoHostsStartedAtOnceElectExactlyOneActive() async throws {
         let cluster = try PostgresCluster.startOrSkip()
         defer { cluster.stop() }
