@@ -126,8 +126,9 @@ public final class DurableStore: Sendable {
     /// `append` go first. Returns the sequence number of the last of `payloads` (`lastSequence`
     /// when empty). Throws `.fault` when the write or sync failed (nothing of the batch is
     /// acknowledged; `fault.outcome(of:)` per record: `.notApplied` when the failed write was cut
-    /// back off the segment, `.unknown` after a failed fdatasync), `.closed`, or
-    /// `.recordTooLarge` (then nothing was written).
+    /// back off the segment, `.unknown` after a failed fdatasync, and `.unknown` for a first part
+    /// that a segment roll split off and synced before the failure: it is on disk),
+    /// `.closed`, or `.recordTooLarge` (then nothing was written).
     ///
     /// This is group commit without a hand-off: the caller applies commands while nothing is
     /// in flight, then makes the whole batch durable with one write and one fdatasync.

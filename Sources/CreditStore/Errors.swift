@@ -25,13 +25,18 @@ public enum WriteOutcome: String, Sendable, Equatable, CustomStringConvertible {
 ///
 /// Records `firstUnacknowledgedSequence ... lastAttemptedSequence` were in the failed write and
 /// have outcome `outcome`; records after `lastAttemptedSequence` (queued behind the failure, or
-/// appended later) were never written: `.notApplied`. Use `outcome(of:)`.
+/// appended later) were never written: `.notApplied`. Records before
+/// `firstUnacknowledgedSequence` are durable, but their caller need not have heard so: an
+/// `appendDurably` batch split by a segment roll syncs its first part and then fails as a whole.
+/// Use `outcome(of:)`.
 public struct StoreFault: Sendable, Equatable, CustomStringConvertible {
     /// The failed call: "write", "fdatasync", "open", ...
     public var operation: String
     public var path: String
     public var errno: Int32
     /// The first sequence number that was not made durable; it and every later record fail.
+    /// (The name is the journal's view: `append`'s callers hear of every durable record, but an
+    /// `appendDurably` caller hears of none of a failed batch's, see `outcome(of:)`.)
     public var firstUnacknowledgedSequence: UInt64
     /// The outcome of the records of the failed write (`firstUnacknowledgedSequence ...
     /// lastAttemptedSequence`).
@@ -55,10 +60,14 @@ public struct StoreFault: Sendable, Equatable, CustomStringConvertible {
         self.cleanup = cleanup
     }
 
-    /// The outcome of the unacknowledged record `sequence` (>= `firstUnacknowledgedSequence`):
-    /// `outcome` for the records of the failed write, `.notApplied` for every later one.
+    /// The outcome of record `sequence`, for a caller that was not told it is durable:
+    /// `outcome` for the records of the failed write, `.notApplied` for every later one, and
+    /// `.unknown` for an earlier one. That one is on disk and comes back after a restart; a
+    /// refusal can say no more than "unknown", and must not say "not applied", which invites a
+    /// retry that would apply it twice.
     public func outcome(of sequence: UInt64) -> WriteOutcome {
-        sequence <= lastAttemptedSequence ? outcome : .notApplied
+        if sequence < firstUnacknowledgedSequence { return .unknown }
+        return sequence <= lastAttemptedSequence ? outcome : .notApplied
     }
 
     public var description: String {

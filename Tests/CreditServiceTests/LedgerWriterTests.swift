@@ -22,9 +22,10 @@ final class LedgerWriterTests: XCTestCase {
         directory = try makeTemporaryDirectory("writer").path
     }
 
-    func open(_ operations: (any FileOperations)? = nil) throws -> CreditApplication {
+    func open(_ operations: (any FileOperations)? = nil, segmentSize: Int? = nil) throws -> CreditApplication {
         var options = StoreOptions()
         if let operations { options.fileOperations = operations }
+        if let segmentSize { options.segmentSize = segmentSize }
         return try CreditApplication(configuration: ApplicationConfiguration(
             stateDirectory: directory, clockMode: .manual, manualStart: Self.start, storeOptions: options), logger: logger)
     }
@@ -138,6 +139,52 @@ final class LedgerWriterTests: XCTestCase {
             guard case .persistenceFault = error else { return XCTFail("\(error)") }
         }
         await close(application)
+    }
+
+    /// The disk fills while concurrent writes cross segment rolls, so that a batch may be
+    /// split: a part synced into the old segment, the rest refused. Whatever the split, a write
+    /// refused as "not applied" must be absent after a restart, and an acknowledged one present.
+    func testNoWriteRefusedAsNotAppliedComesBackAfterAFullDisk() async throws {
+        for budget in [600, 1_500, 2_600, 3_900] {
+            directory = try makeTemporaryDirectory("writer").path
+            let operations = FaultInjectingFileOperations()
+            let application = try open(operations, segmentSize: 1_024)
+            let writer = application.writer
+            _ = try await writer.execute(Self.create("first"), callerUID: 0)
+            operations.failWrites(afterBytes: budget, errno: ENOSPC)
+            let results = await withTaskGroup(of: (String, Result<Void, WriteFailure>).self) { group in
+                for index in 0..<64 {
+                    group.addTask {
+                        do throws(WriteFailure) {
+                            _ = try await writer.execute(Self.create("s\(index)"), callerUID: 0)
+                            return ("s\(index)", .success(()))
+                        } catch {
+                            return ("s\(index)", .failure(error))
+                        }
+                    }
+                }
+                var all: [(String, Result<Void, WriteFailure>)] = []
+                for await result in group { all.append(result) }
+                return all
+            }
+            await close(application)
+            operations.failWrites(afterBytes: nil)
+
+            let recovered = try open()
+            let ledger = try await ledger(recovered)
+            for (id, result) in results {
+                let present = (try? ledger.subscription(id: id)) != nil
+                switch result {
+                case .success:
+                    XCTAssertTrue(present, "budget \(budget): \(id) was acknowledged")
+                case .failure(.persistenceFault(let fault, outcome: .notApplied)):
+                    XCTAssertFalse(present, "budget \(budget): \(id) was refused as not applied, yet it came back: \(fault)")
+                case .failure:
+                    break
+                }
+            }
+            await close(recovered)
+        }
     }
 
     func testDryRunChangesNothingAndEqualsCommit() async throws {

@@ -67,6 +67,38 @@ final class FullDiskTests: StoreDirectoryTestCase {
         XCTAssertEqual(recovery.records.map(\.sequence), [1, 2, 3, 4])
     }
 
+    /// A batch that a segment roll splits: its first part is written and synced into the old
+    /// segment, then the new segment cannot be written. The batch fails as a whole, but the first
+    /// part is on disk and comes back after a restart, so its records must not be reported as
+    /// not applied (a client would retry them and apply them twice).
+    func testAppendDurablyBatchSplitByAFailedRollReportsItsSyncedPartUnknown() async throws {
+        let operations = FaultInjectingFileOperations()
+        var options = StoreOptions()
+        options.fileOperations = operations
+        options.segmentSize = 200
+        let (store, _) = try DurableStore.open(directory: directory, options: options)
+        XCTAssertEqual(try store.appendDurably([payload(1)]), 1)
+        // Room for the records that still fit into the first segment, not for the next segment.
+        operations.failWrites(afterBytes: (2...5).reduce(0) { $0 + 16 + payload(UInt64($1)).count }, errno: ENOSPC)
+        let synced: UInt64
+        do {
+            _ = try store.appendDurably((2...10).map { payload(UInt64($0)) })
+            return XCTFail("the new segment cannot be written")
+        } catch {
+            guard case .fault(let fault) = error else { return XCTFail("\(error)") }
+            synced = fault.firstUnacknowledgedSequence - 1
+            XCTAssertGreaterThan(synced, 1, "part of the batch went into the first segment: \(fault)")
+            for sequence in UInt64(2)...synced {
+                XCTAssertEqual(fault.outcome(of: sequence), .unknown, "seq \(sequence) is on disk: \(fault)")
+            }
+            XCTAssertEqual(fault.outcome(of: 10), .notApplied, fault.description)
+        }
+        await store.close()
+        operations.failWrites(afterBytes: nil)
+        let recovery = try await reopen(directory)
+        XCTAssertEqual(recovery.records.map(\.sequence), Array(1...synced))
+    }
+
     /// appendDurably after a failed fdatasync: the outcome is unknown.
     func testAppendDurablySyncFailureIsUnknown() async throws {
         let operations = FaultInjectingFileOperations()
