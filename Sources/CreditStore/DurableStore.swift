@@ -350,11 +350,11 @@ final class StoreCore: @unchecked Sendable {
                 try truncate(directory + "/" + segment, to: offset, operations: operations)
                 report.repairs.append("\(segment): \(reason) at byte \(offset); copied to \(copy) and truncated at byte \(offset)")
                 directoryChanged = true
-            case .moveAside(let segment, let reason):
-                let aside = "\(segment).corrupt-\(stamp)"
-                try operations.rename(directory + "/" + segment, to: directory + "/" + aside)
-                report.repairs.append("\(segment): \(reason); moved to \(aside)")
-                movedAside.insert(segment)
+            case .moveAside(let file, let reason):
+                let aside = "\(file).corrupt-\(stamp)"
+                try operations.rename(directory + "/" + file, to: directory + "/" + aside)
+                report.repairs.append("\(file): \(reason); moved to \(aside)")
+                movedAside.insert(file)
                 directoryChanged = true
             }
         }
@@ -399,6 +399,7 @@ final class StoreCore: @unchecked Sendable {
             core.activeSegment = (file, scan.nameSequence, Int64(scan.validLength), scan.records.count,
                                   Int64(scan.validLength + scan.zeroFilledBytes))
         }
+        if analysis.startsNewSegment { try core.startSegment(firstSequence: analysis.nextSequence) }
         analysis.segments = []  // release file contents before replay
         let recovery = Recovery(
             snapshot: recoveredSnapshot, records: records, nextSequence: analysis.nextSequence, report: report)
@@ -749,6 +750,17 @@ final class StoreCore: @unchecked Sendable {
     /// sealed last segment always means a lost successor, and a torn seal can only be followed by
     /// an empty segment. Nothing of the batch being written is in either file when this fails:
     /// the outcome is `.notApplied`.
+    /// Makes the segment that continues the journal now rather than at the first append: after
+    /// a repair that accepted a lost successor segment, so that the repair holds even if the
+    /// daemon stops before its first write (the next start would otherwise meet the same loss).
+    func startSegment(firstSequence: UInt64) throws(FileOperationError) {
+        do throws(WriteFailure) {
+            try rollSegment(firstSequence: firstSequence)
+        } catch {
+            throw error.error
+        }
+    }
+
     private func rollSegment(firstSequence: UInt64) throws(WriteFailure) {
         let name = StoreFormat.segmentName(firstSequence: firstSequence)
         func failure(_ error: FileOperationError, _ cleanup: String) -> WriteFailure {

@@ -426,8 +426,9 @@ enum RecoveryAction {
     case truncateTail(TailTruncation)
     /// repair: copy the segment aside, then truncate it at `offset`.
     case repairTruncate(segment: String, offset: Int64, reason: String)
-    /// repair: rename a segment aside; its records come after damage and cannot be replayed.
-    case moveAside(segment: String, reason: String)
+    /// repair: rename a file aside: a segment whose records come after damage and cannot be
+    /// replayed, or a snapshot newer than the journal that does not verify.
+    case moveAside(file: String, reason: String)
 }
 
 /// The read-only result of examining a state directory.
@@ -448,6 +449,9 @@ struct DirectoryAnalysis {
     var nextSequence: UInt64 = 1
     /// Index into `segments` of the segment the writer may keep appending to.
     var reusableSegment: Int?
+    /// repair: the segment at `nextSequence` must be made at once, not at the first append
+    /// (the last kept segment is sealed and its successor is gone).
+    var startsNewSegment = false
     var keptSegments: [Int] = []
     var problemsInCoveredSegments: [String] = []
 }
@@ -541,13 +545,13 @@ func analyzeStateDirectory(
         let scan = analysis.segments[index]
         let isLast = position == relevant.count - 1
         if stopped {
-            analysis.actions.append(.moveAside(segment: scan.name, reason: "follows damaged journal data"))
+            analysis.actions.append(.moveAside(file: scan.name, reason: "follows damaged journal data"))
             continue
         }
         // Damage at the start of this segment: everything from here on is unusable.
         func damage(_ error: StoreError, reason: String) {
             if repair {
-                analysis.actions.append(.moveAside(segment: scan.name, reason: reason))
+                analysis.actions.append(.moveAside(file: scan.name, reason: reason))
                 stopped = true
             } else {
                 analysis.fatal = error
@@ -625,6 +629,12 @@ func analyzeStateDirectory(
     if let newest = analysis.snapshots.first, newest.nameSequence > lastSequence {
         if repair {
             analysis.repairNotes.append("snapshot \(newest.name) does not verify and the journal ends at seq \(lastSequence): changes up to seq \(newest.nameSequence) are lost")
+            // Moved aside, or the next start without repair would refuse again over the same
+            // file, acknowledged writes since the repair or not. (Every snapshot past the
+            // journal's end failed to verify: a valid one would have been chosen.)
+            for snapshot in analysis.snapshots where snapshot.nameSequence > lastSequence {
+                analysis.actions.append(.moveAside(file: snapshot.name, reason: "does not verify and is newer than the journal"))
+            }
         } else {
             analysis.fatal = .acknowledgedStateLost(snapshotSequence: newest.nameSequence, journalEnd: lastSequence)
             return analysis
@@ -640,6 +650,7 @@ func analyzeStateDirectory(
         let name = analysis.segments[last].name
         if repair {
             analysis.repairNotes.append("\(name) is sealed but the segment after it, \(StoreFormat.segmentName(firstSequence: next)), is missing: every change from seq \(next) on that it held is lost; continuing at seq \(next) in a new segment")
+            analysis.startsNewSegment = true
         } else {
             analysis.fatal = .missingSegment(sealedSegment: name, expectedFirstSequence: next)
             return analysis

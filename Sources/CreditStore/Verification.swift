@@ -186,8 +186,9 @@ public func verifyStateDirectory(
                         return "truncate the torn tail of \(truncation.segment) at byte \(truncation.offset) (\(truncation.reason))"
                     case .repairTruncate(let segment, let offset, let reason):
                         return "copy \(segment) to \(segment).corrupt-<time>, then truncate it at byte \(offset) (\(reason)); later records are lost"
-                    case .moveAside(let segment, let reason):
-                        return "move \(segment) aside to \(segment).corrupt-<time> (\(reason)); its records are lost"
+                    case .moveAside(let file, let reason):
+                        return "move \(file) aside to \(file).corrupt-<time> (\(reason))"
+                            + (file.hasPrefix(StoreFormat.segmentPrefix) ? "; its records are lost" : "")
                     }
                 } + repaired.repairNotes + ["continue at seq \(repaired.nextSequence)"]
             }

@@ -145,6 +145,31 @@ final class RecoveryTests: StoreDirectoryTestCase {
         XCTAssertTrue(try verifyStateDirectory(directory).isClean)
     }
 
+    /// The repair of a missing newest segment holds even when nothing is written before the
+    /// daemon stops: the segment that continues the journal is made at the repair, not at the
+    /// first append, so the next start without --repair finds no sealed segment without successor.
+    func testRepairOfAMissingSegmentHoldsWithoutAWrite() async throws {
+        var options = StoreOptions()
+        options.segmentSize = 120
+        try await populate(directory, count: 12, options: options)
+        let newest = segmentFiles(in: directory).last!
+        let newestFirst = UInt64(newest.dropFirst(8).prefix(20))!
+        try FileManager.default.removeItem(atPath: directory + "/" + newest)
+
+        options.repair = true
+        let (store, _) = try DurableStore.open(directory: directory, options: options)
+        await store.close()
+        XCTAssertEqual(segmentFiles(in: directory).last, newest, "the successor exists again, empty")
+        options.repair = false
+        let (again, recovery) = try DurableStore.open(directory: directory, options: options)
+        XCTAssertEqual(recovery.nextSequence, newestFirst)
+        XCTAssertEqual(recovery.report.repairs, [])
+        let appended = try await again.appendAndWait(payload(newestFirst))
+        XCTAssertEqual(appended, newestFirst)
+        await again.close()
+        XCTAssertTrue(try verifyStateDirectory(directory).isClean)
+    }
+
     /// A crash while a full segment was being sealed: the successor exists but holds nothing yet,
     /// and the seal is torn. That is a torn tail, truncated; appending continues in the successor.
     func testTornSealBeforeEmptySuccessorIsTruncated() async throws {

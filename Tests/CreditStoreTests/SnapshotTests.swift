@@ -254,6 +254,20 @@ final class SnapshotTests: StoreDirectoryTestCase {
         assertThrowsStoreError({ _ = try DurableStore.open(directory: self.directory) }) {
             $0 == .acknowledgedStateLost(snapshotSequence: 6, journalEnd: 3)
         }
+
+        // --repair accepts the loss and moves the snapshot aside, so that the repair holds: a
+        // start without it after two acknowledged writes must not meet the same snapshot.
+        var options = StoreOptions()
+        options.repair = true
+        let (repaired, recovery) = try DurableStore.open(directory: directory, options: options)
+        XCTAssertEqual(recovery.nextSequence, 4)
+        XCTAssertTrue(recovery.report.repairs.contains { $0.contains("snapshot-00000000000000000006.snap") && $0.contains("moved to") },
+                      "\(recovery.report.repairs)")
+        for index in UInt64(4)...5 { _ = try await repaired.appendAndWait(payload(index)) }
+        await repaired.close()
+        XCTAssertEqual(files(in: directory).filter { $0.hasPrefix("snapshot-00000000000000000006.snap.corrupt-") }.count, 1)
+        let after = try await reopen(directory)
+        XCTAssertEqual(after.records.map(\.sequence), [1, 2, 3, 4, 5])
     }
 
     func testUnknownSnapshotVersionRefused() async throws {
