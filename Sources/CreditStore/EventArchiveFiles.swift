@@ -56,6 +56,8 @@ public final class EventArchiveFiles: Sendable {
         /// Files written since the last `sync`, and whether the directory gained entries.
         var unsynced: Set<UInt64> = []
         var directoryChanged = false
+        /// The first failed sync; every later `sync` fails with it (see `sync`).
+        var syncFailure: FileOperationError?
     }
     private let state: Mutex<State>
 
@@ -238,15 +240,31 @@ public final class EventArchiveFiles: Sendable {
 
     /// Makes every block appended so far durable (and the files' directory entries), before a
     /// snapshot that names them is written.
+    ///
+    /// A failed fdatasync is final for this process: every later call fails with it, so no
+    /// snapshot names a block again until a restart. After a failed fdatasync the kernel may
+    /// have dropped the dirty pages and marked them clean, so a second one could succeed with
+    /// the blocks never written (the journal refuses to retry for the same reason). The journal
+    /// still holds the events such blocks carried; a restart discards the blocks no snapshot
+    /// names and archives their events again.
     public func sync() throws(FileOperationError) {
         try state.withLock { state throws(FileOperationError) in
+            if let failure = state.syncFailure { throw failure }
+            func syncData(_ file: OpenFile) throws(FileOperationError) {
+                do throws(FileOperationError) {
+                    try operations.syncData(file)
+                } catch {
+                    state.syncFailure = error
+                    throw error
+                }
+            }
             for name in state.unsynced.sorted() {
                 if let appending = state.appending, appending.name == name {
-                    try operations.syncData(appending.file)
+                    try syncData(appending.file)
                 } else {
                     let file = try operations.open(directory + "/" + Self.fileName(name), flags: O_RDONLY | O_CLOEXEC, mode: 0)
                     defer { operations.close(file) }
-                    try operations.syncData(file)
+                    try syncData(file)
                 }
             }
             state.unsynced = []

@@ -86,6 +86,23 @@ final class EventArchiveTests: XCTestCase {
         await StateGoldenTests.close(application)
     }
 
+    /// After a failed fdatasync the kernel may have dropped the dirty pages, so a later sync that
+    /// succeeds proves nothing: the failure stays, and no snapshot names an archive block again
+    /// in this process.
+    func testAFailedArchiveSyncIsNeverRetried() throws {
+        let operations = FaultInjectingFileOperations(pathSuffix: ".arch")
+        let files = EventArchiveFiles(directory: try makeTemporaryDirectory("archive-sync").path, operations: operations)
+        _ = try files.append(firstSeq: 1, payload: [1, 2, 3])
+        operations.failSyncs(errno: EIO)
+        XCTAssertThrowsError(try files.sync())
+        operations.failSyncs(errno: nil)
+        _ = try files.append(firstSeq: 1_025, payload: [4, 5])
+        XCTAssertThrowsError(try files.sync()) { error in
+            XCTAssertEqual((error as? FileOperationError)?.errno, EIO, "the first failure, again: \(error)")
+        }
+        XCTAssertEqual(operations.dataSyncCount, 0, "no fdatasync after the failed one")
+    }
+
     func testADamagedArchiveBlockIsAnErrorNotWrongEvents() async throws {
         let directory = try makeTemporaryDirectory("archive-damaged").path
         let (application, _) = try await makeState(directory)
