@@ -9,7 +9,11 @@ public final class CommitSignal: Sendable {
     private struct State {
         var sequence: UInt64
         var closed = false
-        var waiters: [(after: UInt64, wake: @Sendable (_ open: Bool) -> Void)] = []
+        var waiters: [(after: UInt64, id: UInt64, wake: @Sendable (_ open: Bool) -> Void)] = []
+        var nextID: UInt64 = 1
+        /// The `next` calls not yet woken; one cancelled before it registered its waiter is
+        /// taken out, and `wait` then answers false at once.
+        var unwoken: Set<UInt64> = []
     }
 
     private let state: Mutex<State>
@@ -21,19 +25,47 @@ public final class CommitSignal: Sendable {
     /// Calls `wake(true)` once the committed sequence is past `sequence` (at once if it already
     /// is), or `wake(false)` once the signal is closed (shutdown).
     public func wait(after sequence: UInt64, _ wake: @escaping @Sendable (_ open: Bool) -> Void) {
+        wait(after: sequence, id: 0, wake)
+    }
+
+    private func wait(after sequence: UInt64, id: UInt64, _ wake: @escaping @Sendable (_ open: Bool) -> Void) {
         let now: Bool? = state.withLock { state in
-            if state.closed { return false }
-            if state.sequence > sequence { return true }
-            state.waiters.append((sequence, wake))
+            if state.closed || (id != 0 && !state.unwoken.contains(id)) {
+                state.unwoken.remove(id)
+                return false
+            }
+            if state.sequence > sequence {
+                state.unwoken.remove(id)
+                return true
+            }
+            state.waiters.append((sequence, id, wake))
             return nil
         }
         if let now { wake(now) }
     }
 
-    /// `wait` for async code: returns true for a new commit, false once closed.
+    /// `wait` for async code: returns true for a new commit, false once closed or once the
+    /// calling task is cancelled. A stream whose client has gone is cancelled; without this it
+    /// waited here until the next commit, and one that had nothing to send (a filter that
+    /// matches nothing) never learned it was gone and lived until shutdown.
     public func next(after sequence: UInt64) async -> Bool {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            wait(after: sequence) { continuation.resume(returning: $0) }
+        let id = state.withLock { state in
+            defer { state.nextID += 1 }
+            state.unwoken.insert(state.nextID)
+            return state.nextID
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                wait(after: sequence, id: id) { continuation.resume(returning: $0) }
+            }
+        } onCancel: {
+            let wake = state.withLock { state -> (@Sendable (Bool) -> Void)? in
+                // Not registered yet: `wait` sees it gone. Already woken: nothing to do.
+                guard state.unwoken.remove(id) != nil,
+                      let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.waiters.remove(at: index).wake
+            }
+            wake?(false)
         }
     }
 
@@ -44,6 +76,7 @@ public final class CommitSignal: Sendable {
             state.waiters.removeAll { waiter in
                 guard waiter.after < state.sequence else { return false }
                 ready.append(waiter.wake)
+                state.unwoken.remove(waiter.id)
                 return true
             }
             return ready
@@ -55,6 +88,7 @@ public final class CommitSignal: Sendable {
     public func close() {
         let all = state.withLock { state -> [@Sendable (Bool) -> Void] in
             state.closed = true
+            state.unwoken = []
             defer { state.waiters = [] }
             return state.waiters.map(\.wake)
         }

@@ -56,6 +56,8 @@ public final class CreditApplication: Sendable {
     /// than building and archiving their events again (`EventArchiver.adoptableBlocks`).
     public let adoptedEventChunks: Int
     let startedAt = ContinuousClock.now
+    /// WatchEvents streams being served (`creditd_event_streams`).
+    let eventStreams = Atomic<Int>(0)
     private let configuration: ApplicationConfiguration
     private let logger: Logger
     /// The writer's sequence when it started (the replication loop continues after it).

@@ -112,7 +112,10 @@ enum EventStream {
     static let lagLimit: UInt64 = 10_000
 
     static func run(gate: ApplicationGate, request: Creditd_V1_WatchEventsRequest, stream: ServerStreamWriter) async throws {
-        let writer = try gate.require().writer
+        let application = try gate.require()
+        let writer = application.writer
+        application.eventStreams.add(1, ordering: .relaxed)
+        defer { application.eventStreams.subtract(1, ordering: .relaxed) }
         var after = request.afterSeq
         while true {
             let committed = writer.committed

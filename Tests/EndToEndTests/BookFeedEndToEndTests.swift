@@ -424,6 +424,46 @@ final class BookFeedEndToEndTests: XCTestCase {
         daemon = nil
     }
 
+    /// A watcher whose filter matches nothing has nothing to send, so it never learns from a
+    /// failed send that its client has gone: closing the connection must end its handler even
+    /// so, commits or not. It used to wait for commits until shutdown, holding its request (a
+    /// 4 MiB filter each, on as many closed connections as a client cared to open).
+    func testWatchEventsWithNothingToSendEndsWhenItsClientGoes() async throws {
+        func streams() async throws -> String {
+            let text = try await client.getMetrics().prometheusText
+            return text.split(separator: "\n").first { $0.hasPrefix("creditd_event_streams ") }.map(String.init) ?? "missing"
+        }
+        func wait(for expected: String) async throws -> String {
+            let end = ContinuousClock.now + .seconds(5)
+            var now = try await streams()
+            while now != expected, ContinuousClock.now < end {
+                try await Task.sleep(for: .milliseconds(50))
+                now = try await streams()
+            }
+            return now
+        }
+        try await create("a")
+        var request = Creditd_V1_WatchEventsRequest()
+        request.subscriptionID = "no-such-subscription"
+        var watchers: [RawTTRPCConnection] = []
+        for _ in 0..<3 {
+            let c = try RawTTRPCConnection(path: daemon.socketPath)
+            try c.sendRequest(id: 1, service: MethodTable.Credits.serviceName, method: "WatchEvents",
+                              payload: try request.serializedBytes(), flags: 0x01)
+            watchers.append(c)
+        }
+        let watching = try await wait(for: "creditd_event_streams 3")
+        XCTAssertEqual(watching, "creditd_event_streams 3")
+        watchers[0].close()
+        let afterOne = try await wait(for: "creditd_event_streams 2")
+        XCTAssertEqual(afterOne, "creditd_event_streams 2", "a watcher with nothing to send ends with its connection")
+        try await seats("a", 4)  // a commit wakes the others; they have nothing to send either
+        watchers[1].close()
+        watchers[2].close()
+        let afterAll = try await wait(for: "creditd_event_streams 0")
+        XCTAssertEqual(afterAll, "creditd_event_streams 0")
+    }
+
     /// A consumer that does not read falls more than 10,000 events behind while an import goes
     /// on: it is ended with RESOURCE_EXHAUSTED and the writers are not held up.
     func testSlowWatchConsumerIsEndedWithResourceExhausted() async throws {
