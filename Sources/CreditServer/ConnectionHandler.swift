@@ -59,7 +59,9 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
 
     // Backpressure and fairness.
     /// Requests read but not yet dispatched, in arrival order.
-    private var pending = CircularBuffer<TTRPCInbound>()
+    /// Frames read but not dispatched yet, each with when it was read: a request's deadline
+    /// counts from receipt (wire spec §5), not from its turn.
+    private var pending = CircularBuffer<(inbound: TTRPCInbound, receivedAt: ContinuousClock.Instant)>()
     /// Bytes written to the channel and not yet to the socket.
     private var bufferedBytes = 0
     /// Calls answered whose response is not yet on the socket; still in flight.
@@ -193,9 +195,9 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
         let inbound = unwrapInboundIn(data)
         if pending.isEmpty, mayDispatch, dispatchedThisTurn < bounds.maxCallsPerTurn {
             dispatchedThisTurn += 1
-            process(inbound, context: context)
+            process(inbound, receivedAt: nil, context: context)
         } else {
-            pending.append(inbound)
+            pending.append((inbound, ContinuousClock.now))
         }
         updateIdle()
     }
@@ -228,7 +230,8 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
         let budget = bounds.maxCallsPerTurn
         while !pending.isEmpty, mayDispatch, dispatchedThisTurn < budget {
             dispatchedThisTurn += 1
-            process(pending.removeFirst(), context: context)
+            let next = pending.removeFirst()
+            process(next.inbound, receivedAt: next.receivedAt, context: context)
         }
         dispatchedThisTurn = 0
         if needsFlush {
@@ -271,7 +274,8 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
         core.setIdle(context.channel, idle)
     }
 
-    private func process(_ inbound: TTRPCInbound, context: ChannelHandlerContext) {
+    /// `receivedAt`: when the frame was read, if it waited in `pending` (nil: just now).
+    private func process(_ inbound: TTRPCInbound, receivedAt: ContinuousClock.Instant?, context: ChannelHandlerContext) {
         switch inbound {
         case .oversize(let streamID, _, let length):
             core.observer.protocolError(code: .resourceExhausted)
@@ -285,7 +289,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
                 return
             }
             switch frame.type {
-            case .request: handleRequest(frame, context: context)
+            case .request: handleRequest(frame, receivedAt: receivedAt ?? ContinuousClock.now, context: context)
             case .data: handleData(frame)
             default: break  // Response frames from a client and unknown types are ignored.
             }
@@ -358,7 +362,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
 
     // MARK: requests
 
-    private func handleRequest(_ frame: TTRPCFrame, context: ChannelHandlerContext) {
+    private func handleRequest(_ frame: TTRPCFrame, receivedAt received: ContinuousClock.Instant, context: ChannelHandlerContext) {
         let id = frame.streamID
         guard id > lastRequestID else {
             core.observer.protocolError(code: .invalidArgument)
@@ -385,7 +389,6 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
             reply(id, RPCError.unimplemented("method \(request.method)"))
             return
         }
-        let received = ContinuousClock.now
         let settings = core.settings
         let descriptor = method.descriptor
 

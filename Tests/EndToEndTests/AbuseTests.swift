@@ -98,6 +98,47 @@ final class AbuseTests: XCTestCase {
         try neverReadingClient(responseBytes: 256 << 10, calls: 2_000, sendsBlock: false)
     }
 
+    /// A request that waits unread behind answers its client does not read still has its
+    /// deadline counted from receipt (wire spec §5): a write whose deadline passed meanwhile is
+    /// answered DEADLINE_EXCEEDED and changes nothing, however late its turn comes.
+    func testARequestHeldBehindUnreadAnswersKeepsItsDeadlineFromReceipt() throws {
+        let daemon = try DaemonProcess.start()
+        defer { daemon.kill() }
+        let c = try RawTTRPCConnection(path: daemon.socketPath, receiveTimeout: 10)
+        var size = Google_Protobuf_UInt64Value()
+        size.value = 900 << 10
+        var create = Creditd_V1_CreateSubscriptionRequest()
+        create.subscriptionID = "late"
+        create.seats = 1
+        create.unitPriceMinor = 100
+        create.currency = "USD"
+        create.interval = .monthly
+        create.timeZone = "UTC"
+        // Two answers over the connection's 1 MiB of unwritten bytes, then the write, in one send.
+        let big = try size.serializedBytes() as [UInt8]
+        try c.send(Self.request(1, service: "creditd.test.Debug", method: "Big", payload: big)
+            + Self.request(3, service: "creditd.test.Debug", method: "Big", payload: big)
+            + RawTTRPCConnection.encodeFrame(id: 5, type: 1, data: RawTTRPCConnection.requestBytes(
+                service: MethodTable.Credits.serviceName, method: MethodTable.Credits.createSubscription.method,
+                payload: try create.serializedBytes(), timeoutNano: 200_000_000)))
+        Thread.sleep(forTimeInterval: 1.5)  // not reading: the write waits its turn meanwhile
+        var results: [UInt32: Result<[UInt8], RPCError>] = [:]
+        while results.count < 3 {
+            let response = try c.readResponse()
+            results[response.streamID] = response.result
+        }
+        guard case .failure(let error)? = results[5] else {
+            return XCTFail("the late write was answered \(String(describing: results[5]))")
+        }
+        XCTAssertEqual(error.code, .deadlineExceeded, "\(error)")
+        var get = Creditd_V1_GetSubscriptionRequest()
+        get.subscriptionID = "late"
+        let read = try c.call(id: 7, service: MethodTable.Credits.serviceName, method: MethodTable.Credits.getSubscription.method,
+                              payload: try get.serializedBytes())
+        guard case .failure(let missing) = read else { return XCTFail("the late write was applied") }
+        XCTAssertEqual(missing.code, .notFound, "\(missing)")
+    }
+
     /// Row 2: the same with small answers (GetSubscription-sized), many more of them.
     func testNeverReadingClientWithSmallResponsesStallsOnlyItself() throws {
         try neverReadingClient(responseBytes: 8 << 10, calls: 20_000, sendsBlock: true)
