@@ -379,6 +379,12 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
             reply(id, RPCError.invalidArgument("unmarshal request error: \(error)"))
             return
         }
+        guard request.metadataCount <= RequestEnvelope.maxMetadataEntries else {
+            core.observer.protocolError(code: .resourceExhausted)
+            reply(id, RPCError.resourceExhausted(
+                "request metadata has \(request.metadataCount) entries, at most \(RequestEnvelope.maxMetadataEntries)"))
+            return
+        }
         guard let service = core.services[request.service] else {
             core.observer.protocolError(code: .unimplemented)
             reply(id, RPCError.unimplemented("service \(request.service)"))

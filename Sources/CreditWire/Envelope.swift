@@ -106,6 +106,7 @@ extension RequestEnvelope {
         method = request.method
         payload = [UInt8](request.payload)
         timeoutNano = request.timeoutNano
-        metadata = request.metadata.map { (key: $0.key, value: $0.value) }
+        metadata = request.metadata.prefix(Self.maxMetadataEntries).map { (key: $0.key, value: $0.value) }
+        metadataCount = request.metadata.count
     }
 }

@@ -13,13 +13,20 @@ public struct RequestEnvelope: Sendable, Equatable {
     public var method = ""
     public var payload: [UInt8] = []
     public var timeoutNano: Int64 = 0
+    /// The first `maxMetadataEntries` entries; `metadataCount` says how many the frame held.
     public var metadata: [(key: String, value: String)] = []
+    public var metadataCount = 0
+
+    /// Metadata entries a request may carry. Each costs two strings and, for the call, a
+    /// lowercased copy: a 4 MiB frame of empty entries decoded into ~2 million, 64 MiB held for
+    /// as long as the call (a Watch stream: for ever). The server refuses a request over it.
+    public static let maxMetadataEntries = 64
 
     public init() {}
 
     public static func == (lhs: RequestEnvelope, rhs: RequestEnvelope) -> Bool {
         lhs.service == rhs.service && lhs.method == rhs.method && lhs.payload == rhs.payload
-            && lhs.timeoutNano == rhs.timeoutNano
+            && lhs.timeoutNano == rhs.timeoutNano && lhs.metadataCount == rhs.metadataCount
             && lhs.metadata.map(\.key) == rhs.metadata.map(\.key) && lhs.metadata.map(\.value) == rhs.metadata.map(\.value)
     }
 
@@ -47,7 +54,8 @@ public struct RequestEnvelope: Sendable, Equatable {
                     default: try entry.skip(entryType, field: entryField)
                     }
                 }
-                metadata.append((key: key, value: value))
+                metadataCount += 1
+                if metadataCount <= Self.maxMetadataEntries { metadata.append((key: key, value: value)) }
             default:
                 try reader.skip(wireType, field: field)
             }

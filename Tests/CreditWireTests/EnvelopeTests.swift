@@ -121,6 +121,23 @@ final class EnvelopeTests: XCTestCase {
         XCTAssertNil(try? RequestEnvelope(decoding: ByteBuffer(bytes: [0x20] + eleven)))
     }
 
+    /// Past `maxMetadataEntries` entries are counted, not kept (the server refuses the request).
+    func testMetadataPastTheLimitIsCountedNotKept() throws {
+        var request = Ttrpc_Request()
+        request.service = "s"
+        request.metadata = (0..<100).map { index in
+            var entry = Ttrpc_KeyValue()
+            entry.key = "k\(index)"
+            entry.value = "v"
+            return entry
+        }
+        let bytes = try request.serializedBytes() as [UInt8]
+        let fast = try RequestEnvelope(decoding: ByteBuffer(bytes: bytes))
+        XCTAssertEqual(fast.metadataCount, 100)
+        XCTAssertEqual(fast.metadata.map(\.key), (0..<RequestEnvelope.maxMetadataEntries).map { "k\($0)" })
+        XCTAssertEqual(fast, RequestEnvelope(request))
+    }
+
     /// Found by the frame fuzzer: SwiftProtobuf reads a field's tag in at most five bytes
     /// (the fifth at most 15) but a tag inside a skipped group as any varint below 2^32.
     func testPaddedFieldTagsReadLikeSwiftProtobuf() throws {

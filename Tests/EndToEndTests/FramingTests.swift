@@ -245,6 +245,23 @@ final class FramingTests: XCTestCase {
         XCTAssertEqual(try Google_Protobuf_BytesValue(serializedBytes: try ok.get()).value.count, 1000)
     }
 
+    /// Metadata entries cost memory for as long as the call: a 4 MiB frame of empty entries
+    /// once held 64 MiB per open Watch. More than 64 are refused; 64 are served.
+    func testRequestWithTooManyMetadataEntriesIsResourceExhausted() throws {
+        let c = try connect()
+        let many = (0..<65).map { ("k", "\($0)") }
+        assertError(try c.call(id: 1, service: "grpc.health.v1.Health", method: "Check", metadata: many),
+                    .resourceExhausted, "request metadata has 65 entries, at most 64")
+        let millionEmptyEntries = Array([[UInt8]](repeating: [0x2A, 0x00], count: 1_000_000).joined())
+        try c.send(RawTTRPCConnection.encodeFrame(id: 3, type: 1, flags: 0x01, data: RawTTRPCConnection.requestBytes(
+            service: "grpc.health.v1.Health", method: "Watch", payload: []) + millionEmptyEntries))
+        let refused = try c.readResponse()
+        XCTAssertEqual(refused.streamID, 3)
+        assertError(refused.result, .resourceExhausted, "request metadata has 1000000 entries, at most 64")
+        let ok = try c.call(id: 5, service: "grpc.health.v1.Health", method: "Check", metadata: Array(many.prefix(64)))
+        XCTAssertNoThrow(try ok.get())
+    }
+
     func testMetadataKeysAreLowercasedAndRepeatsKept() async throws {
         let client = try await CreditClient.connect(socketPath: socket)
         defer { Task { await client.close() } }
