@@ -35,6 +35,8 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
         var deadlineTimer: Scheduled<Void>?
         /// A call of the writer role: counted in `queuedWrites` until it ends.
         var isWrite = false
+        /// Its handler was started (not parked, not refused at dispatch): a completion will come.
+        var handlerStarted = false
         var service: String { descriptor.service }
         var method: String { descriptor.method }
         var kind: RPCMethodKind { descriptor.kind }
@@ -68,6 +70,10 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     private var unwrittenCalls = 0
     /// Calls of the writer role open on this connection.
     private var queuedWrites = 0
+    /// Write calls answered early (a Data frame ended the stream) whose command may still wait
+    /// at the writer: they count in `queuedWrites` and the in-flight limit until their
+    /// completion comes back, or a client could queue writes without limit that way.
+    private var detachedWrites = Set<UInt32>()
     /// Requests dispatched in the current event-loop turn.
     private var dispatchedThisTurn = 0
     private var drainQueued = false
@@ -268,7 +274,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
 
     /// Reports idle (nothing open, queued or unwritten) to the core, for idle-first eviction.
     private func updateIdle() {
-        let idle = streams.isEmpty && pending.isEmpty && unwrittenCalls == 0
+        let idle = streams.isEmpty && pending.isEmpty && unwrittenCalls == 0 && detachedWrites.isEmpty
         guard idle != reportedIdle, let context else { return }
         reportedIdle = idle
         core.setIdle(context.channel, idle)
@@ -421,7 +427,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
         } else if method.kind == .unary, let fallback = settings.defaultDeadline {
             deadline = received + fallback
         }
-        guard streams.count + unwrittenCalls < settings.maxInFlightPerConnection else {
+        guard streams.count + unwrittenCalls + detachedWrites.count < settings.maxInFlightPerConnection else {
             rejectCall(id, method, received, RPCError.resourceExhausted(
                 "too many calls in flight on this connection (limit \(settings.maxInFlightPerConnection))"
             ))
@@ -484,6 +490,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
         let eventLoop = context.eventLoop
         let handler = NIOLoopBound(self, eventLoop: eventLoop)
         let payload = callContext.requestBytes
+        streams[id]?.handlerStarted = true
 
         switch method.handler {
         case .unary(let body):
@@ -558,7 +565,10 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     // MARK: completions (on the event loop)
 
     private func finishUnary(_ id: UInt32, _ result: Result<[UInt8], any Error>) {
-        guard let stream = streams.removeValue(forKey: id) else { return }  // abandoned or connection gone
+        guard let stream = streams.removeValue(forKey: id) else {  // ended early, or connection gone
+            writeDone(ifDetached: id)
+            return
+        }
         stream.deadlineTimer?.cancel()
         let code: StatusCode
         switch result {
@@ -573,7 +583,10 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     }
 
     private func finishStream(_ id: UInt32, _ result: Result<Void, any Error>) {
-        guard let stream = streams.removeValue(forKey: id) else { return }
+        guard let stream = streams.removeValue(forKey: id) else {
+            writeDone(ifDetached: id)
+            return
+        }
         let code: StatusCode
         switch result {
         case .success:
@@ -610,18 +623,28 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
         endStream(id, RPCError.deadlineExceeded("deadline exceeded"))
     }
 
-    /// Ends an open stream with an error reply and cancels its handler.
+    /// Ends an open stream with an error reply and cancels its handler. A write whose handler
+    /// was started stays counted until its completion comes back (`detachedWrites`).
     private func endStream(_ id: UInt32, _ error: RPCError) {
         guard let stream = streams.removeValue(forKey: id) else { return }
         stream.deadlineTimer?.cancel()
         stream.cancellation?.cancel()
         reply(id, error)
-        streamEnded(stream, code: error.code)
+        let detached = stream.isWrite && stream.handlerStarted
+        if detached { detachedWrites.insert(id) }
+        streamEnded(stream, code: error.code, writeDetached: detached)
     }
 
-    private func streamEnded(_ stream: OpenStream, code: StatusCode) {
+    /// The completion of a call whose stream is gone: a detached write leaves the writer.
+    private func writeDone(ifDetached id: UInt32) {
+        guard detachedWrites.remove(id) != nil else { return }
+        queuedWrites -= 1
+        resumeIfPossible()
+    }
+
+    private func streamEnded(_ stream: OpenStream, code: StatusCode, writeDetached: Bool = false) {
         stream.recorder.callFinished(code: code, duration: ContinuousClock.now - stream.started)
-        if stream.isWrite { queuedWrites -= 1 }
+        if stream.isWrite, !writeDetached { queuedWrites -= 1 }
         // In flight until the answer is on the socket (or the connection is gone).
         unwrittenCalls += 1
         if outbox != nil {
@@ -786,7 +809,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
             self.idleTimer = nil
             let quiet = NIODeadline.now() - self.lastActivity
             let unaryOpen = self.streams.values.contains { $0.kind != .serverStreaming }
-            guard quiet >= limit, !unaryOpen, self.pending.isEmpty, self.unwrittenCalls == 0 else {
+            guard quiet >= limit, !unaryOpen, self.pending.isEmpty, self.unwrittenCalls == 0, self.detachedWrites.isEmpty else {
                 self.armIdleTimer(in: unaryOpen || quiet >= limit ? limit : limit - quiet)
                 return
             }

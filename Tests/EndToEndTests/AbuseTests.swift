@@ -139,6 +139,46 @@ final class AbuseTests: XCTestCase {
         XCTAssertEqual(missing.code, .notFound, "\(missing)")
     }
 
+    /// A Data frame on a write call ends its stream at once (INVALID_ARGUMENT), but the
+    /// command may still wait at the writer: it stays counted against the connection's 32
+    /// queued writes until the writer is done with it. Before, 20,000 creates each followed by
+    /// a Data frame were all answered while over 7,000 of them still waited at the writer.
+    func testWritesEndedByADataFrameStillCountAgainstTheQueuedWriteLimit() throws {
+        let daemon = try DaemonProcess.start()
+        defer { daemon.kill() }
+        let c = try RawTTRPCConnection(path: daemon.socketPath, receiveTimeout: 30)
+        let calls = 20_000
+        var burst: [UInt8] = []
+        for index in 0..<calls {
+            var create = Creditd_V1_CreateSubscriptionRequest()
+            create.subscriptionID = "d\(index)"
+            create.seats = 1
+            create.unitPriceMinor = 100
+            create.currency = "USD"
+            create.interval = .monthly
+            create.timeZone = "UTC"
+            let id = UInt32(2 * index + 1)
+            burst += RawTTRPCConnection.encodeFrame(id: id, type: 1, data: RawTTRPCConnection.requestBytes(
+                service: MethodTable.Credits.serviceName, method: MethodTable.Credits.createSubscription.method,
+                payload: try create.serializedBytes()))
+            burst += RawTTRPCConnection.encodeFrame(id: id, type: 3, data: [0x01])
+        }
+        nonisolated(unsafe) let connection = c
+        let bytes = burst
+        Thread.detachNewThread { try? connection.send(bytes) }  // while this thread reads
+        // Each call is answered INVALID_ARGUMENT, or, if its write completed before the Data
+        // frame was read, OK and then "StreamID is no longer active" for the frame.
+        var answered = Set<UInt32>()
+        while answered.count < calls {
+            answered.insert(try c.readResponse().streamID)
+        }
+        // Every call is answered: at most the limit's worth of their writes may still wait.
+        let stats = try RawTTRPCConnection(path: daemon.socketPath).call(
+            id: 1, service: MethodTable.Admin.getStats.service, method: MethodTable.Admin.getStats.method)
+        let committed = try Creditd_V1_GetStatsResponse(serializedBytes: try stats.get()).subscriptions
+        XCTAssertGreaterThanOrEqual(committed, UInt64(calls - 100), "writes still queued once all were answered: \(calls - Int(committed))")
+    }
+
     /// Row 2: the same with small answers (GetSubscription-sized), many more of them.
     func testNeverReadingClientWithSmallResponsesStallsOnlyItself() throws {
         try neverReadingClient(responseBytes: 8 << 10, calls: 20_000, sendsBlock: true)
