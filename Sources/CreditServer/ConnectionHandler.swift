@@ -799,7 +799,8 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     // MARK: idle and drain
 
     /// Closes the connection once nothing was read or written for the idle timeout while no
-    /// unary call is open: open streams that stay silent (Health/Watch) do not keep it alive.
+    /// unary call is open: open streams that stay silent (Health/Watch) do not keep it alive,
+    /// but each is ended with UNAVAILABLE before the close.
     private func armIdleTimer(in delay: TimeAmount? = nil) {
         idleTimer?.cancel()
         idleTimer = nil
@@ -814,7 +815,19 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
                 return
             }
             self.logger.debug("closing idle connection", metadata: ["open_streams": "\(self.streams.count)"])
-            self.context?.close(promise: nil)
+            // A stream ends with a final frame (wire spec §6): each silent stream gets
+            // UNAVAILABLE (a health client retries), and the connection closes once that is out.
+            for id in Array(self.streams.keys) {
+                self.endStream(id, RPCError.unavailable("idle connection closed after \(timeout)"))
+            }
+            guard let context = self.context else { return }
+            self.flush(context)
+            if let lastWrite = self.lastWrite {
+                let channel = context.channel
+                lastWrite.whenComplete { _ in channel.close(promise: nil) }
+            } else {
+                context.close(promise: nil)
+            }
         }
     }
 

@@ -435,6 +435,13 @@ final class AbuseTests: XCTestCase {
             watching.append(c)
         }
         Thread.sleep(forTimeInterval: 3)
+        // Each stream gets its final frame (wire spec §6) before the close: UNAVAILABLE.
+        for c in watching.prefix(8) {
+            let last = try c.readResponse()
+            XCTAssertEqual(last.streamID, 1)
+            guard case .failure(let error) = last.result else { return XCTFail("\(last.result)") }
+            XCTAssertEqual(error.code, .unavailable, "\(error)")
+        }
         let open = watching.filter { !Self.isClosedByPeer($0) }.count
         XCTAssertEqual(open, 0, "silent streams are closed at the idle timeout")
         XCTAssertLessThan(Self.probe(socket), 1)
