@@ -22,15 +22,37 @@ public final class CommitSignal: Sendable {
         state = Mutex(State(sequence: sequence))
     }
 
-    /// Calls `wake(true)` once the committed sequence is past `sequence` (at once if it already
-    /// is), or `wake(false)` once the signal is closed (shutdown).
-    public func wait(after sequence: UInt64, _ wake: @escaping @Sendable (_ open: Bool) -> Void) {
-        wait(after: sequence, id: 0, wake)
+    /// A waiter of `wait`, to drop with `cancelWait`.
+    public struct WaitID: Sendable {
+        fileprivate let value: UInt64
     }
 
-    private func wait(after sequence: UInt64, id: UInt64, _ wake: @escaping @Sendable (_ open: Bool) -> Void) {
+    /// Calls `wake(true)` once the committed sequence is past `sequence` (at once if it already
+    /// is), or `wake(false)` once the signal is closed (shutdown).
+    @discardableResult
+    public func wait(after sequence: UInt64, _ wake: @escaping @Sendable (_ open: Bool) -> Void) -> WaitID {
+        let id = state.withLock { state in
+            defer { state.nextID += 1 }
+            return state.nextID
+        }
+        register(after: sequence, id: id, cancellable: false, wake)
+        return WaitID(value: id)
+    }
+
+    /// Drops a waiter whose call ended another way (a long poll answered at its time limit),
+    /// without waking it. Until the next commit it held its call (and the request) otherwise:
+    /// on a book with no writes for hours, one per poll.
+    public func cancelWait(_ id: WaitID) {
+        state.withLock { state in
+            if let index = state.waiters.firstIndex(where: { $0.id == id.value }) { state.waiters.remove(at: index) }
+        }
+    }
+
+    /// `cancellable`: a `next` call, which its task's cancellation may have taken out of
+    /// `unwoken` before it got here.
+    private func register(after sequence: UInt64, id: UInt64, cancellable: Bool, _ wake: @escaping @Sendable (_ open: Bool) -> Void) {
         let now: Bool? = state.withLock { state in
-            if state.closed || (id != 0 && !state.unwoken.contains(id)) {
+            if state.closed || (cancellable && !state.unwoken.contains(id)) {
                 state.unwoken.remove(id)
                 return false
             }
@@ -56,7 +78,7 @@ public final class CommitSignal: Sendable {
         }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-                wait(after: sequence, id: id) { continuation.resume(returning: $0) }
+                register(after: sequence, id: id, cancellable: true) { continuation.resume(returning: $0) }
             }
         } onCancel: {
             let wake = state.withLock { state -> (@Sendable (Bool) -> Void)? in
@@ -68,6 +90,10 @@ public final class CommitSignal: Sendable {
             wake?(false)
         }
     }
+
+    /// Waiters registered now, and `next` calls not yet woken (tests).
+    var waiterCount: Int { state.withLock { $0.waiters.count } }
+    var unwokenCount: Int { state.withLock { $0.unwoken.count } }
 
     func published(_ sequence: UInt64) {
         let ready = state.withLock { state -> [@Sendable (Bool) -> Void] in

@@ -15,6 +15,8 @@ final class EventLongPoll: @unchecked Sendable {
     private var request: Creditd_V1_ListEventsRequest
     private let respond: TypedResponder<Creditd_V1_ListEventsResponse>
     private var timer: Scheduled<Void>?
+    /// The commit waiter of the current wait, dropped when the poll is answered otherwise.
+    private var commitWait: CommitSignal.WaitID?
     private var done = false
 
     /// The longest wait (E4).
@@ -92,7 +94,7 @@ final class EventLongPoll: @unchecked Sendable {
         // Nothing yet: go on from where this scan ended once another batch commits.
         request.afterSeq = Int64(page.nextAfterSeq)
         let eventLoop = self.eventLoop
-        writer.commits.wait(after: committed.sequence) { [self] open in
+        commitWait = writer.commits.wait(after: committed.sequence) { [self] open in
             eventLoop.execute { self.attempt(final: !open) }
         }
     }
@@ -101,6 +103,7 @@ final class EventLongPoll: @unchecked Sendable {
         guard !done else { return }
         done = true
         timer?.cancel()
+        if let commitWait { writer.commits.cancelWait(commitWait) }
         respond(encoded: result)
     }
 }
