@@ -64,9 +64,9 @@ public final class CreditApplication: Sendable {
     private let recoveredSequence: UInt64
     /// The file store's event archive (nil on a shared store, whose snapshots carry every event).
     let archiver: EventArchiver?
-    /// The archive blocks named by the newest snapshot on disk; with the next snapshot's they
-    /// are what the archive must keep.
-    private let snapshotBlocks = Mutex<[EventArchiveFiles.Block]>([])
+    /// The archive blocks named by each snapshot the store keeps (the newest and the one it
+    /// falls back to), by sequence: what the archive must keep.
+    private let snapshotBlocks = Mutex<[(sequence: UInt64, blocks: [EventArchiveFiles.Block])]>([])
 
     public enum StartError: Error, CustomStringConvertible {
         case store(StoreError)
@@ -206,7 +206,7 @@ public final class CreditApplication: Sendable {
         self.logger = logger
         self.recoveredSequence = recovery.nextSequence - 1
         self.archiver = archiver
-        snapshotBlocks.withLock { $0 = recoveredBlocks }
+        snapshotBlocks.withLock { $0 = [(recovery.snapshot?.sequence ?? 0, recoveredBlocks)] }
         // A shared store's host starts as standby; its replication loop promotes it.
         self.writer = LedgerWriter(ledger: ledger, store: store, clock: clock,
                                    lastSequence: recovery.nextSequence - 1,
@@ -353,15 +353,17 @@ public final class CreditApplication: Sendable {
             return try SnapshotCodec.encodePayload(capture.ledger, clock: capture.clock)
         }
         if let archiver {
-            // The store now keeps this snapshot and the one before it: the archive keeps what
-            // either names.
-            let blocks = EventArchiver.blocks(of: capture.ledger)
-            let previous = snapshotBlocks.withLock { saved in
-                defer { saved = blocks }
-                return saved
+            // The store now keeps this snapshot and the newest one before its sequence: the
+            // archive keeps what either names. (Not "the snapshot written last": a second
+            // snapshot at the same sequence replaces the first, and the store falls back past
+            // both, to one whose blocks must still be there.)
+            let written = (sequence: capture.sequence, blocks: EventArchiver.blocks(of: capture.ledger))
+            let kept = snapshotBlocks.withLock { saved in
+                saved = EventArchiver.snapshotsKept(saved, after: written)
+                return saved.flatMap(\.blocks)
             }
             do {
-                try archiver.files.removeFiles(before: previous + blocks)
+                try archiver.files.removeFiles(before: kept)
             } catch {
                 logger.warning("removing old event archive files failed", metadata: ["error": "\(error)"])
             }

@@ -110,6 +110,16 @@ final class EventArchiver: EventArchive, Sendable {
         }
     }
 
+    /// The snapshots the file store keeps once `written` is durable, with the blocks each
+    /// names: `written` and the newest earlier one (the store's fallback). A snapshot at the
+    /// same sequence as an earlier one replaces it.
+    static func snapshotsKept(_ saved: [(sequence: UInt64, blocks: [EventArchiveFiles.Block])],
+                              after written: (sequence: UInt64, blocks: [EventArchiveFiles.Block]))
+        -> [(sequence: UInt64, blocks: [EventArchiveFiles.Block])] {
+        let fallback = saved.filter { $0.sequence < written.sequence }.max { $0.sequence < $1.sequence }
+        return (fallback.map { [$0] } ?? []) + [written]
+    }
+
     /// The blocks a snapshot of `ledger` names.
     static func blocks(of ledger: Ledger) -> [EventArchiveFiles.Block] {
         ledger.feed.sealedChunks.compactMap { chunk in

@@ -86,6 +86,23 @@ final class EventArchiveTests: XCTestCase {
         await StateGoldenTests.close(application)
     }
 
+    /// The archive keeps the blocks of the snapshots the store keeps: the newest and the one it
+    /// falls back to. A second snapshot at the same sequence replaces the first, and the
+    /// fallback stays the one before both (it was the first one's blocks that were kept, and
+    /// the fallback's archive files could be deleted).
+    func testTheArchiveKeepsTheBlocksOfTheSnapshotTheStoreFallsBackTo() {
+        func block(_ file: UInt64) -> EventArchiveFiles.Block { .init(file: file, offset: 0, length: 1) }
+        var kept = [(sequence: UInt64(10), blocks: [block(1)])]
+        kept = EventArchiver.snapshotsKept(kept, after: (20, [block(2)]))
+        XCTAssertEqual(kept.map(\.sequence), [10, 20])
+        kept = EventArchiver.snapshotsKept(kept, after: (20, [block(3)]))
+        XCTAssertEqual(kept.map(\.sequence), [10, 20], "the same sequence again: the fallback stays seq 10")
+        XCTAssertEqual(kept.flatMap(\.blocks).map(\.file), [1, 3])
+        kept = EventArchiver.snapshotsKept(kept, after: (30, [block(4)]))
+        XCTAssertEqual(kept.map(\.sequence), [20, 30])
+        XCTAssertEqual(kept.flatMap(\.blocks).map(\.file), [3, 4])
+    }
+
     /// After a failed fdatasync the kernel may have dropped the dirty pages, so a later sync that
     /// succeeds proves nothing: the failure stays, and no snapshot names an archive block again
     /// in this process.
