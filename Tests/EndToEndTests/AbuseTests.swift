@@ -70,6 +70,18 @@ final class AbuseTests: XCTestCase {
         return Date().timeIntervalSince(start)
     }
 
+    /// A valid CreateSubscription of one seat.
+    static func createRequest(_ id: String) -> Creditd_V1_CreateSubscriptionRequest {
+        var create = Creditd_V1_CreateSubscriptionRequest()
+        create.subscriptionID = id
+        create.seats = 1
+        create.unitPriceMinor = 100
+        create.currency = "USD"
+        create.interval = .monthly
+        create.timeZone = "UTC"
+        return create
+    }
+
     static func request(_ id: UInt32, service: String, method: String, payload: [UInt8] = []) -> [UInt8] {
         RawTTRPCConnection.encodeFrame(id: id, type: 1, data: RawTTRPCConnection.requestBytes(
             service: service, method: method, payload: payload))
@@ -107,13 +119,7 @@ final class AbuseTests: XCTestCase {
         let c = try RawTTRPCConnection(path: daemon.socketPath, receiveTimeout: 10)
         var size = Google_Protobuf_UInt64Value()
         size.value = 900 << 10
-        var create = Creditd_V1_CreateSubscriptionRequest()
-        create.subscriptionID = "late"
-        create.seats = 1
-        create.unitPriceMinor = 100
-        create.currency = "USD"
-        create.interval = .monthly
-        create.timeZone = "UTC"
+        let create = Self.createRequest("late")
         // Two answers over the connection's 1 MiB of unwritten bytes, then the write, in one send.
         let big = try size.serializedBytes() as [UInt8]
         try c.send(Self.request(1, service: "creditd.test.Debug", method: "Big", payload: big)
@@ -150,13 +156,7 @@ final class AbuseTests: XCTestCase {
         let calls = 20_000
         var burst: [UInt8] = []
         for index in 0..<calls {
-            var create = Creditd_V1_CreateSubscriptionRequest()
-            create.subscriptionID = "d\(index)"
-            create.seats = 1
-            create.unitPriceMinor = 100
-            create.currency = "USD"
-            create.interval = .monthly
-            create.timeZone = "UTC"
+            let create = Self.createRequest("d\(index)")
             let id = UInt32(2 * index + 1)
             burst += RawTTRPCConnection.encodeFrame(id: id, type: 1, data: RawTTRPCConnection.requestBytes(
                 service: MethodTable.Credits.serviceName, method: MethodTable.Credits.createSubscription.method,
