@@ -646,6 +646,29 @@ package struct EventFeed: Sendable, Hashable {
 
 // MARK: ListEvents (E4, E5)
 
+/// The filters of ListEvents and WatchEvents (E4, E6): an empty one matches everything.
+struct EventFilter {
+    let types: Set<EventType>
+    let subscriptionId: ScalarString?
+
+    init(types: [EnumField<EventType>], subscriptionId: String) throws(DomainError) {
+        var wanted = Set<EventType>()
+        for type in types {
+            guard case .known(let known) = type else {
+                throw DomainError.invalid("unknown event type \(type.wireValue)")
+            }
+            wanted.insert(known)
+        }
+        self.types = wanted
+        self.subscriptionId = subscriptionId.isEmpty ? nil : ScalarString(subscriptionId)
+    }
+
+    func matches(_ event: LedgerEvent) -> Bool {
+        (types.isEmpty || types.contains(event.type))
+            && (subscriptionId == nil || ScalarString(event.subscriptionId) == subscriptionId!)
+    }
+}
+
 extension Ledger {
     /// The most events one ListEvents call examines, so a call with selective filters stays
     /// bounded (it then returns a short page, E4).
@@ -661,13 +684,7 @@ extension Ledger {
                            subscriptionId: String = "") throws -> EventPage {
         guard afterSeq >= 0 else { throw DomainError.invalid("after_seq must not be negative") }
         guard limit >= 0, limit <= 1_000 else { throw DomainError.invalid("limit must be 0 to 1000") }
-        var wanted = Set<EventType>()
-        for type in types {
-            guard case .known(let known) = type else {
-                throw DomainError.invalid("unknown event type \(type.wireValue)")
-            }
-            wanted.insert(known)
-        }
+        let filter = try EventFilter(types: types, subscriptionId: subscriptionId)
         let lastSeq = feed.lastSeq
         guard UInt64(afterSeq) <= lastSeq else {
             throw DomainError.invalid("after_seq \(afterSeq) is above the last seq \(lastSeq)")
@@ -675,7 +692,6 @@ extension Ledger {
         let oldestSeq = feed.firstSeq
         guard UInt64(afterSeq) + 1 >= oldestSeq else { throw DomainError.eventsPruned(oldestSeq: oldestSeq) }
         let cap = limit == 0 ? 100 : Int(limit)
-        let idFilter = subscriptionId.isEmpty ? nil : ScalarString(subscriptionId)
         var events: [LedgerEvent] = []
         var examined = 0
         var next = UInt64(afterSeq)
@@ -687,13 +703,25 @@ extension Ledger {
             }
             examined += 1
             next = event.seq
-            if (wanted.isEmpty || wanted.contains(event.type))
-                && (idFilter == nil || ScalarString(event.subscriptionId) == idFilter!) {
-                events.append(event)
-            }
+            if filter.matches(event) { events.append(event) }
             return true
         }
         return EventPage(events: events, nextAfterSeq: reachedEnd ? lastSeq : next, lastSeq: lastSeq, oldestSeq: oldestSeq)
+    }
+
+    /// How many events after `afterSeq` the filters match, counting no further than `limit`:
+    /// how far behind a filtered WatchEvents stream is (E6 counts unsent events, and a stream
+    /// never sends the events its filters skip). The arguments are a ListEvents call's, already
+    /// checked by one.
+    public func countEvents(afterSeq: UInt64, types: [EnumField<EventType>] = [], subscriptionId: String = "",
+                            upTo limit: Int) throws -> Int {
+        let filter = try EventFilter(types: types, subscriptionId: subscriptionId)
+        var count = 0
+        try feed.forEach(after: afterSeq) { event in
+            if filter.matches(event) { count += 1 }
+            return count < limit
+        }
+        return count
     }
 
     /// The newest committed seq (0 when no event was ever recorded).

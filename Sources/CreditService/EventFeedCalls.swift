@@ -108,9 +108,15 @@ final class EventLongPoll: @unchecked Sendable {
     }
 }
 
-/// WatchEvents (E6): the backlog, then each event as it commits. A consumer more than
-/// `lagLimit` events behind is ended with RESOURCE_EXHAUSTED (it goes on with ListEvents);
-/// writers never wait for it. The stream ends OK when creditd shuts down.
+/// WatchEvents (E6): the backlog, then each event as it commits. Once it has sent the backlog,
+/// a consumer that falls more than `lagLimit` unsent events behind is ended with
+/// RESOURCE_EXHAUSTED (it goes on with ListEvents); writers never wait for it. The stream ends
+/// OK when creditd shuts down.
+///
+/// The backlog does not count as falling behind: E5 keeps at least a million events, and a
+/// stream from an old position was ended before it sent anything. Nor do the events its filters
+/// skip, which it never sends: a filtered stream was ended whenever the whole book wrote
+/// 10,000 events between two of its pages.
 enum EventStream {
     static let lagLimit: UInt64 = 10_000
 
@@ -120,6 +126,8 @@ enum EventStream {
         application.eventStreams.add(1, ordering: .relaxed)
         defer { application.eventStreams.subtract(1, ordering: .relaxed) }
         var after = request.afterSeq
+        var sentBacklog = false
+        let filtered = !request.types.isEmpty || !request.subscriptionID.isEmpty
         while true {
             let committed = writer.committed
             let from = after
@@ -130,10 +138,19 @@ enum EventStream {
             // Old events are read back from the archive's files: off the event loop.
             let page = committed.ledger.eventsStartInArchive(after: after)
                 ? try await NIOThreadPool.singleton.runIfActive(read) : try read()
-            let unsent = page.lastSeq - UInt64(max(after, 0))
-            if unsent > lagLimit {
+            var unsent = page.lastSeq - UInt64(max(after, 0))
+            if sentBacklog, unsent > lagLimit, filtered {
+                let count = { @Sendable () throws -> Int in
+                    try committed.ledger.countEvents(
+                        afterSeq: UInt64(from), types: request.types.map { EnumField(wireValue: Int32($0.rawValue)) },
+                        subscriptionId: request.subscriptionID, upTo: Int(lagLimit) + 1)
+                }
+                unsent = UInt64(committed.ledger.eventsStartInArchive(after: after)
+                    ? try await NIOThreadPool.singleton.runIfActive(count) : try count())
+            }
+            if sentBacklog, unsent > lagLimit {
                 throw RPCError.domain(.resourceExhausted, reason: "consumer_too_slow",
-                    "the stream is \(unsent) events behind (limit \(lagLimit)); go on with ListEvents after seq \(after)",
+                    "the stream is more than \(lagLimit) unsent events behind; go on with ListEvents after seq \(after)",
                     metadata: ["after_seq": String(after)])
             }
             // A page in batches of 64: few hand-offs to the connection, while what the
@@ -147,6 +164,7 @@ enum EventStream {
             after = Int64(page.nextAfterSeq)
             if page.nextAfterSeq >= page.lastSeq {
                 // At the end of the feed: wait for the next commit, or end cleanly at shutdown.
+                sentBacklog = true
                 guard await writer.commits.next(after: committed.sequence) else { return }
             }
         }

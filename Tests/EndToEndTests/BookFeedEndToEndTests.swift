@@ -464,25 +464,70 @@ final class BookFeedEndToEndTests: XCTestCase {
         XCTAssertEqual(afterAll, "creditd_event_streams 0")
     }
 
+    /// The backlog is not falling behind (E6 sends it first; E5 keeps at least a million
+    /// events), and the events a filter skips are never sent, so they are not unsent either.
+    func testWatchEventsSendsALongBacklogAndAFilteredStreamIgnoresOtherEvents() async throws {
+        _ = try importing("base")  // 14,000 events
+        let last = try await client.listEvents(Creditd_V1_ListEventsRequest()).lastSeq
+        let all = try RawTTRPCConnection(path: daemon.socketPath, receiveTimeout: 30)
+        try watch(all, id: 1, after: 0)
+        var received: UInt64 = 0
+        while received < last {
+            let frame = try all.readFrame()
+            XCTAssertEqual(frame.type, 0x03, "a stream from seq 0 ended after \(received) of \(last) events")
+            guard frame.type == 0x03 else { return }
+            received = try Creditd_V1_Event(serializedBytes: frame.data).seq
+        }
+        all.close()
+
+        // A stream for one subscription: its two events, then it stays open while 14,000
+        // others commit, and gets the next event of its own.
+        let one = try RawTTRPCConnection(path: daemon.socketPath, receiveTimeout: 30)
+        var request = Creditd_V1_WatchEventsRequest()
+        request.subscriptionID = "base-5"
+        try one.sendRequest(id: 1, service: MethodTable.Credits.serviceName, method: "WatchEvents",
+                            payload: try request.serializedBytes(), flags: 0x01)
+        for _ in 0..<2 {
+            let frame = try one.readFrame()
+            XCTAssertEqual(frame.type, 0x03)
+            XCTAssertEqual(try Creditd_V1_Event(serializedBytes: frame.data).subscriptionID, "base-5")
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        _ = try importing("others")
+        try await seats("base-5", 4)
+        let next = try one.readFrame()
+        XCTAssertEqual(next.type, 0x03, "the filtered stream was ended while others wrote: \(next)")
+        if next.type == 0x03 {
+            let event = try Creditd_V1_Event(serializedBytes: next.data)
+            XCTAssertEqual(event.subscriptionID, "base-5")
+            XCTAssertEqual(event.type, .seatsChanged)
+        }
+        one.close()
+    }
+
     /// A consumer that does not read falls more than 10,000 events behind while an import goes
     /// on: it is ended with RESOURCE_EXHAUSTED and the writers are not held up.
+    /// Imports 7,000 subscriptions `PREFIX-0...` with creditctl (14,000 events); returns how
+    /// long it took.
+    func importing(_ prefix: String) throws -> Duration {
+        var csv = "subscription_id,seats,unit_price_minor,currency,interval,time_zone,start_date\n"
+        for i in 0..<7000 { csv += "\(prefix)-\(i),1,100,USD,monthly,UTC,2025-03-\(String(format: "%02d", 1 + i % 28))\n" }
+        let path = daemon.directory.appendingPathComponent("\(prefix).csv").path
+        try csv.write(toFile: path, atomically: true, encoding: .utf8)
+        let started = ContinuousClock.now
+        let result = try CreditctlProcess.run(["import", path, "-s", daemon.socketPath], timeout: 300)
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertTrue(result.stdout.contains("imported 7000, skipped 0, failed 0"), result.stdout)
+        return ContinuousClock.now - started
+    }
+
     func testSlowWatchConsumerIsEndedWithResourceExhausted() async throws {
-        func importing(_ prefix: String) throws -> Duration {
-            var csv = "subscription_id,seats,unit_price_minor,currency,start_date\n"
-            for i in 0..<7000 { csv += "\(prefix)-\(i),1,100,USD,2025-03-\(String(format: "%02d", 1 + i % 28))\n" }
-            let path = daemon.directory.appendingPathComponent("\(prefix).csv").path
-            try csv.write(toFile: path, atomically: true, encoding: .utf8)
-            let started = ContinuousClock.now
-            let result = try CreditctlProcess.run(["import", path, "-s", daemon.socketPath], timeout: 300)
-            XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
-            XCTAssertTrue(result.stdout.contains("imported 7000, skipped 0, failed 0"), result.stdout)
-            return ContinuousClock.now - started
-        }
         // The same import without a watcher, for the write rate.
         let baseline = try importing("base")
         let start = try await client.listEvents(Creditd_V1_ListEventsRequest()).lastSeq
         let c = try RawTTRPCConnection(path: daemon.socketPath, receiveTimeout: 60)
         try watch(c, id: 1, after: Int64(start))
+        try await Task.sleep(for: .milliseconds(200))  // at the end of the feed: live from here
         // 7,000 imports = 14,000 events while the watcher reads nothing.
         let lagging = try importing("slow")
         // Writers are not held up by the lagging stream (generous: the machine is shared).
