@@ -160,7 +160,9 @@ struct Events: AsyncParsableCommand {
                 }
                 request.afterSeq = Int64(page.nextAfterSeq)
                 // Without --follow, stop once the feed's end (as of this answer) is reached.
-                if !follow && (page.events.isEmpty || page.nextAfterSeq >= page.lastSeq) { return page.nextAfterSeq }
+                // A short page, even an empty one, is not the end of the feed (E4, Q1): only
+                // reaching lastSeq is.
+                if !follow && page.nextAfterSeq >= page.lastSeq { return page.nextAfterSeq }
             }
         }
         if format == .table {

@@ -575,16 +575,34 @@ struct Export: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // With -o, the export goes to a temporary file beside FILE, renamed over it once
+        // complete: a failed export (the daemon unreachable, a call refused) leaves the previous
+        // FILE as it was, rather than empty or cut short.
         let handle: FileHandle
-        if let outputFile {
-            guard FileManager.default.createFile(atPath: outputFile, contents: nil),
-                  let opened = FileHandle(forWritingAtPath: outputFile) else {
-                throw ValidationError("cannot write \(outputFile)")
+        let temporary = outputFile.map { "\($0).creditctl-\(getpid()).tmp" }
+        if let temporary {
+            guard FileManager.default.createFile(atPath: temporary, contents: nil),
+                  let opened = FileHandle(forWritingAtPath: temporary) else {
+                throw ValidationError("cannot write \(outputFile!)")
             }
             handle = opened
         } else {
             handle = FileHandle.standardOutput
         }
+        do {
+            try await export(to: handle, renaming: temporary)
+        } catch {
+            if let temporary {
+                try? handle.close()
+                try? FileManager.default.removeItem(atPath: temporary)
+            }
+            throw error
+        }
+    }
+
+    /// Writes the export to `handle`; then renames `temporary` (the file behind it) to
+    /// `outputFile`.
+    private func export(to handle: FileHandle, renaming temporary: String?) async throws {
         let what = self.what, format = self.format, filters = self.filters
         let statuses = self.statuses.map(\.proto)
         let columns: [String] = switch what {
@@ -661,10 +679,13 @@ struct Export: AsyncParsableCommand {
                 return count
             }
         }
-        if outputFile != nil {
+        if let outputFile, let temporary {
             try handle.synchronize()
             try handle.close()
-            FileHandle.standardError.write(Data("creditctl: exported \(count) \(what.rawValue) to \(outputFile!)\n".utf8))
+            guard rename(temporary, outputFile) == 0 else {
+                throw ExportWriteError(description: "cannot replace \(outputFile): \(String(cString: strerror(errno)))")
+            }
+            FileHandle.standardError.write(Data("creditctl: exported \(count) \(what.rawValue) to \(outputFile)\n".utf8))
         }
     }
 

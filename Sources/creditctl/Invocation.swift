@@ -17,7 +17,8 @@ enum Invocation {
     static let commonOptions: Set<String> = ["-s", "--socket", "-o", "--output", "--timeout"]
 
     /// Options that take no value (so a number after one is a positional argument).
-    static let flags: Set<String> = ["--dry-run", "--at-renewal", "-v", "--verbose", "-V", "--version", "-h", "--help"]
+    static let flags: Set<String> = ["--dry-run", "--at-renewal", "-v", "--verbose", "-V", "--version", "-h", "--help",
+                                     "--overdue", "--refund-overdue", "--all", "-f", "--follow"]
 
     /// Moves common options given before the subcommand to just after it, where the
     /// subcommand's parser reads them.

@@ -15,11 +15,27 @@ struct ConnectionOptions: ParsableArguments {
     }
 
     func validate() throws {
-        guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be a positive number of seconds") }
+        try CallTimeout.check(timeout, flag: "--timeout")
         _ = try socketPath()
     }
 
-    var timeoutDuration: Duration { .milliseconds(Int64((timeout * 1000).rounded(.up))) }
+    var timeoutDuration: Duration { CallTimeout.duration(timeout) }
+}
+
+/// A call's time limit in seconds, from a flag: positive, and at most `maxSeconds`, so that
+/// its milliseconds fit the deadline (a larger value trapped converting to Int64).
+enum CallTimeout {
+    static let maxSeconds = 1_000_000.0
+
+    static func check(_ seconds: Double, flag: String) throws {
+        guard seconds > 0, seconds <= maxSeconds else {
+            throw ValidationError("\(flag) must be a positive number of seconds, at most \(Int(maxSeconds))")
+        }
+    }
+
+    static func duration(_ seconds: Double) -> Duration {
+        .milliseconds(Int64((min(seconds, maxSeconds) * 1000).rounded(.up)))
+    }
 }
 
 enum SocketAddress {

@@ -146,13 +146,13 @@ struct Check: AsyncParsableCommand {
         let limits: Thresholds
         let path: String
         do {
-            guard timeout > 0, timeout.isFinite else { throw ValidationError("-t must be a positive number of seconds") }
+            try CallTimeout.check(timeout, flag: "-t")
             limits = try thresholds()
             path = try SocketAddress.path(from: socket ?? ProcessInfo.processInfo.environment["CREDITD_SOCKET"])
         } catch {
             return PluginResult(state: .unknown, text: "\(error)")
         }
-        let deadline = Duration.milliseconds(Int64((timeout * 1000).rounded(.up)))
+        let deadline = CallTimeout.duration(timeout)
         let clock = ContinuousClock()
         let started = clock.now
         do {

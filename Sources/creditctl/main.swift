@@ -37,7 +37,8 @@ do {
     }
     // Usage errors carry the prefix of every other error: `creditctl: error: usage: ...`.
     let prefixed = message.hasPrefix("Error: ") ? "creditctl: error: usage: " + message.dropFirst("Error: ".count) : message
-    FileHandle.standardError.write(Data((prefixed + "\n").utf8))
+    // A plugin writes to stdout only (operations.md §3): `check` says it in its plugin line.
+    if probe != .check { FileHandle.standardError.write(Data((prefixed + "\n").utf8)) }
     switch probe {
     case .check:
         // Nagios reads stdout: the plugin line must be there too.

@@ -503,6 +503,12 @@ final class BookFeedEndToEndTests: XCTestCase {
             XCTAssertEqual(event.type, .seatsChanged)
         }
         one.close()
+
+        // creditctl events follows short pages to the end of the feed: the only seats_changed
+        // event comes after 28,000 others, more than one call examines (E4 allows short pages).
+        let listed = try CreditctlProcess.run(["events", "--type", "seats_changed", "-o", "json", "-s", daemon.socketPath])
+        XCTAssertEqual(listed.status, 0, listed.stderr)
+        XCTAssertTrue(listed.stdout.contains("base-5"), "\(listed.stdout)\n\(listed.stderr)")
     }
 
     /// A consumer that does not read falls more than 10,000 events behind while an import goes

@@ -82,6 +82,30 @@ final class FirstUseTests: XCTestCase {
         let missing = try OpsProcess.creditctl(["get"])
         XCTAssertEqual(missing.status, 2)
         XCTAssertTrue(missing.stderr.hasPrefix("creditctl: error: usage: Missing expected argument '<id>'"), missing.stderr)
+
+        // A timeout too large for a deadline is a usage error, not a crash.
+        let huge = try OpsProcess.creditctl(["health", "-s", "/nonexistent.sock", "--timeout", "1e16"])
+        XCTAssertEqual(huge.status, 1, huge.stderr)
+        XCTAssertTrue(huge.stderr.contains("--timeout must be a positive number of seconds, at most"), huge.stderr)
+
+        // A negative number after a flag is still read as the next option's value.
+        for arguments in [["events", "--follow", "--after", "-5"], ["events", "-f", "--after", "-5"]] {
+            let negative = try OpsProcess.creditctl(arguments + ["-s", "/nonexistent.sock"])
+            XCTAssertTrue(negative.stderr.contains("--after must be 0 or more"), "\(arguments): \(negative.stderr)")
+        }
+        let page = try OpsProcess.creditctl(["credits", "--overdue", "--page-size", "-1", "-s", "/nonexistent.sock"])
+        XCTAssertFalse(page.stderr.contains("Missing value"), page.stderr)
+    }
+
+    /// An export that fails (here: no daemon) leaves the file it would have replaced as it was.
+    func testAFailedExportLeavesTheOutputFileAlone() throws {
+        let directory = try DaemonProcess.makeTemporaryDirectory()
+        let file = directory.appendingPathComponent("keep.csv").path
+        try "the last good export\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let failed = try OpsProcess.creditctl(["export", "credits", "-o", file, "-s", "/nonexistent.sock"])
+        XCTAssertNotEqual(failed.status, 0)
+        XCTAssertEqual(try String(contentsOfFile: file, encoding: .utf8), "the last good export\n")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), ["keep.csv"], "no temporary file left")
     }
 
     func testEnumOptionHelpShowsNames() throws {

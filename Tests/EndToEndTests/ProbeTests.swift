@@ -202,6 +202,7 @@ final class ProbeTests: XCTestCase {
         let daemon = try DaemonProcess.start()
         let socket = daemon.socketPath
         for (arguments, expected) in [(["-w", "abc"], "-w: "), (["-c", "1:0"], "-c: "), (["-t", "0"], "-t must be"),
+                                      (["-t", "1e16"], "-t must be"),
                                       (["--journal-warning", "@"], "--journal-warning: ")] {
             let bad = try check(arguments, socket: socket)
             XCTAssertEqual(bad.state, "UNKNOWN", "\(arguments): \(bad.raw)")
@@ -216,7 +217,10 @@ final class ProbeTests: XCTestCase {
         XCTAssertEqual(knownService.state, "OK", knownService.raw)
 
         // Options the parser itself rejects: still UNKNOWN.
-        XCTAssertEqual(try OpsProcess.creditctl(["check", "-s", socket, "--bogus"]).status, 3)
+        let bogus = try OpsProcess.creditctl(["check", "-s", socket, "--bogus"])
+        XCTAssertEqual(bogus.status, 3)
+        XCTAssertTrue(bogus.stdout.hasPrefix("CREDITD UNKNOWN - "), bogus.stdout)
+        XCTAssertEqual(bogus.stderr, "", "a plugin writes to stdout only")
         XCTAssertEqual(try OpsProcess.creditctl(["check", "-s", socket, "-t", "soon"]).status, 3)
         for flag in ["--help", "-h"] {
             let help = try OpsProcess.creditctl(["check", flag])
