@@ -151,10 +151,33 @@ struct ImportValidator {
         let firstContent = lines.first { !$0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }
         let format = format ?? (firstContent?.trimmingCharacters(in: .whitespaces).hasPrefix("{") == true ? .jsonl : .csv)
         var header: [String]? = nil
+        // A quoted CSV field may hold line breaks (export writes them so, RFC 4180): such a
+        // record goes on over the next lines until its quotes balance. Problems name its first.
+        var records: [(number: Int, text: Substring)] = []
+        var open: (number: Int, text: String)? = nil
         for (index, raw) in lines.enumerated() {
-            let number = index + 1
             var line = raw
             if line.hasSuffix("\r") { line = line.dropLast() }
+            guard format == .csv else {
+                records.append((index + 1, line))
+                continue
+            }
+            if var pending = open {
+                pending.text += "\n" + line
+                open = pending
+            } else {
+                open = (index + 1, String(line))
+            }
+            if open!.text.reduce(0, { $1 == "\"" ? $0 + 1 : $0 }) % 2 == 0 {
+                records.append((open!.number, Substring(open!.text)))
+                open = nil
+            }
+        }
+        if let open {
+            problems.append(ImportProblem(line: open.number,
+                reason: "malformed CSV: a quoted field opened on this line is never closed (it takes in the rest of the file)"))
+        }
+        for (number, line) in records {
             if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
             var fields: [String: String] = [:]
             switch format {
@@ -204,7 +227,7 @@ struct ImportValidator {
                 rows.append(ImportRow(line: number, request: request))
             }
         }
-        return (rows, problems)
+        return (rows, problems.sorted { $0.line < $1.line })
     }
 
     struct Reason: Error { let text: String }

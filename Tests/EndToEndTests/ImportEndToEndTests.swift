@@ -209,8 +209,10 @@ final class ImportEndToEndTests: XCTestCase {
             future,acme,team,10,1000,USD,monthly,UTC,anytime,2026-03-16,
             negative,acme,team,10,1000,USD,monthly,UTC,anytime,2025-01-31,-1
             ok-1,acme,team,10,1000,USD,monthly,UTC,anytime,2025-01-31,
-            "unclosed,acme,team,10,1000,USD,monthly,UTC,anytime,2025-01-31,
+            "stray"text,acme,team,10,1000,USD,monthly,UTC,anytime,2025-01-31,
             short,acme
+            "unclosed,acme,team,10,1000,USD,monthly,UTC,anytime,2025-01-31,
+            ignored,acme
 
             """
         let path = try write(csv, "bad.csv", in: daemon)
@@ -219,7 +221,7 @@ final class ImportEndToEndTests: XCTestCase {
         for expected in ["\(path):3: unknown currency XYZ", "\(path):4: unknown time zone Mars/Olympus",
                          "\(path):5: start date 2026-03-16 is in the future", "\(path):6: negative current_period_charged_minor",
                          "\(path):7: duplicated id ok-1 (first on line 2)", "\(path):8: malformed", "\(path):9: malformed",
-                         "nothing was imported"] {
+                         "\(path):10: malformed CSV: a quoted field opened on this line is never closed", "nothing was imported"] {
             XCTAssertTrue(result.stderr.contains(expected), "missing \(expected) in:\n\(result.stderr)")
         }
         XCTAssertFalse(result.stderr.contains(":2:"), result.stderr)
@@ -285,7 +287,7 @@ final class ImportEndToEndTests: XCTestCase {
         // a customer name that needs CSV quoting, and one cancelled (not exported as active).
         var create = Creditd_V1_CreateSubscriptionRequest()
         create.subscriptionID = "created-today"
-        create.customer = "Smith, \"Jo\""
+        create.customer = "Smith, \"Jo\"\nAccounts payable"  // quoting, and a line break in a CSV field
         create.seats = 3
         create.unitPriceMinor = 1999
         create.currency = "EUR"
@@ -307,7 +309,7 @@ final class ImportEndToEndTests: XCTestCase {
             XCTAssertFalse(exported.stdout.contains("gone"), "only active subscriptions")
             if format == "csv" {
                 XCTAssertTrue(exported.stdout.hasPrefix("subscription_id,customer,plan,seats,unit_price_minor,currency,"))
-                XCTAssertTrue(exported.stdout.contains("\"Smith, \"\"Jo\"\"\""), exported.stdout)
+                XCTAssertTrue(exported.stdout.contains("\"Smith, \"\"Jo\"\"\nAccounts payable\""), exported.stdout)
             }
             let (target, targetClient) = try await start()
             let file = try write(exported.stdout, "export.\(format)", in: target)
