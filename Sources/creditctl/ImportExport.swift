@@ -657,6 +657,7 @@ struct Export: AsyncParsableCommand {
             try flush()
         }
         try flush()
+        var changed: [String] = []
         let count: Int = try await withSession(connection) { session in
             var count = 0
             switch what {
@@ -688,6 +689,7 @@ struct Export: AsyncParsableCommand {
                     if what == .subscriptions {
                         try write(page.subscriptions.map(Export.row))
                         count += page.subscriptions.count
+                        changed += page.subscriptions.filter(Export.importsDifferently).map(\.subscriptionID)
                     } else {
                         for sub in page.subscriptions {
                             var get = Creditd_V1_ListInvoicesRequest()
@@ -701,6 +703,11 @@ struct Export: AsyncParsableCommand {
                 } while !token.isEmpty
                 return count
             }
+        }
+        if !changed.isEmpty {
+            FileHandle.standardError.write(Data(("creditctl: \(changed.count) subscription(s) changed seats in their current period "
+                + "and would import with a different price per seat (O5 divides the period's charge by the seats): "
+                + changed.prefix(10).joined(separator: ", ") + (changed.count > 10 ? ", ..." : "") + "\n").utf8))
         }
         if let outputFile, let temporary {
             try handle.synchronize()
@@ -718,6 +725,12 @@ struct Export: AsyncParsableCommand {
     static let sources = SnakeNames<Creditd_V1_CreditSource>()
     static let states = SnakeNames<Creditd_V1_CreditState>()
     static let kinds = SnakeNames<Creditd_V1_InvoiceKind>()
+
+    /// A subscription an import would not reproduce: its period was charged for other seats
+    /// than it has (a seat change in the period), or a change waits for the renewal.
+    static func importsDifferently(_ s: Creditd_V1_Subscription) -> Bool {
+        s.currentPeriod.chargedSeats != s.seats || s.scheduledSeats != 0
+    }
 
     static func row(_ s: Creditd_V1_Subscription) -> [Cell] {
         let p = s.currentPeriod

@@ -339,6 +339,23 @@ final class ImportEndToEndTests: XCTestCase {
         XCTAssertEqual(invoices.stdout.split(separator: "\n").count, 7, "a purchase, five opening and one final invoice:\n\(invoices.stdout)")
     }
 
+    /// O5 prices an imported period at current_period_charged_minor / seats: a subscription
+    /// whose seats changed in its period would import with another price per seat, and
+    /// export says which.
+    func testExportNamesSubscriptionsAnImportWouldNotReproduce() async throws {
+        let (source, client) = try await start()
+        _ = try await client.importSubscription(setupG("steady"))
+        _ = try await client.importSubscription(setupG("changed"))
+        var seats = Creditd_V1_ChangeSeatsRequest()
+        seats.subscriptionID = "changed"
+        seats.newSeats = 12
+        _ = try await client.changeSeats(seats)
+        let exported = try CreditctlProcess.run(["export", "subscriptions", "-s", source.socketPath])
+        XCTAssertEqual(exported.status, 0, exported.stderr)
+        XCTAssertTrue(exported.stderr.contains("1 subscription(s) changed seats in their current period"), exported.stderr)
+        XCTAssertTrue(exported.stderr.contains(": changed\n"), exported.stderr)
+    }
+
     // MARK: kill -9 halfway
 
     /// A large import with the daemon killed halfway, run again: exactly the file's
