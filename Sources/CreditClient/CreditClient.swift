@@ -34,20 +34,33 @@ public final class CreditClient: Sendable {
         defaultCallTimeout: Duration? = nil,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> CreditClient {
-        let bootstrap = ClientBootstrap(group: eventLoopGroup)
-            .connectTimeout(TimeAmount.nanoseconds(clampedNanoseconds(timeout)))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        ByteToMessageHandler(TTRPCFrameDecoder()),
-                        MessageToByteHandler(TTRPCFrameEncoder()),
-                        ClientConnectionHandler(),
-                    ])
+        let deadline = ContinuousClock.now + timeout
+        func bootstrap() -> ClientBootstrap {
+            ClientBootstrap(group: eventLoopGroup)
+                .connectTimeout(TimeAmount.nanoseconds(clampedNanoseconds(max(deadline - .now, .zero))))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandlers([
+                            ByteToMessageHandler(TTRPCFrameDecoder()),
+                            MessageToByteHandler(TTRPCFrameEncoder()),
+                            ClientConnectionHandler(),
+                        ])
+                    }
+                }
+        }
+        do {
+            while true {
+                do {
+                    let channel = try await bootstrap().connect(unixDomainSocketPath: socketPath).get()
+                    return CreditClient(socketPath: socketPath, channel: channel, defaultCallTimeout: defaultCallTimeout)
+                } catch let error as IOError where error.errnoCode == EAGAIN {
+                    // The listen backlog is full: a busy server, not an absent one. Like a
+                    // connection queued in the backlog, wait for room until the deadline (the C
+                    // client does the same).
+                    guard ContinuousClock.now + .milliseconds(20) < deadline else { throw ChannelError.connectTimeout(.zero) }
+                    try await Task.sleep(for: .milliseconds(20))
                 }
             }
-        do {
-            let channel = try await bootstrap.connect(unixDomainSocketPath: socketPath).get()
-            return CreditClient(socketPath: socketPath, channel: channel, defaultCallTimeout: defaultCallTimeout)
         } catch let error as IOError {
             throw ClientError.connectFailed(path: socketPath, errno: error.errnoCode)
         } catch ChannelError.connectTimeout {

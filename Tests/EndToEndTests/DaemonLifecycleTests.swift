@@ -80,6 +80,41 @@ final class DaemonLifecycleTests: XCTestCase {
         } catch ClientError.connectFailed(_, let code) {
             XCTAssertEqual(code, ENOENT)
         }
+
+        // A server whose listen backlog is full (it never accepts): connect refuses with
+        // EAGAIN. The client waits for room until its deadline, as for a queued connection.
+        let path = directory.appendingPathComponent("busy.sock").path
+        let server = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(server) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in path.utf8.enumerated() { raw[index] = byte }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(server, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        XCTAssertEqual(bound, 0)
+        XCTAssertEqual(listen(server, 0), 0)
+        // Non-blocking connects fill the backlog (a blocking one would wait for room).
+        var queued: [Int32] = []
+        defer { queued.forEach { close($0) } }
+        while queued.count < 64 {
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            queued.append(fd)
+            if connected != 0 { break }  // EAGAIN: the backlog is full
+        }
+        let started = ContinuousClock.now
+        do {
+            _ = try await CreditClient.connect(socketPath: path, timeout: .milliseconds(600))
+            XCTFail("connected to a server that never accepts")
+        } catch ClientError.connectTimedOut {
+            XCTAssertGreaterThan(ContinuousClock.now - started, .milliseconds(500), "it waited for room")
+        }
     }
 
     func testShutdownEndsWatchWithNotServingThenUnavailable() throws {
