@@ -820,21 +820,19 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
             for id in Array(self.streams.keys) {
                 self.endStream(id, RPCError.unavailable("idle connection closed after \(timeout)"))
             }
-            guard let context = self.context else { return }
-            self.flush(context)
-            if let lastWrite = self.lastWrite {
-                let channel = context.channel
-                lastWrite.whenComplete { _ in channel.close(promise: nil) }
-            } else {
-                context.close(promise: nil)
-            }
+            self.closeAfterWrites()
         }
     }
 
     private func closeIfDrained() {
-        guard draining, streams.isEmpty, let context else { return }
+        guard draining, streams.isEmpty else { return }
+        closeAfterWrites()
+    }
+
+    /// Flushes, and closes once everything written so far has reached the socket.
+    private func closeAfterWrites() {
+        guard let context else { return }
         flush(context)
-        // Close once everything written so far has reached the socket.
         let channel = context.channel
         if let lastWrite {
             lastWrite.whenComplete { _ in channel.close(promise: nil) }

@@ -31,21 +31,31 @@ public final class CommitSignal: Sendable {
     /// is), or `wake(false)` once the signal is closed (shutdown).
     @discardableResult
     public func wait(after sequence: UInt64, _ wake: @escaping @Sendable (_ open: Bool) -> Void) -> WaitID {
-        let id = state.withLock { state in
-            defer { state.nextID += 1 }
-            return state.nextID
-        }
+        let id = newID(cancellable: false)
         register(after: sequence, id: id, cancellable: false, wake)
         return WaitID(value: id)
+    }
+
+    /// A waiter id; a `next` call's (`cancellable`) is tracked in `unwoken` until it is woken.
+    private func newID(cancellable: Bool) -> UInt64 {
+        state.withLock { state in
+            defer { state.nextID += 1 }
+            if cancellable { state.unwoken.insert(state.nextID) }
+            return state.nextID
+        }
+    }
+
+    /// Removes the waiter `id` if it is still registered, and returns its wake.
+    private static func removeWaiter(_ id: UInt64, from state: inout State) -> (@Sendable (Bool) -> Void)? {
+        guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+        return state.waiters.remove(at: index).wake
     }
 
     /// Drops a waiter whose call ended another way (a long poll answered at its time limit),
     /// without waking it. Until the next commit it held its call (and the request) otherwise:
     /// on a book with no writes for hours, one per poll.
     public func cancelWait(_ id: WaitID) {
-        state.withLock { state in
-            if let index = state.waiters.firstIndex(where: { $0.id == id.value }) { state.waiters.remove(at: index) }
-        }
+        _ = state.withLock { Self.removeWaiter(id.value, from: &$0) }
     }
 
     /// `cancellable`: a `next` call, which its task's cancellation may have taken out of
@@ -71,11 +81,7 @@ public final class CommitSignal: Sendable {
     /// waited here until the next commit, and one that had nothing to send (a filter that
     /// matches nothing) never learned it was gone and lived until shutdown.
     public func next(after sequence: UInt64) async -> Bool {
-        let id = state.withLock { state in
-            defer { state.nextID += 1 }
-            state.unwoken.insert(state.nextID)
-            return state.nextID
-        }
+        let id = newID(cancellable: true)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
                 register(after: sequence, id: id, cancellable: true) { continuation.resume(returning: $0) }
@@ -83,9 +89,8 @@ public final class CommitSignal: Sendable {
         } onCancel: {
             let wake = state.withLock { state -> (@Sendable (Bool) -> Void)? in
                 // Not registered yet: `wait` sees it gone. Already woken: nothing to do.
-                guard state.unwoken.remove(id) != nil,
-                      let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
-                return state.waiters.remove(at: index).wake
+                guard state.unwoken.remove(id) != nil else { return nil }
+                return Self.removeWaiter(id, from: &state)
             }
             wake?(false)
         }

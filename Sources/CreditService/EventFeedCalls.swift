@@ -141,9 +141,8 @@ enum EventStream {
             var unsent = page.lastSeq - UInt64(max(after, 0))
             if sentBacklog, unsent > lagLimit, filtered {
                 let count = { @Sendable () throws -> Int in
-                    try committed.ledger.countEvents(
-                        afterSeq: UInt64(from), types: request.types.map { EnumField(wireValue: Int32($0.rawValue)) },
-                        subscriptionId: request.subscriptionID, upTo: Int(lagLimit) + 1)
+                    try EventFeedCalls.count(committed.ledger, afterSeq: from, types: request.types,
+                                             subscriptionID: request.subscriptionID, upTo: Int(lagLimit) + 1)
                 }
                 unsent = UInt64(committed.ledger.eventsStartInArchive(after: after)
                     ? try await NIOThreadPool.singleton.runIfActive(count) : try count())
@@ -174,10 +173,27 @@ enum EventStream {
 enum EventFeedCalls {
     static func page(_ ledger: Ledger, afterSeq: Int64, limit: Int32, types: [Creditd_V1_EventType],
                      subscriptionID: String) throws -> EventPage {
+        try mappingErrors {
+            try ledger.listEvents(afterSeq: afterSeq, limit: limit, types: domainTypes(types), subscriptionId: subscriptionID)
+        }
+    }
+
+    /// How many events after `afterSeq` the filters match, up to `limit` (`Ledger.countEvents`).
+    static func count(_ ledger: Ledger, afterSeq: Int64, types: [Creditd_V1_EventType], subscriptionID: String,
+                      upTo limit: Int) throws -> Int {
+        try mappingErrors {
+            try ledger.countEvents(afterSeq: UInt64(max(afterSeq, 0)), types: domainTypes(types),
+                                   subscriptionId: subscriptionID, upTo: limit)
+        }
+    }
+
+    private static func domainTypes(_ types: [Creditd_V1_EventType]) -> [EnumField<EventType>] {
+        types.map { EnumField(wireValue: Int32($0.rawValue)) }
+    }
+
+    private static func mappingErrors<T>(_ body: () throws -> T) throws -> T {
         do {
-            return try ledger.listEvents(afterSeq: afterSeq, limit: limit,
-                                         types: types.map { EnumField(wireValue: Int32($0.rawValue)) },
-                                         subscriptionId: subscriptionID)
+            return try body()
         } catch let error as DomainError {
             throw error.rpcError
         } catch {
