@@ -2,26 +2,43 @@ import CreditProto
 import CreditWire
 import Synchronization
 
-/// Cancels an awaiting call (async handler or stream) from its connection's event loop.
+/// Cancels a call from its connection's event loop: when the connection closes, or the call's
+/// stream ends early (its deadline, an error).
 ///
-/// The call runs as a child task of the server's job group, which the connection cannot cancel
-/// directly; `run` races the handler against this signal inside a task group of its own, so
-/// cancellation stays structured: the handler task is cancelled and awaited, never leaked.
-final class CallCancellation: Sendable {
+/// An awaiting call (async handler or stream) runs as a child task of the server's job group,
+/// which the connection cannot cancel directly; `run` races the handler against this signal
+/// inside a task group of its own, so cancellation stays structured: the handler task is
+/// cancelled and awaited, never leaked. A deferred unary call that waits on its own (the
+/// ListEvents long poll) registers a handler with `whenCancelled` instead.
+public final class CallCancellation: Sendable {
     private struct State {
         var cancelled = false
         var waiter: CheckedContinuation<Void, Never>?
+        var handler: (@Sendable () -> Void)?
     }
 
     private let state = Mutex(State())
 
     func cancel() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let (waiter, handler) = state.withLock { state -> (CheckedContinuation<Void, Never>?, (@Sendable () -> Void)?) in
             state.cancelled = true
-            defer { state.waiter = nil }
-            return state.waiter
+            defer { state.waiter = nil; state.handler = nil }
+            return (state.waiter, state.handler)
         }
         waiter?.resume()
+        handler?()
+    }
+
+    /// Calls `handler` once when the call is cancelled: at once if it already was. It may run on
+    /// the connection's event loop or on the caller's thread; a second registration replaces
+    /// the first.
+    public func whenCancelled(_ handler: @escaping @Sendable () -> Void) {
+        let now = state.withLock { state -> Bool in
+            if state.cancelled { return true }
+            state.handler = handler
+            return false
+        }
+        if now { handler() }
     }
 
     /// Returns once `cancel` was called (at once if it was already). Cancelling the waiting

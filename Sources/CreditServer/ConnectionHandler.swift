@@ -494,7 +494,12 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
 
         switch method.handler {
         case .unary(let body):
-            let responder = UnaryResponder(eventLoop: eventLoop) { result in
+            var cancellation: CallCancellation?
+            if method.cancellable {
+                cancellation = CallCancellation()
+                streams[id]?.cancellation = cancellation
+            }
+            let responder = UnaryResponder(eventLoop: eventLoop, cancellation: cancellation) { result in
                 handler.value.finishUnary(id, result)
             }
             body(payload, callContext, responder)

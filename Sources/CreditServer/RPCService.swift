@@ -62,9 +62,14 @@ public struct CallContext: Sendable {
 public struct UnaryResponder: Sendable {
     let eventLoop: any EventLoop
     let complete: @Sendable (Result<[UInt8], any Error>) -> Void
+    /// Set for methods that wait on their own (`RPCMethod.deferred(_:cancellable:_:)`); nil for
+    /// the rest, so a write allocates nothing for it.
+    let cancellation: CallCancellation?
 
-    public init(eventLoop: any EventLoop, complete: @escaping @Sendable (Result<[UInt8], any Error>) -> Void) {
+    public init(eventLoop: any EventLoop, cancellation: CallCancellation? = nil,
+                complete: @escaping @Sendable (Result<[UInt8], any Error>) -> Void) {
         self.eventLoop = eventLoop
+        self.cancellation = cancellation
         self.complete = complete
     }
 
@@ -88,6 +93,13 @@ public struct TypedResponder<Response: SwiftProtobuf.Message>: Sendable {
 
     /// The connection's event loop, where the call was dispatched.
     public var eventLoop: any EventLoop { base.eventLoop }
+
+    /// Calls `handler` once if the call ends before it is answered: its connection closed, or
+    /// its deadline passed. Only a method declared cancellable is told; for others this does
+    /// nothing. The answer given after that is dropped.
+    public func whenCancelled(_ handler: @escaping @Sendable () -> Void) {
+        base.cancellation?.whenCancelled(handler)
+    }
 
     public func callAsFunction(_ result: Result<Response, any Error>) {
         callAsFunction(encoded: result.flatMap { RPCMethod.encode($0) })
@@ -151,13 +163,16 @@ public struct RPCMethod: Sendable {
     public let handler: Handler
     /// Whether the call must wait until the server is ready (state recovered). Health does not.
     public let needsReadiness: Bool
+    /// Whether a unary handler is told when its call ends unanswered (`deferred`).
+    public let cancellable: Bool
     /// Set by the server from its observer when it builds its table.
     var recorder: any CallRecorder = NoCallRecorder()
 
-    public init(descriptor: MethodDescriptor, handler: Handler, needsReadiness: Bool = true) {
+    public init(descriptor: MethodDescriptor, cancellable: Bool = false, handler: Handler, needsReadiness: Bool = true) {
         precondition((descriptor.kind == .serverStreaming) == { if case .serverStreaming = handler { true } else { false } }(),
                      "handler kind of \(descriptor) does not match the method table")
         self.descriptor = descriptor
+        self.cancellable = cancellable
         self.handler = handler
         self.needsReadiness = needsReadiness
     }
@@ -199,13 +214,15 @@ public struct RPCMethod: Sendable {
     }
 
     /// A unary method answered later, through the typed responder (writes: the writer thread
-    /// completes them once durable).
+    /// completes them once durable). A `cancellable` method's responder reports when the call
+    /// ends unanswered (`TypedResponder.whenCancelled`): for a call that waits on its own and
+    /// holds something meanwhile.
     @inlinable
     public static func deferred<Req, Res>(
-        _ method: TypedMethod<Req, Res>,
+        _ method: TypedMethod<Req, Res>, cancellable: Bool = false,
         _ body: @escaping @Sendable (Req, CallContext, TypedResponder<Res>) -> Void
     ) -> RPCMethod {
-        RPCMethod(descriptor: method.descriptor, handler: .unary { bytes, context, respond in
+        RPCMethod(descriptor: method.descriptor, cancellable: cancellable, handler: .unary { bytes, context, respond in
             let request: Req
             do {
                 request = try decode(Req.self, bytes, context)

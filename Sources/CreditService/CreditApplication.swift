@@ -58,6 +58,8 @@ public final class CreditApplication: Sendable {
     let startedAt = ContinuousClock.now
     /// WatchEvents streams being served (`creditd_event_streams`).
     let eventStreams = Atomic<Int>(0)
+    /// ListEvents calls waiting for an event (`creditd_event_long_polls`).
+    let eventLongPolls = Atomic<Int>(0)
     private let configuration: ApplicationConfiguration
     private let logger: Logger
     /// The writer's sequence when it started (the replication loop continues after it).

@@ -95,7 +95,7 @@ enum CreditsService {
                 }
                 return ResponseEncoding.listCredits(page, asOf: now, summary: request.view == .summary)
             },
-            .deferred(methods.listEvents) { request, context, respond in
+            .deferred(methods.listEvents, cancellable: true) { request, context, respond in
                 EventLongPoll.start(gate: gate, request: request, context: context, respond: respond)
             },
             .serverStreaming(methods.watchEvents) { request, _, stream in

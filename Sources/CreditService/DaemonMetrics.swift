@@ -29,6 +29,7 @@ public final class DaemonMetrics: Sendable {
     let refundOverdueAmount: GaugeFamily
     let eventsLastSeq: GaugeFamily
     let eventStreams: GaugeFamily
+    let eventLongPolls: GaugeFamily
     let journalBytes: GaugeFamily
     let journalSegments: GaugeFamily
     let journalRecords: GaugeFamily
@@ -84,6 +85,7 @@ public final class DaemonMetrics: Sendable {
         refundOverdueAmount = must { try r.gauge(name: "creditd_refund_overdue_amount_minor", help: "Remaining amount of credits whose refund is overdue, in minor units of each currency.", labelNames: ["currency"]) }
         eventsLastSeq = must { try r.gauge(name: "creditd_events_last_seq", help: "Sequence number of the newest committed event of the feed.") }
         eventStreams = must { try r.gauge(name: "creditd_event_streams", help: "WatchEvents streams being served.") }
+        eventLongPolls = must { try r.gauge(name: "creditd_event_long_polls", help: "ListEvents calls waiting for an event.") }
         journalBytes = must { try r.gauge(name: "creditd_journal_bytes", help: "Bytes in journal segments.") }
         journalSegments = must { try r.gauge(name: "creditd_journal_segments", help: "Journal segment files.") }
         journalRecords = must { try r.gauge(name: "creditd_journal_last_sequence", help: "Sequence number of the newest journal record.") }
@@ -223,6 +225,7 @@ public final class DaemonMetrics: Sendable {
             }
             eventsLastSeq.labels().set(Double(summary.lastEventSeq))
             eventStreams.labels().set(application.eventStreams.load(ordering: .relaxed))
+            eventLongPolls.labels().set(application.eventLongPolls.load(ordering: .relaxed))
             let store = application.store.stats
             journalBytes.labels().set(Double(store.journalBytes))
             journalSegments.labels().set(store.segmentCount)

@@ -11,35 +11,38 @@ import NIOPosix
 final class EventLongPoll: @unchecked Sendable {
     // Confined to `eventLoop`.
     private let eventLoop: any EventLoop
-    private let writer: LedgerWriter
+    private let application: CreditApplication
+    private var writer: LedgerWriter { application.writer }
     private var request: Creditd_V1_ListEventsRequest
     private let respond: TypedResponder<Creditd_V1_ListEventsResponse>
     private var timer: Scheduled<Void>?
     /// The commit waiter of the current wait, dropped when the poll is answered otherwise.
     private var commitWait: CommitSignal.WaitID?
+    /// Counted in `creditd_event_long_polls` until answered.
+    private var counted = false
     private var done = false
 
     /// The longest wait (E4).
     static let maximumWaitSeconds: Int32 = 60
 
-    private init(eventLoop: any EventLoop, writer: LedgerWriter, request: Creditd_V1_ListEventsRequest,
+    private init(eventLoop: any EventLoop, application: CreditApplication, request: Creditd_V1_ListEventsRequest,
                  respond: TypedResponder<Creditd_V1_ListEventsResponse>) {
         self.eventLoop = eventLoop
-        self.writer = writer
+        self.application = application
         self.request = request
         self.respond = respond
     }
 
     static func start(gate: ApplicationGate, request: Creditd_V1_ListEventsRequest, context: CallContext,
                       respond: TypedResponder<Creditd_V1_ListEventsResponse>) {
-        let writer: LedgerWriter
+        let application: CreditApplication
         do {
-            writer = try gate.require().writer
+            application = try gate.require()
         } catch {
             respond(.failure(error))
             return
         }
-        let poll = EventLongPoll(eventLoop: respond.eventLoop, writer: writer, request: request, respond: respond)
+        let poll = EventLongPoll(eventLoop: respond.eventLoop, application: application, request: request, respond: respond)
         guard (0...maximumWaitSeconds).contains(request.waitSeconds) else {
             // Validated after the domain's own checks would be: invalid_request either way.
             poll.finish(.failure(DomainError(.invalidRequest,
@@ -54,6 +57,16 @@ final class EventLongPoll: @unchecked Sendable {
             let millis = max(0, wait.components.seconds * 1_000 + wait.components.attoseconds / 1_000_000_000_000_000)
             poll.timer = poll.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(millis)) {
                 poll.attempt(final: true)
+            }
+            poll.counted = true
+            application.eventLongPolls.add(1, ordering: .relaxed)
+            // A poll whose client has gone (connection closed, deadline passed) stops waiting at
+            // once: otherwise it held its request and its commit waiter, and ran a scan on every
+            // commit, for up to a minute after its caller left.
+            let eventLoop = poll.eventLoop
+            respond.whenCancelled { [weak poll] in
+                guard let poll else { return }
+                eventLoop.execute { poll.finish(.failure(CancellationError())) }
             }
         }
         poll.attempt(final: request.waitSeconds == 0)
@@ -104,6 +117,7 @@ final class EventLongPoll: @unchecked Sendable {
         done = true
         timer?.cancel()
         if let commitWait { writer.commits.cancelWait(commitWait) }
+        if counted { application.eventLongPolls.subtract(1, ordering: .relaxed) }
         respond(encoded: result)
     }
 }

@@ -424,24 +424,27 @@ final class BookFeedEndToEndTests: XCTestCase {
         daemon = nil
     }
 
+    /// The value of an unlabelled gauge, as its metrics line (`"name value"`), once it reads
+    /// `expected` or after 5 s.
+    func gauge(_ name: String, becomes expected: Int) async throws -> String {
+        func read() async throws -> String {
+            let text = try await client.getMetrics().prometheusText
+            return text.split(separator: "\n").first { $0.hasPrefix("\(name) ") }.map(String.init) ?? "missing"
+        }
+        let end = ContinuousClock.now + .seconds(5)
+        var now = try await read()
+        while now != "\(name) \(expected)", ContinuousClock.now < end {
+            try await Task.sleep(for: .milliseconds(50))
+            now = try await read()
+        }
+        return now
+    }
+
     /// A watcher whose filter matches nothing has nothing to send, so it never learns from a
     /// failed send that its client has gone: closing the connection must end its handler even
     /// so, commits or not. It used to wait for commits until shutdown, holding its request (a
     /// 4 MiB filter each, on as many closed connections as a client cared to open).
     func testWatchEventsWithNothingToSendEndsWhenItsClientGoes() async throws {
-        func streams() async throws -> String {
-            let text = try await client.getMetrics().prometheusText
-            return text.split(separator: "\n").first { $0.hasPrefix("creditd_event_streams ") }.map(String.init) ?? "missing"
-        }
-        func wait(for expected: String) async throws -> String {
-            let end = ContinuousClock.now + .seconds(5)
-            var now = try await streams()
-            while now != expected, ContinuousClock.now < end {
-                try await Task.sleep(for: .milliseconds(50))
-                now = try await streams()
-            }
-            return now
-        }
         try await create("a")
         var request = Creditd_V1_WatchEventsRequest()
         request.subscriptionID = "no-such-subscription"
@@ -452,16 +455,59 @@ final class BookFeedEndToEndTests: XCTestCase {
                               payload: try request.serializedBytes(), flags: 0x01)
             watchers.append(c)
         }
-        let watching = try await wait(for: "creditd_event_streams 3")
+        let watching = try await gauge("creditd_event_streams", becomes: 3)
         XCTAssertEqual(watching, "creditd_event_streams 3")
         watchers[0].close()
-        let afterOne = try await wait(for: "creditd_event_streams 2")
+        let afterOne = try await gauge("creditd_event_streams", becomes: 2)
         XCTAssertEqual(afterOne, "creditd_event_streams 2", "a watcher with nothing to send ends with its connection")
         try await seats("a", 4)  // a commit wakes the others; they have nothing to send either
         watchers[1].close()
         watchers[2].close()
-        let afterAll = try await wait(for: "creditd_event_streams 0")
+        let afterAll = try await gauge("creditd_event_streams", becomes: 0)
         XCTAssertEqual(afterAll, "creditd_event_streams 0")
+    }
+
+    /// A ListEvents long poll whose client has gone stops waiting at once. It used to wait out
+    /// its `wait_seconds` (up to a minute), holding its request and a commit waiter and reading
+    /// the feed again at every commit, so a client that opened connections, asked and closed
+    /// them could pile up a minute's worth.
+    func testListEventsLongPollEndsWhenItsClientGoes() async throws {
+        try await create("a")
+        var request = Creditd_V1_ListEventsRequest()
+        request.afterSeq = Int64(try await client.listEvents(Creditd_V1_ListEventsRequest()).lastSeq)
+        request.waitSeconds = 60
+        request.subscriptionID = "no-such-subscription"  // commits below match nothing
+        var pollers: [RawTTRPCConnection] = []
+        for _ in 0..<3 {
+            let c = try RawTTRPCConnection(path: daemon.socketPath)
+            try c.sendRequest(id: 1, service: MethodTable.Credits.serviceName, method: "ListEvents",
+                              payload: try request.serializedBytes())
+            pollers.append(c)
+        }
+        let waiting = try await gauge("creditd_event_long_polls", becomes: 3)
+        XCTAssertEqual(waiting, "creditd_event_long_polls 3")
+        pollers[0].close()
+        let afterOne = try await gauge("creditd_event_long_polls", becomes: 2)
+        XCTAssertEqual(afterOne, "creditd_event_long_polls 2", "a long poll ends with its connection, with no commit")
+        try await seats("a", 4)
+        pollers[1].close()
+        pollers[2].close()
+        let afterAll = try await gauge("creditd_event_long_polls", becomes: 0)
+        XCTAssertEqual(afterAll, "creditd_event_long_polls 0")
+
+        // One still connected is answered when a matching event commits, and leaves the count.
+        request.subscriptionID = "a"
+        request.afterSeq = Int64(try await client.listEvents(Creditd_V1_ListEventsRequest()).lastSeq)
+        let c = try RawTTRPCConnection(path: daemon.socketPath)
+        try c.sendRequest(id: 1, service: MethodTable.Credits.serviceName, method: "ListEvents",
+                          payload: try request.serializedBytes())
+        let one = try await gauge("creditd_event_long_polls", becomes: 1)
+        XCTAssertEqual(one, "creditd_event_long_polls 1")
+        try await seats("a", 5)
+        let answer = try Creditd_V1_ListEventsResponse(serializedBytes: try c.readResponse().result.get())
+        XCTAssertFalse(answer.events.isEmpty)
+        let none = try await gauge("creditd_event_long_polls", becomes: 0)
+        XCTAssertEqual(none, "creditd_event_long_polls 0")
     }
 
     /// The backlog is not falling behind (E6 sends it first; E5 keeps at least a million
