@@ -54,7 +54,8 @@ enum JSONOutput {
         return json
     }
 
-    /// The JSON of a field left out because it has its default value; nil for an unset
+    /// The JSON of a field left out because it has its default value; `null` for an unset
+    /// message field (a charge has no credit: an object of zeros read as one); nil for an unset
     /// `optional` scalar or oneof, which stays absent.
     private static func defaultJSON(for value: Any, field: String, in message: any SwiftProtobuf.Message) -> JSONValue? {
         switch value {
@@ -63,10 +64,9 @@ enum JSONOutput {
         case is Bool: return .raw("false")
         case is String, is Data: return .raw("\"\"")
         case let optional as any OptionalValue:
-            guard optional.unwrapped == nil, let type = type(of: optional).wrappedType as? any SwiftProtobuf.Message.Type
+            guard optional.unwrapped == nil, type(of: optional).wrappedType is any SwiftProtobuf.Message.Type
             else { return nil }
-            let empty = type.init()
-            return completed(.object([]), empty)
+            return .raw("null")
         case let enumValue as any SwiftProtobuf.Enum:
             return enumDefault(enumValue, field: field, in: message)
         default:

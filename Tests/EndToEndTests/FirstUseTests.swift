@@ -156,6 +156,20 @@ final class FirstUseTests: XCTestCase {
                                 "refund_pending_minor": "0", "refunded_minor": "0"])
     }
 
+    /// A message field the answer leaves out is `null`, not an object of zeros: a seat increase
+    /// has no credit (S8), and read as `{"amount_minor": "0", ...}` it looked like one.
+    func testJSONShowsAMessageTheAnswerDoesNotCarryAsNull() throws {
+        let daemon = try manualDaemon()
+        defer { _ = try? daemon.stop() }
+        try create(daemon, "json-2")
+        let result = try ctl(daemon, ["seats", "json-2", "12", "-o", "json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(json["outcome"] as? String, "SEAT_CHANGE_OUTCOME_CHARGE", result.stdout)
+        XCTAssertTrue(json["credit"] is NSNull, result.stdout)
+        XCTAssertNotNil(json["line"] as? [String: Any], result.stdout)
+    }
+
     func testErrorsCarryTheReasonCode() throws {
         let daemon = try manualDaemon()
         defer { _ = try? daemon.stop() }
