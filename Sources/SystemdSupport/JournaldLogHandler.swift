@@ -12,8 +12,9 @@ public enum LogLineFormat: Sendable, Equatable {
     /// stderr is connected to journald: `<N>` syslog priority prefix, no timestamp
     /// (journald stamps each line; `SyslogLevelPrefix=` turns `<N>` into the priority).
     case journal
-    /// Anything else (a terminal, a file, a container log): ISO-8601 UTC timestamp
-    /// and level name.
+    /// Anything else (a terminal, a file, a container log): the same `<N>` prefix (the
+    /// operations spec asks for it on every line; a syslog or container log collector reads it
+    /// too), then an ISO-8601 UTC timestamp and the level name for a human reader.
     case plain
 
     /// `.journal` when `$JOURNAL_STREAM` (`dev:inode`) names the same file as
@@ -170,7 +171,7 @@ public final class LogLineWriter: Sendable {
 /// A swift-log handler for daemons under systemd: one line per record on stderr.
 ///
 /// - `.journal`: `<6>[label] message key=value …`
-/// - `.plain`:   `2025-01-31T12:00:00.123Z info [label] message key=value …`
+/// - `.plain`:   `<6>2025-01-31T12:00:00.123Z info [label] message key=value …`
 ///
 /// Control characters (newlines included) are escaped so one record is one line.
 public struct JournaldLogHandler: LogHandler {
@@ -270,7 +271,7 @@ public struct JournaldLogHandler: LogHandler {
         case .journal:
             line = "<\(priority(of: level))>"
         case .plain:
-            line = "\(timestamp) \(level.rawValue) "
+            line = "<\(priority(of: level))>\(timestamp) \(level.rawValue) "
         }
         line += "[\(escapeControlCharacters(label))] \(escapeControlCharacters(message))"
         for key in metadata.keys.sorted() {

@@ -183,7 +183,8 @@ final class SystemdActivationTests: XCTestCase {
 
         let plainLog = directory.appendingPathComponent("plain.log").path
         let plain = try run(journalStreamOf: journalLog, log: plainLog)
-        let stamped = try Regex(#"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z (trace|debug|info|notice|warning|error|critical) \[creditd\] "#)
+        // The same priority prefix, then a timestamp and the level's name.
+        let stamped = try Regex(#"^<[0-7]>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z (trace|debug|info|notice|warning|error|critical) \[creditd\] "#)
         XCTAssertFalse(plain.isEmpty)
         for line in plain {
             XCTAssertNotNil(line.firstMatch(of: stamped), "not a plain timestamped line: \(line)")

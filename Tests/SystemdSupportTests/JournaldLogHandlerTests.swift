@@ -58,12 +58,12 @@ final class JournaldLogHandlerTests: XCTestCase {
         }
     }
 
-    func testPlainLinesCarryTimestampAndLevel() {
+    func testPlainLinesCarryPriorityTimestampAndLevel() {
         let line = JournaldLogHandler.formatLine(
             format: .plain, level: .warning, label: "creditd.server", message: "slow client",
             metadata: ["uid": "1000", "method": "Cancel"], timestamp: "2025-01-31T12:00:00.123Z"
         )
-        XCTAssertEqual(line, "2025-01-31T12:00:00.123Z warning [creditd.server] slow client method=Cancel uid=1000")
+        XCTAssertEqual(line, "<4>2025-01-31T12:00:00.123Z warning [creditd.server] slow client method=Cancel uid=1000")
 
         let now = JournaldLogHandler.timestamp()
         XCTAssertNotNil(now.wholeMatch(of: /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z/), now)
