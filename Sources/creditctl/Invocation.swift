@@ -8,7 +8,7 @@ enum Invocation {
     static func normalizedArguments(_ argv: [String]) -> [String] {
         let program = (argv.first ?? "creditctl").split(separator: "/").last.map(String.init) ?? ""
         let rest = Array(argv.dropFirst())
-        if program == "check_creditd" { return ["check"] + rest }
+        if program == "check_creditd" { return acceptNegativeNumbers(["check"] + rest) }
         return acceptNegativeNumbers(commonOptionsAfterSubcommand(rest))
     }
 
@@ -40,14 +40,22 @@ enum Invocation {
         return [arguments[index]] + leading + arguments[(index + 1)...]
     }
 
+    /// The long names of the short options that take a value, so that a negative value after
+    /// one can be attached (`-w -1:5` becomes `--warning=-1:5`).
+    static let longNames: [String: String] = ["-s": "--socket", "-o": "--output", "-t": "--timeout",
+                                              "-w": "--warning", "-c": "--critical", "-S": "--service"]
+
     /// ArgumentParser reads `-5` as an option. A negative number after an option that takes a
     /// value becomes `--option=-5`; a negative positional (`seats ID -1`) and the positionals
-    /// after it move behind `--`. The server's validation then answers (S1, O2).
+    /// after it move behind `--`. The server's validation then answers (S1, O2). A Nagios range
+    /// that starts below zero (`-w -1:5`, `--overdue-warning -10:10`) is such a value too.
     static func acceptNegativeNumbers(_ arguments: [String]) -> [String] {
         func isNegativeNumber(_ text: String) -> Bool {
-            let digits = text.dropFirst()
-            return text.hasPrefix("-") && digits.first?.isASCII == true && digits.first?.isNumber == true
-                && digits.allSatisfy { ($0.isASCII && $0.isNumber) || $0 == "." }
+            let rest = text.dropFirst()
+            // No option name starts with a digit, so `-` and a digit begins a value: a number,
+            // or a range (`-1:5`, `-10:`).
+            return text.hasPrefix("-") && rest.first?.isASCII == true && rest.first?.isNumber == true
+                && rest.allSatisfy { ($0.isASCII && $0.isNumber) || $0 == "." || $0 == ":" || $0 == "~" || $0 == "-" }
         }
         guard arguments.contains(where: isNegativeNumber), !arguments.contains("--") else { return arguments }
         var result: [String] = []
@@ -67,8 +75,8 @@ enum Invocation {
             } else {
                 // An option with its value.
                 let value = index + 1 < arguments.count ? arguments[index + 1] : nil
-                if let value, isNegativeNumber(value), argument.hasPrefix("--") {
-                    result.append("\(argument)=\(value)")
+                if let value, isNegativeNumber(value), let long = argument.hasPrefix("--") ? argument : longNames[argument] {
+                    result.append("\(long)=\(value)")
                 } else {
                     result.append(argument)
                     if let value { result.append(value) }

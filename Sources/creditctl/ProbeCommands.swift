@@ -45,8 +45,11 @@ struct Health: AsyncParsableCommand {
         } catch {
             let code: Int32
             switch Failure.classify(error, socketPath: path) {
-            case .unavailable, .timedOut, .permissionDenied: code = HealthExit.connectionFailed
-            case .rpc, .other: code = HealthExit.rpcFailed
+            // grpc_health_probe's split (operations spec §2): a connect that fails or times out
+            // is 2; a call that connected but got no answer in time is an RPC that failed
+            // (DEADLINE_EXCEEDED), 3, as is any status.
+            case .unavailable, .permissionDenied: code = HealthExit.connectionFailed
+            case .timedOut, .rpc, .other: code = HealthExit.rpcFailed
             }
             let failure = CommandFailure(error, socketPath: path)
             FileHandle.standardError.write(Data("creditctl: error: \(failure.codeName): \(failure.message)\n".utf8))

@@ -113,6 +113,20 @@ final class ProbeTests: XCTestCase {
         XCTAssertEqual(warning.perf["rtt"]?.warning, "@3600", "@0:3600 with the default start left out")
         let critical = try check(["-w", "@0:3600", "-c", "@0:3600"], socket: socket)
         XCTAssertEqual(critical.state, "CRITICAL", "critical wins over warning: \(critical.raw)")
+
+        // A range that starts below zero, as its own argument, short or long, as creditctl
+        // check and as check_creditd: a value, not an unknown option.
+        let negative = try check(["-w", "-1:3600", "-c", "-10:3600", "--overdue-warning", "-5:5"], socket: socket)
+        XCTAssertEqual(negative.state, "OK", negative.raw)
+        XCTAssertEqual(negative.perf["rtt"]?.warning, "-1:3600", negative.raw)
+        let inverted = try check(["-w", "@-1:3600"], socket: socket)
+        XCTAssertEqual(inverted.state, "WARNING", inverted.raw)
+        let links = try DaemonProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: links) }
+        let plugin = links.appendingPathComponent("check_creditd").path
+        try FileManager.default.createSymbolicLink(atPath: plugin, withDestinationPath: try OpsTools.creditctl)
+        let viaLink = try Self.pluginOutput(try OpsProcess.run([plugin, "-s", socket, "-c", "-10:3600"]))
+        XCTAssertEqual(viaLink.state, "OK", viaLink.raw)
         XCTAssertEqual(try daemon.stop(), 0)
     }
 
@@ -172,7 +186,8 @@ final class ProbeTests: XCTestCase {
     }
 
     /// No socket, a stale socket (refused), a daemon that does not answer: all CRITICAL for
-    /// check, 2 for health.
+    /// check; health says 2 when it cannot connect and 3 (DEADLINE_EXCEEDED, operations spec §2)
+    /// when it connected and got no answer.
     func testDaemonDownIsCritical() throws {
         let daemon = try DaemonProcess.start()
         let missing = daemon.directory.appendingPathComponent("missing.sock").path
@@ -187,7 +202,8 @@ final class ProbeTests: XCTestCase {
         kill(daemon.pid, SIGCONT)
         XCTAssertEqual(silent.state, "CRITICAL", silent.raw)
         XCTAssertTrue(silent.text.contains("no answer within"), silent.raw)
-        XCTAssertEqual(healthSilent.status, 2, healthSilent.stderr)
+        XCTAssertEqual(healthSilent.status, 3, healthSilent.stderr)
+        XCTAssertTrue(healthSilent.stderr.hasPrefix("creditctl: error: DEADLINE_EXCEEDED: "), healthSilent.stderr)
 
         daemon.kill()  // SIGKILL leaves a socket nobody listens on
         let refused = try check([], socket: daemon.socketPath)
