@@ -646,7 +646,12 @@ func analyzeStateDirectory(
 
     // A sealed last segment names a successor that is gone: its records (acknowledged ones,
     // possibly) are missing, which nothing else in the directory can reveal.
-    if !stopped, let last = analysis.keptSegments.last, let next = analysis.segments[last].sealedNext {
+    if stopped, let last = analysis.keptSegments.last, analysis.segments[last].sealedNext != nil {
+        // Repair moved the successor aside (a gap, a bad header) and its note says what is
+        // lost. The new segment is made now: left to the first append, the next start without
+        // repair refused over the same sealed segment, written to in between or not.
+        analysis.startsNewSegment = true
+    } else if !stopped, let last = analysis.keptSegments.last, let next = analysis.segments[last].sealedNext {
         let name = analysis.segments[last].name
         if repair {
             analysis.repairNotes.append("\(name) is sealed but the segment after it, \(StoreFormat.segmentName(firstSequence: next)), is missing: every change from seq \(next) on that it held is lost; continuing at seq \(next) in a new segment")

@@ -170,6 +170,43 @@ final class RecoveryTests: StoreDirectoryTestCase {
         XCTAssertTrue(try verifyStateDirectory(directory).isClean)
     }
 
+    /// The same for a segment in the middle that is gone or has a bad header: repair moves it
+    /// and every later one aside, and the sealed segment before them names a successor that is
+    /// no longer there. That successor is made at the repair too; it used to wait for the first
+    /// append, and the next start without --repair refused over the same sealed segment.
+    func testRepairOfADamagedMiddleSegmentHoldsWithoutAWrite() async throws {
+        for damage in ["missing", "bad header"] {
+            try? FileManager.default.removeItem(atPath: directory)
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            var options = StoreOptions()
+            options.segmentSize = 120
+            try await populate(directory, count: 12, options: options)
+            let segments = segmentFiles(in: directory)
+            XCTAssertGreaterThan(segments.count, 2)
+            let middle = segments[1]
+            let middleFirst = UInt64(middle.dropFirst(8).prefix(20))!
+            if damage == "missing" {
+                try FileManager.default.removeItem(atPath: directory + "/" + middle)
+            } else {
+                var bytes = try readBytes(directory + "/" + middle)
+                bytes[24] ^= 0xFF  // the header's CRC32C
+                try writeBytes(bytes, to: directory + "/" + middle)
+            }
+            options.repair = true
+            let (store, repaired) = try DurableStore.open(directory: directory, options: options)
+            XCTAssertEqual(repaired.nextSequence, middleFirst, damage)
+            await store.close()
+            options.repair = false
+            let (again, recovery) = try DurableStore.open(directory: directory, options: options)
+            XCTAssertEqual(recovery.nextSequence, middleFirst, damage)
+            XCTAssertEqual(recovery.report.repairs, [], damage)
+            let appended = try await again.appendAndWait(payload(middleFirst))
+            XCTAssertEqual(appended, middleFirst, damage)
+            await again.close()
+            XCTAssertTrue(try verifyStateDirectory(directory).isClean, damage)
+        }
+    }
+
     /// A crash while a full segment was being sealed: the successor exists but holds nothing yet,
     /// and the seal is torn. That is a torn tail, truncated; appending continues in the successor.
     func testTornSealBeforeEmptySuccessorIsTruncated() async throws {
