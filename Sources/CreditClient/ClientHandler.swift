@@ -10,6 +10,10 @@ struct OutgoingCall: Sendable {
     /// When set, sent as timeout_nano verbatim (protocol tests), regardless of `deadline`.
     var rawTimeoutNano: Int64?
     var promise: EventLoopPromise<Ttrpc_Response>
+    /// A server-streaming call: the payload of each Data frame on its stream, in order, on the
+    /// connection's event loop, before the Response that ends the stream; an error it throws
+    /// ends the call with that error. Nil for a unary call.
+    var onMessage: (@Sendable ([UInt8]) throws -> Void)? = nil
 }
 
 /// Client side of one connection: allocates odd increasing stream ids, matches Responses to
@@ -22,6 +26,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     private struct Pending {
         var promise: EventLoopPromise<Ttrpc_Response>
         var timer: Scheduled<Void>?
+        var onMessage: (@Sendable ([UInt8]) throws -> Void)?
     }
 
     private var nextStreamID: UInt32 = 1
@@ -58,7 +63,11 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
 
         let frame: TTRPCFrame
         do {
-            frame = try TTRPCEnvelope.requestFrame(streamID: id, request: request, allocator: context.channel.allocator)
+            // A server-streaming request says at once that the client sends nothing more
+            // (ttrpc 1.2: remote closed on the Request).
+            frame = try TTRPCEnvelope.requestFrame(streamID: id, request: request,
+                                                   flags: call.onMessage == nil ? [] : .remoteClosed,
+                                                   allocator: context.channel.allocator)
         } catch {
             call.promise.fail(ClientError.invalidResponse("cannot encode request: \(error)"))
             promise?.succeed()
@@ -69,7 +78,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             promise?.succeed()
             return
         }
-        var entry = Pending(promise: call.promise)
+        var entry = Pending(promise: call.promise, onMessage: call.onMessage)
         if let deadline = call.deadline {
             entry.timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
                 // A Response arriving later for this id is dropped.
@@ -86,8 +95,17 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             complete(streamID, .failure(RPCError.resourceExhausted(
                 "message length \(length) exceed maximum message size of \(TTRPCLimits.maxMessageLength)"
             )))
+        case .frame(let frame) where frame.type == .data:
+            // A message of a server stream; Data on a stream that is not one (or is gone) is
+            // dropped, as the wire spec's client does.
+            guard let onMessage = pending[frame.streamID]?.onMessage else { return }
+            do {
+                try onMessage(Array(frame.payload.readableBytesView))
+            } catch {
+                complete(frame.streamID, .failure(error))  // later frames of the stream are dropped
+            }
         case .frame(let frame):
-            guard frame.type == .response else { return }  // no client streaming support yet
+            guard frame.type == .response else { return }
             do {
                 let response = try TTRPCEnvelope.decodeResponse(frame.payload)
                 complete(frame.streamID, .success(response))

@@ -130,10 +130,29 @@ public final class CreditClient: Sendable {
         }
     }
 
-    private func send(_ request: Ttrpc_Request, timeout: Duration?, rawTimeoutNano: Int64?) async throws -> Ttrpc_Response {
+    /// Calls a server-streaming method: `onMessage` gets the payload of each message the server
+    /// sends, in order, on the connection's event loop (hand it on; do not block there). Returns
+    /// when the stream ends OK; throws `RPCError` for the status that ended it otherwise, or
+    /// what `onMessage` threw.
+    ///   - timeout: bounds the whole stream; nil for none (a watch that runs until stopped).
+    public func callServerStreaming(
+        service: String,
+        method: String,
+        payload: [UInt8],
+        timeout: Duration? = nil,
+        onMessage: @escaping @Sendable ([UInt8]) throws -> Void
+    ) async throws {
+        let request = Ttrpc_Request(service: service, method: method, payload: payload, metadata: [])
+        let response = try await send(request, timeout: timeout, rawTimeoutNano: nil, onMessage: onMessage)
+        if case .failure(let error) = TTRPCEnvelope.result(of: response) { throw error }
+    }
+
+    private func send(_ request: Ttrpc_Request, timeout: Duration?, rawTimeoutNano: Int64?,
+                      onMessage: (@Sendable ([UInt8]) throws -> Void)? = nil) async throws -> Ttrpc_Response {
         let promise = channel.eventLoop.makePromise(of: Ttrpc_Response.self)
         let deadline = timeout.map { NIODeadline.now() + .nanoseconds(Self.clampedNanoseconds($0)) }
-        let call = OutgoingCall(request: request, deadline: deadline, rawTimeoutNano: rawTimeoutNano, promise: promise)
+        let call = OutgoingCall(request: request, deadline: deadline, rawTimeoutNano: rawTimeoutNano, promise: promise,
+                                onMessage: onMessage)
         channel.writeAndFlush(call).whenFailure { error in
             // Never reached the handler (connection already closed) or the socket write failed.
             promise.fail(error is ClientError ? error : ClientError.connectionClosed)

@@ -106,4 +106,26 @@ extension CreditClient {
     public func healthList(timeout: Duration? = nil) async throws -> Grpc_Health_V1_HealthListResponse {
         try await call(MethodTable.Health.list, Grpc_Health_V1_HealthListRequest(), timeout: timeout)
     }
+
+    /// Health/Watch: `onStatus` gets the current status at once, then each change, on the
+    /// connection's event loop. Returns when the server ends the stream (at shutdown).
+    public func healthWatch(service: String = "", timeout: Duration? = nil,
+                            onStatus: @escaping @Sendable (Grpc_Health_V1_HealthCheckResponse.ServingStatus) -> Void) async throws {
+        try await serverStream(MethodTable.Health.watch, .with { $0.service = service }, timeout: timeout) { onStatus($0.status) }
+    }
+
+    /// Calls the server-streaming `method` with a typed request; `onMessage` gets each message.
+    public func serverStream<Req, Res>(_ method: TypedMethod<Req, Res>, _ request: Req, timeout: Duration? = nil,
+                                       onMessage: @escaping @Sendable (Res) -> Void) async throws {
+        try await callServerStreaming(service: method.service, method: method.method,
+                                      payload: try request.serializedBytes(), timeout: timeout) { bytes in
+            let message: Res
+            do {
+                message = try Res(serializedBytes: bytes)
+            } catch {
+                throw ClientError.invalidResponse("stream message is not a \(Res.protoMessageName): \(error)")
+            }
+            onMessage(message)
+        }
+    }
 }

@@ -13,7 +13,7 @@ public enum LogLineFormat: Sendable, Equatable {
     /// (journald stamps each line; `SyslogLevelPrefix=` turns `<N>` into the priority).
     case journal
     /// Anything else (a terminal, a file, a container log): the same `<N>` prefix (the
-    /// operations spec asks for it on every line; a syslog or container log collector reads it
+    /// docs/operations.md §6 asks for it on every line; a syslog or container log collector reads it
     /// too), then an ISO-8601 UTC timestamp and the level name for a human reader.
     case plain
 

@@ -18,7 +18,7 @@ enum Invocation {
 
     /// Options that take no value (so a number after one is a positional argument).
     static let flags: Set<String> = ["--dry-run", "--at-renewal", "-v", "--verbose", "-V", "--version", "-h", "--help",
-                                     "--overdue", "--refund-overdue", "--all", "-f", "--follow"]
+                                     "--overdue", "--refund-overdue", "--all", "-f", "--follow", "--watch"]
 
     /// Moves common options given before the subcommand to just after it, where the
     /// subcommand's parser reads them.

@@ -10,11 +10,18 @@ struct Health: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "health",
         abstract: "Health check with grpc_health_probe's exit codes.",
-        discussion: "Exit codes: 0 SERVING, 1 invalid arguments, 2 connection failed or timed out, 3 RPC failed, 4 not SERVING.")
+        discussion: """
+            Exit codes: 0 SERVING, 1 invalid arguments, 2 connection failed or timed out connecting, \
+            3 RPC failed (DEADLINE_EXCEEDED included: connected but no answer in time), 4 not SERVING.
+            """)
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
     @Option(name: [.customShort("S"), .customLong("service")], help: "Service name; empty for the whole server.") var service: String = ""
+    @Flag(name: .customLong("watch"), help: """
+        Keep printing the status, at once and at each change (Health/Watch), until the daemon \
+        ends the stream; -o json prints JSON Lines. Exits by the last status.
+        """) var watch = false
 
     /// NOT_SERVING may mean only that creditd is still recovering its state, for instance
     /// because this very probe started it through socket activation. Calls that need the state
@@ -33,6 +40,7 @@ struct Health: AsyncParsableCommand {
 
     func run() async throws {
         let path = try connection.socketPath()
+        if watch { return try await runWatch(path) }
         let status: Grpc_Health_V1_HealthCheckResponse.ServingStatus
         do {
             let client = try await CreditClient.connect(socketPath: path, timeout: connection.timeoutDuration)
@@ -43,22 +51,83 @@ struct Health: AsyncParsableCommand {
             status = await Health.settled(client, service: service, first: first,
                                           remaining: { connection.timeoutDuration - (clock.now - started) }).status
         } catch {
-            let code: Int32
-            switch Failure.classify(error, socketPath: path) {
-            // grpc_health_probe's split (operations spec §2): a connect that fails or times out
-            // is 2; a call that connected but got no answer in time is an RPC that failed
-            // (DEADLINE_EXCEEDED), 3, as is any status.
-            case .unavailable, .permissionDenied: code = HealthExit.connectionFailed
-            case .timedOut, .rpc, .other: code = HealthExit.rpcFailed
-            }
-            let failure = CommandFailure(error, socketPath: path)
-            FileHandle.standardError.write(Data("creditctl: error: \(failure.codeName): \(failure.message)\n".utf8))
-            throw ExitCode(code)
+            throw Health.failure(error, socketPath: path)
         }
         var response = Grpc_Health_V1_HealthCheckResponse()
         response.status = status
         try emit(response, output.output) { "status: \(Health.name(status))\n" }
         if status != .serving { throw ExitCode(HealthExit.notServing) }
+    }
+
+    /// Reports `error` on stderr and returns the exit code it means.
+    static func failure(_ error: any Error, socketPath path: String) -> ExitCode {
+        let code: Int32
+        switch Failure.classify(error, socketPath: path) {
+        // grpc_health_probe's split (docs/operations.md §2): a connect that fails or times out
+        // is 2; a call that connected but got no answer in time is an RPC that failed
+        // (DEADLINE_EXCEEDED), 3, as is any status.
+        case .unavailable, .permissionDenied: code = HealthExit.connectionFailed
+        case .timedOut, .rpc, .other: code = HealthExit.rpcFailed
+        }
+        let failure = CommandFailure(error, socketPath: path)
+        FileHandle.standardError.write(Data("creditctl: error: \(failure.codeName): \(failure.message)\n".utf8))
+        return ExitCode(code)
+    }
+
+    /// `health --watch`: one line per status (JSON Lines with `-o json`), written as it comes.
+    /// `--timeout` bounds the connect; the stream itself has no deadline. It ends when the
+    /// daemon ends the stream (at shutdown, NOT_SERVING then UNAVAILABLE: exit 4), when the
+    /// connection is lost (2), or with another status (3).
+    ///
+    /// A `Health/Check` every `keepAlive` keeps the connection from counting as idle: creditd
+    /// closes a connection whose streams said nothing for its idle timeout (docs/operations.md
+    /// §1), and a status that never changes says nothing.
+    private func runWatch(_ path: String) async throws {
+        let service = self.service, format = output.output, timeout = connection.timeoutDuration
+        let keepAlive = Duration.seconds(10)
+        let (statuses, continuation) = AsyncStream.makeStream(of: Grpc_Health_V1_HealthCheckResponse.ServingStatus.self)
+        var last: Grpc_Health_V1_HealthCheckResponse.ServingStatus?
+        do {
+            let client = try await CreditClient.connect(socketPath: path, timeout: connection.timeoutDuration)
+            defer { Task { await client.close() } }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    defer { continuation.finish() }
+                    try await client.healthWatch(service: service) { continuation.yield($0) }
+                }
+                group.addTask {
+                    while true {
+                        do {
+                            try await Task.sleep(for: keepAlive)
+                            _ = try await client.healthCheck(timeout: timeout)
+                        } catch is CancellationError {
+                            return
+                        } catch {
+                            continuation.finish()  // a daemon that stopped answering ends the watch
+                            throw error
+                        }
+                    }
+                }
+                for await status in statuses {
+                    last = status
+                    var response = Grpc_Health_V1_HealthCheckResponse()
+                    response.status = status
+                    let line = format == .json ? try JSONOutput.render(response, pretty: false) : "status: \(Health.name(status))"
+                    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+                }
+                group.cancelAll()  // the stream ended: stop the keep-alive
+                try await group.waitForAll()
+            }
+        } catch {
+            let exit = Health.failure(error, socketPath: path)
+            // A daemon shutting down says NOT_SERVING, then ends the stream UNAVAILABLE: the
+            // watch ends as a probe would then, "answered, but not SERVING".
+            if case .rpc(.unavailable, _) = Failure.classify(error, socketPath: path), last == .notServing {
+                throw ExitCode(HealthExit.notServing)
+            }
+            throw exit
+        }
+        if last != .serving { throw ExitCode(HealthExit.notServing) }
     }
 
     static func name(_ status: Grpc_Health_V1_HealthCheckResponse.ServingStatus) -> String {

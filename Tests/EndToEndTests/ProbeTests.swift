@@ -186,7 +186,7 @@ final class ProbeTests: XCTestCase {
     }
 
     /// No socket, a stale socket (refused), a daemon that does not answer: all CRITICAL for
-    /// check; health says 2 when it cannot connect and 3 (DEADLINE_EXCEEDED, operations spec §2)
+    /// check; health says 2 when it cannot connect and 3 (DEADLINE_EXCEEDED, docs/operations.md §2)
     /// when it connected and got no answer.
     func testDaemonDownIsCritical() throws {
         let daemon = try DaemonProcess.start()
@@ -252,6 +252,30 @@ final class ProbeTests: XCTestCase {
     }
 
     // MARK: creditctl health
+
+    /// `health --watch` (docs/operations.md §7: streams print JSON Lines): the status at once, then
+    /// each change; the daemon's shutdown ends it with the last status (NOT_SERVING: 4), and a
+    /// daemon that dies ends it as a lost connection (2).
+    func testHealthWatchPrintsEachStatusUntilTheDaemonEndsIt() throws {
+        for ending in ["shutdown", "kill"] {
+            let daemon = try DaemonProcess.start()
+            let log = daemon.directory.appendingPathComponent("watch-\(ending).log").path
+            let watch = try BackgroundProcess(
+                [try OpsTools.creditctl, "health", "--watch", "-o", "json", "-s", daemon.socketPath],
+                environment: TestEnvironment.scrubbed(), logPath: log)
+            XCTAssertTrue(watch.waitForLog(#"{"status":"SERVING"}"#), watch.log)
+            XCTAssertTrue(watch.isRunning, "a watch goes on after the first status")
+            if ending == "shutdown" {
+                XCTAssertEqual(try daemon.stop(), 0)
+                XCTAssertEqual(watch.waitForExit(), 4, watch.log)
+                XCTAssertEqual(watch.log.split(separator: "\n").prefix(2), [#"{"status":"SERVING"}"#, #"{"status":"NOT_SERVING"}"#])
+            } else {
+                daemon.kill()
+                XCTAssertEqual(watch.waitForExit(), 2, watch.log)
+                XCTAssertTrue(watch.log.contains("creditctl: error: UNAVAILABLE: "), watch.log)
+            }
+        }
+    }
 
     func testHealthExitCodes() throws {
         let daemon = try DaemonProcess.start()
