@@ -149,13 +149,13 @@ struct Reload: AsyncParsableCommand {
 }
 
 struct Metrics: AsyncParsableCommand {
-    enum Format: String, ExpressibleByArgument { case prometheus, json }
+    enum Format: String, ExpressibleByArgument { case prometheus, json, table }
 
     static let configuration = CommandConfiguration(
         commandName: "metrics", abstract: "The daemon's metrics in the Prometheus text format 0.0.4.")
 
     @OptionGroup var connection: ConnectionOptions
-    @Option(name: [.customShort("o"), .customLong("output")], help: "prometheus (default) or json.") var output: Format = .prometheus
+    @Option(name: [.customShort("o"), .customLong("output")], help: "prometheus (default), json or table.") var output: Format = .prometheus
 
     func run() async throws {
         let response: Creditd_V1_GetMetricsResponse = try await withSession(connection) {
@@ -164,6 +164,18 @@ struct Metrics: AsyncParsableCommand {
         switch output {
         case .prometheus: print(response.prometheusText, terminator: "")
         case .json: try emit(response, .json) { "" }
+        case .table: print(Metrics.table(response.prometheusText), terminator: "")
         }
+    }
+
+    /// One row per series, `SERIES  VALUE`, in the exposition's order; comments left out.
+    static func table(_ prometheusText: String) -> String {
+        var table = TextTable("SERIES", "VALUE")
+        for line in prometheusText.split(separator: "\n") where !line.hasPrefix("#") {
+            // The value follows the last space (label values may hold spaces; the value never does).
+            guard let space = line.lastIndex(of: " ") else { continue }
+            table.add(String(line[..<space]), String(line[line.index(after: space)...]))
+        }
+        return table.rendered
     }
 }

@@ -388,6 +388,16 @@ final class ProbeTests: XCTestCase {
         XCTAssertEqual(metrics.status, 0, metrics.stderr)
         XCTAssertTrue(metrics.stdout.hasSuffix("\n"), "a newline after the last line")
         XCTAssertFalse(metrics.stdout.contains("\r"))
+        // -o table: a row per series (label values may hold spaces), no comments.
+        let table = try OpsProcess.creditctl(["metrics", "-o", "table", "-s", socket])
+        XCTAssertEqual(table.status, 0, table.stderr)
+        let rows = table.stdout.split(separator: "\n")
+        XCTAssertTrue(rows.first?.hasPrefix("SERIES") == true, table.stdout)
+        XCTAssertGreaterThan(rows.count, 50, table.stdout)
+        XCTAssertTrue(rows.dropFirst().allSatisfy { $0.hasPrefix("creditd_") && Double($0.split(separator: " ").last ?? "") != nil },
+                      table.stdout)
+        XCTAssertTrue(rows.contains { $0.hasPrefix("creditd_serving ") && $0.hasSuffix(" 1") }, table.stdout)
+
         let parsed = try OpsProcess.run([python, "-c", Self.parseScript], stdin: metrics.stdout)
         XCTAssertEqual(parsed.status, 0, "prometheus_client rejects the text:\n\(parsed.stderr)\n\(metrics.stdout)")
         let families = try JSONDecoder().decode([Family].self, from: Data(parsed.stdout.utf8))
