@@ -1,4 +1,7 @@
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
 #if canImport(FoundationEssentials)
 import CreditProto
 import FoundationEssentials
@@ -184,6 +187,11 @@ public struct DaemonConfiguration: Sendable, Hashable {
     /// Reads a JSON config file as a layer. Unknown keys are rejected so typos are not ignored.
     public static func readFile(_ path: String) throws -> Layer {
         let data: Data
+        // Foundation reports a directory as "NSCocoaErrorDomain error 256".
+        var info = stat()
+        if stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR {
+            throw LoadError.unreadable(path: path, reason: "it is a directory, not a JSON file")
+        }
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {

@@ -40,7 +40,7 @@ enum AdminService {
                 let started = ContinuousClock.now
                 let info: SnapshotInfo
                 do {
-                    info = try await application.takeSnapshot()
+                    info = try await application.takeRequestedSnapshot()
                 } catch let failure as WriteFailure {
                     throw failure.rpcError
                 } catch {

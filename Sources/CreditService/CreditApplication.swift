@@ -379,6 +379,20 @@ public final class CreditApplication: Sendable {
         try await write(try await writer.captureForSnapshot())
     }
 
+    /// A snapshot an operator asked for (`Admin/TakeSnapshot`), logged as the periodic ones are:
+    /// a failure (a full disk) is in the journal, not only in the answer of a call someone
+    /// may not have watched.
+    public func takeRequestedSnapshot() async throws -> SnapshotInfo {
+        do {
+            let info = try await takeSnapshot()
+            logger.info("snapshot written on request", metadata: ["file": "\(info.fileName)", "bytes": "\(info.bytes)"])
+            return info
+        } catch {
+            logger.error("requested snapshot failed", metadata: ["error": "\(error)"])
+            throw error
+        }
+    }
+
     /// The final snapshot at shutdown, then closes the journal.
     public func shutdown() async {
         // Only the active host writes snapshots (a standby's would be refused by the fence).

@@ -38,6 +38,18 @@ final class ConfigurationFileTests: XCTestCase {
                        "\"max_seats\": Expected to decode Int64 but found a string instead.")
     }
 
+    /// A directory given as the file: said so, not as Foundation's "NSCocoaErrorDomain error 256".
+    func testADirectoryIsNamedAsOne() throws {
+        let directory = FileManager.default.temporaryDirectory.path
+        XCTAssertThrowsError(try DaemonConfiguration.readFile(directory)) { error in
+            guard case DaemonConfiguration.LoadError.unreadable(let path, let reason)? = error as? DaemonConfiguration.LoadError else {
+                return XCTFail("\(error)")
+            }
+            XCTAssertEqual(path, directory)
+            XCTAssertEqual(reason, "it is a directory, not a JSON file")
+        }
+    }
+
     func testUnknownKeyIsNamed() throws {
         XCTAssertEqual(try reason("{\"max_seat\": 5}"), "unknown key \"max_seat\"")
     }
