@@ -11,6 +11,11 @@ public struct PostgresConnectionInfo: Sendable, Equatable, CustomStringConvertib
     public var user: String
     public var password: String?
     public var database: String?
+    /// The sessions' `lock_timeout` on the server, when set (the store sets its lease). Every
+    /// step is bounded on creditd's side too, but a step given up on there (its connection
+    /// closed) kept waiting on the server: behind a lease row some other session held locked,
+    /// each retry left one more backend waiting, until the server refused every client.
+    public var lockTimeout: Duration?
 
     public enum ParseError: Error, CustomStringConvertible {
         case malformed(String)
@@ -62,6 +67,10 @@ public struct PostgresConnectionInfo: Sendable, Equatable, CustomStringConvertib
             : PostgresConnection.Configuration(
                 host: host, port: port, username: user, password: password, database: database, tls: .disable)
         configuration.options.connectTimeout = .seconds(5)
+        if let lockTimeout {
+            let millis = max(1, PostgresJournalStore.millis(lockTimeout))
+            configuration.options.additionalStartupParameters.append(("lock_timeout", "\(millis)"))
+        }
         return configuration
     }
 

@@ -92,6 +92,13 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
     /// as standby; `run` takes the lease when it is free.
     public static func open(_ info: PostgresConnectionInfo, options: PostgresStoreOptions = PostgresStoreOptions(),
                             logger: Logger) throws -> (PostgresJournalStore, Recovery) {
+        // A lock wait ends on the server within a lease, before creditd's own limit for the
+        // step (one and a half leases) gives up on it. Nothing creditd does holds the lease
+        // row longer than a statement, except a snapshot's FOR KEY SHARE, which only a
+        // takeover waits for (and retries). A final snapshot behind a row someone else locked
+        // gives up after a lease too, not after the snapshot's two minutes.
+        var info = info
+        info.lockTimeout = options.lease
         let connection = BlockingConnection(info: info, eventLoopGroup: options.eventLoopGroup, logger: logger)
         let recovery: Recovery
         do {
@@ -129,8 +136,10 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         }
     }
 
-    private var leaseMillis: Int64 {
-        let parts = options.lease.components
+    private var leaseMillis: Int64 { Self.millis(options.lease) }
+
+    static func millis(_ duration: Duration) -> Int64 {
+        let parts = duration.components
         return parts.seconds * 1000 + parts.attoseconds / 1_000_000_000_000_000
     }
 
@@ -272,6 +281,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         let node = options.node
         let logger = self.logger
         let leaseMillis = self.leaseMillis
+        let snapshotLimitMillis = Self.millis(snapshotStepLimit)
         // Bounded as the lease loop's steps are: a transaction whose reply never comes (its
         // ROLLBACK dropped with a database crash) would hold every later snapshot and the
         // shutdown that waits for this one.
@@ -281,6 +291,9 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
                 guard try await Schema.holdsLease(connection, node: node, epoch: epoch, logger: logger) else {
                     throw AppendRefusal.fenced(activeHolder: "")
                 }
+                // The lease row's lock waited at most a lease (the session's lock_timeout); the
+                // snapshot's own tables may wait as long as the whole snapshot may take.
+                try await Schema.limitLockWaits(connection, millis: snapshotLimitMillis, logger: logger)
                 try await Schema.insertSnapshot(connection, sequence: sequence, epoch: epoch, chunks: chunks,
                                                 bytes: payloadBytes, logger: logger)
             }
@@ -540,7 +553,9 @@ public enum PostgresStoreError: Error, CustomStringConvertible {
                 let state = error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? ""
                 return message + state
             }
-            if let underlying = error.underlying { return "\(error.code): \(underlying)" }
+            // An underlying PSQLError's own description is postgres-nio's placeholder ("Generic
+            // description to prevent accidental leakage..."): describe it the same way.
+            if let underlying = error.underlying { return "\(error.code): \(describe(underlying))" }
             return "\(error.code)"
         }
         if let error = error as? PostgresTransactionError {

@@ -121,6 +121,10 @@ enum Schema {
         }
         _ = try run("BEGIN")
         do {
+            // Another host creating or upgrading the schema, or a host's snapshot upload in the
+            // way of an upgrade's ALTER, may take longer than the session's lock_timeout (a
+            // lease): the start waits as long as its own limit instead.
+            _ = try run("SELECT set_config('lock_timeout', '\(PostgresJournalStore.millis(limit))', true)")
             _ = try run("SELECT pg_advisory_xact_lock(\(creationLock))")
             let existing = try run("SELECT to_regclass('creditd_schema') IS NOT NULL")
             let exists = try existing.rows.first?.decode(Bool.self) ?? false
@@ -313,6 +317,16 @@ enum Schema {
                                        logger: Logger) async throws {
         let rows = try await connection.query("""
             SELECT set_config('idle_in_transaction_session_timeout', \(String(millis)), \(!wholeSession))
+            """, logger: logger)
+        for try await _ in rows {}
+    }
+
+    /// Inside a transaction: lock waits of its later statements end after `millis` instead of
+    /// the session's `lock_timeout` (a lease). A snapshot's rows may wait for another upload
+    /// or a maintenance lock much longer than its check of the lease row should.
+    static func limitLockWaits(_ connection: PostgresConnection, millis: Int64, logger: Logger) async throws {
+        let rows = try await connection.query("""
+            SELECT set_config('lock_timeout', \(String(millis)), true)
             """, logger: logger)
         for try await _ in rows {}
     }

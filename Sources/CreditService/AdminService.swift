@@ -48,7 +48,10 @@ enum AdminService {
                 }
                 var response = Creditd_V1_TakeSnapshotResponse()
                 response.sequence = info.sequence
-                response.path = application.stateDirectory + "/" + info.fileName
+                // A file in the state directory; on a shared store, where the snapshot is rows
+                // in the database, the store's own name for it ("snapshot N in postgres ...").
+                response.path = application.store is DurableStore
+                    ? application.stateDirectory + "/" + info.fileName : info.fileName
                 response.bytes = UInt64(info.bytes)
                 response.durationSeconds = seconds(ContinuousClock.now - started)
                 return response

@@ -523,7 +523,7 @@ public final class LedgerWriter: @unchecked Sendable {
                     continue
                 }
                 if case .standby(let holder) = role {
-                    replies.append(.write(write.completion, .failure(.notActive(activeHolder: holder))))
+                    replies.append(.write(write.completion, .failure(.notActive(activeHolder: activeHolder(remembered: holder)))))
                     continue
                 }
                 let now = clock.now()
@@ -540,7 +540,8 @@ public final class LedgerWriter: @unchecked Sendable {
                     continue
                 }
                 if case .standby(let holder) = role {
-                    replies.append(.other { completion(.failure(.notActive(activeHolder: holder))) })
+                    let named = activeHolder(remembered: holder)
+                    replies.append(.other { completion(.failure(.notActive(activeHolder: named))) })
                     continue
                 }
                 do {
@@ -851,5 +852,14 @@ extension LedgerWriter: ReplicationFollower {
     }
     public func restore(_ snapshot: RecoveredSnapshot) { enqueueReplication(.restore(snapshot)) }
     public func promote(epoch: UInt64) { enqueueReplication(.promote(epoch: epoch)) }
+    /// The host a standby's refusal names: the store's live view of the lease (its loop reads
+    /// the lease at every poll), else what the last demotion said. A host that started as a
+    /// standby was never demoted, and named no host at all while another held the lease.
+    private func activeHolder(remembered: String) -> String {
+        guard let status = (store as? any ReplicatedJournalStore)?.replication,
+              !status.activeHolder.isEmpty, status.activeHolder != status.node else { return remembered }
+        return status.activeHolder
+    }
+
     public func demote(activeHolder: String) { enqueueReplication(.demote(activeHolder: activeHolder)) }
 }

@@ -266,6 +266,46 @@ final class PostgresFailoverTests: XCTestCase {
         print("database frozen under an active host: SIGTERM took \(stopTook)")
     }
 
+    /// Another session holds the lease row FOR UPDATE: every step that needs the row waits on the
+    /// server, and gives up there within a lease (`lock_timeout`), not only on creditd's side.
+    /// Steps given up only on creditd's side left their backends waiting, one more per retry,
+    /// until the server refused every client; and the final snapshot waited its whole two
+    /// minutes, so SIGTERM took that long.
+    func testLeaseRowLockedElsewhereLeavesNoWaitingBackendsAndStopsWithinSeconds() async throws {
+        let cluster = try PostgresCluster.startOrSkip()
+        defer { cluster.stop() }
+        let (hosts, client) = try await startOneActiveHost(cluster, firstWrite: "before-lock")
+        await client.close()
+        func lockLeaseRow(for seconds: Int) -> LockedBox<Bool> {
+            let released = LockedBox(false)
+            Thread.detachNewThread {
+                _ = try? cluster.sql("BEGIN; SELECT * FROM creditd_leader FOR UPDATE; SELECT pg_sleep(\(seconds)); COMMIT;")
+                released.set(true)
+            }
+            return released
+        }
+        var released = lockLeaseRow(for: 18)
+        try await Task.sleep(for: .seconds(15))  // seven leases of retries
+        let waiting = try cluster.sql("""
+            SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query NOT LIKE '%pg_stat_activity%'
+            """).trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertLessThanOrEqual(Int(waiting) ?? 99, 2, "backends waiting for a lock: \(waiting)")
+        while !released.get() { try await Task.sleep(for: .milliseconds(100)) }
+
+        // Active again; the row locked once more, and SIGTERM at once, while the host still
+        // holds its lease and so writes a final snapshot.
+        _ = try await waitForRole("active", of: hosts[0], timeout: .seconds(15))
+        released = lockLeaseRow(for: 30)
+        try await Task.sleep(for: .milliseconds(300))
+        let stopping = ContinuousClock.now
+        let status = try hosts[0].stop(timeout: 150)
+        let stopTook = ContinuousClock.now - stopping
+        XCTAssertEqual(status, 0, hosts[0].stderr.suffix(4000).description)
+        XCTAssertLessThan(stopTook, .seconds(15), "the host took \(stopTook) to stop:\n\(hosts[0].stderr.suffix(4000))")
+        while !released.get() { try await Task.sleep(for: .milliseconds(100)) }
+        print("lease row locked elsewhere: \(waiting) backends waiting after 15 s; SIGTERM took \(stopTook)")
+    }
+
     func testTwoHostsStartedAtOnceElectExactlyOneActive() async throws {
         let cluster = try PostgresCluster.startOrSkip()
         defer { cluster.stop() }
@@ -277,6 +317,19 @@ final class PostgresFailoverTests: XCTestCase {
         let roles = try await hosts.asyncMap { try await Self.role(of: $0) }
         XCTAssertEqual(roles.filter { $0 == "active" }.count, 1, "roles: \(roles)")
         XCTAssertEqual(roles.filter { $0 == "standby" }.count, 1, "roles: \(roles)")
+
+        // A write to the standby is refused naming the host writes go to, although this standby
+        // was never demoted (it started as one).
+        let standby = hosts[roles.firstIndex(of: "standby")!]
+        let client = try await CreditClient.connect(socketPath: standby.socketPath, timeout: .seconds(5))
+        do {
+            _ = try await client.createSubscription(Self.createRequest("to-the-standby"), timeout: .seconds(5))
+            XCTFail("a standby acknowledged a write")
+        } catch let error as RPCError {
+            XCTAssertEqual(error.reason, "not_active", "\(error)")
+            XCTAssertTrue(error.message.contains("writes go to "), "\(error)")
+        }
+        await client.close()
 
         // The monitoring check names each host's part, with epoch and lag as perfdata.
         for (host, role) in zip(hosts, roles) {
