@@ -54,8 +54,13 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         var activeHolder = ""
         /// The last record delivered to the follower or appended by this process.
         var lastKnown: UInt64
+        /// The lag of the newest record fetched, and the records of that catch-up; both 0 once
+        /// a catch-up finds nothing new.
         var lagSeconds: Double = 0
         var lagRecords: UInt64 = 0
+        /// When a standby last read the journal to its end. While reads fail (the database out
+        /// of reach), the time since then is how stale its state may be.
+        var caughtUpAt: ContinuousClock.Instant?
         var lastSnapshotSequence: UInt64?
         var lastSnapshotUnixMillis: Int64?
         var snapshotsWritten = 0
@@ -129,9 +134,15 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
 
     public var replication: ReplicationStatus {
         state.withLock { state in
-            ReplicationStatus(role: state.role, epoch: state.epoch, node: options.node,
+            // A standby that cannot read the journal does not know how far behind it is, only
+            // that it may be as far as its last complete catch-up: it reports that, not the
+            // lag of the last record it happened to fetch (0 while the active host wrote on).
+            let stale = state.caughtUpAt.map { ContinuousClock.now - $0 } ?? .zero
+            let staleSeconds = stale > options.pollInterval * 10 ? Double(stale.components.seconds)
+                + Double(stale.components.attoseconds) / 1e18 : 0
+            return ReplicationStatus(role: state.role, epoch: state.epoch, node: options.node,
                               activeHolder: state.activeHolder,
-                              lagSeconds: state.role == .active ? 0 : state.lagSeconds,
+                              lagSeconds: state.role == .active ? 0 : max(state.lagSeconds, staleSeconds),
                               lagRecords: state.role == .active ? 0 : state.lagRecords, lag: state.lag)
         }
     }
@@ -503,7 +514,18 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             await follower.replicate(records)
             if page.count < 2000 { break }
         }
-        if delivered > 0 { state.withLock { $0.lagRecords = delivered } }
+        // Read to the end: the replayed state is current. A catch-up that finds nothing new
+        // clears the lag; it used to stand at the last catch-up's (20 s after a standby
+        // rejoined, say) until the active host's next record, however long that took.
+        state.withLock { state in
+            state.caughtUpAt = .now
+            if delivered > 0 {
+                state.lagRecords = delivered
+            } else {
+                state.lagSeconds = 0
+                state.lagRecords = 0
+            }
+        }
     }
 
     /// Returns after `timeout`, or earlier when a notification (or a refused append) arrives.

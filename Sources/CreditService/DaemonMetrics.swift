@@ -97,7 +97,7 @@ public final class DaemonMetrics: Sendable {
         persistenceFault = must { try r.gauge(name: "creditd_persistence_fault", help: "1 once the journal refused a write; writes are refused until restart.") }
         replicationRole = must { try r.gauge(name: "creditd_replication_role", help: "1 for this process's role: standalone (file store), active or standby (shared store).", labelNames: ["role"]) }
         replicationEpoch = must { try r.gauge(name: "creditd_replication_epoch", help: "The writer lease epoch this process writes under (active) or last saw (standby).") }
-        replicationLag = must { try r.gauge(name: "creditd_replication_lag_seconds", help: "How far behind the active host the replayed state was at the last fetch (0 when active).") }
+        replicationLag = must { try r.gauge(name: "creditd_replication_lag_seconds", help: "How stale a standby's replayed state may be: the newest fetched record's delay, 0 once a fetch finds nothing new, or the time since its last complete fetch while it cannot read (0 when active).") }
         replicationLagP99 = must { try r.gauge(name: "creditd_replication_lag_p99_seconds", help: "Upper bucket bound of the 99th percentile lag of every record replayed as standby since start (NaN before the first).") }
         connectionsByUID = must { try r.gauge(name: "creditd_connections_by_uid", help: "Open client connections by peer uid.", labelNames: ["uid"]) }
         connectionsRefused = must { try r.counter(name: "creditd_connections_refused_total", help: "Connections refused by a limit, by reason (per_uid, full, draining).", labelNames: ["reason"]) }

@@ -306,6 +306,44 @@ final class PostgresFailoverTests: XCTestCase {
         print("lease row locked elsewhere: \(waiting) backends waiting after 15 s; SIGTERM took \(stopTook)")
     }
 
+    /// A standby's lag says how stale its reads may be: it grows while the standby cannot read
+    /// the journal (it reported 0 while the active host wrote on), and it is 0 once a catch-up
+    /// finds nothing new (it used to keep the last catch-up's until the next write came).
+    func testStandbyLagGrowsWhileItCannotReadAndClearsOnceCurrent() async throws {
+        let cluster = try PostgresCluster.startOrSkip()
+        defer { cluster.stop() }
+        let hosts = try startHosts(2, cluster: cluster, lease: 2)
+        let active = try await waitForOneActive(hosts)
+        let standby = hosts[1 - active]
+        func lag() async throws -> Double {
+            let client = try await CreditClient.connect(socketPath: standby.socketPath, timeout: .seconds(2))
+            defer { Task { await client.close() } }
+            let text = try await client.getMetrics(timeout: .seconds(2)).prometheusText
+            let line = text.split(separator: "\n").first { $0.hasPrefix("creditd_replication_lag_seconds ") }
+            return Double(line?.split(separator: " ").last ?? "") ?? -1
+        }
+        let client = try await CreditClient.connect(socketPath: hosts[active].socketPath, timeout: .seconds(5))
+        for index in 0..<20 { _ = try await client.createSubscription(Self.createRequest("lag-\(index)"), timeout: .seconds(5)) }
+        await client.close()
+        try await Task.sleep(for: .seconds(1))
+        let current = try await lag()
+        XCTAssertEqual(current, 0, "caught up and nothing new: no lag")
+
+        cluster.freeze()
+        try await Task.sleep(for: .seconds(3))
+        let whileFrozen = try await lag()
+        cluster.thaw()
+        XCTAssertGreaterThan(whileFrozen, 2, "three seconds without reading the journal")
+        var after = try await lag()
+        let end = ContinuousClock.now + .seconds(15)
+        while after != 0, ContinuousClock.now < end {
+            try await Task.sleep(for: .milliseconds(200))
+            after = try await lag()
+        }
+        XCTAssertEqual(after, 0, "current again once it reads the journal")
+        print("standby lag: 0 when current, \(whileFrozen) s after 3 s frozen, 0 again after")
+    }
+
     func testTwoHostsStartedAtOnceElectExactlyOneActive() async throws {
         let cluster = try PostgresCluster.startOrSkip()
         defer { cluster.stop() }
