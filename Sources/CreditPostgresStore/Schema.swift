@@ -134,6 +134,15 @@ enum Schema {
                 if found > version {
                     throw PostgresStoreError.schema("the database holds schema version \(found); this build knows up to \(version)")
                 }
+                // creditd creates its tables and records version 1 in one transaction, so an
+                // empty table is not one of its own: migrating from "version 0" recorded
+                // versions for tables that were never created, and every later start failed.
+                if found == 0 {
+                    throw PostgresStoreError.schema("""
+                        creditd_schema exists but records no version: it was not created by creditd (or was \
+                        emptied by hand); drop it, or point creditd at a database of its own
+                        """)
+                }
             } else {
                 for statement in creation { _ = try run(statement) }
                 _ = try run("INSERT INTO creditd_schema (version) VALUES (1) ON CONFLICT DO NOTHING")

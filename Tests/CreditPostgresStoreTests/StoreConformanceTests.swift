@@ -37,6 +37,20 @@ final class StoreConformanceTests: XCTestCase {
 
     /// A database written by schema version 1 (no `creditd_append` function) is brought up to
     /// date when a store opens it, and keeps its journal; so is one of version 2.
+    /// A `creditd_schema` table that records no version is not creditd's (it creates the table
+    /// and version 1 in one transaction): refused, and nothing recorded in it. Migrating from
+    /// "version 0" recorded versions 2 and 3 for tables that did not exist.
+    func testPostgresRefusesAnEmptySchemaTableItDidNotCreate() async throws {
+        let cluster = try PostgresCluster.startOrSkip()
+        defer { cluster.stop() }
+        _ = try cluster.sql("CREATE TABLE creditd_schema (version int PRIMARY KEY)")
+        let info = try PostgresConnectionInfo(parsing: cluster.connectionInfo)
+        XCTAssertThrowsError(try PostgresJournalStore.open(info, logger: Self.logger)) { error in
+            XCTAssertTrue("\(error)".contains("creditd_schema exists but records no version"), "\(error)")
+        }
+        XCTAssertEqual(try cluster.sql("SELECT count(*) FROM creditd_schema").trimmingCharacters(in: .whitespacesAndNewlines), "0")
+    }
+
     func testPostgresUpgradesAVersionOneDatabase() async throws {
         let cluster = try PostgresCluster.startOrSkip()
         defer { cluster.stop() }
