@@ -70,7 +70,7 @@ enum Invocation {
             } else if isNegativeNumber(argument) {
                 movingPositionals = true
                 positionals.append(argument)
-            } else if argument.contains("=") || flags.contains(argument) {
+            } else if argument.contains("=") || flags.contains(argument) || Self.isRepeatedVerbose(argument) {
                 result.append(argument)
             } else {
                 // An option with its value.
@@ -86,6 +86,11 @@ enum Invocation {
             index += 1
         }
         return positionals.isEmpty ? result : result + ["--"] + positionals
+    }
+
+    /// `-vv`, `-vvv`: the verbosity flag repeated in one argument (Monitoring Plugins style).
+    static func isRepeatedVerbose(_ argument: String) -> Bool {
+        argument.count > 2 && argument.hasPrefix("-v") && argument.dropFirst().allSatisfy { $0 == "v" }
     }
 
     static func probeKind(_ arguments: [String]) -> Probe? {

@@ -119,6 +119,8 @@ final class ProbeTests: XCTestCase {
         let negative = try check(["-w", "-1:3600", "-c", "-10:3600", "--overdue-warning", "-5:5"], socket: socket)
         XCTAssertEqual(negative.state, "OK", negative.raw)
         XCTAssertEqual(negative.perf["rtt"]?.warning, "-1:3600", negative.raw)
+        let verbose = try check(["-vv", "-w", "-1:3600", "-vvv", "-c", "-10:3600"], socket: socket)  // -v repeated in one argument
+        XCTAssertEqual(verbose.state, "OK", verbose.raw)
         let inverted = try check(["-w", "@-1:3600"], socket: socket)
         XCTAssertEqual(inverted.state, "WARNING", inverted.raw)
         let links = try DaemonProcess.makeTemporaryDirectory()
