@@ -97,12 +97,20 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             )))
         case .frame(let frame) where frame.type == .data:
             // A message of a server stream; Data on a stream that is not one (or is gone) is
-            // dropped, as the wire spec's client does.
+            // dropped, as the wire spec's client does. The server may end the stream OK with
+            // its last Data frame instead of a Response (docs/wire-protocol.md §6): remote
+            // closed, with a last message or with none (no data).
             guard let onMessage = pending[frame.streamID]?.onMessage else { return }
-            do {
-                try onMessage(Array(frame.payload.readableBytesView))
-            } catch {
-                complete(frame.streamID, .failure(error))  // later frames of the stream are dropped
+            if !frame.flags.contains(.noData) {
+                do {
+                    try onMessage(Array(frame.payload.readableBytesView))
+                } catch {
+                    complete(frame.streamID, .failure(error))  // later frames of the stream are dropped
+                    return
+                }
+            }
+            if frame.flags.contains(.remoteClosed) {
+                complete(frame.streamID, .success(Ttrpc_Response()))  // no status: OK
             }
         case .frame(let frame):
             guard frame.type == .response else { return }

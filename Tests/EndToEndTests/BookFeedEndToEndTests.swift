@@ -394,6 +394,30 @@ final class BookFeedEndToEndTests: XCTestCase {
         }
     }
 
+    /// The Swift client's server streams: every message in order, then the end. creditd ends
+    /// WatchEvents OK at shutdown with a bare close (Data, remote closed and no data, wire
+    /// protocol §6), which must end the call, with no extra message: the client used to deliver
+    /// the empty frame as a message and then wait forever for a Response.
+    func testSwiftClientServerStreamEndsWithTheServersBareClose() async throws {
+        try await create("a")
+        try await seats("a", 4)
+        let expected = try await allEvents()
+        let received = LockedBox<[Creditd_V1_Event]>([])
+        let watcher = try await CreditClient.connect(socketPath: daemon.socketPath, timeout: .seconds(5))
+        async let watched: Void = watcher.serverStream(MethodTable.Credits.watchEvents, Creditd_V1_WatchEventsRequest()) { event in
+            received.update { $0.append(event) }
+        }
+        let end = ContinuousClock.now + .seconds(10)
+        while received.get().count < expected.count, ContinuousClock.now < end { try await Task.sleep(for: .milliseconds(20)) }
+        let stopper = Task.detached { [daemon = daemon!] in try daemon.stop() }
+        try await watched  // returns: the stream ended OK
+        XCTAssertEqual(received.get(), expected)
+        let status = try await stopper.value
+        XCTAssertEqual(status, 0)
+        daemon = nil
+        await watcher.close()
+    }
+
     func testWatchEventsBacklogThenLiveThenOKAtShutdown() async throws {
         try await create("a")
         let backlog = try await allEvents()
