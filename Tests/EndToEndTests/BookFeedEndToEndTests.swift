@@ -464,6 +464,29 @@ final class BookFeedEndToEndTests: XCTestCase {
         return now
     }
 
+    /// Three calls of `method`, each on a connection of its own, that have nothing to answer
+    /// yet: the gauge `counted` reads 3; one connection closed, 2 (no commit needed); a commit,
+    /// then the other two closed, 0.
+    func assertEachCallEndsWithItsConnection(method: String, payload: [UInt8], flags: UInt8 = 0, counted: String,
+                                             file: StaticString = #filePath, line: UInt = #line) async throws {
+        var connections: [RawTTRPCConnection] = []
+        for _ in 0..<3 {
+            let c = try RawTTRPCConnection(path: daemon.socketPath)
+            try c.sendRequest(id: 1, service: MethodTable.Credits.serviceName, method: method, payload: payload, flags: flags)
+            connections.append(c)
+        }
+        let open = try await gauge(counted, becomes: 3)
+        XCTAssertEqual(open, "\(counted) 3", file: file, line: line)
+        connections[0].close()
+        let afterOne = try await gauge(counted, becomes: 2)
+        XCTAssertEqual(afterOne, "\(counted) 2", "a call ends with its connection, with no commit", file: file, line: line)
+        try await seats("a", 4)  // a commit wakes the others; they have nothing to answer either
+        connections[1].close()
+        connections[2].close()
+        let afterAll = try await gauge(counted, becomes: 0)
+        XCTAssertEqual(afterAll, "\(counted) 0", file: file, line: line)
+    }
+
     /// A watcher whose filter matches nothing has nothing to send, so it never learns from a
     /// failed send that its client has gone: closing the connection must end its handler even
     /// so, commits or not. It used to wait for commits until shutdown, holding its request (a
@@ -472,23 +495,8 @@ final class BookFeedEndToEndTests: XCTestCase {
         try await create("a")
         var request = Creditd_V1_WatchEventsRequest()
         request.subscriptionID = "no-such-subscription"
-        var watchers: [RawTTRPCConnection] = []
-        for _ in 0..<3 {
-            let c = try RawTTRPCConnection(path: daemon.socketPath)
-            try c.sendRequest(id: 1, service: MethodTable.Credits.serviceName, method: "WatchEvents",
-                              payload: try request.serializedBytes(), flags: 0x01)
-            watchers.append(c)
-        }
-        let watching = try await gauge("creditd_event_streams", becomes: 3)
-        XCTAssertEqual(watching, "creditd_event_streams 3")
-        watchers[0].close()
-        let afterOne = try await gauge("creditd_event_streams", becomes: 2)
-        XCTAssertEqual(afterOne, "creditd_event_streams 2", "a watcher with nothing to send ends with its connection")
-        try await seats("a", 4)  // a commit wakes the others; they have nothing to send either
-        watchers[1].close()
-        watchers[2].close()
-        let afterAll = try await gauge("creditd_event_streams", becomes: 0)
-        XCTAssertEqual(afterAll, "creditd_event_streams 0")
+        try await assertEachCallEndsWithItsConnection(method: "WatchEvents", payload: try request.serializedBytes(),
+                                                      flags: 0x01, counted: "creditd_event_streams")
     }
 
     /// A ListEvents long poll whose client has gone stops waiting at once. It used to wait out
@@ -501,23 +509,8 @@ final class BookFeedEndToEndTests: XCTestCase {
         request.afterSeq = Int64(try await client.listEvents(Creditd_V1_ListEventsRequest()).lastSeq)
         request.waitSeconds = 60
         request.subscriptionID = "no-such-subscription"  // commits below match nothing
-        var pollers: [RawTTRPCConnection] = []
-        for _ in 0..<3 {
-            let c = try RawTTRPCConnection(path: daemon.socketPath)
-            try c.sendRequest(id: 1, service: MethodTable.Credits.serviceName, method: "ListEvents",
-                              payload: try request.serializedBytes())
-            pollers.append(c)
-        }
-        let waiting = try await gauge("creditd_event_long_polls", becomes: 3)
-        XCTAssertEqual(waiting, "creditd_event_long_polls 3")
-        pollers[0].close()
-        let afterOne = try await gauge("creditd_event_long_polls", becomes: 2)
-        XCTAssertEqual(afterOne, "creditd_event_long_polls 2", "a long poll ends with its connection, with no commit")
-        try await seats("a", 4)
-        pollers[1].close()
-        pollers[2].close()
-        let afterAll = try await gauge("creditd_event_long_polls", becomes: 0)
-        XCTAssertEqual(afterAll, "creditd_event_long_polls 0")
+        try await assertEachCallEndsWithItsConnection(method: "ListEvents", payload: try request.serializedBytes(),
+                                                      counted: "creditd_event_long_polls")
 
         // One still connected is answered when a matching event commits, and leaves the count.
         request.subscriptionID = "a"
