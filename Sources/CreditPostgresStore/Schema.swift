@@ -324,18 +324,21 @@ enum Schema {
     /// standby's takeover the same way.
     static func limitIdleInTransaction(_ connection: PostgresConnection, millis: Int64, wholeSession: Bool = false,
                                        logger: Logger) async throws {
-        let rows = try await connection.query("""
-            SELECT set_config('idle_in_transaction_session_timeout', \(String(millis)), \(!wholeSession))
-            """, logger: logger)
-        for try await _ in rows {}
+        try await setMillis("idle_in_transaction_session_timeout", millis, transactionOnly: !wholeSession, connection, logger)
     }
 
     /// Inside a transaction: lock waits of its later statements end after `millis` instead of
     /// the session's `lock_timeout` (a lease). A snapshot's rows may wait for another upload
     /// or a maintenance lock much longer than its check of the lease row should.
     static func limitLockWaits(_ connection: PostgresConnection, millis: Int64, logger: Logger) async throws {
+        try await setMillis("lock_timeout", millis, transactionOnly: true, connection, logger)
+    }
+
+    /// Sets a server setting in milliseconds, for the transaction or for the whole session.
+    private static func setMillis(_ setting: String, _ millis: Int64, transactionOnly: Bool,
+                                  _ connection: PostgresConnection, _ logger: Logger) async throws {
         let rows = try await connection.query("""
-            SELECT set_config('lock_timeout', \(String(millis)), true)
+            SELECT set_config(\(setting), \(String(millis)), \(transactionOnly))
             """, logger: logger)
         for try await _ in rows {}
     }
