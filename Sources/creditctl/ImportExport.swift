@@ -52,34 +52,79 @@ enum CSV {
 
     static func row(_ fields: [String]) -> String { fields.map(field).joined(separator: ",") + "\r\n" }
 
-    /// Splits one line into fields; nil when a quote is not closed or stray text follows one.
-    static func parse(_ line: Substring) -> [String]? {
+    /// Splits one record into fields (RFC 4180); nil when a quote is not closed or stray text
+    /// follows one. It works on the UTF-8 bytes: the comma, the quote and the line breaks are
+    /// ASCII, never part of a multi-byte sequence, and every other byte is kept as it is. On
+    /// Swift Characters (grapheme clusters) a quoted "\r\n" is one Character, and a field that
+    /// starts with a combining mark joins the comma or quote before it into one, so an export
+    /// did not import as it was written.
+    static func parse(_ record: ArraySlice<UInt8>) -> [String]? {
+        let quote = UInt8(ascii: "\""), comma = UInt8(ascii: ",")
         var fields: [String] = []
-        var current = ""
+        var current: [UInt8] = []
         var quoted = false, wasQuoted = false
-        var iterator = Array(line).makeIterator()
-        var pending: Character? = nil
-        while let c = pending ?? iterator.next() {
-            pending = nil
+        var index = record.startIndex
+        while index < record.endIndex {
+            let byte = record[index]
+            index += 1
             if quoted {
-                if c == "\"" {
-                    if let n = iterator.next() {
-                        if n == "\"" { current.append("\"") } else { quoted = false; pending = n }
-                    } else { quoted = false }
-                } else { current.append(c) }
-            } else if c == "," {
-                fields.append(current); current = ""; wasQuoted = false
-            } else if c == "\"" {
+                if byte == quote {
+                    if index < record.endIndex, record[index] == quote {
+                        current.append(quote)
+                        index += 1
+                    } else {
+                        quoted = false
+                    }
+                } else {
+                    current.append(byte)
+                }
+            } else if byte == comma {
+                fields.append(String(decoding: current, as: UTF8.self))
+                current.removeAll(keepingCapacity: true)
+                wasQuoted = false
+            } else if byte == quote {
                 guard current.isEmpty, !wasQuoted else { return nil }
-                quoted = true; wasQuoted = true
+                quoted = true
+                wasQuoted = true
             } else {
                 if wasQuoted { return nil }
-                current.append(c)
+                current.append(byte)
             }
         }
         if quoted { return nil }
-        fields.append(current)
+        fields.append(String(decoding: current, as: UTF8.self))
         return fields
+    }
+
+    static func parse(_ line: some StringProtocol) -> [String]? { parse(ArraySlice(line.utf8)) }
+
+    /// The records of a file, split at LF or CR LF, each with the number of the line it starts
+    /// on. With `quotedBreaks` (CSV) a quoted field may hold line breaks, as export writes them:
+    /// the record goes on until its quotes balance, and its CR, LF and CR LF are kept as they
+    /// are. `unclosed` is the line of a record whose quote is never closed.
+    static func records(_ bytes: [UInt8], quotedBreaks: Bool) -> (records: [(line: Int, bytes: ArraySlice<UInt8>)], unclosed: Int?) {
+        let quote = UInt8(ascii: "\""), lf = UInt8(ascii: "\n"), cr = UInt8(ascii: "\r")
+        var records: [(line: Int, bytes: ArraySlice<UInt8>)] = []
+        var start = 0, startLine = 1, line = 1
+        var quoted = false
+        func close(_ end: Int) {
+            var end = end
+            if end > start, bytes[end - 1] == cr { end -= 1 }
+            records.append((startLine, bytes[start..<end]))
+        }
+        for index in bytes.indices {
+            let byte = bytes[index]
+            if quotedBreaks, byte == quote { quoted.toggle() }
+            guard byte == lf else { continue }
+            line += 1
+            if quoted { continue }
+            close(index)
+            start = index + 1
+            startLine = line
+        }
+        if quoted { return (records, startLine) }
+        if start < bytes.count { close(bytes.count) }
+        return (records, nil)
     }
 }
 
@@ -142,43 +187,27 @@ struct ImportValidator {
                           "time_zone", "refund_policy", "start_date", "current_period_charged_minor"]
 
     /// `now`: the daemon's instant; a start date after today in the row's zone is refused.
-    static func validate(text: String, format: FileFormat?, now: Int64) -> (rows: [ImportRow], problems: [ImportProblem]) {
+    /// `bytes` is UTF-8 text.
+    static func validate(bytes: [UInt8], format: FileFormat?, now: Int64) -> (rows: [ImportRow], problems: [ImportProblem]) {
         var rows: [ImportRow] = []
         var problems: [ImportProblem] = []
-        var seen: [String: Int] = [:]
-        // "\r\n" is one Character in Swift: split on both, or a CSV from `export` is one line.
-        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
-        let firstContent = lines.first { !$0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }
-        let format = format ?? (firstContent?.trimmingCharacters(in: .whitespaces).hasPrefix("{") == true ? .jsonl : .csv)
-        var header: [String]? = nil
-        // A quoted CSV field may hold line breaks (export writes them so, RFC 4180): such a
-        // record goes on over the next lines until its quotes balance. Problems name its first.
-        var records: [(number: Int, text: Substring)] = []
-        var open: (number: Int, text: String)? = nil
-        for (index, raw) in lines.enumerated() {
-            var line = raw
-            if line.hasSuffix("\r") { line = line.dropLast() }
-            guard format == .csv else {
-                records.append((index + 1, line))
-                continue
-            }
-            if var pending = open {
-                pending.text += "\n" + line
-                open = pending
-            } else {
-                open = (index + 1, String(line))
-            }
-            if open!.text.reduce(0, { $1 == "\"" ? $0 + 1 : $0 }) % 2 == 0 {
-                records.append((open!.number, Substring(open!.text)))
-                open = nil
-            }
+        // Ids are sequences of Unicode scalars (billing-rules.md O2): "café" with U+00E9 and with
+        // "e" + U+0301 are two subscriptions, though Swift's String == calls them equal
+        // (canonical equivalence). Their UTF-8 bytes are equal exactly when their scalars are.
+        var seen: [[UInt8]: Int] = [:]
+        func blank(_ record: ArraySlice<UInt8>) -> Bool {
+            record.allSatisfy { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
         }
-        if let open {
-            problems.append(ImportProblem(line: open.number,
+        let firstContent = bytes.first { ![UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), UInt8(ascii: "\n")].contains($0) }
+        let format = format ?? (firstContent == UInt8(ascii: "{") ? .jsonl : .csv)
+        var header: [String]? = nil
+        let (records, unclosed) = CSV.records(bytes, quotedBreaks: format == .csv)
+        if let unclosed {
+            problems.append(ImportProblem(line: unclosed,
                 reason: "malformed CSV: a quoted field opened on this line is never closed (it takes in the rest of the file)"))
         }
         for (number, line) in records {
-            if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+            if blank(line) { continue }
             var fields: [String: String] = [:]
             switch format {
             case .csv:
@@ -200,8 +229,7 @@ struct ImportValidator {
                 }
                 for (name, value) in zip(names, cells) { fields[name] = value }
             case .jsonl:
-                guard let data = String(line).data(using: .utf8),
-                      let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
                     problems.append(ImportProblem(line: number, reason: "malformed line: not a JSON object")); continue
                 }
                 var bad: String? = nil
@@ -219,11 +247,12 @@ struct ImportValidator {
             case .failure(let reason):
                 problems.append(ImportProblem(line: number, reason: reason.text))
             case .success(let request):
-                if let first = seen[request.subscriptionID] {
+                let id = Array(request.subscriptionID.utf8)
+                if let first = seen[id] {
                     problems.append(ImportProblem(line: number, reason: "duplicated id \(request.subscriptionID) (first on line \(first))"))
                     continue
                 }
-                seen[request.subscriptionID] = number
+                seen[id] = number
                 rows.append(ImportRow(line: number, request: request))
             }
         }
@@ -243,7 +272,7 @@ struct ImportValidator {
         var r = Creditd_V1_ImportSubscriptionRequest()
         r.subscriptionID = f["subscription_id"] ?? ""
         guard !r.subscriptionID.isEmpty else { return .failure(Reason(text: "subscription_id is missing")) }
-        guard r.subscriptionID.unicodeScalars.count <= 255 else { return .failure(Reason(text: "subscription_id is longer than 255 characters")) }
+        guard r.subscriptionID.unicodeScalars.count <= 255 else { return .failure(Reason(text: "subscription_id is longer than 255 Unicode scalars")) }
         r.customer = f["customer"] ?? ""
         r.plan = f["plan"] ?? ""
         let status = text("status")
@@ -369,22 +398,22 @@ struct Import: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let text: String
+        var bytes: [UInt8]
         do {
             let data = file == "-" ? FileHandle.standardInput.readDataToEndOfFile()
                 : try Data(contentsOf: URL(fileURLWithPath: file))
-            guard let decoded = String(data: data, encoding: .utf8) else { throw ValidationError("\(file) is not UTF-8 text") }
-            text = decoded
-        } catch let error as ValidationError {
-            throw error
+            bytes = [UInt8](data)
         } catch {
             throw ValidationError("cannot read \(file): \(error.localizedDescription)")
         }
+        guard String(validating: bytes, as: UTF8.self) != nil else { throw ValidationError("\(file) is not UTF-8 text") }
+        // A byte order mark (spreadsheets write one) is not part of the first column's name.
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
         let format = self.format, dryRun = self.dryRun, inFlight = self.inFlight
         let name = file == "-" ? "<stdin>" : file
-        let outcome: Int32 = try await withSession(connection) { session in
+        let outcome: Int32 = try await withSession(connection) { [bytes] session in
             let clock = try await session.call(MethodTable.Admin.getClock, Creditd_V1_GetClockRequest())
-            let (rows, problems) = ImportValidator.validate(text: text, format: format, now: clock.nowUnixNanos)
+            let (rows, problems) = ImportValidator.validate(bytes: bytes, format: format, now: clock.nowUnixNanos)
             if !problems.isEmpty {
                 var report = ""
                 for p in problems { report += "\(name):\(p.line): \(p.reason)\n" }

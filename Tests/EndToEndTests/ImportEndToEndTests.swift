@@ -339,6 +339,62 @@ final class ImportEndToEndTests: XCTestCase {
         XCTAssertEqual(invoices.stdout.split(separator: "\n").count, 7, "a purchase, five opening and one final invoice:\n\(invoices.stdout)")
     }
 
+    /// Text that Swift's Characters (grapheme clusters) would change, and two ids that differ
+    /// only by normalization: an export imports into another daemon as it was written, so the
+    /// export of the copy is the same bytes.
+    func testExportImportExportKeepsEveryByte() async throws {
+        let (source, client) = try await start()
+        let texts = ["cr\r\nlf", "lone\rcr", "\u{301}starts with a combining mark", "comma,\u{301}mark", "\"\u{301}\" quoted mark",
+                     "emoji \u{1F469}\u{200D}\u{1F469}\u{200D}\u{1F467} \u{1F1F3}\u{1F1F4}", "Smith, \"Jo\"", " edge ", "lf\n",
+                     "caf\u{E9}", "cafe\u{301}"]
+        for (index, text) in texts.enumerated() {
+            var request = setupG(text)
+            request.customer = texts[(index + 1) % texts.count]
+            request.plan = "\u{301}" + texts[(index + 2) % texts.count]
+            _ = try await client.importSubscription(request)
+        }
+        for format in ["csv", "jsonl"] {
+            let first = source.directory.appendingPathComponent("first.\(format)").path
+            let exported = try CreditctlProcess.run(["export", "subscriptions", "--format", format, "-o", first, "-s", source.socketPath])
+            XCTAssertEqual(exported.status, 0, exported.stderr)
+            let (target, targetClient) = try await start()
+            let imported = try CreditctlProcess.run(["import", first, "-s", target.socketPath])
+            XCTAssertEqual(imported.status, 0, imported.stdout + imported.stderr)
+            XCTAssertTrue(imported.stdout.contains("imported \(texts.count), skipped 0, failed 0"), imported.stdout + imported.stderr)
+            let second = target.directory.appendingPathComponent("second.\(format)").path
+            let again = try CreditctlProcess.run(["export", "subscriptions", "--format", format, "-o", second, "-s", target.socketPath])
+            XCTAssertEqual(again.status, 0, again.stderr)
+            // Data, not String: String == would call canonically equivalent texts equal.
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: second)), try Data(contentsOf: URL(fileURLWithPath: first)), format)
+            for id in texts {
+                var get = Creditd_V1_GetSubscriptionRequest()
+                get.subscriptionID = id
+                let copy = try await targetClient.getSubscription(get).subscription
+                XCTAssertEqual(Array(copy.subscriptionID.utf8), Array(id.utf8))
+                let original = try await client.getSubscription(get).subscription
+                XCTAssertEqual(Array(copy.customer.utf8), Array(original.customer.utf8), "\(format): customer of \(id.debugDescription)")
+                XCTAssertEqual(Array(copy.plan.utf8), Array(original.plan.utf8), "\(format): plan of \(id.debugDescription)")
+            }
+        }
+    }
+
+    /// Ids are sequences of Unicode scalars: "café" precomposed and decomposed are two ids, not
+    /// a duplicate, while the same scalars twice still are.
+    func testCanonicallyEquivalentIdsAreNotDuplicates() async throws {
+        let (daemon, _) = try await start()
+        let csv = "subscription_id,seats,unit_price_minor,currency,start_date\n"
+            + "caf\u{E9},1,100,USD,2025-01-31\ncafe\u{301},1,100,USD,2025-01-31\ncaf\u{E9},1,100,USD,2025-01-31\n"
+        let path = try write(csv, "equivalent.csv", in: daemon)
+        let result = try CreditctlProcess.run(["import", path, "-s", daemon.socketPath])
+        XCTAssertEqual(result.status, 65, result.stdout + result.stderr)
+        XCTAssertTrue(result.stderr.contains("\(path):4: duplicated id caf\u{E9} (first on line 2)"), result.stderr)
+        XCTAssertFalse(result.stderr.contains(":3:"), result.stderr)
+        let fixed = try write(csv.split(separator: "\n").dropLast().joined(separator: "\n") + "\n", "distinct.csv", in: daemon)
+        let imported = try CreditctlProcess.run(["import", fixed, "-s", daemon.socketPath])
+        XCTAssertEqual(imported.status, 0, imported.stdout + imported.stderr)
+        XCTAssertTrue(imported.stdout.contains("imported 2, skipped 0, failed 0"), imported.stdout)
+    }
+
     /// O5 prices an imported period at current_period_charged_minor / seats: a subscription
     /// whose seats changed in its period would import with another price per seat, and
     /// export says which.
