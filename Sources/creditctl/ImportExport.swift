@@ -170,6 +170,58 @@ enum JSONText {
     }
 }
 
+/// One value of a JSON lines object, as JSON typed it. JSONSerialization gives booleans as
+/// NSNumber, which took `true` for 1 and `false` for 0 in a number column.
+enum JSONField: Decodable {
+    case string(String)
+    /// An integer, or the text of another number (which then is "not an integer").
+    case number(String)
+    case bool(Bool)
+    case null
+    case nested
+
+    init(from decoder: any Swift.Decoder) throws {
+        let value = try decoder.singleValueContainer()
+        if value.decodeNil() {
+            self = .null
+        } else if let bool = try? value.decode(Bool.self) {
+            self = .bool(bool)
+        } else if let integer = try? value.decode(Int64.self) {
+            self = .number(String(integer))
+        } else if let double = try? value.decode(Double.self) {
+            self = .number(String(double))
+        } else if let string = try? value.decode(String.self) {
+            self = .string(string)
+        } else {
+            self = .nested
+        }
+    }
+
+    /// The columns that take a number; the others take a string.
+    static let numberColumns: Set<String> = ["seats", "unit_price_minor", "current_period_charged_minor"]
+
+    /// The import's columns of one object as text, each checked against its JSON type:
+    /// a number column takes a number (or its digits as a string, as CSV has them), a text
+    /// column a string; a boolean, an object or an array is refused. Keys that are not
+    /// columns (the rest of an export) are ignored, whatever they hold.
+    static func fields(_ object: [String: JSONField]) -> Result<[String: String], ImportValidator.Reason> {
+        var fields: [String: String] = [:]
+        for (key, value) in object.sorted(by: { $0.key < $1.key }) {
+            guard ImportValidator.columns.contains(key) || key == "status" else { continue }
+            let wants = numberColumns.contains(key) ? "a number" : "a string"
+            switch value {
+            case .null: continue
+            case .string(let text): fields[key] = text
+            case .number(let text) where numberColumns.contains(key): fields[key] = text
+            case .number(let text): return .failure(.init(text: "\(key) is the number \(text); it takes a string (\"\(text)\")"))
+            case .bool(let bool): return .failure(.init(text: "\(key) is \(bool); it takes \(wants)"))
+            case .nested: return .failure(.init(text: "\(key) is an object or array; it takes \(wants)"))
+            }
+        }
+        return .success(fields)
+    }
+}
+
 /// One validated line of an import file.
 struct ImportRow: Sendable {
     let line: Int
@@ -198,8 +250,17 @@ struct ImportValidator {
         func blank(_ record: ArraySlice<UInt8>) -> Bool {
             record.allSatisfy { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
         }
-        let firstContent = bytes.first { ![UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), UInt8(ascii: "\n")].contains($0) }
-        let format = format ?? (firstContent == UInt8(ascii: "{") ? .jsonl : .csv)
+        let firstContent = bytes.firstIndex { ![UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), UInt8(ascii: "\n")].contains($0) }
+        if format != .csv, let firstContent, bytes[firstContent] == UInt8(ascii: "[") {
+            // A JSON array (what many tools write) is not JSON lines; read as CSV, it only got
+            // "malformed CSV line".
+            let line = 1 + bytes[..<firstContent].count { $0 == UInt8(ascii: "\n") }
+            problems.append(ImportProblem(line: line,
+                reason: "the file is a JSON array; import reads JSON lines, one object per line (jq -c '.[]' converts an array)"))
+            return (rows, problems)
+        }
+        let format = format ?? (firstContent.map { bytes[$0] } == UInt8(ascii: "{") ? .jsonl : .csv)
+        let decoder = JSONDecoder()
         var header: [String]? = nil
         let (records, unclosed) = CSV.records(bytes, quotedBreaks: format == .csv)
         if let unclosed {
@@ -216,6 +277,13 @@ struct ImportValidator {
                 }
                 guard let names = header else {
                     let names = cells.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+                    // A column named twice would have its last value win, unseen.
+                    if let twice = names.enumerated().first(where: { !$0.element.isEmpty && names[..<$0.offset].contains($0.element) }) {
+                        let first = names.firstIndex(of: twice.element)!
+                        problems.append(ImportProblem(line: number,
+                            reason: "header row names column \(twice.element) twice (columns \(first + 1) and \(twice.offset + 1))"))
+                        return (rows, problems)
+                    }
                     let missing = ["subscription_id", "seats", "unit_price_minor", "currency", "start_date"].filter { !names.contains($0) }
                     if !missing.isEmpty {
                         problems.append(ImportProblem(line: number, reason: "header row lacks column(s) \(missing.joined(separator: ", "))"))
@@ -229,19 +297,13 @@ struct ImportValidator {
                 }
                 for (name, value) in zip(names, cells) { fields[name] = value }
             case .jsonl:
-                guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
+                guard let object = try? decoder.decode([String: JSONField].self, from: Data(line)) else {
                     problems.append(ImportProblem(line: number, reason: "malformed line: not a JSON object")); continue
                 }
-                var bad: String? = nil
-                for (key, value) in object {
-                    switch value {
-                    case let s as String: fields[key] = s
-                    case let n as NSNumber: fields[key] = n.stringValue
-                    case is NSNull: break
-                    default: bad = key
-                    }
+                switch JSONField.fields(object) {
+                case .success(let found): fields = found
+                case .failure(let reason): problems.append(ImportProblem(line: number, reason: reason.text)); continue
                 }
-                if let bad { problems.append(ImportProblem(line: number, reason: "malformed line: \(bad) is not a string or number")); continue }
             }
             switch row(fields, now: now) {
             case .failure(let reason):
@@ -275,9 +337,10 @@ struct ImportValidator {
         guard r.subscriptionID.unicodeScalars.count <= 255 else { return .failure(Reason(text: "subscription_id is longer than 255 Unicode scalars")) }
         r.customer = f["customer"] ?? ""
         r.plan = f["plan"] ?? ""
+        // Like interval and refund_policy, the status is read without regard to case.
         let status = text("status")
-        if !status.isEmpty, status != "active" {
-            return .failure(Reason(text: "status \(status): only active subscriptions can be imported"))
+        if !status.isEmpty, status.lowercased() != "active" {
+            return .failure(Reason(text: "status \(status): only active subscriptions can be imported (status active, or no status column)"))
         }
         switch integer("seats") {
         case .failure(let e): return .failure(e)

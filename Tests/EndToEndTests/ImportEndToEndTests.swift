@@ -263,6 +263,46 @@ final class ImportEndToEndTests: XCTestCase {
         XCTAssertTrue(again.stdout.contains("imported 0, skipped 1, failed 0"), again.stdout)
     }
 
+    /// JSON lines are read with their types: a boolean is not a number, a number is not an id,
+    /// customer or other text. A CSV header that names a column twice, a JSON array and a
+    /// status other than active are refused with what to write instead.
+    func testImportRefusesWrongTypesAndAColumnNamedTwice() async throws {
+        let (daemon, client) = try await start()
+        let jsonl = """
+            {"subscription_id":"j1","seats":true,"unit_price_minor":100,"currency":"USD","start_date":"2025-01-31"}
+            {"subscription_id":"j2","seats":1,"unit_price_minor":false,"currency":"USD","start_date":"2025-01-31"}
+            {"subscription_id":3,"seats":1,"unit_price_minor":100,"currency":"USD","start_date":"2025-01-31"}
+            {"subscription_id":"j4","seats":1,"unit_price_minor":100,"currency":"USD","start_date":"2025-01-31","customer":["a"]}
+            {"subscription_id":"j5","seats":"2","unit_price_minor":100,"currency":"USD","start_date":"2025-01-31","status":"Active","anchor_day":31,"overdue":true}
+            {"subscription_id":"j6","seats":1,"unit_price_minor":100,"currency":"USD","start_date":"2025-01-31","status":"cancelled"}
+
+            """
+        let path = try write(jsonl, "types.jsonl", in: daemon)
+        let result = try CreditctlProcess.run(["import", path, "-s", daemon.socketPath])
+        XCTAssertEqual(result.status, 65, result.stdout + result.stderr)
+        for expected in ["\(path):1: seats is true; it takes a number", "\(path):2: unit_price_minor is false; it takes a number",
+                         "\(path):3: subscription_id is the number 3; it takes a string (\"3\")",
+                         "\(path):4: customer is an object or array; it takes a string",
+                         "\(path):6: status cancelled: only active subscriptions can be imported (status active, or no status column)"] {
+            XCTAssertTrue(result.stderr.contains(expected), "missing \(expected) in:\n\(result.stderr)")
+        }
+        XCTAssertFalse(result.stderr.contains(":5:"), "digits in a string, Active and other keys are fine: \(result.stderr)")
+
+        let twice = try write("subscription_id,seats,unit_price_minor,currency,start_date,seats\nh1,5,100,USD,2025-01-31,7\n", "twice.csv", in: daemon)
+        let header = try CreditctlProcess.run(["import", twice, "-s", daemon.socketPath])
+        XCTAssertEqual(header.status, 65, header.stdout + header.stderr)
+        XCTAssertTrue(header.stderr.contains("\(twice):1: header row names column seats twice (columns 2 and 6)"), header.stderr)
+
+        let array = try write("[{\"subscription_id\":\"x\",\"seats\":1,\"unit_price_minor\":1,\"currency\":\"USD\",\"start_date\":\"2025-01-31\"}]\n",
+                              "array.json", in: daemon)
+        let arrayResult = try CreditctlProcess.run(["import", array, "-s", daemon.socketPath])
+        XCTAssertEqual(arrayResult.status, 65, arrayResult.stdout + arrayResult.stderr)
+        XCTAssertTrue(arrayResult.stderr.contains("\(array):1: the file is a JSON array; import reads JSON lines"), arrayResult.stderr)
+
+        let subscriptions = try await client.getStats().subscriptions
+        XCTAssertEqual(subscriptions, 0, "nothing was written")
+    }
+
     /// An import line the daemon refuses (price x seats overflows) is counted as failed, and
     /// the exit code says so.
     func testImportFailureIsCountedAndExitsNonZero() async throws {
