@@ -49,7 +49,8 @@ connecting); 77 permission denied (EACCES, PERMISSION_DENIED, UNAUTHENTICATED).
 included).
 .Pp
 .Em import :
-65 when the file has bad lines (nothing is written); otherwise 0 when no subscription failed
-and 1 when one did.
+65 when the file has bad lines, those the daemon would refuse included (nothing is written); otherwise 0
+when no subscription failed and 1 when one did; a lost connection or writes refused by the
+daemon stop it with the code of that status (69 for UNAVAILABLE).
 '
 ls docs/man

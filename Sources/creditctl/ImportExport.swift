@@ -404,14 +404,19 @@ final class ImportProgress {
     var lastReport = ContinuousClock.now
     let interval: Duration
 
-    init(total: Int) {
+    /// `import` for the writing pass, `check` for the daemon's check before it.
+    let phase: String
+
+    init(total: Int, phase: String) {
         self.total = total
+        self.phase = phase
         interval = terminal ? .milliseconds(200) : .seconds(2)
     }
 
     static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
 
-    func update(done: Int, imported: Int, skipped: Int, failed: Int, force: Bool = false) {
+    /// `counts`: what the rows came to so far, e.g. `imported 3 skipped 0 failed 0`.
+    func update(done: Int, counts: @autoclosure () -> String, force: Bool = false) {
         let now = ContinuousClock.now
         guard force || now - lastReport >= interval else { return }
         lastReport = now
@@ -425,11 +430,10 @@ final class ImportProgress {
             let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
             // The last update clears the bar: the summary that follows is what stays on screen.
             let line = force ? "\r\u{1B}[K"
-                : String(format: "\r[%@] %d/%d %3d%% %.0f/s ETA %ds ", bar, done, total, percent, rate, Int(left.rounded()))
+                : String(format: "\r%@ [%@] %d/%d %3d%% %.0f/s ETA %ds ", phase, bar, done, total, percent, rate, Int(left.rounded()))
             FileHandle.standardError.write(Data(line.utf8))
         } else {
-            let line = String(format: "import: %d/%d (%d%%) imported %d skipped %d failed %d, %.0f/s, %ds left\n",
-                              done, total, percent, imported, skipped, failed, rate, Int(left.rounded()))
+            let line = "\(phase): \(done)/\(total) (\(percent)%) \(counts()), \(String(format: "%.0f", rate))/s, \(Int(left.rounded()))s left\n"
             FileHandle.standardError.write(Data(line.utf8))
         }
     }
@@ -445,9 +449,12 @@ struct Import: AsyncParsableCommand {
             start_date (YYYY-MM-DD), current_period_charged_minor (optional; default price x seats). \
             Other columns (those of `export subscriptions`) are ignored, except status, which must be active.
 
-            The whole file is checked first; every bad line is reported with its number and nothing is \
-            written (exit 65). A subscription that already exists counts as skipped, so an interrupted \
-            import can simply be run again. Exit 0 when nothing failed, 1 otherwise.
+            The whole file is checked first, by creditctl and then by the daemon (every row sent with \
+            dry_run); every bad line is reported with its number and nothing is written (exit 65). \
+            A subscription that already exists counts as skipped, so an interrupted import can simply \
+            be run again. Exit 0 when nothing failed, 1 when a row was refused after the check (a \
+            change in between); a lost connection or writes refused by the daemon stop the import \
+            with that status's code (69 for UNAVAILABLE).
             """)
 
     @OptionGroup var connection: ConnectionOptions
@@ -476,75 +483,163 @@ struct Import: AsyncParsableCommand {
         let name = file == "-" ? "<stdin>" : file
         let outcome: Int32 = try await withSession(connection) { [bytes] session in
             let clock = try await session.call(MethodTable.Admin.getClock, Creditd_V1_GetClockRequest())
-            let (rows, problems) = ImportValidator.validate(bytes: bytes, format: format, now: clock.nowUnixNanos)
+            var (rows, problems) = ImportValidator.validate(bytes: bytes, format: format, now: clock.nowUnixNanos)
+            // The file alone cannot tell every row the daemon refuses: the seat maximum it was
+            // started with (--max-seats), price x seats past Int64 (amount_overflow, M1), and
+            // whatever O5 checks next. So every row that passed here is sent once with dry_run
+            // (answered as the import would be, nothing changed), and nothing is written unless
+            // all of them would be accepted. Those already there are known from it too.
+            let check = try await Import.check(rows, session: session, inFlight: inFlight, name: name)
+            problems += check.refused
             if !problems.isEmpty {
                 var report = ""
-                for p in problems { report += "\(name):\(p.line): \(p.reason)\n" }
+                for p in problems.sorted(by: { $0.line < $1.line }) { report += "\(name):\(p.line): \(p.reason)\n" }
                 report += "creditctl: import: \(problems.count) bad line(s); nothing was imported\n"
                 FileHandle.standardError.write(Data(report.utf8))
-                return 65
+                return CtlExit.dataError
             }
             if dryRun {
-                print("dry run: \(rows.count) subscription(s) valid; nothing was imported")
-                return 0
+                print("dry run: \(rows.count) subscription(s) valid, \(rows.count - check.existing.count) to import, "
+                      + "\(check.existing.count) already there; nothing was imported")
+                return CtlExit.ok
             }
-            return try await Import.send(rows, session: session, inFlight: inFlight, name: name)
+            // A subscription is never removed, so one the check found is still there: it is
+            // counted as skipped without a call.
+            rows.removeAll { check.existing.contains($0.line) }
+            return try await Import.send(rows, alreadyThere: check.existing.count, session: session, inFlight: inFlight, name: name)
         }
         if outcome != 0 { throw ExitCode(outcome) }
     }
 
-    enum Outcome: Sendable {
-        case imported, skipped
-        case failed(String)
-        case lost(any Error)
+    /// What the daemon answered for one row.
+    enum Answer: Sendable {
+        /// Imported, or (dry run) would be.
+        case accepted
+        /// subscription_exists: imported before (an earlier run, or another writer).
+        case exists
+        /// The row's data is refused: `CODE: reason: text`.
+        case refused(String)
+        /// Not about the row: the connection is gone, or the daemon refuses writes (a
+        /// persistence fault, a standby, a shutdown) or this caller. Nothing more is sent.
+        case stopped(any Error)
+
+        init(_ error: any Error) {
+            guard let error = error as? RPCError else { self = .stopped(error); return }
+            if error.message.hasPrefix("subscription_exists") { self = .exists; return }
+            switch error.code {
+            // The statuses of a request's data (docs/billing-rules.md §10).
+            case .invalidArgument, .outOfRange, .failedPrecondition, .notFound, .alreadyExists:
+                self = .refused("\(error.code.name): \(error.message)")
+            default:
+                self = .stopped(error)
+            }
+        }
     }
 
-    static func send(_ rows: [ImportRow], session: Session, inFlight: Int, name: String) async throws -> Int32 {
-        let progress = ImportProgress(total: rows.count)
-        var imported = 0, skipped = 0, failed = 0
-        var lost: (any Error)? = nil
-        var failures = ""
-        await withTaskGroup(of: (Int, Outcome).self) { group in
+    /// Sends every row, `inFlight` at a time (with `dryRun` set for the check), and hands each
+    /// answer with its row to `tally` as it comes. Stops sending at the first `.stopped`, whose
+    /// error it returns.
+    static func each(_ rows: [ImportRow], dryRun: Bool, session: Session, inFlight: Int,
+                     _ tally: (ImportRow, Answer) -> Void) async -> (any Error)? {
+        var stopped: (any Error)? = nil
+        await withTaskGroup(of: (Int, Answer).self) { group in
             var next = 0
             func launch() {
-                let row = rows[next]
+                let index = next
+                let request = { var request = rows[index].request; request.dryRun = dryRun; return request }()
                 next += 1
                 group.addTask {
                     do {
-                        _ = try await session.call(MethodTable.Credits.importSubscription, row.request)
-                        return (row.line, .imported)
-                    } catch let error as RPCError {
-                        if error.message.hasPrefix("subscription_exists") { return (row.line, .skipped) }
-                        if error.code == .unavailable { return (row.line, .lost(error)) }
-                        return (row.line, .failed("\(error.code.name): \(error.message)"))
+                        _ = try await session.call(MethodTable.Credits.importSubscription, request)
+                        return (index, .accepted)
                     } catch {
-                        return (row.line, .lost(error))
+                        return (index, Answer(error))
                     }
                 }
             }
             while next < rows.count && next < inFlight { launch() }
-            while let (line, result) = await group.next() {
-                switch result {
-                case .imported: imported += 1
-                case .skipped: skipped += 1
-                case .failed(let reason):
-                    failed += 1
-                    failures += "\(name):\(line): \(reason)\n"
-                case .lost(let error):
-                    if lost == nil { lost = error }
-                }
-                if lost == nil, next < rows.count { launch() }
-                progress.update(done: imported + skipped + failed, imported: imported, skipped: skipped, failed: failed)
+            while let (index, answer) = await group.next() {
+                if case .stopped(let error) = answer, stopped == nil { stopped = error }
+                tally(rows[index], answer)
+                if stopped == nil, next < rows.count { launch() }
             }
         }
-        progress.update(done: imported + skipped + failed, imported: imported, skipped: skipped, failed: failed, force: true)
+        return stopped
+    }
+
+    /// The daemon's answer for every row, nothing written: the rows it refuses, and the lines
+    /// of those already there. Throws (nothing imported) when it cannot answer.
+    static func check(_ rows: [ImportRow], session: Session, inFlight: Int, name: String) async throws
+        -> (refused: [ImportProblem], existing: Set<Int>) {
+        let progress = ImportProgress(total: rows.count, phase: "check")
+        var refused: [ImportProblem] = []
+        var existing: Set<Int> = []
+        var done = 0
+        func counts() -> String { "new \(done - existing.count - refused.count) existing \(existing.count) refused \(refused.count)" }
+        let stopped = await each(rows, dryRun: true, session: session, inFlight: inFlight) { row, answer in
+            switch answer {
+            case .accepted: break
+            case .exists: existing.insert(row.line)
+            case .refused(let reason): refused.append(ImportProblem(line: row.line, reason: reason))
+            case .stopped: return
+            }
+            done += 1
+            progress.update(done: done, counts: counts())
+        }
+        progress.update(done: done, counts: counts(), force: true)
+        if let stopped {
+            throw stop(stopped, session: session, then: "nothing was imported")
+        }
+        return (refused, existing)
+    }
+
+    /// Reports why an import stopped (the daemon's own status and message, not a guess) and
+    /// what to do; the error to throw carries the status's exit code.
+    static func stop(_ error: any Error, session: Session, then what: String) -> ExitCode {
+        let failure = CommandFailure(error, socketPath: session.client.socketPath)
+        failure.report()
+        let advice: String
+        if error is RPCError {
+            // The daemon answered: the connection is fine, the daemon refused.
+            if failure.message.hasPrefix("persistence_") {
+                advice = "creditd refuses writes after a persistence fault (README: \"Recovering from a persistence fault\"); "
+                    + "once it accepts them again, run the same import: what was imported is skipped"
+            } else {
+                advice = "creditd refused the import; once it accepts writes, run the same import: what was imported is skipped"
+            }
+        } else {
+            advice = "run the same import again: what was imported is skipped"
+        }
+        FileHandle.standardError.write(Data("creditctl: import: \(what); \(advice)\n".utf8))
+        return ExitCode(failure.exitCode)
+    }
+
+    /// The writing pass. A row can still be refused here if something changed since the check
+    /// (another writer, a reload lowering --max-seats): it is counted as failed.
+    static func send(_ rows: [ImportRow], alreadyThere: Int, session: Session, inFlight: Int, name: String) async throws -> Int32 {
+        let progress = ImportProgress(total: rows.count + alreadyThere, phase: "import")
+        var imported = 0, skipped = alreadyThere, failed = 0
+        var failures = ""
+        func counts() -> String { "imported \(imported) skipped \(skipped) failed \(failed)" }
+        let stopped = await each(rows, dryRun: false, session: session, inFlight: inFlight) { row, answer in
+            switch answer {
+            case .accepted: imported += 1
+            case .exists: skipped += 1
+            case .refused(let reason):
+                failed += 1
+                failures += "\(name):\(row.line): \(reason)\n"
+            case .stopped: return
+            }
+            progress.update(done: imported + skipped + failed, counts: counts())
+        }
+        progress.update(done: imported + skipped + failed, counts: counts(), force: true)
         if !failures.isEmpty { FileHandle.standardError.write(Data(failures.utf8)) }
-        let notAttempted = rows.count - imported - skipped - failed
-        var summary = "imported \(imported), skipped \(skipped), failed \(failed)"
-        if notAttempted > 0 { summary += ", not done \(notAttempted) (connection lost; run the import again)" }
-        print(summary)
-        if let lost { throw CommandFailure(lost, socketPath: session.client.socketPath) }
-        return failed > 0 ? 1 : 0
+        let notDone = rows.count + alreadyThere - imported - skipped - failed
+        print("imported \(imported), skipped \(skipped), failed \(failed)" + (notDone > 0 ? ", not done \(notDone)" : ""))
+        if let stopped {
+            throw stop(stopped, session: session, then: "\(notDone) subscription(s) not done")
+        }
+        return failed > 0 ? CtlExit.rpcFailed : CtlExit.ok
     }
 }
 

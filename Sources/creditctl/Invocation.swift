@@ -108,6 +108,8 @@ enum CtlExit {
     static let ok: Int32 = 0
     static let rpcFailed: Int32 = 1
     static let usage: Int32 = 2
+    /// `import`: a line of the file is bad or would be refused (sysexits EX_DATAERR); nothing was written.
+    static let dataError: Int32 = 65
     static let unavailable: Int32 = 69
     static let timeout: Int32 = 75
     static let permissionDenied: Int32 = 77

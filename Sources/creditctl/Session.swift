@@ -1,3 +1,4 @@
+import ArgumentParser
 import CreditClient
 import CreditProto
 import CreditWire
@@ -33,7 +34,8 @@ func withSession<T>(
         return result
     } catch {
         await client.close()
-        if error is CommandFailure { throw error }
+        // Already reported, or an exit code chosen by the command.
+        if error is CommandFailure || error is ExitCode { throw error }
         throw CommandFailure(error, socketPath: path)
     }
 }

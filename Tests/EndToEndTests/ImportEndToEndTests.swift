@@ -20,8 +20,8 @@ final class ImportEndToEndTests: XCTestCase {
         daemons = []
     }
 
-    func start(now: String = setupGNow, directory: URL? = nil) async throws -> (DaemonProcess, CreditClient) {
-        let daemon = try DaemonProcess.start(arguments: ["--clock", "manual", "--now", now], directory: directory)
+    func start(now: String = setupGNow, directory: URL? = nil, arguments: [String] = []) async throws -> (DaemonProcess, CreditClient) {
+        let daemon = try DaemonProcess.start(arguments: ["--clock", "manual", "--now", now] + arguments, directory: directory)
         daemons.append(daemon)
         let client = try await CreditClient.connect(socketPath: daemon.socketPath)
         clients.append(client)
@@ -303,20 +303,77 @@ final class ImportEndToEndTests: XCTestCase {
         XCTAssertEqual(subscriptions, 0, "nothing was written")
     }
 
-    /// An import line the daemon refuses (price x seats overflows) is counted as failed, and
-    /// the exit code says so.
-    func testImportFailureIsCountedAndExitsNonZero() async throws {
-        let (daemon, _) = try await start()
+    /// Rows only the daemon can judge (seats above its --max-seats, price x seats past Int64)
+    /// are found before anything is written: the check asks the daemon with dry_run, --dry-run
+    /// gives its answer for every row, and the import writes none of the good rows.
+    func testImportAsksTheDaemonBeforeWritingAnything() async throws {
+        let (daemon, client) = try await start(arguments: ["--max-seats", "100"])
+        _ = try await client.importSubscription(setupG("there"))
         let jsonl = """
             {"subscription_id":"fine","seats":2,"unit_price_minor":500,"currency":"USD","start_date":"2025-06-01"}
-            {"subscription_id":"huge","seats":1000,"unit_price_minor":9223372036854775807,"currency":"USD","start_date":"2025-06-01"}
+            {"subscription_id":"many","seats":101,"unit_price_minor":500,"currency":"USD","start_date":"2025-06-01"}
+            {"subscription_id":"huge","seats":100,"unit_price_minor":9223372036854775807,"currency":"USD","start_date":"2025-06-01"}
+            {"subscription_id":"there","seats":10,"unit_price_minor":1000,"currency":"USD","start_date":"2025-01-31"}
 
             """
-        let path = try write(jsonl, "overflow.jsonl", in: daemon)
-        let result = try CreditctlProcess.run(["import", path, "-s", daemon.socketPath])
-        XCTAssertEqual(result.status, 1, result.stdout + result.stderr)
-        XCTAssertTrue(result.stdout.contains("imported 1, skipped 0, failed 1"), result.stdout)
-        XCTAssertTrue(result.stderr.contains("\(path):2:"), result.stderr)
+        let path = try write(jsonl, "refused.jsonl", in: daemon)
+        for dryRun in [true, false] {
+            let result = try CreditctlProcess.run(["import", path, "-s", daemon.socketPath] + (dryRun ? ["--dry-run"] : []))
+            XCTAssertEqual(result.status, 65, result.stdout + result.stderr)
+            XCTAssertTrue(result.stderr.contains("\(path):2: INVALID_ARGUMENT: invalid_request:"), result.stderr)
+            XCTAssertTrue(result.stderr.contains("\(path):3: OUT_OF_RANGE: amount_overflow"), result.stderr)
+            XCTAssertTrue(result.stderr.contains("creditctl: import: 2 bad line(s); nothing was imported"), result.stderr)
+            XCTAssertFalse(result.stderr.contains(":1:") || result.stderr.contains(":4:"), result.stderr)
+        }
+        let subscriptions = try await client.getStats().subscriptions
+        XCTAssertEqual(subscriptions, 1, "fine was not imported")
+
+        // Without the bad rows: the dry run says what would happen, the import does it.
+        let good = try write(jsonl.split(separator: "\n").enumerated().filter { [0, 3].contains($0.offset) }.map { $0.element + "\n" }.joined(),
+                             "good.jsonl", in: daemon)
+        let dry = try CreditctlProcess.run(["import", good, "--dry-run", "-s", daemon.socketPath])
+        XCTAssertEqual(dry.status, 0, dry.stdout + dry.stderr)
+        XCTAssertTrue(dry.stdout.contains("dry run: 2 subscription(s) valid, 1 to import, 1 already there; nothing was imported"), dry.stdout)
+        let imported = try CreditctlProcess.run(["import", good, "-s", daemon.socketPath])
+        XCTAssertEqual(imported.status, 0, imported.stdout + imported.stderr)
+        XCTAssertTrue(imported.stdout.contains("imported 1, skipped 1, failed 0"), imported.stdout)
+    }
+
+    /// During a persistence fault the daemon refuses every write (dry runs included) with
+    /// UNAVAILABLE: import reports that answer and what to do, not a lost connection.
+    func testImportDuringAPersistenceFaultSaysSo() async throws {
+        let directory = try DaemonProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let shim = try FaultInjectionShim.build(into: directory.path)
+        let trigger = directory.appendingPathComponent("fail-now").path
+        let daemon = try DaemonProcess.start(arguments: ["--clock", "manual", "--now", Self.setupGNow], directory: directory, environment: [
+            "LD_PRELOAD": shim,
+            "CREDITD_FAULTINJECT_DIR": directory.appendingPathComponent("state").path,
+            "CREDITD_FAULTINJECT_TRIGGER": trigger,
+            "CREDITD_FAULTINJECT_OPS": "write",
+        ])
+        // Killed, not stopped: a daemon in a persistence fault cannot write its final snapshot.
+        defer { daemon.kill() }
+        var csv = "subscription_id,seats,unit_price_minor,currency,start_date\n"
+        for index in 1...50 { csv += "s\(index),1,100,USD,2026-01-10\n" }
+        let path = try write(csv, "book.csv", in: daemon)
+        // The disk fails from now on. The check writes nothing, so it passes; the first write
+        // puts the daemon in a persistence fault, and the second run's check is refused.
+        XCTAssertTrue(FileManager.default.createFile(atPath: trigger, contents: nil))
+        for run in 1...2 {
+            let result = try CreditctlProcess.run(["import", path, "-s", daemon.socketPath])
+            XCTAssertEqual(result.status, 69, "run \(run): " + result.stdout + result.stderr)
+            XCTAssertTrue(result.stderr.contains("creditctl: error: UNAVAILABLE: persistence_"), "run \(run): " + result.stderr)
+            XCTAssertTrue(result.stderr.contains("Recovering from a persistence fault"), "run \(run): " + result.stderr)
+            XCTAssertFalse(result.stdout.contains("connection lost") || result.stderr.contains("connection lost"),
+                           "run \(run): " + result.stdout + result.stderr)
+            if run == 1 {
+                XCTAssertTrue(result.stdout.contains("imported 0, skipped 0, failed 0, not done 50"), result.stdout)
+                XCTAssertTrue(result.stderr.contains("creditctl: import: 50 subscription(s) not done;"), result.stderr)
+            } else {
+                XCTAssertTrue(result.stderr.contains("creditctl: import: nothing was imported;"), result.stderr)
+            }
+        }
     }
 
     // MARK: export -> import round trip
