@@ -51,6 +51,7 @@ included).
 .Em import :
 65 when the file has bad lines, those the daemon would refuse included (nothing is written); otherwise 0
 when no subscription failed and 1 when one did; a lost connection or writes refused by the
-daemon stop it with the code of that status (69 for UNAVAILABLE).
+daemon stop it with the code of that status (69 for UNAVAILABLE); 66 when the file cannot be
+read.
 '
 ls docs/man

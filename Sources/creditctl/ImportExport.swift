@@ -468,15 +468,10 @@ struct Import: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var bytes: [UInt8]
-        do {
-            let data = file == "-" ? FileHandle.standardInput.readDataToEndOfFile()
-                : try Data(contentsOf: URL(fileURLWithPath: file))
-            bytes = [UInt8](data)
-        } catch {
-            throw ValidationError("cannot read \(file): \(error.localizedDescription)")
+        var bytes = try LocalFile.read(file)
+        guard String(validating: bytes, as: UTF8.self) != nil else {
+            throw CommandFailure(exitCode: CtlExit.dataError, codeName: nil, message: "\(file == "-" ? "standard input" : file) is not UTF-8 text")
         }
-        guard String(validating: bytes, as: UTF8.self) != nil else { throw ValidationError("\(file) is not UTF-8 text") }
         // A byte order mark (spreadsheets write one) is not part of the first column's name.
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
         let format = self.format, dryRun = self.dryRun, inFlight = self.inFlight

@@ -110,7 +110,13 @@ enum CtlExit {
     static let usage: Int32 = 2
     /// `import`: a line of the file is bad or would be refused (sysexits EX_DATAERR); nothing was written.
     static let dataError: Int32 = 65
+    /// `import`: the file cannot be opened or read (EX_NOINPUT).
+    static let noInput: Int32 = 66
     static let unavailable: Int32 = 69
+    /// `export -o`: the output file cannot be created (EX_CANTCREAT).
+    static let cannotCreate: Int32 = 73
+    /// `import`, `export`: reading or writing a local file failed part way, a full disk say (EX_IOERR).
+    static let ioError: Int32 = 74
     static let timeout: Int32 = 75
     static let permissionDenied: Int32 = 77
 }

@@ -70,7 +70,7 @@ struct Health: AsyncParsableCommand {
         case .timedOut, .rpc, .other: code = HealthExit.rpcFailed
         }
         let failure = CommandFailure(error, socketPath: path)
-        FileHandle.standardError.write(Data("creditctl: error: \(failure.codeName): \(failure.message)\n".utf8))
+        failure.report()
         return ExitCode(code)
     }
 

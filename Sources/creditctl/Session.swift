@@ -43,13 +43,20 @@ func withSession<T>(
 /// A failed command: what goes to stderr and the exit code.
 struct CommandFailure: Error {
     let exitCode: Int32
-    let codeName: String
+    /// The call's status; nil for a failure of creditctl's own, such as a file it cannot write.
+    let codeName: String?
     let message: String
 
-    init(exitCode: Int32, codeName: String, message: String) {
+    init(exitCode: Int32, codeName: String?, message: String) {
         self.exitCode = exitCode
         self.codeName = codeName
         self.message = message
+    }
+
+    /// A local file that cannot be read or written: the file and the system's reason
+    /// (strerror), and no status code, since no call failed.
+    static func file(_ exitCode: Int32, _ action: String, _ path: String, errno code: Int32) -> CommandFailure {
+        CommandFailure(exitCode: exitCode, codeName: nil, message: "\(action) \(path): \(String(cString: strerror(code)))")
     }
 
     init(_ error: any Error, socketPath: String) {
@@ -77,7 +84,10 @@ struct CommandFailure: Error {
         }
     }
 
+    /// `creditctl: error: CODE: message`, or `creditctl: error: message` without a status.
+    var line: String { "creditctl: error: " + (codeName.map { "\($0): " } ?? "") + message }
+
     func report() {
-        FileHandle.standardError.write(Data("creditctl: error: \(codeName): \(message)\n".utf8))
+        FileHandle.standardError.write(Data((line + "\n").utf8))
     }
 }

@@ -303,6 +303,23 @@ final class ImportEndToEndTests: XCTestCase {
         XCTAssertEqual(subscriptions, 0, "nothing was written")
     }
 
+    /// A file that cannot be read is not a usage error: the message names it with the system's
+    /// reason, and the exit code is sysexits' EX_NOINPUT (66); text that is not UTF-8 is bad data (65).
+    func testImportFileErrorsNameTheFileAndTheReason() async throws {
+        let (daemon, _) = try await start()
+        let directory = daemon.directory.path
+        let missing = daemon.directory.appendingPathComponent("missing.csv").path
+        let binary = daemon.directory.appendingPathComponent("latin1.csv").path
+        try Data([0x63, 0x61, 0x66, 0xE9, 0x0A]).write(to: URL(fileURLWithPath: binary))
+        for (path, status, message) in [(directory, Int32(66), "creditctl: error: cannot read \(directory): Is a directory"),
+                                        (missing, 66, "creditctl: error: cannot read \(missing): No such file or directory"),
+                                        (binary, 65, "creditctl: error: \(binary) is not UTF-8 text")] {
+            let result = try CreditctlProcess.run(["import", path, "-s", daemon.socketPath])
+            XCTAssertEqual(result.status, status, result.stderr)
+            XCTAssertEqual(result.stderr, message + "\n")
+        }
+    }
+
     /// Rows only the daemon can judge (seats above its --max-seats, price x seats past Int64)
     /// are found before anything is written: the check asks the daemon with dry_run, --dry-run
     /// gives its answer for every row, and the import writes none of the good rows.
