@@ -53,5 +53,9 @@ included).
 when no subscription failed and 1 when one did; a lost connection or writes refused by the
 daemon stop it with the code of that status (69 for UNAVAILABLE); 66 when the file cannot be
 read.
+.Pp
+.Em export :
+73 when the -o file cannot be created (checked before connecting); 74 when a write fails on the
+way (a full disk), the previous file being kept.
 '
 ls docs/man

@@ -10,7 +10,8 @@ struct CreditCtl: AsyncParsableCommand {
             -o/--output table|json, --timeout SECONDS (default 5).
 
             Exit codes: 0 ok, 1 RPC failed, 2 usage, 69 unavailable, 75 timeout, \
-            77 permission denied. `health` and `check` use their own probe codes.
+            77 permission denied; for the files of `import` and `export`: 65 bad data, 66 cannot \
+            read, 73 cannot create, 74 I/O error. `health` and `check` use their own probe codes.
 
             Errors go to stderr as `creditctl: error: <GRPC_CODE>: <reason>: <text>`; usage \
             errors as `creditctl: error: usage: <text>`. Manual pages: docs/man/; shell \

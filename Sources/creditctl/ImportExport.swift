@@ -658,11 +658,6 @@ struct StatusArgument: ExpressibleByArgument {
     }
 }
 
-/// Writing an export's output failed (a full disk, a closed pipe).
-struct ExportWriteError: Error, CustomStringConvertible {
-    let description: String
-}
-
 /// A row of an export: ordered columns, each a text or an integer (JSON number).
 enum Cell {
     case text(String)
@@ -757,7 +752,7 @@ struct Export: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "subscriptions, credits or invoices.") var what: ExportWhat
     @Option(help: "jsonl or csv.") var format: FileFormat = .jsonl
-    @Option(name: [.customShort("o"), .customLong("output")], help: "Write to this file instead of standard output.") var outputFile: String?
+    @Option(name: [.customShort("o"), .customLong("output")], help: "Write to this file instead of standard output (replaced once complete; a symlink's target is written, the mode is kept).") var outputFile: String?
     @Option(name: .customLong("status"), help: "subscriptions, invoices: only these statuses (repeatable).") var statuses: [StatusArgument] = []
     @OptionGroup var filters: CreditFilterOptions
 
@@ -780,34 +775,24 @@ struct Export: AsyncParsableCommand {
     }
 
     func run() async throws {
-        // With -o, the export goes to a temporary file beside FILE, renamed over it once
-        // complete: a failed export (the daemon unreachable, a call refused) leaves the previous
-        // FILE as it was, rather than empty or cut short.
-        let handle: FileHandle
-        let temporary = outputFile.map { "\($0).creditctl-\(getpid()).tmp" }
-        if let temporary {
-            guard FileManager.default.createFile(atPath: temporary, contents: nil),
-                  let opened = FileHandle(forWritingAtPath: temporary) else {
-                throw ValidationError("cannot write \(outputFile!)")
-            }
-            handle = opened
-        } else {
-            handle = FileHandle.standardOutput
-        }
+        // Before connecting: an output that cannot be written fails at once (ExportOutput).
+        let output = try outputFile.map { path throws(CommandFailure) in try ExportOutput.open(path) }
+        let count: Int
         do {
-            try await export(to: handle, renaming: temporary)
+            count = try await export(to: output?.descriptor ?? STDOUT_FILENO, named: output?.name)
+            try output?.finish()
         } catch {
-            if let temporary {
-                try? handle.close()
-                try? FileManager.default.removeItem(atPath: temporary)
-            }
+            output?.abandon()
             throw error
+        }
+        if let output {
+            FileHandle.standardError.write(Data("creditctl: exported \(count) \(what.rawValue) to \(output.name)\n".utf8))
         }
     }
 
-    /// Writes the export to `handle`; then renames `temporary` (the file behind it) to
-    /// `outputFile`.
-    private func export(to handle: FileHandle, renaming temporary: String?) async throws {
+    /// Writes the export to `descriptor` (`name`, or standard output when nil); returns the
+    /// number of rows.
+    private func export(to descriptor: Int32, named name: String?) async throws -> Int {
         let what = self.what, format = self.format, filters = self.filters
         let statuses = self.statuses.map(\.proto)
         let columns: [String] = switch what {
@@ -819,7 +804,6 @@ struct Export: AsyncParsableCommand {
         // One buffer for every page, written with write(2): no copy into Data, and no fresh
         // memory (page faults) for each page of rows.
         var buffer = rows.header
-        let descriptor = handle.fileDescriptor
         func flush() throws {
             try buffer.withUnsafeBytes { raw in
                 var offset = 0
@@ -827,7 +811,9 @@ struct Export: AsyncParsableCommand {
                     let written = Glibc.write(descriptor, raw.baseAddress! + offset, raw.count - offset)
                     if written < 0 {
                         if errno == EINTR { continue }
-                        throw ExportWriteError(description: "cannot write the export: \(String(cString: strerror(errno)))")
+                        // A local file's failure, not the call's: no status code, and the I/O exit code.
+                        throw CommandFailure.file(CtlExit.ioError, name == nil ? "cannot write to" : "cannot write",
+                                                  name ?? "standard output", errno: errno)
                     }
                     offset += written
                 }
@@ -891,14 +877,7 @@ struct Export: AsyncParsableCommand {
                 + "and would import with a different price per seat (O5 divides the period's charge by the seats): "
                 + changed.prefix(10).joined(separator: ", ") + (changed.count > 10 ? ", ..." : "") + "\n").utf8))
         }
-        if let outputFile, let temporary {
-            try handle.synchronize()
-            try handle.close()
-            guard rename(temporary, outputFile) == 0 else {
-                throw ExportWriteError(description: "cannot replace \(outputFile): \(String(cString: strerror(errno)))")
-            }
-            FileHandle.standardError.write(Data("creditctl: exported \(count) \(what.rawValue) to \(outputFile)\n".utf8))
-        }
+        return count
     }
 
     static let intervals = SnakeNames<Creditd_V1_BillingInterval>()

@@ -509,6 +509,89 @@ final class ImportEndToEndTests: XCTestCase {
         XCTAssertTrue(imported.stdout.contains("imported 2, skipped 0, failed 0"), imported.stdout)
     }
 
+    /// `export -o` replaces a regular file whole (temporary file, then rename), but what the
+    /// path names is kept: a symlink's target is written and the link stays, the file's mode and
+    /// owner stay, and a FIFO is written into rather than replaced.
+    func testExportOutputKeepsLinksModesAndFIFOs() async throws {
+        let (daemon, client) = try await start()
+        _ = try await client.importSubscription(setupG("o1"))
+        let directory = daemon.directory.path
+        let expected = try CreditctlProcess.run(["export", "subscriptions", "-s", daemon.socketPath]).stdout
+        XCTAssertTrue(expected.contains("\"o1\""), expected)
+        func export(_ path: String) throws -> OpsResult {
+            let result = try CreditctlProcess.run(["export", "subscriptions", "-o", path, "-s", daemon.socketPath])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            return result
+        }
+        let files = FileManager.default
+
+        // A relative symlink into another directory.
+        try files.createDirectory(atPath: directory + "/share", withIntermediateDirectories: true)
+        try "stale\n".write(toFile: directory + "/share/subs.jsonl", atomically: false, encoding: .utf8)
+        try files.createSymbolicLink(atPath: directory + "/subs.jsonl", withDestinationPath: "share/subs.jsonl")
+        _ = try export(directory + "/subs.jsonl")
+        XCTAssertEqual(try files.destinationOfSymbolicLink(atPath: directory + "/subs.jsonl"), "share/subs.jsonl", "the link stays")
+        XCTAssertEqual(try String(contentsOfFile: directory + "/share/subs.jsonl", encoding: .utf8), expected)
+        XCTAssertEqual(try files.contentsOfDirectory(atPath: directory + "/share"), ["subs.jsonl"], "no temporary file left")
+
+        // Mode 0600 (and, as root, the owner) of an existing file.
+        let sealed = directory + "/private.jsonl"
+        try "old\n".write(toFile: sealed, atomically: false, encoding: .utf8)
+        XCTAssertEqual(chmod(sealed, 0o600), 0)
+        if getuid() == 0 { XCTAssertEqual(chown(sealed, 4321, 4321), 0) }
+        _ = try export(sealed)
+        let attributes = try files.attributesOfItem(atPath: sealed)
+        XCTAssertEqual((attributes[.posixPermissions] as? NSNumber)?.intValue, 0o600)
+        if getuid() == 0 { XCTAssertEqual((attributes[.ownerAccountID] as? NSNumber)?.intValue, 4321) }
+        XCTAssertEqual(try String(contentsOfFile: sealed, encoding: .utf8), expected)
+
+        // A FIFO: written into, with a reader on the other end.
+        let fifo = directory + "/pipe"
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        let reader = try BackgroundProcess(["/bin/cat", fifo], environment: TestEnvironment.scrubbed(), logPath: directory + "/read.log")
+        defer { if reader.isRunning { reader.signal(SIGKILL) } }
+        _ = try export(fifo)
+        XCTAssertEqual(reader.waitForExit(timeout: 10), 0, "the reader got an end of file")
+        XCTAssertEqual(reader.log, expected)
+        var status = stat()
+        XCTAssertEqual(lstat(fifo, &status), 0)
+        XCTAssertEqual(status.st_mode & S_IFMT, S_IFIFO, "still a FIFO")
+    }
+
+    /// An output that cannot be written is found before connecting (so with no daemon at all),
+    /// named with the system's reason, and exits 73 (EX_CANTCREAT), not as a usage error.
+    func testExportOutputErrorsBeforeConnecting() async throws {
+        let directory = try DaemonProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let nowhere = directory.appendingPathComponent("no.sock").path
+        let missing = directory.appendingPathComponent("nope/x.jsonl").path
+        for (path, reason) in [(missing, "No such file or directory"), (directory.path, "Is a directory")] {
+            let result = try CreditctlProcess.run(["export", "subscriptions", "-o", path, "-s", nowhere])
+            XCTAssertEqual(result.status, 73, result.stderr)
+            XCTAssertEqual(result.stderr, "creditctl: error: cannot write \(path): \(reason)\n")
+        }
+    }
+
+    /// A full disk while writing: the I/O exit code (74) and the system's reason, not a status
+    /// code; the previous file stays and no temporary file is left.
+    func testExportOntoAFullDisk() async throws {
+        guard getuid() == 0 else { throw XCTSkip("needs root to mount a small tmpfs") }
+        let (daemon, client) = try await start()
+        for index in 0..<300 { _ = try await client.importSubscription(setupG(String(format: "full-%04d", index))) }
+        let mountPoint = daemon.directory.appendingPathComponent("small").path
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mount = try OpsProcess.run(["/bin/mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mountPoint])
+        guard mount.status == 0 else { throw XCTSkip("cannot mount a tmpfs: \(mount.stderr)") }
+        defer { _ = try? OpsProcess.run(["/bin/umount", "-l", mountPoint]) }
+        let file = mountPoint + "/x.jsonl"
+        try "previous\n".write(toFile: file, atomically: false, encoding: .utf8)
+        let result = try CreditctlProcess.run(["export", "subscriptions", "-o", file, "-s", daemon.socketPath])
+        XCTAssertEqual(result.status, 74, result.stderr)
+        XCTAssertEqual(result.stderr, "creditctl: error: cannot write \(file): No space left on device\n")
+        XCTAssertEqual(try String(contentsOfFile: file, encoding: .utf8), "previous\n")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: mountPoint), ["x.jsonl"])
+    }
+
     /// O5 prices an imported period at current_period_charged_minor / seats: a subscription
     /// whose seats changed in its period would import with another price per seat, and
     /// export says which.
