@@ -22,12 +22,13 @@ enum CreditsService {
                 }
             },
             .immediateEncoded(methods.listSubscriptions) { request, _ in
-                let page = try read(gate) { ledger, _ throws(DomainError) in
-                    try ledger.listSubscriptions(
-                        pageSize: request.pageSize, pageToken: request.pageToken, customer: request.customer,
-                        statuses: request.statuses.map { EnumField(wireValue: Int32($0.rawValue)) })
+                try read(gate) { ledger, _ throws(DomainError) in
+                    try PageFitting.fitted(requested: request.pageSize, read: { (size) throws(DomainError) in
+                        try ledger.listSubscriptions(
+                            pageSize: size, pageToken: request.pageToken, customer: request.customer,
+                            statuses: request.statuses.map { EnumField(wireValue: Int32($0.rawValue)) })
+                    }, count: \.subscriptions.count, encode: ResponseEncoding.listSubscriptions).encoded
                 }
-                return ResponseEncoding.listSubscriptions(page)
             },
             .deferred(methods.cancelSubscription) { request, context, respond in
                 writeEncoded(gate, .cancel(request), context, respond) { outcome, subscription, dryRun in
@@ -85,15 +86,16 @@ enum CreditsService {
                 }
             },
             .immediateEncoded(methods.listCredits) { request, _ in
-                let (page, now) = try read(gate) { ledger, now throws(DomainError) in
+                try read(gate) { ledger, now throws(DomainError) in
                     let filter = CreditFilter(
                         states: request.states.map { EnumField(wireValue: Int32($0.rawValue)) },
                         overdueOnly: request.overdueOnly, refundOverdueOnly: request.refundOverdueOnly,
                         customer: request.customer, subscriptionId: request.subscriptionID, currency: request.currency)
-                    return (try ledger.listCredits(filter: filter, pageSize: request.pageSize, pageToken: request.pageToken, asOf: now),
-                            now)
+                    let summary = request.view == .summary
+                    return try PageFitting.fitted(requested: request.pageSize, read: { (size) throws(DomainError) in
+                        try ledger.listCredits(filter: filter, pageSize: size, pageToken: request.pageToken, asOf: now)
+                    }, count: \.credits.count, encode: { ResponseEncoding.listCredits($0, asOf: now, summary: summary) }).encoded
                 }
-                return ResponseEncoding.listCredits(page, asOf: now, summary: request.view == .summary)
             },
             .deferred(methods.listEvents, cancellable: true) { request, context, respond in
                 EventLongPoll.start(gate: gate, request: request, context: context, respond: respond)

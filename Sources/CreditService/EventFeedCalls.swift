@@ -76,9 +76,11 @@ final class EventLongPoll: @unchecked Sendable {
         guard !done else { return }
         let committed = writer.committed
         let request = self.request
-        let read = { @Sendable () throws -> EventPage in
-            try EventFeedCalls.page(committed.ledger, afterSeq: request.afterSeq, limit: request.limit,
-                                    types: request.types, subscriptionID: request.subscriptionID)
+        let read = { @Sendable () throws -> (page: EventPage, encoded: [UInt8]) in
+            try PageFitting.fitted(requested: request.limit, read: { limit in
+                try EventFeedCalls.page(committed.ledger, afterSeq: request.afterSeq, limit: limit,
+                                        types: request.types, subscriptionID: request.subscriptionID)
+            }, count: \.events.count, encode: { ResponseEncoding.listEvents($0, in: committed.ledger) })
         }
         guard committed.ledger.eventsStartInArchive(after: request.afterSeq) else {
             answer(Result(catching: read), committed: committed, final: final)
@@ -90,18 +92,20 @@ final class EventLongPoll: @unchecked Sendable {
         }
     }
 
-    private func answer(_ result: Result<EventPage, any Error>, committed: CommittedState, final: Bool) {
+    private func answer(_ result: Result<(page: EventPage, encoded: [UInt8]), any Error>, committed: CommittedState,
+                        final: Bool) {
         guard !done else { return }
         let page: EventPage
+        let encoded: [UInt8]
         switch result {
-        case .success(let read): page = read
+        case .success(let read): (page, encoded) = read
         case .failure(let error):
             finish(.failure(error))
             return
         }
         let reachedEnd = page.nextAfterSeq >= page.lastSeq
         if !page.events.isEmpty || !reachedEnd || final {
-            finish(.success(ResponseEncoding.listEvents(page, in: committed.ledger)))
+            finish(.success(encoded))
             return
         }
         // Nothing yet: go on from where this scan ended once another batch commits.

@@ -188,6 +188,63 @@ final class BookFeedEndToEndTests: XCTestCase {
         XCTAssertEqual(first.credits.count + rest.credits.count, 60 * 2 + 120)
     }
 
+    /// A page that would not fit in one message (4 MiB) is answered shorter (Q1, E4), never
+    /// RESOURCE_EXHAUSTED: customers are free text of any length (O2), and 450 subscriptions
+    /// with 10 KB customers fill a page of 1,000 past the limit, so such a book could not be
+    /// listed or exported at all.
+    func testPagesLargerThanOneMessageAreAnsweredShorter() async throws {
+        let count = 450
+        for i in 0..<count {
+            let id = String(format: "big%04d", i)
+            try await create(id, customer: String(repeating: "c", count: 10_000) + String(i % 7))
+            try await seats(id, 9)
+        }
+        func pages<Item>(_ read: (String) async throws -> (items: [Item], next: String)) async throws -> [[Item]] {
+            var token = ""
+            var pages: [[Item]] = []
+            repeat {
+                let page = try await read(token)
+                pages.append(page.items)
+                token = page.next
+            } while !token.isEmpty
+            return pages
+        }
+        let subscriptions = try await pages { token in
+            var request = Creditd_V1_ListSubscriptionsRequest()
+            request.pageSize = 1000
+            request.pageToken = token
+            let page = try await client.listSubscriptions(request)
+            return (page.subscriptions.map(\.subscriptionID), page.nextPageToken)
+        }
+        XCTAssertGreaterThan(subscriptions.count, 1)
+        XCTAssertEqual(subscriptions.joined().count, count)
+        XCTAssertEqual(Set(subscriptions.joined()).count, count)
+
+        let credits = try await pages { token in
+            var request = Creditd_V1_ListCreditsRequest()
+            request.pageSize = 1000
+            request.pageToken = token
+            let page = try await client.listCredits(request)
+            return (page.credits.map(\.creditID), page.nextPageToken)
+        }
+        XCTAssertGreaterThan(credits.count, 1)
+        XCTAssertEqual(Set(credits.joined()).count, count)
+
+        var events: [[UInt64]] = []
+        var after: UInt64 = 0
+        while true {
+            var request = Creditd_V1_ListEventsRequest()
+            request.afterSeq = Int64(after)
+            request.limit = 1000
+            let page = try await client.listEvents(request)
+            events.append(page.events.map(\.seq))
+            after = page.nextAfterSeq
+            if after >= page.lastSeq { break }
+        }
+        XCTAssertGreaterThan(events.count, 2)
+        XCTAssertEqual(Array(events.joined()), Array(1...UInt64(events.joined().count)), "every event once, in order")
+    }
+
     // MARK: E3
 
     func testEventsAreIdenticalAfterRestartAndSnapshot() async throws {
