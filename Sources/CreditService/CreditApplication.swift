@@ -195,8 +195,11 @@ public final class CreditApplication: Sendable {
             clock = DaemonClock(mode: .system)
             if let lastInstant { clock.notBefore(lastInstant) }
         case .manual:
-            // Time never moves back: a restart resumes where the journal left off.
-            let start = [configuration.manualStart, lastInstant].compactMap { $0 }.max() ?? DaemonClock.wallClock()
+            // A restart resumes where the journal left off (`advance-clock` records its instant),
+            // whatever `--now` says: a later `--now` would move the clock without running the
+            // transitions it passes (a credit due in between stayed pending, and late, until the
+            // next advance), and an earlier one would move it back. `--now` starts a new state.
+            let start = lastInstant ?? configuration.manualStart ?? DaemonClock.wallClock()
             clock = DaemonClock(mode: .manual, start: start)
         }
         self.store = store

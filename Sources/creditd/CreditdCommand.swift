@@ -197,7 +197,7 @@ struct Serve: ParsableCommand {
 
     /// `--now` sets where a *new* manual clock starts. Without `--clock manual` it would mean
     /// nothing, so it is refused; on a state directory that already holds state, the clock resumes
-    /// at the later of `--now` and the last recorded instant, which the operator is told.
+    /// at its last recorded instant and `--now` is not used, which the operator is told.
     static func checkStartInstant(_ configuration: DaemonConfiguration, logger: Logger) throws {
         guard let now = configuration.now else { return }
         guard configuration.clock == .manual else {
@@ -207,8 +207,8 @@ struct Serve: ParsableCommand {
         if existing.contains(where: { $0.hasPrefix("journal-") || $0.hasSuffix(".snap") }) {
             logger.warning("""
                 --now \(now) applies only to a new state directory: \(configuration.stateDirectory) already holds \
-                state, so the manual clock resumes at the later of --now and its last recorded instant \
-                (use an empty --state-dir for a reproducible start)
+                state, so --now is not used and the manual clock resumes where it stopped (move it with \
+                creditctl advance-clock; use an empty --state-dir for a reproducible start)
                 """)
         }
     }

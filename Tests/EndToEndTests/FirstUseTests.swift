@@ -39,6 +39,27 @@ final class FirstUseTests: XCTestCase {
         XCTAssertTrue(clock.stdout.contains("2025-04-01T09:00:00Z"), clock.stdout)
     }
 
+    /// A later `--now` on existing state does not move the clock either: the jump would skip the
+    /// transitions between (a final invoice due in between stayed pending, shown late).
+    func testLaterNowOnExistingStateResumesWhereTheClockStopped() throws {
+        let first = try manualDaemon()
+        try create(first, "later-1")
+        XCTAssertEqual(try ctl(first, ["advance-clock", "--to", "2025-04-11T12:00:00Z"]).status, 0)
+        XCTAssertEqual(try ctl(first, ["cancel", "later-1"]).status, 0)
+        XCTAssertEqual(try ctl(first, ["advance-clock", "--to", "2025-04-20T00:00:00Z"]).status, 0)
+        XCTAssertEqual(try first.stop(), 0)
+
+        let second = try manualDaemon(directory: first.directory, now: "2025-09-01T00:00:00Z")
+        defer { _ = try? second.stop() }
+        XCTAssertTrue(second.stderr.contains("--now is not used"), second.stderr)
+        let clock = try ctl(second, ["clock"])
+        XCTAssertTrue(clock.stdout.contains("2025-04-20T00:00:00Z"), clock.stdout)
+        // Moving on runs the transitions: the credit due 2025-05-01 settles (C3).
+        XCTAssertEqual(try ctl(second, ["advance-clock", "--to", "2025-09-01T00:00:00Z"]).status, 0)
+        let refunds = try ctl(second, ["-o", "json", "refunds", "later-1"])
+        XCTAssertTrue(refunds.stdout.contains(#""state":"CREDIT_STATE_REFUND_PENDING""#), refunds.stdout)
+    }
+
     // MARK: item 7: options, numbers, addresses, usage
 
     func testCommonOptionsBeforeTheSubcommand() throws {
