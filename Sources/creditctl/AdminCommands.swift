@@ -38,6 +38,10 @@ struct Stats: AsyncParsableCommand {
                 ("last snapshot at", Instants.format(p.lastSnapshotAtUnixNanos)),
                 ("last snapshot age", p.lastSnapshotAtUnixNanos == 0 ? "-" : String(format: "%.0f s", p.lastSnapshotAgeSeconds)),
                 ("torn tail truncations", String(p.tornTailTruncations)),
+                // What the start found: a repair threw changes away, a skipped snapshot was damaged.
+                ("skipped snapshots", String(p.skippedSnapshots)),
+                ("repairs", String(p.repairs)),
+                ("recovery warnings", String(p.recoveryWarnings)),
                 ("records written", String(p.recordsWritten)),
                 ("fsyncs", String(p.fsyncs)),
                 ("persistence fault", p.fault.isEmpty ? "none" : p.fault),

@@ -60,6 +60,32 @@ final class FirstUseTests: XCTestCase {
         XCTAssertTrue(refunds.stdout.contains(#""state":"CREDIT_STATE_REFUND_PENDING""#), refunds.stdout)
     }
 
+    /// After a `--repair` that threw changes away, `creditctl stats` says so: its table showed only
+    /// torn-tail truncations, and the repair was visible in `-o json` and the metrics alone.
+    func testStatsTableShowsWhatTheStartRepaired() throws {
+        let first = try manualDaemon()
+        for i in 0..<20 { try create(first, "repair-\(i)") }
+        first.kill()
+        _ = try first.waitForExit()
+        let state = first.directory.appendingPathComponent("state")
+        let journal = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: state.path)
+            .filter { $0.hasPrefix("journal-") }.sorted().first)
+        let handle = try FileHandle(forUpdating: state.appendingPathComponent(journal))
+        try handle.seek(toOffset: 1200)
+        let byte = try XCTUnwrap(handle.readData(ofLength: 1).first)
+        try handle.seek(toOffset: 1200)
+        try handle.write(contentsOf: [~byte])
+        try handle.close()
+
+        let second = try DaemonProcess.start(arguments: ["--clock", "manual", "--repair"], directory: first.directory,
+                                             testService: false)
+        defer { _ = try? second.stop() }
+        let stats = try ctl(second, ["stats"])
+        XCTAssertEqual(stats.status, 0, stats.stderr)
+        XCTAssertNotNil(stats.stdout.range(of: #"(?m)^repairs +1$"#, options: .regularExpression), stats.stdout)
+        XCTAssertNotNil(stats.stdout.range(of: #"(?m)^recovery warnings +[1-9]"#, options: .regularExpression), stats.stdout)
+    }
+
     // MARK: item 7: options, numbers, addresses, usage
 
     func testCommonOptionsBeforeTheSubcommand() throws {
