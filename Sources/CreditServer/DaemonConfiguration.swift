@@ -192,6 +192,13 @@ public struct DaemonConfiguration: Sendable, Hashable {
         if stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR {
             throw LoadError.unreadable(path: path, reason: "it is a directory, not a JSON file")
         }
+        // Foundation's message for a missing or unreadable file is "The operation could not be
+        // completed"; the system's own reason says which.
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw LoadError.unreadable(path: path, reason: String(cString: strerror(errno)))
+        }
+        close(descriptor)
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
@@ -217,15 +224,37 @@ public struct DaemonConfiguration: Sendable, Hashable {
         }
     }
 
-    /// "max_seats: Expected to decode Int64 but found a string instead."
+    /// `"max_seats": expected a whole number, found a string`: the key and what belongs there,
+    /// in the file's terms (JSON), not the decoder's (`Int64`).
     private static func describe(_ error: DecodingError) -> String {
         let context: DecodingError.Context
+        var reason: String
         switch error {
-        case .typeMismatch(_, let c), .valueNotFound(_, let c), .keyNotFound(_, let c), .dataCorrupted(let c): context = c
+        case .typeMismatch(let type, let c), .valueNotFound(let type, let c):
+            context = c
+            // Foundation's text ends "but found a string instead."; keep what it found.
+            let found = c.debugDescription.range(of: "found ").map { c.debugDescription[$0.upperBound...] }
+                .map { $0.hasSuffix(" instead.") ? String($0.dropLast(" instead.".count)) : String($0) }
+            reason = "expected \(jsonKind(type))"
+            if case .valueNotFound = error { reason += ", found null" } else if let found { reason += ", found \(found)" }
+        case .keyNotFound(_, let c), .dataCorrupted(let c):
+            context = c
+            reason = c.debugDescription
         @unknown default: return "\(error)"
         }
         let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-        return path.isEmpty ? context.debugDescription : "\"\(path)\": \(context.debugDescription)"
+        return path.isEmpty ? reason : "\"\(path)\": \(reason)"
+    }
+
+    private static func jsonKind(_ type: Any.Type) -> String {
+        switch type {
+        case is Int.Type, is Int32.Type, is Int64.Type, is UInt.Type, is UInt32.Type, is UInt64.Type: "a whole number"
+        case is Double.Type, is Float.Type: "a number"
+        case is String.Type: "a string"
+        case is Bool.Type: "true or false"
+        // The decoder reports a list it expected as `Array<Any>`.
+        default: String(describing: type).hasPrefix("Array") ? "a list" : "a value of another kind"
+        }
     }
 
     /// The file read when no `--config` is given: `creditd.json` in `$CONFIGURATION_DIRECTORY`
@@ -283,7 +312,10 @@ public struct DaemonConfiguration: Sendable, Hashable {
 
     public func validate() throws {
         guard !socketPath.isEmpty else { throw LoadError.badValue("socket path is empty") }
-        guard socketPath.utf8.count < 108 else { throw LoadError.badValue("socket path is longer than 107 bytes") }
+        guard socketPath.utf8.count <= TTRPCServer.maxSocketPathBytes else {
+            throw LoadError.badValue(
+                "socket path is longer than \(TTRPCServer.maxSocketPathBytes) bytes (\(socketPath.utf8.count)): \(socketPath)")
+        }
         guard Self.logLevels.contains(logLevel) else {
             throw LoadError.badValue("log level \"\(logLevel)\" is not one of \(Self.logLevels.joined(separator: ", "))")
         }

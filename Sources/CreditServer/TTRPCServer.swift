@@ -33,7 +33,7 @@ public enum TTRPCServerError: Error, Sendable, Hashable, CustomStringConvertible
         case .notASocket(let path):
             "\(path) exists and is not a socket; refusing to replace it"
         case .pathTooLong(let path):
-            "socket path is too long for sun_path (\(path.utf8.count) bytes, at most 107): \(path)"
+            "socket path is longer than \(TTRPCServer.maxSocketPathBytes) bytes (\(path.utf8.count)): \(path)"
         case .cannotProbe(let path, let code):
             "cannot check the existing socket \(path): \(String(cString: strerror(code)))"
         case .bindFailed(let path, let reason):
@@ -56,6 +56,10 @@ public enum TTRPCServerError: Error, Sendable, Hashable, CustomStringConvertible
 /// await server.shutdown()
 /// ```
 public final class TTRPCServer: Sendable {
+    /// The longest socket path creditd binds: what NIO accepts (`sockaddr_un` holds 108 bytes on
+    /// Linux, 104 on other systems, and NIO keeps to the smaller), and what creditctl connects to.
+    public static let maxSocketPathBytes = 103
+
     private struct Listener {
         var channel: (any Channel)?
         /// The socket file this server created, identified by device and inode so that a
@@ -263,7 +267,7 @@ public final class TTRPCServer: Sendable {
         bootstrap: ServerBootstrap,
         logger: Logger
     ) async throws -> (any Channel, (device: UInt64, inode: UInt64)) {
-        guard path.utf8.count < 108 else { throw TTRPCServerError.pathTooLong(path: path) }
+        guard path.utf8.count <= maxSocketPathBytes else { throw TTRPCServerError.pathTooLong(path: path) }
         if try probeExisting(path) {
             logger.notice("replacing stale socket file", metadata: ["socket": "\(path)"])
             unlink(path)
@@ -274,6 +278,15 @@ public final class TTRPCServer: Sendable {
         let channel: any Channel
         do {
             channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false).get()
+        } catch let error as IOError {
+            umask(previous)
+            // NIO's description names its own function ("bind(descriptor:ptr:bytes:)").
+            var reason = "\(String(cString: strerror(error.errnoCode))) (errno \(error.errnoCode))"
+            if error.errnoCode == EACCES {
+                let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+                reason += "; the user creditd runs as needs write access to \(directory.isEmpty ? "/" : directory)"
+            }
+            throw TTRPCServerError.bindFailed(path: path, reason: reason)
         } catch {
             umask(previous)
             throw TTRPCServerError.bindFailed(path: path, reason: "\(error)")

@@ -157,6 +157,10 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         case .recordTooLarge(let size, let limit):
             return "journal record of \(size) bytes exceeds the limit of \(limit) bytes"
         case .io(let error):
+            // A state directory restored or created by root, under a unit that runs as creditd.
+            if error.errno == EACCES || error.errno == EPERM {
+                return error.description + "; the state directory and its files must belong to the user creditd runs as"
+            }
             return error.description
         }
     }

@@ -334,13 +334,28 @@ struct Daemon: Sendable {
     }
 
     static func prepareDirectories(_ configuration: DaemonConfiguration, socketActivated: Bool) throws {
-        let files = FileManager.default
         let socketDirectory = (configuration.socketPath as NSString).deletingLastPathComponent
-        if !socketActivated, !socketDirectory.isEmpty, !files.fileExists(atPath: socketDirectory) {
-            try files.createDirectory(atPath: socketDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
+        if !socketActivated, !socketDirectory.isEmpty {
+            try makeDirectory(socketDirectory, mode: 0o750, purpose: "socket directory")
         }
-        if !files.fileExists(atPath: configuration.stateDirectory) {
-            try files.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try makeDirectory(configuration.stateDirectory, mode: 0o700, purpose: "state directory")
+    }
+
+    /// `mkdir -p` with the system's reason on failure. Foundation's error read "Error
+    /// Domain=NSCocoaErrorDomain Code=513 ... UserInfo={...}" in the journal.
+    static func makeDirectory(_ path: String, mode: mode_t, purpose: String, within target: String? = nil) throws {
+        var info = stat()
+        if stat(path, &info) == 0 { return }
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty, parent != path { try makeDirectory(parent, mode: mode, purpose: purpose, within: target ?? path) }
+        guard mkdir(path, mode) == 0 || errno == EEXIST else {
+            let code = errno
+            let named = target.map { "\($0) (making \(path))" } ?? path
+            var text = "cannot create the \(purpose) \(named): \(String(cString: strerror(code)))"
+            if code == EACCES || code == EPERM || code == EROFS {
+                text += "; create it for the user creditd runs as, or choose another path"
+            }
+            throw Serve.StartError(text)
         }
     }
 }

@@ -33,9 +33,24 @@ final class ConfigurationFileTests: XCTestCase {
         XCTAssertEqual(try reason("{} x"), "malformed JSON at line 1, column 4: unexpected 'x' after the document")
     }
 
+    /// The key and what belongs there, in JSON's terms rather than the decoder's (`Int64`).
     func testWrongTypeNamesTheKey() throws {
-        XCTAssertEqual(try reason("{\"max_seats\": \"five\"}"),
-                       "\"max_seats\": Expected to decode Int64 but found a string instead.")
+        XCTAssertEqual(try reason("{\"max_seats\": \"five\"}"), "\"max_seats\": expected a whole number, found a string")
+        XCTAssertEqual(try reason("{\"log_level\": 3}"), "\"log_level\": expected a string, found number")
+        XCTAssertEqual(try reason("{\"writer_uids\": 0}"), "\"writer_uids\": expected a list, found number")
+    }
+
+    /// A missing or unreadable file gets the system's reason, not Foundation's "The operation
+    /// could not be completed".
+    func testAMissingFileGetsTheSystemsReason() throws {
+        let missing = FileManager.default.temporaryDirectory.appendingPathComponent("creditd-none-\(UUID().uuidString).json").path
+        XCTAssertThrowsError(try DaemonConfiguration.readFile(missing)) { error in
+            guard case DaemonConfiguration.LoadError.unreadable(let path, let reason)? = error as? DaemonConfiguration.LoadError else {
+                return XCTFail("\(error)")
+            }
+            XCTAssertEqual(path, missing)
+            XCTAssertEqual(reason, "No such file or directory")
+        }
     }
 
     /// A directory given as the file: said so, not as Foundation's "NSCocoaErrorDomain error 256".

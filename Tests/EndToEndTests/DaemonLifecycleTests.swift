@@ -71,6 +71,27 @@ final class DaemonLifecycleTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), "keep")
     }
 
+    /// Start-up errors say what is wrong in the system's words, not Foundation's or NIO's.
+    func testStartupErrorsNameThePathAndTheSystemsReason() throws {
+        let directory = try DaemonProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("plain-file").path
+        XCTAssertTrue(FileManager.default.createFile(atPath: file, contents: Data()))
+        let state = try DaemonProcess.runToExit(arguments: ["--state-dir", file + "/state"], directory: directory)
+        XCTAssertNotEqual(state.status, 0)
+        XCTAssertTrue(state.stderr.contains("cannot create the state directory \(file)/state"), state.stderr)
+        XCTAssertTrue(state.stderr.contains("Not a directory"), state.stderr)
+        XCTAssertFalse(state.stderr.contains("NSCocoaErrorDomain"), state.stderr)
+
+        // 104 bytes: what sun_path would hold on Linux, more than NIO binds and creditctl
+        // connects to. Refused at once, with the limit, not as "unixDomainSocketPathTooLong".
+        let long = directory.path + "/" + String(repeating: "s", count: max(1, 104 - directory.path.utf8.count - 6)) + ".sock"
+        XCTAssertEqual(long.utf8.count, 104)
+        let socket = try DaemonProcess.runToExit(arguments: ["--socket", long], directory: directory)
+        XCTAssertNotEqual(socket.status, 0)
+        XCTAssertTrue(socket.stderr.contains("socket path is longer than 103 bytes (104)"), socket.stderr)
+    }
+
     func testClientConnectErrorsAreDistinguishable() async throws {
         let directory = try DaemonProcess.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
