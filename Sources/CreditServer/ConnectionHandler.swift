@@ -409,9 +409,9 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
             return
         }
         guard settings.authorizer.authorize(peer, method.role, descriptor.fullName) else {
+            // The connection's logger already carries peer.pid and peer.uid.
             core.logLimiter.log(logger, .warning, key: "denied:\(peer.uid)", "permission denied", metadata: [
-                "pid": "\(peer.pid)", "uid": "\(peer.uid)", "gid": "\(peer.gid)",
-                "method": "\(descriptor.fullName)", "role": "\(method.role.rawValue)",
+                "peer.gid": "\(peer.gid)", "method": "\(descriptor.fullName)", "role": "\(method.role.rawValue)",
             ])
             rejectCall(id, method, received, RPCError.permissionDenied(
                 "permission denied: \(descriptor.fullName) needs the \(method.role.rawValue) role (uid \(peer.uid))"

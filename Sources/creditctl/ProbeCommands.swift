@@ -238,14 +238,19 @@ struct Check: AsyncParsableCommand {
             guard status == .serving else {
                 // Name the cause when the daemon can still say it (a persistence fault).
                 var text = Health.name(status)
+                var long: [String] = []
                 let remaining = deadline - (clock.now - started)
                 var stats = recoveredStats
                 if stats == nil, service.isEmpty, remaining > .zero { stats = try? await client.getStats(timeout: remaining) }
                 if service.isEmpty, let stats, !stats.persistence.fault.isEmpty {
-                    text += ", persistence fault: \(stats.persistence.fault)"
+                    // The first line stays short (operations.md §3: about 80 characters); the
+                    // fault's whole text, with its path and what to do, is the next line.
+                    text += ", persistence fault"
+                    long.append("persistence fault: \(stats.persistence.fault)")
                 }
                 return PluginResult(state: .critical, text: text,
-                                    perfData: [PerfData(label: "rtt", seconds, unit: .seconds, warning: limits.rtt.0, critical: limits.rtt.1, minimum: 0)])
+                                    perfData: [PerfData(label: "rtt", seconds, unit: .seconds, warning: limits.rtt.0, critical: limits.rtt.1, minimum: 0)],
+                                    longText: long)
             }
             let stats = try await client.getStats(timeout: max(deadline - (clock.now - started), .milliseconds(1)))
             var amounts: [String: Int64]? = nil
@@ -310,7 +315,7 @@ struct Check: AsyncParsableCommand {
         } else if limits.snapshotAge.0 != nil || limits.snapshotAge.1 != nil {
             states.append((.warning, "no snapshot yet"))
         }
-        if !persistence.fault.isEmpty { states.append((.critical, "persistence fault: \(persistence.fault)")) }
+        if !persistence.fault.isEmpty { states.append((.critical, "persistence fault")) }
 
         let worst = states.map(\.0).max { $0.rawValue < $1.rawValue } ?? .ok
         var text = "SERVING, \(stats.connections) connections"
@@ -347,6 +352,7 @@ struct Check: AsyncParsableCommand {
                PerfData(label: "epoch", Double(replication.epoch), minimum: 0)]
             : []
         var long: [String] = []
+        if !persistence.fault.isEmpty { long.append("persistence fault: \(persistence.fault)") }
         if shared, verbosity > 0 {
             long.append("node \(replication.node), active host \(replication.activeHost.isEmpty ? "none" : replication.activeHost)")
         }

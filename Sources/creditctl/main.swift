@@ -42,8 +42,9 @@ do {
     switch probe {
     case .check:
         // Nagios reads stdout: the plugin line must be there too.
+        // swift-argument-parser starts its messages with "Error: "; the plugin line says UNKNOWN.
         let firstLine = message.split(separator: "\n").first.map(String.init) ?? "invalid arguments"
-        print("CREDITD UNKNOWN - \(firstLine)")
+        print("CREDITD UNKNOWN - \(firstLine.hasPrefix("Error: ") ? String(firstLine.dropFirst("Error: ".count)) : firstLine)")
         Foundation.exit(NagiosExit.unknown)
     case .health: Foundation.exit(HealthExit.invalidArguments)
     case .none: Foundation.exit(CtlExit.usage)

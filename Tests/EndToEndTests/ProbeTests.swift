@@ -237,7 +237,7 @@ final class ProbeTests: XCTestCase {
         // Options the parser itself rejects: still UNKNOWN.
         let bogus = try OpsProcess.creditctl(["check", "-s", socket, "--bogus"])
         XCTAssertEqual(bogus.status, 3)
-        XCTAssertTrue(bogus.stdout.hasPrefix("CREDITD UNKNOWN - "), bogus.stdout)
+        XCTAssertTrue(bogus.stdout.hasPrefix("CREDITD UNKNOWN - Unknown option '--bogus'"), bogus.stdout)
         XCTAssertEqual(bogus.stderr, "", "a plugin writes to stdout only")
         XCTAssertEqual(try OpsProcess.creditctl(["check", "-s", socket, "-t", "soon"]).status, 3)
         for flag in ["--help", "-h"] {
@@ -325,7 +325,9 @@ final class ProbeTests: XCTestCase {
         XCTAssertEqual(health.stdout, "status: NOT_SERVING\n")
         let check = try check([], socket: socket)
         XCTAssertEqual(check.state, "CRITICAL", check.raw)
-        XCTAssertTrue(check.text.hasPrefix("NOT_SERVING, persistence fault: "), check.raw)
+        // The first line stays short; the fault's text (path, errno, what to do) follows it.
+        XCTAssertEqual(check.text, "NOT_SERVING, persistence fault", check.raw)
+        XCTAssertTrue(check.raw.contains("\npersistence fault: journal "), check.raw)
         let metrics = try OpsProcess.creditctl(["metrics", "-s", socket])
         XCTAssertEqual(metrics.status, 0, metrics.stderr)
         XCTAssertTrue(metrics.stdout.contains("\ncreditd_serving 0\n"), metrics.stdout)
