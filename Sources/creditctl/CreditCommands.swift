@@ -67,7 +67,8 @@ struct RecordRefundOutcome: AsyncParsableCommand {
         request.subscriptionID = id
         request.creditID = creditID
         request.outcome = outcome
-        let response: Creditd_V1_RecordRefundOutcomeResponse = try await withSession(connection) {
+        let response: Creditd_V1_RecordRefundOutcomeResponse = try await withSession(
+            connection, change: UnansweredChange(idempotencyKey: "", lookup: "creditctl refunds \(id)")) {
             try await $0.call(MethodTable.Credits.recordRefundOutcome, request)
         }
         try emit(response, output.output) {

@@ -16,10 +16,36 @@ struct Session {
     }
 }
 
+/// A change whose answer never came. creditd commits a write whether or not its caller still
+/// waits, so after creditctl's own timeout or a connection lost mid-call the change may have been
+/// made; a person who retries at once (say with another seat count) would make a second one.
+/// (A DEADLINE_EXCEEDED from creditd itself is different: it refuses a write whose deadline has
+/// passed before applying it, so nothing was changed.)
+struct UnansweredChange {
+    /// The request's idempotency key (I1), empty when none was given.
+    let idempotencyKey: String
+    /// The read that shows whether the change was made.
+    let lookup: String
+
+    var advice: String {
+        idempotencyKey.isEmpty
+            ? "the change may have been made; look with `\(lookup)` before repeating it (with -k KEY a repeat is safe)"
+            : "the change may have been made; repeat the command with the same -k \(idempotencyKey): it answers as the first did and changes nothing twice"
+    }
+
+    static func applies(to error: any Error) -> Bool {
+        switch error as? ClientError {
+        case .timedOut?, .connectionClosed?: true
+        default: false
+        }
+    }
+}
+
 /// Opens a session, runs `body` and turns every failure into the exit code
-/// and stderr line of docs/operations.md §7.
+/// and stderr line of docs/operations.md §7. `change` describes a write, for the advice a
+/// failure without an answer needs (`UnansweredChange`).
 func withSession<T>(
-    _ options: ConnectionOptions, _ body: (Session) async throws -> T
+    _ options: ConnectionOptions, change: UnansweredChange? = nil, _ body: (Session) async throws -> T
 ) async throws -> T {
     let path = try options.socketPath()
     let client: CreditClient
@@ -36,7 +62,12 @@ func withSession<T>(
         await client.close()
         // Already reported, or an exit code chosen by the command.
         if error is CommandFailure || error is ExitCode { throw error }
-        throw CommandFailure(error, socketPath: path)
+        let failure = CommandFailure(error, socketPath: path)
+        if let change, UnansweredChange.applies(to: error) {
+            throw CommandFailure(exitCode: failure.exitCode, codeName: failure.codeName,
+                                 message: failure.message + "; " + change.advice)
+        }
+        throw failure
     }
 }
 

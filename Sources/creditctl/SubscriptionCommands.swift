@@ -77,7 +77,8 @@ struct CreateSubscription: AsyncParsableCommand {
         request.timeZone = timeZone
         request.refundPolicy = policy.proto
         request.startDate = startDate ?? ""
-        let response: Creditd_V1_CreateSubscriptionResponse = try await withSession(connection) {
+        let response: Creditd_V1_CreateSubscriptionResponse = try await withSession(
+            connection, change: UnansweredChange(idempotencyKey: "", lookup: "creditctl get \(id)")) {
             try await $0.call(MethodTable.Credits.createSubscription, request)
         }
         try emit(response, output.output) {
@@ -150,7 +151,8 @@ struct CancelSubscription: AsyncParsableCommand {
         request.mode = mode.proto
         request.dryRun = dryRun
         request.idempotencyKey = idempotencyKey
-        let response: Creditd_V1_CancelSubscriptionResponse = try await withSession(connection) {
+        let change = dryRun ? nil : UnansweredChange(idempotencyKey: idempotencyKey, lookup: "creditctl get \(id)")
+        let response: Creditd_V1_CancelSubscriptionResponse = try await withSession(connection, change: change) {
             try await $0.call(MethodTable.Credits.cancelSubscription, request)
         }
         try emit(response, output.output) { Render.cancellation(response) }
@@ -207,7 +209,8 @@ struct ChangeSeats: AsyncParsableCommand {
         request.timing = atRenewal ? .atRenewal : .now
         request.dryRun = dryRun
         request.idempotencyKey = idempotencyKey
-        let response: Creditd_V1_ChangeSeatsResponse = try await withSession(connection) {
+        let change = dryRun ? nil : UnansweredChange(idempotencyKey: idempotencyKey, lookup: "creditctl get \(id)")
+        let response: Creditd_V1_ChangeSeatsResponse = try await withSession(connection, change: change) {
             try await $0.call(MethodTable.Credits.changeSeats, request)
         }
         try emit(response, output.output) { Render.seatChange(response) }

@@ -86,6 +86,26 @@ final class FirstUseTests: XCTestCase {
         XCTAssertNotNil(stats.stdout.range(of: #"(?m)^recovery warnings +[1-9]"#, options: .regularExpression), stats.stdout)
     }
 
+    /// A change whose answer never came may have been made: the error says so and how to repeat
+    /// it safely, instead of a bare timeout that invites a second, different change.
+    func testAWriteWithoutAnAnswerSaysItMayHaveBeenMade() throws {
+        let daemon = try manualDaemon()
+        defer { _ = try? daemon.stop() }
+        try create(daemon, "stalled-1")
+        kill(daemon.pid, SIGSTOP)
+        let keyed = try ctl(daemon, ["seats", "stalled-1", "7", "-k", "op-42", "--timeout", "1"])
+        let unkeyed = try ctl(daemon, ["cancel", "stalled-1", "--timeout", "1"])
+        let dryRun = try ctl(daemon, ["seats", "stalled-1", "5", "--dry-run", "--timeout", "1"])
+        kill(daemon.pid, SIGCONT)
+        XCTAssertEqual(keyed.status, 75, keyed.stderr)
+        XCTAssertTrue(keyed.stderr.contains("the change may have been made; repeat the command with the same -k op-42"),
+                      keyed.stderr)
+        XCTAssertEqual(unkeyed.status, 75, unkeyed.stderr)
+        XCTAssertTrue(unkeyed.stderr.contains("look with `creditctl get stalled-1` before repeating it"), unkeyed.stderr)
+        XCTAssertEqual(dryRun.status, 75, dryRun.stderr)
+        XCTAssertFalse(dryRun.stderr.contains("may have been made"), dryRun.stderr)
+    }
+
     // MARK: item 7: options, numbers, addresses, usage
 
     func testCommonOptionsBeforeTheSubcommand() throws {
