@@ -196,8 +196,10 @@ public struct ServerStats: Sendable, Hashable {
     public var finishedCalls: UInt64
     /// Open connections by peer uid.
     public var connectionsByUID: [UInt32: Int] = [:]
-    /// Refused connections by reason (`per_uid`, `full`, `draining`).
+    /// Refused connections by reason (one of `refusalReasons`).
     public var refusedByReason: [String: UInt64] = [:]
+    /// Every reason `ServerCore.admit` refuses a connection for.
+    public static let refusalReasons = ["per_uid", "full", "draining"]
     /// Idle connections closed to make room for a new one.
     public var evictedIdleConnections: UInt64 = 0
     /// Times a connection stopped being read (backpressure or fairness), and how many are now.

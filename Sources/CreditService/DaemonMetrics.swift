@@ -101,6 +101,9 @@ public final class DaemonMetrics: Sendable {
         replicationLagP99 = must { try r.gauge(name: "creditd_replication_lag_p99_seconds", help: "Upper bucket bound of the 99th percentile lag of every record replayed as standby since start (NaN before the first).") }
         connectionsByUID = must { try r.gauge(name: "creditd_connections_by_uid", help: "Open client connections by peer uid.", labelNames: ["uid"]) }
         connectionsRefused = must { try r.counter(name: "creditd_connections_refused_total", help: "Connections refused by a limit, by reason (per_uid, full, draining).", labelNames: ["reason"]) }
+        // Every reason from the start, at 0: an alert on rate() sees a series before the first
+        // refusal, not a gap that a rule reads as "no data".
+        for reason in ServerStats.refusalReasons { _ = connectionsRefused.labels(reason) }
         connectionsEvicted = must { try r.counter(name: "creditd_connections_evicted_total", help: "Idle connections closed to admit a new one at a limit.") }
         connectionsThrottled = must { try r.counter(name: "creditd_connections_throttled_total", help: "Times a connection stopped being read (unwritten responses, queued writes or its turn used up).") }
         connectionsThrottledNow = must { try r.gauge(name: "creditd_throttled_connections", help: "Connections not being read right now.") }

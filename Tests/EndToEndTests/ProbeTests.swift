@@ -418,6 +418,9 @@ final class ProbeTests: XCTestCase {
 
         let build = try XCTUnwrap(values("creditd_build_info").first)
         XCTAssertEqual(build.labels["version"], "0.1.0")
+        // Every refusal reason is there from the start, at 0.
+        XCTAssertEqual(Set(values("creditd_connections_refused_total").filter { Double($0.value) == 0 }.compactMap { $0.labels["reason"] }),
+                       ["per_uid", "full", "draining"], metrics.stdout)
         XCTAssertEqual(Double(build.value), 1)
         XCTAssertEqual(type(of: "creditd_rpc_requests_total"), "counter")
         let requests = values("creditd_rpc_requests_total")
