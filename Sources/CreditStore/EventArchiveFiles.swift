@@ -216,7 +216,9 @@ public final class EventArchiveFiles: Sendable {
                 do throws(FileOperationError) {
                     try operations.write(file, header, at: 0)
                 } catch {
+                    // A full disk: leave no file that holds less than its header.
                     operations.close(file)
+                    try? operations.remove(path)
                     throw error
                 }
                 state.appending = Appending(file: file, name: firstSeq, length: UInt64(Self.fileHeaderSize))
@@ -229,7 +231,14 @@ public final class EventArchiveFiles: Sendable {
             Self.store(firstSeq, in: &block, at: 8)
             Self.store(CRC32C.checksum(block[0..<16]), in: &block, at: 16)
             block += payload
-            try operations.write(appending.file, block, at: Int64(appending.length))
+            do throws(FileOperationError) {
+                try operations.write(appending.file, block, at: Int64(appending.length))
+            } catch {
+                // A write cut short by a full disk kept the space its part took; give it back
+                // (the next append writes at the same offset anyway).
+                try? operations.truncate(appending.file, to: Int64(appending.length))
+                throw error
+            }
             let written = Block(file: appending.name, offset: appending.length, length: UInt64(block.count))
             appending.length += UInt64(block.count)
             state.appending = appending

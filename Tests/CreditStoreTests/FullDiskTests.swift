@@ -176,6 +176,37 @@ final class FullDiskTests: StoreDirectoryTestCase {
         }
     }
 
+    /// An event archive block cut short by a full disk gives back the space its part took: the
+    /// file ends at its last whole block, and the next append writes there once space is free.
+    func testRealFullTmpfsArchiveBlockCutShortLeavesNoPart() throws {
+        guard getuid() == 0 else { throw XCTSkip("mounting a tmpfs needs root") }
+        let mountPoint = directory + "/archive-tmpfs"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        guard run("/bin/mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mountPoint) == 0 else {
+            throw XCTSkip("cannot mount a tmpfs here")
+        }
+        defer { _ = run("/bin/umount", mountPoint) }
+        let files = EventArchiveFiles(directory: mountPoint)
+        let first = try files.append(firstSeq: 1, payload: [UInt8](repeating: 1, count: 10_000))
+        let path = mountPoint + "/" + EventArchiveFiles.fileName(1)
+        func size() throws -> UInt64 { try XCTUnwrap(FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) }
+        // Leave about 64 KiB free, then ask for a block of 256 KiB: part of it is written.
+        var info = statvfs()
+        XCTAssertEqual(statvfs(mountPoint, &info), 0)
+        let free = Int(info.f_bavail) * Int(info.f_frsize)
+        XCTAssertTrue(FileManager.default.createFile(atPath: mountPoint + "/filler",
+                                                     contents: Data(repeating: 0xAB, count: free - (64 << 10))))
+        XCTAssertThrowsError(try files.append(firstSeq: 1025, payload: [UInt8](repeating: 2, count: 256 << 10))) {
+            XCTAssertEqual(($0 as? FileOperationError)?.errno, ENOSPC, "\($0)")
+        }
+        XCTAssertEqual(try size(), first.offset + first.length)
+
+        try FileManager.default.removeItem(atPath: mountPoint + "/filler")
+        let second = try files.append(firstSeq: 1025, payload: [UInt8](repeating: 2, count: 256 << 10))
+        XCTAssertEqual(second.offset, first.offset + first.length)
+        try files.sync()
+    }
+
     /// Mounts a 2 MiB tmpfs, opens a store on it, appends records 1...5, fills the file system
     /// (only the segment's partly used last page and any zeros written ahead still take bytes),
     /// runs `body`, frees the space, reopens and hands the recovery to the check `body` returned.
