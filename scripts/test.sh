@@ -27,6 +27,12 @@ if grep -E "^/[^ ]*/(Sources|Tests)/[^ ]*: (warning|error):" /tmp/creditd-build.
 fi
 grep -q "Build complete" /tmp/creditd-build.log || { echo "build failed" >&2; exit 1; }
 
+step "manual pages are what the argument parsers make (scripts/generate-man.sh)"
+scripts/generate-man.sh > /tmp/creditd-man.log 2>&1 || { cat /tmp/creditd-man.log; exit 1; }
+if ! git diff --exit-code --stat -- docs/man; then
+  echo "STALE: docs/man differs from the argument parsers' help (run scripts/generate-man.sh and commit)" >&2; exit 1
+fi
+
 step "README's sessions print what README shows"
 python3 scripts/check-readme.py .build/debug
 
