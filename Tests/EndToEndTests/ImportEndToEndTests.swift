@@ -613,8 +613,9 @@ final class ImportEndToEndTests: XCTestCase {
 
     /// A large import with the daemon killed halfway, run again: exactly the file's
     /// subscriptions, each imported once. CREDITD_TEST_IMPORT_LINES sets the size: the default
-    /// is 20,000 (about 11 s on the debug build); 100,000 takes about 85 s there (2 shared cores),
-    /// which CI runs (.ci/run sets it); by hand: `CREDITD_TEST_IMPORT_LINES=100000 swift test --filter
+    /// is 20,000 (about 25 s on the debug build); 100,000 takes about 3 minutes there (2 shared
+    /// cores; every row is checked with the daemon before any is written), which CI runs
+    /// (.ci/run sets it); by hand: `CREDITD_TEST_IMPORT_LINES=100000 swift test --filter
     /// testInterruptedImport`.
     func testInterruptedImportRunAgainYieldsExactlyTheFile() async throws {
         let lines = Int(ProcessInfo.processInfo.environment["CREDITD_TEST_IMPORT_LINES"] ?? "") ?? 20_000
