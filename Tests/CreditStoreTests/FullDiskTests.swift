@@ -179,12 +179,7 @@ final class FullDiskTests: StoreDirectoryTestCase {
     /// An event archive block cut short by a full disk gives back the space its part took: the
     /// file ends at its last whole block, and the next append writes there once space is free.
     func testRealFullTmpfsArchiveBlockCutShortLeavesNoPart() throws {
-        guard getuid() == 0 else { throw XCTSkip("mounting a tmpfs needs root") }
-        let mountPoint = directory + "/archive-tmpfs"
-        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-        guard run("/bin/mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mountPoint) == 0 else {
-            throw XCTSkip("cannot mount a tmpfs here")
-        }
+        let mountPoint = try mountTmpfs("archive-tmpfs", size: "1m")
         defer { _ = run("/bin/umount", mountPoint) }
         let files = EventArchiveFiles(directory: mountPoint)
         let first = try files.append(firstSeq: 1, payload: [UInt8](repeating: 1, count: 10_000))
@@ -207,6 +202,18 @@ final class FullDiskTests: StoreDirectoryTestCase {
         try files.sync()
     }
 
+    /// A tmpfs of `size` mounted at `name` in the test's directory; the caller unmounts it.
+    /// Skips the test without root (mount) or where mounting is not allowed.
+    private func mountTmpfs(_ name: String, size: String) throws -> String {
+        guard getuid() == 0 else { throw XCTSkip("mounting a tmpfs needs root") }
+        let mountPoint = directory + "/" + name
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        guard run("/bin/mount", "-t", "tmpfs", "-o", "size=\(size)", "tmpfs", mountPoint) == 0 else {
+            throw XCTSkip("cannot mount a tmpfs here")
+        }
+        return mountPoint
+    }
+
     /// Mounts a 2 MiB tmpfs, opens a store on it, appends records 1...5, fills the file system
     /// (only the segment's partly used last page and any zeros written ahead still take bytes),
     /// runs `body`, frees the space, reopens and hands the recovery to the check `body` returned.
@@ -214,12 +221,7 @@ final class FullDiskTests: StoreDirectoryTestCase {
         options: StoreOptions = StoreOptions(),
         _ body: (String, DurableStore) async throws -> (Recovery) throws -> Void
     ) async throws {
-        guard getuid() == 0 else { throw XCTSkip("mounting a tmpfs needs root") }
-        let mountPoint = directory + "/tmpfs"
-        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-        guard run("/bin/mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint) == 0 else {
-            throw XCTSkip("cannot mount a tmpfs here")
-        }
+        let mountPoint = try mountTmpfs("tmpfs", size: "2m")
         defer { _ = run("/bin/umount", mountPoint) }
         let state = mountPoint + "/state"
         let (store, _) = try DurableStore.open(directory: state, options: options)
