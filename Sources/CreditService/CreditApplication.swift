@@ -292,8 +292,14 @@ public final class CreditApplication: Sendable {
     }
 
     private func writeRequestedSnapshots() async {
+        // Whichever way the loop ends, the final snapshot must not find a periodic capture
+        // held that nobody will write.
+        defer { writer.stopPeriodicSnapshots() }
         for await capture in writer.periodicSnapshots {
-            if Task.isCancelled { break }
+            if Task.isCancelled {
+                writer.snapshotFinished()  // taken, and not written
+                break
+            }
             do {
                 let info = try await write(capture)
                 logger.info("snapshot written", metadata: ["file": "\(info.fileName)", "bytes": "\(info.bytes)"])

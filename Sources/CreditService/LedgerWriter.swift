@@ -125,6 +125,10 @@ public final class LedgerWriter: @unchecked Sendable {
     private var recordsSinceSnapshot = 0
     private var lastSnapshotAt = ContinuousClock.now
     private var snapshotRunning = false
+    /// `snapshotRunning` is for a capture yielded to `periodicSnapshots` that its consumer has
+    /// not finished: one it may never take (see `stopPeriodicSnapshots`).
+    private var periodicCaptureOutstanding = false
+    private var periodicSnapshotsStopped = false
     private var role: Role
     /// Where a replicated store's writer goes back to when an append is refused: the working
     /// ledger at an earlier durable point, plus the records made durable since, which are
@@ -184,6 +188,7 @@ public final class LedgerWriter: @unchecked Sendable {
         case advanceClock(Instant, @Sendable (Result<Int, WriteFailure>) -> Void)
         case capture(@Sendable (Result<SnapshotCapture, WriteFailure>) -> Void)
         case snapshotFinished
+        case stopPeriodicSnapshots
         case setMaxSeats(Int64)
         case setSnapshotPolicy(SnapshotPolicy)
         case setEventRetention(EventRetention)
@@ -274,6 +279,15 @@ public final class LedgerWriter: @unchecked Sendable {
 
     public func snapshotFinished() {
         enqueue(.snapshotFinished) {}
+    }
+
+    /// Called by the consumer of `periodicSnapshots` when it stops (at shutdown): no periodic
+    /// capture is made after this, and one yielded that it never took is given up. Such a
+    /// capture was dropped with the stream's buffer when the consumer's task was cancelled, and
+    /// held `snapshotRunning` for good: the final snapshot was then refused as "a snapshot is
+    /// already being written", and the next start replayed everything since the last one.
+    public func stopPeriodicSnapshots() {
+        enqueue(.stopPeriodicSnapshots) {}
     }
 
     /// Changes when the writer captures the state for a snapshot on its own.
@@ -561,6 +575,15 @@ public final class LedgerWriter: @unchecked Sendable {
                 snapshotCaptures.append(completion)
             case .snapshotFinished:
                 snapshotRunning = false
+                periodicCaptureOutstanding = false
+            case .stopPeriodicSnapshots:
+                // In the inbox after the consumer's last `snapshotFinished`: an outstanding
+                // capture now is one it never took.
+                periodicSnapshotsStopped = true
+                if periodicCaptureOutstanding {
+                    periodicCaptureOutstanding = false
+                    snapshotRunning = false
+                }
             case .setMaxSeats(let maxSeats):
                 working.maxSeats = maxSeats
             case .setSnapshotPolicy(let policy):
@@ -669,10 +692,11 @@ public final class LedgerWriter: @unchecked Sendable {
                 completion(.success(capture()))
             }
         }
-        if fault == nil, role == .active, !snapshotRunning, recordsSinceSnapshot > 0,
+        if fault == nil, role == .active, !snapshotRunning, !periodicSnapshotsStopped, recordsSinceSnapshot > 0,
            recordsSinceSnapshot >= snapshotPolicy.everyRecords
             || ContinuousClock.now - lastSnapshotAt >= snapshotPolicy.interval {
             snapshotRunning = true
+            periodicCaptureOutstanding = true
             snapshotSink.yield(capture())
         }
     }
@@ -839,7 +863,7 @@ public final class LedgerWriter: @unchecked Sendable {
         case .advanceClock(_, let completion): completion(.failure(failure))
         case .capture(let completion): completion(.failure(failure))
         case .ping(let completion): completion()
-        case .snapshotFinished, .setMaxSeats, .setSnapshotPolicy, .setEventRetention,
+        case .snapshotFinished, .stopPeriodicSnapshots, .setMaxSeats, .setSnapshotPolicy, .setEventRetention,
              .replicate, .restore, .promote, .demote: break
         }
     }

@@ -92,6 +92,25 @@ final class LedgerWriterTests: XCTestCase {
         await close(second)
     }
 
+    /// A periodic capture its consumer never took (the scheduler's task was cancelled at
+    /// shutdown, the capture dropped with the stream's buffer) does not hold off the final
+    /// snapshot: it was refused as "a snapshot is already being written".
+    func testAPeriodicCaptureNeverTakenDoesNotRefuseTheFinalSnapshot() async throws {
+        let application = try CreditApplication(configuration: ApplicationConfiguration(
+            stateDirectory: directory, clockMode: .manual, manualStart: Self.start, snapshotEveryRecords: 1), logger: logger)
+        // One record: the writer yields a periodic capture, which nobody takes yet.
+        _ = try await application.writer.execute(Self.create("a"), callerUID: 0)
+        // The scheduler starts already cancelled, as at a shutdown that came first.
+        await withTaskGroup(of: Void.self) { group in
+            group.cancelAll()
+            group.addTask { await application.runScheduler() }
+        }
+        _ = try await application.writer.execute(Self.create("b"), callerUID: 0)
+        let final = try await application.takeSnapshot()
+        XCTAssertEqual(final.sequence, 2)
+        await close(application)
+    }
+
     func testConcurrentWritesShareFsyncs() async throws {
         let operations = FaultInjectingFileOperations()
         let application = try open(operations)
