@@ -76,43 +76,43 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String?
 
-    @Option(name: .long, help: "Most open connections; a new one beyond it closes an idle one, or its first request gets RESOURCE_EXHAUSTED.")
+    @Option(name: .long, parsing: .unconditional, help: "Most open connections; a new one beyond it closes an idle one, or its first request gets RESOURCE_EXHAUSTED.")
     var maxConnections: Int?
 
-    @Option(name: .long, help: "Most calls in flight per connection.")
+    @Option(name: .long, parsing: .unconditional, help: "Most calls in flight per connection.")
     var maxInFlight: Int?
 
-    @Option(name: .long, help: "Seconds before a connection with nothing read or written and no unary call open is closed, silent streams included (0: never).")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds before a connection with nothing read or written and no unary call open is closed, silent streams included (0: never).")
     var idleTimeout: Double?
 
-    @Option(name: .long, help: "Seconds allowed to calls sent without a timeout (0: no limit).")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds allowed to calls sent without a timeout (0: no limit).")
     var defaultDeadline: Double?
 
-    @Option(name: .long, help: "Seconds a shutdown waits for calls in flight.")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds a shutdown waits for calls in flight.")
     var shutdownGrace: Double?
 
-    @Option(name: .customLong("max-connections-per-uid"), help: "Most open connections of one uid; at the limit its oldest idle one is closed, else the new one is refused (default: a quarter of --max-connections).")
+    @Option(name: .customLong("max-connections-per-uid"), parsing: .unconditional, help: "Most open connections of one uid; at the limit its oldest idle one is closed, else the new one is refused (default: a quarter of --max-connections).")
     var maxConnectionsPerUID: Int?
 
-    @Option(name: .long, help: "Connection slots only root, creditd's uid and writers may take (default: 8, at most a quarter of --max-connections).")
+    @Option(name: .long, parsing: .unconditional, help: "Connection slots only root, creditd's uid and writers may take (default: 8, at most a quarter of --max-connections).")
     var reservedConnections: Int?
 
-    @Option(name: .long, help: "Unwritten response bytes per connection beyond which its requests are not read (default 1048576).")
+    @Option(name: .long, parsing: .unconditional, help: "Unwritten response bytes per connection beyond which its requests are not read (default 1048576).")
     var maxBufferedResponseBytes: Int?
 
-    @Option(name: .long, help: "Calls per connection waiting for the writer at once (default 32).")
+    @Option(name: .long, parsing: .unconditional, help: "Calls per connection waiting for the writer at once (default 32).")
     var maxQueuedWrites: Int?
 
-    @Option(name: .long, help: "Memory for partially received large frames, all connections together; beyond it large frames are refused (default 67108864).")
+    @Option(name: .long, parsing: .unconditional, help: "Memory for partially received large frames, all connections together; beyond it large frames are refused (default 67108864).")
     var maxPartialFrameBytes: Int?
 
-    @Option(name: .long, help: "Seconds within which a frame must arrive completely once started (default 10).")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds within which a frame must arrive completely once started (default 10).")
     var frameReadTimeout: Double?
 
-    @Option(name: .long, help: "Event loop threads serving connections (default 0: one per core but one, at least one; the writer thread has the last core).")
+    @Option(name: .long, parsing: .unconditional, help: "Event loop threads serving connections (default 0: one per core but one, at least one; the writer thread has the last core).")
     var eventLoops: Int?
 
-    @Option(name: .long, help: "Most seats per subscription.")
+    @Option(name: .long, parsing: .unconditional, help: "Most seats per subscription.")
     var maxSeats: Int64?
 
     @Option(name: .long, parsing: .singleValue, help: "A uid allowed to write (repeatable, or comma-separated).")
@@ -127,28 +127,28 @@ struct Serve: ParsableCommand {
     @Option(name: .long, parsing: .singleValue, help: "A gid allowed to read (default: any peer).")
     var readerGid: [String] = []
 
-    @Option(name: .long, help: "Seconds between periodic snapshots (default 600).")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds between periodic snapshots (default 600).")
     var snapshotInterval: Double?
 
-    @Option(name: .long, help: "Journal records after which a snapshot is taken (default 100000).")
+    @Option(name: .long, parsing: .unconditional, help: "Journal records after which a snapshot is taken (default 100000).")
     var snapshotEveryRecords: Int?
 
-    @Option(name: .long, help: "Size of a journal segment in bytes (default 64 MiB).")
+    @Option(name: .long, parsing: .unconditional, help: "Size of a journal segment in bytes (default 64 MiB).")
     var journalSegmentBytes: Int?
 
     @Option(name: .long, help: "Where the journal lives: file (the state directory, default) or postgres:CONNINFO (shared by several hosts, one active).")
     var store: String?
 
-    @Option(name: .long, help: "Seconds a writer lease on a shared store lasts without renewal (default 3).")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds a writer lease on a shared store lasts without renewal (default 3).")
     var storeLeaseSeconds: Double?
 
     @Option(name: .long, help: "Write metrics to this .prom file every 30 s (node_exporter textfile collector).")
     var metricsTextfile: String?
 
-    @Option(name: .long, help: "Keep events at least this many days (default and minimum 45).")
+    @Option(name: .long, parsing: .unconditional, help: "Keep events at least this many days (default and minimum 45).")
     var eventRetentionDays: Double?
 
-    @Option(name: .long, help: "Keep at least the newest this many events (default and minimum 1000000).")
+    @Option(name: .long, parsing: .unconditional, help: "Keep at least the newest this many events (default and minimum 1000000).")
     var eventRetentionEvents: Int?
 
     @Flag(name: .long, help: "Truncate a damaged journal at its first bad record, after keeping a copy of it.")

@@ -90,6 +90,11 @@ final class DaemonLifecycleTests: XCTestCase {
         let socket = try DaemonProcess.runToExit(arguments: ["--socket", long], directory: directory)
         XCTAssertNotEqual(socket.status, 0)
         XCTAssertTrue(socket.stderr.contains("socket path is longer than 103 bytes (104)"), socket.stderr)
+
+        // A negative number is a value, judged as one, not a missing one.
+        let negative = try DaemonProcess.runToExit(arguments: ["--max-connections", "-1"], directory: directory)
+        XCTAssertNotEqual(negative.status, 0)
+        XCTAssertTrue(negative.stderr.contains("max connections must be > 0"), negative.stderr)
     }
 
     func testClientConnectErrorsAreDistinguishable() async throws {
