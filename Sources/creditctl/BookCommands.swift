@@ -1,6 +1,7 @@
 import ArgumentParser
 import CreditClient
 import CreditProto
+import CreditWire
 import Foundation
 import SwiftProtobuf
 
@@ -122,6 +123,14 @@ struct Events: AsyncParsableCommand {
         return options
     }
 
+    /// Where `--after 0` starts once the feed was pruned: before the oldest kept event, from
+    /// the events_pruned answer to the first call; nil for any other answer or position.
+    static func startsOver(after current: Int64, asked: Int64, _ error: RPCError) -> Int64? {
+        guard asked == 0, current == 0, error.reason == "events_pruned",
+              let oldest = error.errorReason?.metadata["oldest_seq"].flatMap(Int64.init), oldest > 1 else { return nil }
+        return oldest - 1
+    }
+
     func validate() throws {
         guard after >= 0 else { throw ValidationError("--after must be 0 or more") }
         guard (1...1000).contains(limit) else { throw ValidationError("--limit must be 1-1000") }
@@ -141,7 +150,16 @@ struct Events: AsyncParsableCommand {
             while true {
                 request.waitSeconds = follow ? wait : 0
                 let timeout = follow ? Duration.seconds(Int64(wait)) + session.timeout : session.timeout
-                let page = try await session.client.listEvents(request, timeout: timeout)
+                let page: Creditd_V1_ListEventsResponse
+                do {
+                    page = try await session.client.listEvents(request, timeout: timeout)
+                } catch let error as RPCError where Events.startsOver(after: request.afterSeq, asked: after, error) != nil {
+                    // `--after 0` is "from the oldest kept event": once the feed has been pruned
+                    // (E5), seq 0 is gone and the daemon answers events_pruned with the oldest
+                    // seq it keeps. Nothing was printed yet; start there.
+                    request.afterSeq = Events.startsOver(after: request.afterSeq, asked: after, error)!
+                    continue
+                }
                 var text = ""
                 for event in page.events {
                     switch format {
