@@ -36,7 +36,11 @@ enum Invocation {
             }
             index += 1
         }
-        guard !leading.isEmpty, index < arguments.count, !arguments[index].hasPrefix("-") else { return arguments }
+        guard !leading.isEmpty, index < arguments.count else { return arguments }
+        // Another option before the subcommand (`creditctl -s SOCK -t 5 health`): the parser
+        // would blame the first argument it cannot place, `-s`, which is valid; put the
+        // common options last so that it names the one it does not know (or acts on --help).
+        if arguments[index].hasPrefix("-") { return Array(arguments[index...]) + leading }
         return [arguments[index]] + leading + arguments[(index + 1)...]
     }
 

@@ -120,6 +120,10 @@ final class FirstUseTests: XCTestCase {
         XCTAssertTrue(got.stdout.contains("opt-1"), got.stdout)
         let health = try OpsProcess.creditctl(["-s", daemon.socketPath, "health"])
         XCTAssertEqual(health.status, 0, health.stderr)
+        // An option that may not come first is the one named, not the valid -s before it.
+        let misplaced = try OpsProcess.creditctl(["-s", daemon.socketPath, "-t", "5", "get", "opt-1"])
+        XCTAssertEqual(misplaced.status, 2, misplaced.stderr)
+        XCTAssertTrue(misplaced.stderr.contains("Unknown option '-t'"), misplaced.stderr)
     }
 
     func testNegativeNumbersReachTheServer() throws {
