@@ -49,7 +49,12 @@ final class AuthorizationTests: XCTestCase {
     /// The denial is logged once with the caller's pid, uid and gid and the method.
     func assertDenialLogged(_ daemon: DaemonProcess, _ result: OpsResult, uid: UInt32, method: String,
                             file: StaticString = #filePath, line: UInt = #line) {
-        let lines = daemon.stderr.split(separator: "\n").filter { $0.contains("pid=\(result.pid) ") }
+        // creditd's log lines go through a queue that a thread of their own writes out
+        // (docs/operations.md §6): the line may come a moment after the answer.
+        func denials() -> [Substring] { daemon.stderr.split(separator: "\n").filter { $0.contains("pid=\(result.pid) ") } }
+        let patience = Date().addingTimeInterval(5)
+        while denials().isEmpty, Date() < patience { Thread.sleep(forTimeInterval: 0.05) }
+        let lines = denials()
         XCTAssertEqual(lines.filter { $0.contains("permission denied") }.count, 1, "\(lines)", file: file, line: line)
         guard let entry = lines.first(where: { $0.contains("permission denied") }) else { return }
         for field in ["uid=\(uid)", "gid=\(uid)", "method=\(method)"] {
