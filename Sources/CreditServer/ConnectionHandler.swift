@@ -54,6 +54,8 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     private var needsFlush = false
     private var flushQueued = false
     private var draining = false
+    /// channelInactive has run: the connection is gone, and anything still delivered is dropped.
+    private var closed = false
     private var lastWrite: EventLoopFuture<Void>?
     /// Encoded frames not yet handed to the channel, and the calls whose answers they end.
     private var outbox: ByteBuffer?
@@ -125,6 +127,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         // EOF or a read error: cancel every handler of this connection. Committed writes stay
         // committed; their late results are dropped because the streams are gone.
+        closed = true
         let open = streams
         streams.removeAll()
         for (_, stream) in open {
@@ -194,6 +197,12 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // A write that fails (the peer reset the connection) closes the channel in the middle of
+        // a read burst; the frame decoder then hands over the rest of what it had read after
+        // channelInactive. Those requests are not dispatched: no answer can reach the peer, and
+        // nothing would release what they hold (no read completes on a closed channel, so their
+        // answers would never be flushed, and their calls would stay in flight).
+        guard !closed else { return }
         // Activity is for the idle timeout (seconds): once per read burst is exact enough, and
         // saves a clock read per frame.
         if !inReadBurst { lastActivity = .now() }
@@ -707,7 +716,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     /// Writes a successful Response, or RESOURCE_EXHAUSTED if it would exceed the frame limit.
     /// Returns the status code actually sent.
     private func writeSuccess(_ id: UInt32, _ payload: [UInt8]) -> StatusCode {
-        guard context != nil else { return .cancelled }
+        guard context != nil, !closed else { return .cancelled }
         let length = RequestEnvelope.successResponseLength(payloadCount: payload.count)
         guard length <= TTRPCLimits.maxMessageLength else {
             return writeResponse(id, TTRPCEnvelope.errorResponse(RPCError.resourceExhausted(
@@ -726,7 +735,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     /// limit. Returns the status code actually sent.
     @discardableResult
     private func writeResponse(_ id: UInt32, _ response: Ttrpc_Response) -> StatusCode {
-        guard let context else { return .cancelled }
+        guard let context, !closed else { return .cancelled }
         var sent = response
         var buffer: ByteBuffer
         do {
@@ -752,7 +761,9 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     /// Adds a frame of `size` bytes, written by `encode`, to the outbox. Its bytes count
     /// against the connection's bound from now.
     private func append(frameLength size: Int, _ encode: (inout ByteBuffer) -> Void) {
-        guard let context else { return }
+        // Nothing is written once the connection is gone: channelInactive released the outbox,
+        // and bytes counted now would never be released.
+        guard let context, !closed else { return }
         bufferedBytes += size
         core.addBufferedBytes(size)
         if outbox == nil {

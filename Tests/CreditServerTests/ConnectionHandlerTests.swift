@@ -48,6 +48,17 @@ final class StalledSocket: ChannelOutboundHandler {
     }
 }
 
+/// A socket whose peer has reset the connection: every write fails, and the failure closes
+/// the channel, as NIO does on ECONNRESET or EPIPE.
+final class ResetOnWrite: ChannelOutboundHandler {
+    typealias OutboundIn = ByteBuffer
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        promise?.fail(IOError(errnoCode: ECONNRESET, reason: "writev(descriptor:iovecs:)"))
+        context.close(promise: nil)
+    }
+}
+
 /// Keeps the request payloads of every burst it is shown.
 final class RecordingLookAhead: RequestLookAhead, @unchecked Sendable {
     private let lock = NSLock()
@@ -202,6 +213,39 @@ final class ConnectionHandlerTests: XCTestCase {
         XCTAssertEqual(core.detailedStats.bufferedResponseBytes, 0)
         XCTAssertEqual(core.stats.finishedCalls, 3)
         _ = try? channel.finish()
+    }
+
+    /// A write that fails (the peer reset the connection) closes the channel in the middle of a
+    /// read burst, and the frame decoder then delivers the rest of the frames it had read after
+    /// channelInactive. Nothing of theirs may stay counted: before, their answers sat in an
+    /// outbox no read completion would flush, and the calls stayed in flight for good.
+    func testFramesDeliveredAfterAResetCloseHoldNothing() throws {
+        var settings = ServerSettings()
+        settings.maxCallsPerTurn = 1_000
+        let core = makeCore(settings)
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([
+            ResetOnWrite(),
+            ByteToMessageHandler(BudgetedFrameDecoder(core: core)),
+            TTRPCConnectionHandler(core: core, peer: PeerCredentials(pid: 1, uid: 1000, gid: 1000)),
+        ])
+        try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/test.sock")).wait()
+
+        // One read holding more requests than one early write answers: the early write fails
+        // and closes the channel while the decoder still holds the rest.
+        var bytes = ByteBuffer()
+        let count = TTRPCConnectionHandler.answersPerEarlyWrite + 20
+        for index in 0..<count {
+            guard case .frame(let frame) = try bigRequest(UInt32(2 * index + 1), bytes: 1_000) else { return XCTFail() }
+            frame.encode(into: &bytes)
+        }
+        channel.pipeline.fireChannelRead(bytes)
+        channel.embeddedEventLoop.run()
+        XCTAssertFalse(channel.isActive)
+        XCTAssertEqual(core.stats.inFlightCalls, 0, "no call of a closed connection stays in flight")
+        XCTAssertEqual(core.detailedStats.bufferedResponseBytes, 0, "no answer of a closed connection stays counted")
+        XCTAssertEqual(core.stats.finishedCalls, UInt64(TTRPCConnectionHandler.answersPerEarlyWrite),
+                       "the frames delivered after the close are not dispatched")
     }
 
     /// At most `maxQueuedWritesPerConnection` of a connection's writes wait for the writer;
