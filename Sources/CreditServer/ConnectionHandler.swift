@@ -175,7 +175,20 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
             closeIfDrained()
             return
         }
+        if event is IdleTimeoutChangedEvent {
+            // Counted from the last activity, as if the new timeout had always applied.
+            guard !closed else { return }
+            if let timeout = core.settings.idleTimeout {
+                let quiet = NIODeadline.now() - lastActivity
+                let limit = TimeAmount(clamping: timeout)
+                armIdleTimer(in: quiet >= limit ? .zero : limit - quiet)
+            } else {
+                armIdleTimer()  // off: cancels the timer
+            }
+            return
+        }
         if let progress = event as? FrameProgressEvent {
+            guard !closed else { return }
             frameProgress(progress, context: context)
             return
         }

@@ -409,3 +409,85 @@ private struct TopLevelKeys: Decodable {
         keys = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue)
     }
 }
+
+// MARK: reload
+
+extension DaemonConfiguration {
+    /// One setting as a reload sees it: its key, whether only a restart changes it, how its
+    /// value reads in the reload's answer, and how to keep the running value.
+    struct ReloadedSetting {
+        let key: Layer.CodingKeys
+        let restartOnly: Bool
+        let show: (DaemonConfiguration) -> String
+        let keep: (inout DaemonConfiguration, DaemonConfiguration) -> Void
+
+        init<T>(_ key: Layer.CodingKeys, _ path: WritableKeyPath<DaemonConfiguration, T>, restartOnly: Bool = false,
+                show: @escaping (T) -> String = { "\($0)" }) {
+            self.key = key
+            self.restartOnly = restartOnly
+            self.show = { show($0[keyPath: path]) }
+            self.keep = { $0[keyPath: path] = $1[keyPath: path] }
+        }
+    }
+
+    /// Every setting of the configuration file, in its order. One table, so that a setting
+    /// cannot be applied by a reload without its answer naming it (a test checks that every
+    /// key is here): a reload that changed only `max_connections_per_uid` answered "nothing
+    /// changed" while the new limit was in force.
+    static var reloadedSettings: [ReloadedSetting] {
+        let ids: ([UInt32]) -> String = { "[" + $0.map(String.init).joined(separator: ",") + "]" }
+        return [
+            ReloadedSetting(.socket, \.socketPath, restartOnly: true),
+            ReloadedSetting(.stateDir, \.stateDirectory, restartOnly: true),
+            ReloadedSetting(.clock, \.clock, restartOnly: true) { $0.rawValue },
+            ReloadedSetting(.now, \.now, restartOnly: true) { $0 ?? "none" },
+            ReloadedSetting(.logLevel, \.logLevel),
+            ReloadedSetting(.maxConnections, \.maxConnections),
+            ReloadedSetting(.maxInFlight, \.maxInFlight),
+            ReloadedSetting(.idleTimeout, \.idleTimeoutSeconds),
+            ReloadedSetting(.defaultDeadline, \.defaultDeadlineSeconds),
+            ReloadedSetting(.shutdownGrace, \.shutdownGraceSeconds),
+            ReloadedSetting(.maxSeats, \.maxSeats),
+            ReloadedSetting(.writerUIDs, \.writerUIDs, show: ids),
+            ReloadedSetting(.writerGIDs, \.writerGIDs, show: ids),
+            ReloadedSetting(.readerUIDs, \.readerUIDs, show: ids),
+            ReloadedSetting(.readerGIDs, \.readerGIDs, show: ids),
+            ReloadedSetting(.snapshotInterval, \.snapshotIntervalSeconds),
+            ReloadedSetting(.snapshotEveryRecords, \.snapshotEveryRecords),
+            ReloadedSetting(.journalSegmentBytes, \.journalSegmentBytes, restartOnly: true),
+            ReloadedSetting(.metricsTextfile, \.metricsTextfile) { $0 ?? "none" },
+            ReloadedSetting(.eventRetentionDays, \.eventRetentionDays),
+            ReloadedSetting(.eventRetentionEvents, \.eventRetentionEvents),
+            ReloadedSetting(.store, \.store, restartOnly: true),
+            ReloadedSetting(.storeLeaseSeconds, \.storeLeaseSeconds, restartOnly: true),
+            ReloadedSetting(.maxConnectionsPerUID, \.maxConnectionsPerUID),
+            ReloadedSetting(.reservedConnections, \.reservedConnections),
+            ReloadedSetting(.maxBufferedResponseBytes, \.maxBufferedResponseBytes),
+            ReloadedSetting(.maxQueuedWrites, \.maxQueuedWrites),
+            ReloadedSetting(.maxPartialFrameBytes, \.maxPartialFrameBytes),
+            ReloadedSetting(.frameReadTimeout, \.frameReadTimeoutSeconds),
+            ReloadedSetting(.eventLoops, \.eventLoops, restartOnly: true),
+        ]
+    }
+
+    /// What a reload from `running` to `loaded` does: the configuration to run with (`loaded`,
+    /// with the running values of the restart-only settings), the changes it applies ("max_seats
+    /// 100000 -> 5") and the restart-only settings that differ, each in file order.
+    public static func reload(from running: DaemonConfiguration, to loaded: DaemonConfiguration)
+        -> (applied: DaemonConfiguration, changes: [String], restartOnly: [String]) {
+        var applied = loaded
+        var changes: [String] = []
+        var restartOnly: [String] = []
+        for setting in reloadedSettings {
+            let (before, after) = (setting.show(running), setting.show(loaded))
+            guard before != after else { continue }
+            if setting.restartOnly {
+                restartOnly.append(setting.key.rawValue)
+                setting.keep(&applied, running)
+            } else {
+                changes.append("\(setting.key.rawValue) \(before) -> \(after)")
+            }
+        }
+        return (applied, changes, restartOnly)
+    }
+}

@@ -336,6 +336,11 @@ final class ServerCore: Sendable {
     }
 
     /// Marks the server as draining and returns the connections open at that moment.
+    /// The connections admitted and not yet closed.
+    func openConnections() -> [any Channel] {
+        counters.withLock { $0.connections.values.map(\.channel) }
+    }
+
     func beginDraining() -> [any Channel] {
         counters.withLock { counters in
             counters.draining = true
@@ -406,6 +411,9 @@ final class LogRateLimiter: Sendable {
 
 /// Asks a connection to finish its open streams, refuse new calls and close.
 struct DrainConnectionEvent: Sendable {}
+
+/// Tells a connection that a reload changed the idle timeout: it re-arms its idle timer.
+struct IdleTimeoutChangedEvent: Sendable {}
 
 extension TimeAmount {
     init(clamping duration: Duration) {

@@ -117,9 +117,16 @@ public final class TTRPCServer: Sendable {
     public var settings: ServerSettings { core.settings }
 
     /// Replaces limits and authorization. Open connections stay; they apply the new values
-    /// from their next call (limits on connections from the next accept).
+    /// from their next call (limits on connections from the next accept), and a new idle
+    /// timeout at once: a connection's idle timer is re-armed by it, so one opened while the
+    /// timeout was off is closed once idle for the new one.
     public func reload(_ settings: ServerSettings) {
+        let previous = core.settings
         core.settings = settings
+        guard settings.idleTimeout != previous.idleTimeout else { return }
+        for connection in core.openConnections() {
+            connection.pipeline.fireUserInboundEventTriggered(IdleTimeoutChangedEvent())
+        }
     }
 
     /// Opens the server for calls that need the application's state. Until then they wait

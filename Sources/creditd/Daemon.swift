@@ -244,21 +244,7 @@ struct Daemon: Sendable {
         let source = configurationSource()
         let next = try loadConfiguration()
         let previous = live.current.value
-        var restartOnly: [String] = []
-        var applied = next
-        func keep<T: Equatable>(_ name: String, _ key: WritableKeyPath<DaemonConfiguration, T>) {
-            if next[keyPath: key] != previous[keyPath: key] { restartOnly.append(name) }
-            applied[keyPath: key] = previous[keyPath: key]
-        }
-        keep("socket", \.socketPath)
-        keep("state_dir", \.stateDirectory)
-        keep("clock", \.clock)
-        keep("now", \.now)
-        keep("journal_segment_bytes", \.journalSegmentBytes)
-        keep("store", \.store)
-        keep("store_lease_seconds", \.storeLeaseSeconds)
-        keep("event_loops", \.eventLoops)
-        let changed = Self.runtimeChanges(from: previous, to: applied)
+        let (applied, changed, restartOnly) = DaemonConfiguration.reload(from: previous, to: next)
 
         live.current.value = applied
         live.current.server?.reload(applied.serverSettings)
@@ -289,35 +275,6 @@ struct Daemon: Sendable {
                            metadata: ["settings": "\(names)"])
         }
         return message
-    }
-
-    /// "max_seats 100000 -> 5" for every runtime setting that differs.
-    static func runtimeChanges(from old: DaemonConfiguration, to new: DaemonConfiguration) -> [String] {
-        var changes: [String] = []
-        func compare<T: Equatable>(_ name: String, _ key: KeyPath<DaemonConfiguration, T>, _ show: (T) -> String) {
-            if old[keyPath: key] != new[keyPath: key] {
-                changes.append("\(name) \(show(old[keyPath: key])) -> \(show(new[keyPath: key]))")
-            }
-        }
-        let plain: (any CustomStringConvertible) -> String = { $0.description }
-        let ids: ([UInt32]) -> String = { "[" + $0.map(String.init).joined(separator: ",") + "]" }
-        compare("log_level", \.logLevel, plain)
-        compare("max_connections", \.maxConnections, plain)
-        compare("max_in_flight", \.maxInFlight, plain)
-        compare("idle_timeout", \.idleTimeoutSeconds, plain)
-        compare("default_deadline", \.defaultDeadlineSeconds, plain)
-        compare("shutdown_grace", \.shutdownGraceSeconds, plain)
-        compare("max_seats", \.maxSeats, plain)
-        compare("writer_uids", \.writerUIDs, ids)
-        compare("writer_gids", \.writerGIDs, ids)
-        compare("reader_uids", \.readerUIDs, ids)
-        compare("reader_gids", \.readerGIDs, ids)
-        compare("snapshot_interval", \.snapshotIntervalSeconds, plain)
-        compare("snapshot_every_records", \.snapshotEveryRecords, plain)
-        compare("metrics_textfile", \.metricsTextfile) { $0 ?? "none" }
-        compare("event_retention_days", \.eventRetentionDays, plain)
-        compare("event_retention_events", \.eventRetentionEvents, plain)
-        return changes
     }
 
     private func installReloadOnSIGHUP(_ live: LiveDaemon) -> any DispatchSourceSignal {

@@ -1,4 +1,4 @@
-import CreditServer
+@testable import CreditServer
 import Foundation
 import XCTest
 
@@ -31,6 +31,30 @@ final class ConfigurationFileTests: XCTestCase {
         XCTAssertEqual(try reason("{\"max_seats\": 05}"), "malformed JSON at line 1, column 16: expected ',' or '}', found '5'")
         XCTAssertEqual(try reason("{\"é\": tru}"), "malformed JSON at line 1, column 7: expected a value, found 't'")
         XCTAssertEqual(try reason("{} x"), "malformed JSON at line 1, column 4: unexpected 'x' after the document")
+    }
+
+    /// Every setting of the file is in the reload table once, so a reload names every change
+    /// it applies, and keeps the running value of every restart-only setting.
+    func testReloadNamesEverySetting() throws {
+        let keys = DaemonConfiguration.reloadedSettings.map(\.key)
+        XCTAssertEqual(keys, DaemonConfiguration.Layer.CodingKeys.allCases, "in file order, each once")
+
+        let running = try DaemonConfiguration.resolve(configFile: nil, flags: .init(), environment: [:])
+        var loaded = running
+        loaded.maxConnectionsPerUID = 3
+        loaded.reservedConnections = 2
+        loaded.maxBufferedResponseBytes = 65_536
+        loaded.maxQueuedWrites = 4
+        loaded.maxPartialFrameBytes = 1_000_000
+        loaded.frameReadTimeoutSeconds = 2
+        loaded.journalSegmentBytes = 8_192
+        let (applied, changes, restartOnly) = DaemonConfiguration.reload(from: running, to: loaded)
+        XCTAssertEqual(changes, ["max_connections_per_uid 0 -> 3", "reserved_connections -1 -> 2",
+                                 "max_buffered_response_bytes 1048576 -> 65536", "max_queued_writes 32 -> 4",
+                                 "max_partial_frame_bytes 67108864 -> 1000000", "frame_read_timeout 10.0 -> 2.0"])
+        XCTAssertEqual(restartOnly, ["journal_segment_bytes"])
+        XCTAssertEqual(applied.journalSegmentBytes, running.journalSegmentBytes, "the running value is kept")
+        XCTAssertEqual(applied.maxQueuedWrites, 4)
     }
 
     /// The key and what belongs there, in JSON's terms rather than the decoder's (`Int64`).

@@ -1,5 +1,6 @@
 import CreditClient
 import CreditProto
+import CreditTestSupport
 import Foundation
 import XCTest
 
@@ -67,6 +68,35 @@ final class ReloadTests: XCTestCase {
         XCTAssertTrue(daemon.stderr.contains("warning [creditd] reload refused; keeping the running configuration"), daemon.stderr)
         XCTAssertTrue(daemon.stderr.contains("warning [creditd] these settings change only with a restart"), daemon.stderr)
         XCTAssertTrue(daemon.stderr.contains("event_loops=3"), daemon.stderr)
+    }
+
+    /// A reload that turns the idle timeout on applies to the connections already open (their
+    /// idle timers were armed only when they opened, so those opened while it was off stayed
+    /// for good), and names the connection limits it applies.
+    func testIdleTimeoutReloadReachesOpenConnections() async throws {
+        let directory = try DaemonProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = directory.appendingPathComponent("creditd.json")
+        try Data(#"{"idle_timeout": 0}"#.utf8).write(to: config)
+        let daemon = try DaemonProcess.start(arguments: ["--config", config.path], directory: directory)
+        let idle = try (0..<3).map { _ in try RawTTRPCConnection(path: daemon.socketPath) }
+        defer { for connection in idle { connection.close() } }
+
+        try Data(#"{"idle_timeout": 1, "max_connections_per_uid": 50}"#.utf8).write(to: config)
+        let client = try await CreditClient.connect(socketPath: daemon.socketPath)
+        let answer = try await client.reload()
+        await client.close()
+        XCTAssertEqual(answer.message, "configuration reloaded from \(config.path); applied: "
+            + "idle_timeout 0.0 -> 1.0, max_connections_per_uid 0 -> 50")
+
+        let deadline = Date().addingTimeInterval(15)
+        var open = idle.count
+        while open > 0, Date() < deadline {
+            try await Task.sleep(for: .milliseconds(200))
+            open = idle.filter { !AbuseTests.isClosedByPeer($0) }.count
+        }
+        XCTAssertEqual(open, 0, "connections opened while the idle timeout was off are closed once idle for the new one")
+        XCTAssertEqual(try daemon.stop(), 0, daemon.stderr)
     }
 
     func testReloadWithoutAConfigFileSaysSo() async throws {
