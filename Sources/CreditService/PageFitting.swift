@@ -17,7 +17,7 @@ enum PageFitting {
     /// reads it again with fewer, in proportion to the excess. One item always fits: it was
     /// written by a request that was itself at most one message.
     static func fitted<Page, Failure: Error>(
-        requested: Int32, budget: Int = budget,
+        requested: Int32,
         read: (Int32) throws(Failure) -> Page, count: (Page) -> Int, encode: (Page) -> [UInt8]
     ) throws(Failure) -> (page: Page, encoded: [UInt8]) {
         var page = try read(requested)
