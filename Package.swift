@@ -72,7 +72,7 @@ let package = Package(
         .target(
             name: "CreditServer",
             dependencies: [
-                "CreditWire", "CreditProto", "CCreditSystem",
+                "CreditWire", "CreditProto", "CCreditSystem", "JSONCheck",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -102,6 +102,8 @@ let package = Package(
         ),
         // Nagios ranges and perfdata, Prometheus text exposition.
         .target(name: "CreditMonitoring"),
+        // JSON syntax errors with line and column, and keys given twice: config files, imports.
+        .target(name: "JSONCheck"),
         // The system protobuf-c runtime, for the C client.
         .systemLibrary(
             name: "CProtobufC",
@@ -130,7 +132,7 @@ let package = Package(
         .executableTarget(
             name: "creditctl",
             dependencies: [
-                "CreditClient", "CreditMonitoring", "CreditProto", "CreditDomain",
+                "CreditClient", "CreditMonitoring", "CreditProto", "CreditDomain", "JSONCheck",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -2,8 +2,9 @@ import NIOCore
 #if canImport(Glibc)
 import Glibc
 #endif
-#if canImport(FoundationEssentials)
 import CreditProto
+import JSONCheck
+#if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
@@ -186,26 +187,33 @@ public struct DaemonConfiguration: Sendable, Hashable {
 
     /// Reads a JSON config file as a layer. Unknown keys are rejected so typos are not ignored.
     public static func readFile(_ path: String) throws -> Layer {
-        let data: Data
-        // Foundation reports a directory as "NSCocoaErrorDomain error 256".
-        var info = stat()
-        if stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR {
-            throw LoadError.unreadable(path: path, reason: "it is a directory, not a JSON file")
-        }
-        // Foundation's message for a missing or unreadable file is "The operation could not be
-        // completed"; the system's own reason says which.
+        // Opened and read here rather than by Foundation, whose messages say neither what nor
+        // why ("NSCocoaErrorDomain error 256" for a directory, "The operation could not be
+        // completed" for a missing file): the system's reason names it.
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
             throw LoadError.unreadable(path: path, reason: String(cString: strerror(errno)))
         }
-        close(descriptor)
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
-            throw LoadError.unreadable(path: path, reason: "\(error.localizedDescription)")
+        defer { close(descriptor) }
+        var info = stat()
+        if fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFDIR {
+            throw LoadError.unreadable(path: path, reason: "it is a directory, not a JSON file")
         }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count > 0 {
+                bytes.append(contentsOf: chunk[..<count])
+            } else if count == 0 {
+                break
+            } else if errno != EINTR {
+                throw LoadError.unreadable(path: path, reason: String(cString: strerror(errno)))
+            }
+        }
+        let data = Data(bytes)
         // Foundation's own message ("not valid JSON") does not say where; say it.
-        if let syntax = JSONSyntaxError.find(in: [UInt8](data)) {
+        if let syntax = JSONSyntaxError.find(in: bytes) {
             throw LoadError.invalid(path: path, reason: "malformed JSON at \(syntax)")
         }
         do {

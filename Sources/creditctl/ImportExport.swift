@@ -4,6 +4,7 @@ import CreditDomain
 import CreditProto
 import CreditWire
 import Foundation
+import JSONCheck
 import SwiftProtobuf
 
 // `creditctl import` (O5, ImportSubscription in bulk) and `creditctl export` (the book as JSON
@@ -297,6 +298,11 @@ struct ImportValidator {
                 }
                 for (name, value) in zip(names, cells) { fields[name] = value }
             case .jsonl:
+                // Where the line is wrong, and a key given twice (which value would count
+                // depends on the reader: Foundation keeps the first, jq the last).
+                if let syntax = JSONSyntaxError.find(in: line) {
+                    problems.append(ImportProblem(line: number, reason: "malformed JSON at \(syntax.withinLine)")); continue
+                }
                 guard let object = try? decoder.decode([String: JSONField].self, from: Data(line)) else {
                     problems.append(ImportProblem(line: number, reason: "malformed line: not a JSON object")); continue
                 }

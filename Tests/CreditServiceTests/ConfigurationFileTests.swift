@@ -57,6 +57,22 @@ final class ConfigurationFileTests: XCTestCase {
         XCTAssertEqual(applied.maxQueuedWrites, 4)
     }
 
+    /// A key given twice in one object is refused: Foundation would keep the first value and
+    /// jq the last, so the file would mean one thing to creditd and another to the operator's
+    /// tools. Keys are compared with their escapes decoded.
+    func testKeyGivenTwiceIsRefused() throws {
+        XCTAssertEqual(try reason("{\n  \"max_connections\": 10,\n  \"max_connections\": 5000\n}\n"),
+                       "malformed JSON at line 3, column 3: key \"max_connections\" appears twice in one object (first at line 2, column 3)")
+        XCTAssertEqual(try reason("{\"max_seats\": 5, \"max_\\u0073eats\": 6}"),
+                       "malformed JSON at line 1, column 18: key \"max_seats\" appears twice in one object (first at line 1, column 2)")
+        XCTAssertEqual(try reason("{\"x\": {\"a\": 1, \"a\": 2}}"),
+                       "malformed JSON at line 1, column 16: key \"a\" appears twice in one object (first at line 1, column 8)")
+        XCTAssertEqual(try reason("{\"\\ud83d\\ude00\": 1, \"😀\": 2}"),
+                       "malformed JSON at line 1, column 21: key \"😀\" appears twice in one object (first at line 1, column 2)")
+        // The same key in two different objects is fine (here refused only as unknown).
+        XCTAssertEqual(try reason("{\"x\": {\"a\": 1}, \"y\": {\"a\": 1}}"), "unknown key \"x\"")
+    }
+
     /// The key and what belongs there, in JSON's terms rather than the decoder's (`Int64`).
     func testWrongTypeNamesTheKey() throws {
         XCTAssertEqual(try reason("{\"max_seats\": \"five\"}"), "\"max_seats\": expected a whole number, found a string")

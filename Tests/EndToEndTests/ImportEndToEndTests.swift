@@ -235,7 +235,7 @@ final class ImportEndToEndTests: XCTestCase {
         let jsonPath = try write(jsonl, "bad.jsonl", in: daemon)
         let json = try CreditctlProcess.run(["import", jsonPath, "-s", daemon.socketPath])
         XCTAssertEqual(json.status, 65, json.stderr)
-        XCTAssertTrue(json.stderr.contains("\(jsonPath):2: malformed line"), json.stderr)
+        XCTAssertTrue(json.stderr.contains("\(jsonPath):2: malformed JSON at column 1: expected a value, found 'n'"), json.stderr)
         XCTAssertTrue(json.stderr.contains("\(jsonPath):3: unknown time zone Nowhere/Else"), json.stderr)
 
         let subscriptionsAfterBadFiles = try await client.getStats().subscriptions
@@ -264,7 +264,8 @@ final class ImportEndToEndTests: XCTestCase {
     }
 
     /// JSON lines are read with their types: a boolean is not a number, a number is not an id,
-    /// customer or other text. A CSV header that names a column twice, a JSON array and a
+    /// customer or other text; a key given twice and a syntax error are refused with where
+    /// they are. A CSV header that names a column twice, a JSON array and a
     /// status other than active are refused with what to write instead.
     func testImportRefusesWrongTypesAndAColumnNamedTwice() async throws {
         let (daemon, client) = try await start()
@@ -275,6 +276,8 @@ final class ImportEndToEndTests: XCTestCase {
             {"subscription_id":"j4","seats":1,"unit_price_minor":100,"currency":"USD","start_date":"2025-01-31","customer":["a"]}
             {"subscription_id":"j5","seats":"2","unit_price_minor":100,"currency":"USD","start_date":"2025-01-31","status":"Active","anchor_day":31,"overdue":true}
             {"subscription_id":"j6","seats":1,"unit_price_minor":100,"currency":"USD","start_date":"2025-01-31","status":"cancelled"}
+            {"subscription_id":"j7","seats":1,"unit_price_minor":100,"currency":"USD","start_date":"2025-01-31","seats":50}
+            {"subscription_id":"j8","seats":1,"unit_price_minor":100,"currency":"USD","start_date":"2025-01-31",}
 
             """
         let path = try write(jsonl, "types.jsonl", in: daemon)
@@ -283,7 +286,10 @@ final class ImportEndToEndTests: XCTestCase {
         for expected in ["\(path):1: seats is true; it takes a number", "\(path):2: unit_price_minor is false; it takes a number",
                          "\(path):3: subscription_id is the number 3; it takes a string (\"3\")",
                          "\(path):4: customer is an object or array; it takes a string",
-                         "\(path):6: status cancelled: only active subscriptions can be imported (status active, or no status column)"] {
+                         "\(path):6: status cancelled: only active subscriptions can be imported (status active, or no status column)",
+                         // A key twice: Foundation would import 1 seat, jq would read 50.
+                         "\(path):7: malformed JSON at column 101: key \"seats\" appears twice in one object (first at column 25)",
+                         "\(path):8: malformed JSON at column 101: expected a key in double quotes, found '}'"] {
             XCTAssertTrue(result.stderr.contains(expected), "missing \(expected) in:\n\(result.stderr)")
         }
         XCTAssertFalse(result.stderr.contains(":5:"), "digits in a string, Active and other keys are fine: \(result.stderr)")

@@ -1,17 +1,34 @@
-/// Finds the first JSON syntax error in a document and says where it is, for
-/// config-file errors a person can act on ("line 3, column 9: expected ':'").
+/// Finds the first JSON syntax error in a document and says where it is, for errors a person
+/// can act on ("line 3, column 9: expected ':'"): a config file's, or an import line's.
 /// Foundation's decoders on Linux say only "The given data was not valid JSON".
-/// This is a checker, not a parser: it accepts exactly RFC 8259 JSON.
-struct JSONSyntaxError: Error, Equatable, CustomStringConvertible {
-    let line: Int
-    let column: Int
-    let message: String
+/// This is a checker, not a parser: it accepts exactly RFC 8259 JSON, and refuses a key that
+/// appears twice in one object. RFC 8259 leaves such an object's meaning to the reader, and
+/// readers disagree: Foundation's decoder keeps the first value, jq and Python the last, so
+/// the same file would configure or import differently depending on who read it.
+public struct JSONSyntaxError: Error, Equatable, CustomStringConvertible, Sendable {
+    public let line: Int
+    public let column: Int
+    public let message: String
+    /// For a key given twice, where it first appeared.
+    public let first: (line: Int, column: Int)?
 
-    var description: String { "line \(line), column \(column): \(message)" }
+    public var description: String {
+        "line \(line), column \(column): \(message)" + (first.map { " (first at line \($0.line), column \($0.column))" } ?? "")
+    }
 
-    /// nil when `bytes` is well-formed JSON.
-    static func find(in bytes: [UInt8]) -> JSONSyntaxError? {
-        var scanner = Scanner(bytes: bytes)
+    /// The same without lines, for a text of one line (an import's JSON line).
+    public var withinLine: String {
+        "column \(column): \(message)" + (first.map { " (first at column \($0.column))" } ?? "")
+    }
+
+    public static func == (left: Self, right: Self) -> Bool {
+        left.line == right.line && left.column == right.column && left.message == right.message
+            && left.first?.line == right.first?.line && left.first?.column == right.first?.column
+    }
+
+    /// nil when `bytes` is well-formed JSON with no key twice in one object.
+    public static func find(in bytes: some Collection<UInt8>) -> JSONSyntaxError? {
+        var scanner = Scanner(bytes: Array(bytes))
         do throws(JSONSyntaxError) {
             scanner.skipSpace()
             try scanner.value(depth: 0)
@@ -27,16 +44,22 @@ struct JSONSyntaxError: Error, Equatable, CustomStringConvertible {
         let bytes: [UInt8]
         var index = 0
 
-        func error(_ message: String) -> JSONSyntaxError {
+        func error(_ message: String, at position: Int? = nil, first: Int? = nil) -> JSONSyntaxError {
+            let (line, column) = place(position ?? index)
+            return JSONSyntaxError(line: line, column: column, message: message, first: first.map(place))
+        }
+
+        /// Line and column (in characters, not bytes) of a byte offset.
+        func place(_ position: Int) -> (line: Int, column: Int) {
             var line = 1
             var lineStart = 0
-            for (offset, byte) in bytes[..<min(index, bytes.count)].enumerated() where byte == UInt8(ascii: "\n") {
+            for (offset, byte) in bytes[..<min(position, bytes.count)].enumerated() where byte == UInt8(ascii: "\n") {
                 line += 1
                 lineStart = offset + 1
             }
             // Columns count characters, not bytes: skip UTF-8 continuation bytes.
-            let column = bytes[lineStart..<min(index, bytes.count)].filter { $0 & 0xC0 != 0x80 }.count + 1
-            return JSONSyntaxError(line: line, column: column, message: message)
+            let column = bytes[lineStart..<min(position, bytes.count)].filter { $0 & 0xC0 != 0x80 }.count + 1
+            return (line, column)
         }
 
         func describeCurrent() -> String {
@@ -64,12 +87,20 @@ struct JSONSyntaxError: Error, Equatable, CustomStringConvertible {
                 index += 1
                 skipSpace()
                 if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return }
+                // Each key's text (escapes decoded) and where it first appeared.
+                var keys: [[UInt8]: Int] = [:]
                 while true {
                     skipSpace()
                     guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
                         throw error("expected a key in double quotes, found \(describeCurrent())")
                     }
+                    let keyStart = index
                     try string()
+                    let key = Self.unescaped(bytes[(keyStart + 1)..<(index - 1)])
+                    if let first = keys[key] {
+                        throw error("key \"\(String(decoding: key, as: UTF8.self))\" appears twice in one object", at: keyStart, first: first)
+                    }
+                    keys[key] = keyStart
                     skipSpace()
                     try expect(":")
                     skipSpace()
@@ -153,6 +184,51 @@ struct JSONSyntaxError: Error, Equatable, CustomStringConvertible {
                 }
             }
             throw error("unterminated string")
+        }
+
+        /// The text of a well-formed string's contents, its escapes decoded, as UTF-8: keys are
+        /// compared by what they say ("a" and "\\u0061" are one key), scalar by scalar.
+        static func unescaped(_ raw: ArraySlice<UInt8>) -> [UInt8] {
+            guard raw.contains(UInt8(ascii: "\\")) else { return Array(raw) }
+            var out: [UInt8] = []
+            var index = raw.startIndex
+            func hex4(_ at: Int) -> UInt32 {
+                raw[at..<(at + 4)].reduce(0) { value, byte in
+                    value << 4 | UInt32(Character(Unicode.Scalar(byte)).hexDigitValue ?? 0)
+                }
+            }
+            while index < raw.endIndex {
+                let byte = raw[index]
+                guard byte == UInt8(ascii: "\\") else {
+                    out.append(byte)
+                    index += 1
+                    continue
+                }
+                let kind = raw[index + 1]
+                index += 2
+                switch kind {
+                case UInt8(ascii: "b"): out.append(0x08)
+                case UInt8(ascii: "f"): out.append(0x0C)
+                case UInt8(ascii: "n"): out.append(0x0A)
+                case UInt8(ascii: "r"): out.append(0x0D)
+                case UInt8(ascii: "t"): out.append(0x09)
+                case UInt8(ascii: "u"):
+                    var unit = hex4(index)
+                    index += 4
+                    // A surrogate pair written as two escapes is one scalar; a lone surrogate
+                    // stands for U+FFFD, as decoders read it.
+                    if (0xD800..<0xDC00).contains(unit), index + 6 <= raw.endIndex,
+                       raw[index] == UInt8(ascii: "\\"), raw[index + 1] == UInt8(ascii: "u"),
+                       case let low = hex4(index + 2), (0xDC00..<0xE000).contains(low) {
+                        unit = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
+                        index += 6
+                    }
+                    let scalar = Unicode.Scalar(unit) ?? "\u{FFFD}"
+                    out.append(contentsOf: String(scalar).utf8)
+                default: out.append(kind)  // \" \\ \/
+                }
+            }
+            return out
         }
 
         mutating func number() throws(JSONSyntaxError) {
