@@ -174,7 +174,7 @@ struct Events: AsyncParsableCommand {
                     }
                 }
                 if !text.isEmpty {
-                    FileHandle.standardOutput.write(Data(text.utf8))
+                    try OutputWriter.write(text)
                 }
                 request.afterSeq = Int64(page.nextAfterSeq)
                 // Without --follow, stop once the feed's end (as of this answer) is reached.

@@ -811,19 +811,7 @@ struct Export: AsyncParsableCommand {
         // memory (page faults) for each page of rows.
         var buffer = rows.header
         func flush() throws {
-            try buffer.withUnsafeBytes { raw in
-                var offset = 0
-                while offset < raw.count {
-                    let written = Glibc.write(descriptor, raw.baseAddress! + offset, raw.count - offset)
-                    if written < 0 {
-                        if errno == EINTR { continue }
-                        // A local file's failure, not the call's: no status code, and the I/O exit code.
-                        throw CommandFailure.file(CtlExit.ioError, name == nil ? "cannot write to" : "cannot write",
-                                                  name ?? "standard output", errno: errno)
-                    }
-                    offset += written
-                }
-            }
+            try buffer.withUnsafeBytes { try OutputWriter.write($0, to: descriptor, named: name) }
             buffer.removeAll(keepingCapacity: true)
         }
         func write(_ cells: [[Cell]]) throws {

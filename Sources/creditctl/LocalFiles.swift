@@ -125,3 +125,38 @@ struct ExportOutput {
         if let temporary { unlink(temporary) }
     }
 }
+
+/// Writing all of a buffer to a descriptor, the way every output of creditctl ends.
+enum OutputWriter {
+    /// Writes all of `bytes` to `descriptor` (`name`; nil for standard output). A failure is
+    /// the local file's, not a call's: exit code 74 with the system's reason. When standard
+    /// output's reader has gone (`creditctl events | head`), creditctl ends the way the tools
+    /// around it do: silently, by SIGPIPE (status 141 in a shell). NIO sets SIGPIPE to ignored
+    /// for the whole process, so such a write returns EPIPE; `FileHandle.write` then trapped
+    /// with a backtrace, and an export said "cannot write to standard output: Broken pipe".
+    static func write(_ bytes: UnsafeRawBufferPointer, to descriptor: Int32 = STDOUT_FILENO, named name: String? = nil) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                if errno == EPIPE, name == nil { readerGone() }
+                throw CommandFailure.file(CtlExit.ioError, name == nil ? "cannot write to" : "cannot write",
+                                          name ?? "standard output", errno: errno)
+            }
+            offset += written
+        }
+    }
+
+    /// Writes `text` to standard output.
+    static func write(_ text: String) throws {
+        try Array(text.utf8).withUnsafeBytes { try write($0) }
+    }
+
+    /// Ends creditctl as the default SIGPIPE action would.
+    static func readerGone() -> Never {
+        signal(SIGPIPE, SIG_DFL)
+        raise(SIGPIPE)
+        exit(128 + SIGPIPE)  // not reached: the signal ends the process
+    }
+}

@@ -113,7 +113,7 @@ struct Health: AsyncParsableCommand {
                     var response = Grpc_Health_V1_HealthCheckResponse()
                     response.status = status
                     let line = format == .json ? try JSONOutput.render(response, pretty: false) : "status: \(Health.name(status))"
-                    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+                    try OutputWriter.write(line + "\n")
                 }
                 group.cancelAll()  // the stream ended: stop the keep-alive
                 try await group.waitForAll()

@@ -577,6 +577,30 @@ final class ImportEndToEndTests: XCTestCase {
 
     /// An output that cannot be written is found before connecting (so with no daemon at all),
     /// named with the system's reason, and exits 73 (EX_CANTCREAT), not as a usage error.
+    /// Output into a pipe whose reader has gone (`| head`) ends creditctl as it ends the tools
+    /// around it: silently, by SIGPIPE (141 in the shell). Before, `events` trapped in
+    /// FileHandle.write with a backtrace, and `export` said "cannot write to standard output".
+    func testOutputIntoAPipeWhoseReaderHasGoneEndsQuietly() async throws {
+        let (daemon, _) = try await start()
+        // Enough rows and events that the output outgrows the pipe's buffer after head is gone.
+        var jsonl = ""
+        for i in 0..<3_000 {
+            jsonl += #"{"subscription_id":"pipe-\#(i)","customer":"a customer name long enough to fill the pipe","seats":1,"unit_price_minor":100,"currency":"USD","start_date":"2025-01-31"}"# + "\n"
+        }
+        let path = try write(jsonl, "pipe.jsonl", in: daemon)
+        let imported = try CreditctlProcess.run(["import", path, "-s", daemon.socketPath], timeout: 300)
+        XCTAssertEqual(imported.status, 0, imported.stdout + imported.stderr)
+
+        let creditctl = try CreditctlProcess.binaryPath()
+        for command in ["export subscriptions", "export subscriptions --format csv", "events", "events -o json"] {
+            let errors = daemon.directory.appendingPathComponent("stderr.txt").path
+            let script = "\(creditctl) \(command) -s \(daemon.socketPath) 2>\(errors) | head -c 1 >/dev/null; echo ${PIPESTATUS[0]}"
+            let result = try OpsProcess.run(["/bin/bash", "-c", script])
+            XCTAssertEqual(result.stdout, "141\n", "\(command): ended by SIGPIPE; \(result.stderr)")
+            XCTAssertEqual(try String(contentsOfFile: errors, encoding: .utf8), "", "\(command): nothing on stderr")
+        }
+    }
+
     func testExportOutputErrorsBeforeConnecting() async throws {
         let directory = try DaemonProcess.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
