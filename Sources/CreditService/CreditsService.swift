@@ -3,12 +3,37 @@ import CreditProto
 import CreditServer
 import CreditWire
 
+/// The bound on a subscription's free text (O2 `customer` and `plan`, not interpreted).
+///
+/// Every event of a subscription carries its customer twice (the event's and its subscription's
+/// or credit's) and its plan once, and an event is one message of at most 4 MiB (E4, E6; the
+/// ttrpc limit). A customer of 2.1 MB was accepted, its creation event came to 4.2 MB, and
+/// from then on ListEvents answered RESOURCE_EXHAUSTED at that seq whatever the limit, and
+/// WatchEvents failed from its start: every consumer of the feed was stuck for good. With
+/// customer and plan at most 1 MiB together, every event and every answer that holds them fits.
+///
+/// Checked here, where requests arrive, and not in the domain's O2 checks, which journal replay
+/// runs again: a subscription accepted before the bound must still replay.
+enum FreeText {
+    static let maxBytes = 1 << 20
+
+    static func refusal(customer: String, plan: String) -> DomainError? {
+        let bytes = customer.utf8.count + plan.utf8.count
+        guard bytes > maxBytes else { return nil }
+        return DomainError(.invalidRequest,
+            "customer and plan are \(bytes) bytes of UTF-8 together, at most \(maxBytes): every event that carries them must fit in one message")
+    }
+}
+
 /// `creditd.v1.Credits`: the handler edge, where protobuf meets the domain.
 enum CreditsService {
     static func make(gate: ApplicationGate) -> RPCService {
         let methods = MethodTable.Credits.self
         return RPCService(name: methods.serviceName, methods: [
             .deferred(methods.createSubscription) { request, context, respond in
+                if let refused = FreeText.refusal(customer: request.customer, plan: request.plan) {
+                    return respond(.failure(refused.rpcError))
+                }
                 writeEncoded(gate, .create(request), context, respond) { outcome, _, _ in
                     guard case .created(let created) = outcome else { throw unexpected(outcome) }
                     return ResponseEncoding.createSubscription(created.subscription, purchaseInvoice: created.purchaseInvoice)
@@ -76,6 +101,9 @@ enum CreditsService {
                 }
             },
             .deferred(methods.importSubscription) { request, context, respond in
+                if let refused = FreeText.refusal(customer: request.customer, plan: request.plan) {
+                    return respond(.failure(refused.rpcError))
+                }
                 write(gate, .importSubscription(request), context, respond) { outcome, _ in
                     guard case .imported(let imported) = outcome else { throw unexpected(outcome) }
                     var response = Creditd_V1_ImportSubscriptionResponse()

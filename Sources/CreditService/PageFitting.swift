@@ -1,8 +1,8 @@
 import CreditWire
 
 /// Pages that fit in one answer. A page of ListSubscriptions, ListCredits or ListEvents holds
-/// up to 1,000 items, and a subscription's `customer` and `plan` are free text of any length
-/// (O2): a thousand subscriptions with 5 KB of text each encode to 5 MB, above the 4 MiB a
+/// up to 1,000 items, and a subscription's `customer` and `plan` are free text of up to 1 MiB
+/// (O2, `FreeText`): a thousand subscriptions with 5 KB of text each encode to 5 MB, above the 4 MiB a
 /// ttrpc message may carry (docs/wire-protocol.md), and such a page was answered
 /// RESOURCE_EXHAUSTED however often it was asked for, so the book could not be listed or
 /// exported at all. A page may hold fewer items than asked (Q1, E4): one that would not fit is
@@ -14,8 +14,8 @@ enum PageFitting {
 
     /// Reads a page of `requested` items (as the request gave it: 0 means the default size) and
     /// encodes it; while the encoding exceeds `budget` and the page holds more than one item,
-    /// reads it again with fewer, in proportion to the excess. One item always fits: it was
-    /// written by a request that was itself at most one message.
+    /// reads it again with fewer, in proportion to the excess. One item always fits: its free
+    /// text is at most `FreeText.maxBytes`, a quarter of a message.
     static func fitted<Page, Failure: Error>(
         requested: Int32,
         read: (Int32) throws(Failure) -> Page, count: (Page) -> Int, encode: (Page) -> [UInt8]

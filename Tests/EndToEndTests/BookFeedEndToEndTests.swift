@@ -245,6 +245,61 @@ final class BookFeedEndToEndTests: XCTestCase {
         XCTAssertEqual(Array(events.joined()), Array(1...UInt64(events.joined().count)), "every event once, in order")
     }
 
+    /// A subscription's free text is bounded so that every event carrying it fits in one
+    /// message: a 2.1 MB customer used to be accepted, its 4.2 MB event then answered
+    /// RESOURCE_EXHAUSTED to every ListEvents past it and failed WatchEvents from the start.
+    /// At the bound, ListEvents and WatchEvents deliver every event.
+    func testFreeTextIsBoundedSoThatEveryEventFits() async throws {
+        let bound = 1 << 20
+        try await create("before")
+        await assertInvalid("customer and plan over 1 MiB") {
+            var request = Self.createRequest("too-big", customer: String(repeating: "c", count: bound - 10))
+            request.plan = String(repeating: "p", count: 11)
+            _ = try await self.client.createSubscription(request)
+        }
+        await assertInvalid("imported customer over 1 MiB") {
+            var request = Creditd_V1_ImportSubscriptionRequest()
+            request.subscriptionID = "too-big-import"
+            request.customer = String(repeating: "é", count: bound / 2 + 1)  // two bytes each
+            request.seats = 1
+            request.unitPriceMinor = 100
+            request.currency = "USD"
+            request.startDate = "2025-01-01"
+            _ = try await self.client.importSubscription(request)
+        }
+        var largest = Self.createRequest("largest", customer: String(repeating: "c", count: bound - 10))
+        largest.plan = String(repeating: "p", count: 10)
+        _ = try await client.createSubscription(largest)
+        try await seats("largest", 4)
+        try await cancel("largest")
+        try await create("after")
+
+        var listed: [Creditd_V1_Event] = []
+        var request = Creditd_V1_ListEventsRequest()
+        request.limit = 1000
+        while true {
+            let page = try await client.listEvents(request)
+            listed += page.events
+            request.afterSeq = Int64(page.nextAfterSeq)
+            if page.nextAfterSeq >= page.lastSeq { break }
+        }
+        XCTAssertEqual(listed.map(\.seq), Array(1...UInt64(listed.count)), "every event, in order")
+        XCTAssertTrue(listed.contains { $0.subscriptionID == "after" })
+
+        let received = LockedBox<[Creditd_V1_Event]>([])
+        let watcher = try await CreditClient.connect(socketPath: daemon.socketPath, timeout: .seconds(30))
+        let watching = Task { [received] in
+            try await watcher.serverStream(MethodTable.Credits.watchEvents, Creditd_V1_WatchEventsRequest()) { event in
+                received.update { $0.append(event) }
+            }
+        }
+        let end = ContinuousClock.now + .seconds(30)
+        while received.get().count < listed.count, ContinuousClock.now < end { try await Task.sleep(for: .milliseconds(20)) }
+        watching.cancel()
+        await watcher.close()
+        XCTAssertEqual(received.get().map(\.seq), listed.map(\.seq), "WatchEvents sends the same backlog")
+    }
+
     // MARK: E3
 
     func testEventsAreIdenticalAfterRestartAndSnapshot() async throws {
