@@ -149,6 +149,12 @@
 //      journal's end that does not verify (`acknowledgedStateLost`), an unknown version.
 //    A flipped bit in the last record's length field that makes it reach past the end of the
 //    file cannot be told from a torn write and is truncated (as in etcd).
+//    - covered (read past, logged at warning, the file left as it is): a damaged or
+//      out-of-sequence record in the segment that holds the snapshot's point, when the first
+//      valid record after it carries at most snapshot + 1: everything the damage could hold is
+//      in the snapshot and never replayed (`resumedPastCoveredDamage`). The writer appends
+//      after the last valid record; each later start reads past the same bytes, as long as a
+//      snapshot covers them. Covered damage in earlier segments is not read at all.
 // 4. `repair: true` (`creditd --repair`): copy the damaged segment to `<name>.corrupt-<ms>`,
 //    truncate it at the first bad record, move every later segment aside, accept a missing
 //    newest segment or an unverifiable newest snapshot; each action is reported at error level

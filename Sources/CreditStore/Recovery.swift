@@ -228,6 +228,10 @@ struct BadRecord {
     /// so the damage is not a torn tail.
     var validDataFollows: Bool
     var gap: (expected: UInt64, found: UInt64)?
+    /// The sequence the damaged record should have had. A record that fails its checks, or one
+    /// out of sequence, may be stepped over when everything it could hold is covered by the
+    /// snapshot (`resumedPastCoveredDamage`); damage around a seal may not. nil for the latter.
+    var expected: UInt64?
 }
 
 struct SegmentScan {
@@ -254,7 +258,11 @@ struct SegmentScan {
     }
 
     /// The sequence a record appended to this segment would get.
-    var endSequence: UInt64? { firstSequence.map { $0 + UInt64(records.count) } }
+    var endSequence: UInt64? {
+        // From the last record, not the count: records may skip damage the snapshot covers.
+        if let last = records.last { return last.sequence + 1 }
+        return firstSequence
+    }
 }
 
 func scanSegment(_ bytes: [UInt8], name: String, nameSequence: UInt64) -> SegmentScan {
@@ -289,8 +297,16 @@ func scanSegment(_ bytes: [UInt8], name: String, nameSequence: UInt64) -> Segmen
     }
     scan.header = .valid(firstSequence: firstSequence)
     scan.version = bytes.readLittleEndian(UInt32.self, at: 8)
-    var offset = headerSize
-    var expected = firstSequence
+    scanRecords(&scan, from: headerSize, expected: firstSequence)
+    return scan
+}
+
+/// Reads records from `start` on, the first expected to carry `first`, until the end, a seal,
+/// or the first bad record; sets `validLength` where it stopped.
+func scanRecords(_ scan: inout SegmentScan, from start: Int, expected first: UInt64) {
+    let bytes = scan.bytes
+    var offset = start
+    var expected = first
     let mayEndInZeros = scan.version >= StoreFormat.firstZeroFilledSegmentVersion
     while offset < bytes.count {
         // A record header is never all zeros (its CRC covers the length and the seq), so zeros
@@ -311,7 +327,7 @@ func scanSegment(_ bytes: [UInt8], name: String, nameSequence: UInt64) -> Segmen
             } else {
                 detail = "\(reason) in a full-length record with non-zero bytes (corruption, not a torn write)"
             }
-            scan.bad = BadRecord(offset: offset, reason: detail, torn: torn, validDataFollows: follows)
+            scan.bad = BadRecord(offset: offset, reason: detail, torn: torn, validDataFollows: follows, expected: expected)
         case .success(let (sequence, range)):
             if sequence == 0, scan.version >= 2, let next = StoreFormat.sealNextSequence(bytes[range]) {
                 if next != expected {
@@ -333,7 +349,7 @@ func scanSegment(_ bytes: [UInt8], name: String, nameSequence: UInt64) -> Segmen
             } else if sequence != expected {
                 scan.bad = BadRecord(
                     offset: offset, reason: "record has seq \(sequence), expected \(expected)",
-                    validDataFollows: true, gap: (expected, sequence))
+                    validDataFollows: true, gap: (expected, sequence), expected: expected)
             } else {
                 scan.records.append((sequence, range))
                 expected += 1
@@ -343,7 +359,6 @@ func scanSegment(_ bytes: [UInt8], name: String, nameSequence: UInt64) -> Segmen
         if scan.bad != nil || scan.sealedNext != nil { break }
     }
     scan.validLength = offset
-    return scan
 }
 
 enum RecordCheck {
@@ -405,17 +420,49 @@ func isZeroFilledTail(_ bytes: [UInt8], recordStart: Int, recordEnd: Int) -> Boo
 /// (at least `minimumSequence`, at most one per 16 remaining bytes beyond it). A hit means the
 /// damage at `offset` is followed by real data, so it is not a torn tail.
 func validRecordExists(in bytes: [UInt8], after offset: Int, minimumSequence: UInt64) -> Bool {
+    nextValidRecord(in: bytes, after: offset, minimumSequence: minimumSequence) != nil
+}
+
+/// The first such record: where it starts, and its sequence.
+func nextValidRecord(in bytes: [UInt8], after offset: Int, minimumSequence: UInt64) -> (offset: Int, sequence: UInt64)? {
     var position = offset + 1
     while position + StoreFormat.recordHeaderSize <= bytes.count {
         let sequence = bytes.readLittleEndian(UInt64.self, at: position + 8)
         let plausibleMaximum = minimumSequence &+ UInt64((bytes.count - position) / StoreFormat.recordHeaderSize)
         if sequence >= minimumSequence && sequence <= plausibleMaximum,
            case .success = checkRecord(bytes, at: position) {
-            return true
+            return (position, sequence)
         }
         position += 1
     }
-    return false
+    return nil
+}
+
+/// A segment read past damage that the snapshot covers, with what was stepped over; nil when
+/// the damage may hold a record the snapshot does not (or is not a damaged record at all).
+///
+/// A record that fails its checks (or is out of sequence) in the segment that holds the
+/// snapshot's point is followed by valid records. When the first of them carries a sequence at
+/// most `base + 1`, every record the damage could have held is at most `base`: in the
+/// snapshot, and never replayed. Refusing to start there (and `--repair` cutting the segment at
+/// the damage, with every acknowledged change after it) lost nothing the damage held, and
+/// everything after it.
+func resumedPastCoveredDamage(_ scan: SegmentScan, coveredThrough base: UInt64) -> (scan: SegmentScan, note: String)? {
+    guard let bad = scan.bad, let expected = bad.expected, bad.validDataFollows else { return nil }
+    let next: (offset: Int, sequence: UInt64)?
+    if let gap = bad.gap {
+        next = gap.found > gap.expected ? (bad.offset, gap.found) : nil
+    } else {
+        next = nextValidRecord(in: scan.bytes, after: bad.offset, minimumSequence: expected)
+    }
+    guard let next, next.sequence <= base + 1 else { return nil }
+    var resumed = scan
+    resumed.bad = nil
+    scanRecords(&resumed, from: next.offset, expected: next.sequence)
+    let lost = next.sequence > expected ? "seq \(expected)...\(next.sequence - 1)" : "no record"
+    let note = "\(scan.name): damaged bytes \(bad.offset)..<\(next.offset) (\(bad.reason)), holding \(lost), "
+        + "all covered by the snapshot at seq \(base): read past them"
+    return (resumed, note)
 }
 
 // MARK: - Analysis
@@ -542,7 +589,7 @@ func analyzeStateDirectory(
 
     var stopped = false
     for (position, index) in relevant.enumerated() {
-        let scan = analysis.segments[index]
+        var scan = analysis.segments[index]
         let isLast = position == relevant.count - 1
         if stopped {
             analysis.actions.append(.moveAside(file: scan.name, reason: "follows damaged journal data"))
@@ -583,6 +630,13 @@ func analyzeStateDirectory(
                        reason: "sequence gap: expected \(expected), found \(firstSequence)")
                 if analysis.fatal != nil { return analysis }
                 continue
+            }
+        }
+        if analysis.chosenSnapshot != nil {
+            while let (resumed, note) = resumedPastCoveredDamage(scan, coveredThrough: base) {
+                scan = resumed
+                analysis.segments[index] = resumed
+                analysis.warnings.append(note)
             }
         }
         analysis.keptSegments.append(index)

@@ -308,6 +308,53 @@ final class RecoveryTests: StoreDirectoryTestCase {
         XCTAssertEqual(after.records.map(\.sequence), [1, 2, 3, 4, 5])
     }
 
+    /// Damage in records the snapshot already holds, in the segment that goes on past the
+    /// snapshot, is read past with a warning: nothing it held is replayed. Before, the start
+    /// was refused, and `--repair` cut the segment at the damage, losing every acknowledged
+    /// change after the snapshot though they were intact. Damage that may hold the first record
+    /// after the snapshot is still refused.
+    func testDamageTheSnapshotCoversIsReadPast() async throws {
+        let (store, _) = try DurableStore.open(directory: directory)
+        for index in UInt64(1)...10 { _ = try await store.appendAndWait(payload(index)) }
+        _ = try await store.writeSnapshot(sequence: 6, payload: state(6))
+        await store.close()
+        func recordOffset(_ sequence: UInt64) -> Int {
+            var offset = headerSize
+            for index in UInt64(1)..<sequence { offset += recordHeaderSize + payload(index).count }
+            return offset
+        }
+        let intact = try readBytes(firstSegment)
+
+        // Record 7, the first one after the snapshot: refused as before.
+        try flipBit(in: firstSegment, at: recordOffset(7) + recordHeaderSize + 2)
+        assertThrowsStoreError({ _ = try DurableStore.open(directory: self.directory) }) {
+            guard case .corruptJournal(_, let at, _) = $0 else { return false }
+            return at == Int64(recordOffset(7))
+        }
+        try writeBytes(intact, to: firstSegment)
+
+        // Records 5 and 6 (the snapshot's own): read past.
+        try flipBit(in: firstSegment, at: recordOffset(5) + recordHeaderSize + 2)
+        try flipBit(in: firstSegment, at: recordOffset(6) + 3)
+        let damaged = try readBytes(firstSegment)
+        let verification = try verifyStateDirectory(directory)
+        XCTAssertTrue(verification.recoverable, verification.description)
+        XCTAssertTrue(verification.warnings.contains { $0.contains("holding seq 5...6, all covered by the snapshot at seq 6") },
+                      verification.description)
+        let (again, recovery) = try DurableStore.open(directory: directory)
+        XCTAssertEqual(recovery.snapshot?.sequence, 6)
+        XCTAssertEqual(recovery.records.map(\.sequence), [7, 8, 9, 10], "every change after the snapshot")
+        XCTAssertEqual(recovery.records.map(\.payload).map(Array.init), (UInt64(7)...10).map(payload))
+        XCTAssertEqual(recovery.report.severity, .warning)
+        XCTAssertEqual(again.stats.recoveryWarnings, 1)
+        XCTAssertEqual(again.stats.repairs, 0)
+        XCTAssertEqual(try readBytes(firstSegment), damaged, "nothing on disk is changed")
+        _ = try await again.appendAndWait(payload(11))
+        await again.close()
+        let after = try await reopen(directory)
+        XCTAssertEqual(after.records.map(\.sequence), [7, 8, 9, 10, 11], "appends go after the last record")
+    }
+
     /// A bad last record in a segment that is followed by another segment is mid-journal damage.
     func testCorruptionAtEndOfNonLastSegmentRefused() async throws {
         var options = StoreOptions()
