@@ -1,4 +1,4 @@
-// proto-sha256: ec0bf3796fba3b92fb0071f623ff7f91843ca2d7e637d39c99b42f65aabfdc53 creditd/v1/credits.proto | protoc-gen-swift 1.39.0
+// proto-sha256: 895ef16396ce8dc145a9b23b02d919d63e235e24746aeb3959c94386d9d33c98 creditd/v1/credits.proto | protoc-gen-swift 1.39.0
 // DO NOT EDIT.
 // swift-format-ignore-file
 // swiftlint:disable all
@@ -2046,6 +2046,12 @@ public nonisolated struct Creditd_V1_PersistenceStats: Sendable {
 
   /// recovery findings at warning level or above
   public var recoveryWarnings: UInt64 = 0
+
+  /// snapshots that could not be written since the start
+  public var snapshotFailures: UInt64 = 0
+
+  /// the last failure's reason; empty when none failed
+  public var lastSnapshotError: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -4744,7 +4750,7 @@ nonisolated extension Creditd_V1_GetStatsRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Creditd_V1_PersistenceStats: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PersistenceStats"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}journal_bytes\0\u{3}journal_segments\0\u{3}last_sequence\0\u{3}last_snapshot_sequence\0\u{3}last_snapshot_at_unix_nanos\0\u{3}last_snapshot_age_seconds\0\u{3}torn_tail_truncations\0\u{1}fault\0\u{1}fsyncs\0\u{3}records_written\0\u{3}skipped_snapshots\0\u{1}repairs\0\u{3}recovery_warnings\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}journal_bytes\0\u{3}journal_segments\0\u{3}last_sequence\0\u{3}last_snapshot_sequence\0\u{3}last_snapshot_at_unix_nanos\0\u{3}last_snapshot_age_seconds\0\u{3}torn_tail_truncations\0\u{1}fault\0\u{1}fsyncs\0\u{3}records_written\0\u{3}skipped_snapshots\0\u{1}repairs\0\u{3}recovery_warnings\0\u{3}snapshot_failures\0\u{3}last_snapshot_error\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4765,6 +4771,8 @@ nonisolated extension Creditd_V1_PersistenceStats: SwiftProtobuf.Message, SwiftP
       case 11: try { try decoder.decodeSingularUInt64Field(value: &self.skippedSnapshots) }()
       case 12: try { try decoder.decodeSingularUInt64Field(value: &self.repairs) }()
       case 13: try { try decoder.decodeSingularUInt64Field(value: &self.recoveryWarnings) }()
+      case 14: try { try decoder.decodeSingularUInt64Field(value: &self.snapshotFailures) }()
+      case 15: try { try decoder.decodeSingularStringField(value: &self.lastSnapshotError) }()
       default: break
       }
     }
@@ -4810,6 +4818,12 @@ nonisolated extension Creditd_V1_PersistenceStats: SwiftProtobuf.Message, SwiftP
     if self.recoveryWarnings != 0 {
       try visitor.visitSingularUInt64Field(value: self.recoveryWarnings, fieldNumber: 13)
     }
+    if self.snapshotFailures != 0 {
+      try visitor.visitSingularUInt64Field(value: self.snapshotFailures, fieldNumber: 14)
+    }
+    if !self.lastSnapshotError.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastSnapshotError, fieldNumber: 15)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4827,6 +4841,8 @@ nonisolated extension Creditd_V1_PersistenceStats: SwiftProtobuf.Message, SwiftP
     if lhs.skippedSnapshots != rhs.skippedSnapshots {return false}
     if lhs.repairs != rhs.repairs {return false}
     if lhs.recoveryWarnings != rhs.recoveryWarnings {return false}
+    if lhs.snapshotFailures != rhs.snapshotFailures {return false}
+    if lhs.lastSnapshotError != rhs.lastSnapshotError {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -143,6 +143,7 @@ enum AdminService {
         persistence.skippedSnapshots = UInt64(store.skippedSnapshots)
         persistence.repairs = UInt64(store.repairs)
         persistence.recoveryWarnings = UInt64(store.recoveryWarnings)
+        (persistence.snapshotFailures, persistence.lastSnapshotError) = application.snapshotFailures.withLock { ($0.count, $0.lastError) }
         persistence.fault = writer.persistenceFault ?? store.fault?.description ?? ""
         persistence.fsyncs = UInt64(store.fsyncCount)
         persistence.recordsWritten = UInt64(store.recordsWritten)

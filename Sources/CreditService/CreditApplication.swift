@@ -60,6 +60,11 @@ public final class CreditApplication: Sendable {
     let eventStreams = Atomic<Int>(0)
     /// ListEvents calls waiting for an event (`creditd_event_long_polls`).
     let eventLongPolls = Atomic<Int>(0)
+    /// Snapshots that could not be written since the start, and the last one's reason: a
+    /// full disk stops snapshots while writes go on (into space written ahead), and the
+    /// journal and the next start's replay grow. GetStats and the metrics show it, not only
+    /// the log.
+    let snapshotFailures = Mutex<(count: UInt64, lastError: String)>((0, ""))
     private let configuration: ApplicationConfiguration
     private let logger: Logger
     /// The writer's sequence when it started (the replication loop continues after it).
@@ -359,9 +364,15 @@ public final class CreditApplication: Sendable {
         defer { writer.snapshotFinished() }
         let started = ContinuousClock.now
         let archiver = self.archiver
-        let info = try await store.writeSnapshot(sequence: capture.sequence) {
-            try archiver?.archive(capture.ledger, sync: true)
-            return try SnapshotCodec.encodePayload(capture.ledger, clock: capture.clock)
+        let info: SnapshotInfo
+        do {
+            info = try await store.writeSnapshot(sequence: capture.sequence) {
+                try archiver?.archive(capture.ledger, sync: true)
+                return try SnapshotCodec.encodePayload(capture.ledger, clock: capture.clock)
+            }
+        } catch {
+            snapshotFailures.withLock { $0 = ($0.count + 1, "\(error)") }
+            throw error
         }
         if let archiver {
             // The store now keeps this snapshot and the newest one before its sequence: the

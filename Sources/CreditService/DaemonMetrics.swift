@@ -34,6 +34,7 @@ public final class DaemonMetrics: Sendable {
     let journalSegments: GaugeFamily
     let journalRecords: GaugeFamily
     let fsyncs: CounterFamily
+    let snapshotFailures: CounterFamily
     let recoveryEvents: GaugeFamily
     let snapshotAge: GaugeFamily
     let snapshotDuration: HistogramFamily
@@ -90,6 +91,7 @@ public final class DaemonMetrics: Sendable {
         journalSegments = must { try r.gauge(name: "creditd_journal_segments", help: "Journal segment files.") }
         journalRecords = must { try r.gauge(name: "creditd_journal_last_sequence", help: "Sequence number of the newest journal record.") }
         fsyncs = must { try r.counter(name: "creditd_journal_fsyncs_total", help: "fdatasync calls of the journal since start.") }
+        snapshotFailures = must { try r.counter(name: "creditd_snapshot_failures_total", help: "Snapshots that could not be written since start (the log says why).") }
         recoveryEvents = must { try r.gauge(name: "creditd_recovery_events", help: "What recovery found at the last start: torn tails truncated, snapshots skipped, repairs, warnings.", labelNames: ["kind"]) }
         snapshotAge = must { try r.gauge(name: "creditd_snapshot_age_seconds", help: "Seconds since the last snapshot (NaN before the first).") }
         snapshotDuration = must { try r.histogram(name: "creditd_snapshot_duration_seconds", help: "Time to write a snapshot.",
@@ -234,6 +236,7 @@ public final class DaemonMetrics: Sendable {
             journalSegments.labels().set(store.segmentCount)
             journalRecords.labels().set(Double(store.lastSequence))
             fsyncs.labels().advance(to: store.fsyncCount)
+            snapshotFailures.labels().advance(to: Int(application.snapshotFailures.withLock { $0.count }))
             recoveryEvents.labels("torn_tail_truncated").set(store.tornTailTruncations)
             recoveryEvents.labels("snapshot_skipped").set(store.skippedSnapshots)
             recoveryEvents.labels("repair").set(store.repairs)

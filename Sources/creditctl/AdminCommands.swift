@@ -37,6 +37,7 @@ struct Stats: AsyncParsableCommand {
                 ("last snapshot sequence", String(p.lastSnapshotSequence)),
                 ("last snapshot at", Instants.format(p.lastSnapshotAtUnixNanos)),
                 ("last snapshot age", p.lastSnapshotAtUnixNanos == 0 ? "-" : String(format: "%.0f s", p.lastSnapshotAgeSeconds)),
+                ("snapshot failures", p.snapshotFailures == 0 ? "0" : "\(p.snapshotFailures) (last: \(p.lastSnapshotError))"),
                 ("torn tail truncations", String(p.tornTailTruncations)),
                 // What the start found: a repair threw changes away, a skipped snapshot was damaged.
                 ("skipped snapshots", String(p.skippedSnapshots)),

@@ -33,6 +33,21 @@ final class FullDiskEndToEndTests: XCTestCase {
         for index in 1...5 { _ = try await client.createSubscription(PersistenceFaultTests.create("pre-\(index)")) }
         try fillFileSystem(mountPoint + "/filler")
 
+        // A snapshot the full disk refuses is counted where operators look, with its reason.
+        do {
+            _ = try await client.takeSnapshot()
+            XCTFail("a snapshot was written onto a full disk")
+        } catch let error as RPCError {
+            XCTAssertEqual(error.code, .unavailable, "\(error)")
+        }
+        let afterSnapshot = try await client.getStats().persistence
+        XCTAssertEqual(afterSnapshot.snapshotFailures, 1)
+        XCTAssertTrue(afterSnapshot.lastSnapshotError.contains("No space left on device"), afterSnapshot.lastSnapshotError)
+        let stats = try CreditctlProcess.run(["stats", "-s", daemon.socketPath])
+        XCTAssertTrue(stats.stdout.contains("snapshot failures"), stats.stdout)
+        let metrics = try CreditctlProcess.run(["metrics", "-s", daemon.socketPath])
+        XCTAssertTrue(metrics.stdout.contains("creditd_snapshot_failures_total 1\n"), metrics.stdout)
+
         // Waves of 16 creates at once, each on its own connection, until the disk refuses one.
         // The first waves go into the zeros the journal wrote ahead of its records (and the
         // slack of its last page); the wave that runs past them only partly fits, and the
