@@ -170,14 +170,23 @@ enum EventStream {
                     "the stream is more than \(lagLimit) unsent events behind; go on with ListEvents after seq \(after)",
                     metadata: ["after_seq": String(after)])
             }
-            // A page in batches of 64: few hand-offs to the connection, while what the
-            // connection buffers for a stream stays small (a batch is written before the next).
-            var start = page.events.startIndex
-            while start < page.events.endIndex {
-                let end = min(start + 64, page.events.endIndex)
-                try await stream.send(encoded: page.events[start..<end].map { ResponseEncoding.event($0, in: committed.ledger) })
-                start = end
+            // A page in batches of up to 64 events and about 1 MiB: few hand-offs to the
+            // connection, while what the connection buffers for a stream stays small (a batch
+            // is written before the next). An event may take 3 MiB (free text, O2), so 64 of
+            // them could have held 192 MiB for one stream.
+            var batch: [[UInt8]] = []
+            var batchBytes = 0
+            for event in page.events {
+                let encoded = ResponseEncoding.event(event, in: committed.ledger)
+                batch.append(encoded)
+                batchBytes += encoded.count
+                if batch.count == 64 || batchBytes >= 1 << 20 {
+                    try await stream.send(encoded: batch)
+                    batch.removeAll(keepingCapacity: true)
+                    batchBytes = 0
+                }
             }
+            if !batch.isEmpty { try await stream.send(encoded: batch) }
             after = Int64(page.nextAfterSeq)
             if page.nextAfterSeq >= page.lastSeq {
                 // At the end of the feed: wait for the next commit, or end cleanly at shutdown.
