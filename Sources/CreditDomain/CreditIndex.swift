@@ -418,6 +418,47 @@ extension Ledger {
     /// A credit page token: the serial of the last credit examined, opaque to clients.
     static func creditToken(_ serial: UInt64) -> String { "c" + String(serial, radix: 36) }
 
+    /// The page token of ListSubscriptions (Q2) after subscription `id`: "s" and the id's
+    /// UTF-8 in lowercase hex. Opaque, as Q1 asks, so that a token that was not handed out
+    /// is malformed: the raw id it used to be made any string a valid position ("garbage" read
+    /// on from there), and no token could be refused as Q1 and Q2 require.
+    static func subscriptionToken(after id: ScalarString) -> String {
+        let hex = Array("0123456789abcdef".utf8)
+        var token: [UInt8] = [UInt8(ascii: "s")]
+        token.reserveCapacity(1 + 2 * id.value.utf8.count)
+        for byte in id.value.utf8 {
+            token.append(hex[Int(byte >> 4)])
+            token.append(hex[Int(byte & 0x0F)])
+        }
+        return String(decoding: token, as: UTF8.self)
+    }
+
+    /// The id a ListSubscriptions token names; nil for the first page. A token that is not
+    /// "s" and the hex of a valid id (1-255 Unicode scalars of UTF-8) is `invalid_request`.
+    static func subscriptionPosition(_ token: String) throws(DomainError) -> ScalarString? {
+        if token.isEmpty { return nil }
+        let digits = Array(token.utf8.dropFirst())
+        func value(_ digit: UInt8) -> UInt8? {
+            switch digit {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
+            default: nil
+            }
+        }
+        var bytes: [UInt8] = []
+        if token.utf8.first == UInt8(ascii: "s"), !digits.isEmpty, digits.count % 2 == 0, digits.count <= 2 * 4 * 255 {
+            bytes.reserveCapacity(digits.count / 2)
+            for index in stride(from: 0, to: digits.count, by: 2) {
+                guard let high = value(digits[index]), let low = value(digits[index + 1]) else { bytes = []; break }
+                bytes.append(high << 4 | low)
+            }
+        }
+        guard !bytes.isEmpty, let id = String(validating: bytes, as: UTF8.self), id.unicodeScalars.count <= 255 else {
+            throw DomainError.invalid("malformed page_token")
+        }
+        return ScalarString(id)
+    }
+
     static func creditPosition(_ token: String) throws(DomainError) -> UInt64? {
         if token.isEmpty { return nil }
         guard token.hasPrefix("c"), token.count > 1, token.count <= 14,
@@ -553,7 +594,7 @@ extension Ledger {
             guard case .known(let known) = status else { throw DomainError.invalid("unknown status \(status.wireValue)") }
             wanted.insert(known)
         }
-        let after = pageToken.isEmpty ? nil : ScalarString(pageToken)
+        let after = try Ledger.subscriptionPosition(pageToken)
         let customerKey = customer.isEmpty ? nil : ScalarString(customer)
         if customerKey == nil, wanted.isEmpty {
             return try listSubscriptions(pageSize: Int32(limit), pageToken: pageToken)
@@ -577,7 +618,7 @@ extension Ledger {
             }
             guard let best, let id = heads[best] else { break }
             if list.count == limit || examined == Ledger.pageScanBudget {
-                return SubscriptionPage(subscriptions: list, nextPageToken: lastExamined?.value ?? "")
+                return SubscriptionPage(subscriptions: list, nextPageToken: lastExamined.map { Ledger.subscriptionToken(after: $0) } ?? "")
             }
             heads[best] = cursors[best].next()
             examined += 1

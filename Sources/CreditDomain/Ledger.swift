@@ -207,9 +207,9 @@ public struct Ledger: Sendable {
     public func listSubscriptions(pageSize: Int32, pageToken: String) throws(DomainError) -> SubscriptionPage {
         guard pageSize >= 0 else { throw DomainError.invalid("page_size must not be negative") }
         let limit = pageSize == 0 ? 100 : min(Int(pageSize), 1_000)
-        let page = sortedIDs.keys(after: pageToken.isEmpty ? nil : ScalarString(pageToken), limit: limit)
+        let page = sortedIDs.keys(after: try Ledger.subscriptionPosition(pageToken), limit: limit)
         let list = page.entries.map { slots[Int($0.slot)] }
-        return SubscriptionPage(subscriptions: list, nextPageToken: page.more ? (page.entries.last?.key.value ?? "") : "")
+        return SubscriptionPage(subscriptions: list, nextPageToken: page.more ? (page.entries.last.map { Ledger.subscriptionToken(after: $0.key) } ?? "") : "")
     }
 
     /// GetRefundStatus (L10) as of `asOf`. Reads recorded state only; no transition runs.

@@ -263,7 +263,16 @@ final class OperationsTests: XCTestCase {
         } while !token.isEmpty
         XCTAssertEqual(collected, ids.sorted())
         XCTAssertEqual(try harness.ledger.listSubscriptions(pageSize: 1_000, pageToken: "").subscriptions.count, 250)
-        XCTAssertEqual(try harness.ledger.listSubscriptions(pageSize: 5, pageToken: "s247").subscriptions.map(\.id), ["s248", "s249"])
+        let after247 = Ledger.subscriptionToken(after: ScalarString("s247"))
+        XCTAssertEqual(try harness.ledger.listSubscriptions(pageSize: 5, pageToken: after247).subscriptions.map(\.id), ["s248", "s249"])
+        // Opaque (Q1, Q2): a token that was not handed out is malformed.
+        for forged in ["s247", "garbage", "s", "s7", "s4g", "sFF", "sff", String(repeating: "s", count: 5_000),
+                       "s" + String(repeating: "61", count: 256)] {
+            XCTAssertThrowsError(try harness.ledger.listSubscriptions(pageSize: 5, pageToken: forged), forged)
+            XCTAssertThrowsError(try harness.ledger.listSubscriptions(pageSize: 5, pageToken: forged, customer: "x", statuses: []), forged)
+        }
+        let unicode = ScalarString("cafe\u{301}-\u{1F600}")
+        XCTAssertEqual(try Ledger.subscriptionPosition(Ledger.subscriptionToken(after: unicode)), unicode)
         XCTAssertThrowsError(try harness.ledger.listSubscriptions(pageSize: -1, pageToken: ""))
     }
 }

@@ -463,6 +463,13 @@ final class BookFeedEndToEndTests: XCTestCase {
         await assertInvalid("page size 1001") { _ = try await self.client.listCredits(c) }
         c = .init(); c.pageToken = "not a token"
         await assertInvalid("malformed token") { _ = try await self.client.listCredits(c) }
+        for forged in ["not a token", "a", "s61x"] {
+            var s = Creditd_V1_ListSubscriptionsRequest()
+            s.pageToken = forged
+            await assertInvalid("malformed subscriptions token \(forged)") { _ = try await self.client.listSubscriptions(s) }
+            s.customer = "acme"
+            await assertInvalid("malformed subscriptions token \(forged), filtered") { _ = try await self.client.listSubscriptions(s) }
+        }
         c = .init(); c.currency = "XYZ"
         await assertInvalid("unknown currency") { _ = try await self.client.listCredits(c) }
         c = .init(); c.states = [Creditd_V1_CreditState(rawValue: 42)!]
