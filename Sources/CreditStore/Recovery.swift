@@ -442,27 +442,39 @@ func nextValidRecord(in bytes: [UInt8], after offset: Int, minimumSequence: UInt
 /// the damage may hold a record the snapshot does not (or is not a damaged record at all).
 ///
 /// A record that fails its checks (or is out of sequence) in the segment that holds the
-/// snapshot's point is followed by valid records. When the first of them carries a sequence at
-/// most `base + 1`, every record the damage could have held is at most `base`: in the
-/// snapshot, and never replayed. Refusing to start there (and `--repair` cutting the segment at
-/// the damage, with every acknowledged change after it) lost nothing the damage held, and
-/// everything after it.
-func resumedPastCoveredDamage(_ scan: SegmentScan, coveredThrough base: UInt64) -> (scan: SegmentScan, note: String)? {
+/// snapshot's point is followed by valid records. When the first of them carries a sequence
+/// above the damaged record's and at most `base + 1`, every record the damage could have held
+/// is at most `base`: in the snapshot, and never replayed. Refusing to start there (and
+/// `--repair` cutting the segment at the damage, with every acknowledged change after it) lost
+/// nothing the damage held, and everything after it.
+///
+/// Two guards keep bytes inside a damaged record from passing for the records after it (free
+/// text may hold any bytes, a well-formed record among them):
+/// - the first record found must carry a sequence above the damaged one's: the real next
+///   record does, since damage changes bytes in place and the damaged record's own sequence is
+///   the one expected there;
+/// - reading on from it must reach the segment's end, its seal or a torn tail, past further
+///   covered damage if need be: a record found inside a damaged one is followed by the real
+///   records, whose sequences do not continue its own.
+/// Otherwise the damage is handled as before (refused; `--repair` cuts at it).
+func resumedPastCoveredDamage(_ scan: SegmentScan, coveredThrough base: UInt64) -> (scan: SegmentScan, notes: [String])? {
     guard let bad = scan.bad, let expected = bad.expected, bad.validDataFollows else { return nil }
     let next: (offset: Int, sequence: UInt64)?
     if let gap = bad.gap {
-        next = gap.found > gap.expected ? (bad.offset, gap.found) : nil
+        next = (bad.offset, gap.found)
     } else {
-        next = nextValidRecord(in: scan.bytes, after: bad.offset, minimumSequence: expected)
+        next = nextValidRecord(in: scan.bytes, after: bad.offset, minimumSequence: expected + 1)
     }
-    guard let next, next.sequence <= base + 1 else { return nil }
+    guard let next, next.sequence > expected, next.sequence <= base + 1 else { return nil }
     var resumed = scan
     resumed.bad = nil
     scanRecords(&resumed, from: next.offset, expected: next.sequence)
-    let lost = next.sequence > expected ? "seq \(expected)...\(next.sequence - 1)" : "no record"
-    let note = "\(scan.name): damaged bytes \(bad.offset)..<\(next.offset) (\(bad.reason)), holding \(lost), "
-        + "all covered by the snapshot at seq \(base): read past them"
-    return (resumed, note)
+    let note = "\(scan.name): damaged bytes \(bad.offset)..<\(next.offset) (\(bad.reason)), holding seq "
+        + "\(expected)...\(next.sequence - 1), all covered by the snapshot at seq \(base): read past them"
+    guard let later = resumed.bad else { return (resumed, [note]) }
+    if later.torn && !later.validDataFollows { return (resumed, [note]) }  // a torn tail, truncated as usual
+    guard let further = resumedPastCoveredDamage(resumed, coveredThrough: base) else { return nil }
+    return (further.scan, [note] + further.notes)
 }
 
 // MARK: - Analysis
@@ -633,10 +645,10 @@ func analyzeStateDirectory(
             }
         }
         if analysis.chosenSnapshot != nil {
-            while let (resumed, note) = resumedPastCoveredDamage(scan, coveredThrough: base) {
+            if let (resumed, notes) = resumedPastCoveredDamage(scan, coveredThrough: base) {
                 scan = resumed
                 analysis.segments[index] = resumed
-                analysis.warnings.append(note)
+                analysis.warnings += notes
             }
         }
         analysis.keptSegments.append(index)

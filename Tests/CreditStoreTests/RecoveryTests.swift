@@ -1,4 +1,4 @@
-import CreditStore
+@testable import CreditStore
 import Foundation
 import XCTest
 
@@ -353,6 +353,36 @@ final class RecoveryTests: StoreDirectoryTestCase {
         await again.close()
         let after = try await reopen(directory)
         XCTAssertEqual(after.records.map(\.sequence), [7, 8, 9, 10, 11], "appends go after the last record")
+    }
+
+    /// Bytes inside a damaged record that form a well-formed record (free text may hold any
+    /// bytes) never pass for the records after it. A review built such a record 7, holding a
+    /// valid "record 7" in its payload, and flipped a bit of its CRC: with the snapshot at 6 the
+    /// start replayed the inner record as seq 7. With the inner record claiming seq 8 and the
+    /// snapshot at 7, reading on from it meets the real record 8 out of sequence. Both are
+    /// refused, as all damage was before covered damage was read past.
+    func testARecordInsideDamagedBytesIsNeverReadAsTheNextOne() async throws {
+        for (snapshot, inner) in [(UInt64(6), UInt64(7)), (7, 8)] {
+            let directory = self.directory + "/snapshot-\(snapshot)"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            var innerRecord: [UInt8] = []
+            StoreFormat.appendRecord(sequence: inner, payload: Array("forged".utf8), to: &innerRecord)
+            let (store, _) = try DurableStore.open(directory: directory)
+            for index in UInt64(1)...6 { _ = try await store.appendAndWait(payload(index)) }
+            _ = try await store.appendAndWait(Array("customer:".utf8) + innerRecord)
+            for index in UInt64(8)...10 { _ = try await store.appendAndWait(payload(index)) }
+            _ = try await store.writeSnapshot(sequence: snapshot, payload: state(snapshot))
+            await store.close()
+            var seventh = headerSize
+            for index in UInt64(1)...6 { seventh += recordHeaderSize + payload(index).count }
+            try flipBit(in: directory + "/journal-00000000000000000001.log", at: seventh + 4)  // its CRC
+
+            assertThrowsStoreError({ _ = try DurableStore.open(directory: directory) }) {
+                guard case .corruptJournal(_, let at, _) = $0 else { return false }
+                return at == Int64(seventh)
+            }
+            XCTAssertFalse(try verifyStateDirectory(directory).recoverable, "snapshot at \(snapshot)")
+        }
     }
 
     /// A bad last record in a segment that is followed by another segment is mid-journal damage.
