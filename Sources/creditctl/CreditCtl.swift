@@ -11,7 +11,8 @@ struct CreditCtl: AsyncParsableCommand {
 
             Exit codes: 0 ok, 1 RPC failed, 2 usage, 69 unavailable, 75 timeout, \
             77 permission denied; for the files of `import` and `export`: 65 bad data, 66 cannot \
-            read, 73 cannot create, 74 I/O error. `health` and `check` use their own probe codes.
+            read, 73 cannot create, 74 I/O error; 141 (SIGPIPE) when the reader of standard \
+            output has gone. `health` and `check` use their own probe codes.
 
             Errors go to stderr as `creditctl: error: <GRPC_CODE>: <reason>: <text>`; usage \
             errors as `creditctl: error: usage: <text>`. Manual pages: docs/man/; shell \
