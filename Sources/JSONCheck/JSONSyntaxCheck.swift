@@ -215,16 +215,20 @@ public struct JSONSyntaxError: Error, Equatable, CustomStringConvertible, Sendab
                 case UInt8(ascii: "u"):
                     var unit = hex4(index)
                     index += 4
-                    // A surrogate pair written as two escapes is one scalar; a lone surrogate
-                    // stands for U+FFFD, as decoders read it.
+                    // A surrogate pair written as two escapes is one scalar. A lone surrogate
+                    // is no scalar: it is kept as its own three bytes (as WTF-8 writes it), so
+                    // that "\uD800" and "\uD801" stay two keys.
                     if (0xD800..<0xDC00).contains(unit), index + 6 <= raw.endIndex,
                        raw[index] == UInt8(ascii: "\\"), raw[index + 1] == UInt8(ascii: "u"),
                        case let low = hex4(index + 2), (0xDC00..<0xE000).contains(low) {
                         unit = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
                         index += 6
                     }
-                    let scalar = Unicode.Scalar(unit) ?? "\u{FFFD}"
-                    out.append(contentsOf: String(scalar).utf8)
+                    if let scalar = Unicode.Scalar(unit) {
+                        out.append(contentsOf: String(scalar).utf8)
+                    } else {
+                        out += [UInt8(0xE0 | unit >> 12), UInt8(0x80 | (unit >> 6) & 0x3F), UInt8(0x80 | unit & 0x3F)]
+                    }
                 default: out.append(kind)  // \" \\ \/
                 }
             }

@@ -69,6 +69,8 @@ final class ConfigurationFileTests: XCTestCase {
                        "malformed JSON at line 1, column 16: key \"a\" appears twice in one object (first at line 1, column 8)")
         XCTAssertEqual(try reason("{\"\\ud83d\\ude00\": 1, \"😀\": 2}"),
                        "malformed JSON at line 1, column 21: key \"😀\" appears twice in one object (first at line 1, column 2)")
+        // Two different lone surrogates are two keys (the decoder refuses them afterwards).
+        XCTAssertFalse(try reason("{\"\\ud800\": 1, \"\\ud801\": 2}").contains("appears twice"))
         // The same key in two different objects is fine (here refused only as unknown).
         XCTAssertEqual(try reason("{\"x\": {\"a\": 1}, \"y\": {\"a\": 1}}"), "unknown key \"x\"")
     }
