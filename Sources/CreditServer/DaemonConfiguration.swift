@@ -426,13 +426,15 @@ extension DaemonConfiguration {
     struct ReloadedSetting {
         let key: Layer.CodingKeys
         let restartOnly: Bool
+        let differs: (DaemonConfiguration, DaemonConfiguration) -> Bool
         let show: (DaemonConfiguration) -> String
         let keep: (inout DaemonConfiguration, DaemonConfiguration) -> Void
 
-        init<T>(_ key: Layer.CodingKeys, _ path: WritableKeyPath<DaemonConfiguration, T>, restartOnly: Bool = false,
-                show: @escaping (T) -> String = { "\($0)" }) {
+        init<T: Equatable>(_ key: Layer.CodingKeys, _ path: WritableKeyPath<DaemonConfiguration, T>, restartOnly: Bool = false,
+                           show: @escaping (T) -> String = { "\($0)" }) {
             self.key = key
             self.restartOnly = restartOnly
+            self.differs = { $0[keyPath: path] != $1[keyPath: path] }
             self.show = { show($0[keyPath: path]) }
             self.keep = { $0[keyPath: path] = $1[keyPath: path] }
         }
@@ -486,14 +488,12 @@ extension DaemonConfiguration {
         var applied = loaded
         var changes: [String] = []
         var restartOnly: [String] = []
-        for setting in reloadedSettings {
-            let (before, after) = (setting.show(running), setting.show(loaded))
-            guard before != after else { continue }
+        for setting in reloadedSettings where setting.differs(running, loaded) {
             if setting.restartOnly {
                 restartOnly.append(setting.key.rawValue)
                 setting.keep(&applied, running)
             } else {
-                changes.append("\(setting.key.rawValue) \(before) -> \(after)")
+                changes.append("\(setting.key.rawValue) \(setting.show(running)) -> \(setting.show(loaded))")
             }
         }
         return (applied, changes, restartOnly)
