@@ -418,23 +418,22 @@ extension Ledger {
     /// A credit page token: the serial of the last credit examined, opaque to clients.
     static func creditToken(_ serial: UInt64) -> String { "c" + String(serial, radix: 36) }
 
-    /// The page token of ListSubscriptions (Q2) after subscription `id`: "s" and the id's
-    /// UTF-8 in lowercase hex. Opaque, as Q1 asks, so that a token that was not handed out
-    /// is malformed: the raw id it used to be made any string a valid position ("garbage" read
-    /// on from there), and no token could be refused as Q1 and Q2 require.
+    /// The page token of ListSubscriptions (Q2) after subscription `id`: "s", a check of the
+    /// id (FNV-1a, 32 bits, 8 hex digits), and the id's UTF-8 in hex, all lowercase. Opaque, as
+    /// Q1 asks: the token used to be the raw id, so no text could be malformed ("garbage" was
+    /// read as a position), and the check keeps an old raw-id token that happens to look like
+    /// hex ("s2024") from being read as some other position rather than refused.
     static func subscriptionToken(after id: ScalarString) -> String {
-        let hex = Array("0123456789abcdef".utf8)
+        let bytes = Array(id.value.utf8)
         var token: [UInt8] = [UInt8(ascii: "s")]
-        token.reserveCapacity(1 + 2 * id.value.utf8.count)
-        for byte in id.value.utf8 {
-            token.append(hex[Int(byte >> 4)])
-            token.append(hex[Int(byte & 0x0F)])
-        }
+        token.reserveCapacity(9 + 2 * bytes.count)
+        appendHex(tokenCheck(bytes), to: &token)
+        for byte in bytes { appendHex(UInt32(byte), digits: 2, to: &token) }
         return String(decoding: token, as: UTF8.self)
     }
 
-    /// The id a ListSubscriptions token names; nil for the first page. A token that is not
-    /// "s" and the hex of a valid id (1-255 Unicode scalars of UTF-8) is `invalid_request`.
+    /// The id a ListSubscriptions token names; nil for the first page. Anything that is not
+    /// such a token, for an id of 1-255 Unicode scalars, is `invalid_request`.
     static func subscriptionPosition(_ token: String) throws(DomainError) -> ScalarString? {
         if token.isEmpty { return nil }
         let digits = Array(token.utf8.dropFirst())
@@ -445,18 +444,31 @@ extension Ledger {
             default: nil
             }
         }
-        var bytes: [UInt8] = []
-        if token.utf8.first == UInt8(ascii: "s"), !digits.isEmpty, digits.count % 2 == 0, digits.count <= 2 * 4 * 255 {
-            bytes.reserveCapacity(digits.count / 2)
+        var decoded: [UInt8] = []
+        if token.utf8.first == UInt8(ascii: "s"), digits.count >= 10, digits.count % 2 == 0, digits.count <= 8 + 2 * 4 * 255 {
+            decoded.reserveCapacity(digits.count / 2)
             for index in stride(from: 0, to: digits.count, by: 2) {
-                guard let high = value(digits[index]), let low = value(digits[index + 1]) else { bytes = []; break }
-                bytes.append(high << 4 | low)
+                guard let high = value(digits[index]), let low = value(digits[index + 1]) else { decoded = []; break }
+                decoded.append(high << 4 | low)
             }
         }
-        guard !bytes.isEmpty, let id = String(validating: bytes, as: UTF8.self), id.unicodeScalars.count <= 255 else {
+        guard decoded.count >= 5 else { throw DomainError.invalid("malformed page_token") }
+        let check = decoded[0..<4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        let bytes = Array(decoded[4...])
+        guard check == tokenCheck(bytes), let id = String(validating: bytes, as: UTF8.self), id.unicodeScalars.count <= 255 else {
             throw DomainError.invalid("malformed page_token")
         }
         return ScalarString(id)
+    }
+
+    /// FNV-1a over `bytes`: not a secret, only a check that a token was made by `subscriptionToken`.
+    private static func tokenCheck(_ bytes: [UInt8]) -> UInt32 {
+        bytes.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 }
+    }
+
+    private static func appendHex(_ value: UInt32, digits: Int = 8, to out: inout [UInt8]) {
+        let hex = Array("0123456789abcdef".utf8)
+        for shift in stride(from: 4 * (digits - 1), through: 0, by: -4) { out.append(hex[Int(value >> UInt32(shift) & 0xF)]) }
     }
 
     static func creditPosition(_ token: String) throws(DomainError) -> UInt64? {

@@ -266,8 +266,12 @@ final class OperationsTests: XCTestCase {
         let after247 = Ledger.subscriptionToken(after: ScalarString("s247"))
         XCTAssertEqual(try harness.ledger.listSubscriptions(pageSize: 5, pageToken: after247).subscriptions.map(\.id), ["s248", "s249"])
         // Opaque (Q1, Q2): a token that was not handed out is malformed.
-        for forged in ["s247", "garbage", "s", "s7", "s4g", "sFF", "sff", String(repeating: "s", count: 5_000),
-                       "s" + String(repeating: "61", count: 256)] {
+        // Old raw-id tokens too, those that look like hex included: "s12" was read as U+0012.
+        var wrongCheck = Array(after247.utf8)
+        wrongCheck[1] = wrongCheck[1] == UInt8(ascii: "0") ? UInt8(ascii: "1") : UInt8(ascii: "0")
+        for forged in ["s247", "s12", "s2024", "sbeef", "s00", "garbage", "s", "s7", "s4g", "sFF", "sff",
+                       String(repeating: "s", count: 5_000), "s00000000" + String(repeating: "61", count: 256),
+                       String(decoding: wrongCheck, as: UTF8.self), after247.uppercased()] {
             XCTAssertThrowsError(try harness.ledger.listSubscriptions(pageSize: 5, pageToken: forged), forged)
             XCTAssertThrowsError(try harness.ledger.listSubscriptions(pageSize: 5, pageToken: forged, customer: "x", statuses: []), forged)
         }

@@ -145,6 +145,16 @@ def calls(*envelopes):
     return b"".join(frame(2 * i + 1, 1, 0, e) for i, e in enumerate(envelopes))
 
 
+def subscription_token(after_id):
+    """ListSubscriptions' page token after `after_id` (CreditIndex.swift, subscriptionToken):
+    "s", an FNV-1a check of the id's UTF-8 (8 hex digits), the UTF-8 in hex."""
+    data = after_id.encode()
+    check = 2166136261
+    for byte in data:
+        check = ((check ^ byte) * 16777619) & 0xFFFFFFFF
+    return "s" + f"{check:08x}" + data.hex()
+
+
 dispatch = {
     "create": calls(create("acme-1")),
     "create-cancel": calls(create("acme-1"), advance(by=10 * DAY), cancel("acme-1"), *reads("acme-1")),
@@ -170,7 +180,7 @@ dispatch = {
                      request(HEALTH, "Check"), request(ADMIN, "TakeSnapshot")),
     "many-subscriptions": calls(*[create(f"s-{i}", seats=i + 1) for i in range(12)],
                                 request(CREDITS, "ListSubscriptions", field_varint(1, 5)),
-                                request(CREDITS, "ListSubscriptions", field_varint(1, 5) + field_bytes(2, "s-4")),
+                                request(CREDITS, "ListSubscriptions", field_varint(1, 5) + field_bytes(2, subscription_token("s-4"))),
                                 advance(to=1_800_000_000 * 10**9), request(ADMIN, "TakeSnapshot")),
     "far-future": calls(create("acme-1", interval=2), advance(to=(1 << 63) - 1), *reads("acme-1")),
     "start-date": calls(create("acme-1", start="2025-04-01"), create("acme-2", start="2025-03-31"),
