@@ -371,7 +371,11 @@ public final class CreditApplication: Sendable {
                 return try SnapshotCodec.encodePayload(capture.ledger, clock: capture.clock)
             }
         } catch {
-            snapshotFailures.withLock { $0 = ($0.count + 1, "\(error)") }
+            // A snapshot given up because its caller went away (a TakeSnapshot client's
+            // deadline, shutdown) did not fail.
+            if !(error is CancellationError) {
+                snapshotFailures.withLock { $0 = ($0.count + 1, "\(error)") }
+            }
             throw error
         }
         if let archiver {

@@ -172,8 +172,9 @@ enum EventStream {
             }
             // A page in batches of up to 64 events and about 1 MiB: few hand-offs to the
             // connection, while what the connection buffers for a stream stays small (a batch
-            // is written before the next). An event may take 3 MiB (free text, O2), so 64 of
-            // them could have held 192 MiB for one stream.
+            // is written before the next). An event may take about 2 MiB (its customer twice
+            // and its plan, bounded at 1 MiB together: FreeText), so 64 of them could have held
+            // 128 MiB for one stream.
             var batch: [[UInt8]] = []
             var batchBytes = 0
             for event in page.events {
