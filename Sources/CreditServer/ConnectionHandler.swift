@@ -176,15 +176,9 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
             return
         }
         if event is IdleTimeoutChangedEvent {
-            // Counted from the last activity, as if the new timeout had always applied.
-            guard !closed else { return }
-            if let timeout = core.settings.idleTimeout {
-                let quiet = NIODeadline.now() - lastActivity
-                let limit = TimeAmount(clamping: timeout)
-                armIdleTimer(in: quiet >= limit ? .zero : limit - quiet)
-            } else {
-                armIdleTimer()  // off: cancels the timer
-            }
+            // A timer due now judges the connection by the new timeout, counted from its last
+            // activity, and re-arms for the rest; with the timeout off it only cancels.
+            if !closed { armIdleTimer(in: .zero) }
             return
         }
         if let progress = event as? FrameProgressEvent {
