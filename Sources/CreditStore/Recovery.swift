@@ -251,6 +251,10 @@ struct SegmentScan {
     /// Zero bytes after the last record (or the seal) to the end of the file: space a
     /// version-3 writer wrote ahead of its records. Not damage; `validLength` ends before it.
     var zeroFilledBytes: Int = 0
+    /// Damaged bytes read past because the snapshot covers the records they held
+    /// (`resumedPastCoveredDamage`); `records` skips those sequences and `validLength` counts
+    /// the bytes.
+    var coveredDamage: [CoveredDamage] = []
 
     var firstSequence: UInt64? {
         if case .valid(let first) = header { return first }
@@ -263,6 +267,13 @@ struct SegmentScan {
         if let last = records.last { return last.sequence + 1 }
         return firstSequence
     }
+}
+
+/// Bytes of a segment that recovery reads past: damaged, and holding only records the newest
+/// snapshot covers.
+public struct CoveredDamage: Sendable, Equatable {
+    public var bytes: Range<Int>
+    public var sequences: ClosedRange<UInt64>
 }
 
 func scanSegment(_ bytes: [UInt8], name: String, nameSequence: UInt64) -> SegmentScan {
@@ -468,9 +479,14 @@ func resumedPastCoveredDamage(_ scan: SegmentScan, coveredThrough base: UInt64) 
     guard let next, next.sequence > expected, next.sequence <= base + 1 else { return nil }
     var resumed = scan
     resumed.bad = nil
+    resumed.coveredDamage.append(CoveredDamage(bytes: bad.offset..<next.offset, sequences: expected...(next.sequence - 1)))
     scanRecords(&resumed, from: next.offset, expected: next.sequence)
-    let note = "\(scan.name): damaged bytes \(bad.offset)..<\(next.offset) (\(bad.reason)), holding seq "
-        + "\(expected)...\(next.sequence - 1), all covered by the snapshot at seq \(base): read past them"
+    // A gap (a valid record whose sequence skips ahead) has no damaged bytes: the records are missing.
+    let note = next.offset == bad.offset
+        ? "\(scan.name): seq \(expected)...\(next.sequence - 1) missing at byte \(bad.offset) (\(bad.reason)), "
+            + "all covered by the snapshot at seq \(base): read past them"
+        : "\(scan.name): damaged bytes \(bad.offset)..<\(next.offset) (\(bad.reason)), holding seq "
+            + "\(expected)...\(next.sequence - 1), all covered by the snapshot at seq \(base): read past them"
     guard let later = resumed.bad else { return (resumed, [note]) }
     if later.torn && !later.validDataFollows { return (resumed, [note]) }  // a torn tail, truncated as usual
     guard let further = resumedPastCoveredDamage(resumed, coveredThrough: base) else { return nil }

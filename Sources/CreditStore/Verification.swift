@@ -36,6 +36,9 @@ public struct SegmentCheck: Sendable, Equatable {
     public var sealedNextSequence: UInt64?
     /// What kind of damage `problem` is, if any.
     public var damage: SegmentDamage?
+    /// Damage recovery reads past, because the newest snapshot covers every record it held:
+    /// `records` leaves those sequences out, `validBytes` counts their bytes.
+    public var coveredDamage: [CoveredDamage] = []
 }
 
 /// How recovery classifies damage in a segment.
@@ -94,6 +97,13 @@ public struct VerificationReport: Sendable, Equatable, CustomStringConvertible {
                 + (segment.formatVersion.map { ", format \($0)" } ?? "")
                 + (segment.sealedNextSequence.map { ", sealed (next segment starts at seq \($0))" } ?? "")
                 + (segment.zeroFilledBytes > 0 ? ", \(segment.zeroFilledBytes) bytes zero-filled ahead" : "")
+                + segment.coveredDamage.map { damage in
+                    let sequences = "seq \(damage.sequences.lowerBound)...\(damage.sequences.upperBound)"
+                    return damage.bytes.isEmpty
+                        ? ", \(sequences) missing at byte \(damage.bytes.lowerBound) (covered by the snapshot)"
+                        : ", damaged bytes \(damage.bytes.lowerBound)..<\(damage.bytes.upperBound) read past "
+                            + "(\(sequences), covered by the snapshot)"
+                }.joined()
                 + (segment.problem.map { ", BAD: \($0)" } ?? ""))
         }
         for file in archiveFiles {
@@ -168,6 +178,7 @@ public func verifyStateDirectory(
             problem: segmentProblem(scan), formatVersion: scan.firstSequence == nil ? nil : scan.version,
             sealedNextSequence: scan.sealedNext, damage: segmentDamage(scan)))
         report.segments[report.segments.count - 1].zeroFilledBytes = Int64(scan.zeroFilledBytes)
+        report.segments[report.segments.count - 1].coveredDamage = scan.coveredDamage
         report.recordCount += scan.records.count
         if let first = scan.records.first?.sequence, report.firstSequence == nil { report.firstSequence = first }
         if let last = scan.records.last?.sequence { report.lastSequence = last }

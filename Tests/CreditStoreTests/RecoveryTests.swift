@@ -341,6 +341,14 @@ final class RecoveryTests: StoreDirectoryTestCase {
         XCTAssertTrue(verification.recoverable, verification.description)
         XCTAssertTrue(verification.warnings.contains { $0.contains("holding seq 5...6, all covered by the snapshot at seq 6") },
                       verification.description)
+        // The segment's own line says why its range holds fewer records than it spans.
+        XCTAssertEqual(verification.segments.first?.records, 8)
+        XCTAssertEqual(verification.segments.first?.coveredDamage,
+                       [CoveredDamage(bytes: recordOffset(5)..<recordOffset(7), sequences: 5...6)])
+        let segmentLine = verification.description.split(separator: "\n").first { $0.contains("segment journal-") } ?? ""
+        XCTAssertTrue(segmentLine.contains("seq 1...10, 8 records"), String(segmentLine))
+        XCTAssertTrue(segmentLine.contains("damaged bytes \(recordOffset(5))..<\(recordOffset(7)) read past "
+                                           + "(seq 5...6, covered by the snapshot)"), String(segmentLine))
         let (again, recovery) = try DurableStore.open(directory: directory)
         XCTAssertEqual(recovery.snapshot?.sequence, 6)
         XCTAssertEqual(recovery.records.map(\.sequence), [7, 8, 9, 10], "every change after the snapshot")
@@ -353,6 +361,29 @@ final class RecoveryTests: StoreDirectoryTestCase {
         await again.close()
         let after = try await reopen(directory)
         XCTAssertEqual(after.records.map(\.sequence), [7, 8, 9, 10, 11], "appends go after the last record")
+    }
+
+    /// Records cut out of a segment (not damaged: gone) that the snapshot covers are read past
+    /// too, and the segment's line says they are missing rather than naming an empty range
+    /// of damaged bytes.
+    func testMissingRecordsTheSnapshotCoversAreNamedAsMissing() async throws {
+        let (store, _) = try DurableStore.open(directory: directory)
+        for index in UInt64(1)...10 { _ = try await store.appendAndWait(payload(index)) }
+        _ = try await store.writeSnapshot(sequence: 6, payload: state(6))
+        await store.close()
+        var fifth = headerSize
+        for index in UInt64(1)...4 { fifth += recordHeaderSize + payload(index).count }
+        let bytes = try readBytes(firstSegment)
+        try writeBytes(Array(bytes[..<fifth]) + Array(bytes[(fifth + recordHeaderSize + payload(5).count)...]), to: firstSegment)
+
+        let verification = try verifyStateDirectory(directory)
+        XCTAssertTrue(verification.recoverable, verification.description)
+        let segmentLine = verification.description.split(separator: "\n").first { $0.contains("segment journal-") } ?? ""
+        XCTAssertTrue(segmentLine.contains("seq 5...5 missing at byte \(fifth) (covered by the snapshot)"), String(segmentLine))
+        XCTAssertFalse(segmentLine.contains("damaged bytes"), String(segmentLine))
+        XCTAssertTrue(verification.warnings.contains { $0.contains("seq 5...5 missing at byte \(fifth)") }, verification.description)
+        let (_, recovery) = try DurableStore.open(directory: directory)
+        XCTAssertEqual(recovery.records.map(\.sequence), [7, 8, 9, 10])
     }
 
     /// Bytes inside a damaged record that form a well-formed record (free text may hold any
