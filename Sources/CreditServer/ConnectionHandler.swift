@@ -471,8 +471,9 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
     }
 
     /// Holds a call that arrived while the state is still being recovered (socket activation
-    /// queues clients rather than failing them): it starts once the server is ready, or ends
-    /// with DEADLINE_EXCEEDED when its deadline passes first.
+    /// queues clients rather than failing them): it starts once the server is ready, ends
+    /// with DEADLINE_EXCEEDED when its deadline passes first, or with UNAVAILABLE at once when
+    /// recovery fails.
     private func park(_ id: UInt32, _ method: RPCMethod, _ callContext: CallContext, context: ChannelHandlerContext) {
         let eventLoop = context.eventLoop
         let handler = NIOLoopBound(self, eventLoop: eventLoop)
@@ -483,16 +484,21 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
                 self.endStream(id, RPCError.deadlineExceeded("deadline exceeded while creditd was recovering its state"))
             }
         }
-        let readyNow = core.parkUntilReady(on: eventLoop) {
-            handler.value.resumeParked(id, method, callContext)
+        switch core.parkUntilReady(on: eventLoop, { refusal in handler.value.resumeParked(id, method, callContext, refusal) }) {
+        case .ready: resumeParked(id, method, callContext, nil)
+        case .refused(let refusal): resumeParked(id, method, callContext, refusal)
+        case .parked: break
         }
-        if readyNow { resumeParked(id, method, callContext) }
     }
 
-    private func resumeParked(_ id: UInt32, _ method: RPCMethod, _ callContext: CallContext) {
+    private func resumeParked(_ id: UInt32, _ method: RPCMethod, _ callContext: CallContext, _ refusal: RPCError?) {
         guard let context, streams[id] != nil else { return }  // ended meanwhile
         streams[id]?.deadlineTimer?.cancel()
         streams[id]?.deadlineTimer = nil
+        if let refusal {
+            endStream(id, refusal)
+            return
+        }
         start(id, method, callContext, context: context)
     }
 

@@ -57,7 +57,19 @@ final class ServerCore: Sendable {
     /// Calls that arrived before the server was ready, each to be resumed on its event loop.
     private struct Readiness {
         var ready = false
-        var parked: [(any EventLoop, @Sendable () -> Void)] = []
+        /// Set when the state could not be recovered: parked and later calls end with it.
+        var refusal: RPCError?
+        var parked: [(any EventLoop, @Sendable (RPCError?) -> Void)] = []
+    }
+
+    /// What `parkUntilReady` did with a call.
+    enum Parking {
+        /// The server is ready: go on directly.
+        case ready
+        /// Held; its resume runs once the server is ready or refuses calls.
+        case parked
+        /// The server will never be ready: end the call with this.
+        case refused(RPCError)
     }
 
     let services: [String: RPCService]
@@ -97,24 +109,41 @@ final class ServerCore: Sendable {
 
     var isReady: Bool { readiness.withLock { $0.ready } }
 
-    /// Runs `resume` on `eventLoop` once the server is ready; returns false when it is parked,
-    /// true when the server is ready already (then `resume` is not called: go on directly).
-    func parkUntilReady(on eventLoop: any EventLoop, _ resume: @escaping @Sendable () -> Void) -> Bool {
+    /// Runs `resume` on `eventLoop` once the server is ready (with nil) or refuses calls (with
+    /// the refusal), unless it is either already (then `resume` is not called; the answer says
+    /// which).
+    func parkUntilReady(on eventLoop: any EventLoop, _ resume: @escaping @Sendable (RPCError?) -> Void) -> Parking {
         readiness.withLock { state in
-            if state.ready { return true }
+            if state.ready { return .ready }
+            if let refusal = state.refusal { return .refused(refusal) }
             state.parked.append((eventLoop, resume))
-            return false
+            return .parked
         }
     }
 
-    /// Opens the server for calls that need the state, and resumes the parked ones.
+    /// Opens the server for calls that need the state, and resumes the parked ones (not after
+    /// `refuseUnready`: a refusal is final).
     func setReady() {
         let parked = readiness.withLock { state in
+            guard state.refusal == nil else { return [(any EventLoop, @Sendable (RPCError?) -> Void)]() }
             state.ready = true
             defer { state.parked = [] }
             return state.parked
         }
-        for (eventLoop, resume) in parked { eventLoop.execute(resume) }
+        for (eventLoop, resume) in parked { eventLoop.execute { resume(nil) } }
+    }
+
+    /// The state will never be ready (recovery failed): the parked calls, and any that arrive
+    /// while the server shuts down, end with `refusal` at once rather than wait out their
+    /// deadlines and hold the drain.
+    func refuseUnready(_ refusal: RPCError) {
+        let parked = readiness.withLock { state in
+            guard !state.ready, state.refusal == nil else { return [(any EventLoop, @Sendable (RPCError?) -> Void)]() }
+            state.refusal = refusal
+            defer { state.parked = [] }
+            return state.parked
+        }
+        for (eventLoop, resume) in parked { eventLoop.execute { resume(refusal) } }
     }
 
     // MARK: jobs

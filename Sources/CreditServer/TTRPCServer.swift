@@ -136,6 +136,13 @@ public final class TTRPCServer: Sendable {
         core.setReady()
     }
 
+    /// Recovery failed and the server is about to shut down: calls waiting for readiness, and
+    /// calls that arrive before the socket closes, are answered UNAVAILABLE with `message` at
+    /// once, instead of waiting out their deadlines (which also held the shutdown's drain).
+    public func refuseUnready(_ message: String) {
+        core.refuseUnready(RPCError.unavailable(message))
+    }
+
     /// Whether `setReady` was called.
     public var isReady: Bool { core.isReady }
 

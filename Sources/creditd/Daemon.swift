@@ -497,6 +497,10 @@ struct StartupRecovery: Sendable {
                                                    live: live, metrics: metrics, progress: progress,
                                                    eventLoops: server.eventLoopGroup)
         } catch {
+            // Calls parked during recovery, and any before the socket closes, learn it now;
+            // left parked, they held the drain for the whole shutdown grace before creditd
+            // exited and logged why.
+            server.refuseUnready("creditd could not recover its state and is stopping; its log says why")
             beating.cancel()
             await beating.value
             throw error

@@ -361,6 +361,48 @@ final class ConnectionHandlerTests: XCTestCase {
         core.releasePartialFrame(1 << 20)
     }
 
+    /// A call parked during recovery ends UNAVAILABLE as soon as recovery fails, and so does
+    /// one that arrives afterwards, while the server shuts down. Left parked, such calls held
+    /// the shutdown's drain for its whole grace, and creditd logged why it could not start
+    /// only after it (a review's repro: 10 s with a corrupt journal).
+    func testParkedCallsEndUnavailableWhenRecoveryFails() throws {
+        let core = makeCore(ServerSettings())
+        let unready = ServerCore(services: core.services, settings: ServerSettings(), health: core.health,
+                                 observer: NoServerObserver(), logger: Logger(label: "test"))
+        let (channel, socket) = try makeChannel(unready)
+        defer { _ = try? channel.finish() }
+        func status(_ frame: TTRPCFrame) throws -> RPCError? {
+            guard case .failure(let error) = TTRPCEnvelope.result(of: try TTRPCEnvelope.decodeResponse(frame.payload)) else {
+                return nil
+            }
+            return error
+        }
+
+        channel.pipeline.fireChannelRead(try bigRequest(1, bytes: 8))
+        channel.pipeline.fireChannelReadComplete()
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(socket.held.count, 0, "parked while recovering")
+        XCTAssertEqual(unready.stats.inFlightCalls, 1)
+
+        unready.refuseUnready(RPCError.unavailable("recovery failed"))
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(socket.held.count, 1)
+        XCTAssertEqual(try status(socket.held[0])?.code, .unavailable)
+        XCTAssertEqual(try status(socket.held[0])?.message, "recovery failed")
+
+        channel.pipeline.fireChannelRead(try bigRequest(3, bytes: 8))
+        channel.pipeline.fireChannelReadComplete()
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(socket.held.count, 2, "a later call is answered at once")
+        XCTAssertEqual(try status(socket.held[1])?.code, .unavailable)
+        socket.drain()
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(unready.stats.inFlightCalls, 0, "nothing left for the drain to wait for")
+
+        unready.setReady()
+        XCTAssertFalse(unready.isReady, "a refusal is final")
+    }
+
     /// Per-uid limit, idle-first eviction and reserved slots, on the admission logic alone.
     func testAdmissionPerUIDEvictionAndReservedSlots() throws {
         var settings = ServerSettings(maxConnections: 4)

@@ -158,6 +158,51 @@ final class DaemonLifecycleTests: XCTestCase {
         XCTAssertEqual(try daemon.waitForExit(), 0, daemon.stderr)
     }
 
+    /// A call parked while creditd recovers is answered UNAVAILABLE the moment recovery fails,
+    /// and creditd exits at once. Before, nothing released it: the shutdown drained it for the
+    /// whole shutdown grace (10 s), the client got EOF instead of an answer, and creditd logged
+    /// why it could not start only after that. The journal here is a FIFO, so recovery waits
+    /// on it until the test writes bytes that are no segment.
+    func testCallsParkedDuringAFailedRecoveryAreAnsweredUnavailable() throws {
+        let directory = try DaemonProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let state = directory.appendingPathComponent("state").path
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        let fifo = state + "/journal-00000000000000000001.log"
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        let daemon = try DaemonProcess.start(directory: directory, waitUntilServing: false)
+        let deadline = Date().addingTimeInterval(20)
+        while !FileManager.default.fileExists(atPath: daemon.socketPath), Date() < deadline { usleep(20_000) }
+        let connection = try RawTTRPCConnection(path: daemon.socketPath, receiveTimeout: 20)
+        defer { connection.close() }
+        var request = Creditd_V1_GetSubscriptionRequest()
+        request.subscriptionID = "s1"
+        try connection.sendRequest(id: 1, service: MethodTable.Credits.serviceName, method: MethodTable.Credits.getSubscription.method,
+                                   payload: try request.serializedBytes())
+        // Health is answered during recovery; behind it on the same connection, the call is parked.
+        XCTAssertEqual(try connection.healthCheck(id: 3), .notServing)
+
+        var writer: Int32 = -1
+        while writer < 0, Date() < deadline {
+            writer = open(fifo, O_WRONLY | O_NONBLOCK)  // ENXIO until recovery opens it to read
+            if writer < 0 { usleep(20_000) }
+        }
+        XCTAssertGreaterThanOrEqual(writer, 0, "recovery never opened the journal")
+        let garbage = [UInt8](repeating: 0x5A, count: 200)
+        _ = garbage.withUnsafeBytes { write(writer, $0.baseAddress, $0.count) }
+        close(writer)
+
+        let failed = Date()
+        let (id, result) = try connection.readResponse()
+        XCTAssertEqual(id, 1)
+        guard case .failure(let error) = result else { return XCTFail("the parked call succeeded") }
+        XCTAssertEqual(error.code, .unavailable)
+        XCTAssertEqual(error.message, "creditd could not recover its state and is stopping; its log says why")
+        XCTAssertEqual(try daemon.waitForExit(timeout: 20), 1, daemon.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(failed), 5, "no drain of the shutdown grace (10 s)")
+        XCTAssertTrue(daemon.stderr.contains("cannot run"), daemon.stderr)
+    }
+
     func testInFlightCallFinishesDuringGracefulShutdown() throws {
         let daemon = try DaemonProcess.start()
         let c = try RawTTRPCConnection(path: daemon.socketPath)
