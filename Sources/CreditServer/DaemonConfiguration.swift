@@ -225,6 +225,9 @@ public struct DaemonConfiguration: Sendable, Hashable {
             return try JSONDecoder().decode(Layer.self, from: data)
         } catch let error as LoadError {
             throw error
+        } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
+            // Foundation's report of a number its type cannot hold: no key, "not valid JSON".
+            throw LoadError.invalid(path: path, reason: numberOutOfItsType(in: data) ?? context.debugDescription)
         } catch let error as DecodingError {
             throw LoadError.invalid(path: path, reason: describe(error))
         } catch {
@@ -252,6 +255,64 @@ public struct DaemonConfiguration: Sendable, Hashable {
         }
         let path = context.codingPath.map(\.stringValue).joined(separator: ".")
         return path.isEmpty ? reason : "\"\(path)\": \(reason)"
+    }
+
+    /// The key whose number its setting cannot hold (`1.5` or `3e10` where a whole number of
+    /// some size belongs, `-1` in a list of uids), as `"max_seats": expected a whole number
+    /// that fits, found 1.5` or `"writer_uids"[0]: ...`. Foundation reports such a number as
+    /// "The given data was not valid JSON", with no key, although the file's syntax was
+    /// checked: each number is decoded alone, with its key, to find it. Numbers are read as
+    /// `Decimal`, which keeps every digit (a `Double` turned a valid Int64.max into 2^63).
+    /// Every key is known by then (unknown keys are refused first), so each is plain ASCII.
+    private static func numberOutOfItsType(in data: Data) -> String? {
+        guard let members = try? JSONDecoder().decode(TopLevelNumbers.self, from: data).members else { return nil }
+        func fits(_ json: String) -> Bool {
+            do {
+                _ = try JSONDecoder().decode(Layer.self, from: Data(json.utf8))
+            } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
+                return false
+            } catch {}
+            return true
+        }
+        for (key, member) in members.sorted(by: { $0.key < $1.key }) {
+            switch member {
+            case .number(let number):
+                if !fits("{\"\(key)\": \(number)}") {
+                    return "\"\(key)\": expected a whole number that fits, found \(number)"
+                }
+            case .list(let numbers):
+                for (index, number) in numbers.enumerated() where !fits("{\"\(key)\": [\(number)]}") {
+                    return "\"\(key)\"[\(index)]: expected a whole number that fits, found \(number)"
+                }
+            }
+        }
+        return nil
+    }
+
+    /// The top-level members whose values are numbers or lists of numbers.
+    private struct TopLevelNumbers: Decodable {
+        enum Member: Decodable {
+            case number(Decimal)
+            case list([Decimal])
+
+            init(from decoder: any Decoder) throws {
+                let container = try decoder.singleValueContainer()
+                if let number = try? container.decode(Decimal.self) {
+                    self = .number(number)
+                } else {
+                    self = .list(try container.decode([Decimal].self))
+                }
+            }
+        }
+
+        var members: [String: Member] = [:]
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: TopLevelKeys.AnyKey.self)
+            for key in container.allKeys {
+                if let member = try? container.decode(Member.self, forKey: key) { members[key.stringValue] = member }
+            }
+        }
     }
 
     private static func jsonKind(_ type: Any.Type) -> String {

@@ -78,6 +78,18 @@ final class ConfigurationFileTests: XCTestCase {
     /// The key and what belongs there, in JSON's terms rather than the decoder's (`Int64`).
     func testWrongTypeNamesTheKey() throws {
         XCTAssertEqual(try reason("{\"max_seats\": \"five\"}"), "\"max_seats\": expected a whole number, found a string")
+        // A number its setting cannot hold: Foundation calls it "not valid JSON" and names no key.
+        XCTAssertEqual(try reason("{\"max_seats\": 1.5}"), "\"max_seats\": expected a whole number that fits, found 1.5")
+        XCTAssertEqual(try reason("{\"socket\": \"/tmp/s\", \"max_connections\": 99999999999999999999}"),
+                       "\"max_connections\": expected a whole number that fits, found 99999999999999999999")
+        XCTAssertEqual(try reason("{\"writer_uids\": [1000, -1]}"), "\"writer_uids\"[1]: expected a whole number that fits, found -1")
+        XCTAssertEqual(try reason("{\"reader_gids\": [4294967296]}"),
+                       "\"reader_gids\"[0]: expected a whole number that fits, found 4294967296")
+        // The largest value a setting holds is no culprit: the error beside it is named.
+        XCTAssertEqual(try reason("{\"max_seats\": 9223372036854775807, \"log_level\": 3}"),
+                       "\"log_level\": expected a string, found number")
+        XCTAssertEqual(try reason("{\"max_seats\": 9223372036854775807, \"snapshot_every_records\": 1.5}"),
+                       "\"snapshot_every_records\": expected a whole number that fits, found 1.5")
         XCTAssertEqual(try reason("{\"log_level\": 3}"), "\"log_level\": expected a string, found number")
         XCTAssertEqual(try reason("{\"writer_uids\": 0}"), "\"writer_uids\": expected a list, found number")
     }
