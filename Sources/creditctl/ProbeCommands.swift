@@ -273,12 +273,16 @@ struct Check: AsyncParsableCommand {
             switch Failure.classify(error, socketPath: path) {
             case .permissionDenied(let message):
                 return PluginResult(state: .unknown, text: "permission denied: \(message)")
-            case .rpc(.permissionDenied, let message):
+            case .rpc(.permissionDenied, let message), .rpc(.unauthenticated, let message):
+                // Who may ask is a configuration matter, not the daemon's health (operations: 77).
                 return PluginResult(state: .unknown, text: "permission denied: \(message)")
             case .rpc(.notFound, let message) where !service.isEmpty:
                 return PluginResult(state: .unknown, text: "NOT_FOUND: \(message)")
-            case .rpc(.deadlineExceeded, _), .timedOut:
+            case .timedOut:
                 return PluginResult(state: .critical, text: "no answer within \(timeout)s")
+            case .rpc(.deadlineExceeded, let message):
+                // An answer, not silence: creditd (or a proxy) gave up on the call in time.
+                return PluginResult(state: .critical, text: "DEADLINE_EXCEEDED: \(message)")
             case .rpc(let code, let message):
                 return PluginResult(state: .critical, text: "\(code.name): \(message)")
             case .unavailable(let message):
