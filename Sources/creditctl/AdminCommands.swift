@@ -144,12 +144,13 @@ struct Reload: AsyncParsableCommand {
         abstract: "Re-read the daemon's configuration (limits, log level, authorization) without dropping connections.")
 
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
 
     func run() async throws {
         let response: Creditd_V1_ReloadResponse = try await withSession(connection) {
             try await $0.call(MethodTable.Admin.reload, Creditd_V1_ReloadRequest())
         }
-        print(response.message.isEmpty ? "reloaded" : response.message)
+        try emit(response, output.output) { (response.message.isEmpty ? "reloaded" : response.message) + "\n" }
     }
 }
 

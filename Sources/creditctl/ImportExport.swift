@@ -464,6 +464,7 @@ struct Import: AsyncParsableCommand {
             """)
 
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
     @Argument(help: "File to import; - for standard input.") var file: String
     @Option(help: "jsonl or csv (default: by the file's first character).") var format: FileFormat?
     @Flag(name: .customLong("dry-run"), help: "Only check the file; change nothing.") var dryRun = false
@@ -480,7 +481,7 @@ struct Import: AsyncParsableCommand {
         }
         // A byte order mark (spreadsheets write one) is not part of the first column's name.
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
-        let format = self.format, dryRun = self.dryRun, inFlight = self.inFlight
+        let format = self.format, dryRun = self.dryRun, inFlight = self.inFlight, output = self.output.output
         let name = file == "-" ? "<stdin>" : file
         let outcome: Int32 = try await withSession(connection) { [bytes] session in
             let clock = try await session.call(MethodTable.Admin.getClock, Creditd_V1_GetClockRequest())
@@ -500,14 +501,21 @@ struct Import: AsyncParsableCommand {
                 return CtlExit.dataError
             }
             if dryRun {
-                print("dry run: \(rows.count) subscription(s) valid, \(rows.count - check.existing.count) to import, "
-                      + "\(check.existing.count) already there; nothing was imported")
+                switch output {
+                case .table:
+                    print("dry run: \(rows.count) subscription(s) valid, \(rows.count - check.existing.count) to import, "
+                          + "\(check.existing.count) already there; nothing was imported")
+                case .json:
+                    print(JSONOutput.render(counts: [("valid", rows.count), ("to_import", rows.count - check.existing.count),
+                                                     ("already_there", check.existing.count)]))
+                }
                 return CtlExit.ok
             }
             // A subscription is never removed, so one the check found is still there: it is
             // counted as skipped without a call.
             rows.removeAll { check.existing.contains($0.line) }
-            return try await Import.send(rows, alreadyThere: check.existing.count, session: session, inFlight: inFlight, name: name)
+            return try await Import.send(rows, alreadyThere: check.existing.count, session: session, inFlight: inFlight, name: name,
+                                         output: output)
         }
         if outcome != 0 { throw ExitCode(outcome) }
     }
@@ -617,7 +625,8 @@ struct Import: AsyncParsableCommand {
 
     /// The writing pass. A row can still be refused here if something changed since the check
     /// (another writer, a reload lowering --max-seats): it is counted as failed.
-    static func send(_ rows: [ImportRow], alreadyThere: Int, session: Session, inFlight: Int, name: String) async throws -> Int32 {
+    static func send(_ rows: [ImportRow], alreadyThere: Int, session: Session, inFlight: Int, name: String,
+                     output: OutputFormat) async throws -> Int32 {
         let progress = ImportProgress(total: rows.count + alreadyThere, phase: "import")
         var imported = 0, skipped = alreadyThere, failed = 0
         var failures = ""
@@ -636,7 +645,12 @@ struct Import: AsyncParsableCommand {
         progress.update(done: imported + skipped + failed, counts: counts(), force: true)
         if !failures.isEmpty { FileHandle.standardError.write(Data(failures.utf8)) }
         let notDone = rows.count + alreadyThere - imported - skipped - failed
-        print("imported \(imported), skipped \(skipped), failed \(failed)" + (notDone > 0 ? ", not done \(notDone)" : ""))
+        switch output {
+        case .table:
+            print("imported \(imported), skipped \(skipped), failed \(failed)" + (notDone > 0 ? ", not done \(notDone)" : ""))
+        case .json:
+            print(JSONOutput.render(counts: [("imported", imported), ("skipped", skipped), ("failed", failed), ("not_done", notDone)]))
+        }
         if let stopped {
             throw stop(stopped, session: session, then: "\(notDone) subscription(s) not done")
         }
@@ -759,6 +773,11 @@ struct Export: AsyncParsableCommand {
     @Argument(help: "subscriptions, credits or invoices.") var what: ExportWhat
     @Option(help: "jsonl or csv.") var format: FileFormat = .jsonl
     @Option(name: [.customShort("o"), .customLong("output")], help: "Write to this file instead of standard output (replaced once complete; a symlink's target is written, the mode is kept).") var outputFile: String?
+    /// Where `Invocation` puts a -o/--output given before `export` (see `outputBeforeSubcommand`).
+    @Option(name: .customLong(String(Export.outputBeforeSubcommand.dropFirst(2))), help: .hidden) var formatBeforeSubcommand: String?
+
+    /// The option a -o/--output before `export` becomes: a format there is not export's file.
+    static let outputBeforeSubcommand = "--output-before-subcommand"
     @Option(name: .customLong("status"), help: "subscriptions, invoices: only these statuses (repeatable).") var statuses: [StatusArgument] = []
     @OptionGroup var filters: CreditFilterOptions
 
@@ -774,6 +793,10 @@ struct Export: AsyncParsableCommand {
         "total_minor", "lines", "settles_on", "settled"]
 
     func validate() throws {
+        if let format = formatBeforeSubcommand {
+            throw ValidationError("before `export`, -o/--output is the output format (\"\(format)\"), which export does not "
+                + "take: its file formats are --format jsonl|csv, and its own -o/--output, after `export`, names the file to write")
+        }
         if what == .credits, !statuses.isEmpty { throw ValidationError("--status applies to subscriptions and invoices") }
         if what != .credits, !filters.states.isEmpty || filters.overdue || filters.refundOverdue || !filters.currency.isEmpty || !filters.subscription.isEmpty {
             throw ValidationError("--state, --overdue, --refund-overdue, --currency and --subscription apply to credits")

@@ -37,6 +37,16 @@ enum Invocation {
             index += 1
         }
         guard !leading.isEmpty, index < arguments.count else { return arguments }
+        // `export`'s own -o/--output is the file to write. Moved after it, a format given
+        // before the subcommand (`creditctl -o json export`) silently wrote a file named
+        // "json"; it goes to an option that `export` refuses with a usage error instead.
+        if arguments[index] == "export" {
+            leading = leading.map { argument in
+                let name = argument.split(separator: "=", maxSplits: 1).first.map(String.init) ?? argument
+                guard name == "-o" || name == "--output" else { return argument }
+                return Export.outputBeforeSubcommand + argument.dropFirst(name.count)
+            }
+        }
         // Another option before the subcommand (`creditctl -s SOCK -t 5 health`): the parser
         // would blame the first argument it cannot place, `-s`, which is valid; put the
         // common options last so that it names the one it does not know (or acts on --help).

@@ -17,6 +17,11 @@ enum JSONOutput {
 
     static var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
 
+    /// A summary of whole numbers (`import`'s counts) as one document, formatted as responses are.
+    static func render(counts: [(String, Int)]) -> String {
+        JSONValue.object(counts.map { ($0.0, .raw(String($0.1))) }).text(pretty: stdoutIsTerminal, depth: 0)
+    }
+
     /// `tree` with the fields that `message` has but the encoder left out. Present fields keep
     /// the encoder's (proto) order; a missing field follows the present field that precedes it
     /// among the message's stored properties.

@@ -261,6 +261,21 @@ final class ImportEndToEndTests: XCTestCase {
         let again = try CreditctlProcess.run(["import", "-", "-s", daemon.socketPath], stdin: text)
         XCTAssertEqual(again.status, 0, again.stderr)
         XCTAssertTrue(again.stdout.contains("imported 0, skipped 1, failed 0"), again.stdout)
+        // The common -o, before or after the subcommand: the counts as one JSON document.
+        let counts = try CreditctlProcess.run(["-o", "json", "import", "-", "-s", daemon.socketPath], stdin: text)
+        XCTAssertEqual(counts.status, 0, counts.stderr)
+        XCTAssertEqual(counts.stdout, "{\"imported\":0,\"skipped\":1,\"failed\":0,\"not_done\":0}\n")
+        let dryJSON = try CreditctlProcess.run(["import", good, "--dry-run", "-o", "json", "-s", daemon.socketPath])
+        XCTAssertEqual(dryJSON.stdout, "{\"valid\":1,\"to_import\":0,\"already_there\":1}\n", dryJSON.stderr)
+
+        // Before `export`, -o is a format, not export's file: refused, and no file named "json".
+        let workDirectory = URL(fileURLWithPath: good).deletingLastPathComponent().path
+        let export = try CreditctlProcess.run(["-o", "json", "export", "subscriptions", "-s", daemon.socketPath],
+                                              prefix: ["/usr/bin/env", "-C", workDirectory])
+        XCTAssertEqual(export.status, 2, export.stderr)
+        XCTAssertTrue(export.stderr.contains("creditctl: error: usage: before `export`, -o/--output is the output format"),
+                      export.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: workDirectory + "/json"))
     }
 
     /// JSON lines are read with their types: a boolean is not a number, a number is not an id,

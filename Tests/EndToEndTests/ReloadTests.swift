@@ -108,6 +108,10 @@ final class ReloadTests: XCTestCase {
         XCTAssertEqual(answer.message, "configuration reloaded without a configuration file "
             + "(no --config and no $CONFIGURATION_DIRECTORY): built-in defaults and flags apply; nothing changed")
         await client.close()
+        // creditctl takes the common -o here too: the answer as a JSON document.
+        let json = try CreditctlProcess.run(["-o", "json", "reload", "-s", daemon.socketPath])
+        XCTAssertEqual(json.status, 0, json.stderr)
+        XCTAssertEqual(json.stdout, "{\"message\":\"\(answer.message)\"}\n")
         XCTAssertEqual(try daemon.stop(), 0, daemon.stderr)
     }
 }
