@@ -247,7 +247,9 @@ final class StoreCore: @unchecked Sendable {
     private var waiters: [Waiter] = []
     private var segments: [SegmentEntry]
     private var snapshotJobs: [SnapshotJob] = []
-    private var snapshotSequences: [UInt64]  // verified snapshots on disk, ascending
+    /// Snapshots on disk that retention keeps, ascending: those written since the start, the
+    /// recovered one, and the fallback before it (on disk, not read by the start).
+    private var snapshotSequences: [UInt64]
     private var lastSnapshotSequence: UInt64?
     private var lastSnapshotUnixMillis: Int64?
     private var snapshotsWritten = 0
@@ -386,7 +388,10 @@ final class StoreCore: @unchecked Sendable {
         var recoveredSnapshot: RecoveredSnapshot?
         if let chosen = analysis.chosenSnapshot, case .valid(let sequence, let millis, let payload) = chosen.state {
             recoveredSnapshot = RecoveredSnapshot(sequence: sequence, contents: payload, unixMillis: millis, fileName: chosen.name)
-            snapshotSequences = [sequence]
+            // The fallback too: a snapshot at the same seq (a stop with nothing written since
+            // the start) replaces the recovered file, and retention then kept only that one,
+            // deleting the fallback the directory had held.
+            snapshotSequences = (analysis.fallbackSnapshotSequence.map { [$0] } ?? []) + [sequence]
             snapshotMillis = millis
         }
         let core = StoreCore(

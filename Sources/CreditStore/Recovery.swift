@@ -510,6 +510,9 @@ enum RecoveryAction {
 struct DirectoryAnalysis {
     var snapshots: [SnapshotScan] = []  // newest first
     var chosenSnapshot: SnapshotScan?
+    /// The newest snapshot file older than the chosen one, not read: the fallback that
+    /// retention keeps (a start does not verify it).
+    var fallbackSnapshotSequence: UInt64?
     var segments: [SegmentScan] = []  // oldest first; covered segments only when read
     var coveredSegmentNames: [String] = []
     var temporaryFiles: [String] = []
@@ -553,6 +556,9 @@ func analyzeStateDirectory(
     // Snapshots: newest that verifies wins; an unknown version stops everything, because a newer
     // build wrote it and falling back past it could resurrect older state.
     for (name, sequence) in snapshotNames {
+        if let chosen = analysis.chosenSnapshot, analysis.fallbackSnapshotSequence == nil, sequence < chosen.nameSequence {
+            analysis.fallbackSnapshotSequence = sequence
+        }
         // Older snapshots than the chosen one matter only to a full check (verify-state): a
         // daemon starting does not read hundreds of megabytes it will not use.
         if analysis.chosenSnapshot != nil && !readCoveredSegments { break }

@@ -207,6 +207,31 @@ final class SnapshotTests: StoreDirectoryTestCase {
         XCTAssertEqual(verification.snapshots.map(\.verified), [false, true])
     }
 
+    /// A snapshot at the seq the start recovered (a stop with nothing written since the start
+    /// writes one) keeps the fallback snapshot before it. Retention knew only the recovered
+    /// snapshot, so it deleted the fallback: after a start and a stop with no writes in
+    /// between, the directory held one snapshot instead of two.
+    func testSnapshotAtTheRecoveredSeqKeepsTheFallback() async throws {
+        let (store, _) = try DurableStore.open(directory: directory)
+        try await appendDurably(store, 1...10)
+        _ = try await store.writeSnapshot(sequence: 5, payload: state(5))
+        _ = try await store.writeSnapshot(sequence: 10, payload: state(10))
+        await store.close()
+        let both = ["snapshot-00000000000000000005.snap", "snapshot-00000000000000000010.snap"]
+        XCTAssertEqual(snapshotFiles(in: directory), both)
+
+        let (again, recovery) = try DurableStore.open(directory: directory)
+        XCTAssertEqual(recovery.snapshot?.sequence, 10)
+        let same = try await again.writeSnapshot(sequence: 10, payload: state(10))
+        XCTAssertEqual(same.removedSnapshots, [])
+        XCTAssertEqual(snapshotFiles(in: directory), both)
+        try await appendDurably(again, 11...12)
+        let next = try await again.writeSnapshot(sequence: 12, payload: state(12))
+        XCTAssertEqual(next.removedSnapshots, ["snapshot-00000000000000000005.snap"], "then retention goes on as usual")
+        await again.close()
+        XCTAssertEqual(snapshotFiles(in: directory), ["snapshot-00000000000000000010.snap", "snapshot-00000000000000000012.snap"])
+    }
+
     /// A start reads only the snapshot it uses (the newest that verifies), not the older ones
     /// (hundreds of megabytes each at scale); `verify-state` still checks and reports them all.
     func testStartReadsOnlyTheSnapshotItUses() async throws {
