@@ -452,13 +452,19 @@ extension Ledger {
                 decoded.append(high << 4 | low)
             }
         }
-        guard decoded.count >= 5 else { throw DomainError.invalid("malformed page_token") }
+        guard decoded.count >= 5 else { throw Self.unknownSubscriptionToken }
         let check = decoded[0..<4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         let bytes = Array(decoded[4...])
         guard check == tokenCheck(bytes), let id = String(validating: bytes, as: UTF8.self), id.unicodeScalars.count <= 255 else {
-            throw DomainError.invalid("malformed page_token")
+            throw Self.unknownSubscriptionToken
         }
         return ScalarString(id)
+    }
+
+    /// A token this release did not issue: malformed, or one of the raw ids that releases
+    /// before the opaque tokens handed out (refused rather than guessed at: "s12" may be either).
+    static var unknownSubscriptionToken: DomainError {
+        DomainError.invalid("malformed page_token: not one this release issued (a listing begun before an upgrade starts again from its first page)")
     }
 
     /// FNV-1a over `bytes`: not a secret, only a check that a token was made by `subscriptionToken`.
