@@ -1,5 +1,6 @@
 import CCreditClient
 import CreditProto
+import CreditTestSupport
 import Foundation
 import SwiftProtobuf
 import XCTest

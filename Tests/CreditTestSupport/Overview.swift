@@ -20,5 +20,7 @@
 //   - TemporaryDirectory.make(_:) / makePath(_:) / remove(_:); XCTestCase.makeTemporaryDirectory(_:).
 //   - TestEnvironment.scrubbed(_:), TestEnvironment.scrubbedVariables.
 //   - RawTTRPCConnection (hand-made frames), UnixSocketAddress, FaultInjectionShim.build(into:).
+//   - FakeServer (a one-connection ttrpc server with a scripted side, for answers the real daemon
+//     cannot be made to give), ServerConnection, RequestLog.
 //   - For systemd tests: ActivatedDaemon (systemd-socket-activate), NotifyReceiver,
 //     BackgroundProcess, OpsTools.

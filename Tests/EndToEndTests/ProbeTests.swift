@@ -1,3 +1,4 @@
+import CreditProto
 import Foundation
 import XCTest
 #if canImport(Glibc)
@@ -213,6 +214,29 @@ final class ProbeTests: XCTestCase {
         let healthRefused = try OpsProcess.creditctl(["health", "-s", daemon.socketPath])
         XCTAssertEqual(healthRefused.status, 2, healthRefused.stderr)
         XCTAssertTrue(healthRefused.stderr.hasPrefix("creditctl: error: UNAVAILABLE: "), healthRefused.stderr)
+    }
+
+    /// An answer is not silence: a DEADLINE_EXCEEDED the peer sends at once is CRITICAL with
+    /// that answer, not "no answer within 10s"; UNAUTHENTICATED is UNKNOWN, like a permission
+    /// error (operations.md groups them). The real daemon sends neither at will (its
+    /// DEADLINE_EXCEEDED races creditctl's own timer), so a scripted peer answers every call.
+    func testCheckReportsAnAnswersStatusNotSilence() throws {
+        for (code, state, text) in [(Int32(4), "CRITICAL", "DEADLINE_EXCEEDED: a proxy gave up"),
+                                    (16, "UNKNOWN", "permission denied: no credentials")] {
+            let message = String(text.split(separator: ": ", maxSplits: 1)[1])
+            let server = try FakeServer { connection in
+                while let request = connection.readRequest() {
+                    var response = Ttrpc_Response()
+                    response.status.code = code
+                    response.status.message = message
+                    connection.sendResponse(streamID: request.streamID, response)
+                }
+            }
+            let output = try check([], socket: server.path)
+            server.join()
+            XCTAssertEqual(output.state, state, output.raw)
+            XCTAssertEqual(output.text, text, output.raw)
+        }
     }
 
     /// UNKNOWN (3) for bad arguments, --help/-h, --version/-V and an unknown -S service.

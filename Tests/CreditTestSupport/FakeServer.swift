@@ -1,5 +1,4 @@
 import CreditProto
-import CreditTestSupport
 import Foundation
 import SwiftProtobuf
 
@@ -7,16 +6,17 @@ import SwiftProtobuf
 import Glibc
 #endif
 
-/// A one-connection ttrpc server on a real Unix socket. Its script runs on
+/// A one-connection ttrpc server on a real Unix socket, for answers the real daemon cannot be
+/// made to give (the C client's and creditctl's handling of them). Its script runs on
 /// a dedicated thread because it uses blocking socket calls, which must not
 /// occupy the test's own thread while the C library waits for an answer.
-final class FakeServer: Sendable {
-    let path: String
+public final class FakeServer: Sendable {
+    public let path: String
     private let directory: String
     private let listenFD: Int32
     private let finished = DispatchSemaphore(value: 0)
 
-    init(script: @escaping @Sendable (ServerConnection) -> Void) throws {
+    public init(script: @escaping @Sendable (ServerConnection) -> Void) throws {
         directory = try TemporaryDirectory.makePath("cclient")
         path = directory + "/s.sock"
         listenFD = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
@@ -39,7 +39,7 @@ final class FakeServer: Sendable {
     }
 
     /// Waits for the script to end (close the client first), then cleans up.
-    func join() {
+    public func join() {
         finished.wait()
         close(listenFD)
         TemporaryDirectory.remove(atPath: directory)
@@ -47,17 +47,17 @@ final class FakeServer: Sendable {
 }
 
 /// What the fake server saw of one request.
-struct ReceivedRequest: Sendable {
-    var streamID: UInt32
-    var flags: UInt8
-    var envelope: Ttrpc_Request
+public struct ReceivedRequest: Sendable {
+    public var streamID: UInt32
+    public var flags: UInt8
+    public var envelope: Ttrpc_Request
 }
 
 /// The server's side of the connection; all calls block.
-struct ServerConnection: Sendable {
-    let fd: Int32
+public struct ServerConnection: Sendable {
+    public let fd: Int32
 
-    func readExactly(_ count: Int) -> [UInt8]? {
+    public func readExactly(_ count: Int) -> [UInt8]? {
         var bytes = [UInt8](repeating: 0, count: count)
         var have = 0
         while have < count {
@@ -70,7 +70,7 @@ struct ServerConnection: Sendable {
     }
 
     /// The next Request frame, or nil at EOF or on anything else.
-    func readRequest() -> ReceivedRequest? {
+    public func readRequest() -> ReceivedRequest? {
         guard let header = readExactly(10), header[8] == 0x01 else { return nil }
         let length = Int(bigEndian32(header, 0))
         guard length <= 4 << 20, let body = length == 0 ? [] : readExactly(length),
@@ -78,7 +78,7 @@ struct ServerConnection: Sendable {
         return ReceivedRequest(streamID: bigEndian32(header, 4), flags: header[9], envelope: envelope)
     }
 
-    func write(_ bytes: [UInt8]) {
+    public func write(_ bytes: [UInt8]) {
         var sent = 0
         while sent < bytes.count {
             let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }
@@ -88,28 +88,28 @@ struct ServerConnection: Sendable {
         }
     }
 
-    static func header(length: UInt32, streamID: UInt32, type: UInt8, flags: UInt8 = 0) -> [UInt8] {
+    public static func header(length: UInt32, streamID: UInt32, type: UInt8, flags: UInt8 = 0) -> [UInt8] {
         [UInt8(length >> 24), UInt8((length >> 16) & 0xFF), UInt8((length >> 8) & 0xFF), UInt8(length & 0xFF),
          UInt8(streamID >> 24), UInt8((streamID >> 16) & 0xFF), UInt8((streamID >> 8) & 0xFF), UInt8(streamID & 0xFF),
          type, flags]
     }
 
-    func sendFrame(streamID: UInt32, type: UInt8, body: [UInt8]) {
+    public func sendFrame(streamID: UInt32, type: UInt8, body: [UInt8]) {
         write(Self.header(length: UInt32(body.count), streamID: streamID, type: type) + body)
     }
 
-    func sendResponse(streamID: UInt32, _ response: Ttrpc_Response) {
+    public func sendResponse(streamID: UInt32, _ response: Ttrpc_Response) {
         sendFrame(streamID: streamID, type: 0x02, body: (try? response.serializedBytes()) ?? [])
     }
 
-    func sendPayload(streamID: UInt32, _ message: some SwiftProtobuf.Message) {
+    public func sendPayload(streamID: UInt32, _ message: some SwiftProtobuf.Message) {
         var response = Ttrpc_Response()
         response.payload = (try? message.serializedData()) ?? Data()
         sendResponse(streamID: streamID, response)
     }
 
     /// Keeps the connection open until the client closes it.
-    func waitForClose() {
+    public func waitForClose() {
         var sink = [UInt8](repeating: 0, count: 4096)
         while true {
             let n = sink.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
@@ -124,11 +124,13 @@ struct ServerConnection: Sendable {
 }
 
 /// Requests the server saw, handed from its thread to the test.
-final class RequestLog: @unchecked Sendable {
+public final class RequestLog: @unchecked Sendable {
     // A lock rather than an actor: the server thread is synchronous.
     private let lock = NSLock()
     private var entries: [ReceivedRequest] = []
 
-    func append(_ request: ReceivedRequest) { lock.withLock { entries.append(request) } }
-    var requests: [ReceivedRequest] { lock.withLock { entries } }
+    public init() {}
+
+    public func append(_ request: ReceivedRequest) { lock.withLock { entries.append(request) } }
+    public var requests: [ReceivedRequest] { lock.withLock { entries } }
 }
