@@ -59,8 +59,11 @@ final class ServerCore: Sendable {
         var ready = false
         /// Set when the state could not be recovered: parked and later calls end with it.
         var refusal: RPCError?
-        var parked: [(any EventLoop, @Sendable (RPCError?) -> Void)] = []
+        var parked: [ParkedCall] = []
     }
+
+    /// A parked call: its event loop, and what resumes it (nil: go on; else end with that).
+    private typealias ParkedCall = (any EventLoop, @Sendable (RPCError?) -> Void)
 
     /// What `parkUntilReady` did with a call.
     enum Parking {
@@ -125,7 +128,7 @@ final class ServerCore: Sendable {
     /// `refuseUnready`: a refusal is final).
     func setReady() {
         let parked = readiness.withLock { state in
-            guard state.refusal == nil else { return [(any EventLoop, @Sendable (RPCError?) -> Void)]() }
+            guard state.refusal == nil else { return [ParkedCall]() }
             state.ready = true
             defer { state.parked = [] }
             return state.parked
@@ -138,7 +141,7 @@ final class ServerCore: Sendable {
     /// deadlines and hold the drain.
     func refuseUnready(_ refusal: RPCError) {
         let parked = readiness.withLock { state in
-            guard !state.ready, state.refusal == nil else { return [(any EventLoop, @Sendable (RPCError?) -> Void)]() }
+            guard !state.ready, state.refusal == nil else { return [ParkedCall]() }
             state.refusal = refusal
             defer { state.parked = [] }
             return state.parked

@@ -280,10 +280,8 @@ struct Check: AsyncParsableCommand {
                 return PluginResult(state: .unknown, text: "NOT_FOUND: \(message)")
             case .timedOut:
                 return PluginResult(state: .critical, text: "no answer within \(timeout)s")
-            case .rpc(.deadlineExceeded, let message):
-                // An answer, not silence: creditd (or a proxy) gave up on the call in time.
-                return PluginResult(state: .critical, text: "DEADLINE_EXCEEDED: \(message)")
             case .rpc(let code, let message):
+                // DEADLINE_EXCEEDED too: an answer, not silence (creditd or a proxy gave up in time).
                 return PluginResult(state: .critical, text: "\(code.name): \(message)")
             case .unavailable(let message):
                 return PluginResult(state: .critical, text: message)
