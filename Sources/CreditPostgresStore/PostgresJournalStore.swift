@@ -21,16 +21,21 @@ public struct PostgresStoreOptions: Sendable {
     /// Snapshots are stored in rows of at most this many bytes.
     public var snapshotChunkBytes = 1 << 20
     /// This process's name in the lease table: what standbys name as the active host.
-    public var node: String = PostgresStoreOptions.defaultNode
+    public var node: String = PostgresStoreOptions.uniqueNode()
     /// The event loops the database connections run on: the daemon passes its own, so that a
     /// batch made durable on a connection's loop answers the callers on that loop inline.
     public var eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
 
     public init() {}
 
-    /// `<hostname>:<pid>`: two processes on one host are two nodes.
-    public static var defaultNode: String {
-        "\(ProcessInfo.processInfo.hostName):\(getpid())"
+    /// `<hostname>:<pid>.<random>`, new for every store: two processes on one host are two
+    /// nodes, and so are two containers that share a hostname and each run creditd as pid 1.
+    /// The lease loop takes the lease again when the row names its own node (a renewal that came
+    /// too late), so two processes with one name took the lease from each other in turn and
+    /// neither could write; the random part (48 bits) keeps the names apart.
+    public static func uniqueNode() -> String {
+        let hex = String(UInt64.random(in: 0..<(1 << 48)), radix: 16)
+        return "\(ProcessInfo.processInfo.hostName):\(getpid()).\(String(repeating: "0", count: 12 - hex.count) + hex)"
     }
 }
 
@@ -61,6 +66,11 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         /// When a standby last read the journal to its end. While reads fail (the database out
         /// of reach), the time since then is how stale its state may be.
         var caughtUpAt: ContinuousClock.Instant?
+        /// When a standby last heard from the database (the lease row, or a page of the journal
+        /// while it catches up). `activeHolder` is named only within a lease of that: later, the
+        /// database is out of reach from here, and the holder it saw may have lost the lease
+        /// without this host knowing.
+        var databaseReadAt: ContinuousClock.Instant?
         var lastSnapshotSequence: UInt64?
         var lastSnapshotUnixMillis: Int64?
         var snapshotsWritten = 0
@@ -141,13 +151,23 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             let staleSeconds = stale > options.pollInterval * 10 ? Double(stale.components.seconds)
                 + Double(stale.components.attoseconds) / 1e18 : 0
             return ReplicationStatus(role: state.role, epoch: state.epoch, node: options.node,
-                              activeHolder: state.activeHolder,
+                              activeHolder: knownHolder(state),
                               lagSeconds: state.role == .active ? 0 : max(state.lagSeconds, staleSeconds),
                               lagRecords: state.role == .active ? 0 : state.lagRecords, lag: state.lag)
         }
     }
 
     private var leaseMillis: Int64 { Self.millis(options.lease) }
+
+    /// The host writes go to, as far as this one knows: itself while active; as standby, the
+    /// holder of the lease it last read, if it read it within a lease. Past that (the database
+    /// out of reach from here), the host it saw may have lost the lease since, or be cut off
+    /// too: it names none rather than send clients to a host that may refuse them as well.
+    private func knownHolder(_ state: State) -> String {
+        if state.role == .active { return state.activeHolder }
+        guard let read = state.databaseReadAt, ContinuousClock.now - read < options.lease else { return "" }
+        return state.activeHolder == options.node ? "" : state.activeHolder
+    }
 
     static func millis(_ duration: Duration) -> Int64 {
         let parts = duration.components
@@ -161,7 +181,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         let first = lastSequence + 1
         let epoch = try state.withLock { state throws(AppendRefusal) -> UInt64 in
             guard !state.closed else { throw .unavailable("the store is closed", outcome: .notApplied) }
-            guard state.role == .active else { throw .fenced(activeHolder: state.activeHolder) }
+            guard state.role == .active else { throw .fenced(activeHolder: knownHolder(state)) }
             return state.epoch
         }
         guard !payloads.isEmpty else {
@@ -250,7 +270,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
                 // This node no longer holds the lease, whatever it last saw: never name it as active.
                 if state.activeHolder == options.node { state.activeHolder = "" }
             }
-            if case .fenced = refusal { return (.fenced(activeHolder: state.activeHolder == options.node ? "" : state.activeHolder), current) }
+            if case .fenced = refusal { return (.fenced(activeHolder: knownHolder(state)), current) }
             return (refusal, current)
         }
         if current {
@@ -283,7 +303,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         let chunks = try await SnapshotPriority.run(threadName: "creditd-snap") { try encode().chunked(into: chunkBytes) }
         let payloadBytes = chunks.reduce(0) { $0 + $1.count }
         let epoch = try state.withLock { state throws(AppendRefusal) -> UInt64 in
-            guard state.role == .active else { throw .fenced(activeHolder: state.activeHolder) }
+            guard state.role == .active else { throw .fenced(activeHolder: knownHolder(state)) }
             return state.epoch
         }
         let connection = try await connect(id: 3, within: options.lease)
@@ -390,7 +410,8 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
                             let leader = try await boundedStep("reading the lease", within: limit, closing: connection) {
                                 try await Schema.leader(connection, logger: logger)
                             }
-                            demote(follower, holder: leader.holder, epoch: leader.epoch, reason: "the lease was taken or expired")
+                            demote(follower, holder: leader.live ? leader.holder : "", epoch: leader.epoch,
+                                   reason: "the lease was taken or expired")
                             continue
                         }
                     }
@@ -412,6 +433,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
                     state.withLock { state in
                         state.activeHolder = leader.live ? leader.holder : ""
                         state.epoch = max(state.epoch, leader.epoch)
+                        state.databaseReadAt = .now
                     }
                     if !leader.live || leader.holder == options.node,
                        let epoch = try await boundedStep("taking the lease", within: limit, closing: connection, {
@@ -476,6 +498,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             state.role = .standby
             state.activeHolder = holder
             state.epoch = max(state.epoch, epoch)
+            if !holder.isEmpty { state.databaseReadAt = .now }   // just read
         }
         logger.warning("lost the writer lease; standing by", metadata: ["reason": "\(reason)", "active": "\(holder)"])
         follower.demote(activeHolder: holder)
@@ -506,6 +529,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             }
             let records = page.map(\.record)
             state.withLock { state in
+                state.databaseReadAt = .now
                 state.lastKnown = max(state.lastKnown, records[records.count - 1].sequence)
                 state.lagSeconds = page[page.count - 1].lagSeconds
                 for row in page { state.lag.record(row.lagSeconds) }

@@ -53,7 +53,7 @@ public enum WriteFailure: Error, Sendable, Equatable, CustomStringConvertible {
         case .notManualClock: "the daemon runs on the system clock"
         case .clockBackwards(let current): "the clock cannot move backwards: it reads \(current.rfc3339)"
         case .snapshotInProgress: "a snapshot is already being written"
-        case .notActive(let holder): "this host is a standby" + (holder.isEmpty ? "; no host holds the writer lease now" : "; writes go to \(holder)")
+        case .notActive(let holder): "this host is a standby" + (holder.isEmpty ? "; it knows of no host that holds the writer lease now" : "; writes go to \(holder)")
         case .storeUnavailable(let text, let outcome): "the store is unavailable (\(outcome)): \(text)"
         }
     }
@@ -880,9 +880,11 @@ extension LedgerWriter: ReplicationFollower {
     /// the lease at every poll), else what the last demotion said. A host that started as a
     /// standby was never demoted, and named no host at all while another held the lease.
     private func activeHolder(remembered: String) -> String {
-        guard let status = (store as? any ReplicatedJournalStore)?.replication,
-              !status.activeHolder.isEmpty, status.activeHolder != status.node else { return remembered }
-        return status.activeHolder
+        // The store's view is the current one: the holder this writer was told of when it
+        // stood down may have lost the lease since, or the database be out of reach (the store
+        // then names none, and so does the answer).
+        guard let status = (store as? any ReplicatedJournalStore)?.replication else { return remembered }
+        return status.activeHolder == status.node ? "" : status.activeHolder
     }
 
     public func demote(activeHolder: String) { enqueueReplication(.demote(activeHolder: activeHolder)) }

@@ -57,7 +57,7 @@ extension WriteFailure: RPCErrorConvertible {
             // The host to send writes to goes in the metadata ("active"), empty during a takeover.
             RPCError.domain(.unavailable, reason: "not_active",
                             holder.isEmpty
-                                ? "this host is a standby and no host holds the writer lease now; retry shortly"
+                                ? "this host is a standby and knows of no host that holds the writer lease now (a takeover, or the database out of reach); retry shortly"
                                 : "this host is a standby; writes go to the active host \(holder)",
                             metadata: ["active": holder])
         case .storeUnavailable(let text, .notApplied):

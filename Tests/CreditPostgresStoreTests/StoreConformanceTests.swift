@@ -150,6 +150,89 @@ final class StoreConformanceTests: XCTestCase {
         await first.close()
     }
 
+    /// Two stores that leave `node` to its default, in one process on one host: what two
+    /// containers sharing a hostname, each running creditd as pid 1, looked like. Named
+    /// `<hostname>:<pid>`, they took the lease from each other in turn (each takes it again when
+    /// the row names its own node) and neither could append. Now one holds it, and keeps it.
+    func testTwoStoresOfOneHostAndPidElectOneWriterThatKeepsTheLease() async throws {
+        let cluster = try PostgresCluster.startOrSkip()
+        defer { cluster.stop() }
+        let info = try PostgresConnectionInfo(parsing: cluster.connectionInfo)
+        var options = PostgresStoreOptions()
+        options.lease = .seconds(1)
+        let (first, _) = try PostgresJournalStore.open(info, options: options, logger: Self.logger)
+        options = PostgresStoreOptions()
+        options.lease = .seconds(1)
+        let (second, _) = try PostgresJournalStore.open(info, options: options, logger: Self.logger)
+        XCTAssertNotEqual(first.options.node, second.options.node)
+        XCTAssertTrue(first.options.node.hasPrefix("\(ProcessInfo.processInfo.hostName):\(getpid())."), first.options.node)
+        let followers = [RecordingFollower(), RecordingFollower()]
+        let loops = [Task { await first.run(after: 0, follower: followers[0]) },
+                     Task { await second.run(after: 0, follower: followers[1]) }]
+        let end = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < end, first.replication.role != .active, second.replication.role != .active {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let epoch = try cluster.sql("SELECT epoch FROM creditd_leader WHERE id = 1")
+        // Three leases later: the same epoch, one active store, and it appends.
+        try await Task.sleep(for: .seconds(3))
+        XCTAssertEqual(try cluster.sql("SELECT epoch FROM creditd_leader WHERE id = 1"), epoch, "the lease changed hands")
+        let roles = [first.replication.role, second.replication.role]
+        XCTAssertEqual(roles.filter { $0 == .active }.count, 1, "roles: \(roles)")
+        let active = first.replication.role == .active ? first : second
+        XCTAssertEqual(try blocking { try Self.append(active, [[1]], after: 0) }, 1)
+        for loop in loops { loop.cancel() }
+        for loop in loops { await loop.value }
+        await first.close()
+        await second.close()
+    }
+
+    /// A standby names the host writes go to only while it can read the lease: once it has not
+    /// for a lease (the database out of reach), the host it last saw may have lost the lease
+    /// (and, here, cannot reach the database either), so it names none; it names the holder
+    /// again once it reads the lease.
+    func testStandbyNamesNoActiveHostWhileItCannotReadTheLease() async throws {
+        let cluster = try PostgresCluster.startOrSkip()
+        defer { cluster.stop() }
+        let info = try PostgresConnectionInfo(parsing: cluster.connectionInfo)
+        let (first, firstLoop) = try await Self.openHolder(info, node: "first", lease: .seconds(1))
+        var options = PostgresStoreOptions()
+        options.node = "second"
+        options.lease = .seconds(1)
+        let (second, _) = try PostgresJournalStore.open(info, options: options, logger: Self.logger)
+        let follower = RecordingFollower()
+        let loop = Task { await second.run(after: 0, follower: follower) }
+        try await Self.waitUntil { second.replication.activeHolder == "first" }
+
+        cluster.freeze()
+        try await Task.sleep(for: .milliseconds(1_500))
+        let whileFrozen = second.replication
+        XCTAssertEqual(whileFrozen.role, .standby)
+        XCTAssertEqual(whileFrozen.activeHolder, "", "the lease it saw has run out since")
+        XCTAssertThrowsError(try blocking { try Self.append(second, [[1]], after: 0) }) { error in
+            XCTAssertEqual(error as? AppendRefusal, .fenced(activeHolder: ""))
+        }
+        cluster.thaw()
+        try await Self.waitUntil(timeout: .seconds(15)) {
+            let holder = second.replication.activeHolder
+            return !holder.isEmpty || second.replication.role == .active
+        }
+        firstLoop.cancel()
+        loop.cancel()
+        await firstLoop.value
+        await loop.value
+        await second.close()
+        await first.close()
+    }
+
+    static func waitUntil(timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
+        let end = ContinuousClock.now + timeout
+        while !condition() {
+            guard ContinuousClock.now < end else { return XCTFail("the condition did not hold within \(timeout)") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
     /// A takeover that had to wait for the lease row (a paused holder's snapshot transaction
     /// holds it FOR SHARE) still gets a whole lease from the moment it takes over. By the
     /// transaction's start time, the expiry it set was already past when the wait ended, and the

@@ -41,7 +41,14 @@ final class StandbyWriterTests: XCTestCase {
         var fault: StoreFault? { nil }
         var location: String { "scripted" }
         func close() async {}
-        var replication: ReplicationStatus { ReplicationStatus(role: .standby) }
+        /// Names the holder its refusal names, as the PostgreSQL store does (both come from
+        /// the lease row it last read).
+        var replication: ReplicationStatus {
+            lock.withLock {
+                guard case .fenced(let holder) = refusal else { return ReplicationStatus(role: .standby) }
+                return ReplicationStatus(role: .standby, activeHolder: holder)
+            }
+        }
         func run(after sequence: UInt64, follower: any ReplicationFollower) async {}
         func resynchronize(after sequence: UInt64) { lock.withLock { resynchronizedAfter.append(sequence) } }
     }
