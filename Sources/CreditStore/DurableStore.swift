@@ -524,7 +524,9 @@ final class StoreCore: @unchecked Sendable {
         pendingStart = nextSequence
         let last = nextSequence - 1
         condition.unlock()
-        if !batch.isEmpty { writeBatch(batch, startingAt: start) }
+        // `payloads` start after the queued records (whose callers hear of each one as it
+        // becomes durable); their caller hears of them as a whole.
+        if !batch.isEmpty { writeBatch(batch, startingAt: start, refusedWholeFrom: start + UInt64(batch.count - payloads.count)) }
         if let fault = currentFault { throw .fault(fault) }
         return last
     }
@@ -643,7 +645,9 @@ final class StoreCore: @unchecked Sendable {
     /// One write and one fdatasync for the whole batch, unless a segment roll splits it.
     /// On failure the journal enters its fault state; bytes of the failed write are cut back off
     /// (see `cutBack`), so that a refused record is either not applied or reported as unknown.
-    private func writeBatch(_ batch: [[UInt8]], startingAt start: UInt64) {
+    /// Writes and syncs `batch` (seqs from `start`). Records from `refusedWholeFrom` on belong
+    /// to an `appendDurably` caller, who is refused all of them if any fails.
+    private func writeBatch(_ batch: [[UInt8]], startingAt start: UInt64, refusedWholeFrom: UInt64? = nil) {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(batch.reduce(0) { $0 + StoreFormat.recordSize(payloadCount: $1.count) })
         var bufferedRecords = 0
@@ -667,7 +671,7 @@ final class StoreCore: @unchecked Sendable {
             }
             try flush(&buffer, records: &bufferedRecords, through: sequence - 1)
         } catch {
-            enterFault(error)
+            enterFault(error, refusedWholeFrom: refusedWholeFrom)
         }
     }
 
@@ -835,13 +839,14 @@ final class StoreCore: @unchecked Sendable {
         for continuation in ready { continuation.resume() }
     }
 
-    private func enterFault(_ failure: WriteFailure) {
+    private func enterFault(_ failure: WriteFailure, refusedWholeFrom: UInt64?) {
         condition.lock()
         let error = failure.error
         let newFault = StoreFault(
             operation: error.operation, path: error.path, errno: error.errno,
             firstUnacknowledgedSequence: durableSequence + 1, outcome: failure.outcome,
-            lastAttemptedSequence: max(failure.lastAttempted, durableSequence), cleanup: failure.cleanup)
+            lastAttemptedSequence: max(failure.lastAttempted, durableSequence), cleanup: failure.cleanup,
+            firstRefusedSequence: refusedWholeFrom)
         fault = newFault
         // Nothing queued behind the failed batch may be written either: it would reach the disk
         // after a hole, and its callers must learn it failed.

@@ -46,10 +46,17 @@ public struct StoreFault: Sendable, Equatable, CustomStringConvertible {
     public var lastAttemptedSequence: UInt64
     /// What was done about the failed write's bytes (truncation and its result), for the log.
     public var cleanup: String
+    /// The first record of the failed `appendDurably` batch, whose caller hears of the batch as
+    /// a whole. A segment roll can sync the batch's first part into the old segment before the
+    /// new one fails: those records (`firstRefusedSequence ..< firstUnacknowledgedSequence`)
+    /// were refused, yet are on disk and come back after a restart. Equal to
+    /// `firstUnacknowledgedSequence` when no refused record was made durable.
+    public var firstRefusedSequence: UInt64
 
     public init(
         operation: String, path: String, errno: Int32, firstUnacknowledgedSequence: UInt64,
-        outcome: WriteOutcome = .unknown, lastAttemptedSequence: UInt64? = nil, cleanup: String = ""
+        outcome: WriteOutcome = .unknown, lastAttemptedSequence: UInt64? = nil, cleanup: String = "",
+        firstRefusedSequence: UInt64? = nil
     ) {
         self.operation = operation
         self.path = path
@@ -58,6 +65,7 @@ public struct StoreFault: Sendable, Equatable, CustomStringConvertible {
         self.outcome = outcome
         self.lastAttemptedSequence = lastAttemptedSequence ?? firstUnacknowledgedSequence
         self.cleanup = cleanup
+        self.firstRefusedSequence = min(firstRefusedSequence ?? firstUnacknowledgedSequence, firstUnacknowledgedSequence)
     }
 
     /// The outcome of record `sequence`, for a caller that was not told it is durable:
@@ -81,8 +89,13 @@ public struct StoreFault: Sendable, Equatable, CustomStringConvertible {
                     ? "seq \(firstUnacknowledgedSequence)...\(lastAttemptedSequence) may or may not reappear after a restart (outcome unknown), later ones are not applied"
                     : "their outcome is unknown")
         }
+        // Said first: a reader who sees "not applied" below must not take it for these too.
+        let refusedButDurable = firstRefusedSequence < firstUnacknowledgedSequence
+            ? "seq \(firstRefusedSequence)...\(firstUnacknowledgedSequence - 1) were refused (outcome unknown) but had "
+                + "been made durable before the failure: they appear after a restart; "
+            : ""
         return "journal \(operation) failed on \(path): \(String(cString: strerror(errno))) (errno \(errno)); "
-            + effect + (cleanup.isEmpty ? "" : " (\(cleanup))")
+            + refusedButDurable + effect + (cleanup.isEmpty ? "" : " (\(cleanup))")
             + "; the journal refuses writes until the daemon restarts and recovers"
     }
 }

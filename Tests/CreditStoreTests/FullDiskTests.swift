@@ -92,6 +92,10 @@ final class FullDiskTests: StoreDirectoryTestCase {
                 XCTAssertEqual(fault.outcome(of: sequence), .unknown, "seq \(sequence) is on disk: \(fault)")
             }
             XCTAssertEqual(fault.outcome(of: 10), .notApplied, fault.description)
+            // The log line and `stats` show this text: it must not let "not applied" cover them.
+            XCTAssertTrue(fault.description.contains("seq 2...\(synced) were refused (outcome unknown) but had been made "
+                                                     + "durable before the failure: they appear after a restart"),
+                          fault.description)
         }
         await store.close()
         operations.failWrites(afterBytes: nil)
