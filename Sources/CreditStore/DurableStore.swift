@@ -583,15 +583,18 @@ final class StoreCore: @unchecked Sendable {
 
     var stats: StoreStats {
         condition.withLock {
-            StoreStats(
+            // After a fault the refused records have seqs but are not in the journal, and never
+            // will be: the newest record is the last durable one.
+            let last = fault == nil ? nextSequence - 1 : durableSequence
+            return StoreStats(
                 journalBytes: segments.reduce(0) { $0 + $1.bytes }, segmentCount: segments.count,
-                lastSequence: nextSequence - 1, lastDurableSequence: durableSequence,
+                lastSequence: last, lastDurableSequence: durableSequence,
                 lastSnapshotSequence: lastSnapshotSequence, lastSnapshotUnixMillis: lastSnapshotUnixMillis,
                 snapshotsWritten: snapshotsWritten, tornTailTruncations: recoveryCounts.truncations,
                 skippedSnapshots: recoveryCounts.skippedSnapshots, repairs: recoveryCounts.repairs,
                 recoveryWarnings: recoveryCounts.warnings,
                 fsyncCount: fsyncCount, recordsWritten: recordsWritten,
-                pendingRecords: Int(nextSequence - 1 - durableSequence), fault: fault)
+                pendingRecords: Int(last - durableSequence), fault: fault)
         }
     }
 

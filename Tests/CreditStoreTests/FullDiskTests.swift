@@ -61,6 +61,9 @@ final class FullDiskTests: StoreDirectoryTestCase {
             XCTAssertEqual(fault.outcome, .notApplied, fault.description)
         }
         XCTAssertThrowsError(try store.appendDurably([payload(21)]))
+        // `stats` and the metrics name the newest record in the journal, not a refused seq.
+        XCTAssertEqual(store.stats.lastSequence, 4)
+        XCTAssertEqual(store.stats.pendingRecords, 0)
         await store.close()
         operations.failWrites(afterBytes: nil)
         let recovery = try await reopen(directory)
