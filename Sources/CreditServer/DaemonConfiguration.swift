@@ -185,23 +185,40 @@ public struct DaemonConfiguration: Sendable, Hashable {
         )
     }
 
+    /// The largest configuration file read (1 MiB).
+    static let maxFileBytes = 1 << 20
+
     /// Reads a JSON config file as a layer. Unknown keys are rejected so typos are not ignored.
     public static func readFile(_ path: String) throws -> Layer {
         // Opened and read here rather than by Foundation, whose messages say neither what nor
         // why ("NSCocoaErrorDomain error 256" for a directory, "The operation could not be
         // completed" for a missing file): the system's reason names it.
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO for reading otherwise waits for a writer, and a reload
+        // (or a start) stuck there held up every later reload and SIGTERM's drain. Only a
+        // regular file is read; for one, O_NONBLOCK changes nothing.
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else {
             throw LoadError.unreadable(path: path, reason: String(cString: strerror(errno)))
         }
         defer { close(descriptor) }
         var info = stat()
-        if fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFDIR {
-            throw LoadError.unreadable(path: path, reason: "it is a directory, not a JSON file")
+        guard fstat(descriptor, &info) == 0 else {
+            throw LoadError.unreadable(path: path, reason: String(cString: strerror(errno)))
+        }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: throw LoadError.unreadable(path: path, reason: "it is a directory, not a JSON file")
+        default: throw LoadError.unreadable(path: path, reason: "it is not a regular file (a FIFO, socket or device)")
+        }
+        // A configuration is a few hundred bytes; a file far larger is a mistake, and reading
+        // it all would take the daemon's memory.
+        guard info.st_size <= Self.maxFileBytes else {
+            throw LoadError.unreadable(path: path, reason: "it is \(info.st_size) bytes, more than a configuration "
+                                       + "file may be (\(Self.maxFileBytes))")
         }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65_536)
-        while true {
+        while bytes.count <= Self.maxFileBytes {
             let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
             if count > 0 {
                 bytes.append(contentsOf: chunk[..<count])
@@ -210,6 +227,9 @@ public struct DaemonConfiguration: Sendable, Hashable {
             } else if errno != EINTR {
                 throw LoadError.unreadable(path: path, reason: String(cString: strerror(errno)))
             }
+        }
+        guard bytes.count <= Self.maxFileBytes else {
+            throw LoadError.unreadable(path: path, reason: "it grew past \(Self.maxFileBytes) bytes while it was read")
         }
         let data = Data(bytes)
         // Foundation's own message ("not valid JSON") does not say where; say it.

@@ -119,6 +119,30 @@ final class ConfigurationFileTests: XCTestCase {
         }
     }
 
+    /// A FIFO in the file's place: refused at once. Opening it for reading waited for a writer,
+    /// and a reload stuck there held up every later reload and SIGTERM's drain for good.
+    func testAFIFOIsRefusedWithoutWaitingForAWriter() throws {
+        let fifo = FileManager.default.temporaryDirectory.appendingPathComponent("creditd-fifo-\(UUID().uuidString).json").path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        defer { unlink(fifo) }
+        XCTAssertThrowsError(try DaemonConfiguration.readFile(fifo)) { error in
+            guard case DaemonConfiguration.LoadError.unreadable(_, let reason)? = error as? DaemonConfiguration.LoadError else {
+                return XCTFail("\(error)")
+            }
+            XCTAssertEqual(reason, "it is not a regular file (a FIFO, socket or device)")
+        }
+    }
+
+    /// Nothing near a configuration's size is a megabyte: not read whole into memory.
+    func testAFileOverAMebibyteIsRefused() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("creditd-big-\(UUID().uuidString).json").path
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(repeating: 0x20, count: (1 << 20) + 1)))
+        defer { unlink(path) }
+        XCTAssertThrowsError(try DaemonConfiguration.readFile(path)) { error in
+            XCTAssertTrue("\(error)".contains("more than a configuration file may be"), "\(error)")
+        }
+    }
+
     func testUnknownKeyIsNamed() throws {
         XCTAssertEqual(try reason("{\"max_seat\": 5}"), "unknown key \"max_seat\"")
     }
