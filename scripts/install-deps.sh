@@ -12,6 +12,7 @@ packages=(
   valgrind util-linux                       # C client memory checks; setpriv for uid tests
   mmdebstrap systemd-container python3      # scripts/test-systemd-boot.sh: rootfs, nspawn, raw client
   postgresql                                # the shared store's tests: initdb/pg_ctl (/usr/lib/postgresql/*/bin), psql, pgbench
+  openssl                                   # the certificates of the shared store's TLS test
 )
 missing=()
 for p in "${packages[@]}"; do

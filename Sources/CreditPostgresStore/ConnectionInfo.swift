@@ -1,21 +1,47 @@
 import Foundation
+import NIOSSL
 import PostgresNIO
 
 /// A libpq-style connection string, in either of its two forms: `key=value` pairs
 /// (`host=/run/postgresql dbname=creditd user=creditd`) or a URI
 /// (`postgresql://creditd:secret@db.example:5432/creditd`). A `host` that starts with `/` is a
-/// directory holding the server's Unix socket (`.s.PGSQL.<port>`), as in libpq.
+/// directory holding the server's Unix socket (`.s.PGSQL.<port>`), as in libpq. Over TCP,
+/// `sslmode` and `sslrootcert` choose TLS and how the server's certificate is checked, as in
+/// libpq (its `prefer` by default); the URI takes them as query items.
 public struct PostgresConnectionInfo: Sendable, Equatable, CustomStringConvertible {
     public var host: String
     public var port: Int
     public var user: String
     public var password: String?
     public var database: String?
+    /// Whether and how a TCP connection uses TLS (libpq's `sslmode`; a Unix socket never does).
+    public var sslMode: SSLMode
+    /// `sslrootcert`: a PEM file of the certificate authorities the server's certificate must
+    /// chain to, or `system` for the operating system's.
+    public var sslRootCert: String?
     /// The sessions' `lock_timeout` on the server, when set (the store sets its lease). Every
     /// step is bounded on creditd's side too, but a step given up on there (its connection
     /// closed) kept waiting on the server: behind a lease row some other session held locked,
     /// each retry left one more backend waiting, until the server refused every client.
     public var lockTimeout: Duration?
+    /// Made once from `sslMode` and `sslRootCert` when they are parsed, so that a CA file that
+    /// cannot be read stops the start rather than every connection attempt.
+    private var tlsContext: NIOSSLContext?
+
+    /// libpq's `sslmode` values, but `allow` (plain text first), which postgres-nio cannot do.
+    public enum SSLMode: String, Sendable, CaseIterable {
+        /// Plain text.
+        case disable
+        /// TLS when the server offers it, without checking its certificate (libpq's default).
+        case prefer
+        /// TLS or no connection; the certificate is not checked (unless `sslrootcert` is
+        /// given: then as `verify-ca`, as in libpq).
+        case require
+        /// TLS with a certificate that chains to `sslrootcert`, for any host name.
+        case verifyCA = "verify-ca"
+        /// `verify-ca`, and the certificate names the host connected to (or its IP address).
+        case verifyFull = "verify-full"
+    }
 
     public enum ParseError: Error, CustomStringConvertible {
         case malformed(String)
@@ -25,6 +51,8 @@ public struct PostgresConnectionInfo: Sendable, Equatable, CustomStringConvertib
             }
         }
     }
+
+    static let keys = ["host", "port", "user", "password", "dbname", "sslmode", "sslrootcert"]
 
     public init(parsing text: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws(ParseError) {
         var values: [String: String] = [:]
@@ -38,14 +66,10 @@ public struct PostgresConnectionInfo: Sendable, Equatable, CustomStringConvertib
             if !path.isEmpty { values["dbname"] = path.removingPercentEncoding ?? path }
             for item in components.queryItems ?? [] { values[item.name] = item.value ?? "" }
         } else {
-            for pair in text.split(whereSeparator: \.isWhitespace) {
-                guard let equals = pair.firstIndex(of: "=") else { throw .malformed("\"\(pair)\" is not key=value") }
-                values[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
-            }
+            values = try Self.keywordValues(text)
         }
-        let known: Set<String> = ["host", "port", "user", "password", "dbname"]
-        if let unknown = values.keys.first(where: { !known.contains($0) }) {
-            throw .malformed("unsupported key \"\(unknown)\" (supported: host, port, user, password, dbname)")
+        if let unknown = values.keys.sorted().first(where: { !Self.keys.contains($0) }) {
+            throw .malformed("unsupported key \"\(unknown)\" (supported: \(Self.keys.joined(separator: ", ")))")
         }
         host = values["host"] ?? environment["PGHOST"] ?? "/run/postgresql"
         guard let port = Int(values["port"] ?? environment["PGPORT"] ?? "5432"), (1...65535).contains(port) else {
@@ -55,17 +79,93 @@ public struct PostgresConnectionInfo: Sendable, Equatable, CustomStringConvertib
         user = values["user"] ?? environment["PGUSER"] ?? environment["USER"] ?? "postgres"
         password = values["password"] ?? environment["PGPASSWORD"]
         database = values["dbname"] ?? environment["PGDATABASE"]
+        let mode = values["sslmode"] ?? environment["PGSSLMODE"] ?? SSLMode.prefer.rawValue
+        guard let sslMode = SSLMode(rawValue: mode) else {
+            let allowed = SSLMode.allCases.map(\.rawValue).joined(separator: ", ")
+            throw .malformed(mode == "allow" ? "sslmode \"allow\" (plain text first) is not supported: use prefer or disable"
+                                             : "sslmode must be one of \(allowed), not \"\(mode)\"")
+        }
+        self.sslMode = sslMode
+        sslRootCert = values["sslrootcert"] ?? environment["PGSSLROOTCERT"]
+        tlsContext = try Self.tlsContext(mode: sslMode, rootCert: sslRootCert, unixSocket: host.hasPrefix("/"))
+    }
+
+    /// The pairs of libpq's keyword/value form: `key = value` with optional spaces around the
+    /// `=`, values in single quotes when they hold spaces, `\'` and `\\` for a quote and a
+    /// backslash (`password='a b\'c'` is `a b'c`).
+    static func keywordValues(_ text: String) throws(ParseError) -> [String: String] {
+        var values: [String: String] = [:]
+        var characters = Substring(text)
+        func skipSpaces() { characters = characters.drop(while: \.isWhitespace) }
+        while true {
+            skipSpaces()
+            guard !characters.isEmpty else { return values }
+            let key = characters.prefix { $0 != "=" && !$0.isWhitespace }
+            characters = characters.dropFirst(key.count)
+            skipSpaces()
+            guard !key.isEmpty, characters.first == "=" else { throw .malformed("\"\(key)\" is not key=value") }
+            characters = characters.dropFirst()
+            skipSpaces()
+            var value = ""
+            let quoted = characters.first == "'"
+            if quoted { characters = characters.dropFirst() }
+            while let next = characters.first, quoted ? next != "'" : !next.isWhitespace {
+                characters = characters.dropFirst()
+                if next == "\\", let escaped = characters.first {
+                    value.append(escaped)
+                    characters = characters.dropFirst()
+                } else {
+                    value.append(next)
+                }
+            }
+            if quoted {
+                guard characters.first == "'" else { throw .malformed("the value of \(key) has no closing quote") }
+                characters = characters.dropFirst()
+            }
+            values[String(key)] = value
+        }
+    }
+
+    private static func tlsContext(mode: SSLMode, rootCert: String?, unixSocket: Bool) throws(ParseError) -> NIOSSLContext? {
+        guard !unixSocket, mode != .disable else { return nil }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        switch (mode, rootCert) {
+        case (.verifyCA, nil), (.verifyFull, nil):
+            throw .malformed("sslmode=\(mode.rawValue) needs sslrootcert: a PEM file of the certificate authorities "
+                             + "to trust, or \"system\" for the operating system's")
+        case (.prefer, _), (.require, nil):
+            tls.certificateVerification = .none
+        case (.require, _), (.verifyCA, _):
+            tls.certificateVerification = .noHostnameVerification
+        case (.verifyFull, _):
+            tls.certificateVerification = .fullVerification
+        case (.disable, _):
+            return nil
+        }
+        if let rootCert, rootCert != "system", tls.certificateVerification != .none {
+            tls.trustRoots = .file(rootCert)
+        }
+        do {
+            return try NIOSSLContext(configuration: tls)
+        } catch {
+            throw .malformed("sslrootcert \(rootCert ?? "system"): \(error)")
+        }
     }
 
     public var isUnixSocket: Bool { host.hasPrefix("/") }
 
     /// The configuration postgres-nio connects with.
     public var configuration: PostgresConnection.Configuration {
+        let tls: PostgresConnection.Configuration.TLS = switch (sslMode, tlsContext) {
+        case (_, nil): .disable
+        case (.prefer, let context?): .prefer(context)
+        case (_, let context?): .require(context)
+        }
         var configuration = isUnixSocket
             ? PostgresConnection.Configuration(
                 unixSocketPath: "\(host)/.s.PGSQL.\(port)", username: user, password: password, database: database)
             : PostgresConnection.Configuration(
-                host: host, port: port, username: user, password: password, database: database, tls: .disable)
+                host: host, port: port, username: user, password: password, database: database, tls: tls)
         configuration.options.connectTimeout = .seconds(5)
         if let lockTimeout {
             let millis = max(1, PostgresJournalStore.millis(lockTimeout))
@@ -77,5 +177,12 @@ public struct PostgresConnectionInfo: Sendable, Equatable, CustomStringConvertib
     /// Without the password, for logs and status.
     public var description: String {
         "postgres \(user)@\(host)\(isUnixSocket ? "" : ":\(port)")/\(database ?? user)"
+            + (isUnixSocket ? "" : " sslmode=\(sslMode.rawValue)")
+    }
+
+    /// The settings, not the TLS context made from them.
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        (lhs.host, lhs.port, lhs.user, lhs.password, lhs.database) == (rhs.host, rhs.port, rhs.user, rhs.password, rhs.database)
+            && (lhs.sslMode, lhs.sslRootCert, lhs.lockTimeout) == (rhs.sslMode, rhs.sslRootCert, rhs.lockTimeout)
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import PostgresNIO
 import Synchronization
 
@@ -603,6 +604,12 @@ public enum PostgresStoreError: Error, CustomStringConvertible {
             // description to prevent accidental leakage..."): describe it the same way.
             if let underlying = error.underlying { return "\(error.code): \(describe(underlying))" }
             return "\(error.code)"
+        }
+        if let error = error as? NIOSSLExtraError, error == .failedToValidateHostname {
+            return "TLS: the server's certificate does not name the host connected to (sslmode=verify-full): \(error)"
+        }
+        if error is NIOSSLError, "\(error)".contains("CERTIFICATE_VERIFY_FAILED") {
+            return "TLS: the server's certificate does not chain to an authority in sslrootcert: \(error)"
         }
         if let error = error as? PostgresTransactionError {
             if let inner = error.closureError { return describe(inner) }

@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// A throwaway PostgreSQL cluster for tests: `initdb` in a temporary directory, the server on a
-/// Unix socket in that directory only (no TCP), run as an unprivileged user when the tests run
+/// Unix socket in that directory only (no TCP, unless started with `tls`), run as an unprivileged user when the tests run
 /// as root (PostgreSQL refuses root), stopped and removed at the end.
 ///
 /// ```swift
@@ -19,12 +19,26 @@ public final class PostgresCluster: @unchecked Sendable {
         public init(description: String) { self.description = description }
     }
 
-    /// The temporary directory: `data/` (the cluster), the socket, `server.log`.
+    /// The temporary directory: `data/` (the cluster), the socket, `server.log`; `tls/` for a
+    /// cluster started with `tls`.
     public let directory: String
-    public let port = 5432
+    public let port: Int
     public let user = "creditd"
     private let binaries: String
     private let runAs: [String]
+    /// A cluster that also listens on 127.0.0.1 and takes TCP connections over TLS only.
+    public let tls: Bool
+
+    /// The certificate authority that signed the TLS cluster's certificate (for `sslrootcert`),
+    /// and another one, which did not.
+    public var caCertificatePath: String { directory + "/tls/ca.crt" }
+    public var otherCACertificatePath: String { directory + "/tls/other-ca.crt" }
+
+    /// `key=value` connection string over TCP to a `tls` cluster, as `host` (`localhost` or
+    /// `127.0.0.1`, both in its certificate), with the extra settings given.
+    public func tcpConnectionInfo(host: String = "localhost", _ settings: String = "") -> String {
+        "host=\(host) port=\(port) user=\(user) dbname=postgres" + (settings.isEmpty ? "" : " " + settings)
+    }
 
     /// `key=value` connection string for `--store postgres:...`.
     public var connectionInfo: String { "host=\(directory) port=\(port) user=\(user) dbname=postgres" }
@@ -50,16 +64,23 @@ public final class PostgresCluster: @unchecked Sendable {
 
     /// Starts a cluster, or skips the test (with the reason) when PostgreSQL is not installed.
     /// CI installs it (scripts/install-deps.sh), so there these tests run.
-    public static func startOrSkip() throws -> PostgresCluster {
+    /// With `tls`, it also listens on 127.0.0.1 (a free port) with a certificate for
+    /// `localhost` and 127.0.0.1, and accepts TCP connections over TLS only.
+    public static func startOrSkip(tls: Bool = false) throws -> PostgresCluster {
         guard let binaries = findBinaries() else {
             throw XCTSkip("PostgreSQL is not installed (initdb, pg_ctl not found in $PATH or /usr/lib/postgresql/*/bin); "
                           + "scripts/install-deps.sh installs Debian's postgresql")
         }
-        return try PostgresCluster(binaries: binaries)
+        if tls, OpsTools.find("openssl") == nil {
+            throw XCTSkip("openssl is not installed; scripts/install-deps.sh installs it")
+        }
+        return try PostgresCluster(binaries: binaries, tls: tls)
     }
 
-    private init(binaries: String) throws {
+    private init(binaries: String, tls: Bool) throws {
         self.binaries = binaries
+        self.tls = tls
+        port = tls ? try Self.freeTCPPort() : 5432
         directory = try TemporaryDirectory.makePath("pg")
         if getuid() == 0 {
             // nobody owns the cluster; the directory stays reachable for the daemons (root).
@@ -71,14 +92,59 @@ public final class PostgresCluster: @unchecked Sendable {
         }
         try run([binaries + "/initdb", "-D", dataDirectory, "-U", user, "--auth=trust", "-E", "UTF8",
                  "--no-instructions", "--no-sync"])
+        if tls { try makeCertificates() }
         try start()
+    }
+
+    /// A CA, a server certificate it signs for `localhost` and 127.0.0.1, and a second CA;
+    /// TCP connections must use TLS (`hostssl` only in pg_hba.conf).
+    private func makeCertificates() throws {
+        let tlsDirectory = directory + "/tls"
+        try FileManager.default.createDirectory(atPath: tlsDirectory, withIntermediateDirectories: true)
+        let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        for ca in ["ca", "other-ca"] {
+            try run(["openssl", "req", "-x509"] + key + ["-keyout", "\(tlsDirectory)/\(ca).key", "-out",
+                     "\(tlsDirectory)/\(ca).crt", "-days", "2", "-subj", "/CN=creditd test \(ca)"], asOwner: false)
+        }
+        try run(["openssl", "req"] + key + ["-keyout", "\(tlsDirectory)/server.key", "-out", "\(tlsDirectory)/server.csr",
+                 "-subj", "/CN=localhost"], asOwner: false)
+        try "subjectAltName=DNS:localhost,IP:127.0.0.1\n".write(toFile: tlsDirectory + "/san.ext", atomically: true, encoding: .utf8)
+        try run(["openssl", "x509", "-req", "-in", "\(tlsDirectory)/server.csr", "-CA", "\(tlsDirectory)/ca.crt",
+                 "-CAkey", "\(tlsDirectory)/ca.key", "-CAcreateserial", "-out", "\(tlsDirectory)/server.crt", "-days", "2",
+                 "-extfile", "\(tlsDirectory)/san.ext"], asOwner: false)
+        // The server reads its key only if no one else can.
+        chmod(tlsDirectory + "/server.key", 0o600)
+        if getuid() == 0 {
+            chown(tlsDirectory, 65534, 65534)
+            for file in ["server.key", "server.crt"] { chown("\(tlsDirectory)/\(file)", 65534, 65534) }
+        }
+        try "local all all trust\nhostssl all all 127.0.0.1/32 trust\n"
+            .write(toFile: dataDirectory + "/pg_hba.conf", atomically: false, encoding: .utf8)
+    }
+
+    /// A port nothing listens on now (the kernel's pick for a socket bound to port 0).
+    private static func freeTCPPort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Unavailable(description: "socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw Unavailable(description: "bind: \(String(cString: strerror(errno)))") }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     deinit { stop() }
 
     /// Starts the server (again) and waits until it accepts connections.
     public func start() throws {
-        let options = "-c listen_addresses='' -k \(directory) -p \(port) -c max_connections=100 -c fsync=on"
+        var options = "-k \(directory) -p \(port) -c max_connections=100 -c fsync=on"
+        options += tls ? " -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file=\(directory)/tls/server.crt"
+            + " -c ssl_key_file=\(directory)/tls/server.key" : " -c listen_addresses=''"
         try run([binaries + "/pg_ctl", "start", "-w", "-t", "30", "-D", dataDirectory, "-l", logPath, "-o", options])
     }
 

@@ -1,0 +1,78 @@
+import CreditPostgresStore
+import CreditTestSupport
+import Logging
+import XCTest
+
+/// `--store postgres:CONNINFO`: libpq's two forms, its quoting, and TLS (`sslmode`,
+/// `sslrootcert`) against a real server that takes TCP connections over TLS only.
+final class ConnectionInfoTests: XCTestCase {
+    static let logger = Logger(label: "test")
+
+    func testKeywordValuesTakeLibpqQuotingAndSpaces() throws {
+        let info = try PostgresConnectionInfo(
+            parsing: #"host = db.example  port=6543 user=creditd password='a b\'c\\d' dbname=''"#, environment: [:])
+        XCTAssertEqual(info.host, "db.example")
+        XCTAssertEqual(info.port, 6543)
+        XCTAssertEqual(info.password, #"a b'c\d"#)
+        XCTAssertEqual(info.database, "")
+        XCTAssertEqual(info.sslMode, .prefer, "libpq's default")
+        XCTAssertFalse(info.description.contains("a b"), "the password stays out of logs: \(info)")
+        XCTAssertThrowsError(try PostgresConnectionInfo(parsing: "password='open", environment: [:])) { error in
+            XCTAssertTrue("\(error)".contains("no closing quote"), "\(error)")
+        }
+        XCTAssertThrowsError(try PostgresConnectionInfo(parsing: "host", environment: [:]))
+    }
+
+    func testSSLSettingsAreCheckedWhenParsed() throws {
+        XCTAssertEqual(try PostgresConnectionInfo(parsing: "host=db", environment: ["PGSSLMODE": "require"]).sslMode, .require)
+        for (text, expected) in [
+            ("host=db sslmode=allow", "\"allow\" (plain text first) is not supported"),
+            ("host=db sslmode=sometimes", "sslmode must be one of disable, prefer, require, verify-ca, verify-full"),
+            ("host=db sslmode=verify-full", "sslmode=verify-full needs sslrootcert"),
+            ("host=db sslmode=verify-ca sslrootcert=/nonexistent/ca.crt", "sslrootcert /nonexistent/ca.crt"),
+            ("host=db sslkey=/k", "unsupported key \"sslkey\""),
+        ] {
+            XCTAssertThrowsError(try PostgresConnectionInfo(parsing: text, environment: [:]), text) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(text): \(error)")
+            }
+        }
+        // A Unix socket never uses TLS: nothing to check there.
+        XCTAssertNoThrow(try PostgresConnectionInfo(parsing: "host=/run/postgresql sslmode=verify-full", environment: [:]))
+    }
+
+    /// Each mode against a server that refuses plain-text TCP: a start either connects or
+    /// stops with the reason.
+    func testEachSSLModeAgainstAServerThatRequiresTLS() throws {
+        let cluster = try PostgresCluster.startOrSkip(tls: true)
+        defer { cluster.stop() }
+        let ca = cluster.caCertificatePath, other = cluster.otherCACertificatePath
+        let connects = [
+            cluster.tcpConnectionInfo("sslmode=prefer"),
+            cluster.tcpConnectionInfo("sslmode=require"),
+            cluster.tcpConnectionInfo("sslmode=verify-ca sslrootcert=\(ca)"),
+            cluster.tcpConnectionInfo("sslmode=verify-full sslrootcert=\(ca)"),
+            cluster.tcpConnectionInfo(host: "127.0.0.1", "sslmode=verify-full sslrootcert=\(ca)"),
+            "postgresql://\(cluster.user)@localhost:\(cluster.port)/postgres?sslmode=verify-full&sslrootcert=\(ca)",
+        ]
+        for text in connects {
+            let (store, _) = try PostgresJournalStore.open(try PostgresConnectionInfo(parsing: text), logger: Self.logger)
+            let closed = expectation(description: "closed")
+            Task {
+                await store.close()
+                closed.fulfill()
+            }
+            wait(for: [closed], timeout: 10)
+        }
+        let refused = [
+            (cluster.tcpConnectionInfo("sslmode=disable"), "no encryption"),
+            (cluster.tcpConnectionInfo("sslmode=verify-ca sslrootcert=\(other)"), "certificate does not chain to an authority in sslrootcert"),
+            (cluster.tcpConnectionInfo("sslmode=require sslrootcert=\(other)"), "certificate does not chain to an authority in sslrootcert"),
+        ]
+        for (text, reason) in refused {
+            XCTAssertThrowsError(try PostgresJournalStore.open(try PostgresConnectionInfo(parsing: text), logger: Self.logger),
+                                 text) { error in
+                XCTAssertTrue("\(error)".contains(reason), "\(text): \(error)")
+            }
+        }
+    }
+}
