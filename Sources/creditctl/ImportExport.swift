@@ -637,7 +637,7 @@ struct Import: AsyncParsableCommand {
             case .exists: skipped += 1
             case .refused(let reason):
                 failed += 1
-                failures += "\(name):\(row.line): \(reason)\n"
+                failures += "\(terminalSafe(name)):\(row.line): \(terminalSafe(reason))\n"
             case .stopped: return
             }
             progress.update(done: imported + skipped + failed, counts: counts())

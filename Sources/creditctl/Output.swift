@@ -13,6 +13,31 @@ func emit(_ message: some SwiftProtobuf.Message, _ format: OutputFormat, table: 
     }
 }
 
+/// `text` with every control character (C0, DEL, C1) written as an escape: `\n`, `\r`, `\t`,
+/// `\x1B`. Ids, customers and plans are whatever a client sent: printed as they are, a newline
+/// forged a table row and an escape sequence took over the operator's terminal. JSON output
+/// escapes them by its own rules.
+func terminalSafe(_ text: String) -> String {
+    guard text.unicodeScalars.contains(where: isControl) else { return text }
+    var safe = ""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\n": safe += "\\n"
+        case "\r": safe += "\\r"
+        case "\t": safe += "\\t"
+        case _ where isControl(scalar):
+            let hex = String(scalar.value, radix: 16, uppercase: true)
+            safe += "\\x" + (hex.count < 2 ? "0" + hex : hex)
+        default: safe.unicodeScalars.append(scalar)
+        }
+    }
+    return safe
+}
+
+private func isControl(_ scalar: Unicode.Scalar) -> Bool {
+    scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
+}
+
 /// A plain text table: a header row and left-aligned columns.
 struct TextTable {
     var header: [String]
@@ -20,8 +45,8 @@ struct TextTable {
 
     init(_ header: String...) { self.header = header }
 
-    mutating func add(_ row: String...) { rows.append(row) }
-    mutating func add(_ row: [String]) { rows.append(row) }
+    mutating func add(_ row: String...) { rows.append(row.map(terminalSafe)) }
+    mutating func add(_ row: [String]) { rows.append(row.map(terminalSafe)) }
 
     var rendered: String {
         let all = [header] + rows
@@ -39,7 +64,7 @@ struct TextTable {
 /// "key: value" lines, aligned.
 func fieldList(_ pairs: [(String, String)]) -> String {
     let width = pairs.map(\.0.count).max() ?? 0
-    return pairs.map { "\($0.0.padding(toLength: width, withPad: " ", startingAt: 0))  \($0.1)" }.joined(separator: "\n") + "\n"
+    return pairs.map { "\($0.0.padding(toLength: width, withPad: " ", startingAt: 0))  \(terminalSafe($0.1))" }.joined(separator: "\n") + "\n"
 }
 
 enum Money {

@@ -116,7 +116,8 @@ struct CommandFailure: Error {
     }
 
     /// `creditctl: error: CODE: message`, or `creditctl: error: message` without a status.
-    var line: String { "creditctl: error: " + (codeName.map { "\($0): " } ?? "") + message }
+    /// The message is escaped: creditd's messages quote what the client sent.
+    var line: String { "creditctl: error: " + (codeName.map { "\($0): " } ?? "") + terminalSafe(message) }
 
     func report() {
         FileHandle.standardError.write(Data((line + "\n").utf8))

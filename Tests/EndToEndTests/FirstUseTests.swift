@@ -249,6 +249,34 @@ final class FirstUseTests: XCTestCase {
         XCTAssertTrue(result.stderr.hasPrefix("creditctl: error: NOT_FOUND: subscription_not_found: "), result.stderr)
     }
 
+    /// Text a client sent is printed with its control characters escaped: a customer with a
+    /// newline forged a row of `list`, and an escape sequence recoloured the operator's terminal.
+    func testControlCharactersInClientTextAreEscapedInTables() throws {
+        let daemon = try manualDaemon()
+        defer { _ = try? daemon.stop() }
+        let customer = "acme\nsub-9  active  99\u{1B}[31m"
+        let created = try ctl(daemon, ["create", "sub-\u{7}1", "--seats", "2", "--price", "1000", "--currency", "USD",
+                                      "--customer", customer])
+        XCTAssertEqual(created.status, 0, created.stderr)
+        for arguments in [["list"], ["get", "sub-\u{7}1"]] {
+            let result = try ctl(daemon, arguments)
+            XCTAssertEqual(result.status, 0, result.stderr)
+            XCTAssertFalse(result.stdout.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" || $0.value == 0x1B },
+                           "\(arguments): \(result.stdout.debugDescription)")
+            if arguments == ["get", "sub-\u{7}1"] {
+                XCTAssertTrue(result.stdout.contains(#"acme\nsub-9  active  99\x1B[31m"#), result.stdout)
+            }
+            XCTAssertTrue(result.stdout.contains(#"sub-\x071"#), "\(arguments): \(result.stdout)")
+        }
+        let refused = try ctl(daemon, ["create", "x", "--seats", "2", "--price", "1", "--currency", "U\nS\u{1B}"])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.contains(#"U\nS\x1B"#), refused.stderr)
+        XCTAssertEqual(refused.stderr.split(separator: "\n").count, 1, refused.stderr)
+        // JSON escapes by its own rules: the text comes back whole.
+        let json = try ctl(daemon, ["get", "sub-\u{7}1", "-o", "json"])
+        XCTAssertTrue(json.stdout.contains(#""customer":"acme\nsub-9  active  99\u001B[31m""#), json.stdout)
+    }
+
     // MARK: item 12: a repeated cancel without a key shows the credit as it stands now
 
     func testRepeatedCancelShowsCreditAndInvoiceAsTheyStandNow() throws {
