@@ -316,7 +316,7 @@ fi
 write_config "{ $config_base, \"clock\": \"manual\", \"snapshot_interval\": 300, \"log_level\": \"debug\" }"
 answer=$(ct creditctl reload 2>&1); status=$?
 if [ "$status" -eq 0 ] && grep -q 'needs a restart to take effect (running values kept): clock' <<<"$answer" \
-   && grep -q 'snapshot_interval 600.0 -> 300.0' <<<"$answer" && grep -q 'log_level info -> debug' <<<"$answer" \
+   && grep -q 'snapshot_interval 600 -> 300' <<<"$answer" && grep -q 'log_level info -> debug' <<<"$answer" \
    && journal_has reload 'change only with a restart' warning; then
   pass reload-names-restart-only
 else

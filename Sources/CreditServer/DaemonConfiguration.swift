@@ -513,10 +513,18 @@ extension DaemonConfiguration {
 
         init<T: Equatable>(_ key: Layer.CodingKeys, _ path: WritableKeyPath<DaemonConfiguration, T>, restartOnly: Bool = false,
                            show: @escaping (T) -> String = { "\($0)" }) {
+            self.init(key, path, restartOnly: restartOnly, effective: { $0[keyPath: path] }, show: show)
+        }
+
+        /// A setting compared and shown by the value in force (`effective`), not as written:
+        /// 0 for "a quarter of max_connections" was shown as "0 -> 64" for a change that
+        /// changed nothing, and a list in another order as a change.
+        init<T, E: Equatable>(_ key: Layer.CodingKeys, _ path: WritableKeyPath<DaemonConfiguration, T>, restartOnly: Bool = false,
+                              effective: @escaping (DaemonConfiguration) -> E, show: @escaping (E) -> String = { "\($0)" }) {
             self.key = key
             self.restartOnly = restartOnly
-            self.differs = { $0[keyPath: path] != $1[keyPath: path] }
-            self.show = { show($0[keyPath: path]) }
+            self.differs = { effective($0) != effective($1) }
+            self.show = { show(effective($0)) }
             self.keep = { $0[keyPath: path] = $1[keyPath: path] }
         }
     }
@@ -526,7 +534,13 @@ extension DaemonConfiguration {
     /// key is here): a reload that changed only `max_connections_per_uid` answered "nothing
     /// changed" while the new limit was in force.
     static var reloadedSettings: [ReloadedSetting] {
-        let ids: ([UInt32]) -> String = { "[" + $0.map(String.init).joined(separator: ",") + "]" }
+        // Id lists are sets (authorization asks "is it in"): compared and shown sorted, once each.
+        let ids: (KeyPath<DaemonConfiguration, [UInt32]>) -> (DaemonConfiguration) -> [UInt32] = { path in
+            { Array(Set($0[keyPath: path])).sorted() }
+        }
+        let showIDs: ([UInt32]) -> String = { "[" + $0.map(String.init).joined(separator: ",") + "]" }
+        // Seconds as written in the file: 300, not 300.0.
+        let seconds: (Double) -> String = { $0 == $0.rounded() && abs($0) < 1e15 ? String(Int64($0)) : "\($0)" }
         return [
             ReloadedSetting(.socket, \.socketPath, restartOnly: true),
             ReloadedSetting(.stateDir, \.stateDirectory, restartOnly: true),
@@ -535,28 +549,29 @@ extension DaemonConfiguration {
             ReloadedSetting(.logLevel, \.logLevel),
             ReloadedSetting(.maxConnections, \.maxConnections),
             ReloadedSetting(.maxInFlight, \.maxInFlight),
-            ReloadedSetting(.idleTimeout, \.idleTimeoutSeconds),
-            ReloadedSetting(.defaultDeadline, \.defaultDeadlineSeconds),
-            ReloadedSetting(.shutdownGrace, \.shutdownGraceSeconds),
+            ReloadedSetting(.idleTimeout, \.idleTimeoutSeconds, show: seconds),
+            ReloadedSetting(.defaultDeadline, \.defaultDeadlineSeconds, show: seconds),
+            ReloadedSetting(.shutdownGrace, \.shutdownGraceSeconds, show: seconds),
             ReloadedSetting(.maxSeats, \.maxSeats),
-            ReloadedSetting(.writerUIDs, \.writerUIDs, show: ids),
-            ReloadedSetting(.writerGIDs, \.writerGIDs, show: ids),
-            ReloadedSetting(.readerUIDs, \.readerUIDs, show: ids),
-            ReloadedSetting(.readerGIDs, \.readerGIDs, show: ids),
-            ReloadedSetting(.snapshotInterval, \.snapshotIntervalSeconds),
+            ReloadedSetting(.writerUIDs, \.writerUIDs, effective: ids(\.writerUIDs), show: showIDs),
+            ReloadedSetting(.writerGIDs, \.writerGIDs, effective: ids(\.writerGIDs), show: showIDs),
+            ReloadedSetting(.readerUIDs, \.readerUIDs, effective: ids(\.readerUIDs), show: showIDs),
+            ReloadedSetting(.readerGIDs, \.readerGIDs, effective: ids(\.readerGIDs), show: showIDs),
+            ReloadedSetting(.snapshotInterval, \.snapshotIntervalSeconds, show: seconds),
             ReloadedSetting(.snapshotEveryRecords, \.snapshotEveryRecords),
             ReloadedSetting(.journalSegmentBytes, \.journalSegmentBytes, restartOnly: true),
             ReloadedSetting(.metricsTextfile, \.metricsTextfile) { $0 ?? "none" },
             ReloadedSetting(.eventRetentionDays, \.eventRetentionDays),
             ReloadedSetting(.eventRetentionEvents, \.eventRetentionEvents),
             ReloadedSetting(.store, \.store, restartOnly: true),
-            ReloadedSetting(.storeLeaseSeconds, \.storeLeaseSeconds, restartOnly: true),
-            ReloadedSetting(.maxConnectionsPerUID, \.maxConnectionsPerUID),
-            ReloadedSetting(.reservedConnections, \.reservedConnections),
+            ReloadedSetting(.storeLeaseSeconds, \.storeLeaseSeconds, restartOnly: true, show: seconds),
+            // 0 and -1 stand for defaults that follow max_connections: the limits in force.
+            ReloadedSetting(.maxConnectionsPerUID, \.maxConnectionsPerUID, effective: { $0.serverSettings.maxConnectionsPerUID }),
+            ReloadedSetting(.reservedConnections, \.reservedConnections, effective: { $0.serverSettings.reservedConnections }),
             ReloadedSetting(.maxBufferedResponseBytes, \.maxBufferedResponseBytes),
             ReloadedSetting(.maxQueuedWrites, \.maxQueuedWrites),
             ReloadedSetting(.maxPartialFrameBytes, \.maxPartialFrameBytes),
-            ReloadedSetting(.frameReadTimeout, \.frameReadTimeoutSeconds),
+            ReloadedSetting(.frameReadTimeout, \.frameReadTimeoutSeconds, show: seconds),
             ReloadedSetting(.eventLoops, \.eventLoops, restartOnly: true),
         ]
     }

@@ -49,12 +49,30 @@ final class ConfigurationFileTests: XCTestCase {
         loaded.frameReadTimeoutSeconds = 2
         loaded.journalSegmentBytes = 8_192
         let (applied, changes, restartOnly) = DaemonConfiguration.reload(from: running, to: loaded)
-        XCTAssertEqual(changes, ["max_connections_per_uid 0 -> 3", "reserved_connections -1 -> 2",
+        XCTAssertEqual(changes, ["max_connections_per_uid 64 -> 3", "reserved_connections 8 -> 2",
                                  "max_buffered_response_bytes 1048576 -> 65536", "max_queued_writes 32 -> 4",
-                                 "max_partial_frame_bytes 67108864 -> 1000000", "frame_read_timeout 10.0 -> 2.0"])
+                                 "max_partial_frame_bytes 67108864 -> 1000000", "frame_read_timeout 10 -> 2"])
         XCTAssertEqual(restartOnly, ["journal_segment_bytes"])
         XCTAssertEqual(applied.journalSegmentBytes, running.journalSegmentBytes, "the running value is kept")
         XCTAssertEqual(applied.maxQueuedWrites, 4)
+    }
+
+    /// A reload names what changes in force, not how it is written: a default written out, or
+    /// an id list in another order, changes nothing; a limit that follows another setting is
+    /// named when that setting moves it.
+    func testReloadComparesTheValuesInForce() throws {
+        var running = try DaemonConfiguration.resolve(configFile: nil, flags: .init(), environment: [:])
+        running.writerGIDs = [1, 2]
+        var loaded = running
+        loaded.maxConnectionsPerUID = 64     // the default at 256 connections, written out
+        loaded.reservedConnections = 8
+        loaded.writerGIDs = [2, 1, 2]
+        XCTAssertEqual(DaemonConfiguration.reload(from: running, to: loaded).changes, [])
+        loaded.maxConnections = 512
+        loaded.maxConnectionsPerUID = 0      // back to the default, which follows max_connections
+        loaded.idleTimeoutSeconds = 1.5
+        XCTAssertEqual(DaemonConfiguration.reload(from: running, to: loaded).changes,
+                       ["max_connections 256 -> 512", "idle_timeout 300 -> 1.5", "max_connections_per_uid 64 -> 128"])
     }
 
     /// A key given twice in one object is refused: Foundation would keep the first value and

@@ -87,7 +87,7 @@ final class ReloadTests: XCTestCase {
         let answer = try await client.reload()
         await client.close()
         XCTAssertEqual(answer.message, "configuration reloaded from \(config.path); applied: "
-            + "idle_timeout 0.0 -> 1.0, max_connections_per_uid 0 -> 50")
+            + "idle_timeout 0 -> 1, max_connections_per_uid 64 -> 50")
 
         let deadline = Date().addingTimeInterval(15)
         var open = idle.count
