@@ -17,6 +17,18 @@ public struct DaemonConfiguration: Sendable, Hashable {
     public enum ClockMode: String, Sendable, Hashable, Codable, CaseIterable {
         case system
         case manual
+
+        /// From the file: a value that is neither says what is allowed (Foundation's own text
+        /// was "Cannot initialize ClockMode from invalid String value sundial").
+        public init(from decoder: any Decoder) throws {
+            let text = try decoder.singleValueContainer().decode(String.self)
+            guard let mode = ClockMode(rawValue: text) else {
+                throw DecodingError.dataCorrupted(.init(
+                    codingPath: decoder.codingPath,
+                    debugDescription: "expected \(Self.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: " or ")), found \"\(text)\""))
+            }
+            self = mode
+        }
     }
 
     public var socketPath: String

@@ -30,6 +30,7 @@ public struct JSONSyntaxError: Error, Equatable, CustomStringConvertible, Sendab
     public static func find(in bytes: some Collection<UInt8>) -> JSONSyntaxError? {
         var scanner = Scanner(bytes: Array(bytes))
         do throws(JSONSyntaxError) {
+            try scanner.checkUTF8()
             scanner.skipSpace()
             try scanner.value(depth: 0)
             scanner.skipSpace()
@@ -235,7 +236,35 @@ public struct JSONSyntaxError: Error, Equatable, CustomStringConvertible, Sendab
             return out
         }
 
+        /// RFC 8259 text is UTF-8; Foundation refuses anything else as "not valid JSON", with
+        /// no place. The error points at the first byte that is not UTF-8.
+        func checkUTF8() throws(JSONSyntaxError) {
+            var decoder = Unicode.UTF8()
+            var iterator = bytes.makeIterator()
+            var offset = 0
+            while true {
+                switch decoder.decode(&iterator) {
+                case .scalarValue(let scalar): offset += UTF8.width(scalar)
+                case .emptyInput: return
+                case .error: throw error("byte 0x\(String(bytes[offset], radix: 16, uppercase: true)) is not UTF-8 (the file must be UTF-8)",
+                                         at: offset)
+                }
+            }
+        }
+
+        /// A number, which must also be one a reader can hold: RFC 8259 sets no limit, but a
+        /// magnitude past a 64-bit float's (`1e400`) is refused by every common reader
+        /// (Foundation as "not valid JSON", with no place).
         mutating func number() throws(JSONSyntaxError) {
+            let start = index
+            try scanNumber()
+            let text = String(decoding: bytes[start..<index], as: UTF8.self)
+            if let value = Double(text), value.isInfinite {
+                throw error("the number \(text) is too large for any reader (past a 64-bit float's range)", at: start)
+            }
+        }
+
+        private mutating func scanNumber() throws(JSONSyntaxError) {
             func digits(_ scanner: inout Scanner) -> Int {
                 var count = 0
                 while scanner.index < scanner.bytes.count,

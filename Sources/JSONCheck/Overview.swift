@@ -11,5 +11,8 @@
 //   - Keys are compared by their text with escapes decoded, scalar by scalar (not by
 //     canonical equivalence, as ids are compared in billing-rules.md O2).
 //   - Nesting deeper than 512 levels is an error, not a stack overflow.
+//   - Two limits RFC 8259 leaves to readers are errors with a place, because Foundation
+//     refuses them without one: bytes that are not UTF-8, and a number past a 64-bit
+//     float's range (`1e400`).
 //
 // Entry point. `JSONSyntaxError.find(in: bytes)`: nil when the bytes are good.

@@ -6,8 +6,13 @@ import XCTest
 /// from the journal line alone.
 final class ConfigurationFileTests: XCTestCase {
     private func reason(_ text: String) throws -> String {
+        try reason(bytes: Array(text.utf8))
+    }
+
+    private func reason(bytes: [UInt8]) throws -> String {
+        let text = String(decoding: bytes, as: UTF8.self)
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("creditd-config-\(UUID().uuidString).json")
-        try Data(text.utf8).write(to: url)
+        try Data(bytes).write(to: url)
         defer { try? FileManager.default.removeItem(at: url) }
         do {
             _ = try DaemonConfiguration.readFile(url.path)
@@ -31,6 +36,15 @@ final class ConfigurationFileTests: XCTestCase {
         XCTAssertEqual(try reason("{\"max_seats\": 05}"), "malformed JSON at line 1, column 16: expected ',' or '}', found '5'")
         XCTAssertEqual(try reason("{\"é\": tru}"), "malformed JSON at line 1, column 7: expected a value, found 't'")
         XCTAssertEqual(try reason("{} x"), "malformed JSON at line 1, column 4: unexpected 'x' after the document")
+    }
+
+    /// What Foundation refused as "The given data was not valid JSON", with no place or key.
+    func testInvalidUTF8AndNumbersPastAnyFloatAndUnknownClockAreNamed() throws {
+        XCTAssertEqual(try reason(bytes: Array("{\n \"now\": \"a".utf8) + [0xC3, 0x28] + Array("\"}".utf8)),
+                       "malformed JSON at line 2, column 11: byte 0xC3 is not UTF-8 (the file must be UTF-8)")
+        XCTAssertEqual(try reason("{\"idle_timeout\": 1e400}"),
+                       "malformed JSON at line 1, column 18: the number 1e400 is too large for any reader (past a 64-bit float's range)")
+        XCTAssertEqual(try reason("{\"clock\": \"sundial\"}"), "\"clock\": expected \"system\" or \"manual\", found \"sundial\"")
     }
 
     /// Every setting of the file is in the reload table once, so a reload names every change
