@@ -11,7 +11,7 @@ struct ConnectionOptions: ParsableArguments {
     var timeout: Double = 5
 
     func socketPath() throws -> String {
-        try SocketAddress.path(from: socket ?? ProcessInfo.processInfo.environment["CREDITD_SOCKET"])
+        try SocketAddress.path(flag: socket)
     }
 
     func validate() throws {
@@ -40,6 +40,18 @@ enum CallTimeout {
 
 enum SocketAddress {
     static let defaultPath = "/run/creditd/creditd.sock"
+
+    /// The socket `-s`/`--socket` names, else `$CREDITD_SOCKET`, else the default. An empty
+    /// flag is a usage error (`-s "$UNSET_VARIABLE"` would otherwise probe the default
+    /// socket, and a monitoring check report on a daemon it was not pointed at); an empty
+    /// variable counts as unset, as for most variables.
+    static func path(flag: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
+        if let flag {
+            guard !flag.isEmpty else { throw ValidationError("-s/--socket needs a path, got an empty one") }
+            return try path(from: flag)
+        }
+        return try path(from: environment["CREDITD_SOCKET"])
+    }
 
     /// Accepts a bare path, `unix:PATH` or `unix:///PATH`. Abstract sockets
     /// carry no permissions, so creditd never serves on one.

@@ -220,7 +220,7 @@ struct Check: AsyncParsableCommand {
         do {
             try CallTimeout.check(timeout, flag: "-t")
             limits = try thresholds()
-            path = try SocketAddress.path(from: socket ?? ProcessInfo.processInfo.environment["CREDITD_SOCKET"])
+            path = try SocketAddress.path(flag: socket)
         } catch {
             return PluginResult(state: .unknown, text: "\(error)")
         }

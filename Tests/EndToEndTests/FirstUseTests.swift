@@ -145,6 +145,14 @@ final class FirstUseTests: XCTestCase {
         XCTAssertEqual(tcp.status, 2)
         XCTAssertTrue(tcp.stderr.hasPrefix("creditctl: error: usage: creditd listens on a Unix socket"), tcp.stderr)
 
+        // An empty -s (an unset variable in a script) is refused, not read as "the default".
+        let empty = try OpsProcess.creditctl(["-s", "", "get", "x"])
+        XCTAssertEqual(empty.status, 2, empty.stderr)
+        XCTAssertTrue(empty.stderr.contains("-s/--socket needs a path"), empty.stderr)
+        let emptyCheck = try OpsProcess.creditctl(["check", "-s", ""])
+        XCTAssertEqual(emptyCheck.status, 3, emptyCheck.stdout)
+        XCTAssertTrue(emptyCheck.stdout.hasPrefix("CREDITD UNKNOWN - -s/--socket needs a path"), emptyCheck.stdout)
+
         let none = try OpsProcess.creditctl([])
         XCTAssertEqual(none.status, 2)
         XCTAssertTrue(none.stderr.contains("USAGE: creditctl <subcommand>"), none.stderr)
