@@ -37,6 +37,9 @@ public enum WriteFailure: Error, Sendable, Equatable, CustomStringConvertible {
     case clockBackwards(current: Instant)
     /// A snapshot is being written already.
     case snapshotInProgress
+    /// A snapshot asked for after a persistence fault: none is taken until a restart (the
+    /// journal holds every acknowledged change; the state in memory may hold refused ones).
+    case snapshotAfterFault(String)
     /// This process is a standby of a shared store: writes go to `activeHolder` ("" while no
     /// host holds the lease, e.g. during a takeover). Nothing was applied.
     case notActive(activeHolder: String)
@@ -53,6 +56,7 @@ public enum WriteFailure: Error, Sendable, Equatable, CustomStringConvertible {
         case .notManualClock: "the daemon runs on the system clock"
         case .clockBackwards(let current): "the clock cannot move backwards: it reads \(current.rfc3339)"
         case .snapshotInProgress: "a snapshot is already being written"
+        case .snapshotAfterFault(let text): "no snapshot after a persistence fault: \(text)"
         case .notActive(let holder): "this host is a standby" + (holder.isEmpty ? "; it knows of no host that holds the writer lease now" : "; writes go to \(holder)")
         case .storeUnavailable(let text, let outcome): "the store is unavailable (\(outcome)): \(text)"
         }
@@ -682,7 +686,7 @@ public final class LedgerWriter: @unchecked Sendable {
         // Captures are taken here, at a durable point: everything applied is in the journal.
         for completion in snapshotCaptures {
             if let fault {
-                completion(.failure(.persistenceFault(fault, outcome: .notApplied)))
+                completion(.failure(.snapshotAfterFault(fault)))
             } else if case .standby(let holder) = role {
                 completion(.failure(.notActive(activeHolder: holder)))
             } else if snapshotRunning {

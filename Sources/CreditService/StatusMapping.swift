@@ -40,6 +40,13 @@ extension WriteFailure: RPCErrorConvertible {
                             "persistence fault: the disk failed while making this change durable; it may or may not "
                                 + "appear after a restart (read it back then); creditd refuses writes until restarted "
                                 + "(README: Durability and recovery)")
+        case .snapshotAfterFault:
+            // Not "this change was not applied": a snapshot is no change. Written from a state
+            // that may hold refused writes, it would bring them back; the journal has every
+            // acknowledged one.
+            RPCError.domain(.unavailable, reason: "persistence_fault",
+                            "persistence fault: no snapshot is taken until creditd is restarted (the journal holds "
+                                + "every acknowledged change; README: Durability and recovery)")
         case .deadlineExceeded:
             RPCError.deadlineExceeded("deadline exceeded before the write was applied")
         case .closed:

@@ -75,6 +75,15 @@ final class PersistenceFaultTests: XCTestCase {
         let stats = try await client.getStats()
         XCTAssertFalse(stats.persistence.fault.isEmpty)
         XCTAssertFalse(stats.serving)
+        // A snapshot is refused as a snapshot, not as "this change was not applied".
+        do {
+            _ = try await client.takeSnapshot()
+            XCTFail("a snapshot after a persistence fault")
+        } catch let error as RPCError {
+            XCTAssertEqual(error.code, .unavailable, "\(error)")
+            XCTAssertEqual(error.reason, "persistence_fault", "\(error)")
+            XCTAssertTrue(error.message.contains("no snapshot is taken until creditd is restarted"), "\(error)")
+        }
         await client.close()
         daemon.kill()
 
