@@ -172,7 +172,8 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         case .io(let error):
             // A state directory restored or created by root, under a unit that runs as creditd.
             if error.errno == EACCES || error.errno == EPERM {
-                return error.description + "; the state directory and its files must belong to the user creditd runs as"
+                return error.description + "; the state directory and its files must belong to the user creditd runs as, "
+                    + "who must be able to read and write them (check their owner and mode)"
             }
             return error.description
         }

@@ -613,7 +613,10 @@ func analyzeStateDirectory(
     if let firstIndex = relevant.first, analysis.segments[firstIndex].nameSequence > base + 1 {
         let first = analysis.segments[firstIndex].nameSequence
         if analysis.chosenSnapshot == nil {
-            let reason = analysis.snapshots.isEmpty ? "no snapshot files" : "no snapshot verifies"
+            // Each snapshot with why it was passed over: "no snapshot verifies" alone sent the
+            // operator to verify-state to learn which files those were.
+            let reason = analysis.snapshots.isEmpty ? "no snapshot files"
+                : "no snapshot verifies (" + analysis.skippedSnapshots.joined(separator: "; ") + ")"
             analysis.fatal = .missingSnapshot(firstJournalSequence: first, reason: reason)
         } else {
             analysis.fatal = .journalMissingAfterSnapshot(snapshotSequence: base, firstJournalSequence: first)

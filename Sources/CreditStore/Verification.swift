@@ -217,8 +217,11 @@ public func verifyStateDirectory(
     // them from the journal.
     for file in report.archiveFiles {
         if let problem = file.problem {
-            report.warnings.append("event archive \(file.fileName): \(problem); the events in it and after it in that "
-                + "file cannot be read unless the journal still holds them (reads answer DATA_LOSS)")
+            // Reads find a block by the offset the snapshot recorded, so the blocks after a
+            // damaged one still read; the check stops at the first damage, though.
+            report.warnings.append("event archive \(file.fileName): \(problem); the events in that block cannot be "
+                + "read unless the journal still holds them (reads answer DATA_LOSS); blocks after it in the file "
+                + "were not checked")
         }
     }
     report.warnings += analysis.skippedSnapshots.map { "snapshot \($0) (recovery falls back past it)" }

@@ -205,6 +205,18 @@ final class SnapshotTests: StoreDirectoryTestCase {
         let verification = try verifyStateDirectory(directory)
         XCTAssertTrue(verification.recoverable)
         XCTAssertEqual(verification.snapshots.map(\.verified), [false, true])
+
+        // Both damaged, and the journal no longer reaches back: the refusal names each snapshot
+        // and why it was passed over (it said only "no snapshot verifies").
+        try flipBit(in: directory + "/snapshot-00000000000000000050.snap", at: 50)
+        do {
+            _ = try DurableStore.open(directory: directory, options: options)
+            XCTFail("no snapshot and no journal from seq 1")
+        } catch {
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("no snapshot verifies (snapshot-00000000000000000065.snap: payload CRC mismatch; "
+                                        + "snapshot-00000000000000000050.snap: payload CRC mismatch)"), text)
+        }
     }
 
     /// A snapshot at the seq the start recovered (a stop with nothing written since the start
