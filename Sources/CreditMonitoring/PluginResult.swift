@@ -54,7 +54,7 @@ public struct PluginResult: Sendable, Equatable {
     /// Text is made single-line and a `|` in it becomes `/` (it would start
     /// perfdata). Perfdata whose first 19 label characters repeat an earlier one is
     /// dropped. To fit the limit, long-text lines go first, then perfdata from the
-    /// end, then the text is shortened.
+    /// end (the text then says how many items were left out), then the text is shortened.
     public func rendered(serviceName: String = defaultServiceName, maximumBytes: Int = maximumBytes) -> String {
         let head = "\(serviceName) \(state) - "
         var summary = Self.sanitizedLine(text)
@@ -62,9 +62,12 @@ public struct PluginResult: Sendable, Equatable {
         var seen = Set<Substring>()
         var data = perfData.filter { seen.insert($0.labelKey).inserted }.map(\.formatted)
         var extra = longText.map(Self.sanitizedLine)
+        var leftOut = 0
 
         func assemble() -> String {
             var first = head + summary
+            // Said in the text, so that a series missing from a graph has a reason on record.
+            if leftOut > 0 { first += " (\(leftOut) perfdata left out: 1 KB limit)" }
             if !data.isEmpty { first += " | " + data.joined(separator: " ") }
             return ([first] + extra).joined(separator: "\n") + "\n"
         }
@@ -76,9 +79,11 @@ public struct PluginResult: Sendable, Equatable {
         }
         while output.utf8.count > maximumBytes, !data.isEmpty {
             data.removeLast()
+            leftOut += 1
             output = assemble()
         }
         if output.utf8.count > maximumBytes {
+            leftOut = 0
             let room = max(0, maximumBytes - head.utf8.count - 1)
             summary = Self.truncated(summary, toBytes: room)
             output = assemble()

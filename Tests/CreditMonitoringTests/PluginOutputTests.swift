@@ -101,5 +101,12 @@ final class PluginOutputTests: XCTestCase {
         XCTAssertLessThan(fitting.utf8.count, 1024)
         XCTAssertTrue(fitting.contains("'metric_9'=9s;;;0;"))
         XCTAssertTrue(fitting.contains("\ndetail line 0 "))
+
+        // Series that do not fit are left out from the end, and the text says how many.
+        let crowded = PluginResult(state: .ok, text: "fine", perfData: perfData).rendered()
+        XCTAssertLessThan(crowded.utf8.count, 1024)
+        let kept = crowded.components(separatedBy: "'metric_").count - 1
+        XCTAssertTrue(crowded.hasPrefix("CREDITD OK - fine (\(60 - kept) perfdata left out: 1 KB limit) | 'metric_0'="), crowded)
+        XCTAssertGreaterThan(kept, 20)
     }
 }
