@@ -76,7 +76,9 @@ public struct PostgresConnectionInfo: Sendable, Equatable, CustomStringConvertib
             throw .malformed("port must be a number from 1 to 65535")
         }
         self.port = port
-        user = values["user"] ?? environment["PGUSER"] ?? environment["USER"] ?? "postgres"
+        // As libpq: the name of the user the process runs as ($USER is a shell's, and a unit
+        // without User= may not set it).
+        user = values["user"] ?? environment["PGUSER"] ?? Self.processUserName() ?? environment["USER"] ?? "postgres"
         password = values["password"] ?? environment["PGPASSWORD"]
         database = values["dbname"] ?? environment["PGDATABASE"]
         let mode = values["sslmode"] ?? environment["PGSSLMODE"] ?? SSLMode.prefer.rawValue
@@ -150,6 +152,11 @@ public struct PostgresConnectionInfo: Sendable, Equatable, CustomStringConvertib
         } catch {
             throw .malformed("sslrootcert \(rootCert ?? "system"): \(error)")
         }
+    }
+
+    private static func processUserName() -> String? {
+        guard let entry = getpwuid(geteuid()), let name = entry.pointee.pw_name else { return nil }
+        return String(cString: name)
     }
 
     public var isUnixSocket: Bool { host.hasPrefix("/") }

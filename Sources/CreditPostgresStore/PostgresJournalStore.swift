@@ -254,6 +254,9 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             state.commits += 1
             state.recordsWritten += payloads.count
             state.appendRenewedAt = sentAt
+            // Its own append: the state is current as of now (a demotion later counts its lag
+            // from here, not from its last catch-up as a standby, before it was active).
+            state.caughtUpAt = sentAt
         }
         return last
     }
@@ -450,6 +453,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
                             state.activeHolder = options.node
                             state.lagSeconds = 0
                             state.lagRecords = 0
+                            state.caughtUpAt = .now   // it has just read the journal to its end
                         }
                         logger.notice("took the writer lease", metadata: ["epoch": "\(epoch)", "node": "\(options.node)"])
                         follower.promote(epoch: epoch)

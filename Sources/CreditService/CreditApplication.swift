@@ -411,6 +411,11 @@ public final class CreditApplication: Sendable {
             let info = try await takeSnapshot()
             logger.info("snapshot written on request", metadata: ["file": "\(info.fileName)", "bytes": "\(info.bytes)"])
             return info
+        } catch let refusal as WriteFailure where refusal.isRefusalOfTheRequest {
+            // Asked of a standby, or while one is being written: the caller's answer says so,
+            // and nothing failed.
+            logger.notice("requested snapshot refused", metadata: ["reason": "\(refusal)"])
+            throw refusal
         } catch {
             logger.error("requested snapshot failed", metadata: ["error": "\(error)"])
             throw error

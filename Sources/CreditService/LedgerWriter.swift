@@ -47,6 +47,15 @@ public enum WriteFailure: Error, Sendable, Equatable, CustomStringConvertible {
     /// replays what was committed and resumes by itself. `outcome` as for a persistence fault.
     case storeUnavailable(String, outcome: WriteOutcome)
 
+    /// A refusal of the request as such (this host is a standby, a snapshot is already being
+    /// written), not a failure of creditd.
+    public var isRefusalOfTheRequest: Bool {
+        switch self {
+        case .notActive, .snapshotInProgress: true
+        default: false
+        }
+    }
+
     public var description: String {
         switch self {
         case .persistenceFault(let text, let outcome): "persistence fault (\(outcome)): \(text)"
