@@ -9,16 +9,18 @@ import PostgresNIO
 /// `sslmode` and `sslrootcert` choose TLS and how the server's certificate is checked, as in
 /// libpq (its `prefer` by default); the URI takes them as query items.
 public struct PostgresConnectionInfo: Sendable, Equatable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
-    public var user: String
-    public var password: String?
-    public var database: String?
+    // Set only by parsing: the TLS context is made from `host`, `sslMode` and `sslRootCert`
+    // then, and a later change to one of them would connect with the old context.
+    public private(set) var host: String
+    public private(set) var port: Int
+    public private(set) var user: String
+    public private(set) var password: String?
+    public private(set) var database: String?
     /// Whether and how a TCP connection uses TLS (libpq's `sslmode`; a Unix socket never does).
-    public var sslMode: SSLMode
+    public private(set) var sslMode: SSLMode
     /// `sslrootcert`: a PEM file of the certificate authorities the server's certificate must
     /// chain to, or `system` for the operating system's.
-    public var sslRootCert: String?
+    public private(set) var sslRootCert: String?
     /// The sessions' `lock_timeout` on the server, when set (the store sets its lease). Every
     /// step is bounded on creditd's side too, but a step given up on there (its connection
     /// closed) kept waiting on the server: behind a lease row some other session held locked,
@@ -32,7 +34,8 @@ public struct PostgresConnectionInfo: Sendable, Equatable, CustomStringConvertib
     public enum SSLMode: String, Sendable, CaseIterable {
         /// Plain text.
         case disable
-        /// TLS when the server offers it, without checking its certificate (libpq's default).
+        /// TLS when the server offers it, without checking its certificate unless `sslrootcert`
+        /// is given (libpq's default).
         case prefer
         /// TLS or no connection; the certificate is not checked (unless `sslrootcert` is
         /// given: then as `verify-ca`, as in libpq).
@@ -68,6 +71,8 @@ public struct PostgresConnectionInfo: Sendable, Equatable, CustomStringConvertib
         } else {
             values = try Self.keywordValues(text)
         }
+        // As in libpq, an empty value is no value: the default (or the variable) applies.
+        values = values.filter { !$0.value.isEmpty }
         if let unknown = values.keys.sorted().first(where: { !Self.keys.contains($0) }) {
             throw .malformed("unsupported key \"\(unknown)\" (supported: \(Self.keys.joined(separator: ", ")))")
         }
@@ -81,14 +86,23 @@ public struct PostgresConnectionInfo: Sendable, Equatable, CustomStringConvertib
         user = values["user"] ?? environment["PGUSER"] ?? Self.processUserName() ?? environment["USER"] ?? "postgres"
         password = values["password"] ?? environment["PGPASSWORD"]
         database = values["dbname"] ?? environment["PGDATABASE"]
-        let mode = values["sslmode"] ?? environment["PGSSLMODE"] ?? SSLMode.prefer.rawValue
+        sslRootCert = values["sslrootcert"] ?? environment["PGSSLROOTCERT"].flatMap { $0.isEmpty ? nil : $0 }
+        // With the operating system's authorities, any public CA vouches for any name it was
+        // asked to: only the host name check makes that a check, so `system` means verify-full
+        // (its default, as in libpq 16) and nothing weaker.
+        let system = sslRootCert == "system"
+        let mode = values["sslmode"] ?? environment["PGSSLMODE"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? (system ? SSLMode.verifyFull : SSLMode.prefer).rawValue
         guard let sslMode = SSLMode(rawValue: mode) else {
             let allowed = SSLMode.allCases.map(\.rawValue).joined(separator: ", ")
             throw .malformed(mode == "allow" ? "sslmode \"allow\" (plain text first) is not supported: use prefer or disable"
                                              : "sslmode must be one of \(allowed), not \"\(mode)\"")
         }
+        if system, sslMode != .verifyFull {
+            throw .malformed("sslrootcert=system needs sslmode=verify-full (its default): any public authority "
+                             + "vouches for a certificate, so only the host name check makes it a check")
+        }
         self.sslMode = sslMode
-        sslRootCert = values["sslrootcert"] ?? environment["PGSSLROOTCERT"]
         tlsContext = try Self.tlsContext(mode: sslMode, rootCert: sslRootCert, unixSocket: host.hasPrefix("/"))
     }
 
@@ -98,11 +112,13 @@ public struct PostgresConnectionInfo: Sendable, Equatable, CustomStringConvertib
     static func keywordValues(_ text: String) throws(ParseError) -> [String: String] {
         var values: [String: String] = [:]
         var characters = Substring(text)
-        func skipSpaces() { characters = characters.drop(while: \.isWhitespace) }
+        // C's isspace, as libpq: not every Unicode space (a no-break space is part of a value).
+        func isSpace(_ character: Character) -> Bool { " \t\n\r\u{0B}\u{0C}".contains(character) }
+        func skipSpaces() { characters = characters.drop(while: isSpace) }
         while true {
             skipSpaces()
             guard !characters.isEmpty else { return values }
-            let key = characters.prefix { $0 != "=" && !$0.isWhitespace }
+            let key = characters.prefix { $0 != "=" && !isSpace($0) }
             characters = characters.dropFirst(key.count)
             skipSpaces()
             guard !key.isEmpty, characters.first == "=" else { throw .malformed("\"\(key)\" is not key=value") }
@@ -111,11 +127,14 @@ public struct PostgresConnectionInfo: Sendable, Equatable, CustomStringConvertib
             var value = ""
             let quoted = characters.first == "'"
             if quoted { characters = characters.dropFirst() }
-            while let next = characters.first, quoted ? next != "'" : !next.isWhitespace {
+            while let next = characters.first, quoted ? next != "'" : !isSpace(next) {
                 characters = characters.dropFirst()
-                if next == "\\", let escaped = characters.first {
-                    value.append(escaped)
-                    characters = characters.dropFirst()
+                if next == "\\" {
+                    // An escape takes the next character as it is; a backslash at the end is dropped.
+                    if let escaped = characters.first {
+                        value.append(escaped)
+                        characters = characters.dropFirst()
+                    }
                 } else {
                     value.append(next)
                 }
@@ -135,9 +154,11 @@ public struct PostgresConnectionInfo: Sendable, Equatable, CustomStringConvertib
         case (.verifyCA, nil), (.verifyFull, nil):
             throw .malformed("sslmode=\(mode.rawValue) needs sslrootcert: a PEM file of the certificate authorities "
                              + "to trust, or \"system\" for the operating system's")
-        case (.prefer, _), (.require, nil):
+        case (.prefer, nil), (.require, nil):
             tls.certificateVerification = .none
-        case (.require, _), (.verifyCA, _):
+        case (.prefer, _), (.require, _), (.verifyCA, _):
+            // A CA file given is used (and must be readable): the chain is checked, as libpq
+            // does for require; prefer still falls back to plain text if the server has no TLS.
             tls.certificateVerification = .noHostnameVerification
         case (.verifyFull, _):
             tls.certificateVerification = .fullVerification
@@ -155,7 +176,11 @@ public struct PostgresConnectionInfo: Sendable, Equatable, CustomStringConvertib
     }
 
     private static func processUserName() -> String? {
-        guard let entry = getpwuid(geteuid()), let name = entry.pointee.pw_name else { return nil }
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard getpwuid_r(geteuid(), &entry, &buffer, buffer.count, &result) == 0, result != nil,
+              let name = entry.pw_name else { return nil }
         return String(cString: name)
     }
 

@@ -613,7 +613,8 @@ public enum PostgresStoreError: Error, CustomStringConvertible {
             return "TLS: the server's certificate does not name the host connected to (sslmode=verify-full): \(error)"
         }
         if error is NIOSSLError, "\(error)".contains("CERTIFICATE_VERIFY_FAILED") {
-            return "TLS: the server's certificate does not chain to an authority in sslrootcert: \(error)"
+            return "TLS: the server's certificate did not verify against sslrootcert (another authority, "
+                + "or out of its validity period): \(error)"
         }
         if let error = error as? PostgresTransactionError {
             if let inner = error.closureError { return describe(inner) }

@@ -14,7 +14,7 @@ final class ConnectionInfoTests: XCTestCase {
         XCTAssertEqual(info.host, "db.example")
         XCTAssertEqual(info.port, 6543)
         XCTAssertEqual(info.password, #"a b'c\d"#)
-        XCTAssertEqual(info.database, "")
+        XCTAssertNil(info.database, "an empty value is no value")
         XCTAssertEqual(info.sslMode, .prefer, "libpq's default")
         XCTAssertFalse(info.description.contains("a b"), "the password stays out of logs: \(info)")
         XCTAssertThrowsError(try PostgresConnectionInfo(parsing: "password='open", environment: [:])) { error in
@@ -31,11 +31,21 @@ final class ConnectionInfoTests: XCTestCase {
             ("host=db sslmode=verify-full", "sslmode=verify-full needs sslrootcert"),
             ("host=db sslmode=verify-ca sslrootcert=/nonexistent/ca.crt", "sslrootcert /nonexistent/ca.crt"),
             ("host=db sslkey=/k", "unsupported key \"sslkey\""),
+            ("host=db sslmode=require sslrootcert=system", "sslrootcert=system needs sslmode=verify-full"),
+            ("host=db sslrootcert=/nonexistent/ca.crt", "sslrootcert /nonexistent/ca.crt"),   // prefer uses it too
         ] {
             XCTAssertThrowsError(try PostgresConnectionInfo(parsing: text, environment: [:]), text) { error in
                 XCTAssertTrue("\(error)".contains(expected), "\(text): \(error)")
             }
         }
+        XCTAssertEqual(try PostgresConnectionInfo(parsing: "host=db sslrootcert=system", environment: [:]).sslMode, .verifyFull)
+        // An empty value is no value, as in libpq: the default applies.
+        let empty = try PostgresConnectionInfo(parsing: "host=db port='' sslmode=", environment: [:])
+        XCTAssertEqual(empty.port, 5432)
+        XCTAssertEqual(empty.sslMode, .prefer)
+        // A no-break space is part of a value (libpq splits on C's isspace); a trailing
+        // backslash is dropped.
+        XCTAssertEqual(try PostgresConnectionInfo(parsing: "host=db password=a\u{00A0}b\\", environment: [:]).password, "a\u{00A0}b")
         // A Unix socket never uses TLS: nothing to check there.
         XCTAssertNoThrow(try PostgresConnectionInfo(parsing: "host=/run/postgresql sslmode=verify-full", environment: [:]))
     }
@@ -46,12 +56,15 @@ final class ConnectionInfoTests: XCTestCase {
         let cluster = try PostgresCluster.startOrSkip(tls: true)
         defer { cluster.stop() }
         let ca = cluster.caCertificatePath, other = cluster.otherCACertificatePath
+        // The certificate names localhost, not 127.0.0.1: verify-ca takes either, verify-full only
+        // the name.
         let connects = [
             cluster.tcpConnectionInfo("sslmode=prefer"),
+            cluster.tcpConnectionInfo("sslmode=prefer sslrootcert=\(ca)"),
             cluster.tcpConnectionInfo("sslmode=require"),
             cluster.tcpConnectionInfo("sslmode=verify-ca sslrootcert=\(ca)"),
+            cluster.tcpConnectionInfo(host: "127.0.0.1", "sslmode=verify-ca sslrootcert=\(ca)"),
             cluster.tcpConnectionInfo("sslmode=verify-full sslrootcert=\(ca)"),
-            cluster.tcpConnectionInfo(host: "127.0.0.1", "sslmode=verify-full sslrootcert=\(ca)"),
             "postgresql://\(cluster.user)@localhost:\(cluster.port)/postgres?sslmode=verify-full&sslrootcert=\(ca)",
         ]
         for text in connects {
@@ -65,8 +78,11 @@ final class ConnectionInfoTests: XCTestCase {
         }
         let refused = [
             (cluster.tcpConnectionInfo("sslmode=disable"), "no encryption"),
-            (cluster.tcpConnectionInfo("sslmode=verify-ca sslrootcert=\(other)"), "certificate does not chain to an authority in sslrootcert"),
-            (cluster.tcpConnectionInfo("sslmode=require sslrootcert=\(other)"), "certificate does not chain to an authority in sslrootcert"),
+            (cluster.tcpConnectionInfo("sslmode=verify-ca sslrootcert=\(other)"), "certificate did not verify against sslrootcert"),
+            (cluster.tcpConnectionInfo("sslmode=require sslrootcert=\(other)"), "certificate did not verify against sslrootcert"),
+            (cluster.tcpConnectionInfo("sslmode=prefer sslrootcert=\(other)"), "certificate did not verify against sslrootcert"),
+            (cluster.tcpConnectionInfo(host: "127.0.0.1", "sslmode=verify-full sslrootcert=\(ca)"),
+             "certificate does not name the host connected to"),
         ]
         for (text, reason) in refused {
             XCTAssertThrowsError(try PostgresJournalStore.open(try PostgresConnectionInfo(parsing: text), logger: Self.logger),

@@ -34,8 +34,9 @@ public final class PostgresCluster: @unchecked Sendable {
     public var caCertificatePath: String { directory + "/tls/ca.crt" }
     public var otherCACertificatePath: String { directory + "/tls/other-ca.crt" }
 
-    /// `key=value` connection string over TCP to a `tls` cluster, as `host` (`localhost` or
-    /// `127.0.0.1`, both in its certificate), with the extra settings given.
+    /// `key=value` connection string over TCP to a `tls` cluster, as `host` (`localhost`, the
+    /// name in its certificate, or `127.0.0.1`, which the certificate does not name), with the
+    /// extra settings given.
     public func tcpConnectionInfo(host: String = "localhost", _ settings: String = "") -> String {
         "host=\(host) port=\(port) user=\(user) dbname=postgres" + (settings.isEmpty ? "" : " " + settings)
     }
@@ -65,7 +66,7 @@ public final class PostgresCluster: @unchecked Sendable {
     /// Starts a cluster, or skips the test (with the reason) when PostgreSQL is not installed.
     /// CI installs it (scripts/install-deps.sh), so there these tests run.
     /// With `tls`, it also listens on 127.0.0.1 (a free port) with a certificate for
-    /// `localhost` and 127.0.0.1, and accepts TCP connections over TLS only.
+    /// `localhost` alone, and accepts TCP connections over TLS only.
     public static func startOrSkip(tls: Bool = false) throws -> PostgresCluster {
         guard let binaries = findBinaries() else {
             throw XCTSkip("PostgreSQL is not installed (initdb, pg_ctl not found in $PATH or /usr/lib/postgresql/*/bin); "
@@ -96,7 +97,7 @@ public final class PostgresCluster: @unchecked Sendable {
         try start()
     }
 
-    /// A CA, a server certificate it signs for `localhost` and 127.0.0.1, and a second CA;
+    /// A CA, a server certificate it signs for `localhost` only, and a second CA;
     /// TCP connections must use TLS (`hostssl` only in pg_hba.conf).
     private func makeCertificates() throws {
         let tlsDirectory = directory + "/tls"
@@ -108,7 +109,7 @@ public final class PostgresCluster: @unchecked Sendable {
         }
         try run(["openssl", "req"] + key + ["-keyout", "\(tlsDirectory)/server.key", "-out", "\(tlsDirectory)/server.csr",
                  "-subj", "/CN=localhost"], asOwner: false)
-        try "subjectAltName=DNS:localhost,IP:127.0.0.1\n".write(toFile: tlsDirectory + "/san.ext", atomically: true, encoding: .utf8)
+        try "subjectAltName=DNS:localhost\n".write(toFile: tlsDirectory + "/san.ext", atomically: true, encoding: .utf8)
         try run(["openssl", "x509", "-req", "-in", "\(tlsDirectory)/server.csr", "-CA", "\(tlsDirectory)/ca.crt",
                  "-CAkey", "\(tlsDirectory)/ca.key", "-CAcreateserial", "-out", "\(tlsDirectory)/server.crt", "-days", "2",
                  "-extfile", "\(tlsDirectory)/san.ext"], asOwner: false)
