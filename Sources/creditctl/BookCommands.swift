@@ -220,6 +220,7 @@ extension Render {
             let s = e.subscription
             detail = "\(snakeName(s.status)) seats \(s.seats) period \(s.currentPeriod.periodStart)..\(s.currentPeriod.periodEnd)"
         }
-        return [String(e.seq), snakeName(e.type), e.date, e.subscriptionID, orDash(e.customer), detail].joined(separator: "\t")
+        return [String(e.seq), snakeName(e.type), e.date, e.subscriptionID, orDash(e.customer), detail]
+            .map(terminalSafe).joined(separator: "\t")
     }
 }

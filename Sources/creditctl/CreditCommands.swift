@@ -190,7 +190,7 @@ enum Render {
 
     static func refundStatus(_ response: Creditd_V1_GetRefundStatusResponse) -> String {
         let currency = response.currency
-        var text = "subscription \(response.subscriptionID), as of \(response.asOfDate)\n\n"
+        var text = "subscription \(terminalSafe(response.subscriptionID)), as of \(response.asOfDate)\n\n"
         text += response.credits.isEmpty ? "no credits\n" : credits(response.credits)
         var history = TextTable("CREDIT", "STATE", "DATE", "AT")
         for credit in response.credits {

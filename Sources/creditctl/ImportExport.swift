@@ -495,7 +495,9 @@ struct Import: AsyncParsableCommand {
             problems += check.refused
             if !problems.isEmpty {
                 var report = ""
-                for p in problems.sorted(by: { $0.line < $1.line }) { report += "\(name):\(p.line): \(p.reason)\n" }
+                for p in problems.sorted(by: { $0.line < $1.line }) {
+                    report += "\(terminalSafe(name)):\(p.line): \(terminalSafe(p.reason))\n"
+                }
                 report += "creditctl: import: \(problems.count) bad line(s); nothing was imported\n"
                 FileHandle.standardError.write(Data(report.utf8))
                 return CtlExit.dataError
@@ -892,7 +894,7 @@ struct Export: AsyncParsableCommand {
         if !changed.isEmpty {
             FileHandle.standardError.write(Data(("creditctl: \(changed.count) subscription(s) changed seats in their current period "
                 + "and would import with a different price per seat (O5 divides the period's charge by the seats): "
-                + changed.prefix(10).joined(separator: ", ") + (changed.count > 10 ? ", ..." : "") + "\n").utf8))
+                + changed.prefix(10).map(terminalSafe).joined(separator: ", ") + (changed.count > 10 ? ", ..." : "") + "\n").utf8))
         }
         return count
     }

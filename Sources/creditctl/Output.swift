@@ -13,29 +13,40 @@ func emit(_ message: some SwiftProtobuf.Message, _ format: OutputFormat, table: 
     }
 }
 
-/// `text` with every control character (C0, DEL, C1) written as an escape: `\n`, `\r`, `\t`,
-/// `\x1B`. Ids, customers and plans are whatever a client sent: printed as they are, a newline
-/// forged a table row and an escape sequence took over the operator's terminal. JSON output
-/// escapes them by its own rules.
+/// `text` with every control character (C0, DEL, C1) written as an escape (`\n`, `\r`, `\t`,
+/// `\x1B`), the characters that reorder or break lines (U+2028, U+2029, the bidirectional
+/// embeddings, overrides and isolates) as `\u{202E}`, and a backslash doubled, so that the
+/// escapes cannot be confused with text. Ids, customers and plans are whatever a client sent:
+/// printed as they were, a newline forged a table row, an escape sequence took over the
+/// operator's terminal, and a right-to-left override reordered the columns. JSON output
+/// escapes by its own rules.
 func terminalSafe(_ text: String) -> String {
-    guard text.unicodeScalars.contains(where: isControl) else { return text }
+    guard text.unicodeScalars.contains(where: needsEscape) else { return text }
     var safe = ""
     for scalar in text.unicodeScalars {
         switch scalar {
         case "\n": safe += "\\n"
         case "\r": safe += "\\r"
         case "\t": safe += "\\t"
-        case _ where isControl(scalar):
+        case "\\": safe += "\\\\"
+        case _ where scalar.value < 0x100 && needsEscape(scalar):
             let hex = String(scalar.value, radix: 16, uppercase: true)
             safe += "\\x" + (hex.count < 2 ? "0" + hex : hex)
+        case _ where needsEscape(scalar):
+            safe += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
         default: safe.unicodeScalars.append(scalar)
         }
     }
     return safe
 }
 
-private func isControl(_ scalar: Unicode.Scalar) -> Bool {
-    scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
+private func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+    switch scalar.value {
+    case 0..<0x20, 0x7F...0x9F, 0x5C: true                      // controls, the backslash
+    case 0x2028, 0x2029, 0x200E, 0x200F, 0x061C: true          // separators, direction marks
+    case 0x202A...0x202E, 0x2066...0x2069: true                // embeddings, overrides, isolates
+    default: false
+    }
 }
 
 /// A plain text table: a header row and left-aligned columns.
