@@ -83,8 +83,9 @@ public struct PluginResult: Sendable, Equatable {
             output = assemble()
         }
         if output.utf8.count > maximumBytes {
-            leftOut = 0
-            let room = max(0, maximumBytes - head.utf8.count - 1)
+            // The note stays (every series was left out); the text gives way to it.
+            let note = leftOut > 0 ? " (\(leftOut) perfdata left out: 1 KB limit)" : ""
+            let room = max(0, maximumBytes - head.utf8.count - note.utf8.count - 1)
             summary = Self.truncated(summary, toBytes: room)
             output = assemble()
         }

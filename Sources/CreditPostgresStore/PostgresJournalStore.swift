@@ -67,11 +67,10 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
         /// When a standby last read the journal to its end. While reads fail (the database out
         /// of reach), the time since then is how stale its state may be.
         var caughtUpAt: ContinuousClock.Instant?
-        /// When a standby last heard from the database (the lease row, or a page of the journal
-        /// while it catches up). `activeHolder` is named only within a lease of that: later, the
-        /// database is out of reach from here, and the holder it saw may have lost the lease
-        /// without this host knowing.
-        var databaseReadAt: ContinuousClock.Instant?
+        /// When a standby last read the lease row. `activeHolder` is named only within a lease
+        /// of that: later (the database out of reach, or a catch-up longer than a lease), the
+        /// holder it saw may have lost the lease without this host knowing.
+        var leaseReadAt: ContinuousClock.Instant?
         var lastSnapshotSequence: UInt64?
         var lastSnapshotUnixMillis: Int64?
         var snapshotsWritten = 0
@@ -166,7 +165,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
     /// too: it names none rather than send clients to a host that may refuse them as well.
     private func knownHolder(_ state: State) -> String {
         if state.role == .active { return state.activeHolder }
-        guard let read = state.databaseReadAt, ContinuousClock.now - read < options.lease else { return "" }
+        guard let read = state.leaseReadAt, ContinuousClock.now - read < options.lease else { return "" }
         return state.activeHolder == options.node ? "" : state.activeHolder
     }
 
@@ -410,6 +409,9 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
                             try await Schema.renewLease(connection, node: node, epoch: epoch, leaseMillis: leaseMillis, logger: logger)
                         }) {
                             renewedAt = sentAt
+                            // Holding the lease, no one else wrote: the state is current (an idle
+                            // host that then loses the database counts its lag from here).
+                            state.withLock { $0.caughtUpAt = sentAt }
                         } else {
                             let leader = try await boundedStep("reading the lease", within: limit, closing: connection) {
                                 try await Schema.leader(connection, logger: logger)
@@ -437,7 +439,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
                     state.withLock { state in
                         state.activeHolder = leader.live ? leader.holder : ""
                         state.epoch = max(state.epoch, leader.epoch)
-                        state.databaseReadAt = .now
+                        state.leaseReadAt = .now
                     }
                     if !leader.live || leader.holder == options.node,
                        let epoch = try await boundedStep("taking the lease", within: limit, closing: connection, {
@@ -503,7 +505,7 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             state.role = .standby
             state.activeHolder = holder
             state.epoch = max(state.epoch, epoch)
-            if !holder.isEmpty { state.databaseReadAt = .now }   // just read
+            if !holder.isEmpty { state.leaseReadAt = .now }   // just read
         }
         logger.warning("lost the writer lease; standing by", metadata: ["reason": "\(reason)", "active": "\(holder)"])
         follower.demote(activeHolder: holder)
@@ -534,7 +536,6 @@ public final class PostgresJournalStore: ReplicatedJournalStore {
             }
             let records = page.map(\.record)
             state.withLock { state in
-                state.databaseReadAt = .now
                 state.lastKnown = max(state.lastKnown, records[records.count - 1].sequence)
                 state.lagSeconds = page[page.count - 1].lagSeconds
                 for row in page { state.lag.record(row.lagSeconds) }

@@ -74,7 +74,7 @@ public final class DaemonMetrics: Sendable {
         duration = must { try r.histogram(name: "creditd_rpc_duration_seconds", help: "Call latency by method.", labelNames: ["method"],
                                           buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5]) }
         connections = must { try r.gauge(name: "creditd_connections", help: "Open client connections.") }
-        connectionsRejected = must { try r.counter(name: "creditd_connections_rejected_total", help: "Connections closed at accept because of the connection limit.") }
+        connectionsRejected = must { try r.counter(name: "creditd_connections_rejected_total", help: "Connections refused for a connection limit, for every reason (by reason: creditd_connections_refused_total).") }
         inFlight = must { try r.gauge(name: "creditd_in_flight_calls", help: "Calls being handled.") }
         protocolErrors = must { try r.counter(name: "creditd_protocol_errors_total", help: "Malformed or refused frames, by status code.", labelNames: ["code"]) }
         serving = must { try r.gauge(name: "creditd_serving", help: "1 while health is SERVING.") }

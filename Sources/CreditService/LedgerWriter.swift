@@ -697,7 +697,7 @@ public final class LedgerWriter: @unchecked Sendable {
             if let fault {
                 completion(.failure(.snapshotAfterFault(fault)))
             } else if case .standby(let holder) = role {
-                completion(.failure(.notActive(activeHolder: holder)))
+                completion(.failure(.notActive(activeHolder: activeHolder(remembered: holder))))
             } else if snapshotRunning {
                 completion(.failure(.snapshotInProgress))
             } else {
@@ -874,7 +874,14 @@ public final class LedgerWriter: @unchecked Sendable {
         switch job {
         case .command(let write): write.completion(.failure(failure))
         case .advanceClock(_, let completion): completion(.failure(failure))
-        case .capture(let completion): completion(.failure(failure))
+        case .capture(let completion):
+            // A snapshot asked for in a batch whose append failed is refused as a snapshot,
+            // not with a write's "this change was not applied".
+            if case .persistenceFault(let text, _) = failure {
+                completion(.failure(.snapshotAfterFault(text)))
+            } else {
+                completion(.failure(failure))
+            }
         case .ping(let completion): completion()
         case .snapshotFinished, .stopPeriodicSnapshots, .setMaxSeats, .setSnapshotPolicy, .setEventRetention,
              .replicate, .restore, .promote, .demote: break
@@ -890,8 +897,9 @@ extension LedgerWriter: ReplicationFollower {
     public func restore(_ snapshot: RecoveredSnapshot) { enqueueReplication(.restore(snapshot)) }
     public func promote(epoch: UInt64) { enqueueReplication(.promote(epoch: epoch)) }
     /// The host a standby's refusal names: the store's live view of the lease (its loop reads
-    /// the lease at every poll), else what the last demotion said. A host that started as a
-    /// standby was never demoted, and named no host at all while another held the lease.
+    /// the lease at every poll; none once it has not for a lease). What the last demotion said
+    /// counts only without a shared store's status. A host that started as a standby was never
+    /// demoted, and named no host at all while another held the lease.
     private func activeHolder(remembered: String) -> String {
         // The store's view is the current one: the holder this writer was told of when it
         // stood down may have lost the lease since, or the database be out of reach (the store

@@ -418,12 +418,20 @@ final class StoreCore: @unchecked Sendable {
         try operations.sync(file)
     }
 
+    /// A copy that could not be written whole (a full disk) is removed: the repair stops with
+    /// the reason and the segment untouched, and leaves no empty or partial `.corrupt-` file that
+    /// looks like a kept copy.
     private static func copyFile(from source: String, to target: String, operations: any FileOperations) throws(FileOperationError) {
         let bytes = try operations.readFile(source)
         let file = try operations.open(target, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
-        defer { operations.close(file) }
-        try operations.write(file, bytes, at: 0)
-        try operations.sync(file)
+        do throws(FileOperationError) {
+            defer { operations.close(file) }
+            try operations.write(file, bytes, at: 0)
+            try operations.sync(file)
+        } catch {
+            try? operations.remove(target)
+            throw error
+        }
     }
 
     // MARK: Threads

@@ -95,6 +95,7 @@ final class PluginOutputTests: XCTestCase {
         XCTAssertTrue(output.hasPrefix("CREDITD CRITICAL - é"))
         XCTAssertTrue(output.hasSuffix("\n"))
         XCTAssertEqual(output.split(separator: "\n").count, 1)
+        XCTAssertTrue(output.hasSuffix(" (60 perfdata left out: 1 KB limit)\n"), output)
 
         // Room for the text: long text goes first, perfdata is kept while it fits.
         let fitting = PluginResult(state: .ok, text: "fine", perfData: Array(perfData.prefix(10)), longText: longText).rendered()

@@ -294,6 +294,16 @@ final class RecoveryTests: StoreDirectoryTestCase {
 
         var options = StoreOptions()
         options.repair = true
+        // A disk too full for the copy: the repair stops, the segment stays as it was, and no
+        // empty or partial copy is left to pass for a kept one.
+        let full = FaultInjectingFileOperations(pathSuffix: "")   // every file: the copy too
+        full.failWrites(afterBytes: 10, errno: ENOSPC)
+        var fullOptions = options
+        fullOptions.fileOperations = full
+        XCTAssertThrowsError(try DurableStore.open(directory: directory, options: fullOptions))
+        XCTAssertEqual(try readBytes(firstSegment), damaged)
+        XCTAssertEqual(files(in: directory).filter { $0.contains(".corrupt-") }, [])
+
         let (store, recovery) = try DurableStore.open(directory: directory, options: options)
         XCTAssertEqual(recovery.records.map(\.sequence), [1, 2, 3, 4])
         XCTAssertEqual(recovery.nextSequence, 5)
