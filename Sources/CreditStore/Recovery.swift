@@ -532,6 +532,9 @@ struct DirectoryAnalysis {
     var startsNewSegment = false
     var keptSegments: [Int] = []
     var problemsInCoveredSegments: [String] = []
+    /// Files recovery neither reads nor removes: `--repair`'s kept copies, and anything an
+    /// operator or another program put there (verify-state lists them).
+    var otherFiles: [String] = []
 }
 
 func analyzeStateDirectory(
@@ -548,6 +551,8 @@ func analyzeStateDirectory(
             snapshotNames.append((name, sequence))
         } else if name.hasSuffix(StoreFormat.temporarySuffix) {
             analysis.temporaryFiles.append(name)
+        } else if name != StoreFormat.lockName, EventArchiveFiles.firstSeq(ofFileNamed: name) == nil {
+            analysis.otherFiles.append(name)
         }
     }
     segmentNames.sort { $0.1 < $1.1 }

@@ -78,6 +78,8 @@ public struct VerificationReport: Sendable, Equatable, CustomStringConvertible {
     public var repairActions: [String] = []
     /// When even `--repair` would refuse: why.
     public var repairRefusal: String?
+    /// Files recovery ignores (kept copies of `--repair`, files someone else put here).
+    public var otherFiles: [String] = []
 
     /// A normal open would succeed.
     public var recoverable: Bool { problems.isEmpty }
@@ -110,6 +112,9 @@ public struct VerificationReport: Sendable, Equatable, CustomStringConvertible {
             let range = file.firstSeq.map { first in ", events from seq \(first) (last block from \(file.lastBlockSeq ?? first))" } ?? ""
             lines.append("  event archive \(file.fileName): \(file.blocks) blocks\(range), \(file.bytes) bytes"
                 + (file.problem.map { ", BAD: \($0)" } ?? ""))
+        }
+        if !otherFiles.isEmpty {
+            lines.append("  other files (recovery ignores them): " + otherFiles.joined(separator: ", "))
         }
         let range = firstSequence.map { first in "seq \(first)...\(lastSequence ?? first)" } ?? "no records"
         lines.append("  journal: \(recordCount) records, \(range)")
@@ -155,6 +160,7 @@ public func verifyStateDirectory(
     var report = VerificationReport(
         directory: path, snapshots: [], segments: [], recordCount: 0, firstSequence: nil, lastSequence: nil,
         usableSnapshot: analysis.chosenSnapshot?.name, nextSequence: nil, problems: [], warnings: [], inUse: inUse)
+    report.otherFiles = analysis.otherFiles
     for scan in analysis.snapshots {
         var check = SnapshotCheck(
             fileName: scan.name, sequence: scan.nameSequence, bytes: scan.bytes, unixMillis: nil, verified: false, problem: nil)

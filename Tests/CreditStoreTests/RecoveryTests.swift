@@ -310,6 +310,11 @@ final class RecoveryTests: StoreDirectoryTestCase {
         XCTAssertEqual(recovery.report.repairs.count, 1)
         let copies = files(in: directory).filter { $0.hasPrefix("journal-00000000000000000001.log.corrupt-") }
         XCTAssertEqual(copies.count, 1)
+        // verify-state names the kept copy (and anything else recovery ignores).
+        XCTAssertTrue(FileManager.default.createFile(atPath: directory + "/notes.txt", contents: Data("x".utf8)))
+        XCTAssertEqual(try verifyStateDirectory(directory).otherFiles, [copies[0], "notes.txt"])
+        XCTAssertTrue(try verifyStateDirectory(directory).description
+            .contains("other files (recovery ignores them): \(copies[0]), notes.txt"))
         XCTAssertEqual(try readBytes(directory + "/" + copies[0]), damaged)
         XCTAssertEqual(try readBytes(firstSegment), Array(original[0..<fifthRecord]))
         _ = try await store.appendAndWait(payload(5))
