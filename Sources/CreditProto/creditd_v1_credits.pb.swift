@@ -1,4 +1,4 @@
-// proto-sha256: 895ef16396ce8dc145a9b23b02d919d63e235e24746aeb3959c94386d9d33c98 creditd/v1/credits.proto | protoc-gen-swift 1.39.0
+// proto-sha256: 9b483a583d4e47e604d28ece289b6bffc6951bc1e1418cf143a078135bd70ea0 creditd/v1/credits.proto | protoc-gen-swift 1.39.0
 // DO NOT EDIT.
 // swift-format-ignore-file
 // swiftlint:disable all
@@ -1340,6 +1340,12 @@ public nonisolated struct Creditd_V1_ChangeSeatsResponse: @unchecked Sendable {
   public var dryRun: Bool {
     get {_storage._dryRun}
     set {_uniqueStorage()._dryRun = newValue}
+  }
+
+  /// the subscription's: the unit of line.amount_minor
+  public var currency: String {
+    get {_storage._currency}
+    set {_uniqueStorage()._currency = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -3394,7 +3400,7 @@ nonisolated extension Creditd_V1_ChangeSeatsRequest: SwiftProtobuf.Message, Swif
 
 nonisolated extension Creditd_V1_ChangeSeatsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ChangeSeatsResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}outcome\0\u{3}previous_seats\0\u{3}new_seats\0\u{1}seats\0\u{3}effective_date\0\u{1}line\0\u{1}credit\0\u{3}dry_run\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}outcome\0\u{3}previous_seats\0\u{3}new_seats\0\u{1}seats\0\u{3}effective_date\0\u{1}line\0\u{1}credit\0\u{3}dry_run\0\u{1}currency\0")
 
   fileprivate class _StorageClass {
     var _outcome: Creditd_V1_SeatChangeOutcome = .unspecified
@@ -3405,6 +3411,7 @@ nonisolated extension Creditd_V1_ChangeSeatsResponse: SwiftProtobuf.Message, Swi
     var _line: Creditd_V1_LedgerLine? = nil
     var _credit: Creditd_V1_Credit? = nil
     var _dryRun: Bool = false
+    var _currency: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3423,6 +3430,7 @@ nonisolated extension Creditd_V1_ChangeSeatsResponse: SwiftProtobuf.Message, Swi
       _line = source._line
       _credit = source._credit
       _dryRun = source._dryRun
+      _currency = source._currency
     }
   }
 
@@ -3449,6 +3457,7 @@ nonisolated extension Creditd_V1_ChangeSeatsResponse: SwiftProtobuf.Message, Swi
         case 6: try { try decoder.decodeSingularMessageField(value: &_storage._line) }()
         case 7: try { try decoder.decodeSingularMessageField(value: &_storage._credit) }()
         case 8: try { try decoder.decodeSingularBoolField(value: &_storage._dryRun) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._currency) }()
         default: break
         }
       }
@@ -3485,6 +3494,9 @@ nonisolated extension Creditd_V1_ChangeSeatsResponse: SwiftProtobuf.Message, Swi
       if _storage._dryRun != false {
         try visitor.visitSingularBoolField(value: _storage._dryRun, fieldNumber: 8)
       }
+      if !_storage._currency.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._currency, fieldNumber: 9)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3502,6 +3514,7 @@ nonisolated extension Creditd_V1_ChangeSeatsResponse: SwiftProtobuf.Message, Swi
         if _storage._line != rhs_storage._line {return false}
         if _storage._credit != rhs_storage._credit {return false}
         if _storage._dryRun != rhs_storage._dryRun {return false}
+        if _storage._currency != rhs_storage._currency {return false}
         return true
       }
       if !storagesAreEqual {return false}

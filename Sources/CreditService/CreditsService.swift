@@ -76,15 +76,15 @@ enum CreditsService {
                 }
             },
             .immediateEncoded(methods.getRefundStatus) { request, _ in
-                let (status, timeZone) = try read(gate) { ledger, now throws(DomainError) in
+                let (status, timeZone, customer) = try read(gate) { ledger, now throws(DomainError) in
                     // One lookup and one copy for both: the id lookup is the costliest step of a
                     // read, and this call used to look the subscription up twice.
                     let subscription = try ledger.subscription(id: request.subscriptionID)
                     let status = try subscription.refundStatus(creditId: request.creditID.isEmpty ? nil : request.creditID,
                                                                asOf: now)
-                    return (status, subscription.timeZone)
+                    return (status, subscription.timeZone, subscription.customer)
                 }
-                return ResponseEncoding.refundStatus(status, timeZone: timeZone)
+                return ResponseEncoding.refundStatus(status, timeZone: timeZone, customer: customer)
             },
             .immediate(methods.listInvoices) { request, _ in
                 let subscription = try read(gate) { ledger, _ throws(DomainError) in

@@ -23,8 +23,7 @@ extension ResponseEncoding {
     /// `creditd.v1.ChangeSeatsResponse` (S8), as the writer's result gives it.
     static func changeSeats(_ result: SeatChangeResult, _ subscription: Subscription, dryRun: Bool) -> [UInt8] {
         var out = ByteWriter(capacity: 256)
-        out.seatChange(result, subscription)
-        out.boolField(8, dryRun)
+        out.seatChange(result, subscription, dryRun: dryRun)
         return out.array()
     }
 
@@ -166,7 +165,7 @@ extension ByteWriter {
 
     /// The fields of `creditd.v1.ChangeSeatsResponse` (S8) as a `seats_changed` or
     /// `seat_change_scheduled` event records it.
-    mutating func seatChange<View: SubscriptionFields>(_ result: SeatChangeResult, _ view: View) {
+    mutating func seatChange<View: SubscriptionFields>(_ result: SeatChangeResult, _ view: View, dryRun: Bool = false) {
         intField(1, Int64(result.outcome.rawValue))
         intField(2, result.previousSeats)
         intField(3, result.newSeats)
@@ -174,6 +173,8 @@ extension ByteWriter {
         dateField(5, result.effectiveDate)
         if let line = result.line { ledgerLine(6, line) }
         if let credit = result.credit { creditField(7, credit, view) }
+        boolField(8, dryRun)
+        stringField(9, view.currency.code)
     }
 
     /// The fields of `creditd.v1.CancellationRecord` (C8).

@@ -188,6 +188,7 @@ enum ProtoMapping {
         message.effectiveDate = date(result.effectiveDate)
         if let line = result.line { message.line = self.line(line) }
         if let credit = result.credit { message.credit = self.credit(credit, context, asOf: nil) }
+        message.currency = context.currency.code
         return message
     }
 

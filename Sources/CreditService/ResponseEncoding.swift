@@ -30,8 +30,10 @@ enum ResponseEncoding {
     }
 
     /// `creditd.v1.GetRefundStatusResponse` (L6, L7): every credit whole, with its flags as of
-    /// the status's date, and the totals over all of them.
-    static func refundStatus(_ status: RefundStatus, timeZone: TimeZoneRules) -> [UInt8] {
+    /// the status's date, and the totals over all of them. Each credit carries its customer and
+    /// as-of date as a ListCredits credit does: a client reads one Credit message the same way
+    /// whichever call gave it (they were empty here).
+    static func refundStatus(_ status: RefundStatus, timeZone: TimeZoneRules, customer: String) -> [UInt8] {
         var out = ByteWriter(capacity: 128 + status.credits.count * 480)
         out.stringField(1, status.subscriptionId)
         out.dateField(2, status.asOfDate)
@@ -40,7 +42,8 @@ enum ResponseEncoding {
         for entry in status.credits {
             let mark = out.beginMessage(5, reserve: 2)
             out.credit(entry.credit, subscriptionID: status.subscriptionId, currency: status.currency, timeZone: timeZone,
-                       overdue: entry.overdue, refundOverdue: entry.refundOverdue, customer: "", asOfDate: nil)
+                       overdue: entry.overdue, refundOverdue: entry.refundOverdue, customer: customer,
+                       asOfDate: status.asOfDate)
             out.endMessage(mark)
         }
         // CreditTotals totals = 6: always present, as the generated message sets it.

@@ -109,12 +109,20 @@ struct AdvanceClock: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
-    @Option(help: "How far: a number with a unit, e.g. 90s, 15m, 12h, 30d.") var by: String?
+    // .unconditional: "-1d" is the value (refused with the reason below), not an unknown option.
+    @Option(parsing: .unconditional, help: "How far forward: a positive number with a unit, e.g. 90s, 15m, 12h, 30d.")
+    var by: String?
     @Option(help: "To this RFC 3339 instant, e.g. 2025-05-01T00:00:00Z.") var to: String?
 
     func validate() throws {
         guard (by == nil) != (to == nil) else { throw ValidationError("give exactly one of --by and --to") }
-        if let by, AdvanceClock.nanos(by) == nil { throw ValidationError("cannot read --by \(by): use e.g. 90s, 15m, 12h, 30d") }
+        if let by, AdvanceClock.nanos(by) == nil {
+            // A number that reads, but not forward: say that, not "cannot read".
+            if let unit = by.last, "smhd".contains(unit), let count = Int64(by.dropLast()), count <= 0 {
+                throw ValidationError("--by \(by): the clock only moves forward; give a positive amount, e.g. 90s, 15m, 12h, 30d")
+            }
+            throw ValidationError("cannot read --by \(by): use a positive number with a unit, e.g. 90s, 15m, 12h, 30d")
+        }
         if let to, Instants.parse(to) == nil { throw ValidationError("cannot read --to \(to): use RFC 3339, e.g. 2025-05-01T00:00:00Z") }
     }
 

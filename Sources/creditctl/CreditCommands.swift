@@ -166,7 +166,7 @@ enum Render {
             ("effective date", response.effectiveDate),
         ]
         if response.dryRun { pairs.append(("dry run", "true (nothing was changed)")) }
-        if response.hasLine { pairs += line(response.line, response.credit.currency.isEmpty ? "" : response.credit.currency) }
+        if response.hasLine { pairs += line(response.line, response.currency) }
         var text = fieldList(pairs)
         if response.hasCredit { text += "\n" + credits([response.credit]) }
         return text

@@ -110,12 +110,17 @@ struct ListSubscriptions: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
     @Option(name: .customLong("page-size"), help: "Subscriptions per page (at most 1000).") var pageSize: Int32 = 100
-    @Option(name: .customLong("page-token"), help: "Continue from a previous page.") var pageToken: String = ""
+    @Option(name: .customLong("page-token"), help: "Continue from a previous page (with the same filters).") var pageToken: String = ""
+    @Option(help: "Only this customer's subscriptions (exact match, Q2).") var customer: String = ""
+    @Option(name: .customLong("status"), help: "Only these statuses (repeatable): active, cancel_pending, cancelled, ended.")
+    var statuses: [StatusArgument] = []
 
     func run() async throws {
         var request = Creditd_V1_ListSubscriptionsRequest()
         request.pageSize = pageSize
         request.pageToken = pageToken
+        request.customer = customer
+        request.statuses = statuses.map(\.proto)
         let response: Creditd_V1_ListSubscriptionsResponse = try await withSession(connection) {
             try await $0.call(MethodTable.Credits.listSubscriptions, request)
         }

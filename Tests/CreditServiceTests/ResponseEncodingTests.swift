@@ -41,6 +41,8 @@ final class ResponseEncodingTests: XCTestCase {
             var credit = ProtoMapping.credit(entry.credit, context, asOf: nil)
             credit.overdue = entry.overdue
             credit.refundOverdue = entry.refundOverdue
+            credit.customer = subscription.customer
+            credit.asOfDate = ProtoMapping.date(status.asOfDate)
             return credit
         }
         var totals = Creditd_V1_CreditTotals()
@@ -71,7 +73,7 @@ final class ResponseEncodingTests: XCTestCase {
                 }
                 for subscription in ledger.subscriptions {
                     let status = try ledger.refundStatus(subscriptionId: subscription.id, creditId: nil, asOf: asOf)
-                    XCTAssertEqual(ResponseEncoding.refundStatus(status, timeZone: subscription.timeZone),
+                    XCTAssertEqual(ResponseEncoding.refundStatus(status, timeZone: subscription.timeZone, customer: subscription.customer),
                                    try expectedRefundStatus(status, subscription), "seed \(seed), \(subscription.id)")
                 }
             }

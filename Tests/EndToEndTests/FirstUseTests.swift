@@ -286,6 +286,42 @@ final class FirstUseTests: XCTestCase {
         XCTAssertTrue(json.stdout.contains("\"customer\":\"acme\\nsub-9  active  99\\u001B[31m\u{202E}x\\\\y\""), json.stdout)
     }
 
+    /// What a first user met in a walkthrough: an added seat's charge printed as "line 3000"
+    /// (no currency: a hundred times the 30.00 USD it is), refund status credits without their
+    /// customer in JSON, `list` without the filters ListSubscriptions has, and `advance-clock`
+    /// errors that did not say what was wrong.
+    func testSeatChargeCurrencyRefundCustomerListFiltersAndClockErrors() throws {
+        let daemon = try manualDaemon()
+        defer { _ = try? daemon.stop() }
+        for (id, customer) in [("a-1", "acme"), ("a-2", "acme"), ("g-1", "globex")] {
+            let created = try ctl(daemon, ["create", id, "--seats", "10", "--price", "1000", "--currency", "USD",
+                                          "--customer", customer])
+            XCTAssertEqual(created.status, 0, created.stderr)
+        }
+        let added = try ctl(daemon, ["seats", "a-1", "13"])
+        XCTAssertEqual(added.status, 0, added.stderr)
+        XCTAssertTrue(added.stdout.contains("30.00 USD"), added.stdout)
+        let addedJSON = try ctl(daemon, ["seats", "a-2", "12", "-o", "json"])
+        XCTAssertTrue(addedJSON.stdout.contains("\"currency\":\"USD\""), addedJSON.stdout)
+
+        _ = try ctl(daemon, ["seats", "g-1", "8"])
+        let refunds = try ctl(daemon, ["refunds", "g-1", "-o", "json"])
+        XCTAssertTrue(refunds.stdout.contains("\"customer\":\"globex\""), refunds.stdout)
+        XCTAssertTrue(refunds.stdout.contains("\"as_of_date\":\"2025-04-01\""), refunds.stdout)
+
+        _ = try ctl(daemon, ["cancel", "a-2"])
+        let acme = try ctl(daemon, ["list", "--customer", "acme"])
+        XCTAssertTrue(acme.stdout.contains("a-1") && acme.stdout.contains("a-2") && !acme.stdout.contains("g-1"), acme.stdout)
+        let active = try ctl(daemon, ["list", "--customer", "acme", "--status", "active"])
+        XCTAssertTrue(active.stdout.contains("a-1") && !active.stdout.contains("a-2"), active.stdout)
+
+        let backwards = try ctl(daemon, ["advance-clock", "--by", "-1d"])
+        XCTAssertEqual(backwards.status, 2, backwards.stderr)
+        XCTAssertTrue(backwards.stderr.contains("the clock only moves forward"), backwards.stderr)
+        let none = try ctl(daemon, ["advance-clock", "--by", "0s"])
+        XCTAssertTrue(none.stderr.contains("the clock only moves forward"), none.stderr)
+    }
+
     // MARK: item 12: a repeated cancel without a key shows the credit as it stands now
 
     func testRepeatedCancelShowsCreditAndInvoiceAsTheyStandNow() throws {
