@@ -6,6 +6,14 @@
 import ArgumentParser
 import Foundation
 
+// libdispatch gives the worker threads of its higher-priority queues nice -4, which a user
+// without RLIMIT_NICE (every ordinary user on Debian) may not set, and then writes "Failed to
+// set thread priority for worker thread" to syslog: one line per run, thousands a day from a
+// probe or a metrics timer. The thread runs on at its default priority, so the line says
+// nothing to act on. Off before any thread starts (libdispatch reads it at its first log
+// line); a value the user set is kept.
+setenv("LIBDISPATCH_LOG", "NO", 0)
+
 let arguments = Invocation.normalizedArguments(CommandLine.arguments)
 let probe = Invocation.probeKind(arguments)
 
