@@ -191,7 +191,8 @@ let package = Package(
         .testTarget(
             name: "CreditPostgresStoreTests",
             dependencies: ["CreditStore", "CreditPostgresStore", "CreditTestSupport",
-                           .product(name: "Logging", package: "swift-log")]
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "CreditServiceTests",

@@ -622,7 +622,14 @@ public enum PostgresStoreError: Error, CustomStringConvertible {
             if let inner = error.commitError { return "commit failed: " + describe(inner) }
             if let inner = error.beginError { return describe(inner) }
         }
-        return "\(error)"
+        let text = "\(error)"
+        // The shipped unit allows Unix sockets only (RestrictAddressFamilies=AF_UNIX: EAFNOSUPPORT;
+        // IPAddressDeny=any: EPERM). The errno alone sent operators looking at the network.
+        if text.contains("(errno: \(EAFNOSUPPORT))") || text.contains("(errno: \(EPERM))") {
+            return text + " (a sandbox forbids this connection: creditd.service allows Unix sockets only; a database "
+                + "over TCP needs the drop-in in README, \"Running on more than one host\")"
+        }
+        return text
     }
 }
 

@@ -1,6 +1,7 @@
-import CreditPostgresStore
+@testable import CreditPostgresStore
 import CreditTestSupport
 import Logging
+import NIOCore
 import XCTest
 
 /// `--store postgres:CONNINFO`: libpq's two forms, its quoting, and TLS (`sslmode`,
@@ -48,6 +49,14 @@ final class ConnectionInfoTests: XCTestCase {
         XCTAssertEqual(try PostgresConnectionInfo(parsing: "host=db password=a\u{00A0}b\\", environment: [:]).password, "a\u{00A0}b")
         // A Unix socket never uses TLS: nothing to check there.
         XCTAssertNoThrow(try PostgresConnectionInfo(parsing: "host=/run/postgresql sslmode=verify-full", environment: [:]))
+    }
+
+    /// Under the shipped unit a TCP connection fails with EAFNOSUPPORT (or EPERM): the message
+    /// says a sandbox forbids it and where the drop-in is, not only the errno.
+    func testASandboxedConnectionSaysSo() {
+        let text = PostgresStoreError.describe(IOError(errnoCode: EAFNOSUPPORT, reason: "socket(domain:type:protocolSubtype:)"))
+        XCTAssertTrue(text.contains("a sandbox forbids this connection: creditd.service allows Unix sockets only"), text)
+        XCTAssertFalse(PostgresStoreError.describe(IOError(errnoCode: ECONNREFUSED, reason: "connect")).contains("sandbox"))
     }
 
     /// Each mode against a server that refuses plain-text TCP: a start either connects or
