@@ -77,6 +77,16 @@ struct Daemon: Sendable {
 
         try Self.prepareDirectories(configuration, socketActivated: activation.isActivated)
         let target: ListenTarget = activation.isActivated ? .inheritedSocket(try activation.rpcSocket()) : .path(configuration.socketPath)
+        if case .inheritedSocket(let served) = target, activation.descriptors.count > 1 {
+            // A second ListenStream= (a drop-in) would otherwise queue its clients for ever
+            // without a word: creditd serves one socket.
+            let ignored = activation.descriptors.filter { $0.fd != served }
+            logger.warning("systemd passed more sockets than creditd serves; only one is served", metadata: [
+                "served_fd": "\(served)",
+                "ignored": "\(ignored.map { "fd \($0.fd) (\($0.name))" }.joined(separator: ", "))",
+                "fix": "keep one ListenStream= in creditd.socket",
+            ])
+        }
         try await server.start(target)
 
         let hangup = installReloadOnSIGHUP(live)

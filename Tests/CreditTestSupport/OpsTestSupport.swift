@@ -322,8 +322,10 @@ public final class ActivatedDaemon {
     ///   - watchdogUSec: `WATCHDOG_USEC`, nil for no watchdog.
     ///   - watchdogPID: `WATCHDOG_PID`; nil means the daemon's own pid (what systemd sets).
     ///   - directory: reuse a directory (its state) from an earlier run.
+    ///   - extraSockets: file names of more sockets to pass (named `extra`), as a second
+    ///     `ListenStream=` would.
     public init(arguments: [String] = [], watchdogUSec: UInt64? = 200_000, watchdogPID: String? = nil,
-         extraEnvironment: [String: String] = [:], directory: URL? = nil) throws {
+         extraEnvironment: [String: String] = [:], directory: URL? = nil, extraSockets: [String] = []) throws {
         let activator = try OpsTools.require("systemd-socket-activate", package: "systemd")
         let creditd = try OpsTools.creditd
         self.directory = try directory ?? TemporaryDirectory.make("activated")
@@ -340,7 +342,11 @@ public final class ActivatedDaemon {
             variables.append(watchdogPID.map { "WATCHDOG_PID=\($0)" } ?? "WATCHDOG_PID")
         }
         variables += extraEnvironment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        let activate = [activator, "--listen=\(socketPath)", "--fdname=rpc"] + variables.flatMap { ["-E", $0] }
+        let base = self.directory
+        let extraPaths = extraSockets.map { base.appendingPathComponent($0).path }
+        let names = (["rpc"] + extraSockets.map { _ in "extra" }).joined(separator: ":")
+        let activate = [activator, "--listen=\(socketPath)"] + extraPaths.map { "--listen=\($0)" } + ["--fdname=\(names)"]
+            + variables.flatMap { ["-E", $0] }
         let daemon = [creditd, "--state-dir", stateDirectory] + arguments
         // The shell execs the activator, which execs creditd: $$ is the daemon's pid to be.
         let command = ["/bin/sh", "-c", "export WATCHDOG_PID=$$; exec \"$@\"", "sh"] + activate + daemon

@@ -92,6 +92,21 @@ final class SystemdActivationTests: XCTestCase {
     /// `creditctl reload` (ExecReload=) and SIGHUP each send RELOADING=1 with MONOTONIC_USEC=,
     /// then READY=1; the RPC returns only after READY=1 was sent. A reload that fails keeps the
     /// running configuration and still ends with READY=1, so systemd does not stay "reloading".
+    /// A second ListenStream= (a drop-in) passes two sockets; creditd serves the rpc one, and
+    /// says that it ignores the other rather than leave its clients queued without a word.
+    func testAnExtraActivatedSocketIsNamedAsIgnored() throws {
+        let directory = try DaemonProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let daemon = try ActivatedDaemon(directory: directory, extraSockets: ["second.sock"])
+        try daemon.waitUntilListening()
+        let connection = try RawTTRPCConnection(path: daemon.socketPath)
+        defer { connection.close() }
+        _ = try daemon.waitUntilReady()
+        XCTAssertEqual(try connection.healthCheck(id: 1), .serving)
+        XCTAssertTrue(daemon.log.contains("systemd passed more sockets than creditd serves; only one is served"), daemon.log)
+        XCTAssertTrue(daemon.log.contains("fd 4 (extra)"), daemon.log)
+    }
+
     func testReloadByCreditctlAndSIGHUPNotifiesReloadingThenReady() throws {
         let directory = try DaemonProcess.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
