@@ -101,11 +101,14 @@ struct ListCredits: AsyncParsableCommand {
 struct Events: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "events",
-        abstract: "The event feed (ListEvents): every change, in sequence order; --follow keeps printing like tail -f.",
+        abstract: "The event feed (ListEvents): every change, in sequence order; --follow keeps printing like tail -F.",
         discussion: """
             Every line starts with the event's sequence number; to resume after an interruption, \
             pass the last one printed as --after. Without --follow, prints what is in the feed now \
-            and names the --after for next time on stderr. With -o json, one JSON object per line.
+            and names the --after for next time on stderr. With -o json, one JSON object per line. \
+            --follow rides out a restart of creditd: once it has read from the feed, a lost \
+            connection is retried (saying so on stderr) and the feed resumes after the last event \
+            printed.
             """)
 
     @OptionGroup var connection: ConnectionOptions
@@ -138,54 +141,91 @@ struct Events: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let format = output.output
         var request = Creditd_V1_ListEventsRequest()
         request.afterSeq = after
         request.limit = limit
         request.types = types.map(\.proto)
         request.subscriptionID = subscription
-        let follow = self.follow, wait = self.wait
-        var header = format == .table
-        let next: UInt64 = try await withSession(connection) { session in
-            while true {
-                request.waitSeconds = follow ? wait : 0
-                let timeout = follow ? Duration.seconds(Int64(wait)) + session.timeout : session.timeout
-                let page: Creditd_V1_ListEventsResponse
-                do {
-                    page = try await session.client.listEvents(request, timeout: timeout)
-                } catch let error as RPCError where Events.startsOver(after: request.afterSeq, asked: after, error) != nil {
-                    // `--after 0` is "from the oldest kept event": once the feed has been pruned
-                    // (E5), seq 0 is gone and the daemon answers events_pruned with the oldest
-                    // seq it keeps. Nothing was printed yet; start there.
-                    request.afterSeq = Events.startsOver(after: request.afterSeq, asked: after, error)!
-                    continue
-                }
-                var text = ""
-                for event in page.events {
-                    switch format {
-                    // One line per event; unset payload messages stay out (E2: the type says which are set).
-                    case .json: text += try event.jsonString(options: Events.jsonOptions) + "\n"
-                    case .table:
-                        if header {
-                            text += "SEQ\tTYPE\tDATE\tSUBSCRIPTION\tCUSTOMER\tDETAIL\n"
-                            header = false
-                        }
-                        text += Render.eventLine(event) + "\n"
+        var header = output.output == .table
+        var printedOnce = false
+        var retryDelay = Events.firstRetryDelay
+        while true {
+            do {
+                let next: UInt64 = try await withSession(connection) { session in
+                    if retryDelay > Events.firstRetryDelay {
+                        FileHandle.standardError.write(Data("creditctl: events: connected again; resuming after seq \(request.afterSeq)\n".utf8))
+                        retryDelay = Events.firstRetryDelay
                     }
+                    return try await read(session, &request, header: &header, answered: &printedOnce)
                 }
-                if !text.isEmpty {
-                    try OutputWriter.write(text)
+                if output.output == .table {
+                    FileHandle.standardError.write(Data("creditctl: resume with --after \(next)\n".utf8))
                 }
-                request.afterSeq = Int64(page.nextAfterSeq)
-                // Without --follow, stop once the feed's end (as of this answer) is reached.
-                // A short page, even an empty one, is not the end of the feed (E4, Q1): only
-                // reaching lastSeq is.
-                if !follow && page.nextAfterSeq >= page.lastSeq { return page.nextAfterSeq }
+                return
+            } catch let failure as CommandFailure where follow && printedOnce && Events.isOutage(failure) {
+                // creditd is restarting (or stopped): a follower waits for it, as `tail -F` waits
+                // for its file, rather than end a consumer's pipeline. Only after a first answer:
+                // a follower that never got one is more likely pointed at the wrong socket.
+                if retryDelay == Events.firstRetryDelay {
+                    let reason = (failure.codeName.map { "\($0): " } ?? "") + terminalSafe(failure.message)
+                    FileHandle.standardError.write(Data("creditctl: events: \(reason); reconnecting, resuming after seq \(request.afterSeq)\n".utf8))
+                }
+                try await Task.sleep(for: retryDelay)
+                retryDelay = min(retryDelay * 2, Events.longestRetryDelay)
             }
         }
-        if format == .table {
-            FileHandle.standardError.write(Data("creditctl: resume with --after \(next)\n".utf8))
+    }
+
+    /// Prints pages on one connection, moving `request.afterSeq` past each page printed; returns
+    /// where the feed ended (without --follow), or throws when the connection fails.
+    private func read(_ session: Session, _ request: inout Creditd_V1_ListEventsRequest, header: inout Bool,
+                      answered: inout Bool) async throws -> UInt64 {
+        let format = output.output
+        while true {
+            request.waitSeconds = follow ? wait : 0
+            let timeout = follow ? Duration.seconds(Int64(wait)) + session.timeout : session.timeout
+            let page: Creditd_V1_ListEventsResponse
+            do {
+                page = try await session.client.listEvents(request, timeout: timeout)
+            } catch let error as RPCError where Events.startsOver(after: request.afterSeq, asked: after, error) != nil {
+                // `--after 0` is "from the oldest kept event": once the feed has been pruned
+                // (E5), seq 0 is gone and the daemon answers events_pruned with the oldest
+                // seq it keeps. Nothing was printed yet; start there.
+                request.afterSeq = Events.startsOver(after: request.afterSeq, asked: after, error)!
+                continue
+            }
+            answered = true
+            var text = ""
+            for event in page.events {
+                switch format {
+                // One line per event; unset payload messages stay out (E2: the type says which are set).
+                case .json: text += try event.jsonString(options: Events.jsonOptions) + "\n"
+                case .table:
+                    if header {
+                        text += "SEQ\tTYPE\tDATE\tSUBSCRIPTION\tCUSTOMER\tDETAIL\n"
+                        header = false
+                    }
+                    text += Render.eventLine(event) + "\n"
+                }
+            }
+            if !text.isEmpty {
+                try OutputWriter.write(text)
+            }
+            request.afterSeq = Int64(page.nextAfterSeq)
+            // Without --follow, stop once the feed's end (as of this answer) is reached.
+            // A short page, even an empty one, is not the end of the feed (E4, Q1): only
+            // reaching lastSeq is.
+            if !follow && page.nextAfterSeq >= page.lastSeq { return page.nextAfterSeq }
         }
+    }
+
+    static let firstRetryDelay: Duration = .milliseconds(250)
+    static let longestRetryDelay: Duration = .seconds(5)
+
+    /// A failure that a restart of creditd explains: the connection closed or refused, the
+    /// socket gone, no answer, or UNAVAILABLE (draining, recovering, stopping).
+    static func isOutage(_ failure: CommandFailure) -> Bool {
+        failure.exitCode == CtlExit.unavailable || failure.exitCode == CtlExit.timeout
     }
 }
 

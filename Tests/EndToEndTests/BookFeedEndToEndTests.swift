@@ -302,6 +302,31 @@ final class BookFeedEndToEndTests: XCTestCase {
 
     // MARK: E3
 
+    /// `events --follow` rides out a restart of creditd, as `tail -F` rides out a rotated file:
+    /// once it has read from the feed, a lost connection is retried, and the feed resumes
+    /// after the last event printed, with no gap and nothing twice. It used to exit 69 with
+    /// "connection closed", ending the consumer's pipeline.
+    func testFollowResumesAcrossARestartWithoutGapOrRepeat() async throws {
+        _ = try await client.createSubscription(Self.createRequest("before"))
+        let log = daemon.directory.appendingPathComponent("follow-restart.log").path
+        let follow = try BackgroundProcess([try CreditctlProcess.binaryPath(), "events", "--follow", "--wait", "5",
+                                            "-o", "json", "-s", daemon.socketPath],
+                                           environment: TestEnvironment.scrubbed(), logPath: log)
+        defer {
+            follow.signal(SIGTERM)
+            _ = follow.waitForExit(timeout: 10)
+        }
+        XCTAssertTrue(follow.waitForLog("\"subscription_id\":\"before\"", timeout: 10), follow.log)
+        try await restart()
+        _ = try await client.createSubscription(Self.createRequest("after"))
+        XCTAssertTrue(follow.waitForLog("\"subscription_id\":\"after\"", timeout: 20), follow.log)
+        XCTAssertTrue(follow.log.contains("reconnecting, resuming after seq 2"), follow.log)
+        XCTAssertTrue(follow.log.contains("connected again; resuming after seq 2"), follow.log)
+        let seqs = follow.log.split(separator: "\n").filter { $0.hasPrefix("{") }
+            .map { try? Creditd_V1_Event(jsonString: String($0)).seq }
+        XCTAssertEqual(seqs, [1, 2, 3, 4], follow.log)
+    }
+
     func testEventsAreIdenticalAfterRestartAndSnapshot() async throws {
         for i in 0..<30 {
             let id = "e\(i)"
