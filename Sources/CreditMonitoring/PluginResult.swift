@@ -63,11 +63,11 @@ public struct PluginResult: Sendable, Equatable {
         var data = perfData.filter { seen.insert($0.labelKey).inserted }.map(\.formatted)
         var extra = longText.map(Self.sanitizedLine)
         var leftOut = 0
+        // Said in the text, so that a series missing from a graph has a reason on record.
+        func leftOutNote() -> String { leftOut > 0 ? " (\(leftOut) perfdata left out: 1 KB limit)" : "" }
 
         func assemble() -> String {
-            var first = head + summary
-            // Said in the text, so that a series missing from a graph has a reason on record.
-            if leftOut > 0 { first += " (\(leftOut) perfdata left out: 1 KB limit)" }
+            var first = head + summary + leftOutNote()
             if !data.isEmpty { first += " | " + data.joined(separator: " ") }
             return ([first] + extra).joined(separator: "\n") + "\n"
         }
@@ -84,8 +84,7 @@ public struct PluginResult: Sendable, Equatable {
         }
         if output.utf8.count > maximumBytes {
             // The note stays (every series was left out); the text gives way to it.
-            let note = leftOut > 0 ? " (\(leftOut) perfdata left out: 1 KB limit)" : ""
-            let room = max(0, maximumBytes - head.utf8.count - note.utf8.count - 1)
+            let room = max(0, maximumBytes - head.utf8.count - leftOutNote().utf8.count - 1)
             summary = Self.truncated(summary, toBytes: room)
             output = assemble()
         }
