@@ -175,6 +175,10 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
             closeIfDrained()
             return
         }
+        if let ended = event as? ShutdownGraceEndedEvent {
+            if !closed { endAtGraceEnd(ended.grace) }
+            return
+        }
         if event is IdleTimeoutChangedEvent {
             // A timer due now judges the connection by the new timeout, counted from its last
             // activity, and re-arms for the rest; with the timeout off it only cancels.
@@ -301,9 +305,7 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
         switch inbound {
         case .oversize(let streamID, _, let length):
             core.observer.protocolError(code: .resourceExhausted)
-            reply(streamID, RPCError.resourceExhausted(
-                "message length \(length) exceed maximum message size of \(TTRPCLimits.maxMessageLength)"
-            ))
+            reply(streamID, Self.oversizeError(length))
         case .frame(let frame):
             guard frame.streamID & 1 == 1 else {
                 core.observer.protocolError(code: .invalidArgument)
@@ -855,6 +857,58 @@ final class TTRPCConnectionHandler: ChannelDuplexHandler {
 
     private func closeIfDrained() {
         guard draining, streams.isEmpty else { return }
+        refusePending("server is shutting down")
+        closeAfterWrites()
+    }
+
+    /// Answers every request read but not dispatched (held back by the connection's bounds),
+    /// before a close that would drop them: none was applied, so each gets plain UNAVAILABLE,
+    /// or the RESOURCE_EXHAUSTED any oversize frame gets.
+    private func refusePending(_ message: String) {
+        while !pending.isEmpty {
+            switch pending.removeFirst().inbound {
+            case .oversize(let streamID, _, let length):
+                core.observer.protocolError(code: .resourceExhausted)
+                reply(streamID, Self.oversizeError(length))
+            case .frame(let frame):
+                guard frame.type == .request, frame.streamID & 1 == 1 else { continue }
+                reply(frame.streamID, RPCError.unavailable(message))
+            }
+        }
+    }
+
+    /// The answer to a request frame over the message limit (containerd's wording).
+    private static func oversizeError(_ length: UInt32) -> RPCError {
+        RPCError.resourceExhausted("message length \(length) exceed maximum message size of \(TTRPCLimits.maxMessageLength)")
+    }
+
+    /// The shutdown's grace ended with calls still open (a write behind an fdatasync that does
+    /// not return, a slow read): each gets an answer before the connection closes. Closed
+    /// without one, the client saw the connection drop, as at a crash, and could not tell a
+    /// write that may still be applied from one that never started.
+    /// - a call of the writer role the writer has: UNAVAILABLE `persistence_outcome_unknown`,
+    ///   because the writer may still apply it before the process exits;
+    /// - any other open call, and each request read but not dispatched: UNAVAILABLE, nothing
+    ///   applied.
+    private func endAtGraceEnd(_ grace: Duration) {
+        draining = true
+        let seconds = grace.components.attoseconds == 0 ? "\(grace.components.seconds)"
+            : "\(Double(grace.components.seconds) + Double(grace.components.attoseconds) / 1e18)"
+        let graceText = "its shutdown grace of \(seconds) s ended"
+        // Requests first: the last open call to end starts the close.
+        refusePending("server is shutting down (\(graceText) before this call started)")
+        for id in streams.keys.sorted() {
+            guard let stream = streams[id] else { continue }
+            if stream.isWrite && stream.handlerStarted {
+                endStream(id, RPCError.domain(
+                    .unavailable, reason: "persistence_outcome_unknown",
+                    "creditd stopped before this call's change was made durable (\(graceText)); it may or may "
+                        + "not have taken effect: read it back after the restart (a write retried with the same "
+                        + "idempotency key applies at most once)"))
+            } else {
+                endStream(id, RPCError.unavailable("server is shutting down (\(graceText) before this call finished)"))
+            }
+        }
         closeAfterWrites()
     }
 

@@ -444,6 +444,12 @@ final class LogRateLimiter: Sendable {
 /// Asks a connection to finish its open streams, refuse new calls and close.
 struct DrainConnectionEvent: Sendable {}
 
+/// Tells a draining connection that the shutdown's grace is over: it answers every call still
+/// open and every request it has not dispatched, then closes once that is written.
+struct ShutdownGraceEndedEvent: Sendable {
+    let grace: Duration
+}
+
 /// Tells a connection that a reload changed the idle timeout: it re-arms its idle timer.
 struct IdleTimeoutChangedEvent: Sendable {}
 

@@ -186,8 +186,11 @@ public final class TTRPCServer: Sendable {
 
     /// Graceful shutdown: stop accepting (and remove the socket file this server created), set
     /// health NOT_SERVING and end Watch streams with UNAVAILABLE, answer new calls UNAVAILABLE,
-    /// let in-flight calls finish for up to `gracePeriod` (default: settings), then close every
-    /// connection. Safe to call more than once.
+    /// let in-flight calls finish for up to `gracePeriod` (default: settings), then answer the
+    /// calls still open UNAVAILABLE and close every connection. Safe to call more than once.
+    ///
+    /// (`answersAfterGraceTime`, below, is how long connections have after the grace to get
+    /// those last answers out.)
     public func shutdown(gracePeriod: Duration? = nil) async {
         let grace = gracePeriod ?? core.settings.shutdownGracePeriod
         let (channel, owned, first) = listener.withLock { state in
@@ -214,14 +217,27 @@ public final class TTRPCServer: Sendable {
         guard !connections.isEmpty else { return }
         let loop = group.next()
         let allClosed = EventLoopFuture.andAllComplete(connections.map(\.closeFuture), on: loop)
-        let forceClose = loop.scheduleTask(in: TimeAmount(clamping: grace)) {
+        // At the grace's end each connection answers what is still open and closes once that is
+        // written; a second later, any whose peer does not read those answers is closed as is.
+        let graceEnd = loop.scheduleTask(in: TimeAmount(clamping: grace)) {
+            for connection in connections {
+                connection.pipeline.fireUserInboundEventTriggered(ShutdownGraceEndedEvent(grace: grace))
+            }
+        }
+        // Added as Durations, then clamped: a grace near TimeAmount's limit ("wait for ever")
+        // would overflow TimeAmount's own addition and trap.
+        let forceClose = loop.scheduleTask(in: TimeAmount(clamping: grace + Self.answersAfterGraceTime)) {
             for connection in connections {
                 connection.close(promise: nil)
             }
         }
         try? await allClosed.get()
+        graceEnd.cancel()
         forceClose.cancel()
     }
+
+    /// How long connections have, after the grace, to get their last answers out.
+    static let answersAfterGraceTime = Duration.seconds(1)
 
     // MARK: bootstrap
 

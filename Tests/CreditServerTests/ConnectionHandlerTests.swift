@@ -99,6 +99,30 @@ final class ConnectionHandlerTests: XCTestCase {
                                  payload: try TTRPCEnvelope.encode(request, allocator: ByteBufferAllocator())))
     }
 
+    /// The responders of calls a test answers when it chooses.
+    final class DeferredResponders: @unchecked Sendable {
+        let lock = NSLock()
+        var list: [TypedResponder<Google_Protobuf_BytesValue>] = []
+        var count: Int { lock.withLock { list.count } }
+    }
+
+    /// A ready core serving `methods` (Debug's, of BytesValue) that keep each call open until
+    /// the test answers it through the returned responders.
+    func makeDeferredCore(maxQueuedWrites: Int,
+                          _ methods: [TypedMethod<Google_Protobuf_BytesValue, Google_Protobuf_BytesValue>])
+        -> (ServerCore, DeferredResponders) {
+        let responders = DeferredResponders()
+        var settings = ServerSettings(authorizer: .allowAll)
+        settings.maxQueuedWritesPerConnection = maxQueuedWrites
+        let service = RPCService(name: MethodTable.Debug.serviceName, methods: methods.map { method in
+            .deferred(method) { _, _, respond in responders.lock.withLock { responders.list.append(respond) } }
+        })
+        let core = ServerCore(services: [service.name: service], settings: settings, health: HealthStatus(initial: .serving),
+                              observer: NoServerObserver(), logger: Logger(label: "test"))
+        core.setReady()
+        return (core, responders)
+    }
+
     func makeChannel(_ core: ServerCore) throws -> (EmbeddedChannel, StalledSocket) {
         let socket = StalledSocket()
         let channel = EmbeddedChannel()
@@ -251,23 +275,7 @@ final class ConnectionHandlerTests: XCTestCase {
     /// At most `maxQueuedWritesPerConnection` of a connection's writes wait for the writer;
     /// the next is dispatched when one of them ends.
     func testQueuedWritesPerConnectionAreBounded() throws {
-        final class Responders: @unchecked Sendable {
-            let lock = NSLock()
-            var list: [TypedResponder<Google_Protobuf_BytesValue>] = []
-            var count: Int { lock.withLock { list.count } }
-        }
-        let responders = Responders()
-        var settings = ServerSettings(authorizer: .allowAll)
-        settings.maxQueuedWritesPerConnection = 2
-        let writes = RPCService(name: MethodTable.Debug.serviceName, methods: [
-            .deferred(MethodTable.Debug.echoWrite) { _, _, respond in
-                responders.lock.withLock { responders.list.append(respond) }
-            },
-        ])
-        let health = HealthStatus(initial: .serving)
-        let core = ServerCore(services: [writes.name: writes], settings: settings, health: health,
-                              observer: NoServerObserver(), logger: Logger(label: "test"))
-        core.setReady()
+        let (core, responders) = makeDeferredCore(maxQueuedWrites: 2, [MethodTable.Debug.echoWrite])
         let (channel, socket) = try makeChannel(core)
         defer { _ = try? channel.finish() }
 
@@ -287,6 +295,98 @@ final class ConnectionHandlerTests: XCTestCase {
         socket.drain()
         channel.embeddedEventLoop.run()
         XCTAssertEqual(responders.count, 3, "one ended, the next is dispatched")
+    }
+
+    /// When the shutdown grace ends, every call still open is answered before the connection
+    /// closes: a write the writer holds as UNAVAILABLE `persistence_outcome_unknown` (it may
+    /// still be applied), a read and a request never dispatched as plain UNAVAILABLE. Before,
+    /// the connection was closed under them and the client saw only EOF.
+    func testCallsOpenAtTheGraceEndAreAnswered() throws {
+        let (core, responders) = makeDeferredCore(maxQueuedWrites: 2, [MethodTable.Debug.echoWrite, MethodTable.Debug.echo])
+        let (channel, socket) = try makeChannel(core)
+        defer { _ = try? channel.finish() }
+
+        // 1 and 5 are writes at the writer, 3 a read; 7 waits undispatched (two writes queued).
+        for (id, method) in [(1, MethodTable.Debug.echoWrite.method), (3, MethodTable.Debug.echo.method),
+                             (5, MethodTable.Debug.echoWrite.method), (7, MethodTable.Debug.echoWrite.method)] {
+            let request = Ttrpc_Request(service: MethodTable.Debug.serviceName, method: method, payload: [])
+            channel.pipeline.fireChannelRead(TTRPCInbound.frame(TTRPCFrame(
+                streamID: UInt32(id), type: .request, payload: try TTRPCEnvelope.encode(request, allocator: ByteBufferAllocator()))))
+        }
+        channel.pipeline.fireChannelReadComplete()
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(responders.count, 3)
+
+        channel.pipeline.fireUserInboundEventTriggered(DrainConnectionEvent())
+        channel.embeddedEventLoop.run()
+        XCTAssertTrue(channel.isActive, "the drain waits for the open calls")
+        channel.pipeline.fireUserInboundEventTriggered(ShutdownGraceEndedEvent(grace: .seconds(10)))
+        channel.embeddedEventLoop.run()
+
+        var answers: [UInt32: RPCError] = [:]
+        for frame in socket.held {
+            guard case .failure(let error) = TTRPCEnvelope.result(of: try TTRPCEnvelope.decodeResponse(frame.payload)) else {
+                return XCTFail("call \(frame.streamID) succeeded")
+            }
+            answers[frame.streamID] = error
+        }
+        XCTAssertEqual(answers.keys.sorted(), [1, 3, 5, 7])
+        for id: UInt32 in [1, 5] {
+            XCTAssertEqual(answers[id]?.code, .unavailable)
+            XCTAssertEqual(answers[id]?.reason, "persistence_outcome_unknown")
+            XCTAssertEqual(answers[id]?.message, "persistence_outcome_unknown: creditd stopped before this call's change "
+                + "was made durable (its shutdown grace of 10 s ended); it may or may not have taken effect: read it "
+                + "back after the restart (a write retried with the same idempotency key applies at most once)")
+        }
+        XCTAssertEqual(answers[3]?.code, .unavailable)
+        XCTAssertNil(answers[3]?.reason)
+        XCTAssertEqual(answers[3]?.message, "server is shutting down (its shutdown grace of 10 s ended before this call finished)")
+        XCTAssertEqual(answers[7]?.code, .unavailable)
+        XCTAssertEqual(answers[7]?.message, "server is shutting down (its shutdown grace of 10 s ended before this call started)")
+        XCTAssertEqual(responders.count, 3, "the undispatched write never reached the writer")
+
+        XCTAssertTrue(channel.isActive, "closed once the answers are written")
+        socket.drain()
+        channel.embeddedEventLoop.run()
+        XCTAssertFalse(channel.isActive)
+        // The writer finishing a write afterwards writes nothing and ends its count.
+        responders.lock.withLock { responders.list[0] }(.success(Google_Protobuf_BytesValue()))
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(socket.writes.count, 0)
+    }
+
+    /// A drain that closes the connection once its last open call ends first answers the
+    /// requests it never dispatched (held back by the writer bound): UNAVAILABLE, nothing
+    /// applied. They were dropped with the connection, and their client saw only EOF.
+    func testDrainAnswersRequestsItNeverDispatched() throws {
+        let (core, responders) = makeDeferredCore(maxQueuedWrites: 1, [MethodTable.Debug.echoWrite])
+        let (channel, socket) = try makeChannel(core)
+        defer { _ = try? channel.finish() }
+        for id in [1, 3] {
+            let request = Ttrpc_Request(service: MethodTable.Debug.serviceName, method: MethodTable.Debug.echoWrite.method,
+                                        payload: [])
+            channel.pipeline.fireChannelRead(TTRPCInbound.frame(TTRPCFrame(
+                streamID: UInt32(id), type: .request, payload: try TTRPCEnvelope.encode(request, allocator: ByteBufferAllocator()))))
+        }
+        channel.pipeline.fireChannelReadComplete()
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(responders.count, 1, "the second write waits for the first")
+
+        channel.pipeline.fireUserInboundEventTriggered(DrainConnectionEvent())
+        responders.lock.withLock { responders.list[0] }(.success(Google_Protobuf_BytesValue()))
+        channel.embeddedEventLoop.run()
+        let frames = socket.held
+        XCTAssertEqual(frames.map(\.streamID).sorted(), [1, 3])
+        let waiting = try XCTUnwrap(frames.first { $0.streamID == 3 })
+        guard case .failure(let error) = TTRPCEnvelope.result(of: try TTRPCEnvelope.decodeResponse(waiting.payload)) else {
+            return XCTFail("the undispatched write succeeded")
+        }
+        XCTAssertEqual(error.code, .unavailable)
+        XCTAssertEqual(error.message, "server is shutting down")
+        XCTAssertEqual(responders.count, 1, "it never reached the writer")
+        socket.drain()
+        channel.embeddedEventLoop.run()
+        XCTAssertFalse(channel.isActive)
     }
 
     /// The decoder shows the look-ahead the request frames complete in a read, up to

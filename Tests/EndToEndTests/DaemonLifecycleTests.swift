@@ -216,6 +216,33 @@ final class DaemonLifecycleTests: XCTestCase {
         XCTAssertEqual(try daemon.waitForExit(), 0, daemon.stderr)
     }
 
+    /// Calls still running when the shutdown grace ends are answered, not cut off: a write as
+    /// UNAVAILABLE `persistence_outcome_unknown`, a read as UNAVAILABLE; creditd then exits 0.
+    func testCallsStillRunningWhenTheGraceEndsAreAnswered() throws {
+        let daemon = try DaemonProcess.start(arguments: ["--shutdown-grace", "1"])
+        let c = try RawTTRPCConnection(path: daemon.socketPath)
+        try c.sendRequest(id: 1, service: "creditd.test.Debug", method: "EchoWrite", payload: [0x0A, 0x01, 0x07],
+                          metadata: [("sleep-ms", "30000")])
+        try c.sendRequest(id: 3, service: "creditd.test.Debug", method: "Echo", payload: [0x0A, 0x01, 0x07],
+                          metadata: [("sleep-ms", "30000")])
+        XCTAssertEqual(try c.healthCheck(id: 5), .serving)
+        let stopped = Date()
+        kill(daemon.pid, SIGTERM)
+        var answers: [UInt32: RPCError] = [:]
+        for _ in 0..<2 {
+            let (id, result) = try c.readResponse()
+            guard case .failure(let error) = result else { return XCTFail("call \(id) succeeded") }
+            answers[id] = error
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(stopped), 10, "answered at the grace's end, not the calls' end")
+        XCTAssertEqual(answers[1]?.code, .unavailable)
+        XCTAssertEqual(answers[1]?.reason, "persistence_outcome_unknown")
+        XCTAssertEqual(answers[3]?.code, .unavailable)
+        XCTAssertEqual(answers[3]?.message, "server is shutting down (its shutdown grace of 1 s ended before this call finished)")
+        XCTAssertTrue(c.waitForPeerClose(within: 10))
+        XCTAssertEqual(try daemon.waitForExit(), 0, daemon.stderr)
+    }
+
     func testManualClock() async throws {
         let daemon = try DaemonProcess.start(arguments: ["--clock", "manual", "--now", "2025-04-01T10:00:00+02:00"])
         let client = try await CreditClient.connect(socketPath: daemon.socketPath)
