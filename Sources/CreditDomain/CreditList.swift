@@ -38,29 +38,34 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
     public init() {}
 
     /// The credits of `credits`, which must be in serial order, packed with no spare capacity.
-    public init<S: Sequence<Credit>>(_ credits: S) {
-        var scratch: [UInt8] = []
-        var count = 0
-        var base = (serial: UInt64(0), createdAt: Int64(0))
+    public init<C: Collection<Credit>>(_ credits: C) {
+        guard let first = credits.first else { return }
+        let base = (serial: first.serial, createdAt: first.createdAt.nanosecondsSinceEpoch)
+        var bound = Self.headerSize
+        for credit in credits { bound += CreditRecord.maxSize(of: credit) }
         var marks: [UInt32] = []
-        for credit in credits {
-            if count == 0 {
-                base = (credit.serial, credit.createdAt.nanosecondsSinceEpoch)
-                Self.writeHeader(into: &scratch, base: base)
-            } else if count % Self.checkpointSpacing == 0 {
-                marks.append(UInt32(scratch.count))
+        // Written through a pointer into scratch room sized for the worst case, then copied in
+        // one exact allocation. Appending to a growing `[UInt8]` checked capacity and uniqueness
+        // for every byte and reallocated as it doubled: loading a 1M snapshot spent about a
+        // fifth of its CPU packing credits that way.
+        bytes = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: bound) { scratch in
+            var writer = RecordWriter(scratch.baseAddress!)
+            Self.writeHeader(into: &writer, base: base)
+            var count = 0
+            for credit in credits {
+                if count > 0, count % Self.checkpointSpacing == 0 { marks.append(UInt32(writer.count)) }
+                CreditRecord.write(credit, base: base, to: &writer)
+                count += 1
             }
-            CreditRecord.append(credit, base: base, to: &scratch)
-            count += 1
-        }
-        guard count > 0 else { return }
-        Self.storeCount(UInt32(count), in: &scratch)
-        // One exact allocation: the scratch array grew by doubling.
-        bytes = [UInt8](unsafeUninitializedCapacity: scratch.count) { buffer, initialized in
-            _ = buffer.initialize(from: scratch)
-            initialized = scratch.count
+            Self.storeCount(UInt32(count), at: writer.base)
+            return Array(UnsafeBufferPointer(start: writer.base, count: writer.count))
         }
         checkpoints = marks
+    }
+
+    /// The credits of `credits`, which must be in serial order, packed with no spare capacity.
+    public init<S: Sequence<Credit>>(_ credits: S) {
+        self.init(Array(credits))
     }
 
     public var startIndex: Int { 0 }
@@ -97,11 +102,14 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
             }
             let offset = recordOffset(position)
             let oldEnd = recordEnd(at: offset)
-            var record: [UInt8] = []
-            record.reserveCapacity(CreditRecord.typicalSize(of: newValue))
-            CreditRecord.append(newValue, base: base, to: &record)
-            bytes.replaceSubrange(offset..<oldEnd, with: record)
-            let shift = Int64(record.count) - Int64(oldEnd - offset)
+            let base = self.base
+            let recordCount = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: CreditRecord.maxSize(of: newValue)) { scratch in
+                var writer = RecordWriter(scratch.baseAddress!)
+                CreditRecord.write(newValue, base: base, to: &writer)
+                bytes.replaceSubrange(offset..<oldEnd, with: UnsafeBufferPointer(start: writer.base, count: writer.count))
+                return writer.count
+            }
+            let shift = Int64(recordCount) - Int64(oldEnd - offset)
             if shift != 0 {
                 for index in checkpoints.indices where Int(checkpoints[index]) > offset {
                     checkpoints[index] = UInt32(Int64(checkpoints[index]) + shift)
@@ -118,16 +126,18 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
             self = CreditList(CollectionOfOne(credit))
             return
         }
-        var record: [UInt8] = []
-        // Room for the whole record at once: grown by appending, it took three allocations.
-        record.reserveCapacity(CreditRecord.typicalSize(of: credit))
-        CreditRecord.append(credit, base: base, to: &record)
         if count % Self.checkpointSpacing == 0 { checkpoints.append(UInt32(bytes.count)) }
-        if bytes.count + record.count > bytes.capacity {
-            bytes.reserveCapacity(bytes.count + record.count + bytes.count / 4)
+        let base = self.base
+        // Encoded on the stack, then copied in: no temporary array.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: CreditRecord.maxSize(of: credit)) { scratch in
+            var writer = RecordWriter(scratch.baseAddress!)
+            CreditRecord.write(credit, base: base, to: &writer)
+            if bytes.count + writer.count > bytes.capacity {
+                bytes.reserveCapacity(bytes.count + writer.count + bytes.count / 4)
+            }
+            bytes.append(contentsOf: UnsafeBufferPointer(start: writer.base, count: writer.count))
         }
-        bytes.append(contentsOf: record)
-        Self.storeCount(UInt32(count + 1), in: &bytes)
+        bytes.withUnsafeMutableBufferPointer { Self.storeCount(UInt32(count + 1), at: $0.baseAddress!) }
     }
 
     public func makeIterator() -> Iterator { Iterator(list: self) }
@@ -341,14 +351,13 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
     }
 
     /// The header with a count of 0 (`storeCount` sets it once the records are written).
-    private static func writeHeader(into bytes: inout [UInt8], base: (serial: UInt64, createdAt: Int64)) {
-        bytes.append(contentsOf: [0, 0, 0, 0])
-        for index in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: base.serial >> (8 * index))) }
-        let created = UInt64(bitPattern: base.createdAt)
-        for index in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: created >> (8 * index))) }
+    private static func writeHeader(into writer: inout RecordWriter, base: (serial: UInt64, createdAt: Int64)) {
+        writer.fixed(UInt32(0))
+        writer.fixed(base.serial)
+        writer.fixed(UInt64(bitPattern: base.createdAt))
     }
 
-    private static func storeCount(_ count: UInt32, in bytes: inout [UInt8]) {
+    private static func storeCount(_ count: UInt32, at bytes: UnsafeMutablePointer<UInt8>) {
         for index in 0..<4 { bytes[index] = UInt8(truncatingIfNeeded: count >> (8 * index)) }
     }
 
@@ -371,57 +380,53 @@ extension CreditList: ExpressibleByArrayLiteral {
 /// each block's seats, start date and unused days; then the later history's length and each
 /// entry's state and instant − createdAt.
 enum CreditRecord {
-    /// Enough bytes for nearly every record of `credit`: the capacity of the temporary array a
-    /// record is encoded into before it goes into the list. A record longer than this costs
-    /// a second allocation, nothing else.
-    static func typicalSize(of credit: Credit) -> Int {
-        96 + 12 * credit.explanation.blocks.count + 8 * Int(credit.laterHistory.count)
+    /// At least the bytes `write` takes for `credit`: every varint at its longest (10 bytes, 19
+    /// for the 128-bit numerator) and a 5-byte length prefix.
+    static func maxSize(of credit: Credit) -> Int {
+        5 + 10 * 10 + (5 * 10 + 19 + 10) + 30 * credit.explanation.blocks.count
+            + 10 + 20 * (Int(credit.laterHistory.count) + credit.laterHistory.overflow.count)
     }
 
-    static func append(_ credit: Credit, base: (serial: UInt64, createdAt: Int64), to bytes: inout [UInt8]) {
+    /// Writes the record of `credit`, length prefix first; the writer must have `maxSize(of:)`
+    /// bytes of room.
+    static func write(_ credit: Credit, base: (serial: UInt64, createdAt: Int64), to bytes: inout RecordWriter) {
         // The length prefix is written after the payload; one byte covers records under 128
-        // bytes, which is nearly all of them (more bytes are spliced in otherwise).
+        // bytes, which is nearly all of them (the payload moves up otherwise).
         let start = bytes.count
-        bytes.append(0)
+        bytes.byte(0)
         let state = UInt64(credit.state.rawValue), source = UInt64(credit.source.rawValue)
         precondition(state < 8 && source < 4, "CreditRecord: a state or source outside its bits")
-        bytes.appendVarint(state | source << 3 | (credit.hadRefundFailure ? 1 << 5 : 0))
-        bytes.appendZigzag(Int64(bitPattern: credit.serial &- base.serial))
+        bytes.varint(state | source << 3 | (credit.hadRefundFailure ? 1 << 5 : 0))
+        bytes.zigzag(Int64(bitPattern: credit.serial &- base.serial))
         let created = credit.createdAt.nanosecondsSinceEpoch
-        bytes.appendZigzag(created &- base.createdAt)
-        bytes.appendZigzag(credit.amountMinor)
-        bytes.appendZigzag(credit.remainingMinor)
-        bytes.appendZigzag(credit.consumedMinor)
-        bytes.appendVarint(UInt64(credit.storedEventSeq))
-        bytes.appendZigzag(Int64(credit.effectiveDate.epochDay))
-        bytes.appendVarint(UInt64(credit.dueDateOffset))
-        bytes.appendVarint(UInt64(credit.refundExpectedByOffset))
+        bytes.zigzag(created &- base.createdAt)
+        bytes.zigzag(credit.amountMinor)
+        bytes.zigzag(credit.remainingMinor)
+        bytes.zigzag(credit.consumedMinor)
+        bytes.varint(UInt64(credit.storedEventSeq))
+        bytes.zigzag(Int64(credit.effectiveDate.epochDay))
+        bytes.varint(UInt64(credit.dueDateOffset))
+        bytes.varint(UInt64(credit.refundExpectedByOffset))
         let explanation = credit.explanation
-        bytes.appendZigzag(explanation.chargedMinor)
-        bytes.appendZigzag128(explanation.cumulativeNumerator)
-        bytes.appendZigzag(Int64(explanation.storedChargedSeats))
-        bytes.appendZigzag(Int64(explanation.storedSeatsDelta))
-        bytes.appendZigzag(Int64(explanation.storedPeriodDays))
-        bytes.appendZigzag(Int64(explanation.storedUnusedDays))
-        bytes.appendVarint(UInt64(explanation.blocks.count))
+        bytes.zigzag(explanation.chargedMinor)
+        bytes.zigzag128(explanation.cumulativeNumerator)
+        bytes.zigzag(Int64(explanation.storedChargedSeats))
+        bytes.zigzag(Int64(explanation.storedSeatsDelta))
+        bytes.zigzag(Int64(explanation.storedPeriodDays))
+        bytes.zigzag(Int64(explanation.storedUnusedDays))
+        bytes.varint(UInt64(explanation.blocks.count))
         for block in explanation.blocks {
-            bytes.appendZigzag(block.seats)
-            bytes.appendZigzag(Int64(block.startDate.epochDay))
-            bytes.appendZigzag(Int64(block.unusedDays))
+            bytes.zigzag(block.seats)
+            bytes.zigzag(Int64(block.startDate.epochDay))
+            bytes.zigzag(Int64(block.unusedDays))
         }
-        bytes.appendVarint(UInt64(credit.laterHistory.count) + UInt64(credit.laterHistory.overflow.count))
+        bytes.varint(UInt64(credit.laterHistory.count) + UInt64(credit.laterHistory.overflow.count))
         credit.laterHistory.forEach { change in
-            bytes.appendVarint(UInt64(change.state.rawValue))
-            bytes.appendZigzag(change.at.nanosecondsSinceEpoch &- created)
+            bytes.varint(UInt64(change.state.rawValue))
+            bytes.zigzag(change.at.nanosecondsSinceEpoch &- created)
         }
-        let length = bytes.count - start - 1
-        if length < 0x80 {
-            bytes[start] = UInt8(length)
-        } else {
-            var prefix: [UInt8] = []
-            prefix.appendVarint(UInt64(length))
-            bytes.replaceSubrange(start..<(start + 1), with: prefix)
-        }
+        bytes.setLengthPrefix(at: start)
+        assert(bytes.count - start <= maxSize(of: credit), "CreditRecord: a record longer than its bound")
     }
 
     /// The record between the reader's offset and `end`; the list wrote it, so it is well formed.
@@ -479,27 +484,67 @@ enum CreditRecord {
     }
 }
 
-/// LEB128, with signed values zigzag-encoded so that small negative numbers stay short.
-extension [UInt8] {
-    mutating func appendVarint<T: FixedWidthInteger & UnsignedInteger>(_ value: T) {
+/// Writes LEB128 fields (signed values zigzag-encoded, so that small negative numbers stay
+/// short) through a pointer, into room the caller reserved for the worst case: no capacity or
+/// uniqueness check per byte.
+struct RecordWriter {
+    let base: UnsafeMutablePointer<UInt8>
+    private(set) var count = 0
+
+    init(_ base: UnsafeMutablePointer<UInt8>) { self.base = base }
+
+    @inline(__always)
+    mutating func byte(_ value: UInt8) {
+        base[count] = value
+        count += 1
+    }
+
+    @inline(__always)
+    mutating func varint<T: FixedWidthInteger & UnsignedInteger>(_ value: T) {
         var value = value
         while value >= 0x80 {
-            append(UInt8(truncatingIfNeeded: value) | 0x80)
+            byte(UInt8(truncatingIfNeeded: value) | 0x80)
             value >>= 7
         }
-        append(UInt8(value))
+        byte(UInt8(value))
     }
 
-    mutating func appendZigzag(_ value: Int64) {
-        appendVarint(UInt64(bitPattern: (value << 1) ^ (value >> 63)))
+    @inline(__always)
+    mutating func zigzag(_ value: Int64) {
+        varint(UInt64(bitPattern: (value << 1) ^ (value >> 63)))
     }
 
-    mutating func appendZigzag128(_ value: Int128) {
-        appendVarint(UInt128(bitPattern: (value << 1) ^ (value >> 127)))
+    mutating func zigzag128(_ value: Int128) {
+        varint(UInt128(bitPattern: (value << 1) ^ (value >> 127)))
+    }
+
+    /// Little-endian, fixed width.
+    mutating func fixed<T: FixedWidthInteger & UnsignedInteger>(_ value: T) {
+        for index in 0..<MemoryLayout<T>.size { byte(UInt8(truncatingIfNeeded: value >> (8 * index))) }
+    }
+
+    /// Sets the one byte reserved at `start` to the length of what follows it; a length of 128
+    /// or more takes more bytes, and what follows moves up to make room.
+    mutating func setLengthPrefix(at start: Int) {
+        let length = count - start - 1
+        guard length >= 0x80 else {
+            base[start] = UInt8(length)
+            return
+        }
+        var extra = 0   // the prefix's bytes after the first
+        var rest = length >> 7
+        while rest > 0 {
+            extra += 1
+            rest >>= 7
+        }
+        memmove(base + start + 1 + extra, base + start + 1, length)
+        var writer = RecordWriter(base + start)
+        writer.varint(UInt64(length))
+        count += extra
     }
 }
 
-/// Reads what `appendVarint` and its signed forms wrote. The domain module depends on nothing,
+/// Reads what `RecordWriter` wrote. The domain module depends on nothing,
 /// so it keeps these few lines of LEB128 rather than importing ProtoWire's writer or
 /// LedgerEncoding's reader; and unlike that reader, this one trusts its input (the list wrote
 /// it), so it neither checks bounds beyond the buffer's own nor throws.

@@ -64,17 +64,18 @@ enum LedgerAssembly {
     private static func sortedIDs(_ buffer: UnsafeBufferPointer<UInt8>, _ range: Range<Int>,
                                   _ subscriptions: BoxedElements<Subscription>) throws(LedgerCodecError) -> SortedKeyIndex {
         var reader = ByteReader(buffer, range)
+        let count = subscriptions.count
         var order: [Int32] = []
-        order.reserveCapacity(subscriptions.count)
+        order.reserveCapacity(count)
         var keys: [ScalarString] = []
-        keys.reserveCapacity(subscriptions.count)
-        var seen = [Bool](repeating: false, count: subscriptions.count)
+        keys.reserveCapacity(count)
+        var seen = [Bool](repeating: false, count: count)
         var previous = -1
-        for _ in 0..<subscriptions.count {
+        for _ in 0..<count {
             let start = reader.offset
             let delta = try reader.signed("id order")
             let (sum, overflow) = Int64(previous).addingReportingOverflow(delta)
-            guard !overflow, sum >= -1, sum < Int64(subscriptions.count) - 1 else {
+            guard !overflow, sum >= -1, sum < Int64(count) - 1 else {
                 throw reader.failure(.invalidValue, "id order", at: start)
             }
             let slot = Int(sum) + 1
