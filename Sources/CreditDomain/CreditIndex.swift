@@ -150,19 +150,13 @@ struct BookIndex: Sendable {
     }
 
     /// `init(slots:idOrder:nextCreditSerial:concurrently:)` over subscriptions where they are
-    /// (recovery's: in the boxes it decoded them into).
+    /// (recovery's: in the boxes it decoded them into). `locations`, if given, must be those of
+    /// `slots`.
     init<Slots: RandomAccessCollection<Subscription> & SendableMetatype>(slots: Slots, idOrder: [Int32], nextCreditSerial: UInt64,
-                                                                concurrently: Bool? = nil) where Slots.Index == Int {
+                                                                concurrently: Bool? = nil,
+                                                                locations: CreditLocations? = nil) where Slots.Index == Int {
         // Credits in serial order, so every set is built by appends.
-        var locations: [(serial: UInt64, slot: Int32, index: Int32)] = []
-        locations.reserveCapacity(slots.reduce(0) { $0 + $1.credits.count })
-        for slot in slots.indices {
-            slots[slot].credits.scanSerials { index, serial in
-                locations.append((serial, Int32(slot), Int32(index)))
-                return true
-            }
-        }
-        locations.sort { $0.serial < $1.serial }
+        let locations = locations?.sorted ?? CreditLocations.sorted(of: slots)
         let parts = Unchecked(UnsafeMutableBufferPointer<BookIndex>.allocate(capacity: 3))
         parts.value.initialize(repeating: BookIndex())
         defer {
@@ -731,5 +725,31 @@ struct CreditLeadingFields {
     /// L6 `refundOverdue` can become true for this credit (given the date).
     var isRefundOverdueCandidate: Bool {
         refundExpectedBy != nil && (state == .refundPending || (state == .applied && hadRefundFailure))
+    }
+}
+
+/// Every credit's place (its subscription's slot and its position in that subscription's
+/// list), in serial order: the book's indexes are built from it by appends. Recovery finds it
+/// beside its other indexes (`LedgerAssembly`), where a core would otherwise wait for the
+/// slower of those, rather than before building the book, with the other core idle.
+package struct CreditLocations: Sendable {
+    let sorted: [(serial: UInt64, slot: Int32, index: Int32)]
+
+    package init(_ slots: BoxedElements<Subscription>) {
+        sorted = Self.sorted(of: slots)
+    }
+
+    static func sorted<Slots: RandomAccessCollection<Subscription>>(of slots: Slots) -> [(serial: UInt64, slot: Int32, index: Int32)]
+        where Slots.Index == Int {
+        var locations: [(serial: UInt64, slot: Int32, index: Int32)] = []
+        locations.reserveCapacity(slots.reduce(0) { $0 + $1.credits.count })
+        for slot in slots.indices {
+            slots[slot].credits.scanSerials { index, serial in
+                locations.append((serial, Int32(slot), Int32(index)))
+                return true
+            }
+        }
+        locations.sort { $0.serial < $1.serial }
+        return locations
     }
 }

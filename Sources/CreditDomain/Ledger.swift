@@ -53,7 +53,8 @@ public struct Ledger: Sendable {
     /// ledger keeps the subscriptions in the boxes `slots` holds them in.
     package init(maxSeats: Int64, counters: SerialCounters, boxes slots: BoxedElements<Subscription>,
          slotByID: SlotTable, sortedIDs: SortedKeyIndex, dueQueue: DueQueue,
-         idempotency: IdempotencyTable, zones: [String: TimeZoneRules], feed: EventFeed = EventFeed()) {
+         idempotency: IdempotencyTable, zones: [String: TimeZoneRules], feed: EventFeed = EventFeed(),
+         creditLocations: CreditLocations? = nil) {
         self.storedMaxSeats = min(max(maxSeats, 1), Ledger.seatLimit)
         self.counters = counters
         self.slotByID = slotByID
@@ -62,7 +63,8 @@ public struct Ledger: Sendable {
         self.idempotency = idempotency
         self.zones = zones
         self.feed = feed
-        self.book = BookIndex(slots: slots, idOrder: sortedIDs.slotsInOrder, nextCreditSerial: counters.nextCreditSerial)
+        self.book = BookIndex(slots: slots, idOrder: sortedIDs.slotsInOrder, nextCreditSerial: counters.nextCreditSerial,
+                              locations: creditLocations)
         self.slots = ChunkedArray(boxes: slots.boxes)
     }
 

@@ -10,32 +10,40 @@ enum LedgerAssembly {
                        idempotency: IdempotencyTable, zones: [String: TimeZoneRules],
                        feed: EventFeed) throws(LedgerCodecError) -> Ledger {
         try slots.withElements { elements throws(LedgerCodecError) in
-            let (idIndex, slotByID, dueQueue) = try indexes(buffer, idOrder: orderRange, slots: elements)
+            let (idIndex, slotByID, dueQueue, locations) = try indexes(buffer, idOrder: orderRange, slots: elements)
             // The ledger takes the boxes the subscriptions were decoded into: nothing is copied.
             return Ledger(maxSeats: maxSeats, counters: counters, boxes: elements, slotByID: slotByID,
-                          sortedIDs: idIndex, dueQueue: dueQueue, idempotency: idempotency, zones: zones, feed: feed)
+                          sortedIDs: idIndex, dueQueue: dueQueue, idempotency: idempotency, zones: zones, feed: feed,
+                          creditLocations: locations)
         }
     }
 
-    /// The id order and sorted ids, and the id table with the due queue, built at once.
+    /// The id order and sorted ids, the id table with the due queue, and the credits' places
+    /// for the book's indexes, built at once.
     private static func indexes(_ buffer: UnsafeBufferPointer<UInt8>, idOrder orderRange: Range<Int>,
                                 slots: BoxedElements<Subscription>)
-        throws(LedgerCodecError) -> (SortedKeyIndex, SlotTable, DueQueue) {
+        throws(LedgerCodecError) -> (SortedKeyIndex, SlotTable, DueQueue, CreditLocations) {
         let input = Unchecked(buffer)
         let shared = Unchecked(slots)
         let orderResult = Unchecked(UnsafeMutablePointer<Result<SortedKeyIndex, LedgerCodecError>>.allocate(capacity: 1))
         orderResult.value.initialize(to: .success(SortedKeyIndex()))
         let tableResult = Unchecked(UnsafeMutablePointer<(SlotTable, DueQueue)>.allocate(capacity: 1))
         tableResult.value.initialize(to: (SlotTable(), DueQueue()))
+        let locationsResult = Unchecked(UnsafeMutablePointer<CreditLocations?>.allocate(capacity: 1))
+        locationsResult.value.initialize(to: nil)
         defer {
             orderResult.value.deinitialize(count: 1)
             orderResult.value.deallocate()
             tableResult.value.deinitialize(count: 1)
             tableResult.value.deallocate()
+            locationsResult.value.deinitialize(count: 1)
+            locationsResult.value.deallocate()
         }
-        runConcurrently(2) { index in
+        runConcurrently(3) { index in
             let slots = shared.value
-            if index == 0 {
+            if index == 2 {
+                locationsResult.value.pointee = CreditLocations(slots)
+            } else if index == 0 {
                 do throws(LedgerCodecError) {
                     orderResult.value.pointee = .success(try sortedIDs(input.value, orderRange, slots))
                 } catch {
@@ -57,7 +65,7 @@ enum LedgerAssembly {
         }
         let idIndex = try orderResult.value.pointee.get()
         let (slotByID, dueQueue) = tableResult.value.pointee
-        return (idIndex, slotByID, dueQueue)
+        return (idIndex, slotByID, dueQueue, locationsResult.value.pointee ?? CreditLocations(slots))
     }
 
     /// The id order section: every slot once, with strictly increasing ids (so no duplicates).
