@@ -54,6 +54,10 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
             var count = 0
             for credit in credits {
                 if count > 0, count % Self.checkpointSpacing == 0 { marks.append(UInt32(writer.count)) }
+                // `credits` is walked twice; one that yields more on the second walk stops here
+                // rather than writing past the room.
+                precondition(writer.count + CreditRecord.maxSize(of: credit) <= bound,
+                             "CreditList: the credits changed while they were packed")
                 CreditRecord.write(credit, base: base, to: &writer)
                 count += 1
             }
@@ -102,12 +106,9 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
             }
             let offset = recordOffset(position)
             let oldEnd = recordEnd(at: offset)
-            let base = self.base
-            let recordCount = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: CreditRecord.maxSize(of: newValue)) { scratch in
-                var writer = RecordWriter(scratch.baseAddress!)
-                CreditRecord.write(newValue, base: base, to: &writer)
-                bytes.replaceSubrange(offset..<oldEnd, with: UnsafeBufferPointer(start: writer.base, count: writer.count))
-                return writer.count
+            let recordCount = CreditRecord.encoded(newValue, base: base) { record in
+                bytes.replaceSubrange(offset..<oldEnd, with: record)
+                return record.count
             }
             let shift = Int64(recordCount) - Int64(oldEnd - offset)
             if shift != 0 {
@@ -127,15 +128,11 @@ public struct CreditList: Sendable, Hashable, RandomAccessCollection, MutableCol
             return
         }
         if count % Self.checkpointSpacing == 0 { checkpoints.append(UInt32(bytes.count)) }
-        let base = self.base
-        // Encoded on the stack, then copied in: no temporary array.
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: CreditRecord.maxSize(of: credit)) { scratch in
-            var writer = RecordWriter(scratch.baseAddress!)
-            CreditRecord.write(credit, base: base, to: &writer)
-            if bytes.count + writer.count > bytes.capacity {
-                bytes.reserveCapacity(bytes.count + writer.count + bytes.count / 4)
+        CreditRecord.encoded(credit, base: base) { record in
+            if bytes.count + record.count > bytes.capacity {
+                bytes.reserveCapacity(bytes.count + record.count + bytes.count / 4)
             }
-            bytes.append(contentsOf: UnsafeBufferPointer(start: writer.base, count: writer.count))
+            bytes.append(contentsOf: record)
         }
         bytes.withUnsafeMutableBufferPointer { Self.storeCount(UInt32(count + 1), at: $0.baseAddress!) }
     }
@@ -385,6 +382,17 @@ enum CreditRecord {
     static func maxSize(of credit: Credit) -> Int {
         5 + 10 * 10 + (5 * 10 + 19 + 10) + 30 * credit.explanation.blocks.count
             + 10 + 20 * (Int(credit.laterHistory.count) + credit.laterHistory.overflow.count)
+    }
+
+    /// Calls `body` with the record of `credit`, encoded on the stack: what a write into the
+    /// list copies in, with no temporary array.
+    static func encoded<Result>(_ credit: Credit, base: (serial: UInt64, createdAt: Int64),
+                                _ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: maxSize(of: credit)) { scratch in
+            var writer = RecordWriter(scratch.baseAddress!)
+            write(credit, base: base, to: &writer)
+            return body(UnsafeBufferPointer(start: writer.base, count: writer.count))
+        }
     }
 
     /// Writes the record of `credit`, length prefix first; the writer must have `maxSize(of:)`
